@@ -1,0 +1,284 @@
+// Package activities holds Drydock's Temporal activities: the steps that act
+// on the outside world (Dedalus machines, GitHub). Each activity is a method
+// on a struct holding its dependencies, is idempotent, and classifies its
+// errors: transient ones are returned as retryable (honouring the server's
+// retry_after_ms through NextRetryDelay), the rest as non-retryable
+// application errors with a stable type that workflows can switch on.
+package activities
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/drydock-dev/drydock/dedalus"
+)
+
+// Stable error types of non-retryable activity failures.
+const (
+	ErrTypeNotFound        = "DedalusNotFound"
+	ErrTypeInvalidState    = "DedalusInvalidState"
+	ErrTypeKeyReused       = "DedalusIdempotencyKeyReused"
+	ErrTypeRejected        = "DedalusRequestRejected" // 400/401/403/422 and other answers that will never succeed
+	ErrTypeMachineFailed   = "MachineFailed"
+	ErrTypeCommandFailed   = "CommandFailed"
+	ErrTypeInvalidArgument = "InvalidArgument"
+)
+
+// Machines drives Dedalus machines. Register it with a worker:
+// w.RegisterActivity(&activities.Machines{Client: c}).
+type Machines struct {
+	Client *dedalus.Client
+	// HeartbeatEvery is how often long waits heartbeat (default 5s).
+	HeartbeatEvery time.Duration
+}
+
+// idempotencyKey is stable across retries and worker crashes of one activity:
+// it is made of the workflow ID, the run ID and the activity ID.
+func idempotencyKey(ctx context.Context, suffix string) string {
+	info := activity.GetInfo(ctx)
+	k := fmt.Sprintf("drydock:%s:%s:%s", info.WorkflowExecution.ID, info.WorkflowExecution.RunID, info.ActivityID)
+	if suffix != "" {
+		k += ":" + suffix
+	}
+	return k
+}
+
+// classify turns a client error into what Temporal should do with it.
+func classify(err error) error {
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return err // the activity was cancelled or timed out: Temporal decides
+	}
+	var pe *dedalus.PhaseError
+	if errors.As(err, &pe) {
+		return temporal.NewNonRetryableApplicationError(pe.Error(), ErrTypeMachineFailed, nil, pe.Machine.Status.Phase)
+	}
+	ae, ok := dedalus.AsAPIError(err)
+	if !ok {
+		return err // transport failure: retry with the activity's policy
+	}
+	switch {
+	case ae.Code == dedalus.CodeIdempotencyKeyReused:
+		return temporal.NewNonRetryableApplicationError(ae.Error(), ErrTypeKeyReused, nil)
+	case ae.Code == dedalus.CodeInvalidState:
+		return temporal.NewNonRetryableApplicationError(ae.Error(), ErrTypeInvalidState, nil, ae.Details)
+	case ae.StatusCode == 404:
+		return temporal.NewNonRetryableApplicationError(ae.Error(), ErrTypeNotFound, nil)
+	case ae.Retryable:
+		return temporal.NewApplicationErrorWithOptions(ae.Error(), "DedalusUnavailable", temporal.ApplicationErrorOptions{
+			NextRetryDelay: ae.RetryAfter, // 0 = the retry policy's own backoff
+		})
+	default:
+		return temporal.NewNonRetryableApplicationError(ae.Error(), ErrTypeRejected, nil, ae.StatusCode)
+	}
+}
+
+// heartbeatWhile heartbeats every interval until done is closed.
+func (a *Machines) heartbeatWhile(ctx context.Context, details ...any) (stop func()) {
+	every := a.HeartbeatEvery
+	if every <= 0 {
+		every = 5 * time.Second
+	}
+	done := make(chan struct{})
+	go func() {
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				activity.RecordHeartbeat(ctx, details...)
+			}
+		}
+	}()
+	return func() { close(done) }
+}
+
+// MachineSpec is the size and idle window of a machine to create.
+type MachineSpec struct {
+	VCPU       float64
+	MemoryMiB  int64
+	StorageGiB int64
+	Autosleep  string // e.g. "15m"; "" = platform default
+}
+
+// MachineRef is what workflows keep about a machine.
+type MachineRef struct {
+	MachineID string
+	Phase     dedalus.MachinePhase
+	Revision  string
+}
+
+func ref(m *dedalus.Machine) MachineRef {
+	return MachineRef{MachineID: m.MachineID, Phase: m.Status.Phase, Revision: m.Status.Revision}
+}
+
+// CreateMachine creates a machine and waits until it runs. A retry after a
+// crash sends the same idempotency key, so it finds the same machine instead
+// of creating a second one.
+func (a *Machines) CreateMachine(ctx context.Context, spec MachineSpec) (MachineRef, error) {
+	if spec.VCPU <= 0 || spec.MemoryMiB <= 0 || spec.StorageGiB <= 0 {
+		return MachineRef{}, temporal.NewNonRetryableApplicationError(
+			fmt.Sprintf("machine size must be positive (vcpu %v, memory %d MiB, storage %d GiB)", spec.VCPU, spec.MemoryMiB, spec.StorageGiB),
+			ErrTypeInvalidArgument, nil)
+	}
+	m, err := a.Client.CreateMachine(ctx, dedalus.CreateMachineRequest{
+		VCPU: spec.VCPU, MemoryMiB: spec.MemoryMiB, StorageGiB: spec.StorageGiB, Autosleep: spec.Autosleep,
+	}, idempotencyKey(ctx, "create"))
+	if err != nil {
+		return MachineRef{}, classify(err)
+	}
+	activity.RecordHeartbeat(ctx, m.MachineID)
+	stop := a.heartbeatWhile(ctx, m.MachineID)
+	defer stop()
+	m, err = a.Client.WaitForPhase(ctx, m.MachineID, dedalus.PhaseRunning)
+	if err != nil {
+		return MachineRef{}, classify(err)
+	}
+	return ref(m), nil
+}
+
+// WakeMachine wakes a machine and waits until it runs; a running machine is
+// returned at once without a wake call.
+func (a *Machines) WakeMachine(ctx context.Context, machineID string) (MachineRef, error) {
+	stop := a.heartbeatWhile(ctx, machineID)
+	defer stop()
+	m, err := a.Client.WakeAndWait(ctx, machineID, idempotencyKey(ctx, "wake"))
+	if err != nil {
+		return MachineRef{}, classify(err)
+	}
+	return ref(m), nil
+}
+
+// SleepMachine sleeps a machine and waits until it sleeps.
+func (a *Machines) SleepMachine(ctx context.Context, machineID string) (MachineRef, error) {
+	stop := a.heartbeatWhile(ctx, machineID)
+	defer stop()
+	m, err := a.Client.SleepAndWait(ctx, machineID, idempotencyKey(ctx, "sleep"))
+	if err != nil {
+		return MachineRef{}, classify(err)
+	}
+	return ref(m), nil
+}
+
+// DeleteMachine destroys a machine and waits until it is gone. A machine that
+// does not exist (404) or is already destroyed counts as deleted.
+func (a *Machines) DeleteMachine(ctx context.Context, machineID string) error {
+	if machineID == "" {
+		return nil
+	}
+	stop := a.heartbeatWhile(ctx, machineID)
+	defer stop()
+	_, err := a.Client.DeleteMachine(ctx, machineID, dedalus.Mutation{IdempotencyKey: idempotencyKey(ctx, "delete")})
+	if dedalus.IsNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return classify(err)
+	}
+	_, err = a.Client.WaitForPhase(ctx, machineID, dedalus.PhaseDestroyed)
+	if dedalus.IsNotFound(err) {
+		return nil
+	}
+	return classify(err)
+}
+
+// Command is a command to run on a machine. Argv elements and Env values
+// reach the process as they are: no shell interprets them unless Argv[0] is
+// a shell, so untrusted data (branch names) belongs in Env, never in a
+// shell script string.
+type Command struct {
+	MachineID string
+	Name      string // what the step is, for errors and the UI (e.g. "build")
+	Argv      []string
+	Env       map[string]string
+	Cwd       string
+	Stdin     string
+	Timeout   time.Duration
+}
+
+// CommandResult is a finished command's status and the tail of its output.
+type CommandResult struct {
+	ExecutionID string
+	ExitCode    int64
+	Succeeded   bool
+	StdoutTail  string
+	StderrTail  string
+}
+
+// outputTail bounds how much output a result carries into workflow history.
+const outputTail = 8 << 10
+
+// RunCommand runs a command to completion. Retries reuse the idempotency key,
+// so a worker crash mid-command re-attaches to the same execution instead of
+// starting it again. A non-zero exit is a non-retryable CommandFailed error
+// carrying the CommandResult as details (with the output tail).
+func (a *Machines) RunCommand(ctx context.Context, cmd Command) (CommandResult, error) {
+	if cmd.MachineID == "" || len(cmd.Argv) == 0 || cmd.Argv[0] == "" {
+		return CommandResult{}, temporal.NewNonRetryableApplicationError("command needs a machine ID and a non-empty argv", ErrTypeInvalidArgument, nil)
+	}
+	stop := a.heartbeatWhile(ctx, cmd.MachineID, cmd.Name)
+	defer stop()
+	res, err := a.Client.RunCommand(ctx, cmd.MachineID, dedalus.CreateExecutionRequest{
+		Command: cmd.Argv, Env: cmd.Env, Cwd: cmd.Cwd, Stdin: cmd.Stdin, TimeoutMS: cmd.Timeout.Milliseconds(),
+	}, idempotencyKey(ctx, "exec"))
+	if err != nil {
+		return CommandResult{}, classify(err)
+	}
+	out := CommandResult{
+		ExecutionID: res.Execution.ExecutionID,
+		Succeeded:   res.Execution.Status == dedalus.ExecSucceeded,
+		StdoutTail:  dedalus.Tail(res.Output.Stdout, outputTail),
+		StderrTail:  dedalus.Tail(res.Output.Stderr, outputTail),
+	}
+	if res.Execution.ExitCode != nil {
+		out.ExitCode = *res.Execution.ExitCode
+	}
+	if xerr := res.Err(); xerr != nil {
+		name := cmd.Name
+		if name == "" {
+			name = cmd.Argv[0]
+		}
+		return out, temporal.NewNonRetryableApplicationError(fmt.Sprintf("%s: %v", name, xerr), ErrTypeCommandFailed, nil, out)
+	}
+	return out, nil
+}
+
+// PreviewRef is what workflows keep about a preview.
+type PreviewRef struct {
+	PreviewID string
+	URL       string
+}
+
+// CreatePreview exposes a machine port and returns its URL.
+func (a *Machines) CreatePreview(ctx context.Context, machineID string, port int64) (PreviewRef, error) {
+	p, err := a.Client.CreatePreview(ctx, machineID, dedalus.CreatePreviewRequest{
+		Port: port, Protocol: dedalus.ProtocolHTTP, Visibility: dedalus.VisibilityPublic,
+	}, idempotencyKey(ctx, "preview"))
+	if err != nil {
+		return PreviewRef{}, classify(err)
+	}
+	return PreviewRef{PreviewID: p.PreviewID, URL: p.URL}, nil
+}
+
+// DeletePreview closes a preview; one that is already gone counts as closed.
+func (a *Machines) DeletePreview(ctx context.Context, machineID, previewID string) error {
+	if previewID == "" {
+		return nil
+	}
+	_, err := a.Client.DeletePreview(ctx, machineID, previewID, idempotencyKey(ctx, "delete-preview"))
+	if dedalus.IsNotFound(err) {
+		return nil
+	}
+	return classify(err)
+}

@@ -1,0 +1,80 @@
+// Package workflows holds Drydock's Temporal workflows and the names shared by
+// everything that talks to them (the webhook server, the starter, the worker):
+// the task queue, workflow ID helpers and search attributes, so that nobody
+// types one of these strings twice.
+//
+// Workflows decide; they do no I/O, read no clock and draw no random numbers
+// except through Temporal's deterministic APIs. Activities (package
+// activities) act.
+package workflows
+
+import (
+	"fmt"
+	"strings"
+
+	"go.temporal.io/sdk/temporal"
+)
+
+// TaskQueue is the task queue Drydock's workers poll.
+const TaskQueue = "drydock"
+
+// Workflow IDs are business keys: two webhooks for one pull request reach one
+// workflow, and the ID serializes everything done to its machine.
+
+// PreviewWorkflowID is the ID of the PreviewLifecycle workflow of one pull request.
+func PreviewWorkflowID(owner, repo string, number int) string {
+	return fmt.Sprintf("preview:%s/%s:%d", strings.ToLower(owner), strings.ToLower(repo), number)
+}
+
+// RunnerJobWorkflowID is the ID of the RunnerJob workflow of one GitHub Actions job.
+func RunnerJobWorkflowID(jobID int64) string { return fmt.Sprintf("runner-job:%d", jobID) }
+
+// RunnerPoolWorkflowID is the ID of the RunnerPool workflow of one pool.
+func RunnerPoolWorkflowID(pool string) string { return "runner-pool:" + pool }
+
+// Search attributes that make Drydock's runs findable in the Temporal UI and
+// with `temporal workflow list --query`. They are registered by `make dev`,
+// by the end-to-end tests and by docker-compose.temporal.yml.
+var (
+	SearchAttrRepo      = temporal.NewSearchAttributeKeyKeyword("DrydockRepo")
+	SearchAttrPRNumber  = temporal.NewSearchAttributeKeyInt64("DrydockPRNumber")
+	SearchAttrMachineID = temporal.NewSearchAttributeKeyKeyword("DrydockMachineID")
+	SearchAttrPhase     = temporal.NewSearchAttributeKeyKeyword("DrydockPhase")
+	SearchAttrPool      = temporal.NewSearchAttributeKeyKeyword("DrydockPool")
+	SearchAttrJobID     = temporal.NewSearchAttributeKeyInt64("DrydockJobID")
+)
+
+// SearchAttributes lists the custom search attributes with their types, for
+// registration (`temporal operator search-attribute create --name N --type T`).
+func SearchAttributes() temporal.SearchAttributes {
+	return temporal.NewSearchAttributes(
+		SearchAttrRepo.ValueSet(""),
+		SearchAttrPRNumber.ValueSet(0),
+		SearchAttrMachineID.ValueSet(""),
+		SearchAttrPhase.ValueSet(""),
+		SearchAttrPool.ValueSet(""),
+		SearchAttrJobID.ValueSet(0),
+	)
+}
+
+// SearchAttributeFlags renders the attributes as `temporal server start-dev`
+// flags (`--search-attribute Name=Type`).
+func SearchAttributeFlags() []string {
+	var out []string
+	for k := range SearchAttributes().GetUntypedValues() {
+		out = append(out, "--search-attribute", k.GetName()+"="+k.GetValueType().String())
+	}
+	sortPairs(out)
+	return out
+}
+
+// sortPairs sorts flag pairs by value so the output is stable (map order is not).
+func sortPairs(flags []string) {
+	for i := 1; i < len(flags); i += 2 {
+		for j := i + 2; j < len(flags); j += 2 {
+			if flags[j] < flags[i] {
+				flags[i], flags[j] = flags[j], flags[i]
+			}
+		}
+	}
+}

@@ -1,0 +1,235 @@
+// Package intake is Drydock's GitHub webhook endpoint: it authenticates
+// deliveries (X-Hub-Signature-256), bounds and parses them, and routes the
+// events Drydock acts on to Temporal. Everything else is acknowledged with a
+// short reason so GitHub's delivery log stays readable.
+package intake
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"mime"
+	"net/http"
+	"strings"
+	"time"
+)
+
+// MaxBody is GitHub's own cap on webhook payloads (25 MB).
+const MaxBody = 25 << 20
+
+// Event is an authenticated, parsed delivery.
+type Event struct {
+	Name       string          // X-GitHub-Event, e.g. "pull_request"
+	DeliveryID string          // X-GitHub-Delivery
+	Action     string          // payload "action", if any
+	Payload    json.RawMessage // the raw JSON body
+}
+
+// Result is what a router made of an event: the HTTP status to answer with
+// and a short reason (and workflow ID, when one was started or signalled).
+type Result struct {
+	Status     int
+	Reason     string
+	WorkflowID string
+}
+
+// Router acts on authenticated events. Returning an error answers 503 so
+// GitHub shows the delivery as failed and it can be redelivered.
+type Router interface {
+	Route(ctx context.Context, ev Event) (Result, error)
+}
+
+// HealthChecker reports whether the dependencies the handler needs answer.
+type HealthChecker interface {
+	Ready(ctx context.Context) error
+}
+
+// Handler serves POST /webhooks/github, GET /healthz and GET /readyz.
+type Handler struct {
+	secret []byte
+	router Router
+	health HealthChecker
+	log    *slog.Logger
+}
+
+// Options configures a Handler.
+type Options struct {
+	// Secret is the webhook secret configured on GitHub. Empty is refused
+	// unless Insecure is set (local development only: anyone can then post).
+	Secret   string
+	Insecure bool
+	Router   Router
+	Health   HealthChecker
+	Logger   *slog.Logger
+}
+
+// New validates opts and returns a Handler.
+func New(opts Options) (*Handler, error) {
+	if opts.Secret == "" && !opts.Insecure {
+		return nil, errors.New("GITHUB_WEBHOOK_SECRET is empty: set it to the secret configured on GitHub (or DRYDOCK_INSECURE_DEV=true for local development only)")
+	}
+	if opts.Router == nil {
+		opts.Router = Acknowledge{}
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	return &Handler{secret: []byte(opts.Secret), router: opts.Router, health: opts.Health, log: opts.Logger}, nil
+}
+
+// ServeHTTP routes the three endpoints.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	switch r.URL.Path {
+	case "/webhooks/github":
+		if r.Method != http.MethodPost {
+			w.Header().Set("Allow", http.MethodPost)
+			h.answer(w, r, http.StatusMethodNotAllowed, "use POST", "")
+			return
+		}
+		h.webhook(w, r)
+	case "/healthz":
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	case "/readyz":
+		h.ready(w, r)
+	default:
+		http.NotFound(w, r)
+	}
+}
+
+func (h *Handler) ready(w http.ResponseWriter, r *http.Request) {
+	if h.health != nil {
+		ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
+		defer cancel()
+		if err := h.health.Ready(ctx); err != nil {
+			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unavailable", "error": err.Error()})
+			return
+		}
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+}
+
+func (h *Handler) webhook(w http.ResponseWriter, r *http.Request) {
+	if r.ContentLength > MaxBody {
+		h.answer(w, r, http.StatusRequestEntityTooLarge, fmt.Sprintf("body larger than %d bytes", MaxBody), "")
+		return
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBody))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			h.answer(w, r, http.StatusRequestEntityTooLarge, fmt.Sprintf("body larger than %d bytes", MaxBody), "")
+			return
+		}
+		h.answer(w, r, http.StatusBadRequest, "could not read body", "")
+		return
+	}
+	// Authenticate before looking at anything else in the request.
+	if len(h.secret) > 0 {
+		if reason := verifySignature(h.secret, r.Header, body); reason != "" {
+			h.answer(w, r, http.StatusUnauthorized, reason, "")
+			return
+		}
+	}
+	if ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); ct != "application/json" {
+		h.answer(w, r, http.StatusBadRequest, fmt.Sprintf("content type %q: set the webhook's content type to application/json", ct), "")
+		return
+	}
+	event := r.Header.Get("X-GitHub-Event")
+	if event == "" {
+		h.answer(w, r, http.StatusBadRequest, "missing X-GitHub-Event header", "")
+		return
+	}
+	var head struct {
+		Action string `json:"action"`
+	}
+	if err := json.Unmarshal(body, &head); err != nil {
+		h.answer(w, r, http.StatusBadRequest, "malformed JSON: "+err.Error(), "")
+		return
+	}
+	ev := Event{Name: event, DeliveryID: r.Header.Get("X-GitHub-Delivery"), Action: head.Action, Payload: body}
+	res, err := h.router.Route(r.Context(), ev)
+	if err != nil {
+		h.log.Error("webhook routing failed", "delivery", ev.DeliveryID, "event", ev.Name, "action", ev.Action, "err", err)
+		h.answer(w, r, http.StatusServiceUnavailable, "temporarily unable to process the delivery; redeliver it", "")
+		return
+	}
+	h.answer(w, r, res.Status, res.Reason, res.WorkflowID)
+}
+
+// verifySignature checks X-Hub-Signature-256 in constant time. It returns a
+// reason when the delivery must be refused, "" when it is authentic.
+func verifySignature(secret []byte, hdr http.Header, body []byte) string {
+	sig := hdr.Get("X-Hub-Signature-256")
+	if sig == "" {
+		if hdr.Get("X-Hub-Signature") != "" {
+			return "SHA-1 signatures are not accepted: X-Hub-Signature-256 is required"
+		}
+		return "missing X-Hub-Signature-256"
+	}
+	hexSig, ok := strings.CutPrefix(sig, "sha256=")
+	if !ok {
+		return "X-Hub-Signature-256 must start with sha256="
+	}
+	got, err := hex.DecodeString(hexSig)
+	if err != nil {
+		return "X-Hub-Signature-256 is not hex"
+	}
+	if !hmac.Equal(got, Sign(secret, body)) {
+		return "signature does not match"
+	}
+	return ""
+}
+
+// Sign computes the HMAC-SHA256 of body with secret (the raw bytes of X-Hub-Signature-256).
+func Sign(secret, body []byte) []byte {
+	m := hmac.New(sha256.New, secret)
+	m.Write(body)
+	return m.Sum(nil)
+}
+
+// SignatureHeader renders the X-Hub-Signature-256 value for body.
+func SignatureHeader(secret, body []byte) string {
+	return "sha256=" + hex.EncodeToString(Sign(secret, body))
+}
+
+func (h *Handler) answer(w http.ResponseWriter, r *http.Request, status int, reason, workflowID string) {
+	level := slog.LevelInfo
+	if status >= 400 {
+		level = slog.LevelWarn
+	}
+	h.log.Log(r.Context(), level, "webhook answered", "status", status, "reason", reason,
+		"delivery", r.Header.Get("X-GitHub-Delivery"), "event", r.Header.Get("X-GitHub-Event"), "workflow_id", workflowID)
+	body := map[string]string{"reason": reason}
+	if workflowID != "" {
+		body["workflow_id"] = workflowID
+	}
+	writeJSON(w, status, body)
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// Acknowledge answers ping and acknowledges every other event without acting.
+// It is the router until Drydock handles pull_request and workflow_job events.
+type Acknowledge struct{}
+
+// Route implements Router.
+func (Acknowledge) Route(_ context.Context, ev Event) (Result, error) {
+	if ev.Name == "ping" {
+		return Result{Status: http.StatusOK, Reason: "pong"}, nil
+	}
+	reason := fmt.Sprintf("event %q is not handled by Drydock", ev.Name)
+	if ev.Action != "" {
+		reason = fmt.Sprintf("event %q action %q is not handled by Drydock", ev.Name, ev.Action)
+	}
+	return Result{Status: http.StatusOK, Reason: reason}, nil
+}

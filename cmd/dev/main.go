@@ -1,0 +1,197 @@
+// Command dev runs Drydock locally for `make dev`: the Temporal dev server
+// (state kept under .dev/, Drydock's search attributes registered, UI on
+// :8233), the Dedalus emulator, the worker and the webhook server, on local
+// defaults that need no configuration. Ctrl-C stops everything.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/sdk/client"
+
+	"github.com/drydock-dev/drydock/internal/config"
+	"github.com/drydock-dev/drydock/internal/devstack"
+	"github.com/drydock-dev/drydock/workflows"
+)
+
+// Local defaults. They are development values, printed on start, never secrets.
+const (
+	devEmulatorKey   = "dedalus-local-dev-key"
+	devWebhookSecret = "drydock-dev-webhook-secret"
+)
+
+// Config is the dev stack's configuration; every value has a local default.
+type Config struct {
+	TemporalCLI   string `envconfig:"TEMPORAL_CLI" required:"true" desc:"path of the Temporal CLI (make dev builds it)"`
+	BinDir        string `envconfig:"DEV_BIN_DIR" default:"bin" desc:"where make dev put the emulator, worker and webhook binaries"`
+	DataDir       string `envconfig:"DEV_DATA_DIR" default:".dev" desc:"Temporal database and emulator machines (git-ignored)"`
+	TemporalPort  int    `envconfig:"DEV_TEMPORAL_PORT" default:"7233" desc:"Temporal frontend port"`
+	UIPort        int    `envconfig:"DEV_TEMPORAL_UI_PORT" default:"8233" desc:"Temporal UI port"`
+	EmulatorAddr  string `envconfig:"DEV_EMULATOR_ADDR" default:"127.0.0.1:8788" desc:"Dedalus emulator listen address"`
+	WebhookAddr   string `envconfig:"WEBHOOK_ADDR" default:"127.0.0.1:8080" desc:"webhook server listen address"`
+	WebhookSecret string `envconfig:"GITHUB_WEBHOOK_SECRET" default:"drydock-dev-webhook-secret" desc:"webhook secret (development default)"`
+	// Point the stack at a real Dedalus by setting both; the emulator is then not started.
+	DedalusBaseURL string `envconfig:"DEDALUS_BASE_URL" desc:"real Dedalus API URL; empty = start the local emulator"`
+	DedalusAPIKey  string `envconfig:"DEDALUS_API_KEY" desc:"real Dedalus API key (with DEDALUS_BASE_URL)"`
+}
+
+func main() {
+	var cfg Config
+	config.HandleHelp(os.Args[1:], "dev", "runs Temporal, the Dedalus emulator, the worker and the webhook server locally", &cfg)
+	if err := run(cfg); err != nil {
+		fmt.Fprintln(os.Stderr, "make dev:", err)
+		os.Exit(1)
+	}
+}
+
+func run(cfg Config) error {
+	if err := config.Load(&cfg); err != nil {
+		return err
+	}
+	if (cfg.DedalusBaseURL == "") != (cfg.DedalusAPIKey == "") {
+		return errors.New("set both DEDALUS_BASE_URL and DEDALUS_API_KEY to use a real Dedalus, or neither to use the emulator")
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
+		return fmt.Errorf("DEV_DATA_DIR %s: %w", cfg.DataDir, err)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	stack := devstack.New(os.Stdout)
+	defer func() {
+		fmt.Println("\nStopping the dev stack...")
+		if err := stack.Stop(15 * time.Second); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+		}
+		fmt.Println("Stopped.")
+	}()
+
+	temporalAddr := fmt.Sprintf("127.0.0.1:%d", cfg.TemporalPort)
+	args := []string{"server", "start-dev", "--ip", "127.0.0.1",
+		"--port", fmt.Sprint(cfg.TemporalPort), "--ui-port", fmt.Sprint(cfg.UIPort),
+		"--db-filename", filepath.Join(cfg.DataDir, "temporal.db"), "--log-level", "warn"}
+	args = append(args, workflows.SearchAttributeFlags()...)
+	fmt.Println("Starting the Temporal dev server...")
+	if err := stack.Start(ctx, devstack.Service{
+		Name: "temporal", Path: cfg.TemporalCLI, Args: args,
+		Ready: func(ctx context.Context) error { return temporalReady(ctx, temporalAddr) },
+	}); err != nil {
+		return err
+	}
+
+	dedalusURL, dedalusKey := cfg.DedalusBaseURL, cfg.DedalusAPIKey
+	if dedalusURL == "" {
+		dedalusURL, dedalusKey = "http://"+cfg.EmulatorAddr, devEmulatorKey
+		if err := stack.Start(ctx, devstack.Service{
+			Name: "emulator", Path: filepath.Join(cfg.BinDir, "emulator"),
+			Env: []string{
+				"DEDALUS_EMULATOR_ADDR=" + cfg.EmulatorAddr,
+				"DEDALUS_EMULATOR_API_KEY=" + devEmulatorKey,
+				"DEDALUS_EMULATOR_DATA_DIR=" + filepath.Join(cfg.DataDir, "emulator"),
+			},
+			Ready: httpReady(dedalusURL + "/_local/stats"),
+		}); err != nil {
+			return err
+		}
+	}
+
+	common := []string{"TEMPORAL_ADDRESS=" + temporalAddr, "TEMPORAL_NAMESPACE=default"}
+	if err := stack.Start(ctx, devstack.Service{
+		Name: "worker", Path: filepath.Join(cfg.BinDir, "worker"),
+		Env:   append(common, "DEDALUS_BASE_URL="+dedalusURL, "DEDALUS_API_KEY="+dedalusKey),
+		Ready: func(ctx context.Context) error { return workerPolling(ctx, temporalAddr) },
+	}); err != nil {
+		return err
+	}
+	if err := stack.Start(ctx, devstack.Service{
+		Name: "webhook", Path: filepath.Join(cfg.BinDir, "webhook"),
+		Env:   append(common, "WEBHOOK_ADDR="+cfg.WebhookAddr, "GITHUB_WEBHOOK_SECRET="+cfg.WebhookSecret),
+		Ready: httpReady("http://" + cfg.WebhookAddr + "/readyz"),
+	}); err != nil {
+		return err
+	}
+
+	rows := [][2]string{
+		{"Temporal UI", fmt.Sprintf("http://localhost:%d", cfg.UIPort)},
+		{"Temporal frontend", temporalAddr + " (namespace default, task queue " + workflows.TaskQueue + ")"},
+		{"Dedalus API", dedalusURL},
+		{"Webhook endpoint", "http://" + cfg.WebhookAddr + "/webhooks/github"},
+		{"Webhook secret", cfg.WebhookSecret},
+		{"Data", cfg.DataDir + "/ (delete it to start afresh)"},
+	}
+	if cfg.DedalusBaseURL == "" {
+		rows = append(rows[:3], append([][2]string{
+			{"Dedalus API key", devEmulatorKey + " (emulator; stats at " + dedalusURL + "/_local/stats)"},
+		}, rows[3:]...)...)
+	}
+	var b strings.Builder
+	b.WriteString("\nDrydock is running locally:\n")
+	for _, r := range rows {
+		fmt.Fprintf(&b, "  %-18s %s\n", r[0], r[1])
+	}
+	b.WriteString("Press Ctrl-C to stop everything.\n")
+	fmt.Print(b.String())
+	return stack.Wait(ctx)
+}
+
+func temporalReady(ctx context.Context, addr string) error {
+	c, err := client.Dial(client.Options{HostPort: addr, Logger: quietLogger{}})
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	_, err = c.CheckHealth(ctx, &client.CheckHealthRequest{})
+	return err
+}
+
+func workerPolling(ctx context.Context, addr string) error {
+	c, err := client.Dial(client.Options{HostPort: addr, Logger: quietLogger{}})
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	resp, err := c.DescribeTaskQueue(ctx, workflows.TaskQueue, enumspb.TASK_QUEUE_TYPE_ACTIVITY)
+	if err != nil {
+		return err
+	}
+	if len(resp.GetPollers()) == 0 {
+		return errors.New("no poller on the task queue yet")
+	}
+	return nil
+}
+
+func httpReady(url string) func(context.Context) error {
+	return func(ctx context.Context) error {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		if err != nil {
+			return err
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("GET %s: %s", url, resp.Status)
+		}
+		return nil
+	}
+}
+
+// quietLogger drops the SDK's connection retries while we poll for readiness.
+type quietLogger struct{}
+
+func (quietLogger) Debug(string, ...any) {}
+func (quietLogger) Info(string, ...any)  {}
+func (quietLogger) Warn(string, ...any)  {}
+func (quietLogger) Error(string, ...any) {}

@@ -1,0 +1,177 @@
+// Command starter is Drydock's operator tool: it inspects and manages Dedalus
+// machines by hand and sends signed sample webhooks to a running Drydock.
+//
+//	starter machines list
+//	starter machines get|wake|sleep|delete MACHINE_ID
+//	starter webhook send [-event ping] [-file payload.json] [-url URL]
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/signal"
+	"text/tabwriter"
+	"time"
+
+	"github.com/drydock-dev/drydock/dedalus"
+	"github.com/drydock-dev/drydock/internal/config"
+	"github.com/drydock-dev/drydock/internal/intake"
+)
+
+// Config is the starter's configuration.
+type Config struct {
+	Dedalus       dedalus.Config `envconfig:"DEDALUS"`
+	WebhookURL    string         `envconfig:"WEBHOOK_URL" default:"http://127.0.0.1:8080/webhooks/github" desc:"where 'webhook send' posts"`
+	WebhookSecret string         `envconfig:"GITHUB_WEBHOOK_SECRET" default:"drydock-dev-webhook-secret" desc:"secret 'webhook send' signs with (make dev's default)"`
+}
+
+const usage = `usage:
+  starter machines list
+  starter machines get|wake|sleep|delete MACHINE_ID
+  starter webhook send [-event ping] [-file payload.json] [-url URL] [-delivery ID]`
+
+func main() {
+	var cfg Config
+	config.HandleHelp(os.Args[1:], "starter", "operator tool for Drydock\n\n"+usage, &cfg)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	if err := run(ctx, cfg, os.Args[1:], os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, "starter:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, cfg Config, args []string, out io.Writer) error {
+	if err := config.Load(&cfg); err != nil {
+		return err
+	}
+	if len(args) < 2 {
+		return errors.New(usage)
+	}
+	switch args[0] {
+	case "machines":
+		c, err := dedalus.NewFromConfig(cfg.Dedalus)
+		if err != nil {
+			return err
+		}
+		return machines(ctx, c, args[1], args[2:], out)
+	case "webhook":
+		if args[1] != "send" {
+			return errors.New(usage)
+		}
+		return sendWebhook(ctx, cfg, args[2:], out)
+	}
+	return errors.New(usage)
+}
+
+// manualKey is a one-off idempotency key: a manual command is not retried
+// across process crashes, only within this run (where the client reuses it).
+func manualKey(op, id string) string {
+	b := make([]byte, 8)
+	_, _ = rand.Read(b)
+	return "starter:" + op + ":" + id + ":" + hex.EncodeToString(b)
+}
+
+func machines(ctx context.Context, c *dedalus.Client, verb string, args []string, out io.Writer) error {
+	if verb == "list" {
+		tw := tabwriter.NewWriter(out, 2, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "MACHINE\tPHASE\tDESIRED\tVCPU\tMEMORY\tSTORAGE\tAUTOSLEEP\tCREATED")
+		n := 0
+		for m, err := range c.AllMachines(ctx, 100) {
+			if err != nil {
+				return err
+			}
+			n++
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%g\t%d MiB\t%d GiB\t%ds\t%s\n", m.MachineID, m.Status.Phase, m.DesiredState,
+				m.VCPU, m.MemoryMiB, m.StorageGiB, m.AutosleepSeconds, m.CreatedAt.Format(time.RFC3339))
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+		fmt.Fprintf(out, "%d machine(s)\n", n)
+		return nil
+	}
+	if len(args) != 1 {
+		return errors.New(usage)
+	}
+	id := args[0]
+	var (
+		m   *dedalus.Machine
+		err error
+	)
+	switch verb {
+	case "get":
+		m, err = c.GetMachine(ctx, id)
+	case "wake":
+		m, err = c.WakeAndWait(ctx, id, manualKey("wake", id))
+	case "sleep":
+		m, err = c.SleepAndWait(ctx, id, manualKey("sleep", id))
+	case "delete":
+		if _, err = c.DeleteMachine(ctx, id, dedalus.Mutation{IdempotencyKey: manualKey("delete", id)}); err == nil {
+			m, err = c.WaitForPhase(ctx, id, dedalus.PhaseDestroyed)
+		}
+	default:
+		return errors.New(usage)
+	}
+	if err != nil {
+		return err
+	}
+	enc := json.NewEncoder(out)
+	enc.SetIndent("", "  ")
+	return enc.Encode(m)
+}
+
+func sendWebhook(ctx context.Context, cfg Config, args []string, out io.Writer) error {
+	fs := flag.NewFlagSet("webhook send", flag.ContinueOnError)
+	event := fs.String("event", "ping", "X-GitHub-Event of the delivery")
+	file := fs.String("file", "", "JSON payload to send (default: a minimal ping)")
+	url := fs.String("url", cfg.WebhookURL, "webhook endpoint")
+	delivery := fs.String("delivery", "", "X-GitHub-Delivery ID (default: random; reuse one to simulate a redelivery)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	body := []byte(`{"zen":"Keep it logically awesome.","hook_id":1}`)
+	if *file != "" {
+		b, err := os.ReadFile(*file)
+		if err != nil {
+			return err
+		}
+		if !json.Valid(b) {
+			return fmt.Errorf("%s is not valid JSON", *file)
+		}
+		body = b
+	}
+	if *delivery == "" {
+		b := make([]byte, 16)
+		_, _ = rand.Read(b)
+		*delivery = hex.EncodeToString(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, *url, bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("X-GitHub-Event", *event)
+	req.Header.Set("X-GitHub-Delivery", *delivery)
+	req.Header.Set("X-Hub-Signature-256", intake.SignatureHeader([]byte(cfg.WebhookSecret), body))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	fmt.Fprintf(out, "%s %s (delivery %s)\n%s", resp.Status, *event, *delivery, b)
+	if resp.StatusCode >= 300 {
+		return fmt.Errorf("webhook answered %s", resp.Status)
+	}
+	return nil
+}

@@ -1,0 +1,47 @@
+# Drydock: two commands matter. `make dev` runs everything locally; `make test`
+# runs every test. Both install what they need (the Temporal CLI is built from
+# the Go module proxy on first use into ~/.cache/drydock; it takes minutes once).
+
+SHELL := /bin/bash
+GO ?= go
+BIN := bin
+TEMPORAL_CLI_SCRIPT := scripts/temporal-cli.sh
+STATICCHECK_VERSION := v0.8.2
+CACHE := $(or $(DRYDOCK_CACHE_DIR),$(or $(XDG_CACHE_HOME),$(HOME)/.cache)/drydock)
+STATICCHECK := $(CACHE)/staticcheck/$(STATICCHECK_VERSION)/staticcheck
+
+.PHONY: dev test build vet lint temporal-cli clean help
+
+help:
+	@echo "make dev    run Temporal, the Dedalus emulator, the worker and the webhook server locally"
+	@echo "make test   go vet + unit, workflow and end-to-end tests (-race)"
+	@echo "make lint   gofmt + go vet + staticcheck"
+	@echo "make build  build the binaries into $(BIN)/"
+
+build:
+	@mkdir -p $(BIN)
+	$(GO) build -o $(BIN)/ ./worker ./webhook ./starter ./cmd/emulator ./cmd/dev
+
+temporal-cli:
+	@$(TEMPORAL_CLI_SCRIPT) >/dev/null
+
+dev: build
+	@cli="$$($(TEMPORAL_CLI_SCRIPT))" && TEMPORAL_CLI="$$cli" exec $(BIN)/dev
+
+vet:
+	$(GO) vet ./...
+
+test: vet
+	@cli="$$($(TEMPORAL_CLI_SCRIPT))" && TEMPORAL_CLI="$$cli" $(GO) test -race -count=1 -timeout 30m ./...
+
+$(STATICCHECK):
+	@echo "Installing staticcheck $(STATICCHECK_VERSION) into $(dir $(STATICCHECK)) (first time only)"
+	@mkdir -p $(dir $(STATICCHECK))
+	cd $$(mktemp -d) && GOBIN=$(dir $(STATICCHECK)) GOFLAGS=-mod=mod $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
+
+lint: vet $(STATICCHECK)
+	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
+	$(STATICCHECK) ./...
+
+clean:
+	rm -rf $(BIN)

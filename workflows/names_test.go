@@ -1,0 +1,35 @@
+package workflows
+
+import (
+	"os"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestWorkflowIDsAreBusinessKeys(t *testing.T) {
+	assert.Equal(t, "preview:octo/hello-world:42", PreviewWorkflowID("Octo", "Hello-World", 42))
+	assert.Equal(t, "runner-job:123456789", RunnerJobWorkflowID(123456789))
+	assert.Equal(t, "runner-pool:linux-x64", RunnerPoolWorkflowID("linux-x64"))
+}
+
+// The compose file registers the same search attributes as make dev and the tests.
+func TestComposeRegistersTheSearchAttributes(t *testing.T) {
+	b, err := os.ReadFile("../docker-compose.temporal.yml")
+	require.NoError(t, err)
+	got := regexp.MustCompile(`Drydock\w+=\w+`).FindAllString(string(b), -1)
+	var want []string
+	flags := SearchAttributeFlags()
+	for i := 1; i < len(flags); i += 2 {
+		want = append(want, flags[i])
+	}
+	slices.Sort(got)
+	assert.Equal(t, want, got)
+	for _, f := range want {
+		assert.True(t, strings.HasPrefix(f, "Drydock"))
+	}
+}

@@ -1,0 +1,556 @@
+package apispec
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// mustSpec loads the contract. The contract is present on every dev machine
+// and in CI, so its absence is a failure, not a skip.
+func mustSpec(t *testing.T) *Spec {
+	t.Helper()
+	p, err := SpecPath()
+	require.NoError(t, err, "the Dedalus contract must be at ../shared/dedalus/machines-openapi.json above the module")
+	s, err := Load(p)
+	require.NoError(t, err)
+	return s
+}
+
+const (
+	validCreate = `{"vcpu":4,"memory_mib":8192,"storage_gib":40}`
+	ts          = "2025-01-02T03:04:05Z"
+)
+
+func lifecycle(extra map[string]any, drop ...string) []byte {
+	m := map[string]any{
+		"machine_id":    "dm-123",
+		"vcpu":          4,
+		"memory_mib":    8192,
+		"storage_gib":   40,
+		"desired_state": "running",
+		"status": map[string]any{
+			"phase": "running", "reason": "ready", "retryable": false, "revision": "7",
+			"last_transition_at": ts, "last_progress_at": ts,
+		},
+	}
+	for k, v := range extra {
+		m[k] = v
+	}
+	for _, k := range drop {
+		delete(m, k)
+	}
+	b, err := json.Marshal(m)
+	if err != nil {
+		panic(err)
+	}
+	return b
+}
+
+// request builds an authenticated request to the contract's server.
+func request(method, path, body string, hdr ...string) *http.Request {
+	var rd io.Reader
+	if body != "" {
+		rd = strings.NewReader(body)
+	}
+	r := httptest.NewRequest(method, "http://dcs.example"+path, rd)
+	r.Header.Set("Authorization", "Bearer dsk-test")
+	if body != "" {
+		r.Header.Set("Content-Type", "application/json")
+	}
+	for i := 0; i+1 < len(hdr); i += 2 {
+		if hdr[i+1] == "" {
+			r.Header.Del(hdr[i])
+		} else {
+			r.Header.Set(hdr[i], hdr[i+1])
+		}
+	}
+	return r
+}
+
+func response(status int, contentType string, body []byte) *http.Response {
+	h := http.Header{}
+	if contentType != "" {
+		h.Set("Content-Type", contentType)
+	}
+	return &http.Response{StatusCode: status, Header: h, Body: io.NopCloser(bytes.NewReader(body))}
+}
+
+func TestSpecPathAndLoadMemoized(t *testing.T) {
+	p, err := SpecPath()
+	require.NoError(t, err)
+	assert.True(t, strings.HasSuffix(p, "/shared/dedalus/machines-openapi.json"), p)
+	a, err := Load(p)
+	require.NoError(t, err)
+	b, err := Load(p)
+	require.NoError(t, err)
+	assert.Same(t, a, b, "Load must memoize per path")
+	assert.Equal(t, p, a.Path())
+
+	_, err = Load(t.TempDir() + "/missing.json")
+	assert.Error(t, err)
+}
+
+func TestSpecPathNotFoundNamesTarget(t *testing.T) {
+	t.Chdir(t.TempDir())
+	_, err := SpecPath()
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "machines-openapi.json")
+}
+
+func TestLoadRejectsContractWithoutPatchedSchemas(t *testing.T) {
+	p := t.TempDir() + "/spec.json"
+	require.NoError(t, os.WriteFile(p, []byte(`{"openapi":"3.1.0","info":{"title":"x","version":"1"},"paths":{},"components":{"schemas":{}}}`), 0o644))
+	_, err := Load(p)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "CreateMachineRequest")
+}
+
+func TestValidateRequest(t *testing.T) {
+	s := mustSpec(t)
+	cases := []struct {
+		name    string
+		req     *http.Request
+		wantErr string // "" = must pass
+	}{
+		{"valid create", request("POST", "/v1/machines", validCreate, "Idempotency-Key", "k1"), ""},
+		{"create with autosleep", request("POST", "/v1/machines", `{"vcpu":2,"memory_mib":4096,"storage_gib":20,"autosleep":"5m"}`, "Idempotency-Key", "k1"), ""},
+		{"create with x-api-key auth", request("POST", "/v1/machines", validCreate, "Idempotency-Key", "k1", "Authorization", "", "x-api-key", "dsk-test"), ""},
+		{"create unknown field", request("POST", "/v1/machines", `{"vcpu":4,"memory_mib":8192,"storage_gib":40,"gpu":1}`, "Idempotency-Key", "k1"), "gpu"},
+		{"create autosleep_seconds is not a request field", request("POST", "/v1/machines", `{"vcpu":4,"memory_mib":8192,"storage_gib":40,"autosleep_seconds":60}`, "Idempotency-Key", "k1"), "autosleep_seconds"},
+		{"create autosleep must be a string", request("POST", "/v1/machines", `{"vcpu":4,"memory_mib":8192,"storage_gib":40,"autosleep":300}`, "Idempotency-Key", "k1"), "autosleep"},
+		{"create missing required field", request("POST", "/v1/machines", `{"vcpu":4,"memory_mib":8192}`, "Idempotency-Key", "k1"), "storage_gib"},
+		{"create missing Idempotency-Key", request("POST", "/v1/machines", validCreate), "Idempotency-Key"},
+		{"create without auth", request("POST", "/v1/machines", validCreate, "Idempotency-Key", "k1", "Authorization", ""), "Authorization"},
+		{"create without body", request("POST", "/v1/machines", "", "Idempotency-Key", "k1", "Content-Type", "application/json"), "empty"},
+		{"patch autosleep", request("PATCH", "/v1/machines/dm-1", `{"autosleep":"never"}`, "Idempotency-Key", "k", "If-Match", "7"), ""},
+		{"patch unknown field", request("PATCH", "/v1/machines/dm-1", `{"autosleep":"1h","name":"x"}`, "Idempotency-Key", "k", "If-Match", "7"), "name"},
+		{"wake", request("POST", "/v1/machines/dm-1/wake", "", "Idempotency-Key", "k", "If-Match", "7"), ""},
+		{"wake without If-Match", request("POST", "/v1/machines/dm-1/wake", "", "Idempotency-Key", "k"), "If-Match"},
+		{"sleep with a body", request("POST", "/v1/machines/dm-1/sleep", `{}`, "Idempotency-Key", "k", "If-Match", "7"), "not declared"},
+		{"delete without Idempotency-Key", request("DELETE", "/v1/machines/dm-1", "", "If-Match", "7"), "Idempotency-Key"},
+		{"list with paging", request("GET", "/v1/machines?limit=10&cursor=abc", ""), ""},
+		{"list with bad limit", request("GET", "/v1/machines?limit=ten", ""), "limit"},
+		{"org id uuid", request("GET", "/v1/machines/dm-1/status/stream", "", "X-Dedalus-Org-Id", "3f2c7b1e-9d4a-4c8e-8f1a-2b3c4d5e6f70"), ""},
+		{"org id not a uuid", request("GET", "/v1/machines/dm-1/status/stream", "", "X-Dedalus-Org-Id", "acme"), "uuid"},
+		{"undeclared method", request("PUT", "/v1/machines/dm-1", validCreate), "PUT"},
+		{"unknown /v1 path", request("GET", "/v1/machines/dm-1/bogus", ""), "not in the contract"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			var before []byte
+			if c.req.Body != nil {
+				before, _ = io.ReadAll(c.req.Body)
+				c.req.Body = io.NopCloser(bytes.NewReader(before))
+			}
+			err := s.ValidateRequest(c.req)
+			if c.wantErr == "" {
+				assert.NoError(t, err)
+			} else if assert.Error(t, err) {
+				assert.Contains(t, err.Error(), c.wantErr)
+			}
+			// The body is still readable, unchanged.
+			if c.req.Body != nil {
+				after, err := io.ReadAll(c.req.Body)
+				require.NoError(t, err)
+				assert.Equal(t, string(before), string(after))
+			}
+		})
+	}
+}
+
+func TestValidateResponse(t *testing.T) {
+	s := mustSpec(t)
+	get := func() *http.Request { return request("GET", "/v1/machines/dm-123", "") }
+	wake := func() *http.Request {
+		return request("POST", "/v1/machines/dm-123/wake", "", "Idempotency-Key", "k", "If-Match", "7")
+	}
+	listBody := func(item map[string]any) []byte {
+		it := map[string]any{}
+		require.NoError(t, json.Unmarshal(lifecycle(nil), &it))
+		it["created_at"] = ts
+		for k, v := range item {
+			it[k] = v
+		}
+		b, _ := json.Marshal(map[string]any{"items": []any{it}})
+		return b
+	}
+	cases := []struct {
+		name    string
+		req     *http.Request
+		resp    *http.Response
+		wantErr string
+	}{
+		{"lifecycle 200", get(), response(200, "application/json", lifecycle(nil)), ""},
+		{"lifecycle with autosleep_seconds", get(), response(200, "application/json", lifecycle(map[string]any{"autosleep_seconds": 300})), ""},
+		{"lifecycle autosleep_seconds must be integer", get(), response(200, "application/json", lifecycle(map[string]any{"autosleep_seconds": "300"})), "autosleep_seconds"},
+		{"lifecycle unknown field", get(), response(200, "application/json", lifecycle(map[string]any{"autosleep": "5m"})), "autosleep"},
+		{"lifecycle missing status", get(), response(200, "application/json", lifecycle(nil, "status")), "status"},
+		{"lifecycle bad enum", get(), response(200, "application/json", lifecycle(map[string]any{"desired_state": "awake"})), "desired_state"},
+		{"lifecycle bad timestamp", get(), response(200, "application/json", bytes.ReplaceAll(lifecycle(nil), []byte(ts), []byte("yesterday"))), "date-time"},
+		{"empty JSON body", get(), response(200, "application/json", nil), "empty or null"},
+		{"null JSON body", get(), response(200, "application/json", []byte("null")), "empty or null"},
+		{"wrong content type", get(), response(200, "text/plain", lifecycle(nil)), "text/plain"},
+		{"202 accepted wake", wake(), response(202, "application/json", lifecycle(nil)), ""},
+		{"undeclared status on stream", request("GET", "/v1/machines/dm-123/status/stream", ""), response(404, "application/problem+json", []byte(`{"title":"Not Found","status":404}`)), "404"},
+		{"problem+json 404 via default", get(), response(404, "application/problem+json", []byte(`{"type":"about:blank","title":"Not Found","status":404,"detail":"machine dm-123 not found","errors":null}`)), ""},
+		{"problem+json with unknown field", get(), response(404, "application/problem+json", []byte(`{"title":"Not Found","status":404,"code":"x"}`)), "code"},
+		{"404 as plain json", get(), response(404, "application/json", []byte(`{"title":"Not Found","status":404}`)), "application/json"},
+		{"409 envelope", wake(), response(409, "application/json", []byte(`{"error_code":"REVISION_MISMATCH","message":"stale","retryable":true}`)), ""},
+		{"429 envelope", wake(), response(429, "application/json", []byte(`{"error_code":"RATE_LIMITED","message":"slow down","retryable":true,"retry_after_ms":250}`)), ""},
+		{"409 envelope without retryable", wake(), response(409, "application/json", []byte(`{"error_code":"REVISION_MISMATCH","message":"stale"}`)), "retryable"},
+		{"401 envelope as problem+json", get(), response(401, "application/problem+json", []byte(`{"title":"Unauthorized","status":401}`)), "problem+json"},
+		{"list with autosleep_seconds", request("GET", "/v1/machines", ""), response(200, "application/json", listBody(map[string]any{"autosleep_seconds": 0})), ""},
+		{"list item unknown field", request("GET", "/v1/machines", ""), response(200, "application/json", listBody(map[string]any{"autosleep": "5m"})), "autosleep"},
+		{"event stream body is not read", request("GET", "/v1/machines/dm-123/status/stream", ""), response(200, "text/event-stream", []byte("data: not json\n\n")), ""},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			var before []byte
+			before, _ = io.ReadAll(c.resp.Body)
+			c.resp.Body = io.NopCloser(bytes.NewReader(before))
+			err := s.ValidateResponse(c.req, c.resp)
+			if c.wantErr == "" {
+				assert.NoError(t, err)
+			} else if assert.Error(t, err) {
+				assert.Contains(t, err.Error(), c.wantErr)
+			}
+			after, err := io.ReadAll(c.resp.Body)
+			require.NoError(t, err)
+			assert.Equal(t, string(before), string(after), "body must be restored")
+		})
+	}
+}
+
+func TestValidateSchema(t *testing.T) {
+	s := mustSpec(t)
+	assert.NoError(t, s.ValidateSchema("LifecycleResponse", lifecycle(nil)))
+	assert.NoError(t, s.ValidateSchema("LifecycleResponse", lifecycle(map[string]any{"autosleep_seconds": 0})))
+	for name, doc := range map[string][]byte{
+		"missing status": lifecycle(nil, "status"),
+		"extra field":    lifecycle(map[string]any{"extra": true}),
+		"null":           []byte("null"),
+		"empty":          nil,
+		"not json":       []byte("{"),
+		"array":          []byte("[]"),
+	} {
+		assert.Error(t, s.ValidateSchema("LifecycleResponse", doc), name)
+	}
+	assert.NoError(t, s.ValidateSchema("ErrorModel", []byte(`{"errors":null}`)), "type: [array, null] admits null")
+	assert.NoError(t, s.ValidateSchema("ErrorModel", []byte(`{"errors":[{"message":"m","location":"body.x"}]}`)))
+	err := s.ValidateSchema("NoSuchSchema", []byte(`{}`))
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "NoSuchSchema")
+}
+
+// fakeService answers like the real service, with canned responses.
+func fakeService(t *testing.T) *httptest.Server {
+	t.Helper()
+	mux := http.NewServeMux()
+	var mu sync.Mutex
+	var bodies []string
+	mux.HandleFunc("POST /v1/machines", func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		mu.Lock()
+		bodies = append(bodies, string(b))
+		mu.Unlock()
+		if !json.Valid(b) || !bytes.Contains(b, []byte("vcpu")) {
+			w.Header().Set("Content-Type", "application/problem+json")
+			w.WriteHeader(422)
+			fmt.Fprint(w, `{"title":"Unprocessable Entity","status":422}`)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("ETag", "7")
+		w.Header().Set("X-Dedalus-Storage-Operation-Id", "op-1") // declared type: [string, null]
+		w.WriteHeader(202)
+		w.Write(lifecycle(map[string]any{"autosleep_seconds": 300}))
+	})
+	mux.HandleFunc("GET /v1/machines/{id}", func(w http.ResponseWriter, r *http.Request) {
+		switch r.PathValue("id") {
+		case "missing":
+			w.Header().Set("Content-Type", "application/problem+json")
+			w.WriteHeader(404)
+			fmt.Fprint(w, `{"title":"Not Found","status":404,"detail":"no such machine"}`)
+		case "broken": // no status
+			w.Header().Set("Content-Type", "application/json")
+			w.Write(lifecycle(nil, "status"))
+		case "teapot": // status the operation does not declare, no default for it
+			w.WriteHeader(http.StatusTeapot)
+		default:
+			w.Header().Set("Content-Type", "application/json")
+			w.Write(lifecycle(nil))
+		}
+	})
+	mux.HandleFunc("GET /v1/machines/{id}/status/stream", func(w http.ResponseWriter, r *http.Request) {
+		if r.PathValue("id") == "gone" {
+			w.Header().Set("Content-Type", "application/problem+json")
+			w.WriteHeader(404)
+			fmt.Fprint(w, `{"title":"Not Found","status":404}`)
+			return
+		}
+		w.Header().Set("Content-Type", "text/event-stream")
+		fl := w.(http.Flusher)
+		fmt.Fprint(w, ": keep-alive\n\n")
+		fmt.Fprintf(w, "id: 1\nevent: status\ndata: %s\n\n", lifecycle(nil))
+		fl.Flush()
+		fmt.Fprintf(w, "id: 2\r\nevent: status\r\ndata: %s\r\n\r\n", lifecycle(map[string]any{"autosleep_seconds": 60}))
+		fl.Flush()
+		// Not a LifecycleResponse: missing status, split across data lines.
+		fmt.Fprintf(w, "id: 3\nevent: status\ndata: {\"machine_id\":\"dm-123\",\ndata: \"vcpu\":4}\n\n")
+		fl.Flush()
+		if r.PathValue("id") == "truncated" {
+			fmt.Fprintf(w, "id: 4\nevent: status\ndata: {\"partial\":") // never terminated: not dispatched
+		}
+	})
+	mux.HandleFunc("GET /_local/stats", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprint(w, `{"anything":"goes"}`)
+	})
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	t.Cleanup(func() {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, b := range bodies {
+			if b != "" && !json.Valid([]byte(b)) {
+				t.Errorf("server received a mangled body %q", b)
+			}
+		}
+	})
+	return srv
+}
+
+func do(t *testing.T, c *http.Client, method, url, body string, hdr ...string) (*http.Response, []byte) {
+	t.Helper()
+	var rd io.Reader
+	if body != "" {
+		rd = strings.NewReader(body)
+	}
+	req, err := http.NewRequest(method, url, rd)
+	require.NoError(t, err)
+	req.Header.Set("Authorization", "Bearer dsk-test")
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Set(hdr[i], hdr[i+1])
+	}
+	resp, err := c.Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	return resp, b
+}
+
+func TestTransportCleanTraffic(t *testing.T) {
+	s := mustSpec(t)
+	srv := fakeService(t)
+	tr := s.Transport(srv.Client().Transport)
+	c := &http.Client{Transport: tr}
+
+	resp, body := do(t, c, "POST", srv.URL+"/v1/machines", `{"vcpu":4,"memory_mib":8192,"storage_gib":40,"autosleep":"30m"}`, "Idempotency-Key", "k1")
+	assert.Equal(t, 202, resp.StatusCode)
+	assert.JSONEq(t, string(lifecycle(map[string]any{"autosleep_seconds": 300})), string(body), "the caller reads the body unchanged")
+
+	resp, _ = do(t, c, "GET", srv.URL+"/v1/machines/dm-123", "")
+	assert.Equal(t, 200, resp.StatusCode)
+	resp, body = do(t, c, "GET", srv.URL+"/v1/machines/missing", "")
+	assert.Equal(t, 404, resp.StatusCode)
+	assert.Contains(t, string(body), "no such machine")
+	resp, body = do(t, c, "GET", srv.URL+"/_local/stats", "")
+	assert.Equal(t, 200, resp.StatusCode)
+	assert.JSONEq(t, `{"anything":"goes"}`, string(body))
+
+	assert.Empty(t, tr.Violations())
+	assert.Equal(t, 3, tr.Exchanges())
+	assert.Equal(t, 1, tr.Ignored())
+}
+
+func TestTransportRecordsViolations(t *testing.T) {
+	s := mustSpec(t)
+	srv := fakeService(t)
+	tr := s.Transport(srv.Client().Transport)
+	c := &http.Client{Transport: tr}
+
+	// Request violations: unknown field, missing Idempotency-Key. The caller
+	// still gets the service's answer; nothing is turned into an error.
+	resp, _ := do(t, c, "POST", srv.URL+"/v1/machines", `{"vcpu":4,"memory_mib":8192,"storage_gib":40,"name":"x"}`, "Idempotency-Key", "k1")
+	assert.Equal(t, 202, resp.StatusCode)
+	resp, _ = do(t, c, "POST", srv.URL+"/v1/machines", validCreate)
+	assert.Equal(t, 202, resp.StatusCode)
+	// Response violations: missing status; undeclared status code.
+	resp, body := do(t, c, "GET", srv.URL+"/v1/machines/broken", "")
+	assert.Equal(t, 200, resp.StatusCode)
+	assert.JSONEq(t, string(lifecycle(nil, "status")), string(body))
+	resp, _ = do(t, c, "GET", srv.URL+"/v1/machines/gone/status/stream", "")
+	assert.Equal(t, 404, resp.StatusCode)
+
+	v := tr.Violations()
+	require.Len(t, v, 4, "%v", v)
+	assert.Equal(t, KindRequest, v[0].Kind)
+	assert.Equal(t, "POST", v[0].Method)
+	assert.Equal(t, "/v1/machines", v[0].Path)
+	assert.Equal(t, 202, v[0].Status)
+	assert.Contains(t, strings.Join(v[0].Messages, " "), "name")
+	assert.Equal(t, KindRequest, v[1].Kind)
+	assert.Contains(t, v[1].String(), "Idempotency-Key")
+	assert.Equal(t, KindResponse, v[2].Kind)
+	assert.Equal(t, "/v1/machines/broken", v[2].Path)
+	assert.Contains(t, v[2].String(), "status")
+	assert.Equal(t, KindResponse, v[3].Kind)
+	assert.Equal(t, 404, v[3].Status)
+	assert.Equal(t, 4, tr.Exchanges())
+}
+
+func TestTransportStatusStream(t *testing.T) {
+	s := mustSpec(t)
+	srv := fakeService(t)
+	for _, id := range []string{"dm-123", "truncated"} {
+		t.Run(id, func(t *testing.T) {
+			tr := s.Transport(srv.Client().Transport)
+			c := &http.Client{Transport: tr}
+			resp, body := do(t, c, "GET", srv.URL+"/v1/machines/"+id+"/status/stream", "", "Accept", "text/event-stream")
+			assert.Equal(t, 200, resp.StatusCode)
+
+			// The caller reads the stream byte for byte.
+			want := fmt.Sprintf(": keep-alive\n\nid: 1\nevent: status\ndata: %s\n\nid: 2\r\nevent: status\r\ndata: %s\r\n\r\nid: 3\nevent: status\ndata: {\"machine_id\":\"dm-123\",\ndata: \"vcpu\":4}\n\n",
+				lifecycle(nil), lifecycle(map[string]any{"autosleep_seconds": 60}))
+			if id == "truncated" {
+				want += "id: 4\nevent: status\ndata: {\"partial\":"
+			}
+			assert.Equal(t, want, string(body))
+
+			assert.Equal(t, 3, tr.Events(), "three complete events; an unterminated one is not dispatched")
+			v := tr.Violations()
+			require.Len(t, v, 1, "%v", v)
+			assert.Equal(t, KindEvent, v[0].Kind)
+			assert.Equal(t, 200, v[0].Status)
+			assert.Contains(t, v[0].String(), `(id "3") is not a LifecycleResponse`)
+			assert.Contains(t, v[0].String(), "status")
+		})
+	}
+}
+
+func TestTransportUndeclaredStatusWithoutBody(t *testing.T) {
+	s := mustSpec(t)
+	srv := fakeService(t)
+	tr := s.Transport(srv.Client().Transport)
+	resp, _ := do(t, &http.Client{Transport: tr}, "GET", srv.URL+"/v1/machines/teapot", "")
+	assert.Equal(t, http.StatusTeapot, resp.StatusCode)
+	// getMachine has a `default` response (problem+json), so 418 is declared
+	// through it, but then the body must be problem+json.
+	v := tr.Violations()
+	require.Len(t, v, 1, "%v", v)
+	assert.Equal(t, KindResponse, v[0].Kind)
+}
+
+func TestTransportUnknownV1Path(t *testing.T) {
+	s := mustSpec(t)
+	srv := fakeService(t)
+	tr := s.Transport(srv.Client().Transport)
+	resp, _ := do(t, &http.Client{Transport: tr}, "GET", srv.URL+"/v1/machinez", "")
+	assert.Equal(t, 404, resp.StatusCode)
+	v := tr.Violations()
+	require.Len(t, v, 1)
+	assert.Contains(t, v[0].String(), "not in the contract")
+	assert.Equal(t, 0, tr.Ignored())
+}
+
+// A body without GetBody (a plain io.Reader) reaches the server intact.
+func TestTransportNonReplayableBody(t *testing.T) {
+	s := mustSpec(t)
+	var got []byte
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got, _ = io.ReadAll(r.Body)
+		w.Header().Set("Content-Type", "application/json")
+		w.Write(lifecycle(nil))
+	}))
+	defer srv.Close()
+	tr := s.Transport(srv.Client().Transport)
+	req, err := http.NewRequest("POST", srv.URL+"/v1/machines", io.MultiReader(strings.NewReader(validCreate)))
+	require.NoError(t, err)
+	require.Nil(t, req.GetBody)
+	req.Header.Set("Authorization", "Bearer k")
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Idempotency-Key", "k")
+	resp, err := (&http.Client{Transport: tr}).Do(req)
+	require.NoError(t, err)
+	resp.Body.Close()
+	assert.Equal(t, validCreate, string(got))
+	assert.Same(t, req, resp.Request)
+	assert.Empty(t, tr.Violations())
+}
+
+func TestTransportConcurrent(t *testing.T) {
+	s := mustSpec(t)
+	srv := fakeService(t)
+	tr := s.Transport(srv.Client().Transport)
+	c := &http.Client{Transport: tr}
+	const n = 40
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			switch i % 4 {
+			case 0:
+				do(t, c, "POST", srv.URL+"/v1/machines", validCreate, "Idempotency-Key", fmt.Sprint("k", i))
+			case 1:
+				do(t, c, "GET", srv.URL+"/v1/machines/dm-123", "")
+			case 2:
+				do(t, c, "GET", srv.URL+"/v1/machines/broken", "")
+			case 3:
+				do(t, c, "GET", srv.URL+"/v1/machines/dm-1/status/stream", "")
+			}
+		}()
+	}
+	wg.Wait()
+	assert.Equal(t, n, tr.Exchanges())
+	var resp, ev int
+	for _, v := range tr.Violations() {
+		switch v.Kind {
+		case KindResponse:
+			resp++
+		case KindEvent:
+			ev++
+		default:
+			t.Errorf("unexpected violation %v", v)
+		}
+	}
+	assert.Equal(t, n/4, resp)
+	assert.Equal(t, n/4, ev)
+	assert.Equal(t, 3*n/4, tr.Events())
+}
+
+func BenchmarkValidateExchange(b *testing.B) {
+	p, err := SpecPath()
+	if err != nil {
+		b.Fatal(err)
+	}
+	s, err := Load(p)
+	if err != nil {
+		b.Fatal(err)
+	}
+	body := lifecycle(nil)
+	for b.Loop() {
+		req := request("POST", "/v1/machines", validCreate, "Idempotency-Key", "k1")
+		if err := s.ValidateRequest(req); err != nil {
+			b.Fatal(err)
+		}
+		if err := s.ValidateResponse(req, response(202, "application/json", body)); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

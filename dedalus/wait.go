@@ -26,14 +26,20 @@ func (e *PhaseError) Error() string {
 	return msg
 }
 
-// settle judges a machine state against the wanted phases: done (wanted),
-// or a *PhaseError when the machine can no longer reach one of them without
-// someone asking it to, or neither (keep waiting).
+// settle judges a machine state against the wanted phases: done (wanted), a
+// *PhaseError when the machine can never get there (it failed, or it is
+// destroyed or being destroyed), or neither (keep waiting). A machine that
+// settled in another state is not an error: autosleep or another actor may
+// still move it, so such waits are bounded by the caller's context.
 func settle(m *Machine, want []MachinePhase) (bool, error) {
 	if slices.Contains(want, m.Status.Phase) {
 		return true, nil
 	}
-	if m.Status.Phase.Terminal() || m.Converged() {
+	gone := m.Status.Phase.Terminal() || m.DesiredState == DesiredDestroyed
+	if gone && !slices.Contains(want, PhaseDestroyed) {
+		return false, &PhaseError{MachineID: m.MachineID, Want: want, Machine: m}
+	}
+	if m.Status.Phase == PhaseFailed {
 		return false, &PhaseError{MachineID: m.MachineID, Want: want, Machine: m}
 	}
 	return false, nil
@@ -56,7 +62,8 @@ func (c *Client) WaitForPhase(ctx context.Context, id string, want ...MachinePha
 		if done, err := settle(m, want); done || err != nil {
 			return m, err
 		}
-		if streamOK {
+		// A converged machine's stream ends at once: poll until it moves.
+		if streamOK && !m.Converged() {
 			m, err := c.waitStream(ctx, id, m.Status.Revision, want)
 			switch {
 			case m != nil || isPhaseErr(err):
@@ -97,15 +104,9 @@ func (c *Client) waitStream(ctx context.Context, id, rev string, want []MachineP
 		if err != nil {
 			return nil, err
 		}
-		done, err := settle(m, want)
-		if done {
-			return m, nil
-		}
-		if err != nil && m.Status.Phase.Terminal() {
+		if done, err := settle(m, want); done || err != nil {
 			return m, err
 		}
-		// Converged elsewhere is judged on a fresh read after the stream ends:
-		// the event may predate a request made just before we subscribed.
 	}
 }
 

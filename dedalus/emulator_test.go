@@ -1,0 +1,652 @@
+package dedalus_test
+
+// These tests drive every client method against the local emulator over real
+// HTTP. Every exchange passes through a transport that validates requests,
+// responses and streamed events against the published OpenAPI contract in
+// ../shared, so the client and the emulator are both held to the spec.
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/drydock-dev/drydock/dedalus"
+	"github.com/drydock-dev/drydock/emulator"
+	"github.com/drydock-dev/drydock/internal/apispec"
+	"github.com/drydock-dev/drydock/internal/testenv"
+)
+
+var previewApp string // path of the built examples/previewapp
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "drydock-previewapp-*")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	previewApp = filepath.Join(dir, "previewapp")
+	build := exec.Command("go", "build", "-o", previewApp, "../examples/previewapp")
+	build.Stderr = os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "build examples/previewapp:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+type env struct {
+	emu *emulator.Server
+	c   *dedalus.Client
+	tr  *apispec.Transport
+}
+
+// roundTripFunc lets a test observe each exchange below the validator.
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+type envOpts struct {
+	cfg    func(*emulator.Config)
+	copts  func(*dedalus.Options)
+	tapped func(next http.RoundTripper) http.RoundTripper
+}
+
+func newEnv(t *testing.T, o envOpts) *env {
+	t.Helper()
+	cfg := emulator.Config{
+		Addr:       "127.0.0.1:0",
+		BootDelay:  100 * time.Millisecond,
+		WakeDelay:  100 * time.Millisecond,
+		SleepDelay: 50 * time.Millisecond,
+		Seed:       1,
+		Logger:     slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
+	}
+	if o.cfg != nil {
+		o.cfg(&cfg)
+	}
+	emu, err := emulator.New(cfg)
+	require.NoError(t, err)
+	require.NoError(t, emu.Start())
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		assert.NoError(t, emu.Close(ctx))
+	})
+
+	spec, err := apispec.Load(filepath.Join(testenv.SharedDir(t), "dedalus", "machines-openapi.json"))
+	require.NoError(t, err)
+	var base http.RoundTripper = http.DefaultTransport.(*http.Transport).Clone()
+	if o.tapped != nil {
+		base = o.tapped(base)
+	}
+	tr := spec.Transport(base)
+	t.Cleanup(func() {
+		for _, v := range tr.Violations() {
+			t.Errorf("contract violation: %s", v)
+		}
+	})
+	opts := dedalus.Options{
+		BaseURL: emu.URL(), APIKey: emu.APIKey(), HTTPClient: &http.Client{Transport: tr},
+		MinBackoff: 5 * time.Millisecond, MaxBackoff: 50 * time.Millisecond, PollInterval: 20 * time.Millisecond,
+	}
+	if o.copts != nil {
+		o.copts(&opts)
+	}
+	c, err := dedalus.New(opts)
+	require.NoError(t, err)
+	return &env{emu: emu, c: c, tr: tr}
+}
+
+func ctxT(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+var small = dedalus.CreateMachineRequest{VCPU: 1, MemoryMiB: 1024, StorageGiB: 10}
+
+func (e *env) running(t *testing.T, key string, req dedalus.CreateMachineRequest) *dedalus.Machine {
+	t.Helper()
+	ctx := ctxT(t)
+	m, err := e.c.CreateMachine(ctx, req, key)
+	require.NoError(t, err)
+	m, err = e.c.WaitForPhase(ctx, m.MachineID, dedalus.PhaseRunning)
+	require.NoError(t, err)
+	return m
+}
+
+func TestMachineLifecycle(t *testing.T) {
+	e := newEnv(t, envOpts{})
+	ctx := ctxT(t)
+
+	m, err := e.c.CreateMachine(ctx, dedalus.CreateMachineRequest{VCPU: 2, MemoryMiB: 4096, StorageGiB: 20, Autosleep: "10m"}, "create-1")
+	require.NoError(t, err)
+	assert.Equal(t, dedalus.PhaseAccepted, m.Status.Phase, "create is asynchronous")
+	assert.Equal(t, dedalus.DesiredRunning, m.DesiredState)
+	assert.EqualValues(t, 600, m.AutosleepSeconds)
+	created := m.Status.Revision
+
+	m, err = e.c.WaitForPhase(ctx, m.MachineID, dedalus.PhaseRunning)
+	require.NoError(t, err)
+	assert.NotEqual(t, created, m.Status.Revision, "transitions bump the revision")
+
+	got, err := e.c.GetMachine(ctx, m.MachineID)
+	require.NoError(t, err)
+	assert.Equal(t, m.Status.Revision, got.Status.Revision)
+	assert.Equal(t, 2.0, got.VCPU)
+
+	as := "90s"
+	up, err := e.c.UpdateMachine(ctx, m.MachineID, dedalus.UpdateMachineRequest{Autosleep: &as}, dedalus.Mutation{IdempotencyKey: "patch-1"})
+	require.NoError(t, err)
+	assert.EqualValues(t, 90, up.AutosleepSeconds)
+
+	slept, err := e.c.SleepAndWait(ctx, m.MachineID, "sleep-1")
+	require.NoError(t, err)
+	assert.Equal(t, dedalus.PhaseSleeping, slept.Status.Phase)
+
+	woke, err := e.c.WakeAndWait(ctx, m.MachineID, "wake-1")
+	require.NoError(t, err)
+	assert.Equal(t, dedalus.PhaseRunning, woke.Status.Phase)
+
+	// Waking a running machine makes no wake call at all.
+	before := e.emu.Stats().WakeRequests
+	_, err = e.c.WakeAndWait(ctx, m.MachineID, "wake-2")
+	require.NoError(t, err)
+	assert.Equal(t, before, e.emu.Stats().WakeRequests)
+
+	_, err = e.c.DeleteMachine(ctx, m.MachineID, dedalus.Mutation{IdempotencyKey: "delete-1"})
+	require.NoError(t, err)
+	gone, err := e.c.WaitForPhase(ctx, m.MachineID, dedalus.PhaseDestroyed)
+	require.NoError(t, err)
+	assert.Equal(t, dedalus.DesiredDestroyed, gone.DesiredState)
+
+	st := e.emu.Stats()
+	assert.EqualValues(t, 1, st.Creates)
+	assert.EqualValues(t, 1, st.Wakes)
+	assert.EqualValues(t, 1, st.Sleeps)
+	assert.EqualValues(t, 1, st.Deletes)
+	assert.Equal(t, 0, st.LiveMachines)
+	assert.Greater(t, e.tr.Exchanges(), 8)
+}
+
+func TestListPagingAndIterator(t *testing.T) {
+	e := newEnv(t, envOpts{})
+	ctx := ctxT(t)
+	ids := map[string]bool{}
+	for i := range 5 {
+		m, err := e.c.CreateMachine(ctx, small, fmt.Sprintf("list-%d", i))
+		require.NoError(t, err)
+		ids[m.MachineID] = true
+	}
+	page, err := e.c.ListMachines(ctx, dedalus.ListOptions{Limit: 2})
+	require.NoError(t, err)
+	assert.Len(t, page.Items, 2)
+	assert.NotEmpty(t, page.NextCursor)
+	assert.False(t, page.Items[0].CreatedAt.IsZero())
+
+	seen := map[string]bool{}
+	for m, err := range e.c.AllMachines(ctx, 2) {
+		require.NoError(t, err)
+		assert.False(t, seen[m.MachineID], "no machine twice across pages")
+		seen[m.MachineID] = true
+	}
+	assert.Equal(t, ids, seen)
+}
+
+func TestErrorCodes(t *testing.T) {
+	e := newEnv(t, envOpts{cfg: func(c *emulator.Config) { c.OrgID = "org-a" }})
+	ctx := ctxT(t)
+
+	bad, err := dedalus.New(dedalus.Options{BaseURL: e.emu.URL(), APIKey: "wrong", HTTPClient: &http.Client{Transport: e.tr}})
+	require.NoError(t, err)
+	_, err = bad.GetMachine(ctx, "dm-x")
+	assert.True(t, dedalus.HasCode(err, dedalus.CodeAuthInvalid), "%v", err)
+	ae, _ := dedalus.AsAPIError(err)
+	assert.Equal(t, 401, ae.StatusCode)
+
+	other, err := dedalus.New(dedalus.Options{BaseURL: e.emu.URL(), APIKey: e.emu.APIKey(), OrgID: "org-b", HTTPClient: &http.Client{Transport: e.tr}})
+	require.NoError(t, err)
+	_, err = other.ListMachines(ctx, dedalus.ListOptions{})
+	assert.True(t, dedalus.HasCode(err, dedalus.CodeAuthOrgMismatch), "%v", err)
+
+	_, err = e.c.GetMachine(ctx, "dm-does-not-exist")
+	assert.True(t, dedalus.IsNotFound(err), "%v", err)
+	ae, _ = dedalus.AsAPIError(err)
+	require.NotNil(t, ae.Problem, "404 is a problem+json body")
+
+	m := e.running(t, "err-create", small)
+
+	// Same key, other body: refused, and nothing is created.
+	_, err = e.c.CreateMachine(ctx, dedalus.CreateMachineRequest{VCPU: 4, MemoryMiB: 1024, StorageGiB: 10}, "err-create")
+	assert.True(t, dedalus.HasCode(err, dedalus.CodeIdempotencyKeyReused), "%v", err)
+	assert.False(t, dedalus.IsRetryable(err))
+	assert.EqualValues(t, 1, e.emu.Stats().Creates)
+
+	// A stale revision.
+	_, err = e.c.SleepMachine(ctx, m.MachineID, dedalus.Mutation{IdempotencyKey: "stale", IfMatch: "1"})
+	assert.True(t, dedalus.HasCode(err, dedalus.CodeRevisionMismatch), "%v", err)
+	ae, _ = dedalus.AsAPIError(err)
+	assert.True(t, ae.Retryable)
+	assert.Equal(t, m.Status.Revision, ae.Details["expected_revision"])
+
+	// An impossible transition.
+	_, err = e.c.DeleteMachine(ctx, m.MachineID, dedalus.Mutation{IdempotencyKey: "err-delete"})
+	require.NoError(t, err)
+	_, err = e.c.WaitForPhase(ctx, m.MachineID, dedalus.PhaseDestroyed)
+	require.NoError(t, err)
+	_, err = e.c.WakeMachine(ctx, m.MachineID, dedalus.Mutation{IdempotencyKey: "err-wake"})
+	assert.True(t, dedalus.HasCode(err, dedalus.CodeInvalidState), "%v", err)
+	_, err = e.c.WakeAndWait(ctx, m.MachineID, "err-wake-2")
+	var pe *dedalus.PhaseError
+	assert.True(t, errors.As(err, &pe), "waking a destroyed machine: %v", err)
+}
+
+func TestInFlightKeyCoalescesConcurrentCreates(t *testing.T) {
+	e := newEnv(t, envOpts{})
+	require.NoError(t, e.emu.SetFaults(emulator.Faults{Routes: map[string]emulator.FaultRule{
+		"createMachine": {LatencyMS: 300},
+	}}))
+	ctx := ctxT(t)
+	var wg sync.WaitGroup
+	ids := make([]string, 4)
+	errs := make([]error, 4)
+	for i := range ids {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			m, err := e.c.CreateMachine(ctx, small, "same-key")
+			errs[i] = err
+			if err == nil {
+				ids[i] = m.MachineID
+			}
+		}()
+	}
+	wg.Wait()
+	for i := range ids {
+		require.NoError(t, errs[i], "429 in-flight answers are retried after retry_after_ms")
+		assert.Equal(t, ids[0], ids[i])
+	}
+	st := e.emu.Stats()
+	assert.EqualValues(t, 1, st.Creates)
+	assert.EqualValues(t, 3, st.IdempotentReplays)
+}
+
+func TestRetryAfterFromServerIsHonoured(t *testing.T) {
+	var mu sync.Mutex
+	var gets []time.Time
+	var emu *emulator.Server
+	e := newEnv(t, envOpts{tapped: func(next http.RoundTripper) http.RoundTripper {
+		return roundTripFunc(func(r *http.Request) (*http.Response, error) {
+			resp, err := next.RoundTrip(r)
+			if r.Method == http.MethodGet && strings.HasPrefix(r.URL.Path, "/v1/machines/") {
+				mu.Lock()
+				gets = append(gets, time.Now())
+				if resp != nil && resp.StatusCode == 429 && len(gets) == 2 {
+					require.NoError(t, emu.SetFaults(emulator.Faults{})) // the third try succeeds
+				}
+				mu.Unlock()
+			}
+			return resp, err
+		})
+	}})
+	emu = e.emu
+	ctx := ctxT(t)
+	m := e.running(t, "ra", small)
+	mu.Lock()
+	gets = nil
+	mu.Unlock()
+	require.NoError(t, e.emu.SetFaults(emulator.Faults{Routes: map[string]emulator.FaultRule{
+		"getMachine": {Error429: 1, RetryAfterMS: 150},
+	}}))
+	got, err := e.c.GetMachine(ctx, m.MachineID)
+	require.NoError(t, err)
+	assert.Equal(t, m.MachineID, got.MachineID)
+	mu.Lock()
+	defer mu.Unlock()
+	require.Len(t, gets, 3)
+	for i := 1; i < 3; i++ {
+		assert.GreaterOrEqual(t, gets[i].Sub(gets[i-1]), 140*time.Millisecond, "waited retry_after_ms before retry %d", i)
+	}
+}
+
+// A create whose answer is lost (the server acted, the connection died) is
+// retried with the same key: one machine, and a later process with the same
+// key (a crashed worker's successor) finds that same machine.
+func TestCreateReplayAfterLostResponse(t *testing.T) {
+	var emu *emulator.Server
+	var resets atomic.Int32
+	e := newEnv(t, envOpts{tapped: func(next http.RoundTripper) http.RoundTripper {
+		return roundTripFunc(func(r *http.Request) (*http.Response, error) {
+			resp, err := next.RoundTrip(r)
+			if err != nil && r.Method == http.MethodPost && resets.Add(1) == 1 {
+				require.NoError(t, emu.SetFaults(emulator.Faults{}))
+			}
+			return resp, err
+		})
+	}})
+	emu = e.emu
+	require.NoError(t, emu.SetFaults(emulator.Faults{Routes: map[string]emulator.FaultRule{"createMachine": {ResetAfter: 1}}}))
+	ctx := ctxT(t)
+
+	m, err := e.c.CreateMachine(ctx, small, "crash-key")
+	require.NoError(t, err)
+	assert.EqualValues(t, 1, resets.Load(), "the first answer was lost")
+
+	successor, err := dedalus.New(dedalus.Options{BaseURL: emu.URL(), APIKey: emu.APIKey(), HTTPClient: &http.Client{Transport: e.tr}})
+	require.NoError(t, err)
+	again, err := successor.CreateMachine(ctx, small, "crash-key")
+	require.NoError(t, err)
+	assert.Equal(t, m.MachineID, again.MachineID)
+
+	st := emu.Stats()
+	assert.EqualValues(t, 1, st.Creates)
+	assert.EqualValues(t, 2, st.IdempotentReplays)
+	assert.Equal(t, 1, st.LiveMachines)
+}
+
+func TestStatusStreamFollowsBoot(t *testing.T) {
+	e := newEnv(t, envOpts{cfg: func(c *emulator.Config) { c.BootDelay = 300 * time.Millisecond }})
+	ctx := ctxT(t)
+	m, err := e.c.CreateMachine(ctx, small, "stream")
+	require.NoError(t, err)
+	s, err := e.c.WatchMachine(ctx, m.MachineID, "")
+	require.NoError(t, err)
+	defer s.Close()
+	var phases []dedalus.MachinePhase
+	last := 0
+	for {
+		ev, err := s.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		require.NoError(t, err)
+		var rev int
+		fmt.Sscan(ev.Status.Revision, &rev)
+		assert.Greater(t, rev, last, "revisions increase")
+		last = rev
+		phases = append(phases, ev.Status.Phase)
+	}
+	require.NotEmpty(t, phases)
+	assert.Equal(t, dedalus.PhaseRunning, phases[len(phases)-1], "the stream closes once running")
+	assert.Contains(t, phases, dedalus.PhaseStarting)
+	assert.Equal(t, fmt.Sprint(last), s.LastEventID())
+	assert.Greater(t, e.tr.Events(), 0, "streamed events were validated against LifecycleResponse")
+}
+
+func TestExecutions(t *testing.T) {
+	e := newEnv(t, envOpts{cfg: func(c *emulator.Config) { c.OutputCap = 1000 }})
+	ctx := ctxT(t)
+	m := e.running(t, "exec", small)
+
+	// Untrusted data travels in env and argv, never through a shell string.
+	evil := "x$(touch /tmp/drydock-pwned-by-client-test)"
+	os.Remove("/tmp/drydock-pwned-by-client-test")
+	mk, err := e.c.RunCommand(ctx, m.MachineID, dedalus.CreateExecutionRequest{Command: []string{"mkdir", "-p", "../work"}}, "mkdir")
+	require.NoError(t, err)
+	require.NoError(t, mk.Err())
+	res, err := e.c.RunCommand(ctx, m.MachineID, dedalus.CreateExecutionRequest{
+		Command: []string{"sh", "-c", `printf '%s|%s|' "$BRANCH" "$1"; cat; pwd`, "sh", evil},
+		Env:     map[string]string{"BRANCH": evil},
+		Stdin:   "from-stdin|",
+		Cwd:     "/work",
+	}, "exec-1")
+	require.NoError(t, err)
+	require.NoError(t, res.Err())
+	assert.True(t, strings.HasPrefix(res.Output.Stdout, evil+"|"+evil+"|from-stdin|"), res.Output.Stdout)
+	assert.True(t, strings.HasSuffix(strings.TrimSpace(res.Output.Stdout), "/work"), res.Output.Stdout)
+	assert.NoFileExists(t, "/tmp/drydock-pwned-by-client-test")
+	assert.Equal(t, []string{"BRANCH"}, res.Execution.EnvKeys, "env keys, never values, are reported")
+
+	// Same key again: the same execution, not a second run.
+	again, err := e.c.CreateExecution(ctx, m.MachineID, dedalus.CreateExecutionRequest{
+		Command: []string{"sh", "-c", `printf '%s|%s|' "$BRANCH" "$1"; cat; pwd`, "sh", evil},
+		Env:     map[string]string{"BRANCH": evil}, Stdin: "from-stdin|", Cwd: "/work",
+	}, "exec-1")
+	require.NoError(t, err)
+	assert.Equal(t, res.Execution.ExecutionID, again.ExecutionID)
+
+	// A failing command: not a Go error, but ExitError with the output tail.
+	res, err = e.c.RunCommand(ctx, m.MachineID, dedalus.CreateExecutionRequest{
+		Command: []string{"sh", "-c", "echo doing things; echo it broke >&2; exit 3"},
+	}, "exec-fail")
+	require.NoError(t, err)
+	var xe *dedalus.ExitError
+	require.True(t, errors.As(res.Err(), &xe))
+	assert.EqualValues(t, 3, *xe.ExitCode)
+	assert.Equal(t, dedalus.ExecFailed, xe.Status)
+	assert.Contains(t, xe.StderrTail, "it broke")
+
+	// Output beyond the cap is truncated and flagged; bytes counts everything.
+	res, err = e.c.RunCommand(ctx, m.MachineID, dedalus.CreateExecutionRequest{
+		Command: []string{"sh", "-c", "yes drydock | head -c 5000"},
+	}, "exec-big")
+	require.NoError(t, err)
+	assert.True(t, res.Output.StdoutTruncated)
+	assert.EqualValues(t, 5000, res.Output.StdoutBytes)
+	assert.Len(t, res.Output.Stdout, 1000)
+
+	// Timeout.
+	res, err = e.c.RunCommand(ctx, m.MachineID, dedalus.CreateExecutionRequest{
+		Command: []string{"sleep", "30"}, TimeoutMS: 200,
+	}, "exec-timeout")
+	require.NoError(t, err)
+	assert.Equal(t, dedalus.ExecFailed, res.Execution.Status)
+	assert.NotEmpty(t, res.Execution.ErrorCode)
+
+	// Events: lifecycle and output, in sequence, across pages.
+	var seqs []int64
+	var sawStdout, sawDone bool
+	for ev, err := range e.c.AllExecutionEvents(ctx, m.MachineID, again.ExecutionID) {
+		require.NoError(t, err)
+		seqs = append(seqs, ev.Sequence)
+		sawStdout = sawStdout || ev.Type == dedalus.EventStdout
+		sawDone = sawDone || (ev.Type == dedalus.EventLifecycle && ev.Status == dedalus.ExecSucceeded)
+	}
+	assert.True(t, sawStdout && sawDone)
+	for i := 1; i < len(seqs); i++ {
+		assert.Greater(t, seqs[i], seqs[i-1])
+	}
+	page, err := e.c.ListExecutionEvents(ctx, m.MachineID, again.ExecutionID, dedalus.ListOptions{Limit: 1})
+	require.NoError(t, err)
+	assert.Len(t, page.Items, 1)
+	assert.NotEmpty(t, page.NextCursor)
+
+	list, err := e.c.ListExecutions(ctx, m.MachineID, dedalus.ListOptions{})
+	require.NoError(t, err)
+	assert.Len(t, list.Items, 5)
+
+	// Deleting a running execution cancels it; then it is gone.
+	long, err := e.c.CreateExecution(ctx, m.MachineID, dedalus.CreateExecutionRequest{Command: []string{"sleep", "30"}}, "exec-long")
+	require.NoError(t, err)
+	del, err := e.c.DeleteExecution(ctx, m.MachineID, long.ExecutionID, "del-long")
+	require.NoError(t, err)
+	assert.Equal(t, dedalus.ExecCancelled, del.Status)
+	_, err = e.c.GetExecution(ctx, m.MachineID, long.ExecutionID)
+	assert.True(t, dedalus.IsNotFound(err))
+}
+
+// startApp starts examples/previewapp in the background on the machine and
+// opens a preview to it.
+func (e *env) startApp(t *testing.T, m *dedalus.Machine) *dedalus.Preview {
+	t.Helper()
+	ctx := ctxT(t)
+	res, err := e.c.RunCommand(ctx, m.MachineID, dedalus.CreateExecutionRequest{
+		Command: []string{"sh", "-c", `nohup "$APP" >app.log 2>&1 &`},
+		Env:     map[string]string{"APP": previewApp, "DRYDOCK_SHA": "abc123"},
+	}, "start-app-"+m.MachineID)
+	require.NoError(t, err)
+	require.NoError(t, res.Err())
+	p, err := e.c.CreatePreview(ctx, m.MachineID, dedalus.CreatePreviewRequest{Port: 3000}, "preview-"+m.MachineID)
+	require.NoError(t, err)
+	require.NotEmpty(t, p.URL)
+	require.Eventually(t, func() bool {
+		resp, err := http.Get(p.URL + "/healthz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == 200
+	}, 10*time.Second, 50*time.Millisecond, "the app answers through the preview")
+	return p
+}
+
+type countResp struct {
+	Count int `json:"count"`
+	PID   int `json:"pid"`
+}
+
+func getCount(t *testing.T, url string) (int, countResp) {
+	t.Helper()
+	resp, err := http.Get(url + "/count")
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	var c countResp
+	if resp.StatusCode == 200 {
+		require.NoError(t, json.NewDecoder(resp.Body).Decode(&c))
+	}
+	return resp.StatusCode, c
+}
+
+func TestSleepWakeKeepsAppStateAndPreviews(t *testing.T) {
+	e := newEnv(t, envOpts{})
+	ctx := ctxT(t)
+	m := e.running(t, "app", small)
+	p := e.startApp(t, m)
+
+	got, err := e.c.GetPreview(ctx, m.MachineID, p.PreviewID)
+	require.NoError(t, err)
+	assert.Equal(t, dedalus.PreviewReady, got.Status)
+	list, err := e.c.ListPreviews(ctx, m.MachineID, dedalus.ListOptions{})
+	require.NoError(t, err)
+	assert.Len(t, list.Items, 1)
+
+	_, c1 := getCount(t, p.URL)
+	_, c2 := getCount(t, p.URL)
+	assert.Equal(t, c1.Count+1, c2.Count)
+
+	_, err = e.c.SleepAndWait(ctx, m.MachineID, "app-sleep")
+	require.NoError(t, err)
+	status, _ := getCount(t, p.URL)
+	assert.Equal(t, http.StatusServiceUnavailable, status, "a sleeping machine's preview answers 503")
+
+	_, err = e.c.WakeAndWait(ctx, m.MachineID, "app-wake")
+	require.NoError(t, err)
+	status, c3 := getCount(t, p.URL)
+	require.Equal(t, http.StatusOK, status)
+	assert.Equal(t, c2.Count+1, c3.Count, "in-memory state survived sleep and wake")
+	assert.Equal(t, c1.PID, c3.PID, "same process")
+
+	closed, err := e.c.DeletePreview(ctx, m.MachineID, p.PreviewID, "")
+	require.NoError(t, err)
+	assert.Equal(t, dedalus.PreviewClosed, closed.Status)
+	_, err = e.c.GetPreview(ctx, m.MachineID, p.PreviewID)
+	assert.True(t, dedalus.IsNotFound(err))
+	assert.Equal(t, 0, e.emu.Stats().PreviewsLive)
+}
+
+func TestAutosleepFires(t *testing.T) {
+	e := newEnv(t, envOpts{})
+	ctx := ctxT(t)
+	m := e.running(t, "auto", dedalus.CreateMachineRequest{VCPU: 1, MemoryMiB: 512, StorageGiB: 5, Autosleep: "1s"})
+	assert.EqualValues(t, 1, m.AutosleepSeconds)
+	start := time.Now()
+	slept, err := e.c.WaitForPhase(ctx, m.MachineID, dedalus.PhaseSleeping)
+	if err != nil {
+		// The machine converges to sleeping on its own; WaitForPhase sees it.
+		t.Fatal(err)
+	}
+	assert.Equal(t, dedalus.DesiredSleeping, slept.DesiredState)
+	assert.GreaterOrEqual(t, time.Since(start), 700*time.Millisecond)
+	assert.EqualValues(t, 1, e.emu.Stats().Autosleeps)
+}
+
+func machineProcesses(t *testing.T, machineID string) []int {
+	t.Helper()
+	var pids []int
+	ents, err := os.ReadDir("/proc")
+	require.NoError(t, err)
+	for _, ent := range ents {
+		var pid int
+		if _, err := fmt.Sscan(ent.Name(), &pid); err != nil {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join("/proc", ent.Name(), "environ"))
+		if err != nil {
+			continue
+		}
+		for _, kv := range strings.Split(string(b), "\x00") {
+			if kv == "DEDALUS_MACHINE_ID="+machineID {
+				pids = append(pids, pid)
+			}
+		}
+	}
+	return pids
+}
+
+func TestDeleteLeavesNoProcessOrFile(t *testing.T) {
+	e := newEnv(t, envOpts{})
+	ctx := ctxT(t)
+	m := e.running(t, "del", small)
+	res, err := e.c.RunCommand(ctx, m.MachineID, dedalus.CreateExecutionRequest{
+		Command: []string{"sh", "-c", "echo data > keep.txt; nohup sleep 300 >/dev/null 2>&1 & setsid sleep 300 >/dev/null 2>&1 &"},
+	}, "bg")
+	require.NoError(t, err)
+	require.NoError(t, res.Err())
+	require.Eventually(t, func() bool { return len(machineProcesses(t, m.MachineID)) >= 2 }, 5*time.Second, 20*time.Millisecond)
+	pids := machineProcesses(t, m.MachineID)
+
+	// Sleep freezes them (state T), wake resumes them.
+	_, err = e.c.SleepAndWait(ctx, m.MachineID, "del-sleep")
+	require.NoError(t, err)
+	for _, pid := range pids {
+		assert.Equal(t, "T", procState(pid), "pid %d stopped while asleep", pid)
+	}
+	_, err = e.c.WakeAndWait(ctx, m.MachineID, "del-wake")
+	require.NoError(t, err)
+	for _, pid := range pids {
+		assert.NotEqual(t, "T", procState(pid), "pid %d resumed", pid)
+	}
+
+	_, err = e.c.DeleteMachine(ctx, m.MachineID, dedalus.Mutation{IdempotencyKey: "del-delete"})
+	require.NoError(t, err)
+	_, err = e.c.WaitForPhase(ctx, m.MachineID, dedalus.PhaseDestroyed)
+	require.NoError(t, err)
+	assert.Empty(t, machineProcesses(t, m.MachineID), "no process of the machine is left")
+	for _, pid := range pids {
+		// Dead: gone, or a zombie waiting for init (its adoptive parent) to reap it.
+		gone := syscall.Kill(pid, 0) == syscall.ESRCH || procState(pid) == "Z"
+		assert.True(t, gone, "pid %d was killed", pid)
+	}
+	assert.NoDirExists(t, filepath.Join(e.emu.DataDir(), "machines", m.MachineID))
+}
+
+func procState(pid int) string {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return ""
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 || i+2 >= len(s) {
+		return ""
+	}
+	return s[i+2 : i+3]
+}

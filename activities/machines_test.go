@@ -1,0 +1,221 @@
+package activities_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/testsuite"
+	"go.temporal.io/sdk/worker"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/drydock-dev/drydock/activities"
+	"github.com/drydock-dev/drydock/dedalus"
+	"github.com/drydock-dev/drydock/emulator"
+	"github.com/drydock-dev/drydock/internal/testenv"
+)
+
+var devServer *testsuite.DevServer
+
+func TestMain(m *testing.M) {
+	srv, err := testenv.StartTemporal(context.Background())
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	devServer = srv
+	code := m.Run()
+	_ = srv.Stop()
+	os.Exit(code)
+}
+
+func startEmulator(t *testing.T, mod func(*emulator.Config)) (*emulator.Server, *dedalus.Client) {
+	t.Helper()
+	cfg := emulator.Config{
+		Addr: "127.0.0.1:0", BootDelay: 100 * time.Millisecond, WakeDelay: 50 * time.Millisecond,
+		SleepDelay: 20 * time.Millisecond, Seed: 7,
+		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
+	}
+	if mod != nil {
+		mod(&cfg)
+	}
+	emu, err := emulator.New(cfg)
+	require.NoError(t, err)
+	require.NoError(t, emu.Start())
+	t.Cleanup(func() { _ = emu.Close(context.Background()) })
+	c, err := dedalus.New(dedalus.Options{BaseURL: emu.URL(), APIKey: emu.APIKey(), MinBackoff: 5 * time.Millisecond, PollInterval: 20 * time.Millisecond})
+	require.NoError(t, err)
+	return emu, c
+}
+
+var machines *activities.Machines // method values name the activities in workflows
+
+func actx(ctx workflow.Context) workflow.Context {
+	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		StartToCloseTimeout: 30 * time.Second,
+		HeartbeatTimeout:    2 * time.Second,
+		RetryPolicy:         &temporal.RetryPolicy{InitialInterval: 100 * time.Millisecond, MaximumInterval: time.Second, MaximumAttempts: 10},
+	})
+}
+
+// tour exercises every machine activity once, as the preview workflow will.
+func tour(ctx workflow.Context) (string, error) {
+	ctx = actx(ctx)
+	var m activities.MachineRef
+	if err := workflow.ExecuteActivity(ctx, machines.CreateMachine, activities.MachineSpec{VCPU: 1, MemoryMiB: 512, StorageGiB: 5, Autosleep: "10m"}).Get(ctx, &m); err != nil {
+		return "", err
+	}
+	var out activities.CommandResult
+	if err := workflow.ExecuteActivity(ctx, machines.RunCommand, activities.Command{
+		MachineID: m.MachineID, Name: "hello", Argv: []string{"sh", "-c", `echo "hello $WHO"`}, Env: map[string]string{"WHO": "drydock"},
+	}).Get(ctx, &out); err != nil {
+		return "", err
+	}
+	var p activities.PreviewRef
+	if err := workflow.ExecuteActivity(ctx, machines.CreatePreview, m.MachineID, int64(3000)).Get(ctx, &p); err != nil {
+		return "", err
+	}
+	if err := workflow.ExecuteActivity(ctx, machines.SleepMachine, m.MachineID).Get(ctx, nil); err != nil {
+		return "", err
+	}
+	if err := workflow.ExecuteActivity(ctx, machines.WakeMachine, m.MachineID).Get(ctx, nil); err != nil {
+		return "", err
+	}
+	failed := workflow.ExecuteActivity(ctx, machines.RunCommand, activities.Command{
+		MachineID: m.MachineID, Name: "build", Argv: []string{"sh", "-c", "echo compiling; echo 'error: boom' >&2; exit 2"},
+	}).Get(ctx, nil)
+	var ae *temporal.ApplicationError
+	if !errors.As(failed, &ae) || ae.Type() != activities.ErrTypeCommandFailed {
+		return "", fmt.Errorf("want a CommandFailed error, got %v", failed)
+	}
+	var failedRes activities.CommandResult
+	if err := ae.Details(&failedRes); err != nil {
+		return "", err
+	}
+	if err := workflow.ExecuteActivity(ctx, machines.DeletePreview, m.MachineID, p.PreviewID).Get(ctx, nil); err != nil {
+		return "", err
+	}
+	if err := workflow.ExecuteActivity(ctx, machines.DeleteMachine, m.MachineID).Get(ctx, nil); err != nil {
+		return "", err
+	}
+	// Deleting again (a retried teardown) is fine.
+	if err := workflow.ExecuteActivity(ctx, machines.DeleteMachine, m.MachineID).Get(ctx, nil); err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("%s|%s|%d|%s", m.MachineID, out.StdoutTail, failedRes.ExitCode, failedRes.StderrTail), nil
+}
+
+func runWorker(t *testing.T, queue string, c *dedalus.Client) worker.Worker {
+	t.Helper()
+	w := worker.New(devServer.Client(), queue, worker.Options{})
+	w.RegisterWorkflow(tour)
+	w.RegisterWorkflow(createOnly)
+	w.RegisterActivity(&activities.Machines{Client: c, HeartbeatEvery: 200 * time.Millisecond})
+	require.NoError(t, w.Start())
+	return w
+}
+
+func TestMachineActivitiesThroughTemporal(t *testing.T) {
+	emu, c := startEmulator(t, nil)
+	queue := "tour-" + t.Name()
+	w := runWorker(t, queue, c)
+	defer w.Stop()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	run, err := devServer.Client().ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: "tour-1", TaskQueue: queue}, tour)
+	require.NoError(t, err)
+	var res string
+	require.NoError(t, run.Get(ctx, &res))
+	assert.Regexp(t, `^dm-\w+\|hello drydock\n\|2\|error: boom\n$`, res)
+
+	st := emu.Stats()
+	assert.EqualValues(t, 1, st.Creates)
+	assert.EqualValues(t, 1, st.Sleeps)
+	assert.EqualValues(t, 1, st.Wakes)
+	assert.EqualValues(t, 1, st.Deletes)
+	assert.Equal(t, 0, st.LiveMachines, "nothing leaked")
+	assert.Equal(t, 0, st.PreviewsLive)
+}
+
+func createOnly(ctx workflow.Context) (activities.MachineRef, error) {
+	var m activities.MachineRef
+	err := workflow.ExecuteActivity(actx(ctx), machines.CreateMachine, activities.MachineSpec{VCPU: 1, MemoryMiB: 512, StorageGiB: 5}).Get(ctx, &m)
+	return m, err
+}
+
+// A worker that dies while a machine boots leaves the activity to its
+// successor, which finds the same machine through the idempotency key.
+func TestCreateResumesOnAnotherWorkerWithoutDuplicate(t *testing.T) {
+	emu, c := startEmulator(t, func(cfg *emulator.Config) { cfg.BootDelay = 1500 * time.Millisecond })
+	queue := "resume-" + t.Name()
+	first := runWorker(t, queue, c)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	run, err := devServer.Client().ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: "resume-1", TaskQueue: queue}, createOnly)
+	require.NoError(t, err)
+
+	require.Eventually(t, func() bool { return emu.Stats().Creates == 1 }, 10*time.Second, 10*time.Millisecond)
+	first.Stop() // the activity is mid-wait for "running"
+	second := runWorker(t, queue, c)
+	defer second.Stop()
+
+	var m activities.MachineRef
+	require.NoError(t, run.Get(ctx, &m))
+	assert.Equal(t, dedalus.PhaseRunning, m.Phase)
+	st := emu.Stats()
+	assert.EqualValues(t, 1, st.Creates, "exactly one machine")
+	assert.Equal(t, 1, st.LiveMachines)
+	assert.GreaterOrEqual(t, st.IdempotentReplays, int64(1), "the retry replayed the original create")
+}
+
+func TestErrorClassification(t *testing.T) {
+	emu, c := startEmulator(t, nil)
+	var s testsuite.WorkflowTestSuite
+	env := s.NewTestActivityEnvironment()
+	a := &activities.Machines{Client: c}
+	env.RegisterActivity(a)
+
+	val, err := env.ExecuteActivity(a.CreateMachine, activities.MachineSpec{VCPU: 1, MemoryMiB: 512, StorageGiB: 5})
+	require.NoError(t, err)
+	var m activities.MachineRef
+	require.NoError(t, val.Get(&m))
+
+	nonRetryable := func(err error, typ string) {
+		t.Helper()
+		var ae *temporal.ApplicationError
+		require.True(t, errors.As(err, &ae), "%v", err)
+		assert.Equal(t, typ, ae.Type())
+		assert.True(t, ae.NonRetryable(), "%s must not be retried", typ)
+	}
+
+	_, err = env.ExecuteActivity(a.CreateMachine, activities.MachineSpec{})
+	nonRetryable(err, activities.ErrTypeInvalidArgument)
+
+	_, err = env.ExecuteActivity(a.RunCommand, activities.Command{MachineID: m.MachineID, Argv: []string{"false"}})
+	nonRetryable(err, activities.ErrTypeCommandFailed)
+
+	// Overload is retryable, with the server's delay.
+	require.NoError(t, emu.SetFaults(emulator.Faults{Routes: map[string]emulator.FaultRule{"getMachine": {Error503: 1}}}))
+	_, err = env.ExecuteActivity(a.WakeMachine, m.MachineID)
+	var ae *temporal.ApplicationError
+	require.True(t, errors.As(err, &ae), "%v", err)
+	assert.False(t, ae.NonRetryable())
+	require.NoError(t, emu.SetFaults(emulator.Faults{}))
+
+	_, err = env.ExecuteActivity(a.DeleteMachine, m.MachineID)
+	require.NoError(t, err)
+	_, err = env.ExecuteActivity(a.WakeMachine, m.MachineID)
+	nonRetryable(err, activities.ErrTypeMachineFailed)
+	_, err = env.ExecuteActivity(a.DeleteMachine, "dm-never-existed")
+	assert.NoError(t, err, "a machine that does not exist counts as deleted")
+	_, err = env.ExecuteActivity(a.RunCommand, activities.Command{MachineID: "dm-never-existed", Argv: []string{"true"}})
+	nonRetryable(err, activities.ErrTypeNotFound)
+}

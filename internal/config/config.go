@@ -94,3 +94,12 @@ func (t Temporal) DialLazy(logger *slog.Logger) (client.Client, error) {
 	}
 	return c, nil
 }
+
+// Keys lists the environment variables spec reads, in declaration order.
+func Keys(spec any) ([]string, error) {
+	var b strings.Builder
+	if err := envconfig.Usagef("", spec, &b, "{{range .}}{{usage_key .}}\n{{end}}"); err != nil {
+		return nil, err
+	}
+	return strings.Fields(b.String()), nil
+}

@@ -125,9 +125,12 @@ func (c *Config) BindFlags(fs *flag.FlagSet) {
 		name := strings.ToLower(strings.ReplaceAll(env, "_", "-"))
 		def := f.Tag.Get("default")
 		if def == "" {
-			def = `""`
+			def = "none"
+			if f.Type.Kind() == reflect.Int64 {
+				def = "0"
+			}
 		}
-		usage := fmt.Sprintf("%s (env %s_%s, default %s)", f.Tag.Get("desc"), EnvPrefix, env, def)
+		usage := fmt.Sprintf("%s [env %s_%s, default %s]", f.Tag.Get("desc"), EnvPrefix, env, def)
 		p := v.Field(i).Addr().Interface()
 		switch p := p.(type) {
 		case *string:

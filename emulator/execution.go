@@ -130,11 +130,11 @@ func resolveCwd(m *machine, cwd string) (host, view string) {
 
 func (s *Server) buildEnv(m *machine, e *execution) []string {
 	env := map[string]string{
-		"PATH":  os.Getenv("PATH"),
-		"HOME":  m.home,
-		"USER":  "root",
-		"LANG":  "C.UTF-8",
-		"PORT":  strconv.Itoa(m.appPort),
+		"PATH": os.Getenv("PATH"),
+		"HOME": m.home,
+		"USER": "root",
+		"LANG": "C.UTF-8",
+		"PORT": strconv.Itoa(m.appPort),
 	}
 	if env["PATH"] == "" {
 		env["PATH"] = "/usr/local/bin:/usr/bin:/bin"

@@ -57,7 +57,7 @@ type machine struct {
 	execs      map[string]*execution
 	execOrder  []*execution
 	strayPipes []*os.File // output pipes of deleted executions
-	execSeq   int64
+	execSeq    int64
 
 	previews     map[string]*preview
 	previewOrder []*preview
@@ -87,7 +87,7 @@ func (m *machine) snapshot() dedalus.Machine {
 			LastTransitionAt: m.lastTransition,
 			LastProgressAt:   m.lastProgress,
 		},
-		AutosleepSeconds: int64(m.autosleep / time.Second),
+		AutosleepSeconds: int64((m.autosleep + time.Second - 1) / time.Second),
 	}
 }
 
@@ -206,7 +206,11 @@ func (s *Server) beginSleep(m *machine, auto bool) {
 	s.after(m, s.sleepDelay, func() {
 		freeze(m.id, m.pgids)
 		m.frozen = true
-		s.transition(m, dedalus.PhaseSleeping, "snapshot saved")
+		reason := "snapshot saved"
+		if m.autoSleep {
+			reason = fmt.Sprintf("autosleep: snapshot saved after %s idle", m.autosleep)
+		}
+		s.transition(m, dedalus.PhaseSleeping, reason)
 		s.counters.Sleeps++
 		if m.autoSleep {
 			s.counters.Autosleeps++

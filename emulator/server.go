@@ -116,10 +116,36 @@ func New(cfg Config) (*Server, error) {
 		}
 		return nil, fmt.Errorf("emulator: data dir: %w", err)
 	}
+	if !s.ownDataDir {
+		s.reapLeftovers()
+	}
 	s.mu.Lock()
 	s.goroutine(s.loop)
 	s.mu.Unlock()
 	return s, nil
+}
+
+// reapLeftovers removes the machines a previous run left in the data
+// directory (machines do not survive a restart), killing their processes.
+func (s *Server) reapLeftovers() {
+	dir := filepath.Join(s.dataDir, "machines")
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return
+	}
+	for _, e := range ents {
+		if !e.IsDir() || !strings.HasPrefix(e.Name(), "dm-") {
+			continue
+		}
+		if left := killVerify(e.Name(), map[int]bool{}, 5*time.Second); left > 0 {
+			s.log.Warn("leftover machine processes survived SIGKILL", "machine_id", e.Name(), "count", left)
+		}
+		if err := os.RemoveAll(filepath.Join(dir, e.Name())); err != nil {
+			s.log.Warn("removing leftover machine", "machine_id", e.Name(), "err", err)
+			continue
+		}
+		s.log.Info("removed machine left by a previous run", "machine_id", e.Name())
+	}
 }
 
 // Start listens on Config.Addr and serves the API in the background.

@@ -79,7 +79,7 @@ func run(cfg Config) error {
 	temporalAddr := fmt.Sprintf("127.0.0.1:%d", cfg.TemporalPort)
 	args := []string{"server", "start-dev", "--ip", "127.0.0.1",
 		"--port", fmt.Sprint(cfg.TemporalPort), "--ui-port", fmt.Sprint(cfg.UIPort),
-		"--db-filename", filepath.Join(cfg.DataDir, "temporal.db"), "--log-level", "warn"}
+		"--db-filename", filepath.Join(cfg.DataDir, "temporal.db"), "--log-level", "error"}
 	args = append(args, workflows.SearchAttributeFlags()...)
 	fmt.Println("Starting the Temporal dev server...")
 	if err := stack.Start(ctx, devstack.Service{

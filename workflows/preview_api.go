@@ -1,0 +1,119 @@
+package workflows
+
+import "time"
+
+// The PreviewLifecycle workflow (one per open pull request, ID
+// PreviewWorkflowID) and the names of its handlers. The webhook server, the
+// preview router and the starter talk to it only through these.
+const (
+	// PreviewLifecycleName is the registered workflow type name.
+	PreviewLifecycleName = "PreviewLifecycle"
+
+	// SignalPullRequest carries a PullRequestEvent (opened, reopened,
+	// synchronize, ready_for_review, closed, labeled, unlabeled).
+	SignalPullRequest = "pull_request"
+	// SignalRedeploy asks for a rebuild and restart of the current head (no payload).
+	SignalRedeploy = "redeploy"
+	// SignalDestroy tears the preview down and completes the workflow (DestroyRequest).
+	SignalDestroy = "destroy"
+	// SignalTouch reports preview traffic, which keeps a preview from going
+	// stale (no payload). The router sends it at most once a minute per preview.
+	SignalTouch = "touch"
+
+	// UpdateWake wakes the preview's machine and returns a WakeResult once it
+	// runs. Its validator rejects the update while the preview is being torn
+	// down. Concurrent wakes coalesce into one Dedalus wake call.
+	UpdateWake = "wake"
+
+	// QueryStatus returns a PreviewStatus.
+	QueryStatus = "status"
+)
+
+// PreviewInput starts a PreviewLifecycle. The webhook passes only the PR's
+// identity; the events arrive as SignalPullRequest (SignalWithStart).
+type PreviewInput struct {
+	Owner  string
+	Repo   string
+	Number int
+	// Carry is the state handed over by continue-as-new; nil on a fresh start.
+	Carry *PreviewCarry `json:",omitempty"`
+}
+
+// PullRequestEvent is the part of a GitHub pull_request delivery the
+// workflow needs. Every field is data: it reaches commands only as
+// environment variables, never inside a shell string.
+type PullRequestEvent struct {
+	DeliveryID string // X-GitHub-Delivery, for deduplication
+	Action     string
+	Owner      string // base repository owner
+	Repo       string // base repository name
+	Number     int
+	Title      string
+	HTMLURL    string
+	HeadSHA    string
+	HeadRef    string // branch name (untrusted)
+	BaseRef    string
+	CloneURL   string // clone URL of the head repository
+	Fork       bool   // head repository differs from the base repository
+	Draft      bool
+	Merged     bool
+	Labels     []string
+	Sender     string
+	// InstallationID is the GitHub App installation that sent the event (0 if none).
+	InstallationID int64
+}
+
+// DestroyRequest is the payload of SignalDestroy.
+type DestroyRequest struct {
+	Reason string // shown on the PR comment, e.g. "destroyed by alice"
+}
+
+// WakeResult is what UpdateWake returns: where the router proxies to.
+type WakeResult struct {
+	URL       string // the machine's preview URL (the upstream)
+	MachineID string
+}
+
+// PreviewPhase is where a preview is in its life.
+type PreviewPhase string
+
+// Preview phases.
+const (
+	PreviewPending      PreviewPhase = "pending"      // waiting for a deployable event
+	PreviewProvisioning PreviewPhase = "provisioning" // creating the machine and first deploy
+	PreviewDeploying    PreviewPhase = "deploying"    // redeploying a new head
+	PreviewReady        PreviewPhase = "ready"
+	PreviewFailed       PreviewPhase = "failed"
+	PreviewTearingDown  PreviewPhase = "tearing_down"
+	PreviewDestroyed    PreviewPhase = "destroyed"
+)
+
+// PreviewStatus is the answer to QueryStatus.
+type PreviewStatus struct {
+	Phase          PreviewPhase
+	Owner, Repo    string
+	Number         int
+	MachineID      string
+	PreviewID      string
+	URL            string // the Dedalus preview URL
+	HeadSHA        string // newest head seen
+	DeployedSHA    string // head the running app was built from
+	LastError      string
+	CreatedAt      time.Time
+	ReadyAt        time.Time
+	LastDeployAt   time.Time
+	LastActivityAt time.Time
+	Wakes          int
+}
+
+// PreviewCarry is the state a PreviewLifecycle carries over continue-as-new.
+type PreviewCarry struct {
+	Status          PreviewStatus
+	Event           PullRequestEvent // newest event seen
+	SetupDone       bool
+	SeedDone        bool
+	DeploymentID    int64
+	SeenDeliveries  []string
+	Pending         []PullRequestEvent // signals drained before continuing as new
+	PendingRedeploy bool
+}

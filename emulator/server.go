@@ -489,6 +489,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 
 	var ik idemKey
+	settled := false
 	if rt.idem {
 		key := r.Header.Get(dedalus.HeaderIdempotencyKey)
 		if strings.TrimSpace(key) == "" {
@@ -512,6 +513,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			replay.writeTo(w)
 			return
 		}
+		defer func() {
+			if !settled { // the handler panicked: release the key
+				s.idemFinish(ik, nil)
+			}
+		}()
 	}
 	rec := newRecorder()
 	if s.sleepCtx(r.Context(), f.latency) {
@@ -539,6 +545,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		} else {
 			s.idemFinish(ik, nil)
 		}
+		settled = true
 	}
 	if f.resetAfter {
 		s.log.Debug("fault: reset after processing", "op", rt.op)

@@ -380,7 +380,7 @@ func mustID(t *testing.T, r *resp) string {
 func TestIdempotencyInFlight(t *testing.T) {
 	t.Parallel()
 	e := start(t)
-	require.NoError(t, e.s.SetFaults(Faults{Routes: map[string]FaultRule{"createMachine": {LatencyMS: 600}}}))
+	require.NoError(t, e.s.SetFaults(Faults{Routes: map[string]FaultRule{"createMachine": {LatencyMS: 400}}}))
 	key := e.newKey()
 	body := map[string]any{"vcpu": 1, "memory_mib": 512, "storage_gib": 5}
 	var first *resp
@@ -393,7 +393,7 @@ func TestIdempotencyInFlight(t *testing.T) {
 			first = r
 		}
 	}()
-	time.Sleep(200 * time.Millisecond)
+	time.Sleep(150 * time.Millisecond)
 	r := e.do("POST", "/v1/machines", body, "Idempotency-Key", key)
 	require.Equal(t, http.StatusTooManyRequests, r.status)
 	assert.Equal(t, dedalus.ErrorBody{ErrorCode: dedalus.CodeRateLimited, Message: "idempotency key is already in-flight", Retryable: true, RetryAfterMS: 250}, r.errBody(t))
@@ -547,8 +547,7 @@ func readAll(res *http.Response) ([]byte, error) {
 
 func TestStatusStreamKeepalive(t *testing.T) {
 	t.Parallel()
-	e := start(t, func(c *Config) { c.BootDelay = 400 * time.Millisecond })
-	e.s.keepalive = 50 * time.Millisecond
+	e := start(t, func(c *Config) { c.BootDelay = 250 * time.Millisecond; c.keepalive = 30 * time.Millisecond })
 	m := e.create(nil)
 	evs, comments := readStream(t, e, m.MachineID, "")
 	assert.Len(t, evs, 3)

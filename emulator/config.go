@@ -68,6 +68,8 @@ type Config struct {
 	IdempotencyTTL time.Duration `envconfig:"IDEMPOTENCY_TTL" default:"24h" desc:"how long idempotency keys are remembered"`
 	// Logger receives the emulator's logs; nil means slog.Default().
 	Logger *slog.Logger `ignored:"true"`
+
+	keepalive time.Duration // SSE keepalive interval (tests)
 }
 
 // LoadConfig reads the configuration from DEDALUS_EMULATOR_* environment
@@ -203,7 +205,9 @@ func checkLoopback(addr string) error {
 }
 
 // FaultRule is the fault injection of one route (or of all routes, "*").
-// Probabilities are in [0, 1].
+// Probabilities are in [0, 1]. At most one fault hits a request, tried in the
+// order reset, error_503, error_429, reset_after; latency applies to every
+// request that gets processed.
 type FaultRule struct {
 	// Error503 answers 503 DEPENDENCY_UNAVAILABLE "runtime unavailable" before processing.
 	Error503 float64 `json:"error_503,omitempty"`

@@ -44,7 +44,31 @@
 // not part of the API contract:
 //
 //	GET  /_local/stats        Stats as JSON
-//	POST /_local/stats/reset  zero the counters (machines are kept)
+//	POST /_local/stats/reset  zero the counters (machines are kept); answers the new Stats
 //	GET  /_local/faults       current Faults as JSON
-//	PUT  /_local/faults       replace the fault rules (see Faults)
+//	PUT  /_local/faults       replace the fault rules (see Faults); answers the new Faults
+//
+// Stats:
+//
+//	{"creates":1,"idempotent_replays":0,"wake_requests":0,"wakes":0,"sleeps":0,
+//	 "autosleeps":0,"deletes":0,"live_machines":1,"machines_total":1,"executions":0,
+//	 "previews_live":0,"awake_seconds":1.5,"awake_vcpu_seconds":3,
+//	 "machines":[{"machine_id":"dm-…","phase":"running","vcpu":2,"awake_seconds":1.5}]}
+//
+// Faults (routes keyed by operationId or "*"):
+//
+//	{"routes":{"createMachine":{"error_503":0.1,"error_429":0.1,"retry_after_ms":100,
+//	  "reset":0.05,"reset_after":0.05,"latency_ms":200}},
+//	 "boot_delay":"1s","wake_delay":"300ms","sleep_delay":"100ms"}
+//
+// # Where the emulator differs from the real service
+//
+// There is no sleep hold window (SLEEP_HOLD_WINDOW_ACTIVE is never returned),
+// no artifacts, SSH sessions or terminals (those routes answer 404), and no
+// real resource limits: vcpu, memory_mib and storage_gib are recorded and
+// accounted (awake vcpu-seconds) but not enforced. Machines live in memory:
+// they do not survive a restart of the emulator, which removes the machine
+// directories a previous run left in its data directory (killing their
+// processes). A destroyed machine stays readable for Config.TombstoneTTL.
+// An injected reset_after on the status stream resets before streaming.
 package emulator

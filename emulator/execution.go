@@ -201,6 +201,10 @@ func (s *Server) finishPending(m *machine, e *execution, st dedalus.ExecutionSta
 
 // startExecution starts e's process on the running machine m. Call with s.mu held.
 func (s *Server) startExecution(m *machine, e *execution) {
+	if s.closed {
+		s.finishPending(m, e, dedalus.ExecFailed, ExecErrStartFailed, "the emulator is shutting down")
+		return
+	}
 	host, view := resolveCwd(m, e.cwdReq)
 	e.cwdView = view
 	if fi, err := os.Stat(host); err != nil || !fi.IsDir() {
@@ -427,6 +431,9 @@ func (s *Server) createExecution(c *call) (int, any, error) {
 	switch m.phase {
 	case dedalus.PhaseDestroying, dedalus.PhaseDestroyed, dedalus.PhaseFailed:
 		return 0, nil, invalidState(m, dedalus.DesiredRunning, dedalus.PhaseRunning)
+	}
+	if s.closed {
+		return 0, nil, errBody(http.StatusServiceUnavailable, dedalus.CodeDependencyUnavailable, "runtime unavailable", true, 0, nil)
 	}
 	m.execSeq++
 	e := &execution{

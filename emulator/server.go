@@ -1,6 +1,7 @@
 package emulator
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -80,7 +81,7 @@ func New(cfg Config) (*Server, error) {
 	s := &Server{
 		cfg:        cfg,
 		log:        cfg.Logger.With("component", "dedalus-emulator"),
-		keepalive:  keepaliveInterval,
+		keepalive:  cmp.Or(cfg.keepalive, keepaliveInterval),
 		machines:   map[string]*machine{},
 		usedPorts:  map[int]bool{},
 		bootDelay:  cfg.BootDelay,

@@ -14,8 +14,7 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
-	"os/exec"
-	"path/filepath"
+		"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -32,25 +31,8 @@ import (
 	"github.com/drydock-dev/drydock/internal/testenv"
 )
 
-var previewApp string // path of the built examples/previewapp
-
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "drydock-previewapp-*")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	previewApp = filepath.Join(dir, "previewapp")
-	build := exec.Command("go", "build", "-o", previewApp, "../examples/previewapp")
-	build.Stderr = os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "build examples/previewapp:", err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
+// previewApp is the demo app (examples/previewapp/app.py): it keeps a counter in memory.
+var previewApp, _ = filepath.Abs("../examples/previewapp/app.py")
 
 type env struct {
 	emu *emulator.Server
@@ -489,7 +471,7 @@ func (e *env) startApp(t *testing.T, m *dedalus.Machine) *dedalus.Preview {
 	t.Helper()
 	ctx := ctxT(t)
 	res, err := e.c.RunCommand(ctx, m.MachineID, dedalus.CreateExecutionRequest{
-		Command: []string{"sh", "-c", `nohup "$APP" >app.log 2>&1 &`},
+		Command: []string{"sh", "-c", `nohup python3 "$APP" >app.log 2>&1 &`},
 		Env:     map[string]string{"APP": previewApp, "DRYDOCK_SHA": "abc123"},
 	}, "start-app-"+m.MachineID)
 	require.NoError(t, err)

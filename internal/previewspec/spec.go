@@ -1,0 +1,257 @@
+// Package previewspec is the per-repository preview spec: the machine a
+// pull request's preview runs on and the commands that bootstrap it. It is
+// read from `.drydock/preview.yml` on the PR's base branch (trusted code, not
+// the PR's) or from the server's default file, in YAML or JSON.
+//
+// The commands are the repository owner's; pull request data (branch, SHA,
+// clone URL) reaches them only as environment variables (DRYDOCK_*).
+package previewspec
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"regexp"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/drydock-dev/drydock/dedalus"
+)
+
+// RepoPath is where a repository keeps its spec, read from the base branch.
+const RepoPath = ".drydock/preview.yml"
+
+// Spec is a validated preview spec.
+type Spec struct {
+	Machine Machine           `json:"machine" yaml:"machine"`
+	App     App               `json:"app" yaml:"app"`
+	Env     map[string]string `json:"env,omitempty" yaml:"env"`
+	// Setup runs once per machine, after the first checkout (toolchains, system packages).
+	Setup []Step `json:"setup,omitempty" yaml:"setup"`
+	// Build runs for every new head SHA (install dependencies, compile, migrate).
+	Build []Step `json:"build,omitempty" yaml:"build"`
+	// Seed runs once per machine, after the first build (test data).
+	Seed []Step `json:"seed,omitempty" yaml:"seed"`
+	// Start launches the app as a daemon; it is restarted on every redeploy.
+	Start Step `json:"start" yaml:"start"`
+}
+
+// Machine is the size and idle window of the preview's machine.
+type Machine struct {
+	VCPU       float64 `json:"vcpu" yaml:"vcpu"`
+	MemoryMiB  int64   `json:"memory_mib" yaml:"memory_mib"`
+	StorageGiB int64   `json:"storage_gib" yaml:"storage_gib"`
+	Autosleep  string  `json:"autosleep" yaml:"autosleep"`
+}
+
+// App says where the app listens and how to tell it is up.
+type App struct {
+	Port          int64    `json:"port" yaml:"port"`
+	HealthPath    string   `json:"health_path" yaml:"health_path"`
+	HealthTimeout Duration `json:"health_timeout" yaml:"health_timeout"`
+}
+
+// Step is one command: Run (a shell script, run with sh -c) or Command (argv).
+type Step struct {
+	Name    string   `json:"name,omitempty" yaml:"name"`
+	Run     string   `json:"run,omitempty" yaml:"run"`
+	Command []string `json:"command,omitempty" yaml:"command"`
+	Timeout Duration `json:"timeout,omitempty" yaml:"timeout"`
+}
+
+// Argv is the step as an argv array.
+func (s Step) Argv() []string {
+	if len(s.Command) > 0 {
+		return s.Command
+	}
+	return []string{"sh", "-c", s.Run}
+}
+
+// Defaults of a spec's optional fields. Machine sizes follow the documented
+// Dedalus preview recipe.
+const (
+	DefaultVCPU          = 2
+	DefaultMemoryMiB     = 4096
+	DefaultStorageGiB    = 20
+	DefaultAutosleep     = "10m"
+	DefaultPort          = 3000
+	DefaultHealthPath    = "/"
+	DefaultHealthTimeout = 2 * time.Minute
+	DefaultStepTimeout   = 15 * time.Minute
+)
+
+// Duration is a time.Duration written as "90s", "10m" in YAML and JSON.
+type Duration time.Duration
+
+// D returns the duration as a time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+func parseDuration(s string) (Duration, error) {
+	v, err := time.ParseDuration(strings.TrimSpace(s))
+	if err != nil {
+		return 0, fmt.Errorf("duration %q: use forms like 90s, 10m, 1h30m", s)
+	}
+	return Duration(v), nil
+}
+
+// UnmarshalYAML implements yaml.Unmarshaler.
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	v, err := parseDuration(n.Value)
+	*d = v
+	return err
+}
+
+// UnmarshalJSON implements json.Unmarshaler.
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("duration must be a string like \"10m\"")
+	}
+	v, err := parseDuration(s)
+	*d = v
+	return err
+}
+
+// MarshalJSON implements json.Marshaler.
+func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Duration(d).String()) }
+
+// MaxSize bounds a spec file.
+const MaxSize = 64 << 10
+
+// Parse reads a spec in YAML or JSON (JSON is YAML), rejects unknown fields,
+// fills defaults and validates it. Errors list every problem found.
+func Parse(data []byte) (*Spec, error) {
+	if len(data) > MaxSize {
+		return nil, fmt.Errorf("preview spec is %d bytes; the limit is %d", len(data), MaxSize)
+	}
+	if len(bytes.TrimSpace(data)) == 0 {
+		return nil, errors.New("preview spec is empty")
+	}
+	var s Spec
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(&s); err != nil && !errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("preview spec: %w", err)
+	}
+	s.applyDefaults()
+	if err := s.Validate(); err != nil {
+		return nil, err
+	}
+	return &s, nil
+}
+
+func (s *Spec) applyDefaults() {
+	if s.Machine.VCPU == 0 {
+		s.Machine.VCPU = DefaultVCPU
+	}
+	if s.Machine.MemoryMiB == 0 {
+		s.Machine.MemoryMiB = DefaultMemoryMiB
+	}
+	if s.Machine.StorageGiB == 0 {
+		s.Machine.StorageGiB = DefaultStorageGiB
+	}
+	if s.Machine.Autosleep == "" {
+		s.Machine.Autosleep = DefaultAutosleep
+	}
+	if s.App.Port == 0 {
+		s.App.Port = DefaultPort
+	}
+	if s.App.HealthPath == "" {
+		s.App.HealthPath = DefaultHealthPath
+	}
+	if s.App.HealthTimeout == 0 {
+		s.App.HealthTimeout = Duration(DefaultHealthTimeout)
+	}
+	for _, steps := range [][]Step{s.Setup, s.Build, s.Seed} {
+		for i := range steps {
+			if steps[i].Timeout == 0 {
+				steps[i].Timeout = Duration(DefaultStepTimeout)
+			}
+		}
+	}
+}
+
+var envName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+
+// Validate reports every problem of a spec at once.
+func (s *Spec) Validate() error {
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	if s.Machine.VCPU <= 0 || s.Machine.VCPU > 64 {
+		bad("machine.vcpu must be between 0 and 64 (got %v)", s.Machine.VCPU)
+	}
+	if s.Machine.MemoryMiB < 256 || s.Machine.MemoryMiB > 262144 {
+		bad("machine.memory_mib must be between 256 and 262144 (got %d)", s.Machine.MemoryMiB)
+	}
+	if s.Machine.StorageGiB < 1 || s.Machine.StorageGiB > 4096 {
+		bad("machine.storage_gib must be between 1 and 4096 (got %d)", s.Machine.StorageGiB)
+	}
+	if _, err := dedalus.ParseAutosleep(s.Machine.Autosleep); err != nil {
+		bad("machine.autosleep: %v", err)
+	}
+	if s.App.Port < 1 || s.App.Port > 65535 {
+		bad("app.port must be between 1 and 65535 (got %d)", s.App.Port)
+	}
+	if !strings.HasPrefix(s.App.HealthPath, "/") {
+		bad("app.health_path must start with / (got %q)", s.App.HealthPath)
+	}
+	if s.App.HealthTimeout.D() < time.Second || s.App.HealthTimeout.D() > time.Hour {
+		bad("app.health_timeout must be between 1s and 1h (got %s)", s.App.HealthTimeout.D())
+	}
+	for k := range s.Env {
+		if !envName.MatchString(k) {
+			bad("env: %q is not a valid variable name", k)
+		} else if strings.HasPrefix(k, "DRYDOCK_") {
+			bad("env: %q: the DRYDOCK_ prefix is reserved for the variables Drydock sets", k)
+		}
+	}
+	check := func(where string, st Step, needTimeout bool) {
+		switch {
+		case st.Run == "" && len(st.Command) == 0:
+			bad("%s: needs run (a shell script) or command (an argv list)", where)
+		case st.Run != "" && len(st.Command) > 0:
+			bad("%s: give run or command, not both", where)
+		case len(st.Command) > 0 && st.Command[0] == "":
+			bad("%s: command[0] is empty", where)
+		}
+		if needTimeout && (st.Timeout.D() < time.Second || st.Timeout.D() > 6*time.Hour) {
+			bad("%s: timeout must be between 1s and 6h (got %s)", where, st.Timeout.D())
+		}
+	}
+	for name, steps := range map[string][]Step{"setup": s.Setup, "build": s.Build, "seed": s.Seed} {
+		for i, st := range steps {
+			check(fmt.Sprintf("%s[%d]", name, i), st, true)
+		}
+	}
+	check("start", s.Start, false)
+	if len(errs) == 0 {
+		return nil
+	}
+	sortErrs(errs)
+	return &InvalidError{Problems: errs}
+}
+
+// InvalidError lists what is wrong with a spec.
+type InvalidError struct{ Problems []error }
+
+func (e *InvalidError) Error() string {
+	var b strings.Builder
+	b.WriteString("invalid preview spec:")
+	for _, p := range e.Problems {
+		b.WriteString("\n- ")
+		b.WriteString(p.Error())
+	}
+	return b.String()
+}
+
+func sortErrs(errs []error) {
+	for i := 1; i < len(errs); i++ {
+		for j := i; j > 0 && errs[j].Error() < errs[j-1].Error(); j-- {
+			errs[j], errs[j-1] = errs[j-1], errs[j]
+		}
+	}
+}

@@ -29,14 +29,12 @@ func TestContractConformance(t *testing.T) {
 	m := e.create(map[string]any{"vcpu": 1, "memory_mib": 512, "storage_gib": 1, "autosleep": "5m"})
 	id := m.MachineID
 	base := "/v1/machines/" + id
-	evs := 0
 	res, err := e.http.Do(authReq(t, e, "GET", base+"/status/stream"))
 	require.NoError(t, err)
 	b, err := readAll(res)
 	require.NoError(t, err)
 	res.Body.Close()
 	assert.Contains(t, string(b), "event: status")
-	evs++
 	e.waitPhase(id, dedalus.PhaseRunning)
 	e.do("GET", "/v1/machines?limit=1", nil)
 	e.do("GET", base, nil)

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -22,7 +23,9 @@ import (
 )
 
 func main() {
-	if err := run(os.Args[1:]); err != nil {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return
 		}
@@ -31,12 +34,15 @@ func main() {
 	}
 }
 
-func run(args []string) error {
+// run serves until ctx is done (SIGINT/SIGTERM), then closes the emulator,
+// which kills every machine's processes.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	cfg, err := emulator.LoadConfig()
 	if err != nil {
 		return fmt.Errorf("emulator: configuration: %w", err)
 	}
 	fs := flag.NewFlagSet("emulator", flag.ContinueOnError)
+	fs.SetOutput(stderr)
 	cfg.BindFlags(fs)
 	logLevel := envOr("DEDALUS_EMULATOR_LOG_LEVEL", "info")
 	fs.StringVar(&logLevel, "log-level", logLevel, "debug, info, warn or error [env DEDALUS_EMULATOR_LOG_LEVEL, default info]")
@@ -59,7 +65,7 @@ func run(args []string) error {
 	if err := level.UnmarshalText([]byte(logLevel)); err != nil {
 		return fmt.Errorf("emulator: --log-level %q: want debug, info, warn or error", logLevel)
 	}
-	cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	cfg.Logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 
 	srv, err := emulator.New(cfg)
 	if err != nil {
@@ -69,12 +75,10 @@ func run(args []string) error {
 		_ = srv.Close(context.Background())
 		return err
 	}
-	fmt.Printf("Dedalus emulator listening\n  DEDALUS_BASE_URL=%s\n  DEDALUS_API_KEY=%s\n  stats: %s/_local/stats\n  data:  %s\n",
+	fmt.Fprintf(stdout, "Dedalus emulator listening\n  DEDALUS_BASE_URL=%s\n  DEDALUS_API_KEY=%s\n  stats: %s/_local/stats\n  data:  %s\n",
 		srv.URL(), srv.APIKey(), srv.URL(), srv.DataDir())
 
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	<-ctx.Done()
-	stop()
 	cfg.Logger.Info("shutting down")
 	cctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()

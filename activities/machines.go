@@ -229,12 +229,30 @@ func (a *Machines) RunCommand(ctx context.Context, cmd Command) (CommandResult, 
 	}
 	stop := a.heartbeatWhile(ctx, cmd.MachineID, cmd.Name)
 	defer stop()
-	res, err := a.Client.RunCommand(ctx, cmd.MachineID, dedalus.CreateExecutionRequest{
+	ex, err := a.Client.CreateExecution(ctx, cmd.MachineID, dedalus.CreateExecutionRequest{
 		Command: cmd.Argv, Env: cmd.Env, Cwd: cmd.Cwd, Stdin: cmd.Stdin, TimeoutMS: cmd.Timeout.Milliseconds(),
 	}, idempotencyKey(ctx, "exec"))
 	if err != nil {
 		return CommandResult{}, classify(err)
 	}
+	execID := ex.ExecutionID
+	ex, err = a.Client.WaitExecution(ctx, cmd.MachineID, execID)
+	if err != nil {
+		if ctx.Err() != nil {
+			// Cancelled (a newer push superseded this deploy) or timed out:
+			// stop the command too, so two builds never run at once.
+			dctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+			_, _ = a.Client.DeleteExecution(dctx, cmd.MachineID, execID, idempotencyKey(ctx, "cancel"))
+			cancel()
+			return CommandResult{}, ctx.Err()
+		}
+		return CommandResult{}, classify(err)
+	}
+	output, err := a.Client.ExecutionOutput(ctx, cmd.MachineID, execID)
+	if err != nil {
+		return CommandResult{}, classify(err)
+	}
+	res := &dedalus.ExecResult{Execution: ex, Output: output}
 	out := CommandResult{
 		ExecutionID: res.Execution.ExecutionID,
 		Succeeded:   res.Execution.Status == dedalus.ExecSucceeded,

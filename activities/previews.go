@@ -1,0 +1,152 @@
+package activities
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/drydock-dev/drydock/internal/previewspec"
+)
+
+// Error types of the preview activities.
+const (
+	ErrTypeInvalidSpec  = "InvalidPreviewSpec"
+	ErrTypeAppUnhealthy = "AppUnhealthy"
+)
+
+// Previews holds the worker-side settings of preview environments and the
+// activities that need them.
+type Previews struct {
+	// DefaultSpecPath is the server's default spec file (YAML or JSON), used
+	// when a repository has no .drydock/preview.yml. Empty: none.
+	DefaultSpecPath string
+	// PublicURLTemplate renders the URL reviewers open (the preview router):
+	// {number}, {owner} and {repo} are replaced.
+	PublicURLTemplate string
+	// StaleAfter tears down previews without a push or traffic for this long (0: never).
+	StaleAfter time.Duration
+	// KeepFailedMachine keeps a failed preview's machine for debugging until
+	// the next push or close.
+	KeepFailedMachine bool
+	// HTTPClient probes app health (default: a client with a 5s timeout).
+	HTTPClient *http.Client
+}
+
+// PreviewSettings is what a PreviewLifecycle run needs to know of the worker's
+// configuration. It is read once per run through a local activity, so it is
+// recorded in history and replays deterministically.
+type PreviewSettings struct {
+	PublicURL         string
+	StaleAfter        time.Duration
+	KeepFailedMachine bool
+}
+
+// Settings returns the preview settings for one pull request.
+func (p *Previews) Settings(_ context.Context, owner, repo string, number int) (PreviewSettings, error) {
+	return PreviewSettings{
+		PublicURL:         PublicURL(p.PublicURLTemplate, owner, repo, number),
+		StaleAfter:        p.StaleAfter,
+		KeepFailedMachine: p.KeepFailedMachine,
+	}, nil
+}
+
+// PublicURL fills a URL template's {number}, {owner} and {repo}.
+func PublicURL(template, owner, repo string, number int) string {
+	return strings.NewReplacer("{number}", strconv.Itoa(number), "{owner}", strings.ToLower(owner),
+		"{repo}", strings.ToLower(repo)).Replace(template)
+}
+
+// LoadSpecInput is the spec text fetched from the repository ("" when the
+// repository has none) and where it came from, for error messages.
+type LoadSpecInput struct {
+	Content string
+	Source  string
+}
+
+// LoadSpec parses and validates a preview spec, falling back to the server's
+// default file when the repository has none. An invalid spec is a
+// non-retryable InvalidPreviewSpec error whose message lists every problem.
+func (p *Previews) LoadSpec(_ context.Context, in LoadSpecInput) (previewspec.Spec, error) {
+	content, source := in.Content, in.Source
+	if content == "" {
+		if p.DefaultSpecPath == "" {
+			return previewspec.Spec{}, temporal.NewNonRetryableApplicationError(
+				"no preview spec: the repository has no "+previewspec.RepoPath+" on its base branch and no default spec is configured (PREVIEW_DEFAULT_SPEC)",
+				ErrTypeInvalidSpec, nil)
+		}
+		b, err := os.ReadFile(p.DefaultSpecPath)
+		if err != nil {
+			return previewspec.Spec{}, fmt.Errorf("read default preview spec: %w", err)
+		}
+		content, source = string(b), "the default spec"
+	}
+	s, err := previewspec.Parse([]byte(content))
+	if err != nil {
+		return previewspec.Spec{}, temporal.NewNonRetryableApplicationError(fmt.Sprintf("%s: %v", source, err), ErrTypeInvalidSpec, nil)
+	}
+	return *s, nil
+}
+
+// HealthInput says where an app should answer and for how long to wait.
+type HealthInput struct {
+	URL     string // preview URL + health path
+	Timeout time.Duration
+}
+
+// WaitHealthy polls the app through its preview until it answers 2xx or 3xx.
+// A timeout is a non-retryable AppUnhealthy error carrying the last answer.
+func (p *Previews) WaitHealthy(ctx context.Context, in HealthInput) error {
+	hc := p.HTTPClient
+	if hc == nil {
+		hc = &http.Client{Timeout: 5 * time.Second}
+	}
+	deadline := time.Now().Add(in.Timeout)
+	delay := 100 * time.Millisecond
+	last := "no answer yet"
+	for attempt := 1; ; attempt++ {
+		activity.RecordHeartbeat(ctx, attempt)
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, in.URL, nil)
+		if err != nil {
+			return temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeInvalidArgument, nil)
+		}
+		resp, err := hc.Do(req)
+		if err == nil {
+			body, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+			resp.Body.Close()
+			if resp.StatusCode >= 200 && resp.StatusCode < 400 {
+				return nil
+			}
+			last = fmt.Sprintf("%s: %s", resp.Status, strings.TrimSpace(string(body)))
+		} else if ctx.Err() == nil {
+			last = err.Error()
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if time.Now().After(deadline) {
+			return temporal.NewNonRetryableApplicationError(
+				fmt.Sprintf("the app did not answer %s within %s (last: %s)", in.URL, in.Timeout, last), ErrTypeAppUnhealthy, nil)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(delay):
+		}
+		delay = min(delay*2, 2*time.Second)
+	}
+}
+
+// IsInvalidSpec reports whether err is an InvalidPreviewSpec failure.
+func IsInvalidSpec(err error) bool {
+	var ae *temporal.ApplicationError
+	return errors.As(err, &ae) && ae.Type() == ErrTypeInvalidSpec
+}

@@ -1,16 +1,19 @@
 // Command webhook serves Drydock's GitHub webhook endpoint
 // (POST /webhooks/github) with liveness (/healthz) and readiness (/readyz,
-// which checks Temporal) probes.
+// which checks Temporal) probes. pull_request events start, update and tear
+// down the preview workflows; other events are acknowledged.
 package main
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -27,11 +30,34 @@ type Config struct {
 	Secret      string          `envconfig:"GITHUB_WEBHOOK_SECRET" desc:"the webhook secret configured on GitHub (required unless DRYDOCK_INSECURE_DEV)"`
 	InsecureDev bool            `envconfig:"DRYDOCK_INSECURE_DEV" default:"false" desc:"accept unsigned deliveries when no secret is set (local development only)"`
 	LogLevel    string          `envconfig:"LOG_LEVEL" default:"info" desc:"debug, info, warn or error"`
+
+	// Which pull requests get a preview (intake.PreviewPolicy).
+	ForkLabel    string   `envconfig:"PREVIEW_FORK_LABEL" default:"preview" desc:"label a maintainer adds to give a fork's pull request a preview (and the opt-in label with PREVIEW_REQUIRE_LABEL); empty: forks never get one"`
+	RequireLabel bool     `envconfig:"PREVIEW_REQUIRE_LABEL" default:"false" desc:"only pull requests carrying PREVIEW_FORK_LABEL get a preview: adding it starts one, removing it tears it down"`
+	Drafts       bool     `envconfig:"PREVIEW_DRAFTS" default:"false" desc:"give draft pull requests a preview (otherwise they wait for ready_for_review)"`
+	Repos        []string `envconfig:"PREVIEW_REPOS" desc:"comma-separated owner/repo allow-list; empty: every repository that sends events"`
+}
+
+// policy is the preview policy the configuration describes.
+func (c Config) policy() intake.PreviewPolicy {
+	return intake.PreviewPolicy{Label: c.ForkLabel, RequireLabel: c.RequireLabel, Drafts: c.Drafts, Repos: c.Repos}
+}
+
+// newRouter routes pull_request events to the preview workflows and
+// acknowledges the rest; redelivered deliveries change nothing.
+func newRouter(cfg Config, tc intake.Temporal, log *slog.Logger) (intake.Router, error) {
+	prs, err := intake.NewPullRequests(intake.PullRequestOptions{Temporal: tc, Policy: cfg.policy(), Logger: log})
+	if err != nil {
+		return nil, fmt.Errorf("configuration: %w", err)
+	}
+	mux := intake.NewMux()
+	mux.Handle("pull_request", prs)
+	return intake.Dedupe(mux, intake.NewRecentDeliveries(intake.DefaultRecentDeliveries)), nil
 }
 
 func main() {
 	var cfg Config
-	config.HandleHelp(os.Args[1:], "webhook", "serves the GitHub webhook endpoint", &cfg)
+	config.HandleHelp(os.Args[1:], "webhook", "serves the GitHub webhook endpoint: pull requests start, update and tear down previews", &cfg)
 	if err := run(cfg); err != nil {
 		fmt.Fprintln(os.Stderr, "webhook:", err)
 		os.Exit(1)
@@ -58,8 +84,12 @@ func run(cfg Config) error {
 		return err
 	}
 	defer tc.Close()
+	router, err := newRouter(cfg, tc, log)
+	if err != nil {
+		return err
+	}
 	h, err := intake.New(intake.Options{
-		Secret: cfg.Secret, Insecure: cfg.InsecureDev, Health: temporalHealth{tc}, Logger: log,
+		Secret: cfg.Secret, Insecure: cfg.InsecureDev, Router: router, Health: temporalHealth{tc}, Logger: log,
 	})
 	if err != nil {
 		return err
@@ -76,7 +106,8 @@ func run(cfg Config) error {
 	defer stop()
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
-	log.Info("webhook server listening", "url", "http://"+ln.Addr().String()+"/webhooks/github", "temporal", cfg.Temporal.Address)
+	log.Info("webhook server listening", "url", "http://"+ln.Addr().String()+"/webhooks/github", "temporal", cfg.Temporal.Address,
+		"fork_label", cfg.ForkLabel, "require_label", cfg.RequireLabel, "drafts", cfg.Drafts, "repos", strings.Join(cfg.Repos, ","))
 	select {
 	case err := <-errc:
 		return err

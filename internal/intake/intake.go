@@ -37,6 +37,11 @@ type Result struct {
 	Status     int
 	Reason     string
 	WorkflowID string
+	// Accepted reports that Temporal took the event (a workflow was started
+	// or signalled). Only accepted deliveries are remembered by Dedupe, so a
+	// delivery that was skipped, refused or failed is judged afresh when
+	// GitHub redelivers it.
+	Accepted bool
 }
 
 // Router acts on authenticated events. Returning an error answers 503 so
@@ -219,7 +224,7 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 }
 
 // Acknowledge answers ping and acknowledges every other event without acting.
-// It is the router until Drydock handles pull_request and workflow_job events.
+// It is the default Router of a Handler and the fallback of a Mux.
 type Acknowledge struct{}
 
 // Route implements Router.

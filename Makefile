@@ -20,7 +20,7 @@ help:
 
 build:
 	@mkdir -p $(BIN)
-	$(GO) build -o $(BIN)/ ./worker ./webhook ./starter ./cmd/emulator ./cmd/dev
+	$(GO) build -o $(BIN)/ ./worker ./webhook ./router ./starter ./cmd/emulator ./cmd/dev
 
 temporal-cli:
 	@$(TEMPORAL_CLI_SCRIPT) >/dev/null

@@ -14,7 +14,7 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
-		"path/filepath"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"

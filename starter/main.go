@@ -1,9 +1,6 @@
-// Command starter is Drydock's operator tool: it inspects and manages Dedalus
-// machines by hand and sends signed sample webhooks to a running Drydock.
-//
-//	starter machines list
-//	starter machines get|wake|sleep|delete MACHINE_ID
-//	starter webhook send [-event ping] [-file payload.json] [-url URL]
+// Command starter is Drydock's operator tool: it starts, inspects and
+// destroys previews by hand, manages Dedalus machines, and sends signed
+// sample webhooks to a running Drydock (see usage).
 package main
 
 import (
@@ -16,25 +13,34 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"os"
 	"os/signal"
 	"text/tabwriter"
 	"time"
 
+	"go.temporal.io/sdk/temporal"
+
 	"github.com/drydock-dev/drydock/dedalus"
 	"github.com/drydock-dev/drydock/internal/config"
 	"github.com/drydock-dev/drydock/internal/intake"
+	"github.com/drydock-dev/drydock/workflows"
 )
 
 // Config is the starter's configuration.
 type Config struct {
-	Dedalus       dedalus.Config `envconfig:"DEDALUS"`
-	WebhookURL    string         `envconfig:"WEBHOOK_URL" default:"http://127.0.0.1:8080/webhooks/github" desc:"where 'webhook send' posts"`
-	WebhookSecret string         `envconfig:"GITHUB_WEBHOOK_SECRET" default:"drydock-dev-webhook-secret" desc:"secret 'webhook send' signs with (make dev's default)"`
+	Temporal      config.Temporal `envconfig:"TEMPORAL"`
+	Dedalus       dedalus.Config  `envconfig:"DEDALUS"`
+	WebhookURL    string          `envconfig:"WEBHOOK_URL" default:"http://127.0.0.1:8080/webhooks/github" desc:"where 'webhook send' posts"`
+	WebhookSecret string          `envconfig:"GITHUB_WEBHOOK_SECRET" default:"drydock-dev-webhook-secret" desc:"secret 'webhook send' signs with (make dev's default)"`
 }
 
 const usage = `usage:
+  starter preview status|redeploy OWNER/REPO NUMBER
+  starter preview destroy OWNER/REPO NUMBER [-reason TEXT]
+  starter preview start OWNER/REPO NUMBER -sha SHA -branch BRANCH -clone-url URL [-base main]
+  starter demo open|push|close [-number N] [-repo-dir .dev/demo-repo]
   starter machines list
   starter machines get|wake|sleep|delete MACHINE_ID
   starter webhook send [-event ping] [-file payload.json] [-url URL] [-delivery ID]`
@@ -58,6 +64,10 @@ func run(ctx context.Context, cfg Config, args []string, out io.Writer) error {
 		return errors.New(usage)
 	}
 	switch args[0] {
+	case "preview":
+		return previewCmd(ctx, cfg, args[1], args[2:], out)
+	case "demo":
+		return demoCmd(ctx, cfg, args[1], args[2:], out)
 	case "machines":
 		c, err := dedalus.NewFromConfig(cfg.Dedalus)
 		if err != nil {
@@ -151,9 +161,7 @@ func sendWebhook(ctx context.Context, cfg Config, args []string, out io.Writer) 
 		body = b
 	}
 	if *delivery == "" {
-		b := make([]byte, 16)
-		_, _ = rand.Read(b)
-		*delivery = hex.EncodeToString(b)
+		*delivery = randomID()
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, *url, bytes.NewReader(body))
 	if err != nil {
@@ -174,4 +182,19 @@ func sendWebhook(ctx context.Context, cfg Config, args []string, out io.Writer) 
 		return fmt.Errorf("webhook answered %s", resp.Status)
 	}
 	return nil
+}
+
+func randomID() string {
+	b := make([]byte, 16)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+func quietLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+func workflowsSA(owner, repo string, number int) temporal.SearchAttributes {
+	return temporal.NewSearchAttributes(
+		workflows.SearchAttrRepo.ValueSet(owner+"/"+repo),
+		workflows.SearchAttrPRNumber.ValueSet(int64(number)),
+	)
 }

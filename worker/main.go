@@ -8,20 +8,32 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"go.temporal.io/sdk/worker"
+	"go.temporal.io/sdk/workflow"
 
 	"github.com/drydock-dev/drydock/activities"
 	"github.com/drydock-dev/drydock/dedalus"
 	"github.com/drydock-dev/drydock/internal/config"
+	"github.com/drydock-dev/drydock/internal/gh"
+	"github.com/drydock-dev/drydock/internal/previewspec"
 	"github.com/drydock-dev/drydock/workflows"
 )
 
 // Config is the worker's configuration.
 type Config struct {
-	Temporal config.Temporal `envconfig:"TEMPORAL"`
-	Dedalus  dedalus.Config  `envconfig:"DEDALUS"`
-	LogLevel string          `envconfig:"LOG_LEVEL" default:"info" desc:"debug, info, warn or error"`
+	Temporal      config.Temporal `envconfig:"TEMPORAL"`
+	TemporalUIURL string          `envconfig:"TEMPORAL_UI_URL" default:"http://localhost:8233" desc:"Temporal UI base URL, for the workflow links in PR comments"`
+	Dedalus       dedalus.Config  `envconfig:"DEDALUS"`
+	GitHub        gh.Config       `envconfig:"GITHUB"`
+
+	PreviewDefaultSpec string        `envconfig:"PREVIEW_DEFAULT_SPEC" desc:"preview spec (YAML or JSON) for repositories without .drydock/preview.yml; empty: none"`
+	PreviewPublicURL   string        `envconfig:"PREVIEW_PUBLIC_URL" default:"http://pr-{number}--{owner}--{repo}.preview.localhost:8090" desc:"URL reviewers open (the preview router); {number}, {owner}, {repo} are replaced"`
+	PreviewStaleAfter  time.Duration `envconfig:"PREVIEW_STALE_AFTER" default:"168h" desc:"tear down previews with no push and no traffic for this long; 0: never"`
+	PreviewKeepFailed  bool          `envconfig:"PREVIEW_KEEP_FAILED" default:"true" desc:"keep a failed preview's machine for debugging until the next push or close"`
+
+	LogLevel string `envconfig:"LOG_LEVEL" default:"info" desc:"debug, info, warn or error"`
 }
 
 func main() {
@@ -51,8 +63,36 @@ func run(cfg Config) error {
 	}
 	defer tc.Close()
 
+	if cfg.PreviewDefaultSpec != "" {
+		b, err := os.ReadFile(cfg.PreviewDefaultSpec)
+		if err != nil {
+			return fmt.Errorf("PREVIEW_DEFAULT_SPEC: %w", err)
+		}
+		if _, err := previewspec.Parse(b); err != nil {
+			return fmt.Errorf("PREVIEW_DEFAULT_SPEC %s: %w", cfg.PreviewDefaultSpec, err)
+		}
+	}
+	if cfg.PreviewStaleAfter < 0 {
+		return fmt.Errorf("PREVIEW_STALE_AFTER=%s must not be negative", cfg.PreviewStaleAfter)
+	}
+	ghActs := &activities.GitHub{UIBaseURL: cfg.TemporalUIURL, Namespace: cfg.Temporal.Namespace, Logger: log}
+	if cfg.GitHub.Configured() {
+		if ghActs.Clients, err = gh.NewClients(cfg.GitHub); err != nil {
+			return err
+		}
+		log.Info("GitHub reporting enabled", "api", ghActs.Clients.BaseURL(), "auth", ghActs.Clients.Mode())
+	} else {
+		log.Info("GitHub reporting disabled: no GITHUB_TOKEN or GITHUB_APP_ID (local mode)")
+	}
+
 	w := worker.New(tc, workflows.TaskQueue, worker.Options{})
-	w.RegisterActivity(&activities.Machines{Client: dc})
+	w.RegisterWorkflowWithOptions(workflows.PreviewLifecycle, workflow.RegisterOptions{Name: workflows.PreviewLifecycleName})
+	w.RegisterActivity(&activities.Machines{Client: dc, HeartbeatEvery: 2 * time.Second})
+	w.RegisterActivity(&activities.Previews{
+		DefaultSpecPath: cfg.PreviewDefaultSpec, PublicURLTemplate: cfg.PreviewPublicURL,
+		StaleAfter: cfg.PreviewStaleAfter, KeepFailedMachine: cfg.PreviewKeepFailed,
+	})
+	w.RegisterActivity(ghActs)
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()

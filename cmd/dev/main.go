@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"os/signal"
@@ -26,8 +27,9 @@ import (
 
 // Local defaults. They are development values, printed on start, never secrets.
 const (
-	devEmulatorKey   = "dedalus-local-dev-key"
-	devWebhookSecret = "drydock-dev-webhook-secret"
+	devEmulatorKey = "dedalus-local-dev-key"
+	// previewDomain resolves to loopback in browsers and curl (RFC 6761).
+	previewDomain = "preview.localhost"
 )
 
 // Config is the dev stack's configuration; every value has a local default.
@@ -39,6 +41,8 @@ type Config struct {
 	UIPort        int    `envconfig:"DEV_TEMPORAL_UI_PORT" default:"8233" desc:"Temporal UI port"`
 	EmulatorAddr  string `envconfig:"DEV_EMULATOR_ADDR" default:"127.0.0.1:8788" desc:"Dedalus emulator listen address"`
 	WebhookAddr   string `envconfig:"WEBHOOK_ADDR" default:"127.0.0.1:8080" desc:"webhook server listen address"`
+	RouterAddr    string `envconfig:"ROUTER_ADDR" default:"127.0.0.1:8090" desc:"preview router listen address"`
+	PreviewSpec   string `envconfig:"PREVIEW_DEFAULT_SPEC" default:"examples/previewapp/preview.yml" desc:"default preview spec (the demo app's)"`
 	WebhookSecret string `envconfig:"GITHUB_WEBHOOK_SECRET" default:"drydock-dev-webhook-secret" desc:"webhook secret (development default)"`
 	// Point the stack at a real Dedalus by setting both; the emulator is then not started.
 	DedalusBaseURL string `envconfig:"DEDALUS_BASE_URL" desc:"real Dedalus API URL; empty = start the local emulator"`
@@ -105,18 +109,37 @@ func run(cfg Config) error {
 		}
 	}
 
+	spec, err := filepath.Abs(cfg.PreviewSpec)
+	if err != nil {
+		return err
+	}
+	_, routerPort, err := net.SplitHostPort(cfg.RouterAddr)
+	if err != nil {
+		return fmt.Errorf("ROUTER_ADDR %q: %w", cfg.RouterAddr, err)
+	}
+	publicURL := "http://pr-{number}--{owner}--{repo}." + previewDomain + ":" + routerPort
 	common := []string{"TEMPORAL_ADDRESS=" + temporalAddr, "TEMPORAL_NAMESPACE=default"}
 	if err := stack.Start(ctx, devstack.Service{
 		Name: "worker", Path: filepath.Join(cfg.BinDir, "worker"),
-		Env:   append(common, "DEDALUS_BASE_URL="+dedalusURL, "DEDALUS_API_KEY="+dedalusKey),
+		Env: append(common, "DEDALUS_BASE_URL="+dedalusURL, "DEDALUS_API_KEY="+dedalusKey,
+			"PREVIEW_DEFAULT_SPEC="+spec, "PREVIEW_PUBLIC_URL="+publicURL,
+			fmt.Sprintf("TEMPORAL_UI_URL=http://localhost:%d", cfg.UIPort)),
 		Ready: func(ctx context.Context) error { return workerPolling(ctx, temporalAddr) },
 	}); err != nil {
 		return err
 	}
 	if err := stack.Start(ctx, devstack.Service{
 		Name: "webhook", Path: filepath.Join(cfg.BinDir, "webhook"),
-		Env:   append(common, "WEBHOOK_ADDR="+cfg.WebhookAddr, "GITHUB_WEBHOOK_SECRET="+cfg.WebhookSecret),
+		Env: append(common, "WEBHOOK_ADDR="+cfg.WebhookAddr, "GITHUB_WEBHOOK_SECRET="+cfg.WebhookSecret,
+			"PREVIEW_LOCAL_CLONE_URLS=true"),
 		Ready: httpReady("http://" + cfg.WebhookAddr + "/readyz"),
+	}); err != nil {
+		return err
+	}
+	if err := stack.Start(ctx, devstack.Service{
+		Name: "router", Path: filepath.Join(cfg.BinDir, "router"),
+		Env:   append(common, "ROUTER_ADDR="+cfg.RouterAddr, "PREVIEW_DOMAIN="+previewDomain),
+		Ready: httpReady("http://" + cfg.RouterAddr + "/readyz"),
 	}); err != nil {
 		return err
 	}
@@ -127,6 +150,8 @@ func run(cfg Config) error {
 		{"Dedalus API", dedalusURL},
 		{"Webhook endpoint", "http://" + cfg.WebhookAddr + "/webhooks/github"},
 		{"Webhook secret", cfg.WebhookSecret},
+		{"Preview router", strings.NewReplacer("{number}", "N", "{owner}", "OWNER", "{repo}", "REPO").Replace(publicURL)},
+		{"Try a PR", "bin/starter demo open   (then: demo push, demo close)"},
 		{"Data", cfg.DataDir + "/ (delete it to start afresh)"},
 	}
 	if cfg.DedalusBaseURL == "" {

@@ -48,6 +48,10 @@ type PreviewPolicy struct {
 	// Repos (PREVIEW_REPOS) is an allow-list of "owner/repo" (compared
 	// case-insensitively); empty allows every repository that sends events.
 	Repos []string
+	// LocalCloneURLs (PREVIEW_LOCAL_CLONE_URLS) also accepts absolute local
+	// paths as clone URLs: for local development against the emulator, whose
+	// machines clone from this computer's disk. Never in production.
+	LocalCloneURLs bool
 }
 
 var githubName = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,100}$`)
@@ -152,7 +156,7 @@ func (p *PullRequests) Route(ctx context.Context, ev Event) (Result, error) {
 	if want == ignore {
 		return Result{Status: http.StatusOK, Reason: fmt.Sprintf("pull_request action %q does not affect previews", pre.Action)}, nil
 	}
-	if reason := validate(&pe, pre, want == deploy); reason != "" {
+	if reason := validate(&pe, pre, want == deploy, p.policy.LocalCloneURLs); reason != "" {
 		return Result{Status: http.StatusBadRequest, Reason: reason}, nil
 	}
 	id := workflows.PreviewWorkflowID(pre.Owner, pre.Repo, pre.Number)
@@ -297,7 +301,7 @@ func previewEvent(pe *github.PullRequestEvent, deliveryID string) workflows.Pull
 // validate returns why the delivery cannot be acted on, or "". A teardown
 // needs only the pull request's identity: a closed pull request whose fork
 // was deleted has no head repository and must still be torn down.
-func validate(pe *github.PullRequestEvent, pre workflows.PullRequestEvent, deploy bool) string {
+func validate(pe *github.PullRequestEvent, pre workflows.PullRequestEvent, deploy, localClone bool) string {
 	var missing, invalid []string
 	check := func(field, v string) bool {
 		if strings.TrimSpace(v) == "" {
@@ -323,7 +327,7 @@ func validate(pe *github.PullRequestEvent, pre workflows.PullRequestEvent, deplo
 			invalid = append(invalid, "pull_request.head.sha is not a commit SHA")
 		}
 		check("pull_request.head.ref", pre.HeadRef)
-		if check("pull_request.head.repo.clone_url", pre.CloneURL) && !isCloneURL(pre.CloneURL) {
+		if check("pull_request.head.repo.clone_url", pre.CloneURL) && !isCloneURL(pre.CloneURL) && !(localClone && isLocalPath(pre.CloneURL)) {
 			invalid = append(invalid, "pull_request.head.repo.clone_url is not an http(s) URL without credentials")
 		}
 	}
@@ -345,6 +349,11 @@ func isSHA(s string) bool {
 	}
 	_, err := hex.DecodeString(s)
 	return err == nil
+}
+
+// isLocalPath accepts a plain absolute path (no transport syntax).
+func isLocalPath(s string) bool {
+	return strings.HasPrefix(s, "/") && !strings.Contains(s, "::") && !strings.ContainsAny(s, "\x00\n")
 }
 
 // isCloneURL refuses anything git would treat as another transport

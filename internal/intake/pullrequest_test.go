@@ -617,3 +617,21 @@ func TestOtherActionsAndEvents(t *testing.T) {
 }
 
 func pair(a, b int) [2]int { return [2]int{a, b} }
+
+func TestLocalCloneURLsOnlyWhenAllowed(t *testing.T) {
+	local := payload(t, "opened.payload.json", edit{"pull_request.head.repo.clone_url", "/srv/repos/hello.git"})
+	ft := &fakeTemporal{}
+	code, out := deliver(t, prHandler(t, ft, intake.PreviewPolicy{Label: "preview"}), "pull_request", "local-1", local)
+	assert.Equal(t, http.StatusBadRequest, code)
+	assert.Contains(t, out["reason"], "clone_url")
+	starts, _ := ft.calls()
+	assert.Zero(t, starts)
+
+	code, _ = deliver(t, prHandler(t, ft, intake.PreviewPolicy{Label: "preview", LocalCloneURLs: true}), "pull_request", "local-2", local)
+	assert.Equal(t, http.StatusAccepted, code)
+	for _, bad := range []string{"ext::sh -c touch% /tmp/pwned", "relative/path", "file:///etc"} {
+		body := payload(t, "opened.payload.json", edit{"pull_request.head.repo.clone_url", bad})
+		code, _ = deliver(t, prHandler(t, ft, intake.PreviewPolicy{Label: "preview", LocalCloneURLs: true}), "pull_request", "local-"+bad, body)
+		assert.Equal(t, http.StatusBadRequest, code, bad)
+	}
+}

@@ -1,0 +1,213 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.temporal.io/sdk/client"
+
+	"github.com/drydock-dev/drydock/internal/ghfixture"
+	"github.com/drydock-dev/drydock/internal/intake"
+	"github.com/drydock-dev/drydock/workflows"
+)
+
+// parsePR reads "OWNER/REPO NUMBER".
+func parsePR(args []string) (owner, repo string, number int, err error) {
+	if len(args) < 2 {
+		return "", "", 0, errors.New("want OWNER/REPO NUMBER")
+	}
+	owner, repo, ok := strings.Cut(args[0], "/")
+	if !ok || owner == "" || repo == "" {
+		return "", "", 0, fmt.Errorf("%q: want OWNER/REPO", args[0])
+	}
+	number, err = strconv.Atoi(args[1])
+	if err != nil || number <= 0 {
+		return "", "", 0, fmt.Errorf("%q: want a pull request number", args[1])
+	}
+	return owner, repo, number, nil
+}
+
+// previewCmd drives a PreviewLifecycle by hand through Temporal.
+func previewCmd(ctx context.Context, cfg Config, verb string, args []string, out io.Writer) error {
+	owner, repo, number, err := parsePR(args)
+	if err != nil {
+		return fmt.Errorf("preview %s: %w", verb, err)
+	}
+	id := workflows.PreviewWorkflowID(owner, repo, number)
+	tc, err := cfg.Temporal.Dial(quietLog())
+	if err != nil {
+		return err
+	}
+	defer tc.Close()
+	switch verb {
+	case "status":
+		v, err := tc.QueryWorkflow(ctx, id, "", workflows.QueryStatus)
+		if err != nil {
+			return fmt.Errorf("query %s: %w", id, err)
+		}
+		var st workflows.PreviewStatus
+		if err := v.Get(&st); err != nil {
+			return err
+		}
+		enc := json.NewEncoder(out)
+		enc.SetIndent("", "  ")
+		return enc.Encode(st)
+	case "redeploy":
+		if err := tc.SignalWorkflow(ctx, id, "", workflows.SignalRedeploy, nil); err != nil {
+			return fmt.Errorf("signal %s: %w", id, err)
+		}
+		fmt.Fprintf(out, "redeploy requested for %s\n", id)
+		return nil
+	case "destroy":
+		fs := flag.NewFlagSet("preview destroy", flag.ContinueOnError)
+		reason := fs.String("reason", "destroyed by an operator (starter)", "shown on the PR comment")
+		if err := fs.Parse(args[2:]); err != nil {
+			return err
+		}
+		if err := tc.SignalWorkflow(ctx, id, "", workflows.SignalDestroy, workflows.DestroyRequest{Reason: *reason}); err != nil {
+			return fmt.Errorf("signal %s: %w", id, err)
+		}
+		fmt.Fprintf(out, "destroy requested for %s\n", id)
+		return nil
+	case "start":
+		fs := flag.NewFlagSet("preview start", flag.ContinueOnError)
+		sha := fs.String("sha", "", "head commit to deploy (required)")
+		branch := fs.String("branch", "", "head branch (required)")
+		cloneURL := fs.String("clone-url", "", "where the commit can be fetched (required)")
+		base := fs.String("base", "main", "base branch (its .drydock/preview.yml is used)")
+		if err := fs.Parse(args[2:]); err != nil {
+			return err
+		}
+		if *sha == "" || *branch == "" || *cloneURL == "" {
+			return errors.New("preview start: -sha, -branch and -clone-url are required")
+		}
+		ev := workflows.PullRequestEvent{Action: "opened", Owner: owner, Repo: repo, Number: number,
+			HeadSHA: *sha, HeadRef: *branch, BaseRef: *base, CloneURL: *cloneURL, Sender: "starter"}
+		run, err := tc.SignalWithStartWorkflow(ctx, id, workflows.SignalPullRequest, ev, client.StartWorkflowOptions{
+			ID: id, TaskQueue: workflows.TaskQueue,
+			TypedSearchAttributes: workflowsSA(owner, repo, number),
+		}, workflows.PreviewLifecycleName, workflows.PreviewInput{Owner: owner, Repo: repo, Number: number})
+		if err != nil {
+			return fmt.Errorf("start %s: %w", id, err)
+		}
+		fmt.Fprintf(out, "started %s (run %s)\n", id, run.GetRunID())
+		return nil
+	}
+	return errors.New(usage)
+}
+
+// demoCmd plays a pull request's life against a running `make dev`: it keeps
+// a local git repository (a clone of this one, so it has the demo app) and
+// sends signed pull_request deliveries built from the real fixtures.
+func demoCmd(ctx context.Context, cfg Config, verb string, args []string, out io.Writer) error {
+	fs := flag.NewFlagSet("demo "+verb, flag.ContinueOnError)
+	repoDir := fs.String("repo-dir", ".dev/demo-repo", "the demo repository (created on first use)")
+	fixtures := fs.String("fixtures", ghfixture.DefaultDir, "the GitHub webhook fixtures")
+	number := fs.Int("number", 1, "pull request number")
+	owner := fs.String("owner", "drydock-demo", "repository owner")
+	name := fs.String("repo", "previewapp", "repository name")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	dir, err := filepath.Abs(*repoDir)
+	if err != nil {
+		return err
+	}
+	if err := ensureDemoRepo(ctx, dir); err != nil {
+		return err
+	}
+	action := map[string]string{"open": "opened", "push": "synchronize", "close": "closed"}[verb]
+	if action == "" {
+		return errors.New(usage)
+	}
+	if verb == "push" {
+		stamp := time.Now().UTC().Format(time.RFC3339)
+		if err := os.WriteFile(filepath.Join(dir, "DEMO.md"), []byte("pushed at "+stamp+"\n"), 0o644); err != nil {
+			return err
+		}
+		if err := git(ctx, dir, "add", "DEMO.md"); err != nil {
+			return err
+		}
+		if err := git(ctx, dir, "-c", "user.name=Drydock demo", "-c", "user.email=demo@drydock.invalid", "commit", "-q", "-m", "demo push "+stamp); err != nil {
+			return err
+		}
+	}
+	sha, err := gitOut(ctx, dir, "rev-parse", "HEAD")
+	if err != nil {
+		return err
+	}
+	body, err := ghfixture.PullRequest(*fixtures, action, ghfixture.PR{
+		Owner: *owner, Repo: *name, Number: *number, HeadSHA: sha, HeadRef: "demo-branch", CloneURL: dir,
+	})
+	if err != nil {
+		return err
+	}
+	if err := deliver(ctx, cfg, "pull_request", body, out); err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "workflow %s, head %s\nwatch it: http://localhost:8233/namespaces/default/workflows/%s\n",
+		workflows.PreviewWorkflowID(*owner, *name, *number), sha[:7], workflows.PreviewWorkflowID(*owner, *name, *number))
+	return nil
+}
+
+func ensureDemoRepo(ctx context.Context, dir string) error {
+	if _, err := os.Stat(filepath.Join(dir, ".git")); err == nil {
+		return nil
+	}
+	top, err := gitOut(ctx, ".", "rev-parse", "--show-toplevel")
+	if err != nil {
+		return fmt.Errorf("demo: run from a clone of Drydock (the demo repository is cloned from it): %w", err)
+	}
+	return git(ctx, ".", "clone", "-q", top, dir)
+}
+
+func git(ctx context.Context, dir string, args ...string) error {
+	cmd := exec.CommandContext(ctx, "git", append([]string{"-C", dir}, args...)...)
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("git %s: %v: %s", strings.Join(args, " "), err, bytes.TrimSpace(b))
+	}
+	return nil
+}
+
+func gitOut(ctx context.Context, dir string, args ...string) (string, error) {
+	b, err := exec.CommandContext(ctx, "git", append([]string{"-C", dir}, args...)...).Output()
+	if err != nil {
+		return "", fmt.Errorf("git %s: %w", strings.Join(args, " "), err)
+	}
+	return strings.TrimSpace(string(b)), nil
+}
+
+// deliver posts a signed delivery to the webhook server, as GitHub would.
+func deliver(ctx context.Context, cfg Config, event string, body []byte, out io.Writer) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, cfg.WebhookURL, bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("X-GitHub-Event", event)
+	req.Header.Set("X-GitHub-Delivery", randomID())
+	req.Header.Set("X-Hub-Signature-256", intake.SignatureHeader([]byte(cfg.WebhookSecret), body))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	fmt.Fprintf(out, "%s %s: %s", resp.Status, event, b)
+	if resp.StatusCode >= 300 {
+		return fmt.Errorf("webhook answered %s", resp.Status)
+	}
+	return nil
+}

@@ -1,0 +1,581 @@
+package workflows
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/drydock-dev/drydock/activities"
+	"github.com/drydock-dev/drydock/internal/gh"
+	"github.com/drydock-dev/drydock/internal/previewspec"
+)
+
+// Activity handles: method values on nil receivers name the registered
+// activities (the worker registers the real structs).
+var (
+	machineActs *activities.Machines
+	previewActs *activities.Previews
+	githubActs  *activities.GitHub
+)
+
+// ErrTypePreviewTornDown is the type of the error the wake validator returns
+// once a preview is being torn down; the router answers 410 Gone for it.
+const ErrTypePreviewTornDown = "PreviewTornDown"
+
+const (
+	// wakeFresh: a machine woken this recently is not woken again.
+	wakeFresh = 2 * time.Second
+	// maxSeenDeliveries bounds the delivery IDs remembered for deduplication.
+	maxSeenDeliveries = 256
+)
+
+// preview is one PreviewLifecycle run's state. Everything that must survive
+// continue-as-new is in carry (a PreviewCarry); the rest is per run.
+type preview struct {
+	PreviewCarry
+	settings activities.PreviewSettings
+
+	failedSHA    string // head whose deploy failed: not retried until a push or redeploy
+	teardown     string // why the preview is being torn down ("" = not)
+	deploying    bool
+	deployingSHA string
+	cancelDeploy workflow.CancelFunc
+
+	waking      bool
+	lastWakeAt  time.Time
+	lastWakeErr error
+	staleTimer  workflow.Future
+}
+
+// PreviewLifecycle runs one pull request's preview from its first deployable
+// event until the PR closes, the preview is destroyed, or it goes stale.
+func PreviewLifecycle(ctx workflow.Context, in PreviewInput) error {
+	p := &preview{}
+	if in.Carry != nil {
+		p.PreviewCarry = *in.Carry
+	} else {
+		p.Status = PreviewStatus{Phase: PreviewPending, Owner: in.Owner, Repo: in.Repo, Number: in.Number, CreatedAt: workflow.Now(ctx)}
+	}
+	log := workflow.GetLogger(ctx)
+
+	sctx := workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{StartToCloseTimeout: 10 * time.Second})
+	if err := workflow.ExecuteLocalActivity(sctx, previewActs.Settings, in.Owner, in.Repo, in.Number).Get(ctx, &p.settings); err != nil {
+		return fmt.Errorf("read preview settings: %w", err)
+	}
+	_ = workflow.UpsertTypedSearchAttributes(ctx,
+		SearchAttrRepo.ValueSet(strings.ToLower(in.Owner+"/"+in.Repo)), SearchAttrPRNumber.ValueSet(int64(in.Number)),
+		SearchAttrPhase.ValueSet(string(p.Status.Phase)), SearchAttrMachineID.ValueSet(p.Status.MachineID))
+
+	if err := workflow.SetQueryHandler(ctx, QueryStatus, func() (PreviewStatus, error) { return p.Status, nil }); err != nil {
+		return err
+	}
+	if err := workflow.SetUpdateHandlerWithOptions(ctx, UpdateWake, p.wake, workflow.UpdateHandlerOptions{
+		Validator: func() error {
+			if p.teardown != "" || p.Status.Phase == PreviewTearingDown || p.Status.Phase == PreviewDestroyed {
+				return temporal.NewApplicationError("preview is being torn down", ErrTypePreviewTornDown)
+			}
+			return nil
+		},
+	}); err != nil {
+		return err
+	}
+
+	prCh := workflow.GetSignalChannel(ctx, SignalPullRequest)
+	redeployCh := workflow.GetSignalChannel(ctx, SignalRedeploy)
+	destroyCh := workflow.GetSignalChannel(ctx, SignalDestroy)
+	touchCh := workflow.GetSignalChannel(ctx, SignalTouch)
+	deployDone := workflow.NewBufferedChannel(ctx, 1)
+
+	pending := p.Pending
+	p.Pending = nil
+	for _, ev := range pending {
+		p.onPullRequest(ctx, ev)
+	}
+
+	for {
+		if ctx.Err() != nil && p.teardown == "" {
+			p.teardown = "the workflow was cancelled"
+		}
+		if p.teardown != "" && !p.deploying {
+			return p.tearDown(ctx)
+		}
+		if !p.deploying && p.teardown == "" && p.needsDeploy() {
+			p.startDeploy(ctx, deployDone)
+		}
+		if !p.deploying && !p.waking && workflow.GetInfo(ctx).GetContinueAsNewSuggested() {
+			return p.continueAsNew(ctx, in, prCh, redeployCh, destroyCh, touchCh)
+		}
+		if p.staleTimer == nil && p.settings.StaleAfter > 0 && p.Status.Phase != PreviewPending {
+			p.staleTimer = p.newStaleTimer(ctx)
+		}
+
+		sel := workflow.NewSelector(ctx)
+		sel.AddReceive(prCh, func(c workflow.ReceiveChannel, _ bool) {
+			var ev PullRequestEvent
+			c.Receive(ctx, &ev)
+			p.onPullRequest(ctx, ev)
+		})
+		sel.AddReceive(redeployCh, func(c workflow.ReceiveChannel, _ bool) {
+			c.Receive(ctx, nil)
+			log.Info("redeploy requested")
+			p.PendingRedeploy = true
+			p.failedSHA = ""
+		})
+		sel.AddReceive(destroyCh, func(c workflow.ReceiveChannel, _ bool) {
+			var req DestroyRequest
+			c.Receive(ctx, &req)
+			p.teardown = req.Reason
+			if p.teardown == "" {
+				p.teardown = "destroyed by an operator"
+			}
+		})
+		sel.AddReceive(touchCh, func(c workflow.ReceiveChannel, _ bool) {
+			c.Receive(ctx, nil)
+			p.Status.LastActivityAt = workflow.Now(ctx)
+		})
+		sel.AddReceive(deployDone, func(c workflow.ReceiveChannel, _ bool) {
+			c.Receive(ctx, nil)
+			p.deploying = false
+		})
+		if p.staleTimer != nil {
+			sel.AddFuture(p.staleTimer, func(workflow.Future) {
+				p.staleTimer = nil
+				if p.isStale(ctx) {
+					p.teardown = fmt.Sprintf("stale: no push and no preview traffic for %s", p.settings.StaleAfter)
+				}
+			})
+		}
+		sel.Select(ctx)
+
+		// A newer push supersedes an in-flight deploy; a teardown cancels it.
+		if p.deploying && (p.teardown != "" || p.Event.HeadSHA != p.deployingSHA) {
+			p.cancelDeploy()
+		}
+	}
+}
+
+// onPullRequest folds one webhook event into the state.
+func (p *preview) onPullRequest(ctx workflow.Context, ev PullRequestEvent) {
+	if ev.DeliveryID != "" {
+		if slices.Contains(p.SeenDeliveries, ev.DeliveryID) {
+			return // a redelivered webhook changes nothing
+		}
+		p.SeenDeliveries = append(p.SeenDeliveries, ev.DeliveryID)
+		if len(p.SeenDeliveries) > maxSeenDeliveries {
+			p.SeenDeliveries = p.SeenDeliveries[len(p.SeenDeliveries)-maxSeenDeliveries:]
+		}
+	}
+	switch ev.Action {
+	case "closed":
+		if ev.Merged {
+			p.teardown = "pull request merged"
+		} else {
+			p.teardown = "pull request closed"
+		}
+	case "unlabeled":
+		// The webhook forwards unlabeled only in opt-in mode, for the opt-in label.
+		p.teardown = "preview label removed"
+	default:
+		if ev.HeadSHA != "" && ev.HeadSHA != p.Event.HeadSHA {
+			p.Event = ev
+			p.Status.HeadSHA = ev.HeadSHA
+			p.Status.LastActivityAt = workflow.Now(ctx) // a push counts as activity
+		} else if p.Event.HeadSHA == "" {
+			p.Event = ev
+		}
+	}
+}
+
+func (p *preview) needsDeploy() bool {
+	if p.Event.HeadSHA == "" {
+		return false
+	}
+	if p.PendingRedeploy {
+		return true
+	}
+	return p.Event.HeadSHA != p.Status.DeployedSHA && p.Event.HeadSHA != p.failedSHA
+}
+
+func (p *preview) isStale(ctx workflow.Context) bool {
+	return workflow.Now(ctx).Sub(p.Status.LastActivityAt) >= p.settings.StaleAfter
+}
+
+func (p *preview) newStaleTimer(ctx workflow.Context) workflow.Future {
+	wait := p.Status.LastActivityAt.Add(p.settings.StaleAfter).Sub(workflow.Now(ctx))
+	if wait < time.Second {
+		wait = time.Second
+	}
+	return workflow.NewTimerWithOptions(ctx, wait, workflow.TimerOptions{Summary: "stale preview check"})
+}
+
+func (p *preview) setPhase(ctx workflow.Context, phase PreviewPhase) {
+	p.Status.Phase = phase
+	_ = workflow.UpsertTypedSearchAttributes(ctx, SearchAttrPhase.ValueSet(string(phase)), SearchAttrMachineID.ValueSet(p.Status.MachineID))
+}
+
+// activity options: infrastructure errors retry with backoff, but not forever.
+func withActivity(ctx workflow.Context, summary string, timeout time.Duration) workflow.Context {
+	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		Summary:             summary,
+		StartToCloseTimeout: timeout,
+		HeartbeatTimeout:    30 * time.Second,
+		WaitForCancellation: true,
+		RetryPolicy: &temporal.RetryPolicy{
+			InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: time.Minute, MaximumAttempts: 8,
+		},
+	})
+}
+
+func (p *preview) startDeploy(ctx workflow.Context, done workflow.Channel) {
+	ev := p.Event
+	p.PendingRedeploy = false
+	p.deploying = true
+	p.deployingSHA = ev.HeadSHA
+	dctx, cancel := workflow.WithCancel(ctx)
+	p.cancelDeploy = cancel
+	workflow.Go(dctx, func(gctx workflow.Context) {
+		defer done.SendAsync(struct{}{})
+		err := p.deploy(gctx, ev)
+		switch {
+		case err == nil:
+		case temporal.IsCanceledError(err) || gctx.Err() != nil:
+			workflow.GetLogger(gctx).Info("deploy superseded or cancelled", "sha", ev.HeadSHA)
+		default:
+			// Blocking calls here must use this coroutine's context; a
+			// disconnected one lets the failure report finish even if a
+			// teardown cancels the deploy meanwhile.
+			rctx, _ := workflow.NewDisconnectedContext(gctx)
+			p.onDeployFailed(rctx, ev, err)
+		}
+	})
+}
+
+// deploy brings the preview to ev.HeadSHA: machine, checkout, steps, app, preview, health.
+func (p *preview) deploy(ctx workflow.Context, ev PullRequestEvent) error {
+	first := p.Status.MachineID == ""
+	if first {
+		p.setPhase(ctx, PreviewProvisioning)
+	} else {
+		p.setPhase(ctx, PreviewDeploying)
+	}
+	p.Status.LastError = ""
+	p.startDeployment(ctx, ev)
+	p.report(ctx, gh.Report{State: "deploying", SHA: ev.HeadSHA, Branch: ev.HeadRef, URL: p.settings.PublicURL})
+
+	var fetched activities.FetchSpecResult
+	if err := workflow.ExecuteActivity(withActivity(ctx, "read "+previewspec.RepoPath+" from "+ev.BaseRef, time.Minute),
+		githubActs.FetchPreviewSpec, activities.FetchSpecInput{
+			Owner: ev.Owner, Repo: ev.Repo, Ref: ev.BaseRef, Path: previewspec.RepoPath, InstallationID: ev.InstallationID,
+		}).Get(ctx, &fetched); err != nil {
+		return err
+	}
+	source := ev.Owner + "/" + ev.Repo + ":" + previewspec.RepoPath + "@" + ev.BaseRef
+	var spec previewspec.Spec
+	if err := workflow.ExecuteActivity(withActivity(ctx, "load preview spec", time.Minute), previewActs.LoadSpec,
+		activities.LoadSpecInput{Content: fetched.Content, Source: source}).Get(ctx, &spec); err != nil {
+		return err
+	}
+
+	if first {
+		var m activities.MachineRef
+		if err := workflow.ExecuteActivity(withActivity(ctx, "create machine", 10*time.Minute), machineActs.CreateMachine,
+			activities.MachineSpec{VCPU: spec.Machine.VCPU, MemoryMiB: spec.Machine.MemoryMiB, StorageGiB: spec.Machine.StorageGiB, Autosleep: spec.Machine.Autosleep},
+		).Get(ctx, &m); err != nil {
+			return err
+		}
+		p.Status.MachineID = m.MachineID
+		p.setPhase(ctx, p.Status.Phase)
+	} else if err := workflow.ExecuteActivity(withActivity(ctx, "wake machine "+p.Status.MachineID, 5*time.Minute),
+		machineActs.WakeMachine, p.Status.MachineID).Get(ctx, nil); err != nil {
+		return err
+	}
+
+	env := deployEnv(ev, spec)
+	run := func(name string, argv []string, timeout time.Duration) error {
+		return workflow.ExecuteActivity(withActivity(ctx, name, timeout+time.Minute), machineActs.RunCommand, activities.Command{
+			MachineID: p.Status.MachineID, Name: name, Argv: argv, Env: env, Timeout: timeout,
+		}).Get(ctx, nil)
+	}
+	steps := func(kind string, list []previewspec.Step) error {
+		for i, st := range list {
+			name := fmt.Sprintf("%s[%d]", kind, i)
+			if st.Name != "" {
+				name += " " + st.Name
+			}
+			if err := run(name, stepArgv(st), st.Timeout.D()); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	if err := run("checkout "+shortSHA(ev.HeadSHA), checkoutArgv(), 10*time.Minute); err != nil {
+		return err
+	}
+	if !p.SetupDone {
+		if err := steps("setup", spec.Setup); err != nil {
+			return err
+		}
+		p.SetupDone = true
+	}
+	if err := steps("build", spec.Build); err != nil {
+		return err
+	}
+	if !p.SeedDone {
+		if err := steps("seed", spec.Seed); err != nil {
+			return err
+		}
+		p.SeedDone = true
+	}
+	if err := run("start app", startArgv(spec.Start), time.Minute); err != nil {
+		return err
+	}
+	if p.Status.PreviewID == "" {
+		var pr activities.PreviewRef
+		if err := workflow.ExecuteActivity(withActivity(ctx, fmt.Sprintf("expose port %d", spec.App.Port), time.Minute),
+			machineActs.CreatePreview, p.Status.MachineID, spec.App.Port).Get(ctx, &pr); err != nil {
+			return err
+		}
+		p.Status.PreviewID, p.Status.URL = pr.PreviewID, pr.URL
+	}
+	if err := workflow.ExecuteActivity(withActivity(ctx, "wait for "+spec.App.HealthPath, spec.App.HealthTimeout.D()+time.Minute),
+		previewActs.WaitHealthy, activities.HealthInput{URL: p.Status.URL + spec.App.HealthPath, Timeout: spec.App.HealthTimeout.D()},
+	).Get(ctx, nil); err != nil {
+		return err
+	}
+
+	now := workflow.Now(ctx)
+	p.Status.DeployedSHA = ev.HeadSHA
+	p.Status.LastDeployAt = now
+	p.Status.LastActivityAt = now
+	p.lastWakeAt = now
+	if p.Status.ReadyAt.IsZero() {
+		p.Status.ReadyAt = now
+	}
+	p.failedSHA = ""
+	p.setPhase(ctx, PreviewReady)
+	p.setDeploymentStatus(ctx, "success", "preview ready at "+shortSHA(ev.HeadSHA))
+	p.report(ctx, gh.Report{State: "ready", SHA: ev.HeadSHA, Branch: ev.HeadRef, URL: p.settings.PublicURL})
+	return nil
+}
+
+// onDeployFailed marks the preview failed and reports why on the PR, with
+// the tail of the failing step's output. The machine is kept for debugging
+// unless the settings say otherwise.
+func (p *preview) onDeployFailed(ctx workflow.Context, ev PullRequestEvent, err error) {
+	report := gh.Report{State: "failed", SHA: ev.HeadSHA, Branch: ev.HeadRef, URL: p.settings.PublicURL}
+	var ae *temporal.ApplicationError
+	if errors.As(err, &ae) {
+		report.Error = ae.Error()
+		var res activities.CommandResult
+		if ae.Type() == activities.ErrTypeCommandFailed && ae.HasDetails() && ae.Details(&res) == nil {
+			report.OutputTail = res.StderrTail
+			if report.OutputTail == "" {
+				report.OutputTail = res.StdoutTail
+			}
+		}
+		if ae.Type() == activities.ErrTypeAppUnhealthy && p.Status.MachineID != "" {
+			var logs activities.CommandResult
+			if workflow.ExecuteActivity(withActivity(ctx, "read app log", time.Minute), machineActs.RunCommand, activities.Command{
+				MachineID: p.Status.MachineID, Name: "app log", Argv: []string{"sh", "-c", appLogScript},
+			}).Get(ctx, &logs) == nil {
+				report.OutputTail = logs.StdoutTail
+			}
+		}
+	} else {
+		report.Error = err.Error()
+	}
+	p.Status.LastError = report.Error
+	p.failedSHA = ev.HeadSHA
+	p.setPhase(ctx, PreviewFailed)
+	workflow.GetLogger(ctx).Warn("preview deploy failed", "sha", ev.HeadSHA, "error", report.Error)
+	p.setDeploymentStatus(ctx, "failure", truncate(report.Error, 140))
+	if !p.settings.KeepFailedMachine {
+		p.releaseMachine(ctx)
+		report.Note = "the machine was deleted; the next push deploys afresh"
+	} else if p.Status.MachineID != "" {
+		report.Note = "the machine " + p.Status.MachineID + " is kept for debugging until the next push or close"
+	}
+	p.report(ctx, report)
+}
+
+// releaseMachine deletes the preview and machine; a later deploy starts afresh.
+func (p *preview) releaseMachine(ctx workflow.Context) {
+	tctx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		StartToCloseTimeout: 5 * time.Minute, HeartbeatTimeout: 30 * time.Second,
+		// Deleting must eventually succeed, or a machine leaks: retry for as long as it takes.
+		RetryPolicy: &temporal.RetryPolicy{InitialInterval: time.Second, MaximumInterval: 5 * time.Minute},
+	})
+	if p.Status.PreviewID != "" {
+		if err := workflow.ExecuteActivity(tctx, machineActs.DeletePreview, p.Status.MachineID, p.Status.PreviewID).Get(ctx, nil); err != nil {
+			workflow.GetLogger(ctx).Error("delete preview failed", "error", err)
+		}
+	}
+	if p.Status.MachineID != "" {
+		if err := workflow.ExecuteActivity(tctx, machineActs.DeleteMachine, p.Status.MachineID).Get(ctx, nil); err != nil {
+			workflow.GetLogger(ctx).Error("delete machine failed", "error", err)
+		}
+	}
+	p.Status.MachineID, p.Status.PreviewID, p.Status.URL = "", "", ""
+	p.SetupDone, p.SeedDone = false, false
+}
+
+// wake is the UpdateWake handler: it waits until the preview can serve,
+// then wakes the machine once for all concurrent callers.
+func (p *preview) wake(ctx workflow.Context) (WakeResult, error) {
+	if err := workflow.Await(ctx, func() bool {
+		switch p.Status.Phase {
+		case PreviewReady, PreviewFailed, PreviewTearingDown, PreviewDestroyed:
+			return !p.waking
+		}
+		return p.teardown != ""
+	}); err != nil {
+		return WakeResult{}, err
+	}
+	switch {
+	case p.teardown != "" || p.Status.Phase == PreviewTearingDown || p.Status.Phase == PreviewDestroyed:
+		return WakeResult{}, temporal.NewApplicationError("preview is being torn down", ErrTypePreviewTornDown)
+	case p.Status.Phase == PreviewFailed:
+		return WakeResult{}, temporal.NewApplicationError("preview failed to deploy: "+p.Status.LastError, "PreviewFailed")
+	}
+	now := workflow.Now(ctx)
+	p.Status.LastActivityAt = now
+	if now.Sub(p.lastWakeAt) < wakeFresh && p.lastWakeErr == nil {
+		return WakeResult{URL: p.Status.URL, MachineID: p.Status.MachineID}, nil
+	}
+	p.waking = true
+	lctx := workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{
+		StartToCloseTimeout: 30 * time.Second,
+		RetryPolicy:         &temporal.RetryPolicy{InitialInterval: 200 * time.Millisecond, MaximumAttempts: 5},
+	})
+	err := workflow.ExecuteLocalActivity(lctx, machineActs.WakeMachine, p.Status.MachineID).Get(ctx, nil)
+	p.waking = false
+	p.lastWakeAt = workflow.Now(ctx)
+	p.lastWakeErr = err
+	if err != nil {
+		return WakeResult{}, fmt.Errorf("wake machine %s: %w", p.Status.MachineID, err)
+	}
+	p.Status.Wakes++
+	return WakeResult{URL: p.Status.URL, MachineID: p.Status.MachineID}, nil
+}
+
+// tearDown deletes everything the preview owns and completes the workflow.
+func (p *preview) tearDown(ctx workflow.Context) error {
+	// Teardown must finish even when the workflow itself is being cancelled.
+	dctx, _ := workflow.NewDisconnectedContext(ctx)
+	workflow.GetLogger(ctx).Info("tearing down preview", "reason", p.teardown)
+	p.setPhase(dctx, PreviewTearingDown)
+	p.releaseMachine(dctx)
+	p.setDeploymentStatus(dctx, "inactive", "preview torn down")
+	p.setPhase(dctx, PreviewDestroyed)
+	p.report(dctx, gh.Report{State: "destroyed", SHA: p.Status.DeployedSHA, Branch: p.Event.HeadRef, Note: "torn down: " + p.teardown})
+	if err := workflow.Await(dctx, func() bool { return workflow.AllHandlersFinished(dctx) }); err != nil {
+		return err
+	}
+	return nil
+}
+
+// continueAsNew hands the state to a fresh run once history is long, after
+// every handler finished and every buffered signal was drained into the carry.
+func (p *preview) continueAsNew(ctx workflow.Context, in PreviewInput, prCh, redeployCh, destroyCh, touchCh workflow.ReceiveChannel) error {
+	if err := workflow.Await(ctx, func() bool { return workflow.AllHandlersFinished(ctx) }); err != nil {
+		return err
+	}
+	for {
+		var ev PullRequestEvent
+		if !prCh.ReceiveAsync(&ev) {
+			break
+		}
+		p.Pending = append(p.Pending, ev)
+	}
+	for redeployCh.ReceiveAsync(nil) {
+		p.PendingRedeploy = true
+	}
+	var req DestroyRequest
+	for destroyCh.ReceiveAsync(&req) {
+		reason := req.Reason
+		if reason == "" {
+			reason = "destroyed by an operator"
+		}
+		// Carried as a synthetic event so the next run tears down at once.
+		p.Pending = append(p.Pending, PullRequestEvent{Action: "closed", Title: reason})
+	}
+	for touchCh.ReceiveAsync(nil) {
+		p.Status.LastActivityAt = workflow.Now(ctx)
+	}
+	carry := p.PreviewCarry
+	if p.failedSHA != "" {
+		// A failed head is not redeployed by the next run either.
+		carry.Status.DeployedSHA = p.Status.DeployedSHA
+	}
+	next := PreviewInput{Owner: in.Owner, Repo: in.Repo, Number: in.Number, Carry: &carry}
+	return workflow.NewContinueAsNewError(ctx, PreviewLifecycleName, next)
+}
+
+func (p *preview) startDeployment(ctx workflow.Context, ev PullRequestEvent) {
+	var ref activities.DeploymentRef
+	err := workflow.ExecuteActivity(reportCtx(ctx, "start GitHub deployment"), githubActs.StartDeployment, activities.DeploymentInput{
+		Owner: ev.Owner, Repo: ev.Repo, Number: ev.Number, InstallationID: ev.InstallationID,
+		SHA: ev.HeadSHA, Environment: activities.PreviewEnvironment(ev.Number),
+	}).Get(ctx, &ref)
+	if err != nil {
+		workflow.GetLogger(ctx).Warn("GitHub deployment not created", "error", err)
+		return
+	}
+	p.DeploymentID = ref.ID
+}
+
+func (p *preview) setDeploymentStatus(ctx workflow.Context, state, description string) {
+	if p.DeploymentID == 0 {
+		return
+	}
+	url := ""
+	if state == "success" {
+		url = p.settings.PublicURL
+	}
+	err := workflow.ExecuteActivity(reportCtx(ctx, "deployment "+state), githubActs.SetDeploymentStatus, activities.DeploymentStatusInput{
+		Owner: p.Status.Owner, Repo: p.Status.Repo, InstallationID: p.Event.InstallationID,
+		DeploymentID: p.DeploymentID, State: state, EnvironmentURL: url, Description: description,
+	}).Get(ctx, nil)
+	if err != nil {
+		workflow.GetLogger(ctx).Warn("GitHub deployment status not set", "state", state, "error", err)
+	}
+}
+
+// report updates the PR comment. Reporting is best effort: GitHub being
+// down must not fail or block a preview.
+func (p *preview) report(ctx workflow.Context, r gh.Report) {
+	r.UpdatedAt = workflow.Now(ctx)
+	err := workflow.ExecuteActivity(reportCtx(ctx, "comment on PR: "+r.State), githubActs.ReportOnPR, activities.CommentInput{
+		Owner: p.Status.Owner, Repo: p.Status.Repo, Number: p.Status.Number, InstallationID: p.Event.InstallationID, Report: r,
+	}).Get(ctx, nil)
+	if err != nil {
+		workflow.GetLogger(ctx).Warn("PR comment not updated", "state", r.State, "error", err)
+	}
+}
+
+func reportCtx(ctx workflow.Context, summary string) workflow.Context {
+	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		Summary:             summary,
+		StartToCloseTimeout: 30 * time.Second,
+		RetryPolicy:         &temporal.RetryPolicy{InitialInterval: time.Second, MaximumInterval: 30 * time.Second, MaximumAttempts: 5},
+	})
+}
+
+func shortSHA(sha string) string {
+	if len(sha) > 7 {
+		return sha[:7]
+	}
+	return sha
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n-1] + "…"
+}

@@ -1,0 +1,385 @@
+package workflows
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/mock"
+	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/converter"
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/testsuite"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/drydock-dev/drydock/activities"
+	"github.com/drydock-dev/drydock/internal/previewspec"
+)
+
+const evilBranch = "x$(touch /tmp/pwned)"
+
+func prEvent(action, sha, delivery string) PullRequestEvent {
+	return PullRequestEvent{
+		DeliveryID: delivery, Action: action, Owner: "Codertocat", Repo: "Hello-World", Number: 2,
+		HeadSHA: sha, HeadRef: evilBranch, BaseRef: "main", CloneURL: "https://github.com/Codertocat/Hello-World.git",
+	}
+}
+
+// world records what the mocked activities were asked to do.
+type world struct {
+	mu        sync.Mutex
+	commands  []activities.Command
+	creates   int
+	deletes   int
+	previews  int
+	wakes     int
+	reports   []string // states of PR comments, in order
+	reportLog []activities.CommentInput
+	statuses  []string // deployment states, in order
+	// buildHook, if set, runs for every build step and may fail or block it.
+	buildHook func(ctx context.Context, cmd activities.Command) (activities.CommandResult, error)
+}
+
+func (w *world) names() []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var out []string
+	for _, c := range w.commands {
+		out = append(out, c.Name)
+	}
+	return out
+}
+
+var testSpec = previewspec.Spec{
+	Machine: previewspec.Machine{VCPU: 1, MemoryMiB: 1024, StorageGiB: 5, Autosleep: "10m"},
+	App:     previewspec.App{Port: 3000, HealthPath: "/healthz", HealthTimeout: previewspec.Duration(time.Minute)},
+	Env:     map[string]string{"GREETING": "hi"},
+	Setup:   []previewspec.Step{{Name: "tools", Run: "true", Timeout: previewspec.Duration(time.Minute)}},
+	Build:   []previewspec.Step{{Name: "compile", Command: []string{"make"}, Timeout: previewspec.Duration(time.Minute)}},
+	Seed:    []previewspec.Step{{Name: "data", Run: "true", Timeout: previewspec.Duration(time.Minute)}},
+	Start:   previewspec.Step{Command: []string{"./app"}},
+}
+
+func newTestEnv(t *testing.T, settings activities.PreviewSettings) (*testsuite.TestWorkflowEnvironment, *world) {
+	var s testsuite.WorkflowTestSuite
+	env := s.NewTestWorkflowEnvironment()
+	env.RegisterWorkflowWithOptions(PreviewLifecycle, workflow.RegisterOptions{Name: PreviewLifecycleName})
+	env.RegisterActivity(&activities.Machines{})
+	env.RegisterActivity(&activities.Previews{})
+	env.RegisterActivity(&activities.GitHub{})
+	w := &world{}
+
+	env.OnActivity(previewActs.Settings, mock.Anything, mock.Anything, mock.Anything, mock.Anything).Return(settings, nil)
+	env.OnActivity(githubActs.FetchPreviewSpec, mock.Anything, mock.Anything).Return(activities.FetchSpecResult{Skipped: true}, nil)
+	env.OnActivity(previewActs.LoadSpec, mock.Anything, mock.Anything).Return(testSpec, nil)
+	env.OnActivity(githubActs.StartDeployment, mock.Anything, mock.Anything).Return(activities.DeploymentRef{ID: 77}, nil)
+	env.OnActivity(githubActs.SetDeploymentStatus, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, in activities.DeploymentStatusInput) error {
+			w.mu.Lock()
+			defer w.mu.Unlock()
+			w.statuses = append(w.statuses, in.State)
+			return nil
+		})
+	env.OnActivity(githubActs.ReportOnPR, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, in activities.CommentInput) error {
+			w.mu.Lock()
+			defer w.mu.Unlock()
+			w.reports = append(w.reports, in.Report.State)
+			w.reportLog = append(w.reportLog, in)
+			return nil
+		})
+	env.OnActivity(machineActs.CreateMachine, mock.Anything, mock.Anything).Return(
+		func(context.Context, activities.MachineSpec) (activities.MachineRef, error) {
+			w.mu.Lock()
+			defer w.mu.Unlock()
+			w.creates++
+			return activities.MachineRef{MachineID: "dm-1"}, nil
+		})
+	env.OnActivity(machineActs.WakeMachine, mock.Anything, mock.Anything).Return(
+		func(context.Context, string) (activities.MachineRef, error) {
+			w.mu.Lock()
+			defer w.mu.Unlock()
+			w.wakes++
+			return activities.MachineRef{MachineID: "dm-1"}, nil
+		})
+	env.OnActivity(machineActs.RunCommand, mock.Anything, mock.Anything).Return(
+		func(ctx context.Context, cmd activities.Command) (activities.CommandResult, error) {
+			w.mu.Lock()
+			w.commands = append(w.commands, cmd)
+			hook := w.buildHook
+			w.mu.Unlock()
+			if hook != nil && strings.HasPrefix(cmd.Name, "build") {
+				return hook(ctx, cmd)
+			}
+			return activities.CommandResult{Succeeded: true}, nil
+		})
+	env.OnActivity(machineActs.CreatePreview, mock.Anything, mock.Anything, mock.Anything).Return(
+		func(context.Context, string, int64) (activities.PreviewRef, error) {
+			w.mu.Lock()
+			defer w.mu.Unlock()
+			w.previews++
+			return activities.PreviewRef{PreviewID: "pv-1", URL: "http://127.0.0.1:9999"}, nil
+		})
+	env.OnActivity(previewActs.WaitHealthy, mock.Anything, mock.Anything).Return(nil)
+	env.OnActivity(machineActs.DeletePreview, mock.Anything, mock.Anything, mock.Anything).Return(nil)
+	env.OnActivity(machineActs.DeleteMachine, mock.Anything, mock.Anything).Return(
+		func(context.Context, string) error {
+			w.mu.Lock()
+			defer w.mu.Unlock()
+			w.deletes++
+			return nil
+		})
+	return env, w
+}
+
+var defaultSettings = activities.PreviewSettings{PublicURL: "http://pr-2.preview.localhost:8090", KeepFailedMachine: true}
+
+func status(t *testing.T, env *testsuite.TestWorkflowEnvironment) PreviewStatus {
+	t.Helper()
+	v, err := env.QueryWorkflow(QueryStatus)
+	require.NoError(t, err)
+	var st PreviewStatus
+	require.NoError(t, v.Get(&st))
+	return st
+}
+
+func start(env *testsuite.TestWorkflowEnvironment) {
+	env.ExecuteWorkflow(PreviewLifecycleName, PreviewInput{Owner: "Codertocat", Repo: "Hello-World", Number: 2})
+}
+
+func TestPreviewDeploysThenTearsDownOnClose(t *testing.T) {
+	env, w := newTestEnv(t, defaultSettings)
+	env.RegisterDelayedCallback(func() { env.SignalWorkflow(SignalPullRequest, prEvent("opened", "sha1", "d1")) }, 0)
+	env.RegisterDelayedCallback(func() {
+		st := status(t, env)
+		assert.Equal(t, PreviewReady, st.Phase)
+		assert.Equal(t, "sha1", st.DeployedSHA)
+		assert.Equal(t, "dm-1", st.MachineID)
+		assert.Equal(t, "http://127.0.0.1:9999", st.URL)
+		// A redelivered webhook changes nothing.
+		env.SignalWorkflow(SignalPullRequest, prEvent("opened", "sha1", "d1"))
+	}, time.Minute)
+	env.RegisterDelayedCallback(func() { env.SignalWorkflow(SignalPullRequest, prEvent("closed", "sha1", "d2")) }, 2*time.Minute)
+	start(env)
+
+	require.True(t, env.IsWorkflowCompleted())
+	require.NoError(t, env.GetWorkflowError())
+	assert.Equal(t, []string{"checkout sha1", "setup[0] tools", "build[0] compile", "seed[0] data", "start app"}, w.names())
+	assert.Equal(t, 1, w.creates)
+	assert.Equal(t, 1, w.previews)
+	assert.Equal(t, 1, w.deletes, "the machine is deleted on close")
+	assert.Equal(t, []string{"deploying", "ready", "destroyed"}, w.reports)
+	assert.Equal(t, []string{"success", "inactive"}, w.statuses)
+	assert.Contains(t, w.reportLog[2].Report.Note, "pull request closed")
+
+	// PR data reaches commands only as environment variables.
+	for _, c := range w.commands {
+		assert.Equal(t, evilBranch, c.Env["DRYDOCK_BRANCH"])
+		assert.Equal(t, "sha1", c.Env["DRYDOCK_SHA"])
+		assert.Equal(t, "hi", c.Env["GREETING"])
+		for _, a := range c.Argv {
+			assert.NotContains(t, a, evilBranch, "untrusted data is never part of a command")
+		}
+	}
+}
+
+func TestNewerPushSupersedesInFlightDeploy(t *testing.T) {
+	env, w := newTestEnv(t, defaultSettings)
+	var cancelledBuilds []string
+	env.SetOnActivityCanceledListener(func(info *activity.Info) {
+		cancelledBuilds = append(cancelledBuilds, info.ActivityType.Name)
+	})
+	w.buildHook = func(ctx context.Context, cmd activities.Command) (activities.CommandResult, error) {
+		if cmd.Env["DRYDOCK_SHA"] != "sha1" {
+			return activities.CommandResult{Succeeded: true}, nil
+		}
+		// While sha1 builds, sha2 is pushed. (The test environment resolves
+		// the cancelled activity at once; its result is then discarded.)
+		env.SignalWorkflow(SignalPullRequest, prEvent("synchronize", "sha2", "d2"))
+		select {
+		case <-ctx.Done():
+		case <-time.After(300 * time.Millisecond):
+		}
+		return activities.CommandResult{Succeeded: true}, nil
+	}
+	env.RegisterDelayedCallback(func() { env.SignalWorkflow(SignalPullRequest, prEvent("opened", "sha1", "d1")) }, 0)
+	env.RegisterDelayedCallback(func() {
+		st := status(t, env)
+		assert.Equal(t, PreviewReady, st.Phase)
+		assert.Equal(t, "sha2", st.DeployedSHA)
+		env.SignalWorkflow(SignalDestroy, DestroyRequest{Reason: "test over"})
+	}, time.Hour)
+	start(env)
+	require.NoError(t, env.GetWorkflowError())
+	assert.Equal(t, []string{"RunCommand"}, cancelledBuilds, "the sha1 build was cancelled")
+	assert.Equal(t, []string{"checkout sha1", "setup[0] tools", "build[0] compile",
+		"checkout sha2", "build[0] compile", "seed[0] data", "start app"}, w.names(),
+		"setup is not repeated; the app starts once, on sha2")
+	assert.Equal(t, 1, w.creates)
+	assert.Equal(t, []string{"deploying", "deploying", "ready", "destroyed"}, w.reports)
+}
+
+func TestFailedStepIsReportedAndNotRetried(t *testing.T) {
+	env, w := newTestEnv(t, defaultSettings)
+	builds := 0
+	w.buildHook = func(_ context.Context, cmd activities.Command) (activities.CommandResult, error) {
+		builds++
+		if cmd.Env["DRYDOCK_SHA"] == "bad" {
+			res := activities.CommandResult{ExitCode: 2, StderrTail: "main.go:3: syntax error"}
+			return res, temporal.NewNonRetryableApplicationError("build[0] compile: exit 2", activities.ErrTypeCommandFailed, nil, res)
+		}
+		return activities.CommandResult{Succeeded: true}, nil
+	}
+	env.RegisterDelayedCallback(func() { env.SignalWorkflow(SignalPullRequest, prEvent("opened", "bad", "d1")) }, 0)
+	env.RegisterDelayedCallback(func() {
+		st := status(t, env)
+		assert.Equal(t, PreviewFailed, st.Phase)
+		assert.Contains(t, st.LastError, "exit 2")
+		assert.Equal(t, "dm-1", st.MachineID, "kept for debugging")
+		env.SignalWorkflow(SignalPullRequest, prEvent("synchronize", "good", "d2"))
+	}, time.Hour)
+	env.RegisterDelayedCallback(func() {
+		assert.Equal(t, PreviewReady, status(t, env).Phase)
+		env.SignalWorkflow(SignalPullRequest, prEvent("closed", "good", "d3"))
+	}, 2*time.Hour)
+	start(env)
+	require.NoError(t, env.GetWorkflowError())
+	assert.Equal(t, 2, builds, "the failed build ran once, the fixed one once")
+	assert.Equal(t, 1, w.creates, "the failed machine was reused")
+	assert.Equal(t, []string{"deploying", "failed", "deploying", "ready", "destroyed"}, w.reports)
+	assert.Equal(t, "main.go:3: syntax error", w.reportLog[1].Report.OutputTail)
+	assert.Contains(t, w.reportLog[1].Report.Note, "kept for debugging")
+	assert.Equal(t, []string{"failure", "success", "inactive"}, w.statuses)
+}
+
+func TestFailedMachineDeletedWhenNotKept(t *testing.T) {
+	settings := defaultSettings
+	settings.KeepFailedMachine = false
+	env, w := newTestEnv(t, settings)
+	w.buildHook = func(context.Context, activities.Command) (activities.CommandResult, error) {
+		return activities.CommandResult{}, temporal.NewNonRetryableApplicationError("exit 1", activities.ErrTypeCommandFailed, nil)
+	}
+	env.RegisterDelayedCallback(func() { env.SignalWorkflow(SignalPullRequest, prEvent("opened", "bad", "d1")) }, 0)
+	env.RegisterDelayedCallback(func() {
+		st := status(t, env)
+		assert.Equal(t, PreviewFailed, st.Phase)
+		assert.Empty(t, st.MachineID)
+		env.SignalWorkflow(SignalDestroy, DestroyRequest{})
+	}, time.Hour)
+	start(env)
+	require.NoError(t, env.GetWorkflowError())
+	assert.Equal(t, 1, w.deletes)
+}
+
+func TestStalePreviewIsTornDown(t *testing.T) {
+	settings := defaultSettings
+	settings.StaleAfter = 24 * time.Hour
+	env, w := newTestEnv(t, settings)
+	var begin time.Time
+	env.RegisterDelayedCallback(func() {
+		begin = env.Now()
+		env.SignalWorkflow(SignalPullRequest, prEvent("opened", "sha1", "d1"))
+	}, 0)
+	// Traffic at 20h keeps it alive until 44h.
+	env.RegisterDelayedCallback(func() { env.SignalWorkflow(SignalTouch, nil) }, 20*time.Hour)
+	start(env)
+	require.NoError(t, env.GetWorkflowError())
+	lived := env.Now().Sub(begin)
+	assert.GreaterOrEqual(t, lived, 44*time.Hour)
+	assert.Less(t, lived, 46*time.Hour)
+	assert.Equal(t, 1, w.deletes)
+	require.NotEmpty(t, w.reportLog)
+	last := w.reportLog[len(w.reportLog)-1].Report
+	assert.Equal(t, "destroyed", last.State)
+	assert.Contains(t, last.Note, "stale")
+}
+
+func TestConcurrentWakesCoalesce(t *testing.T) {
+	env, w := newTestEnv(t, defaultSettings)
+	results := make(chan WakeResult, 10)
+	errs := make(chan error, 10)
+	cb := func() *testsuite.TestUpdateCallback {
+		return &testsuite.TestUpdateCallback{
+			OnReject: func(err error) { errs <- err },
+			OnAccept: func() {},
+			OnComplete: func(v any, err error) {
+				if err != nil {
+					errs <- err
+					return
+				}
+				results <- v.(WakeResult)
+			},
+		}
+	}
+	env.RegisterDelayedCallback(func() { env.SignalWorkflow(SignalPullRequest, prEvent("opened", "sha1", "d1")) }, 0)
+	env.RegisterDelayedCallback(func() {
+		for i := range 5 {
+			env.UpdateWorkflow(UpdateWake, "wake-"+string(rune('a'+i)), cb())
+		}
+	}, time.Hour)
+	env.RegisterDelayedCallback(func() { env.UpdateWorkflow(UpdateWake, "wake-soon-after", cb()) }, time.Hour+time.Second)
+	env.RegisterDelayedCallback(func() { env.UpdateWorkflow(UpdateWake, "wake-later", cb()) }, 2*time.Hour)
+	env.RegisterDelayedCallback(func() {
+		env.SignalWorkflow(SignalDestroy, DestroyRequest{Reason: "done"})
+		env.UpdateWorkflow(UpdateWake, "wake-too-late", cb())
+	}, 3*time.Hour)
+	start(env)
+	require.NoError(t, env.GetWorkflowError())
+	close(results)
+	close(errs)
+	n := 0
+	for r := range results {
+		n++
+		assert.Equal(t, "http://127.0.0.1:9999", r.URL)
+	}
+	assert.Equal(t, 7, n)
+	assert.Equal(t, 2, w.wakes, "five concurrent wakes and one a second later made one call; an hour later, a second")
+	var rejected []error
+	for err := range errs {
+		rejected = append(rejected, err)
+	}
+	require.Len(t, rejected, 1)
+	var ae *temporal.ApplicationError
+	require.True(t, errors.As(rejected[0], &ae))
+	assert.Equal(t, ErrTypePreviewTornDown, ae.Type())
+}
+
+func TestContinueAsNewCarriesState(t *testing.T) {
+	env, w := newTestEnv(t, defaultSettings)
+	env.RegisterDelayedCallback(func() { env.SignalWorkflow(SignalPullRequest, prEvent("opened", "sha1", "d1")) }, 0)
+	env.RegisterDelayedCallback(func() { env.SetContinueAsNewSuggested(true) }, time.Hour)
+	env.RegisterDelayedCallback(func() { env.SignalWorkflow(SignalTouch, nil) }, time.Hour+time.Second)
+	start(env)
+	err := env.GetWorkflowError()
+	var can *workflow.ContinueAsNewError
+	require.True(t, errors.As(err, &can), "%v", err)
+	assert.Equal(t, PreviewLifecycleName, can.WorkflowType.Name)
+	var next PreviewInput
+	require.NoError(t, converter.GetDefaultDataConverter().FromPayloads(can.Input, &next))
+	require.NotNil(t, next.Carry)
+	assert.Equal(t, "sha1", next.Carry.Status.DeployedSHA)
+	assert.Equal(t, "dm-1", next.Carry.Status.MachineID)
+	assert.True(t, next.Carry.SetupDone)
+	assert.Equal(t, []string{"d1"}, next.Carry.SeenDeliveries)
+	assert.Equal(t, 1, w.creates)
+
+	// The next run picks up where this one stopped: a carried push deploys
+	// on the same machine without setup or seed, and no new machine.
+	env2, w2 := newTestEnv(t, defaultSettings)
+	next.Carry.Pending = []PullRequestEvent{prEvent("synchronize", "sha2", "d2"), prEvent("synchronize", "sha1", "d1")}
+	env2.RegisterDelayedCallback(func() {
+		st := status(t, env2)
+		assert.Equal(t, "sha2", st.DeployedSHA)
+		env2.SignalWorkflow(SignalPullRequest, prEvent("closed", "sha2", "d3"))
+	}, time.Hour)
+	env2.ExecuteWorkflow(PreviewLifecycleName, next)
+	require.NoError(t, env2.GetWorkflowError())
+	assert.Equal(t, 0, w2.creates)
+	assert.Equal(t, []string{"checkout sha2", "build[0] compile", "start app"}, w2.names())
+	assert.Equal(t, 1, w2.deletes)
+}

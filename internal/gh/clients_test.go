@@ -6,6 +6,8 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"encoding/pem"
+	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -105,6 +107,17 @@ func TestGitHubConfigFromEnvironment(t *testing.T) {
 	var b binary
 	require.NoError(t, config.Load(&b))
 	assert.Equal(t, gh.Config{AppID: 12345, AppPrivateKeyFile: "/etc/drydock/app.pem", AppInstallationID: 678, APIURL: "https://ghe.example.com/api/v3/"}, b.GitHub)
+}
+
+func TestGitHubConfigNeverPrintsTheToken(t *testing.T) {
+	cfg := gh.Config{Token: "ghp_secret", APIURL: gh.DefaultAPIURL}
+	var logs strings.Builder
+	slog.New(slog.NewTextHandler(&logs, nil)).Info("config", "github", cfg)
+	for _, s := range []string{fmt.Sprint(cfg), fmt.Sprintf("%+v", cfg), fmt.Sprintf("%#v", cfg), logs.String()} {
+		assert.NotContains(t, s, "ghp_secret")
+		assert.Contains(t, s, "api")
+	}
+	assert.Contains(t, fmt.Sprint(cfg), "[redacted]")
 }
 
 const (

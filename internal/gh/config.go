@@ -12,6 +12,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/url"
 	"os"
 	"strings"
@@ -41,6 +42,28 @@ type Config struct {
 // mode: GitHub reporting is skipped.
 func (c Config) Configured() bool {
 	return c.Token != "" || c.AppID != 0 || c.AppPrivateKeyFile != "" || c.AppInstallationID != 0
+}
+
+// String describes the configuration without the token, so printing or
+// logging a Config cannot leak it.
+func (c Config) String() string {
+	tok := ""
+	if c.Token != "" {
+		tok = "[redacted]"
+	}
+	return fmt.Sprintf("{Token:%s AppID:%d AppPrivateKeyFile:%s AppInstallationID:%d APIURL:%s}",
+		tok, c.AppID, c.AppPrivateKeyFile, c.AppInstallationID, c.APIURL)
+}
+
+// GoString is String, for %#v.
+func (c Config) GoString() string { return "gh.Config" + c.String() }
+
+// LogValue keeps the token out of structured logs.
+func (c Config) LogValue() slog.Value {
+	return slog.GroupValue(
+		slog.Bool("token_set", c.Token != ""), slog.Int64("app_id", c.AppID),
+		slog.String("app_private_key_file", c.AppPrivateKeyFile), slog.Int64("app_installation_id", c.AppInstallationID),
+		slog.String("api_url", c.APIURL))
 }
 
 // Validate checks the settings without contacting GitHub: a token and an App

@@ -1,0 +1,251 @@
+package router
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/testsuite"
+	"go.temporal.io/sdk/worker"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/drydock-dev/drydock/internal/testenv"
+	"github.com/drydock-dev/drydock/workflows"
+)
+
+var devServer *testsuite.DevServer
+
+func TestMain(m *testing.M) {
+	srv, err := testenv.StartTemporal(context.Background())
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	devServer = srv
+	code := m.Run()
+	_ = srv.Stop()
+	os.Exit(code)
+}
+
+// Test-only signals of fakePreview.
+const (
+	signalFinish = "test-finish" // completes a preview being torn down
+	queryState   = "test-state"
+)
+
+// fakePreview stands in for PreviewLifecycle with its wake and touch
+// contract: wake answers the URL it was started with; destroy begins a
+// teardown (wake is then rejected by its validator) that ends on
+// signalFinish.
+func fakePreview(ctx workflow.Context, url string) error {
+	tornDown, touches := false, 0
+	if err := workflow.SetUpdateHandlerWithOptions(ctx, workflows.UpdateWake,
+		func(ctx workflow.Context) (workflows.WakeResult, error) {
+			return workflows.WakeResult{URL: url, MachineID: "dm-" + workflow.GetInfo(ctx).WorkflowExecution.ID}, nil
+		},
+		workflow.UpdateHandlerOptions{Validator: func() error {
+			if tornDown {
+				return temporal.NewApplicationError("preview is being torn down", workflows.ErrTypePreviewTornDown)
+			}
+			return nil
+		}},
+	); err != nil {
+		return err
+	}
+	if err := workflow.SetQueryHandler(ctx, queryState, func() (fakeState, error) { return fakeState{touches, tornDown}, nil }); err != nil {
+		return err
+	}
+	touch := workflow.GetSignalChannel(ctx, workflows.SignalTouch)
+	destroy := workflow.GetSignalChannel(ctx, workflows.SignalDestroy)
+	finish := workflow.GetSignalChannel(ctx, signalFinish)
+	for done := false; !done; {
+		sel := workflow.NewSelector(ctx)
+		sel.AddReceive(touch, func(c workflow.ReceiveChannel, _ bool) { c.Receive(ctx, nil); touches++ })
+		sel.AddReceive(destroy, func(c workflow.ReceiveChannel, _ bool) {
+			var req workflows.DestroyRequest
+			c.Receive(ctx, &req)
+			tornDown = true
+		})
+		sel.AddReceive(finish, func(c workflow.ReceiveChannel, _ bool) { c.Receive(ctx, nil); done = tornDown })
+		sel.Select(ctx)
+	}
+	return workflow.Await(ctx, func() bool { return workflow.AllHandlersFinished(ctx) })
+}
+
+type fakeState struct {
+	Touches  int
+	TornDown bool
+}
+
+func queryFake(ctx context.Context, t assert.TestingT, id string) fakeState {
+	var st fakeState
+	v, err := devServer.Client().QueryWorkflow(ctx, id, "", queryState)
+	if assert.NoError(t, err) {
+		assert.NoError(t, v.Get(&st))
+	}
+	return st
+}
+
+// destroyFake signals destroy and waits until the workflow has taken it in:
+// an Update admitted in the same workflow task as the signal is validated
+// before the workflow's loop receives the signal.
+func destroyFake(ctx context.Context, t *testing.T, id string) {
+	t.Helper()
+	require.NoError(t, devServer.Client().SignalWorkflow(ctx, id, "", workflows.SignalDestroy, workflows.DestroyRequest{Reason: "test"}))
+	require.EventuallyWithT(t, func(ct *assert.CollectT) {
+		assert.True(ct, queryFake(ctx, ct, id).TornDown)
+	}, 10*time.Second, 20*time.Millisecond)
+}
+
+var queueSeq, prSeq atomic.Int32
+
+// nextPR returns a pull request number no other test (or -count run) uses,
+// so that no test meets another's workflow.
+func nextPR() int { return int(prSeq.Add(1)) + 100 }
+
+// startFakeWorker runs fakePreview, registered as PreviewLifecycle, on a
+// fresh task queue.
+func startFakeWorker(t *testing.T) string {
+	t.Helper()
+	queue := fmt.Sprintf("router-test-%d", queueSeq.Add(1))
+	w := worker.New(devServer.Client(), queue, worker.Options{})
+	w.RegisterWorkflowWithOptions(fakePreview, workflow.RegisterOptions{Name: workflows.PreviewLifecycleName})
+	require.NoError(t, w.Start())
+	t.Cleanup(w.Stop)
+	return queue
+}
+
+func startFakePreview(t *testing.T, queue string, tgt Target, url string) {
+	t.Helper()
+	_, err := devServer.Client().ExecuteWorkflow(context.Background(), client.StartWorkflowOptions{
+		ID: tgt.WorkflowID(), TaskQueue: queue, WorkflowExecutionTimeout: time.Minute,
+	}, workflows.PreviewLifecycleName, url)
+	require.NoError(t, err)
+}
+
+func TestTemporalWaker(t *testing.T) {
+	queue := startFakeWorker(t)
+	c := devServer.Client()
+	w := NewTemporalWaker(c)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+
+	tgt := Target{"octo", "hello", nextPR()}
+	id := tgt.WorkflowID()
+	startFakePreview(t, queue, tgt, "http://127.0.0.1:1/app")
+
+	res, err := w.Wake(ctx, id)
+	require.NoError(t, err)
+	assert.Equal(t, workflows.WakeResult{URL: "http://127.0.0.1:1/app", MachineID: "dm-" + id}, res)
+
+	require.NoError(t, w.Touch(ctx, id))
+	require.NoError(t, w.Touch(ctx, id))
+	require.EventuallyWithT(t, func(ct *assert.CollectT) {
+		assert.Equal(ct, 2, queryFake(ctx, ct, id).Touches)
+	}, 10*time.Second, 50*time.Millisecond)
+
+	// Unknown workflow ID: 404.
+	_, err = w.Wake(ctx, Target{"octo", "hello", 99999}.WorkflowID())
+	assert.ErrorIs(t, err, ErrUnknownPreview)
+	assert.NotErrorIs(t, err, ErrPreviewGone)
+	t.Logf("unknown preview: %v", err)
+	assert.NoError(t, w.Touch(ctx, Target{"octo", "hello", 99999}.WorkflowID()), "touching nothing is fine")
+
+	// During teardown the validator rejects the wake: 410.
+	destroyFake(ctx, t, id)
+	_, err = w.Wake(ctx, id)
+	assert.ErrorIs(t, err, ErrPreviewGone)
+	t.Logf("tearing down: %v", err)
+
+	// Completed: 410 too.
+	require.NoError(t, c.SignalWorkflow(ctx, id, "", signalFinish, nil))
+	require.NoError(t, c.GetWorkflow(ctx, id, "").Get(ctx, nil))
+	_, err = w.Wake(ctx, id)
+	assert.ErrorIs(t, err, ErrPreviewGone)
+	assert.NotErrorIs(t, err, ErrUnknownPreview)
+	t.Logf("completed: %v", err)
+	assert.NoError(t, w.Touch(ctx, id), "touching a completed preview is fine")
+}
+
+// Without a worker the wake cannot complete: the caller's deadline makes it
+// ErrUnavailable (503), not a 502.
+func TestTemporalWakerNoWorker(t *testing.T) {
+	tgt := Target{"octo", "hello", nextPR()}
+	startFakePreview(t, "router-test-nobody-polls", tgt, "http://127.0.0.1:1")
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel()
+	_, err := NewTemporalWaker(devServer.Client()).Wake(ctx, tgt.WorkflowID())
+	assert.ErrorIs(t, err, ErrUnavailable)
+	t.Logf("no worker: %v", err)
+	require.NoError(t, devServer.Client().TerminateWorkflow(context.Background(), tgt.WorkflowID(), "", "test done"))
+}
+
+// Temporal unreachable: ErrUnavailable.
+func TestTemporalWakerUnreachable(t *testing.T) {
+	c, err := client.NewLazyClient(client.Options{HostPort: "127.0.0.1:1", Logger: quietLogger{}})
+	require.NoError(t, err)
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel()
+	_, err = NewTemporalWaker(c).Wake(ctx, "preview:octo/hello:1")
+	assert.ErrorIs(t, err, ErrUnavailable)
+	t.Logf("unreachable: %v", err)
+}
+
+type quietLogger struct{}
+
+func (quietLogger) Debug(string, ...any) {}
+func (quietLogger) Info(string, ...any)  {}
+func (quietLogger) Warn(string, ...any)  {}
+func (quietLogger) Error(string, ...any) {}
+
+// The whole path: HTTP request → router → wake Update through the real
+// server → proxy; 404 and 410 pages for unknown and torn-down previews.
+func TestRouterThroughTemporal(t *testing.T) {
+	queue := startFakeWorker(t)
+	c := devServer.Client()
+	up := helloUpstream(t)
+	live, gone := Target{"octo", "hello", nextPR()}, Target{"other-org", "site", nextPR()}
+	startFakePreview(t, queue, live, up.URL)
+	startFakePreview(t, queue, gone, up.URL)
+	ctx := context.Background()
+	destroyFake(ctx, t, gone.WorkflowID())
+	require.NoError(t, c.SignalWorkflow(ctx, gone.WorkflowID(), "", signalFinish, nil))
+	require.NoError(t, c.GetWorkflow(ctx, gone.WorkflowID(), "").Get(ctx, nil))
+
+	rt, srv := newRouter(t, NewTemporalWaker(c), func(o *Options) { o.WakeTimeout = 10 * time.Second })
+
+	liveHost := fmt.Sprintf("pr-%d.preview.localhost", live.Number)
+	resp, body := get(t, srv, liveHost, "/page")
+	assert.Equal(t, http.StatusOK, resp.StatusCode)
+	assert.Equal(t, "hello /page", body)
+
+	resp, body = get(t, srv, fmt.Sprintf("pr-%d--other-org--site.preview.localhost", gone.Number), "/")
+	assert.Equal(t, http.StatusGone, resp.StatusCode)
+	assert.Contains(t, body, gone.String())
+
+	resp, _ = get(t, srv, "pr-99999.preview.localhost", "/")
+	assert.Equal(t, http.StatusNotFound, resp.StatusCode)
+
+	// Touches reach the workflow.
+	require.EventuallyWithT(t, func(ct *assert.CollectT) {
+		assert.Equal(ct, 1, queryFake(ctx, ct, live.WorkflowID()).Touches)
+	}, 10*time.Second, 50*time.Millisecond)
+
+	// Being torn down: 410 as well.
+	destroyFake(ctx, t, live.WorkflowID())
+	rt.previews[live].markCold()
+	resp, body = get(t, srv, liveHost, "/page")
+	assert.Equal(t, http.StatusGone, resp.StatusCode)
+	assert.Contains(t, body, live.String()+" was torn down")
+	require.NoError(t, c.SignalWorkflow(ctx, live.WorkflowID(), "", signalFinish, nil))
+	require.NoError(t, c.GetWorkflow(ctx, live.WorkflowID(), "").Get(ctx, nil))
+}

@@ -1,0 +1,127 @@
+// Command router is Drydock's preview router: it serves every pull request's
+// preview environment on its own host (pr-<n>.<PREVIEW_DOMAIN>, or
+// pr-<n>--<owner>--<repo>.<PREVIEW_DOMAIN>), waking the preview's machine
+// through Temporal when needed. Requests for other hosts get liveness
+// (/healthz) and readiness (/readyz, which checks Temporal).
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"go.temporal.io/sdk/client"
+
+	"github.com/drydock-dev/drydock/internal/config"
+	"github.com/drydock-dev/drydock/internal/router"
+)
+
+// Config is the preview router's configuration.
+type Config struct {
+	Temporal    config.Temporal `envconfig:"TEMPORAL"`
+	Addr        string          `envconfig:"ROUTER_ADDR" default:"127.0.0.1:8090" desc:"listen address of the preview router"`
+	Domain      string          `envconfig:"PREVIEW_DOMAIN" default:"preview.localhost" desc:"preview hosts are pr-<n>.<domain> and pr-<n>--<owner>--<repo>.<domain>"`
+	DefaultRepo string          `envconfig:"PREVIEW_DEFAULT_REPO" desc:"owner/repo that pr-<n>.<domain> names (empty: only the multi-repository form)"`
+	WakeTimeout time.Duration   `envconfig:"ROUTER_WAKE_TIMEOUT" default:"30s" desc:"how long a request waits for its preview to wake before a 503 with Retry-After"`
+	AwakeTTL    time.Duration   `envconfig:"ROUTER_AWAKE_TTL" default:"10s" desc:"how long after a wake requests are proxied without asking Temporal"`
+	TouchEvery  time.Duration   `envconfig:"ROUTER_TOUCH_EVERY" default:"1m" desc:"least interval between two activity reports (touch signals) for one preview"`
+	LogLevel    string          `envconfig:"LOG_LEVEL" default:"info" desc:"debug, info, warn or error"`
+}
+
+func main() {
+	var cfg Config
+	config.HandleHelp(os.Args[1:], "router", "serves preview environments, waking their machines on demand", &cfg)
+	if err := run(cfg); err != nil {
+		fmt.Fprintln(os.Stderr, "router:", err)
+		os.Exit(1)
+	}
+}
+
+// validate names the variable at fault.
+func (c Config) validate() error {
+	for name, d := range map[string]time.Duration{
+		"ROUTER_WAKE_TIMEOUT": c.WakeTimeout, "ROUTER_AWAKE_TTL": c.AwakeTTL, "ROUTER_TOUCH_EVERY": c.TouchEvery,
+	} {
+		if d <= 0 {
+			return fmt.Errorf("configuration: %s=%v: want a positive duration such as 30s", name, d)
+		}
+	}
+	if _, err := router.NewMapper(c.Domain, ""); err != nil {
+		return fmt.Errorf("configuration: PREVIEW_DOMAIN: %w", err)
+	}
+	if _, err := router.NewMapper(c.Domain, c.DefaultRepo); err != nil {
+		return fmt.Errorf("configuration: PREVIEW_DEFAULT_REPO: %w", err)
+	}
+	return nil
+}
+
+func run(cfg Config) error {
+	if err := config.Load(&cfg); err != nil {
+		return err
+	}
+	if err := cfg.validate(); err != nil {
+		return err
+	}
+	log, err := config.Logger(cfg.LogLevel)
+	if err != nil {
+		return err
+	}
+	tc, err := cfg.Temporal.DialLazy(log)
+	if err != nil {
+		return err
+	}
+	defer tc.Close()
+	rt, err := router.New(router.Options{
+		Domain:      cfg.Domain,
+		DefaultRepo: cfg.DefaultRepo,
+		Waker:       router.NewTemporalWaker(tc),
+		WakeTimeout: cfg.WakeTimeout,
+		AwakeTTL:    cfg.AwakeTTL,
+		TouchEvery:  cfg.TouchEvery,
+		Ready: func(ctx context.Context) error {
+			_, err := tc.CheckHealth(ctx, &client.CheckHealthRequest{})
+			return err
+		},
+		Logger: log,
+	})
+	if err != nil {
+		return err
+	}
+	defer rt.Close()
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s (ROUTER_ADDR): %w", cfg.Addr, err)
+	}
+	// No read or write timeout: previews stream (SSE, WebSockets, uploads).
+	srv := &http.Server{Handler: rt, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	example := "pr-<n>--<owner>--<repo>." + rt.Mapper().Domain()
+	if cfg.DefaultRepo != "" {
+		example = "pr-<n>." + rt.Mapper().Domain()
+	}
+	log.Info("preview router listening", "addr", ln.Addr().String(), "hosts", example, "default_repo", cfg.DefaultRepo, "temporal", cfg.Temporal.Address)
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	// Stop accepting and let requests in flight finish; streams that are
+	// still open after the grace period (SSE, WebSockets) are cut.
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		log.Warn("shutdown: closing connections still open after the grace period", "err", err)
+		_ = srv.Close()
+	}
+	log.Info("preview router stopped")
+	return nil
+}

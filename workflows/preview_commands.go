@@ -38,10 +38,10 @@ state="$HOME/.drydock"
 mkdir -p "$state"
 if [ -f "$state/app.pid" ]; then
   old=$(cat "$state/app.pid")
-  kill -TERM -- "-$old" 2>/dev/null || true
+  kill -TERM "-$old" 2>/dev/null || true
   i=0
-  while kill -0 -- "-$old" 2>/dev/null && [ $i -lt 50 ]; do sleep 0.1; i=$((i+1)); done
-  kill -KILL -- "-$old" 2>/dev/null || true
+  while kill -0 "-$old" 2>/dev/null && [ $i -lt 50 ]; do sleep 0.1; i=$((i+1)); done
+  kill -KILL "-$old" 2>/dev/null || true
 fi
 cd "$HOME/src"
 setsid "$@" >"$state/app.log" 2>&1 </dev/null &

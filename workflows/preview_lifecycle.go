@@ -223,7 +223,9 @@ func withActivity(ctx workflow.Context, summary string, timeout time.Duration) w
 	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		Summary:             summary,
 		StartToCloseTimeout: timeout,
-		HeartbeatTimeout:    30 * time.Second,
+		// Activities heartbeat every 2s: a dead worker's activity is retried
+		// elsewhere within 10s.
+		HeartbeatTimeout:    10 * time.Second,
 		WaitForCancellation: true,
 		RetryPolicy: &temporal.RetryPolicy{
 			InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: time.Minute, MaximumAttempts: 8,

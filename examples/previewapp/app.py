@@ -66,6 +66,12 @@ class Handler(BaseHTTPRequestHandler):
         sys.stderr.write("%s %s\n" % (self.address_string(), fmt % args))
 
 
+class Server(ThreadingHTTPServer):
+    # The default backlog (5) refuses bursts of first requests after a wake.
+    request_queue_size = 512
+    daemon_threads = True
+
+
 if __name__ == "__main__":
     print(f"previewapp listening on 127.0.0.1:{PORT} (commit {revision()})", flush=True)
-    ThreadingHTTPServer(("127.0.0.1", PORT), Handler).serve_forever()
+    Server(("127.0.0.1", PORT), Handler).serve_forever()

@@ -1,0 +1,464 @@
+// Package e2e runs whole Drydock flows against a real Temporal dev server,
+// the local Dedalus emulator, a GitHub API test double and real HTTP: signed
+// webhooks in, previews served through the router, GitHub reporting out. The
+// worker runs as its own process so that it can be killed.
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/testsuite"
+
+	"github.com/drydock-dev/drydock/emulator"
+	"github.com/drydock-dev/drydock/internal/ghfixture"
+	"github.com/drydock-dev/drydock/internal/githubtest"
+	"github.com/drydock-dev/drydock/internal/intake"
+	"github.com/drydock-dev/drydock/internal/router"
+	"github.com/drydock-dev/drydock/internal/testenv"
+	"github.com/drydock-dev/drydock/workflows"
+)
+
+var (
+	devServer *testsuite.DevServer
+	workerBin string
+)
+
+func TestMain(m *testing.M) {
+	code, err := setup(m)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	os.Exit(code)
+}
+
+func setup(m *testing.M) (int, error) {
+	dir, err := os.MkdirTemp("", "drydock-e2e-*")
+	if err != nil {
+		return 0, err
+	}
+	defer os.RemoveAll(dir)
+	workerBin = filepath.Join(dir, "worker")
+	build := exec.Command("go", "build", "-o", workerBin, "../worker")
+	build.Stderr = os.Stderr
+	if err := build.Run(); err != nil {
+		return 0, fmt.Errorf("build the worker: %w", err)
+	}
+	srv, err := testenv.StartTemporal(context.Background())
+	if err != nil {
+		return 0, err
+	}
+	devServer = srv
+	defer srv.Stop()
+	return m.Run(), nil
+}
+
+const (
+	secret   = "e2e-webhook-secret"
+	ghToken  = "ghp_e2e_token"
+	domain   = "preview.localhost"
+	autoSpec = `
+machine: {vcpu: 1, memory_mib: 512, storage_gib: 2, autosleep: 2s}
+app: {port: 3000, health_path: /healthz, health_timeout: 30s}
+env: {GREETING: hello}
+setup:
+  - {name: toolchain, run: python3 --version}
+build:
+  - {name: compile, command: [python3, -m, py_compile, examples/previewapp/app.py]}
+seed:
+  - {name: seed, run: 'mkdir -p "$HOME/data" && date > "$HOME/data/seeded"'}
+start: {command: [python3, examples/previewapp/app.py]}
+`
+)
+
+// stack is one test's Drydock: emulator, GitHub double, worker process,
+// webhook server and preview router.
+type stack struct {
+	t       *testing.T
+	emu     *emulator.Server
+	gh      *githubtest.Server
+	webhook *httptest.Server
+	router  *httptest.Server
+	tc      client.Client
+
+	mu      sync.Mutex
+	worker  *exec.Cmd
+	logs    *bytes.Buffer
+	workerE []string
+}
+
+func newStack(t *testing.T) *stack {
+	t.Helper()
+	s := &stack{t: t, tc: devServer.Client(), logs: &bytes.Buffer{}}
+	emu, err := emulator.New(emulator.Config{
+		Addr: "127.0.0.1:0", BootDelay: 200 * time.Millisecond, WakeDelay: 300 * time.Millisecond,
+		SleepDelay: 50 * time.Millisecond, Seed: 3,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+	})
+	require.NoError(t, err)
+	require.NoError(t, emu.Start())
+	s.emu = emu
+	t.Cleanup(func() { _ = emu.Close(context.Background()) })
+
+	s.gh = githubtest.New(t)
+	s.gh.AddToken(ghToken, "drydock-bot")
+
+	prs, err := intake.NewPullRequests(intake.PullRequestOptions{
+		Temporal: s.tc, Policy: intake.PreviewPolicy{Label: "preview", LocalCloneURLs: true},
+	})
+	require.NoError(t, err)
+	mux := intake.NewMux()
+	mux.Handle("pull_request", prs)
+	h, err := intake.New(intake.Options{Secret: secret, Router: intake.Dedupe(mux, intake.NewRecentDeliveries(1000))})
+	require.NoError(t, err)
+	s.webhook = httptest.NewServer(h)
+	t.Cleanup(s.webhook.Close)
+
+	rt, err := router.New(router.Options{
+		Domain: domain, Waker: router.NewTemporalWaker(s.tc),
+		WakeTimeout: 30 * time.Second, AwakeTTL: time.Second, TouchEvery: time.Minute,
+	})
+	require.NoError(t, err)
+	s.router = httptest.NewServer(rt)
+	t.Cleanup(s.router.Close)
+
+	s.workerE = append(os.Environ(),
+		"TEMPORAL_ADDRESS="+devServer.FrontendHostPort(), "TEMPORAL_NAMESPACE=default",
+		"DEDALUS_BASE_URL="+emu.URL(), "DEDALUS_API_KEY="+emu.APIKey(),
+		"GITHUB_TOKEN="+ghToken, "GITHUB_API_URL="+s.gh.URL(),
+		"PREVIEW_PUBLIC_URL=http://pr-{number}--{owner}--{repo}."+domain+":8090",
+		"LOG_LEVEL=warn",
+	)
+	s.startWorker()
+	t.Cleanup(func() {
+		s.stopWorker(syscall.SIGTERM)
+		if t.Failed() {
+			t.Logf("worker output:\n%s", s.logs.String())
+		}
+	})
+	return s
+}
+
+func (s *stack) startWorker() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	cmd := exec.Command(workerBin)
+	cmd.Env = s.workerE
+	cmd.Stdout, cmd.Stderr = s.logs, s.logs
+	require.NoError(s.t, cmd.Start())
+	s.worker = cmd
+}
+
+func (s *stack) stopWorker(sig syscall.Signal) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.worker == nil {
+		return
+	}
+	_ = s.worker.Process.Signal(sig)
+	_ = s.worker.Wait()
+	s.worker = nil
+}
+
+// repo is a local git repository standing in for the PR's head repository.
+type repo struct {
+	t   *testing.T
+	dir string
+}
+
+func newRepo(t *testing.T) *repo {
+	t.Helper()
+	r := &repo{t: t, dir: t.TempDir()}
+	app, err := os.ReadFile("../examples/previewapp/app.py")
+	require.NoError(t, err)
+	require.NoError(t, os.MkdirAll(filepath.Join(r.dir, "examples/previewapp"), 0o755))
+	require.NoError(t, os.WriteFile(filepath.Join(r.dir, "examples/previewapp/app.py"), app, 0o644))
+	r.git("init", "-q", "-b", "main")
+	r.commit("the demo app")
+	return r
+}
+
+func (r *repo) git(args ...string) string {
+	cmd := exec.Command("git", append([]string{"-C", r.dir, "-c", "user.name=e2e", "-c", "user.email=e2e@drydock.invalid"}, args...)...)
+	out, err := cmd.CombinedOutput()
+	require.NoError(r.t, err, "git %v: %s", args, out)
+	return strings.TrimSpace(string(out))
+}
+
+func (r *repo) commit(msg string) string {
+	require.NoError(r.t, os.WriteFile(filepath.Join(r.dir, "CHANGES"), []byte(msg+"\n"), 0o644))
+	r.git("add", "-A")
+	r.git("commit", "-q", "-m", msg)
+	return r.git("rev-parse", "HEAD")
+}
+
+// deliver posts a signed pull_request delivery built from the fixture.
+func (s *stack) deliver(action string, pr ghfixture.PR, delivery string) (int, map[string]string) {
+	s.t.Helper()
+	body, err := ghfixture.PullRequest(filepath.Join(testenv.SharedDir(s.t), "fixtures", "github-webhooks"), action, pr)
+	require.NoError(s.t, err)
+	return s.post("pull_request", delivery, body, intake.SignatureHeader([]byte(secret), body))
+}
+
+func (s *stack) post(event, delivery string, body []byte, sig string) (int, map[string]string) {
+	s.t.Helper()
+	req, err := http.NewRequest(http.MethodPost, s.webhook.URL+"/webhooks/github", bytes.NewReader(body))
+	require.NoError(s.t, err)
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("X-GitHub-Event", event)
+	req.Header.Set("X-GitHub-Delivery", delivery)
+	req.Header.Set("X-Hub-Signature-256", sig)
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(s.t, err)
+	defer resp.Body.Close()
+	var out map[string]string
+	_ = json.NewDecoder(resp.Body).Decode(&out)
+	return resp.StatusCode, out
+}
+
+func (s *stack) status(id string) workflows.PreviewStatus {
+	s.t.Helper()
+	st, err := s.tryStatus(id)
+	require.NoError(s.t, err)
+	return st
+}
+
+func (s *stack) tryStatus(id string) (workflows.PreviewStatus, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var st workflows.PreviewStatus
+	v, err := s.tc.QueryWorkflow(ctx, id, "", workflows.QueryStatus)
+	if err == nil {
+		err = v.Get(&st)
+	}
+	return st, err
+}
+
+func (s *stack) waitFor(id string, what string, ok func(workflows.PreviewStatus) bool) workflows.PreviewStatus {
+	s.t.Helper()
+	var st workflows.PreviewStatus
+	deadline := time.Now().Add(90 * time.Second)
+	for time.Now().Before(deadline) {
+		var err error
+		if st, err = s.tryStatus(id); err != nil {
+			// A query waits for a worker: right after a crash there is none yet.
+			time.Sleep(200 * time.Millisecond)
+			continue
+		}
+		if ok(st) {
+			return st
+		}
+		if st.Phase == workflows.PreviewFailed && !strings.Contains(what, "fail") {
+			s.t.Fatalf("preview failed while waiting for %s: %s", what, st.LastError)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	s.t.Fatalf("timed out waiting for %s; last status %+v", what, st)
+	return st
+}
+
+// get sends a request for one PR's preview through the router.
+func (s *stack) get(owner, name string, number int, path string) (int, string) {
+	req, err := http.NewRequest(http.MethodGet, s.router.URL+path, nil)
+	require.NoError(s.t, err)
+	req.Host = fmt.Sprintf("pr-%d--%s--%s.%s", number, strings.ToLower(owner), strings.ToLower(name), domain)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, err.Error()
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+func (s *stack) waitClosed(id string) {
+	s.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	require.NoError(s.t, s.tc.GetWorkflow(ctx, id, "").Get(ctx, nil))
+	desc, err := s.tc.DescribeWorkflowExecution(ctx, id, "")
+	require.NoError(s.t, err)
+	assert.Equal(s.t, enumspb.WORKFLOW_EXECUTION_STATUS_COMPLETED, desc.GetWorkflowExecutionInfo().GetStatus())
+}
+
+func TestPreviewLifecycleEndToEnd(t *testing.T) {
+	s := newStack(t)
+	const owner, name, number = "Codertocat", "Hello-World", 7
+	s.gh.SetFile(owner, name, "main", ".drydock/preview.yml", autoSpec)
+	src := newRepo(t)
+	sha1 := src.git("rev-parse", "HEAD")
+	pwned := filepath.Join(t.TempDir(), "pwned")
+	pr := ghfixture.PR{Owner: owner, Repo: name, Number: number, HeadSHA: sha1,
+		HeadRef: "feature/x$(touch " + pwned + ")", CloneURL: src.dir}
+	id := workflows.PreviewWorkflowID(owner, name, number)
+
+	// Rejected input starts nothing.
+	body, err := ghfixture.PullRequest(filepath.Join(testenv.SharedDir(t), "fixtures", "github-webhooks"), "opened", pr)
+	require.NoError(t, err)
+	code, _ := s.post("pull_request", "bad-sig", body, intake.SignatureHeader([]byte("wrong"), body))
+	assert.Equal(t, http.StatusUnauthorized, code)
+	_, err = s.tc.DescribeWorkflowExecution(context.Background(), id, "")
+	require.Error(t, err, "no workflow was started by a badly signed delivery")
+
+	// A signed opened delivery: accepted within milliseconds.
+	start := time.Now()
+	code, out := s.deliver("opened", pr, "delivery-opened")
+	require.Equal(t, http.StatusAccepted, code, out)
+	assert.Equal(t, id, out["workflow_id"])
+	t.Logf("opened accepted in %s", time.Since(start))
+
+	st := s.waitFor(id, "ready", func(st workflows.PreviewStatus) bool { return st.Phase == workflows.PreviewReady })
+	t.Logf("preview ready %s after the webhook", time.Since(start))
+	assert.Equal(t, sha1, st.DeployedSHA)
+	assert.NoFileExists(t, pwned, "the branch name ran nothing")
+
+	code, page := s.get(owner, name, number, "/")
+	require.Equal(t, http.StatusOK, code, page)
+	assert.Contains(t, page, sha1)
+
+	// Redelivery changes nothing.
+	code, _ = s.deliver("opened", pr, "delivery-opened")
+	assert.Equal(t, http.StatusOK, code)
+
+	// GitHub saw a deployment going in_progress → success and one PR comment with the URL.
+	deps := s.gh.Deployments(owner, name)
+	require.Len(t, deps, 1)
+	assert.Equal(t, sha1, deps[0].SHA)
+	assert.Equal(t, "preview/pr-7", deps[0].Environment)
+	var states []string
+	for _, ds := range deps[0].Statuses {
+		states = append(states, ds.State)
+	}
+	assert.Equal(t, []string{"in_progress", "success"}, states)
+	assert.Equal(t, "http://pr-7--codertocat--hello-world.preview.localhost:8090", deps[0].Statuses[1].EnvironmentURL)
+	comments := s.gh.Comments(owner, name, number)
+	require.Len(t, comments, 1)
+	assert.Contains(t, comments[0].Body, "http://pr-7--codertocat--hello-world.preview.localhost:8090")
+	assert.Contains(t, comments[0].Body, sha1[:7])
+
+	// The machine falls asleep; 200 concurrent requests wake it exactly once.
+	_, before := count(t, s, owner, name, number)
+	require.Eventually(t, func() bool { return machinePhase(s.emu, st.MachineID) == "sleeping" }, 20*time.Second, 50*time.Millisecond, "autosleep")
+	wakesBefore := s.emu.Stats().Wakes
+	var wg sync.WaitGroup
+	codes := make([]int, 200)
+	counts := make([]int, 200)
+	for i := range codes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			codes[i], counts[i] = count(t, s, owner, name, number)
+		}()
+	}
+	wg.Wait()
+	maxCount := 0
+	for i := range codes {
+		assert.Equal(t, http.StatusOK, codes[i], "request %d", i)
+		maxCount = max(maxCount, counts[i])
+	}
+	assert.EqualValues(t, 1, s.emu.Stats().Wakes-wakesBefore, "exactly one wake for 200 concurrent requests")
+	assert.Equal(t, before+200, maxCount, "the app's in-memory counter survived sleep")
+
+	// A push redeploys: the page shows the new SHA.
+	sha2 := src.commit("second push")
+	pr.HeadSHA = sha2
+	code, _ = s.deliver("synchronize", pr, "delivery-sync")
+	require.Equal(t, http.StatusAccepted, code)
+	s.waitFor(id, "sha2 deployed", func(st workflows.PreviewStatus) bool {
+		return st.Phase == workflows.PreviewReady && st.DeployedSHA == sha2
+	})
+	code, page = s.get(owner, name, number, "/")
+	require.Equal(t, http.StatusOK, code)
+	assert.Contains(t, page, sha2)
+	assert.EqualValues(t, 1, s.emu.Stats().Creates, "one machine per PR")
+
+	// Close: everything is gone.
+	code, _ = s.deliver("closed", pr, "delivery-closed")
+	require.Equal(t, http.StatusAccepted, code)
+	s.waitClosed(id)
+	stats := s.emu.Stats()
+	assert.Equal(t, 0, stats.LiveMachines, "no machine left")
+	assert.Equal(t, 0, stats.PreviewsLive, "no preview left")
+	code, _ = s.get(owner, name, number, "/")
+	assert.Equal(t, http.StatusGone, code)
+	deps = s.gh.Deployments(owner, name)
+	last := deps[len(deps)-1].Statuses
+	assert.Equal(t, "inactive", last[len(last)-1].State)
+	comments = s.gh.Comments(owner, name, number)
+	require.Len(t, comments, 1, "the comment is updated in place")
+	assert.Contains(t, strings.ToLower(comments[0].Body), "closed")
+}
+
+func count(t *testing.T, s *stack, owner, name string, number int) (int, int) {
+	code, body := s.get(owner, name, number, "/count")
+	if code != http.StatusOK {
+		return code, 0
+	}
+	var c struct{ Count int }
+	require.NoError(t, json.Unmarshal([]byte(body), &c))
+	return code, c.Count
+}
+
+func machinePhase(emu *emulator.Server, id string) string {
+	for _, m := range emu.Stats().Machines {
+		if m.MachineID == id {
+			return string(m.Phase)
+		}
+	}
+	return ""
+}
+
+// A worker killed mid-bootstrap and restarted finishes the preview with
+// exactly one machine: the retried create finds the first one by its key.
+func TestWorkerKilledDuringBootstrap(t *testing.T) {
+	s := newStack(t)
+	const owner, name, number = "acme", "slow-setup", 3
+	slow := strings.Replace(autoSpec, "run: python3 --version", "run: sleep 2 && python3 --version", 1)
+	slow = strings.Replace(slow, "autosleep: 2s", "autosleep: 10m", 1)
+	s.gh.SetFile(owner, name, "main", ".drydock/preview.yml", slow)
+	src := newRepo(t)
+	pr := ghfixture.PR{Owner: owner, Repo: name, Number: number, HeadSHA: src.git("rev-parse", "HEAD"), HeadRef: "slow", CloneURL: src.dir}
+	id := workflows.PreviewWorkflowID(owner, name, number)
+
+	code, out := s.deliver("opened", pr, "slow-opened")
+	require.Equal(t, http.StatusAccepted, code, out)
+	// Wait until setup (the slow step) is running, then kill the worker.
+	require.Eventually(t, func() bool { return s.emu.Stats().Executions >= 2 }, 30*time.Second, 20*time.Millisecond)
+	s.stopWorker(syscall.SIGKILL)
+	assert.Equal(t, 1, s.emu.Stats().LiveMachines)
+	time.Sleep(500 * time.Millisecond)
+	s.startWorker()
+
+	st := s.waitFor(id, "ready after the crash", func(st workflows.PreviewStatus) bool { return st.Phase == workflows.PreviewReady })
+	stats := s.emu.Stats()
+	assert.EqualValues(t, 1, stats.Creates, "exactly one machine")
+	assert.Equal(t, 1, stats.LiveMachines)
+	assert.Equal(t, 1, stats.PreviewsLive, "exactly one preview")
+	code, _ = s.get(owner, name, number, "/healthz")
+	assert.Equal(t, http.StatusOK, code)
+
+	code, _ = s.deliver("closed", pr, "slow-closed")
+	require.Equal(t, http.StatusAccepted, code)
+	s.waitClosed(id)
+	assert.Equal(t, 0, s.emu.Stats().LiveMachines)
+	_ = st
+}

@@ -235,13 +235,6 @@ func (s *stack) post(event, delivery string, body []byte, sig string) (int, map[
 	return resp.StatusCode, out
 }
 
-func (s *stack) status(id string) workflows.PreviewStatus {
-	s.t.Helper()
-	st, err := s.tryStatus(id)
-	require.NoError(s.t, err)
-	return st
-}
-
 func (s *stack) tryStatus(id string) (workflows.PreviewStatus, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -452,6 +445,7 @@ func TestWorkerKilledDuringBootstrap(t *testing.T) {
 	stats := s.emu.Stats()
 	assert.EqualValues(t, 1, stats.Creates, "exactly one machine")
 	assert.Equal(t, 1, stats.LiveMachines)
+	assert.Equal(t, "running", machinePhase(s.emu, st.MachineID), "the preview runs on that one machine")
 	assert.Equal(t, 1, stats.PreviewsLive, "exactly one preview")
 	code, _ = s.get(owner, name, number, "/healthz")
 	assert.Equal(t, http.StatusOK, code)
@@ -460,5 +454,4 @@ func TestWorkerKilledDuringBootstrap(t *testing.T) {
 	require.Equal(t, http.StatusAccepted, code)
 	s.waitClosed(id)
 	assert.Equal(t, 0, s.emu.Stats().LiveMachines)
-	_ = st
 }

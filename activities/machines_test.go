@@ -25,17 +25,7 @@ import (
 
 var devServer *testsuite.DevServer
 
-func TestMain(m *testing.M) {
-	srv, err := testenv.StartTemporal(context.Background())
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	devServer = srv
-	code := m.Run()
-	_ = srv.Stop()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { testenv.MainWithTemporal(m, &devServer) }
 
 func startEmulator(t *testing.T, mod func(*emulator.Config)) (*emulator.Server, *dedalus.Client) {
 	t.Helper()

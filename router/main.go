@@ -7,7 +7,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -15,8 +14,6 @@ import (
 	"os/signal"
 	"syscall"
 	"time"
-
-	"go.temporal.io/sdk/client"
 
 	"github.com/drydock-dev/drydock/internal/config"
 	"github.com/drydock-dev/drydock/internal/router"
@@ -84,11 +81,8 @@ func run(cfg Config) error {
 		WakeTimeout: cfg.WakeTimeout,
 		AwakeTTL:    cfg.AwakeTTL,
 		TouchEvery:  cfg.TouchEvery,
-		Ready: func(ctx context.Context) error {
-			_, err := tc.CheckHealth(ctx, &client.CheckHealthRequest{})
-			return err
-		},
-		Logger: log,
+		Ready:       config.TemporalReady(tc),
+		Logger:      log,
 	})
 	if err != nil {
 		return err
@@ -102,23 +96,15 @@ func run(cfg Config) error {
 	srv := &http.Server{Handler: rt, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
 	example := "pr-<n>--<owner>--<repo>." + rt.Mapper().Domain()
 	if cfg.DefaultRepo != "" {
 		example = "pr-<n>." + rt.Mapper().Domain()
 	}
 	log.Info("preview router listening", "addr", ln.Addr().String(), "hosts", example, "default_repo", cfg.DefaultRepo, "temporal", cfg.Temporal.Address)
-	select {
-	case err := <-errc:
-		return err
-	case <-ctx.Done():
-	}
 	// Stop accepting and let requests in flight finish; streams that are
 	// still open after the grace period (SSE, WebSockets) are cut.
-	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := srv.Shutdown(sctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
+	err = config.Serve(ctx, srv, ln, 10*time.Second)
+	if err != nil {
 		log.Warn("shutdown: closing connections still open after the grace period", "err", err)
 		_ = srv.Close()
 	}

@@ -6,7 +6,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -16,8 +15,6 @@ import (
 	"strings"
 	"syscall"
 	"time"
-
-	"go.temporal.io/sdk/client"
 
 	"github.com/drydock-dev/drydock/internal/config"
 	"github.com/drydock-dev/drydock/internal/intake"
@@ -65,12 +62,10 @@ func main() {
 	}
 }
 
-type temporalHealth struct{ c client.Client }
+// readiness adapts a readiness func to intake.HealthChecker.
+type readiness func(context.Context) error
 
-func (h temporalHealth) Ready(ctx context.Context) error {
-	_, err := h.c.CheckHealth(ctx, &client.CheckHealthRequest{})
-	return err
-}
+func (f readiness) Ready(ctx context.Context) error { return f(ctx) }
 
 func run(cfg Config) error {
 	if err := config.Load(&cfg); err != nil {
@@ -90,7 +85,7 @@ func run(cfg Config) error {
 		return err
 	}
 	h, err := intake.New(intake.Options{
-		Secret: cfg.Secret, Insecure: cfg.InsecureDev, Router: router, Health: temporalHealth{tc}, Logger: log,
+		Secret: cfg.Secret, Insecure: cfg.InsecureDev, Router: router, Health: readiness(config.TemporalReady(tc)), Logger: log,
 	})
 	if err != nil {
 		return err
@@ -105,19 +100,10 @@ func run(cfg Config) error {
 	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 60 * time.Second}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
 	log.Info("webhook server listening", "url", "http://"+ln.Addr().String()+"/webhooks/github", "temporal", cfg.Temporal.Address,
 		"fork_label", cfg.ForkLabel, "require_label", cfg.RequireLabel, "drafts", cfg.Drafts, "repos", strings.Join(cfg.Repos, ","))
-	select {
-	case err := <-errc:
+	if err := config.Serve(ctx, srv, ln, 10*time.Second); err != nil {
 		return err
-	case <-ctx.Done():
-	}
-	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := srv.Shutdown(sctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
-		return fmt.Errorf("shutdown: %w", err)
 	}
 	log.Info("webhook server stopped")
 	return nil

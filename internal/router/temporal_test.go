@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"os"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -23,17 +22,7 @@ import (
 
 var devServer *testsuite.DevServer
 
-func TestMain(m *testing.M) {
-	srv, err := testenv.StartTemporal(context.Background())
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	devServer = srv
-	code := m.Run()
-	_ = srv.Stop()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { testenv.MainWithTemporal(m, &devServer) }
 
 // Test-only signals of fakePreview.
 const (

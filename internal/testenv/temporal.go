@@ -83,3 +83,17 @@ func (quiet) Debug(string, ...any) {}
 func (quiet) Info(string, ...any)  {}
 func (quiet) Warn(string, ...any)  {}
 func (quiet) Error(string, ...any) {}
+
+// MainWithTemporal is a TestMain body: it starts a dev server, stores it in
+// *srv for the package's tests, runs them, stops the server and exits.
+func MainWithTemporal(m interface{ Run() int }, srv **testsuite.DevServer) {
+	s, err := StartTemporal(context.Background())
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	*srv = s
+	code := m.Run()
+	_ = s.Stop()
+	os.Exit(code)
+}

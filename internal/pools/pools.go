@@ -1,0 +1,136 @@
+// Package pools is the configuration of runner pools: which GitHub Actions
+// jobs a pool takes (by labels), where its runners register (organization or
+// repository), the machines they run on and how many, and how runners are
+// registered on them.
+package pools
+
+import (
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/drydock-dev/drydock/internal/previewspec"
+)
+
+// Registration modes.
+const (
+	// ModeJIT (default): every job gets a fresh single-use runner registered
+	// with a just-in-time config on the woken machine; the disk and caches stay.
+	ModeJIT = "jit"
+	// ModePersistent: a runner registered once at provision time as a
+	// systemd service, resumed by every wake; a weekly keepalive wakes it.
+	ModePersistent = "persistent"
+)
+
+// Scope kinds.
+const (
+	ScopeOrg  = "org"
+	ScopeRepo = "repo"
+)
+
+// Pool is one runner pool.
+type Pool struct {
+	Name   string   `json:"name" yaml:"name"`
+	Labels []string `json:"labels" yaml:"labels"`
+	// Scope is where runners register: an organization, or one repository.
+	Scope   Scope   `json:"scope" yaml:"scope"`
+	Machine Machine `json:"machine" yaml:"machine"`
+	// MinIdle machines are kept provisioned (asleep) for the next jobs.
+	MinIdle     int `json:"min_idle" yaml:"min_idle"`
+	MaxMachines int `json:"max_machines" yaml:"max_machines"`
+	// RunnerVersion of actions/runner installed at provision time.
+	RunnerVersion string `json:"runner_version" yaml:"runner_version"`
+	// Setup runs once per machine at provision time (toolchains, caches).
+	Setup []previewspec.Step `json:"setup,omitempty" yaml:"setup"`
+	// Install installs the runner; default downloads actions/runner RunnerVersion
+	// into $HOME/actions-runner. Env DRYDOCK_RUNNER_VERSION is set.
+	Install *previewspec.Step `json:"install,omitempty" yaml:"install"`
+	// RunnerCommand starts a JIT runner (argv); DRYDOCK_JIT_CONFIG holds the
+	// encoded config. Default: $HOME/actions-runner/run.sh --jitconfig "$DRYDOCK_JIT_CONFIG".
+	RunnerCommand []string `json:"runner_command,omitempty" yaml:"runner_command"`
+	Mode          string   `json:"mode" yaml:"mode"`
+	// RunnerGroupID for JIT configs (default 1, the Default group).
+	RunnerGroupID int64 `json:"runner_group_id" yaml:"runner_group_id"`
+	// PickupTimeout: a job not in progress this long after its runner started
+	// is checked with GitHub and, if still queued, tried on another machine.
+	PickupTimeout previewspec.Duration `json:"pickup_timeout" yaml:"pickup_timeout"`
+	// MaxAttempts bounds the machines one job is tried on.
+	MaxAttempts int `json:"max_attempts" yaml:"max_attempts"`
+	// Prewarm wakes idle machines ahead of known peaks (Temporal Schedules).
+	Prewarm []Prewarm `json:"prewarm,omitempty" yaml:"prewarm"`
+}
+
+// Scope says where a pool's runners register.
+type Scope struct {
+	Kind string `json:"kind" yaml:"kind"` // org or repo
+	Org  string `json:"org,omitempty" yaml:"org"`
+	Repo string `json:"repo,omitempty" yaml:"repo"` // owner/repo
+}
+
+// Machine is the size and idle window of a pool's machines.
+type Machine struct {
+	VCPU       float64 `json:"vcpu" yaml:"vcpu"`
+	MemoryMiB  int64   `json:"memory_mib" yaml:"memory_mib"`
+	StorageGiB int64   `json:"storage_gib" yaml:"storage_gib"`
+	Autosleep  string  `json:"autosleep" yaml:"autosleep"`
+}
+
+// Prewarm is one pre-warm schedule: wake Count idle machines at Cron (UTC).
+type Prewarm struct {
+	Cron  string `json:"cron" yaml:"cron"`
+	Count int    `json:"count" yaml:"count"`
+}
+
+// Defaults of a pool's optional fields (machine size: the documented
+// Dedalus runner recipe).
+const (
+	DefaultVCPU          = 4
+	DefaultMemoryMiB     = 8192
+	DefaultStorageGiB    = 40
+	DefaultAutosleep     = "2m"
+	DefaultMaxMachines   = 10
+	DefaultRunnerVersion = "2.321.0"
+	DefaultPickupTimeout = 2 * time.Minute
+	DefaultMaxAttempts   = 3
+)
+
+// Matches reports whether a job with these labels belongs to the pool: the
+// pool's labels contain every one of the job's (case-insensitively, as
+// GitHub compares them).
+func (p *Pool) Matches(jobLabels []string) bool {
+	if len(jobLabels) == 0 {
+		return false
+	}
+	for _, l := range jobLabels {
+		if !slices.ContainsFunc(p.Labels, func(pl string) bool { return strings.EqualFold(pl, l) }) {
+			return false
+		}
+	}
+	return true
+}
+
+// Config is every pool.
+type Config struct {
+	Pools []Pool `json:"pools" yaml:"pools"`
+}
+
+// Match returns the first pool (in configuration order) that takes a job
+// with these labels, or nil (e.g. ubuntu-latest: GitHub-hosted).
+func (c *Config) Match(jobLabels []string) *Pool {
+	for i := range c.Pools {
+		if c.Pools[i].Matches(jobLabels) {
+			return &c.Pools[i]
+		}
+	}
+	return nil
+}
+
+// Get returns the pool named name, or nil.
+func (c *Config) Get(name string) *Pool {
+	for i := range c.Pools {
+		if c.Pools[i].Name == name {
+			return &c.Pools[i]
+		}
+	}
+	return nil
+}

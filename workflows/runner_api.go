@@ -1,0 +1,165 @@
+package workflows
+
+import "time"
+
+// Runner pools: a RunnerPool entity workflow per pool (ID RunnerPoolWorkflowID)
+// owns the pool's machines; a RunnerJob workflow per GitHub Actions job (ID
+// RunnerJobWorkflowID) leases one, wakes it and starts a runner on it.
+const (
+	RunnerPoolName      = "RunnerPool"
+	RunnerProvisionName = "RunnerProvision" // child of RunnerPool: one new machine
+	RunnerJobName       = "RunnerJob"
+
+	// UpdateAcquire (RunnerPool) leases a machine to a job: an idle one, else
+	// a newly provisioned one below max_machines, else the request waits in a
+	// FIFO queue. Argument AcquireRequest, result Lease. The update ID must be
+	// stable per job attempt ("<job id>-<attempt>") so a retried caller
+	// re-attaches to the same lease.
+	UpdateAcquire = "acquire"
+	// SignalRelease (RunnerPool) returns a machine (ReleaseRequest).
+	SignalRelease = "release"
+	// SignalResize (RunnerPool) changes min_idle/max_machines (ResizeRequest).
+	SignalResize = "resize"
+	// SignalDrain (RunnerPool) deletes machines once idle (DrainRequest).
+	SignalDrain = "drain"
+	// SignalPrewarm (RunnerPool) wakes up to N idle machines ahead of demand (PrewarmRequest).
+	SignalPrewarm = "prewarm"
+	// QueryInventory (RunnerPool) returns an Inventory.
+	QueryInventory = "inventory"
+
+	// SignalJobEvent (RunnerJob) carries a WorkflowJobEvent: in_progress or completed.
+	SignalJobEvent = "workflow_job"
+	// QueryJobStatus (RunnerJob) returns a RunnerJobStatus.
+	QueryJobStatus = "status"
+)
+
+// MachineState is a pool machine's state.
+type MachineState string
+
+// Pool machine states.
+const (
+	MachineProvisioning MachineState = "provisioning"
+	MachineIdle         MachineState = "idle" // provisioned, asleep (or about to sleep), free
+	MachineWaking       MachineState = "waking"
+	MachineBusy         MachineState = "busy" // leased to a job
+	MachineBroken       MachineState = "broken"
+	MachineDraining     MachineState = "draining"
+)
+
+// AcquireRequest asks the pool for a machine for one job attempt.
+type AcquireRequest struct {
+	JobID   int64
+	Attempt int // 1, 2, ...: a retry after a machine that never picked the job up
+	// Exclude lists machines this job already tried (they may be bad).
+	Exclude []string `json:",omitempty"`
+}
+
+// Lease is a machine leased to a job, and the runner name the job must
+// register on it. The pool maps runner names back to machines on release.
+type Lease struct {
+	MachineID  string
+	RunnerName string
+	// Fresh is true when the machine was provisioned for this request (it runs already).
+	Fresh bool
+}
+
+// ReleaseRequest returns a machine to the pool, found by machine ID or by
+// the runner name GitHub reported in a completed workflow_job.
+type ReleaseRequest struct {
+	MachineID  string `json:",omitempty"`
+	RunnerName string `json:",omitempty"`
+	JobID      int64
+	// Broken marks the machine unusable (wake failed, runner never started):
+	// the pool deletes it and provisions a replacement if needed.
+	Broken bool   `json:",omitempty"`
+	Reason string `json:",omitempty"`
+}
+
+// ResizeRequest changes a pool's bounds; nil fields are unchanged.
+type ResizeRequest struct {
+	MinIdle     *int `json:",omitempty"`
+	MaxMachines *int `json:",omitempty"`
+}
+
+// DrainRequest deletes machines once they are idle: one, or all when MachineID is empty.
+type DrainRequest struct {
+	MachineID string `json:",omitempty"`
+}
+
+// PrewarmRequest wakes up to Count idle machines.
+type PrewarmRequest struct {
+	Count int
+}
+
+// PoolMachine is one machine of a pool's inventory.
+type PoolMachine struct {
+	MachineID  string
+	State      MachineState
+	JobID      int64  `json:",omitempty"` // the job it is leased to
+	RunnerName string `json:",omitempty"`
+	Jobs       int    // jobs leased over its life (reuse)
+	Since      time.Time
+}
+
+// Inventory is the answer to QueryInventory.
+type Inventory struct {
+	Pool        string
+	MinIdle     int
+	MaxMachines int
+	Machines    []PoolMachine
+	Queue       []int64 // job IDs waiting for a machine, oldest first
+	Counts      map[MachineState]int
+}
+
+// WorkflowJobEvent is the part of a GitHub workflow_job delivery Drydock needs.
+type WorkflowJobEvent struct {
+	DeliveryID     string
+	Action         string // queued, in_progress, completed, waiting
+	JobID          int64
+	RunID          int64
+	Name           string
+	WorkflowName   string
+	Owner, Repo    string
+	Org            string // organization login, if the repository belongs to one
+	Labels         []string
+	RunnerName     string // set on in_progress and completed
+	Conclusion     string // completed: success, failure, cancelled, skipped...
+	CreatedAt      time.Time
+	StartedAt      time.Time
+	InstallationID int64
+}
+
+// RunnerJobInput starts a RunnerJob.
+type RunnerJobInput struct {
+	Pool string
+	Job  WorkflowJobEvent // the queued event
+}
+
+// RunnerJobPhase is where a job is.
+type RunnerJobPhase string
+
+// RunnerJob phases.
+const (
+	JobAcquiring RunnerJobPhase = "acquiring"
+	JobWaking    RunnerJobPhase = "waking"
+	JobStarting  RunnerJobPhase = "starting_runner"
+	JobWaiting   RunnerJobPhase = "waiting_for_pickup"
+	JobRunning   RunnerJobPhase = "running"
+	JobCompleted RunnerJobPhase = "completed"
+	JobAbandoned RunnerJobPhase = "abandoned" // cancelled or run elsewhere before pickup
+)
+
+// RunnerJobStatus is the answer to QueryJobStatus.
+type RunnerJobStatus struct {
+	Phase      RunnerJobPhase
+	Pool       string
+	JobID      int64
+	Attempt    int
+	MachineID  string // the machine this job leased and woke
+	RunnerName string // the runner this job started
+	RanOn      string // the runner GitHub reported running the job (may differ)
+	Conclusion string
+	QueuedAt   time.Time
+	PickedUpAt time.Time
+	DoneAt     time.Time
+}

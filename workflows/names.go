@@ -13,6 +13,8 @@ import (
 	"strings"
 
 	"go.temporal.io/sdk/temporal"
+
+	"github.com/drydock-dev/drydock/workflows/runnerapi"
 )
 
 // TaskQueue is the task queue Drydock's workers poll.
@@ -27,10 +29,10 @@ func PreviewWorkflowID(owner, repo string, number int) string {
 }
 
 // RunnerJobWorkflowID is the ID of the RunnerJob workflow of one GitHub Actions job.
-func RunnerJobWorkflowID(jobID int64) string { return fmt.Sprintf("runner-job:%d", jobID) }
+func RunnerJobWorkflowID(jobID int64) string { return runnerapi.JobWorkflowID(jobID) }
 
 // RunnerPoolWorkflowID is the ID of the RunnerPool workflow of one pool.
-func RunnerPoolWorkflowID(pool string) string { return "runner-pool:" + pool }
+func RunnerPoolWorkflowID(pool string) string { return runnerapi.PoolWorkflowID(pool) }
 
 // Search attributes that make Drydock's runs findable in the Temporal UI and
 // with `temporal workflow list --query`. They are registered by `make dev`,

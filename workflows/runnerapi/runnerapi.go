@@ -1,10 +1,29 @@
-package workflows
+// Package runnerapi is the contract of Drydock's runner-pool workflows: their
+// names, IDs, handler names and the types that cross them. It is a leaf
+// package so that workflows, activities (which call the pool's acquire
+// Update), the webhook server and the starter can all import it.
+//
+// A RunnerPool entity workflow per pool (ID PoolWorkflowID) owns the pool's
+// machines; a RunnerJob workflow per GitHub Actions job (ID JobWorkflowID)
+// leases one, wakes it and starts a runner on it.
+package runnerapi
 
-import "time"
+import (
+	"fmt"
+	"time"
+)
 
-// Runner pools: a RunnerPool entity workflow per pool (ID RunnerPoolWorkflowID)
-// owns the pool's machines; a RunnerJob workflow per GitHub Actions job (ID
-// RunnerJobWorkflowID) leases one, wakes it and starts a runner on it.
+// PoolWorkflowID is the ID of the RunnerPool workflow of one pool.
+func PoolWorkflowID(pool string) string { return "runner-pool:" + pool }
+
+// JobWorkflowID is the ID of the RunnerJob workflow of one GitHub Actions job.
+func JobWorkflowID(jobID int64) string { return fmt.Sprintf("runner-job:%d", jobID) }
+
+// AcquireUpdateID is the stable update ID of one job attempt's acquire.
+func AcquireUpdateID(jobID int64, attempt int) string {
+	return fmt.Sprintf("acquire-%d-%d", jobID, attempt)
+}
+
 const (
 	RunnerPoolName      = "RunnerPool"
 	RunnerProvisionName = "RunnerProvision" // child of RunnerPool: one new machine
@@ -13,7 +32,7 @@ const (
 	// UpdateAcquire (RunnerPool) leases a machine to a job: an idle one, else
 	// a newly provisioned one below max_machines, else the request waits in a
 	// FIFO queue. Argument AcquireRequest, result Lease. The update ID must be
-	// stable per job attempt ("<job id>-<attempt>") so a retried caller
+	// stable per job attempt (AcquireUpdateID) so a retried caller
 	// re-attaches to the same lease.
 	UpdateAcquire = "acquire"
 	// SignalRelease (RunnerPool) returns a machine (ReleaseRequest).

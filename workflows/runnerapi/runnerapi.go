@@ -11,6 +11,8 @@ package runnerapi
 import (
 	"fmt"
 	"time"
+
+	"github.com/drydock-dev/drydock/internal/pools"
 )
 
 // PoolWorkflowID is the ID of the RunnerPool workflow of one pool.
@@ -182,3 +184,29 @@ type RunnerJobStatus struct {
 	PickedUpAt time.Time
 	DoneAt     time.Time
 }
+
+// PoolInput starts (or continues) a RunnerPool.
+type PoolInput struct {
+	Pool  pools.Pool
+	Carry *PoolCarry `json:",omitempty"`
+}
+
+// PoolCarry is the state a RunnerPool hands over continue-as-new: its
+// machines, the requests still waiting (in order) and its counters.
+type PoolCarry struct {
+	Machines    []PoolMachine
+	Queue       []AcquireRequest
+	Seq         int // provisioning sequence number, for child workflow IDs
+	MinIdle     int // after resizes
+	MaxMachines int
+}
+
+// RunnerName is the name of the single-use runner of one job attempt: unique
+// per lease, and recognisable as Drydock's (the reconciler removes offline
+// runners with this prefix that no machine backs).
+func RunnerName(pool string, jobID int64, attempt int) string {
+	return fmt.Sprintf("%s%s-%d-%d", RunnerPrefix, pool, jobID, attempt)
+}
+
+// RunnerPrefix starts the name of every runner Drydock registers.
+const RunnerPrefix = "drydock-"

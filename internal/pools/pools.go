@@ -30,7 +30,10 @@ const (
 
 // Pool is one runner pool.
 type Pool struct {
-	Name   string   `json:"name" yaml:"name"`
+	Name string `json:"name" yaml:"name"`
+	// Labels the pool's runners carry: the pool takes every job whose
+	// runs-on labels are all among them. GitHub gives every self-hosted job
+	// the label self-hosted, so pools should list it (not required).
 	Labels []string `json:"labels" yaml:"labels"`
 	// Scope is where runners register: an organization, or one repository.
 	Scope   Scope   `json:"scope" yaml:"scope"`

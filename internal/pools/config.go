@@ -1,0 +1,377 @@
+package pools
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/drydock-dev/drydock/dedalus"
+	"github.com/drydock-dev/drydock/internal/previewspec"
+)
+
+// Environment variables the worker, webhook server and starter read the
+// pools from (LoadFrom). Errors name them.
+const (
+	EnvFile   = "RUNNER_POOLS_FILE"
+	EnvInline = "RUNNER_POOLS"
+)
+
+// MaxSize bounds a pools configuration.
+const MaxSize = 1 << 20
+
+// DefaultRunnerGroupID is the Default runner group of an organization or repository.
+const DefaultRunnerGroupID = 1
+
+// MaxAttemptsLimit bounds max_attempts: every attempt leases (and may
+// provision) another machine.
+const MaxAttemptsLimit = 10
+
+// Load reads a pools file (YAML or JSON) and returns it with defaults
+// applied and validated.
+func Load(path string) (*Config, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("runner pools: %w", err)
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, MaxSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("runner pools: read %s: %w", path, err)
+	}
+	c, err := Parse(data)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return c, nil
+}
+
+// LoadFrom loads the pools from RUNNER_POOLS_FILE (file) or RUNNER_POOLS
+// (inline, JSON or YAML). Neither set is an empty configuration (no pools:
+// every workflow_job is left to GitHub-hosted runners); both set is an error.
+// Errors name the variable at fault.
+func LoadFrom(file, inline string) (*Config, error) {
+	file, inline = strings.TrimSpace(file), strings.TrimSpace(inline)
+	switch {
+	case file != "" && inline != "":
+		return nil, fmt.Errorf("configuration: set %s or %s, not both", EnvFile, EnvInline)
+	case file != "":
+		c, err := Load(file)
+		if err != nil {
+			return nil, fmt.Errorf("configuration: %s=%s: %w", EnvFile, file, err)
+		}
+		return c, nil
+	case inline != "":
+		c, err := Parse([]byte(inline))
+		if err != nil {
+			return nil, fmt.Errorf("configuration: %s: %w", EnvInline, err)
+		}
+		return c, nil
+	}
+	return &Config{}, nil
+}
+
+// Parse reads a pools configuration in YAML or JSON (JSON is YAML): either
+// an object {"pools": [...]} or the list of pools itself. Unknown fields are
+// errors; defaults are filled in and every problem is reported at once
+// (*InvalidError).
+func Parse(data []byte) (*Config, error) {
+	if len(data) > MaxSize {
+		return nil, fmt.Errorf("runner pools configuration is larger than %d bytes", MaxSize)
+	}
+	if len(bytes.TrimSpace(data)) == 0 {
+		return nil, errors.New("runner pools configuration is empty (write {\"pools\": []} for no pools)")
+	}
+	var root yaml.Node
+	if err := yaml.Unmarshal(data, &root); err != nil {
+		return nil, fmt.Errorf("runner pools: %w", err)
+	}
+	var c Config
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	var err error
+	if len(root.Content) == 1 && root.Content[0].Kind == yaml.SequenceNode {
+		err = dec.Decode(&c.Pools)
+	} else {
+		err = dec.Decode(&c)
+	}
+	if err != nil && !errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("runner pools: %w", err)
+	}
+	c.ApplyDefaults()
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	return &c, nil
+}
+
+// ApplyDefaults fills every pool's optional fields.
+func (c *Config) ApplyDefaults() {
+	for i := range c.Pools {
+		c.Pools[i].ApplyDefaults()
+	}
+}
+
+// ApplyDefaults fills the pool's optional fields. A scope with only org or
+// only repo set gets the matching kind. Install and RunnerCommand stay empty:
+// the runner activities own those defaults.
+func (p *Pool) ApplyDefaults() {
+	if p.Scope.Kind == "" {
+		switch {
+		case p.Scope.Org != "" && p.Scope.Repo == "":
+			p.Scope.Kind = ScopeOrg
+		case p.Scope.Repo != "" && p.Scope.Org == "":
+			p.Scope.Kind = ScopeRepo
+		}
+	}
+	if p.Machine.VCPU == 0 {
+		p.Machine.VCPU = DefaultVCPU
+	}
+	if p.Machine.MemoryMiB == 0 {
+		p.Machine.MemoryMiB = DefaultMemoryMiB
+	}
+	if p.Machine.StorageGiB == 0 {
+		p.Machine.StorageGiB = DefaultStorageGiB
+	}
+	if p.Machine.Autosleep == "" {
+		p.Machine.Autosleep = DefaultAutosleep
+	}
+	if p.MaxMachines == 0 {
+		p.MaxMachines = DefaultMaxMachines
+	}
+	if p.Mode == "" {
+		p.Mode = ModeJIT
+	}
+	if p.RunnerVersion == "" {
+		p.RunnerVersion = DefaultRunnerVersion
+	}
+	if p.RunnerGroupID == 0 {
+		p.RunnerGroupID = DefaultRunnerGroupID
+	}
+	if p.PickupTimeout == 0 {
+		p.PickupTimeout = previewspec.Duration(DefaultPickupTimeout)
+	}
+	if p.MaxAttempts == 0 {
+		p.MaxAttempts = DefaultMaxAttempts
+	}
+	for i := range p.Setup {
+		if p.Setup[i].Timeout == 0 {
+			p.Setup[i].Timeout = previewspec.Duration(previewspec.DefaultStepTimeout)
+		}
+	}
+	if p.Install != nil && p.Install.Timeout == 0 {
+		p.Install.Timeout = previewspec.Duration(previewspec.DefaultStepTimeout)
+	}
+}
+
+var (
+	poolName      = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,38}$`)
+	githubLogin   = regexp.MustCompile(`^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})$`)
+	githubRepo    = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,100}$`)
+	runnerVersion = regexp.MustCompile(`^[0-9]+\.[0-9]+\.[0-9]+$`)
+)
+
+// Validate reports every problem of every pool at once (*InvalidError),
+// each with its field path (pools[1].machine.vcpu). It expects defaults to
+// have been applied.
+func (c *Config) Validate() error {
+	var errs []error
+	seen := map[string]int{}
+	for i := range c.Pools {
+		p := &c.Pools[i]
+		at := fmt.Sprintf("pools[%d]", i)
+		errs = append(errs, p.problems(at)...)
+		if p.Name != "" {
+			if j, dup := seen[p.Name]; dup {
+				errs = append(errs, fmt.Errorf("%s.name: %q is also the name of pools[%d]", at, p.Name, j))
+			} else {
+				seen[p.Name] = i
+			}
+		}
+		// Match takes the first pool whose labels include all of a job's:
+		// a later pool whose labels an earlier one includes never gets a job.
+		if len(p.Labels) > 0 {
+			for j := range i {
+				if covers(c.Pools[j].Labels, p.Labels) {
+					errs = append(errs, fmt.Errorf("%s.labels: every job these labels take goes to pools[%d] (%s) first, whose labels include them all; list the pool with fewer labels first",
+						at, j, c.Pools[j].Name))
+					break
+				}
+			}
+		}
+	}
+	if len(errs) == 0 {
+		return nil
+	}
+	return &InvalidError{Problems: errs}
+}
+
+// covers reports whether outer contains every label of inner (case-insensitively).
+func covers(outer, inner []string) bool {
+	for _, l := range inner {
+		if !slices.ContainsFunc(outer, func(o string) bool { return strings.EqualFold(strings.TrimSpace(o), strings.TrimSpace(l)) }) {
+			return false
+		}
+	}
+	return true
+}
+
+// Validate reports every problem of one pool (*InvalidError), with field
+// paths relative to the pool.
+func (p *Pool) Validate() error {
+	if errs := p.problems(""); len(errs) > 0 {
+		return &InvalidError{Problems: errs}
+	}
+	return nil
+}
+
+func (p *Pool) problems(at string) []error {
+	var errs []error
+	field := func(f string) string {
+		if at == "" {
+			return f
+		}
+		return at + "." + f
+	}
+	bad := func(f, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s %s", field(f), fmt.Sprintf(format, args...)))
+	}
+	if !poolName.MatchString(p.Name) {
+		bad("name", "must be 1 to 39 lower-case letters, digits and dashes, starting with a letter or digit (got %q)", p.Name)
+	}
+	if len(p.Labels) == 0 {
+		bad("labels", "must list the runs-on labels the pool takes (e.g. [self-hosted, linux, x64])")
+	}
+	for j, l := range p.Labels {
+		switch {
+		case strings.TrimSpace(l) == "":
+			bad(fmt.Sprintf("labels[%d]", j), "is empty")
+		case len(l) > 100 || strings.ContainsAny(l, ",\n\r\t"):
+			bad(fmt.Sprintf("labels[%d]", j), "%q is not a runner label", l)
+		}
+	}
+	switch p.Scope.Kind {
+	case ScopeOrg:
+		if p.Scope.Org == "" {
+			bad("scope.org", "is required for scope kind org")
+		} else if !githubLogin.MatchString(p.Scope.Org) {
+			bad("scope.org", "%q is not a GitHub organization login", p.Scope.Org)
+		}
+		if p.Scope.Repo != "" {
+			bad("scope.repo", "must be empty for scope kind org")
+		}
+	case ScopeRepo:
+		owner, name, ok := strings.Cut(p.Scope.Repo, "/")
+		if p.Scope.Repo == "" {
+			bad("scope.repo", "is required for scope kind repo (owner/name)")
+		} else if !ok || !githubLogin.MatchString(owner) || !githubRepo.MatchString(name) || name == "." || name == ".." {
+			bad("scope.repo", "must be owner/name (got %q)", p.Scope.Repo)
+		}
+		if p.Scope.Org != "" {
+			bad("scope.org", "must be empty for scope kind repo")
+		}
+	case "":
+		if p.Scope.Org != "" || p.Scope.Repo != "" {
+			bad("scope.kind", "must say org or repo when both scope.org and scope.repo are set")
+		} else {
+			bad("scope", "is required: {kind: org, org: NAME} or {kind: repo, repo: OWNER/NAME}")
+		}
+	default:
+		bad("scope.kind", "must be org or repo (got %q)", p.Scope.Kind)
+	}
+	if p.Machine.VCPU <= 0 || p.Machine.VCPU > 64 {
+		bad("machine.vcpu", "must be between 0 and 64 (got %v)", p.Machine.VCPU)
+	}
+	if p.Machine.MemoryMiB < 256 || p.Machine.MemoryMiB > 262144 {
+		bad("machine.memory_mib", "must be between 256 and 262144 (got %d)", p.Machine.MemoryMiB)
+	}
+	if p.Machine.StorageGiB < 1 || p.Machine.StorageGiB > 4096 {
+		bad("machine.storage_gib", "must be between 1 and 4096 (got %d)", p.Machine.StorageGiB)
+	}
+	if _, err := dedalus.ParseAutosleep(p.Machine.Autosleep); err != nil {
+		bad("machine.autosleep", "is invalid: %v", err)
+	}
+	if p.MaxMachines < 1 {
+		bad("max_machines", "must be at least 1 (got %d)", p.MaxMachines)
+	}
+	if p.MinIdle < 0 {
+		bad("min_idle", "must not be negative (got %d)", p.MinIdle)
+	} else if p.MaxMachines >= 1 && p.MinIdle > p.MaxMachines {
+		bad("min_idle", "(%d) must not exceed max_machines (%d)", p.MinIdle, p.MaxMachines)
+	}
+	if p.Mode != ModeJIT && p.Mode != ModePersistent {
+		bad("mode", "must be %s or %s (got %q)", ModeJIT, ModePersistent, p.Mode)
+	}
+	if !runnerVersion.MatchString(p.RunnerVersion) {
+		bad("runner_version", "must be an actions/runner version like %s (got %q)", DefaultRunnerVersion, p.RunnerVersion)
+	}
+	if p.RunnerGroupID < 1 {
+		bad("runner_group_id", "must be at least 1 (got %d)", p.RunnerGroupID)
+	}
+	if d := p.PickupTimeout.D(); d < time.Second || d > time.Hour {
+		bad("pickup_timeout", "must be between 1s and 1h (got %s)", d)
+	}
+	if p.MaxAttempts < 1 || p.MaxAttempts > MaxAttemptsLimit {
+		bad("max_attempts", "must be between 1 and %d (got %d)", MaxAttemptsLimit, p.MaxAttempts)
+	}
+	step := func(where string, st previewspec.Step) {
+		switch {
+		case st.Run == "" && len(st.Command) == 0:
+			bad(where, "needs run (a shell script) or command (an argv list)")
+		case st.Run != "" && len(st.Command) > 0:
+			bad(where, "must give run or command, not both")
+		case len(st.Command) > 0 && st.Command[0] == "":
+			bad(where+".command[0]", "is empty")
+		}
+		if d := st.Timeout.D(); d < time.Second || d > 6*time.Hour {
+			bad(where+".timeout", "must be between 1s and 6h (got %s)", d)
+		}
+	}
+	for j, st := range p.Setup {
+		step(fmt.Sprintf("setup[%d]", j), st)
+	}
+	if p.Install != nil {
+		step("install", *p.Install)
+	}
+	if len(p.RunnerCommand) > 0 && strings.TrimSpace(p.RunnerCommand[0]) == "" {
+		bad("runner_command[0]", "is empty")
+	}
+	for j, pw := range p.Prewarm {
+		if err := ValidateCron(pw.Cron); err != nil {
+			bad(fmt.Sprintf("prewarm[%d].cron", j), "is invalid: %v", err)
+		}
+		if pw.Count < 1 {
+			bad(fmt.Sprintf("prewarm[%d].count", j), "must be at least 1 (got %d)", pw.Count)
+		}
+	}
+	return errs
+}
+
+// InvalidError lists what is wrong with a pools configuration.
+type InvalidError struct{ Problems []error }
+
+func (e *InvalidError) Error() string {
+	var b strings.Builder
+	b.WriteString("invalid runner pools configuration:")
+	for _, p := range e.Problems {
+		b.WriteString("\n- ")
+		b.WriteString(p.Error())
+	}
+	return b.String()
+}
+
+// Names lists the pools' names in configuration order.
+func (c *Config) Names() []string {
+	out := make([]string, len(c.Pools))
+	for i := range c.Pools {
+		out[i] = c.Pools[i].Name
+	}
+	return out
+}

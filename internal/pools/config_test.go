@@ -1,0 +1,234 @@
+package pools
+
+import (
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/drydock-dev/drydock/internal/previewspec"
+)
+
+const exampleYAML = `
+pools:
+  - name: linux
+    labels: [self-hosted, linux, x64]
+    scope: {kind: org, org: acme}
+    min_idle: 2
+    max_machines: 8
+    setup:
+      - {name: toolchain, run: "apt-get install -y build-essential"}
+    prewarm:
+      - {cron: "45 8 * * MON-FRI", count: 4}
+  - name: gpu
+    labels: [self-hosted, linux, gpu]
+    scope: {repo: acme/ml}
+    machine: {vcpu: 16, memory_mib: 65536, storage_gib: 200, autosleep: 10m}
+    mode: persistent
+    runner_version: 2.320.1
+    pickup_timeout: 5m
+    max_attempts: 2
+    runner_group_id: 4
+    install: {command: [/opt/install-runner.sh]}
+    runner_command: [/opt/run.sh]
+`
+
+func TestParseYAMLWithDefaults(t *testing.T) {
+	c, err := Parse([]byte(exampleYAML))
+	require.NoError(t, err)
+	require.Equal(t, []string{"linux", "gpu"}, c.Names())
+
+	linux := c.Get("linux")
+	require.NotNil(t, linux)
+	assert.Equal(t, Scope{Kind: ScopeOrg, Org: "acme"}, linux.Scope)
+	assert.Equal(t, Machine{VCPU: DefaultVCPU, MemoryMiB: DefaultMemoryMiB, StorageGiB: DefaultStorageGiB, Autosleep: DefaultAutosleep}, linux.Machine)
+	assert.Equal(t, 2, linux.MinIdle)
+	assert.Equal(t, 8, linux.MaxMachines)
+	assert.Equal(t, ModeJIT, linux.Mode)
+	assert.Equal(t, DefaultRunnerVersion, linux.RunnerVersion)
+	assert.EqualValues(t, DefaultRunnerGroupID, linux.RunnerGroupID)
+	assert.Equal(t, DefaultPickupTimeout, linux.PickupTimeout.D())
+	assert.Equal(t, DefaultMaxAttempts, linux.MaxAttempts)
+	assert.Equal(t, previewspec.DefaultStepTimeout, linux.Setup[0].Timeout.D())
+	assert.Equal(t, []Prewarm{{Cron: "45 8 * * MON-FRI", Count: 4}}, linux.Prewarm)
+	assert.Nil(t, linux.Install, "the runner activities own the install default")
+	assert.Empty(t, linux.RunnerCommand)
+
+	gpu := c.Get("gpu")
+	require.NotNil(t, gpu)
+	assert.Equal(t, Scope{Kind: ScopeRepo, Repo: "acme/ml"}, gpu.Scope, "kind inferred from repo")
+	assert.Equal(t, Machine{VCPU: 16, MemoryMiB: 65536, StorageGiB: 200, Autosleep: "10m"}, gpu.Machine)
+	assert.Equal(t, DefaultMaxMachines, gpu.MaxMachines)
+	assert.Equal(t, ModePersistent, gpu.Mode)
+	assert.Equal(t, "2.320.1", gpu.RunnerVersion)
+	assert.Equal(t, 5*time.Minute, gpu.PickupTimeout.D())
+	assert.Equal(t, 2, gpu.MaxAttempts)
+	assert.EqualValues(t, 4, gpu.RunnerGroupID)
+	assert.Equal(t, previewspec.DefaultStepTimeout, gpu.Install.Timeout.D())
+	assert.Equal(t, []string{"/opt/run.sh"}, gpu.RunnerCommand)
+
+	assert.Equal(t, "linux", c.Match([]string{"self-hosted", "Linux"}).Name)
+	assert.Equal(t, "gpu", c.Match([]string{"self-hosted", "gpu"}).Name)
+	assert.Nil(t, c.Match([]string{"ubuntu-latest"}))
+	assert.Nil(t, c.Get("nope"))
+}
+
+// JSON (RUNNER_POOLS) is accepted as an object or as the bare list, and a
+// parsed configuration survives a JSON round trip (it travels in workflow
+// inputs).
+func TestParseJSONForms(t *testing.T) {
+	obj := `{"pools":[{"name":"ci","labels":["self-hosted"],"scope":{"kind":"org","org":"acme"},"pickup_timeout":"90s"}]}`
+	list := `[{"name":"ci","labels":["self-hosted"],"scope":{"kind":"org","org":"acme"},"pickup_timeout":"90s"}]`
+	a, err := Parse([]byte(obj))
+	require.NoError(t, err)
+	b, err := Parse([]byte(list))
+	require.NoError(t, err)
+	assert.Equal(t, a, b)
+	assert.Equal(t, 90*time.Second, a.Pools[0].PickupTimeout.D())
+
+	raw, err := json.Marshal(a)
+	require.NoError(t, err)
+	var back Config
+	require.NoError(t, json.Unmarshal(raw, &back))
+	assert.Equal(t, *a, back)
+
+	empty, err := Parse([]byte(`{"pools": []}`))
+	require.NoError(t, err)
+	assert.Empty(t, empty.Pools)
+}
+
+func TestInvalidConfigsListEveryProblem(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		in   string
+		want []string // substrings, each of a separate problem
+	}{
+		{"name", `[{"name":"Bad_Name","labels":["x"],"scope":{"org":"acme"}}]`,
+			[]string{"pools[0].name must be 1 to 39"}},
+		{"long name", `[{"name":"` + strings.Repeat("a", 40) + `","labels":["x"],"scope":{"org":"acme"}}]`,
+			[]string{"pools[0].name must be"}},
+		{"duplicate names", `[{"name":"ci","labels":["a"],"scope":{"org":"acme"}},{"name":"ci","labels":["b"],"scope":{"org":"acme"}}]`,
+			[]string{`pools[1].name: "ci" is also the name of pools[0]`}},
+		{"labels", `[{"name":"ci","labels":[],"scope":{"org":"acme"}},{"name":"c2","labels":["ok",""],"scope":{"org":"acme"}}]`,
+			[]string{"pools[0].labels must list", "pools[1].labels[1] is empty"}},
+		{"shadowed", `[{"name":"wide","labels":["self-hosted","linux","gpu"],"scope":{"org":"acme"}},{"name":"narrow","labels":["Self-Hosted","linux"],"scope":{"org":"acme"}}]`,
+			[]string{"pools[1].labels: every job these labels take goes to pools[0] (wide) first"}},
+		{"scope missing", `[{"name":"ci","labels":["x"]}]`, []string{"pools[0].scope is required"}},
+		{"scope both", `[{"name":"ci","labels":["x"],"scope":{"org":"a","repo":"a/b"}}]`, []string{"pools[0].scope.kind must say org or repo"}},
+		{"scope kind", `[{"name":"ci","labels":["x"],"scope":{"kind":"enterprise","org":"a"}}]`, []string{`pools[0].scope.kind must be org or repo (got "enterprise")`}},
+		{"org missing", `[{"name":"ci","labels":["x"],"scope":{"kind":"org"}}]`, []string{"pools[0].scope.org is required"}},
+		{"org with repo", `[{"name":"ci","labels":["x"],"scope":{"kind":"org","org":"a","repo":"a/b"}}]`, []string{"pools[0].scope.repo must be empty"}},
+		{"org login", `[{"name":"ci","labels":["x"],"scope":{"kind":"org","org":"a b"}}]`, []string{"pools[0].scope.org \"a b\" is not a GitHub organization login"}},
+		{"repo form", `[{"name":"ci","labels":["x"],"scope":{"kind":"repo","repo":"acme"}}]`, []string{`pools[0].scope.repo must be owner/name (got "acme")`}},
+		{"repo missing", `[{"name":"ci","labels":["x"],"scope":{"kind":"repo"}}]`, []string{"pools[0].scope.repo is required"}},
+		{"machine", `[{"name":"ci","labels":["x"],"scope":{"org":"a"},"machine":{"vcpu":-1,"memory_mib":10,"storage_gib":-2,"autosleep":"soon"}}]`,
+			[]string{"pools[0].machine.vcpu", "pools[0].machine.memory_mib", "pools[0].machine.storage_gib", "pools[0].machine.autosleep is invalid"}},
+		{"bounds", `[{"name":"ci","labels":["x"],"scope":{"org":"a"},"min_idle":-1,"max_machines":-3}]`,
+			[]string{"pools[0].min_idle must not be negative", "pools[0].max_machines must be at least 1"}},
+		{"min above max", `[{"name":"ci","labels":["x"],"scope":{"org":"a"},"min_idle":5,"max_machines":4}]`,
+			[]string{"pools[0].min_idle (5) must not exceed max_machines (4)"}},
+		{"min above default max", `[{"name":"ci","labels":["x"],"scope":{"org":"a"},"min_idle":11}]`,
+			[]string{"pools[0].min_idle (11) must not exceed max_machines (10)"}},
+		{"mode and versions", `[{"name":"ci","labels":["x"],"scope":{"org":"a"},"mode":"ephemeral","runner_version":"latest","runner_group_id":-1,"max_attempts":11,"pickup_timeout":"2h"}]`,
+			[]string{"pools[0].mode must be jit or persistent", "pools[0].runner_version", "pools[0].runner_group_id", "pools[0].max_attempts must be between 1 and 10", "pools[0].pickup_timeout must be between 1s and 1h"}},
+		{"steps", `[{"name":"ci","labels":["x"],"scope":{"org":"a"},"setup":[{"name":"none"},{"run":"a","command":["b"]},{"command":[""]},{"run":"x","timeout":"7h"}],"install":{"name":"x"},"runner_command":[""]}]`,
+			[]string{"pools[0].setup[0] needs run", "pools[0].setup[1] must give run or command, not both", "pools[0].setup[2].command[0] is empty",
+				"pools[0].setup[3].timeout must be between 1s and 6h", "pools[0].install needs run", "pools[0].runner_command[0] is empty"}},
+		{"prewarm", `[{"name":"ci","labels":["x"],"scope":{"org":"a"},"prewarm":[{"cron":"0 8 * *","count":1},{"cron":"0 8 * * MON","count":0},{"cron":"61 8 * * *","count":2}]}]`,
+			[]string{"pools[0].prewarm[0].cron is invalid", "pools[0].prewarm[1].count must be at least 1", "pools[0].prewarm[2].cron is invalid"}},
+		{"second pool", `[{"name":"ok","labels":["x"],"scope":{"org":"a"}},{"name":"bad","labels":["y"],"scope":{"org":"a"},"mode":"x"}]`,
+			[]string{"pools[1].mode"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Parse([]byte(tc.in))
+			require.Error(t, err)
+			var inv *InvalidError
+			require.True(t, errors.As(err, &inv), "%v", err)
+			assert.Len(t, inv.Problems, len(tc.want), "%v", err)
+			for _, w := range tc.want {
+				assert.Contains(t, err.Error(), w)
+			}
+			assert.True(t, strings.HasPrefix(err.Error(), "invalid runner pools configuration:\n- "), err.Error())
+		})
+	}
+}
+
+func TestRejectsUnknownFieldsAndJunk(t *testing.T) {
+	for name, in := range map[string]string{
+		"unknown field":      `{"pools":[{"name":"ci","labels":["x"],"scope":{"org":"a"},"min_idel":1}]}`,
+		"unknown top level":  `{"pool":[]}`,
+		"not yaml":           "pools: [\n",
+		"scalar labels":      `{"pools":[{"name":"ci","labels":"x","scope":{"org":"a"}}]}`,
+		"bad duration":       `{"pools":[{"name":"ci","labels":["x"],"scope":{"org":"a"},"pickup_timeout":"soon"}]}`,
+		"empty":              "  \n",
+		"too large":          strings.Repeat(" ", MaxSize+1),
+		"unknown step field": `[{"name":"ci","labels":["x"],"scope":{"org":"a"},"setup":[{"shell":"x"}]}]`,
+	} {
+		_, err := Parse([]byte(in))
+		assert.Error(t, err, name)
+	}
+}
+
+func TestLoadFrom(t *testing.T) {
+	c, err := LoadFrom("", "  ")
+	require.NoError(t, err)
+	assert.Empty(t, c.Pools, "neither set: no pools")
+	assert.Nil(t, c.Match([]string{"self-hosted"}))
+
+	dir := t.TempDir()
+	file := filepath.Join(dir, "pools.yml")
+	require.NoError(t, os.WriteFile(file, []byte(exampleYAML), 0o600))
+	c, err = LoadFrom(file, "")
+	require.NoError(t, err)
+	assert.Equal(t, []string{"linux", "gpu"}, c.Names())
+
+	c, err = LoadFrom("", `[{"name":"ci","labels":["self-hosted"],"scope":{"org":"acme"}}]`)
+	require.NoError(t, err)
+	assert.Equal(t, []string{"ci"}, c.Names())
+
+	_, err = LoadFrom(file, `{"pools":[]}`)
+	assert.ErrorContains(t, err, "set RUNNER_POOLS_FILE or RUNNER_POOLS, not both")
+
+	_, err = LoadFrom(filepath.Join(dir, "missing.yml"), "")
+	assert.ErrorContains(t, err, "RUNNER_POOLS_FILE=")
+	assert.ErrorContains(t, err, "missing.yml")
+
+	_, err = LoadFrom("", `[{"name":"ci"}]`)
+	assert.ErrorContains(t, err, "RUNNER_POOLS: invalid runner pools configuration")
+	assert.ErrorContains(t, err, "pools[0].labels")
+
+	bad := filepath.Join(dir, "bad.yml")
+	require.NoError(t, os.WriteFile(bad, []byte("pools:\n  - name: ci\n    labels: [x]\n"), 0o600))
+	_, err = LoadFrom(bad, "")
+	assert.ErrorContains(t, err, "RUNNER_POOLS_FILE="+bad)
+	assert.ErrorContains(t, err, "pools[0].scope is required")
+}
+
+func TestPoolValidateAlone(t *testing.T) {
+	p := Pool{Name: "ci", Labels: []string{"self-hosted"}, Scope: Scope{Org: "acme"}}
+	p.ApplyDefaults()
+	require.NoError(t, p.Validate())
+	p.MinIdle = 99
+	assert.ErrorContains(t, p.Validate(), "\n- min_idle (99) must not exceed max_machines (10)")
+}
+
+func TestValidateCron(t *testing.T) {
+	for _, ok := range []string{
+		"* * * * *", "0 8 * * 1-5", "45 8 * * MON-FRI", "*/15 8-18 * * *", "0 0 1 JAN *", "0,30 6,12,18 * * sun",
+		"0 9 1-7 * 1", "5-50/5 * * * 7", "0 0 31 dec sat",
+	} {
+		assert.NoError(t, ValidateCron(ok), ok)
+	}
+	for _, bad := range []string{
+		"", "* * * *", "* * * * * *", "60 * * * *", "* 24 * * *", "* * 0 * *", "* * * 13 *", "* * * * 8",
+		"*/0 * * * *", "5-1 * * * *", "a * * * *", "1,,2 * * * *", "-1 * * * *", "+5 * * * *", "@hourly", "* * * FOO *",
+	} {
+		assert.Error(t, ValidateCron(bad), bad)
+	}
+}

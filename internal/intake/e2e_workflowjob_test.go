@@ -1,0 +1,110 @@
+package intake_test
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/sdk/worker"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/drydock-dev/drydock/internal/intake"
+	"github.com/drydock-dev/drydock/workflows"
+	"github.com/drydock-dev/drydock/workflows/runnerapi"
+)
+
+// recordingJob stands in for RunnerJob: it records its input and the job
+// events it receives (query "signals") and completes on completed.
+func recordingJob(ctx workflow.Context, in runnerapi.RunnerJobInput) ([]runnerapi.WorkflowJobEvent, error) {
+	got := []runnerapi.WorkflowJobEvent{in.Job}
+	if err := workflow.SetQueryHandler(ctx, querySignals, func() ([]runnerapi.WorkflowJobEvent, error) { return got, nil }); err != nil {
+		return nil, err
+	}
+	ch := workflow.GetSignalChannel(ctx, runnerapi.SignalJobEvent)
+	for {
+		var ev runnerapi.WorkflowJobEvent
+		ch.Receive(ctx, &ev)
+		got = append(got, ev)
+		if ev.Action == "completed" {
+			return got, nil
+		}
+	}
+}
+
+// The workflow ID policies hold against a real server: one RunnerJob per
+// job, ever, however often and late queued is redelivered.
+func TestWorkflowJobsThroughTemporal(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	tc := devServer.Client()
+	w := worker.New(tc, workflows.TaskQueue, worker.Options{})
+	w.RegisterWorkflowWithOptions(recordingJob, workflow.RegisterOptions{Name: runnerapi.RunnerJobName})
+	require.NoError(t, w.Start())
+	defer w.Stop()
+
+	jobs, err := intake.NewWorkflowJobs(intake.WorkflowJobOptions{Temporal: tc, Pools: testPools(t), Logger: quietLogger()})
+	require.NoError(t, err)
+	mux := intake.NewMux()
+	mux.Handle("workflow_job", jobs)
+	h, err := intake.New(intake.Options{Secret: secret, Router: intake.Dedupe(mux, intake.NewRecentDeliveries(100)), Logger: quietLogger()})
+	require.NoError(t, err)
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+
+	const jobID = 5550001
+	id := runnerapi.JobWorkflowID(jobID)
+	job := edit{"workflow_job.id", jobID}
+	runner := edit{"workflow_job.runner_name", "drydock-linux-5550001-1"}
+
+	start := time.Now()
+	code, out := postHTTP(t, srv.URL, "workflow_job", "e2e-job-queued", jobPayload(t, "queued.payload.json", linuxLabels, job))
+	require.Equal(t, http.StatusAccepted, code, out)
+	assert.Equal(t, id, out["workflow_id"])
+	assert.Less(t, time.Since(start), 2*time.Second)
+	desc, err := tc.DescribeWorkflow(ctx, id, "")
+	require.NoError(t, err)
+	assert.Equal(t, enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING, desc.Status)
+	pool, _ := desc.TypedSearchAttributes.GetKeyword(workflows.SearchAttrPool)
+	gotJob, _ := desc.TypedSearchAttributes.GetInt64(workflows.SearchAttrJobID)
+	repo, _ := desc.TypedSearchAttributes.GetKeyword(workflows.SearchAttrRepo)
+	assert.Equal(t, "linux", pool)
+	assert.EqualValues(t, jobID, gotJob)
+	assert.Equal(t, "octocoders/hello-world", repo)
+	runID := desc.WorkflowExecution.RunID
+
+	// queued redelivered under another ID while the job runs: the same run.
+	code, out = postHTTP(t, srv.URL, "workflow_job", "e2e-job-queued-2", jobPayload(t, "queued.payload.json", linuxLabels, job))
+	require.Equal(t, http.StatusAccepted, code, out)
+	desc, err = tc.DescribeWorkflow(ctx, id, "")
+	require.NoError(t, err)
+	assert.Equal(t, runID, desc.WorkflowExecution.RunID)
+
+	code, out = postHTTP(t, srv.URL, "workflow_job", "e2e-job-progress", jobPayload(t, "in_progress.payload.json", linuxLabels, job, runner))
+	require.Equal(t, http.StatusAccepted, code, out)
+	code, out = postHTTP(t, srv.URL, "workflow_job", "e2e-job-done", jobPayload(t, "completed.success.with-organization.payload.json", linuxLabels, job, runner))
+	require.Equal(t, http.StatusAccepted, code, out)
+	var got []runnerapi.WorkflowJobEvent
+	require.NoError(t, tc.GetWorkflow(ctx, id, runID).Get(ctx, &got))
+	require.Len(t, got, 3)
+	assert.Equal(t, []string{"queued", "in_progress", "completed"}, []string{got[0].Action, got[1].Action, got[2].Action})
+	assert.Equal(t, "drydock-linux-5550001-1", got[2].RunnerName)
+
+	// queued once more after the job finished: nothing starts.
+	code, out = postHTTP(t, srv.URL, "workflow_job", "e2e-job-queued-3", jobPayload(t, "queued.payload.json", linuxLabels, job))
+	assert.Equal(t, http.StatusOK, code)
+	assert.Equal(t, "job already handled", out["reason"])
+	desc, err = tc.DescribeWorkflow(ctx, id, "")
+	require.NoError(t, err)
+	assert.Equal(t, runID, desc.WorkflowExecution.RunID, "still the completed run")
+	assert.Equal(t, enumspb.WORKFLOW_EXECUTION_STATUS_COMPLETED, desc.Status)
+
+	// completed again: the job is finished and no pool workflow runs here.
+	code, out = postHTTP(t, srv.URL, "workflow_job", "e2e-job-done-2", jobPayload(t, "completed.success.with-organization.payload.json", linuxLabels, job, runner))
+	assert.Equal(t, http.StatusOK, code)
+	assert.Equal(t, "no-op: job not tracked and pool linux is not running", out["reason"])
+}

@@ -1,7 +1,8 @@
 // Command webhook serves Drydock's GitHub webhook endpoint
 // (POST /webhooks/github) with liveness (/healthz) and readiness (/readyz,
 // which checks Temporal) probes. pull_request events start, update and tear
-// down the preview workflows; other events are acknowledged.
+// down the preview workflows; workflow_job events start and signal the
+// runner-pool workflows; other events are acknowledged.
 package main
 
 import (
@@ -18,6 +19,7 @@ import (
 
 	"github.com/drydock-dev/drydock/internal/config"
 	"github.com/drydock-dev/drydock/internal/intake"
+	"github.com/drydock-dev/drydock/internal/pools"
 )
 
 // Config is the webhook server's configuration.
@@ -34,6 +36,16 @@ type Config struct {
 	Drafts       bool     `envconfig:"PREVIEW_DRAFTS" default:"false" desc:"give draft pull requests a preview (otherwise they wait for ready_for_review)"`
 	Repos        []string `envconfig:"PREVIEW_REPOS" desc:"comma-separated owner/repo allow-list; empty: every repository that sends events"`
 	LocalClone   bool     `envconfig:"PREVIEW_LOCAL_CLONE_URLS" default:"false" desc:"also accept absolute local paths as clone URLs (local development with the emulator only)"`
+
+	// Which workflow_job events a runner pool takes (pools.LoadFrom).
+	RunnerPoolsFile string `envconfig:"RUNNER_POOLS_FILE" desc:"runner pools file (YAML or JSON), validated at start; excludes RUNNER_POOLS; neither: no pools, every job is left to other runners"`
+	RunnerPools     string `envconfig:"RUNNER_POOLS" desc:"runner pools as inline JSON (or YAML), instead of RUNNER_POOLS_FILE"`
+}
+
+// temporalClient is what the routers use of the Temporal client.
+type temporalClient interface {
+	intake.Temporal
+	intake.JobTemporal
 }
 
 // policy is the preview policy the configuration describes.
@@ -42,20 +54,31 @@ func (c Config) policy() intake.PreviewPolicy {
 }
 
 // newRouter routes pull_request events to the preview workflows and
-// acknowledges the rest; redelivered deliveries change nothing.
-func newRouter(cfg Config, tc intake.Temporal, log *slog.Logger) (intake.Router, error) {
+// workflow_job events to the runner workflows, and acknowledges the rest;
+// redelivered deliveries change nothing.
+func newRouter(cfg Config, tc temporalClient, log *slog.Logger) (intake.Router, error) {
 	prs, err := intake.NewPullRequests(intake.PullRequestOptions{Temporal: tc, Policy: cfg.policy(), Logger: log})
 	if err != nil {
 		return nil, fmt.Errorf("configuration: %w", err)
 	}
+	pc, err := pools.LoadFrom(cfg.RunnerPoolsFile, cfg.RunnerPools)
+	if err != nil {
+		return nil, err
+	}
+	jobs, err := intake.NewWorkflowJobs(intake.WorkflowJobOptions{Temporal: tc, Pools: pc, Logger: log})
+	if err != nil {
+		return nil, fmt.Errorf("configuration: %w", err)
+	}
+	log.Info("runner pools", "pools", strings.Join(pc.Names(), ","))
 	mux := intake.NewMux()
 	mux.Handle("pull_request", prs)
+	mux.Handle("workflow_job", jobs)
 	return intake.Dedupe(mux, intake.NewRecentDeliveries(intake.DefaultRecentDeliveries)), nil
 }
 
 func main() {
 	var cfg Config
-	config.HandleHelp(os.Args[1:], "webhook", "serves the GitHub webhook endpoint: pull requests start, update and tear down previews", &cfg)
+	config.HandleHelp(os.Args[1:], "webhook", "serves the GitHub webhook endpoint: pull requests start, update and tear down previews; workflow jobs wake runner pools", &cfg)
 	if err := run(cfg); err != nil {
 		fmt.Fprintln(os.Stderr, "webhook:", err)
 		os.Exit(1)

@@ -1,0 +1,390 @@
+// Command fakerunner stands in for the GitHub Actions runner in tests: a
+// runner pool's RunnerCommand starts it on a (emulated) Dedalus machine with
+// the JIT config in DRYDOCK_JIT_CONFIG, as Drydock starts actions/runner.
+//
+// It claims a job from the GitHub test double (POST <github>/_test/runners/claim,
+// polling while the answer is 204), tells Drydock the job is in progress
+// with a signed workflow_job delivery (as GitHub would), "runs" it for the
+// job's duration_ms, completes it on the double
+// (POST <github>/_test/jobs/{id}/complete), sends the signed completed
+// delivery and exits: JIT runners are single-use. With no job within -wait
+// it exits 0, as an idle runner that is shut down would.
+//
+// Exit status: 0 after a job (or none within -wait); 1 when the double
+// refuses the runner (removed, config reused or unreadable), the job cannot
+// be completed, or a delivery could not be made; 2 for bad usage.
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/drydock-dev/drydock/internal/ghfixture"
+	"github.com/drydock-dev/drydock/internal/intake"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	os.Exit(run(ctx, os.Args[1:], os.Getenv, os.Stderr))
+}
+
+// options are the command line.
+type options struct {
+	github, webhook, secret, fixtures string
+	wait, poll                        time.Duration
+	name, conclusion                  string
+	installationID                    int64
+	retries                           int
+}
+
+func parse(args []string, stderr io.Writer) (options, error) {
+	var o options
+	fs := flag.NewFlagSet("fakerunner", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&o.github, "github", "", "base URL of the GitHub test double (required)")
+	fs.StringVar(&o.webhook, "webhook", "", "Drydock's webhook URL (a bare origin gets /webhooks/github) (required)")
+	fs.StringVar(&o.secret, "secret", "", "webhook secret to sign deliveries with")
+	fs.StringVar(&o.fixtures, "fixtures", ghfixture.DefaultDir, "the GitHub webhook fixtures")
+	fs.DurationVar(&o.wait, "wait", 30*time.Second, "how long to poll for a job before exiting")
+	fs.DurationVar(&o.poll, "poll", 200*time.Millisecond, "interval between claims while no job is available")
+	fs.StringVar(&o.name, "name", "", "runner name when the JIT config carries none")
+	fs.StringVar(&o.conclusion, "conclusion", "", "conclusion to report (default: what the double planned, else success)")
+	fs.Int64Var(&o.installationID, "installation-id", 0, "installation ID to put in the deliveries (0: none)")
+	fs.IntVar(&o.retries, "retries", 5, "attempts per delivery or call on connection errors and 5xx")
+	if err := fs.Parse(args); err != nil {
+		return o, err
+	}
+	switch {
+	case fs.NArg() > 0:
+		return o, fmt.Errorf("unexpected arguments %q", fs.Args())
+	case o.github == "":
+		return o, errors.New("-github is required")
+	case o.webhook == "":
+		return o, errors.New("-webhook is required")
+	case o.retries < 1:
+		return o, errors.New("-retries must be at least 1")
+	case o.poll <= 0:
+		return o, errors.New("-poll must be positive")
+	}
+	u, err := url.Parse(o.webhook)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return o, fmt.Errorf("-webhook %q is not an http(s) URL", o.webhook)
+	}
+	if u.Path == "" || u.Path == "/" {
+		u.Path = "/webhooks/github"
+		o.webhook = u.String()
+	}
+	o.github = strings.TrimRight(o.github, "/")
+	return o, nil
+}
+
+// jitConfig is what this runner needs from its encoded JIT config: the
+// GitHub double's configs are base64 JSON.
+type jitConfig struct {
+	Name       string `json:"name"`
+	RunnerName string `json:"runner_name"`
+	Scope      struct {
+		Kind string `json:"kind"`
+		Org  string `json:"org"`
+	} `json:"scope"`
+}
+
+func decodeJIT(encoded string) (jitConfig, error) {
+	var cfg jitConfig
+	var raw []byte
+	var err error
+	for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.RawStdEncoding, base64.URLEncoding, base64.RawURLEncoding} {
+		if raw, err = enc.DecodeString(strings.TrimSpace(encoded)); err == nil {
+			break
+		}
+	}
+	if err != nil {
+		return cfg, errors.New("not base64")
+	}
+	if err := json.Unmarshal(raw, &cfg); err != nil {
+		return cfg, errors.New("not JSON")
+	}
+	if cfg.Name == "" {
+		cfg.Name = cfg.RunnerName
+	}
+	return cfg, nil
+}
+
+// claim is the double's answer to a claim. duration_ms and conclusion may
+// sit in the job or beside it.
+type claim struct {
+	Job struct {
+		ID             int64     `json:"id"`
+		RunID          int64     `json:"run_id"`
+		Name           string    `json:"name"`
+		WorkflowName   string    `json:"workflow_name"`
+		Labels         []string  `json:"labels"`
+		DurationMS     int64     `json:"duration_ms"`
+		Owner          string    `json:"owner"`
+		Repo           string    `json:"repo"`
+		Org            string    `json:"org"`
+		InstallationID int64     `json:"installation_id"`
+		RunnerName     string    `json:"runner_name"`
+		RunURL         string    `json:"run_url"`
+		URL            string    `json:"url"`
+		CreatedAt      time.Time `json:"created_at"`
+	} `json:"job"`
+	DurationMS int64  `json:"duration_ms"`
+	Conclusion string `json:"conclusion"`
+}
+
+// errRefused is a claim the double will never grant.
+var errRefused = errors.New("claim refused")
+
+type runner struct {
+	o    options
+	log  *slog.Logger
+	http *http.Client
+	jit  string
+}
+
+func run(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) int {
+	log := slog.New(slog.NewTextHandler(stderr, nil)).With("component", "fakerunner")
+	o, err := parse(args, stderr)
+	if err != nil {
+		if !errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintln(stderr, "fakerunner:", err)
+		}
+		return 2
+	}
+	encoded := getenv("DRYDOCK_JIT_CONFIG")
+	if strings.TrimSpace(encoded) == "" {
+		fmt.Fprintln(stderr, "fakerunner: DRYDOCK_JIT_CONFIG is empty")
+		return 2
+	}
+	cfg, err := decodeJIT(encoded)
+	if err != nil && o.name == "" {
+		fmt.Fprintf(stderr, "fakerunner: DRYDOCK_JIT_CONFIG: %v (and no -name)\n", err)
+		return 2
+	}
+	name := cfg.Name
+	if name == "" {
+		name = o.name
+	}
+	r := &runner{o: o, log: log, http: &http.Client{Timeout: 10 * time.Second}, jit: encoded}
+	log = log.With("runner", name)
+	r.log = log
+
+	log.Info("waiting for a job", "github", o.github, "wait", o.wait)
+	c, ok, err := r.claim(ctx)
+	switch {
+	case err != nil:
+		log.Error("claim failed", "err", err)
+		return 1
+	case !ok:
+		log.Info("no job; exiting")
+		return 0
+	}
+	job := c.Job
+	if name == "" {
+		name = job.RunnerName
+	}
+	if job.Owner == "" || job.Repo == "" {
+		job.Owner, job.Repo = repoFromURL(job.RunURL)
+		if job.Owner == "" {
+			job.Owner, job.Repo = repoFromURL(job.URL)
+		}
+	}
+	if job.Org == "" && cfg.Scope.Kind == "org" {
+		job.Org = cfg.Scope.Org
+	}
+	if job.InstallationID == 0 {
+		job.InstallationID = o.installationID
+	}
+	duration := time.Duration(max(job.DurationMS, c.DurationMS)) * time.Millisecond
+	conclusion := o.conclusion
+	if conclusion == "" {
+		conclusion = c.Conclusion
+	}
+	if conclusion == "" {
+		conclusion = "success"
+	}
+	log = log.With("job_id", job.ID, "repo", job.Owner+"/"+job.Repo)
+	r.log = log
+	log.Info("job claimed", "name", job.Name, "labels", job.Labels, "duration", duration)
+
+	fj := ghfixture.Job{ID: job.ID, RunID: job.RunID, Name: job.Name, WorkflowName: job.WorkflowName, Owner: job.Owner, Repo: job.Repo,
+		Org: job.Org, Labels: job.Labels, RunnerName: name, InstallationID: job.InstallationID, CreatedAt: job.CreatedAt}
+	failed := false
+	if err := r.deliver(ctx, "in_progress", fj); err != nil {
+		log.Error("in_progress delivery failed", "err", err)
+		failed = true
+	}
+	select {
+	case <-time.After(duration):
+	case <-ctx.Done():
+		log.Warn("stopped while running the job", "err", ctx.Err())
+		return 1
+	}
+	if err := r.complete(ctx, job.ID, conclusion); err != nil {
+		log.Error("completing the job failed", "err", err)
+		return 1
+	}
+	fj.Conclusion = conclusion
+	if err := r.deliver(ctx, "completed", fj); err != nil {
+		log.Error("completed delivery failed", "err", err)
+		failed = true
+	}
+	if failed {
+		return 1
+	}
+	log.Info("job done; exiting", "conclusion", conclusion)
+	return 0
+}
+
+// repoFromURL finds owner and repo in a REST URL (.../repos/{owner}/{repo}/...).
+func repoFromURL(s string) (string, string) {
+	_, rest, ok := strings.Cut(s, "/repos/")
+	if !ok {
+		return "", ""
+	}
+	parts := strings.SplitN(rest, "/", 3)
+	if len(parts) < 2 {
+		return "", ""
+	}
+	return parts[0], parts[1]
+}
+
+// claim polls the double until it hands this runner a job (ok), -wait
+// passes (!ok), or it refuses the runner (err).
+func (r *runner) claim(ctx context.Context) (claim, bool, error) {
+	body, _ := json.Marshal(map[string]string{"jit_config": r.jit})
+	deadline := time.Now().Add(r.o.wait)
+	var failing error // the last claim's failure, if it failed
+	for {
+		status, resp, err := r.post(ctx, r.o.github+"/_test/runners/claim", nil, body)
+		failing = nil
+		switch {
+		case err != nil || status >= 500:
+			failing = fmt.Errorf("claim: %d %s %v", status, bytes.TrimSpace(resp), err)
+			r.log.Warn("claim failed; retrying", "status", status, "err", err)
+		case status == http.StatusOK:
+			var c claim
+			if err := json.Unmarshal(resp, &c); err != nil || c.Job.ID == 0 {
+				return claim{}, false, fmt.Errorf("claim answer %q: no job", resp)
+			}
+			return c, true, nil
+		case status == http.StatusNoContent:
+		default:
+			return claim{}, false, fmt.Errorf("%w: %d %s", errRefused, status, bytes.TrimSpace(resp))
+		}
+		if !time.Now().Add(r.o.poll).Before(deadline) {
+			// An unreachable double is a failure, not an idle runner.
+			return claim{}, false, failing
+		}
+		select {
+		case <-time.After(r.o.poll):
+		case <-ctx.Done():
+			return claim{}, false, nil
+		}
+	}
+}
+
+// complete tells the double the job finished.
+func (r *runner) complete(ctx context.Context, jobID int64, conclusion string) error {
+	body, _ := json.Marshal(map[string]string{"conclusion": conclusion})
+	return r.retry(ctx, "complete job", func() (int, []byte, error) {
+		return r.post(ctx, fmt.Sprintf("%s/_test/jobs/%d/complete", r.o.github, jobID), nil, body)
+	})
+}
+
+// deliver sends one signed workflow_job delivery, with a fresh delivery ID
+// (retries of it keep the ID, as GitHub's redeliveries do).
+func (r *runner) deliver(ctx context.Context, action string, job ghfixture.Job) error {
+	body, err := ghfixture.WorkflowJob(r.o.fixtures, action, job)
+	if err != nil {
+		return err
+	}
+	id := deliveryID()
+	hdr := http.Header{}
+	hdr.Set("X-GitHub-Event", "workflow_job")
+	hdr.Set("X-GitHub-Delivery", id)
+	if r.o.secret != "" {
+		hdr.Set("X-Hub-Signature-256", intake.SignatureHeader([]byte(r.o.secret), body))
+	}
+	err = r.retry(ctx, "workflow_job "+action, func() (int, []byte, error) {
+		return r.post(ctx, r.o.webhook, hdr, body)
+	})
+	if err == nil {
+		r.log.Info("delivered", "action", action, "delivery", id)
+	}
+	return err
+}
+
+// retry makes a call up to -retries times while it fails on the way or
+// answers 5xx. Any other answer >= 300 is final.
+func (r *runner) retry(ctx context.Context, what string, call func() (int, []byte, error)) error {
+	backoff := 100 * time.Millisecond
+	var last error
+	for attempt := 1; attempt <= r.o.retries; attempt++ {
+		status, body, err := call()
+		switch {
+		case err == nil && status < 300:
+			return nil
+		case err == nil && status < 500:
+			return fmt.Errorf("%s: %d %s", what, status, bytes.TrimSpace(body))
+		case err != nil:
+			last = fmt.Errorf("%s: %w", what, err)
+		default:
+			last = fmt.Errorf("%s: %d %s", what, status, bytes.TrimSpace(body))
+		}
+		if attempt < r.o.retries {
+			r.log.Warn("retrying", "what", what, "attempt", attempt, "err", last)
+			select {
+			case <-time.After(backoff):
+			case <-ctx.Done():
+				return errors.Join(last, ctx.Err())
+			}
+			backoff *= 2
+		}
+	}
+	return last
+}
+
+func (r *runner) post(ctx context.Context, target string, hdr http.Header, body []byte) (int, []byte, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, target, bytes.NewReader(body))
+	if err != nil {
+		return 0, nil, err
+	}
+	for k, v := range hdr {
+		req.Header[k] = v
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := r.http.Do(req)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	return resp.StatusCode, b, err
+}
+
+// deliveryID looks like GitHub's (a UUID).
+func deliveryID() string {
+	b := make([]byte, 16)
+	_, _ = rand.Read(b)
+	h := hex.EncodeToString(b)
+	return h[:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:]
+}

@@ -1,0 +1,286 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-github/v62/github"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/drydock-dev/drydock/internal/intake"
+	"github.com/drydock-dev/drydock/internal/testenv"
+	"github.com/drydock-dev/drydock/workflows/runnerapi"
+)
+
+const secret = "runner-test-secret"
+
+// double stands in for the GitHub double's runner routes: claims answer
+// the queued answers in order (then 204), completions are recorded.
+type double struct {
+	mu        sync.Mutex
+	answers   []answer
+	claims    int
+	jits      []string
+	completed map[string]string // job id -> conclusion
+}
+
+type answer struct {
+	status int
+	body   any
+}
+
+func (d *double) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	b, _ := io.ReadAll(r.Body)
+	switch {
+	case r.Method == http.MethodPost && r.URL.Path == "/_test/runners/claim":
+		d.claims++
+		var in struct {
+			JIT string `json:"jit_config"`
+		}
+		_ = json.Unmarshal(b, &in)
+		d.jits = append(d.jits, in.JIT)
+		if len(d.answers) == 0 {
+			w.WriteHeader(http.StatusNoContent)
+			return
+		}
+		a := d.answers[0]
+		d.answers = d.answers[1:]
+		w.WriteHeader(a.status)
+		if a.body != nil {
+			_ = json.NewEncoder(w).Encode(a.body)
+		}
+	case r.Method == http.MethodPost && strings.HasPrefix(r.URL.Path, "/_test/jobs/") && strings.HasSuffix(r.URL.Path, "/complete"):
+		var in struct {
+			Conclusion string `json:"conclusion"`
+		}
+		_ = json.Unmarshal(b, &in)
+		if d.completed == nil {
+			d.completed = map[string]string{}
+		}
+		d.completed[strings.Split(r.URL.Path, "/")[3]] = in.Conclusion
+		w.WriteHeader(http.StatusOK)
+		_, _ = w.Write([]byte(`{"job":{}}`))
+	default:
+		http.NotFound(w, r)
+	}
+}
+
+// webhook is Drydock's real signed endpoint with a recording router; fail
+// makes the first deliveries fail (503) or be refused.
+type webhook struct {
+	mu     sync.Mutex
+	events []intake.Event
+	fail   []error // popped per delivery; a nil entry accepts
+}
+
+func (wh *webhook) Route(_ context.Context, ev intake.Event) (intake.Result, error) {
+	wh.mu.Lock()
+	defer wh.mu.Unlock()
+	wh.events = append(wh.events, ev)
+	if len(wh.fail) > 0 {
+		err := wh.fail[0]
+		wh.fail = wh.fail[1:]
+		if errors.Is(err, errBadRequest) {
+			return intake.Result{Status: http.StatusBadRequest, Reason: "refused"}, nil
+		}
+		if err != nil {
+			return intake.Result{}, err
+		}
+	}
+	return intake.Result{Status: http.StatusAccepted, Reason: "ok", Accepted: true}, nil
+}
+
+var errBadRequest = errors.New("400")
+
+type stack struct {
+	gh       *double
+	wh       *webhook
+	ghURL    string
+	whURL    string
+	fixtures string
+}
+
+func newStack(t *testing.T, answers ...answer) *stack {
+	t.Helper()
+	s := &stack{gh: &double{answers: answers}, wh: &webhook{}, fixtures: filepath.Join(testenv.SharedDir(t), "fixtures", "github-webhooks")}
+	gh := httptest.NewServer(s.gh)
+	t.Cleanup(gh.Close)
+	h, err := intake.New(intake.Options{Secret: secret, Router: s.wh, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	require.NoError(t, err)
+	whSrv := httptest.NewServer(h)
+	t.Cleanup(whSrv.Close)
+	s.ghURL, s.whURL = gh.URL, whSrv.URL
+	return s
+}
+
+func (s *stack) run(t *testing.T, jit string, extra ...string) (int, string) {
+	t.Helper()
+	args := append([]string{"-github", s.ghURL, "-webhook", s.whURL, "-secret", secret, "-fixtures", s.fixtures,
+		"-wait", "2s", "-poll", "10ms"}, extra...)
+	var stderr bytes.Buffer
+	env := func(k string) string {
+		if k == "DRYDOCK_JIT_CONFIG" {
+			return jit
+		}
+		return ""
+	}
+	code := run(context.Background(), args, env, &stderr)
+	return code, stderr.String()
+}
+
+func encode(v any) string {
+	b, _ := json.Marshal(v)
+	return base64.StdEncoding.EncodeToString(b)
+}
+
+// The double's shapes: runner_name and scope in the JIT config; duration
+// and planned conclusion beside GitHub's job object.
+func TestRunsOneJobAndReportsIt(t *testing.T) {
+	created := time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)
+	s := newStack(t,
+		answer{status: http.StatusNoContent},
+		answer{status: http.StatusServiceUnavailable}, // a blip: claim again
+		answer{status: http.StatusOK, body: map[string]any{
+			"job": map[string]any{"id": 42, "run_id": 7, "name": "build", "labels": []string{"self-hosted", "linux"},
+				"run_url": "http://127.0.0.1:1/api/v3/repos/acme/shop/actions/runs/7", "workflow_name": "CI",
+				"runner_name": "drydock-ci-42-1", "created_at": created},
+			"duration_ms": 150, "conclusion": "failure",
+		}})
+	s.wh.fail = []error{errors.New("temporal down")} // in_progress is retried
+	jit := encode(map[string]any{"kind": "drydock-githubtest-jit", "runner_id": 3, "runner_name": "drydock-ci-42-1",
+		"scope": map[string]string{"kind": "org", "org": "acme"}})
+
+	start := time.Now()
+	code, log := s.run(t, jit, "-installation-id", "9")
+	require.Equal(t, 0, code, log)
+	assert.GreaterOrEqual(t, time.Since(start), 150*time.Millisecond, "ran for the job's duration")
+	assert.Equal(t, 3, s.gh.claims)
+	for _, j := range s.gh.jits {
+		assert.Equal(t, jit, j, "claims carry the JIT config")
+	}
+	assert.Equal(t, map[string]string{"42": "failure"}, s.gh.completed, "the planned conclusion")
+
+	require.Len(t, s.wh.events, 3, "in_progress twice (one retry), completed once")
+	assert.Equal(t, s.wh.events[0].DeliveryID, s.wh.events[1].DeliveryID, "a retry keeps its delivery ID")
+	assert.NotEqual(t, s.wh.events[1].DeliveryID, s.wh.events[2].DeliveryID, "each delivery gets its own ID")
+	for i, want := range []string{"in_progress", "in_progress", "completed"} {
+		ev := s.wh.events[i]
+		assert.Equal(t, "workflow_job", ev.Name)
+		var we github.WorkflowJobEvent
+		require.NoError(t, json.Unmarshal(ev.Payload, &we))
+		got := intake.JobEvent(&we, ev.DeliveryID)
+		assert.Equal(t, runnerapi.WorkflowJobEvent{
+			DeliveryID: ev.DeliveryID, Action: want, JobID: 42, RunID: 7, Name: "build", WorkflowName: "CI",
+			Owner: "acme", Repo: "shop", Org: "acme", Labels: []string{"self-hosted", "linux"},
+			RunnerName: "drydock-ci-42-1", Conclusion: map[string]string{"completed": "failure"}[want],
+			CreatedAt: created, StartedAt: created, InstallationID: 9,
+		}, got)
+	}
+}
+
+// The brief's shapes: name in the JIT config; owner, repo and duration in
+// the job. -conclusion overrides.
+func TestJobShapeWithOwnerAndDuration(t *testing.T) {
+	s := newStack(t, answer{status: http.StatusOK, body: map[string]any{
+		"job": map[string]any{"id": 5, "run_id": 6, "name": "test", "labels": []string{"self-hosted"}, "duration_ms": 20,
+			"owner": "alice", "repo": "dots"},
+	}})
+	code, log := s.run(t, encode(map[string]string{"name": "drydock-solo-5-1"}), "-name", "ignored", "-conclusion", "success")
+	require.Equal(t, 0, code, log)
+	assert.Equal(t, map[string]string{"5": "success"}, s.gh.completed)
+	require.Len(t, s.wh.events, 2)
+	var we github.WorkflowJobEvent
+	require.NoError(t, json.Unmarshal(s.wh.events[1].Payload, &we))
+	got := intake.JobEvent(&we, "")
+	assert.Equal(t, "alice", got.Owner)
+	assert.Equal(t, "dots", got.Repo)
+	assert.Empty(t, got.Org)
+	assert.Equal(t, "drydock-solo-5-1", got.RunnerName)
+	assert.Equal(t, "success", got.Conclusion)
+}
+
+func TestNameFlagWhenTheConfigIsOpaque(t *testing.T) {
+	s := newStack(t, answer{status: http.StatusOK, body: map[string]any{
+		"job": map[string]any{"id": 5, "run_id": 6, "name": "test", "labels": []string{"self-hosted"}, "owner": "alice", "repo": "dots"},
+	}})
+	code, log := s.run(t, "opaque!", "-name", "drydock-solo-5-1")
+	require.Equal(t, 0, code, log)
+	var we github.WorkflowJobEvent
+	require.NoError(t, json.Unmarshal(s.wh.events[0].Payload, &we))
+	assert.Equal(t, "drydock-solo-5-1", we.GetWorkflowJob().GetRunnerName())
+}
+
+func TestNoJobWithinWaitExitsCleanly(t *testing.T) {
+	s := newStack(t)
+	start := time.Now()
+	code, log := s.run(t, encode(map[string]string{"name": "r"}), "-wait", "150ms")
+	assert.Equal(t, 0, code, log)
+	assert.Less(t, time.Since(start), 2*time.Second)
+	assert.Greater(t, s.gh.claims, 2, "polled")
+	assert.Empty(t, s.wh.events)
+	assert.Contains(t, log, "no job")
+}
+
+func TestRefusedOrUnreachable(t *testing.T) {
+	s := newStack(t, answer{status: http.StatusConflict, body: map[string]string{"message": "JIT config already used"}})
+	code, log := s.run(t, encode(map[string]string{"name": "r"}))
+	assert.Equal(t, 1, code)
+	assert.Contains(t, log, "JIT config already used")
+	assert.Equal(t, 1, s.gh.claims, "a refusal is final")
+
+	s = newStack(t)
+	s.ghURL = "http://127.0.0.1:1"
+	code, _ = s.run(t, encode(map[string]string{"name": "r"}), "-wait", "100ms")
+	assert.Equal(t, 1, code, "an unreachable double is not an idle runner")
+}
+
+// A refused delivery is not retried; the job still completes.
+func TestRefusedDeliveryFailsTheRun(t *testing.T) {
+	s := newStack(t, answer{status: http.StatusOK, body: map[string]any{
+		"job": map[string]any{"id": 5, "run_id": 6, "name": "test", "labels": []string{"self-hosted"}, "owner": "alice", "repo": "dots"},
+	}})
+	s.wh.fail = []error{errBadRequest}
+	code, _ := s.run(t, encode(map[string]string{"name": "r"}))
+	assert.Equal(t, 1, code)
+	assert.Len(t, s.wh.events, 2, "in_progress once, completed once")
+	assert.Equal(t, map[string]string{"5": "success"}, s.gh.completed)
+}
+
+func TestUsage(t *testing.T) {
+	s := newStack(t)
+	for _, tc := range []struct {
+		jit  string
+		args []string
+		want string
+	}{
+		{encode(map[string]string{"name": "r"}), []string{"-github", ""}, "-github is required"},
+		{encode(map[string]string{"name": "r"}), []string{"-webhook", "ftp://x"}, "is not an http(s) URL"},
+		{encode(map[string]string{"name": "r"}), []string{"stray"}, "unexpected arguments"},
+		{"", nil, "DRYDOCK_JIT_CONFIG is empty"},
+		{"%%%", nil, "not base64"},
+	} {
+		code, log := s.run(t, tc.jit, tc.args...)
+		assert.Equal(t, 2, code, tc.want)
+		assert.Contains(t, log, tc.want)
+	}
+	o, err := parse([]string{"-github", "http://gh/", "-webhook", "http://127.0.0.1:8080"}, io.Discard)
+	require.NoError(t, err)
+	assert.Equal(t, "http://gh", o.github)
+	assert.Equal(t, "http://127.0.0.1:8080/webhooks/github", o.webhook)
+	assert.Equal(t, 30*time.Second, o.wait)
+}

@@ -21,6 +21,13 @@ func PoolWorkflowID(pool string) string { return "runner-pool:" + pool }
 // JobWorkflowID is the ID of the RunnerJob workflow of one GitHub Actions job.
 func JobWorkflowID(jobID int64) string { return fmt.Sprintf("runner-job:%d", jobID) }
 
+// ProvisionWorkflowID is the ID of the RunnerProvision child that makes the
+// seq-th machine of a pool (seq is carried across continue-as-new, so IDs
+// never repeat within a pool's life).
+func ProvisionWorkflowID(pool string, seq int) string {
+	return fmt.Sprintf("runner-provision:%s:%d", pool, seq)
+}
+
 // AcquireUpdateID is the stable update ID of one job attempt's acquire.
 func AcquireUpdateID(jobID int64, attempt int) string {
 	return fmt.Sprintf("acquire-%d-%d", jobID, attempt)
@@ -52,6 +59,18 @@ const (
 	SignalJobEvent = "workflow_job"
 	// QueryJobStatus (RunnerJob) returns a RunnerJobStatus.
 	QueryJobStatus = "status"
+)
+
+// Error types of acquire failures.
+const (
+	// ErrTypePoolContinuingAsNew: the pool is handing over to a new run. The
+	// error is retryable: retry the same update (same update ID) and it
+	// reaches the new run, where a request that was waiting keeps its place
+	// in the queue.
+	ErrTypePoolContinuingAsNew = "PoolContinuingAsNew"
+	// ErrTypeInvalidAcquire: the AcquireRequest is malformed (JobID <= 0,
+	// Attempt < 1). Not worth retrying.
+	ErrTypeInvalidAcquire = "InvalidAcquireRequest"
 )
 
 // MachineState is a pool machine's state.
@@ -90,6 +109,9 @@ type ReleaseRequest struct {
 	MachineID  string `json:",omitempty"`
 	RunnerName string `json:",omitempty"`
 	JobID      int64
+	// Attempt, if set, must match the lease's attempt too: a late release of
+	// an earlier attempt never frees a later lease.
+	Attempt int `json:",omitempty"`
 	// Broken marks the machine unusable (wake failed, runner never started):
 	// the pool deletes it and provisions a replacement if needed.
 	Broken bool   `json:",omitempty"`
@@ -114,12 +136,19 @@ type PrewarmRequest struct {
 
 // PoolMachine is one machine of a pool's inventory.
 type PoolMachine struct {
-	MachineID  string
+	MachineID  string // "" while provisioning
 	State      MachineState
 	JobID      int64  `json:",omitempty"` // the job it is leased to
+	Attempt    int    `json:",omitempty"` // the job attempt it is leased to
 	RunnerName string `json:",omitempty"`
 	Jobs       int    // jobs leased over its life (reuse)
 	Since      time.Time
+	// Provision is the RunnerProvision child workflow ID while provisioning.
+	Provision string `json:",omitempty"`
+	// Reserved: leased to a request carried over continue-as-new whose
+	// caller has not come back for it yet. It returns to the pool if the
+	// caller does not come back within a few minutes.
+	Reserved bool `json:",omitempty"`
 }
 
 // Inventory is the answer to QueryInventory.
@@ -199,6 +228,29 @@ type PoolCarry struct {
 	Seq         int // provisioning sequence number, for child workflow IDs
 	MinIdle     int // after resizes
 	MaxMachines int
+	// Pending holds the signals that arrived while the run handed over, in
+	// arrival order per signal name; the next run applies them first.
+	Pending []PoolSignal `json:",omitempty"`
+	// ProvisionFailures counts consecutive failed provisionings (backoff).
+	ProvisionFailures int `json:",omitempty"`
+}
+
+// PoolSignal is one signal carried over continue-as-new: exactly one field is set.
+type PoolSignal struct {
+	Release *ReleaseRequest `json:",omitempty"`
+	Resize  *ResizeRequest  `json:",omitempty"`
+	Drain   *DrainRequest   `json:",omitempty"`
+	Prewarm *PrewarmRequest `json:",omitempty"`
+}
+
+// ProvisionInput starts a RunnerProvision child: create one machine of the
+// pool, set it up (and in persistent mode register its runner), then put it
+// to sleep unless KeepAwake.
+type ProvisionInput struct {
+	Pool pools.Pool
+	Seq  int
+	// KeepAwake: the machine is for a waiting job, which gets it running.
+	KeepAwake bool `json:",omitempty"`
 }
 
 // RunnerName is the name of the single-use runner of one job attempt: unique
@@ -206,6 +258,12 @@ type PoolCarry struct {
 // runners with this prefix that no machine backs).
 func RunnerName(pool string, jobID int64, attempt int) string {
 	return fmt.Sprintf("%s%s-%d-%d", RunnerPrefix, pool, jobID, attempt)
+}
+
+// PersistentRunnerName is the name of the runner registered once on a
+// machine of a persistent-mode pool.
+func PersistentRunnerName(pool, machineID string) string {
+	return RunnerPrefix + pool + "-" + machineID
 }
 
 // RunnerPrefix starts the name of every runner Drydock registers.

@@ -1,6 +1,7 @@
 // Command starter is Drydock's operator tool: it starts, inspects and
-// destroys previews by hand, manages Dedalus machines, and sends signed
-// sample webhooks to a running Drydock (see usage).
+// destroys previews by hand, starts, inspects, resizes and drains runner
+// pools, manages Dedalus machines, and sends signed sample webhooks to a
+// running Drydock (see usage).
 package main
 
 import (
@@ -34,6 +35,9 @@ type Config struct {
 	Dedalus       dedalus.Config  `envconfig:"DEDALUS"`
 	WebhookURL    string          `envconfig:"WEBHOOK_URL" default:"http://127.0.0.1:8080/webhooks/github" desc:"where 'webhook send' posts"`
 	WebhookSecret string          `envconfig:"GITHUB_WEBHOOK_SECRET" default:"drydock-dev-webhook-secret" desc:"secret 'webhook send' signs with (make dev's default)"`
+	// The pools 'pool create' starts (as the worker and webhook server read them).
+	RunnerPoolsFile string `envconfig:"RUNNER_POOLS_FILE" desc:"runner pools file (YAML or JSON) for 'pool create'; excludes RUNNER_POOLS"`
+	RunnerPools     string `envconfig:"RUNNER_POOLS" desc:"runner pools as inline JSON (or YAML) for 'pool create', instead of RUNNER_POOLS_FILE"`
 }
 
 const usage = `usage:
@@ -41,9 +45,15 @@ const usage = `usage:
   starter preview destroy OWNER/REPO NUMBER [-reason TEXT]
   starter preview start OWNER/REPO NUMBER -sha SHA -branch BRANCH -clone-url URL [-base main]
   starter demo open|push|close [-number N] [-repo-dir .dev/demo-repo]
+  starter pool create|inventory NAME
+  starter pool resize NAME [-min-idle N] [-max N]
+  starter pool drain NAME [-machine MACHINE_ID]
   starter machines list
   starter machines get|wake|sleep|delete MACHINE_ID
-  starter webhook send [-event ping] [-file payload.json] [-url URL] [-delivery ID]`
+  starter webhook send [-event ping] [-file payload.json] [-url URL] [-delivery ID]
+  starter webhook send-job -labels self-hosted,linux -job-id N [-action queued|waiting|in_progress|completed]
+          [-run-id N] [-name build] [-owner O] [-repo R] [-org ORG] [-runner NAME] [-conclusion success]
+          [-installation-id N] [-url URL] [-delivery ID]`
 
 func main() {
 	var cfg Config
@@ -68,6 +78,8 @@ func run(ctx context.Context, cfg Config, args []string, out io.Writer) error {
 		return previewCmd(ctx, cfg, args[1], args[2:], out)
 	case "demo":
 		return demoCmd(ctx, cfg, args[1], args[2:], out)
+	case "pool":
+		return poolCmd(ctx, cfg, args[1], args[2:], out)
 	case "machines":
 		c, err := dedalus.NewFromConfig(cfg.Dedalus)
 		if err != nil {
@@ -75,10 +87,13 @@ func run(ctx context.Context, cfg Config, args []string, out io.Writer) error {
 		}
 		return machines(ctx, c, args[1], args[2:], out)
 	case "webhook":
-		if args[1] != "send" {
-			return errors.New(usage)
+		switch args[1] {
+		case "send":
+			return sendWebhook(ctx, cfg, args[2:], out)
+		case "send-job":
+			return sendJob(ctx, cfg, args[2:], out)
 		}
-		return sendWebhook(ctx, cfg, args[2:], out)
+		return errors.New(usage)
 	}
 	return errors.New(usage)
 }

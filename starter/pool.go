@@ -1,0 +1,320 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"slices"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/converter"
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/drydock-dev/drydock/internal/ghfixture"
+	"github.com/drydock-dev/drydock/internal/intake"
+	"github.com/drydock-dev/drydock/internal/pools"
+	"github.com/drydock-dev/drydock/workflows"
+	"github.com/drydock-dev/drydock/workflows/runnerapi"
+)
+
+// poolTemporal is what the pool commands use of the Temporal client.
+type poolTemporal interface {
+	QueryWorkflow(ctx context.Context, workflowID string, runID string, queryType string, args ...any) (converter.EncodedValue, error)
+	SignalWorkflow(ctx context.Context, workflowID string, runID string, signalName string, arg any) error
+	ExecuteWorkflow(ctx context.Context, options client.StartWorkflowOptions, workflow any, args ...any) (client.WorkflowRun, error)
+}
+
+// poolCommand is a parsed `starter pool` command.
+type poolCommand struct {
+	verb   string
+	name   string
+	resize runnerapi.ResizeRequest
+	drain  runnerapi.DrainRequest
+	pool   *pools.Pool // create: the configured pool
+}
+
+// parsePoolCommand reads `pool VERB NAME [flags]` and checks it without
+// Temporal; create also finds the pool in the configuration.
+func parsePoolCommand(cfg Config, verb string, args []string) (poolCommand, error) {
+	c := poolCommand{verb: verb}
+	switch verb {
+	case "inventory", "resize", "drain", "create":
+	default:
+		return c, errors.New(usage)
+	}
+	if len(args) < 1 || strings.HasPrefix(args[0], "-") {
+		return c, fmt.Errorf("pool %s: want a pool NAME", verb)
+	}
+	c.name, args = args[0], args[1:]
+	fs := flag.NewFlagSet("pool "+verb, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	var minIdle, maxMachines int
+	var machine string
+	switch verb {
+	case "resize":
+		fs.IntVar(&minIdle, "min-idle", 0, "machines kept provisioned and idle")
+		fs.IntVar(&maxMachines, "max", 0, "most machines the pool may have")
+	case "drain":
+		fs.StringVar(&machine, "machine", "", "drain only this machine (default: every machine)")
+	}
+	if err := fs.Parse(args); err != nil {
+		return c, fmt.Errorf("pool %s: %w", verb, err)
+	}
+	if fs.NArg() > 0 {
+		return c, fmt.Errorf("pool %s: unexpected arguments %q", verb, fs.Args())
+	}
+	switch verb {
+	case "resize":
+		fs.Visit(func(f *flag.Flag) {
+			switch f.Name {
+			case "min-idle":
+				c.resize.MinIdle = &minIdle
+			case "max":
+				c.resize.MaxMachines = &maxMachines
+			}
+		})
+		switch {
+		case c.resize.MinIdle == nil && c.resize.MaxMachines == nil:
+			return c, errors.New("pool resize: give -min-idle N, -max N or both")
+		case c.resize.MinIdle != nil && minIdle < 0:
+			return c, fmt.Errorf("pool resize: -min-idle %d is negative", minIdle)
+		case c.resize.MaxMachines != nil && maxMachines < 1:
+			return c, fmt.Errorf("pool resize: -max %d: a pool needs at least one machine", maxMachines)
+		case c.resize.MinIdle != nil && c.resize.MaxMachines != nil && minIdle > maxMachines:
+			return c, fmt.Errorf("pool resize: -min-idle %d exceeds -max %d", minIdle, maxMachines)
+		}
+	case "drain":
+		c.drain.MachineID = machine
+	case "create":
+		pc, err := pools.LoadFrom(cfg.RunnerPoolsFile, cfg.RunnerPools)
+		if err != nil {
+			return c, err
+		}
+		if c.pool = pc.Get(c.name); c.pool == nil {
+			names := pc.Names()
+			if len(names) == 0 {
+				return c, fmt.Errorf("pool create: no pool %q: no pools are configured (set RUNNER_POOLS_FILE or RUNNER_POOLS)", c.name)
+			}
+			return c, fmt.Errorf("pool create: no pool %q in the configuration (pools: %s)", c.name, strings.Join(names, ", "))
+		}
+	}
+	return c, nil
+}
+
+// poolCmd drives a RunnerPool workflow through Temporal.
+func poolCmd(ctx context.Context, cfg Config, verb string, args []string, out io.Writer) error {
+	c, err := parsePoolCommand(cfg, verb, args)
+	if err != nil {
+		return err
+	}
+	tc, err := cfg.Temporal.Dial(quietLog())
+	if err != nil {
+		return err
+	}
+	defer tc.Close()
+	return c.run(ctx, tc, out)
+}
+
+func (c poolCommand) run(ctx context.Context, tc poolTemporal, out io.Writer) error {
+	id := runnerapi.PoolWorkflowID(c.name)
+	switch c.verb {
+	case "inventory":
+		v, err := tc.QueryWorkflow(ctx, id, "", runnerapi.QueryInventory)
+		if err != nil {
+			return fmt.Errorf("query %s: %w", id, err)
+		}
+		var inv runnerapi.Inventory
+		if err := v.Get(&inv); err != nil {
+			return fmt.Errorf("query %s: %w", id, err)
+		}
+		return printInventory(out, inv)
+	case "resize":
+		if err := tc.SignalWorkflow(ctx, id, "", runnerapi.SignalResize, c.resize); err != nil {
+			return fmt.Errorf("signal %s: %w", id, err)
+		}
+		var parts []string
+		if c.resize.MinIdle != nil {
+			parts = append(parts, fmt.Sprintf("min_idle %d", *c.resize.MinIdle))
+		}
+		if c.resize.MaxMachines != nil {
+			parts = append(parts, fmt.Sprintf("max_machines %d", *c.resize.MaxMachines))
+		}
+		fmt.Fprintf(out, "resize requested for %s: %s\n", id, strings.Join(parts, ", "))
+		return nil
+	case "drain":
+		if err := tc.SignalWorkflow(ctx, id, "", runnerapi.SignalDrain, c.drain); err != nil {
+			return fmt.Errorf("signal %s: %w", id, err)
+		}
+		what := "every machine"
+		if c.drain.MachineID != "" {
+			what = "machine " + c.drain.MachineID
+		}
+		fmt.Fprintf(out, "drain requested for %s: %s (deleted once idle)\n", id, what)
+		return nil
+	case "create":
+		run, err := tc.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
+			ID:                       id,
+			TaskQueue:                workflows.TaskQueue,
+			WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
+			TypedSearchAttributes:    temporal.NewSearchAttributes(workflows.SearchAttrPool.ValueSet(c.name)),
+			StaticSummary:            fmt.Sprintf("runner pool %s (labels %s)", c.name, strings.Join(c.pool.Labels, ", ")),
+		}, runnerapi.RunnerPoolName, runnerapi.PoolInput{Pool: *c.pool})
+		if err != nil {
+			return fmt.Errorf("start %s: %w", id, err)
+		}
+		fmt.Fprintf(out, "%s is running (run %s); a pool that was already running keeps its configuration: resize it, or terminate and create it again\n", id, run.GetRunID())
+		return nil
+	}
+	return errors.New(usage)
+}
+
+// stateOrder lists machine states in lifecycle order, for stable output.
+var stateOrder = []runnerapi.MachineState{
+	runnerapi.MachineProvisioning, runnerapi.MachineIdle, runnerapi.MachineWaking,
+	runnerapi.MachineBusy, runnerapi.MachineDraining, runnerapi.MachineBroken,
+}
+
+func printInventory(out io.Writer, inv runnerapi.Inventory) error {
+	fmt.Fprintf(out, "pool %s: min_idle %d, max_machines %d, %d machine(s)\n", inv.Pool, inv.MinIdle, inv.MaxMachines, len(inv.Machines))
+	tw := tabwriter.NewWriter(out, 2, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "MACHINE\tSTATE\tJOB\tRUNNER\tJOBS\tSINCE")
+	for _, m := range inv.Machines {
+		job, runner, since := "-", "-", "-"
+		if m.JobID != 0 {
+			job = fmt.Sprint(m.JobID)
+		}
+		if m.RunnerName != "" {
+			runner = m.RunnerName
+		}
+		if !m.Since.IsZero() {
+			since = m.Since.UTC().Format(time.RFC3339)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\n", m.MachineID, m.State, job, runner, m.Jobs, since)
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	var counts []string
+	for _, s := range stateOrder {
+		if n := inv.Counts[s]; n > 0 {
+			counts = append(counts, fmt.Sprintf("%s %d", s, n))
+		}
+	}
+	// States this tool does not know yet still show.
+	var other []string
+	for s, n := range inv.Counts {
+		if !slices.Contains(stateOrder, s) && n > 0 {
+			other = append(other, fmt.Sprintf("%s %d", s, n))
+		}
+	}
+	slices.Sort(other)
+	counts = append(counts, other...)
+	if len(counts) > 0 {
+		fmt.Fprintf(out, "counts: %s\n", strings.Join(counts, ", "))
+	}
+	if len(inv.Queue) == 0 {
+		fmt.Fprintln(out, "queue: empty")
+		return nil
+	}
+	ids := make([]string, len(inv.Queue))
+	for i, j := range inv.Queue {
+		ids[i] = fmt.Sprint(j)
+	}
+	fmt.Fprintf(out, "queue: %d job(s) waiting for a machine, oldest first: %s\n", len(inv.Queue), strings.Join(ids, ", "))
+	return nil
+}
+
+// jobDelivery is a parsed `starter webhook send-job`.
+type jobDelivery struct {
+	action   string
+	job      ghfixture.Job
+	fixtures string
+	url      string
+	delivery string
+}
+
+func parseSendJob(cfg Config, args []string) (jobDelivery, error) {
+	d := jobDelivery{}
+	fs := flag.NewFlagSet("webhook send-job", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	labels := fs.String("labels", "", "comma-separated runs-on labels (required), e.g. self-hosted,linux")
+	fs.Int64Var(&d.job.ID, "job-id", 0, "GitHub Actions job ID (required)")
+	fs.Int64Var(&d.job.RunID, "run-id", 1, "workflow run ID")
+	fs.StringVar(&d.action, "action", "queued", "queued, waiting, in_progress or completed")
+	fs.StringVar(&d.job.Name, "name", "build", "job name")
+	fs.StringVar(&d.job.Owner, "owner", "drydock-demo", "repository owner")
+	fs.StringVar(&d.job.Repo, "repo", "previewapp", "repository name")
+	fs.StringVar(&d.job.Org, "org", "", "organization login, if the repository belongs to one")
+	fs.StringVar(&d.job.RunnerName, "runner", "", "runner name (in_progress, completed)")
+	fs.StringVar(&d.job.Conclusion, "conclusion", "success", "conclusion (completed)")
+	fs.Int64Var(&d.job.InstallationID, "installation-id", 0, "GitHub App installation ID (0: none)")
+	fs.StringVar(&d.fixtures, "fixtures", ghfixture.DefaultDir, "the GitHub webhook fixtures")
+	fs.StringVar(&d.url, "url", cfg.WebhookURL, "webhook endpoint")
+	fs.StringVar(&d.delivery, "delivery", "", "X-GitHub-Delivery ID (default: random; reuse one to simulate a redelivery)")
+	if err := fs.Parse(args); err != nil {
+		return d, fmt.Errorf("webhook send-job: %w", err)
+	}
+	if fs.NArg() > 0 {
+		return d, fmt.Errorf("webhook send-job: unexpected arguments %q", fs.Args())
+	}
+	for l := range strings.SplitSeq(*labels, ",") {
+		if l = strings.TrimSpace(l); l != "" {
+			d.job.Labels = append(d.job.Labels, l)
+		}
+	}
+	switch {
+	case len(d.job.Labels) == 0:
+		return d, errors.New("webhook send-job: -labels is required (e.g. -labels self-hosted,linux)")
+	case d.job.ID <= 0:
+		return d, errors.New("webhook send-job: -job-id N is required (a positive job ID)")
+	case d.job.RunID <= 0:
+		return d, errors.New("webhook send-job: -run-id must be positive")
+	case !slices.Contains([]string{"queued", "waiting", "in_progress", "completed"}, d.action):
+		return d, fmt.Errorf("webhook send-job: -action %q: want queued, waiting, in_progress or completed", d.action)
+	case d.job.Owner == "" || d.job.Repo == "":
+		return d, errors.New("webhook send-job: -owner and -repo must not be empty")
+	}
+	if d.delivery == "" {
+		d.delivery = randomID()
+	}
+	return d, nil
+}
+
+// sendJob posts a signed workflow_job built from the fixtures, as GitHub would.
+func sendJob(ctx context.Context, cfg Config, args []string, out io.Writer) error {
+	d, err := parseSendJob(cfg, args)
+	if err != nil {
+		return err
+	}
+	body, err := ghfixture.WorkflowJob(d.fixtures, d.action, d.job)
+	if err != nil {
+		return err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, d.url, bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("X-GitHub-Event", "workflow_job")
+	req.Header.Set("X-GitHub-Delivery", d.delivery)
+	req.Header.Set("X-Hub-Signature-256", intake.SignatureHeader([]byte(cfg.WebhookSecret), body))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	fmt.Fprintf(out, "%s workflow_job %s job %d (delivery %s)\n%s", resp.Status, d.action, d.job.ID, d.delivery, b)
+	if resp.StatusCode >= 300 {
+		return fmt.Errorf("webhook answered %s", resp.Status)
+	}
+	return nil
+}

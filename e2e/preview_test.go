@@ -32,14 +32,16 @@ import (
 	"github.com/drydock-dev/drydock/internal/ghfixture"
 	"github.com/drydock-dev/drydock/internal/githubtest"
 	"github.com/drydock-dev/drydock/internal/intake"
+	"github.com/drydock-dev/drydock/internal/pools"
 	"github.com/drydock-dev/drydock/internal/router"
 	"github.com/drydock-dev/drydock/internal/testenv"
 	"github.com/drydock-dev/drydock/workflows"
 )
 
 var (
-	devServer *testsuite.DevServer
-	workerBin string
+	devServer     *testsuite.DevServer
+	workerBin     string
+	fakeRunnerBin string
 )
 
 func TestMain(m *testing.M) {
@@ -58,10 +60,13 @@ func setup(m *testing.M) (int, error) {
 	}
 	defer os.RemoveAll(dir)
 	workerBin = filepath.Join(dir, "worker")
-	build := exec.Command("go", "build", "-o", workerBin, "../worker")
-	build.Stderr = os.Stderr
-	if err := build.Run(); err != nil {
-		return 0, fmt.Errorf("build the worker: %w", err)
+	fakeRunnerBin = filepath.Join(dir, "fakerunner")
+	for bin, pkg := range map[string]string{workerBin: "../worker", fakeRunnerBin: "../internal/testenv/fakerunner"} {
+		build := exec.Command("go", "build", "-o", bin, pkg)
+		build.Stderr = os.Stderr
+		if err := build.Run(); err != nil {
+			return 0, fmt.Errorf("build %s: %w", pkg, err)
+		}
 	}
 	srv, err := testenv.StartTemporal(context.Background())
 	if err != nil {
@@ -106,7 +111,11 @@ type stack struct {
 	workerE []string
 }
 
-func newStack(t *testing.T) *stack {
+func newStack(t *testing.T) *stack { return newStackWith(t, nil) }
+
+// newStackWith also configures runner pools: poolsJSON gets the stack (the
+// GitHub double's and the webhook's URLs) and returns RUNNER_POOLS.
+func newStackWith(t *testing.T, poolsJSON func(*stack) string) *stack {
 	t.Helper()
 	s := &stack{t: t, tc: devServer.Client(), logs: &bytes.Buffer{}}
 	emu, err := emulator.New(emulator.Config{
@@ -122,16 +131,30 @@ func newStack(t *testing.T) *stack {
 	s.gh = githubtest.New(t)
 	s.gh.AddToken(ghToken, "drydock-bot")
 
+	// The webhook's URL is part of the pools' configuration: serve first, route after.
+	var handler http.Handler
+	s.webhook = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { handler.ServeHTTP(w, r) }))
+	t.Cleanup(s.webhook.Close)
+	poolCfg := &pools.Config{}
+	runnerPools := ""
+	if poolsJSON != nil {
+		runnerPools = poolsJSON(s)
+		var err error
+		poolCfg, err = pools.LoadFrom("", runnerPools)
+		require.NoError(t, err)
+	}
 	prs, err := intake.NewPullRequests(intake.PullRequestOptions{
 		Temporal: s.tc, Policy: intake.PreviewPolicy{Label: "preview", LocalCloneURLs: true},
 	})
 	require.NoError(t, err)
+	jobs, err := intake.NewWorkflowJobs(intake.WorkflowJobOptions{Temporal: s.tc, Pools: poolCfg})
+	require.NoError(t, err)
 	mux := intake.NewMux()
 	mux.Handle("pull_request", prs)
+	mux.Handle("workflow_job", jobs)
 	h, err := intake.New(intake.Options{Secret: secret, Router: intake.Dedupe(mux, intake.NewRecentDeliveries(1000))})
 	require.NoError(t, err)
-	s.webhook = httptest.NewServer(h)
-	t.Cleanup(s.webhook.Close)
+	handler = h
 
 	rt, err := router.New(router.Options{
 		Domain: domain, Waker: router.NewTemporalWaker(s.tc),
@@ -146,6 +169,7 @@ func newStack(t *testing.T) *stack {
 		"DEDALUS_BASE_URL="+emu.URL(), "DEDALUS_API_KEY="+emu.APIKey(),
 		"GITHUB_TOKEN="+ghToken, "GITHUB_API_URL="+s.gh.URL(),
 		"PREVIEW_PUBLIC_URL=http://pr-{number}--{owner}--{repo}."+domain+":8090",
+		"RUNNER_POOLS="+runnerPools,
 		"LOG_LEVEL=warn",
 	)
 	s.startWorker()

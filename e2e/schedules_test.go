@@ -57,7 +57,9 @@ func TestPoolSchedulesPrewarmThePool(t *testing.T) {
 	_, err = tc.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: runnerapi.PoolWorkflowID("sched-a"), TaskQueue: workflows.TaskQueue},
 		runnerapi.RunnerPoolName, runnerapi.PoolInput{Pool: cfg.Pools[0]})
 	require.NoError(t, err)
-	defer func() { _ = tc.TerminateWorkflow(context.Background(), runnerapi.PoolWorkflowID("sched-a"), "", "test over") }()
+	defer func() {
+		_ = tc.TerminateWorkflow(context.Background(), runnerapi.PoolWorkflowID("sched-a"), "", "test over")
+	}()
 	require.NoError(t, tc.ScheduleClient().GetHandle(ctx, "runner-prewarm:sched-a:0").Trigger(ctx, client.ScheduleTriggerOptions{}))
 	require.Eventually(t, func() bool {
 		v, err := tc.QueryWorkflow(ctx, runnerapi.PoolWorkflowID("sched-a"), "", "prewarms")

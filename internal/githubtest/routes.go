@@ -22,6 +22,20 @@ const (
 	RouteCreateInstallationToken = "POST /app/installations/{installation_id}/access_tokens"
 	RouteGetApp                  = "GET /app"
 	RouteGetAuthenticatedUser    = "GET /user"
+
+	RouteGenerateOrgJITConfig       = "POST /orgs/{org}/actions/runners/generate-jitconfig"
+	RouteCreateOrgRegistrationToken = "POST /orgs/{org}/actions/runners/registration-token"
+	RouteListOrgRunners             = "GET /orgs/{org}/actions/runners"
+	RouteGetOrgRunner               = "GET /orgs/{org}/actions/runners/{runner_id}"
+	RouteDeleteOrgRunner            = "DELETE /orgs/{org}/actions/runners/{runner_id}"
+
+	RouteGenerateRepoJITConfig       = "POST /repos/{owner}/{repo}/actions/runners/generate-jitconfig"
+	RouteCreateRepoRegistrationToken = "POST /repos/{owner}/{repo}/actions/runners/registration-token"
+	RouteListRepoRunners             = "GET /repos/{owner}/{repo}/actions/runners"
+	RouteGetRepoRunner               = "GET /repos/{owner}/{repo}/actions/runners/{runner_id}"
+	RouteDeleteRepoRunner            = "DELETE /repos/{owner}/{repo}/actions/runners/{runner_id}"
+
+	RouteGetWorkflowJob = "GET /repos/{owner}/{repo}/actions/jobs/{job_id}"
 )
 
 // routes is the routing table. Each entry is served at / and at /api/v3/.
@@ -44,6 +58,24 @@ var routes = []route{
 	{RouteCreateInstallationToken, authApp, (*Server).createInstallationToken},
 	{RouteGetApp, authApp, (*Server).getApp},
 	{RouteGetAuthenticatedUser, authToken, (*Server).getAuthenticatedUser},
+
+	{RouteGenerateOrgJITConfig, authToken, (*Server).generateJITConfig},
+	{RouteCreateOrgRegistrationToken, authToken, (*Server).createRegistrationToken},
+	{RouteListOrgRunners, authToken, (*Server).listRunners},
+	{RouteGetOrgRunner, authToken, (*Server).getRunner},
+	{RouteDeleteOrgRunner, authToken, (*Server).deleteRunner},
+
+	{RouteGenerateRepoJITConfig, authToken, (*Server).generateJITConfig},
+	{RouteCreateRepoRegistrationToken, authToken, (*Server).createRegistrationToken},
+	{RouteListRepoRunners, authToken, (*Server).listRunners},
+	{RouteGetRepoRunner, authToken, (*Server).getRunner},
+	{RouteDeleteRepoRunner, authToken, (*Server).deleteRunner},
+
+	{RouteGetWorkflowJob, authToken, (*Server).getWorkflowJob},
+
+	// Test-only control routes (not GitHub's API; see ControlClaimRunner).
+	{ControlClaimRunner, authNone, (*Server).claimRunner},
+	{ControlCompleteJob, authNone, (*Server).completeJob},
 }
 
 // isRoute reports whether pattern names a route of the table.

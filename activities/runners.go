@@ -1,0 +1,639 @@
+package activities
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/serviceerror"
+	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/drydock-dev/drydock/dedalus"
+	"github.com/drydock-dev/drydock/internal/gh"
+	"github.com/drydock-dev/drydock/internal/pools"
+	"github.com/drydock-dev/drydock/internal/previewspec"
+	"github.com/drydock-dev/drydock/workflows/runnerapi"
+)
+
+// Error types of the runner activities.
+const (
+	// ErrTypeGitHubNotConfigured: a runner activity that needs GitHub ran in
+	// local mode (no GitHub credentials). Non-retryable.
+	ErrTypeGitHubNotConfigured = "GitHubNotConfigured"
+	// ErrTypeUnknownPool: the pool is not in the worker's configuration. Non-retryable.
+	ErrTypeUnknownPool = "UnknownRunnerPool"
+	// ErrTypePoolContinuingAsNew is the application error type a RunnerPool's
+	// acquire handler fails with when the pool continues as new while the
+	// request waits: AcquireRunner sends the same update (same update ID) to
+	// the pool's next run, which carries the waiting request over.
+	ErrTypePoolContinuingAsNew = "PoolContinuingAsNew"
+)
+
+// errNoGitHub is the local-mode refusal of runner activities.
+const errNoGitHub = "runner pools need GitHub credentials (GITHUB_TOKEN or GITHUB_APP_*)"
+
+// Runners registers GitHub Actions runners on pool machines. Register it with
+// a worker: w.RegisterActivity(&activities.Runners{...}).
+type Runners struct {
+	Machines *Machines   // runs commands on machines
+	GitHub   *gh.Clients // nil: local mode: the activities that need GitHub fail non-retryably
+	Pools    *pools.Config
+	// Temporal and TaskQueue serve AcquireRunner: it starts the pool's
+	// workflow on TaskQueue (the workers' queue, workflows.TaskQueue) if it
+	// is not running.
+	Temporal  client.Client
+	TaskQueue string
+	Logger    *slog.Logger // default slog.Default()
+}
+
+func (a *Runners) logger() *slog.Logger {
+	if a.Logger != nil {
+		return a.Logger
+	}
+	return slog.Default()
+}
+
+func (a *Runners) pool(name string) (*pools.Pool, error) {
+	var p *pools.Pool
+	if a.Pools != nil {
+		p = a.Pools.Get(name)
+	}
+	if p == nil {
+		return nil, temporal.NewNonRetryableApplicationError(fmt.Sprintf("unknown runner pool %q", name), ErrTypeUnknownPool, nil)
+	}
+	return p, nil
+}
+
+// api is the GitHub API for installation id (0: the configured default),
+// or the local-mode refusal.
+func (a *Runners) api(installationID int64) (*gh.API, error) {
+	if a.GitHub == nil {
+		return nil, temporal.NewNonRetryableApplicationError(errNoGitHub, ErrTypeGitHubNotConfigured, nil)
+	}
+	api, err := a.GitHub.API(installationID)
+	if err != nil {
+		return nil, classifyGitHub(err)
+	}
+	return api, nil
+}
+
+func (a *Runners) heartbeat() *Machines {
+	if a.Machines != nil {
+		return a.Machines
+	}
+	return &Machines{}
+}
+
+func invalid(format string, args ...any) error {
+	return temporal.NewNonRetryableApplicationError(fmt.Sprintf(format, args...), ErrTypeInvalidArgument, nil)
+}
+
+// runnerNamePattern keeps runner names usable as file names ($HOME/.drydock/runner-<name>.log).
+var runnerNamePattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
+
+// runnerVersionPattern: actions/runner versions (2.321.0); it names files too.
+var runnerVersionPattern = regexp.MustCompile(`^[0-9A-Za-z][0-9A-Za-z._-]*$`)
+
+func (a *Runners) machine(machineID string) error {
+	if a.Machines == nil || a.Machines.Client == nil {
+		return invalid("runner activities need a Dedalus client (Runners.Machines)")
+	}
+	if machineID == "" {
+		return invalid("runner activity needs a machine ID")
+	}
+	return nil
+}
+
+// run runs cmd to completion like Machines.RunCommand, with an idempotency
+// key of its own (the activity's key plus suffix), so one activity can run
+// several commands and a retry re-attaches to each of them.
+func (a *Runners) run(ctx context.Context, cmd Command, suffix string) (CommandResult, error) {
+	m := a.Machines
+	stop := m.heartbeatWhile(ctx, cmd.MachineID, cmd.Name)
+	defer stop()
+	ex, err := m.Client.CreateExecution(ctx, cmd.MachineID, dedalus.CreateExecutionRequest{
+		Command: cmd.Argv, Env: cmd.Env, Cwd: cmd.Cwd, Stdin: cmd.Stdin, TimeoutMS: cmd.Timeout.Milliseconds(),
+	}, idempotencyKey(ctx, suffix))
+	if err != nil {
+		return CommandResult{}, classify(err)
+	}
+	execID := ex.ExecutionID
+	ex, err = m.Client.WaitExecution(ctx, cmd.MachineID, execID)
+	if err != nil {
+		if ctx.Err() != nil {
+			dctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+			_, _ = m.Client.DeleteExecution(dctx, cmd.MachineID, execID, idempotencyKey(ctx, suffix+":cancel"))
+			cancel()
+			return CommandResult{}, ctx.Err()
+		}
+		return CommandResult{}, classify(err)
+	}
+	output, err := m.Client.ExecutionOutput(ctx, cmd.MachineID, execID)
+	if err != nil {
+		return CommandResult{}, classify(err)
+	}
+	res := &dedalus.ExecResult{Execution: ex, Output: output}
+	out := CommandResult{
+		ExecutionID: ex.ExecutionID,
+		Succeeded:   ex.Status == dedalus.ExecSucceeded,
+		StdoutTail:  dedalus.Tail(output.Stdout, outputTail),
+		StderrTail:  dedalus.Tail(output.Stderr, outputTail),
+	}
+	if ex.ExitCode != nil {
+		out.ExitCode = *ex.ExitCode
+	}
+	if xerr := res.Err(); xerr != nil {
+		return out, temporal.NewNonRetryableApplicationError(fmt.Sprintf("%s: %v", cmd.Name, xerr), ErrTypeCommandFailed, nil, out)
+	}
+	return out, nil
+}
+
+// The scripts below are Drydock's own, constant text; everything variable
+// (versions, names, URLs, tokens, JIT configs) reaches them as environment
+// variables, so nothing is spliced into a shell string and no secret is in
+// an execution's argv.
+
+// checkInstallScript prints "installed" when SetupMachine finished on this
+// machine for DRYDOCK_RUNNER_VERSION.
+const checkInstallScript = `if [ -f "$HOME/.drydock/runner-$DRYDOCK_RUNNER_VERSION.installed" ]; then echo installed; else echo missing; fi`
+
+// defaultInstallScript downloads actions/runner DRYDOCK_RUNNER_VERSION into
+// $HOME/actions-runner. The runner's own dependencies (libicu...) belong in
+// the machine image or the pool's setup steps.
+const defaultInstallScript = `set -eu
+v="$DRYDOCK_RUNNER_VERSION"
+case "$(uname -m)" in
+  aarch64|arm64) arch=arm64 ;;
+  *) arch=x64 ;;
+esac
+dir="$HOME/actions-runner"
+mkdir -p "$dir"
+tgz="$dir/actions-runner-linux-$arch-$v.tar.gz.part"
+curl -fsSL --retry 3 -o "$tgz" "https://github.com/actions/runner/releases/download/v$v/actions-runner-linux-$arch-$v.tar.gz"
+tar -xzf "$tgz" -C "$dir"
+rm -f "$tgz"
+echo "installed actions/runner $v ($arch) in $dir"
+`
+
+// markInstalledScript records a finished SetupMachine.
+const markInstalledScript = `set -eu
+mkdir -p "$HOME/.drydock"
+date -u +%Y-%m-%dT%H:%M:%SZ >"$HOME/.drydock/runner-$DRYDOCK_RUNNER_VERSION.installed"
+`
+
+// startRunnerScript starts the runner command ("$@") detached, in its own
+// session, so it outlives the execution and keeps running across sleep and
+// wake. Its output goes to $HOME/.drydock/runner-<name>.log.
+const startRunnerScript = `set -eu
+state="$HOME/.drydock"
+mkdir -p "$state"
+log="$state/runner-$DRYDOCK_RUNNER_NAME.log"
+cd "$HOME"
+if command -v setsid >/dev/null 2>&1; then
+  setsid nohup "$@" >"$log" 2>&1 </dev/null &
+else
+  nohup "$@" >"$log" 2>&1 </dev/null &
+fi
+echo "started runner $DRYDOCK_RUNNER_NAME (pid $!), log $log"
+`
+
+// defaultRunnerScript is the default RunnerCommand: actions/runner's run.sh
+// with the JIT config from the environment.
+const defaultRunnerScript = `exec "$HOME/actions-runner/run.sh" --jitconfig "$DRYDOCK_JIT_CONFIG"`
+
+// registerScript configures a persistent runner once (config.sh), then
+// installs and starts its systemd service (svc.sh), so the runner resumes
+// polling GitHub after every wake. flock serializes it with a retried
+// attempt that may still be running.
+const registerScript = `set -eu
+mkdir -p "$HOME/.drydock"
+cd "$HOME/actions-runner"
+exec 9>"$HOME/.drydock/register.lock"
+if command -v flock >/dev/null 2>&1; then flock 9; fi
+as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+if [ -f .runner ]; then
+  echo "runner already configured"
+else
+  ./config.sh --unattended --url "$DRYDOCK_RUNNER_URL" --token "$DRYDOCK_RUNNER_TOKEN" \
+    --name "$DRYDOCK_RUNNER_NAME" --labels "$DRYDOCK_RUNNER_LABELS" --work _work --replace
+fi
+if [ ! -f .service ]; then as_root ./svc.sh install; fi
+as_root ./svc.sh start
+echo "runner $DRYDOCK_RUNNER_NAME registered as a service"
+`
+
+func runnerVersion(p *pools.Pool) (string, error) {
+	v := p.RunnerVersion
+	if v == "" {
+		v = pools.DefaultRunnerVersion
+	}
+	if !runnerVersionPattern.MatchString(v) {
+		return "", invalid("pool %s: runner version %q is not a version", p.Name, v)
+	}
+	return v, nil
+}
+
+func stepTimeout(st previewspec.Step) time.Duration {
+	if st.Timeout > 0 {
+		return time.Duration(st.Timeout)
+	}
+	return previewspec.DefaultStepTimeout
+}
+
+// SetupMachineInput names a freshly provisioned pool machine.
+type SetupMachineInput struct {
+	Pool, MachineID string
+}
+
+// SetupMachine prepares a pool machine: it runs the pool's Setup steps, then
+// its Install step (default: download actions/runner RunnerVersion into
+// $HOME/actions-runner), with DRYDOCK_POOL and DRYDOCK_RUNNER_VERSION set,
+// and then writes $HOME/.drydock/runner-<version>.installed. A machine that
+// has the marker is done: a later call runs nothing (changing RunnerVersion
+// therefore re-runs setup and install). A failing step is a non-retryable
+// CommandFailed error carrying its output tail. Each command has its own
+// idempotency key, so a retry after a worker crash re-attaches to the
+// commands already started instead of running them twice.
+func (a *Runners) SetupMachine(ctx context.Context, in SetupMachineInput) error {
+	p, err := a.pool(in.Pool)
+	if err != nil {
+		return err
+	}
+	if err := a.machine(in.MachineID); err != nil {
+		return err
+	}
+	version, err := runnerVersion(p)
+	if err != nil {
+		return err
+	}
+	env := map[string]string{"DRYDOCK_POOL": p.Name, "DRYDOCK_RUNNER_VERSION": version}
+	log := a.logger().With("pool", p.Name, "machine_id", in.MachineID, "runner_version", version)
+
+	check, err := a.run(ctx, Command{
+		MachineID: in.MachineID, Name: "check runner install", Argv: []string{"sh", "-c", checkInstallScript}, Env: env, Timeout: time.Minute,
+	}, "setup:check")
+	if err != nil {
+		return err
+	}
+	if strings.TrimSpace(check.StdoutTail) == "installed" {
+		log.InfoContext(ctx, "runner machine already set up")
+		return nil
+	}
+	for i, st := range p.Setup {
+		name := st.Name
+		if name == "" {
+			name = "setup step " + strconv.Itoa(i+1)
+		}
+		if _, err := a.run(ctx, Command{
+			MachineID: in.MachineID, Name: "setup: " + name, Argv: st.Argv(), Env: env, Timeout: stepTimeout(st),
+		}, "setup:step:"+strconv.Itoa(i)); err != nil {
+			return err
+		}
+	}
+	install := previewspec.Step{Name: "install actions/runner " + version, Run: defaultInstallScript, Timeout: previewspec.Duration(10 * time.Minute)}
+	if p.Install != nil {
+		install = *p.Install
+		if install.Name == "" {
+			install.Name = "install runner"
+		}
+	}
+	if _, err := a.run(ctx, Command{
+		MachineID: in.MachineID, Name: install.Name, Argv: install.Argv(), Env: env, Timeout: stepTimeout(install),
+	}, "setup:install"); err != nil {
+		return err
+	}
+	if _, err := a.run(ctx, Command{
+		MachineID: in.MachineID, Name: "mark runner installed", Argv: []string{"sh", "-c", markInstalledScript}, Env: env, Timeout: time.Minute,
+	}, "setup:mark"); err != nil {
+		return err
+	}
+	log.InfoContext(ctx, "runner machine set up", "setup_steps", len(p.Setup))
+	return nil
+}
+
+// RegisterInput names the persistent runner to register on a machine.
+type RegisterInput struct {
+	Pool, MachineID, RunnerName string
+}
+
+// RegisterPersistent registers a persistent runner (pool mode persistent):
+// it asks GitHub for a registration token, runs config.sh --unattended
+// --replace once (a machine whose runner is configured skips it) and
+// installs and starts the runner's systemd service (svc.sh), so the runner
+// resumes polling on every wake. The token reaches config.sh through the
+// environment of a constant script: it is in no execution argv, log, error
+// or result. Each attempt runs its own execution (a fresh token means a
+// different request); the script serializes attempts with flock.
+func (a *Runners) RegisterPersistent(ctx context.Context, in RegisterInput) error {
+	p, err := a.pool(in.Pool)
+	if err != nil {
+		return err
+	}
+	if err := a.machine(in.MachineID); err != nil {
+		return err
+	}
+	if !runnerNamePattern.MatchString(in.RunnerName) {
+		return invalid("runner name %q: want letters, digits, '.', '_' or '-'", in.RunnerName)
+	}
+	api, err := a.api(0)
+	if err != nil {
+		return err
+	}
+	url, err := a.GitHub.RunnerURL(p.Scope)
+	if err != nil {
+		return classifyGitHub(err)
+	}
+	token, _, err := api.RegistrationToken(ctx, p.Scope)
+	if err != nil {
+		return classifyGitHub(err)
+	}
+	attempt := int32(1)
+	if activity.IsActivity(ctx) {
+		attempt = activity.GetInfo(ctx).Attempt
+	}
+	if _, err := a.run(ctx, Command{
+		MachineID: in.MachineID, Name: "register runner " + in.RunnerName, Argv: []string{"sh", "-c", registerScript},
+		Env: map[string]string{
+			"DRYDOCK_POOL": p.Name, "DRYDOCK_RUNNER_NAME": in.RunnerName, "DRYDOCK_RUNNER_URL": url,
+			"DRYDOCK_RUNNER_LABELS": strings.Join(p.Labels, ","), "DRYDOCK_RUNNER_TOKEN": token,
+			"RUNNER_ALLOW_RUNASROOT": "1", // Dedalus commands run as root; config.sh refuses root otherwise
+		},
+		Timeout: 5 * time.Minute,
+	}, fmt.Sprintf("register:%d", attempt)); err != nil {
+		return err
+	}
+	a.logger().InfoContext(ctx, "persistent runner registered", "pool", p.Name, "machine_id", in.MachineID, "runner", in.RunnerName)
+	return nil
+}
+
+// AcquireInput asks pool Pool for a machine for one job attempt.
+type AcquireInput struct {
+	Pool    string
+	Request runnerapi.AcquireRequest
+}
+
+// AcquireRunner leases a machine from the pool: it sends the pool's acquire
+// Update (update ID runnerapi.AcquireUpdateID(job, attempt), so a retried
+// activity re-attaches to the same request) with update-with-start, which
+// starts the pool's workflow if it is not running, and waits until the pool
+// answers. That can take long while the pool is saturated: the activity
+// heartbeats meanwhile (give it a HeartbeatTimeout). When the pool continues
+// as new under a waiting request (ErrTypePoolContinuingAsNew, or the server
+// failing the update because the run closed), the same update is sent to the
+// next run.
+func (a *Runners) AcquireRunner(ctx context.Context, in AcquireInput) (runnerapi.Lease, error) {
+	p, err := a.pool(in.Pool)
+	if err != nil {
+		return runnerapi.Lease{}, err
+	}
+	if in.Request.JobID <= 0 || in.Request.Attempt <= 0 {
+		return runnerapi.Lease{}, invalid("acquire from pool %s: job %d attempt %d: both must be positive", p.Name, in.Request.JobID, in.Request.Attempt)
+	}
+	if a.Temporal == nil || a.TaskQueue == "" {
+		return runnerapi.Lease{}, invalid("AcquireRunner needs Runners.Temporal and Runners.TaskQueue")
+	}
+	stop := a.heartbeat().heartbeatWhile(ctx, in.Request.JobID, in.Request.Attempt)
+	defer stop()
+	updateID := runnerapi.AcquireUpdateID(in.Request.JobID, in.Request.Attempt)
+	delay := 100 * time.Millisecond
+	for {
+		lease, err := a.acquireOnce(ctx, p, in.Request, updateID)
+		if err == nil {
+			a.logger().InfoContext(ctx, "runner machine acquired", "pool", p.Name, "job_id", in.Request.JobID,
+				"attempt", in.Request.Attempt, "machine_id", lease.MachineID, "runner", lease.RunnerName)
+			return lease, nil
+		}
+		if ctx.Err() != nil {
+			return runnerapi.Lease{}, ctx.Err()
+		}
+		if !poolMoved(err) {
+			return runnerapi.Lease{}, err
+		}
+		a.logger().DebugContext(ctx, "runner pool continued as new under an acquire; sending it again",
+			"pool", p.Name, "update_id", updateID, "error", err)
+		select {
+		case <-ctx.Done():
+			return runnerapi.Lease{}, ctx.Err()
+		case <-time.After(delay):
+		}
+		delay = min(delay*2, 2*time.Second)
+	}
+}
+
+func (a *Runners) acquireOnce(ctx context.Context, p *pools.Pool, req runnerapi.AcquireRequest, updateID string) (runnerapi.Lease, error) {
+	start := a.Temporal.NewWithStartWorkflowOperation(client.StartWorkflowOptions{
+		ID:                       runnerapi.PoolWorkflowID(p.Name),
+		TaskQueue:                a.TaskQueue,
+		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
+	}, runnerapi.RunnerPoolName, runnerapi.PoolInput{Pool: *p})
+	h, err := a.Temporal.UpdateWithStartWorkflow(ctx, client.UpdateWithStartWorkflowOptions{
+		StartWorkflowOperation: start,
+		UpdateOptions: client.UpdateWorkflowOptions{
+			UpdateID:     updateID,
+			UpdateName:   runnerapi.UpdateAcquire,
+			Args:         []any{req},
+			WaitForStage: client.WorkflowUpdateStageCompleted,
+		},
+	})
+	if err != nil {
+		return runnerapi.Lease{}, err
+	}
+	var lease runnerapi.Lease
+	if err := h.Get(ctx, &lease); err != nil {
+		return runnerapi.Lease{}, err
+	}
+	return lease, nil
+}
+
+// poolMoved reports whether an acquire failed because the pool's run ended
+// under it (continue-as-new), so the same update belongs on the next run.
+func poolMoved(err error) bool {
+	var ae *temporal.ApplicationError
+	if errors.As(err, &ae) {
+		switch ae.Type() {
+		case ErrTypePoolContinuingAsNew, "AcceptedUpdateCompletedWorkflow": // the latter: the server's, when a run closes under an accepted update
+			return true
+		}
+	}
+	var nf *serviceerror.NotFound // "workflow update was aborted by closing workflow"
+	return errors.As(err, &nf)
+}
+
+// StartRunnerInput names the JIT runner to start on a leased machine.
+type StartRunnerInput struct {
+	Pool, MachineID, RunnerName string
+	JobID                       int64
+	// InstallationID is the GitHub App installation of the job's event
+	// (0: the configured default installation).
+	InstallationID int64
+}
+
+// StartJITRunner registers a single-use runner named RunnerName with a
+// just-in-time config for the pool's scope, labels and runner group, and
+// starts it detached on the machine (the pool's RunnerCommand, default
+// `"$HOME/actions-runner/run.sh" --jitconfig "$DRYDOCK_JIT_CONFIG"`, in its
+// own session, output to $HOME/.drydock/runner-<name>.log). The config
+// reaches the runner only as DRYDOCK_JIT_CONFIG in the execution's
+// environment: it is in no argv, log line, error, result or workflow history.
+//
+// A retry finds the name registered by the previous attempt (GitHub's 409):
+// a runner that is online or busy is running, so the activity is done; an
+// offline one never connected, so it is removed and registered afresh.
+func (a *Runners) StartJITRunner(ctx context.Context, in StartRunnerInput) error {
+	p, err := a.pool(in.Pool)
+	if err != nil {
+		return err
+	}
+	if err := a.machine(in.MachineID); err != nil {
+		return err
+	}
+	if !runnerNamePattern.MatchString(in.RunnerName) {
+		return invalid("runner name %q: want letters, digits, '.', '_' or '-'", in.RunnerName)
+	}
+	api, err := a.api(in.InstallationID)
+	if err != nil {
+		return err
+	}
+	log := a.logger().With("pool", p.Name, "machine_id", in.MachineID, "runner", in.RunnerName, "job_id", in.JobID)
+	const tries = 3
+	for range tries {
+		config, runnerID, err := api.GenerateJITConfig(ctx, p.Scope, in.RunnerName, p.Labels, p.RunnerGroupID)
+		if errors.Is(err, gh.ErrRunnerExists) {
+			running, err := a.reclaimName(ctx, api, p, in.RunnerName, log)
+			if err != nil || running {
+				return err
+			}
+			continue
+		}
+		if err != nil {
+			return classifyGitHub(err)
+		}
+		argv := p.RunnerCommand
+		if len(argv) == 0 {
+			argv = []string{"sh", "-c", defaultRunnerScript}
+		}
+		res, err := a.run(ctx, Command{
+			MachineID: in.MachineID, Name: "start runner " + in.RunnerName,
+			Argv: append([]string{"sh", "-c", startRunnerScript, "drydock-runner"}, argv...),
+			Env: map[string]string{
+				"DRYDOCK_JIT_CONFIG": config, "DRYDOCK_RUNNER_NAME": in.RunnerName, "DRYDOCK_POOL": p.Name,
+				"DRYDOCK_JOB_ID": strconv.FormatInt(in.JobID, 10), "RUNNER_ALLOW_RUNASROOT": "1",
+			},
+			Timeout: time.Minute,
+		}, "runner-start:"+strconv.FormatInt(runnerID, 10)) // a new registration is a new command
+		if err != nil {
+			return err
+		}
+		log.InfoContext(ctx, "JIT runner started", "runner_id", runnerID, "execution_id", res.ExecutionID)
+		return nil
+	}
+	return temporal.NewApplicationError(fmt.Sprintf("runner name %s is still taken in %s after removing its stale registration %d times", in.RunnerName, p.Name, tries), ErrTypeGitHubUnavailable)
+}
+
+// reclaimName handles a runner name that is already registered: running
+// reports a runner that is online or busy (a previous attempt started it);
+// an offline one is removed so the name can be registered again.
+func (a *Runners) reclaimName(ctx context.Context, api *gh.API, p *pools.Pool, name string, log *slog.Logger) (running bool, err error) {
+	r, found, err := api.RunnerByName(ctx, p.Scope, name)
+	if err != nil {
+		return false, classifyGitHub(err)
+	}
+	if !found {
+		return false, nil // removed meanwhile: register again
+	}
+	if r.Online() || r.Busy {
+		log.InfoContext(ctx, "JIT runner already registered and connected: a previous attempt started it", "runner_id", r.ID, "status", r.Status, "busy", r.Busy)
+		return true, nil
+	}
+	err = api.RemoveRunner(ctx, p.Scope, r.ID)
+	switch {
+	case errors.Is(err, gh.ErrRunnerBusy):
+		return true, nil // it connected and took a job meanwhile
+	case errors.Is(err, gh.ErrRunnerNotFound), err == nil:
+		log.InfoContext(ctx, "removed a stale offline registration of the runner name", "runner_id", r.ID)
+		return false, nil
+	default:
+		return false, classifyGitHub(err)
+	}
+}
+
+// RemoveRunnerInput names a runner of a pool to deregister.
+type RemoveRunnerInput struct {
+	Pool, RunnerName string
+}
+
+// RemoveRunnerResult says what became of the runner.
+type RemoveRunnerResult struct {
+	Removed  bool // deregistered now
+	Busy     bool // running a job: GitHub refused; try again after the job
+	NotFound bool // no runner of that name (already gone)
+}
+
+// RemoveRunner deregisters the pool's runner named RunnerName from GitHub.
+func (a *Runners) RemoveRunner(ctx context.Context, in RemoveRunnerInput) (RemoveRunnerResult, error) {
+	p, err := a.pool(in.Pool)
+	if err != nil {
+		return RemoveRunnerResult{}, err
+	}
+	if in.RunnerName == "" {
+		return RemoveRunnerResult{}, invalid("remove runner: empty runner name")
+	}
+	api, err := a.api(0)
+	if err != nil {
+		return RemoveRunnerResult{}, err
+	}
+	r, found, err := api.RunnerByName(ctx, p.Scope, in.RunnerName)
+	if err != nil {
+		return RemoveRunnerResult{}, classifyGitHub(err)
+	}
+	if !found {
+		return RemoveRunnerResult{NotFound: true}, nil
+	}
+	err = api.RemoveRunner(ctx, p.Scope, r.ID)
+	switch {
+	case errors.Is(err, gh.ErrRunnerBusy):
+		return RemoveRunnerResult{Busy: true}, nil
+	case errors.Is(err, gh.ErrRunnerNotFound):
+		return RemoveRunnerResult{NotFound: true}, nil
+	case err != nil:
+		return RemoveRunnerResult{}, classifyGitHub(err)
+	}
+	a.logger().InfoContext(ctx, "runner removed", "pool", p.Name, "runner", in.RunnerName, "runner_id", r.ID)
+	return RemoveRunnerResult{Removed: true}, nil
+}
+
+// JobStatusInput names a GitHub Actions job.
+type JobStatusInput struct {
+	Owner, Repo    string
+	JobID          int64
+	InstallationID int64 // 0: the configured default installation
+}
+
+// JobStatusResult is a job as GitHub reports it now.
+type JobStatusResult struct {
+	Status     string // queued, in_progress, completed, waiting...
+	Conclusion string // once completed: success, failure, cancelled...
+	RunnerName string // the runner that took it, "" before
+}
+
+// JobStatus reads a job from GitHub (to check on a job whose runner has not
+// picked it up, or whose webhook was missed).
+func (a *Runners) JobStatus(ctx context.Context, in JobStatusInput) (JobStatusResult, error) {
+	api, err := a.api(in.InstallationID)
+	if err != nil {
+		return JobStatusResult{}, err
+	}
+	status, conclusion, runner, err := api.WorkflowJob(ctx, in.Owner, in.Repo, in.JobID)
+	if err != nil {
+		return JobStatusResult{}, classifyGitHub(err)
+	}
+	return JobStatusResult{Status: status, Conclusion: conclusion, RunnerName: runner}, nil
+}

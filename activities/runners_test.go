@@ -1,0 +1,488 @@
+package activities_test
+
+import (
+	"archive/tar"
+	"bytes"
+	"compress/gzip"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/testsuite"
+
+	"github.com/drydock-dev/drydock/activities"
+	"github.com/drydock-dev/drydock/dedalus"
+	"github.com/drydock-dev/drydock/internal/gh"
+	"github.com/drydock-dev/drydock/internal/githubtest"
+	"github.com/drydock-dev/drydock/internal/pools"
+	"github.com/drydock-dev/drydock/internal/previewspec"
+	"github.com/drydock-dev/drydock/workflows/runnerapi"
+)
+
+var runnerScope = pools.Scope{Kind: pools.ScopeRepo, Repo: ghOwner + "/" + ghRepo}
+
+// testPool is a pool whose install and runner are stand-ins: the install
+// writes a file; the runner command writes its pid and JIT config to files
+// and then keeps running, as a real runner waiting for a job does.
+func testPool() pools.Pool {
+	return pools.Pool{
+		Name: "ci", Labels: []string{"self-hosted", "drydock"}, Scope: runnerScope, RunnerVersion: "2.321.0",
+		Mode: pools.ModeJIT, RunnerGroupID: 1,
+		Setup: []previewspec.Step{
+			{Name: "toolchain", Run: `echo "setup $DRYDOCK_POOL $DRYDOCK_RUNNER_VERSION" >> "$HOME/setup.log"`},
+			{Command: []string{"sh", "-c", `echo second >> "$HOME/setup.log"`}},
+		},
+		Install:       &previewspec.Step{Run: `mkdir -p $HOME/actions-runner && echo ok > $HOME/actions-runner/installed`},
+		RunnerCommand: []string{"sh", "-c", `echo $$ > "$HOME/runner.pid"; echo "$DRYDOCK_JIT_CONFIG" > "$HOME/jit"; exec sleep 60`},
+	}
+}
+
+type runnerRig struct {
+	a       *activities.Runners
+	env     *testsuite.TestActivityEnvironment
+	logs    *syncBuffer
+	srv     *githubtest.Server
+	dedalus *dedalus.Client
+	machine string
+}
+
+// newRunnerRig starts the emulator with one running machine and the GitHub
+// double, and registers the runner activities (with GitHub unless local).
+func newRunnerRig(t *testing.T, local bool, mod func(*pools.Pool)) *runnerRig {
+	t.Helper()
+	_, c := startEmulator(t, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	m, err := c.CreateMachine(ctx, dedalus.CreateMachineRequest{VCPU: 1, MemoryMiB: 512, StorageGiB: 5}, "runner-test-"+t.Name())
+	require.NoError(t, err)
+	_, err = c.WaitForPhase(ctx, m.MachineID, dedalus.PhaseRunning)
+	require.NoError(t, err)
+
+	srv := githubtest.New(t)
+	var clients *gh.Clients
+	if !local {
+		clients = tokenClients(t, srv)
+	}
+	p := testPool()
+	if mod != nil {
+		mod(&p)
+	}
+	logs := &syncBuffer{}
+	a := &activities.Runners{
+		Machines: &activities.Machines{Client: c, HeartbeatEvery: 200 * time.Millisecond},
+		GitHub:   clients,
+		Pools:    &pools.Config{Pools: []pools.Pool{p}},
+		Logger:   slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+	}
+	var s testsuite.WorkflowTestSuite
+	env := s.NewTestActivityEnvironment()
+	env.RegisterActivity(a)
+	env.RegisterActivity(a.Machines)
+	return &runnerRig{a: a, env: env, logs: logs, srv: srv, dedalus: c, machine: m.MachineID}
+}
+
+// sh runs a script on the rig's machine and returns its stdout.
+func (r *runnerRig) sh(t *testing.T, script string) string {
+	t.Helper()
+	v, err := r.env.ExecuteActivity(r.a.Machines.RunCommand, activities.Command{MachineID: r.machine, Name: "probe", Argv: []string{"sh", "-c", script}})
+	require.NoError(t, err)
+	var res activities.CommandResult
+	require.NoError(t, v.Get(&res))
+	return res.StdoutTail
+}
+
+// waitFile waits for a file on the machine and returns its content.
+func (r *runnerRig) waitFile(t *testing.T, path string) string {
+	t.Helper()
+	var out string
+	require.Eventually(t, func() bool {
+		out = r.sh(t, `cat "`+path+`" 2>/dev/null || true`)
+		return out != ""
+	}, 10*time.Second, 50*time.Millisecond, "%s never appeared", path)
+	return out
+}
+
+// argvs lists the argv of every execution the machine ran.
+func (r *runnerRig) argvs(t *testing.T) string {
+	t.Helper()
+	page, err := r.dedalus.ListExecutions(context.Background(), r.machine, dedalus.ListOptions{Limit: 100})
+	require.NoError(t, err)
+	var b strings.Builder
+	for _, e := range page.Items {
+		fmt.Fprintln(&b, strings.Join(e.Command, " "), e.EnvKeys)
+	}
+	return b.String()
+}
+
+func appError(t *testing.T, err error) *temporal.ApplicationError {
+	t.Helper()
+	require.Error(t, err)
+	var ae *temporal.ApplicationError
+	require.True(t, errors.As(err, &ae), "want an application error, got %v", err)
+	return ae
+}
+
+func TestRunnerSetupMachineRunsOnceThenSkips(t *testing.T) {
+	r := newRunnerRig(t, true, nil) // setup needs no GitHub
+	in := activities.SetupMachineInput{Pool: "ci", MachineID: r.machine}
+	_, err := r.env.ExecuteActivity(r.a.SetupMachine, in)
+	require.NoError(t, err)
+	assert.Equal(t, "setup ci 2.321.0\nsecond\n", r.sh(t, `cat "$HOME/setup.log"`))
+	assert.Equal(t, "ok\n", r.sh(t, `cat "$HOME/actions-runner/installed"`))
+	assert.NotEmpty(t, r.sh(t, `cat "$HOME/.drydock/runner-2.321.0.installed"`))
+
+	// A second call finds the marker: nothing runs again.
+	_, err = r.env.ExecuteActivity(r.a.SetupMachine, in)
+	require.NoError(t, err)
+	assert.Equal(t, "setup ci 2.321.0\nsecond\n", r.sh(t, `cat "$HOME/setup.log"`))
+	assert.Contains(t, r.logs.String(), "runner machine already set up")
+
+	_, err = r.env.ExecuteActivity(r.a.SetupMachine, activities.SetupMachineInput{Pool: "nope", MachineID: r.machine})
+	ae := appError(t, err)
+	assert.Equal(t, activities.ErrTypeUnknownPool, ae.Type())
+	assert.True(t, ae.NonRetryable())
+}
+
+func TestRunnerSetupMachineFailingStep(t *testing.T) {
+	r := newRunnerRig(t, true, func(p *pools.Pool) {
+		p.Setup = []previewspec.Step{{Name: "toolchain", Run: `echo fetching; echo "E: no such package" >&2; exit 3`}}
+	})
+	_, err := r.env.ExecuteActivity(r.a.SetupMachine, activities.SetupMachineInput{Pool: "ci", MachineID: r.machine})
+	ae := appError(t, err)
+	assert.Equal(t, activities.ErrTypeCommandFailed, ae.Type())
+	assert.True(t, ae.NonRetryable())
+	assert.Contains(t, ae.Error(), "setup: toolchain")
+	var res activities.CommandResult
+	require.NoError(t, ae.Details(&res))
+	assert.EqualValues(t, 3, res.ExitCode)
+	assert.Equal(t, "E: no such package\n", res.StderrTail)
+	assert.Equal(t, "", r.sh(t, `ls "$HOME/.drydock" 2>/dev/null || true`), "no marker after a failure")
+}
+
+// The default install downloads actions/runner with curl; a curl on PATH
+// that serves a stand-in tarball shows what it asks for and that the
+// archive is unpacked into $HOME/actions-runner.
+func TestRunnerSetupMachineDefaultInstall(t *testing.T) {
+	dir := t.TempDir()
+	tarball := filepath.Join(dir, "runner.tar.gz")
+	writeTarball(t, tarball, map[string]string{"run.sh": "#!/bin/sh\necho run\n", "bin/Runner.Listener": "x"})
+	curlLog := filepath.Join(dir, "curl.log")
+	stub := fmt.Sprintf(`#!/bin/sh
+out=""; url=""
+while [ $# -gt 0 ]; do case "$1" in -o) out="$2"; shift 2 ;; -*) shift ;; *) url="$1"; shift ;; esac; done
+echo "$url" >> %q
+cp %q "$out"
+`, curlLog, tarball)
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "curl"), []byte(stub), 0o755))
+	t.Setenv("PATH", dir+string(os.PathListSeparator)+os.Getenv("PATH")) // executions inherit the emulator's PATH
+
+	r := newRunnerRig(t, true, func(p *pools.Pool) { p.Setup, p.Install, p.RunnerVersion = nil, nil, "" })
+	_, err := r.env.ExecuteActivity(r.a.SetupMachine, activities.SetupMachineInput{Pool: "ci", MachineID: r.machine})
+	require.NoError(t, err)
+	arch := map[string]string{"arm64": "arm64"}[runtime.GOARCH]
+	if arch == "" {
+		arch = "x64"
+	}
+	v := pools.DefaultRunnerVersion
+	b, err := os.ReadFile(curlLog)
+	require.NoError(t, err)
+	assert.Equal(t, fmt.Sprintf("https://github.com/actions/runner/releases/download/v%s/actions-runner-linux-%s-%s.tar.gz\n", v, arch, v), string(b))
+	assert.Equal(t, "run.sh\n", r.sh(t, `cd "$HOME/actions-runner" && ls *.sh && ls *.part 2>/dev/null || true`), "unpacked, download removed")
+	assert.NotEmpty(t, r.sh(t, `cat "$HOME/.drydock/runner-`+v+`.installed"`))
+
+	// Installed: a second call downloads nothing.
+	_, err = r.env.ExecuteActivity(r.a.SetupMachine, activities.SetupMachineInput{Pool: "ci", MachineID: r.machine})
+	require.NoError(t, err)
+	b, err = os.ReadFile(curlLog)
+	require.NoError(t, err)
+	assert.Equal(t, 1, strings.Count(string(b), "\n"))
+}
+
+func writeTarball(t *testing.T, path string, files map[string]string) {
+	t.Helper()
+	var buf bytes.Buffer
+	zw := gzip.NewWriter(&buf)
+	tw := tar.NewWriter(zw)
+	for name, content := range files {
+		require.NoError(t, tw.WriteHeader(&tar.Header{Name: "./" + name, Mode: 0o755, Size: int64(len(content)), Typeflag: tar.TypeReg}))
+		_, err := tw.Write([]byte(content))
+		require.NoError(t, err)
+	}
+	require.NoError(t, tw.Close())
+	require.NoError(t, zw.Close())
+	require.NoError(t, os.WriteFile(path, buf.Bytes(), 0o644))
+}
+
+func jitRunner(t *testing.T, r *runnerRig, name string) githubtest.Runner {
+	t.Helper()
+	for _, x := range r.srv.Runners(runnerScope) {
+		if x.Name == name {
+			return x
+		}
+	}
+	t.Fatalf("no runner %s", name)
+	return githubtest.Runner{}
+}
+
+func TestRunnerStartJITRunnerDetachedWithSecretInEnvOnly(t *testing.T) {
+	r := newRunnerRig(t, false, nil)
+	name := runnerapi.RunnerName("ci", 77, 1)
+	started := time.Now()
+	_, err := r.env.ExecuteActivity(r.a.StartJITRunner, activities.StartRunnerInput{Pool: "ci", MachineID: r.machine, RunnerName: name, JobID: 77})
+	require.NoError(t, err)
+	assert.Less(t, time.Since(started), 30*time.Second, "the activity does not wait for the runner")
+
+	config := strings.TrimSpace(r.waitFile(t, "$HOME/jit"))
+	// Still running after the execution that started it ended, in a session of its own.
+	assert.Equal(t, "alive own-session\n", r.sh(t, `pid=$(cat "$HOME/runner.pid")
+kill -0 "$pid" && printf alive
+sid=$(sed 's/^.*) //' "/proc/$pid/stat" | cut -d' ' -f4)
+[ "$sid" = "$pid" ] && echo " own-session" || echo " session $sid"`))
+	cfg, err := githubtest.DecodeJITConfig(config)
+	require.NoError(t, err, "the runner got the encoded config GitHub issued")
+	reg := jitRunner(t, r, name)
+	assert.Equal(t, reg.ID, cfg.RunnerID)
+	assert.Equal(t, []string{"self-hosted", "drydock"}, reg.Labels)
+	assert.EqualValues(t, 1, reg.GroupID)
+	assert.Equal(t, "offline", reg.Status, "registered; the stand-in never connects")
+	assert.Equal(t, "", r.sh(t, `cat "$HOME/.drydock/runner-`+name+`.log"`), "the runner's output goes to its log")
+
+	// The config is a credential: in no log line, and in no argv (only the
+	// names of the environment variables are recorded).
+	assert.NotContains(t, r.logs.String(), config)
+	assert.Contains(t, r.logs.String(), "JIT runner started")
+	argvs := r.argvs(t)
+	assert.NotContains(t, argvs, config)
+	assert.Contains(t, argvs, "DRYDOCK_JIT_CONFIG")
+
+	// The stand-in runner connects and takes a job: the runner is online.
+	r.srv.AddJob(ghOwner, ghRepo, githubtest.Job{ID: 77, Labels: []string{"drydock"}})
+	b, _ := json.Marshal(map[string]string{"jit_config": config})
+	resp, err := http.Post(cfg.URL+"/_test/runners/claim", "application/json", bytes.NewReader(b))
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+
+	// A retry of the same activity (the worker crashed after the runner
+	// started) finds the name taken by a connected runner: done, nothing new.
+	r.srv.ResetRequests()
+	_, err = r.env.ExecuteActivity(r.a.StartJITRunner, activities.StartRunnerInput{Pool: "ci", MachineID: r.machine, RunnerName: name, JobID: 77})
+	require.NoError(t, err)
+	assert.Equal(t, 1, r.srv.Count(githubtest.RouteGenerateRepoJITConfig))
+	assert.Equal(t, 0, r.srv.Count(githubtest.RouteDeleteRepoRunner))
+	assert.Len(t, r.srv.Runners(runnerScope), 1)
+	assert.Contains(t, r.logs.String(), "a previous attempt started it")
+}
+
+func TestRunnerStartJITRunnerReplacesStaleOfflineRegistration(t *testing.T) {
+	r := newRunnerRig(t, false, nil)
+	name := runnerapi.RunnerName("ci", 78, 1)
+	// A previous attempt registered the name, then died before its runner connected.
+	api, err := r.a.GitHub.API(0)
+	require.NoError(t, err)
+	stale, staleID, err := api.GenerateJITConfig(context.Background(), runnerScope, name, []string{"drydock"}, 1)
+	require.NoError(t, err)
+
+	_, err = r.env.ExecuteActivity(r.a.StartJITRunner, activities.StartRunnerInput{Pool: "ci", MachineID: r.machine, RunnerName: name, JobID: 78})
+	require.NoError(t, err)
+	config := strings.TrimSpace(r.waitFile(t, "$HOME/jit"))
+	assert.NotEqual(t, stale, config)
+	reg := jitRunner(t, r, name)
+	assert.NotEqual(t, staleID, reg.ID, "registered afresh")
+	cfg, err := githubtest.DecodeJITConfig(config)
+	require.NoError(t, err)
+	assert.Equal(t, reg.ID, cfg.RunnerID)
+	assert.Len(t, r.srv.Runners(runnerScope), 1)
+	assert.Equal(t, 1, r.srv.Count(githubtest.RouteDeleteRepoRunner))
+	assert.NotContains(t, r.logs.String(), config)
+	assert.NotContains(t, r.argvs(t), config)
+}
+
+func TestRunnerStartJITRunnerErrors(t *testing.T) {
+	r := newRunnerRig(t, false, nil)
+	for _, tc := range []struct {
+		in   activities.StartRunnerInput
+		typ  string
+		desc string
+	}{
+		{activities.StartRunnerInput{Pool: "nope", MachineID: r.machine, RunnerName: "drydock-x"}, activities.ErrTypeUnknownPool, "unknown pool"},
+		{activities.StartRunnerInput{Pool: "ci", MachineID: r.machine, RunnerName: "../etc"}, activities.ErrTypeInvalidArgument, "bad name"},
+		{activities.StartRunnerInput{Pool: "ci", RunnerName: "drydock-x"}, activities.ErrTypeInvalidArgument, "no machine"},
+	} {
+		_, err := r.env.ExecuteActivity(r.a.StartJITRunner, tc.in)
+		ae := appError(t, err)
+		assert.Equal(t, tc.typ, ae.Type(), tc.desc)
+		assert.True(t, ae.NonRetryable(), tc.desc)
+	}
+	// GitHub unavailable: retryable.
+	r.srv.FailNext(githubtest.RouteGenerateRepoJITConfig, 1, githubtest.BadGateway())
+	_, err := r.env.ExecuteActivity(r.a.StartJITRunner, activities.StartRunnerInput{Pool: "ci", MachineID: r.machine, RunnerName: "drydock-ci-1-1"})
+	ae := appError(t, err)
+	assert.Equal(t, activities.ErrTypeGitHubUnavailable, ae.Type())
+	assert.False(t, ae.NonRetryable())
+}
+
+func TestRunnerRemoveRunner(t *testing.T) {
+	r := newRunnerRig(t, false, nil)
+	api, err := r.a.GitHub.API(0)
+	require.NoError(t, err)
+	remove := func(name string) activities.RemoveRunnerResult {
+		t.Helper()
+		v, err := r.env.ExecuteActivity(r.a.RemoveRunner, activities.RemoveRunnerInput{Pool: "ci", RunnerName: name})
+		require.NoError(t, err)
+		var res activities.RemoveRunnerResult
+		require.NoError(t, v.Get(&res))
+		return res
+	}
+	assert.Equal(t, activities.RemoveRunnerResult{NotFound: true}, remove("drydock-ci-1-1"))
+
+	_, _, err = api.GenerateJITConfig(context.Background(), runnerScope, "drydock-ci-1-1", []string{"drydock"}, 1)
+	require.NoError(t, err)
+	assert.Equal(t, activities.RemoveRunnerResult{Removed: true}, remove("drydock-ci-1-1"))
+	assert.Empty(t, r.srv.Runners(runnerScope))
+
+	// A runner running a job is refused by GitHub: Busy, not an error.
+	r.srv.AddJob(ghOwner, ghRepo, githubtest.Job{ID: 5, Labels: []string{"drydock"}})
+	busy, _, err := api.GenerateJITConfig(context.Background(), runnerScope, "drydock-ci-5-1", []string{"drydock"}, 1)
+	require.NoError(t, err)
+	b, _ := json.Marshal(map[string]string{"jit_config": busy})
+	resp, err := http.Post(r.srv.URL()+"_test/runners/claim", "application/json", bytes.NewReader(b))
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	assert.Equal(t, activities.RemoveRunnerResult{Busy: true}, remove("drydock-ci-5-1"))
+	assert.Len(t, r.srv.Runners(runnerScope), 1)
+}
+
+func TestRunnerJobStatus(t *testing.T) {
+	r := newRunnerRig(t, false, nil)
+	r.srv.AddJob(ghOwner, ghRepo, githubtest.Job{ID: 9001, Labels: []string{"drydock"}})
+	status := func() activities.JobStatusResult {
+		t.Helper()
+		v, err := r.env.ExecuteActivity(r.a.JobStatus, activities.JobStatusInput{Owner: ghOwner, Repo: ghRepo, JobID: 9001})
+		require.NoError(t, err)
+		var res activities.JobStatusResult
+		require.NoError(t, v.Get(&res))
+		return res
+	}
+	assert.Equal(t, activities.JobStatusResult{Status: "queued"}, status())
+	r.srv.CancelJob(9001)
+	assert.Equal(t, activities.JobStatusResult{Status: "completed", Conclusion: "cancelled"}, status())
+
+	_, err := r.env.ExecuteActivity(r.a.JobStatus, activities.JobStatusInput{Owner: ghOwner, Repo: ghRepo, JobID: 1})
+	ae := appError(t, err)
+	assert.Equal(t, activities.ErrTypeGitHubRejected, ae.Type(), "an unknown job is a 404")
+	assert.True(t, ae.NonRetryable())
+}
+
+func TestRunnerActivitiesNeedGitHub(t *testing.T) {
+	r := newRunnerRig(t, true, nil)
+	for name, run := range map[string]func() error{
+		"StartJITRunner": func() error {
+			_, err := r.env.ExecuteActivity(r.a.StartJITRunner, activities.StartRunnerInput{Pool: "ci", MachineID: r.machine, RunnerName: "drydock-ci-1-1"})
+			return err
+		},
+		"RegisterPersistent": func() error {
+			_, err := r.env.ExecuteActivity(r.a.RegisterPersistent, activities.RegisterInput{Pool: "ci", MachineID: r.machine, RunnerName: "drydock-ci-m1"})
+			return err
+		},
+		"RemoveRunner": func() error {
+			_, err := r.env.ExecuteActivity(r.a.RemoveRunner, activities.RemoveRunnerInput{Pool: "ci", RunnerName: "drydock-ci-1-1"})
+			return err
+		},
+		"JobStatus": func() error {
+			_, err := r.env.ExecuteActivity(r.a.JobStatus, activities.JobStatusInput{Owner: ghOwner, Repo: ghRepo, JobID: 1})
+			return err
+		},
+	} {
+		ae := appError(t, run())
+		assert.Equal(t, activities.ErrTypeGitHubNotConfigured, ae.Type(), name)
+		assert.True(t, ae.NonRetryable(), name)
+		assert.Contains(t, ae.Error(), "runner pools need GitHub credentials (GITHUB_TOKEN or GITHUB_APP_*)", name)
+	}
+}
+
+// Persistent mode: the install step provides stand-ins for config.sh and
+// svc.sh that record how they were called.
+func TestRunnerRegisterPersistent(t *testing.T) {
+	r := newRunnerRig(t, false, func(p *pools.Pool) {
+		p.Mode = pools.ModePersistent
+		p.Scope = pools.Scope{Kind: pools.ScopeOrg, Org: ghOwner}
+		p.Install = &previewspec.Step{Run: `set -e
+d="$HOME/actions-runner"; mkdir -p "$d"
+cat > "$d/config.sh" <<'EOF'
+#!/bin/sh
+echo "$@" > "$HOME/config.args"
+echo "$RUNNER_ALLOW_RUNASROOT" > "$HOME/config.root"
+touch .runner
+EOF
+cat > "$d/svc.sh" <<'EOF'
+#!/bin/sh
+echo "$@" >> "$HOME/svc.calls"
+[ "$1" = install ] && echo actions.runner.test.service > .service
+exit 0
+EOF
+chmod +x "$d/config.sh" "$d/svc.sh"`}
+	})
+	_, err := r.env.ExecuteActivity(r.a.SetupMachine, activities.SetupMachineInput{Pool: "ci", MachineID: r.machine})
+	require.NoError(t, err)
+	in := activities.RegisterInput{Pool: "ci", MachineID: r.machine, RunnerName: "drydock-ci-m1"}
+	_, err = r.env.ExecuteActivity(r.a.RegisterPersistent, in)
+	require.NoError(t, err)
+
+	tokens := r.srv.RegistrationTokens()
+	require.Len(t, tokens, 1)
+	assert.Equal(t, 1, r.srv.Count(githubtest.RouteCreateOrgRegistrationToken))
+	want := fmt.Sprintf("--unattended --url %s/%s --token %s --name drydock-ci-m1 --labels self-hosted,drydock --work _work --replace\n",
+		strings.TrimSuffix(r.srv.URL(), "/"), ghOwner, tokens[0])
+	assert.Equal(t, want, r.sh(t, `cat "$HOME/config.args"`))
+	assert.Equal(t, "1\n", r.sh(t, `cat "$HOME/config.root"`))
+	assert.Equal(t, "install\nstart\n", r.sh(t, `cat "$HOME/svc.calls"`))
+	assert.NotContains(t, r.logs.String(), tokens[0])
+	assert.NotContains(t, r.argvs(t), tokens[0])
+
+	// Again (a machine re-registered, or a retry): configured and installed
+	// already, so only the service is (re)started.
+	_, err = r.env.ExecuteActivity(r.a.RegisterPersistent, in)
+	require.NoError(t, err)
+	assert.Equal(t, want, r.sh(t, `cat "$HOME/config.args"`))
+	assert.Equal(t, "install\nstart\nstart\n", r.sh(t, `cat "$HOME/svc.calls"`))
+}
+
+// AcquireRunner runs end to end in the workflow tests; here, its refusals.
+func TestRunnerAcquireRunnerValidatesInput(t *testing.T) {
+	a := &activities.Runners{Pools: &pools.Config{Pools: []pools.Pool{testPool()}}, Temporal: devServer.Client(), TaskQueue: "drydock-test"}
+	var s testsuite.WorkflowTestSuite
+	env := s.NewTestActivityEnvironment()
+	env.RegisterActivity(a)
+
+	_, err := env.ExecuteActivity(a.AcquireRunner, activities.AcquireInput{Pool: "nope", Request: runnerapi.AcquireRequest{JobID: 1, Attempt: 1}})
+	ae := appError(t, err)
+	assert.Equal(t, activities.ErrTypeUnknownPool, ae.Type())
+	assert.True(t, ae.NonRetryable())
+	assert.Contains(t, ae.Error(), `unknown runner pool "nope"`)
+
+	_, err = env.ExecuteActivity(a.AcquireRunner, activities.AcquireInput{Pool: "ci", Request: runnerapi.AcquireRequest{JobID: 1}})
+	ae = appError(t, err)
+	assert.Equal(t, activities.ErrTypeInvalidArgument, ae.Type())
+	assert.True(t, ae.NonRetryable())
+
+	noClient := &activities.Runners{Pools: a.Pools}
+	env = s.NewTestActivityEnvironment()
+	env.RegisterActivity(noClient)
+	_, err = env.ExecuteActivity(noClient.AcquireRunner, activities.AcquireInput{Pool: "ci", Request: runnerapi.AcquireRequest{JobID: 1, Attempt: 1}})
+	ae = appError(t, err)
+	assert.Equal(t, activities.ErrTypeInvalidArgument, ae.Type())
+}

@@ -1,0 +1,97 @@
+package githubtest
+
+import (
+	"runtime"
+	"strings"
+	"sync"
+	"weak"
+
+	"github.com/drydock-dev/drydock/internal/pools"
+)
+
+// actionsState is the double's GitHub Actions side: self-hosted runners,
+// workflow jobs and the registration tokens it issued. Its fields are
+// guarded by the owning Server's mu, like the rest of the double's state.
+type actionsState struct {
+	orgs    map[string]bool // lower-case logins added with AddOrg
+	runners []*runnerState  // registered (not deleted), in creation order
+	jobs    []*jobState     // in creation order: oldest first
+	tokens  []string        // registration tokens, in issue order
+	onJob   []func(action string, job Job)
+}
+
+// The Actions state lives beside its Server rather than in it, keyed weakly
+// so a closed and collected Server takes its state with it; this keeps the
+// runner and job double in its own files.
+var actionsStates sync.Map // weak.Pointer[Server] -> *actionsState
+
+// actions returns s's Actions state, creating it on first use.
+func (s *Server) actions() *actionsState {
+	key := weak.Make(s)
+	if st, ok := actionsStates.Load(key); ok {
+		return st.(*actionsState)
+	}
+	st, loaded := actionsStates.LoadOrStore(key, &actionsState{orgs: map[string]bool{}})
+	if !loaded {
+		runtime.AddCleanup(s, func(k weak.Pointer[Server]) { actionsStates.Delete(k) }, key)
+	}
+	return st.(*actionsState)
+}
+
+// AddOrg makes organization org exist for the organization runner routes
+// (owners of repositories added with AddRepo exist too). Calls for an
+// organization that does not exist answer 404, as GitHub does.
+func (s *Server) AddOrg(org string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.actions().orgs[strings.ToLower(org)] = true
+}
+
+// orgExists reports whether org was added or owns a repository. Callers hold s.mu.
+func (s *Server) orgExists(org string) bool {
+	if s.actions().orgs[strings.ToLower(org)] {
+		return true
+	}
+	for _, r := range s.repos {
+		if strings.EqualFold(r.owner, org) {
+			return true
+		}
+	}
+	return false
+}
+
+// scopeKey is the canonical form of a runner scope: "org:<login>" or
+// "repo:<owner>/<repo>", lower case ("" for an invalid scope).
+func scopeKey(sc pools.Scope) string {
+	switch sc.Kind {
+	case pools.ScopeOrg:
+		if sc.Org == "" {
+			return ""
+		}
+		return "org:" + strings.ToLower(sc.Org)
+	case pools.ScopeRepo:
+		if !strings.Contains(sc.Repo, "/") {
+			return ""
+		}
+		return "repo:" + strings.ToLower(sc.Repo)
+	}
+	return ""
+}
+
+// scopeOf is the runner scope a request's path names, or nil after
+// answering 404 when its organization or repository does not exist.
+// Callers hold s.mu.
+func (s *Server) scopeOf(c *call) *pools.Scope {
+	if org := c.r.PathValue("org"); org != "" {
+		if !s.orgExists(org) {
+			writeError(c.w, 404, "Not Found")
+			return nil
+		}
+		return &pools.Scope{Kind: pools.ScopeOrg, Org: org}
+	}
+	r := s.repoFor(c)
+	if r == nil {
+		return nil
+	}
+	return &pools.Scope{Kind: pools.ScopeRepo, Repo: r.owner + "/" + r.name}
+}

@@ -54,6 +54,10 @@ const (
 	SignalPrewarm = "prewarm"
 	// QueryInventory (RunnerPool) returns an Inventory.
 	QueryInventory = "inventory"
+	// SignalMachineCreated (RunnerPool, sent by its RunnerProvision
+	// children): the machine a child created, so the pool's inventory owns
+	// it (for the reconciler) while it is being set up (MachineCreated).
+	SignalMachineCreated = "machine_created"
 
 	// SignalJobEvent (RunnerJob) carries a WorkflowJobEvent: in_progress or completed.
 	SignalJobEvent = "workflow_job"
@@ -145,6 +149,10 @@ type PoolMachine struct {
 	Since      time.Time
 	// Provision is the RunnerProvision child workflow ID while provisioning.
 	Provision string `json:",omitempty"`
+	// PersistentRunner is the runner registered on the machine in
+	// persistent mode (PersistentRunnerName); it is offline while the
+	// machine sleeps, and backed by this machine all the same.
+	PersistentRunner string `json:",omitempty"`
 	// Reserved: leased to a request carried over continue-as-new whose
 	// caller has not come back for it yet. It returns to the pool if the
 	// caller does not come back within a few minutes.
@@ -241,6 +249,12 @@ type PoolSignal struct {
 	Resize  *ResizeRequest  `json:",omitempty"`
 	Drain   *DrainRequest   `json:",omitempty"`
 	Prewarm *PrewarmRequest `json:",omitempty"`
+}
+
+// MachineCreated is the SignalMachineCreated payload.
+type MachineCreated struct {
+	Provision string // the RunnerProvision child's workflow ID
+	MachineID string
 }
 
 // ProvisionInput starts a RunnerProvision child: create one machine of the

@@ -30,11 +30,6 @@ const (
 	ErrTypeGitHubNotConfigured = "GitHubNotConfigured"
 	// ErrTypeUnknownPool: the pool is not in the worker's configuration. Non-retryable.
 	ErrTypeUnknownPool = "UnknownRunnerPool"
-	// ErrTypePoolContinuingAsNew is the application error type a RunnerPool's
-	// acquire handler fails with when the pool continues as new while the
-	// request waits: AcquireRunner sends the same update (same update ID) to
-	// the pool's next run, which carries the waiting request over.
-	ErrTypePoolContinuingAsNew = "PoolContinuingAsNew"
 )
 
 // errNoGitHub is the local-mode refusal of runner activities.
@@ -386,16 +381,19 @@ type AcquireInput struct {
 // starts the pool's workflow if it is not running, and waits until the pool
 // answers. That can take long while the pool is saturated: the activity
 // heartbeats meanwhile (give it a HeartbeatTimeout). When the pool continues
-// as new under a waiting request (ErrTypePoolContinuingAsNew, or the server
-// failing the update because the run closed), the same update is sent to the
-// next run.
+// as new under a waiting request (runnerapi.ErrTypePoolContinuingAsNew, or
+// the server failing the update because the run closed), the same update is
+// sent again and reaches the next run, which kept the request's place in its
+// queue.
 func (a *Runners) AcquireRunner(ctx context.Context, in AcquireInput) (runnerapi.Lease, error) {
 	p, err := a.pool(in.Pool)
 	if err != nil {
 		return runnerapi.Lease{}, err
 	}
 	if in.Request.JobID <= 0 || in.Request.Attempt <= 0 {
-		return runnerapi.Lease{}, invalid("acquire from pool %s: job %d attempt %d: both must be positive", p.Name, in.Request.JobID, in.Request.Attempt)
+		return runnerapi.Lease{}, temporal.NewNonRetryableApplicationError(
+			fmt.Sprintf("acquire from pool %s: job %d attempt %d: both must be positive", p.Name, in.Request.JobID, in.Request.Attempt),
+			runnerapi.ErrTypeInvalidAcquire, nil)
 	}
 	if a.Temporal == nil || a.TaskQueue == "" {
 		return runnerapi.Lease{}, invalid("AcquireRunner needs Runners.Temporal and Runners.TaskQueue")
@@ -459,7 +457,7 @@ func poolMoved(err error) bool {
 	var ae *temporal.ApplicationError
 	if errors.As(err, &ae) {
 		switch ae.Type() {
-		case ErrTypePoolContinuingAsNew, "AcceptedUpdateCompletedWorkflow": // the latter: the server's, when a run closes under an accepted update
+		case runnerapi.ErrTypePoolContinuingAsNew, "AcceptedUpdateCompletedWorkflow": // the latter: the server's, when a run closes under an accepted update
 			return true
 		}
 	}
@@ -636,4 +634,43 @@ func (a *Runners) JobStatus(ctx context.Context, in JobStatusInput) (JobStatusRe
 		return JobStatusResult{}, classifyGitHub(err)
 	}
 	return JobStatusResult{Status: status, Conclusion: conclusion, RunnerName: runner}, nil
+}
+
+// GitHubRunnerDirectory is GitHub as the Reconciler's RunnerDirectory, over
+// the default installation; nil (no directory) in local mode. Removing a
+// runner that is already gone succeeds.
+func GitHubRunnerDirectory(c *gh.Clients) RunnerDirectory {
+	if c == nil {
+		return nil
+	}
+	return githubDirectory{c}
+}
+
+type githubDirectory struct{ c *gh.Clients }
+
+func (d githubDirectory) ListRunners(ctx context.Context, scope pools.Scope) ([]RegisteredRunner, error) {
+	api, err := d.c.API(0)
+	if err != nil {
+		return nil, err
+	}
+	rs, err := api.ListRunners(ctx, scope)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]RegisteredRunner, 0, len(rs))
+	for _, r := range rs {
+		out = append(out, RegisteredRunner{ID: r.ID, Name: r.Name, Online: r.Online(), Busy: r.Busy})
+	}
+	return out, nil
+}
+
+func (d githubDirectory) RemoveRunner(ctx context.Context, scope pools.Scope, id int64) error {
+	api, err := d.c.API(0)
+	if err != nil {
+		return err
+	}
+	if err := api.RemoveRunner(ctx, scope, id); err != nil && !errors.Is(err, gh.ErrRunnerNotFound) {
+		return err
+	}
+	return nil
 }

@@ -21,6 +21,8 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
+	"go.temporal.io/sdk/worker"
+	"go.temporal.io/sdk/workflow"
 
 	"github.com/drydock-dev/drydock/activities"
 	"github.com/drydock-dev/drydock/dedalus"
@@ -461,6 +463,60 @@ chmod +x "$d/config.sh" "$d/svc.sh"`}
 	assert.Equal(t, "install\nstart\nstart\n", r.sh(t, `cat "$HOME/svc.calls"`))
 }
 
+// movingPool stands in for the RunnerPool workflow: its first run answers
+// every acquire with PoolContinuingAsNew and continues as new; the next run
+// leases a machine.
+func movingPool(ctx workflow.Context, in runnerapi.PoolInput) error {
+	moving := false
+	if err := workflow.SetUpdateHandler(ctx, runnerapi.UpdateAcquire, func(ctx workflow.Context, req runnerapi.AcquireRequest) (runnerapi.Lease, error) {
+		if in.Carry == nil {
+			moving = true
+			return runnerapi.Lease{}, temporal.NewApplicationError("pool continuing as new", runnerapi.ErrTypePoolContinuingAsNew)
+		}
+		return runnerapi.Lease{MachineID: "dm-fake", RunnerName: runnerapi.RunnerName(in.Pool.Name, req.JobID, req.Attempt)}, nil
+	}); err != nil {
+		return err
+	}
+	if err := workflow.Await(ctx, func() bool { return moving }); err != nil {
+		return err
+	}
+	if err := workflow.Await(ctx, func() bool { return workflow.AllHandlersFinished(ctx) }); err != nil {
+		return err
+	}
+	return workflow.NewContinueAsNewError(ctx, runnerapi.RunnerPoolName, runnerapi.PoolInput{Pool: in.Pool, Carry: &runnerapi.PoolCarry{}})
+}
+
+// AcquireRunner starts the pool with update-with-start and follows it across
+// continue-as-new with the same update ID.
+func TestRunnerAcquireRunnerFollowsPoolAcrossContinueAsNew(t *testing.T) {
+	queue := "acquire-" + t.Name()
+	w := worker.New(devServer.Client(), queue, worker.Options{})
+	w.RegisterWorkflowWithOptions(movingPool, workflow.RegisterOptions{Name: runnerapi.RunnerPoolName})
+	require.NoError(t, w.Start())
+	defer w.Stop()
+	p := testPool()
+	p.Name = fmt.Sprintf("acq-%d", time.Now().UnixNano())
+	a := &activities.Runners{Pools: &pools.Config{Pools: []pools.Pool{p}}, Temporal: devServer.Client(), TaskQueue: queue}
+	var s testsuite.WorkflowTestSuite
+	env := s.NewTestActivityEnvironment()
+	env.RegisterActivity(a)
+	t.Cleanup(func() {
+		_ = devServer.Client().TerminateWorkflow(context.Background(), runnerapi.PoolWorkflowID(p.Name), "", "test done")
+	})
+
+	in := activities.AcquireInput{Pool: p.Name, Request: runnerapi.AcquireRequest{JobID: 31, Attempt: 2}}
+	for range 2 { // the second call is a retried activity: the same update, the same lease
+		v, err := env.ExecuteActivity(a.AcquireRunner, in)
+		require.NoError(t, err)
+		var lease runnerapi.Lease
+		require.NoError(t, v.Get(&lease))
+		assert.Equal(t, runnerapi.Lease{MachineID: "dm-fake", RunnerName: runnerapi.RunnerName(p.Name, 31, 2)}, lease)
+	}
+	desc, err := devServer.Client().DescribeWorkflowExecution(context.Background(), runnerapi.PoolWorkflowID(p.Name), "")
+	require.NoError(t, err)
+	assert.NotEqual(t, desc.WorkflowExecutionInfo.GetFirstRunId(), desc.WorkflowExecutionInfo.GetExecution().GetRunId(), "the pool continued as new once")
+}
+
 // AcquireRunner runs end to end in the workflow tests; here, its refusals.
 func TestRunnerAcquireRunnerValidatesInput(t *testing.T) {
 	a := &activities.Runners{Pools: &pools.Config{Pools: []pools.Pool{testPool()}}, Temporal: devServer.Client(), TaskQueue: "drydock-test"}
@@ -476,7 +532,7 @@ func TestRunnerAcquireRunnerValidatesInput(t *testing.T) {
 
 	_, err = env.ExecuteActivity(a.AcquireRunner, activities.AcquireInput{Pool: "ci", Request: runnerapi.AcquireRequest{JobID: 1}})
 	ae = appError(t, err)
-	assert.Equal(t, activities.ErrTypeInvalidArgument, ae.Type())
+	assert.Equal(t, runnerapi.ErrTypeInvalidAcquire, ae.Type())
 	assert.True(t, ae.NonRetryable())
 
 	noClient := &activities.Runners{Pools: a.Pools}
@@ -485,4 +541,24 @@ func TestRunnerAcquireRunnerValidatesInput(t *testing.T) {
 	_, err = env.ExecuteActivity(noClient.AcquireRunner, activities.AcquireInput{Pool: "ci", Request: runnerapi.AcquireRequest{JobID: 1, Attempt: 1}})
 	ae = appError(t, err)
 	assert.Equal(t, activities.ErrTypeInvalidArgument, ae.Type())
+}
+
+func TestRunnerGitHubRunnerDirectory(t *testing.T) {
+	assert.Nil(t, activities.GitHubRunnerDirectory(nil), "local mode: no directory")
+	srv := githubtest.New(t)
+	clients := tokenClients(t, srv)
+	api, err := clients.API(0)
+	require.NoError(t, err)
+	_, id, err := api.GenerateJITConfig(context.Background(), runnerScope, "drydock-ci-1-1", []string{"drydock"}, 1)
+	require.NoError(t, err)
+
+	dir := activities.GitHubRunnerDirectory(clients)
+	rs, err := dir.ListRunners(context.Background(), runnerScope)
+	require.NoError(t, err)
+	assert.Equal(t, []activities.RegisteredRunner{{ID: id, Name: "drydock-ci-1-1"}}, rs)
+	require.NoError(t, dir.RemoveRunner(context.Background(), runnerScope, id))
+	require.NoError(t, dir.RemoveRunner(context.Background(), runnerScope, id), "already gone")
+	rs, err = dir.ListRunners(context.Background(), runnerScope)
+	require.NoError(t, err)
+	assert.Empty(t, rs)
 }

@@ -38,10 +38,6 @@ const (
 	RunnerOffline = "offline"
 )
 
-// DefaultRunnerGroupID is GitHub's "Default" runner group, used when a pool
-// names none.
-const DefaultRunnerGroupID = 1
-
 // maxRunnerLabels is how many labels GitHub accepts in a JIT config request.
 const maxRunnerLabels = 100
 
@@ -100,7 +96,8 @@ func scopeTarget(s pools.Scope) (target, error) {
 }
 
 // GenerateJITConfig registers a single-use (just-in-time) runner named name
-// with labels in runner group groupID (0: DefaultRunnerGroupID) and returns
+// with labels in runner group groupID (0: pools.DefaultRunnerGroupID, GitHub's
+// "Default" group) and returns
 // its encoded configuration, which `run.sh --jitconfig` consumes, and the
 // runner's ID. The encoded configuration is a credential: it never appears
 // in this package's errors. A name that is taken in the scope is
@@ -117,7 +114,7 @@ func (a *API) GenerateJITConfig(ctx context.Context, scope pools.Scope, name str
 		return "", 0, fmt.Errorf("JIT runner %s in %s: %d labels, GitHub wants 1 to %d: %w", name, t, len(labels), maxRunnerLabels, ErrInvalid)
 	}
 	if groupID <= 0 {
-		groupID = DefaultRunnerGroupID
+		groupID = pools.DefaultRunnerGroupID
 	}
 	req := &github.GenerateJITConfigRequest{
 		Name: name, RunnerGroupID: groupID, Labels: labels, WorkFolder: github.String("_work"),

@@ -53,7 +53,7 @@ func TestRunnersJITConfigBothScopes(t *testing.T) {
 			require.Len(t, rs, 1)
 			assert.Equal(t, githubtest.Runner{
 				ID: id, Name: "drydock-ci-7-1", OS: "unknown", Status: "offline", Ephemeral: true,
-				Labels: labels, GroupID: gh.DefaultRunnerGroupID, Scope: sc,
+				Labels: labels, GroupID: pools.DefaultRunnerGroupID, Scope: sc,
 			}, rs[0], "group 0 means the Default group")
 
 			// The name is taken in this scope: 409.

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -244,4 +245,29 @@ func TestRunnersWebURL(t *testing.T) {
 		require.NoError(t, err)
 		assert.Equal(t, tc.web+"/acme", u)
 	}
+}
+
+// A GitHub App's default installation drives the runner APIs, on GHES too.
+func TestRunnersWithAppOnEnterprise(t *testing.T) {
+	srv := githubtest.New(t)
+	cs := appClients(t, srv, srv.EnterpriseURL(), installationID)
+	api, err := cs.API(0)
+	require.NoError(t, err)
+	orgOfRepo := pools.Scope{Kind: pools.ScopeOrg, Org: owner}
+	_, id, err := api.GenerateJITConfig(ctx(t), orgOfRepo, "drydock-ci-1-1", []string{"drydock"}, 0)
+	require.NoError(t, err)
+	rs, err := api.ListRunners(ctx(t), orgOfRepo)
+	require.NoError(t, err)
+	require.Len(t, rs, 1)
+	assert.Equal(t, id, rs[0].ID)
+	require.NoError(t, api.RemoveRunner(ctx(t), orgOfRepo, id))
+	for _, r := range srv.Requests() {
+		if r.Route != githubtest.RouteCreateInstallationToken {
+			assert.Equal(t, "installation", r.Auth, r.Path)
+			assert.True(t, r.Enterprise, r.Path)
+		}
+	}
+	u, err := cs.RunnerURL(orgOfRepo)
+	require.NoError(t, err)
+	assert.Equal(t, strings.TrimSuffix(srv.URL(), "/")+"/"+owner, u)
 }

@@ -1,0 +1,312 @@
+package workflows
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/drydock-dev/drydock/activities"
+	"github.com/drydock-dev/drydock/internal/pools"
+	"github.com/drydock-dev/drydock/workflows/runnerapi"
+)
+
+// How often a job that is running is checked with GitHub, in case its
+// completed webhook is lost (its machine would otherwise stay leased).
+const jobRecheckEvery = 15 * time.Minute
+
+// runnerJob is one RunnerJob run's state.
+type runnerJob struct {
+	in       runnerapi.RunnerJobInput
+	settings activities.PoolSettings
+	st       runnerapi.RunnerJobStatus
+	lease    runnerapi.Lease
+	// completed is the job's completed event, once seen.
+	completed *runnerapi.WorkflowJobEvent
+	seen      []string // delivery IDs
+}
+
+// RunnerJob runs one GitHub Actions job on a pool machine: lease a machine,
+// wake it, start a single-use runner, and see the job through. Accounting
+// follows GitHub, not the lease: GitHub may hand the runner this job woke a
+// different queued job with the same labels, so a completed job releases the
+// machine of the runner that ran it, and a runner left without a job is
+// removed and its machine released.
+func RunnerJob(ctx workflow.Context, in runnerapi.RunnerJobInput) error {
+	j := &runnerJob{in: in}
+	j.st = runnerapi.RunnerJobStatus{Phase: runnerapi.JobAcquiring, Pool: in.Pool, JobID: in.Job.JobID, QueuedAt: in.Job.CreatedAt}
+	if j.st.QueuedAt.IsZero() {
+		j.st.QueuedAt = workflow.Now(ctx)
+	}
+	if err := workflow.SetQueryHandler(ctx, runnerapi.QueryJobStatus, func() (runnerapi.RunnerJobStatus, error) { return j.st, nil }); err != nil {
+		return err
+	}
+	_ = workflow.UpsertTypedSearchAttributes(ctx, SearchAttrPool.ValueSet(in.Pool), SearchAttrJobID.ValueSet(in.Job.JobID),
+		SearchAttrRepo.ValueSet(strings.ToLower(in.Job.Owner+"/"+in.Job.Repo)), SearchAttrPhase.ValueSet(string(j.st.Phase)))
+
+	lctx := workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{StartToCloseTimeout: 10 * time.Second})
+	if err := workflow.ExecuteLocalActivity(lctx, runnerActs.PoolSettings, in.Pool).Get(ctx, &j.settings); err != nil {
+		return fmt.Errorf("pool %s: %w", in.Pool, err)
+	}
+	events := workflow.GetSignalChannel(ctx, runnerapi.SignalJobEvent)
+
+	var exclude []string
+	for attempt := 1; ; attempt++ {
+		j.st.Attempt = attempt
+		if attempt > j.settings.MaxAttempts {
+			j.setPhase(ctx, runnerapi.JobAbandoned)
+			return fmt.Errorf("job %d: no machine picked it up after %d attempts", in.Job.JobID, j.settings.MaxAttempts)
+		}
+		if err := j.acquire(ctx, events, attempt, exclude); err != nil {
+			return err
+		}
+		if j.completed != nil {
+			// Cancelled (or run elsewhere) while it waited for a machine.
+			j.release(ctx, j.own("job finished before its runner started", false))
+			j.lease = runnerapi.Lease{} // returned: no runner of ours to settle
+			return j.finish(ctx)
+		}
+		if err := j.startRunner(ctx); err != nil {
+			workflow.GetLogger(ctx).Warn("machine unusable; trying another", "machine", j.lease.MachineID, "error", err)
+			j.release(ctx, j.own(err.Error(), true))
+			exclude = append(exclude, j.lease.MachineID)
+			continue
+		}
+		retry, err := j.await(ctx, events)
+		if err != nil {
+			return err
+		}
+		if !retry {
+			return j.finish(ctx)
+		}
+		exclude = append(exclude, j.lease.MachineID)
+	}
+}
+
+func (j *runnerJob) setPhase(ctx workflow.Context, p runnerapi.RunnerJobPhase) {
+	j.st.Phase = p
+	_ = workflow.UpsertTypedSearchAttributes(ctx, SearchAttrPhase.ValueSet(string(p)), SearchAttrMachineID.ValueSet(j.st.MachineID))
+}
+
+// onEvent folds a workflow_job event into the state.
+func (j *runnerJob) onEvent(ctx workflow.Context, ev runnerapi.WorkflowJobEvent) {
+	if ev.DeliveryID != "" {
+		if slices.Contains(j.seen, ev.DeliveryID) {
+			return
+		}
+		j.seen = append(j.seen, ev.DeliveryID)
+	}
+	switch ev.Action {
+	case "in_progress":
+		if j.st.PickedUpAt.IsZero() {
+			j.st.PickedUpAt = workflow.Now(ctx)
+		}
+		j.st.RanOn = ev.RunnerName
+		if j.completed == nil {
+			j.setPhase(ctx, runnerapi.JobRunning)
+		}
+	case "completed":
+		if j.completed == nil {
+			e := ev
+			j.completed = &e
+			j.st.Conclusion = ev.Conclusion
+			if ev.RunnerName != "" {
+				j.st.RanOn = ev.RunnerName
+			}
+		}
+	}
+}
+
+func (j *runnerJob) acquire(ctx workflow.Context, events workflow.ReceiveChannel, attempt int, exclude []string) error {
+	j.setPhase(ctx, runnerapi.JobAcquiring)
+	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		Summary: fmt.Sprintf("acquire a %s machine (attempt %d)", j.in.Pool, attempt),
+		// A saturated pool keeps the request queued: the wait is long and heartbeats.
+		StartToCloseTimeout: 24 * time.Hour,
+		HeartbeatTimeout:    time.Minute,
+		RetryPolicy:         &temporal.RetryPolicy{InitialInterval: time.Second, MaximumInterval: 30 * time.Second},
+	})
+	fut := workflow.ExecuteActivity(actx, runnerActs.AcquireRunner, activities.AcquireInput{
+		Pool: j.in.Pool, Request: runnerapi.AcquireRequest{JobID: j.in.Job.JobID, Attempt: attempt, Exclude: exclude},
+	})
+	for {
+		sel := workflow.NewSelector(ctx)
+		var err error
+		done := false
+		sel.AddFuture(fut, func(f workflow.Future) { err = f.Get(ctx, &j.lease); done = true })
+		sel.AddReceive(events, func(c workflow.ReceiveChannel, _ bool) {
+			var ev runnerapi.WorkflowJobEvent
+			c.Receive(ctx, &ev)
+			j.onEvent(ctx, ev)
+		})
+		sel.Select(ctx)
+		if done {
+			if err != nil {
+				return fmt.Errorf("acquire a machine from pool %s: %w", j.in.Pool, err)
+			}
+			j.st.MachineID = j.lease.MachineID
+			j.st.RunnerName = j.lease.RunnerName
+			return nil
+		}
+	}
+}
+
+func runnerActivity(ctx workflow.Context, summary string, timeout time.Duration) workflow.Context {
+	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		Summary:             summary,
+		StartToCloseTimeout: timeout,
+		HeartbeatTimeout:    10 * time.Second,
+		RetryPolicy:         &temporal.RetryPolicy{InitialInterval: time.Second, MaximumInterval: 30 * time.Second, MaximumAttempts: 5},
+	})
+}
+
+// startRunner wakes the leased machine and, in jit mode, starts the job's
+// single-use runner on it. An error means the machine is unusable.
+func (j *runnerJob) startRunner(ctx workflow.Context) error {
+	j.setPhase(ctx, runnerapi.JobWaking)
+	if err := workflow.ExecuteActivity(runnerActivity(ctx, "wake "+j.lease.MachineID, 2*time.Minute),
+		machineActs.WakeMachine, j.lease.MachineID).Get(ctx, nil); err != nil {
+		return err
+	}
+	if j.settings.Mode == pools.ModeJIT {
+		j.setPhase(ctx, runnerapi.JobStarting)
+		if err := workflow.ExecuteActivity(runnerActivity(ctx, "start runner "+j.lease.RunnerName, 2*time.Minute),
+			runnerActs.StartJITRunner, activities.StartRunnerInput{
+				Pool: j.in.Pool, MachineID: j.lease.MachineID, RunnerName: j.lease.RunnerName, JobID: j.in.Job.JobID,
+			}).Get(ctx, nil); err != nil {
+			return err
+		}
+	}
+	j.setPhase(ctx, runnerapi.JobWaiting)
+	return nil
+}
+
+// await waits for the job to be picked up and completed. It returns
+// retry=true when the job was not picked up in time and is still queued:
+// this attempt's machine is released and another tried.
+func (j *runnerJob) await(ctx workflow.Context, events workflow.ReceiveChannel) (retry bool, err error) {
+	for j.completed == nil {
+		wait := j.settings.PickupTimeout
+		if !j.st.PickedUpAt.IsZero() {
+			wait = jobRecheckEvery
+		}
+		tctx, cancel := workflow.WithCancel(ctx)
+		timer := workflow.NewTimerWithOptions(tctx, wait, workflow.TimerOptions{Summary: "check the job with GitHub"})
+		fired := false
+		sel := workflow.NewSelector(ctx)
+		sel.AddReceive(events, func(c workflow.ReceiveChannel, _ bool) {
+			var ev runnerapi.WorkflowJobEvent
+			c.Receive(ctx, &ev)
+			j.onEvent(ctx, ev)
+		})
+		sel.AddFuture(timer, func(workflow.Future) { fired = true })
+		sel.Select(ctx)
+		cancel()
+		if !fired || j.completed != nil {
+			continue
+		}
+		var gs activities.JobStatusResult
+		if err := workflow.ExecuteActivity(runnerActivity(ctx, "ask GitHub about the job", time.Minute), runnerActs.JobStatus,
+			activities.JobStatusInput{Owner: j.in.Job.Owner, Repo: j.in.Job.Repo, JobID: j.in.Job.JobID, InstallationID: j.in.Job.InstallationID},
+		).Get(ctx, &gs); err != nil {
+			workflow.GetLogger(ctx).Warn("job status unavailable; waiting on", "error", err)
+			continue
+		}
+		switch gs.Status {
+		case "completed":
+			j.onEvent(ctx, runnerapi.WorkflowJobEvent{Action: "completed", JobID: j.in.Job.JobID, RunnerName: gs.RunnerName, Conclusion: gs.Conclusion})
+		case "in_progress":
+			j.onEvent(ctx, runnerapi.WorkflowJobEvent{Action: "in_progress", JobID: j.in.Job.JobID, RunnerName: gs.RunnerName})
+		default: // queued, waiting: our runner never took it
+			if j.st.PickedUpAt.IsZero() {
+				workflow.GetLogger(ctx).Warn("job not picked up in time; trying another machine", "machine", j.lease.MachineID, "status", gs.Status)
+				j.freeOwnRunner(ctx, "job not picked up within "+j.settings.PickupTimeout.String())
+				return true, nil
+			}
+		}
+	}
+	return false, nil
+}
+
+// finish settles the accounting once the job completed: the machine of the
+// runner that ran it is released, and this job's own runner, if it never
+// ran anything, is removed and its machine released.
+func (j *runnerJob) finish(ctx workflow.Context) error {
+	ev := j.completed
+	ranOn := ""
+	if ev != nil {
+		ranOn = ev.RunnerName
+	}
+	if ranOn != "" && strings.HasPrefix(ranOn, runnerapi.RunnerPrefix) {
+		j.release(ctx, runnerapi.ReleaseRequest{RunnerName: ranOn, JobID: j.in.Job.JobID, Reason: "job completed"})
+	}
+	if j.lease.MachineID != "" && ranOn != j.lease.RunnerName {
+		j.freeOwnRunner(ctx, "job ran on "+orNone(ranOn))
+	}
+	j.st.DoneAt = workflow.Now(ctx)
+	if j.st.PickedUpAt.IsZero() && ranOn == "" {
+		j.setPhase(ctx, runnerapi.JobAbandoned)
+	} else {
+		j.setPhase(ctx, runnerapi.JobCompleted)
+	}
+	return nil
+}
+
+// freeOwnRunner handles this attempt's runner when it did not run this job:
+// if it is idle it is removed and its machine released; if it is busy it is
+// running another job, whose completion releases the machine.
+func (j *runnerJob) freeOwnRunner(ctx workflow.Context, why string) {
+	if j.settings.Mode != pools.ModeJIT {
+		// A persistent runner stays registered; just return the machine.
+		j.release(ctx, j.own(why, false))
+		return
+	}
+	var res activities.RemoveRunnerResult
+	err := workflow.ExecuteActivity(runnerActivity(ctx, "remove runner "+j.lease.RunnerName, time.Minute), runnerActs.RemoveRunner,
+		activities.RemoveRunnerInput{Pool: j.in.Pool, RunnerName: j.lease.RunnerName}).Get(ctx, &res)
+	switch {
+	case err != nil:
+		workflow.GetLogger(ctx).Warn("could not remove runner; releasing its machine anyway", "runner", j.lease.RunnerName, "error", err)
+		j.release(ctx, j.own(why, false))
+	case res.Busy:
+		// It took another queued job: that job's completion releases the machine.
+	default:
+		// Removed, or gone already (it ran another job, whose completion
+		// released the machine): a release naming this lease is ignored by
+		// the pool unless the machine is still leased to this runner.
+		j.release(ctx, j.own(why, false))
+	}
+}
+
+// own is a release of this attempt's lease. It names both the machine and
+// the runner, so the pool releases the machine only while it is still
+// leased to this runner, never a machine re-leased to another job since.
+func (j *runnerJob) own(why string, broken bool) runnerapi.ReleaseRequest {
+	return runnerapi.ReleaseRequest{MachineID: j.lease.MachineID, RunnerName: j.lease.RunnerName, JobID: j.in.Job.JobID, Attempt: j.st.Attempt, Broken: broken, Reason: why}
+}
+
+// release signals the pool. The signal is delivered even if the pool is
+// continuing as new; a missing pool is logged (nothing to release).
+func (j *runnerJob) release(ctx workflow.Context, req runnerapi.ReleaseRequest) {
+	if req.JobID == 0 {
+		req.JobID = j.in.Job.JobID
+	}
+	err := workflow.SignalExternalWorkflow(ctx, runnerapi.PoolWorkflowID(j.in.Pool), "", runnerapi.SignalRelease, req).Get(ctx, nil)
+	var ae *temporal.UnknownExternalWorkflowExecutionError
+	if errors.As(err, &ae) {
+		workflow.GetLogger(ctx).Warn("pool not running; nothing to release", "pool", j.in.Pool)
+	} else if err != nil {
+		workflow.GetLogger(ctx).Error("release failed", "pool", j.in.Pool, "error", err)
+	}
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "no runner"
+	}
+	return s
+}

@@ -1,0 +1,248 @@
+package workflows
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/mock"
+	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/testsuite"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/drydock-dev/drydock/activities"
+	"github.com/drydock-dev/drydock/internal/pools"
+	"github.com/drydock-dev/drydock/workflows/runnerapi"
+)
+
+const jobTestPool = "linux"
+
+// jobWorld records what a RunnerJob asked of its activities and its pool.
+type jobWorld struct {
+	mu        sync.Mutex
+	acquires  []runnerapi.AcquireRequest
+	wakes     []string
+	started   []string // runner names
+	removed   []string
+	releases  []runnerapi.ReleaseRequest
+	wakeFails map[string]bool
+	remove    activities.RemoveRunnerResult
+	github    activities.JobStatusResult
+	acquireIn time.Duration // how long acquiring takes
+}
+
+func newJobEnv(t *testing.T, w *jobWorld) *testsuite.TestWorkflowEnvironment {
+	var s testsuite.WorkflowTestSuite
+	env := s.NewTestWorkflowEnvironment()
+	env.RegisterWorkflowWithOptions(RunnerJob, workflow.RegisterOptions{Name: runnerapi.RunnerJobName})
+	env.RegisterActivity(&activities.Machines{})
+	env.RegisterActivity(&activities.Runners{})
+	env.OnActivity(runnerActs.PoolSettings, mock.Anything, mock.Anything).Return(
+		activities.PoolSettings{Mode: pools.ModeJIT, PickupTimeout: 2 * time.Minute, MaxAttempts: 3}, nil)
+	acquire := env.OnActivity(runnerActs.AcquireRunner, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, in activities.AcquireInput) (runnerapi.Lease, error) {
+			w.mu.Lock()
+			defer w.mu.Unlock()
+			w.acquires = append(w.acquires, in.Request)
+			n := in.Request.Attempt
+			return runnerapi.Lease{MachineID: "m" + string(rune('0'+n)), RunnerName: runnerapi.RunnerName(jobTestPool, in.Request.JobID, n)}, nil
+		})
+	if w.acquireIn > 0 {
+		acquire.After(w.acquireIn)
+	}
+	env.OnActivity(machineActs.WakeMachine, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, id string) (activities.MachineRef, error) {
+			w.mu.Lock()
+			defer w.mu.Unlock()
+			w.wakes = append(w.wakes, id)
+			if w.wakeFails[id] {
+				return activities.MachineRef{}, temporal.NewNonRetryableApplicationError("restore failed", activities.ErrTypeMachineFailed, nil)
+			}
+			return activities.MachineRef{MachineID: id}, nil
+		})
+	env.OnActivity(runnerActs.StartJITRunner, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, in activities.StartRunnerInput) error {
+			w.mu.Lock()
+			defer w.mu.Unlock()
+			w.started = append(w.started, in.RunnerName)
+			return nil
+		})
+	env.OnActivity(runnerActs.RemoveRunner, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, in activities.RemoveRunnerInput) (activities.RemoveRunnerResult, error) {
+			w.mu.Lock()
+			defer w.mu.Unlock()
+			w.removed = append(w.removed, in.RunnerName)
+			return w.remove, nil
+		})
+	env.OnActivity(runnerActs.JobStatus, mock.Anything, mock.Anything).Return(
+		func(context.Context, activities.JobStatusInput) (activities.JobStatusResult, error) {
+			w.mu.Lock()
+			defer w.mu.Unlock()
+			return w.github, nil
+		})
+	env.OnSignalExternalWorkflow(mock.Anything, runnerapi.PoolWorkflowID(jobTestPool), "", runnerapi.SignalRelease, mock.Anything).Return(
+		func(_, _, _, _ string, arg any) error {
+			w.mu.Lock()
+			defer w.mu.Unlock()
+			w.releases = append(w.releases, arg.(runnerapi.ReleaseRequest))
+			return nil
+		})
+	return env
+}
+
+func jobInput(id int64) runnerapi.RunnerJobInput {
+	return runnerapi.RunnerJobInput{Pool: jobTestPool, Job: runnerapi.WorkflowJobEvent{
+		Action: "queued", JobID: id, Owner: "octo", Repo: "app", Labels: []string{"self-hosted", "linux"},
+	}}
+}
+
+func jobEvent(action string, id int64, runner, delivery string) runnerapi.WorkflowJobEvent {
+	return runnerapi.WorkflowJobEvent{DeliveryID: delivery, Action: action, JobID: id, RunnerName: runner, Conclusion: map[string]string{"completed": "success"}[action]}
+}
+
+func jobStatus(t *testing.T, env *testsuite.TestWorkflowEnvironment) runnerapi.RunnerJobStatus {
+	t.Helper()
+	v, err := env.QueryWorkflow(runnerapi.QueryJobStatus)
+	require.NoError(t, err)
+	var st runnerapi.RunnerJobStatus
+	require.NoError(t, v.Get(&st))
+	return st
+}
+
+func TestRunnerJobRunsOnItsOwnRunner(t *testing.T) {
+	w := &jobWorld{}
+	env := newJobEnv(t, w)
+	own := runnerapi.RunnerName(jobTestPool, 42, 1)
+	env.RegisterDelayedCallback(func() { env.SignalWorkflow(runnerapi.SignalJobEvent, jobEvent("in_progress", 42, own, "d1")) }, 10*time.Second)
+	env.RegisterDelayedCallback(func() { assert.Equal(t, runnerapi.JobRunning, jobStatus(t, env).Phase) }, 20*time.Second)
+	env.RegisterDelayedCallback(func() { env.SignalWorkflow(runnerapi.SignalJobEvent, jobEvent("completed", 42, own, "d2")) }, time.Minute)
+	env.ExecuteWorkflow(runnerapi.RunnerJobName, jobInput(42))
+	require.NoError(t, env.GetWorkflowError())
+	assert.Equal(t, []string{"m1"}, w.wakes)
+	assert.Equal(t, []string{own}, w.started)
+	assert.Empty(t, w.removed)
+	require.Len(t, w.releases, 1, "the machine that ran the job is released once")
+	assert.Equal(t, own, w.releases[0].RunnerName)
+	assert.Empty(t, w.releases[0].MachineID)
+	st := jobStatus(t, env)
+	assert.Equal(t, runnerapi.JobCompleted, st.Phase)
+	assert.Equal(t, "success", st.Conclusion)
+	assert.Equal(t, own, st.RanOn)
+}
+
+// GitHub hands the runner job 42 woke to another job; job 42 runs on the
+// other job's runner. Each completion releases the machine that ran it.
+func TestRunnerJobStolenJobAccounting(t *testing.T) {
+	for _, tc := range []struct {
+		name        string
+		remove      activities.RemoveRunnerResult
+		ownReleased bool
+	}{
+		{"own runner busy with the other job", activities.RemoveRunnerResult{Busy: true}, false},
+		{"own runner idle", activities.RemoveRunnerResult{Removed: true}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w := &jobWorld{remove: tc.remove}
+			env := newJobEnv(t, w)
+			other := runnerapi.RunnerName(jobTestPool, 43, 1)
+			env.RegisterDelayedCallback(func() { env.SignalWorkflow(runnerapi.SignalJobEvent, jobEvent("in_progress", 42, other, "d1")) }, 10*time.Second)
+			env.RegisterDelayedCallback(func() { env.SignalWorkflow(runnerapi.SignalJobEvent, jobEvent("completed", 42, other, "d2")) }, time.Minute)
+			env.ExecuteWorkflow(runnerapi.RunnerJobName, jobInput(42))
+			require.NoError(t, env.GetWorkflowError())
+			own := runnerapi.RunnerName(jobTestPool, 42, 1)
+			assert.Equal(t, []string{own}, w.removed, "this job's idle runner is removed")
+			require.NotEmpty(t, w.releases)
+			assert.Equal(t, runnerapi.ReleaseRequest{RunnerName: other, JobID: 42, Reason: "job completed"}, w.releases[0],
+				"the machine of the runner that ran the job is released")
+			if tc.ownReleased {
+				require.Len(t, w.releases, 2)
+				assert.Equal(t, "m1", w.releases[1].MachineID)
+				assert.Equal(t, own, w.releases[1].RunnerName, "names the lease, so a re-leased machine is never freed")
+			} else {
+				assert.Len(t, w.releases, 1, "the busy runner's own job releases its machine")
+			}
+		})
+	}
+}
+
+func TestRunnerJobNotPickedUpIsRetriedElsewhere(t *testing.T) {
+	w := &jobWorld{remove: activities.RemoveRunnerResult{Removed: true}, github: activities.JobStatusResult{Status: "queued"}}
+	env := newJobEnv(t, w)
+	second := runnerapi.RunnerName(jobTestPool, 7, 2)
+	// Nothing happens for 2 minutes: GitHub says still queued; attempt 2 runs it.
+	env.RegisterDelayedCallback(func() {
+		env.SignalWorkflow(runnerapi.SignalJobEvent, jobEvent("in_progress", 7, second, "d1"))
+		env.SignalWorkflow(runnerapi.SignalJobEvent, jobEvent("completed", 7, second, "d2"))
+	}, 3*time.Minute)
+	env.ExecuteWorkflow(runnerapi.RunnerJobName, jobInput(7))
+	require.NoError(t, env.GetWorkflowError())
+	require.Len(t, w.acquires, 2)
+	assert.Equal(t, []string{"m1"}, w.acquires[1].Exclude, "the retry avoids the machine that did not pick the job up")
+	assert.Equal(t, []string{runnerapi.RunnerName(jobTestPool, 7, 1)}, w.removed)
+	require.Len(t, w.releases, 2)
+	assert.Equal(t, "m1", w.releases[0].MachineID, "the first machine is returned")
+	assert.Equal(t, second, w.releases[1].RunnerName)
+	assert.Equal(t, 2, jobStatus(t, env).Attempt)
+}
+
+func TestRunnerJobReplacesMachineThatFailsToWake(t *testing.T) {
+	w := &jobWorld{wakeFails: map[string]bool{"m1": true}}
+	env := newJobEnv(t, w)
+	second := runnerapi.RunnerName(jobTestPool, 9, 2)
+	env.RegisterDelayedCallback(func() { env.SignalWorkflow(runnerapi.SignalJobEvent, jobEvent("completed", 9, second, "d1")) }, time.Minute)
+	env.ExecuteWorkflow(runnerapi.RunnerJobName, jobInput(9))
+	require.NoError(t, env.GetWorkflowError())
+	require.GreaterOrEqual(t, len(w.releases), 1)
+	assert.True(t, w.releases[0].Broken, "the machine that failed to wake is reported broken")
+	assert.Equal(t, "m1", w.releases[0].MachineID)
+	assert.Equal(t, []string{"m1", "m2"}, w.wakes)
+	assert.Equal(t, []string{second}, w.started)
+}
+
+func TestRunnerJobCancelledWhileWaitingForMachine(t *testing.T) {
+	w := &jobWorld{acquireIn: time.Hour}
+	env := newJobEnv(t, w)
+	env.RegisterDelayedCallback(func() {
+		env.SignalWorkflow(runnerapi.SignalJobEvent, runnerapi.WorkflowJobEvent{Action: "completed", JobID: 5, Conclusion: "cancelled", DeliveryID: "d1"})
+	}, time.Minute)
+	env.ExecuteWorkflow(runnerapi.RunnerJobName, jobInput(5))
+	require.NoError(t, env.GetWorkflowError())
+	assert.Empty(t, w.wakes, "no machine is woken for a cancelled job")
+	require.Len(t, w.releases, 1)
+	assert.Equal(t, "m1", w.releases[0].MachineID, "the lease that arrived late is returned")
+	assert.False(t, w.releases[0].Broken)
+	st := jobStatus(t, env)
+	assert.Equal(t, runnerapi.JobAbandoned, st.Phase)
+	assert.Equal(t, "cancelled", st.Conclusion)
+}
+
+func TestRunnerJobGivesUpAfterMaxAttempts(t *testing.T) {
+	w := &jobWorld{wakeFails: map[string]bool{"m1": true, "m2": true, "m3": true}}
+	env := newJobEnv(t, w)
+	env.ExecuteWorkflow(runnerapi.RunnerJobName, jobInput(11))
+	err := env.GetWorkflowError()
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "after 3 attempts")
+	assert.Len(t, w.releases, 3)
+	for _, r := range w.releases {
+		assert.True(t, r.Broken)
+	}
+}
+
+// A lost completed webhook does not leak the machine: a running job is
+// checked with GitHub periodically.
+func TestRunnerJobLostCompletedWebhook(t *testing.T) {
+	own := runnerapi.RunnerName(jobTestPool, 12, 1)
+	w := &jobWorld{github: activities.JobStatusResult{Status: "completed", Conclusion: "failure", RunnerName: own}}
+	env := newJobEnv(t, w)
+	env.RegisterDelayedCallback(func() { env.SignalWorkflow(runnerapi.SignalJobEvent, jobEvent("in_progress", 12, own, "d1")) }, 10*time.Second)
+	env.ExecuteWorkflow(runnerapi.RunnerJobName, jobInput(12))
+	require.NoError(t, env.GetWorkflowError())
+	require.Len(t, w.releases, 1)
+	assert.Equal(t, own, w.releases[0].RunnerName)
+	assert.Equal(t, "failure", jobStatus(t, env).Conclusion)
+}
+

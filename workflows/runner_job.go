@@ -221,12 +221,18 @@ func (j *runnerJob) await(ctx workflow.Context, events workflow.ReceiveChannel) 
 			j.onEvent(ctx, runnerapi.WorkflowJobEvent{Action: "completed", JobID: j.in.Job.JobID, RunnerName: gs.RunnerName, Conclusion: gs.Conclusion})
 		case "in_progress":
 			j.onEvent(ctx, runnerapi.WorkflowJobEvent{Action: "in_progress", JobID: j.in.Job.JobID, RunnerName: gs.RunnerName})
-		default: // queued, waiting: our runner never took it
-			if j.st.PickedUpAt.IsZero() {
-				workflow.GetLogger(ctx).Warn("job not picked up in time; trying another machine", "machine", j.lease.MachineID, "status", gs.Status)
-				j.freeOwnRunner(ctx, "job not picked up within "+j.settings.PickupTimeout.String())
-				return true, nil
+		default: // queued, waiting: not picked up yet
+			if !j.st.PickedUpAt.IsZero() {
+				continue
 			}
+			if j.settings.Mode == pools.ModeJIT && j.removeOwnRunner(ctx) {
+				// Our runner took another queued job; that job's own runner
+				// will take ours when it frees up. Nothing is stuck.
+				continue
+			}
+			workflow.GetLogger(ctx).Warn("job not picked up in time; trying another machine", "machine", j.lease.MachineID, "status", gs.Status)
+			j.release(ctx, j.own("job not picked up within "+j.settings.PickupTimeout.String(), false))
+			return true, nil
 		}
 	}
 	return false, nil
@@ -260,26 +266,26 @@ func (j *runnerJob) finish(ctx workflow.Context) error {
 // if it is idle it is removed and its machine released; if it is busy it is
 // running another job, whose completion releases the machine.
 func (j *runnerJob) freeOwnRunner(ctx workflow.Context, why string) {
-	if j.settings.Mode != pools.ModeJIT {
-		// A persistent runner stays registered; just return the machine.
-		j.release(ctx, j.own(why, false))
+	if j.settings.Mode == pools.ModeJIT && j.removeOwnRunner(ctx) {
 		return
 	}
+	// Removed, persistent, or gone already (it ran another job, whose
+	// completion released the machine): a release naming this lease is
+	// ignored by the pool unless the machine is still leased to it.
+	j.release(ctx, j.own(why, false))
+}
+
+// removeOwnRunner deregisters this attempt's JIT runner unless it is busy
+// running a job, and reports whether it was busy.
+func (j *runnerJob) removeOwnRunner(ctx workflow.Context) (busy bool) {
 	var res activities.RemoveRunnerResult
 	err := workflow.ExecuteActivity(runnerActivity(ctx, "remove runner "+j.lease.RunnerName, time.Minute), runnerActs.RemoveRunner,
 		activities.RemoveRunnerInput{Pool: j.in.Pool, RunnerName: j.lease.RunnerName}).Get(ctx, &res)
-	switch {
-	case err != nil:
+	if err != nil {
 		workflow.GetLogger(ctx).Warn("could not remove runner; releasing its machine anyway", "runner", j.lease.RunnerName, "error", err)
-		j.release(ctx, j.own(why, false))
-	case res.Busy:
-		// It took another queued job: that job's completion releases the machine.
-	default:
-		// Removed, or gone already (it ran another job, whose completion
-		// released the machine): a release naming this lease is ignored by
-		// the pool unless the machine is still leased to this runner.
-		j.release(ctx, j.own(why, false))
+		return false
 	}
+	return res.Busy
 }
 
 // own is a release of this attempt's lease. It names both the machine and

@@ -246,3 +246,17 @@ func TestRunnerJobLostCompletedWebhook(t *testing.T) {
 	assert.Equal(t, "failure", jobStatus(t, env).Conclusion)
 }
 
+
+// A job whose runner took another job is not stuck: it waits for the next
+// free runner instead of leasing another machine.
+func TestRunnerJobWaitsWhenItsRunnerTookAnotherJob(t *testing.T) {
+	w := &jobWorld{remove: activities.RemoveRunnerResult{Busy: true}, github: activities.JobStatusResult{Status: "queued"}}
+	env := newJobEnv(t, w)
+	other := runnerapi.RunnerName(jobTestPool, 14, 1)
+	env.RegisterDelayedCallback(func() { env.SignalWorkflow(runnerapi.SignalJobEvent, jobEvent("completed", 13, other, "d1")) }, 10*time.Minute)
+	env.ExecuteWorkflow(runnerapi.RunnerJobName, jobInput(13))
+	require.NoError(t, env.GetWorkflowError())
+	assert.Len(t, w.acquires, 1, "no second machine for a job that is only waiting for capacity")
+	require.Len(t, w.releases, 1)
+	assert.Equal(t, other, w.releases[0].RunnerName)
+}

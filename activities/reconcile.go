@@ -130,8 +130,11 @@ func (r *Reconciler) owners(ctx context.Context) (map[string]bool, map[string]bo
 			}
 			for _, m := range inv.Machines {
 				owned[m.MachineID] = true
-				if m.RunnerName != "" {
-					leased[m.RunnerName] = true
+				// A persistent runner is offline while its machine sleeps: it is backed.
+				for _, name := range []string{m.RunnerName, m.PersistentRunner} {
+					if name != "" {
+						leased[name] = true
+					}
 				}
 			}
 		}

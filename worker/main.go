@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -17,8 +18,10 @@ import (
 	"github.com/drydock-dev/drydock/dedalus"
 	"github.com/drydock-dev/drydock/internal/config"
 	"github.com/drydock-dev/drydock/internal/gh"
+	"github.com/drydock-dev/drydock/internal/pools"
 	"github.com/drydock-dev/drydock/internal/previewspec"
 	"github.com/drydock-dev/drydock/workflows"
+	"github.com/drydock-dev/drydock/workflows/runnerapi"
 )
 
 // Config is the worker's configuration.
@@ -32,6 +35,11 @@ type Config struct {
 	PreviewPublicURL   string        `envconfig:"PREVIEW_PUBLIC_URL" default:"http://pr-{number}--{owner}--{repo}.preview.localhost:8090" desc:"URL reviewers open (the preview router); {number}, {owner}, {repo} are replaced"`
 	PreviewStaleAfter  time.Duration `envconfig:"PREVIEW_STALE_AFTER" default:"168h" desc:"tear down previews with no push and no traffic for this long; 0: never"`
 	PreviewKeepFailed  bool          `envconfig:"PREVIEW_KEEP_FAILED" default:"true" desc:"keep a failed preview's machine for debugging until the next push or close"`
+
+	RunnerPoolsFile string        `envconfig:"RUNNER_POOLS_FILE" desc:"runner pools file (YAML or JSON); excludes RUNNER_POOLS; neither: no runner pools"`
+	RunnerPools     string        `envconfig:"RUNNER_POOLS" desc:"runner pools inline (JSON or YAML), instead of RUNNER_POOLS_FILE"`
+	ReconcileEvery  time.Duration `envconfig:"RECONCILE_EVERY" default:"15m" desc:"how often the reconciler looks for unowned machines and runners; 0: never"`
+	ReconcileGrace  time.Duration `envconfig:"RECONCILE_GRACE" default:"30m" desc:"machines younger than this are never reconciled (they may be provisioning)"`
 
 	LogLevel string `envconfig:"LOG_LEVEL" default:"info" desc:"debug, info, warn or error"`
 }
@@ -85,9 +93,32 @@ func run(cfg Config) error {
 		log.Info("GitHub reporting disabled: no GITHUB_TOKEN or GITHUB_APP_ID (local mode)")
 	}
 
+	pc, err := pools.LoadFrom(cfg.RunnerPoolsFile, cfg.RunnerPools)
+	if err != nil {
+		return err
+	}
+	if len(pc.Pools) > 0 && ghActs.Clients == nil {
+		return fmt.Errorf("runner pools (%s) register runners with GitHub: set GITHUB_TOKEN or GITHUB_APP_*", strings.Join(pc.Names(), ", "))
+	}
+	if cfg.ReconcileEvery < 0 || cfg.ReconcileGrace < 0 {
+		return fmt.Errorf("RECONCILE_EVERY and RECONCILE_GRACE must not be negative")
+	}
+
+	machines := &activities.Machines{Client: dc, HeartbeatEvery: 2 * time.Second}
+	reconciler := &activities.Reconciler{Dedalus: dc, Temporal: tc, Pools: pc, Grace: cfg.ReconcileGrace, Logger: log}
+	if ghActs.Clients != nil {
+		reconciler.Runners = activities.GitHubRunnerDirectory(ghActs.Clients)
+	}
 	w := worker.New(tc, workflows.TaskQueue, worker.Options{})
 	w.RegisterWorkflowWithOptions(workflows.PreviewLifecycle, workflow.RegisterOptions{Name: workflows.PreviewLifecycleName})
-	w.RegisterActivity(&activities.Machines{Client: dc, HeartbeatEvery: 2 * time.Second})
+	w.RegisterWorkflowWithOptions(workflows.RunnerPool, workflow.RegisterOptions{Name: runnerapi.RunnerPoolName})
+	w.RegisterWorkflowWithOptions(workflows.RunnerProvision, workflow.RegisterOptions{Name: runnerapi.RunnerProvisionName})
+	w.RegisterWorkflowWithOptions(workflows.RunnerJob, workflow.RegisterOptions{Name: runnerapi.RunnerJobName})
+	w.RegisterWorkflowWithOptions(workflows.RunnerPrewarm, workflow.RegisterOptions{Name: workflows.RunnerPrewarmName})
+	w.RegisterWorkflowWithOptions(workflows.Reconcile, workflow.RegisterOptions{Name: workflows.ReconcileName})
+	w.RegisterActivity(machines)
+	w.RegisterActivity(&activities.Runners{Machines: machines, GitHub: ghActs.Clients, Pools: pc, Temporal: tc, TaskQueue: workflows.TaskQueue, Logger: log})
+	w.RegisterActivity(reconciler)
 	w.RegisterActivity(&activities.Previews{
 		DefaultSpecPath: cfg.PreviewDefaultSpec, PublicURLTemplate: cfg.PreviewPublicURL,
 		StaleAfter: cfg.PreviewStaleAfter, KeepFailedMachine: cfg.PreviewKeepFailed,
@@ -96,6 +127,14 @@ func run(cfg Config) error {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	// Schedules live in Temporal; every worker start brings them in line with
+	// this configuration (idempotent).
+	if err := workflows.EnsurePoolSchedules(ctx, tc, pc); err != nil {
+		return fmt.Errorf("runner pool schedules: %w", err)
+	}
+	if err := workflows.EnsureReconcileSchedule(ctx, tc, cfg.ReconcileEvery); err != nil {
+		return fmt.Errorf("reconcile schedule: %w", err)
+	}
 	log.Info("worker polling", "task_queue", workflows.TaskQueue, "temporal", cfg.Temporal.Address,
 		"namespace", cfg.Temporal.Namespace, "dedalus", dc.BaseURL())
 	interrupt := make(chan any)

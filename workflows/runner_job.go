@@ -27,7 +27,10 @@ type runnerJob struct {
 	lease    runnerapi.Lease
 	// completed is the job's completed event, once seen.
 	completed *runnerapi.WorkflowJobEvent
-	seen      []string // delivery IDs
+	// settled: the machine of the runner that ran the job was released.
+	settled         bool
+	runnerStartedAt time.Time
+	seen    []string // delivery IDs
 }
 
 // RunnerJob runs one GitHub Actions job on a pool machine: lease a machine,
@@ -64,17 +67,23 @@ func RunnerJob(ctx workflow.Context, in runnerapi.RunnerJobInput) error {
 		if err := j.acquire(ctx, events, attempt, exclude); err != nil {
 			return err
 		}
-		if j.completed != nil {
-			// Cancelled (or run elsewhere) while it waited for a machine.
-			j.release(ctx, j.own("job finished before its runner started", false))
+		if j.completed != nil && j.completed.RunnerName == "" {
+			// Cancelled before any runner took it: no runner is owed.
+			j.release(ctx, j.own("job cancelled before its runner started", false))
 			j.lease = runnerapi.Lease{} // returned: no runner of ours to settle
 			return j.finish(ctx)
 		}
+		// A job that already ran on another job's runner still starts one:
+		// every queued job wakes one machine, so the job whose runner it
+		// took gets a runner in turn.
 		if err := j.startRunner(ctx); err != nil {
 			workflow.GetLogger(ctx).Warn("machine unusable; trying another", "machine", j.lease.MachineID, "error", err)
 			j.release(ctx, j.own(err.Error(), true))
 			exclude = append(exclude, j.lease.MachineID)
 			continue
+		}
+		if j.completed != nil {
+			return j.finish(ctx)
 		}
 		retry, err := j.await(ctx, events)
 		if err != nil {
@@ -127,7 +136,7 @@ func (j *runnerJob) acquire(ctx workflow.Context, events workflow.ReceiveChannel
 		Summary: fmt.Sprintf("acquire a %s machine (attempt %d)", j.in.Pool, attempt),
 		// A saturated pool keeps the request queued: the wait is long and heartbeats.
 		StartToCloseTimeout: 24 * time.Hour,
-		HeartbeatTimeout:    time.Minute,
+		HeartbeatTimeout:    20 * time.Second,
 		RetryPolicy:         &temporal.RetryPolicy{InitialInterval: time.Second, MaximumInterval: 30 * time.Second},
 	})
 	fut := workflow.ExecuteActivity(actx, runnerActs.AcquireRunner, activities.AcquireInput{
@@ -144,6 +153,10 @@ func (j *runnerJob) acquire(ctx workflow.Context, events workflow.ReceiveChannel
 			j.onEvent(ctx, ev)
 		})
 		sel.Select(ctx)
+		// The job may have run on another job's runner while this one
+		// waits for a machine: free that runner's machine now, or the pool
+		// can fill up with machines whose jobs are done.
+		j.settleRanOn(ctx)
 		if done {
 			if err != nil {
 				return fmt.Errorf("acquire a machine from pool %s: %w", j.in.Pool, err)
@@ -181,6 +194,7 @@ func (j *runnerJob) startRunner(ctx workflow.Context) error {
 			return err
 		}
 	}
+	j.runnerStartedAt = workflow.Now(ctx)
 	j.setPhase(ctx, runnerapi.JobWaiting)
 	return nil
 }
@@ -226,8 +240,9 @@ func (j *runnerJob) await(ctx workflow.Context, events workflow.ReceiveChannel) 
 				continue
 			}
 			if j.settings.Mode == pools.ModeJIT && j.removeOwnRunner(ctx) {
-				// Our runner took another queued job; that job's own runner
-				// will take ours when it frees up. Nothing is stuck.
+				// Our runner took another queued job (it is busy, or ran it
+				// and deregistered): every job started one runner and every
+				// runner takes one job, so a runner is coming for ours.
 				continue
 			}
 			workflow.GetLogger(ctx).Warn("job not picked up in time; trying another machine", "machine", j.lease.MachineID, "status", gs.Status)
@@ -242,15 +257,19 @@ func (j *runnerJob) await(ctx workflow.Context, events workflow.ReceiveChannel) 
 // runner that ran it is released, and this job's own runner, if it never
 // ran anything, is removed and its machine released.
 func (j *runnerJob) finish(ctx workflow.Context) error {
-	ev := j.completed
 	ranOn := ""
-	if ev != nil {
-		ranOn = ev.RunnerName
+	if j.completed != nil {
+		ranOn = j.completed.RunnerName
 	}
-	if ranOn != "" && strings.HasPrefix(ranOn, runnerapi.RunnerPrefix) {
-		j.release(ctx, runnerapi.ReleaseRequest{RunnerName: ranOn, JobID: j.in.Job.JobID, Reason: "job completed"})
-	}
+	j.settleRanOn(ctx)
 	if j.lease.MachineID != "" && ranOn != j.lease.RunnerName {
+		// Our runner may be about to take the job whose runner ran ours:
+		// give it the pickup window before deciding it is not needed.
+		if !j.runnerStartedAt.IsZero() {
+			if wait := j.runnerStartedAt.Add(j.settings.PickupTimeout).Sub(workflow.Now(ctx)); wait > 0 {
+				_ = workflow.NewTimerWithOptions(ctx, wait, workflow.TimerOptions{Summary: "let the runner take a queued job"}).Get(ctx, nil)
+			}
+		}
 		j.freeOwnRunner(ctx, "job ran on "+orNone(ranOn))
 	}
 	j.st.DoneAt = workflow.Now(ctx)
@@ -262,9 +281,21 @@ func (j *runnerJob) finish(ctx workflow.Context) error {
 	return nil
 }
 
+// settleRanOn releases, once, the machine of the runner GitHub reports ran
+// this job (whichever job leased it).
+func (j *runnerJob) settleRanOn(ctx workflow.Context) {
+	if j.settled || j.completed == nil {
+		return
+	}
+	j.settled = true
+	if ranOn := j.completed.RunnerName; strings.HasPrefix(ranOn, runnerapi.RunnerPrefix) {
+		j.release(ctx, runnerapi.ReleaseRequest{RunnerName: ranOn, JobID: j.in.Job.JobID, Reason: "job completed"})
+	}
+}
+
 // freeOwnRunner handles this attempt's runner when it did not run this job:
-// if it is idle it is removed and its machine released; if it is busy it is
-// running another job, whose completion releases the machine.
+// if it never took a job it is removed and its machine released; if it took
+// another, that job's completion releases (or released) the machine.
 func (j *runnerJob) freeOwnRunner(ctx workflow.Context, why string) {
 	if j.settings.Mode == pools.ModeJIT && j.removeOwnRunner(ctx) {
 		return
@@ -275,9 +306,10 @@ func (j *runnerJob) freeOwnRunner(ctx workflow.Context, why string) {
 	j.release(ctx, j.own(why, false))
 }
 
-// removeOwnRunner deregisters this attempt's JIT runner unless it is busy
-// running a job, and reports whether it was busy.
-func (j *runnerJob) removeOwnRunner(ctx workflow.Context) (busy bool) {
+// removeOwnRunner deregisters this attempt's JIT runner if it never took a
+// job, and reports whether it took one (busy now, or gone: a single-use
+// runner deregisters only after its job).
+func (j *runnerJob) removeOwnRunner(ctx workflow.Context) (tookAJob bool) {
 	var res activities.RemoveRunnerResult
 	err := workflow.ExecuteActivity(runnerActivity(ctx, "remove runner "+j.lease.RunnerName, time.Minute), runnerActs.RemoveRunner,
 		activities.RemoveRunnerInput{Pool: j.in.Pool, RunnerName: j.lease.RunnerName}).Get(ctx, &res)
@@ -285,7 +317,7 @@ func (j *runnerJob) removeOwnRunner(ctx workflow.Context) (busy bool) {
 		workflow.GetLogger(ctx).Warn("could not remove runner; releasing its machine anyway", "runner", j.lease.RunnerName, "error", err)
 		return false
 	}
-	return res.Busy
+	return res.Busy || res.NotFound
 }
 
 // own is a release of this attempt's lease. It names both the machine and

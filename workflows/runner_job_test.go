@@ -260,3 +260,28 @@ func TestRunnerJobWaitsWhenItsRunnerTookAnotherJob(t *testing.T) {
 	require.Len(t, w.releases, 1)
 	assert.Equal(t, other, w.releases[0].RunnerName)
 }
+
+// A job that ran on another job's runner while it still waited for a
+// machine frees that runner's machine at once (waiting for its own lease
+// first could deadlock a full pool), and still starts its own runner for the
+// job whose runner it took; unused, that runner is removed and its machine
+// returned.
+func TestRunnerJobCompletedWhileQueuedReleasesAtOnce(t *testing.T) {
+	w := &jobWorld{acquireIn: time.Hour}
+	env := newJobEnv(t, w)
+	other := runnerapi.RunnerName(jobTestPool, 99, 1)
+	env.RegisterDelayedCallback(func() { env.SignalWorkflow(runnerapi.SignalJobEvent, jobEvent("completed", 15, other, "d1")) }, time.Minute)
+	env.RegisterDelayedCallback(func() {
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		require.Len(t, w.releases, 1, "released before this job's own lease arrives")
+		assert.Equal(t, other, w.releases[0].RunnerName)
+	}, 30*time.Minute)
+	env.ExecuteWorkflow(runnerapi.RunnerJobName, jobInput(15))
+	require.NoError(t, env.GetWorkflowError())
+	require.Len(t, w.releases, 2)
+	assert.Equal(t, []string{"m1"}, w.wakes, "every queued job wakes one machine")
+	assert.Equal(t, []string{runnerapi.RunnerName(jobTestPool, 15, 1)}, w.started)
+	assert.Equal(t, []string{runnerapi.RunnerName(jobTestPool, 15, 1)}, w.removed, "unused after the pickup window")
+	assert.Equal(t, "m1", w.releases[1].MachineID, "and its machine returned")
+}

@@ -297,9 +297,11 @@ func (p *pool) dispatch(ctx workflow.Context) {
 			// (Machines being deleted are draining or broken, not idle.)
 			free := p.count(runnerapi.MachineIdle) + p.count(runnerapi.MachineWaking)
 			provisioning := p.count(runnerapi.MachineProvisioning)
-			// Every request still waiting could use no free machine: each
-			// needs a new one; MinIdle more are kept for the next jobs.
-			if len(p.queue)+min(p.minIdle, p.maxMachines) <= free+provisioning {
+			// Every request still waiting could use no free machine (the
+			// loop above served all it could; the rest exclude them): each
+			// needs a new one. MinIdle more are kept for the next jobs.
+			spare := provisioning - len(p.queue)
+			if spare >= 0 && free+spare >= min(p.minIdle, p.maxMachines) {
 				break
 			}
 			p.startProvision(ctx, len(p.queue) > provisioning)
@@ -915,7 +917,9 @@ func RunnerProvision(ctx workflow.Context, in runnerapi.ProvisionInput) (string,
 	err = workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		Summary:             fmt.Sprintf("set up runner machine %s (%d setup steps, runner %s)", id, len(in.Pool.Setup), runnerVersionOf(in.Pool)),
 		StartToCloseTimeout: setupTimeout(in.Pool),
-		HeartbeatTimeout:    time.Minute,
+		// The runner activities heartbeat every few seconds: a dead worker's
+		// setup moves to another worker within 20s.
+		HeartbeatTimeout:    20 * time.Second,
 		WaitForCancellation: true,
 		RetryPolicy: &temporal.RetryPolicy{
 			InitialInterval: 5 * time.Second, BackoffCoefficient: 2, MaximumInterval: time.Minute, MaximumAttempts: 3,
@@ -930,7 +934,7 @@ func RunnerProvision(ctx workflow.Context, in runnerapi.ProvisionInput) (string,
 		err = workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 			Summary:             fmt.Sprintf("register persistent runner %s", name),
 			StartToCloseTimeout: 5 * time.Minute,
-			HeartbeatTimeout:    time.Minute,
+			HeartbeatTimeout:    20 * time.Second,
 			WaitForCancellation: true,
 			RetryPolicy: &temporal.RetryPolicy{
 				InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: time.Minute, MaximumAttempts: 5,

@@ -1,0 +1,251 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/workflowservice/v1"
+
+	"github.com/drydock-dev/drydock/dedalus"
+	"github.com/drydock-dev/drydock/internal/ghfixture"
+	"github.com/drydock-dev/drydock/internal/githubtest"
+	"github.com/drydock-dev/drydock/internal/intake"
+	"github.com/drydock-dev/drydock/internal/pools"
+	"github.com/drydock-dev/drydock/internal/testenv"
+	"github.com/drydock-dev/drydock/workflows/runnerapi"
+)
+
+const (
+	jobOwner = "octo-org"
+	jobRepo  = "builds"
+)
+
+var jobLabels = []string{"self-hosted", "linux"}
+
+// poolJSON is a runner pool whose runners are the stand-in runner program.
+func poolJSON(t *testing.T, s *stack, name string, maxMachines int, setup, runnerPrefix string) string {
+	t.Helper()
+	s.gh.AddOrg(jobOwner)
+	s.gh.AddRepo(jobOwner, jobRepo)
+	fixtures := filepath.Join(testenv.SharedDir(t), "fixtures", "github-webhooks")
+	cmd := []string{fakeRunnerBin, "-github", s.gh.URL(), "-webhook", s.webhook.URL, "-secret", secret, "-fixtures", fixtures, "-wait", "20s"}
+	if runnerPrefix != "" {
+		cmd = append([]string{"sh", "-c", runnerPrefix + ` exec "$@"`, "runner"}, cmd...)
+	}
+	pool := map[string]any{
+		"name": name, "labels": jobLabels, "scope": map[string]any{"kind": "org", "org": jobOwner},
+		"machine":      map[string]any{"vcpu": 1, "memory_mib": 512, "storage_gib": 2, "autosleep": "10m"},
+		"max_machines": maxMachines, "install": map[string]any{"run": "mkdir -p \"$HOME/actions-runner\""},
+		"runner_command": cmd, "pickup_timeout": "4s",
+	}
+	if setup != "" {
+		pool["setup"] = []map[string]any{{"name": "toolchain", "run": setup}}
+	}
+	b, err := json.Marshal(map[string]any{"pools": []any{pool}})
+	require.NoError(t, err)
+	return string(b)
+}
+
+func (s *stack) queueJob(t *testing.T, id int64, delivery string) int {
+	t.Helper()
+	body, err := ghfixture.WorkflowJob(filepath.Join(testenv.SharedDir(t), "fixtures", "github-webhooks"), "queued", ghfixture.Job{
+		ID: id, RunID: id * 10, Name: fmt.Sprintf("build-%d", id), Owner: jobOwner, Repo: jobRepo, Org: jobOwner, Labels: jobLabels,
+	})
+	require.NoError(t, err)
+	code, _ := s.post("workflow_job", delivery, body, intake.SignatureHeader([]byte(secret), body))
+	return code
+}
+
+func (s *stack) inventory(t *testing.T, pool string) runnerapi.Inventory {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	v, err := s.tc.QueryWorkflow(ctx, runnerapi.PoolWorkflowID(pool), "", runnerapi.QueryInventory)
+	require.NoError(t, err)
+	var inv runnerapi.Inventory
+	require.NoError(t, v.Get(&inv))
+	return inv
+}
+
+func (s *stack) waitJobs(t *testing.T, ids []int64) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	for _, id := range ids {
+		if err := s.tc.GetWorkflow(ctx, runnerapi.JobWorkflowID(id), "").Get(ctx, nil); err != nil {
+			s.dump(t, ids)
+			t.Fatalf("job %d: %v", id, err)
+		}
+		job, ok := s.gh.Job(id)
+		require.True(t, ok)
+		assert.Equal(t, githubtest.JobCompleted, job.Status, "job %d ran to completion on GitHub's side", id)
+	}
+}
+
+func TestRunnerPoolRunsTwentyJobsOnFiveMachines(t *testing.T) {
+	s := newStackWith(t, func(s *stack) string { return poolJSON(t, s, "linux", 5, "", "") })
+	var ids []int64
+	for i := range 20 {
+		id := int64(7000 + i)
+		ids = append(ids, id)
+		s.gh.AddJob(jobOwner, jobRepo, githubtest.Job{ID: id, Labels: jobLabels, Duration: 300 * time.Millisecond})
+	}
+	var peak atomic.Int64
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			if n := int64(s.emu.Stats().LiveMachines); n > peak.Load() {
+				peak.Store(n)
+			}
+			select {
+			case <-stop:
+				return
+			case <-time.After(10 * time.Millisecond):
+			}
+		}
+	}()
+	for _, id := range ids {
+		require.Equal(t, http.StatusAccepted, s.queueJob(t, id, fmt.Sprintf("queued-%d", id)))
+	}
+	// Redeliveries (same delivery, and GitHub's retry with a new delivery ID) add nothing.
+	for _, id := range ids[:5] {
+		assert.Equal(t, http.StatusOK, s.queueJob(t, id, fmt.Sprintf("queued-%d", id)))
+		s.queueJob(t, id, fmt.Sprintf("queued-again-%d", id))
+	}
+	s.waitJobs(t, ids)
+	close(stop)
+	wg.Wait()
+
+	assert.LessOrEqual(t, peak.Load(), int64(5), "never more than max_machines machines")
+	stats := s.emu.Stats()
+	assert.LessOrEqual(t, stats.Creates, int64(5))
+	inv := s.inventory(t, "linux")
+	total := 0
+	for _, m := range inv.Machines {
+		total += m.Jobs
+		assert.GreaterOrEqual(t, m.Jobs, 2, "machine %s was reused", m.MachineID)
+	}
+	assert.Equal(t, 20, total, "one lease per job")
+	assert.Empty(t, inv.Queue)
+	require.Eventually(t, func() bool {
+		for _, m := range s.emu.Stats().Machines {
+			if m.Phase != dedalus.PhaseSleeping {
+				return false
+			}
+		}
+		return true
+	}, 30*time.Second, 100*time.Millisecond, "machines are asleep at the end")
+	ctx := context.Background()
+	n, err := s.tc.CountWorkflow(ctx, countQuery("DrydockPool = 'linux' AND WorkflowType = 'RunnerJob'"))
+	require.NoError(t, err)
+	assert.EqualValues(t, 20, n.GetCount(), "one RunnerJob per job, however often queued was delivered")
+}
+
+// A worker killed while a machine is being provisioned: no duplicate machine, and the job still runs.
+func TestRunnerWorkerKilledDuringProvisioning(t *testing.T) {
+	s := newStackWith(t, func(s *stack) string { return poolJSON(t, s, "slow", 2, "sleep 2", "") })
+	const id = 8001
+	s.gh.AddJob(jobOwner, jobRepo, githubtest.Job{ID: id, Labels: jobLabels, Duration: 200 * time.Millisecond})
+	require.Equal(t, http.StatusAccepted, s.queueJob(t, id, "slow-queued"))
+	require.Eventually(t, func() bool { return s.emu.Stats().Executions >= 1 }, 30*time.Second, 20*time.Millisecond, "setup running")
+	s.stopWorker(syscall.SIGKILL)
+	time.Sleep(300 * time.Millisecond)
+	s.startWorker()
+	s.waitJobs(t, []int64{id})
+	assert.EqualValues(t, 1, s.emu.Stats().Creates, "no duplicate machine")
+}
+
+// A machine that cannot be woken (here: lost behind the pool's back) is
+// replaced; a job whose runner never picks it up is tried on another machine.
+func TestRunnerBrokenMachineReplacedAndJobRetried(t *testing.T) {
+	marker := filepath.Join(t.TempDir(), "first-runner-started")
+	// The first runner ever started exits at once without taking a job.
+	prefix := fmt.Sprintf(`if [ ! -e %q ]; then touch %q; exit 0; fi;`, marker, marker)
+	s := newStackWith(t, func(s *stack) string { return poolJSON(t, s, "flaky", 3, "", prefix) })
+
+	const first, second = 9001, 9002
+	s.gh.AddJob(jobOwner, jobRepo, githubtest.Job{ID: first, Labels: jobLabels, Duration: 100 * time.Millisecond})
+	require.Equal(t, http.StatusAccepted, s.queueJob(t, first, "flaky-1"))
+	s.waitJobs(t, []int64{first})
+	st := jobStatusOf(t, s, first)
+	assert.Equal(t, 2, st.Attempt, "not picked up on the first machine, run on the second")
+
+	// Lose an idle machine behind the pool's back: the next job's wake fails.
+	inv := s.inventory(t, "flaky")
+	require.NotEmpty(t, inv.Machines)
+	lost := inv.Machines[0].MachineID
+	c, err := dedalus.New(dedalus.Options{BaseURL: s.emu.URL(), APIKey: s.emu.APIKey()})
+	require.NoError(t, err)
+	for _, m := range inv.Machines {
+		if m.MachineID != lost {
+			// Keep only the lost machine idle so the next job leases it.
+			_, _ = c.DeleteMachine(context.Background(), m.MachineID, dedalus.Mutation{IdempotencyKey: "e2e-shrink-" + m.MachineID})
+		}
+	}
+	_, err = c.DeleteMachine(context.Background(), lost, dedalus.Mutation{IdempotencyKey: "e2e-lose-" + lost})
+	require.NoError(t, err)
+	s.gh.AddJob(jobOwner, jobRepo, githubtest.Job{ID: second, Labels: jobLabels, Duration: 100 * time.Millisecond})
+	require.Equal(t, http.StatusAccepted, s.queueJob(t, second, "flaky-2"))
+	s.waitJobs(t, []int64{second})
+	inv = s.inventory(t, "flaky")
+	for _, m := range inv.Machines {
+		assert.NotEqual(t, lost, m.MachineID, "the broken machine left the inventory")
+	}
+	desc, err := s.tc.DescribeWorkflowExecution(context.Background(), runnerapi.JobWorkflowID(second), "")
+	require.NoError(t, err)
+	assert.Equal(t, enumspb.WORKFLOW_EXECUTION_STATUS_COMPLETED, desc.GetWorkflowExecutionInfo().GetStatus())
+}
+
+// dump logs both sides of the accounting when a run gets stuck.
+func (s *stack) dump(t *testing.T, ids []int64) {
+	for _, j := range s.gh.Jobs() {
+		t.Logf("github job %d: %s runner=%s", j.ID, j.Status, j.RunnerName)
+	}
+	for _, r := range s.gh.Runners(pools.Scope{Kind: pools.ScopeOrg, Org: jobOwner}) {
+		t.Logf("github runner %s: %+v", r.Name, r)
+	}
+	for _, id := range ids {
+		v, err := s.tc.QueryWorkflow(context.Background(), runnerapi.JobWorkflowID(id), "", runnerapi.QueryJobStatus)
+		if err != nil {
+			t.Logf("job %d: %v", id, err)
+			continue
+		}
+		var st runnerapi.RunnerJobStatus
+		_ = v.Get(&st)
+		t.Logf("job %d: %+v", id, st)
+	}
+	for _, p := range []string{"linux", "slow", "flaky"} {
+		if v, err := s.tc.QueryWorkflow(context.Background(), runnerapi.PoolWorkflowID(p), "", runnerapi.QueryInventory); err == nil {
+			var inv runnerapi.Inventory
+			_ = v.Get(&inv)
+			t.Logf("pool %s: %+v", p, inv)
+		}
+	}
+}
+
+func jobStatusOf(t *testing.T, s *stack, id int64) runnerapi.RunnerJobStatus {
+	t.Helper()
+	v, err := s.tc.QueryWorkflow(context.Background(), runnerapi.JobWorkflowID(id), "", runnerapi.QueryJobStatus)
+	require.NoError(t, err)
+	var st runnerapi.RunnerJobStatus
+	require.NoError(t, v.Get(&st))
+	return st
+}
+
+func countQuery(q string) *workflowservice.CountWorkflowExecutionsRequest {
+	return &workflowservice.CountWorkflowExecutionsRequest{Query: q}
+}

@@ -30,7 +30,7 @@ type runnerJob struct {
 	// settled: the machine of the runner that ran the job was released.
 	settled         bool
 	runnerStartedAt time.Time
-	seen    []string // delivery IDs
+	seen            []string // delivery IDs
 }
 
 // RunnerJob runs one GitHub Actions job on a pool machine: lease a machine,

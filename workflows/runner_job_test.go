@@ -246,7 +246,6 @@ func TestRunnerJobLostCompletedWebhook(t *testing.T) {
 	assert.Equal(t, "failure", jobStatus(t, env).Conclusion)
 }
 
-
 // A job whose runner took another job is not stuck: it waits for the next
 // free runner instead of leasing another machine.
 func TestRunnerJobWaitsWhenItsRunnerTookAnotherJob(t *testing.T) {

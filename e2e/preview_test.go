@@ -36,6 +36,7 @@ import (
 	"github.com/drydock-dev/drydock/internal/router"
 	"github.com/drydock-dev/drydock/internal/testenv"
 	"github.com/drydock-dev/drydock/workflows"
+	"github.com/drydock-dev/drydock/workflows/runnerapi"
 )
 
 var (
@@ -174,6 +175,11 @@ func newStackWith(t *testing.T, poolsJSON func(*stack) string) *stack {
 	)
 	s.startWorker()
 	t.Cleanup(func() {
+		// Pools are entity workflows that outlive a test: end this stack's,
+		// whose machines die with its emulator.
+		for _, name := range poolCfg.Names() {
+			_ = s.tc.TerminateWorkflow(context.Background(), runnerapi.PoolWorkflowID(name), "", "end of test")
+		}
 		s.stopWorker(syscall.SIGTERM)
 		if t.Failed() {
 			t.Logf("worker output:\n%s", s.logs.String())

@@ -33,6 +33,19 @@ const (
 
 var jobLabels = []string{"self-hosted", "linux"}
 
+// jobIDs are unique per run, so the tests repeat against one dev server
+// (a job ID is handled once ever, as on GitHub).
+var jobIDs = time.Now().UnixNano() / 1000 % 1_000_000_000 * 100
+
+func nextJobIDs(n int) []int64 {
+	out := make([]int64, n)
+	for i := range out {
+		jobIDs++
+		out[i] = jobIDs
+	}
+	return out
+}
+
 // poolJSON is a runner pool whose runners are the stand-in runner program.
 func poolJSON(t *testing.T, s *stack, name string, maxMachines int, setup, runnerPrefix string) string {
 	t.Helper()
@@ -95,10 +108,8 @@ func (s *stack) waitJobs(t *testing.T, ids []int64) {
 
 func TestRunnerPoolRunsTwentyJobsOnFiveMachines(t *testing.T) {
 	s := newStackWith(t, func(s *stack) string { return poolJSON(t, s, "linux", 5, "", "") })
-	var ids []int64
-	for i := range 20 {
-		id := int64(7000 + i)
-		ids = append(ids, id)
+	ids := nextJobIDs(20)
+	for _, id := range ids {
 		s.gh.AddJob(jobOwner, jobRepo, githubtest.Job{ID: id, Labels: jobLabels, Duration: 300 * time.Millisecond})
 	}
 	var peak atomic.Int64
@@ -150,7 +161,8 @@ func TestRunnerPoolRunsTwentyJobsOnFiveMachines(t *testing.T) {
 		return true
 	}, 30*time.Second, 100*time.Millisecond, "machines are asleep at the end")
 	ctx := context.Background()
-	n, err := s.tc.CountWorkflow(ctx, countQuery("DrydockPool = 'linux' AND WorkflowType = 'RunnerJob'"))
+	n, err := s.tc.CountWorkflow(ctx, countQuery(fmt.Sprintf(
+		"DrydockPool = 'linux' AND WorkflowType = 'RunnerJob' AND DrydockJobID >= %d AND DrydockJobID <= %d", ids[0], ids[len(ids)-1])))
 	require.NoError(t, err)
 	assert.EqualValues(t, 20, n.GetCount(), "one RunnerJob per job, however often queued was delivered")
 }
@@ -158,7 +170,7 @@ func TestRunnerPoolRunsTwentyJobsOnFiveMachines(t *testing.T) {
 // A worker killed while a machine is being provisioned: no duplicate machine, and the job still runs.
 func TestRunnerWorkerKilledDuringProvisioning(t *testing.T) {
 	s := newStackWith(t, func(s *stack) string { return poolJSON(t, s, "slow", 2, "sleep 2", "") })
-	const id = 8001
+	id := nextJobIDs(1)[0]
 	s.gh.AddJob(jobOwner, jobRepo, githubtest.Job{ID: id, Labels: jobLabels, Duration: 200 * time.Millisecond})
 	require.Equal(t, http.StatusAccepted, s.queueJob(t, id, "slow-queued"))
 	require.Eventually(t, func() bool { return s.emu.Stats().Executions >= 1 }, 30*time.Second, 20*time.Millisecond, "setup running")
@@ -177,7 +189,8 @@ func TestRunnerBrokenMachineReplacedAndJobRetried(t *testing.T) {
 	prefix := fmt.Sprintf(`if [ ! -e %q ]; then touch %q; exit 0; fi;`, marker, marker)
 	s := newStackWith(t, func(s *stack) string { return poolJSON(t, s, "flaky", 3, "", prefix) })
 
-	const first, second = 9001, 9002
+	ids := nextJobIDs(2)
+	first, second := ids[0], ids[1]
 	s.gh.AddJob(jobOwner, jobRepo, githubtest.Job{ID: first, Labels: jobLabels, Duration: 100 * time.Millisecond})
 	require.Equal(t, http.StatusAccepted, s.queueJob(t, first, "flaky-1"))
 	s.waitJobs(t, []int64{first})

@@ -80,3 +80,16 @@ func sortPairs(flags []string) {
 		}
 	}
 }
+
+// DevServerFlags are the `temporal server start-dev` settings Drydock needs
+// beyond its search attributes. Every job waiting for a runner pool's
+// machine is an in-flight acquire Update on the pool's workflow, and the
+// server admits 10 per workflow by default (history.maxInFlightUpdates);
+// more waiters are retried by their callers and lose their FIFO place.
+func DevServerFlags() []string {
+	return []string{"--dynamic-config-value", "history.maxInFlightUpdates=" + MaxInFlightUpdates}
+}
+
+// MaxInFlightUpdates is the history.maxInFlightUpdates Drydock's own Temporal
+// setups use (make dev, tests, docker-compose.temporal.yml).
+const MaxInFlightUpdates = "500"

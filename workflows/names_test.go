@@ -33,3 +33,10 @@ func TestComposeRegistersTheSearchAttributes(t *testing.T) {
 		assert.True(t, strings.HasPrefix(f, "Drydock"))
 	}
 }
+
+// The compose file allows as many in-flight Updates as make dev and the tests.
+func TestComposeRaisesInFlightUpdates(t *testing.T) {
+	b, err := os.ReadFile("../docker-compose.temporal.yml")
+	require.NoError(t, err)
+	assert.Regexp(t, `history.maxInFlightUpdates:\s+- value: `+MaxInFlightUpdates, string(b))
+}

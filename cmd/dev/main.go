@@ -85,6 +85,7 @@ func run(cfg Config) error {
 		"--port", fmt.Sprint(cfg.TemporalPort), "--ui-port", fmt.Sprint(cfg.UIPort),
 		"--db-filename", filepath.Join(cfg.DataDir, "temporal.db"), "--log-level", "error"}
 	args = append(args, workflows.SearchAttributeFlags()...)
+	args = append(args, workflows.DevServerFlags()...)
 	fmt.Println("Starting the Temporal dev server...")
 	if err := stack.Start(ctx, devstack.Service{
 		Name: "temporal", Path: cfg.TemporalCLI, Args: args,

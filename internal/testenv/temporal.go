@@ -67,6 +67,7 @@ func StartTemporal(ctx context.Context) (*testsuite.DevServer, error) {
 		ClientOptions:    &client.Options{HostPort: "", Namespace: "default", Logger: quiet{}},
 		LogLevel:         "error",
 		SearchAttributes: workflows.SearchAttributes(),
+		ExtraArgs:        workflows.DevServerFlags(),
 		Stdout:           io.Discard,
 		Stderr:           os.Stderr,
 	})

@@ -227,11 +227,18 @@ func (a *Machines) RunCommand(ctx context.Context, cmd Command) (CommandResult, 
 	if cmd.MachineID == "" || len(cmd.Argv) == 0 || cmd.Argv[0] == "" {
 		return CommandResult{}, temporal.NewNonRetryableApplicationError("command needs a machine ID and a non-empty argv", ErrTypeInvalidArgument, nil)
 	}
+	return a.runCommand(ctx, cmd, "exec")
+}
+
+// runCommand runs cmd to completion with the idempotency key of this
+// activity plus keySuffix: one activity can run several commands, and a
+// retry re-attaches to each of them.
+func (a *Machines) runCommand(ctx context.Context, cmd Command, keySuffix string) (CommandResult, error) {
 	stop := a.heartbeatWhile(ctx, cmd.MachineID, cmd.Name)
 	defer stop()
 	ex, err := a.Client.CreateExecution(ctx, cmd.MachineID, dedalus.CreateExecutionRequest{
 		Command: cmd.Argv, Env: cmd.Env, Cwd: cmd.Cwd, Stdin: cmd.Stdin, TimeoutMS: cmd.Timeout.Milliseconds(),
-	}, idempotencyKey(ctx, "exec"))
+	}, idempotencyKey(ctx, keySuffix))
 	if err != nil {
 		return CommandResult{}, classify(err)
 	}
@@ -242,7 +249,7 @@ func (a *Machines) RunCommand(ctx context.Context, cmd Command) (CommandResult, 
 			// Cancelled (a newer push superseded this deploy) or timed out:
 			// stop the command too, so two builds never run at once.
 			dctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-			_, _ = a.Client.DeleteExecution(dctx, cmd.MachineID, execID, idempotencyKey(ctx, "cancel"))
+			_, _ = a.Client.DeleteExecution(dctx, cmd.MachineID, execID, idempotencyKey(ctx, keySuffix+":cancel"))
 			cancel()
 			return CommandResult{}, ctx.Err()
 		}

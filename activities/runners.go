@@ -16,7 +16,6 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
 
-	"github.com/drydock-dev/drydock/dedalus"
 	"github.com/drydock-dev/drydock/internal/gh"
 	"github.com/drydock-dev/drydock/internal/pools"
 	"github.com/drydock-dev/drydock/internal/previewspec"
@@ -111,44 +110,7 @@ func (a *Runners) machine(machineID string) error {
 // key of its own (the activity's key plus suffix), so one activity can run
 // several commands and a retry re-attaches to each of them.
 func (a *Runners) run(ctx context.Context, cmd Command, suffix string) (CommandResult, error) {
-	m := a.Machines
-	stop := m.heartbeatWhile(ctx, cmd.MachineID, cmd.Name)
-	defer stop()
-	ex, err := m.Client.CreateExecution(ctx, cmd.MachineID, dedalus.CreateExecutionRequest{
-		Command: cmd.Argv, Env: cmd.Env, Cwd: cmd.Cwd, Stdin: cmd.Stdin, TimeoutMS: cmd.Timeout.Milliseconds(),
-	}, idempotencyKey(ctx, suffix))
-	if err != nil {
-		return CommandResult{}, classify(err)
-	}
-	execID := ex.ExecutionID
-	ex, err = m.Client.WaitExecution(ctx, cmd.MachineID, execID)
-	if err != nil {
-		if ctx.Err() != nil {
-			dctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-			_, _ = m.Client.DeleteExecution(dctx, cmd.MachineID, execID, idempotencyKey(ctx, suffix+":cancel"))
-			cancel()
-			return CommandResult{}, ctx.Err()
-		}
-		return CommandResult{}, classify(err)
-	}
-	output, err := m.Client.ExecutionOutput(ctx, cmd.MachineID, execID)
-	if err != nil {
-		return CommandResult{}, classify(err)
-	}
-	res := &dedalus.ExecResult{Execution: ex, Output: output}
-	out := CommandResult{
-		ExecutionID: ex.ExecutionID,
-		Succeeded:   ex.Status == dedalus.ExecSucceeded,
-		StdoutTail:  dedalus.Tail(output.Stdout, outputTail),
-		StderrTail:  dedalus.Tail(output.Stderr, outputTail),
-	}
-	if ex.ExitCode != nil {
-		out.ExitCode = *ex.ExitCode
-	}
-	if xerr := res.Err(); xerr != nil {
-		return out, temporal.NewNonRetryableApplicationError(fmt.Sprintf("%s: %v", cmd.Name, xerr), ErrTypeCommandFailed, nil, out)
-	}
-	return out, nil
+	return a.Machines.runCommand(ctx, cmd, suffix)
 }
 
 // The scripts below are Drydock's own, constant text; everything variable

@@ -8,7 +8,7 @@
 set -euo pipefail
 
 version="${TEMPORAL_CLI_VERSION:-v1.5.1}"
-cache="${DRYDOCK_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/drydock}"
+cache="${DRYDOCK_CACHE_DIR:-${XDG_CACHE_HOME:-${HOME:-/tmp}/.cache}/drydock}"
 dir="$cache/temporal-cli/$version"
 bin="$dir/temporal"
 

@@ -306,6 +306,19 @@ func (s *Server) lookup(id string) (*machine, *apiError) {
 
 // checkIfMatch validates If-Match against the machine's revision. A missing
 // header is accepted.
+// lookupIfMatch finds the request's machine and checks its If-Match
+// revision, as lifecycle mutations do. The caller holds s.mu.
+func (s *Server) lookupIfMatch(c *call) (*machine, *apiError) {
+	m, err := s.lookup(c.param("machine_id"))
+	if err != nil {
+		return nil, err
+	}
+	if err := checkIfMatch(c, m); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
 func checkIfMatch(c *call, m *machine) *apiError {
 	h := strings.TrimSpace(c.r.Header.Get(dedalus.HeaderIfMatch))
 	if h == "" {
@@ -509,11 +522,8 @@ func (s *Server) patchMachine(c *call) (int, any, error) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	m, err := s.lookup(c.param("machine_id"))
+	m, err := s.lookupIfMatch(c)
 	if err != nil {
-		return 0, nil, err
-	}
-	if err := checkIfMatch(c, m); err != nil {
 		return 0, nil, err
 	}
 	switch m.phase {
@@ -560,11 +570,8 @@ func (s *Server) deleteMachine(c *call) (int, any, error) {
 func (s *Server) sleepMachine(c *call) (int, any, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	m, err := s.lookup(c.param("machine_id"))
+	m, err := s.lookupIfMatch(c)
 	if err != nil {
-		return 0, nil, err
-	}
-	if err := checkIfMatch(c, m); err != nil {
 		return 0, nil, err
 	}
 	switch m.phase {
@@ -583,11 +590,8 @@ func (s *Server) sleepMachine(c *call) (int, any, error) {
 func (s *Server) wakeMachine(c *call) (int, any, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	m, err := s.lookup(c.param("machine_id"))
+	m, err := s.lookupIfMatch(c)
 	if err != nil {
-		return 0, nil, err
-	}
-	if err := checkIfMatch(c, m); err != nil {
 		return 0, nil, err
 	}
 	switch m.phase {

@@ -34,6 +34,11 @@ func RunnerJobWorkflowID(jobID int64) string { return runnerapi.JobWorkflowID(jo
 // RunnerPoolWorkflowID is the ID of the RunnerPool workflow of one pool.
 func RunnerPoolWorkflowID(pool string) string { return runnerapi.PoolWorkflowID(pool) }
 
+// RepoKey is how a repository appears in DrydockRepo: "owner/repo" in lower
+// case (GitHub names are case-insensitive), so queries match however a
+// webhook spelled it.
+func RepoKey(owner, repo string) string { return strings.ToLower(owner + "/" + repo) }
+
 // Search attributes that make Drydock's runs findable in the Temporal UI and
 // with `temporal workflow list --query`. They are registered by `make dev`,
 // by the end-to-end tests and by docker-compose.temporal.yml.

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
 	"time"
 
 	"go.temporal.io/sdk/temporal"
@@ -68,7 +67,7 @@ func PreviewLifecycle(ctx workflow.Context, in PreviewInput) error {
 		return fmt.Errorf("read preview settings: %w", err)
 	}
 	_ = workflow.UpsertTypedSearchAttributes(ctx,
-		SearchAttrRepo.ValueSet(strings.ToLower(in.Owner+"/"+in.Repo)), SearchAttrPRNumber.ValueSet(int64(in.Number)),
+		SearchAttrRepo.ValueSet(RepoKey(in.Owner, in.Repo)), SearchAttrPRNumber.ValueSet(int64(in.Number)),
 		SearchAttrPhase.ValueSet(string(p.Status.Phase)), SearchAttrMachineID.ValueSet(p.Status.MachineID))
 
 	if err := workflow.SetQueryHandler(ctx, QueryStatus, func() (PreviewStatus, error) { return p.Status, nil }); err != nil {

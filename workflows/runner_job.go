@@ -49,7 +49,7 @@ func RunnerJob(ctx workflow.Context, in runnerapi.RunnerJobInput) error {
 		return err
 	}
 	_ = workflow.UpsertTypedSearchAttributes(ctx, SearchAttrPool.ValueSet(in.Pool), SearchAttrJobID.ValueSet(in.Job.JobID),
-		SearchAttrRepo.ValueSet(strings.ToLower(in.Job.Owner+"/"+in.Job.Repo)), SearchAttrPhase.ValueSet(string(j.st.Phase)))
+		SearchAttrRepo.ValueSet(RepoKey(in.Job.Owner, in.Job.Repo)), SearchAttrPhase.ValueSet(string(j.st.Phase)))
 
 	lctx := workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{StartToCloseTimeout: 10 * time.Second})
 	if err := workflow.ExecuteLocalActivity(lctx, runnerActs.PoolSettings, in.Pool).Get(ctx, &j.settings); err != nil {

@@ -255,7 +255,7 @@ func (p *PullRequests) skip(pe *github.PullRequestEvent, pre workflows.PullReque
 
 // RepoKey is the value of the DrydockRepo search attribute and the form the
 // allow-list is matched in: "owner/repo", lower case like the workflow ID.
-func RepoKey(owner, repo string) string { return strings.ToLower(owner + "/" + repo) }
+func RepoKey(owner, repo string) string { return workflows.RepoKey(owner, repo) }
 
 // previewEvent keeps the part of the delivery the workflow needs.
 func previewEvent(pe *github.PullRequestEvent, deliveryID string) workflows.PullRequestEvent {

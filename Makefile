@@ -10,12 +10,14 @@ STATICCHECK_VERSION := v0.8.2
 CACHE := $(or $(DRYDOCK_CACHE_DIR),$(or $(XDG_CACHE_HOME),$(HOME)/.cache)/drydock)
 STATICCHECK := $(CACHE)/staticcheck/$(STATICCHECK_VERSION)/staticcheck
 
-.PHONY: dev test build vet lint temporal-cli clean help
+.PHONY: dev test build vet lint bench chaos temporal-cli clean help
 
 help:
 	@echo "make dev    run Temporal, the Dedalus emulator, the worker and the webhook server locally"
 	@echo "make test   go vet + unit, workflow and end-to-end tests (-race)"
 	@echo "make lint   gofmt + go vet + staticcheck"
+	@echo "make bench  measure intake, wakes, router, runner dispatch, scale and cost; table in README"
+	@echo "make chaos  crash, fault and redelivery run; exits non-zero when an invariant breaks"
 	@echo "make build  build the binaries into $(BIN)/"
 
 build:
@@ -33,6 +35,11 @@ vet:
 
 test: vet
 	@cli="$$($(TEMPORAL_CLI_SCRIPT))" && TEMPORAL_CLI="$$cli" $(GO) test -race -count=1 -timeout 30m ./...
+
+# Figures with same-run baselines; prints the table, writes bench/results.json
+# and the README's table. BENCH_FLAGS="-only coldwake -scale 0.1" narrows it.
+bench:
+	@cli="$$($(TEMPORAL_CLI_SCRIPT))" && TEMPORAL_CLI="$$cli" $(GO) run ./bench -out bench/results.json -readme README.md $(BENCH_FLAGS)
 
 $(STATICCHECK):
 	@echo "Installing staticcheck $(STATICCHECK_VERSION) into $(dir $(STATICCHECK)) (first time only)"

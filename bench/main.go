@@ -1,0 +1,237 @@
+// Command bench is `make bench`: it measures Drydock on this machine, each
+// figure beside a baseline measured in the same run (absolute times on a
+// shared 2-core machine are noisy; ratios are what count), prints a table,
+// writes bench/results.json and, with -readme, puts the table in README.md.
+//
+// Every scenario runs against a real `temporal server start-dev`, the
+// Dedalus emulator, the GitHub API test double and the real worker, webhook
+// and router binaries (see internal/harness). Timing goals are reported,
+// never asserted: bench exits non-zero only when a scenario cannot run.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/drydock-dev/drydock/internal/harness"
+)
+
+// Row is one measured figure.
+type Row struct {
+	Metric string  `json:"metric"`
+	Value  float64 `json:"value"`
+	Unit   string  `json:"unit"`
+	// Baseline is the same figure for the baseline, measured in the same run.
+	Baseline *float64 `json:"baseline,omitempty"`
+	// Ratio is Value/Baseline (or as Note says).
+	Ratio *float64 `json:"ratio,omitempty"`
+	Goal  string   `json:"goal,omitempty"`
+	// Met says whether the goal was reached (reported, never asserted).
+	Met  *bool  `json:"met,omitempty"`
+	Note string `json:"note,omitempty"`
+}
+
+// Scenario is one benchmark.
+type Scenario struct {
+	Order int
+	Name  string // flag name
+	Title string
+	Run   func(ctx context.Context, e *Env) ([]Row, error)
+}
+
+// Env is what a scenario gets: built binaries and a way to start stacks.
+type Env struct {
+	Root        string
+	Dir         string // scratch directory of the scenario
+	Bins        string
+	TemporalCLI string
+	Log         *slog.Logger
+	// Scale multiplies workload sizes (1 = the documented sizes).
+	Scale float64
+}
+
+// Start brings up a Drydock stack for the scenario (closed with the scenario).
+func (e *Env) Start(ctx context.Context, opts harness.Options) (*harness.Harness, error) {
+	if opts.Dir == "" {
+		dir, err := os.MkdirTemp(e.Dir, "stack-*")
+		if err != nil {
+			return nil, err
+		}
+		opts.Dir = dir
+	}
+	opts.Bins, opts.TemporalCLI = e.Bins, e.TemporalCLI
+	return harness.Start(ctx, opts)
+}
+
+// N scales a workload size (at least 1).
+func (e *Env) N(n int) int { return max(1, int(float64(n)*e.Scale)) }
+
+var scenarios []Scenario
+
+func register(s Scenario) { scenarios = append(scenarios, s) }
+
+// Result is one scenario's outcome.
+type Result struct {
+	Name    string  `json:"name"`
+	Title   string  `json:"title"`
+	Rows    []Row   `json:"rows"`
+	Error   string  `json:"error,omitempty"`
+	Seconds float64 `json:"seconds"`
+}
+
+// Report is bench/results.json.
+type Report struct {
+	Date      time.Time `json:"date"`
+	Commit    string    `json:"commit"`
+	Machine   Machine   `json:"machine"`
+	Scale     float64   `json:"scale"`
+	Scenarios []Result  `json:"scenarios"`
+}
+
+func main() {
+	os.Exit(run())
+}
+
+func run() int {
+	only := flag.String("only", "", "comma-separated scenarios to run (default: all): "+names())
+	out := flag.String("out", "bench/results.json", "where to write the results (empty: nowhere)")
+	readme := flag.String("readme", "", "README to update between the bench markers (empty: none)")
+	scale := flag.Float64("scale", 1, "multiply the workload sizes (0.1 for a quick look)")
+	keep := flag.Bool("keep", false, "keep the scratch directory (logs of every process)")
+	flag.Parse()
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	slices.SortFunc(scenarios, func(a, b Scenario) int { return a.Order - b.Order })
+	chosen := scenarios
+	if *only != "" {
+		chosen = nil
+		for _, n := range strings.Split(*only, ",") {
+			i := slices.IndexFunc(scenarios, func(s Scenario) bool { return s.Name == strings.TrimSpace(n) })
+			if i < 0 {
+				fmt.Fprintf(os.Stderr, "bench: unknown scenario %q (have: %s)\n", n, names())
+				return 2
+			}
+			chosen = append(chosen, scenarios[i])
+		}
+	}
+	if *scale <= 0 {
+		fmt.Fprintln(os.Stderr, "bench: -scale must be positive")
+		return 2
+	}
+
+	root, err := harness.RepoRoot()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		return 1
+	}
+	cli := os.Getenv("TEMPORAL_CLI")
+	if cli == "" {
+		fmt.Fprintln(os.Stderr, "bench: TEMPORAL_CLI is not set; run it as `make bench`")
+		return 2
+	}
+	dir, err := os.MkdirTemp("", "drydock-bench-*")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		return 1
+	}
+	if *keep {
+		log.Info("scratch directory kept", "dir", dir)
+	} else {
+		defer os.RemoveAll(dir)
+	}
+	bins := filepath.Join(dir, "bin")
+	log.Info("building the binaries")
+	if err := harness.Build(ctx, root, bins); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		return 1
+	}
+
+	rep := Report{Date: time.Now().UTC().Truncate(time.Second), Commit: commit(root), Machine: describeMachine(), Scale: *scale}
+	failed := false
+	for _, s := range chosen {
+		sdir := filepath.Join(dir, s.Name)
+		if err := os.MkdirAll(sdir, 0o755); err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			return 1
+		}
+		log.Info("scenario", "name", s.Name, "title", s.Title)
+		env := &Env{Root: root, Dir: sdir, Bins: bins, TemporalCLI: cli, Log: log.With("scenario", s.Name), Scale: *scale}
+		began := time.Now()
+		rows, err := s.Run(ctx, env)
+		res := Result{Name: s.Name, Title: s.Title, Rows: rows, Seconds: time.Since(began).Round(100 * time.Millisecond).Seconds()}
+		if err != nil {
+			res.Error = err.Error()
+			failed = true
+			log.Error("scenario failed", "name", s.Name, "err", err, "logs", sdir)
+		}
+		rep.Scenarios = append(rep.Scenarios, res)
+		fmt.Println(renderResult(res))
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	table := Render(rep)
+	fmt.Println(table)
+	if *out != "" {
+		b, _ := json.MarshalIndent(rep, "", "  ")
+		if err := os.WriteFile(*out, append(b, '\n'), 0o644); err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			return 1
+		}
+		log.Info("results written", "file", *out)
+	}
+	if *readme != "" && *only == "" {
+		if err := updateReadme(*readme, table); err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			return 1
+		}
+		log.Info("README updated", "file", *readme)
+	}
+	if failed {
+		return 1
+	}
+	return 0
+}
+
+func names() string {
+	var n []string
+	for _, s := range scenarios {
+		n = append(n, s.Name)
+	}
+	slices.Sort(n)
+	return strings.Join(n, ",")
+}
+
+const (
+	beginMarker = "<!-- bench:begin (written by make bench) -->"
+	endMarker   = "<!-- bench:end -->"
+)
+
+func updateReadme(path, table string) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	s := string(b)
+	i, j := strings.Index(s, beginMarker), strings.Index(s, endMarker)
+	if i < 0 || j < i {
+		return errors.New(path + " has no bench markers (" + beginMarker + " ... " + endMarker + ")")
+	}
+	s = s[:i+len(beginMarker)] + "\n" + table + "\n" + s[j:]
+	return os.WriteFile(path, []byte(s), 0o644)
+}
+
+

@@ -1,0 +1,107 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/drydock-dev/drydock/internal/ghfixture"
+	"github.com/drydock-dev/drydock/internal/harness"
+	"github.com/drydock-dev/drydock/workflows"
+)
+
+// demoSpec is the example Python app's preview spec (examples/previewapp).
+func demoSpec(autosleep string) string {
+	return `
+machine: {vcpu: 1, memory_mib: 512, storage_gib: 2, autosleep: ` + autosleep + `}
+app: {port: 3000, health_path: /healthz, health_timeout: 30s}
+start: {command: [python3, examples/previewapp/app.py]}
+`
+}
+
+// openPreview delivers `opened` for a PR whose head is the demo app in a
+// fresh local repository, and waits until its preview is ready.
+func openPreview(ctx context.Context, h *harness.Harness, dir, owner, repo string, number int, spec string) (workflows.PreviewStatus, error) {
+	h.GH.SetFile(owner, repo, "main", ".drydock/preview.yml", spec)
+	src, err := harness.NewGitRepo(h.Root, dir)
+	if err != nil {
+		return workflows.PreviewStatus{}, err
+	}
+	sha, err := src.Commit("bench")
+	if err != nil {
+		return workflows.PreviewStatus{}, err
+	}
+	pr := ghfixture.PR{Owner: owner, Repo: repo, Number: number, HeadSHA: sha, HeadRef: "bench", CloneURL: src.Dir}
+	body, err := h.PullRequest("opened", pr)
+	if err != nil {
+		return workflows.PreviewStatus{}, err
+	}
+	code, err := h.Deliver(ctx, "pull_request", fmt.Sprintf("open-%s-%s-%d", owner, repo, number), body)
+	if err != nil {
+		return workflows.PreviewStatus{}, err
+	}
+	if code != http.StatusAccepted {
+		return workflows.PreviewStatus{}, fmt.Errorf("opened delivery: HTTP %d", code)
+	}
+	return waitPreview(ctx, h, workflows.PreviewWorkflowID(owner, repo, number), 2*time.Minute, func(st workflows.PreviewStatus) bool {
+		return st.Phase == workflows.PreviewReady && st.DeployedSHA == sha
+	})
+}
+
+// previewStatus queries a PreviewLifecycle's status.
+func previewStatus(ctx context.Context, h *harness.Harness, id string) (workflows.PreviewStatus, error) {
+	var st workflows.PreviewStatus
+	qctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	v, err := h.TC.QueryWorkflow(qctx, id, "", workflows.QueryStatus)
+	if err == nil {
+		err = v.Get(&st)
+	}
+	return st, err
+}
+
+// waitPreview polls the status query until ok or timeout; a failed preview
+// is an error.
+func waitPreview(ctx context.Context, h *harness.Harness, id string, timeout time.Duration, ok func(workflows.PreviewStatus) bool) (workflows.PreviewStatus, error) {
+	deadline := time.Now().Add(timeout)
+	var st workflows.PreviewStatus
+	var err error
+	for time.Now().Before(deadline) && ctx.Err() == nil {
+		st, err = previewStatus(ctx, h, id)
+		if err == nil && ok(st) {
+			return st, nil
+		}
+		if err == nil && st.Phase == workflows.PreviewFailed {
+			return st, fmt.Errorf("preview %s failed: %s", id, st.LastError)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if err != nil {
+		return st, fmt.Errorf("preview %s: %w", id, err)
+	}
+	return st, fmt.Errorf("preview %s: timed out in phase %s", id, st.Phase)
+}
+
+// machinePhase is a machine's phase in the emulator ("" when unknown).
+func machinePhase(h *harness.Harness, id string) string {
+	for _, m := range h.Emu.Stats().Machines {
+		if m.MachineID == id {
+			return strings.ToLower(string(m.Phase))
+		}
+	}
+	return ""
+}
+
+// waitMachinePhase waits until the emulator reports the machine in phase.
+func waitMachinePhase(ctx context.Context, h *harness.Harness, id, phase string, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) && ctx.Err() == nil {
+		if machinePhase(h, id) == phase {
+			return nil
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return fmt.Errorf("machine %s not %s within %s (now %q)", id, phase, timeout, machinePhase(h, id))
+}

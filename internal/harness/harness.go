@@ -1,0 +1,292 @@
+package harness
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"go.temporal.io/sdk/client"
+
+	"github.com/drydock-dev/drydock/emulator"
+	"github.com/drydock-dev/drydock/internal/ghfixture"
+	"github.com/drydock-dev/drydock/internal/githubtest"
+	"github.com/drydock-dev/drydock/internal/intake"
+)
+
+// Constants of every harness stack.
+const (
+	Secret  = "harness-webhook-secret"
+	GHToken = "ghp_harness_token"
+	Domain  = "preview.localhost"
+)
+
+// Options shape a stack. Zero values are sensible.
+type Options struct {
+	// Dir is a scratch directory: binaries, logs, the Temporal database.
+	Dir string
+	// TemporalCLI is the `temporal` binary ($TEMPORAL_CLI when empty).
+	TemporalCLI string
+	// PersistTemporal keeps Temporal's state in Dir/temporal.db so that
+	// RestartTemporal loses nothing.
+	PersistTemporal bool
+	// Emulator is the Dedalus emulator's configuration; Addr, Logger and
+	// DataDir are filled in.
+	Emulator emulator.Config
+	// Pools returns RUNNER_POOLS for the worker and webhook server, given
+	// the stack's GitHub double and webhook URL (nil: no pools).
+	Pools func(h *Harness) (string, error)
+	// Extra environment of the worker, the webhook server and the router.
+	WorkerEnv, WebhookEnv, RouterEnv []string
+	// NoWorker leaves the worker stopped (start it with Worker.Start).
+	NoWorker bool
+	// Bins holds binaries already built by Build (empty: build into Dir/bin).
+	Bins string
+}
+
+// Harness is one running Drydock.
+type Harness struct {
+	opts     Options
+	Root     string
+	Fixtures string // ../shared/fixtures/github-webhooks
+	Bins     string
+
+	Temporal *Temporal
+	TC       client.Client
+	Emu      *emulator.Server
+	GH       *githubtest.Server
+
+	Worker, Webhook, Router *Proc
+	WebhookURL, RouterURL   string
+	RunnerPools             string
+
+	http *http.Client
+	logs []*os.File
+}
+
+// Start builds the binaries and brings the whole stack up.
+func Start(ctx context.Context, opts Options) (h *Harness, err error) {
+	if opts.Dir == "" {
+		return nil, errors.New("harness: Options.Dir is required")
+	}
+	h = &Harness{opts: opts, http: &http.Client{Transport: &http.Transport{
+		MaxIdleConns: 2000, MaxIdleConnsPerHost: 2000, IdleConnTimeout: time.Minute,
+	}}}
+	defer func() {
+		if err != nil {
+			h.Close()
+			h = nil
+		}
+	}()
+	if h.Root, err = RepoRoot(); err != nil {
+		return h, err
+	}
+	shared, err := SharedDir(h.Root)
+	if err != nil {
+		return h, err
+	}
+	h.Fixtures = filepath.Join(shared, "fixtures", "github-webhooks")
+	h.Bins = opts.Bins
+	if h.Bins == "" {
+		h.Bins = filepath.Join(opts.Dir, "bin")
+		if err := Build(ctx, h.Root, h.Bins); err != nil {
+			return h, err
+		}
+	}
+
+	cli := opts.TemporalCLI
+	if cli == "" {
+		cli = os.Getenv("TEMPORAL_CLI")
+	}
+	if cli == "" {
+		return h, errors.New("harness: set TEMPORAL_CLI to the temporal binary (the Makefile does)")
+	}
+	db := ""
+	if opts.PersistTemporal {
+		db = filepath.Join(opts.Dir, "temporal.db")
+	}
+	if h.Temporal, err = StartTemporal(ctx, cli, db, h.logFile("temporal")); err != nil {
+		return h, err
+	}
+	if h.TC, err = h.Temporal.Dial(); err != nil {
+		return h, err
+	}
+
+	ecfg := opts.Emulator
+	ecfg.Addr = "127.0.0.1:0"
+	ecfg.DataDir = filepath.Join(opts.Dir, "emulator")
+	ecfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	if h.Emu, err = emulator.New(ecfg); err != nil {
+		return h, err
+	}
+	if err := h.Emu.Start(); err != nil {
+		return h, err
+	}
+	h.GH = githubtest.NewServer()
+	h.GH.AddToken(GHToken, "drydock-bot")
+
+	webhookAddr, err := FreeAddr()
+	if err != nil {
+		return h, err
+	}
+	routerAddr, err := FreeAddr()
+	if err != nil {
+		return h, err
+	}
+	h.WebhookURL, h.RouterURL = "http://"+webhookAddr, "http://"+routerAddr
+	if opts.Pools != nil {
+		if h.RunnerPools, err = opts.Pools(h); err != nil {
+			return h, err
+		}
+	}
+	_, routerPort, _ := net.SplitHostPort(routerAddr)
+	base := append(os.Environ(), "TEMPORAL_ADDRESS="+h.Temporal.Address(), "TEMPORAL_NAMESPACE=default", "LOG_LEVEL=warn")
+	h.Worker = h.proc("worker", append(append(base[:len(base):len(base)],
+		"DEDALUS_BASE_URL="+h.Emu.URL(), "DEDALUS_API_KEY="+h.Emu.APIKey(),
+		"GITHUB_TOKEN="+GHToken, "GITHUB_API_URL="+h.GH.URL(),
+		"PREVIEW_PUBLIC_URL=http://pr-{number}--{owner}--{repo}."+Domain+":"+routerPort,
+		"RUNNER_POOLS="+h.RunnerPools), opts.WorkerEnv...))
+	h.Webhook = h.proc("webhook", append(append(base[:len(base):len(base)],
+		"WEBHOOK_ADDR="+webhookAddr, "GITHUB_WEBHOOK_SECRET="+Secret,
+		"PREVIEW_LOCAL_CLONE_URLS=true", "RUNNER_POOLS="+h.RunnerPools), opts.WebhookEnv...))
+	h.Router = h.proc("router", append(append(base[:len(base):len(base)],
+		"ROUTER_ADDR="+routerAddr, "PREVIEW_DOMAIN="+Domain), opts.RouterEnv...))
+
+	if !opts.NoWorker {
+		if err := h.Worker.Start(); err != nil {
+			return h, err
+		}
+	}
+	for _, p := range []*Proc{h.Webhook, h.Router} {
+		if err := p.Start(); err != nil {
+			return h, err
+		}
+	}
+	readyCtx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	if err := WaitFor(readyCtx, "webhook server", HTTPReady(h.WebhookURL+"/readyz")); err != nil {
+		return h, err
+	}
+	if err := WaitFor(readyCtx, "router", HTTPReady(h.RouterURL+"/readyz")); err != nil {
+		return h, err
+	}
+	return h, nil
+}
+
+func (h *Harness) proc(name string, env []string) *Proc {
+	return &Proc{Name: name, Path: filepath.Join(h.Bins, name), Env: env, out: h.logFile(name)}
+}
+
+// logFile is Dir/<name>.log, where a child's output goes.
+func (h *Harness) logFile(name string) io.Writer {
+	f, err := os.OpenFile(filepath.Join(h.opts.Dir, name+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return io.Discard
+	}
+	h.logs = append(h.logs, f)
+	return f
+}
+
+// LogTail returns the last n bytes of a child's log (for failure reports).
+func (h *Harness) LogTail(name string, n int) string {
+	b, err := os.ReadFile(filepath.Join(h.opts.Dir, name+".log"))
+	if err != nil {
+		return ""
+	}
+	if len(b) > n {
+		b = b[len(b)-n:]
+	}
+	return string(b)
+}
+
+// Close stops everything: router, webhook server and worker (SIGTERM),
+// Temporal, the emulator (which kills its machines' processes) and the
+// GitHub double.
+func (h *Harness) Close() {
+	for _, p := range []*Proc{h.Router, h.Webhook, h.Worker} {
+		if p != nil {
+			p.Stop(syscall.SIGTERM, 15*time.Second)
+		}
+	}
+	if h.TC != nil {
+		h.TC.Close()
+	}
+	if h.Temporal != nil {
+		h.Temporal.Stop(syscall.SIGTERM, 15*time.Second)
+	}
+	if h.Emu != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		_ = h.Emu.Close(ctx)
+		cancel()
+	}
+	if h.GH != nil {
+		h.GH.Close()
+	}
+	for _, f := range h.logs {
+		_ = f.Close()
+	}
+}
+
+// Deliver posts a signed webhook delivery to the webhook server, as GitHub
+// does, and returns the status code.
+func (h *Harness) Deliver(ctx context.Context, event, delivery string, body []byte) (int, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, h.WebhookURL+"/webhooks/github", bytes.NewReader(body))
+	if err != nil {
+		return 0, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("User-Agent", "GitHub-Hookshot/harness")
+	req.Header.Set("X-GitHub-Event", event)
+	req.Header.Set("X-GitHub-Delivery", delivery)
+	req.Header.Set("X-Hub-Signature-256", intake.SignatureHeader([]byte(Secret), body))
+	resp, err := h.http.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp.StatusCode, nil
+}
+
+// PullRequest is a pull_request delivery body built from the fixtures.
+func (h *Harness) PullRequest(action string, pr ghfixture.PR) ([]byte, error) {
+	return ghfixture.PullRequest(h.Fixtures, action, pr)
+}
+
+// WorkflowJob is a workflow_job delivery body built from the fixtures.
+func (h *Harness) WorkflowJob(action string, job ghfixture.Job) ([]byte, error) {
+	return ghfixture.WorkflowJob(h.Fixtures, action, job)
+}
+
+// PreviewHost is the router host name of a pull request's preview.
+func PreviewHost(owner, repo string, number int) string {
+	return fmt.Sprintf("pr-%d--%s--%s.%s", number, strings.ToLower(owner), strings.ToLower(repo), Domain)
+}
+
+// Get sends GET path to a preview through the router.
+func (h *Harness) Get(ctx context.Context, owner, repo string, number int, path string) (int, []byte, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, h.RouterURL+path, nil)
+	if err != nil {
+		return 0, nil, err
+	}
+	req.Host = PreviewHost(owner, repo, number)
+	resp, err := h.http.Do(req)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, b, err
+}
+
+// HTTPClient is the harness's pooled HTTP client.
+func (h *Harness) HTTPClient() *http.Client { return h.http }

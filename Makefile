@@ -41,6 +41,12 @@ test: vet
 bench:
 	@cli="$$($(TEMPORAL_CLI_SCRIPT))" && TEMPORAL_CLI="$$cli" $(GO) run ./bench -out bench/results.json -readme README.md $(BENCH_FLAGS)
 
+# Crashes, Dedalus faults, a Temporal restart and redelivered webhooks, then
+# the invariants (nothing lost, leaked, duplicated or stuck); non-zero exit
+# when one breaks. CHAOS_FLAGS="-seed N" repeats a run.
+chaos:
+	@cli="$$($(TEMPORAL_CLI_SCRIPT))" && TEMPORAL_CLI="$$cli" $(GO) run ./chaos $(CHAOS_FLAGS)
+
 $(STATICCHECK):
 	@echo "Installing staticcheck $(STATICCHECK_VERSION) into $(dir $(STATICCHECK)) (first time only)"
 	@mkdir -p $(dir $(STATICCHECK))

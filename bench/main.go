@@ -233,5 +233,3 @@ func updateReadme(path, table string) error {
 	s = s[:i+len(beginMarker)] + "\n" + table + "\n" + s[j:]
 	return os.WriteFile(path, []byte(s), 0o644)
 }
-
-

@@ -239,6 +239,43 @@ func (a *GitHub) ReportOnPR(ctx context.Context, in CommentInput) error {
 	return nil
 }
 
+// PullRequestRef names a pull request.
+type PullRequestRef struct {
+	Owner, Repo    string
+	Number         int
+	InstallationID int64
+}
+
+// PullRequestState is GitHub's current word on a pull request.
+type PullRequestState struct {
+	Known   bool // GitHub answered; false in local mode or when it answers 404
+	Open    bool
+	Merged  bool
+	HeadSHA string
+}
+
+// Closed reports whether GitHub says the pull request is closed.
+func (s PullRequestState) Closed() bool { return s.Known && !s.Open }
+
+// PullRequestState asks GitHub whether the pull request is still open.
+// GitHub does not promise delivery order: an opened or synchronize delivery
+// can arrive after closed, and the workflow asks before it creates a
+// machine. A pull request GitHub does not show is Known false.
+func (a *GitHub) PullRequestState(ctx context.Context, in PullRequestRef) (PullRequestState, error) {
+	if a.skipped(ctx, "PullRequestState", in.Owner, in.Repo, in.Number) {
+		return PullRequestState{}, nil
+	}
+	api, err := a.api(in.InstallationID)
+	if err != nil {
+		return PullRequestState{}, err
+	}
+	st, found, err := api.PullRequest(ctx, in.Owner, in.Repo, in.Number)
+	if err != nil {
+		return PullRequestState{}, classifyGitHub(err)
+	}
+	return PullRequestState{Known: found, Open: st.Open, Merged: st.Merged, HeadSHA: st.HeadSHA}, nil
+}
+
 // FetchSpecInput names the preview spec file to read.
 type FetchSpecInput struct {
 	Owner, Repo    string

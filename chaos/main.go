@@ -63,7 +63,7 @@ var jobLabels = []string{"self-hosted", "linux", "chaos"}
 type options struct {
 	prs, jobs    int
 	burst        int
-	kills        bool
+	kills        int
 	faults       bool
 	restart      bool
 	seed         uint64
@@ -79,14 +79,14 @@ func main() {
 	flag.IntVar(&o.prs, "prs", 20, "pull requests")
 	flag.IntVar(&o.jobs, "jobs", 20, "runner jobs")
 	flag.IntVar(&o.burst, "burst", 500, "deliveries in the one-second burst")
-	flag.BoolVar(&o.kills, "kills", true, "SIGKILL and restart the worker at random moments")
+	flag.IntVar(&o.kills, "kills", 20, "how many times to SIGKILL and restart the worker, at random moments")
 	flag.BoolVar(&o.faults, "faults", true, "inject Dedalus API faults (503, 429, resets)")
 	flag.BoolVar(&o.restart, "restart-temporal", true, "restart the Temporal dev server mid-run")
 	flag.Uint64Var(&o.seed, "seed", 0, "random seed (0: from the clock; printed so a run can be repeated)")
-	flag.DurationVar(&o.timeout, "timeout", 10*time.Minute, "give up waiting for convergence after this long")
+	flag.DurationVar(&o.timeout, "timeout", 5*time.Minute, "give up waiting for each convergence step after this long")
 	flag.BoolVar(&o.keep, "keep", false, "keep the scratch directory (every process's log)")
 	flag.IntVar(&o.maxMachines, "max-machines", 5, "the runner pool's max_machines")
-	flag.DurationVar(&o.killEvery, "kill-every", 4*time.Second, "mean interval between worker kills")
+	flag.DurationVar(&o.killEvery, "kill-every", 3*time.Second, "mean interval between worker kills")
 	flag.Parse()
 	if o.seed == 0 {
 		o.seed = uint64(time.Now().UnixNano())
@@ -209,7 +209,7 @@ func (c *chaos) run(ctx context.Context) error {
 	}
 	killCtx, stopKills := context.WithCancel(ctx)
 	var killer sync.WaitGroup
-	if c.o.kills {
+	if c.o.kills > 0 {
 		killer.Add(1)
 		go func() { defer killer.Done(); c.killWorker(killCtx) }()
 	}
@@ -229,10 +229,23 @@ func (c *chaos) run(ctx context.Context) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			c.prEvent(ctx, p, "opened", 0)
-			if p.group == "closed-early" {
+			switch p.group {
+			case "closed-early":
 				// Closed before the opened event has been processed.
+				c.prEvent(ctx, p, "opened", 0)
 				c.prEvent(ctx, p, "closed", 0)
+			case "reordered":
+				// GitHub does not promise delivery order: the PR was opened
+				// and closed, and closed is delivered first.
+				c.prEvent(ctx, p, "closed", 0)
+				body, err := c.prBody(p, "opened", 0)
+				if err != nil {
+					c.fail("fixture: %v", err)
+					return
+				}
+				c.deliver(ctx, "pull_request", fmt.Sprintf("pr-%d-opened-0", p.number), body, 3)
+			default:
+				c.prEvent(ctx, p, "opened", 0)
 			}
 		}()
 		time.Sleep(30 * time.Millisecond)
@@ -278,17 +291,19 @@ func (c *chaos) run(ctx context.Context) error {
 		}
 	}
 	wg.Wait()
-	// Let the last kills land on the redeploys and teardowns.
-	time.Sleep(2 * c.o.killEvery)
-	stopKilling()
 
 	// Phase 5: convergence with the faults still on.
 	c.log.Info("phase 5: waiting for every preview and job to settle")
-	deadline := time.Now().Add(c.o.timeout)
-	if err := c.waitPreviews(ctx, deadline); err != nil {
+	if err := c.waitPreviews(ctx, time.Now().Add(c.o.timeout)); err != nil {
 		c.fail("%v", err)
 	}
-	if err := c.waitJobs(ctx, deadline); err != nil {
+	if err := c.waitJobs(ctx, time.Now().Add(c.o.timeout)); err != nil {
+		c.fail("%v", err)
+	}
+	// The kills go on while everything settles, until all have been made.
+	killer.Wait()
+	stopKilling()
+	if err := c.waitPreviews(ctx, time.Now().Add(c.o.timeout)); err != nil {
 		c.fail("%v", err)
 	}
 	c.checkOpenPreviews(ctx)
@@ -302,14 +317,14 @@ func (c *chaos) run(ctx context.Context) error {
 		}
 	}
 	wg.Wait()
-	if err := c.waitPreviews(ctx, deadline); err != nil {
+	if err := c.waitPreviews(ctx, time.Now().Add(c.o.timeout)); err != nil {
 		c.fail("%v", err)
 	}
 	if err := h.TC.SignalWorkflow(ctx, runnerapi.PoolWorkflowID(pool), "", runnerapi.SignalDrain, runnerapi.DrainRequest{}); err != nil {
 		c.fail("drain the pool: %v", err)
 	}
 	_ = h.Emu.SetFaults(emulator.Faults{})
-	c.waitNoMachines(ctx, deadline)
+	c.waitNoMachines(ctx, time.Now().Add(c.o.timeout))
 	c.checkMachines(ctx)
 	c.checkOpenWorkflows(ctx)
 	return nil
@@ -321,7 +336,7 @@ func (c *chaos) script() error {
 	if err != nil {
 		return err
 	}
-	groups := []string{"pushed", "steady", "closed-later", "closed-early"}
+	groups := []string{"pushed", "steady", "closed-later", "closed-early", "reordered"}
 	for i := range c.o.prs {
 		p := &pr{number: i + 1, shas: []string{sha}, group: groups[i%len(groups)]}
 		c.prs = append(c.prs, p)
@@ -357,7 +372,7 @@ func (c *chaos) poolsJSON(h *harness.Harness) (string, error) {
 
 // killWorker SIGKILLs the worker at random moments and restarts it.
 func (c *chaos) killWorker(ctx context.Context) {
-	for {
+	for c.kills.Load() < int64(c.o.kills) {
 		select {
 		case <-ctx.Done():
 			return
@@ -424,7 +439,14 @@ func (c *chaos) prEvent(ctx context.Context, p *pr, action string, shaIndex int)
 		c.fail("pull_request %s fixture: %v", action, err)
 		return
 	}
+	// GitHub's own state changes first; the delivery follows.
 	p.open = action != "closed"
+	state := "open"
+	if !p.open {
+		state = "closed"
+	}
+	c.h.GH.SetPullRequest(owner, repoName, githubtest.PullRequest{Number: p.number, State: state,
+		HeadSHA: p.shas[shaIndex], HeadRef: fmt.Sprintf("feature-%d", p.number)})
 	c.deliver(ctx, "pull_request", fmt.Sprintf("pr-%d-%s-%d", p.number, action, shaIndex), body, 3)
 }
 

@@ -259,6 +259,22 @@ func (p *preview) startDeploy(ctx workflow.Context, done workflow.Channel) {
 // deploy brings the preview to ev.HeadSHA: machine, checkout, steps, app, preview, health.
 func (p *preview) deploy(ctx workflow.Context, ev PullRequestEvent) error {
 	first := p.Status.MachineID == ""
+	if first && workflow.GetVersion(ctx, "pr-state-before-machine", workflow.DefaultVersion, 1) == 1 {
+		// GitHub does not promise delivery order: an opened or synchronize
+		// delivery may arrive after closed, and would start a preview for a
+		// closed pull request. Ask GitHub before creating anything.
+		var st activities.PullRequestState
+		if err := workflow.ExecuteActivity(withActivity(ctx, "check the pull request is open", time.Minute), githubActs.PullRequestState,
+			activities.PullRequestRef{Owner: ev.Owner, Repo: ev.Repo, Number: ev.Number, InstallationID: ev.InstallationID},
+		).Get(ctx, &st); err != nil {
+			return err
+		}
+		if st.Closed() {
+			workflow.GetLogger(ctx).Info("pull request already closed on GitHub: no preview", "sha", ev.HeadSHA)
+			p.teardown = "pull request is closed on GitHub (a delivery arrived after the close)"
+			return nil
+		}
+	}
 	if first {
 		p.setPhase(ctx, PreviewProvisioning)
 	} else {
@@ -469,11 +485,15 @@ func (p *preview) tearDown(ctx workflow.Context) error {
 	// Teardown must finish even when the workflow itself is being cancelled.
 	dctx, _ := workflow.NewDisconnectedContext(ctx)
 	workflow.GetLogger(ctx).Info("tearing down preview", "reason", p.teardown)
+	// A preview that never began deploying told GitHub nothing: say nothing now.
+	began := p.Status.Phase != PreviewPending
 	p.setPhase(dctx, PreviewTearingDown)
 	p.releaseMachine(dctx)
-	p.setDeploymentStatus(dctx, "inactive", "preview torn down")
 	p.setPhase(dctx, PreviewDestroyed)
-	p.report(dctx, gh.Report{State: "destroyed", SHA: p.Status.DeployedSHA, Branch: p.Event.HeadRef, Note: "torn down: " + p.teardown})
+	if began {
+		p.setDeploymentStatus(dctx, "inactive", "preview torn down")
+		p.report(dctx, gh.Report{State: "destroyed", SHA: p.Status.DeployedSHA, Branch: p.Event.HeadRef, Note: "torn down: " + p.teardown})
+	}
 	if err := workflow.Await(dctx, func() bool { return workflow.AllHandlersFinished(dctx) }); err != nil {
 		return err
 	}

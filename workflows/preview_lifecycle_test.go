@@ -41,6 +41,8 @@ type world struct {
 	reports   []string // states of PR comments, in order
 	reportLog []activities.CommentInput
 	statuses  []string // deployment states, in order
+	// prClosed is what GitHub says when asked whether the PR is open.
+	prClosed bool
 	// buildHook, if set, runs for every build step and may fail or block it.
 	buildHook func(ctx context.Context, cmd activities.Command) (activities.CommandResult, error)
 }
@@ -73,9 +75,14 @@ func newTestEnv(t *testing.T, settings activities.PreviewSettings) (*testsuite.T
 	env.RegisterActivity(&activities.Previews{})
 	env.RegisterActivity(&activities.GitHub{})
 	w := &world{}
-
 	env.OnActivity(previewActs.Settings, mock.Anything, mock.Anything, mock.Anything, mock.Anything).Return(settings, nil)
 	env.OnActivity(githubActs.FetchPreviewSpec, mock.Anything, mock.Anything).Return(activities.FetchSpecResult{Skipped: true}, nil)
+	env.OnActivity(githubActs.PullRequestState, mock.Anything, mock.Anything).Return(
+		func(context.Context, activities.PullRequestRef) (activities.PullRequestState, error) {
+			w.mu.Lock()
+			defer w.mu.Unlock()
+			return activities.PullRequestState{Known: true, Open: !w.prClosed, HeadSHA: "sha1"}, nil
+		})
 	env.OnActivity(previewActs.LoadSpec, mock.Anything, mock.Anything).Return(testSpec, nil)
 	env.OnActivity(githubActs.StartDeployment, mock.Anything, mock.Anything).Return(activities.DeploymentRef{ID: 77}, nil)
 	env.OnActivity(githubActs.SetDeploymentStatus, mock.Anything, mock.Anything).Return(
@@ -186,6 +193,23 @@ func TestPreviewDeploysThenTearsDownOnClose(t *testing.T) {
 			assert.NotContains(t, a, evilBranch, "untrusted data is never part of a command")
 		}
 	}
+}
+
+// GitHub does not promise delivery order: an opened delivery that arrives
+// after the pull request closed (its closed delivery found no workflow)
+// must not create a machine.
+func TestOpenedArrivingAfterCloseCreatesNothing(t *testing.T) {
+	env, w := newTestEnv(t, defaultSettings)
+	w.prClosed = true
+	env.RegisterDelayedCallback(func() { env.SignalWorkflow(SignalPullRequest, prEvent("opened", "sha1", "d1")) }, 0)
+	start(env)
+
+	require.True(t, env.IsWorkflowCompleted())
+	require.NoError(t, env.GetWorkflowError())
+	assert.Zero(t, w.creates, "no machine for a closed pull request")
+	assert.Empty(t, w.names())
+	assert.Empty(t, w.reports, "nothing is said on a closed pull request")
+	assert.Empty(t, w.statuses)
 }
 
 func TestNewerPushSupersedesInFlightDeploy(t *testing.T) {

@@ -321,6 +321,33 @@ func (a *API) FetchFile(ctx context.Context, owner, repo, ref, path string) (con
 	return []byte(s), true, nil
 }
 
+// PullRequestState is what GitHub says of a pull request now.
+type PullRequestState struct {
+	Open    bool
+	Merged  bool
+	HeadSHA string
+}
+
+// PullRequest reads a pull request's current state. A pull request GitHub
+// answers 404 for (missing, or not visible to the credentials) is
+// found=false without an error.
+func (a *API) PullRequest(ctx context.Context, owner, repo string, number int) (st PullRequestState, found bool, err error) {
+	if err := checkRepo(owner, repo); err != nil {
+		return st, false, err
+	}
+	if number <= 0 {
+		return st, false, fmt.Errorf("read pull request %s/%s#%d: %w", owner, repo, number, ErrInvalid)
+	}
+	pr, _, err := a.client.PullRequests.Get(ctx, owner, repo, number)
+	if err != nil {
+		if Classify(err).StatusCode == http.StatusNotFound {
+			return st, false, nil
+		}
+		return st, false, fmt.Errorf("read pull request %s/%s#%d: %w", owner, repo, number, err)
+	}
+	return PullRequestState{Open: pr.GetState() == "open", Merged: pr.GetMerged(), HeadSHA: pr.GetHead().GetSHA()}, true, nil
+}
+
 func truncateRunes(s string, n int) string {
 	if utf8.RuneCountInString(s) <= n {
 		return s

@@ -385,3 +385,28 @@ func TestGitHubClassifyFaults(t *testing.T) {
 	assert.False(t, gh.Classify(errors.New("something else")).Permanent)
 	assert.False(t, gh.Classify(context.DeadlineExceeded).Permanent)
 }
+
+func TestPullRequestState(t *testing.T) {
+	srv := githubtest.New(t)
+	api := tokenAPI(t, srv, srv.URL())
+	srv.SetPullRequest(owner, repo, githubtest.PullRequest{Number: 7, State: "open", HeadSHA: sha})
+	srv.SetPullRequest(owner, repo, githubtest.PullRequest{Number: 8, State: "closed", Merged: true, HeadSHA: sha2})
+
+	st, found, err := api.PullRequest(ctx(t), owner, repo, 7)
+	require.NoError(t, err)
+	assert.True(t, found)
+	assert.Equal(t, gh.PullRequestState{Open: true, HeadSHA: sha}, st)
+
+	st, found, err = api.PullRequest(ctx(t), owner, repo, 8)
+	require.NoError(t, err)
+	assert.True(t, found)
+	assert.Equal(t, gh.PullRequestState{Open: false, Merged: true, HeadSHA: sha2}, st)
+
+	// A pull request GitHub does not show is not found, without an error.
+	_, found, err = api.PullRequest(ctx(t), owner, repo, 9)
+	require.NoError(t, err)
+	assert.False(t, found)
+
+	_, _, err = api.PullRequest(ctx(t), owner, repo, 0)
+	assert.ErrorIs(t, err, gh.ErrInvalid)
+}

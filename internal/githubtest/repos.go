@@ -21,6 +21,7 @@ type repoState struct {
 	files         map[string]map[string][]byte // commit SHA -> path -> content
 	deployments   []*Deployment                // in creation order
 	comments      []*Comment                   // in creation order
+	pulls         map[int]PullRequest
 }
 
 func repoKey(owner, repo string) string { return strings.ToLower(owner + "/" + repo) }

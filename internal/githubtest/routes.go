@@ -19,6 +19,8 @@ const (
 
 	RouteGetContent = "GET /repos/{owner}/{repo}/contents/{path...}"
 
+	RouteGetPullRequest = "GET /repos/{owner}/{repo}/pulls/{pull_number}"
+
 	RouteCreateInstallationToken = "POST /app/installations/{installation_id}/access_tokens"
 	RouteGetApp                  = "GET /app"
 	RouteGetAuthenticatedUser    = "GET /user"
@@ -54,6 +56,8 @@ var routes = []route{
 	{RouteDeleteIssueComment, authToken, (*Server).deleteIssueComment},
 
 	{RouteGetContent, authToken, (*Server).getContent},
+
+	{RouteGetPullRequest, authToken, (*Server).getPullRequest},
 
 	{RouteCreateInstallationToken, authApp, (*Server).createInstallationToken},
 	{RouteGetApp, authApp, (*Server).getApp},

@@ -1,0 +1,481 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/workflowservice/v1"
+	"go.temporal.io/sdk/converter"
+
+	"github.com/drydock-dev/drydock/emulator"
+	"github.com/drydock-dev/drydock/internal/ghfixture"
+	"github.com/drydock-dev/drydock/internal/harness"
+	"github.com/drydock-dev/drydock/workflows"
+)
+
+const (
+	scaleOwner = "bench"
+	scaleRepo  = "scale"
+	// scaleBase previews are open for the baseline measurement.
+	scaleBase = 10
+	// scaleCommits is how many head commits the synchronize deliveries
+	// cycle through.
+	scaleCommits = 20
+	// scaleWindow bounds the previews being provisioned at once while
+	// opening: enough to keep the worker busy, few enough that health
+	// checks do not time out on a 2-core machine.
+	scaleWindow = 150
+	// scaleSyncRate is the rate of the synchronize deliveries (per second):
+	// with scaleBase previews open, each gets a push every 2 s, by when the
+	// deploy of the previous one is over, as it is with thousands open.
+	scaleSyncRate = 5
+)
+
+func init() {
+	register(Scenario{Order: 5, Name: "scale", Title: "5. Scale: 5,000 open previews on one worker", Run: scaleBench})
+}
+
+// scaleBench opens thousands of previews (PreviewLifecycle workflows, each
+// with a machine running a tiny app) on one worker, with an emulator that
+// boots, wakes and sleeps instantly, and measures the worker's memory and
+// how long a synchronize delivery takes to be handled by its workflow while
+// they are all open, next to the same with only scaleBase previews open.
+func scaleBench(ctx context.Context, e *Env) ([]Row, error) {
+	n := max(e.N(5000), 2*scaleBase)
+	syncs := max(50, e.N(200))
+	app, err := buildScaleApp(ctx, e.Dir)
+	if err != nil {
+		return nil, err
+	}
+	h, err := e.Start(ctx, harness.Options{
+		// Instant boot, wake and sleep; machines never autosleep here (the
+		// spec's autosleep is an hour), see scaleSpec.
+		Emulator: emulator.Config{BootDelay: -1, WakeDelay: -1, SleepDelay: -1},
+	})
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		began := time.Now()
+		killed := killApps(app)
+		h.Close()
+		e.Log.Info("stack closed", "apps_killed", killed, "took", time.Since(began).Round(time.Millisecond))
+	}()
+
+	src, err := harness.NewGitRepo(h.Root, filepath.Join(e.Dir, "src"))
+	if err != nil {
+		return nil, err
+	}
+	s := &scaleRun{h: h, e: e, clone: src.Dir, head: map[int]int{}, rnd: rand.New(rand.NewPCG(5, 5000))}
+	for i := range scaleCommits {
+		sha, err := src.Commit(fmt.Sprintf("bench commit %d", i))
+		if err != nil {
+			return nil, err
+		}
+		s.shas = append(s.shas, sha)
+	}
+	h.GH.SetFile(scaleOwner, scaleRepo, "main", ".drydock/preview.yml", scaleSpec(app))
+
+	// Baseline: a handful of previews.
+	if _, err := s.open(ctx, 1, scaleBase); err != nil {
+		return nil, fmt.Errorf("open the %d baseline previews: %w", scaleBase, err)
+	}
+	rssBase := rssKiB(h.Worker.Pid())
+	tempBase := rssKiB(h.Temporal.Pid())
+	baseLat, baseBad, err := s.syncBurst(ctx, "base", scaleBase, syncs)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.settle(ctx, scaleBase); err != nil {
+		return nil, err
+	}
+
+	// Scale up.
+	cpu0 := s.cpu()
+	openTook, err := s.open(ctx, scaleBase+1, n)
+	if err != nil {
+		return nil, fmt.Errorf("open %d previews: %w", n, err)
+	}
+	rssAll := rssKiB(h.Worker.Pid())
+	tempAll := rssKiB(h.Temporal.Pid())
+	appsPss, apps := appsPssKiB(app)
+	cpu1 := s.cpu()
+	e.Log.Info("CPU while opening", "temporal", cpu1[0]-cpu0[0], "worker", cpu1[1]-cpu0[1], "webhook", cpu1[2]-cpu0[2],
+		"bench_emulator", cpu1[3]-cpu0[3], "machine_commands", cpu1[4]-cpu0[4], "wall", openTook.Round(time.Second))
+	e.Log.Info("all open", "previews", n, "took", openTook.Round(time.Second), "worker_rss_kib", rssAll, "temporal_rss_kib", tempAll,
+		"bench_rss_kib", rssKiB(os.Getpid()), "bench_fds", openFDs(), "apps", apps, "apps_pss_kib", appsPss)
+	homeless := s.appless(app)
+	lat, bad, err := s.syncBurst(ctx, "all", n, syncs)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.settle(ctx, n); err != nil {
+		return nil, err
+	}
+	rssAfter := rssKiB(h.Worker.Pid())
+
+	perWF := float64(rssAll-rssBase) / float64(n-scaleBase)
+	opened := n - scaleBase
+	return []Row{
+		{Metric: fmt.Sprintf("worker RSS with %d previews open", n), Value: float64(rssAll) / 1024, Unit: "MiB",
+			Baseline: F(float64(rssBase) / 1024), Ratio: F(float64(rssAll) / float64(rssBase)),
+			Note: fmt.Sprintf("baseline: %d open; %.0f MiB after the synchronize burst", scaleBase, float64(rssAfter)/1024)},
+		{Metric: "worker memory per open preview workflow", Value: perWF, Unit: "KiB", Note: "RSS difference / workflows added"},
+		{Metric: fmt.Sprintf("time to open %d previews (%d provisioning at once)", opened, scaleWindow), Value: openTook.Seconds(), Unit: "s",
+			Note: fmt.Sprintf("%.1f previews/s", float64(opened)/openTook.Seconds())},
+		{Metric: fmt.Sprintf("webhook → signal handled p50 (%d synchronize at %d/s)", syncs, scaleSyncRate), Value: MS(lat.Quantile(0.5)), Unit: "ms",
+			Baseline: F(MS(baseLat.Quantile(0.5))), Ratio: F(float64(lat.Quantile(0.5)) / float64(baseLat.Quantile(0.5))),
+			Note: fmt.Sprintf("delivery sent → first workflow task completed after the signal; baseline: %d previews open", scaleBase)},
+		{Metric: "webhook → signal handled p99", Value: MS(lat.Quantile(0.99)), Unit: "ms",
+			Baseline: F(MS(baseLat.Quantile(0.99))), Ratio: F(float64(lat.Quantile(0.99)) / float64(baseLat.Quantile(0.99)))},
+		{Metric: "synchronize deliveries refused or never handled", Value: float64(bad), Baseline: F(float64(baseBad)), Goal: "0", Met: B(bad == 0 && baseBad == 0)},
+		{Metric: "Temporal dev server RSS", Value: float64(tempAll) / 1024, Unit: "MiB", Baseline: F(float64(tempBase) / 1024),
+			Ratio: F(float64(tempAll) / float64(tempBase))},
+		{Metric: "app processes' memory (PSS, all previews)", Value: float64(appsPss) / 1024, Unit: "MiB",
+			Note: fmt.Sprintf("%d processes of a tiny C responder", apps)},
+		{Metric: "ready previews whose own app could not listen", Value: float64(homeless),
+			Note: "emulator port race: it hands out machine ports it does not hold, and another listener can take one first"},
+	}, nil
+}
+
+// cpu is the CPU time used so far by the dev server, the worker, the
+// webhook server, this process (emulator, GitHub double) and the
+// machines' commands.
+func (s *scaleRun) cpu() [5]time.Duration {
+	return [5]time.Duration{procCPU(s.h.Temporal.Pid()), procCPU(s.h.Worker.Pid()), procCPU(s.h.Webhook.Pid()), procCPU(os.Getpid()), childrenCPU()}
+}
+
+// appless counts the live machines without their app process, and logs
+// why (their app log).
+func (s *scaleRun) appless(app string) int {
+	running := appMachines(app)
+	n := 0
+	for _, m := range s.h.Emu.Stats().Machines {
+		if m.Phase == "destroyed" {
+			continue
+		}
+		if _, ok := running[m.MachineID]; !ok {
+			n++
+			if n <= 5 {
+				s.e.Log.Warn("machine without its app", "machine_id", m.MachineID, "app_log", appLog(s.e.Dir, m.MachineID))
+			}
+		}
+	}
+	return n
+}
+
+// scaleSpec is a minimal preview: checkout and start, nothing else. The
+// machines never autosleep during the run: the emulator finds a machine's
+// processes by scanning every process on the host, so thousands of sleeps
+// with thousands of processes alive would cost the emulator minutes of CPU,
+// not the worker anything.
+func scaleSpec(app string) string {
+	return `
+machine: {vcpu: 1, memory_mib: 256, storage_gib: 1, autosleep: 1h}
+app: {port: 3000, health_path: /healthz, health_timeout: 5m}
+start: {command: ["` + app + `"]}
+`
+}
+
+type scaleRun struct {
+	h     *harness.Harness
+	e     *Env
+	clone string
+	shas  []string
+	head  map[int]int // PR number → index in shas of its head
+	rnd   *rand.Rand
+}
+
+func (s *scaleRun) pr(number int) ghfixture.PR {
+	return ghfixture.PR{Owner: scaleOwner, Repo: scaleRepo, Number: number, HeadSHA: s.shas[s.head[number]], HeadRef: "main", CloneURL: s.clone}
+}
+
+// count is the number of this run's previews in phase (from visibility).
+func (s *scaleRun) count(ctx context.Context, phase workflows.PreviewPhase) (int64, error) {
+	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	resp, err := s.h.TC.CountWorkflow(cctx, &workflowservice.CountWorkflowExecutionsRequest{
+		Namespace: "default",
+		Query:     fmt.Sprintf("%s = %q AND %s = %q", workflows.SearchAttrRepo.GetName(), workflows.RepoKey(scaleOwner, scaleRepo), workflows.SearchAttrPhase.GetName(), phase),
+	})
+	if err != nil {
+		return 0, fmt.Errorf("count previews in phase %s: %w", phase, err)
+	}
+	return resp.GetCount(), nil
+}
+
+// open delivers `opened` for PRs from..to, keeping at most scaleWindow of
+// them provisioning, and returns when previews 1..to are all ready.
+func (s *scaleRun) open(ctx context.Context, from, to int) (time.Duration, error) {
+	began := time.Now()
+	next := from
+	var lastReady int64 = -1
+	lastProgress, lastLog := time.Now(), time.Now()
+	for {
+		ready, err := s.count(ctx, workflows.PreviewReady)
+		if err != nil {
+			return 0, err
+		}
+		failed, err := s.count(ctx, workflows.PreviewFailed)
+		if err != nil {
+			return 0, err
+		}
+		if failed > 0 {
+			return 0, s.failure(ctx, to)
+		}
+		if ready >= int64(to) {
+			return time.Since(began), nil
+		}
+		if ready != lastReady {
+			lastReady, lastProgress = ready, time.Now()
+		} else if time.Since(lastProgress) > 3*time.Minute {
+			return 0, fmt.Errorf("no preview became ready for 3 minutes (%d of %d ready, %d delivered)", ready, to, next-1)
+		}
+		// Previews below from are ready already (earlier phases).
+		inFlight := int64(next-from) - (ready - int64(from-1))
+		batch := min(int64(to-next+1), int64(scaleWindow)-inFlight)
+		if batch > 0 {
+			if err := s.deliverOpened(ctx, next, next+int(batch)-1); err != nil {
+				return 0, err
+			}
+			next += int(batch)
+		}
+		if time.Since(lastLog) >= 10*time.Second {
+			lastLog = time.Now()
+			s.e.Log.Info("opening", "delivered", next-from, "ready", ready-int64(from-1), "of", to-from+1, "elapsed", time.Since(began).Round(time.Second))
+		}
+		select {
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
+
+// deliverOpened sends `opened` for PRs from..to, a few at a time.
+func (s *scaleRun) deliverOpened(ctx context.Context, from, to int) error {
+	nums := make(chan int)
+	errs := make(chan error, 8)
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for num := range nums {
+				body, err := s.h.PullRequest("opened", s.pr(num))
+				if err == nil {
+					var code int
+					code, err = s.h.Deliver(ctx, "pull_request", fmt.Sprintf("scale-open-%d", num), body)
+					if err == nil && code != http.StatusAccepted {
+						err = fmt.Errorf("opened delivery for PR %d: HTTP %d", num, code)
+					}
+				}
+				if err != nil {
+					select {
+					case errs <- err:
+					default:
+					}
+				}
+			}
+		}()
+	}
+	for num := from; num <= to; num++ {
+		s.head[num] = 0
+	}
+	for num := from; num <= to; num++ {
+		nums <- num
+	}
+	close(nums)
+	wg.Wait()
+	select {
+	case err := <-errs:
+		return err
+	default:
+		return nil
+	}
+}
+
+// failure describes a failed preview.
+func (s *scaleRun) failure(ctx context.Context, to int) error {
+	for num := 1; num <= to; num++ {
+		st, err := previewStatus(ctx, s.h, workflows.PreviewWorkflowID(scaleOwner, scaleRepo, num))
+		if err == nil && st.Phase == workflows.PreviewFailed {
+			return fmt.Errorf("preview %d failed: %s\nworker log:\n%s", num, st.LastError, s.h.LogTail("worker", 2000))
+		}
+	}
+	return errors.New("a preview failed")
+}
+
+// settle waits until previews 1..total are all ready again (the
+// synchronize deliveries redeploy them).
+func (s *scaleRun) settle(ctx context.Context, total int) error {
+	deadline := time.Now().Add(5 * time.Minute)
+	streak := 0
+	for time.Now().Before(deadline) {
+		ready, err := s.count(ctx, workflows.PreviewReady)
+		if err != nil {
+			return err
+		}
+		if failed, err := s.count(ctx, workflows.PreviewFailed); err != nil {
+			return err
+		} else if failed > 0 {
+			return s.failure(ctx, total)
+		}
+		if ready == int64(total) {
+			if streak++; streak == 2 {
+				return nil
+			}
+		} else {
+			streak = 0
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(time.Second):
+		}
+	}
+	return fmt.Errorf("previews not all ready again within 5 minutes of the synchronize burst")
+}
+
+// syncSent is one synchronize delivery: to which workflow, when it was sent.
+type syncSent struct {
+	wid, delivery string
+	sent          time.Time
+	ok            bool
+}
+
+// syncBurst sends count synchronize deliveries (each a new head for a
+// preview among 1..upTo, taken in a random order, round-robin) at scaleSyncRate and measures, for each,
+// the time from sending it to the completion of the first workflow task
+// after its signal in the workflow's history. It returns those times and
+// how many deliveries were refused or never handled.
+func (s *scaleRun) syncBurst(ctx context.Context, tag string, upTo, count int) (*harness.Samples, int, error) {
+	type prepared struct {
+		wid, id string
+		body    []byte
+	}
+	ps := make([]prepared, count)
+	order := s.rnd.Perm(upTo)
+	for i := range ps {
+		num := 1 + order[i%upTo]
+		s.head[num] = (s.head[num] + 1) % len(s.shas)
+		body, err := s.h.PullRequest("synchronize", s.pr(num))
+		if err != nil {
+			return nil, 0, err
+		}
+		ps[i] = prepared{wid: workflows.PreviewWorkflowID(scaleOwner, scaleRepo, num), id: fmt.Sprintf("scale-sync-%s-%d", tag, i), body: body}
+	}
+	sent := make([]syncSent, count)
+	var wg sync.WaitGroup
+	var refused atomic.Int64
+	interval := time.Second / scaleSyncRate
+	start := time.Now()
+	for i, p := range ps {
+		if wait := time.Until(start.Add(time.Duration(i) * interval)); wait > 0 {
+			select {
+			case <-ctx.Done():
+				return nil, 0, ctx.Err()
+			case <-time.After(wait):
+			}
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			at := time.Now()
+			code, err := s.h.Deliver(ctx, "pull_request", p.id, p.body)
+			ok := err == nil && code == http.StatusAccepted
+			if !ok {
+				refused.Add(1)
+			}
+			sent[i] = syncSent{wid: p.wid, delivery: p.id, sent: at, ok: ok}
+		}()
+	}
+	wg.Wait()
+
+	// Read the handling times from the histories; a signal may still be
+	// waiting for its workflow task, so look again for a while.
+	handled := map[string]time.Time{}
+	missing := func() map[string]bool {
+		m := map[string]bool{}
+		for _, x := range sent {
+			if _, done := handled[x.delivery]; x.ok && !done {
+				m[x.wid] = true
+			}
+		}
+		return m
+	}
+	for deadline := time.Now().Add(time.Minute); ; {
+		for wid := range missing() {
+			if err := s.handledTimes(ctx, wid, handled); err != nil {
+				return nil, 0, err
+			}
+		}
+		if len(missing()) == 0 || time.Now().After(deadline) {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return nil, 0, ctx.Err()
+		case <-time.After(time.Second):
+		}
+	}
+	var lat harness.Samples
+	bad := int(refused.Load())
+	for _, x := range sent {
+		at, done := handled[x.delivery]
+		switch {
+		case !x.ok:
+		case !done:
+			bad++
+		default:
+			lat.Add(at.Sub(x.sent))
+		}
+	}
+	if lat.Len() == 0 {
+		return nil, 0, fmt.Errorf("no synchronize delivery was handled (%d refused)", refused.Load())
+	}
+	s.e.Log.Info("synchronize burst", "previews_open", upTo, "deliveries", count, "p50", lat.Quantile(0.5), "p99", lat.Quantile(0.99), "bad", bad)
+	return &lat, bad, nil
+}
+
+// handledTimes reads workflow wid's history and records, for each
+// pull_request signal of a synchronize delivery, when the first workflow
+// task after it completed.
+func (s *scaleRun) handledTimes(ctx context.Context, wid string, handled map[string]time.Time) error {
+	dc := converter.GetDefaultDataConverter()
+	var pending []string
+	it := s.h.TC.GetWorkflowHistory(ctx, wid, "", false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+	for it.HasNext() {
+		ev, err := it.Next()
+		if err != nil {
+			return fmt.Errorf("history of %s: %w", wid, err)
+		}
+		switch ev.GetEventType() {
+		case enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED:
+			a := ev.GetWorkflowExecutionSignaledEventAttributes()
+			if a.GetSignalName() != workflows.SignalPullRequest {
+				continue
+			}
+			var pe workflows.PullRequestEvent
+			if err := dc.FromPayloads(a.GetInput(), &pe); err != nil {
+				return fmt.Errorf("history of %s: signal input: %w", wid, err)
+			}
+			pending = append(pending, pe.DeliveryID)
+		case enumspb.EVENT_TYPE_WORKFLOW_TASK_COMPLETED:
+			for _, d := range pending {
+				handled[d] = ev.GetEventTime().AsTime()
+			}
+			pending = pending[:0]
+		}
+	}
+	return nil
+}

@@ -106,7 +106,7 @@ func main() {
 func run() int {
 	only := flag.String("only", "", "comma-separated scenarios to run (default: all): "+names())
 	out := flag.String("out", "bench/results.json", "where to write the results (empty: nowhere)")
-	readme := flag.String("readme", "", "README to update between the bench markers (empty: none)")
+	readme := flag.String("readme", "", "README to update between the bench markers, after a full run at -scale 1 (empty: none)")
 	scale := flag.Float64("scale", 1, "multiply the workload sizes (0.1 for a quick look)")
 	keep := flag.Bool("keep", false, "keep the scratch directory (logs of every process)")
 	flag.Parse()
@@ -193,7 +193,8 @@ func run() int {
 		}
 		log.Info("results written", "file", *out)
 	}
-	if *readme != "" && *only == "" {
+	// Only a full run at the documented sizes goes into the README.
+	if *readme != "" && *only == "" && *scale == 1 && !failed {
 		if err := updateReadme(*readme, table); err != nil {
 			fmt.Fprintln(os.Stderr, "bench:", err)
 			return 1

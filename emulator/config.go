@@ -68,6 +68,14 @@ type Config struct {
 	IdempotencyTTL time.Duration `envconfig:"IDEMPOTENCY_TTL" default:"24h" desc:"how long idempotency keys are remembered"`
 	// Logger receives the emulator's logs; nil means slog.Default().
 	Logger *slog.Logger `ignored:"true"`
+	// Observe, when set, is called for every API call that passed
+	// authentication, fault-injected ones included: with the call's
+	// operationId ("wakeMachine"), the machine it names ("" for
+	// listMachines and createMachine) and when the request reached the
+	// emulator. It tells a benchmark when a call got to Dedalus. It runs on
+	// the request's goroutine before the call is processed: it must be
+	// quick and safe for concurrent use. /_local/* is not observed.
+	Observe func(op, machineID string, at time.Time) `ignored:"true"`
 
 	keepalive time.Duration // SSE keepalive interval (tests)
 }

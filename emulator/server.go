@@ -435,6 +435,7 @@ func matchRoute(method, path string) (*route, map[string]string, []string) {
 
 // ServeHTTP implements http.Handler.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	arrived := time.Now()
 	if r.URL.Path == "/_local" || strings.HasPrefix(r.URL.Path, "/_local/") {
 		s.serveLocal(w, r)
 		return
@@ -453,6 +454,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if aerr != nil {
 		writeAPIError(w, aerr)
 		return
+	}
+	if s.cfg.Observe != nil {
+		s.cfg.Observe(rt.op, params["machine_id"], arrived)
 	}
 	f := s.roll(rt.op)
 	if f.reset {

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -26,18 +27,16 @@ const (
 	scaleOwner = "bench"
 	scaleRepo  = "scale"
 	// scaleBase previews are open for the baseline measurement.
-	scaleBase = 10
-	// scaleCommits is how many head commits the synchronize deliveries
-	// cycle through.
-	scaleCommits = 20
+	scaleBase = 20
 	// scaleWindow bounds the previews being provisioned at once while
 	// opening: enough to keep the worker busy, few enough that health
 	// checks do not time out on a 2-core machine.
 	scaleWindow = 150
 	// scaleSyncRate is the rate of the synchronize deliveries (per second):
-	// with scaleBase previews open, each gets a push every 2 s, by when the
-	// deploy of the previous one is over, as it is with thousands open.
-	scaleSyncRate = 5
+	// with scaleBase previews open, each gets a push every 5 s, by when the
+	// deploy of the previous one is normally over, as it is with thousands
+	// open (a signal that reaches a workflow busy deploying waits longer).
+	scaleSyncRate = 4
 )
 
 func init() {
@@ -76,7 +75,9 @@ func scaleBench(ctx context.Context, e *Env) ([]Row, error) {
 		return nil, err
 	}
 	s := &scaleRun{h: h, e: e, clone: src.Dir, head: map[int]int{}, rnd: rand.New(rand.NewPCG(5, 5000))}
-	for i := range scaleCommits {
+	// Every push is a commit the preview has not had yet: one head per
+	// push to a baseline preview, and the one it opened with.
+	for i := range syncs/scaleBase + 2 {
 		sha, err := src.Commit(fmt.Sprintf("bench commit %d", i))
 		if err != nil {
 			return nil, err
@@ -191,7 +192,7 @@ type scaleRun struct {
 	e     *Env
 	clone string
 	shas  []string
-	head  map[int]int // PR number → index in shas of its head
+	head  map[int]int // PR number → index in shas of its head (only grows)
 	rnd   *rand.Rand
 }
 
@@ -343,7 +344,13 @@ func (s *scaleRun) settle(ctx context.Context, total int) error {
 		case <-time.After(time.Second):
 		}
 	}
-	return fmt.Errorf("previews not all ready again within 5 minutes of the synchronize burst")
+	var phases []string
+	for _, ph := range []workflows.PreviewPhase{workflows.PreviewReady, workflows.PreviewDeploying, workflows.PreviewProvisioning, workflows.PreviewPending} {
+		if c, err := s.count(ctx, ph); err == nil {
+			phases = append(phases, fmt.Sprintf("%s %d", ph, c))
+		}
+	}
+	return fmt.Errorf("previews not all ready again within 5 minutes of the synchronize burst (of %d: %s)", total, strings.Join(phases, ", "))
 }
 
 // syncSent is one synchronize delivery: to which workflow, when it was sent.
@@ -367,7 +374,10 @@ func (s *scaleRun) syncBurst(ctx context.Context, tag string, upTo, count int) (
 	order := s.rnd.Perm(upTo)
 	for i := range ps {
 		num := 1 + order[i%upTo]
-		s.head[num] = (s.head[num] + 1) % len(s.shas)
+		if s.head[num]+1 >= len(s.shas) {
+			return nil, 0, fmt.Errorf("preview %d has had all %d commits", num, len(s.shas))
+		}
+		s.head[num]++
 		body, err := s.h.PullRequest("synchronize", s.pr(num))
 		if err != nil {
 			return nil, 0, err

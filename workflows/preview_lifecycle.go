@@ -232,6 +232,24 @@ func withActivity(ctx workflow.Context, summary string, timeout time.Duration) w
 	})
 }
 
+// createMachineOptions are the options of a machine create: retried with
+// backoff for as long as the errors are transient (an idempotency key makes
+// every retry return the same machine), up to an hour. Giving up earlier
+// could abandon a machine Dedalus made but whose answer was lost; the
+// reconciler deletes what an hour of failures still leaves.
+func createMachineOptions(ctx workflow.Context, summary string) workflow.Context {
+	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		Summary:                summary,
+		StartToCloseTimeout:    10 * time.Minute,
+		ScheduleToCloseTimeout: time.Hour,
+		HeartbeatTimeout:       10 * time.Second, // it heartbeats every 2s
+		WaitForCancellation:    true,
+		RetryPolicy: &temporal.RetryPolicy{
+			InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: time.Minute,
+		},
+	})
+}
+
 func (p *preview) startDeploy(ctx workflow.Context, done workflow.Channel) {
 	ev := p.Event
 	p.PendingRedeploy = false
@@ -299,14 +317,21 @@ func (p *preview) deploy(ctx workflow.Context, ev PullRequestEvent) error {
 	}
 
 	if first {
+		// A newer push or a close must not cancel the create half-way: the
+		// machine may exist already, and only the create's result tells the
+		// teardown what to delete.
+		cctx, _ := workflow.NewDisconnectedContext(ctx)
 		var m activities.MachineRef
-		if err := workflow.ExecuteActivity(withActivity(ctx, "create machine", 10*time.Minute), machineActs.CreateMachine,
+		if err := workflow.ExecuteActivity(createMachineOptions(cctx, "create machine"), machineActs.CreateMachine,
 			activities.MachineSpec{VCPU: spec.Machine.VCPU, MemoryMiB: spec.Machine.MemoryMiB, StorageGiB: spec.Machine.StorageGiB, Autosleep: spec.Machine.Autosleep},
-		).Get(ctx, &m); err != nil {
+		).Get(cctx, &m); err != nil {
 			return err
 		}
 		p.Status.MachineID = m.MachineID
 		p.setPhase(ctx, p.Status.Phase)
+		if ctx.Err() != nil {
+			return temporal.NewCanceledError("deploy superseded or cancelled")
+		}
 	} else if err := workflow.ExecuteActivity(withActivity(ctx, "wake machine "+p.Status.MachineID, 5*time.Minute),
 		machineActs.WakeMachine, p.Status.MachineID).Get(ctx, nil); err != nil {
 		return err

@@ -41,6 +41,8 @@ type world struct {
 	reports   []string // states of PR comments, in order
 	reportLog []activities.CommentInput
 	statuses  []string // deployment states, in order
+	// createTakes is how long CreateMachine takes (mocked time).
+	createTakes time.Duration
 	// prClosed is what GitHub says when asked whether the PR is open.
 	prClosed bool
 	// buildHook, if set, runs for every build step and may fail or block it.
@@ -67,7 +69,7 @@ var testSpec = previewspec.Spec{
 	Start:   previewspec.Step{Command: []string{"./app"}},
 }
 
-func newTestEnv(t *testing.T, settings activities.PreviewSettings) (*testsuite.TestWorkflowEnvironment, *world) {
+func newTestEnv(t *testing.T, settings activities.PreviewSettings, configure ...func(*world)) (*testsuite.TestWorkflowEnvironment, *world) {
 	var s testsuite.WorkflowTestSuite
 	env := s.NewTestWorkflowEnvironment()
 	env.RegisterWorkflowWithOptions(PreviewLifecycle, workflow.RegisterOptions{Name: PreviewLifecycleName})
@@ -75,6 +77,9 @@ func newTestEnv(t *testing.T, settings activities.PreviewSettings) (*testsuite.T
 	env.RegisterActivity(&activities.Previews{})
 	env.RegisterActivity(&activities.GitHub{})
 	w := &world{}
+	for _, c := range configure {
+		c(w)
+	}
 	env.OnActivity(previewActs.Settings, mock.Anything, mock.Anything, mock.Anything, mock.Anything).Return(settings, nil)
 	env.OnActivity(githubActs.FetchPreviewSpec, mock.Anything, mock.Anything).Return(activities.FetchSpecResult{Skipped: true}, nil)
 	env.OnActivity(githubActs.PullRequestState, mock.Anything, mock.Anything).Return(
@@ -106,7 +111,7 @@ func newTestEnv(t *testing.T, settings activities.PreviewSettings) (*testsuite.T
 			defer w.mu.Unlock()
 			w.creates++
 			return activities.MachineRef{MachineID: "dm-1"}, nil
-		})
+		}).After(w.createTakes)
 	env.OnActivity(machineActs.WakeMachine, mock.Anything, mock.Anything).Return(
 		func(context.Context, string) (activities.MachineRef, error) {
 			w.mu.Lock()
@@ -210,6 +215,22 @@ func TestOpenedArrivingAfterCloseCreatesNothing(t *testing.T) {
 	assert.Empty(t, w.names())
 	assert.Empty(t, w.reports, "nothing is said on a closed pull request")
 	assert.Empty(t, w.statuses)
+}
+
+// A close while the machine is being created must not cancel the create
+// half-way (Dedalus may have made the machine already): the create finishes,
+// and the teardown deletes the machine it returned.
+func TestCloseDuringCreateDeletesTheMachine(t *testing.T) {
+	env, w := newTestEnv(t, defaultSettings, func(w *world) { w.createTakes = time.Minute })
+	env.RegisterDelayedCallback(func() { env.SignalWorkflow(SignalPullRequest, prEvent("opened", "sha1", "d1")) }, 0)
+	env.RegisterDelayedCallback(func() { env.SignalWorkflow(SignalPullRequest, prEvent("closed", "sha1", "d2")) }, 10*time.Second)
+	start(env)
+
+	require.True(t, env.IsWorkflowCompleted())
+	require.NoError(t, env.GetWorkflowError())
+	assert.Equal(t, 1, w.creates)
+	assert.Equal(t, 1, w.deletes, "the machine whose create was in flight is deleted")
+	assert.Empty(t, w.names(), "nothing runs on it")
 }
 
 func TestNewerPushSupersedesInFlightDeploy(t *testing.T) {

@@ -882,15 +882,13 @@ func RunnerProvision(ctx workflow.Context, in runnerapi.ProvisionInput) (string,
 	_ = workflow.UpsertTypedSearchAttributes(ctx, SearchAttrPool.ValueSet(in.Pool.Name))
 	spec := machineSpecOf(in.Pool.Machine)
 	var ref activities.MachineRef
-	err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
-		Summary:             fmt.Sprintf("create %s runner machine (%g vCPU, %d MiB, %d GiB)", in.Pool.Name, spec.VCPU, spec.MemoryMiB, spec.StorageGiB),
-		StartToCloseTimeout: 10 * time.Minute,
-		HeartbeatTimeout:    30 * time.Second,
-		WaitForCancellation: true,
-		RetryPolicy: &temporal.RetryPolicy{
-			InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: time.Minute, MaximumAttempts: 5,
-		},
-	}), machineActs.CreateMachine, spec).Get(ctx, &ref)
+	// Not cancellable, and retried for as long as the errors are transient:
+	// a create abandoned after Dedalus made the machine (a cancellation, or
+	// a lost answer followed by failed retries) would leave a machine that
+	// nothing knows about.
+	cctx, _ := workflow.NewDisconnectedContext(ctx)
+	err := workflow.ExecuteActivity(createMachineOptions(cctx, fmt.Sprintf("create %s runner machine (%g vCPU, %d MiB, %d GiB)", in.Pool.Name, spec.VCPU, spec.MemoryMiB, spec.StorageGiB)),
+		machineActs.CreateMachine, spec).Get(cctx, &ref)
 	if err != nil {
 		return "", fmt.Errorf("create %s runner machine: %w", in.Pool.Name, err)
 	}
@@ -912,6 +910,9 @@ func RunnerProvision(ctx workflow.Context, in runnerapi.ProvisionInput) (string,
 			workflow.GetLogger(ctx).Error("runner machine of a failed provisioning not deleted", "machine", id, "error", derr)
 		}
 		return "", err
+	}
+	if ctx.Err() != nil {
+		return cleanUp(temporal.NewCanceledError("provisioning cancelled"))
 	}
 
 	err = workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, workflow.ActivityOptions{

@@ -108,9 +108,17 @@ func (c *chaos) checkMachines(ctx context.Context) {
 			c.fail("%s had %d machines, want 1", id, len(ms))
 		}
 	}
-	created := c.h.Emu.Stats().Creates
+	st := c.h.Emu.Stats()
+	created := st.Creates
 	if created != int64(len(known)) {
-		c.fail("the emulator created %d machines but the workflow histories know %d: a machine was created that nothing owns", created, len(known))
+		var unknown []string
+		for _, m := range st.Machines {
+			if _, ok := known[m.MachineID]; !ok {
+				unknown = append(unknown, fmt.Sprintf("%s (%s, %g vCPU)", m.MachineID, m.Phase, m.VCPU))
+			}
+		}
+		c.fail("the emulator created %d machines but the workflow histories know %d: created that nothing owns: %s",
+			created, len(known), strings.Join(unknown, ", "))
 	}
 	c.count("pull requests that got a machine / most machines for one PR", fmt.Sprintf("%d / %d", withMachine, maxPerPR))
 	c.count("runner machines provisioned (pool max "+fmt.Sprint(c.o.maxMachines)+")", poolMachines)

@@ -120,22 +120,22 @@ func waitRunnerJobs(ctx context.Context, h *harness.Harness, ids []int64, timeou
 	return done, nil
 }
 
-// waitPoolAsleep waits until the pool has n idle machines and the emulator
-// reports every one of them asleep.
+// waitPoolAsleep waits until the pool has at least n machines, all idle,
+// and the emulator reports every one of them asleep.
 func waitPoolAsleep(ctx context.Context, h *harness.Harness, pool string, n int, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	var inv runnerapi.Inventory
 	var err error
 	for time.Now().Before(deadline) && ctx.Err() == nil {
 		inv, err = inventory(ctx, h, pool)
-		if err == nil && inv.Counts[runnerapi.MachineIdle] == n && len(inv.Machines) == n {
+		if err == nil && len(inv.Machines) >= n && inv.Counts[runnerapi.MachineIdle] == len(inv.Machines) {
 			asleep := 0
 			for _, m := range inv.Machines {
 				if machinePhase(h, m.MachineID) == "sleeping" {
 					asleep++
 				}
 			}
-			if asleep == n {
+			if asleep == len(inv.Machines) {
 				return nil
 			}
 		}
@@ -144,5 +144,5 @@ func waitPoolAsleep(ctx context.Context, h *harness.Harness, pool string, n int,
 	if err != nil {
 		return fmt.Errorf("pool %s: %w", pool, err)
 	}
-	return fmt.Errorf("pool %s: not %d idle machines asleep within %s (counts %v)", pool, n, timeout, inv.Counts)
+	return fmt.Errorf("pool %s: not %d machines, all idle and asleep, within %s (counts %v)", pool, n, timeout, inv.Counts)
 }

@@ -122,7 +122,9 @@ func PreviewLifecycle(ctx workflow.Context, in PreviewInput) error {
 		sel.AddReceive(redeployCh, func(c workflow.ReceiveChannel, _ bool) {
 			c.Receive(ctx, nil)
 			log.Info("redeploy requested")
-			p.PendingRedeploy = true
+			if workflow.GetVersion(gctx, "redeploy-after-cancelled-deploy", workflow.DefaultVersion, 1) == 1 {
+				p.PendingRedeploy = true
+			}
 			p.failedSHA = ""
 		})
 		sel.AddReceive(destroyCh, func(c workflow.ReceiveChannel, _ bool) {
@@ -264,6 +266,12 @@ func (p *preview) startDeploy(ctx workflow.Context, done workflow.Channel) {
 		case err == nil:
 		case temporal.IsCanceledError(err) || gctx.Err() != nil:
 			workflow.GetLogger(gctx).Info("deploy superseded or cancelled", "sha", ev.HeadSHA)
+			// The cancelled deploy may have checked out and built its head
+			// already: whatever head comes next is deployed in full, even
+			// the one deployed before (a push back to it).
+			if workflow.GetVersion(gctx, "redeploy-after-cancelled-deploy", workflow.DefaultVersion, 1) == 1 {
+				p.PendingRedeploy = true
+			}
 		default:
 			// Blocking calls here must use this coroutine's context; a
 			// disconnected one lets the failure report finish even if a

@@ -269,6 +269,36 @@ func TestNewerPushSupersedesInFlightDeploy(t *testing.T) {
 	assert.Equal(t, []string{"deploying", "deploying", "ready", "destroyed"}, w.reports)
 }
 
+// A push back to the deployed head while a redeploy runs (a revert, a
+// force-push) cancels the redeploy, which may have checked out and built
+// the other head already: the deployed head is deployed again in full.
+func TestPushBackToDeployedHeadRedeploysIt(t *testing.T) {
+	env, w := newTestEnv(t, defaultSettings)
+	w.buildHook = func(ctx context.Context, cmd activities.Command) (activities.CommandResult, error) {
+		if cmd.Env["DRYDOCK_SHA"] == "sha2" {
+			env.SignalWorkflow(SignalPullRequest, prEvent("synchronize", "sha1", "d3"))
+			select {
+			case <-ctx.Done():
+			case <-time.After(300 * time.Millisecond):
+			}
+		}
+		return activities.CommandResult{Succeeded: true}, nil
+	}
+	env.RegisterDelayedCallback(func() { env.SignalWorkflow(SignalPullRequest, prEvent("opened", "sha1", "d1")) }, 0)
+	env.RegisterDelayedCallback(func() { env.SignalWorkflow(SignalPullRequest, prEvent("synchronize", "sha2", "d2")) }, time.Minute)
+	env.RegisterDelayedCallback(func() {
+		st := status(t, env)
+		assert.Equal(t, PreviewReady, st.Phase, "not left in deploying")
+		assert.Equal(t, "sha1", st.DeployedSHA)
+		env.SignalWorkflow(SignalDestroy, DestroyRequest{Reason: "test over"})
+	}, time.Hour)
+	start(env)
+	require.NoError(t, env.GetWorkflowError())
+	assert.Equal(t, []string{"checkout sha1", "setup[0] tools", "build[0] compile", "seed[0] data", "start app",
+		"checkout sha2", "build[0] compile",
+		"checkout sha1", "build[0] compile", "start app"}, w.names(), "sha1 is checked out, built and started again")
+}
+
 func TestFailedStepIsReportedAndNotRetried(t *testing.T) {
 	env, w := newTestEnv(t, defaultSettings)
 	builds := 0

@@ -122,9 +122,7 @@ func PreviewLifecycle(ctx workflow.Context, in PreviewInput) error {
 		sel.AddReceive(redeployCh, func(c workflow.ReceiveChannel, _ bool) {
 			c.Receive(ctx, nil)
 			log.Info("redeploy requested")
-			if workflow.GetVersion(gctx, "redeploy-after-cancelled-deploy", workflow.DefaultVersion, 1) == 1 {
-				p.PendingRedeploy = true
-			}
+			p.PendingRedeploy = true
 			p.failedSHA = ""
 		})
 		sel.AddReceive(destroyCh, func(c workflow.ReceiveChannel, _ bool) {

@@ -684,6 +684,7 @@ func (c *chaos) report(w *os.File) {
 		{"webhook deliveries (first attempts)", fmt.Sprint(c.deliveries.Load())},
 		{"redeliveries after a non-2xx or no answer", fmt.Sprint(c.redeliveries.Load())},
 		{"burst: deliveries accepted / sent in", fmt.Sprintf("%d/%d in %s", c.burstAccepted.Load(), c.o.burst, time.Duration(c.burstElapsed.Load()).Round(time.Millisecond))},
+		{"Dedalus API calls answered with an injected fault", fmt.Sprint(st.FaultsInjected)},
 		{"machines created (emulator)", fmt.Sprint(st.Creates)},
 		{"idempotent replays (emulator)", fmt.Sprint(st.IdempotentReplays)},
 		{"wall time", time.Since(c.began).Round(time.Second).String()},

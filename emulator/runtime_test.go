@@ -501,6 +501,7 @@ func TestFaultInjection(t *testing.T) {
 		}
 	}
 	assert.InDelta(t, n/2, n503, n*0.15, "503 rate")
+	assert.EqualValues(t, n503, e.stats().FaultsInjected, "every injected fault is counted")
 	// Other routes are unaffected.
 	assert.Equal(t, http.StatusOK, e.do("GET", "/v1/machines", nil).status)
 

@@ -20,6 +20,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -54,9 +55,11 @@ type Server struct {
 	idem       map[idemKey]*idemRecord
 
 	faultMu sync.Mutex
-	faults  map[string]FaultRule
-	rng     *mrand.Rand
-	seed    int64
+	// faultsInjected counts requests answered with an injected fault (Stats).
+	faultsInjected atomic.Int64
+	faults         map[string]FaultRule
+	rng            *mrand.Rand
+	seed           int64
 
 	httpSrv *http.Server
 	url     string
@@ -709,6 +712,9 @@ func (s *Server) roll(op string) rolled {
 		f.err = errBody(http.StatusTooManyRequests, dedalus.CodeRateLimited, "mutation rate limit exceeded", true, ra, nil)
 	case hit(rule.ResetAfter):
 		f.resetAfter = true
+	}
+	if f.reset || f.err != nil || f.resetAfter {
+		s.faultsInjected.Add(1)
 	}
 	return f
 }

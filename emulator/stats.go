@@ -36,6 +36,9 @@ type Stats struct {
 	Autosleeps int64 `json:"autosleeps"`
 	// Deletes counts delete calls that started destroying a machine.
 	Deletes int64 `json:"deletes"`
+	// FaultsInjected counts API requests answered with an injected fault
+	// (503, 429 or a connection reset, before or after processing).
+	FaultsInjected int64 `json:"faults_injected"`
 	// LiveMachines is the number of machines not destroyed (a gauge).
 	LiveMachines int `json:"live_machines"`
 	// MachinesTotal is the number of machines the emulator knows, destroyed
@@ -72,6 +75,7 @@ func (s *Server) Stats() Stats {
 		Creates: c.Creates, IdempotentReplays: c.IdempotentReplays, WakeRequests: c.WakeRequests,
 		Wakes: c.Wakes, Sleeps: c.Sleeps, Autosleeps: c.Autosleeps, Deletes: c.Deletes,
 		Executions: c.Executions, MachinesTotal: len(s.order), Machines: make([]MachineStats, 0, len(s.order)),
+		FaultsInjected: s.faultsInjected.Load(),
 	}
 	for _, m := range s.order {
 		if m.phase != dedalus.PhaseDestroyed {
@@ -99,6 +103,7 @@ func (s *Server) ResetStats() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.counters = counters{}
+	s.faultsInjected.Store(0)
 	now := time.Now()
 	for _, m := range s.order {
 		m.awakeAccum = 0

@@ -3,12 +3,14 @@ package emulator
 import (
 	"encoding/json"
 	"fmt"
+	mrand "math/rand/v2"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/drydock-dev/drydock/dedalus"
@@ -445,20 +447,54 @@ func (s *Server) createMachine(c *call) (int, any, error) {
 	return machineResp(c, m, http.StatusAccepted)
 }
 
-// freePort picks a free loopback TCP port not given to another machine.
+// freePort picks a free loopback TCP port for a machine's app, not given
+// to another machine. It is taken from below the kernel's ephemeral range:
+// a port from that range (what listening on :0 gives) can be taken, between
+// handing it out and the app's bind, by any outgoing connection or by the
+// emulator's own preview listeners, and the app would fail to listen (or
+// worse, another listener would answer its health check). Callers hold s.mu.
 func (s *Server) freePort() (int, error) {
-	for range 20 {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return 0, fmt.Errorf("allocating machine port: %w", err)
+	lo, hi := appPortRange()
+	span := hi - lo + 1
+	start := int(nextAppPort.Add(1))
+	for i := range span {
+		port := lo + (start+i*7919)%span // 7919 is prime: every port is visited
+		if s.usedPorts[port] {
+			continue
 		}
-		port := ln.Addr().(*net.TCPAddr).Port
+		ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+		if err != nil {
+			continue // something else holds it
+		}
 		ln.Close()
-		if !s.usedPorts[port] {
-			return port, nil
+		return port, nil
+	}
+	return 0, fmt.Errorf("allocating machine port: no free port in %d-%d", lo, hi)
+}
+
+// nextAppPort is where the next app port search starts: shared by every
+// emulator of the process, from a random offset so that emulators in
+// different processes rarely search the same ports at the same time.
+var nextAppPort = func() *atomic.Int64 {
+	var n atomic.Int64
+	n.Store(mrand.Int64N(1 << 20))
+	return &n
+}()
+
+// appPortRange is the range machine app ports come from: the 20,000 ports
+// below the ephemeral range (/proc/sys/net/ipv4/ip_local_port_range).
+func appPortRange() (lo, hi int) {
+	ephemeral := 32768
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		if f := strings.Fields(string(b)); len(f) == 2 {
+			if v, err := strconv.Atoi(f[0]); err == nil && v > 2048 {
+				ephemeral = v
+			}
 		}
 	}
-	return 0, fmt.Errorf("allocating machine port: no free port")
+	hi = ephemeral - 1
+	lo = max(1024, hi-20000)
+	return lo, hi
 }
 
 func (s *Server) getMachine(c *call) (int, any, error) {

@@ -26,9 +26,6 @@ const (
 	dispatchPool     = "dispatch"
 	// dispatchJobDuration is how long the stand-in runner "runs" each job.
 	dispatchJobDuration = 50 * time.Millisecond
-	// sleepSettled: a machine whose last sleep call is this old has been
-	// handed back to the pool as asleep (the sleep activity returned).
-	sleepSettled = 300 * time.Millisecond
 	// The floor's workflow and activity, on their own task queue served by
 	// a worker in this process.
 	floorQueue    = "bench-dispatch-floor"
@@ -64,10 +61,10 @@ func init() {
 // local activity, the acquire activity and its Update to RunnerPool, and
 // the pool's lease decision.
 func dispatchScenario(ctx context.Context, e *Env) ([]Row, error) {
-	wakes := &wakeLog{notify: make(chan struct{}, 1), lastSleep: map[string]time.Time{}}
+	wakes := &wakeLog{notify: make(chan struct{}, 1)}
 	h, err := e.Start(ctx, harness.Options{
 		// Delays only shorten the cycle between jobs: the clock stops as the wake call arrives.
-		Emulator: emulator.Config{BootDelay: 200 * time.Millisecond, WakeDelay: 100 * time.Millisecond, SleepDelay: 50 * time.Millisecond,
+		Emulator: emulator.Config{BootDelay: 200 * time.Millisecond, WakeDelay: 50 * time.Millisecond, SleepDelay: 50 * time.Millisecond,
 			Observe: wakes.observe},
 		Pools: runnerPools(benchPool{Name: dispatchPool, VCPU: 4, MinIdle: dispatchMachines, MaxMachines: dispatchMachines,
 			Autosleep: "10m", PickupTimeout: "30s"}),
@@ -103,6 +100,7 @@ func dispatchScenario(ctx context.Context, e *Env) ([]Row, error) {
 		if _, err := floor.once(ctx, wakes, fmt.Sprintf("warm-%d", i)); err != nil {
 			return nil, err
 		}
+		floor.sleep(fmt.Sprintf("warm-%d", i))
 	}
 
 	n := e.N(dispatchJobs)
@@ -112,7 +110,7 @@ func dispatchScenario(ctx context.Context, e *Env) ([]Row, error) {
 	for i := range n {
 		id := int64(1000 + i)
 		ids = append(ids, id)
-		if err := waitAllAsleep(ctx, h, wakes, time.Minute); err != nil {
+		if err := waitAllAsleep(ctx, h, time.Minute); err != nil {
 			return nil, fmt.Errorf("job %d: %w", id, err)
 		}
 		// The baseline first, in the same quiet moment as the job: nothing
@@ -132,9 +130,9 @@ func dispatchScenario(ctx context.Context, e *Env) ([]Row, error) {
 		call, err := wakes.next(ctx, mark, "", time.Minute)
 		if err != nil {
 			st, _ := jobStatus(ctx, h, id)
-			inv, _ := inventory(ctx, h, dispatchPool)
-			return nil, fmt.Errorf("job %d: %w (job %+v; pool %+v)", id, err, st, inv)
+			return nil, fmt.Errorf("job %d: %w (RunnerJob %s on machine %q)", id, err, st.Phase, st.MachineID)
 		}
+		floor.sleep(fmt.Sprint(i)) // untimed, while the job's runner starts
 		st, err := jobStatus(ctx, h, id)
 		switch {
 		case err != nil:
@@ -169,16 +167,14 @@ func dispatchScenario(ctx context.Context, e *Env) ([]Row, error) {
 	}, nil
 }
 
-// wakeLog is the emulator's Observe hook: every wake call with the
-// machine's phase when it arrived, and when each machine was last told to
-// sleep.
+// wakeLog is the emulator's Observe hook: every wake call, with the
+// machine's phase when it arrived.
 type wakeLog struct {
 	emu    atomic.Pointer[emulator.Server]
 	notify chan struct{}
 
-	mu        sync.Mutex
-	calls     []wakeCall
-	lastSleep map[string]time.Time
+	mu    sync.Mutex
+	calls []wakeCall
 }
 
 type wakeCall struct {
@@ -188,27 +184,23 @@ type wakeCall struct {
 }
 
 func (l *wakeLog) observe(op, machineID string, at time.Time) {
-	switch op {
-	case "sleepMachine":
-		l.mu.Lock()
-		l.lastSleep[machineID] = at
-		l.mu.Unlock()
-	case "wakeMachine":
-		phase := ""
-		if emu := l.emu.Load(); emu != nil {
-			for _, m := range emu.Stats().Machines {
-				if m.MachineID == machineID {
-					phase = string(m.Phase)
-				}
+	if op != "wakeMachine" {
+		return
+	}
+	phase := ""
+	if emu := l.emu.Load(); emu != nil {
+		for _, m := range emu.Stats().Machines {
+			if m.MachineID == machineID {
+				phase = string(m.Phase)
 			}
 		}
-		l.mu.Lock()
-		l.calls = append(l.calls, wakeCall{machine: machineID, at: at, phase: phase})
-		l.mu.Unlock()
-		select {
-		case l.notify <- struct{}{}:
-		default:
-		}
+	}
+	l.mu.Lock()
+	l.calls = append(l.calls, wakeCall{machine: machineID, at: at, phase: phase})
+	l.mu.Unlock()
+	select {
+	case l.notify <- struct{}{}:
+	default:
 	}
 }
 
@@ -216,12 +208,6 @@ func (l *wakeLog) len() int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return len(l.calls)
-}
-
-func (l *wakeLog) sleptAt(machineID string) time.Time {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.lastSleep[machineID]
 }
 
 // next returns the first wake call after the first `from` ones (of
@@ -250,13 +236,15 @@ func (l *wakeLog) next(ctx context.Context, from int, machineID string, timeout 
 }
 
 // waitAllAsleep waits until every machine of the pool is idle and asleep,
-// its sleep settled, so that the next job leases an asleep machine.
-func waitAllAsleep(ctx context.Context, h *harness.Harness, wakes *wakeLog, timeout time.Duration) error {
+// so that the next job leases an asleep machine. (The machine put to sleep
+// last may still count as being put to sleep in the pool, which then
+// leases another one of its asleep machines.)
+func waitAllAsleep(ctx context.Context, h *harness.Harness, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	for time.Now().Before(deadline) && ctx.Err() == nil {
 		inv, err := inventory(ctx, h, dispatchPool)
 		if err == nil && len(inv.Machines) > 0 && slices.IndexFunc(inv.Machines, func(m runnerapi.PoolMachine) bool {
-			return m.State != runnerapi.MachineIdle || machinePhase(h, m.MachineID) != "sleeping" || time.Since(wakes.sleptAt(m.MachineID)) < sleepSettled
+			return m.State != runnerapi.MachineIdle || machinePhase(h, m.MachineID) != "sleeping"
 		}) < 0 {
 			return nil
 		}
@@ -271,6 +259,11 @@ type floor struct {
 	dc      *dedalus.Client
 	w       worker.Worker
 	machine string
+	// asleep receives the outcome of putting the machine to sleep again
+	// after a wake (untimed, while the job that follows runs).
+	asleep chan error
+	ctx    context.Context // of the background sleeps
+	cancel context.CancelFunc
 }
 
 func startFloor(ctx context.Context, h *harness.Harness) (*floor, error) {
@@ -286,6 +279,8 @@ func startFloor(ctx context.Context, h *harness.Harness) (*floor, error) {
 		return nil, err
 	}
 	f := &floor{h: h, dc: dc, machine: m.MachineID}
+	f.ctx, f.cancel = context.WithCancel(context.Background())
+	f.sleep("first")
 	f.w = worker.New(h.TC, floorQueue, worker.Options{})
 	f.w.RegisterWorkflowWithOptions(floorWorkflowFunc, workflow.RegisterOptions{Name: floorWorkflow})
 	f.w.RegisterActivityWithOptions(f.wake, activity.RegisterOptions{Name: floorActivity})
@@ -295,7 +290,19 @@ func startFloor(ctx context.Context, h *harness.Harness) (*floor, error) {
 	return f, nil
 }
 
-func (f *floor) stop() { f.w.Stop() }
+func (f *floor) stop() {
+	f.cancel()
+	f.w.Stop()
+}
+
+// sleep puts the floor's machine to sleep in the background.
+func (f *floor) sleep(tag string) {
+	f.asleep = make(chan error, 1)
+	go func() {
+		_, err := f.dc.SleepAndWait(f.ctx, f.machine, "bench-floor-sleep-"+tag)
+		f.asleep <- err
+	}()
+}
 
 func floorWorkflowFunc(ctx workflow.Context, machineID string) error {
 	ctx = workflow.WithActivityOptions(ctx, workflow.ActivityOptions{StartToCloseTimeout: time.Minute})
@@ -309,10 +316,11 @@ func (f *floor) wake(ctx context.Context, machineID string) error {
 	return err
 }
 
-// once puts the floor's machine to sleep, then times a workflow start to
-// the wake call its activity makes, and waits for the workflow to end.
+// once times a workflow start to the wake call its activity makes on the
+// floor's asleep machine and waits for the workflow to end. Call sleep
+// before the next once.
 func (f *floor) once(ctx context.Context, wakes *wakeLog, tag string) (time.Duration, error) {
-	if _, err := f.dc.SleepAndWait(ctx, f.machine, "bench-floor-sleep-"+tag); err != nil {
+	if err := <-f.asleep; err != nil {
 		return 0, fmt.Errorf("floor: sleep %s: %w", f.machine, err)
 	}
 	mark := wakes.len()

@@ -333,6 +333,12 @@ func (s *scaleRun) checkFailed(ctx context.Context) error {
 			if s.raced[st.Number] {
 				continue
 			}
+			if strings.Contains(st.LastError, "allocating machine port") {
+				return fmt.Errorf("the emulator ran out of machine ports with %d machines live (preview %s: %s): "+
+					"it takes them from the kernel's ephemeral ports (bind to :0), which hands out the ~7,000 odd ports of the lower half of "+
+					"ip_local_port_range first, preview listeners included; once those are taken it keeps offering the ones it reserved but no app bound yet",
+					s.h.Emu.Stats().LiveMachines, id, st.LastError)
+			}
 			applog := appLog(s.e.Dir, st.MachineID)
 			if !strings.Contains(applog, "Address already in use") {
 				return fmt.Errorf("preview %s failed: %s\napp log: %s\nworker log:\n%s", id, st.LastError, applog, s.h.LogTail("worker", 2000))

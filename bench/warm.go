@@ -21,12 +21,12 @@ const (
 	warmConcurrency = 16
 	// warmRounds: the three targets take turns, warmRounds times, so that
 	// load from the other agents on the machine falls on all of them alike.
-	warmRounds = 3
+	warmRounds = 6
 	// warmRound is how long each target is loaded per round at scale 1;
 	// then one client alone for warmRoundSolo measures the latency a
 	// request pays when the machine is not saturated.
-	warmRound     = 5 * time.Second
-	warmRoundSolo = 2 * time.Second
+	warmRound     = 2500 * time.Millisecond
+	warmRoundSolo = time.Second
 	// warmUp is the untimed load before the first round of each target
 	// (connections opened, the router's preview woken).
 	warmUp = time.Second

@@ -147,7 +147,7 @@ func scaleBench(ctx context.Context, e *Env) ([]Row, error) {
 		{Metric: "app processes' memory (PSS, all previews)", Value: float64(appsPss) / 1024, Unit: "MiB",
 			Note: fmt.Sprintf("%d processes of a tiny C responder", apps)},
 		{Metric: "previews whose app could not listen on its port", Value: float64(homeless),
-			Note: fmt.Sprintf("emulator port race: it hands out ports it does not hold; %d of them failed their health check and were left out", len(s.raced))},
+			Note: fmt.Sprintf("another process took the machine's port before the app bound it; %d of them failed their health check and were left out", len(s.raced))},
 	}, nil
 }
 
@@ -196,7 +196,7 @@ type scaleRun struct {
 	clone string
 	shas  []string
 	head  map[int]int  // PR number → index in shas of its head (only grows)
-	raced map[int]bool // PR numbers lost to the emulator's port race (checkFailed)
+	raced map[int]bool // PR numbers whose app could not listen (checkFailed)
 	rnd   *rand.Rand
 }
 
@@ -233,7 +233,7 @@ func (s *scaleRun) open(ctx context.Context, from, to int) (time.Duration, error
 		if err := s.checkFailed(ctx); err != nil {
 			return 0, err
 		}
-		ready += int64(len(s.raced)) // failed for the emulator's port race: done too
+		ready += int64(len(s.raced)) // failed because the app could not listen: done too
 		if ready >= int64(to) {
 			return time.Since(began), nil
 		}
@@ -307,10 +307,11 @@ func (s *scaleRun) deliverOpened(ctx context.Context, from, to int) error {
 }
 
 // checkFailed looks at the previews that failed since the last look. A
-// preview whose app could not listen on its machine's port, because the
-// emulator hands out ports it does not hold and another listener took it
-// first, is an emulator casualty: it is remembered in raced and left out
-// of the rest of the run. Any other failure is an error.
+// preview whose app could not listen on its machine's port (the emulator
+// checks that a port is free when it hands it out, but does not hold it
+// until the app binds: another process can take it meanwhile) is an
+// emulator casualty: it is remembered in raced and left out of the rest of
+// the run. Any other failure is an error.
 func (s *scaleRun) checkFailed(ctx context.Context) error {
 	failed, err := s.count(ctx, workflows.PreviewFailed)
 	if err != nil || failed <= int64(len(s.raced)) {
@@ -334,16 +335,14 @@ func (s *scaleRun) checkFailed(ctx context.Context) error {
 				continue
 			}
 			if strings.Contains(st.LastError, "allocating machine port") {
-				return fmt.Errorf("the emulator ran out of machine ports with %d machines live (preview %s: %s): "+
-					"it takes them from the kernel's ephemeral ports (bind to :0), which hands out the ~7,000 odd ports of the lower half of "+
-					"ip_local_port_range first, preview listeners included; once those are taken it keeps offering the ones it reserved but no app bound yet",
+				return fmt.Errorf("the emulator ran out of machine ports with %d machines live (preview %s: %s)",
 					s.h.Emu.Stats().LiveMachines, id, st.LastError)
 			}
 			applog := appLog(s.e.Dir, st.MachineID)
 			if !strings.Contains(applog, "Address already in use") {
 				return fmt.Errorf("preview %s failed: %s\napp log: %s\nworker log:\n%s", id, st.LastError, applog, s.h.LogTail("worker", 2000))
 			}
-			s.e.Log.Warn("preview lost to the emulator's port race", "preview", id, "machine_id", st.MachineID, "app_log", applog)
+			s.e.Log.Warn("preview lost: its app could not listen on the machine's port", "preview", id, "machine_id", st.MachineID, "app_log", applog)
 			s.raced[st.Number] = true
 		}
 		if token = resp.GetNextPageToken(); len(token) == 0 {

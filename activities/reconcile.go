@@ -9,10 +9,12 @@ import (
 	"strings"
 	"time"
 
+	commonpb "go.temporal.io/api/common/v1"
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/converter"
 
 	"github.com/drydock-dev/drydock/dedalus"
 	"github.com/drydock-dev/drydock/internal/pools"
@@ -61,6 +63,9 @@ type ReconcileResult struct {
 const (
 	previewWorkflowType = "PreviewLifecycle"
 	previewStatusQuery  = "status"
+	// The PreviewLifecycle search attributes (workflows.SearchAttrMachineID, SearchAttrPhase).
+	previewMachineAttr = "DrydockMachineID"
+	previewPhaseAttr   = "DrydockPhase"
 )
 
 // Reconcile deletes Dedalus machines that no pool inventory and no open
@@ -146,8 +151,21 @@ func (r *Reconciler) owners(ctx context.Context) (map[string]bool, map[string]bo
 		if err != nil {
 			return nil, nil, fmt.Errorf("list previews: %w", err)
 		}
+		if activity.IsActivity(ctx) {
+			activity.RecordHeartbeat(ctx, "listing previews")
+		}
 		for _, e := range resp.GetExecutions() {
 			id := e.GetExecution().GetWorkflowId()
+			// The machine is in the preview's search attributes: one list
+			// call covers thousands of previews. Only a preview that shows
+			// none although it is past pending is asked directly.
+			if m := keywordAttr(e.GetSearchAttributes(), previewMachineAttr); m != "" {
+				owned[m] = true
+				continue
+			}
+			if keywordAttr(e.GetSearchAttributes(), previewPhaseAttr) == "pending" {
+				continue
+			}
 			v, err := r.Temporal.QueryWorkflow(ctx, id, "", previewStatusQuery)
 			if err != nil {
 				// An open preview that cannot answer owns an unknown machine:
@@ -200,4 +218,17 @@ func scopeName(s pools.Scope) string {
 		return s.Repo
 	}
 	return s.Org
+}
+
+// keywordAttr is a Keyword search attribute's value ("" when absent).
+func keywordAttr(sa *commonpb.SearchAttributes, name string) string {
+	p := sa.GetIndexedFields()[name]
+	if p == nil {
+		return ""
+	}
+	var v string
+	if err := converter.GetDefaultDataConverter().FromPayload(p, &v); err != nil {
+		return ""
+	}
+	return v
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
 	"go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
@@ -62,6 +63,7 @@ func TestReconcileDeletesOnlyUnownedMachinesAndRunners(t *testing.T) {
 		return m.MachineID
 	}
 	poolMachine, previewMachine, orphan := create("pool"), create("preview"), create("orphan")
+	listedMachine := create("listed")
 
 	queue := "reconcile-" + t.Name()
 	tc := devServer.Client()
@@ -77,14 +79,24 @@ func TestReconcileDeletesOnlyUnownedMachinesAndRunners(t *testing.T) {
 	require.NoError(t, err)
 	_, err = tc.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: "preview:recon/test:1", TaskQueue: queue}, "PreviewLifecycle", previewMachine)
 	require.NoError(t, err)
+	// A preview listed with its machine in its search attributes is not
+	// queried (thousands of previews cost one list call): this one would
+	// answer the query with no machine.
+	_, err = tc.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: "preview:recon/test:2", TaskQueue: queue,
+		TypedSearchAttributes: temporal.NewSearchAttributes(
+			temporal.NewSearchAttributeKeyKeyword("DrydockMachineID").ValueSet(listedMachine),
+			temporal.NewSearchAttributeKeyKeyword("DrydockPhase").ValueSet("ready")),
+	}, "PreviewLifecycle", "")
+	require.NoError(t, err)
 	defer func() {
 		_ = tc.TerminateWorkflow(context.Background(), runnerapi.PoolWorkflowID("recon"), "", "test over")
 		_ = tc.TerminateWorkflow(context.Background(), "preview:recon/test:1", "", "test over")
+		_ = tc.TerminateWorkflow(context.Background(), "preview:recon/test:2", "", "test over")
 	}()
-	// Visibility is eventually consistent: wait until the preview is listed.
+	// Visibility is eventually consistent: wait until the previews are listed.
 	require.Eventually(t, func() bool {
 		n, err := tc.CountWorkflow(ctx, &workflowservice.CountWorkflowExecutionsRequest{Query: "WorkflowType = 'PreviewLifecycle' AND ExecutionStatus = 'Running'"})
-		return err == nil && n.GetCount() >= 1
+		return err == nil && n.GetCount() >= 2
 	}, 10*time.Second, 100*time.Millisecond)
 
 	dir := &runnerDir{runners: []activities.RegisteredRunner{
@@ -104,8 +116,8 @@ func TestReconcileDeletesOnlyUnownedMachinesAndRunners(t *testing.T) {
 	require.NoError(t, err)
 	var res activities.ReconcileResult
 	require.NoError(t, v.Get(&res))
-	assert.Equal(t, 3, res.Machines)
-	assert.Equal(t, 2, res.Owned)
+	assert.Equal(t, 4, res.Machines)
+	assert.Equal(t, 3, res.Owned)
 	assert.Equal(t, 1, res.Young)
 	assert.Empty(t, res.DeletedMachines)
 
@@ -118,5 +130,5 @@ func TestReconcileDeletesOnlyUnownedMachinesAndRunners(t *testing.T) {
 	assert.Empty(t, res.Errors)
 	_, err = c.WaitForPhase(ctx, orphan, dedalus.PhaseDestroyed)
 	require.NoError(t, err)
-	assert.Equal(t, 2, emu.Stats().LiveMachines, "owned machines are untouched")
+	assert.Equal(t, 3, emu.Stats().LiveMachines, "owned machines are untouched")
 }

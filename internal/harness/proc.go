@@ -48,9 +48,9 @@ func (p *Proc) Start() error {
 	cmd := exec.Command(p.Path, p.Args...)
 	cmd.Env = p.Env
 	cmd.Stdout, cmd.Stderr = p.out, p.out
-	// Own process group, so that a kill reaches the children too (the
-	// Temporal CLI, for one, is a single process, but be safe).
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// Own process group, so that a kill reaches the children too; and the
+	// child dies with the harness, even when the harness is killed.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("start %s: %w", p.Name, err)
 	}

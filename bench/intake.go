@@ -236,7 +236,7 @@ func (g *intakeGen) pullRequest(number int) (delivery, error) {
 	if err := json.Unmarshal(body, &pe); err != nil {
 		return delivery{}, err
 	}
-	pre := intakePreviewEvent(&pe, d.id)
+	pre := intake.PreviewEvent(&pe, d.id)
 	wid := workflows.PreviewWorkflowID(pre.Owner, pre.Repo, pre.Number)
 	opts := client.StartWorkflowOptions{
 		ID:        wid,
@@ -431,45 +431,4 @@ func procCPU(pid int) time.Duration {
 		return 0
 	}
 	return time.Duration(ut+st) * 10 * time.Millisecond
-}
-
-// intakePreviewEvent is what intake.PullRequests sends the workflow for a
-// delivery (a copy of its unexported previewEvent), so the raw client's
-// signal carries the same argument.
-func intakePreviewEvent(pe *github.PullRequestEvent, deliveryID string) workflows.PullRequestEvent {
-	pr := pe.GetPullRequest()
-	out := workflows.PullRequestEvent{
-		DeliveryID:     deliveryID,
-		Action:         pe.GetAction(),
-		Owner:          pe.GetRepo().GetOwner().GetLogin(),
-		Repo:           pe.GetRepo().GetName(),
-		Number:         pe.GetNumber(),
-		Title:          pr.GetTitle(),
-		HTMLURL:        pr.GetHTMLURL(),
-		HeadSHA:        pr.GetHead().GetSHA(),
-		HeadRef:        pr.GetHead().GetRef(),
-		BaseRef:        pr.GetBase().GetRef(),
-		CloneURL:       pr.GetHead().GetRepo().GetCloneURL(),
-		Draft:          pr.GetDraft(),
-		Merged:         pr.GetMerged(),
-		Sender:         pe.GetSender().GetLogin(),
-		InstallationID: pe.GetInstallation().GetID(),
-	}
-	if out.Number == 0 {
-		out.Number = pr.GetNumber()
-	}
-	base := pr.GetBase().GetRepo().GetFullName()
-	if base == "" {
-		base = pe.GetRepo().GetFullName()
-	}
-	head := pr.GetHead().GetRepo().GetFullName()
-	out.Fork = head == "" || !strings.EqualFold(head, base)
-	if pr != nil {
-		for _, l := range pr.Labels {
-			if n := l.GetName(); n != "" {
-				out.Labels = append(out.Labels, n)
-			}
-		}
-	}
-	return out
 }

@@ -151,7 +151,7 @@ func (p *PullRequests) Route(ctx context.Context, ev Event) (Result, error) {
 	if err := json.Unmarshal(ev.Payload, &pe); err != nil {
 		return Result{Status: http.StatusBadRequest, Reason: "malformed pull_request payload: " + err.Error()}, nil
 	}
-	pre := previewEvent(&pe, ev.DeliveryID)
+	pre := PreviewEvent(&pe, ev.DeliveryID)
 	want := p.intent(&pe, pre)
 	if want == ignore {
 		return Result{Status: http.StatusOK, Reason: fmt.Sprintf("pull_request action %q does not affect previews", pre.Action)}, nil
@@ -257,8 +257,9 @@ func (p *PullRequests) skip(pe *github.PullRequestEvent, pre workflows.PullReque
 // allow-list is matched in: "owner/repo", lower case like the workflow ID.
 func RepoKey(owner, repo string) string { return workflows.RepoKey(owner, repo) }
 
-// previewEvent keeps the part of the delivery the workflow needs.
-func previewEvent(pe *github.PullRequestEvent, deliveryID string) workflows.PullRequestEvent {
+// PreviewEvent keeps the part of a pull_request delivery the
+// PreviewLifecycle workflow needs: what the intake signals it with.
+func PreviewEvent(pe *github.PullRequestEvent, deliveryID string) workflows.PullRequestEvent {
 	pr := pe.GetPullRequest()
 	out := workflows.PullRequestEvent{
 		DeliveryID:     deliveryID,

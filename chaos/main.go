@@ -61,17 +61,16 @@ const (
 var jobLabels = []string{"self-hosted", "linux", "chaos"}
 
 type options struct {
-	prs, jobs    int
-	burst        int
-	kills        int
-	faults       bool
-	restart      bool
-	seed         uint64
-	timeout      time.Duration
-	keep         bool
-	maxMachines  int
-	killEvery    time.Duration
-	previewSpecF string
+	prs, jobs   int
+	burst       int
+	kills       int
+	faults      bool
+	restart     bool
+	seed        uint64
+	timeout     time.Duration
+	keep        bool
+	maxMachines int
+	killEvery   time.Duration
 }
 
 func main() {

@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -104,7 +103,7 @@ func run(cfg Config) error {
 				"DEDALUS_EMULATOR_API_KEY=" + devEmulatorKey,
 				"DEDALUS_EMULATOR_DATA_DIR=" + filepath.Join(cfg.DataDir, "emulator"),
 			},
-			Ready: httpReady(dedalusURL + "/_local/stats"),
+			Ready: devstack.HTTPReady(dedalusURL + "/_local/stats"),
 		}); err != nil {
 			return err
 		}
@@ -133,14 +132,14 @@ func run(cfg Config) error {
 		Name: "webhook", Path: filepath.Join(cfg.BinDir, "webhook"),
 		Env: append(common, "WEBHOOK_ADDR="+cfg.WebhookAddr, "GITHUB_WEBHOOK_SECRET="+cfg.WebhookSecret,
 			"PREVIEW_LOCAL_CLONE_URLS=true"),
-		Ready: httpReady("http://" + cfg.WebhookAddr + "/readyz"),
+		Ready: devstack.HTTPReady("http://" + cfg.WebhookAddr + "/readyz"),
 	}); err != nil {
 		return err
 	}
 	if err := stack.Start(ctx, devstack.Service{
 		Name: "router", Path: filepath.Join(cfg.BinDir, "router"),
 		Env:   append(common, "ROUTER_ADDR="+cfg.RouterAddr, "PREVIEW_DOMAIN="+previewDomain),
-		Ready: httpReady("http://" + cfg.RouterAddr + "/readyz"),
+		Ready: devstack.HTTPReady("http://" + cfg.RouterAddr + "/readyz"),
 	}); err != nil {
 		return err
 	}
@@ -194,24 +193,6 @@ func workerPolling(ctx context.Context, addr string) error {
 		return errors.New("no poller on the task queue yet")
 	}
 	return nil
-}
-
-func httpReady(url string) func(context.Context) error {
-	return func(ctx context.Context) error {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-		if err != nil {
-			return err
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			return err
-		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			return fmt.Errorf("GET %s: %s", url, resp.Status)
-		}
-		return nil
-	}
 }
 
 // quietLogger drops the SDK's connection retries while we poll for readiness.

@@ -12,7 +12,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -20,6 +19,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/drydock-dev/drydock/internal/devstack"
 )
 
 // Proc is a child process that can be killed and started again with the
@@ -150,24 +151,7 @@ func WaitFor(ctx context.Context, what string, ready func(context.Context) error
 }
 
 // HTTPReady is a readiness check: GET url answers 200.
-func HTTPReady(url string) func(context.Context) error {
-	return func(ctx context.Context) error {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-		if err != nil {
-			return err
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			return err
-		}
-		_, _ = io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			return fmt.Errorf("GET %s: %s", url, resp.Status)
-		}
-		return nil
-	}
-}
+func HTTPReady(url string) func(context.Context) error { return devstack.HTTPReady(url) }
 
 // RepoRoot finds the module root (the directory holding go.mod) above the
 // working directory.

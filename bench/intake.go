@@ -409,8 +409,13 @@ func (g *intakeGen) openLoop(ctx context.Context, kind string, webhook bool, rat
 
 // procCPU is the user+system CPU time a process has used so far (0 when
 // it cannot be read).
-func procCPU(pid int) time.Duration {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+func procCPU(pid int) time.Duration { return statTicks(fmt.Sprint(pid), 11) }
+
+// statTicks sums the two clock-tick fields of /proc/<pid>/stat starting at
+// index first after the command (11: utime and stime; 13: cutime and
+// cstime), as a duration: ticks are 1/100 s on Linux. 0 when unreadable.
+func statTicks(pid string, first int) time.Duration {
+	b, err := os.ReadFile("/proc/" + pid + "/stat")
 	if err != nil {
 		return 0
 	}
@@ -420,15 +425,13 @@ func procCPU(pid int) time.Duration {
 		return 0
 	}
 	f := strings.Fields(s[i+1:])
-	// After the command: state(0) ... utime(11) stime(12), in clock ticks
-	// of 1/100 s on Linux.
-	if len(f) < 13 {
+	if len(f) < first+2 {
 		return 0
 	}
-	ut, err1 := strconv.ParseInt(f[11], 10, 64)
-	st, err2 := strconv.ParseInt(f[12], 10, 64)
+	a, err1 := strconv.ParseInt(f[first], 10, 64)
+	b2, err2 := strconv.ParseInt(f[first+1], 10, 64)
 	if err1 != nil || err2 != nil {
 		return 0
 	}
-	return time.Duration(ut+st) * 10 * time.Millisecond
+	return time.Duration(a+b2) * 10 * time.Millisecond
 }

@@ -50,18 +50,6 @@ func openPreview(ctx context.Context, h *harness.Harness, dir, owner, repo strin
 	})
 }
 
-// previewStatus queries a PreviewLifecycle's status.
-func previewStatus(ctx context.Context, h *harness.Harness, id string) (workflows.PreviewStatus, error) {
-	var st workflows.PreviewStatus
-	qctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	v, err := h.TC.QueryWorkflow(qctx, id, "", workflows.QueryStatus)
-	if err == nil {
-		err = v.Get(&st)
-	}
-	return st, err
-}
-
 // waitPreview polls the status query until ok or timeout; a failed preview
 // is an error.
 func waitPreview(ctx context.Context, h *harness.Harness, id string, timeout time.Duration, ok func(workflows.PreviewStatus) bool) (workflows.PreviewStatus, error) {
@@ -69,7 +57,7 @@ func waitPreview(ctx context.Context, h *harness.Harness, id string, timeout tim
 	var st workflows.PreviewStatus
 	var err error
 	for time.Now().Before(deadline) && ctx.Err() == nil {
-		st, err = previewStatus(ctx, h, id)
+		st, err = h.PreviewStatus(ctx, id, 10*time.Second)
 		if err == nil && ok(st) {
 			return st, nil
 		}

@@ -327,7 +327,7 @@ func (s *scaleRun) checkFailed(ctx context.Context) error {
 		}
 		for _, ex := range resp.GetExecutions() {
 			id := ex.GetExecution().GetWorkflowId()
-			st, err := previewStatus(ctx, s.h, id)
+			st, err := s.h.PreviewStatus(ctx, id, 10*time.Second)
 			if err != nil {
 				return err
 			}

@@ -193,17 +193,4 @@ func openFDs() int {
 
 // childrenCPU is the CPU time of this process's reaped children (the
 // machines' commands: git, sh), from /proc/self/stat cutime and cstime.
-func childrenCPU() time.Duration {
-	b, err := os.ReadFile("/proc/self/stat")
-	if err != nil {
-		return 0
-	}
-	st := string(b)
-	f := strings.Fields(st[strings.LastIndexByte(st, ')')+1:])
-	if len(f) < 15 {
-		return 0
-	}
-	cu, _ := strconv.ParseInt(f[13], 10, 64)
-	cs, _ := strconv.ParseInt(f[14], 10, 64)
-	return time.Duration(cu+cs) * 10 * time.Millisecond
-}
+func childrenCPU() time.Duration { return statTicks("self", 13) }

@@ -586,7 +586,7 @@ func (c *chaos) waitPreviews(ctx context.Context, deadline time.Time) error {
 			if !running {
 				return fmt.Errorf("preview #%d is open on GitHub but its workflow ended (%s)", p.number, desc.GetWorkflowExecutionInfo().GetStatus())
 			}
-			st, err := c.status(ctx, id)
+			st, err := c.h.PreviewStatus(ctx, id, 5*time.Second)
 			want := p.shas[len(p.shas)-1]
 			switch {
 			case err != nil:
@@ -602,17 +602,6 @@ func (c *chaos) waitPreviews(ctx context.Context, deadline time.Time) error {
 		}
 		return nil
 	})
-}
-
-func (c *chaos) status(ctx context.Context, id string) (workflows.PreviewStatus, error) {
-	qctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	var st workflows.PreviewStatus
-	v, err := c.h.TC.QueryWorkflow(qctx, id, "", workflows.QueryStatus)
-	if err == nil {
-		err = v.Get(&st)
-	}
-	return st, err
 }
 
 // checkOpenPreviews fetches every open preview through the router: it must

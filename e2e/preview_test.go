@@ -31,6 +31,7 @@ import (
 	"github.com/drydock-dev/drydock/emulator"
 	"github.com/drydock-dev/drydock/internal/ghfixture"
 	"github.com/drydock-dev/drydock/internal/githubtest"
+	"github.com/drydock-dev/drydock/internal/harness"
 	"github.com/drydock-dev/drydock/internal/intake"
 	"github.com/drydock-dev/drydock/internal/pools"
 	"github.com/drydock-dev/drydock/internal/router"
@@ -211,34 +212,28 @@ func (s *stack) stopWorker(sig syscall.Signal) {
 
 // repo is a local git repository standing in for the PR's head repository.
 type repo struct {
-	t   *testing.T
+	t *testing.T
+	*harness.GitRepo
 	dir string
 }
 
 func newRepo(t *testing.T) *repo {
 	t.Helper()
-	r := &repo{t: t, dir: t.TempDir()}
-	app, err := os.ReadFile("../examples/previewapp/app.py")
+	g, err := harness.NewGitRepo("..", t.TempDir())
 	require.NoError(t, err)
-	require.NoError(t, os.MkdirAll(filepath.Join(r.dir, "examples/previewapp"), 0o755))
-	require.NoError(t, os.WriteFile(filepath.Join(r.dir, "examples/previewapp/app.py"), app, 0o644))
-	r.git("init", "-q", "-b", "main")
-	r.commit("the demo app")
-	return r
+	return &repo{t: t, GitRepo: g, dir: g.Dir}
 }
 
-func (r *repo) git(args ...string) string {
-	cmd := exec.Command("git", append([]string{"-C", r.dir, "-c", "user.name=e2e", "-c", "user.email=e2e@drydock.invalid"}, args...)...)
-	out, err := cmd.CombinedOutput()
-	require.NoError(r.t, err, "git %v: %s", args, out)
-	return strings.TrimSpace(string(out))
+func (r *repo) head() string {
+	sha, err := r.Head()
+	require.NoError(r.t, err)
+	return sha
 }
 
 func (r *repo) commit(msg string) string {
-	require.NoError(r.t, os.WriteFile(filepath.Join(r.dir, "CHANGES"), []byte(msg+"\n"), 0o644))
-	r.git("add", "-A")
-	r.git("commit", "-q", "-m", msg)
-	return r.git("rev-parse", "HEAD")
+	sha, err := r.Commit(msg)
+	require.NoError(r.t, err)
+	return sha
 }
 
 // deliver posts a signed pull_request delivery built from the fixture.
@@ -328,7 +323,7 @@ func TestPreviewLifecycleEndToEnd(t *testing.T) {
 	const owner, name, number = "Codertocat", "Hello-World", 7
 	s.gh.SetFile(owner, name, "main", ".drydock/preview.yml", autoSpec)
 	src := newRepo(t)
-	sha1 := src.git("rev-parse", "HEAD")
+	sha1 := src.head()
 	pwned := filepath.Join(t.TempDir(), "pwned")
 	pr := ghfixture.PR{Owner: owner, Repo: name, Number: number, HeadSHA: sha1,
 		HeadRef: "feature/x$(touch " + pwned + ")", CloneURL: src.dir}
@@ -462,7 +457,7 @@ func TestWorkerKilledDuringBootstrap(t *testing.T) {
 	slow = strings.Replace(slow, "autosleep: 2s", "autosleep: 10m", 1)
 	s.gh.SetFile(owner, name, "main", ".drydock/preview.yml", slow)
 	src := newRepo(t)
-	pr := ghfixture.PR{Owner: owner, Repo: name, Number: number, HeadSHA: src.git("rev-parse", "HEAD"), HeadRef: "slow", CloneURL: src.dir}
+	pr := ghfixture.PR{Owner: owner, Repo: name, Number: number, HeadSHA: src.head(), HeadRef: "slow", CloneURL: src.dir}
 	id := workflows.PreviewWorkflowID(owner, name, number)
 
 	code, out := s.deliver("opened", pr, "slow-opened")

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -482,8 +483,9 @@ var nextAppPort = func() *atomic.Int64 {
 }()
 
 // appPortRange is the range machine app ports come from: the 20,000 ports
-// below the ephemeral range (/proc/sys/net/ipv4/ip_local_port_range).
-func appPortRange() (lo, hi int) {
+// below the ephemeral range (/proc/sys/net/ipv4/ip_local_port_range, read
+// once).
+var appPortRange = sync.OnceValues(func() (lo, hi int) {
 	ephemeral := 32768
 	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
 		if f := strings.Fields(string(b)); len(f) == 2 {
@@ -495,7 +497,7 @@ func appPortRange() (lo, hi int) {
 	hi = ephemeral - 1
 	lo = max(1024, hi-20000)
 	return lo, hi
-}
+})
 
 func (s *Server) getMachine(c *call) (int, any, error) {
 	s.mu.Lock()

@@ -57,5 +57,8 @@ func (r *GitRepo) Commit(msg string) (string, error) {
 	if _, err := r.git("commit", "-q", "-m", msg); err != nil {
 		return "", err
 	}
-	return r.git("rev-parse", "HEAD")
+	return r.Head()
 }
+
+// Head is the SHA of the current commit.
+func (r *GitRepo) Head() (string, error) { return r.git("rev-parse", "HEAD") }

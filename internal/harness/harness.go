@@ -21,6 +21,7 @@ import (
 	"github.com/drydock-dev/drydock/internal/ghfixture"
 	"github.com/drydock-dev/drydock/internal/githubtest"
 	"github.com/drydock-dev/drydock/internal/intake"
+	"github.com/drydock-dev/drydock/workflows"
 )
 
 // Constants of every harness stack.
@@ -290,3 +291,16 @@ func (h *Harness) Get(ctx context.Context, owner, repo string, number int, path 
 
 // HTTPClient is the harness's pooled HTTP client.
 func (h *Harness) HTTPClient() *http.Client { return h.http }
+
+// PreviewStatus asks a PreviewLifecycle for its status (the status query),
+// waiting at most timeout for a worker to answer.
+func (h *Harness) PreviewStatus(ctx context.Context, id string, timeout time.Duration) (workflows.PreviewStatus, error) {
+	qctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	var st workflows.PreviewStatus
+	v, err := h.TC.QueryWorkflow(qctx, id, "", workflows.QueryStatus)
+	if err == nil {
+		err = v.Get(&st)
+	}
+	return st, err
+}

@@ -22,6 +22,8 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/url"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -60,6 +62,11 @@ type Options struct {
 	// stream is unavailable (default 250ms).
 	PollInterval time.Duration
 	UserAgent    string
+	// OnError, when set, is told about every failed attempt (retried or
+	// not): the operation as "METHOD /v1/machines/{id}/..." and the error
+	// code (the API's error_code, else the HTTP status, else "transport").
+	// It never sees the API key or an object ID. Drydock counts these.
+	OnError func(operation, code string)
 }
 
 // Client talks to one Dedalus API endpoint. It is safe for concurrent use.
@@ -112,7 +119,13 @@ func New(opts Options) (*Client, error) {
 
 // NewFromConfig builds a client from environment configuration.
 func NewFromConfig(cfg Config) (*Client, error) {
-	return New(Options{BaseURL: cfg.BaseURL, APIKey: cfg.APIKey, OrgID: cfg.OrgID})
+	return New(cfg.Options())
+}
+
+// Options are the client options cfg describes, to which a caller can add
+// its own (OnError).
+func (cfg Config) Options() Options {
+	return Options{BaseURL: cfg.BaseURL, APIKey: cfg.APIKey, OrgID: cfg.OrgID}
 }
 
 // BaseURL is the API endpoint the client talks to.
@@ -201,6 +214,9 @@ func (c *Client) do(ctx context.Context, r *call, out any) error {
 		err := c.attempt(ctx, r, body, out)
 		if err == nil {
 			return nil
+		}
+		if c.opt.OnError != nil && ctx.Err() == nil {
+			c.opt.OnError(r.method+" "+RouteTemplate(r.path), ErrorCode(err))
 		}
 		if ctx.Err() != nil {
 			return fmt.Errorf("%s: %w", r.op, ctx.Err())
@@ -326,4 +342,35 @@ func pathID(kind, id string) (string, error) {
 		return "", fmt.Errorf("dedalus: %s ID is empty", kind)
 	}
 	return url.PathEscape(id), nil
+}
+
+// RouteTemplate replaces the object IDs of an API path with {id}, e.g.
+// /v1/machines/dm-1/executions/ex-2/output → /v1/machines/{id}/executions/{id}/output.
+func RouteTemplate(path string) string {
+	segs := strings.Split(strings.TrimPrefix(path, "/"), "/")
+	for i := range segs {
+		switch {
+		case i == 2 && segs[1] == "machines":
+			segs[i] = "{id}"
+		case i == 4 && slices.Contains([]string{"artifacts", "executions", "previews", "ssh", "terminals"}, segs[3]):
+			segs[i] = "{id}"
+		}
+	}
+	return "/" + strings.Join(segs, "/")
+}
+
+// ErrorCode is a short, bounded name for err: the API's error_code (e.g.
+// REVISION_MISMATCH), else the HTTP status ("503"), else "transport" for a
+// failure without an answer, else "other".
+func ErrorCode(err error) string {
+	var ae *APIError
+	switch {
+	case errors.As(err, &ae) && ae.Code != "":
+		return ae.Code
+	case errors.As(err, &ae):
+		return strconv.Itoa(ae.StatusCode)
+	case IsTransport(err):
+		return "transport"
+	}
+	return "other"
 }

@@ -9,12 +9,15 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/bradleyfalzon/ghinstallation/v2"
 	"github.com/google/go-github/v62/github"
+
+	"github.com/drydock-dev/drydock/internal/metrics"
 )
 
 const userAgent = "drydock (+https://github.com/drydock-dev/drydock)"
@@ -33,6 +36,7 @@ type Clients struct {
 
 	// token mode
 	tokenClient *github.Client
+	token       string
 
 	// App mode
 	appID               int64
@@ -45,6 +49,44 @@ type Clients struct {
 	selfMu    sync.Mutex
 	self      string
 	selfKnown bool
+
+	metrics *metrics.GitHub
+}
+
+// SetMetrics records every answer's rate-limit headers in m (call before
+// the first request).
+func (c *Clients) SetMetrics(m *metrics.GitHub) {
+	c.metrics = m
+	if c.tokenClient != nil {
+		c.tokenClient = c.newClient(&http.Client{Transport: c.observed("token", c.transport)}).WithAuthToken(c.token)
+	}
+}
+
+// observed wraps next so that its answers' rate-limit headers are recorded
+// under credential.
+func (c *Clients) observed(credential string, next http.RoundTripper) http.RoundTripper {
+	if c.metrics == nil {
+		return next
+	}
+	return rateLimitRecorder{next: next, credential: credential, m: c.metrics}
+}
+
+// rateLimitRecorder records X-RateLimit-* of every GitHub answer.
+type rateLimitRecorder struct {
+	next       http.RoundTripper
+	credential string
+	m          *metrics.GitHub
+}
+
+func (t rateLimitRecorder) RoundTrip(req *http.Request) (*http.Response, error) {
+	resp, err := t.next.RoundTrip(req)
+	if err != nil {
+		return resp, err
+	}
+	limit, lerr := strconv.Atoi(resp.Header.Get("X-RateLimit-Limit"))
+	remaining, rerr := strconv.Atoi(resp.Header.Get("X-RateLimit-Remaining"))
+	t.m.Response(t.credential, resp.StatusCode, resp.Header.Get("X-RateLimit-Resource"), limit, remaining, lerr == nil && rerr == nil)
+	return resp, nil
 }
 
 // NewClients validates cfg and builds the factory. It does not contact
@@ -57,7 +99,7 @@ func NewClients(cfg Config) (*Clients, error) {
 		return nil, err
 	}
 	base, _ := cfg.apiURL() // validated above
-	c := &Clients{base: base, transport: defaultTransport()}
+	c := &Clients{base: base, transport: defaultTransport(), token: cfg.Token}
 	if cfg.Token != "" {
 		c.tokenClient = c.newClient(&http.Client{Transport: c.transport}).WithAuthToken(cfg.Token)
 		return c, nil
@@ -116,7 +158,7 @@ func (c *Clients) ForInstallation(id int64) (*github.Client, error) {
 	}
 	// One AppsTransport per installation: ghinstallation writes to it while
 	// refreshing a token, so sharing it between installations would race.
-	tr := errorBodyBuffer{c.transport}
+	tr := errorBodyBuffer{c.observed("installation:"+strconv.FormatInt(id, 10), c.transport)}
 	itr := ghinstallation.NewFromAppsTransport(ghinstallation.NewAppsTransportFromPrivateKey(tr, c.appID, c.key), id)
 	itr.BaseURL = strings.TrimSuffix(c.base.String(), "/") // also where tokens are minted (GHES: .../api/v3)
 	gc := c.newClient(&http.Client{Transport: itr})
@@ -148,7 +190,7 @@ func (c *Clients) identity(ctx context.Context) (string, error) {
 		login, err = userLogin(ctx, c.tokenClient)
 	} else {
 		// GET /app authenticates as the App itself (JWT), not an installation.
-		ac := c.newClient(&http.Client{Transport: ghinstallation.NewAppsTransportFromPrivateKey(errorBodyBuffer{c.transport}, c.appID, c.key)})
+		ac := c.newClient(&http.Client{Transport: ghinstallation.NewAppsTransportFromPrivateKey(errorBodyBuffer{c.observed("app", c.transport)}, c.appID, c.key)})
 		var app *github.App
 		app, _, err = ac.Apps.Get(ctx, "")
 		if err == nil && app.GetSlug() != "" {

@@ -18,6 +18,8 @@ import (
 	"net/http"
 	"strings"
 	"time"
+
+	"github.com/drydock-dev/drydock/internal/metrics"
 )
 
 // MaxBody is GitHub's own cap on webhook payloads (25 MB).
@@ -42,6 +44,10 @@ type Result struct {
 	// delivery that was skipped, refused or failed is judged afresh when
 	// GitHub redelivers it.
 	Accepted bool
+	// Code is a short, stable reason code for metrics
+	// (drydock_webhook_deliveries_total{reason}), e.g. "policy" or
+	// "duplicate"; empty for accepted deliveries.
+	Code string
 }
 
 // Router acts on authenticated events. Returning an error answers 503 so
@@ -57,10 +63,11 @@ type HealthChecker interface {
 
 // Handler serves POST /webhooks/github, GET /healthz and GET /readyz.
 type Handler struct {
-	secret []byte
-	router Router
-	health HealthChecker
-	log    *slog.Logger
+	secret  []byte
+	router  Router
+	health  HealthChecker
+	log     *slog.Logger
+	metrics *metrics.Webhook
 }
 
 // Options configures a Handler.
@@ -72,6 +79,8 @@ type Options struct {
 	Router   Router
 	Health   HealthChecker
 	Logger   *slog.Logger
+	// Metrics counts deliveries by event, action, outcome and reason (nil: none).
+	Metrics *metrics.Webhook
 }
 
 // New validates opts and returns a Handler.
@@ -85,7 +94,7 @@ func New(opts Options) (*Handler, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	return &Handler{secret: []byte(opts.Secret), router: opts.Router, health: opts.Health, log: opts.Logger}, nil
+	return &Handler{secret: []byte(opts.Secret), router: opts.Router, health: opts.Health, log: opts.Logger, metrics: opts.Metrics}, nil
 }
 
 // ServeHTTP routes the three endpoints.
@@ -120,7 +129,10 @@ func (h *Handler) ready(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *Handler) webhook(w http.ResponseWriter, r *http.Request) {
+	d := &answered{start: time.Now(), event: "unauthenticated"}
+	defer h.count(d)
 	if r.ContentLength > MaxBody {
+		d.reject("too_large")
 		h.answer(w, r, http.StatusRequestEntityTooLarge, fmt.Sprintf("body larger than %d bytes", MaxBody), "")
 		return
 	}
@@ -128,25 +140,32 @@ func (h *Handler) webhook(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
+			d.reject("too_large")
 			h.answer(w, r, http.StatusRequestEntityTooLarge, fmt.Sprintf("body larger than %d bytes", MaxBody), "")
 			return
 		}
+		d.reject("unreadable_body")
 		h.answer(w, r, http.StatusBadRequest, "could not read body", "")
 		return
 	}
 	// Authenticate before looking at anything else in the request.
 	if len(h.secret) > 0 {
 		if reason := verifySignature(h.secret, r.Header, body); reason != "" {
+			d.reject("bad_signature")
 			h.answer(w, r, http.StatusUnauthorized, reason, "")
 			return
 		}
 	}
+	// Authentic from here on: the event name is GitHub's, not anyone's.
+	d.event = r.Header.Get("X-GitHub-Event")
 	if ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); ct != "application/json" {
+		d.reject("content_type")
 		h.answer(w, r, http.StatusBadRequest, fmt.Sprintf("content type %q: set the webhook's content type to application/json", ct), "")
 		return
 	}
 	event := r.Header.Get("X-GitHub-Event")
 	if event == "" {
+		d.reject("missing_event")
 		h.answer(w, r, http.StatusBadRequest, "missing X-GitHub-Event header", "")
 		return
 	}
@@ -154,17 +173,53 @@ func (h *Handler) webhook(w http.ResponseWriter, r *http.Request) {
 		Action string `json:"action"`
 	}
 	if err := json.Unmarshal(body, &head); err != nil {
+		d.reject("malformed_json")
 		h.answer(w, r, http.StatusBadRequest, "malformed JSON: "+err.Error(), "")
 		return
 	}
 	ev := Event{Name: event, DeliveryID: r.Header.Get("X-GitHub-Delivery"), Action: head.Action, Payload: body}
+	d.action = head.Action
 	res, err := h.router.Route(r.Context(), ev)
 	if err != nil {
+		d.outcome, d.reason = metrics.OutcomeFailed, "temporal_unavailable"
 		h.log.Error("webhook routing failed", "delivery", ev.DeliveryID, "event", ev.Name, "action", ev.Action, "err", err)
 		h.answer(w, r, http.StatusServiceUnavailable, "temporarily unable to process the delivery; redeliver it", "")
 		return
 	}
+	d.result(res)
 	h.answer(w, r, res.Status, res.Reason, res.WorkflowID)
+}
+
+// answered is what the metrics say of one delivery.
+type answered struct {
+	start                          time.Time
+	event, action, outcome, reason string
+}
+
+func (d *answered) reject(reason string) { d.outcome, d.reason = metrics.OutcomeRejected, reason }
+
+func (d *answered) result(res Result) {
+	d.reason = res.Code
+	switch {
+	case res.Accepted:
+		d.outcome = metrics.OutcomeAccepted
+	case res.Status >= 500:
+		d.outcome = metrics.OutcomeFailed
+	case res.Status >= 400:
+		d.outcome = metrics.OutcomeRejected
+	default:
+		d.outcome = metrics.OutcomeIgnored
+	}
+	if d.reason == "" && !res.Accepted {
+		d.reason = "other"
+	}
+}
+
+func (h *Handler) count(d *answered) {
+	if d.outcome == "" {
+		d.outcome, d.reason = metrics.OutcomeFailed, "other"
+	}
+	h.metrics.Delivery(d.event, d.action, d.outcome, d.reason, time.Since(d.start))
 }
 
 // verifySignature checks X-Hub-Signature-256 in constant time. It returns a
@@ -230,11 +285,11 @@ type Acknowledge struct{}
 // Route implements Router.
 func (Acknowledge) Route(_ context.Context, ev Event) (Result, error) {
 	if ev.Name == "ping" {
-		return Result{Status: http.StatusOK, Reason: "pong"}, nil
+		return Result{Status: http.StatusOK, Reason: "pong", Code: "ping"}, nil
 	}
 	reason := fmt.Sprintf("event %q is not handled by Drydock", ev.Name)
 	if ev.Action != "" {
 		reason = fmt.Sprintf("event %q action %q is not handled by Drydock", ev.Name, ev.Action)
 	}
-	return Result{Status: http.StatusOK, Reason: reason}, nil
+	return Result{Status: http.StatusOK, Reason: reason, Code: "event_not_handled"}, nil
 }

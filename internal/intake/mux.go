@@ -64,7 +64,7 @@ func Dedupe(next Router, seen *RecentDeliveries) Router {
 	return RouterFunc(func(ctx context.Context, ev Event) (Result, error) {
 		if ev.DeliveryID != "" {
 			if wid, ok := seen.Get(ev.DeliveryID); ok {
-				return Result{Status: http.StatusOK, Reason: "duplicate delivery", WorkflowID: wid}, nil
+				return Result{Status: http.StatusOK, Reason: "duplicate delivery", WorkflowID: wid, Code: "duplicate"}, nil
 			}
 		}
 		res, err := next.Route(ctx, ev)

@@ -27,10 +27,10 @@ func TestMuxRoutesByEventName(t *testing.T) {
 
 	res, err = mux.Route(context.Background(), intake.Event{Name: "ping"})
 	require.NoError(t, err)
-	assert.Equal(t, intake.Result{Status: http.StatusOK, Reason: "pong"}, res)
+	assert.Equal(t, intake.Result{Status: http.StatusOK, Reason: "pong", Code: "ping"}, res)
 	res, err = mux.Route(context.Background(), intake.Event{Name: "issues", Action: "opened"})
 	require.NoError(t, err)
-	assert.Equal(t, intake.Result{Status: http.StatusOK, Reason: `event "issues" action "opened" is not handled by Drydock`}, res)
+	assert.Equal(t, intake.Result{Status: http.StatusOK, Reason: `event "issues" action "opened" is not handled by Drydock`, Code: "event_not_handled"}, res)
 
 	assert.Panics(t, func() { mux.Handle("workflow_job", intake.Acknowledge{}) }, "second route")
 	assert.Panics(t, func() { mux.Handle("", intake.Acknowledge{}) })
@@ -83,7 +83,7 @@ func TestDedupeIsSafeConcurrently(t *testing.T) {
 	}
 	res, err := r.Route(context.Background(), intake.Event{Name: "pull_request", DeliveryID: "fresh"})
 	require.NoError(t, err)
-	assert.Equal(t, intake.Result{Status: http.StatusOK, Reason: "duplicate delivery", WorkflowID: "w"}, res)
+	assert.Equal(t, intake.Result{Status: http.StatusOK, Reason: "duplicate delivery", WorkflowID: "w", Code: "duplicate"}, res)
 	mu.Lock()
 	assert.Equal(t, 1, routed["fresh"])
 	mu.Unlock()

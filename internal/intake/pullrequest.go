@@ -149,15 +149,15 @@ const (
 func (p *PullRequests) Route(ctx context.Context, ev Event) (Result, error) {
 	var pe github.PullRequestEvent
 	if err := json.Unmarshal(ev.Payload, &pe); err != nil {
-		return Result{Status: http.StatusBadRequest, Reason: "malformed pull_request payload: " + err.Error()}, nil
+		return Result{Status: http.StatusBadRequest, Reason: "malformed pull_request payload: " + err.Error(), Code: "malformed_payload"}, nil
 	}
 	pre := PreviewEvent(&pe, ev.DeliveryID)
 	want := p.intent(&pe, pre)
 	if want == ignore {
-		return Result{Status: http.StatusOK, Reason: fmt.Sprintf("pull_request action %q does not affect previews", pre.Action)}, nil
+		return Result{Status: http.StatusOK, Reason: fmt.Sprintf("pull_request action %q does not affect previews", pre.Action), Code: "action_not_handled"}, nil
 	}
 	if reason := validate(&pe, pre, want == deploy, p.policy.LocalCloneURLs); reason != "" {
-		return Result{Status: http.StatusBadRequest, Reason: reason}, nil
+		return Result{Status: http.StatusBadRequest, Reason: reason, Code: "invalid_payload"}, nil
 	}
 	id := workflows.PreviewWorkflowID(pre.Owner, pre.Repo, pre.Number)
 	ctx, cancel := context.WithTimeout(ctx, p.timeout)
@@ -166,7 +166,7 @@ func (p *PullRequests) Route(ctx context.Context, ev Event) (Result, error) {
 		return p.teardown(ctx, id, pre)
 	}
 	if reason := p.skip(&pe, pre); reason != "" {
-		return Result{Status: http.StatusOK, Reason: "no preview: " + reason}, nil
+		return Result{Status: http.StatusOK, Reason: "no preview: " + reason, Code: "policy"}, nil
 	}
 	opts := client.StartWorkflowOptions{
 		ID:        id,
@@ -192,7 +192,7 @@ func (p *PullRequests) teardown(ctx context.Context, id string, pre workflows.Pu
 	case errors.As(err, &nf):
 		// No workflow, or it already completed: nothing to tear down, and
 		// nothing must be started for a closed pull request.
-		return Result{Status: http.StatusOK, Reason: "no preview to tear down", WorkflowID: id}, nil
+		return Result{Status: http.StatusOK, Reason: "no preview to tear down", WorkflowID: id, Code: "no_preview"}, nil
 	case err != nil:
 		return Result{}, fmt.Errorf("signal %s (%s, delivery %s): %w", id, pre.Action, pre.DeliveryID, err)
 	}

@@ -16,6 +16,7 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
 
+	"github.com/drydock-dev/drydock/internal/metrics"
 	"github.com/drydock-dev/drydock/internal/pools"
 	"github.com/drydock-dev/drydock/workflows"
 	"github.com/drydock-dev/drydock/workflows/runnerapi"
@@ -37,6 +38,8 @@ type WorkflowJobOptions struct {
 	// Timeout bounds each Temporal call (default 5s): GitHub gives up after 10s.
 	Timeout time.Duration
 	Logger  *slog.Logger
+	// Metrics records each pool job's queue time (created → in_progress); nil: none.
+	Metrics *metrics.Webhook
 }
 
 // WorkflowJobs routes workflow_job events to the RunnerJob workflow of each
@@ -64,6 +67,7 @@ type WorkflowJobs struct {
 	pools    *pools.Config
 	timeout  time.Duration
 	log      *slog.Logger
+	metrics  *metrics.Webhook
 }
 
 // NewWorkflowJobs validates opts and returns the router.
@@ -83,37 +87,37 @@ func NewWorkflowJobs(opts WorkflowJobOptions) (*WorkflowJobs, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	return &WorkflowJobs{temporal: opts.Temporal, pools: opts.Pools, timeout: opts.Timeout, log: opts.Logger}, nil
+	return &WorkflowJobs{temporal: opts.Temporal, pools: opts.Pools, timeout: opts.Timeout, log: opts.Logger, metrics: opts.Metrics}, nil
 }
 
 // Route implements Router.
 func (w *WorkflowJobs) Route(ctx context.Context, ev Event) (Result, error) {
 	var we github.WorkflowJobEvent
 	if err := json.Unmarshal(ev.Payload, &we); err != nil {
-		return Result{Status: http.StatusBadRequest, Reason: "malformed workflow_job payload: " + err.Error()}, nil
+		return Result{Status: http.StatusBadRequest, Reason: "malformed workflow_job payload: " + err.Error(), Code: "malformed_payload"}, nil
 	}
 	job := JobEvent(&we, ev.DeliveryID)
 	switch job.Action {
 	case "queued", "in_progress", "completed":
 	case "waiting":
-		return Result{Status: http.StatusOK, Reason: "workflow_job waiting (for an environment's approval or a concurrency group): a runner is requested when it is queued"}, nil
+		return Result{Status: http.StatusOK, Reason: "workflow_job waiting (for an environment's approval or a concurrency group): a runner is requested when it is queued", Code: "job_waiting"}, nil
 	default:
-		return Result{Status: http.StatusOK, Reason: fmt.Sprintf("workflow_job action %q needs no runner", job.Action)}, nil
+		return Result{Status: http.StatusOK, Reason: fmt.Sprintf("workflow_job action %q needs no runner", job.Action), Code: "action_not_handled"}, nil
 	}
 	if reason := validateJob(&we, job); reason != "" {
-		return Result{Status: http.StatusBadRequest, Reason: reason}, nil
+		return Result{Status: http.StatusBadRequest, Reason: reason, Code: "invalid_payload"}, nil
 	}
 	pool := w.pools.Match(job.Labels)
 	ctx, cancel := context.WithTimeout(ctx, w.timeout)
 	defer cancel()
 	if job.Action == "queued" {
 		if pool == nil {
-			return Result{Status: http.StatusOK, Reason: noPool(job.Labels)}, nil
+			return Result{Status: http.StatusOK, Reason: noPool(job.Labels), Code: "no_pool"}, nil
 		}
 		return w.start(ctx, pool, job)
 	}
 	if pool == nil && w.runnerPool(job.RunnerName) == nil {
-		return Result{Status: http.StatusOK, Reason: noPool(job.Labels)}, nil
+		return Result{Status: http.StatusOK, Reason: noPool(job.Labels), Code: "no_pool"}, nil
 	}
 	return w.signal(ctx, job)
 }
@@ -145,7 +149,7 @@ func (w *WorkflowJobs) start(ctx context.Context, pool *pools.Pool, job runnerap
 	var started *serviceerror.WorkflowExecutionAlreadyStarted
 	switch {
 	case errors.As(err, &started):
-		return Result{Status: http.StatusOK, Reason: "job already handled", WorkflowID: id}, nil
+		return Result{Status: http.StatusOK, Reason: "job already handled", WorkflowID: id, Code: "duplicate"}, nil
 	case err != nil:
 		return Result{}, fmt.Errorf("start %s (pool %s, delivery %s): %w", id, pool.Name, job.DeliveryID, err)
 	}
@@ -160,12 +164,17 @@ func (w *WorkflowJobs) signal(ctx context.Context, job runnerapi.WorkflowJobEven
 	var nf *serviceerror.NotFound
 	switch {
 	case err == nil:
+		if job.Action == "in_progress" && !job.CreatedAt.IsZero() && !job.StartedAt.IsZero() {
+			if pool := w.pools.Match(job.Labels); pool != nil {
+				w.metrics.JobQueued(pool.Name, job.StartedAt.Sub(job.CreatedAt))
+			}
+		}
 		return Result{Status: http.StatusAccepted, Reason: fmt.Sprintf("job %s", job.Action), WorkflowID: id, Accepted: true}, nil
 	case !errors.As(err, &nf):
 		return Result{}, fmt.Errorf("signal %s (%s, delivery %s): %w", id, job.Action, job.DeliveryID, err)
 	}
 	if job.Action != "completed" || !strings.HasPrefix(job.RunnerName, runnerapi.RunnerPrefix) {
-		return Result{Status: http.StatusOK, Reason: "no-op: job not tracked"}, nil
+		return Result{Status: http.StatusOK, Reason: "no-op: job not tracked", Code: "job_not_tracked"}, nil
 	}
 	// GitHub ran the job on one of our runners but no RunnerJob tracks it
 	// (its queued was lost, or the runner took another job than the one it
@@ -175,13 +184,13 @@ func (w *WorkflowJobs) signal(ctx context.Context, job runnerapi.WorkflowJobEven
 		pool = w.pools.Match(job.Labels)
 	}
 	if pool == nil {
-		return Result{Status: http.StatusOK, Reason: "no-op: job not tracked"}, nil
+		return Result{Status: http.StatusOK, Reason: "no-op: job not tracked", Code: "job_not_tracked"}, nil
 	}
 	pid := runnerapi.PoolWorkflowID(pool.Name)
 	err = w.temporal.SignalWorkflow(ctx, pid, "", runnerapi.SignalRelease, runnerapi.ReleaseRequest{RunnerName: job.RunnerName, JobID: job.JobID})
 	switch {
 	case errors.As(err, &nf):
-		return Result{Status: http.StatusOK, Reason: fmt.Sprintf("no-op: job not tracked and pool %s is not running", pool.Name)}, nil
+		return Result{Status: http.StatusOK, Reason: fmt.Sprintf("no-op: job not tracked and pool %s is not running", pool.Name), Code: "job_not_tracked"}, nil
 	case err != nil:
 		return Result{}, fmt.Errorf("signal %s (release %s, delivery %s): %w", pid, job.RunnerName, job.DeliveryID, err)
 	}

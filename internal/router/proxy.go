@@ -10,6 +10,9 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"strings"
+	"time"
+
+	"github.com/drydock-dev/drydock/internal/metrics"
 )
 
 // upstream is one preview URL and the reverse proxy to it, built once and
@@ -59,6 +62,10 @@ func (u *upstream) rewrite(pr *httputil.ProxyRequest) {
 // else gets the 503 (with Retry-After) while a wake starts in the background.
 // A 503 right after a wake is the app's own and is passed through as it is.
 func (u *upstream) RoundTrip(req *http.Request) (*http.Response, error) {
+	tr := trackOf(req.Context())
+	if tr != nil {
+		tr.sent = time.Now()
+	}
 	resp, err := u.rt.transport.RoundTrip(req)
 	if !asleep(resp, err) {
 		return resp, err
@@ -68,6 +75,9 @@ func (u *upstream) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	u.p.markCold()
 	if !retryable(req) {
+		if tr != nil {
+			tr.path = metrics.PathError
+		}
 		u.rt.wakeInBackground(u.p)
 		if err != nil {
 			return nil, err
@@ -81,9 +91,15 @@ func (u *upstream) RoundTrip(req *http.Request) (*http.Response, error) {
 		_, _ = io.CopyN(io.Discard, resp.Body, 4<<10)
 		resp.Body.Close()
 	}
+	if tr != nil {
+		tr.path = metrics.PathCold
+	}
 	next, err := u.rt.wake(req.Context(), u.p)
 	if err != nil {
 		return nil, &wakeError{err}
+	}
+	if tr != nil {
+		tr.sent = time.Now()
 	}
 	// Just woken: whatever the preview answers now is the answer.
 	return u.rt.transport.RoundTrip(retarget(req, u.target, next.target))
@@ -136,6 +152,9 @@ func (e *wakeError) Unwrap() error { return e.err }
 
 // proxyError answers a request the proxy could not complete.
 func (u *upstream) proxyError(w http.ResponseWriter, r *http.Request, err error) {
+	if tr := trackOf(r.Context()); tr != nil {
+		tr.path, tr.sent = metrics.PathError, time.Time{}
+	}
 	if r.Context().Err() != nil {
 		w.WriteHeader(http.StatusBadGateway) // the client went away
 		return

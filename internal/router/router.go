@@ -25,6 +25,8 @@ import (
 	"time"
 
 	"golang.org/x/sync/singleflight"
+
+	"github.com/drydock-dev/drydock/internal/metrics"
 )
 
 // Defaults for Options.
@@ -86,6 +88,9 @@ type Options struct {
 	Transport http.RoundTripper
 	// Logger receives one line per cold wake and per failure (nil: discard).
 	Logger *slog.Logger
+	// Metrics counts requests by path (warm, cold, error), the latency the
+	// router adds, and its wakes (nil: none).
+	Metrics *metrics.Router
 }
 
 // Router is the preview router's http.Handler. Requests whose host is not a
@@ -96,6 +101,7 @@ type Router struct {
 	waker       Waker
 	ready       func(context.Context) error
 	log         *slog.Logger
+	metrics     *metrics.Router
 	transport   http.RoundTripper
 	ownsTrans   bool
 	wakeTimeout time.Duration
@@ -195,6 +201,7 @@ func New(opts Options) (*Router, error) {
 		waker:       opts.Waker,
 		ready:       opts.Ready,
 		log:         log,
+		metrics:     opts.Metrics,
 		transport:   opts.Transport,
 		wakeTimeout: opts.WakeTimeout,
 		flightLimit: 2 * opts.WakeTimeout,
@@ -245,19 +252,42 @@ func (rt *Router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		rt.writePage(w, r, http.StatusNotFound, pageNoPreview, Target{})
 		return
 	}
+	tr := &track{start: time.Now(), path: metrics.PathWarm}
 	now := rt.clock()
 	p := rt.lookup(t, now)
 	p.lastSeen.Store(now)
 	u := p.warm(now)
 	if u == nil {
+		tr.path = metrics.PathCold
 		var err error
 		if u, err = rt.wake(r.Context(), p); err != nil {
+			rt.metrics.Request(metrics.PathError, 0, false)
 			rt.writeWakeError(w, r, p.target, err)
 			return
 		}
 	}
 	rt.touch(p, now)
-	u.proxy.ServeHTTP(w, r)
+	if rt.metrics == nil {
+		u.proxy.ServeHTTP(w, r)
+		return
+	}
+	u.proxy.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), trackKey{}, tr)))
+	rt.metrics.Request(tr.path, tr.sent.Sub(tr.start), !tr.sent.IsZero())
+}
+
+// track is what the metrics learn of one proxied request: its path (warm,
+// cold, error) and when it was sent to the preview (the last attempt).
+type track struct {
+	start, sent time.Time
+	path        string
+}
+
+type trackKey struct{}
+
+// trackOf is the request's track, nil without metrics.
+func trackOf(ctx context.Context) *track {
+	tr, _ := ctx.Value(trackKey{}).(*track)
+	return tr
 }
 
 // lookup returns the cache entry of t, creating it (and evicting idle
@@ -340,6 +370,7 @@ func (rt *Router) doWake(p *preview) (any, error) {
 	start := time.Now()
 	res, err := rt.waker.Wake(ctx, p.id)
 	latency := time.Since(start)
+	rt.metrics.Wake(wakeResult(err), latency)
 	if err != nil {
 		switch {
 		case errors.Is(err, ErrUnknownPreview), errors.Is(err, ErrPreviewGone):
@@ -360,6 +391,19 @@ func (rt *Router) doWake(p *preview) (any, error) {
 	p.awakeUntil.Store(now + rt.awakeTTL)
 	rt.log.Info("preview woken", "workflow_id", p.id, "machine_id", res.MachineID, "latency", latency)
 	return u, nil
+}
+
+// wakeResult names a wake's outcome for drydock_router_wakes_total.
+func wakeResult(err error) string {
+	switch {
+	case err == nil:
+		return "ok"
+	case errors.Is(err, ErrUnknownPreview):
+		return "unknown"
+	case errors.Is(err, ErrPreviewGone):
+		return "gone"
+	}
+	return "error"
 }
 
 // touch queues a Touch of p unless one was queued within TouchEvery. It

@@ -12,28 +12,7 @@ import (
 	"text/tabwriter"
 
 	"github.com/kelseyhightower/envconfig"
-	"go.temporal.io/sdk/client"
-	tlog "go.temporal.io/sdk/log"
 )
-
-// Temporal is how a binary reaches the Temporal frontend.
-type Temporal struct {
-	Address   string `envconfig:"ADDRESS" default:"127.0.0.1:7233" desc:"Temporal frontend host:port"`
-	Namespace string `envconfig:"NAMESPACE" default:"default" desc:"Temporal namespace"`
-}
-
-// Dial connects a Temporal client, logging through logger.
-func (t Temporal) Dial(logger *slog.Logger) (client.Client, error) {
-	c, err := client.Dial(client.Options{
-		HostPort:  t.Address,
-		Namespace: t.Namespace,
-		Logger:    tlog.NewStructuredLogger(logger),
-	})
-	if err != nil {
-		return nil, fmt.Errorf("connect to Temporal at %s (TEMPORAL_ADDRESS), namespace %q (TEMPORAL_NAMESPACE): %w", t.Address, t.Namespace, err)
-	}
-	return c, nil
-}
 
 // Load fills spec from the environment. Errors name the variable at fault.
 func Load(spec any) error {
@@ -79,20 +58,6 @@ func Logger(level string) (*slog.Logger, error) {
 		return nil, fmt.Errorf("configuration: LOG_LEVEL=%q: want debug, info, warn or error", level)
 	}
 	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: l})), nil
-}
-
-// DialLazy returns a Temporal client that connects on first use, so a server
-// can start (and report not-ready) while Temporal is still unreachable.
-func (t Temporal) DialLazy(logger *slog.Logger) (client.Client, error) {
-	c, err := client.NewLazyClient(client.Options{
-		HostPort:  t.Address,
-		Namespace: t.Namespace,
-		Logger:    tlog.NewStructuredLogger(logger),
-	})
-	if err != nil {
-		return nil, fmt.Errorf("Temporal client for %s (TEMPORAL_ADDRESS): %w", t.Address, err)
-	}
-	return c, nil
 }
 
 // Keys lists the environment variables spec reads, in declaration order.

@@ -1,0 +1,543 @@
+package config_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/big"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.temporal.io/api/workflowservice/v1"
+	"go.temporal.io/sdk/client"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/peer"
+	"google.golang.org/grpc/status"
+
+	"github.com/drydock-dev/drydock/internal/config"
+	"github.com/drydock-dev/drydock/internal/testenv"
+)
+
+// --- a throwaway PKI, made fresh by each test (no private key is committed) ---
+
+type testCA struct {
+	cert   *x509.Certificate
+	key    *ecdsa.PrivateKey
+	pemBuf []byte
+}
+
+var serial atomic.Int64
+
+func newCA(t *testing.T, name string) *testCA {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	require.NoError(t, err)
+	tmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(serial.Add(1)),
+		Subject:               pkix.Name{CommonName: name},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(time.Hour),
+		IsCA:                  true,
+		BasicConstraintsValid: true,
+		KeyUsage:              x509.KeyUsageCertSign,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	require.NoError(t, err)
+	cert, err := x509.ParseCertificate(der)
+	require.NoError(t, err)
+	return &testCA{cert: cert, key: key, pemBuf: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})}
+}
+
+type leaf struct {
+	certPEM, keyPEM []byte
+	tls             tls.Certificate
+}
+
+// issue signs a server certificate (for 127.0.0.1 and temporal.test) or a
+// client certificate named cn, valid until notAfter.
+func (ca *testCA) issue(t *testing.T, cn string, server bool, notAfter time.Time) leaf {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	require.NoError(t, err)
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(serial.Add(1)),
+		Subject:      pkix.Name{CommonName: cn},
+		NotBefore:    time.Now().Add(-2 * time.Hour),
+		NotAfter:     notAfter,
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	}
+	if server {
+		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
+		tmpl.DNSNames = []string{"temporal.test"}
+		tmpl.IPAddresses = []net.IP{net.IPv4(127, 0, 0, 1)}
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
+	require.NoError(t, err)
+	kder, err := x509.MarshalPKCS8PrivateKey(key)
+	require.NoError(t, err)
+	l := leaf{
+		certPEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
+		keyPEM:  pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder}),
+	}
+	l.tls, err = tls.X509KeyPair(l.certPEM, l.keyPEM)
+	require.NoError(t, err)
+	return l
+}
+
+func writeFile(t *testing.T, dir, name string, b []byte) string {
+	t.Helper()
+	p := filepath.Join(dir, name)
+	require.NoError(t, os.WriteFile(p, b, 0o600))
+	return p
+}
+
+// replaceFile swaps a file's contents the way rotation tools do: write
+// beside it, then rename over it.
+func replaceFile(t *testing.T, path string, b []byte) {
+	t.Helper()
+	tmp := path + ".new"
+	require.NoError(t, os.WriteFile(tmp, b, 0o600))
+	require.NoError(t, os.Rename(tmp, path))
+}
+
+func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+// --- validation ---
+
+const secretKey = "tmprl-SECRET-api-key-0123456789"
+
+// loadTemporal reads the TEMPORAL_* variables as the binaries do.
+func loadTemporal(t *testing.T, env map[string]string) (config.Temporal, error) {
+	t.Helper()
+	for _, k := range []string{"ADDRESS", "NAMESPACE", "TLS", "TLS_CERT_FILE", "TLS_KEY_FILE", "TLS_CA_FILE", "TLS_SERVER_NAME", "API_KEY"} {
+		if v, ok := env["TEMPORAL_"+k]; ok {
+			t.Setenv("TEMPORAL_"+k, v)
+		} else {
+			t.Setenv("TEMPORAL_"+k, "") // then unset, so defaults apply
+			os.Unsetenv("TEMPORAL_" + k)
+		}
+	}
+	var spec struct {
+		Temporal config.Temporal `envconfig:"TEMPORAL"`
+	}
+	err := config.Load(&spec)
+	return spec.Temporal, err
+}
+
+func TestTemporalVariablesAreTheDocumentedOnes(t *testing.T) {
+	keys, err := config.Keys(&struct {
+		Temporal config.Temporal `envconfig:"TEMPORAL"`
+	}{})
+	require.NoError(t, err)
+	assert.Equal(t, []string{"TEMPORAL_ADDRESS", "TEMPORAL_NAMESPACE", "TEMPORAL_TLS", "TEMPORAL_TLS_CERT_FILE",
+		"TEMPORAL_TLS_KEY_FILE", "TEMPORAL_TLS_CA_FILE", "TEMPORAL_TLS_SERVER_NAME", "TEMPORAL_API_KEY"}, keys)
+
+	var usage bytes.Buffer
+	require.NoError(t, config.Usage(&usage, "x", "y", &struct {
+		Temporal config.Temporal `envconfig:"TEMPORAL"`
+	}{Temporal: config.Temporal{APIKey: secretKey}}))
+	assert.Contains(t, usage.String(), "TEMPORAL_API_KEY")
+	assert.NotContains(t, usage.String(), secretKey)
+}
+
+func TestTemporalValidate(t *testing.T) {
+	dir := t.TempDir()
+	ca := newCA(t, "test CA")
+	client1 := ca.issue(t, "client-1", false, time.Now().Add(time.Hour))
+	client2 := ca.issue(t, "client-2", false, time.Now().Add(time.Hour))
+	expired := ca.issue(t, "old", false, time.Now().Add(-time.Hour))
+	const junk = "JUNK-CONTENTS-must-not-be-quoted"
+	var (
+		caFile      = writeFile(t, dir, "ca.pem", ca.pemBuf)
+		certFile    = writeFile(t, dir, "client.crt", client1.certPEM)
+		keyFile     = writeFile(t, dir, "client.key", client1.keyPEM)
+		otherKey    = writeFile(t, dir, "other.key", client2.keyPEM)
+		expiredCert = writeFile(t, dir, "expired.crt", expired.certPEM)
+		expiredKey  = writeFile(t, dir, "expired.key", expired.keyPEM)
+		junkFile    = writeFile(t, dir, "junk.pem", []byte(junk+"\n"))
+		missing     = filepath.Join(dir, "missing.pem")
+	)
+
+	bad := []struct {
+		name string
+		env  map[string]string
+		want []string // every one must appear in the error
+	}{
+		{"empty address", map[string]string{"TEMPORAL_ADDRESS": ""}, []string{"TEMPORAL_ADDRESS"}},
+		{"address without port", map[string]string{"TEMPORAL_ADDRESS": "temporal.example"}, []string{"TEMPORAL_ADDRESS", "host:port"}},
+		{"empty namespace", map[string]string{"TEMPORAL_NAMESPACE": ""}, []string{"TEMPORAL_NAMESPACE"}},
+		{"cert without key", map[string]string{"TEMPORAL_TLS_CERT_FILE": certFile}, []string{"TEMPORAL_TLS_CERT_FILE", "TEMPORAL_TLS_KEY_FILE"}},
+		{"key without cert", map[string]string{"TEMPORAL_TLS_KEY_FILE": keyFile}, []string{"TEMPORAL_TLS_KEY_FILE", "TEMPORAL_TLS_CERT_FILE"}},
+		{"missing cert file", map[string]string{"TEMPORAL_TLS_CERT_FILE": missing, "TEMPORAL_TLS_KEY_FILE": keyFile}, []string{"TEMPORAL_TLS_CERT_FILE=" + missing, "cannot read"}},
+		{"missing key file", map[string]string{"TEMPORAL_TLS_CERT_FILE": certFile, "TEMPORAL_TLS_KEY_FILE": missing}, []string{"TEMPORAL_TLS_KEY_FILE=" + missing, "cannot read"}},
+		{"cert file not PEM", map[string]string{"TEMPORAL_TLS_CERT_FILE": junkFile, "TEMPORAL_TLS_KEY_FILE": keyFile}, []string{"TEMPORAL_TLS_CERT_FILE=" + junkFile, "no PEM certificate"}},
+		{"key file not PEM", map[string]string{"TEMPORAL_TLS_CERT_FILE": certFile, "TEMPORAL_TLS_KEY_FILE": junkFile}, []string{"TEMPORAL_TLS_KEY_FILE=" + junkFile, "no PEM private key"}},
+		{"certificate given as key", map[string]string{"TEMPORAL_TLS_CERT_FILE": certFile, "TEMPORAL_TLS_KEY_FILE": certFile}, []string{"TEMPORAL_TLS_KEY_FILE=" + certFile}},
+		{"key of another certificate", map[string]string{"TEMPORAL_TLS_CERT_FILE": certFile, "TEMPORAL_TLS_KEY_FILE": otherKey}, []string{"TEMPORAL_TLS_KEY_FILE=" + otherKey, "TEMPORAL_TLS_CERT_FILE=" + certFile, "is not the key"}},
+		{"expired certificate", map[string]string{"TEMPORAL_TLS_CERT_FILE": expiredCert, "TEMPORAL_TLS_KEY_FILE": expiredKey}, []string{"TEMPORAL_TLS_CERT_FILE=" + expiredCert, "expired"}},
+		{"missing CA file", map[string]string{"TEMPORAL_TLS_CA_FILE": missing}, []string{"TEMPORAL_TLS_CA_FILE=" + missing}},
+		{"CA file not PEM", map[string]string{"TEMPORAL_TLS_CA_FILE": junkFile}, []string{"TEMPORAL_TLS_CA_FILE=" + junkFile, "no PEM certificate"}},
+		{"server name without TLS", map[string]string{"TEMPORAL_TLS_SERVER_NAME": "temporal.test", "TEMPORAL_API_KEY": ""}, []string{"TEMPORAL_TLS_SERVER_NAME", "TEMPORAL_TLS"}},
+		{"API key with a newline", map[string]string{"TEMPORAL_API_KEY": secretKey + "\n"}, []string{"TEMPORAL_API_KEY", "newline"}},
+		{"two problems at once", map[string]string{"TEMPORAL_ADDRESS": "", "TEMPORAL_TLS_CA_FILE": missing}, []string{"TEMPORAL_ADDRESS", "TEMPORAL_TLS_CA_FILE"}},
+	}
+	for _, tc := range bad {
+		t.Run(tc.name, func(t *testing.T) {
+			env := map[string]string{"TEMPORAL_API_KEY": secretKey} // present in every case, to show it never leaks
+			for k, v := range tc.env {
+				env[k] = v
+			}
+			cfg, err := loadTemporal(t, env)
+			require.NoError(t, err)
+			err = cfg.Validate()
+			require.Error(t, err)
+			msg := err.Error()
+			assert.True(t, strings.HasPrefix(msg, "configuration: "), msg)
+			for _, w := range tc.want {
+				assert.Contains(t, msg, w)
+			}
+			for _, secret := range []string{secretKey, junk, "BEGIN", string(client1.keyPEM[40:80])} {
+				assert.NotContains(t, msg, secret)
+			}
+			// Every binary validates through Dial and DialLazy.
+			_, derr := cfg.Dial(quietLogger())
+			assert.EqualError(t, derr, msg)
+			_, derr = cfg.DialLazy(quietLogger())
+			assert.EqualError(t, derr, msg)
+			assert.NotContains(t, cfg.Describe(), secretKey)
+		})
+	}
+
+	good := []struct {
+		name     string
+		env      map[string]string
+		describe string
+	}{
+		{"defaults", nil, "127.0.0.1:7233 namespace default, plaintext"},
+		{"TLS with system roots", map[string]string{"TEMPORAL_TLS": "true", "TEMPORAL_ADDRESS": "ns.acct.tmprl.cloud:7233", "TEMPORAL_NAMESPACE": "ns.acct"},
+			"ns.acct.tmprl.cloud:7233 namespace ns.acct, TLS"},
+		{"mTLS", map[string]string{"TEMPORAL_TLS_CERT_FILE": certFile, "TEMPORAL_TLS_KEY_FILE": keyFile, "TEMPORAL_TLS_CA_FILE": caFile, "TEMPORAL_TLS_SERVER_NAME": "temporal.test"},
+			"127.0.0.1:7233 namespace default, mTLS (cert " + certFile + "), CA " + caFile + ", server name temporal.test"},
+		{"API key", map[string]string{"TEMPORAL_API_KEY": secretKey, "TEMPORAL_ADDRESS": "us-east-1.aws.api.temporal.io:7233"},
+			"us-east-1.aws.api.temporal.io:7233 namespace default, TLS, API key"},
+		{"gRPC target syntax", map[string]string{"TEMPORAL_ADDRESS": "dns:///temporal.example:7233"}, "dns:///temporal.example:7233 namespace default, plaintext"},
+	}
+	for _, tc := range good {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg, err := loadTemporal(t, tc.env)
+			require.NoError(t, err)
+			require.NoError(t, cfg.Validate())
+			assert.Equal(t, tc.describe, cfg.Describe())
+			// Printing or logging a configuration struct shows the description, not the key.
+			wrapper := struct{ Temporal config.Temporal }{cfg}
+			var logged bytes.Buffer
+			slog.New(slog.NewTextHandler(&logged, nil)).Info("config", "temporal", cfg, "all", wrapper)
+			for _, s := range []string{fmt.Sprintf("%v %+v %#v %s", cfg, wrapper, wrapper, cfg), logged.String()} {
+				assert.NotContains(t, s, secretKey)
+				assert.Contains(t, s, tc.describe)
+			}
+		})
+	}
+
+	t.Run("TEMPORAL_TLS not a bool", func(t *testing.T) {
+		_, err := loadTemporal(t, map[string]string{"TEMPORAL_TLS": "maybe"})
+		require.ErrorContains(t, err, `configuration: TEMPORAL_TLS="maybe"`)
+	})
+}
+
+// --- mTLS end to end, through a TLS-terminating proxy in front of a real dev server ---
+
+// mtlsProxy terminates TLS, requiring a client certificate from its CA, and
+// pipes the plaintext bytes to a Temporal frontend (gRPC's HTTP/2 stream is
+// the same either way).
+type mtlsProxy struct {
+	ln       net.Listener
+	upstream string
+
+	mu       sync.Mutex
+	clients  []string // the client certificate's CN, per accepted handshake
+	rejected int
+	conns    map[net.Conn]struct{}
+}
+
+func startMTLSProxy(t *testing.T, ca *testCA, server tls.Certificate, upstream string) *mtlsProxy {
+	t.Helper()
+	pool := x509.NewCertPool()
+	pool.AddCert(ca.cert)
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{
+		Certificates: []tls.Certificate{server},
+		ClientAuth:   tls.RequireAndVerifyClientCert,
+		ClientCAs:    pool,
+		NextProtos:   []string{"h2"},
+		MinVersion:   tls.VersionTLS12,
+	})
+	require.NoError(t, err)
+	p := &mtlsProxy{ln: ln, upstream: upstream, conns: map[net.Conn]struct{}{}}
+	go p.serve()
+	t.Cleanup(func() { ln.Close(); p.dropAll() })
+	return p
+}
+
+func (p *mtlsProxy) Addr() string { return p.ln.Addr().String() }
+
+func (p *mtlsProxy) serve() {
+	for {
+		c, err := p.ln.Accept()
+		if err != nil {
+			return
+		}
+		go p.handle(c.(*tls.Conn))
+	}
+}
+
+func (p *mtlsProxy) handle(c *tls.Conn) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := c.HandshakeContext(ctx); err != nil {
+		p.mu.Lock()
+		p.rejected++
+		p.mu.Unlock()
+		c.Close()
+		return
+	}
+	up, err := net.Dial("tcp", p.upstream)
+	if err != nil {
+		c.Close()
+		return
+	}
+	p.mu.Lock()
+	p.clients = append(p.clients, c.ConnectionState().PeerCertificates[0].Subject.CommonName)
+	p.conns[c], p.conns[up] = struct{}{}, struct{}{}
+	p.mu.Unlock()
+	go func() { io.Copy(up, c); up.Close() }()
+	io.Copy(c, up)
+	c.Close()
+}
+
+// dropAll closes every proxied connection, as a load balancer or a network
+// blip would, so clients must reconnect with a fresh handshake.
+func (p *mtlsProxy) dropAll() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for c := range p.conns {
+		c.Close()
+	}
+	clear(p.conns)
+}
+
+func (p *mtlsProxy) seen() (clients []string, rejected int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]string(nil), p.clients...), p.rejected
+}
+
+func TestTemporalMTLSAgainstDevServer(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	srv, err := testenv.StartTemporal(ctx)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = srv.Stop() })
+
+	dir := t.TempDir()
+	ca := newCA(t, "drydock test CA")
+	proxy := startMTLSProxy(t, ca, ca.issue(t, "frontend", true, time.Now().Add(time.Hour)).tls, srv.FrontendHostPort())
+	caFile := writeFile(t, dir, "ca.pem", ca.pemBuf)
+	first := ca.issue(t, "client-1", false, time.Now().Add(time.Hour))
+	certFile := writeFile(t, dir, "tls.crt", first.certPEM)
+	keyFile := writeFile(t, dir, "tls.key", first.keyPEM)
+
+	cfg := config.Temporal{
+		Address:       proxy.Addr(),
+		Namespace:     "default",
+		TLSCertFile:   certFile,
+		TLSKeyFile:    keyFile,
+		TLSCAFile:     caFile,
+		TLSServerName: "temporal.test",
+	}
+	tc, err := cfg.Dial(quietLogger())
+	require.NoError(t, err)
+	defer tc.Close()
+
+	// The connection is real: health, namespaces, and a workflow started and described.
+	_, err = tc.CheckHealth(ctx, &client.CheckHealthRequest{})
+	require.NoError(t, err)
+	ns, err := tc.WorkflowService().ListNamespaces(ctx, &workflowservice.ListNamespacesRequest{})
+	require.NoError(t, err)
+	var names []string
+	for _, n := range ns.Namespaces {
+		names = append(names, n.NamespaceInfo.Name)
+	}
+	assert.Contains(t, names, "default")
+	run, err := tc.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: "mtls-check", TaskQueue: "mtls-check"}, "NoSuchWorkflow")
+	require.NoError(t, err)
+	desc, err := tc.DescribeWorkflowExecution(ctx, run.GetID(), run.GetRunID())
+	require.NoError(t, err)
+	assert.Equal(t, "NoSuchWorkflow", desc.WorkflowExecutionInfo.Type.Name)
+	require.NoError(t, tc.TerminateWorkflow(ctx, run.GetID(), run.GetRunID(), "test done"))
+	clients, _ := proxy.seen()
+	assert.Equal(t, []string{"client-1"}, clients, "one connection, with the configured certificate")
+
+	// The IP SAN also matches, so no server name is needed; a wrong one fails.
+	noSNI := cfg
+	noSNI.TLSServerName = ""
+	c2, err := noSNI.Dial(quietLogger())
+	require.NoError(t, err)
+	c2.Close()
+
+	t.Run("refused", func(t *testing.T) {
+		other := newCA(t, "someone else's CA")
+		stranger := other.issue(t, "stranger", false, time.Now().Add(time.Hour))
+		wrongName := cfg
+		wrongName.TLSServerName = "not-temporal.test"
+		for name, c := range map[string]config.Temporal{
+			"no client certificate":              {Address: proxy.Addr(), Namespace: "default", TLSCAFile: caFile},
+			"certificate from another CA":        {Address: proxy.Addr(), Namespace: "default", TLSCAFile: caFile, TLSCertFile: writeFile(t, dir, "stranger.crt", stranger.certPEM), TLSKeyFile: writeFile(t, dir, "stranger.key", stranger.keyPEM)},
+			"server not in the CA file":          {Address: proxy.Addr(), Namespace: "default", TLSCAFile: writeFile(t, dir, "other-ca.pem", other.pemBuf), TLSCertFile: certFile, TLSKeyFile: keyFile},
+			"server name not in the server cert": wrongName,
+			"plaintext to a TLS port":            {Address: proxy.Addr(), Namespace: "default"},
+		} {
+			t.Run(name, func(t *testing.T) {
+				t.Parallel()
+				start := time.Now()
+				c, err := c.Dial(quietLogger())
+				if err == nil {
+					c.Close()
+				}
+				require.Error(t, err)
+				assert.Contains(t, err.Error(), "connect to Temporal at "+proxy.Addr())
+				t.Logf("refused after %v: %v", time.Since(start).Round(time.Millisecond), err)
+			})
+		}
+	})
+	clients, rejected := proxy.seen()
+	assert.Equal(t, []string{"client-1", "client-1"}, clients, "no refused client got through")
+	assert.GreaterOrEqual(t, rejected, 2)
+
+	// Rotation: new files on disk; the same client's next connection presents them.
+	second := ca.issue(t, "client-2", false, time.Now().Add(time.Hour))
+	replaceFile(t, keyFile, second.keyPEM)
+	replaceFile(t, certFile, second.certPEM)
+	proxy.dropAll()
+	require.Eventually(t, func() bool {
+		_, err := tc.CheckHealth(ctx, &client.CheckHealthRequest{})
+		return err == nil
+	}, 10*time.Second, 50*time.Millisecond, "client reconnects after rotation")
+	clients, _ = proxy.seen()
+	assert.Equal(t, "client-2", clients[len(clients)-1], "the reconnection uses the rotated certificate: %v", clients)
+	_, err = tc.DescribeWorkflowExecution(ctx, run.GetID(), run.GetRunID())
+	require.NoError(t, err)
+
+	// A half-done rotation (new cert, key not yet written) keeps the last good pair.
+	third := ca.issue(t, "client-3", false, time.Now().Add(time.Hour))
+	replaceFile(t, certFile, third.certPEM)
+	proxy.dropAll()
+	require.Eventually(t, func() bool {
+		_, err := tc.CheckHealth(ctx, &client.CheckHealthRequest{})
+		return err == nil
+	}, 10*time.Second, 50*time.Millisecond, "client reconnects during a half-done rotation")
+	clients, _ = proxy.seen()
+	assert.Equal(t, "client-2", clients[len(clients)-1], "%v", clients)
+	replaceFile(t, keyFile, third.keyPEM)
+	proxy.dropAll()
+	require.Eventually(t, func() bool {
+		_, err := tc.CheckHealth(ctx, &client.CheckHealthRequest{})
+		return err == nil
+	}, 10*time.Second, 50*time.Millisecond, "client reconnects after the rotation completes")
+	clients, _ = proxy.seen()
+	assert.Equal(t, "client-3", clients[len(clients)-1], "%v", clients)
+}
+
+// --- API key, against a TLS gRPC frontend that records what it is sent ---
+
+type recordingFrontend struct {
+	workflowservice.UnimplementedWorkflowServiceServer
+	key string
+
+	mu    sync.Mutex
+	auths []string // authorization metadata of each GetSystemInfo call
+	tls   []bool   // whether that call came over TLS
+}
+
+func (f *recordingFrontend) GetSystemInfo(ctx context.Context, _ *workflowservice.GetSystemInfoRequest) (*workflowservice.GetSystemInfoResponse, error) {
+	md, _ := metadata.FromIncomingContext(ctx)
+	auth := strings.Join(md.Get("authorization"), ",")
+	p, _ := peer.FromContext(ctx)
+	_, overTLS := p.AuthInfo.(credentials.TLSInfo)
+	f.mu.Lock()
+	f.auths = append(f.auths, auth)
+	f.tls = append(f.tls, overTLS)
+	f.mu.Unlock()
+	if auth != "Bearer "+f.key {
+		return nil, status.Error(codes.Unauthenticated, "invalid API key")
+	}
+	return &workflowservice.GetSystemInfoResponse{ServerVersion: "test", Capabilities: &workflowservice.GetSystemInfoResponse_Capabilities{}}, nil
+}
+
+func TestTemporalAPIKeyIsSentOverTLS(t *testing.T) {
+	dir := t.TempDir()
+	ca := newCA(t, "cloud test CA")
+	server := ca.issue(t, "frontend", true, time.Now().Add(time.Hour))
+	front := &recordingFrontend{key: secretKey}
+	gs := grpc.NewServer(grpc.Creds(credentials.NewTLS(&tls.Config{Certificates: []tls.Certificate{server.tls}})))
+	workflowservice.RegisterWorkflowServiceServer(gs, front)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	go gs.Serve(ln)
+	t.Cleanup(gs.Stop)
+
+	cfg := config.Temporal{
+		Address:   ln.Addr().String(),
+		Namespace: "ns.acct",
+		TLSCAFile: writeFile(t, dir, "ca.pem", ca.pemBuf),
+		APIKey:    secretKey,
+	}
+	tc, err := cfg.Dial(quietLogger())
+	require.NoError(t, err)
+	tc.Close()
+	front.mu.Lock()
+	assert.Equal(t, []string{"Bearer " + secretKey}, front.auths)
+	assert.Equal(t, []bool{true}, front.tls)
+	front.mu.Unlock()
+
+	// A rejected key fails Dial without the key in the error.
+	wrong := cfg
+	wrong.APIKey = "tmprl-WRONG-key"
+	_, err = wrong.Dial(quietLogger())
+	require.Error(t, err)
+	assert.NotContains(t, err.Error(), "tmprl-WRONG-key")
+	assert.Contains(t, err.Error(), "API key")
+	front.mu.Lock()
+	assert.Equal(t, "Bearer tmprl-WRONG-key", front.auths[len(front.auths)-1])
+	front.mu.Unlock()
+
+	// The lazy client sends it too, on first use.
+	lazy, err := cfg.DialLazy(quietLogger())
+	require.NoError(t, err)
+	defer lazy.Close()
+	_, err = lazy.WorkflowService().GetSystemInfo(context.Background(), &workflowservice.GetSystemInfoRequest{})
+	require.NoError(t, err)
+	front.mu.Lock()
+	assert.Equal(t, "Bearer "+secretKey, front.auths[len(front.auths)-1])
+	front.mu.Unlock()
+}

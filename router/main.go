@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/drydock-dev/drydock/internal/config"
+	"github.com/drydock-dev/drydock/internal/metrics"
 	"github.com/drydock-dev/drydock/internal/router"
 )
 
@@ -29,6 +30,9 @@ type Config struct {
 	AwakeTTL    time.Duration   `envconfig:"ROUTER_AWAKE_TTL" default:"10s" desc:"how long after a wake requests are proxied without asking Temporal"`
 	TouchEvery  time.Duration   `envconfig:"ROUTER_TOUCH_EVERY" default:"1m" desc:"least interval between two activity reports (touch signals) for one preview"`
 	LogLevel    string          `envconfig:"LOG_LEVEL" default:"info" desc:"debug, info, warn or error"`
+
+	MetricsAddr     string        `envconfig:"ROUTER_METRICS_ADDR" default:"127.0.0.1:9092" desc:"listen address of /metrics, /healthz and /readyz (keep it off the public load balancer); empty: none"`
+	ShutdownTimeout time.Duration `envconfig:"ROUTER_SHUTDOWN_TIMEOUT" default:"10s" desc:"on SIGTERM, how long requests in flight may take to finish before streams still open are cut"`
 }
 
 func main() {
@@ -42,8 +46,20 @@ func main() {
 
 // validate names the variable at fault.
 func (c Config) validate() error {
+	if err := c.Temporal.Validate(); err != nil {
+		return err
+	}
+	for name, addr := range map[string]string{"ROUTER_ADDR": c.Addr, "ROUTER_METRICS_ADDR": c.MetricsAddr} {
+		if addr == "" && name == "ROUTER_METRICS_ADDR" {
+			continue
+		}
+		if _, _, err := net.SplitHostPort(addr); err != nil {
+			return fmt.Errorf("configuration: %s=%q: want host:port: %w", name, addr, err)
+		}
+	}
 	for name, d := range map[string]time.Duration{
 		"ROUTER_WAKE_TIMEOUT": c.WakeTimeout, "ROUTER_AWAKE_TTL": c.AwakeTTL, "ROUTER_TOUCH_EVERY": c.TouchEvery,
+		"ROUTER_SHUTDOWN_TIMEOUT": c.ShutdownTimeout,
 	} {
 		if d <= 0 {
 			return fmt.Errorf("configuration: %s=%v: want a positive duration such as 30s", name, d)
@@ -69,11 +85,15 @@ func run(cfg Config) error {
 	if err != nil {
 		return err
 	}
+	reg := metrics.New("router")
+	defer reg.Close()
+	cfg.Temporal.MetricsHandler = reg.Temporal()
 	tc, err := cfg.Temporal.DialLazy(log)
 	if err != nil {
 		return err
 	}
 	defer tc.Close()
+	health := metrics.NewHealth(config.TemporalReady(tc))
 	rt, err := router.New(router.Options{
 		Domain:      cfg.Domain,
 		DefaultRepo: cfg.DefaultRepo,
@@ -81,8 +101,9 @@ func run(cfg Config) error {
 		WakeTimeout: cfg.WakeTimeout,
 		AwakeTTL:    cfg.AwakeTTL,
 		TouchEvery:  cfg.TouchEvery,
-		Ready:       config.TemporalReady(tc),
+		Ready:       health.Ready,
 		Logger:      log,
+		Metrics:     metrics.NewRouter(reg),
 	})
 	if err != nil {
 		return err
@@ -92,18 +113,26 @@ func run(cfg Config) error {
 	if err != nil {
 		return fmt.Errorf("listen on %s (ROUTER_ADDR): %w", cfg.Addr, err)
 	}
+	adminAddr, stopAdmin, err := config.ServeAdmin(cfg.MetricsAddr, "ROUTER_METRICS_ADDR", reg.Admin(health))
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	defer stopAdmin()
 	// No read or write timeout: previews stream (SSE, WebSockets, uploads).
 	srv := &http.Server{Handler: rt, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	go func() { <-ctx.Done(); health.Stopping() }()
 	example := "pr-<n>--<owner>--<repo>." + rt.Mapper().Domain()
 	if cfg.DefaultRepo != "" {
 		example = "pr-<n>." + rt.Mapper().Domain()
 	}
-	log.Info("preview router listening", "addr", ln.Addr().String(), "hosts", example, "default_repo", cfg.DefaultRepo, "temporal", cfg.Temporal.Address)
+	log.Info("preview router listening", "addr", ln.Addr().String(), "hosts", example, "default_repo", cfg.DefaultRepo,
+		"temporal", cfg.Temporal.Describe(), "admin", adminAddr)
 	// Stop accepting and let requests in flight finish; streams that are
 	// still open after the grace period (SSE, WebSockets) are cut.
-	err = config.Serve(ctx, srv, ln, 10*time.Second)
+	err = config.Serve(ctx, srv, ln, cfg.ShutdownTimeout)
 	if err != nil {
 		log.Warn("shutdown: closing connections still open after the grace period", "err", err)
 		_ = srv.Close()

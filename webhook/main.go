@@ -7,6 +7,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -19,6 +20,7 @@ import (
 
 	"github.com/drydock-dev/drydock/internal/config"
 	"github.com/drydock-dev/drydock/internal/intake"
+	"github.com/drydock-dev/drydock/internal/metrics"
 	"github.com/drydock-dev/drydock/internal/pools"
 )
 
@@ -30,6 +32,9 @@ type Config struct {
 	InsecureDev bool            `envconfig:"DRYDOCK_INSECURE_DEV" default:"false" desc:"accept unsigned deliveries when no secret is set (local development only)"`
 	LogLevel    string          `envconfig:"LOG_LEVEL" default:"info" desc:"debug, info, warn or error"`
 
+	MetricsAddr     string        `envconfig:"WEBHOOK_METRICS_ADDR" default:"127.0.0.1:9091" desc:"listen address of /metrics, /healthz and /readyz (keep it off the public load balancer); empty: none"`
+	ShutdownTimeout time.Duration `envconfig:"WEBHOOK_SHUTDOWN_TIMEOUT" default:"10s" desc:"on SIGTERM, how long deliveries in flight may take to finish"`
+
 	// Which pull requests get a preview (intake.PreviewPolicy).
 	ForkLabel    string   `envconfig:"PREVIEW_FORK_LABEL" default:"preview" desc:"label a maintainer adds to give a fork's pull request a preview (and the opt-in label with PREVIEW_REQUIRE_LABEL); empty: forks never get one"`
 	RequireLabel bool     `envconfig:"PREVIEW_REQUIRE_LABEL" default:"false" desc:"only pull requests carrying PREVIEW_FORK_LABEL get a preview: adding it starts one, removing it tears it down"`
@@ -40,6 +45,35 @@ type Config struct {
 	// Which workflow_job events a runner pool takes (pools.LoadFrom).
 	RunnerPoolsFile string `envconfig:"RUNNER_POOLS_FILE" desc:"runner pools file (YAML or JSON), validated at start; excludes RUNNER_POOLS; neither: no pools, every job is left to other runners"`
 	RunnerPools     string `envconfig:"RUNNER_POOLS" desc:"runner pools as inline JSON (or YAML), instead of RUNNER_POOLS_FILE"`
+}
+
+// validate checks the configuration without the network and names the
+// variable at fault.
+func (c Config) validate() error {
+	if err := c.Temporal.Validate(); err != nil {
+		return err
+	}
+	if c.Secret == "" && !c.InsecureDev {
+		return errors.New("configuration: GITHUB_WEBHOOK_SECRET is empty: set it to the secret configured on GitHub (or DRYDOCK_INSECURE_DEV=true for local development only)")
+	}
+	for name, addr := range map[string]string{"WEBHOOK_ADDR": c.Addr, "WEBHOOK_METRICS_ADDR": c.MetricsAddr} {
+		if addr == "" && name == "WEBHOOK_METRICS_ADDR" {
+			continue
+		}
+		if _, _, err := net.SplitHostPort(addr); err != nil {
+			return fmt.Errorf("configuration: %s=%q: want host:port: %w", name, addr, err)
+		}
+	}
+	if c.ShutdownTimeout <= 0 {
+		return fmt.Errorf("configuration: WEBHOOK_SHUTDOWN_TIMEOUT=%s: want a positive duration such as 10s", c.ShutdownTimeout)
+	}
+	if err := c.policy().Validate(); err != nil {
+		return fmt.Errorf("configuration: %w", err)
+	}
+	if _, err := pools.LoadFrom(c.RunnerPoolsFile, c.RunnerPools); err != nil {
+		return fmt.Errorf("configuration: %w", err)
+	}
+	return nil
 }
 
 // temporalClient is what the routers use of the Temporal client.
@@ -56,7 +90,7 @@ func (c Config) policy() intake.PreviewPolicy {
 // newRouter routes pull_request events to the preview workflows and
 // workflow_job events to the runner workflows, and acknowledges the rest;
 // redelivered deliveries change nothing.
-func newRouter(cfg Config, tc temporalClient, log *slog.Logger) (intake.Router, error) {
+func newRouter(cfg Config, tc temporalClient, log *slog.Logger, m *metrics.Webhook) (intake.Router, error) {
 	prs, err := intake.NewPullRequests(intake.PullRequestOptions{Temporal: tc, Policy: cfg.policy(), Logger: log})
 	if err != nil {
 		return nil, fmt.Errorf("configuration: %w", err)
@@ -65,7 +99,7 @@ func newRouter(cfg Config, tc temporalClient, log *slog.Logger) (intake.Router, 
 	if err != nil {
 		return nil, err
 	}
-	jobs, err := intake.NewWorkflowJobs(intake.WorkflowJobOptions{Temporal: tc, Pools: pc, Logger: log})
+	jobs, err := intake.NewWorkflowJobs(intake.WorkflowJobOptions{Temporal: tc, Pools: pc, Logger: log, Metrics: m})
 	if err != nil {
 		return nil, fmt.Errorf("configuration: %w", err)
 	}
@@ -85,11 +119,6 @@ func main() {
 	}
 }
 
-// readiness adapts a readiness func to intake.HealthChecker.
-type readiness func(context.Context) error
-
-func (f readiness) Ready(ctx context.Context) error { return f(ctx) }
-
 func run(cfg Config) error {
 	if err := config.Load(&cfg); err != nil {
 		return err
@@ -98,17 +127,25 @@ func run(cfg Config) error {
 	if err != nil {
 		return err
 	}
+	if err := cfg.validate(); err != nil {
+		return err
+	}
+	reg := metrics.New("webhook")
+	defer reg.Close()
+	cfg.Temporal.MetricsHandler = reg.Temporal()
 	tc, err := cfg.Temporal.DialLazy(log)
 	if err != nil {
 		return err
 	}
 	defer tc.Close()
-	router, err := newRouter(cfg, tc, log)
+	wm := metrics.NewWebhook(reg)
+	router, err := newRouter(cfg, tc, log, wm)
 	if err != nil {
 		return err
 	}
+	health := metrics.NewHealth(config.TemporalReady(tc))
 	h, err := intake.New(intake.Options{
-		Secret: cfg.Secret, Insecure: cfg.InsecureDev, Router: router, Health: readiness(config.TemporalReady(tc)), Logger: log,
+		Secret: cfg.Secret, Insecure: cfg.InsecureDev, Router: router, Health: health, Logger: log, Metrics: wm,
 	})
 	if err != nil {
 		return err
@@ -120,12 +157,20 @@ func run(cfg Config) error {
 	if err != nil {
 		return fmt.Errorf("listen on %s (WEBHOOK_ADDR): %w", cfg.Addr, err)
 	}
+	adminAddr, stopAdmin, err := config.ServeAdmin(cfg.MetricsAddr, "WEBHOOK_METRICS_ADDR", reg.Admin(health))
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	defer stopAdmin()
 	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 60 * time.Second}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	log.Info("webhook server listening", "url", "http://"+ln.Addr().String()+"/webhooks/github", "temporal", cfg.Temporal.Address,
-		"fork_label", cfg.ForkLabel, "require_label", cfg.RequireLabel, "drafts", cfg.Drafts, "repos", strings.Join(cfg.Repos, ","))
-	if err := config.Serve(ctx, srv, ln, 10*time.Second); err != nil {
+	go func() { <-ctx.Done(); health.Stopping() }()
+	log.Info("webhook server listening", "url", "http://"+ln.Addr().String()+"/webhooks/github", "temporal", cfg.Temporal.Describe(),
+		"admin", adminAddr, "fork_label", cfg.ForkLabel, "require_label", cfg.RequireLabel, "drafts", cfg.Drafts, "repos", strings.Join(cfg.Repos, ","))
+	// SIGTERM: stop accepting, let deliveries in flight finish (bounded).
+	if err := config.Serve(ctx, srv, ln, cfg.ShutdownTimeout); err != nil {
 		return err
 	}
 	log.Info("webhook server stopped")

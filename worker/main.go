@@ -4,10 +4,14 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"net"
+	"net/url"
 	"os"
 	"os/signal"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -18,6 +22,7 @@ import (
 	"github.com/drydock-dev/drydock/dedalus"
 	"github.com/drydock-dev/drydock/internal/config"
 	"github.com/drydock-dev/drydock/internal/gh"
+	"github.com/drydock-dev/drydock/internal/metrics"
 	"github.com/drydock-dev/drydock/internal/pools"
 	"github.com/drydock-dev/drydock/internal/previewspec"
 	"github.com/drydock-dev/drydock/workflows"
@@ -41,7 +46,79 @@ type Config struct {
 	ReconcileEvery  time.Duration `envconfig:"RECONCILE_EVERY" default:"15m" desc:"how often the reconciler looks for unowned machines and runners; 0: never"`
 	ReconcileGrace  time.Duration `envconfig:"RECONCILE_GRACE" default:"30m" desc:"machines younger than this are never reconciled (they may be provisioning)"`
 
+	MetricsAddr string        `envconfig:"WORKER_METRICS_ADDR" default:"127.0.0.1:9090" desc:"listen address of /metrics, /healthz and /readyz; empty: none"`
+	StopTimeout time.Duration `envconfig:"WORKER_STOP_TIMEOUT" default:"30s" desc:"on SIGTERM, how long running activities may finish before they are cancelled"`
+
 	LogLevel string `envconfig:"LOG_LEVEL" default:"info" desc:"debug, info, warn or error"`
+}
+
+// validate checks everything that can be checked without the network and
+// names the variable at fault.
+func (c Config) validate() error {
+	if err := c.Temporal.Validate(); err != nil {
+		return err
+	}
+	for name, d := range map[string]time.Duration{
+		"PREVIEW_STALE_AFTER": c.PreviewStaleAfter, "RECONCILE_EVERY": c.ReconcileEvery,
+		"RECONCILE_GRACE": c.ReconcileGrace, "WORKER_STOP_TIMEOUT": c.StopTimeout,
+	} {
+		if d < 0 {
+			return fmt.Errorf("configuration: %s=%s must not be negative", name, d)
+		}
+	}
+	if c.Dedalus.APIKey == "" {
+		return errors.New("configuration: DEDALUS_API_KEY is required (the emulator's key locally: make dev sets it)")
+	}
+	if _, err := dedalus.NewFromConfig(c.Dedalus); err != nil {
+		return fmt.Errorf("configuration: %w", err)
+	}
+	if err := previewURLTemplate(c.PreviewPublicURL); err != nil {
+		return fmt.Errorf("configuration: PREVIEW_PUBLIC_URL=%q: %w", c.PreviewPublicURL, err)
+	}
+	if u, err := url.Parse(c.TemporalUIURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fmt.Errorf("configuration: TEMPORAL_UI_URL=%q: want an absolute http(s) URL", c.TemporalUIURL)
+	}
+	if c.GitHub.Configured() {
+		if err := c.GitHub.Validate(); err != nil {
+			return fmt.Errorf("configuration: %w", err)
+		}
+	}
+	if c.PreviewDefaultSpec != "" {
+		b, err := os.ReadFile(c.PreviewDefaultSpec)
+		if err != nil {
+			return fmt.Errorf("configuration: PREVIEW_DEFAULT_SPEC: %w", err)
+		}
+		if _, err := previewspec.Parse(b); err != nil {
+			return fmt.Errorf("configuration: PREVIEW_DEFAULT_SPEC %s: %w", c.PreviewDefaultSpec, err)
+		}
+	}
+	pc, err := pools.LoadFrom(c.RunnerPoolsFile, c.RunnerPools)
+	if err != nil {
+		return fmt.Errorf("configuration: %w", err)
+	}
+	if len(pc.Pools) > 0 && !c.GitHub.Configured() {
+		return fmt.Errorf("configuration: runner pools (%s) register runners with GitHub: set GITHUB_TOKEN or GITHUB_APP_*", strings.Join(pc.Names(), ", "))
+	}
+	if c.MetricsAddr != "" {
+		if _, _, err := net.SplitHostPort(c.MetricsAddr); err != nil {
+			return fmt.Errorf("configuration: WORKER_METRICS_ADDR=%q: want host:port: %w", c.MetricsAddr, err)
+		}
+	}
+	return nil
+}
+
+// previewURLTemplate checks PREVIEW_PUBLIC_URL: an absolute http(s) URL
+// once its placeholders are filled in.
+func previewURLTemplate(tmpl string) error {
+	filled := strings.NewReplacer("{number}", "1", "{owner}", "o", "{repo}", "r").Replace(tmpl)
+	u, err := url.Parse(filled)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return errors.New("want an absolute http(s) URL with {number}, {owner} and {repo} placeholders")
+	}
+	if !strings.Contains(tmpl, "{number}") {
+		return errors.New("the URL must contain {number}, or every pull request would get the same URL")
+	}
+	return nil
 }
 
 func main() {
@@ -61,33 +138,30 @@ func run(cfg Config) error {
 	if err != nil {
 		return err
 	}
-	dc, err := dedalus.NewFromConfig(cfg.Dedalus)
+	if err := cfg.validate(); err != nil {
+		return err
+	}
+	reg := metrics.New("worker")
+	defer reg.Close()
+	dopts := cfg.Dedalus.Options()
+	dopts.OnError = metrics.NewDedalus(reg).Error
+	dc, err := dedalus.New(dopts)
 	if err != nil {
 		return err
 	}
+	cfg.Temporal.MetricsHandler = reg.Temporal()
 	tc, err := cfg.Temporal.Dial(log)
 	if err != nil {
 		return err
 	}
 	defer tc.Close()
 
-	if cfg.PreviewDefaultSpec != "" {
-		b, err := os.ReadFile(cfg.PreviewDefaultSpec)
-		if err != nil {
-			return fmt.Errorf("PREVIEW_DEFAULT_SPEC: %w", err)
-		}
-		if _, err := previewspec.Parse(b); err != nil {
-			return fmt.Errorf("PREVIEW_DEFAULT_SPEC %s: %w", cfg.PreviewDefaultSpec, err)
-		}
-	}
-	if cfg.PreviewStaleAfter < 0 {
-		return fmt.Errorf("PREVIEW_STALE_AFTER=%s must not be negative", cfg.PreviewStaleAfter)
-	}
 	ghActs := &activities.GitHub{UIBaseURL: cfg.TemporalUIURL, Namespace: cfg.Temporal.Namespace, Logger: log}
 	if cfg.GitHub.Configured() {
 		if ghActs.Clients, err = gh.NewClients(cfg.GitHub); err != nil {
 			return err
 		}
+		ghActs.Clients.SetMetrics(metrics.NewGitHub(reg))
 		log.Info("GitHub reporting enabled", "api", ghActs.Clients.BaseURL(), "auth", ghActs.Clients.Mode())
 	} else {
 		log.Info("GitHub reporting disabled: no GITHUB_TOKEN or GITHUB_APP_ID (local mode)")
@@ -97,19 +171,22 @@ func run(cfg Config) error {
 	if err != nil {
 		return err
 	}
-	if len(pc.Pools) > 0 && ghActs.Clients == nil {
-		return fmt.Errorf("runner pools (%s) register runners with GitHub: set GITHUB_TOKEN or GITHUB_APP_*", strings.Join(pc.Names(), ", "))
-	}
-	if cfg.ReconcileEvery < 0 || cfg.ReconcileGrace < 0 {
-		return fmt.Errorf("RECONCILE_EVERY and RECONCILE_GRACE must not be negative")
-	}
+	registerStateMetrics(reg, tc, pc, log)
 
 	machines := &activities.Machines{Client: dc, HeartbeatEvery: 2 * time.Second}
 	reconciler := &activities.Reconciler{Dedalus: dc, Temporal: tc, Pools: pc, Grace: cfg.ReconcileGrace, Logger: log}
 	if ghActs.Clients != nil {
 		reconciler.Runners = activities.GitHubRunnerDirectory(ghActs.Clients)
 	}
-	w := worker.New(tc, workflows.TaskQueue, worker.Options{})
+	// On SIGTERM the worker stops polling at once and gives running
+	// activities WORKER_STOP_TIMEOUT to finish; those still running are
+	// then cancelled, and Temporal retries them on another worker after
+	// their heartbeat timeout.
+	fatal := make(chan error, 1)
+	w := worker.New(tc, workflows.TaskQueue, worker.Options{
+		WorkerStopTimeout: cfg.StopTimeout,
+		OnFatalError:      func(err error) { fatal <- err },
+	})
 	w.RegisterWorkflowWithOptions(workflows.PreviewLifecycle, workflow.RegisterOptions{Name: workflows.PreviewLifecycleName})
 	w.RegisterWorkflowWithOptions(workflows.RunnerPool, workflow.RegisterOptions{Name: runnerapi.RunnerPoolName})
 	w.RegisterWorkflowWithOptions(workflows.RunnerProvision, workflow.RegisterOptions{Name: runnerapi.RunnerProvisionName})
@@ -127,6 +204,18 @@ func run(cfg Config) error {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	var polling atomic.Bool
+	health := metrics.NewHealth(func(ctx context.Context) error {
+		if !polling.Load() {
+			return errors.New("worker not polling yet")
+		}
+		return config.TemporalReady(tc)(ctx)
+	})
+	adminAddr, stopAdmin, err := config.ServeAdmin(cfg.MetricsAddr, "WORKER_METRICS_ADDR", reg.Admin(health))
+	if err != nil {
+		return err
+	}
+	defer stopAdmin()
 	// Schedules live in Temporal; every worker start brings them in line with
 	// this configuration (idempotent).
 	if err := workflows.EnsurePoolSchedules(ctx, tc, pc); err != nil {
@@ -135,13 +224,21 @@ func run(cfg Config) error {
 	if err := workflows.EnsureReconcileSchedule(ctx, tc, cfg.ReconcileEvery); err != nil {
 		return fmt.Errorf("reconcile schedule: %w", err)
 	}
-	log.Info("worker polling", "task_queue", workflows.TaskQueue, "temporal", cfg.Temporal.Address,
-		"namespace", cfg.Temporal.Namespace, "dedalus", dc.BaseURL())
-	interrupt := make(chan any)
-	go func() { <-ctx.Done(); close(interrupt) }()
-	if err := w.Run(interrupt); err != nil {
+	if err := w.Start(); err != nil {
+		return fmt.Errorf("worker start: %w", err)
+	}
+	polling.Store(true)
+	log.Info("worker polling", "task_queue", workflows.TaskQueue, "temporal", cfg.Temporal.Describe(),
+		"dedalus", dc.BaseURL(), "admin", adminAddr)
+	select {
+	case <-ctx.Done():
+	case err := <-fatal:
+		health.Stopping()
 		return fmt.Errorf("worker stopped: %w", err)
 	}
+	health.Stopping()
+	log.Info("worker stopping: no new tasks; running activities may finish", "stop_timeout", cfg.StopTimeout)
+	w.Stop()
 	log.Info("worker stopped")
 	return nil
 }

@@ -41,6 +41,10 @@ type Config struct {
 	EmulatorAddr  string `envconfig:"DEV_EMULATOR_ADDR" default:"127.0.0.1:8788" desc:"Dedalus emulator listen address"`
 	WebhookAddr   string `envconfig:"WEBHOOK_ADDR" default:"127.0.0.1:8080" desc:"webhook server listen address"`
 	RouterAddr    string `envconfig:"ROUTER_ADDR" default:"127.0.0.1:8090" desc:"preview router listen address"`
+
+	WorkerMetricsAddr  string `envconfig:"WORKER_METRICS_ADDR" default:"127.0.0.1:9090" desc:"worker /metrics, /healthz, /readyz"`
+	WebhookMetricsAddr string `envconfig:"WEBHOOK_METRICS_ADDR" default:"127.0.0.1:9091" desc:"webhook server /metrics, /healthz, /readyz"`
+	RouterMetricsAddr  string `envconfig:"ROUTER_METRICS_ADDR" default:"127.0.0.1:9092" desc:"preview router /metrics, /healthz, /readyz"`
 	PreviewSpec   string `envconfig:"PREVIEW_DEFAULT_SPEC" default:"examples/previewapp/preview.yml" desc:"default preview spec (the demo app's)"`
 	WebhookSecret string `envconfig:"GITHUB_WEBHOOK_SECRET" default:"drydock-dev-webhook-secret" desc:"webhook secret (development default)"`
 	// Point the stack at a real Dedalus by setting both; the emulator is then not started.
@@ -123,22 +127,28 @@ func run(cfg Config) error {
 		Name: "worker", Path: filepath.Join(cfg.BinDir, "worker"),
 		Env: append(common, "DEDALUS_BASE_URL="+dedalusURL, "DEDALUS_API_KEY="+dedalusKey,
 			"PREVIEW_DEFAULT_SPEC="+spec, "PREVIEW_PUBLIC_URL="+publicURL,
-			fmt.Sprintf("TEMPORAL_UI_URL=http://localhost:%d", cfg.UIPort)),
-		Ready: func(ctx context.Context) error { return workerPolling(ctx, temporalAddr) },
+			fmt.Sprintf("TEMPORAL_UI_URL=http://localhost:%d", cfg.UIPort), "WORKER_METRICS_ADDR="+cfg.WorkerMetricsAddr),
+		// Ready once it polls: its own /readyz, and Temporal sees the poller.
+		Ready: func(ctx context.Context) error {
+			if err := devstack.HTTPReady("http://"+cfg.WorkerMetricsAddr+"/readyz")(ctx); err != nil {
+				return err
+			}
+			return workerPolling(ctx, temporalAddr)
+		},
 	}); err != nil {
 		return err
 	}
 	if err := stack.Start(ctx, devstack.Service{
 		Name: "webhook", Path: filepath.Join(cfg.BinDir, "webhook"),
 		Env: append(common, "WEBHOOK_ADDR="+cfg.WebhookAddr, "GITHUB_WEBHOOK_SECRET="+cfg.WebhookSecret,
-			"PREVIEW_LOCAL_CLONE_URLS=true"),
+			"PREVIEW_LOCAL_CLONE_URLS=true", "WEBHOOK_METRICS_ADDR="+cfg.WebhookMetricsAddr),
 		Ready: devstack.HTTPReady("http://" + cfg.WebhookAddr + "/readyz"),
 	}); err != nil {
 		return err
 	}
 	if err := stack.Start(ctx, devstack.Service{
 		Name: "router", Path: filepath.Join(cfg.BinDir, "router"),
-		Env:   append(common, "ROUTER_ADDR="+cfg.RouterAddr, "PREVIEW_DOMAIN="+previewDomain),
+		Env:   append(common, "ROUTER_ADDR="+cfg.RouterAddr, "PREVIEW_DOMAIN="+previewDomain, "ROUTER_METRICS_ADDR="+cfg.RouterMetricsAddr),
 		Ready: devstack.HTTPReady("http://" + cfg.RouterAddr + "/readyz"),
 	}); err != nil {
 		return err
@@ -151,6 +161,8 @@ func run(cfg Config) error {
 		{"Webhook endpoint", "http://" + cfg.WebhookAddr + "/webhooks/github"},
 		{"Webhook secret", cfg.WebhookSecret},
 		{"Preview router", strings.NewReplacer("{number}", "N", "{owner}", "OWNER", "{repo}", "REPO").Replace(publicURL)},
+		{"Metrics", fmt.Sprintf("http://%s/metrics (worker), http://%s/metrics (webhook), http://%s/metrics (router)",
+			cfg.WorkerMetricsAddr, cfg.WebhookMetricsAddr, cfg.RouterMetricsAddr)},
 		{"Try a PR", "bin/starter demo open   (then: demo push, demo close)"},
 		{"Data", cfg.DataDir + "/ (delete it to start afresh)"},
 	}

@@ -36,3 +36,25 @@ func TemporalReady(c client.Client) func(context.Context) error {
 		return err
 	}
 }
+
+// ServeAdmin serves h (metrics, liveness, readiness) on addr in the
+// background; variable names the setting, for errors. An empty addr serves
+// nothing. stop shuts the listener down; call it after the binary's own
+// work has drained, so metrics can be scraped until the end.
+func ServeAdmin(addr, variable string, h http.Handler) (bound string, stop func(), err error) {
+	if addr == "" {
+		return "", func() {}, nil
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return "", nil, fmt.Errorf("configuration: %s=%q: listen: %w", variable, addr, err)
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second, WriteTimeout: 30 * time.Second}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = Serve(ctx, srv, ln, 2*time.Second)
+	}()
+	return ln.Addr().String(), func() { cancel(); <-done }, nil
+}

@@ -68,6 +68,8 @@ type Harness struct {
 
 	Worker, Webhook, Router *Proc
 	WebhookURL, RouterURL   string
+	// The binaries' admin listeners: /metrics, /healthz, /readyz.
+	WorkerAdminURL, WebhookAdminURL, RouterAdminURL string
 	RunnerPools             string
 
 	http *http.Client
@@ -144,6 +146,13 @@ func Start(ctx context.Context, opts Options) (h *Harness, err error) {
 		return h, err
 	}
 	h.WebhookURL, h.RouterURL = "http://"+webhookAddr, "http://"+routerAddr
+	var admin [3]string
+	for i := range admin {
+		if admin[i], err = FreeAddr(); err != nil {
+			return h, err
+		}
+	}
+	h.WorkerAdminURL, h.WebhookAdminURL, h.RouterAdminURL = "http://"+admin[0], "http://"+admin[1], "http://"+admin[2]
 	if opts.Pools != nil {
 		if h.RunnerPools, err = opts.Pools(h); err != nil {
 			return h, err
@@ -155,12 +164,12 @@ func Start(ctx context.Context, opts Options) (h *Harness, err error) {
 		"DEDALUS_BASE_URL="+h.Emu.URL(), "DEDALUS_API_KEY="+h.Emu.APIKey(),
 		"GITHUB_TOKEN="+GHToken, "GITHUB_API_URL="+h.GH.URL(),
 		"PREVIEW_PUBLIC_URL=http://pr-{number}--{owner}--{repo}."+Domain+":"+routerPort,
-		"RUNNER_POOLS="+h.RunnerPools), opts.WorkerEnv...))
+		"RUNNER_POOLS="+h.RunnerPools, "WORKER_METRICS_ADDR="+admin[0]), opts.WorkerEnv...))
 	h.Webhook = h.proc("webhook", append(append(base[:len(base):len(base)],
 		"WEBHOOK_ADDR="+webhookAddr, "GITHUB_WEBHOOK_SECRET="+Secret,
-		"PREVIEW_LOCAL_CLONE_URLS=true", "RUNNER_POOLS="+h.RunnerPools), opts.WebhookEnv...))
+		"PREVIEW_LOCAL_CLONE_URLS=true", "RUNNER_POOLS="+h.RunnerPools, "WEBHOOK_METRICS_ADDR="+admin[1]), opts.WebhookEnv...))
 	h.Router = h.proc("router", append(append(base[:len(base):len(base)],
-		"ROUTER_ADDR="+routerAddr, "PREVIEW_DOMAIN="+Domain), opts.RouterEnv...))
+		"ROUTER_ADDR="+routerAddr, "PREVIEW_DOMAIN="+Domain, "ROUTER_METRICS_ADDR="+admin[2]), opts.RouterEnv...))
 
 	if !opts.NoWorker {
 		if err := h.Worker.Start(); err != nil {

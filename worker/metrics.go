@@ -1,0 +1,79 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"go.temporal.io/api/serviceerror"
+	"go.temporal.io/api/workflowservice/v1"
+	"go.temporal.io/sdk/client"
+
+	"github.com/drydock-dev/drydock/internal/metrics"
+	"github.com/drydock-dev/drydock/internal/pools"
+	"github.com/drydock-dev/drydock/workflows"
+	"github.com/drydock-dev/drydock/workflows/runnerapi"
+)
+
+// snapshotTTL is how long a reading of Temporal serves scrapes.
+const snapshotTTL = 15 * time.Second
+
+var previewPhases = []workflows.PreviewPhase{
+	workflows.PreviewPending, workflows.PreviewProvisioning, workflows.PreviewDeploying, workflows.PreviewReady,
+	workflows.PreviewFailed, workflows.PreviewTearingDown, workflows.PreviewDestroyed,
+}
+
+var machineStates = []runnerapi.MachineState{
+	runnerapi.MachineProvisioning, runnerapi.MachineIdle, runnerapi.MachineWaking,
+	runnerapi.MachineBusy, runnerapi.MachineBroken, runnerapi.MachineDraining,
+}
+
+// registerStateMetrics adds the gauges read from Temporal at scrape time:
+// open previews by phase (visibility counts) and each pool's machines by
+// state (the pool workflow's inventory query). Every worker replica reports
+// the same figures.
+func registerStateMetrics(reg *metrics.Registry, tc client.Client, pc *pools.Config, log *slog.Logger) {
+	metrics.NewSnapshot(reg, "previews",
+		"Open preview workflows by phase, from Temporal visibility (every worker reports the same: aggregate with max).",
+		[]string{"phase"}, snapshotTTL, log, func(ctx context.Context) ([]metrics.Sample, error) {
+			var out []metrics.Sample
+			for _, ph := range previewPhases {
+				q := fmt.Sprintf("WorkflowType = %q AND ExecutionStatus = 'Running' AND %s = %q",
+					workflows.PreviewLifecycleName, workflows.SearchAttrPhase.GetName(), string(ph))
+				n, err := tc.CountWorkflow(ctx, &workflowservice.CountWorkflowExecutionsRequest{Query: q})
+				if err != nil {
+					return nil, fmt.Errorf("count %s previews: %w", ph, err)
+				}
+				out = append(out, metrics.Sample{Labels: []string{string(ph)}, Value: float64(n.GetCount())})
+			}
+			return out, nil
+		})
+	if len(pc.Pools) == 0 {
+		return
+	}
+	metrics.NewSnapshot(reg, "pool_machines",
+		"Runner pool machines by state, from each pool's inventory (every worker reports the same: aggregate with max).",
+		[]string{"pool", "state"}, snapshotTTL, log, func(ctx context.Context) ([]metrics.Sample, error) {
+			var out []metrics.Sample
+			for _, name := range pc.Names() {
+				v, err := tc.QueryWorkflow(ctx, runnerapi.PoolWorkflowID(name), "", runnerapi.QueryInventory)
+				var nf *serviceerror.NotFound
+				if errors.As(err, &nf) {
+					continue // the pool has not been started yet
+				}
+				if err != nil {
+					return nil, fmt.Errorf("inventory of pool %s: %w", name, err)
+				}
+				var inv runnerapi.Inventory
+				if err := v.Get(&inv); err != nil {
+					return nil, fmt.Errorf("inventory of pool %s: %w", name, err)
+				}
+				for _, st := range machineStates {
+					out = append(out, metrics.Sample{Labels: []string{name, string(st)}, Value: float64(inv.Counts[st])})
+				}
+			}
+			return out, nil
+		})
+}

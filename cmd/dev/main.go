@@ -33,20 +33,20 @@ const (
 
 // Config is the dev stack's configuration; every value has a local default.
 type Config struct {
-	TemporalCLI   string `envconfig:"TEMPORAL_CLI" required:"true" desc:"path of the Temporal CLI (make dev builds it)"`
-	BinDir        string `envconfig:"DEV_BIN_DIR" default:"bin" desc:"where make dev put the emulator, worker and webhook binaries"`
-	DataDir       string `envconfig:"DEV_DATA_DIR" default:".dev" desc:"Temporal database and emulator machines (git-ignored)"`
-	TemporalPort  int    `envconfig:"DEV_TEMPORAL_PORT" default:"7233" desc:"Temporal frontend port"`
-	UIPort        int    `envconfig:"DEV_TEMPORAL_UI_PORT" default:"8233" desc:"Temporal UI port"`
-	EmulatorAddr  string `envconfig:"DEV_EMULATOR_ADDR" default:"127.0.0.1:8788" desc:"Dedalus emulator listen address"`
-	WebhookAddr   string `envconfig:"WEBHOOK_ADDR" default:"127.0.0.1:8080" desc:"webhook server listen address"`
-	RouterAddr    string `envconfig:"ROUTER_ADDR" default:"127.0.0.1:8090" desc:"preview router listen address"`
+	TemporalCLI  string `envconfig:"TEMPORAL_CLI" required:"true" desc:"path of the Temporal CLI (make dev builds it)"`
+	BinDir       string `envconfig:"DEV_BIN_DIR" default:"bin" desc:"where make dev put the emulator, worker and webhook binaries"`
+	DataDir      string `envconfig:"DEV_DATA_DIR" default:".dev" desc:"Temporal database and emulator machines (git-ignored)"`
+	TemporalPort int    `envconfig:"DEV_TEMPORAL_PORT" default:"7233" desc:"Temporal frontend port"`
+	UIPort       int    `envconfig:"DEV_TEMPORAL_UI_PORT" default:"8233" desc:"Temporal UI port"`
+	EmulatorAddr string `envconfig:"DEV_EMULATOR_ADDR" default:"127.0.0.1:8788" desc:"Dedalus emulator listen address"`
+	WebhookAddr  string `envconfig:"WEBHOOK_ADDR" default:"127.0.0.1:8080" desc:"webhook server listen address"`
+	RouterAddr   string `envconfig:"ROUTER_ADDR" default:"127.0.0.1:8090" desc:"preview router listen address"`
 
 	WorkerMetricsAddr  string `envconfig:"WORKER_METRICS_ADDR" default:"127.0.0.1:9090" desc:"worker /metrics, /healthz, /readyz"`
 	WebhookMetricsAddr string `envconfig:"WEBHOOK_METRICS_ADDR" default:"127.0.0.1:9091" desc:"webhook server /metrics, /healthz, /readyz"`
 	RouterMetricsAddr  string `envconfig:"ROUTER_METRICS_ADDR" default:"127.0.0.1:9092" desc:"preview router /metrics, /healthz, /readyz"`
-	PreviewSpec   string `envconfig:"PREVIEW_DEFAULT_SPEC" default:"examples/previewapp/preview.yml" desc:"default preview spec (the demo app's)"`
-	WebhookSecret string `envconfig:"GITHUB_WEBHOOK_SECRET" default:"drydock-dev-webhook-secret" desc:"webhook secret (development default)"`
+	PreviewSpec        string `envconfig:"PREVIEW_DEFAULT_SPEC" default:"examples/previewapp/preview.yml" desc:"default preview spec (the demo app's)"`
+	WebhookSecret      string `envconfig:"GITHUB_WEBHOOK_SECRET" default:"drydock-dev-webhook-secret" desc:"webhook secret (development default)"`
 	// Point the stack at a real Dedalus by setting both; the emulator is then not started.
 	DedalusBaseURL string `envconfig:"DEDALUS_BASE_URL" desc:"real Dedalus API URL; empty = start the local emulator"`
 	DedalusAPIKey  string `envconfig:"DEDALUS_API_KEY" desc:"real Dedalus API key (with DEDALUS_BASE_URL)"`
@@ -130,7 +130,7 @@ func run(cfg Config) error {
 			fmt.Sprintf("TEMPORAL_UI_URL=http://localhost:%d", cfg.UIPort), "WORKER_METRICS_ADDR="+cfg.WorkerMetricsAddr),
 		// Ready once it polls: its own /readyz, and Temporal sees the poller.
 		Ready: func(ctx context.Context) error {
-			if err := devstack.HTTPReady("http://"+cfg.WorkerMetricsAddr+"/readyz")(ctx); err != nil {
+			if err := devstack.HTTPReady("http://" + cfg.WorkerMetricsAddr + "/readyz")(ctx); err != nil {
 				return err
 			}
 			return workerPolling(ctx, temporalAddr)

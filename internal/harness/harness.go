@@ -70,7 +70,7 @@ type Harness struct {
 	WebhookURL, RouterURL   string
 	// The binaries' admin listeners: /metrics, /healthz, /readyz.
 	WorkerAdminURL, WebhookAdminURL, RouterAdminURL string
-	RunnerPools             string
+	RunnerPools                                     string
 
 	http *http.Client
 	logs []*os.File

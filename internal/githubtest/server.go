@@ -29,6 +29,9 @@ type Server struct {
 	srv *httptest.Server
 	mux *http.ServeMux
 
+	rateMu   sync.Mutex
+	rateUsed map[string]int // requests per Authorization header
+
 	mu            sync.Mutex
 	nextID        int64
 	tokens        map[string]*principal
@@ -65,7 +68,7 @@ func NewServer() *Server {
 	}
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		rec := &statusRecorder{ResponseWriter: w}
-		s.setCommonHeaders(rec)
+		s.setCommonHeaders(rec, r)
 		writeError(rec, http.StatusNotFound, "Not Found")
 		s.record(r, "", rec.status, "")
 	})
@@ -120,7 +123,7 @@ func (s *Server) handle(rt route) {
 	for _, prefix := range []string{"", "/api/v3"} {
 		s.mux.HandleFunc(method+" "+prefix+path, func(w http.ResponseWriter, r *http.Request) {
 			rec := &statusRecorder{ResponseWriter: w}
-			s.setCommonHeaders(rec)
+			s.setCommonHeaders(rec, r)
 			c := &call{w: rec, r: r, enterprise: prefix != ""}
 			c.origin, c.apiBase = s.srv.URL, s.srv.URL+prefix
 			auth := s.serve(rt, c)
@@ -161,15 +164,28 @@ func (s *Server) serve(rt route, c *call) string {
 	}
 }
 
-func (s *Server) setCommonHeaders(w http.ResponseWriter) {
+func (s *Server) setCommonHeaders(w http.ResponseWriter, r *http.Request) {
 	h := w.Header()
 	h.Set("Content-Type", "application/json; charset=utf-8")
 	h.Set("X-GitHub-Media-Type", "github.v3; format=json")
 	h.Set("X-GitHub-Request-Id", fmt.Sprintf("DRYDOCK:%d", time.Now().UnixNano()))
+	// Like GitHub, each credential has its own budget of 5,000 requests an
+	// hour, and every answer says how much is left.
+	s.rateMu.Lock()
+	if s.rateUsed == nil {
+		s.rateUsed = make(map[string]int)
+	}
+	cred := r.Header.Get("Authorization")
+	if f := strings.Fields(cred); len(f) == 2 {
+		cred = f[1] // "token X" and "Bearer X" are one credential
+	}
+	s.rateUsed[cred]++
+	used := min(s.rateUsed[cred], 5000)
+	s.rateMu.Unlock()
 	h.Set("X-RateLimit-Limit", "5000")
-	h.Set("X-RateLimit-Remaining", "4999")
+	h.Set("X-RateLimit-Remaining", strconv.Itoa(5000-used))
 	h.Set("X-RateLimit-Reset", strconv.FormatInt(time.Now().Add(time.Hour).Unix(), 10))
-	h.Set("X-RateLimit-Used", "1")
+	h.Set("X-RateLimit-Used", strconv.Itoa(used))
 	h.Set("X-RateLimit-Resource", "core")
 }
 

@@ -74,7 +74,7 @@ func TestGitHubDoubleAuthAndRouting(t *testing.T) {
 	assert.Equal(t, "Not Found", e["message"])
 	assert.Equal(t, 404, do(t, "PUT", u, "token "+tok, "", nil).StatusCode, "an unknown method is a 404, as on GitHub")
 	assert.Equal(t, "application/json; charset=utf-8", resp.Header.Get("Content-Type"))
-	assert.Equal(t, "4999", resp.Header.Get("X-RateLimit-Remaining"))
+	assert.Equal(t, "4995", resp.Header.Get("X-RateLimit-Remaining"), "the fifth request with this token, whatever the scheme")
 
 	var user githubtest.User
 	do(t, "GET", srv.URL()+"user", "token "+tok, "", &user)
@@ -104,7 +104,7 @@ func TestGitHubDoubleFaults(t *testing.T) {
 	resp := do(t, "GET", u, "token "+tok, "", &e)
 	assert.Equal(t, 403, resp.StatusCode)
 	assert.Equal(t, "3", resp.Header.Get("Retry-After"))
-	assert.Equal(t, "4999", resp.Header.Get("X-RateLimit-Remaining"), "a secondary limit leaves the primary one alone")
+	assert.Equal(t, "4998", resp.Header.Get("X-RateLimit-Remaining"), "the token's second request")
 	assert.Contains(t, e["documentation_url"], "secondary-rate-limits")
 	assert.Equal(t, 503, do(t, "GET", srv.URL()+"user", "token "+tok, "", nil).StatusCode)
 	assert.Equal(t, 200, do(t, "GET", u, "token "+tok, "", nil).StatusCode)

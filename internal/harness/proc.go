@@ -35,6 +35,7 @@ type Proc struct {
 	mu   sync.Mutex
 	cmd  *exec.Cmd
 	done chan struct{}
+	exit error // the last run's exit (cmd.Wait), valid once done is closed
 	// Starts counts how often the process was started.
 	starts int
 }
@@ -58,8 +59,47 @@ func (p *Proc) Start() error {
 	p.cmd, p.done = cmd, make(chan struct{})
 	p.starts++
 	done := p.done
-	go func() { _ = cmd.Wait(); close(done) }()
+	go func() {
+		err := cmd.Wait()
+		p.mu.Lock()
+		p.exit = err
+		p.mu.Unlock()
+		close(done)
+	}()
 	return nil
+}
+
+// Signal sends sig to the running process's group and returns at once.
+func (p *Proc) Signal(sig syscall.Signal) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cmd == nil {
+		return fmt.Errorf("%s is not running", p.Name)
+	}
+	return syscall.Kill(-p.cmd.Process.Pid, sig)
+}
+
+// Wait waits up to timeout for the process to exit by itself and returns
+// how it exited (nil: status 0). It fails if the process is still running
+// after timeout (it is left running).
+func (p *Proc) Wait(timeout time.Duration) (exit error, err error) {
+	p.mu.Lock()
+	cmd, done := p.cmd, p.done
+	p.mu.Unlock()
+	if cmd == nil {
+		return nil, fmt.Errorf("%s is not running", p.Name)
+	}
+	select {
+	case <-done:
+	case <-time.After(timeout):
+		return nil, fmt.Errorf("%s still running after %s", p.Name, timeout)
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cmd == cmd {
+		p.cmd = nil
+	}
+	return p.exit, nil
 }
 
 // Running reports whether the process was started and has not exited.

@@ -123,9 +123,13 @@ type Job struct {
 	InstallationID int64 // 0: no "installation"
 	// WorkflowName, if set, replaces the fixture's.
 	WorkflowName string
-	// CreatedAt (default now) is when the job was queued; started_at is set
-	// to it too, and completed_at to now for completed jobs.
+	// CreatedAt (default now) is when the job was queued; completed_at is
+	// now for completed jobs.
 	CreatedAt time.Time
+	// StartedAt is when a runner picked the job up: default now for
+	// in_progress (the delivery GitHub sends at that moment), CreatedAt
+	// otherwise.
+	StartedAt time.Time
 }
 
 // workflowJobFixtures is the fixture each action is built from.
@@ -194,7 +198,14 @@ func WorkflowJob(dir, action string, job Job) ([]byte, error) {
 	wj["labels"] = labels
 	wj["status"] = action
 	wj["created_at"] = stamp
-	wj["started_at"] = stamp
+	started := job.StartedAt
+	if started.IsZero() && action == "in_progress" {
+		started = time.Now()
+	}
+	if started.IsZero() {
+		started = created
+	}
+	wj["started_at"] = started.UTC().Truncate(time.Second).Format(time.RFC3339)
 	wj["completed_at"] = nil
 	wj["conclusion"] = nil
 	if action == "completed" {

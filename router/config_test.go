@@ -1,6 +1,7 @@
 package main
 
 import (
+	"net"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -16,18 +17,45 @@ func TestConfigDocumentedInReadme(t *testing.T) {
 	assert.Empty(t, missing, "document these in README.md")
 }
 
-func TestConfigDefaultsValidate(t *testing.T) {
-	var cfg Config
-	require.NoError(t, config.Load(&cfg))
-	require.NoError(t, cfg.validate())
+// --help lists every variable with its default.
+func TestHelpListsEveryVariable(t *testing.T) {
+	missing, err := config.HelpMissing(&Config{})
+	require.NoError(t, err)
+	assert.Empty(t, missing)
+}
 
-	bad := cfg
-	bad.DefaultRepo = "not-a-repo"
-	assert.ErrorContains(t, bad.validate(), "PREVIEW_DEFAULT_REPO")
-	bad = cfg
-	bad.Domain = "http://preview.localhost"
-	assert.ErrorContains(t, bad.validate(), "PREVIEW_DOMAIN")
-	bad = cfg
-	bad.AwakeTTL = 0
-	assert.ErrorContains(t, bad.validate(), "ROUTER_AWAKE_TTL")
+// A bad setting stops the router at start with an error naming the variable.
+func TestConfigValidationNamesTheVariable(t *testing.T) {
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer busy.Close()
+	for _, tc := range []struct {
+		env  map[string]string
+		want string
+	}{
+		{map[string]string{"PREVIEW_DEFAULT_REPO": "not-a-repo"}, "PREVIEW_DEFAULT_REPO"},
+		{map[string]string{"PREVIEW_DOMAIN": "http://preview.localhost"}, "PREVIEW_DOMAIN"},
+		{map[string]string{"ROUTER_AWAKE_TTL": "0s"}, "ROUTER_AWAKE_TTL"},
+		{map[string]string{"ROUTER_WAKE_TIMEOUT": "soon"}, "ROUTER_WAKE_TIMEOUT"},
+		{map[string]string{"ROUTER_TOUCH_EVERY": "-1m"}, "ROUTER_TOUCH_EVERY"},
+		{map[string]string{"ROUTER_SHUTDOWN_TIMEOUT": "0s"}, "ROUTER_SHUTDOWN_TIMEOUT"},
+		{map[string]string{"ROUTER_ADDR": "8090"}, "ROUTER_ADDR"},
+		{map[string]string{"ROUTER_ADDR": busy.Addr().String()}, "ROUTER_ADDR"},
+		{map[string]string{"ROUTER_METRICS_ADDR": busy.Addr().String()}, "ROUTER_METRICS_ADDR"},
+		{map[string]string{"TEMPORAL_API_KEY": "key with spaces\n"}, "TEMPORAL_API_KEY"},
+		{map[string]string{"LOG_LEVEL": "loud"}, "LOG_LEVEL"},
+	} {
+		t.Run(tc.want, func(t *testing.T) {
+			config.IsolateEnv(t, &Config{})
+			t.Setenv("ROUTER_ADDR", "127.0.0.1:0")
+			t.Setenv("ROUTER_METRICS_ADDR", "127.0.0.1:0")
+			t.Setenv("TEMPORAL_ADDRESS", "127.0.0.1:1")
+			for k, v := range tc.env {
+				t.Setenv(k, v)
+			}
+			err := run(Config{})
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), tc.want)
+		})
+	}
 }

@@ -15,3 +15,10 @@ func TestConfigDocumentedInReadme(t *testing.T) {
 	require.NoError(t, err)
 	assert.Empty(t, missing, "document these in README.md")
 }
+
+// --help lists every variable with its default.
+func TestHelpListsEveryVariable(t *testing.T) {
+	missing, err := config.HelpMissing(&Config{})
+	require.NoError(t, err)
+	assert.Empty(t, missing)
+}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"net"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -14,4 +15,50 @@ func TestConfigDocumentedInReadme(t *testing.T) {
 	missing, err := config.MissingFromReadme(&Config{})
 	require.NoError(t, err)
 	assert.Empty(t, missing, "document these in README.md")
+}
+
+// --help lists every variable with its default.
+func TestHelpListsEveryVariable(t *testing.T) {
+	missing, err := config.HelpMissing(&Config{})
+	require.NoError(t, err)
+	assert.Empty(t, missing)
+}
+
+// A bad setting stops the server at start with an error naming the variable.
+func TestConfigValidationNamesTheVariable(t *testing.T) {
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer busy.Close()
+	for _, tc := range []struct {
+		env  map[string]string
+		want string
+	}{
+		{map[string]string{"GITHUB_WEBHOOK_SECRET": ""}, "GITHUB_WEBHOOK_SECRET"},
+		{map[string]string{"DRYDOCK_INSECURE_DEV": "maybe"}, "DRYDOCK_INSECURE_DEV"},
+		{map[string]string{"WEBHOOK_ADDR": "8080"}, "WEBHOOK_ADDR"},
+		{map[string]string{"WEBHOOK_METRICS_ADDR": "localhost"}, "WEBHOOK_METRICS_ADDR"},
+		{map[string]string{"WEBHOOK_METRICS_ADDR": busy.Addr().String()}, "WEBHOOK_METRICS_ADDR"},
+		{map[string]string{"WEBHOOK_SHUTDOWN_TIMEOUT": "0s"}, "WEBHOOK_SHUTDOWN_TIMEOUT"},
+		{map[string]string{"PREVIEW_REPOS": "octo/hello,not-a-repo"}, "PREVIEW_REPOS"},
+		{map[string]string{"PREVIEW_REQUIRE_LABEL": "true", "PREVIEW_FORK_LABEL": ""}, "PREVIEW_FORK_LABEL"},
+		{map[string]string{"RUNNER_POOLS": "{not json"}, "RUNNER_POOLS"},
+		{map[string]string{"RUNNER_POOLS_FILE": "/nonexistent/pools.yml"}, "RUNNER_POOLS_FILE"},
+		{map[string]string{"TEMPORAL_TLS_CA_FILE": "/nonexistent/ca.pem"}, "TEMPORAL_TLS_CA_FILE"},
+		{map[string]string{"LOG_LEVEL": "loud"}, "LOG_LEVEL"},
+	} {
+		t.Run(tc.want, func(t *testing.T) {
+			config.IsolateEnv(t, &Config{})
+			t.Setenv("GITHUB_WEBHOOK_SECRET", "webhook-secret-value")
+			t.Setenv("WEBHOOK_ADDR", "127.0.0.1:0")
+			t.Setenv("WEBHOOK_METRICS_ADDR", "127.0.0.1:0")
+			t.Setenv("TEMPORAL_ADDRESS", "127.0.0.1:1")
+			for k, v := range tc.env {
+				t.Setenv(k, v)
+			}
+			err := run(Config{})
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), tc.want)
+			assert.NotContains(t, err.Error(), "webhook-secret-value")
+		})
+	}
 }

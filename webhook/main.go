@@ -68,10 +68,10 @@ func (c Config) validate() error {
 		return fmt.Errorf("configuration: WEBHOOK_SHUTDOWN_TIMEOUT=%s: want a positive duration such as 10s", c.ShutdownTimeout)
 	}
 	if err := c.policy().Validate(); err != nil {
-		return fmt.Errorf("configuration: %w", err)
+		return config.Invalid(err)
 	}
 	if _, err := pools.LoadFrom(c.RunnerPoolsFile, c.RunnerPools); err != nil {
-		return fmt.Errorf("configuration: %w", err)
+		return config.Invalid(err)
 	}
 	return nil
 }

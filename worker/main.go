@@ -70,7 +70,7 @@ func (c Config) validate() error {
 		return errors.New("configuration: DEDALUS_API_KEY is required (the emulator's key locally: make dev sets it)")
 	}
 	if _, err := dedalus.NewFromConfig(c.Dedalus); err != nil {
-		return fmt.Errorf("configuration: %w", err)
+		return config.Invalid(err)
 	}
 	if err := previewURLTemplate(c.PreviewPublicURL); err != nil {
 		return fmt.Errorf("configuration: PREVIEW_PUBLIC_URL=%q: %w", c.PreviewPublicURL, err)
@@ -80,7 +80,7 @@ func (c Config) validate() error {
 	}
 	if c.GitHub.Configured() {
 		if err := c.GitHub.Validate(); err != nil {
-			return fmt.Errorf("configuration: %w", err)
+			return config.Invalid(err)
 		}
 	}
 	if c.PreviewDefaultSpec != "" {
@@ -94,7 +94,7 @@ func (c Config) validate() error {
 	}
 	pc, err := pools.LoadFrom(c.RunnerPoolsFile, c.RunnerPools)
 	if err != nil {
-		return fmt.Errorf("configuration: %w", err)
+		return config.Invalid(err)
 	}
 	if len(pc.Pools) > 0 && !c.GitHub.Configured() {
 		return fmt.Errorf("configuration: runner pools (%s) register runners with GitHub: set GITHUB_TOKEN or GITHUB_APP_*", strings.Join(pc.Names(), ", "))

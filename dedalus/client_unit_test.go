@@ -273,3 +273,47 @@ func TestNewValidatesOptions(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, DefaultBaseURL, c.BaseURL())
 }
+
+func TestRouteTemplateHidesIDs(t *testing.T) {
+	for path, want := range map[string]string{
+		"/v1/machines":                              "/v1/machines",
+		"/v1/machines/dm-1":                         "/v1/machines/{id}",
+		"/v1/machines/dm-1/wake":                    "/v1/machines/{id}/wake",
+		"/v1/machines/dm-1/status/stream":           "/v1/machines/{id}/status/stream",
+		"/v1/machines/dm-1/executions/ex-9/output":  "/v1/machines/{id}/executions/{id}/output",
+		"/v1/machines/dm-1/previews/pv-3":           "/v1/machines/{id}/previews/{id}",
+		"/v1/machines/dm-1/terminals/t-1/stream":    "/v1/machines/{id}/terminals/{id}/stream",
+		"/v1/machines/dm%2F1/ssh/s-1":               "/v1/machines/{id}/ssh/{id}",
+		"/v1/machines/dm-1/artifacts":               "/v1/machines/{id}/artifacts",
+		"/v1/machines/dm-1/executions":              "/v1/machines/{id}/executions",
+		"/v1/machines/dm-1/executions/ex-9/events":  "/v1/machines/{id}/executions/{id}/events",
+		"/v1/machines/dm-1/executions/ex-9":         "/v1/machines/{id}/executions/{id}",
+		"/v1/machines/dm-1/previews":                "/v1/machines/{id}/previews",
+		"/v1/machines/dm-1/sleep":                   "/v1/machines/{id}/sleep",
+		"/v1/machines/dm-1/ssh":                     "/v1/machines/{id}/ssh",
+		"/v1/machines/dm-1/terminals":               "/v1/machines/{id}/terminals",
+		"/v1/machines/dm-1/artifacts/art-2":         "/v1/machines/{id}/artifacts/{id}",
+		"/v1/machines/dm-1/terminals/t-1":           "/v1/machines/{id}/terminals/{id}",
+		"/v1/machines/dm-1/previews/pv-3/whatever":  "/v1/machines/{id}/previews/{id}/whatever",
+		"/v1/machines/dm-1/executions/ex-9/output/": "/v1/machines/{id}/executions/{id}/output/",
+	} {
+		assert.Equal(t, want, RouteTemplate(path), path)
+	}
+}
+
+// OnError hears of every failed attempt, retried or not, by operation
+// template and code, and never of the key.
+func TestOnErrorCountsEveryFailedAttempt(t *testing.T) {
+	_, c := newFake(t,
+		jsonError(503, `{"error_code":"DEPENDENCY_UNAVAILABLE","message":"runtime unavailable","retryable":true}`),
+		machineJSON("dm-1", "running", "2"),
+	)
+	var got []string
+	c.opt.OnError = func(op, code string) { got = append(got, op+" "+code) }
+	_, err := c.GetMachine(context.Background(), "dm-1")
+	require.NoError(t, err)
+	assert.Equal(t, []string{"GET /v1/machines/{id} DEPENDENCY_UNAVAILABLE"}, got)
+	assert.Equal(t, "transport", ErrorCode(&transportError{op: "x", err: io.EOF}))
+	assert.Equal(t, "404", ErrorCode(&APIError{StatusCode: 404}))
+	assert.Equal(t, "other", ErrorCode(errors.New("boom")))
+}

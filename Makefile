@@ -10,7 +10,7 @@ STATICCHECK_VERSION := v0.8.2
 CACHE := $(or $(DRYDOCK_CACHE_DIR),$(or $(XDG_CACHE_HOME),$(HOME)/.cache)/drydock)
 STATICCHECK := $(CACHE)/staticcheck/$(STATICCHECK_VERSION)/staticcheck
 
-.PHONY: dev test build vet lint bench chaos temporal-cli clean help
+.PHONY: dev test build vet lint bench chaos temporal-cli clean help record-histories
 
 help:
 	@echo "make dev    run Temporal, the Dedalus emulator, the worker and the webhook server locally"
@@ -35,6 +35,13 @@ vet:
 
 test: vet
 	@cli="$$($(TEMPORAL_CLI_SCRIPT))" && TEMPORAL_CLI="$$cli" $(GO) test -race -count=1 -timeout 30m ./...
+
+# Record, from the end-to-end tests, the workflow histories that
+# workflows/replay_test.go replays. Files are overwritten by name: after a
+# change to a workflow's commands, copy the old ones to new names first so
+# that runs started by the old code stay covered.
+record-histories:
+	@cli="$$($(TEMPORAL_CLI_SCRIPT))" && TEMPORAL_CLI="$$cli" DRYDOCK_RECORD_HISTORIES=$(CURDIR)/workflows/testdata/histories $(GO) test -count=1 -timeout 30m ./e2e/
 
 # Figures with same-run baselines; prints the table, writes bench/results.json
 # and the README's table. BENCH_FLAGS="-only coldwake -scale 0.1" narrows it.

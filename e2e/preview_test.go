@@ -328,6 +328,7 @@ func TestPreviewLifecycleEndToEnd(t *testing.T) {
 	pr := ghfixture.PR{Owner: owner, Repo: name, Number: number, HeadSHA: sha1,
 		HeadRef: "feature/x$(touch " + pwned + ")", CloneURL: src.dir}
 	id := workflows.PreviewWorkflowID(owner, name, number)
+	s.keepHistories(map[string]runMatcher{"preview-lifecycle-open-wake-push-close": withID(id)})
 
 	// Rejected input starts nothing.
 	body, err := ghfixture.PullRequest(filepath.Join(testenv.SharedDir(t), "fixtures", "github-webhooks"), "opened", pr)
@@ -459,6 +460,7 @@ func TestWorkerKilledDuringBootstrap(t *testing.T) {
 	src := newRepo(t)
 	pr := ghfixture.PR{Owner: owner, Repo: name, Number: number, HeadSHA: src.head(), HeadRef: "slow", CloneURL: src.dir}
 	id := workflows.PreviewWorkflowID(owner, name, number)
+	s.keepHistories(map[string]runMatcher{"preview-lifecycle-worker-killed-during-bootstrap": withID(id)})
 
 	code, out := s.deliver("opened", pr, "slow-opened")
 	require.Equal(t, http.StatusAccepted, code, out)

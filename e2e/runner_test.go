@@ -109,6 +109,11 @@ func (s *stack) waitJobs(t *testing.T, ids []int64) {
 func TestRunnerPoolRunsTwentyJobsOnFiveMachines(t *testing.T) {
 	s := newStackWith(t, func(s *stack) string { return poolJSON(t, s, "linux", 5, "", "") })
 	ids := nextJobIDs(20)
+	s.keepHistories(map[string]runMatcher{
+		"runner-pool":      withID(runnerapi.PoolWorkflowID("linux")),
+		"runner-job":       withID(runnerapi.JobWorkflowID(ids[0])),
+		"runner-provision": withID(runnerapi.ProvisionWorkflowID("linux", 1)),
+	})
 	for _, id := range ids {
 		s.gh.AddJob(jobOwner, jobRepo, githubtest.Job{ID: id, Labels: jobLabels, Duration: 300 * time.Millisecond})
 	}
@@ -171,6 +176,7 @@ func TestRunnerPoolRunsTwentyJobsOnFiveMachines(t *testing.T) {
 func TestRunnerWorkerKilledDuringProvisioning(t *testing.T) {
 	s := newStackWith(t, func(s *stack) string { return poolJSON(t, s, "slow", 2, "sleep 2", "") })
 	id := nextJobIDs(1)[0]
+	s.keepHistories(map[string]runMatcher{"runner-provision-worker-killed": withID(runnerapi.ProvisionWorkflowID("slow", 1))})
 	s.gh.AddJob(jobOwner, jobRepo, githubtest.Job{ID: id, Labels: jobLabels, Duration: 200 * time.Millisecond})
 	require.Equal(t, http.StatusAccepted, s.queueJob(t, id, "slow-queued"))
 	require.Eventually(t, func() bool { return s.emu.Stats().Executions >= 1 }, 30*time.Second, 20*time.Millisecond, "setup running")
@@ -191,6 +197,11 @@ func TestRunnerBrokenMachineReplacedAndJobRetried(t *testing.T) {
 
 	ids := nextJobIDs(2)
 	first, second := ids[0], ids[1]
+	s.keepHistories(map[string]runMatcher{
+		"runner-job-not-picked-up-retried": withID(runnerapi.JobWorkflowID(first)),
+		"runner-job-lost-machine-replaced": withID(runnerapi.JobWorkflowID(second)),
+		"runner-pool-lost-machine":         withID(runnerapi.PoolWorkflowID("flaky")),
+	})
 	s.gh.AddJob(jobOwner, jobRepo, githubtest.Job{ID: first, Labels: jobLabels, Duration: 100 * time.Millisecond})
 	require.Equal(t, http.StatusAccepted, s.queueJob(t, first, "flaky-1"))
 	s.waitJobs(t, []int64{first})

@@ -34,6 +34,9 @@ func TestPoolSchedulesPrewarmThePool(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	tc := devServer.Client()
+	// The pool here is a stand-in registered under RunnerPool's name: replay only the real prewarm.
+	keepHistories(t, tc, "WorkflowType = '"+workflows.RunnerPrewarmName+"'",
+		map[string]runMatcher{"runner-prewarm": withIDPrefix("runner-prewarm:sched-a:0")})
 	w := worker.New(tc, workflows.TaskQueue, worker.Options{})
 	w.RegisterWorkflowWithOptions(workflows.RunnerPrewarm, workflow.RegisterOptions{Name: workflows.RunnerPrewarmName})
 	w.RegisterWorkflowWithOptions(prewarmRecorder, workflow.RegisterOptions{Name: runnerapi.RunnerPoolName})

@@ -172,7 +172,7 @@ func newStackWith(t *testing.T, poolsJSON func(*stack) string) *stack {
 		"GITHUB_TOKEN="+ghToken, "GITHUB_API_URL="+s.gh.URL(),
 		"PREVIEW_PUBLIC_URL=http://pr-{number}--{owner}--{repo}."+domain+":8090",
 		"RUNNER_POOLS="+runnerPools,
-		"LOG_LEVEL=warn",
+		"LOG_LEVEL=warn", "WORKER_METRICS_ADDR=127.0.0.1:0",
 	)
 	s.startWorker()
 	t.Cleanup(func() {

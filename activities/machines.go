@@ -112,15 +112,30 @@ type MachineSpec struct {
 	Autosleep  string // e.g. "15m"; "" = platform default
 }
 
-// MachineRef is what workflows keep about a machine.
+// MachineRef is what workflows keep about a machine, and what they account
+// its awake time from (workflows.AwakeMeter).
 type MachineRef struct {
 	MachineID string
 	Phase     dedalus.MachinePhase
 	Revision  string
+	// TransitionAt is status.last_transition_at: when the machine entered Phase.
+	TransitionAt time.Time `json:",omitzero"`
+	// WasPhase and WasTransitionAt are the machine's state before the call:
+	// WakeMachine and DeleteMachine read the machine first, so a wake tells
+	// when a machine that autosleep put to sleep fell asleep. Empty for the
+	// other calls.
+	WasPhase        dedalus.MachinePhase `json:",omitempty"`
+	WasTransitionAt time.Time            `json:",omitzero"`
 }
 
 func ref(m *dedalus.Machine) MachineRef {
-	return MachineRef{MachineID: m.MachineID, Phase: m.Status.Phase, Revision: m.Status.Revision}
+	return MachineRef{MachineID: m.MachineID, Phase: m.Status.Phase, Revision: m.Status.Revision, TransitionAt: m.Status.LastTransitionAt}
+}
+
+// was records what the machine was before the call.
+func (r MachineRef) was(before *dedalus.Machine) MachineRef {
+	r.WasPhase, r.WasTransitionAt = before.Status.Phase, before.Status.LastTransitionAt
+	return r
 }
 
 // CreateMachine creates a machine and waits until it runs. A retry after a
@@ -149,15 +164,25 @@ func (a *Machines) CreateMachine(ctx context.Context, spec MachineSpec) (Machine
 }
 
 // WakeMachine wakes a machine and waits until it runs; a running machine is
-// returned at once without a wake call.
+// returned at once without a wake call. It reads the machine first, and
+// returns what it was (WasPhase, WasTransitionAt) with what it is: the read
+// is the one the wake needs anyway, and tells the workflow when a machine
+// that autosleep put to sleep fell asleep.
 func (a *Machines) WakeMachine(ctx context.Context, machineID string) (MachineRef, error) {
 	stop := a.heartbeatWhile(ctx, machineID)
 	defer stop()
+	before, err := a.Client.GetMachine(ctx, machineID)
+	if err != nil {
+		return MachineRef{}, classify(err)
+	}
+	if before.Status.Phase == dedalus.PhaseRunning && before.DesiredState == dedalus.DesiredRunning {
+		return ref(before).was(before), nil
+	}
 	m, err := a.Client.WakeAndWait(ctx, machineID, idempotencyKey(ctx, "wake"))
 	if err != nil {
 		return MachineRef{}, classify(err)
 	}
-	return ref(m), nil
+	return ref(m).was(before), nil
 }
 
 // SleepMachine sleeps a machine and waits until it sleeps.
@@ -172,25 +197,43 @@ func (a *Machines) SleepMachine(ctx context.Context, machineID string) (MachineR
 }
 
 // DeleteMachine destroys a machine and waits until it is gone. A machine that
-// does not exist (404) or is already destroyed counts as deleted.
-func (a *Machines) DeleteMachine(ctx context.Context, machineID string) error {
+// does not exist (404) or is already destroyed counts as deleted. It reads
+// the machine first and returns what it was (WasPhase, WasTransitionAt) and
+// when it was destroyed; a machine that was already gone is returned
+// destroyed with no times.
+func (a *Machines) DeleteMachine(ctx context.Context, machineID string) (MachineRef, error) {
+	gone := MachineRef{MachineID: machineID, Phase: dedalus.PhaseDestroyed}
 	if machineID == "" {
-		return nil
+		return MachineRef{}, nil
 	}
 	stop := a.heartbeatWhile(ctx, machineID)
 	defer stop()
-	_, err := a.Client.DeleteMachine(ctx, machineID, dedalus.Mutation{IdempotencyKey: idempotencyKey(ctx, "delete")})
+	before, err := a.Client.GetMachine(ctx, machineID)
 	if dedalus.IsNotFound(err) {
-		return nil
+		return gone, nil
 	}
 	if err != nil {
-		return classify(err)
+		return MachineRef{}, classify(err)
 	}
-	_, err = a.Client.WaitForPhase(ctx, machineID, dedalus.PhaseDestroyed)
+	if before.Status.Phase == dedalus.PhaseDestroyed {
+		return ref(before).was(before), nil
+	}
+	gone = gone.was(before)
+	_, err = a.Client.DeleteMachine(ctx, machineID, dedalus.Mutation{IdempotencyKey: idempotencyKey(ctx, "delete")})
 	if dedalus.IsNotFound(err) {
-		return nil
+		return gone, nil
 	}
-	return classify(err)
+	if err != nil {
+		return MachineRef{}, classify(err)
+	}
+	m, err := a.Client.WaitForPhase(ctx, machineID, dedalus.PhaseDestroyed)
+	if dedalus.IsNotFound(err) {
+		return gone, nil
+	}
+	if err != nil {
+		return MachineRef{}, classify(err)
+	}
+	return ref(m).was(before), nil
 }
 
 // Command is a command to run on a machine. Argv elements and Env values

@@ -209,3 +209,56 @@ func TestErrorClassification(t *testing.T) {
 	_, err = env.ExecuteActivity(a.RunCommand, activities.Command{MachineID: "dm-never-existed", Argv: []string{"true"}})
 	nonRetryable(err, activities.ErrTypeNotFound)
 }
+
+// Awake accounting reads transitions from the activities' results: a wake
+// and a delete say what the machine was before, each with its
+// status.last_transition_at.
+func TestMachineRefsCarryTransitions(t *testing.T) {
+	emu, c := startEmulator(t, nil)
+	var s testsuite.WorkflowTestSuite
+	env := s.NewTestActivityEnvironment()
+	a := &activities.Machines{Client: c}
+	env.RegisterActivity(a)
+	do := func(fn any, id ...any) activities.MachineRef {
+		t.Helper()
+		val, err := env.ExecuteActivity(fn, id...)
+		require.NoError(t, err)
+		var m activities.MachineRef
+		require.NoError(t, val.Get(&m))
+		return m
+	}
+
+	created := do(a.CreateMachine, activities.MachineSpec{VCPU: 1, MemoryMiB: 512, StorageGiB: 5})
+	assert.Equal(t, dedalus.PhaseRunning, created.Phase)
+	assert.False(t, created.TransitionAt.IsZero())
+	assert.Empty(t, created.WasPhase, "a create has no before")
+
+	slept := do(a.SleepMachine, created.MachineID)
+	assert.Equal(t, dedalus.PhaseSleeping, slept.Phase)
+	assert.True(t, slept.TransitionAt.After(created.TransitionAt))
+
+	woken := do(a.WakeMachine, created.MachineID)
+	assert.Equal(t, dedalus.PhaseSleeping, woken.WasPhase)
+	assert.True(t, woken.WasTransitionAt.Equal(slept.TransitionAt), "the wake tells when the machine fell asleep")
+	assert.Equal(t, dedalus.PhaseRunning, woken.Phase)
+	assert.True(t, woken.TransitionAt.After(slept.TransitionAt))
+
+	wakes := emu.Stats().WakeRequests
+	again := do(a.WakeMachine, created.MachineID)
+	assert.Equal(t, wakes, emu.Stats().WakeRequests, "a running machine is not woken")
+	assert.Equal(t, dedalus.PhaseRunning, again.WasPhase)
+	assert.True(t, again.WasTransitionAt.Equal(woken.TransitionAt))
+	assert.True(t, again.TransitionAt.Equal(woken.TransitionAt))
+
+	deleted := do(a.DeleteMachine, created.MachineID)
+	assert.Equal(t, dedalus.PhaseRunning, deleted.WasPhase)
+	assert.True(t, deleted.WasTransitionAt.Equal(woken.TransitionAt))
+	assert.Equal(t, dedalus.PhaseDestroyed, deleted.Phase)
+	assert.True(t, deleted.TransitionAt.After(woken.TransitionAt))
+
+	gone := do(a.DeleteMachine, created.MachineID)
+	assert.Equal(t, dedalus.PhaseDestroyed, gone.Phase, "deleting again is fine")
+	none := do(a.DeleteMachine, "dm-never-existed")
+	assert.Equal(t, dedalus.PhaseDestroyed, none.Phase)
+	assert.True(t, none.TransitionAt.IsZero())
+}

@@ -104,6 +104,15 @@ type PreviewStatus struct {
 	LastDeployAt   time.Time
 	LastActivityAt time.Time
 	Wakes          int
+	// AwakeSeconds is how long the preview's machines have run so far, as
+	// of AwakeAsOf (the workflow's clock at its latest event): machines are
+	// billed only while awake. While AwakeSince is set the machine is
+	// counted as running from then on, so the figure grows after AwakeAsOf
+	// until Drydock sees the machine asleep or gone. Set in query answers
+	// only.
+	AwakeSeconds float64   `json:",omitempty"`
+	AwakeSince   time.Time `json:",omitzero"`
+	AwakeAsOf    time.Time `json:",omitzero"`
 }
 
 // PreviewCarry is the state a PreviewLifecycle carries over continue-as-new.
@@ -116,4 +125,13 @@ type PreviewCarry struct {
 	SeenDeliveries  []string
 	Pending         []PullRequestEvent // signals drained before continuing as new
 	PendingRedeploy bool
+	// Awake accounts the running time of the preview's machines (all of
+	// them: a failed deploy's deleted machine, then the next one).
+	Awake AwakeMeter `json:",omitzero"`
+	// AwakeCounted is the whole seconds of Awake.Total emitted as
+	// drydock_preview_awake_seconds_total.
+	AwakeCounted int64 `json:",omitempty"`
+	// ReportedAt is when the PR comment was last written (it bounds the
+	// refreshes of the awake time that wakes make).
+	ReportedAt time.Time `json:",omitzero"`
 }

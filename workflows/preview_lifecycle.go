@@ -10,6 +10,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/drydock-dev/drydock/activities"
+	"github.com/drydock-dev/drydock/dedalus"
 	"github.com/drydock-dev/drydock/internal/gh"
 	"github.com/drydock-dev/drydock/internal/previewspec"
 )
@@ -31,6 +32,10 @@ const (
 	wakeFresh = 2 * time.Second
 	// maxSeenDeliveries bounds the delivery IDs remembered for deduplication.
 	maxSeenDeliveries = 256
+	// awakeReportEvery bounds how often wakes refresh the awake time on the
+	// PR comment (the comment is also written at every deploy, failure and
+	// teardown).
+	awakeReportEvery = 10 * time.Minute
 )
 
 // preview is one PreviewLifecycle run's state. Everything that must survive
@@ -49,6 +54,8 @@ type preview struct {
 	lastWakeAt  time.Time
 	lastWakeErr error
 	staleTimer  workflow.Future
+	// awakeReporting: a wake's refresh of the PR comment is in flight.
+	awakeReporting bool
 }
 
 // PreviewLifecycle runs one pull request's preview from its first deployable
@@ -70,7 +77,7 @@ func PreviewLifecycle(ctx workflow.Context, in PreviewInput) error {
 		SearchAttrRepo.ValueSet(RepoKey(in.Owner, in.Repo)), SearchAttrPRNumber.ValueSet(int64(in.Number)),
 		SearchAttrPhase.ValueSet(string(p.Status.Phase)), SearchAttrMachineID.ValueSet(p.Status.MachineID))
 
-	if err := workflow.SetQueryHandler(ctx, QueryStatus, func() (PreviewStatus, error) { return p.Status, nil }); err != nil {
+	if err := workflow.SetQueryHandler(ctx, QueryStatus, func() (PreviewStatus, error) { return p.status(ctx), nil }); err != nil {
 		return err
 	}
 	if err := workflow.SetUpdateHandlerWithOptions(ctx, UpdateWake, p.wake, workflow.UpdateHandlerOptions{
@@ -333,14 +340,19 @@ func (p *preview) deploy(ctx workflow.Context, ev PullRequestEvent) error {
 		).Get(cctx, &m); err != nil {
 			return err
 		}
+		p.observe(ctx, m)
 		p.Status.MachineID = m.MachineID
 		p.setPhase(ctx, p.Status.Phase)
 		if ctx.Err() != nil {
 			return temporal.NewCanceledError("deploy superseded or cancelled")
 		}
-	} else if err := workflow.ExecuteActivity(withActivity(ctx, "wake machine "+p.Status.MachineID, 5*time.Minute),
-		machineActs.WakeMachine, p.Status.MachineID).Get(ctx, nil); err != nil {
-		return err
+	} else {
+		var m activities.MachineRef
+		if err := workflow.ExecuteActivity(withActivity(ctx, "wake machine "+p.Status.MachineID, 5*time.Minute),
+			machineActs.WakeMachine, p.Status.MachineID).Get(ctx, &m); err != nil {
+			return err
+		}
+		p.observe(ctx, m)
 	}
 
 	env := deployEnv(ev, spec)
@@ -464,8 +476,14 @@ func (p *preview) releaseMachine(ctx workflow.Context) {
 		}
 	}
 	if p.Status.MachineID != "" {
-		if err := workflow.ExecuteActivity(tctx, machineActs.DeleteMachine, p.Status.MachineID).Get(ctx, nil); err != nil {
+		var gone activities.MachineRef
+		if err := workflow.ExecuteActivity(tctx, machineActs.DeleteMachine, p.Status.MachineID).Get(ctx, &gone); err != nil {
 			workflow.GetLogger(ctx).Error("delete machine failed", "error", err)
+		} else {
+			if gone.Phase == "" {
+				gone.Phase = dedalus.PhaseDestroyed // an older worker's answer
+			}
+			p.observe(ctx, gone)
 		}
 	}
 	p.Status.MachineID, p.Status.PreviewID, p.Status.URL = "", "", ""
@@ -500,7 +518,8 @@ func (p *preview) wake(ctx workflow.Context) (WakeResult, error) {
 		StartToCloseTimeout: 30 * time.Second,
 		RetryPolicy:         &temporal.RetryPolicy{InitialInterval: 200 * time.Millisecond, MaximumAttempts: 5},
 	})
-	err := workflow.ExecuteLocalActivity(lctx, machineActs.WakeMachine, p.Status.MachineID).Get(ctx, nil)
+	var m activities.MachineRef
+	err := workflow.ExecuteLocalActivity(lctx, machineActs.WakeMachine, p.Status.MachineID).Get(ctx, &m)
 	p.waking = false
 	p.lastWakeAt = workflow.Now(ctx)
 	p.lastWakeErr = err
@@ -508,7 +527,52 @@ func (p *preview) wake(ctx workflow.Context) (WakeResult, error) {
 		return WakeResult{}, fmt.Errorf("wake machine %s: %w", p.Status.MachineID, err)
 	}
 	p.Status.Wakes++
+	if p.observe(ctx, m) > 0 {
+		// The machine had fallen asleep: an awake interval closed.
+		p.refreshAwakeReport(ctx)
+	}
 	return WakeResult{URL: p.Status.URL, MachineID: p.Status.MachineID}, nil
+}
+
+// status answers QueryStatus, with the awake time as of the workflow's clock.
+func (p *preview) status(ctx workflow.Context) PreviewStatus {
+	st := p.Status
+	now := workflow.Now(ctx)
+	st.AwakeSeconds = p.Awake.SoFar(now).Seconds()
+	st.AwakeSince = p.Awake.Since
+	st.AwakeAsOf = now
+	return st
+}
+
+// observe folds a machine activity's result into the awake meter and
+// brings drydock_preview_awake_seconds_total up to the closed intervals. It
+// returns the awake time the result closed.
+func (p *preview) observe(ctx workflow.Context, m activities.MachineRef) time.Duration {
+	closed := observeRef(&p.Awake, m, workflow.Now(ctx))
+	if closed > 0 {
+		countAwake(previewAwakeCounter(ctx, p.Status.Owner, p.Status.Repo, p.Status.Number), p.Awake.Total, &p.AwakeCounted)
+	}
+	return closed
+}
+
+// refreshAwakeReport rewrites the PR comment with the awake time after a
+// wake closed an awake interval, at most once per awakeReportEvery. It runs
+// on its own coroutine: the wake returns at once. Every other report waits
+// for it, so the comment ends with the newest state.
+func (p *preview) refreshAwakeReport(ctx workflow.Context) {
+	now := workflow.Now(ctx)
+	if p.awakeReporting || p.teardown != "" || p.Status.Phase != PreviewReady || now.Sub(p.ReportedAt) < awakeReportEvery {
+		return
+	}
+	if workflow.GetVersion(ctx, "preview-awake-report-on-wake", workflow.DefaultVersion, 1) == workflow.DefaultVersion {
+		return
+	}
+	p.awakeReporting = true
+	r := gh.Report{State: gh.StateReady, SHA: p.Status.DeployedSHA, Branch: p.Event.HeadRef, URL: p.settings.PublicURL}
+	workflow.Go(ctx, func(gctx workflow.Context) {
+		defer func() { p.awakeReporting = false }()
+		p.sendReport(gctx, r)
+	})
 }
 
 // tearDown deletes everything the preview owns and completes the workflow.
@@ -534,7 +598,7 @@ func (p *preview) tearDown(ctx workflow.Context) error {
 // continueAsNew hands the state to a fresh run once history is long, after
 // every handler finished and every buffered signal was drained into the carry.
 func (p *preview) continueAsNew(ctx workflow.Context, in PreviewInput, prCh, redeployCh, destroyCh, touchCh workflow.ReceiveChannel) error {
-	if err := workflow.Await(ctx, func() bool { return workflow.AllHandlersFinished(ctx) }); err != nil {
+	if err := workflow.Await(ctx, func() bool { return workflow.AllHandlersFinished(ctx) && !p.awakeReporting }); err != nil {
 		return err
 	}
 	for {
@@ -598,10 +662,22 @@ func (p *preview) setDeploymentStatus(ctx workflow.Context, state, description s
 	}
 }
 
-// report updates the PR comment. Reporting is best effort: GitHub being
-// down must not fail or block a preview.
+// report updates the PR comment, after a wake's refresh of it (if one is in
+// flight). Reporting is best effort: GitHub being down must not fail or
+// block a preview.
 func (p *preview) report(ctx workflow.Context, r gh.Report) {
-	r.UpdatedAt = workflow.Now(ctx)
+	if p.awakeReporting {
+		_ = workflow.Await(ctx, func() bool { return !p.awakeReporting })
+	}
+	p.sendReport(ctx, r)
+}
+
+// sendReport writes the PR comment, with the awake time so far.
+func (p *preview) sendReport(ctx workflow.Context, r gh.Report) {
+	now := workflow.Now(ctx)
+	r.UpdatedAt = now
+	r.AwakeFor = p.Awake.SoFar(now)
+	p.ReportedAt = now
 	err := workflow.ExecuteActivity(reportCtx(ctx, "comment on PR: "+r.State), githubActs.ReportOnPR, activities.CommentInput{
 		Owner: p.Status.Owner, Repo: p.Status.Repo, Number: p.Status.Number, InstallationID: p.Event.InstallationID, Report: r,
 	}).Get(ctx, nil)

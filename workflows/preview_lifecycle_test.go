@@ -18,6 +18,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/drydock-dev/drydock/activities"
+	"github.com/drydock-dev/drydock/dedalus"
 	"github.com/drydock-dev/drydock/internal/previewspec"
 )
 
@@ -47,6 +48,34 @@ type world struct {
 	prClosed bool
 	// buildHook, if set, runs for every build step and may fail or block it.
 	buildHook func(ctx context.Context, cmd activities.Command) (activities.CommandResult, error)
+	// reportTakes and commandTakes are how long ReportOnPR and RunCommand take (mocked time).
+	reportTakes  time.Duration
+	commandTakes time.Duration
+	// metrics, if set, receives the workflow's metrics.
+	metrics *metricsCapture
+
+	// The machine as Dedalus would answer: its phase and when it entered it.
+	env     *testsuite.TestWorkflowEnvironment
+	phase   dedalus.MachinePhase
+	phaseAt time.Time
+}
+
+// moveTo puts the machine in phase now, as Dedalus would (mock time); it
+// returns what the machine was and is. Callers hold w.mu.
+func (w *world) moveTo(phase dedalus.MachinePhase) activities.MachineRef {
+	ref := activities.MachineRef{MachineID: "dm-1", WasPhase: w.phase, WasTransitionAt: w.phaseAt}
+	if phase != w.phase {
+		w.phase, w.phaseAt = phase, w.env.Now()
+	}
+	ref.Phase, ref.TransitionAt = w.phase, w.phaseAt
+	return ref
+}
+
+// autosleep puts the machine to sleep behind the workflow's back.
+func (w *world) autosleep() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.moveTo(dedalus.PhaseSleeping)
 }
 
 func (w *world) names() []string {
@@ -70,16 +99,20 @@ var testSpec = previewspec.Spec{
 }
 
 func newTestEnv(t *testing.T, settings activities.PreviewSettings, configure ...func(*world)) (*testsuite.TestWorkflowEnvironment, *world) {
-	var s testsuite.WorkflowTestSuite
-	env := s.NewTestWorkflowEnvironment()
-	env.RegisterWorkflowWithOptions(PreviewLifecycle, workflow.RegisterOptions{Name: PreviewLifecycleName})
-	env.RegisterActivity(&activities.Machines{})
-	env.RegisterActivity(&activities.Previews{})
-	env.RegisterActivity(&activities.GitHub{})
 	w := &world{}
 	for _, c := range configure {
 		c(w)
 	}
+	var s testsuite.WorkflowTestSuite
+	if w.metrics != nil {
+		s.SetMetricsHandler(w.metrics)
+	}
+	env := s.NewTestWorkflowEnvironment()
+	w.env = env
+	env.RegisterWorkflowWithOptions(PreviewLifecycle, workflow.RegisterOptions{Name: PreviewLifecycleName})
+	env.RegisterActivity(&activities.Machines{})
+	env.RegisterActivity(&activities.Previews{})
+	env.RegisterActivity(&activities.GitHub{})
 	env.OnActivity(previewActs.Settings, mock.Anything, mock.Anything, mock.Anything, mock.Anything).Return(settings, nil)
 	env.OnActivity(githubActs.FetchPreviewSpec, mock.Anything, mock.Anything).Return(activities.FetchSpecResult{Skipped: true}, nil)
 	env.OnActivity(githubActs.PullRequestState, mock.Anything, mock.Anything).Return(
@@ -104,20 +137,23 @@ func newTestEnv(t *testing.T, settings activities.PreviewSettings, configure ...
 			w.reports = append(w.reports, in.Report.State)
 			w.reportLog = append(w.reportLog, in)
 			return nil
-		})
+		}).After(w.reportTakes)
 	env.OnActivity(machineActs.CreateMachine, mock.Anything, mock.Anything).Return(
 		func(context.Context, activities.MachineSpec) (activities.MachineRef, error) {
 			w.mu.Lock()
 			defer w.mu.Unlock()
 			w.creates++
-			return activities.MachineRef{MachineID: "dm-1"}, nil
+			w.phase = ""
+			ref := w.moveTo(dedalus.PhaseRunning)
+			ref.WasPhase, ref.WasTransitionAt = "", time.Time{}
+			return ref, nil
 		}).After(w.createTakes)
 	env.OnActivity(machineActs.WakeMachine, mock.Anything, mock.Anything).Return(
 		func(context.Context, string) (activities.MachineRef, error) {
 			w.mu.Lock()
 			defer w.mu.Unlock()
 			w.wakes++
-			return activities.MachineRef{MachineID: "dm-1"}, nil
+			return w.moveTo(dedalus.PhaseRunning), nil
 		})
 	env.OnActivity(machineActs.RunCommand, mock.Anything, mock.Anything).Return(
 		func(ctx context.Context, cmd activities.Command) (activities.CommandResult, error) {
@@ -129,7 +165,7 @@ func newTestEnv(t *testing.T, settings activities.PreviewSettings, configure ...
 				return hook(ctx, cmd)
 			}
 			return activities.CommandResult{Succeeded: true}, nil
-		})
+		}).After(w.commandTakes)
 	env.OnActivity(machineActs.CreatePreview, mock.Anything, mock.Anything, mock.Anything).Return(
 		func(context.Context, string, int64) (activities.PreviewRef, error) {
 			w.mu.Lock()
@@ -140,11 +176,11 @@ func newTestEnv(t *testing.T, settings activities.PreviewSettings, configure ...
 	env.OnActivity(previewActs.WaitHealthy, mock.Anything, mock.Anything).Return(nil)
 	env.OnActivity(machineActs.DeletePreview, mock.Anything, mock.Anything, mock.Anything).Return(nil)
 	env.OnActivity(machineActs.DeleteMachine, mock.Anything, mock.Anything).Return(
-		func(context.Context, string) error {
+		func(context.Context, string) (activities.MachineRef, error) {
 			w.mu.Lock()
 			defer w.mu.Unlock()
 			w.deletes++
-			return nil
+			return w.moveTo(dedalus.PhaseDestroyed), nil
 		})
 	return env, w
 }
@@ -442,6 +478,8 @@ func TestContinueAsNewCarriesState(t *testing.T) {
 	assert.True(t, next.Carry.SetupDone)
 	assert.Equal(t, []string{"d1"}, next.Carry.SeenDeliveries)
 	assert.Equal(t, 1, w.creates)
+	assert.True(t, next.Carry.Awake.Awake(), "the running machine's awake interval is carried")
+	assert.False(t, next.Carry.ReportedAt.IsZero())
 
 	// The next run picks up where this one stopped: a carried push deploys
 	// on the same machine without setup or seed, and no new machine.
@@ -457,4 +495,114 @@ func TestContinueAsNewCarriesState(t *testing.T) {
 	assert.Equal(t, 0, w2.creates)
 	assert.Equal(t, []string{"checkout sha2", "build[0] compile", "start app"}, w2.names())
 	assert.Equal(t, 1, w2.deletes)
+}
+
+// Awake time is accounted from the machine states the workflow observes:
+// the create opens an interval, a wake that finds the machine asleep closes
+// it where autosleep put it to sleep (and refreshes the PR comment, without
+// holding up the wake, at most once per awakeReportEvery), the teardown
+// reports the total. The counter carries the fractions of seconds.
+func TestPreviewAwakeTimeAccounting(t *testing.T) {
+	m := newMetricsCapture()
+	env, w := newTestEnv(t, defaultSettings, func(w *world) {
+		w.metrics = m
+		w.reportTakes = 30 * time.Second
+	})
+	var begin time.Time
+	var wakeDone []time.Duration // when each wake completed, from begin
+	wake := func(id string) {
+		env.UpdateWorkflow(UpdateWake, id, &testsuite.TestUpdateCallback{
+			OnReject: func(err error) { t.Errorf("wake %s rejected: %v", id, err) },
+			OnAccept: func() {},
+			OnComplete: func(_ any, err error) {
+				assert.NoError(t, err)
+				wakeDone = append(wakeDone, env.Now().Sub(begin))
+			},
+		})
+	}
+	env.RegisterDelayedCallback(func() {
+		begin = env.Now()
+		env.SignalWorkflow(SignalPullRequest, prEvent("opened", "sha1", "d1"))
+	}, 0)
+	// The deploy's first report takes 30s: the machine runs from 30s.
+	env.RegisterDelayedCallback(w.autosleep, 10*time.Minute+30*time.Second+500*time.Millisecond)
+	env.RegisterDelayedCallback(func() { wake("w1") }, time.Hour)
+	env.RegisterDelayedCallback(func() {
+		st := status(t, env)
+		assert.InDelta(t, (10*time.Minute + 500*time.Millisecond + time.Minute).Seconds(), st.AwakeSeconds, 1e-6,
+			"10m0.5s before autosleep, and a minute since the wake")
+		assert.True(t, st.AwakeSince.Equal(begin.Add(time.Hour)), "%v", st.AwakeSince)
+		assert.True(t, st.AwakeAsOf.Equal(begin.Add(time.Hour+time.Minute)), "%v", st.AwakeAsOf)
+		assert.Equal(t, []int64{600}, counts(m.named(MetricPreviewAwake)), "whole seconds; the half waits")
+	}, time.Hour+time.Minute)
+	env.RegisterDelayedCallback(w.autosleep, time.Hour+5*time.Minute+700*time.Millisecond)
+	env.RegisterDelayedCallback(func() { wake("w2") }, time.Hour+6*time.Minute)
+	// Asleep at teardown: the delete reads the machine first, so the last
+	// interval closes where autosleep put it to sleep.
+	env.RegisterDelayedCallback(w.autosleep, time.Hour+10*time.Minute)
+	env.RegisterDelayedCallback(func() { env.SignalWorkflow(SignalPullRequest, prEvent("closed", "sha1", "d2")) }, 2*time.Hour)
+	start(env)
+	require.NoError(t, env.GetWorkflowError())
+
+	assert.Equal(t, []time.Duration{time.Hour, time.Hour + 6*time.Minute}, wakeDone, "wakes do not wait for the PR comment")
+	assert.Equal(t, []string{"deploying", "ready", "ready", "destroyed"}, w.reports,
+		"the first wake refreshed the comment; the second, six minutes later, did not")
+	var awake []time.Duration
+	for _, r := range w.reportLog {
+		awake = append(awake, r.Report.AwakeFor)
+	}
+	total := 19*time.Minute + 1200*time.Millisecond
+	assert.Equal(t, []time.Duration{0, 0, 10*time.Minute + 500*time.Millisecond, total}, awake)
+	assert.True(t, w.reportLog[2].Report.UpdatedAt.Equal(begin.Add(time.Hour)), "the refresh was sent with the wake")
+
+	assert.Equal(t, []int64{600, 301, 240}, counts(m.named(MetricPreviewAwake)), "600.5s, 901.2s, 1141.2s: the fraction carried, never lost")
+	assert.Equal(t, int64(total/time.Second), m.sum(MetricPreviewAwake))
+	for _, e := range m.named(MetricPreviewAwake) {
+		assert.Equal(t, "counter", e.kind)
+		assert.Equal(t, "codertocat/hello-world", e.tags["repo"])
+		assert.Equal(t, "2", e.tags["pr"])
+	}
+	assert.Len(t, m.tagKeys(MetricPreviewAwake), 1, "one tag key set per metric name")
+}
+
+// A failed deploy's deleted machine counts, and so does the next one.
+func TestPreviewAwakeTimeSpansMachines(t *testing.T) {
+	settings := defaultSettings
+	settings.KeepFailedMachine = false
+	m := newMetricsCapture()
+	env, w := newTestEnv(t, settings, func(w *world) {
+		w.metrics = m
+		w.commandTakes = 30 * time.Second
+	})
+	w.buildHook = func(_ context.Context, cmd activities.Command) (activities.CommandResult, error) {
+		if cmd.Env["DRYDOCK_SHA"] == "bad" {
+			return activities.CommandResult{}, temporal.NewNonRetryableApplicationError("exit 1", activities.ErrTypeCommandFailed, nil)
+		}
+		return activities.CommandResult{Succeeded: true}, nil
+	}
+	env.RegisterDelayedCallback(func() { env.SignalWorkflow(SignalPullRequest, prEvent("opened", "bad", "d1")) }, 0)
+	env.RegisterDelayedCallback(func() {
+		st := status(t, env)
+		assert.Equal(t, PreviewFailed, st.Phase)
+		assert.Equal(t, 90.0, st.AwakeSeconds, "checkout, setup and build ran 30s each; then the machine was deleted")
+		assert.True(t, st.AwakeSince.IsZero())
+		env.SignalWorkflow(SignalPullRequest, prEvent("synchronize", "good", "d2"))
+	}, time.Hour)
+	env.RegisterDelayedCallback(func() { env.SignalWorkflow(SignalDestroy, DestroyRequest{}) }, 2*time.Hour)
+	start(env)
+	require.NoError(t, env.GetWorkflowError())
+	assert.Equal(t, 2, w.creates)
+	last := w.reportLog[len(w.reportLog)-1].Report
+	assert.Equal(t, "destroyed", last.State)
+	// The second machine: created at 1h, ready after five 30s commands, deleted at 2h.
+	assert.Equal(t, 90*time.Second+time.Hour, last.AwakeFor)
+	assert.Equal(t, int64(3690), m.sum(MetricPreviewAwake))
+}
+
+func counts(es []emission) []int64 {
+	var out []int64
+	for _, e := range es {
+		out = append(out, e.count)
+	}
+	return out
 }

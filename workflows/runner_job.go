@@ -31,6 +31,8 @@ type runnerJob struct {
 	settled         bool
 	runnerStartedAt time.Time
 	seen            []string // delivery IDs
+	// dispatched: the dispatch latency was recorded (at the first wake).
+	dispatched bool
 }
 
 // RunnerJob runs one GitHub Actions job on a pool machine: lease a machine,
@@ -181,10 +183,19 @@ func runnerActivity(ctx workflow.Context, summary string, timeout time.Duration)
 // single-use runner on it. An error means the machine is unusable.
 func (j *runnerJob) startRunner(ctx workflow.Context) error {
 	j.setPhase(ctx, runnerapi.JobWaking)
+	if !j.dispatched {
+		// The workflow starts with the job's queued webhook: from then to
+		// the wake of a machine for it is the dispatch latency.
+		j.dispatched = true
+		workflow.GetMetricsHandler(ctx).WithTags(map[string]string{"pool": j.in.Pool}).Timer(MetricDispatchLatency).
+			Record(workflow.Now(ctx).Sub(workflow.GetInfo(ctx).WorkflowStartTime))
+	}
+	var woke activities.MachineRef
 	if err := workflow.ExecuteActivity(runnerActivity(ctx, "wake "+j.lease.MachineID, 2*time.Minute),
-		machineActs.WakeMachine, j.lease.MachineID).Get(ctx, nil); err != nil {
+		machineActs.WakeMachine, j.lease.MachineID).Get(ctx, &woke); err != nil {
 		return err
 	}
+	j.tellPoolWoke(ctx, woke)
 	if j.settings.Mode == pools.ModeJIT {
 		j.setPhase(ctx, runnerapi.JobStarting)
 		if err := workflow.ExecuteActivity(runnerActivity(ctx, "start runner "+j.lease.RunnerName, 2*time.Minute),
@@ -197,6 +208,29 @@ func (j *runnerJob) startRunner(ctx workflow.Context) error {
 	j.runnerStartedAt = workflow.Now(ctx)
 	j.setPhase(ctx, runnerapi.JobWaiting)
 	return nil
+}
+
+// tellPoolWoke sends the pool what the wake saw (the machine's phase before
+// and after, with their transition times) for the pool's awake accounting.
+// The signal is not waited for: the runner starts at once, and a pool that
+// misses it only counts less precisely.
+func (j *runnerJob) tellPoolWoke(ctx workflow.Context, woke activities.MachineRef) {
+	if woke.Phase == "" {
+		return // nothing observed
+	}
+	if workflow.GetVersion(ctx, "runner-job-wake-observed-by-pool", workflow.DefaultVersion, 1) == workflow.DefaultVersion {
+		return
+	}
+	obs := runnerapi.MachineObserved{
+		MachineID: j.lease.MachineID, WasPhase: woke.WasPhase, WasTransitionAt: woke.WasTransitionAt,
+		Phase: woke.Phase, TransitionAt: woke.TransitionAt,
+	}
+	f := workflow.SignalExternalWorkflow(ctx, runnerapi.PoolWorkflowID(j.in.Pool), "", runnerapi.SignalMachineObserved, obs)
+	workflow.Go(ctx, func(gctx workflow.Context) {
+		if err := f.Get(gctx, nil); err != nil {
+			workflow.GetLogger(gctx).Warn("pool not told about the wake", "pool", j.in.Pool, "machine", obs.MachineID, "error", err)
+		}
+	})
 }
 
 // await waits for the job to be picked up and completed. It returns

@@ -14,11 +14,14 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/drydock-dev/drydock/activities"
+	"github.com/drydock-dev/drydock/dedalus"
 	"github.com/drydock-dev/drydock/internal/pools"
 	"github.com/drydock-dev/drydock/workflows/runnerapi"
 )
 
 const jobTestPool = "linux"
+
+var jobEpoch = time.Date(2026, 11, 22, 8, 0, 0, 0, time.UTC)
 
 // jobWorld records what a RunnerJob asked of its activities and its pool.
 type jobWorld struct {
@@ -32,10 +35,15 @@ type jobWorld struct {
 	remove    activities.RemoveRunnerResult
 	github    activities.JobStatusResult
 	acquireIn time.Duration // how long acquiring takes
+	observed  []runnerapi.MachineObserved
+	metrics   *metricsCapture
 }
 
 func newJobEnv(t *testing.T, w *jobWorld) *testsuite.TestWorkflowEnvironment {
 	var s testsuite.WorkflowTestSuite
+	if w.metrics != nil {
+		s.SetMetricsHandler(w.metrics)
+	}
 	env := s.NewTestWorkflowEnvironment()
 	env.RegisterWorkflowWithOptions(RunnerJob, workflow.RegisterOptions{Name: runnerapi.RunnerJobName})
 	env.RegisterActivity(&activities.Machines{})
@@ -61,7 +69,9 @@ func newJobEnv(t *testing.T, w *jobWorld) *testsuite.TestWorkflowEnvironment {
 			if w.wakeFails[id] {
 				return activities.MachineRef{}, temporal.NewNonRetryableApplicationError("restore failed", activities.ErrTypeMachineFailed, nil)
 			}
-			return activities.MachineRef{MachineID: id}, nil
+			// Asleep since an hour before the test began; running from now.
+			return activities.MachineRef{MachineID: id, WasPhase: dedalus.PhaseSleeping, WasTransitionAt: jobEpoch,
+				Phase: dedalus.PhaseRunning, TransitionAt: env.Now()}, nil
 		})
 	env.OnActivity(runnerActs.StartJITRunner, mock.Anything, mock.Anything).Return(
 		func(_ context.Context, in activities.StartRunnerInput) error {
@@ -88,6 +98,13 @@ func newJobEnv(t *testing.T, w *jobWorld) *testsuite.TestWorkflowEnvironment {
 			w.mu.Lock()
 			defer w.mu.Unlock()
 			w.releases = append(w.releases, arg.(runnerapi.ReleaseRequest))
+			return nil
+		})
+	env.OnSignalExternalWorkflow(mock.Anything, runnerapi.PoolWorkflowID(jobTestPool), "", runnerapi.SignalMachineObserved, mock.Anything).Return(
+		func(_, _, _, _ string, arg any) error {
+			w.mu.Lock()
+			defer w.mu.Unlock()
+			w.observed = append(w.observed, arg.(runnerapi.MachineObserved))
 			return nil
 		})
 	return env
@@ -283,4 +300,34 @@ func TestRunnerJobCompletedWhileQueuedReleasesAtOnce(t *testing.T) {
 	assert.Equal(t, []string{runnerapi.RunnerName(jobTestPool, 15, 1)}, w.started)
 	assert.Equal(t, []string{runnerapi.RunnerName(jobTestPool, 15, 1)}, w.removed, "unused after the pickup window")
 	assert.Equal(t, "m1", w.releases[1].MachineID, "and its machine returned")
+}
+
+// The job tells its pool what its wake saw, and records the dispatch
+// latency (queued webhook to the wake of its machine) once per job, with
+// the pool as its only tag.
+func TestRunnerJobReportsWakeAndDispatchLatency(t *testing.T) {
+	m := newMetricsCapture()
+	w := &jobWorld{wakeFails: map[string]bool{"m1": true}, acquireIn: 45 * time.Second, metrics: m}
+	env := newJobEnv(t, w)
+	second := runnerapi.RunnerName(jobTestPool, 21, 2)
+	var begin time.Time
+	env.RegisterDelayedCallback(func() { begin = env.Now() }, 0)
+	env.RegisterDelayedCallback(func() { env.SignalWorkflow(runnerapi.SignalJobEvent, jobEvent("completed", 21, second, "d1")) }, 2*time.Minute)
+	env.ExecuteWorkflow(runnerapi.RunnerJobName, jobInput(21))
+	require.NoError(t, env.GetWorkflowError())
+	assert.Equal(t, []string{"m1", "m2"}, w.wakes)
+
+	timers := m.named(MetricDispatchLatency)
+	require.Len(t, timers, 1, "once per job, at its first wake (m1 failed to wake; m2 was the second)")
+	assert.Equal(t, "timer", timers[0].kind)
+	assert.Equal(t, 45*time.Second, timers[0].dur, "the workflow started with the queued webhook; the lease took 45s")
+	assert.Equal(t, jobTestPool, timers[0].tags["pool"])
+
+	require.Len(t, w.observed, 1, "only the wake that succeeded is reported")
+	o := w.observed[0]
+	assert.Equal(t, "m2", o.MachineID)
+	assert.Equal(t, dedalus.PhaseSleeping, o.WasPhase)
+	assert.True(t, o.WasTransitionAt.Equal(jobEpoch))
+	assert.Equal(t, dedalus.PhaseRunning, o.Phase)
+	assert.True(t, o.TransitionAt.Equal(begin.Add(90*time.Second)), "%v", o.TransitionAt.Sub(begin))
 }

@@ -11,6 +11,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/drydock-dev/drydock/activities"
+	"github.com/drydock-dev/drydock/dedalus"
 	"github.com/drydock-dev/drydock/internal/pools"
 	"github.com/drydock-dev/drydock/internal/previewspec"
 	"github.com/drydock-dev/drydock/workflows/runnerapi"
@@ -74,6 +75,12 @@ type pool struct {
 	canning      bool // continuing as new now: waiting acquires return
 	pending      []runnerapi.PoolSignal
 	kickCh       workflow.Channel
+
+	// Awake accounting: every closed interval of every machine (deleted
+	// ones included), and the whole seconds of it emitted as
+	// drydock_pool_awake_seconds_total. Carried across continue-as-new.
+	awakeClosed  time.Duration
+	awakeCounted int64
 }
 
 // RunnerPool is the entity workflow of one runner pool (ID
@@ -89,6 +96,7 @@ func RunnerPool(ctx workflow.Context, in runnerapi.PoolInput) error {
 	now := workflow.Now(ctx)
 	if c := in.Carry; c != nil {
 		p.minIdle, p.maxMachines, p.seq, p.failures = c.MinIdle, c.MaxMachines, c.Seq, c.ProvisionFailures
+		p.awakeClosed, p.awakeCounted = c.AwakeClosed, c.AwakeCounted
 		for _, m := range c.Machines {
 			if m.MachineID == "" {
 				continue // a provisioning slot: never carried (the run waits for its child)
@@ -105,7 +113,7 @@ func RunnerPool(ctx workflow.Context, in runnerapi.PoolInput) error {
 	_ = workflow.UpsertTypedSearchAttributes(ctx, SearchAttrPool.ValueSet(in.Pool.Name))
 
 	if err := workflow.SetQueryHandler(ctx, runnerapi.QueryInventory, func() (runnerapi.Inventory, error) {
-		return p.inventory(), nil
+		return p.inventory(workflow.Now(ctx)), nil
 	}); err != nil {
 		return err
 	}
@@ -130,6 +138,7 @@ func RunnerPool(ctx workflow.Context, in runnerapi.PoolInput) error {
 	drainCh := workflow.GetSignalChannel(ctx, runnerapi.SignalDrain)
 	prewarmCh := workflow.GetSignalChannel(ctx, runnerapi.SignalPrewarm)
 	createdCh := workflow.GetSignalChannel(ctx, runnerapi.SignalMachineCreated)
+	observedCh := workflow.GetSignalChannel(ctx, runnerapi.SignalMachineObserved)
 
 	// Machines whose deletion the previous run had started are deleted again
 	// (deleting is idempotent); carried signals apply before anything else.
@@ -161,7 +170,7 @@ func RunnerPool(ctx workflow.Context, in runnerapi.PoolInput) error {
 			p.winding = true
 		}
 		if p.winding && p.count(runnerapi.MachineProvisioning) == 0 && !p.shortOpsInFlight() {
-			return p.continueAsNew(ctx, in, releaseCh, resizeCh, drainCh, prewarmCh, createdCh)
+			return p.continueAsNew(ctx, in, releaseCh, resizeCh, drainCh, prewarmCh, createdCh, observedCh)
 		}
 		if p.backoffTimer == nil && workflow.Now(ctx).Before(p.retryAt) {
 			p.backoffTimer = workflow.NewTimerWithOptions(ctx, p.retryAt.Sub(workflow.Now(ctx)),
@@ -197,8 +206,14 @@ func RunnerPool(ctx workflow.Context, in runnerapi.PoolInput) error {
 			for _, m := range p.machines {
 				if m.Provision == mc.Provision && m.MachineID == "" {
 					m.MachineID = mc.MachineID
+					p.observeAt(ctx, m, dedalus.PhaseRunning, mc.RunningAt)
 				}
 			}
+		})
+		sel.AddReceive(observedCh, func(c workflow.ReceiveChannel, _ bool) {
+			var o runnerapi.MachineObserved
+			c.Receive(ctx, &o)
+			p.observed(ctx, o)
 		})
 		if p.backoffTimer != nil {
 			sel.AddFuture(p.backoffTimer, func(workflow.Future) { p.backoffTimer = nil })
@@ -464,6 +479,10 @@ func (p *pool) startProvision(ctx workflow.Context, forWaiter bool) {
 		defer p.kick()
 		log := workflow.GetLogger(gctx)
 		if err != nil || machineID == "" {
+			// The child deleted the machine it made, if any.
+			if m.MachineID != "" {
+				p.observeAt(gctx, m, dedalus.PhaseDestroyed, time.Time{})
+			}
 			// The slot frees; dispatch provisions again after a backoff if
 			// there is still demand.
 			p.machines = slices.DeleteFunc(p.machines, func(x *poolMachine) bool { return x == m })
@@ -479,9 +498,18 @@ func (p *pool) startProvision(ctx workflow.Context, forWaiter bool) {
 		if p.cfg.Mode == pools.ModePersistent {
 			m.PersistentRunner = runnerapi.PersistentRunnerName(p.cfg.Name, machineID)
 		}
+		if m.Awake.Last.IsZero() {
+			// Its "created" signal was not seen: it ran from no earlier
+			// than the provisioning's start.
+			p.observeAt(gctx, m, dedalus.PhaseRunning, m.Since)
+		}
 		m.State, m.Since = runnerapi.MachineIdle, now
 		if forWaiter {
 			m.awake, m.wokeAt, m.fresh, m.needsSleep = true, now, true, true
+		} else {
+			// The child put it to sleep as its last step (or failed to, and
+			// autosleep will): asleep by the child's completion.
+			p.observeAt(gctx, m, dedalus.PhaseSleeping, now)
 		}
 		log.Info("runner machine provisioned", "machine", machineID, "child", id)
 		if p.live() > p.maxMachines {
@@ -495,12 +523,14 @@ func (p *pool) startProvision(ctx workflow.Context, forWaiter bool) {
 func (p *pool) startSleep(ctx workflow.Context, m *poolMachine) {
 	m.op, m.needsSleep = opSleep, false
 	workflow.Go(ctx, func(gctx workflow.Context) {
-		err := workflow.ExecuteActivity(shortMachineOp(gctx, "sleep idle runner machine "+m.MachineID), machineActs.SleepMachine, m.MachineID).Get(gctx, nil)
+		var slept activities.MachineRef
+		err := workflow.ExecuteActivity(shortMachineOp(gctx, "sleep idle runner machine "+m.MachineID), machineActs.SleepMachine, m.MachineID).Get(gctx, &slept)
 		m.op = ""
 		if err != nil {
 			workflow.GetLogger(gctx).Warn("idle runner machine did not sleep; its autosleep will", "machine", m.MachineID, "error", err)
 		} else {
 			m.awake = false
+			p.observe(gctx, m, slept)
 		}
 		p.kick()
 	})
@@ -510,12 +540,14 @@ func (p *pool) startSleep(ctx workflow.Context, m *poolMachine) {
 func (p *pool) startWake(ctx workflow.Context, m *poolMachine) {
 	m.op, m.State, m.Since = opWake, runnerapi.MachineWaking, workflow.Now(ctx)
 	workflow.Go(ctx, func(gctx workflow.Context) {
-		err := workflow.ExecuteActivity(shortMachineOp(gctx, "prewarm runner machine "+m.MachineID), machineActs.WakeMachine, m.MachineID).Get(gctx, nil)
+		var woke activities.MachineRef
+		err := workflow.ExecuteActivity(shortMachineOp(gctx, "prewarm runner machine "+m.MachineID), machineActs.WakeMachine, m.MachineID).Get(gctx, &woke)
 		m.op = ""
 		if err != nil {
 			workflow.GetLogger(gctx).Warn("prewarm wake failed", "machine", m.MachineID, "error", err)
 		} else {
 			m.awake, m.wokeAt = true, workflow.Now(gctx)
+			p.observe(gctx, m, woke)
 		}
 		if m.State == runnerapi.MachineWaking { // not leased meanwhile
 			m.State, m.Since = runnerapi.MachineIdle, workflow.Now(gctx)
@@ -542,9 +574,11 @@ func (p *pool) startDelete(ctx workflow.Context, m *poolMachine, why string) {
 			return
 		}
 		m.op = opDelete
-		if err := deleteMachine(gctx, m.MachineID, why); err != nil {
+		gone, err := deleteMachine(gctx, m.MachineID, why)
+		if err != nil {
 			return // cancelled
 		}
+		p.observe(gctx, m, gone)
 		p.machines = slices.DeleteFunc(p.machines, func(x *poolMachine) bool { return x == m })
 		p.kick()
 	})
@@ -552,10 +586,11 @@ func (p *pool) startDelete(ctx workflow.Context, m *poolMachine, why string) {
 
 // deleteMachine deletes a machine, retrying until it is gone: a leaked
 // machine costs money. Non-retryable failures (e.g. a machine in a
-// transition) are retried after a pause too.
-func deleteMachine(ctx workflow.Context, machineID, why string) error {
+// transition) are retried after a pause too. It returns the delete's
+// answer: what the machine was, and destroyed.
+func deleteMachine(ctx workflow.Context, machineID, why string) (activities.MachineRef, error) {
 	if machineID == "" {
-		return nil
+		return activities.MachineRef{}, nil
 	}
 	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		Summary:             fmt.Sprintf("delete runner machine %s (%s)", machineID, why),
@@ -565,16 +600,20 @@ func deleteMachine(ctx workflow.Context, machineID, why string) error {
 	})
 	pause := time.Minute
 	for {
-		err := workflow.ExecuteActivity(actx, machineActs.DeleteMachine, machineID).Get(ctx, nil)
+		var gone activities.MachineRef
+		err := workflow.ExecuteActivity(actx, machineActs.DeleteMachine, machineID).Get(ctx, &gone)
 		if err == nil {
-			return nil
+			if gone.Phase == "" {
+				gone.Phase = dedalus.PhaseDestroyed // an older worker's answer
+			}
+			return gone, nil
 		}
 		if ctx.Err() != nil {
-			return ctx.Err()
+			return activities.MachineRef{}, ctx.Err()
 		}
 		workflow.GetLogger(ctx).Error("delete runner machine failed; retrying", "machine", machineID, "in", pause, "error", err)
 		if err := workflow.NewTimerWithOptions(ctx, pause, workflow.TimerOptions{Summary: "retry deleting " + machineID}).Get(ctx, nil); err != nil {
-			return err
+			return activities.MachineRef{}, err
 		}
 		pause = min(2*pause, 30*time.Minute)
 	}
@@ -589,6 +628,38 @@ func shortMachineOp(ctx workflow.Context, summary string) workflow.Context {
 		HeartbeatTimeout:    30 * time.Second,
 		RetryPolicy:         &temporal.RetryPolicy{InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: 10 * time.Second, MaximumAttempts: 3},
 	})
+}
+
+// observe folds a machine activity's result into the machine's awake meter.
+func (p *pool) observe(ctx workflow.Context, m *poolMachine, ref activities.MachineRef) {
+	p.addAwake(ctx, observeRef(&m.Awake, ref, workflow.Now(ctx)))
+}
+
+// observeAt folds in one phase seen at a time (zero: now).
+func (p *pool) observeAt(ctx workflow.Context, m *poolMachine, phase dedalus.MachinePhase, at time.Time) {
+	p.addAwake(ctx, observeAt(&m.Awake, phase, at, workflow.Now(ctx)))
+}
+
+// observed is the SignalMachineObserved handler: a job's wake of its
+// leased machine. A machine the pool no longer has is ignored.
+func (p *pool) observed(ctx workflow.Context, o runnerapi.MachineObserved) {
+	for _, m := range p.machines {
+		if m.MachineID != "" && m.MachineID == o.MachineID {
+			p.observe(ctx, m, activities.MachineRef{MachineID: o.MachineID, WasPhase: o.WasPhase,
+				WasTransitionAt: o.WasTransitionAt, Phase: o.Phase, TransitionAt: o.TransitionAt})
+			return
+		}
+	}
+}
+
+// addAwake adds a closed awake interval to the pool's total and brings
+// drydock_pool_awake_seconds_total up to it.
+func (p *pool) addAwake(ctx workflow.Context, closed time.Duration) {
+	if closed <= 0 {
+		return
+	}
+	p.awakeClosed += closed
+	countAwake(poolAwakeCounter(ctx, p.cfg.Name), p.awakeClosed, &p.awakeCounted)
 }
 
 // apply folds one signal into the state.
@@ -794,8 +865,9 @@ func (p *pool) expireReservations(ctx workflow.Context) {
 	}
 }
 
-// inventory answers QueryInventory.
-func (p *pool) inventory() runnerapi.Inventory {
+// inventory answers QueryInventory, with the awake times as of now (the
+// workflow's clock).
+func (p *pool) inventory(now time.Time) runnerapi.Inventory {
 	inv := runnerapi.Inventory{
 		Pool: p.cfg.Name, MinIdle: p.minIdle, MaxMachines: p.maxMachines,
 		Machines: []runnerapi.PoolMachine{}, Queue: []int64{},
@@ -805,10 +877,15 @@ func (p *pool) inventory() runnerapi.Inventory {
 		runnerapi.MachineBusy, runnerapi.MachineBroken, runnerapi.MachineDraining} {
 		inv.Counts[s] = 0
 	}
+	awake := p.awakeClosed
 	for _, m := range p.machines {
-		inv.Machines = append(inv.Machines, m.PoolMachine)
+		pm := m.PoolMachine
+		pm.AwakeSeconds = m.Awake.SoFar(now).Seconds()
+		inv.Machines = append(inv.Machines, pm)
 		inv.Counts[m.State]++
+		awake += m.Awake.SoFar(now) - m.Awake.Total // the open interval
 	}
+	inv.AwakeSeconds, inv.AwakeAsOf = awake.Seconds(), now
 	slices.SortFunc(inv.Machines, func(a, b runnerapi.PoolMachine) int {
 		return cmp.Or(cmp.Compare(a.MachineID, b.MachineID), cmp.Compare(a.Provision, b.Provision))
 	})
@@ -822,7 +899,7 @@ func (p *pool) inventory() runnerapi.Inventory {
 // no sleep or wake is in flight (the caller checked). Waiting acquires
 // return a retryable error and keep their place in the carried queue;
 // deletions in flight are carried (broken/draining) and redone.
-func (p *pool) continueAsNew(ctx workflow.Context, in runnerapi.PoolInput, releaseCh, resizeCh, drainCh, prewarmCh, createdCh workflow.ReceiveChannel) error {
+func (p *pool) continueAsNew(ctx workflow.Context, in runnerapi.PoolInput, releaseCh, resizeCh, drainCh, prewarmCh, createdCh, observedCh workflow.ReceiveChannel) error {
 	p.canning = true
 	if err := workflow.Await(ctx, func() bool { return workflow.AllHandlersFinished(ctx) }); err != nil {
 		return err
@@ -859,9 +936,17 @@ func (p *pool) continueAsNew(ctx workflow.Context, in runnerapi.PoolInput, relea
 	// pool already has (or whose child deleted it).
 	for createdCh.ReceiveAsync(nil) {
 	}
+	for {
+		var o runnerapi.MachineObserved
+		if !observedCh.ReceiveAsync(&o) {
+			break
+		}
+		p.observed(ctx, o)
+	}
 	carry := &runnerapi.PoolCarry{
 		Seq: p.seq, MinIdle: p.minIdle, MaxMachines: p.maxMachines,
 		Pending: p.pending, ProvisionFailures: p.failures,
+		AwakeClosed: p.awakeClosed, AwakeCounted: p.awakeCounted,
 	}
 	for _, m := range p.machines {
 		carry.Machines = append(carry.Machines, m.PoolMachine)
@@ -898,7 +983,7 @@ func RunnerProvision(ctx workflow.Context, in runnerapi.ProvisionInput) (string,
 	// take it for an orphan while it is being set up.
 	if parent := workflow.GetInfo(ctx).ParentWorkflowExecution; parent != nil {
 		err := workflow.SignalExternalWorkflow(ctx, parent.ID, "", runnerapi.SignalMachineCreated,
-			runnerapi.MachineCreated{Provision: workflow.GetInfo(ctx).WorkflowExecution.ID, MachineID: id}).Get(ctx, nil)
+			runnerapi.MachineCreated{Provision: workflow.GetInfo(ctx).WorkflowExecution.ID, MachineID: id, RunningAt: ref.TransitionAt}).Get(ctx, nil)
 		if err != nil {
 			workflow.GetLogger(ctx).Warn("pool not told about its new machine", "machine", id, "error", err)
 		}
@@ -906,7 +991,7 @@ func RunnerProvision(ctx workflow.Context, in runnerapi.ProvisionInput) (string,
 	cleanUp := func(err error) (string, error) {
 		// The machine must go even when the provisioning was cancelled.
 		dctx, _ := workflow.NewDisconnectedContext(ctx)
-		if derr := deleteMachine(dctx, id, "provisioning failed"); derr != nil {
+		if _, derr := deleteMachine(dctx, id, "provisioning failed"); derr != nil {
 			workflow.GetLogger(ctx).Error("runner machine of a failed provisioning not deleted", "machine", id, "error", derr)
 		}
 		return "", err

@@ -34,7 +34,7 @@ type Report struct {
 	FailedStep  string        // the step that failed (e.g. "build")
 	WorkflowURL string        // the workflow in the Temporal UI
 	UpdatedAt   time.Time     // zero: not shown
-	AwakeFor    time.Duration // machine time awake so far; 0: not shown
+	AwakeFor    time.Duration // machine time awake so far (in total once destroyed); 0: not shown
 	Note        string        // free text, e.g. "torn down: PR closed"
 }
 
@@ -84,7 +84,11 @@ func RenderComment(r Report) string {
 		fmt.Fprintf(&b, "- **Branch:** %s\n", codeSpan(oneLine(r.Branch, maxFieldBytes)))
 	}
 	if r.AwakeFor > 0 {
-		fmt.Fprintf(&b, "- **Awake for:** %s\n", r.AwakeFor.Round(time.Second))
+		when := "so far"
+		if r.State == StateDestroyed {
+			when = "in total"
+		}
+		fmt.Fprintf(&b, "- **Awake:** %s %s (machines are billed only while awake)\n", AwakeDuration(r.AwakeFor), when)
 	}
 	if note := escapeText(oneLine(r.Note, maxNoteBytes)); note != "" {
 		fmt.Fprintf(&b, "\n**Note:** %s\n", note)
@@ -123,6 +127,24 @@ func RenderComment(r Report) string {
 		fmt.Fprintf(&b, "\n<sub>%s</sub>\n", strings.Join(foot, " · "))
 	}
 	return b.String()
+}
+
+// AwakeDuration renders an awake time for people: "1h 12m" from an hour
+// up (hours are not folded into days: machines are billed by the hour),
+// "12m 30s" below, "45s" below a minute.
+func AwakeDuration(d time.Duration) string {
+	d = d.Round(time.Second)
+	switch {
+	case d <= 0:
+		return "under 1s"
+	case d >= time.Hour:
+		d = d.Round(time.Minute)
+		return fmt.Sprintf("%dh %dm", d/time.Hour, d%time.Hour/time.Minute)
+	case d >= time.Minute:
+		return fmt.Sprintf("%dm %ds", d/time.Minute, d%time.Minute/time.Second)
+	default:
+		return fmt.Sprintf("%ds", d/time.Second)
+	}
 }
 
 func shortSHA(sha string) string {

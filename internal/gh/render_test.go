@@ -61,7 +61,7 @@ func TestRenderCommentReady(t *testing.T) {
 	assert.Contains(t, md, "`feature/login`")
 	assert.Contains(t, md, "[Workflow in the Temporal UI](http://localhost:8233/namespaces/default/workflows/preview:octo%2Fhello:42)")
 	assert.Contains(t, md, "updated 2026-11-22 09:04:05 UTC")
-	assert.Contains(t, md, "12m30s")
+	assert.Contains(t, md, "- **Awake:** 12m 30s so far (machines are billed only while awake)\n")
 	assert.NotContains(t, md, "<details>", "nothing failed")
 	assert.Equal(t, md, gh.RenderComment(gh.Report{
 		State: gh.StateReady, URL: "https://pr-42.preview.example.dev/", SHA: "0123456789abcdef0123456789abcdef01234567",
@@ -141,4 +141,31 @@ func TestRenderCommentBoundsAndStates(t *testing.T) {
 	assert.Contains(t, js, "`javascript:alert(1)`")
 	parens := gh.RenderComment(gh.Report{State: gh.StateReady, URL: "https://x.example/a)b(c d"})
 	assert.Contains(t, parens, "(https://x.example/a%29b%28c%20d)")
+}
+
+func TestRenderCommentAwakeTime(t *testing.T) {
+	ready := gh.RenderComment(gh.Report{State: gh.StateReady, AwakeFor: time.Hour + 12*time.Minute + 29*time.Second})
+	assert.Contains(t, ready, "- **Awake:** 1h 12m so far (machines are billed only while awake)\n")
+
+	failed := gh.RenderComment(gh.Report{State: gh.StateFailed, AwakeFor: 45 * time.Second, Error: "boom"})
+	assert.Contains(t, failed, "- **Awake:** 45s so far (machines are billed only while awake)\n")
+
+	destroyed := gh.RenderComment(gh.Report{State: gh.StateDestroyed, AwakeFor: 26*time.Hour + 3*time.Minute, Note: "torn down: PR closed"})
+	assert.Contains(t, destroyed, "- **Awake:** 26h 3m in total (machines are billed only while awake)\n", "on teardown: the total")
+
+	assert.NotContains(t, gh.RenderComment(gh.Report{State: gh.StateDeploying}), "Awake", "no machine yet: no line")
+}
+
+func TestAwakeDuration(t *testing.T) {
+	for d, want := range map[time.Duration]string{
+		200 * time.Millisecond:                                 "under 1s",
+		time.Second:                                            "1s",
+		59*time.Second + 600*time.Millisecond:                  "1m 0s",
+		12*time.Minute + 30*time.Second:                        "12m 30s",
+		59*time.Minute + 59*time.Second + 600*time.Millisecond: "1h 0m",
+		time.Hour + 12*time.Minute + 31*time.Second:            "1h 13m",
+		50*time.Hour + 5*time.Minute:                           "50h 5m",
+	} {
+		assert.Equal(t, want, gh.AwakeDuration(d), "%s", d)
+	}
 }

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/drydock-dev/drydock/dedalus"
 	"github.com/drydock-dev/drydock/internal/pools"
 )
 
@@ -58,6 +59,10 @@ const (
 	// children): the machine a child created, so the pool's inventory owns
 	// it (for the reconciler) while it is being set up (MachineCreated).
 	SignalMachineCreated = "machine_created"
+	// SignalMachineObserved (RunnerPool, sent by RunnerJob after it woke its
+	// leased machine): what the wake saw, for the pool's awake accounting
+	// (MachineObserved).
+	SignalMachineObserved = "machine_observed"
 
 	// SignalJobEvent (RunnerJob) carries a WorkflowJobEvent: in_progress or completed.
 	SignalJobEvent = "workflow_job"
@@ -157,6 +162,12 @@ type PoolMachine struct {
 	// caller has not come back for it yet. It returns to the pool if the
 	// caller does not come back within a few minutes.
 	Reserved bool `json:",omitempty"`
+	// Awake accounts the machine's running time from the states the pool
+	// and its jobs observed (carried across continue-as-new).
+	Awake AwakeMeter `json:",omitzero"`
+	// AwakeSeconds is Awake so far, as of Inventory.AwakeAsOf; set in
+	// inventory answers only.
+	AwakeSeconds float64 `json:",omitempty"`
 }
 
 // Inventory is the answer to QueryInventory.
@@ -167,6 +178,12 @@ type Inventory struct {
 	Machines    []PoolMachine
 	Queue       []int64 // job IDs waiting for a machine, oldest first
 	Counts      map[MachineState]int
+	// AwakeSeconds is the running time of the pool's machines so far,
+	// deleted machines included (since the accounting began), as of
+	// AwakeAsOf: the workflow's clock at its latest event. Machines counted
+	// awake then (PoolMachine.Awake.Since set) keep counting after it.
+	AwakeSeconds float64
+	AwakeAsOf    time.Time
 }
 
 // WorkflowJobEvent is the part of a GitHub workflow_job delivery Drydock needs.
@@ -241,6 +258,12 @@ type PoolCarry struct {
 	Pending []PoolSignal `json:",omitempty"`
 	// ProvisionFailures counts consecutive failed provisionings (backoff).
 	ProvisionFailures int `json:",omitempty"`
+	// AwakeClosed is the awake time of every closed interval of the pool's
+	// machines, deleted ones included; AwakeCounted the whole seconds of it
+	// already emitted as drydock_pool_awake_seconds_total (the fraction
+	// left is emitted once it adds up to a second).
+	AwakeClosed  time.Duration `json:",omitempty"`
+	AwakeCounted int64         `json:",omitempty"`
 }
 
 // PoolSignal is one signal carried over continue-as-new: exactly one field is set.
@@ -255,6 +278,19 @@ type PoolSignal struct {
 type MachineCreated struct {
 	Provision string // the RunnerProvision child's workflow ID
 	MachineID string
+	// RunningAt is when the new machine began running
+	// (status.last_transition_at of the create); zero from older children.
+	RunningAt time.Time `json:",omitzero"`
+}
+
+// MachineObserved is the SignalMachineObserved payload: a machine's phase
+// before and after a wake, each with its status.last_transition_at.
+type MachineObserved struct {
+	MachineID       string
+	WasPhase        dedalus.MachinePhase `json:",omitempty"`
+	WasTransitionAt time.Time            `json:",omitzero"`
+	Phase           dedalus.MachinePhase
+	TransitionAt    time.Time
 }
 
 // ProvisionInput starts a RunnerProvision child: create one machine of the

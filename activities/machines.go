@@ -16,6 +16,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/drydock-dev/drydock/dedalus"
+	"github.com/drydock-dev/drydock/internal/metrics"
 )
 
 // Stable error types of non-retryable activity failures.
@@ -35,6 +36,8 @@ type Machines struct {
 	Client *dedalus.Client
 	// HeartbeatEvery is how often long waits heartbeat (default 5s).
 	HeartbeatEvery time.Duration
+	// Metrics records wake latencies (nil: none).
+	Metrics *metrics.Machines
 }
 
 // idempotencyKey is stable across retries and worker crashes of one activity:
@@ -178,9 +181,13 @@ func (a *Machines) WakeMachine(ctx context.Context, machineID string) (MachineRe
 	if before.Status.Phase == dedalus.PhaseRunning && before.DesiredState == dedalus.DesiredRunning {
 		return ref(before).was(before), nil
 	}
+	start := time.Now()
 	m, err := a.Client.WakeAndWait(ctx, machineID, idempotencyKey(ctx, "wake"))
 	if err != nil {
 		return MachineRef{}, classify(err)
+	}
+	if wt := activity.GetInfo(ctx).WorkflowType; wt != nil {
+		a.Metrics.Woke(wt.Name, time.Since(start))
 	}
 	return ref(m).was(before), nil
 }

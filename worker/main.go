@@ -173,7 +173,7 @@ func run(cfg Config) error {
 	}
 	registerStateMetrics(reg, tc, pc, log)
 
-	machines := &activities.Machines{Client: dc, HeartbeatEvery: 2 * time.Second}
+	machines := &activities.Machines{Client: dc, HeartbeatEvery: 2 * time.Second, Metrics: metrics.NewMachines(reg)}
 	reconciler := &activities.Reconciler{Dedalus: dc, Temporal: tc, Pools: pc, Grace: cfg.ReconcileGrace, Logger: log}
 	if ghActs.Clients != nil {
 		reconciler.Runners = activities.GitHubRunnerDirectory(ghActs.Clients)

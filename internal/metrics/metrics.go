@@ -87,12 +87,25 @@ func (r *Registry) Temporal() client.MetricsHandler {
 		scope, closer := tally.NewRootScope(tally.ScopeOptions{
 			CachedReporter:  reporter,
 			Separator:       tallyprom.DefaultSeparator,
-			SanitizeOptions: &sdktally.PrometheusSanitizeOptions,
+			SanitizeOptions: &sanitize,
 		}, time.Second)
 		r.handler = sdktally.NewMetricsHandler(sdktally.NewPrometheusNamingScope(scope))
 		r.closer = func() { _ = closer.Close() }
 	})
 	return r.handler
+}
+
+// sanitize keeps names and label keys to what Prometheus accepts, as the
+// SDK's PrometheusSanitizeOptions do, but leaves label values readable:
+// owner/repo, workflow types and task queues keep their '-', '/', '.', ':'.
+var sanitize = tally.SanitizeOptions{
+	NameCharacters: sdktally.PrometheusSanitizeOptions.NameCharacters,
+	KeyCharacters:  sdktally.PrometheusSanitizeOptions.KeyCharacters,
+	ValueCharacters: tally.ValidCharacters{
+		Ranges:     tally.AlphanumericRange,
+		Characters: []rune{'_', '-', '.', '/', ':', '@', '#', '+', '=', ','},
+	},
+	ReplacementCharacter: tally.DefaultReplacementCharacter,
 }
 
 // Close flushes the Temporal scope.

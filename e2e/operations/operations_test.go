@@ -1,0 +1,409 @@
+// Package operations tests what an operator relies on, on a whole Drydock
+// (the real worker, webhook and router binaries, a real Temporal dev
+// server, the Dedalus emulator and the GitHub API double): the Prometheus
+// figures move as an end-to-end run says, and SIGTERM lets work in flight
+// finish.
+package operations
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/sdk/client"
+
+	"github.com/drydock-dev/drydock/emulator"
+	"github.com/drydock-dev/drydock/internal/ghfixture"
+	"github.com/drydock-dev/drydock/internal/githubtest"
+	"github.com/drydock-dev/drydock/internal/harness"
+	"github.com/drydock-dev/drydock/internal/testenv"
+	"github.com/drydock-dev/drydock/workflows"
+	"github.com/drydock-dev/drydock/workflows/runnerapi"
+)
+
+const (
+	owner    = "ops-org"
+	repoName = "shop"
+	pool     = "linux"
+	// The build step is slow once the head carries a file named "slow", so
+	// a redeploy has a command running long enough to stop the worker under it.
+	spec = `
+machine: {vcpu: 1, memory_mib: 512, storage_gib: 2, autosleep: 4s}
+app: {port: 3000, health_path: /healthz, health_timeout: 60s}
+build:
+  - {name: build, run: 'test ! -f slow || sleep 5'}
+start: {command: [python3, examples/previewapp/app.py]}
+`
+)
+
+var jobLabels = []string{"self-hosted", "linux", "ops"}
+
+func TestOperationsEndToEnd(t *testing.T) {
+	cli, err := testenv.TemporalCLI()
+	require.NoError(t, err)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	dir := t.TempDir()
+	h, err := harness.Start(ctx, harness.Options{
+		Dir: dir, TemporalCLI: cli,
+		Emulator: emulator.Config{BootDelay: 100 * time.Millisecond, WakeDelay: time.Second, SleepDelay: 20 * time.Millisecond, Seed: 7},
+		Pools:    poolsJSON,
+		// A stop timeout well above the slow build, so the worker test below
+		// shows the build finishing rather than being cancelled.
+		WorkerEnv: []string{"RECONCILE_EVERY=0", "WORKER_STOP_TIMEOUT=30s"},
+	})
+	require.NoError(t, err)
+	defer h.Close()
+	defer func() {
+		if t.Failed() {
+			for _, p := range []string{"worker", "webhook", "router"} {
+				t.Logf("%s log tail:\n%s", p, h.LogTail(p, 4000))
+			}
+		}
+	}()
+
+	// Every binary answers liveness and readiness on its admin listener.
+	for _, u := range []string{h.WorkerAdminURL, h.WebhookAdminURL, h.RouterAdminURL} {
+		require.NoError(t, harness.WaitFor(ctx, u+"/readyz", harness.HTTPReady(u+"/readyz")))
+		code, _ := get(t, u+"/healthz")
+		assert.Equal(t, http.StatusOK, code, u)
+	}
+	before := scrapeAll(t, h)
+
+	// A pull request opens; a forged delivery and a ping arrive too.
+	repo, err := harness.NewGitRepo(h.Root, filepath.Join(dir, "src"))
+	require.NoError(t, err)
+	sha1, err := repo.Commit("base")
+	require.NoError(t, err)
+	h.GH.SetFile(owner, repoName, "main", ".drydock/preview.yml", spec)
+	h.GH.SetPullRequest(owner, repoName, githubtest.PullRequest{Number: 1, State: "open", HeadSHA: sha1, HeadRef: "feature"})
+	pr := ghfixture.PR{Owner: owner, Repo: repoName, Number: 1, HeadSHA: sha1, HeadRef: "feature", CloneURL: repo.Dir}
+	deliver(ctx, t, h, "pull_request", "ops-opened", mustBody(h.PullRequest("opened", pr)), http.StatusAccepted)
+	forged, err := http.Post(h.WebhookURL+"/webhooks/github", "application/json", strings.NewReader(`{"action":"opened"}`))
+	require.NoError(t, err)
+	forged.Body.Close()
+	assert.Equal(t, http.StatusUnauthorized, forged.StatusCode)
+	ping, err := os.ReadFile(filepath.Join(h.Fixtures, "ping", "payload.json"))
+	require.NoError(t, err)
+	deliver(ctx, t, h, "ping", "ops-ping", ping, http.StatusOK)
+
+	id := workflows.PreviewWorkflowID(owner, repoName, 1)
+	waitPreview(ctx, t, h, id, sha1)
+
+	// The router: the first request asks Temporal (cold), the next is warm.
+	code, _, err := h.Get(ctx, owner, repoName, 1, "/")
+	require.NoError(t, err)
+	require.Equal(t, http.StatusOK, code)
+	code, _, err = h.Get(ctx, owner, repoName, 1, "/")
+	require.NoError(t, err)
+	require.Equal(t, http.StatusOK, code)
+	// The machine autosleeps; the next request wakes it.
+	waitAsleep(ctx, t, h, 1)
+	code, _, err = h.Get(ctx, owner, repoName, 1, "/")
+	require.NoError(t, err)
+	require.Equal(t, http.StatusOK, code)
+
+	// A runner job runs on the pool.
+	jobID := time.Now().Unix()%1_000_000*1000 + 1
+	h.GH.AddJob(owner, repoName, githubtest.Job{ID: jobID, Labels: jobLabels, Duration: 2 * time.Second})
+	deliver(ctx, t, h, "workflow_job", "ops-job-queued", mustBody(h.WorkflowJob("queued",
+		ghfixture.Job{ID: jobID, RunID: jobID * 10, Name: "build", Owner: owner, Repo: repoName, Org: owner, Labels: jobLabels})), http.StatusAccepted)
+	waitCompleted(ctx, t, h.TC, runnerapi.JobWorkflowID(jobID))
+
+	// The figures moved as the run says. The SDK's figures are reported
+	// every second and the Temporal readings are cached for 15 s: poll.
+	var after map[string]scrape
+	deadline := time.Now().Add(45 * time.Second)
+	checks := func(c *assert.CollectT) {
+		after = scrapeAll(t, h)
+		d := func(bin, name string, labels ...string) float64 {
+			return after[bin].value(name, labels...) - before[bin].value(name, labels...)
+		}
+		// webhook
+		assert.Equal(c, 1.0, d("webhook", "drydock_webhook_deliveries_total", "event", "pull_request", "action", "opened", "outcome", "accepted"))
+		assert.Equal(c, 1.0, d("webhook", "drydock_webhook_deliveries_total", "outcome", "rejected", "reason", "bad_signature"))
+		assert.Equal(c, 1.0, d("webhook", "drydock_webhook_deliveries_total", "event", "ping", "outcome", "ignored", "reason", "ping"))
+		assert.Equal(c, 1.0, d("webhook", "drydock_webhook_deliveries_total", "event", "workflow_job", "action", "queued", "outcome", "accepted"))
+		assert.Equal(c, 1.0, d("webhook", "drydock_webhook_deliveries_total", "event", "workflow_job", "action", "in_progress", "outcome", "accepted"))
+		assert.Equal(c, 1.0, d("webhook", "drydock_runner_job_queue_seconds", "pool", pool), "one job's queue time")
+		// router: the first request and the one after autosleep were cold
+		assert.Equal(c, 2.0, d("router", "drydock_router_requests_total", "path", "cold"))
+		assert.Equal(c, 1.0, d("router", "drydock_router_requests_total", "path", "warm"))
+		assert.Equal(c, 3.0, d("router", "drydock_router_added_latency_seconds"), "every proxied request's added latency")
+		assert.Equal(c, 2.0, d("router", "drydock_router_wakes_total", "result", "ok"))
+		assert.GreaterOrEqual(c, after["router"].sum("drydock_router_added_latency_seconds", "path", "cold"), 1.0,
+			"the cold request after autosleep waited for the 1 s wake")
+		// worker: the preview's wake after autosleep, and the runner's
+		assert.GreaterOrEqual(c, d("worker", "drydock_machine_wake_seconds", "workflow_type", workflows.PreviewLifecycleName), 1.0)
+		assert.GreaterOrEqual(c, after["worker"].sum("drydock_machine_wake_seconds", "workflow_type", workflows.PreviewLifecycleName), 1.0)
+		assert.Equal(c, 1.0, after["worker"].value("drydock_previews", "phase", "ready"))
+		assert.GreaterOrEqual(c, after["worker"].value("drydock_pool_machines", "pool", pool), 1.0)
+		assert.Greater(c, d("worker", "temporal_workflow_completed_total", "workflow_type", runnerapi.RunnerJobName), 0.0, "the SDK's own metrics")
+		// from the workflows, through the SDK's replay-aware handler
+		assert.Equal(c, 1.0, d("worker", "drydock_runner_dispatch_latency_seconds", "pool", pool), "one job dispatched")
+		assert.Greater(c, d("worker", "drydock_preview_awake_seconds_total", "repo", owner+"/"+repoName, "pr", "1"), 0.0,
+			"the wake after autosleep closed an awake interval")
+		assert.Greater(c, d("worker", "drydock_pool_awake_seconds_total", "pool", pool), 0.0, "the runner machine slept after its job")
+		assert.Greater(c, d("worker", "drydock_github_api_requests_total", "credential", "token"), 0.0)
+		remaining := after["worker"].value("drydock_github_rate_limit_remaining", "credential", "token", "resource", "core")
+		assert.True(c, remaining > 4000 && remaining < 5000, "rate limit remaining %v", remaining)
+	}
+	if !assert.EventuallyWithT(t, checks, time.Until(deadline), 500*time.Millisecond) {
+		for bin, sc := range after {
+			for name, fam := range sc {
+				if strings.HasPrefix(name, "drydock_") {
+					for _, m := range fam.Metric {
+						t.Logf("%s: %s %v", bin, name, m)
+					}
+				}
+			}
+		}
+		t.FailNow()
+	}
+
+	t.Run("router finishes a request in flight on SIGTERM", func(t *testing.T) {
+		waitAsleep(ctx, t, h, 2)
+		type answer struct {
+			code int
+			body []byte
+			err  error
+		}
+		got := make(chan answer, 1)
+		go func() {
+			code, body, err := h.Get(ctx, owner, repoName, 1, "/")
+			got <- answer{code, body, err}
+		}()
+		// The request waits for the 1 s wake; stop the router under it.
+		time.Sleep(300 * time.Millisecond)
+		require.NoError(t, h.Router.Signal(syscall.SIGTERM))
+		a := <-got
+		require.NoError(t, a.err)
+		assert.Equal(t, http.StatusOK, a.code, "the request in flight completed: %s", a.body)
+		exit, err := h.Router.Wait(20 * time.Second)
+		require.NoError(t, err)
+		assert.NoError(t, exit, "the router exits 0")
+		_, err = http.Get(h.RouterURL + "/healthz")
+		assert.Error(t, err, "no longer accepting")
+		require.NoError(t, h.Router.Start())
+	})
+
+	t.Run("worker lets a running activity finish on SIGTERM", func(t *testing.T) {
+		require.NoError(t, os.WriteFile(filepath.Join(repo.Dir, "slow"), []byte("yes\n"), 0o644))
+		sha2, err := repo.Commit("slow build")
+		require.NoError(t, err)
+		h.GH.SetPullRequest(owner, repoName, githubtest.PullRequest{Number: 1, State: "open", HeadSHA: sha2, HeadRef: "feature"})
+		pr.HeadSHA = sha2
+		deliver(ctx, t, h, "pull_request", "ops-sync", mustBody(h.PullRequest("synchronize", pr)), http.StatusAccepted)
+
+		// Wait until the slow build command is running.
+		var actID string
+		require.Eventually(t, func() bool {
+			d, err := h.TC.DescribeWorkflowExecution(ctx, id, "")
+			if err != nil {
+				return false
+			}
+			for _, pa := range d.GetPendingActivities() {
+				if pa.GetActivityType().GetName() == "RunCommand" && pa.GetState() == enumspb.PENDING_ACTIVITY_STATE_STARTED &&
+					time.Since(pa.GetLastStartedTime().AsTime()) > 1500*time.Millisecond {
+					actID = pa.GetActivityId()
+					return true
+				}
+			}
+			return false
+		}, time.Minute, 100*time.Millisecond, "the slow build never ran")
+
+		stopped := time.Now()
+		require.NoError(t, h.Worker.Signal(syscall.SIGTERM))
+		exit, err := h.Worker.Wait(45 * time.Second)
+		require.NoError(t, err)
+		assert.NoError(t, exit, "the worker exits 0")
+		assert.Greater(t, time.Since(stopped), time.Second, "the worker waited for the build")
+
+		// The activity completed on its first attempt: not cancelled, not retried.
+		hist := h.TC.GetWorkflowHistory(ctx, id, "", false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+		scheduled := map[int64]string{}
+		completed, failed := false, false
+		for hist.HasNext() {
+			ev, err := hist.Next()
+			require.NoError(t, err)
+			if a := ev.GetActivityTaskScheduledEventAttributes(); a != nil {
+				scheduled[ev.GetEventId()] = a.GetActivityId()
+			}
+			if a := ev.GetActivityTaskCompletedEventAttributes(); a != nil && scheduled[a.GetScheduledEventId()] == actID {
+				completed = true
+			}
+			if a := ev.GetActivityTaskFailedEventAttributes(); a != nil && scheduled[a.GetScheduledEventId()] == actID {
+				failed = true
+			}
+			if a := ev.GetActivityTaskTimedOutEventAttributes(); a != nil && scheduled[a.GetScheduledEventId()] == actID {
+				failed = true
+			}
+		}
+		assert.True(t, completed, "activity %s completed", actID)
+		assert.False(t, failed, "activity %s neither failed nor timed out", actID)
+		d, err := h.TC.DescribeWorkflowExecution(ctx, id, "")
+		require.NoError(t, err)
+		for _, pa := range d.GetPendingActivities() {
+			assert.NotEqual(t, actID, pa.GetActivityId(), "the build is not pending a retry")
+		}
+
+		// A new worker carries on.
+		require.NoError(t, h.Worker.Start())
+		waitPreview(ctx, t, h, id, sha2)
+	})
+
+	t.Run("closing the pull request empties the gauges", func(t *testing.T) {
+		h.GH.SetPullRequest(owner, repoName, githubtest.PullRequest{Number: 1, State: "closed", HeadSHA: pr.HeadSHA, HeadRef: "feature"})
+		deliver(ctx, t, h, "pull_request", "ops-closed", mustBody(h.PullRequest("closed", pr)), http.StatusAccepted)
+		waitCompleted(ctx, t, h.TC, id)
+		assert.EventuallyWithT(t, func(c *assert.CollectT) {
+			w := scrapeURL(t, h.WorkerAdminURL)
+			assert.Equal(c, 0.0, w.value("drydock_previews"), "no open preview")
+		}, 45*time.Second, time.Second)
+	})
+}
+
+// scrape is one /metrics answer, by metric family name.
+type scrape map[string]*dto.MetricFamily
+
+func scrapeAll(t *testing.T, h *harness.Harness) map[string]scrape {
+	return map[string]scrape{
+		"worker": scrapeURL(t, h.WorkerAdminURL), "webhook": scrapeURL(t, h.WebhookAdminURL), "router": scrapeURL(t, h.RouterAdminURL),
+	}
+}
+
+func scrapeURL(t *testing.T, base string) scrape {
+	t.Helper()
+	code, body := get(t, base+"/metrics")
+	require.Equal(t, http.StatusOK, code)
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := p.TextToMetricFamilies(bytes.NewReader(body))
+	require.NoError(t, err)
+	return fams
+}
+
+// value sums the series of name whose labels include the given pairs: the
+// value of counters and gauges, the sample count of histograms.
+func (s scrape) value(name string, pairs ...string) float64 {
+	var v float64
+	s.each(name, pairs, func(m *dto.Metric) {
+		switch {
+		case m.Counter != nil:
+			v += m.Counter.GetValue()
+		case m.Gauge != nil:
+			v += m.Gauge.GetValue()
+		case m.Histogram != nil:
+			v += float64(m.Histogram.GetSampleCount())
+		case m.Untyped != nil:
+			v += m.Untyped.GetValue()
+		}
+	})
+	return v
+}
+
+// sum is the sum of a histogram's samples (seconds, for latencies).
+func (s scrape) sum(name string, pairs ...string) float64 {
+	var v float64
+	s.each(name, pairs, func(m *dto.Metric) { v += m.GetHistogram().GetSampleSum() })
+	return v
+}
+
+func (s scrape) each(name string, pairs []string, f func(*dto.Metric)) {
+	fam := s[name]
+	if fam == nil {
+		return
+	}
+next:
+	for _, m := range fam.Metric {
+		for i := 0; i+1 < len(pairs); i += 2 {
+			found := false
+			for _, l := range m.Label {
+				if l.GetName() == pairs[i] && l.GetValue() == pairs[i+1] {
+					found = true
+				}
+			}
+			if !found {
+				continue next
+			}
+		}
+		f(m)
+	}
+}
+
+func get(t *testing.T, u string) (int, []byte) {
+	t.Helper()
+	resp, err := http.Get(u)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	return resp.StatusCode, b
+}
+
+func mustBody(b []byte, err error) []byte {
+	if err != nil {
+		panic(err)
+	}
+	return b
+}
+
+func deliver(ctx context.Context, t *testing.T, h *harness.Harness, event, delivery string, body []byte, want int) {
+	t.Helper()
+	code, err := h.Deliver(ctx, event, delivery, body)
+	require.NoError(t, err)
+	require.Equal(t, want, code, "%s delivery %s", event, delivery)
+}
+
+func waitPreview(ctx context.Context, t *testing.T, h *harness.Harness, id, sha string) {
+	t.Helper()
+	var last workflows.PreviewStatus
+	require.Eventually(t, func() bool {
+		st, err := h.PreviewStatus(ctx, id, 5*time.Second)
+		last = st
+		return err == nil && st.Phase == workflows.PreviewReady && st.DeployedSHA == sha
+	}, 2*time.Minute, 200*time.Millisecond, "preview %s never became ready at %s", id, sha)
+	_ = last
+}
+
+// waitAsleep waits for the emulator to have autoslept n machines in all.
+func waitAsleep(ctx context.Context, t *testing.T, h *harness.Harness, n int64) {
+	t.Helper()
+	require.Eventually(t, func() bool { return h.Emu.Stats().Autosleeps >= n }, time.Minute, 100*time.Millisecond,
+		"the preview never autoslept")
+}
+
+func waitCompleted(ctx context.Context, t *testing.T, tc client.Client, id string) {
+	t.Helper()
+	require.Eventually(t, func() bool {
+		d, err := tc.DescribeWorkflowExecution(ctx, id, "")
+		return err == nil && d.GetWorkflowExecutionInfo().GetStatus() == enumspb.WORKFLOW_EXECUTION_STATUS_COMPLETED
+	}, 2*time.Minute, 200*time.Millisecond, "%s never completed", id)
+}
+
+func poolsJSON(h *harness.Harness) (string, error) {
+	h.GH.AddOrg(owner)
+	h.GH.AddRepo(owner, repoName)
+	cmd := []string{filepath.Join(h.Bins, "fakerunner"), "-github", h.GH.URL(), "-webhook", h.WebhookURL,
+		"-secret", harness.Secret, "-fixtures", h.Fixtures, "-wait", "60s", "-retries", "9"}
+	b, err := json.Marshal(map[string]any{"pools": []any{map[string]any{
+		"name": pool, "labels": jobLabels, "scope": map[string]any{"kind": "org", "org": owner},
+		"machine":      map[string]any{"vcpu": 2, "memory_mib": 1024, "storage_gib": 4, "autosleep": "10m"},
+		"max_machines": 2, "install": map[string]any{"run": "mkdir -p \"$HOME/actions-runner\""},
+		"runner_command": cmd, "pickup_timeout": "30s",
+	}}})
+	return string(b), err
+}

@@ -36,12 +36,12 @@ vet:
 test: vet
 	@cli="$$($(TEMPORAL_CLI_SCRIPT))" && TEMPORAL_CLI="$$cli" $(GO) test -race -count=1 -timeout 30m ./...
 
-# Record, from the end-to-end tests, the workflow histories that
-# workflows/replay_test.go replays. Files are overwritten by name: after a
-# change to a workflow's commands, copy the old ones to new names first so
-# that runs started by the old code stay covered.
+# Record, from the end-to-end tests, a new set of the workflow histories that
+# workflows/replay_test.go replays: workflows/testdata/histories/<set>/. Older
+# sets are kept: they stand for the runs the earlier code started.
+HISTORIES_SET ?= $(shell date -u +%Y-%m-%d-%H%M)
 record-histories:
-	@cli="$$($(TEMPORAL_CLI_SCRIPT))" && TEMPORAL_CLI="$$cli" DRYDOCK_RECORD_HISTORIES=$(CURDIR)/workflows/testdata/histories $(GO) test -count=1 -timeout 30m ./e2e/
+	@cli="$$($(TEMPORAL_CLI_SCRIPT))" && TEMPORAL_CLI="$$cli" DRYDOCK_RECORD_HISTORIES=$(CURDIR)/workflows/testdata/histories/$(HISTORIES_SET) $(GO) test -count=1 -timeout 30m ./e2e/
 
 # Figures with same-run baselines; prints the table, writes bench/results.json
 # and the README's table. BENCH_FLAGS="-only coldwake -scale 0.1" narrows it.

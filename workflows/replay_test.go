@@ -24,9 +24,10 @@ import (
 // tests (`make record-histories`). Replaying them against the workflow code
 // fails when a change would break the workflows already running in
 // production: anything that changes a workflow's command sequence must be
-// guarded by workflow.GetVersion. Re-recording overwrites files by name:
-// after a change to a workflow's commands, keep copies of the old ones (under
-// new names) so that runs started by the earlier code stay covered.
+// guarded by workflow.GetVersion. Each recording is a set of its own
+// (testdata/histories/<set>/, named by `make record-histories` after the date
+// and time), and sets are never overwritten: the old ones stand for the runs
+// the earlier code started, which are still running in production.
 const historiesDir = "testdata/histories"
 
 // replayer registers every Drydock workflow under the name worker/main.go
@@ -44,7 +45,7 @@ func replayer() worker.WorkflowReplayer {
 
 func recordedHistories(t *testing.T) []string {
 	t.Helper()
-	files, err := filepath.Glob(filepath.Join(historiesDir, "*.json"))
+	files, err := filepath.Glob(filepath.Join(historiesDir, "*", "*.json"))
 	require.NoError(t, err)
 	require.NotEmpty(t, files, "no recorded histories in %s: run `make record-histories`", historiesDir)
 	return files
@@ -75,7 +76,8 @@ func TestReplayRecordedHistories(t *testing.T) {
 	for _, path := range recordedHistories(t) {
 		h := loadHistory(t, path)
 		types[h.GetEvents()[0].GetWorkflowExecutionStartedEventAttributes().GetWorkflowType().GetName()]++
-		t.Run(strings.TrimSuffix(filepath.Base(path), ".json"), func(t *testing.T) {
+		name := filepath.Base(filepath.Dir(path)) + "/" + strings.TrimSuffix(filepath.Base(path), ".json")
+		t.Run(name, func(t *testing.T) {
 			assert.NoError(t, replay(replayer(), h), "replaying %s: a change to the workflow code breaks runs like it", path)
 		})
 	}

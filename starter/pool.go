@@ -185,7 +185,7 @@ var stateOrder = []runnerapi.MachineState{
 func printInventory(out io.Writer, inv runnerapi.Inventory) error {
 	fmt.Fprintf(out, "pool %s: min_idle %d, max_machines %d, %d machine(s)\n", inv.Pool, inv.MinIdle, inv.MaxMachines, len(inv.Machines))
 	tw := tabwriter.NewWriter(out, 2, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "MACHINE\tSTATE\tJOB\tRUNNER\tJOBS\tSINCE")
+	fmt.Fprintln(tw, "MACHINE\tSTATE\tJOB\tRUNNER\tJOBS\tAWAKE\tSINCE")
 	for _, m := range inv.Machines {
 		job, runner, since := "-", "-", "-"
 		if m.JobID != 0 {
@@ -197,7 +197,8 @@ func printInventory(out io.Writer, inv runnerapi.Inventory) error {
 		if !m.Since.IsZero() {
 			since = m.Since.UTC().Format(time.RFC3339)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\n", m.MachineID, m.State, job, runner, m.Jobs, since)
+		awake := time.Duration(m.AwakeSeconds * float64(time.Second)).Round(time.Second).String()
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\n", m.MachineID, m.State, job, runner, m.Jobs, awake, since)
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -219,6 +220,10 @@ func printInventory(out io.Writer, inv runnerapi.Inventory) error {
 	counts = append(counts, other...)
 	if len(counts) > 0 {
 		fmt.Fprintf(out, "counts: %s\n", strings.Join(counts, ", "))
+	}
+	if !inv.AwakeAsOf.IsZero() {
+		fmt.Fprintf(out, "awake: %s in all, deleted machines included (as of %s)\n",
+			time.Duration(inv.AwakeSeconds*float64(time.Second)).Round(time.Second), inv.AwakeAsOf.UTC().Format(time.RFC3339))
 	}
 	if len(inv.Queue) == 0 {
 		fmt.Fprintln(out, "queue: empty")

@@ -148,11 +148,12 @@ func TestPoolCommandsAgainstAFakeTemporal(t *testing.T) {
 	f := &fakePools{inv: runnerapi.Inventory{
 		Pool: "ci", MinIdle: 1, MaxMachines: 4,
 		Machines: []runnerapi.PoolMachine{
-			{MachineID: "dm-1", State: runnerapi.MachineIdle, Jobs: 3, Since: since},
+			{MachineID: "dm-1", State: runnerapi.MachineIdle, Jobs: 3, Since: since, AwakeSeconds: 754.4},
 			{MachineID: "dm-2", State: runnerapi.MachineBusy, JobID: 42, RunnerName: "drydock-ci-42-1", Jobs: 1, Since: since},
 		},
-		Queue:  []int64{43, 44},
-		Counts: map[runnerapi.MachineState]int{runnerapi.MachineIdle: 1, runnerapi.MachineBusy: 1, "hibernating": 2},
+		Queue:        []int64{43, 44},
+		Counts:       map[runnerapi.MachineState]int{runnerapi.MachineIdle: 1, runnerapi.MachineBusy: 1, "hibernating": 2},
+		AwakeSeconds: 3600.2, AwakeAsOf: since,
 	}}
 	cfg := Config{RunnerPools: poolsJSON}
 	exec := func(verb string, args ...string) string {
@@ -166,8 +167,9 @@ func TestPoolCommandsAgainstAFakeTemporal(t *testing.T) {
 
 	out := exec("inventory", "ci")
 	assert.Contains(t, out, "pool ci: min_idle 1, max_machines 4, 2 machine(s)")
-	assert.Regexp(t, `dm-1\s+idle\s+-\s+-\s+3\s+2026-11-22T09:00:00Z`, out)
-	assert.Regexp(t, `dm-2\s+busy\s+42\s+drydock-ci-42-1\s+1`, out)
+	assert.Regexp(t, `dm-1\s+idle\s+-\s+-\s+3\s+12m34s\s+2026-11-22T09:00:00Z`, out)
+	assert.Regexp(t, `dm-2\s+busy\s+42\s+drydock-ci-42-1\s+1\s+0s`, out)
+	assert.Contains(t, out, "awake: 1h0m0s in all, deleted machines included (as of 2026-11-22T09:00:00Z)")
 	assert.Contains(t, out, "counts: idle 1, busy 1, hibernating 2")
 	assert.Contains(t, out, "queue: 2 job(s) waiting for a machine, oldest first: 43, 44")
 	f.inv.Queue = nil

@@ -226,7 +226,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	log.Info("job claimed", "name", job.Name, "labels", job.Labels, "duration", duration)
 
 	fj := ghfixture.Job{ID: job.ID, RunID: job.RunID, Name: job.Name, WorkflowName: job.WorkflowName, Owner: job.Owner, Repo: job.Repo,
-		Org: job.Org, Labels: job.Labels, RunnerName: name, InstallationID: job.InstallationID, CreatedAt: job.CreatedAt}
+		Org: job.Org, Labels: job.Labels, RunnerName: name, InstallationID: job.InstallationID, CreatedAt: job.CreatedAt,
+		StartedAt: time.Now()} // picked up now: in_progress and completed both say so
 	failed := false
 	if err := r.deliver(ctx, "in_progress", fj); err != nil {
 		log.Error("in_progress delivery failed", "err", err)

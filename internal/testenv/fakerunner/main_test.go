@@ -188,8 +188,15 @@ func TestRunsOneJobAndReportsIt(t *testing.T) {
 			DeliveryID: ev.DeliveryID, Action: want, JobID: 42, RunID: 7, Name: "build", WorkflowName: "CI",
 			Owner: "acme", Repo: "shop", Org: "acme", Labels: []string{"self-hosted", "linux"},
 			RunnerName: "drydock-ci-42-1", Conclusion: map[string]string{"completed": "failure"}[want],
-			CreatedAt: created, StartedAt: created, InstallationID: 9,
+			CreatedAt: created, StartedAt: got.StartedAt, InstallationID: 9,
 		}, got)
+		// The runner picked the job up when it claimed it (GitHub's started_at).
+		assert.WithinDuration(t, start, got.StartedAt, 2*time.Second, "started_at is when the runner took the job")
+		if i > 0 {
+			var first github.WorkflowJobEvent
+			require.NoError(t, json.Unmarshal(s.wh.events[0].Payload, &first))
+			assert.Equal(t, first.GetWorkflowJob().GetStartedAt().Time, got.StartedAt, "every delivery says the same started_at")
+		}
 	}
 }
 

@@ -6,10 +6,13 @@
 package operations
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -30,6 +33,7 @@ import (
 	"github.com/drydock-dev/drydock/internal/ghfixture"
 	"github.com/drydock-dev/drydock/internal/githubtest"
 	"github.com/drydock-dev/drydock/internal/harness"
+	"github.com/drydock-dev/drydock/internal/intake"
 	"github.com/drydock-dev/drydock/internal/testenv"
 	"github.com/drydock-dev/drydock/workflows"
 	"github.com/drydock-dev/drydock/workflows/runnerapi"
@@ -264,6 +268,35 @@ func TestOperationsEndToEnd(t *testing.T) {
 		// A new worker carries on.
 		require.NoError(t, h.Worker.Start())
 		waitPreview(ctx, t, h, id, sha2)
+	})
+
+	t.Run("webhook finishes a delivery in flight on SIGTERM", func(t *testing.T) {
+		// A delivery whose body is still arriving when SIGTERM does.
+		conn, err := net.Dial("tcp", strings.TrimPrefix(h.WebhookURL, "http://"))
+		require.NoError(t, err)
+		defer conn.Close()
+		fmt.Fprintf(conn, "POST /webhooks/github HTTP/1.1\r\nHost: webhook\r\nContent-Type: application/json\r\n"+
+			"X-GitHub-Event: ping\r\nX-GitHub-Delivery: ops-slow-ping\r\nX-Hub-Signature-256: %s\r\nContent-Length: %d\r\n\r\n",
+			intake.SignatureHeader([]byte(harness.Secret), ping), len(ping))
+		half := len(ping) / 2
+		_, err = conn.Write(ping[:half])
+		require.NoError(t, err)
+		time.Sleep(200 * time.Millisecond)
+		require.NoError(t, h.Webhook.Signal(syscall.SIGTERM))
+		time.Sleep(500 * time.Millisecond)
+		_, err = conn.Write(ping[half:])
+		require.NoError(t, err)
+		resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+		require.NoError(t, err)
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		assert.Equal(t, http.StatusOK, resp.StatusCode, "the delivery in flight was answered: %s", body)
+		assert.Contains(t, string(body), "pong")
+		exit, err := h.Webhook.Wait(20 * time.Second)
+		require.NoError(t, err)
+		assert.NoError(t, exit, "the webhook server exits 0")
+		require.NoError(t, h.Webhook.Start())
+		require.NoError(t, harness.WaitFor(ctx, "webhook", harness.HTTPReady(h.WebhookURL+"/readyz")))
 	})
 
 	t.Run("closing the pull request empties the gauges", func(t *testing.T) {

@@ -8,6 +8,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/drydock-dev/drydock/internal/config"
+	"github.com/drydock-dev/drydock/internal/config/configtest"
 )
 
 // Every variable the binary reads is documented in README.md.
@@ -19,9 +20,8 @@ func TestConfigDocumentedInReadme(t *testing.T) {
 
 // --help lists every variable with its default.
 func TestHelpListsEveryVariable(t *testing.T) {
-	missing, err := config.HelpMissing(&Config{})
-	require.NoError(t, err)
-	assert.Empty(t, missing)
+	help := configtest.Help(t)
+	assert.Empty(t, configtest.HelpMissing(t, help, &Config{}), "--help must list these with their defaults:\n%s", help)
 }
 
 // A bad setting stops the router at start with an error naming the variable.
@@ -46,7 +46,7 @@ func TestConfigValidationNamesTheVariable(t *testing.T) {
 		{map[string]string{"LOG_LEVEL": "loud"}, "LOG_LEVEL"},
 	} {
 		t.Run(tc.want, func(t *testing.T) {
-			config.IsolateEnv(t, &Config{})
+			configtest.IsolateEnv(t, &Config{})
 			t.Setenv("ROUTER_ADDR", "127.0.0.1:0")
 			t.Setenv("ROUTER_METRICS_ADDR", "127.0.0.1:0")
 			t.Setenv("TEMPORAL_ADDRESS", "127.0.0.1:1")
@@ -59,3 +59,5 @@ func TestConfigValidationNamesTheVariable(t *testing.T) {
 		})
 	}
 }
+
+func TestMain(m *testing.M) { configtest.RunMain(m, main) }

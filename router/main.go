@@ -7,6 +7,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -32,6 +33,7 @@ type Config struct {
 	LogLevel    string          `envconfig:"LOG_LEVEL" default:"info" desc:"debug, info, warn or error"`
 
 	MetricsAddr     string        `envconfig:"ROUTER_METRICS_ADDR" default:"127.0.0.1:9092" desc:"listen address of /metrics, /healthz and /readyz (keep it off the public load balancer); empty: none"`
+	ShutdownDelay   time.Duration `envconfig:"ROUTER_SHUTDOWN_DELAY" default:"0s" desc:"on SIGTERM, how long to keep accepting while /readyz says 503 (behind a load balancer: its probe interval, e.g. 5s)"`
 	ShutdownTimeout time.Duration `envconfig:"ROUTER_SHUTDOWN_TIMEOUT" default:"10s" desc:"on SIGTERM, how long requests in flight may take to finish before streams still open are cut"`
 }
 
@@ -64,6 +66,9 @@ func (c Config) validate() error {
 		if d <= 0 {
 			return fmt.Errorf("configuration: %s=%v: want a positive duration such as 30s", name, d)
 		}
+	}
+	if c.ShutdownDelay < 0 {
+		return fmt.Errorf("configuration: ROUTER_SHUTDOWN_DELAY=%s must not be negative", c.ShutdownDelay)
 	}
 	if _, err := router.NewMapper(c.Domain, ""); err != nil {
 		return fmt.Errorf("configuration: PREVIEW_DOMAIN: %w", err)
@@ -132,10 +137,12 @@ func run(cfg Config) error {
 		"temporal", cfg.Temporal.Describe(), "admin", adminAddr)
 	// Stop accepting and let requests in flight finish; streams that are
 	// still open after the grace period (SSE, WebSockets) are cut.
-	err = config.Serve(ctx, srv, ln, cfg.ShutdownTimeout)
-	if err != nil {
-		log.Warn("shutdown: closing connections still open after the grace period", "err", err)
-		_ = srv.Close()
+	err = config.Serve(ctx, srv, ln, cfg.ShutdownDelay, cfg.ShutdownTimeout)
+	switch {
+	case errors.Is(err, config.ErrGraceExpired):
+		log.Warn("shutdown: closed the connections still open after the grace period (streams)", "grace", cfg.ShutdownTimeout)
+	case err != nil:
+		return err
 	}
 	log.Info("preview router stopped")
 	return nil

@@ -3,11 +3,13 @@ package main
 import (
 	"net"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/drydock-dev/drydock/internal/config"
+	"github.com/drydock-dev/drydock/internal/config/configtest"
 )
 
 // Every variable the binary reads is documented in README.md.
@@ -19,9 +21,8 @@ func TestConfigDocumentedInReadme(t *testing.T) {
 
 // --help lists every variable with its default.
 func TestHelpListsEveryVariable(t *testing.T) {
-	missing, err := config.HelpMissing(&Config{})
-	require.NoError(t, err)
-	assert.Empty(t, missing)
+	help := configtest.Help(t)
+	assert.Empty(t, configtest.HelpMissing(t, help, &Config{}), "--help must list these with their defaults:\n%s", help)
 }
 
 // A bad setting stops the server at start with an error naming the variable.
@@ -47,7 +48,7 @@ func TestConfigValidationNamesTheVariable(t *testing.T) {
 		{map[string]string{"LOG_LEVEL": "loud"}, "LOG_LEVEL"},
 	} {
 		t.Run(tc.want, func(t *testing.T) {
-			config.IsolateEnv(t, &Config{})
+			configtest.IsolateEnv(t, &Config{})
 			t.Setenv("GITHUB_WEBHOOK_SECRET", "webhook-secret-value")
 			t.Setenv("WEBHOOK_ADDR", "127.0.0.1:0")
 			t.Setenv("WEBHOOK_METRICS_ADDR", "127.0.0.1:0")
@@ -55,10 +56,19 @@ func TestConfigValidationNamesTheVariable(t *testing.T) {
 			for k, v := range tc.env {
 				t.Setenv(k, v)
 			}
-			err := run(Config{})
+			errc := make(chan error, 1)
+			go func() { errc <- run(Config{}) }()
+			var err error
+			select {
+			case err = <-errc:
+			case <-time.After(20 * time.Second):
+				t.Fatalf("run() accepted %v and started serving", tc.env)
+			}
 			require.Error(t, err)
 			assert.Contains(t, err.Error(), tc.want)
 			assert.NotContains(t, err.Error(), "webhook-secret-value")
 		})
 	}
 }
+
+func TestMain(m *testing.M) { configtest.RunMain(m, main) }

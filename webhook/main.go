@@ -33,6 +33,7 @@ type Config struct {
 	LogLevel    string          `envconfig:"LOG_LEVEL" default:"info" desc:"debug, info, warn or error"`
 
 	MetricsAddr     string        `envconfig:"WEBHOOK_METRICS_ADDR" default:"127.0.0.1:9091" desc:"listen address of /metrics, /healthz and /readyz (keep it off the public load balancer); empty: none"`
+	ShutdownDelay   time.Duration `envconfig:"WEBHOOK_SHUTDOWN_DELAY" default:"0s" desc:"on SIGTERM, how long to keep accepting while /readyz says 503 (behind a load balancer: its probe interval, e.g. 5s)"`
 	ShutdownTimeout time.Duration `envconfig:"WEBHOOK_SHUTDOWN_TIMEOUT" default:"10s" desc:"on SIGTERM, how long deliveries in flight may take to finish"`
 
 	// Which pull requests get a preview (intake.PreviewPolicy).
@@ -63,6 +64,9 @@ func (c Config) validate() error {
 		if _, _, err := net.SplitHostPort(addr); err != nil {
 			return fmt.Errorf("configuration: %s=%q: want host:port: %w", name, addr, err)
 		}
+	}
+	if c.ShutdownDelay < 0 {
+		return fmt.Errorf("configuration: WEBHOOK_SHUTDOWN_DELAY=%s must not be negative", c.ShutdownDelay)
 	}
 	if c.ShutdownTimeout <= 0 {
 		return fmt.Errorf("configuration: WEBHOOK_SHUTDOWN_TIMEOUT=%s: want a positive duration such as 10s", c.ShutdownTimeout)
@@ -170,7 +174,7 @@ func run(cfg Config) error {
 	log.Info("webhook server listening", "url", "http://"+ln.Addr().String()+"/webhooks/github", "temporal", cfg.Temporal.Describe(),
 		"admin", adminAddr, "fork_label", cfg.ForkLabel, "require_label", cfg.RequireLabel, "drafts", cfg.Drafts, "repos", strings.Join(cfg.Repos, ","))
 	// SIGTERM: stop accepting, let deliveries in flight finish (bounded).
-	if err := config.Serve(ctx, srv, ln, cfg.ShutdownTimeout); err != nil {
+	if err := config.Serve(ctx, srv, ln, cfg.ShutdownDelay, cfg.ShutdownTimeout); err != nil {
 		return err
 	}
 	log.Info("webhook server stopped")

@@ -7,6 +7,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/drydock-dev/drydock/internal/config"
+	"github.com/drydock-dev/drydock/internal/config/configtest"
 )
 
 // Every variable the binary reads is documented in README.md.
@@ -18,9 +19,8 @@ func TestConfigDocumentedInReadme(t *testing.T) {
 
 // --help lists every variable with its default.
 func TestHelpListsEveryVariable(t *testing.T) {
-	missing, err := config.HelpMissing(&Config{})
-	require.NoError(t, err)
-	assert.Empty(t, missing)
+	help := configtest.Help(t)
+	assert.Empty(t, configtest.HelpMissing(t, help, &Config{}), "--help must list these with their defaults:\n%s", help)
 }
 
 // A bad setting stops the worker at start with an error naming the
@@ -51,7 +51,7 @@ func TestConfigValidationNamesTheVariable(t *testing.T) {
 		{map[string]string{"LOG_LEVEL": "loud"}, "LOG_LEVEL"},
 	} {
 		t.Run(tc.want, func(t *testing.T) {
-			config.IsolateEnv(t, &Config{})
+			configtest.IsolateEnv(t, &Config{})
 			t.Setenv("DEDALUS_API_KEY", "dedalus-secret-key")
 			t.Setenv("TEMPORAL_ADDRESS", "127.0.0.1:1") // nothing listens: validation must fail first
 			for k, v := range tc.env {
@@ -64,3 +64,5 @@ func TestConfigValidationNamesTheVariable(t *testing.T) {
 		})
 	}
 }
+
+func TestMain(m *testing.M) { configtest.RunMain(m, main) }

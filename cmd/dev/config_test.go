@@ -7,6 +7,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/drydock-dev/drydock/internal/config"
+	"github.com/drydock-dev/drydock/internal/config/configtest"
 )
 
 // Every variable the binary reads is documented in README.md.
@@ -18,7 +19,8 @@ func TestConfigDocumentedInReadme(t *testing.T) {
 
 // --help lists every variable with its default.
 func TestHelpListsEveryVariable(t *testing.T) {
-	missing, err := config.HelpMissing(&Config{})
-	require.NoError(t, err)
-	assert.Empty(t, missing)
+	help := configtest.Help(t)
+	assert.Empty(t, configtest.HelpMissing(t, help, &Config{}), "--help must list these with their defaults:\n%s", help)
 }
+
+func TestMain(m *testing.M) { configtest.RunMain(m, main) }

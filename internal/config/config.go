@@ -69,35 +69,19 @@ func Keys(spec any) ([]string, error) {
 	return strings.Fields(b.String()), nil
 }
 
-// HelpMissing lists the variables of spec that Usage (--help) does not
-// show with their default, as "NAME" or "NAME (default X)", so a test can
-// keep --help in sync with the envconfig struct.
-func HelpMissing(spec any) ([]string, error) {
-	var help strings.Builder
-	if err := Usage(&help, "binary", "summary", spec); err != nil {
-		return nil, err
-	}
+// Defaults lists the variables of spec with their defaults ("" for none),
+// read from the struct tags.
+func Defaults(spec any) ([][2]string, error) {
 	var pairs strings.Builder
 	if err := envconfig.Usagef("", spec, &pairs, "{{range .}}{{usage_key .}}\t{{usage_default .}}\n{{end}}"); err != nil {
 		return nil, err
 	}
-	lines := strings.Split(help.String(), "\n")
-	var missing []string
+	var out [][2]string
 	for _, kv := range strings.Split(strings.TrimSpace(pairs.String()), "\n") {
-		key, def, _ := strings.Cut(kv, "\t")
-		found := false
-		for _, l := range lines {
-			f := strings.Fields(l)
-			if len(f) > 0 && f[0] == key && (def == "" || strings.Contains(l, "  "+def+"  ")) {
-				found = true
-				break
-			}
-		}
-		if !found {
-			missing = append(missing, fmt.Sprintf("%s (default %q)", key, def))
-		}
+		k, v, _ := strings.Cut(kv, "\t")
+		out = append(out, [2]string{k, v})
 	}
-	return missing, nil
+	return out, nil
 }
 
 // Invalid marks err as a configuration error ("configuration: ..."),

@@ -11,20 +11,35 @@ import (
 	"go.temporal.io/sdk/client"
 )
 
-// Serve runs srv on ln until ctx ends (SIGTERM, Ctrl-C), then stops
-// accepting and gives requests in flight up to grace to finish.
-func Serve(ctx context.Context, srv *http.Server, ln net.Listener, grace time.Duration) error {
+// ErrGraceExpired is Serve's answer when requests were still in flight at
+// the end of the grace period (their connections are then closed).
+var ErrGraceExpired = errors.New("requests still in flight at the end of the shutdown grace period")
+
+// Serve runs srv on ln until ctx ends (SIGTERM, Ctrl-C). It then keeps
+// serving for drain (while load balancers, told by a failing /readyz, stop
+// sending new connections), stops accepting, and gives requests in flight
+// up to grace to finish; connections still busy after that are closed and
+// ErrGraceExpired is returned. A failure to serve is returned as it is.
+func Serve(ctx context.Context, srv *http.Server, ln net.Listener, drain, grace time.Duration) error {
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	select {
 	case err := <-errc:
-		return err
+		return fmt.Errorf("serve on %s: %w", ln.Addr(), err)
 	case <-ctx.Done():
+	}
+	if drain > 0 {
+		select {
+		case err := <-errc:
+			return fmt.Errorf("serve on %s: %w", ln.Addr(), err)
+		case <-time.After(drain):
+		}
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), grace)
 	defer cancel()
 	if err := srv.Shutdown(sctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
-		return fmt.Errorf("shutdown: %w", err)
+		_ = srv.Close()
+		return ErrGraceExpired
 	}
 	return nil
 }
@@ -54,7 +69,7 @@ func ServeAdmin(addr, variable string, h http.Handler) (bound string, stop func(
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		_ = Serve(ctx, srv, ln, 2*time.Second)
+		_ = Serve(ctx, srv, ln, 0, 2*time.Second)
 	}()
 	return ln.Addr().String(), func() { cancel(); <-done }, nil
 }

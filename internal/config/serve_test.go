@@ -24,7 +24,7 @@ func TestServeDrainsInFlightRequests(t *testing.T) {
 	require.NoError(t, err)
 	ctx, stop := context.WithCancel(context.Background())
 	served := make(chan error, 1)
-	go func() { served <- Serve(ctx, srv, ln, 5*time.Second) }()
+	go func() { served <- Serve(ctx, srv, ln, 0, 5*time.Second) }()
 
 	got := make(chan string, 1)
 	go func() {
@@ -43,4 +43,56 @@ func TestServeDrainsInFlightRequests(t *testing.T) {
 	require.NoError(t, <-served)
 	_, err = net.DialTimeout("tcp", ln.Addr().String(), time.Second)
 	assert.Error(t, err, "no longer accepting")
+}
+
+// During the drain delay after the stop signal, new requests are still
+// served; after it, the listener is closed.
+func TestServeKeepsAcceptingDuringTheDrainDelay(t *testing.T) {
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") })}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	ctx, stop := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() { served <- Serve(ctx, srv, ln, 500*time.Millisecond, time.Second) }()
+	stop()
+	time.Sleep(100 * time.Millisecond)
+	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+	resp, err := client.Get("http://" + ln.Addr().String())
+	require.NoError(t, err, "still accepting during the drain delay")
+	resp.Body.Close()
+	require.NoError(t, <-served)
+	_, err = net.DialTimeout("tcp", ln.Addr().String(), time.Second)
+	assert.Error(t, err, "no longer accepting after it")
+}
+
+// A request still running at the end of the grace period is cut and
+// reported; a listener that fails is an error, not a clean stop.
+func TestServeReportsExpiredGraceAndServeFailures(t *testing.T) {
+	release := make(chan struct{})
+	defer close(release)
+	started := make(chan struct{})
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		close(started)
+		<-release
+	})}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	ctx, stop := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() { served <- Serve(ctx, srv, ln, 0, 200*time.Millisecond) }()
+	go func() {
+		if resp, err := http.Get("http://" + ln.Addr().String()); err == nil {
+			resp.Body.Close()
+		}
+	}()
+	<-started
+	stop()
+	assert.ErrorIs(t, <-served, ErrGraceExpired)
+
+	ln2, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	ln2.Close() // Serve fails at once
+	err = Serve(context.Background(), &http.Server{}, ln2, 0, time.Second)
+	require.Error(t, err)
+	assert.NotErrorIs(t, err, ErrGraceExpired)
 }

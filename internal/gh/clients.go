@@ -71,6 +71,13 @@ func (c *Clients) observed(credential string, next http.RoundTripper) http.Round
 	return rateLimitRecorder{next: next, credential: credential, m: c.metrics}
 }
 
+// isAppJWT: the request is authenticated as the App itself (a JWT, three
+// dot-separated parts), not by a token.
+func isAppJWT(auth string) bool {
+	tok, ok := strings.CutPrefix(auth, "Bearer ")
+	return ok && strings.Count(tok, ".") == 2
+}
+
 // rateLimitRecorder records X-RateLimit-* of every GitHub answer.
 type rateLimitRecorder struct {
 	next       http.RoundTripper
@@ -85,7 +92,11 @@ func (t rateLimitRecorder) RoundTrip(req *http.Request) (*http.Response, error) 
 	}
 	limit, lerr := strconv.Atoi(resp.Header.Get("X-RateLimit-Limit"))
 	remaining, rerr := strconv.Atoi(resp.Header.Get("X-RateLimit-Remaining"))
-	t.m.Response(t.credential, resp.StatusCode, resp.Header.Get("X-RateLimit-Resource"), limit, remaining, lerr == nil && rerr == nil)
+	credential := t.credential
+	if isAppJWT(req.Header.Get("Authorization")) {
+		credential = "app" // an installation token being minted: the App's budget
+	}
+	t.m.Response(credential, resp.StatusCode, resp.Header.Get("X-RateLimit-Resource"), limit, remaining, lerr == nil && rerr == nil)
 	return resp, nil
 }
 
@@ -158,6 +169,7 @@ func (c *Clients) ForInstallation(id int64) (*github.Client, error) {
 	}
 	// One AppsTransport per installation: ghinstallation writes to it while
 	// refreshing a token, so sharing it between installations would race.
+	// Token mints are the App's calls (its JWT); the rest, the installation's.
 	tr := errorBodyBuffer{c.observed("installation:"+strconv.FormatInt(id, 10), c.transport)}
 	itr := ghinstallation.NewFromAppsTransport(ghinstallation.NewAppsTransportFromPrivateKey(tr, c.appID, c.key), id)
 	itr.BaseURL = strings.TrimSuffix(c.base.String(), "/") // also where tokens are minted (GHES: .../api/v3)

@@ -156,8 +156,11 @@ func (h *Handler) webhook(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	// Authentic from here on: the event name is GitHub's, not anyone's.
-	d.event = r.Header.Get("X-GitHub-Event")
+	// Authentic from here on: the event name is GitHub's, not anyone's
+	// (without a secret, local development only, anyone's: not a label).
+	if len(h.secret) > 0 {
+		d.event = r.Header.Get("X-GitHub-Event")
+	}
 	if ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); ct != "application/json" {
 		d.reject("content_type")
 		h.answer(w, r, http.StatusBadRequest, fmt.Sprintf("content type %q: set the webhook's content type to application/json", ct), "")

@@ -34,6 +34,9 @@ type Snapshot struct {
 	last []Sample
 }
 
+// readTimeout bounds one read of a Snapshot.
+var readTimeout = 3 * time.Second
+
 var readErrors sync.Map // *Registry → *prometheus.CounterVec
 
 // NewSnapshot registers a Snapshot named drydock_<name>.
@@ -73,14 +76,18 @@ func (s *Snapshot) samples() []Sample {
 	if !s.at.IsZero() && time.Since(s.at) < s.ttl {
 		return s.last
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	// A scrape must answer within Prometheus's timeout even when Temporal is
+	// slow: the read is bounded, and a failed one is not retried before the
+	// TTL is up (the SDK's own figures are what tell a slow Temporal apart).
+	ctx, cancel := context.WithTimeout(context.Background(), readTimeout)
 	defer cancel()
 	got, err := s.read(ctx)
+	s.at = time.Now()
 	if err != nil {
 		s.errs.WithLabelValues(s.name).Inc()
 		s.log.Warn("metrics: read failed; reporting the last figures", "metric", s.name, "err", err)
 		return s.last
 	}
-	s.at, s.last = time.Now(), got
+	s.last = got
 	return got
 }

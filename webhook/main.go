@@ -94,7 +94,7 @@ func (c Config) policy() intake.PreviewPolicy {
 // newRouter routes pull_request events to the preview workflows and
 // workflow_job events to the runner workflows, and acknowledges the rest;
 // redelivered deliveries change nothing.
-func newRouter(cfg Config, tc temporalClient, log *slog.Logger, m *metrics.Webhook) (intake.Router, error) {
+func newRouter(cfg Config, tc temporalClient, log *slog.Logger) (intake.Router, error) {
 	prs, err := intake.NewPullRequests(intake.PullRequestOptions{Temporal: tc, Policy: cfg.policy(), Logger: log})
 	if err != nil {
 		return nil, fmt.Errorf("configuration: %w", err)
@@ -103,7 +103,7 @@ func newRouter(cfg Config, tc temporalClient, log *slog.Logger, m *metrics.Webho
 	if err != nil {
 		return nil, err
 	}
-	jobs, err := intake.NewWorkflowJobs(intake.WorkflowJobOptions{Temporal: tc, Pools: pc, Logger: log, Metrics: m})
+	jobs, err := intake.NewWorkflowJobs(intake.WorkflowJobOptions{Temporal: tc, Pools: pc, Logger: log})
 	if err != nil {
 		return nil, fmt.Errorf("configuration: %w", err)
 	}
@@ -143,7 +143,7 @@ func run(cfg Config) error {
 	}
 	defer tc.Close()
 	wm := metrics.NewWebhook(reg)
-	router, err := newRouter(cfg, tc, log, wm)
+	router, err := newRouter(cfg, tc, log)
 	if err != nil {
 		return err
 	}

@@ -50,18 +50,18 @@ func TestPolicyFromEnvironment(t *testing.T) {
 	require.NoError(t, config.Load(&cfg))
 	assert.Equal(t, intake.PreviewPolicy{Label: "safe to preview", RequireLabel: true, Drafts: true, Repos: []string{"octo/hello", " octo/world"}}, cfg.policy())
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	r, err := newRouter(cfg, noTemporal{}, log, nil)
+	r, err := newRouter(cfg, noTemporal{}, log)
 	require.NoError(t, err)
 	res, err := r.Route(context.Background(), intake.Event{Name: "ping"})
 	require.NoError(t, err)
 	assert.Equal(t, intake.Result{Status: http.StatusOK, Reason: "pong", Code: "ping"}, res)
 
 	cfg.ForkLabel = ""
-	_, err = newRouter(cfg, noTemporal{}, log, nil)
+	_, err = newRouter(cfg, noTemporal{}, log)
 	assert.ErrorContains(t, err, "PREVIEW_FORK_LABEL is empty")
 	cfg.RequireLabel = false
 	cfg.Repos = []string{"hello"}
-	_, err = newRouter(cfg, noTemporal{}, log, nil)
+	_, err = newRouter(cfg, noTemporal{}, log)
 	assert.ErrorContains(t, err, "PREVIEW_REPOS")
 }
 
@@ -91,7 +91,7 @@ func TestRunnerPoolsFromEnvironment(t *testing.T) {
 	var cfg Config
 	require.NoError(t, config.Load(&cfg))
 	assert.Empty(t, cfg.RunnerPoolsFile+cfg.RunnerPools, "no pools by default")
-	r, err := newRouter(cfg, noTemporal{}, log, nil)
+	r, err := newRouter(cfg, noTemporal{}, log)
 	require.NoError(t, err)
 	res, err := r.Route(context.Background(), queued("self-hosted", "linux"))
 	require.NoError(t, err)
@@ -101,7 +101,7 @@ func TestRunnerPoolsFromEnvironment(t *testing.T) {
 	cfg = Config{}
 	require.NoError(t, config.Load(&cfg))
 	var started string
-	r, err = newRouter(cfg, startRecorder{started: &started}, log, nil)
+	r, err = newRouter(cfg, startRecorder{started: &started}, log)
 	require.NoError(t, err)
 	res, err = r.Route(context.Background(), queued("ubuntu-latest"))
 	require.NoError(t, err)
@@ -113,7 +113,7 @@ func TestRunnerPoolsFromEnvironment(t *testing.T) {
 	t.Setenv("RUNNER_POOLS", `[{"name":"ci","labels":[]}]`)
 	cfg = Config{}
 	require.NoError(t, config.Load(&cfg))
-	_, err = newRouter(cfg, noTemporal{}, log, nil)
+	_, err = newRouter(cfg, noTemporal{}, log)
 	assert.ErrorContains(t, err, "RUNNER_POOLS: invalid runner pools configuration")
 
 	file := filepath.Join(t.TempDir(), "pools.yml")
@@ -121,17 +121,17 @@ func TestRunnerPoolsFromEnvironment(t *testing.T) {
 	t.Setenv("RUNNER_POOLS_FILE", file)
 	cfg = Config{}
 	require.NoError(t, config.Load(&cfg))
-	_, err = newRouter(cfg, noTemporal{}, log, nil)
+	_, err = newRouter(cfg, noTemporal{}, log)
 	assert.ErrorContains(t, err, "set RUNNER_POOLS_FILE or RUNNER_POOLS, not both")
 	t.Setenv("RUNNER_POOLS", "")
 	cfg = Config{}
 	require.NoError(t, config.Load(&cfg))
-	_, err = newRouter(cfg, noTemporal{}, log, nil)
+	_, err = newRouter(cfg, noTemporal{}, log)
 	require.NoError(t, err)
 
 	t.Setenv("RUNNER_POOLS_FILE", file+".missing")
 	cfg = Config{}
 	require.NoError(t, config.Load(&cfg))
-	_, err = newRouter(cfg, noTemporal{}, log, nil)
+	_, err = newRouter(cfg, noTemporal{}, log)
 	assert.ErrorContains(t, err, "RUNNER_POOLS_FILE=")
 }

@@ -31,6 +31,11 @@ const (
 	// (its workflow's start) to the wake of the machine leased to it
 	// (timer; tag pool). Recorded once per job, at its first wake.
 	MetricDispatchLatency = "drydock_runner_dispatch_latency_seconds"
+	// MetricJobQueue is a GitHub Actions job's queue time: GitHub's
+	// created_at to the started_at of its in_progress delivery (timer; tag
+	// pool). Recorded once per job, by its RunnerJob, however many webhook
+	// replicas the redeliveries reach.
+	MetricJobQueue = "drydock_runner_job_queue_seconds"
 )
 
 // observeRef folds a machine activity's result into a meter: the machine's

@@ -115,6 +115,14 @@ func (j *runnerJob) onEvent(ctx workflow.Context, ev runnerapi.WorkflowJobEvent)
 	case "in_progress":
 		if j.st.PickedUpAt.IsZero() {
 			j.st.PickedUpAt = workflow.Now(ctx)
+			created := ev.CreatedAt
+			if created.IsZero() {
+				created = j.in.Job.CreatedAt
+			}
+			if !created.IsZero() && !ev.StartedAt.IsZero() && !ev.StartedAt.Before(created) {
+				workflow.GetMetricsHandler(ctx).WithTags(map[string]string{"pool": j.in.Pool}).Timer(MetricJobQueue).
+					Record(ev.StartedAt.Sub(created))
+			}
 		}
 		j.st.RanOn = ev.RunnerName
 		if j.completed == nil {

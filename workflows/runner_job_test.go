@@ -331,3 +331,29 @@ func TestRunnerJobReportsWakeAndDispatchLatency(t *testing.T) {
 	assert.Equal(t, dedalus.PhaseRunning, o.Phase)
 	assert.True(t, o.TransitionAt.Equal(begin.Add(90*time.Second)), "%v", o.TransitionAt.Sub(begin))
 }
+
+// The job's queue time (GitHub's created_at to the started_at of its
+// in_progress) is recorded once, however many times in_progress arrives.
+func TestRunnerJobRecordsQueueTimeOnce(t *testing.T) {
+	m := newMetricsCapture()
+	w := &jobWorld{metrics: m}
+	env := newJobEnv(t, w)
+	runner := runnerapi.RunnerName(jobTestPool, 31, 1)
+	created := time.Date(2026, 11, 24, 9, 0, 0, 0, time.UTC)
+	progress := func(delivery string) runnerapi.WorkflowJobEvent {
+		ev := jobEvent("in_progress", 31, runner, delivery)
+		ev.CreatedAt, ev.StartedAt = created, created.Add(75*time.Second)
+		return ev
+	}
+	env.RegisterDelayedCallback(func() { env.SignalWorkflow(runnerapi.SignalJobEvent, progress("p1")) }, time.Minute)
+	env.RegisterDelayedCallback(func() { env.SignalWorkflow(runnerapi.SignalJobEvent, progress("p1")) }, 2*time.Minute)
+	env.RegisterDelayedCallback(func() { env.SignalWorkflow(runnerapi.SignalJobEvent, progress("p2")) }, 3*time.Minute)
+	env.RegisterDelayedCallback(func() { env.SignalWorkflow(runnerapi.SignalJobEvent, jobEvent("completed", 31, runner, "c1")) }, 4*time.Minute)
+	env.ExecuteWorkflow(runnerapi.RunnerJobName, jobInput(31))
+	require.NoError(t, env.GetWorkflowError())
+
+	timers := m.named(MetricJobQueue)
+	require.Len(t, timers, 1, "a redelivery (p1 again) and GitHub's second in_progress (p2) add nothing")
+	assert.Equal(t, 75*time.Second, timers[0].dur)
+	assert.Equal(t, jobTestPool, timers[0].tags["pool"])
+}

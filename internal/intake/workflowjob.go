@@ -16,7 +16,6 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
 
-	"github.com/drydock-dev/drydock/internal/metrics"
 	"github.com/drydock-dev/drydock/internal/pools"
 	"github.com/drydock-dev/drydock/workflows"
 	"github.com/drydock-dev/drydock/workflows/runnerapi"
@@ -38,8 +37,6 @@ type WorkflowJobOptions struct {
 	// Timeout bounds each Temporal call (default 5s): GitHub gives up after 10s.
 	Timeout time.Duration
 	Logger  *slog.Logger
-	// Metrics records each pool job's queue time (created → in_progress); nil: none.
-	Metrics *metrics.Webhook
 }
 
 // WorkflowJobs routes workflow_job events to the RunnerJob workflow of each
@@ -67,7 +64,6 @@ type WorkflowJobs struct {
 	pools    *pools.Config
 	timeout  time.Duration
 	log      *slog.Logger
-	metrics  *metrics.Webhook
 }
 
 // NewWorkflowJobs validates opts and returns the router.
@@ -87,7 +83,7 @@ func NewWorkflowJobs(opts WorkflowJobOptions) (*WorkflowJobs, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	return &WorkflowJobs{temporal: opts.Temporal, pools: opts.Pools, timeout: opts.Timeout, log: opts.Logger, metrics: opts.Metrics}, nil
+	return &WorkflowJobs{temporal: opts.Temporal, pools: opts.Pools, timeout: opts.Timeout, log: opts.Logger}, nil
 }
 
 // Route implements Router.
@@ -164,11 +160,6 @@ func (w *WorkflowJobs) signal(ctx context.Context, job runnerapi.WorkflowJobEven
 	var nf *serviceerror.NotFound
 	switch {
 	case err == nil:
-		if job.Action == "in_progress" && !job.CreatedAt.IsZero() && !job.StartedAt.IsZero() {
-			if pool := w.pools.Match(job.Labels); pool != nil {
-				w.metrics.JobQueued(pool.Name, job.StartedAt.Sub(job.CreatedAt))
-			}
-		}
 		return Result{Status: http.StatusAccepted, Reason: fmt.Sprintf("job %s", job.Action), WorkflowID: id, Accepted: true}, nil
 	case !errors.As(err, &nf):
 		return Result{}, fmt.Errorf("signal %s (%s, delivery %s): %w", id, job.Action, job.DeliveryID, err)

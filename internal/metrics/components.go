@@ -19,7 +19,6 @@ const (
 type Webhook struct {
 	deliveries *prometheus.CounterVec
 	duration   *prometheus.HistogramVec
-	jobQueue   *prometheus.HistogramVec
 }
 
 // NewWebhook registers the webhook server's metrics.
@@ -32,9 +31,6 @@ func NewWebhook(r *Registry) *Webhook {
 		duration: histogramVec(reg, "webhook_delivery_duration_seconds",
 			"Time to answer a webhook delivery (authentication, parsing, the Temporal call), by event and outcome.",
 			fastBuckets, "event", "outcome"),
-		jobQueue: histogramVec(reg, "runner_job_queue_seconds",
-			"GitHub Actions job queue time, from the job's created_at to its started_at (the in_progress delivery), by pool.",
-			queueBuckets, "pool"),
 	}
 }
 
@@ -45,14 +41,6 @@ func (m *Webhook) Delivery(event, action, outcome, reason string, took time.Dura
 	}
 	m.deliveries.WithLabelValues(event, action, outcome, reason).Inc()
 	m.duration.WithLabelValues(event, outcome).Observe(took.Seconds())
-}
-
-// JobQueued records how long a job waited from created to started.
-func (m *Webhook) JobQueued(pool string, waited time.Duration) {
-	if m == nil || waited < 0 {
-		return
-	}
-	m.jobQueue.WithLabelValues(pool).Observe(waited.Seconds())
 }
 
 // Router request paths (drydock_router_requests_total{path}).

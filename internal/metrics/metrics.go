@@ -33,8 +33,6 @@ var (
 	wakeBuckets = []float64{.01, .025, .05, .1, .25, .5, .75, 1, 1.5, 2, 3, 5, 10, 30, 60, 120}
 	// addedBuckets: the router's own cost when warm, the wake wait when cold (0.1 ms .. 30 s).
 	addedBuckets = []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30}
-	// queueBuckets: a GitHub Actions job waiting for a runner (1 s .. 1 h).
-	queueBuckets = []float64{1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1200, 1800, 3600}
 )
 
 // Registry is one process's metrics.
@@ -79,7 +77,7 @@ func (r *Registry) Temporal() client.MetricsHandler {
 		reporter := tallyprom.NewReporter(tallyprom.Options{
 			Registerer:              r.reg,
 			DefaultTimerType:        tallyprom.HistogramTimerType,
-			DefaultHistogramBuckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300},
+			DefaultHistogramBuckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600},
 			// A name registered twice with other labels is a programming
 			// error; dropping that one series beats crashing the worker.
 			OnRegisterError: func(error) {},

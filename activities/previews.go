@@ -37,6 +37,9 @@ type Previews struct {
 	// KeepFailedMachine keeps a failed preview's machine for debugging until
 	// the next push or close.
 	KeepFailedMachine bool
+	// AwakeReportEvery bounds how often wakes refresh the awake time on the
+	// PR comment (0: the workflow's default, 10m; negative: never).
+	AwakeReportEvery time.Duration
 	// HTTPClient probes app health (default: a client with a 5s timeout).
 	HTTPClient *http.Client
 }
@@ -48,6 +51,10 @@ type PreviewSettings struct {
 	PublicURL         string
 	StaleAfter        time.Duration
 	KeepFailedMachine bool
+	// AwakeReportEvery is the least interval between two refreshes of the
+	// awake time on the PR comment after wakes: 0 (histories from before the
+	// setting) means the default, negative means never.
+	AwakeReportEvery time.Duration `json:",omitempty"`
 }
 
 // Settings returns the preview settings for one pull request.
@@ -56,6 +63,7 @@ func (p *Previews) Settings(_ context.Context, owner, repo string, number int) (
 		PublicURL:         PublicURL(p.PublicURLTemplate, owner, repo, number),
 		StaleAfter:        p.StaleAfter,
 		KeepFailedMachine: p.KeepFailedMachine,
+		AwakeReportEvery:  p.AwakeReportEvery,
 	}, nil
 }
 

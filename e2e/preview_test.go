@@ -173,6 +173,8 @@ func newStackWith(t *testing.T, poolsJSON func(*stack) string) *stack {
 		"PREVIEW_PUBLIC_URL=http://pr-{number}--{owner}--{repo}."+domain+":8090",
 		"RUNNER_POOLS="+runnerPools,
 		"LOG_LEVEL=warn", "WORKER_METRICS_ADDR=127.0.0.1:0",
+		// Wakes refresh the PR comment at once, so the recorded histories cover it.
+		"PREVIEW_AWAKE_REPORT_EVERY=1s",
 	)
 	s.startWorker()
 	t.Cleanup(func() {

@@ -40,6 +40,7 @@ type Config struct {
 	PreviewPublicURL   string        `envconfig:"PREVIEW_PUBLIC_URL" default:"http://pr-{number}--{owner}--{repo}.preview.localhost:8090" desc:"URL reviewers open (the preview router); {number}, {owner}, {repo} are replaced"`
 	PreviewStaleAfter  time.Duration `envconfig:"PREVIEW_STALE_AFTER" default:"168h" desc:"tear down previews with no push and no traffic for this long; 0: never"`
 	PreviewKeepFailed  bool          `envconfig:"PREVIEW_KEEP_FAILED" default:"true" desc:"keep a failed preview's machine for debugging until the next push or close"`
+	PreviewAwakeReport time.Duration `envconfig:"PREVIEW_AWAKE_REPORT_EVERY" default:"10m" desc:"least interval between two refreshes of the awake time on the PR comment after wakes (it is also written at every deploy and teardown); 0: only then"`
 
 	RunnerPoolsFile string        `envconfig:"RUNNER_POOLS_FILE" desc:"runner pools file (YAML or JSON); excludes RUNNER_POOLS; neither: no runner pools"`
 	RunnerPools     string        `envconfig:"RUNNER_POOLS" desc:"runner pools inline (JSON or YAML), instead of RUNNER_POOLS_FILE"`
@@ -59,7 +60,7 @@ func (c Config) validate() error {
 		return err
 	}
 	for name, d := range map[string]time.Duration{
-		"PREVIEW_STALE_AFTER": c.PreviewStaleAfter, "RECONCILE_EVERY": c.ReconcileEvery,
+		"PREVIEW_STALE_AFTER": c.PreviewStaleAfter, "RECONCILE_EVERY": c.ReconcileEvery, "PREVIEW_AWAKE_REPORT_EVERY": c.PreviewAwakeReport,
 		"RECONCILE_GRACE": c.ReconcileGrace, "WORKER_STOP_TIMEOUT": c.StopTimeout,
 	} {
 		if d < 0 {
@@ -105,6 +106,15 @@ func (c Config) validate() error {
 		}
 	}
 	return nil
+}
+
+// awakeReportSetting maps PREVIEW_AWAKE_REPORT_EVERY to the preview
+// setting, where 0 means the default and a negative value never.
+func awakeReportSetting(d time.Duration) time.Duration {
+	if d == 0 {
+		return -1
+	}
+	return d
 }
 
 // previewURLTemplate checks PREVIEW_PUBLIC_URL: an absolute http(s) URL
@@ -199,6 +209,7 @@ func run(cfg Config) error {
 	w.RegisterActivity(&activities.Previews{
 		DefaultSpecPath: cfg.PreviewDefaultSpec, PublicURLTemplate: cfg.PreviewPublicURL,
 		StaleAfter: cfg.PreviewStaleAfter, KeepFailedMachine: cfg.PreviewKeepFailed,
+		AwakeReportEvery: awakeReportSetting(cfg.PreviewAwakeReport),
 	})
 	w.RegisterActivity(ghActs)
 

@@ -561,7 +561,11 @@ func (p *preview) observe(ctx workflow.Context, m activities.MachineRef) time.Du
 // for it, so the comment ends with the newest state.
 func (p *preview) refreshAwakeReport(ctx workflow.Context) {
 	now := workflow.Now(ctx)
-	if p.awakeReporting || p.teardown != "" || p.Status.Phase != PreviewReady || now.Sub(p.ReportedAt) < awakeReportEvery {
+	every := p.settings.AwakeReportEvery
+	if every == 0 {
+		every = awakeReportEvery // settings from before the option
+	}
+	if every < 0 || p.awakeReporting || p.teardown != "" || p.Status.Phase != PreviewReady || now.Sub(p.ReportedAt) < every {
 		return
 	}
 	if workflow.GetVersion(ctx, "preview-awake-report-on-wake", workflow.DefaultVersion, 1) == workflow.DefaultVersion {

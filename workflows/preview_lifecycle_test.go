@@ -606,3 +606,39 @@ func counts(es []emission) []int64 {
 	}
 	return out
 }
+
+// PREVIEW_AWAKE_REPORT_EVERY reaches the workflow through its settings: a
+// short interval refreshes the comment on both wakes; "never" (negative)
+// on neither; zero (settings recorded before the option) is the default.
+func TestPreviewAwakeReportInterval(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		every time.Duration
+		want  []string
+	}{
+		{"short", time.Minute, []string{"deploying", "ready", "ready", "ready", "destroyed"}},
+		{"never", -1, []string{"deploying", "ready", "destroyed"}},
+		{"default", 0, []string{"deploying", "ready", "ready", "destroyed"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			settings := defaultSettings
+			settings.AwakeReportEvery = tc.every
+			env, w := newTestEnv(t, settings)
+			wake := func(id string) {
+				env.UpdateWorkflow(UpdateWake, id, &testsuite.TestUpdateCallback{
+					OnReject: func(err error) { t.Errorf("wake %s rejected: %v", id, err) }, OnAccept: func() {},
+					OnComplete: func(_ any, err error) { assert.NoError(t, err) },
+				})
+			}
+			env.RegisterDelayedCallback(func() { env.SignalWorkflow(SignalPullRequest, prEvent("opened", "sha1", "d1")) }, 0)
+			env.RegisterDelayedCallback(w.autosleep, 20*time.Minute)
+			env.RegisterDelayedCallback(func() { wake("w1") }, time.Hour)
+			env.RegisterDelayedCallback(w.autosleep, time.Hour+time.Minute)
+			env.RegisterDelayedCallback(func() { wake("w2") }, time.Hour+6*time.Minute)
+			env.RegisterDelayedCallback(func() { env.SignalWorkflow(SignalPullRequest, prEvent("closed", "sha1", "d2")) }, 2*time.Hour)
+			start(env)
+			require.NoError(t, env.GetWorkflowError())
+			assert.Equal(t, tc.want, w.reports)
+		})
+	}
+}

@@ -154,6 +154,12 @@ state="$HOME/.drydock"
 mkdir -p "$state"
 log="$state/runner-$DRYDOCK_RUNNER_NAME.log"
 cd "$HOME"
+if [ -e "$log" ]; then
+  # A runner name is one job attempt's: an earlier try of this activity
+  # started it (it may even have run a job and gone). Never a second one.
+  echo "` + runnerAlreadyStarted + ` $DRYDOCK_RUNNER_NAME, log $log"
+  exit 0
+fi
 if command -v setsid >/dev/null 2>&1; then
   setsid nohup "$@" >"$log" 2>&1 </dev/null &
 else
@@ -161,6 +167,10 @@ else
 fi
 echo "started runner $DRYDOCK_RUNNER_NAME (pid $!), log $log"
 `
+
+// runnerAlreadyStarted is what startRunnerScript prints when a runner of
+// that name was started on the machine before.
+const runnerAlreadyStarted = "runner already started:"
 
 // defaultRunnerScript is the default RunnerCommand: actions/runner's run.sh
 // with the JIT config from the environment.
@@ -491,6 +501,17 @@ func (a *Runners) StartJITRunner(ctx context.Context, in StartRunnerInput) error
 		}, "runner-start:"+strconv.FormatInt(runnerID, 10)) // a new registration is a new command
 		if err != nil {
 			return err
+		}
+		if strings.Contains(res.StdoutTail, runnerAlreadyStarted) {
+			// An earlier attempt started this runner and then failed (its
+			// answer was lost), and the runner has already run a job and
+			// deregistered, freeing the name: the registration just made
+			// is not needed, and nothing was started.
+			if err := api.RemoveRunner(ctx, p.Scope, runnerID); err != nil && !errors.Is(err, gh.ErrRunnerNotFound) {
+				log.WarnContext(ctx, "could not remove the unneeded registration; the reconciler will", "runner_id", runnerID, "error", err)
+			}
+			log.InfoContext(ctx, "JIT runner already started on the machine: a previous attempt started it", "execution_id", res.ExecutionID)
+			return nil
 		}
 		log.InfoContext(ctx, "JIT runner started", "runner_id", runnerID, "execution_id", res.ExecutionID)
 		return nil

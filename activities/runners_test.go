@@ -288,6 +288,34 @@ sid=$(sed 's/^.*) //' "/proc/$pid/stat" | cut -d' ' -f4)
 	assert.Contains(t, r.logs.String(), "a previous attempt started it")
 }
 
+// A retry whose earlier attempt started the runner, which has since run a
+// job and deregistered (freeing its name), starts no second runner: the
+// name is one job attempt's, and a second runner under it would take
+// another job on a machine the pool believes free. (Found by make chaos: a
+// 503 on the start command's output after the runner had started.)
+func TestRunnerStartJITRunnerRetryAfterTheRunnerRanAndLeft(t *testing.T) {
+	r := newRunnerRig(t, false, nil)
+	name := runnerapi.RunnerName("ci", 79, 1)
+	_, err := r.env.ExecuteActivity(r.a.StartJITRunner, activities.StartRunnerInput{Pool: "ci", MachineID: r.machine, RunnerName: name, JobID: 79})
+	require.NoError(t, err)
+	first := strings.TrimSpace(r.waitFile(t, "$HOME/jit"))
+	pid := r.sh(t, `cat "$HOME/runner.pid"`)
+
+	// The runner ran its job and deregistered itself, as a JIT runner does.
+	api, err := r.a.GitHub.API(0)
+	require.NoError(t, err)
+	require.NoError(t, api.RemoveRunner(context.Background(), runnerScope, jitRunner(t, r, name).ID))
+
+	r.srv.ResetRequests()
+	_, err = r.env.ExecuteActivity(r.a.StartJITRunner, activities.StartRunnerInput{Pool: "ci", MachineID: r.machine, RunnerName: name, JobID: 79})
+	require.NoError(t, err)
+	assert.Equal(t, first, strings.TrimSpace(r.sh(t, `cat "$HOME/jit"`)), "no second runner got a config")
+	assert.Equal(t, pid, r.sh(t, `cat "$HOME/runner.pid"`), "no second runner process")
+	assert.Empty(t, r.srv.Runners(runnerScope), "the registration the retry made was removed")
+	assert.Equal(t, 1, r.srv.Count(githubtest.RouteDeleteRepoRunner))
+	assert.Contains(t, r.logs.String(), "a previous attempt started it")
+}
+
 func TestRunnerStartJITRunnerReplacesStaleOfflineRegistration(t *testing.T) {
 	r := newRunnerRig(t, false, nil)
 	name := runnerapi.RunnerName("ci", 78, 1)

@@ -215,12 +215,7 @@ func historyJSON(ctx context.Context, tc client.Client, id, runID string) ([]byt
 // (worker/main.go) registers it with.
 func newReplayer() worker.WorkflowReplayer {
 	r := worker.NewWorkflowReplayer()
-	r.RegisterWorkflowWithOptions(workflows.PreviewLifecycle, workflow.RegisterOptions{Name: workflows.PreviewLifecycleName})
-	r.RegisterWorkflowWithOptions(workflows.RunnerPool, workflow.RegisterOptions{Name: runnerapi.RunnerPoolName})
-	r.RegisterWorkflowWithOptions(workflows.RunnerProvision, workflow.RegisterOptions{Name: runnerapi.RunnerProvisionName})
-	r.RegisterWorkflowWithOptions(workflows.RunnerJob, workflow.RegisterOptions{Name: runnerapi.RunnerJobName})
-	r.RegisterWorkflowWithOptions(workflows.RunnerPrewarm, workflow.RegisterOptions{Name: workflows.RunnerPrewarmName})
-	r.RegisterWorkflowWithOptions(workflows.Reconcile, workflow.RegisterOptions{Name: workflows.ReconcileName})
+	workflows.Register(r)
 	return r
 }
 

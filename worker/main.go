@@ -16,7 +16,6 @@ import (
 	"time"
 
 	"go.temporal.io/sdk/worker"
-	"go.temporal.io/sdk/workflow"
 
 	"github.com/drydock-dev/drydock/activities"
 	"github.com/drydock-dev/drydock/dedalus"
@@ -26,7 +25,6 @@ import (
 	"github.com/drydock-dev/drydock/internal/pools"
 	"github.com/drydock-dev/drydock/internal/previewspec"
 	"github.com/drydock-dev/drydock/workflows"
-	"github.com/drydock-dev/drydock/workflows/runnerapi"
 )
 
 // Config is the worker's configuration.
@@ -54,58 +52,58 @@ type Config struct {
 }
 
 // validate checks everything that can be checked without the network and
-// names the variable at fault.
-func (c Config) validate() error {
+// names the variable at fault; it returns the runner pools it loaded.
+func (c Config) validate() (*pools.Config, error) {
 	if err := c.Temporal.Validate(); err != nil {
-		return err
+		return nil, err
 	}
 	for name, d := range map[string]time.Duration{
 		"PREVIEW_STALE_AFTER": c.PreviewStaleAfter, "RECONCILE_EVERY": c.ReconcileEvery, "PREVIEW_AWAKE_REPORT_EVERY": c.PreviewAwakeReport,
 		"RECONCILE_GRACE": c.ReconcileGrace, "WORKER_STOP_TIMEOUT": c.StopTimeout,
 	} {
 		if d < 0 {
-			return fmt.Errorf("configuration: %s=%s must not be negative", name, d)
+			return nil, fmt.Errorf("configuration: %s=%s must not be negative", name, d)
 		}
 	}
 	if c.Dedalus.APIKey == "" {
-		return errors.New("configuration: DEDALUS_API_KEY is required (the emulator's key locally: make dev sets it)")
+		return nil, errors.New("configuration: DEDALUS_API_KEY is required (the emulator's key locally: make dev sets it)")
 	}
 	if _, err := dedalus.NewFromConfig(c.Dedalus); err != nil {
-		return config.Invalid(err)
+		return nil, config.Invalid(err)
 	}
 	if err := previewURLTemplate(c.PreviewPublicURL); err != nil {
-		return fmt.Errorf("configuration: PREVIEW_PUBLIC_URL=%q: %w", c.PreviewPublicURL, err)
+		return nil, fmt.Errorf("configuration: PREVIEW_PUBLIC_URL=%q: %w", c.PreviewPublicURL, err)
 	}
 	if u, err := url.Parse(c.TemporalUIURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return fmt.Errorf("configuration: TEMPORAL_UI_URL=%q: want an absolute http(s) URL", c.TemporalUIURL)
+		return nil, fmt.Errorf("configuration: TEMPORAL_UI_URL=%q: want an absolute http(s) URL", c.TemporalUIURL)
 	}
 	if c.GitHub.Configured() {
 		if err := c.GitHub.Validate(); err != nil {
-			return config.Invalid(err)
+			return nil, config.Invalid(err)
 		}
 	}
 	if c.PreviewDefaultSpec != "" {
 		b, err := os.ReadFile(c.PreviewDefaultSpec)
 		if err != nil {
-			return fmt.Errorf("configuration: PREVIEW_DEFAULT_SPEC: %w", err)
+			return nil, fmt.Errorf("configuration: PREVIEW_DEFAULT_SPEC: %w", err)
 		}
 		if _, err := previewspec.Parse(b); err != nil {
-			return fmt.Errorf("configuration: PREVIEW_DEFAULT_SPEC %s: %w", c.PreviewDefaultSpec, err)
+			return nil, fmt.Errorf("configuration: PREVIEW_DEFAULT_SPEC %s: %w", c.PreviewDefaultSpec, err)
 		}
 	}
 	pc, err := pools.LoadFrom(c.RunnerPoolsFile, c.RunnerPools)
 	if err != nil {
-		return config.Invalid(err)
+		return nil, config.Invalid(err)
 	}
 	if len(pc.Pools) > 0 && !c.GitHub.Configured() {
-		return fmt.Errorf("configuration: runner pools (%s) register runners with GitHub: set GITHUB_TOKEN or GITHUB_APP_*", strings.Join(pc.Names(), ", "))
+		return nil, fmt.Errorf("configuration: runner pools (%s) register runners with GitHub: set GITHUB_TOKEN or GITHUB_APP_*", strings.Join(pc.Names(), ", "))
 	}
 	if c.MetricsAddr != "" {
 		if _, _, err := net.SplitHostPort(c.MetricsAddr); err != nil {
-			return fmt.Errorf("configuration: WORKER_METRICS_ADDR=%q: want host:port: %w", c.MetricsAddr, err)
+			return nil, fmt.Errorf("configuration: WORKER_METRICS_ADDR=%q: want host:port: %w", c.MetricsAddr, err)
 		}
 	}
-	return nil
+	return pc, nil
 }
 
 // awakeReportSetting maps PREVIEW_AWAKE_REPORT_EVERY to the preview
@@ -148,7 +146,8 @@ func run(cfg Config) error {
 	if err != nil {
 		return err
 	}
-	if err := cfg.validate(); err != nil {
+	pc, err := cfg.validate()
+	if err != nil {
 		return err
 	}
 	reg := metrics.New("worker")
@@ -177,10 +176,6 @@ func run(cfg Config) error {
 		log.Info("GitHub reporting disabled: no GITHUB_TOKEN or GITHUB_APP_ID (local mode)")
 	}
 
-	pc, err := pools.LoadFrom(cfg.RunnerPoolsFile, cfg.RunnerPools)
-	if err != nil {
-		return err
-	}
 	registerStateMetrics(reg, tc, pc, log)
 
 	machines := &activities.Machines{Client: dc, HeartbeatEvery: 2 * time.Second, Metrics: metrics.NewMachines(reg)}
@@ -197,12 +192,7 @@ func run(cfg Config) error {
 		WorkerStopTimeout: cfg.StopTimeout,
 		OnFatalError:      func(err error) { fatal <- err },
 	})
-	w.RegisterWorkflowWithOptions(workflows.PreviewLifecycle, workflow.RegisterOptions{Name: workflows.PreviewLifecycleName})
-	w.RegisterWorkflowWithOptions(workflows.RunnerPool, workflow.RegisterOptions{Name: runnerapi.RunnerPoolName})
-	w.RegisterWorkflowWithOptions(workflows.RunnerProvision, workflow.RegisterOptions{Name: runnerapi.RunnerProvisionName})
-	w.RegisterWorkflowWithOptions(workflows.RunnerJob, workflow.RegisterOptions{Name: runnerapi.RunnerJobName})
-	w.RegisterWorkflowWithOptions(workflows.RunnerPrewarm, workflow.RegisterOptions{Name: workflows.RunnerPrewarmName})
-	w.RegisterWorkflowWithOptions(workflows.Reconcile, workflow.RegisterOptions{Name: workflows.ReconcileName})
+	workflows.Register(w)
 	w.RegisterActivity(machines)
 	w.RegisterActivity(&activities.Runners{Machines: machines, GitHub: ghActs.Clients, Pools: pc, Temporal: tc, TaskQueue: workflows.TaskQueue, Logger: log})
 	w.RegisterActivity(reconciler)

@@ -34,12 +34,7 @@ const historiesDir = "testdata/histories"
 // registers it with.
 func replayer() worker.WorkflowReplayer {
 	r := worker.NewWorkflowReplayer()
-	r.RegisterWorkflowWithOptions(PreviewLifecycle, workflow.RegisterOptions{Name: PreviewLifecycleName})
-	r.RegisterWorkflowWithOptions(RunnerPool, workflow.RegisterOptions{Name: runnerapi.RunnerPoolName})
-	r.RegisterWorkflowWithOptions(RunnerProvision, workflow.RegisterOptions{Name: runnerapi.RunnerProvisionName})
-	r.RegisterWorkflowWithOptions(RunnerJob, workflow.RegisterOptions{Name: runnerapi.RunnerJobName})
-	r.RegisterWorkflowWithOptions(RunnerPrewarm, workflow.RegisterOptions{Name: RunnerPrewarmName})
-	r.RegisterWorkflowWithOptions(Reconcile, workflow.RegisterOptions{Name: ReconcileName})
+	Register(r)
 	return r
 }
 

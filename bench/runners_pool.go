@@ -2,10 +2,8 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/http"
-	"path/filepath"
 	"time"
 
 	"github.com/drydock-dev/drydock/internal/ghfixture"
@@ -43,19 +41,11 @@ type benchPool struct {
 // RUNNER_POOLS.
 func runnerPools(p benchPool) func(h *harness.Harness) (string, error) {
 	return func(h *harness.Harness) (string, error) {
-		h.GH.AddOrg(runnerOrg)
-		h.GH.AddRepo(runnerOrg, runnerRepo)
-		runner := []string{filepath.Join(h.Bins, "fakerunner"), "-github", h.GH.URL(), "-webhook", h.WebhookURL,
-			"-secret", harness.Secret, "-fixtures", h.Fixtures, "-wait", "60s"}
-		pool := map[string]any{
-			"name": p.Name, "labels": runnerLabels, "scope": map[string]any{"kind": "org", "org": runnerOrg},
-			"machine":  map[string]any{"vcpu": p.VCPU, "memory_mib": 2048, "storage_gib": 10, "autosleep": p.Autosleep},
-			"min_idle": p.MinIdle, "max_machines": p.MaxMachines,
-			"install":        map[string]any{"run": `mkdir -p "$HOME/actions-runner"`},
-			"runner_command": runner, "pickup_timeout": p.PickupTimeout,
-		}
-		b, err := json.Marshal(map[string]any{"pools": []any{pool}})
-		return string(b), err
+		return h.FakeRunnerPools(harness.FakeRunnerPool{
+			Name: p.Name, Org: runnerOrg, Repo: runnerRepo, Labels: runnerLabels,
+			VCPU: p.VCPU, MemoryMiB: 2048, StorageGiB: 10, Autosleep: p.Autosleep,
+			MinIdle: p.MinIdle, MaxMachines: p.MaxMachines, PickupTimeout: p.PickupTimeout,
+		})
 	}
 }
 

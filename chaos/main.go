@@ -356,17 +356,11 @@ start: {command: [python3, examples/previewapp/app.py]}
 `
 
 func (c *chaos) poolsJSON(h *harness.Harness) (string, error) {
-	h.GH.AddOrg(owner)
-	h.GH.AddRepo(owner, repoName)
-	cmd := []string{filepath.Join(h.Bins, "fakerunner"), "-github", h.GH.URL(), "-webhook", h.WebhookURL,
-		"-secret", harness.Secret, "-fixtures", h.Fixtures, "-wait", "60s", "-retries", "9"}
-	b, err := json.Marshal(map[string]any{"pools": []any{map[string]any{
-		"name": pool, "labels": jobLabels, "scope": map[string]any{"kind": "org", "org": owner},
-		"machine":      map[string]any{"vcpu": 2, "memory_mib": 1024, "storage_gib": 4, "autosleep": "10m"},
-		"max_machines": c.o.maxMachines, "install": map[string]any{"run": "mkdir -p \"$HOME/actions-runner\""},
-		"runner_command": cmd, "pickup_timeout": "30s",
-	}}})
-	return string(b), err
+	return h.FakeRunnerPools(harness.FakeRunnerPool{
+		Name: pool, Org: owner, Repo: repoName, Labels: jobLabels,
+		VCPU: 2, MemoryMiB: 1024, StorageGiB: 4, Autosleep: "10m",
+		MaxMachines: c.o.maxMachines, PickupTimeout: "30s", Retries: 9,
+	})
 }
 
 // killWorker SIGKILLs the worker at random moments and restarts it.

@@ -9,7 +9,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -428,15 +427,9 @@ func waitCompleted(ctx context.Context, t *testing.T, tc client.Client, id strin
 }
 
 func poolsJSON(h *harness.Harness) (string, error) {
-	h.GH.AddOrg(owner)
-	h.GH.AddRepo(owner, repoName)
-	cmd := []string{filepath.Join(h.Bins, "fakerunner"), "-github", h.GH.URL(), "-webhook", h.WebhookURL,
-		"-secret", harness.Secret, "-fixtures", h.Fixtures, "-wait", "60s", "-retries", "9"}
-	b, err := json.Marshal(map[string]any{"pools": []any{map[string]any{
-		"name": pool, "labels": jobLabels, "scope": map[string]any{"kind": "org", "org": owner},
-		"machine":      map[string]any{"vcpu": 2, "memory_mib": 1024, "storage_gib": 4, "autosleep": "10m"},
-		"max_machines": 2, "install": map[string]any{"run": "mkdir -p \"$HOME/actions-runner\""},
-		"runner_command": cmd, "pickup_timeout": "30s",
-	}}})
-	return string(b), err
+	return h.FakeRunnerPools(harness.FakeRunnerPool{
+		Name: pool, Org: owner, Repo: repoName, Labels: jobLabels,
+		VCPU: 2, MemoryMiB: 1024, StorageGiB: 4, Autosleep: "10m",
+		MaxMachines: 2, PickupTimeout: "30s", Retries: 9,
+	})
 }

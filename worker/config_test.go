@@ -3,66 +3,37 @@ package main
 import (
 	"testing"
 
-	"github.com/stretchr/testify/assert"
-	"github.com/stretchr/testify/require"
-
-	"github.com/drydock-dev/drydock/internal/config"
 	"github.com/drydock-dev/drydock/internal/config/configtest"
 )
 
-// Every variable the binary reads is documented in README.md.
-func TestConfigDocumentedInReadme(t *testing.T) {
-	missing, err := config.MissingFromReadme(&Config{})
-	require.NoError(t, err)
-	assert.Empty(t, missing, "document these in README.md")
-}
-
-// --help lists every variable with its default.
-func TestHelpListsEveryVariable(t *testing.T) {
-	help := configtest.Help(t)
-	assert.Empty(t, configtest.HelpMissing(t, help, &Config{}), "--help must list these with their defaults:\n%s", help)
-}
+// Every variable the binary reads is documented in README.md, and --help
+// lists each with its default.
+func TestConfigDocumented(t *testing.T) { configtest.Documented(t, &Config{}) }
 
 // A bad setting stops the worker at start with an error naming the
 // variable, before it connects to anything.
 func TestConfigValidationNamesTheVariable(t *testing.T) {
-	for _, tc := range []struct {
-		env  map[string]string
-		want string
-	}{
-		{map[string]string{"DEDALUS_API_KEY": ""}, "DEDALUS_API_KEY"},
-		{map[string]string{"DEDALUS_BASE_URL": "ftp://dedalus"}, "DEDALUS_BASE_URL"},
-		{map[string]string{"PREVIEW_STALE_AFTER": "-1h"}, "PREVIEW_STALE_AFTER"},
-		{map[string]string{"RECONCILE_EVERY": "often"}, "RECONCILE_EVERY"},
-		{map[string]string{"RECONCILE_GRACE": "-5m"}, "RECONCILE_GRACE"},
-		{map[string]string{"WORKER_STOP_TIMEOUT": "-1s"}, "WORKER_STOP_TIMEOUT"},
-		{map[string]string{"WORKER_METRICS_ADDR": "9090"}, "WORKER_METRICS_ADDR"},
-		{map[string]string{"PREVIEW_PUBLIC_URL": "preview.example.com"}, "PREVIEW_PUBLIC_URL"},
-		{map[string]string{"PREVIEW_PUBLIC_URL": "https://preview.example.com"}, "PREVIEW_PUBLIC_URL"},
-		{map[string]string{"PREVIEW_KEEP_FAILED": "maybe"}, "PREVIEW_KEEP_FAILED"},
-		{map[string]string{"PREVIEW_DEFAULT_SPEC": "/nonexistent/preview.yml"}, "PREVIEW_DEFAULT_SPEC"},
-		{map[string]string{"TEMPORAL_UI_URL": "localhost:8233"}, "TEMPORAL_UI_URL"},
-		{map[string]string{"TEMPORAL_TLS_CERT_FILE": "/nonexistent/cert.pem"}, "TEMPORAL_TLS_KEY_FILE"},
-		{map[string]string{"TEMPORAL_ADDRESS": ""}, "TEMPORAL_ADDRESS"},
-		{map[string]string{"GITHUB_APP_ID": "12"}, "GITHUB_APP_PRIVATE_KEY_FILE"},
-		{map[string]string{"GITHUB_TOKEN": "t", "GITHUB_APP_ID": "12"}, "GITHUB_TOKEN"},
-		{map[string]string{"RUNNER_POOLS": "{not json"}, "RUNNER_POOLS"},
-		{map[string]string{"RUNNER_POOLS": `{"pools":[{"name":"linux","labels":["self-hosted"],"scope":{"kind":"org","org":"octo"},"machine":{"vcpu":2,"memory_mib":1024,"storage_gib":4}}]}`}, "GITHUB_TOKEN"},
-		{map[string]string{"LOG_LEVEL": "loud"}, "LOG_LEVEL"},
-	} {
-		t.Run(tc.want, func(t *testing.T) {
-			configtest.IsolateEnv(t, &Config{})
-			t.Setenv("DEDALUS_API_KEY", "dedalus-secret-key")
-			t.Setenv("TEMPORAL_ADDRESS", "127.0.0.1:1") // nothing listens: validation must fail first
-			for k, v := range tc.env {
-				t.Setenv(k, v)
-			}
-			err := run(Config{})
-			require.Error(t, err)
-			assert.Contains(t, err.Error(), tc.want)
-			assert.NotContains(t, err.Error(), "dedalus-secret-key")
-		})
-	}
+	configtest.Rejects(t, &Config{}, map[string]string{"DEDALUS_API_KEY": "dedalus-secret-key", "TEMPORAL_ADDRESS": "127.0.0.1:1"}, "dedalus-secret-key", func() error { return run(Config{}) }, []configtest.Rejection{
+		{Env: map[string]string{"DEDALUS_API_KEY": ""}, Want: "DEDALUS_API_KEY"},
+		{Env: map[string]string{"DEDALUS_BASE_URL": "ftp://dedalus"}, Want: "DEDALUS_BASE_URL"},
+		{Env: map[string]string{"PREVIEW_STALE_AFTER": "-1h"}, Want: "PREVIEW_STALE_AFTER"},
+		{Env: map[string]string{"RECONCILE_EVERY": "often"}, Want: "RECONCILE_EVERY"},
+		{Env: map[string]string{"RECONCILE_GRACE": "-5m"}, Want: "RECONCILE_GRACE"},
+		{Env: map[string]string{"WORKER_STOP_TIMEOUT": "-1s"}, Want: "WORKER_STOP_TIMEOUT"},
+		{Env: map[string]string{"WORKER_METRICS_ADDR": "9090"}, Want: "WORKER_METRICS_ADDR"},
+		{Env: map[string]string{"PREVIEW_PUBLIC_URL": "preview.example.com"}, Want: "PREVIEW_PUBLIC_URL"},
+		{Env: map[string]string{"PREVIEW_PUBLIC_URL": "https://preview.example.com"}, Want: "PREVIEW_PUBLIC_URL"},
+		{Env: map[string]string{"PREVIEW_KEEP_FAILED": "maybe"}, Want: "PREVIEW_KEEP_FAILED"},
+		{Env: map[string]string{"PREVIEW_DEFAULT_SPEC": "/nonexistent/preview.yml"}, Want: "PREVIEW_DEFAULT_SPEC"},
+		{Env: map[string]string{"TEMPORAL_UI_URL": "localhost:8233"}, Want: "TEMPORAL_UI_URL"},
+		{Env: map[string]string{"TEMPORAL_TLS_CERT_FILE": "/nonexistent/cert.pem"}, Want: "TEMPORAL_TLS_KEY_FILE"},
+		{Env: map[string]string{"TEMPORAL_ADDRESS": ""}, Want: "TEMPORAL_ADDRESS"},
+		{Env: map[string]string{"GITHUB_APP_ID": "12"}, Want: "GITHUB_APP_PRIVATE_KEY_FILE"},
+		{Env: map[string]string{"GITHUB_TOKEN": "t", "GITHUB_APP_ID": "12"}, Want: "GITHUB_TOKEN"},
+		{Env: map[string]string{"RUNNER_POOLS": "{not json"}, Want: "RUNNER_POOLS"},
+		{Env: map[string]string{"RUNNER_POOLS": `{"pools":[{"name":"linux","labels":["self-hosted"],"scope":{"kind":"org","org":"octo"},"machine":{"vcpu":2,"memory_mib":1024,"storage_gib":4}}]}`}, Want: "GITHUB_TOKEN"},
+		{Env: map[string]string{"LOG_LEVEL": "loud"}, Want: "LOG_LEVEL"},
+	})
 }
 
 func TestMain(m *testing.M) { configtest.RunMain(m, main) }

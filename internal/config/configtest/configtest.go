@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/drydock-dev/drydock/internal/config"
 )
@@ -75,4 +76,66 @@ func HelpMissing(t testing.TB, help string, spec any) []string {
 		}
 	}
 	return missing
+}
+
+// Documented checks, for a binary whose TestMain calls RunMain, that
+// README.md documents every variable spec reads and that --help lists each
+// with its default.
+func Documented(t *testing.T, spec any) {
+	t.Run("README", func(t *testing.T) {
+		missing, err := config.MissingFromReadme(spec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(missing) > 0 {
+			t.Errorf("document these in README.md: %v", missing)
+		}
+	})
+	t.Run("help", func(t *testing.T) {
+		help := Help(t)
+		if missing := HelpMissing(t, help, spec); len(missing) > 0 {
+			t.Errorf("--help must list these with their defaults: %v\n%s", missing, help)
+		}
+	})
+}
+
+// Rejection is a setting a binary must refuse at start: its error names Want.
+type Rejection struct {
+	Env  map[string]string
+	Want string
+}
+
+// Rejects runs run once per case, in an environment holding only base and
+// the case's settings (spec's variables are unset first), and checks that
+// it fails at once with an error naming the case's variable and never
+// containing secret (when set). run must not block on a valid setting:
+// a run still going after 20 s fails the case.
+func Rejects(t *testing.T, spec any, base map[string]string, secret string, run func() error, cases []Rejection) {
+	for _, tc := range cases {
+		t.Run(tc.Want, func(t *testing.T) {
+			IsolateEnv(t, spec)
+			for _, env := range []map[string]string{base, tc.Env} {
+				for k, v := range env {
+					t.Setenv(k, v)
+				}
+			}
+			errc := make(chan error, 1)
+			go func() { errc <- run() }()
+			var err error
+			select {
+			case err = <-errc:
+			case <-time.After(20 * time.Second):
+				t.Fatalf("accepted %v and started", tc.Env)
+			}
+			if err == nil {
+				t.Fatalf("accepted %v", tc.Env)
+			}
+			if !strings.Contains(err.Error(), tc.Want) {
+				t.Errorf("error does not name %s: %v", tc.Want, err)
+			}
+			if secret != "" && strings.Contains(err.Error(), secret) {
+				t.Errorf("error shows the secret: %v", err)
+			}
+		})
+	}
 }

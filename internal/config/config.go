@@ -62,11 +62,15 @@ func Logger(level string) (*slog.Logger, error) {
 
 // Keys lists the environment variables spec reads, in declaration order.
 func Keys(spec any) ([]string, error) {
-	var b strings.Builder
-	if err := envconfig.Usagef("", spec, &b, "{{range .}}{{usage_key .}}\n{{end}}"); err != nil {
+	pairs, err := Defaults(spec)
+	if err != nil {
 		return nil, err
 	}
-	return strings.Fields(b.String()), nil
+	keys := make([]string, len(pairs))
+	for i, p := range pairs {
+		keys[i] = p[0]
+	}
+	return keys, nil
 }
 
 // Defaults lists the variables of spec with their defaults ("" for none),

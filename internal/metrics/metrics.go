@@ -42,6 +42,18 @@ type Registry struct {
 	once    sync.Once
 	handler client.MetricsHandler
 	closer  func()
+
+	errsOnce sync.Once
+	errs     *prometheus.CounterVec
+}
+
+// readErrors is drydock_metrics_read_errors_total, shared by the
+// registry's Snapshots.
+func (r *Registry) readErrors() *prometheus.CounterVec {
+	r.errsOnce.Do(func() {
+		r.errs = counterVec(r.reg, "metrics_read_errors_total", "Failed reads of scrape-time figures from Temporal, by metric.", "metric")
+	})
+	return r.errs
 }
 
 // New returns a registry with the Go runtime and process collectors and

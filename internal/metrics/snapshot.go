@@ -37,21 +37,14 @@ type Snapshot struct {
 // readTimeout bounds one read of a Snapshot.
 var readTimeout = 3 * time.Second
 
-var readErrors sync.Map // *Registry → *prometheus.CounterVec
-
 // NewSnapshot registers a Snapshot named drydock_<name>.
 func NewSnapshot(r *Registry, name, help string, labels []string, ttl time.Duration, log *slog.Logger, read func(context.Context) ([]Sample, error)) *Snapshot {
-	errs, _ := readErrors.Load(r)
-	if errs == nil {
-		errs, _ = readErrors.LoadOrStore(r, counterVec(r.Registerer(), "metrics_read_errors_total",
-			"Failed reads of scrape-time figures from Temporal, by metric.", "metric"))
-	}
 	if log == nil {
 		log = slog.Default()
 	}
 	s := &Snapshot{
 		desc: prometheus.NewDesc(prometheus.BuildFQName(Namespace, "", name), help, labels, nil),
-		name: Namespace + "_" + name, read: read, ttl: ttl, log: log, errs: errs.(*prometheus.CounterVec),
+		name: Namespace + "_" + name, read: read, ttl: ttl, log: log, errs: r.readErrors(),
 	}
 	r.Registerer().MustRegister(s)
 	return s

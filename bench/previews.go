@@ -25,7 +25,7 @@ start: {command: [python3, examples/previewapp/app.py]}
 // fresh local repository, and waits until its preview is ready.
 func openPreview(ctx context.Context, h *harness.Harness, dir, owner, repo string, number int, spec string) (workflows.PreviewStatus, error) {
 	h.GH.SetFile(owner, repo, "main", ".drydock/preview.yml", spec)
-	src, err := harness.NewGitRepo(h.Root, dir)
+	src, err := harness.NewGitRepo(dir)
 	if err != nil {
 		return workflows.PreviewStatus{}, err
 	}

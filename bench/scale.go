@@ -73,7 +73,7 @@ func scaleBench(ctx context.Context, e *Env) ([]Row, error) {
 		e.Log.Info("stack closed", "apps_killed", killed, "took", time.Since(began).Round(time.Millisecond))
 	}()
 
-	src, err := harness.NewGitRepo(h.Root, filepath.Join(e.Dir, "src"))
+	src, err := harness.NewGitRepo(filepath.Join(e.Dir, "src"))
 	if err != nil {
 		return nil, err
 	}

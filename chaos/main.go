@@ -187,7 +187,7 @@ func (c *chaos) run(ctx context.Context) error {
 	}
 	c.h = h
 	defer h.Close()
-	if c.repo, err = harness.NewGitRepo(h.Root, filepath.Join(c.dir, "src")); err != nil {
+	if c.repo, err = harness.NewGitRepo(filepath.Join(c.dir, "src")); err != nil {
 		return err
 	}
 	h.GH.SetFile(owner, repoName, "main", ".drydock/preview.yml", previewSpec)
@@ -466,11 +466,7 @@ func (c *chaos) burst(ctx context.Context) {
 		body      []byte
 	}
 	var ds []delivery
-	ping, err := os.ReadFile(filepath.Join(c.h.Fixtures, "ping", "payload.json"))
-	if err != nil {
-		c.fail("ping fixture: %v", err)
-		return
-	}
+	ping := ghfixture.Ping(owner, repoName, 1)
 	for i := 0; len(ds) < c.o.burst; i++ {
 		id := fmt.Sprintf("burst-%d", i)
 		switch i % 4 {

@@ -2,8 +2,8 @@ package dedalus_test
 
 // These tests drive every client method against the local emulator over real
 // HTTP. Every exchange passes through a transport that validates requests,
-// responses and streamed events against the published OpenAPI contract in
-// ../shared, so the client and the emulator are both held to the spec.
+// responses and streamed events against the vendored OpenAPI contract
+// (dedalus/openapi), so the client and the emulator are both held to the spec.
 
 import (
 	"context"
@@ -28,7 +28,6 @@ import (
 	"github.com/drydock-dev/drydock/dedalus"
 	"github.com/drydock-dev/drydock/emulator"
 	"github.com/drydock-dev/drydock/internal/apispec"
-	"github.com/drydock-dev/drydock/internal/testenv"
 )
 
 // previewApp is the demo app (examples/previewapp/app.py): it keeps a counter in memory.
@@ -73,7 +72,7 @@ func newEnv(t *testing.T, o envOpts) *env {
 		assert.NoError(t, emu.Close(ctx))
 	})
 
-	spec, err := apispec.Load(filepath.Join(testenv.SharedDir(t), "dedalus", "machines-openapi.json"))
+	spec, err := apispec.Contract()
 	require.NoError(t, err)
 	var base http.RoundTripper = http.DefaultTransport.(*http.Transport).Clone()
 	if o.tapped != nil {

@@ -221,7 +221,7 @@ type repo struct {
 
 func newRepo(t *testing.T) *repo {
 	t.Helper()
-	g, err := harness.NewGitRepo("..", t.TempDir())
+	g, err := harness.NewGitRepo(t.TempDir())
 	require.NoError(t, err)
 	return &repo{t: t, GitRepo: g, dir: g.Dir}
 }
@@ -238,10 +238,10 @@ func (r *repo) commit(msg string) string {
 	return sha
 }
 
-// deliver posts a signed pull_request delivery built from the fixture.
+// deliver posts a signed pull_request delivery.
 func (s *stack) deliver(action string, pr ghfixture.PR, delivery string) (int, map[string]string) {
 	s.t.Helper()
-	body, err := ghfixture.PullRequest(filepath.Join(testenv.SharedDir(s.t), "fixtures", "github-webhooks"), action, pr)
+	body, err := ghfixture.PullRequest(action, pr)
 	require.NoError(s.t, err)
 	return s.post("pull_request", delivery, body, intake.SignatureHeader([]byte(secret), body))
 }
@@ -333,7 +333,7 @@ func TestPreviewLifecycleEndToEnd(t *testing.T) {
 	s.keepHistories(map[string]runMatcher{"preview-lifecycle-open-wake-push-close": withID(id)})
 
 	// Rejected input starts nothing.
-	body, err := ghfixture.PullRequest(filepath.Join(testenv.SharedDir(t), "fixtures", "github-webhooks"), "opened", pr)
+	body, err := ghfixture.PullRequest("opened", pr)
 	require.NoError(t, err)
 	code, _ := s.post("pull_request", "bad-sig", body, intake.SignatureHeader([]byte("wrong"), body))
 	assert.Equal(t, http.StatusUnauthorized, code)

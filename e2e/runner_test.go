@@ -22,7 +22,6 @@ import (
 	"github.com/drydock-dev/drydock/internal/githubtest"
 	"github.com/drydock-dev/drydock/internal/intake"
 	"github.com/drydock-dev/drydock/internal/pools"
-	"github.com/drydock-dev/drydock/internal/testenv"
 	"github.com/drydock-dev/drydock/workflows/runnerapi"
 )
 
@@ -51,8 +50,7 @@ func poolJSON(t *testing.T, s *stack, name string, maxMachines int, setup, runne
 	t.Helper()
 	s.gh.AddOrg(jobOwner)
 	s.gh.AddRepo(jobOwner, jobRepo)
-	fixtures := filepath.Join(testenv.SharedDir(t), "fixtures", "github-webhooks")
-	cmd := []string{fakeRunnerBin, "-github", s.gh.URL(), "-webhook", s.webhook.URL, "-secret", secret, "-fixtures", fixtures, "-wait", "20s"}
+	cmd := []string{fakeRunnerBin, "-github", s.gh.URL(), "-webhook", s.webhook.URL, "-secret", secret, "-wait", "20s"}
 	if runnerPrefix != "" {
 		cmd = append([]string{"sh", "-c", runnerPrefix + ` exec "$@"`, "runner"}, cmd...)
 	}
@@ -72,7 +70,7 @@ func poolJSON(t *testing.T, s *stack, name string, maxMachines int, setup, runne
 
 func (s *stack) queueJob(t *testing.T, id int64, delivery string) int {
 	t.Helper()
-	body, err := ghfixture.WorkflowJob(filepath.Join(testenv.SharedDir(t), "fixtures", "github-webhooks"), "queued", ghfixture.Job{
+	body, err := ghfixture.WorkflowJob("queued", ghfixture.Job{
 		ID: id, RunID: id * 10, Name: fmt.Sprintf("build-%d", id), Owner: jobOwner, Repo: jobRepo, Org: jobOwner, Labels: jobLabels,
 	})
 	require.NoError(t, err)

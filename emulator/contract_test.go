@@ -18,9 +18,7 @@ import (
 // every violation is the emulator's.
 func TestContractConformance(t *testing.T) {
 	t.Parallel()
-	path, err := apispec.SpecPath()
-	require.NoError(t, err)
-	spec, err := apispec.Load(path)
+	spec, err := apispec.Contract()
 	require.NoError(t, err)
 	e := start(t, func(c *Config) { c.BootDelay = 60 * time.Millisecond })
 	tr := spec.Transport(&http.Transport{DisableKeepAlives: true})

@@ -184,7 +184,8 @@ func (s *Server) becomeRunning(m *machine, reason string) {
 		m.frozen = false
 	}
 	s.transition(m, dedalus.PhaseRunning, reason)
-	m.lastActivity = time.Now()
+	m.lastActivity = m.lastTransition
+	m.markReady(m.lastTransition)
 	if m.wakeFromSleep {
 		s.counters.Wakes++
 		m.wakeFromSleep = false

@@ -24,7 +24,7 @@ type preview struct {
 	protocol   string
 	visibility string
 	createdAt  time.Time
-	readyAt    time.Time
+	readyAt    time.Time // when the machine first ran with this preview (see markReady)
 	url        string
 	closed     bool
 
@@ -40,9 +40,6 @@ func (p *preview) response() dedalus.Preview {
 		st = dedalus.PreviewClosed
 	case p.m.phase == dedalus.PhaseRunning:
 		st = dedalus.PreviewReady
-		if p.readyAt.IsZero() {
-			p.readyAt = time.Now()
-		}
 	}
 	return dedalus.Preview{
 		PreviewID:  p.id,
@@ -54,6 +51,16 @@ func (p *preview) response() dedalus.Preview {
 		Protocol:   p.protocol,
 		URL:        p.url,
 		ReadyAt:    p.readyAt,
+	}
+}
+
+// markReady records when the machine became ready for previews created
+// before it ran (ready_at is set once). Call with s.mu held.
+func (m *machine) markReady(at time.Time) {
+	for _, p := range m.previewOrder {
+		if !p.closed && p.readyAt.IsZero() {
+			p.readyAt = at
+		}
 	}
 }
 
@@ -244,6 +251,14 @@ func (s *Server) createPreview(c *call) (int, any, error) {
 	}
 	m.previews[p.id] = p
 	m.previewOrder = append(m.previewOrder, p)
+	switch m.phase {
+	case dedalus.PhaseRunning:
+		p.readyAt = p.createdAt
+	case dedalus.PhaseSleeping, dedalus.PhaseStopping:
+		// The preview answers wake_in_progress: start that wake, as creating
+		// an execution does. A machine still booting becomes ready by itself.
+		s.beginWake(m, "preview requested")
+	}
 	s.log.Info("preview created", "machine_id", m.id, "preview_id", p.id, "url", p.url, "app_port", m.appPort)
 	return http.StatusOK, p.response(), nil
 }

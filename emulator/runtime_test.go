@@ -590,3 +590,43 @@ func TestStatsAwakeTime(t *testing.T) {
 
 // Stats is the Go accessor, for symmetry with the HTTP endpoint.
 func (e *env) Stats() Stats { return e.s.Stats() }
+
+// A preview created on a sleeping machine reports wake_in_progress, so the
+// emulator must start that wake (as creating an execution does), and the
+// preview's ready_at is when the machine became ready, not when the
+// preview was first read.
+func TestPreviewOnSleepingMachineStartsTheWake(t *testing.T) {
+	t.Parallel()
+	e := start(t, func(c *Config) { c.WakeDelay = 150 * time.Millisecond })
+	id := e.running(map[string]any{"vcpu": 1, "memory_mib": 512, "storage_gib": 1, "autosleep": "never"}).MachineID
+	require.Equal(t, http.StatusAccepted, e.do("POST", "/v1/machines/"+id+"/sleep", nil).status)
+	e.waitPhase(id, dedalus.PhaseSleeping)
+	wakesBefore := e.stats().Wakes
+
+	p := previewOf(t, e, id)
+	assert.Equal(t, dedalus.PreviewWakeInProgress, p.Status)
+	assert.True(t, p.ReadyAt.IsZero(), "not ready yet")
+	m := e.waitPhase(id, dedalus.PhaseRunning)
+	assert.Equal(t, dedalus.DesiredRunning, m.DesiredState)
+	assert.Equal(t, wakesBefore+1, e.stats().Wakes, "exactly one wake, started by the preview")
+
+	time.Sleep(300 * time.Millisecond) // read well after the machine became ready
+	var got dedalus.Preview
+	e.do("GET", "/v1/machines/"+id+"/previews/"+p.PreviewID, nil).json(t, &got)
+	assert.Equal(t, dedalus.PreviewReady, got.Status)
+	assert.WithinDuration(t, m.Status.LastTransitionAt, got.ReadyAt, 20*time.Millisecond,
+		"ready_at is when the machine became running (%s), not when the preview was read", m.Status.LastTransitionAt)
+}
+
+func TestPreviewOnRunningMachineIsReadyAtCreation(t *testing.T) {
+	t.Parallel()
+	e := start(t)
+	id := e.running(map[string]any{"vcpu": 1, "memory_mib": 512, "storage_gib": 1, "autosleep": "never"}).MachineID
+	p := previewOf(t, e, id)
+	assert.Equal(t, dedalus.PreviewReady, p.Status)
+	assert.Equal(t, p.CreatedAt, p.ReadyAt, "ready the moment it is created")
+	time.Sleep(100 * time.Millisecond)
+	var got dedalus.Preview
+	e.do("GET", "/v1/machines/"+id+"/previews/"+p.PreviewID, nil).json(t, &got)
+	assert.Equal(t, p.ReadyAt, got.ReadyAt, "ready_at does not move when read")
+}

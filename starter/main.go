@@ -25,6 +25,7 @@ import (
 
 	"github.com/drydock-dev/drydock/dedalus"
 	"github.com/drydock-dev/drydock/internal/config"
+	"github.com/drydock-dev/drydock/internal/ghfixture"
 	"github.com/drydock-dev/drydock/internal/intake"
 	"github.com/drydock-dev/drydock/workflows"
 )
@@ -158,13 +159,13 @@ func machines(ctx context.Context, c *dedalus.Client, verb string, args []string
 func sendWebhook(ctx context.Context, cfg Config, args []string, out io.Writer) error {
 	fs := flag.NewFlagSet("webhook send", flag.ContinueOnError)
 	event := fs.String("event", "ping", "X-GitHub-Event of the delivery")
-	file := fs.String("file", "", "JSON payload to send (default: a minimal ping)")
+	file := fs.String("file", "", "JSON payload to send (default: a ping as GitHub sends when a webhook is created)")
 	url := fs.String("url", cfg.WebhookURL, "webhook endpoint")
 	delivery := fs.String("delivery", "", "X-GitHub-Delivery ID (default: random; reuse one to simulate a redelivery)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	body := []byte(`{"zen":"Keep it logically awesome.","hook_id":1}`)
+	body := ghfixture.Ping("drydock-demo", "previewapp", 1)
 	if *file != "" {
 		b, err := os.ReadFile(*file)
 		if err != nil {

@@ -241,7 +241,6 @@ func printInventory(out io.Writer, inv runnerapi.Inventory) error {
 type jobDelivery struct {
 	action   string
 	job      ghfixture.Job
-	fixtures string
 	url      string
 	delivery string
 }
@@ -261,7 +260,6 @@ func parseSendJob(cfg Config, args []string) (jobDelivery, error) {
 	fs.StringVar(&d.job.RunnerName, "runner", "", "runner name (in_progress, completed)")
 	fs.StringVar(&d.job.Conclusion, "conclusion", "success", "conclusion (completed)")
 	fs.Int64Var(&d.job.InstallationID, "installation-id", 0, "GitHub App installation ID (0: none)")
-	fs.StringVar(&d.fixtures, "fixtures", ghfixture.DefaultDir, "the GitHub webhook fixtures")
 	fs.StringVar(&d.url, "url", cfg.WebhookURL, "webhook endpoint")
 	fs.StringVar(&d.delivery, "delivery", "", "X-GitHub-Delivery ID (default: random; reuse one to simulate a redelivery)")
 	if err := fs.Parse(args); err != nil {
@@ -282,7 +280,7 @@ func parseSendJob(cfg Config, args []string) (jobDelivery, error) {
 		return d, errors.New("webhook send-job: -job-id N is required (a positive job ID)")
 	case d.job.RunID <= 0:
 		return d, errors.New("webhook send-job: -run-id must be positive")
-	case !slices.Contains([]string{"queued", "waiting", "in_progress", "completed"}, d.action):
+	case !slices.Contains(ghfixture.WorkflowJobActions, d.action):
 		return d, fmt.Errorf("webhook send-job: -action %q: want queued, waiting, in_progress or completed", d.action)
 	case d.job.Owner == "" || d.job.Repo == "":
 		return d, errors.New("webhook send-job: -owner and -repo must not be empty")
@@ -293,13 +291,13 @@ func parseSendJob(cfg Config, args []string) (jobDelivery, error) {
 	return d, nil
 }
 
-// sendJob posts a signed workflow_job built from the fixtures, as GitHub would.
+// sendJob posts a signed workflow_job delivery, as GitHub would.
 func sendJob(ctx context.Context, cfg Config, args []string, out io.Writer) error {
 	d, err := parseSendJob(cfg, args)
 	if err != nil {
 		return err
 	}
-	body, err := ghfixture.WorkflowJob(d.fixtures, d.action, d.job)
+	body, err := ghfixture.WorkflowJob(d.action, d.job)
 	if err != nil {
 		return err
 	}

@@ -21,7 +21,6 @@ import (
 	"go.temporal.io/sdk/converter"
 
 	"github.com/drydock-dev/drydock/internal/intake"
-	"github.com/drydock-dev/drydock/internal/testenv"
 	"github.com/drydock-dev/drydock/workflows"
 	"github.com/drydock-dev/drydock/workflows/runnerapi"
 )
@@ -241,11 +240,10 @@ func TestSendJobPostsASignedDelivery(t *testing.T) {
 	srv := httptest.NewServer(h)
 	defer srv.Close()
 	cfg := Config{WebhookURL: srv.URL + "/webhooks/github", WebhookSecret: "s3cret"}
-	fixtures := filepath.Join(testenv.SharedDir(t), "fixtures", "github-webhooks")
 
 	var out bytes.Buffer
 	require.NoError(t, sendJob(context.Background(), cfg, []string{"-labels", "self-hosted,linux", "-job-id", "42", "-action", "completed",
-		"-runner", "drydock-ci-42-1", "-org", "drydock-demo", "-fixtures", fixtures, "-delivery", "d-1"}, &out))
+		"-runner", "drydock-ci-42-1", "-org", "drydock-demo", "-delivery", "d-1"}, &out))
 	assert.Contains(t, out.String(), "202 Accepted workflow_job completed job 42 (delivery d-1)")
 	require.Len(t, got, 1)
 	assert.Equal(t, "workflow_job", got[0].Name)
@@ -262,6 +260,6 @@ func TestSendJobPostsASignedDelivery(t *testing.T) {
 
 	// A refusal is an error.
 	cfg.WebhookSecret = "wrong"
-	err = sendJob(context.Background(), cfg, []string{"-labels", "self-hosted", "-job-id", "1", "-fixtures", fixtures}, io.Discard)
+	err = sendJob(context.Background(), cfg, []string{"-labels", "self-hosted", "-job-id", "1"}, io.Discard)
 	assert.ErrorContains(t, err, "401")
 }

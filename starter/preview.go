@@ -18,6 +18,7 @@ import (
 
 	"go.temporal.io/sdk/client"
 
+	"github.com/drydock-dev/drydock/examples/previewapp"
 	"github.com/drydock-dev/drydock/internal/ghfixture"
 	"github.com/drydock-dev/drydock/internal/intake"
 	"github.com/drydock-dev/drydock/workflows"
@@ -109,12 +110,11 @@ func previewCmd(ctx context.Context, cfg Config, verb string, args []string, out
 }
 
 // demoCmd plays a pull request's life against a running `make dev`: it keeps
-// a local git repository (a clone of this one, so it has the demo app) and
-// sends signed pull_request deliveries built from the real fixtures.
+// a local git repository holding the demo app (embedded in the binary, so it
+// works from any directory) and sends signed pull_request deliveries.
 func demoCmd(ctx context.Context, cfg Config, verb string, args []string, out io.Writer) error {
 	fs := flag.NewFlagSet("demo "+verb, flag.ContinueOnError)
 	repoDir := fs.String("repo-dir", ".dev/demo-repo", "the demo repository (created on first use)")
-	fixtures := fs.String("fixtures", ghfixture.DefaultDir, "the GitHub webhook fixtures")
 	number := fs.Int("number", 1, "pull request number")
 	owner := fs.String("owner", "drydock-demo", "repository owner")
 	name := fs.String("repo", "previewapp", "repository name")
@@ -148,7 +148,7 @@ func demoCmd(ctx context.Context, cfg Config, verb string, args []string, out io
 	if err != nil {
 		return err
 	}
-	body, err := ghfixture.PullRequest(*fixtures, action, ghfixture.PR{
+	body, err := ghfixture.PullRequest(action, ghfixture.PR{
 		Owner: *owner, Repo: *name, Number: *number, HeadSHA: sha, HeadRef: "demo-branch", CloneURL: dir,
 	})
 	if err != nil {
@@ -162,15 +162,22 @@ func demoCmd(ctx context.Context, cfg Config, verb string, args []string, out io
 	return nil
 }
 
+// ensureDemoRepo creates, on first use, a git repository in dir holding the
+// demo app (examples/previewapp, embedded) on branch main.
 func ensureDemoRepo(ctx context.Context, dir string) error {
 	if _, err := os.Stat(filepath.Join(dir, ".git")); err == nil {
 		return nil
 	}
-	top, err := gitOut(ctx, ".", "rev-parse", "--show-toplevel")
-	if err != nil {
-		return fmt.Errorf("demo: run from a clone of Drydock (the demo repository is cloned from it): %w", err)
+	if err := previewapp.Write(dir); err != nil {
+		return fmt.Errorf("demo: write the demo app into %s: %w", dir, err)
 	}
-	return git(ctx, ".", "clone", "-q", top, dir)
+	if err := git(ctx, dir, "init", "-q", "-b", "main"); err != nil {
+		return err
+	}
+	if err := git(ctx, dir, "add", "-A"); err != nil {
+		return err
+	}
+	return git(ctx, dir, "-c", "user.name=Drydock demo", "-c", "user.email=demo@drydock.invalid", "commit", "-q", "-m", "the demo app")
 }
 
 func git(ctx context.Context, dir string, args ...string) error {

@@ -18,7 +18,6 @@ import (
 	"github.com/drydock-dev/drydock/internal/config"
 	"github.com/drydock-dev/drydock/internal/ghfixture"
 	"github.com/drydock-dev/drydock/internal/intake"
-	"github.com/drydock-dev/drydock/internal/testenv"
 )
 
 type noTemporal struct{}
@@ -79,7 +78,7 @@ func (s startRecorder) ExecuteWorkflow(_ context.Context, o client.StartWorkflow
 func TestRunnerPoolsFromEnvironment(t *testing.T) {
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	queued := func(labels ...string) intake.Event {
-		body, err := ghfixture.WorkflowJob(filepath.Join(testenv.SharedDir(t), "fixtures", "github-webhooks"), "queued",
+		body, err := ghfixture.WorkflowJob("queued",
 			ghfixture.Job{ID: 42, RunID: 1, Name: "build", Owner: "acme", Repo: "shop", Labels: labels})
 		require.NoError(t, err)
 		return intake.Event{Name: "workflow_job", DeliveryID: "d-" + strings.Join(labels, "-"), Action: "queued", Payload: body}

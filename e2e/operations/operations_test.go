@@ -88,7 +88,7 @@ func TestOperationsEndToEnd(t *testing.T) {
 	before := scrapeAll(t, h)
 
 	// A pull request opens; a forged delivery and a ping arrive too.
-	repo, err := harness.NewGitRepo(h.Root, filepath.Join(dir, "src"))
+	repo, err := harness.NewGitRepo(filepath.Join(dir, "src"))
 	require.NoError(t, err)
 	sha1, err := repo.Commit("base")
 	require.NoError(t, err)
@@ -100,8 +100,7 @@ func TestOperationsEndToEnd(t *testing.T) {
 	require.NoError(t, err)
 	forged.Body.Close()
 	assert.Equal(t, http.StatusUnauthorized, forged.StatusCode)
-	ping, err := os.ReadFile(filepath.Join(h.Fixtures, "ping", "payload.json"))
-	require.NoError(t, err)
+	ping := ghfixture.Ping(owner, repoName, 1)
 	deliver(ctx, t, h, "ping", "ops-ping", ping, http.StatusOK)
 
 	id := workflows.PreviewWorkflowID(owner, repoName, 1)

@@ -2,6 +2,8 @@ package apispec
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -14,15 +16,14 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/drydock-dev/drydock/dedalus/openapi"
 )
 
-// mustSpec loads the contract. The contract is present on every dev machine
-// and in CI, so its absence is a failure, not a skip.
+// mustSpec loads the vendored contract (embedded, so always present).
 func mustSpec(t *testing.T) *Spec {
 	t.Helper()
-	p, err := SpecPath()
-	require.NoError(t, err, "the Dedalus contract must be at ../shared/dedalus/machines-openapi.json above the module")
-	s, err := Load(p)
+	s, err := Contract()
 	require.NoError(t, err)
 	return s
 }
@@ -86,34 +87,90 @@ func response(status int, contentType string, body []byte) *http.Response {
 	return &http.Response{StatusCode: status, Header: h, Body: io.NopCloser(bytes.NewReader(body))}
 }
 
-func TestSpecPathAndLoadMemoized(t *testing.T) {
-	p, err := SpecPath()
+func TestContractIsBuiltOnce(t *testing.T) {
+	a, err := Contract()
 	require.NoError(t, err)
-	assert.True(t, strings.HasSuffix(p, "/shared/dedalus/machines-openapi.json"), p)
-	a, err := Load(p)
+	b, err := Contract()
 	require.NoError(t, err)
-	b, err := Load(p)
-	require.NoError(t, err)
-	assert.Same(t, a, b, "Load must memoize per path")
-	assert.Equal(t, p, a.Path())
-
-	_, err = Load(t.TempDir() + "/missing.json")
-	assert.Error(t, err)
+	assert.Same(t, a, b, "Contract must be built once per process")
 }
 
-func TestSpecPathNotFoundNamesTarget(t *testing.T) {
-	t.Chdir(t.TempDir())
-	_, err := SpecPath()
-	require.Error(t, err)
-	assert.Contains(t, err.Error(), "machines-openapi.json")
+func TestVendoredContractIsThePublishedDocumentUnchanged(t *testing.T) {
+	sum := sha256.Sum256(openapi.Published)
+	assert.Equal(t, openapi.PublishedSHA256, hex.EncodeToString(sum[:]), "machines-openapi.json differs from the published copy whose checksum dedalus/openapi/README.md records")
+	note, err := os.ReadFile("../../dedalus/openapi/README.md")
+	require.NoError(t, err)
+	assert.Contains(t, string(note), openapi.PublishedSHA256, "the origin note records the checksum of the vendored file")
 }
 
-func TestLoadRejectsContractWithoutPatchedSchemas(t *testing.T) {
-	p := t.TempDir() + "/spec.json"
-	require.NoError(t, os.WriteFile(p, []byte(`{"openapi":"3.1.0","info":{"title":"x","version":"1"},"paths":{},"components":{"schemas":{}}}`), 0o644))
-	_, err := Load(p)
+// TestLocalPatchOnlyAddsTheMarkedAutosleepFields proves that the validated
+// contract is the published document plus exactly the four marked autosleep
+// properties: nothing else added, changed or removed.
+func TestLocalPatchOnlyAddsTheMarkedAutosleepFields(t *testing.T) {
+	var published, patched map[string]any
+	require.NoError(t, json.Unmarshal(openapi.Published, &published))
+	require.NoError(t, json.Unmarshal(openapi.Published, &patched))
+	var patch map[string]any
+	require.NoError(t, json.Unmarshal(openapi.LocalPatch, &patch))
+	require.NoError(t, mergeAdditions(patched, patch, ""))
+
+	var added []string
+	var diff func(at string, a, b any)
+	diff = func(at string, a, b any) {
+		am, aok := a.(map[string]any)
+		bm, bok := b.(map[string]any)
+		if !aok || !bok {
+			assert.Equal(t, a, b, "the patch changed %s", at)
+			return
+		}
+		for k := range am {
+			_, ok := bm[k]
+			assert.True(t, ok, "the patch removed %s/%s", at, k)
+		}
+		for k, bv := range bm {
+			av, ok := am[k]
+			if !ok {
+				added = append(added, at+"/"+k)
+				prop, _ := bv.(map[string]any)
+				assert.NotEmpty(t, prop["x-drydock-local-patch"], "%s/%s is not marked as a local patch", at, k)
+				continue
+			}
+			diff(at+"/"+k, av, bv)
+		}
+	}
+	diff("", published, patched)
+	assert.ElementsMatch(t, []string{
+		"/components/schemas/CreateMachineRequest/properties/autosleep",
+		"/components/schemas/UpdateMachineRequest/properties/autosleep",
+		"/components/schemas/LifecycleResponse/properties/autosleep_seconds",
+		"/components/schemas/MachineListItem/properties/autosleep_seconds",
+	}, added)
+}
+
+func TestLocalPatchMayOnlyAdd(t *testing.T) {
+	published := []byte(`{"components":{"schemas":{"A":{"type":"object","additionalProperties":false,"properties":{"x":{"type":"string"}}}}}}`)
+	for _, tc := range []struct{ name, patch, want string }{
+		{"replaces a published property", `{"components":{"schemas":{"A":{"properties":{"x":{"type":"integer"}}}}}}`, "property /components/schemas/A/properties/x is already in the published contract"},
+		{"loosens a schema", `{"components":{"schemas":{"A":{"additionalProperties":true}}}}`, "/components/schemas/A/additionalProperties is already in the published contract"},
+		{"adds a constraint", `{"components":{"schemas":{"A":{"minProperties":1}}}}`, "/components/schemas/A/minProperties is not in the published contract"},
+		{"invents a schema", `{"components":{"schemas":{"B":{"properties":{"y":{"type":"string"}}}}}}`, "/components/schemas/B is not in the published contract"},
+		{"deletes a property", `{"components":{"schemas":{"A":{"properties":{"z":null}}}}}`, "cannot delete"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var doc, patch map[string]any
+			require.NoError(t, json.Unmarshal(published, &doc))
+			require.NoError(t, json.Unmarshal([]byte(tc.patch), &patch))
+			assert.ErrorContains(t, mergeAdditions(doc, patch, ""), tc.want)
+		})
+	}
+}
+
+func TestParseRejectsContractWithoutPatchedSchemas(t *testing.T) {
+	_, err := Parse([]byte(`{"openapi":"3.1.0","info":{"title":"x","version":"1"},"paths":{},"components":{"schemas":{}}}`), openapi.LocalPatch)
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "CreateMachineRequest")
+	_, err = Parse([]byte(`not json`), nil)
+	assert.ErrorContains(t, err, "parse contract")
 }
 
 func TestValidateRequest(t *testing.T) {
@@ -535,11 +592,7 @@ func TestTransportConcurrent(t *testing.T) {
 }
 
 func BenchmarkValidateExchange(b *testing.B) {
-	p, err := SpecPath()
-	if err != nil {
-		b.Fatal(err)
-	}
-	s, err := Load(p)
+	s, err := Contract()
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -1,6 +1,6 @@
 // Package apispec proves that HTTP traffic conforms to the Dedalus Machines
-// (DCS) API contract, the OpenAPI 3.1 document kept outside the repository at
-// ../shared/dedalus/machines-openapi.json.
+// (DCS) API contract: the provider's published OpenAPI 3.1 document plus
+// Drydock's marked local patch, both vendored in dedalus/openapi.
 //
 // It is test support: wrap the http.RoundTripper of the Go client (or of a
 // client talking to the emulator) with Spec.Transport and every request sent
@@ -19,9 +19,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net/http"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -36,16 +35,13 @@ import (
 	"github.com/pb33f/libopenapi-validator/schema_validation"
 	"github.com/pb33f/libopenapi/datamodel/high/base"
 	v3 "github.com/pb33f/libopenapi/datamodel/high/v3"
+
+	"github.com/drydock-dev/drydock/dedalus/openapi"
 )
 
-// specRelPath is where the contract lives relative to an ancestor of the
-// working directory: /work/shared/dedalus/... seen from /work/main/<pkg>.
-var specRelPath = filepath.Join("..", "shared", "dedalus", "machines-openapi.json")
-
 // Spec is a loaded, validated-ready copy of the contract. It is immutable after
-// Load and safe for concurrent use.
+// Parse and safe for concurrent use.
 type Spec struct {
-	path    string
 	model   *v3.Document
 	v       validator.Validator
 	schemas schema_validation.SchemaValidator
@@ -58,82 +54,31 @@ type Spec struct {
 	prefixes []string
 }
 
-// SpecPath finds ../shared/dedalus/machines-openapi.json by walking up from
-// the working directory (so it works from any package directory of the
-// module). The error names what it looked for.
-func SpecPath() (string, error) {
-	wd, err := os.Getwd()
+// Contract returns the vendored contract (dedalus/openapi: the published
+// document plus Drydock's marked local patch), built once per process:
+// building the model of the ~490 KB document is the expensive part.
+func Contract() (*Spec, error) { return contract() }
+
+var contract = sync.OnceValues(func() (*Spec, error) {
+	return Parse(openapi.Published, openapi.LocalPatch)
+})
+
+// Parse builds a Spec from a published contract and a local patch (an RFC
+// 7396 JSON Merge Patch that may only add properties to schemas the contract
+// already has; see mergeAdditions). It is not memoized: use Contract.
+func Parse(published, patch []byte) (*Spec, error) {
+	doc, err := decodeObject(published)
 	if err != nil {
-		return "", fmt.Errorf("apispec: cannot get working directory to find %s: %w", specRelPath, err)
+		return nil, fmt.Errorf("apispec: parse contract: %w", err)
 	}
-	var tried []string
-	for dir := wd; ; {
-		candidate := filepath.Clean(filepath.Join(dir, specRelPath))
-		if st, err := os.Stat(candidate); err == nil && !st.IsDir() {
-			return candidate, nil
+	if len(bytes.TrimSpace(patch)) > 0 {
+		p, err := decodeObject(patch)
+		if err != nil {
+			return nil, fmt.Errorf("apispec: parse local patch: %w", err)
 		}
-		tried = append(tried, candidate)
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			break
+		if err := mergeAdditions(doc, p, ""); err != nil {
+			return nil, fmt.Errorf("apispec: local patch: %w", err)
 		}
-		dir = parent
-	}
-	return "", fmt.Errorf("apispec: Dedalus Machines OpenAPI contract not found: looked for %s walking up from %s (tried %s)",
-		specRelPath, wd, strings.Join(tried, ", "))
-}
-
-type loadResult struct {
-	spec *Spec
-	err  error
-}
-
-var (
-	loadMu    sync.Mutex
-	loadCache = map[string]*loadOnce{}
-)
-
-type loadOnce struct {
-	once sync.Once
-	res  loadResult
-}
-
-// Load reads the contract from path, applies the documented later additions
-// (see applyLaterAdditions) and builds the validator. Results are memoized per
-// absolute path: building the model of the ~490 KB document is the expensive
-// part, and it is done once per process.
-func Load(path string) (*Spec, error) {
-	abs, err := filepath.Abs(path)
-	if err != nil {
-		return nil, fmt.Errorf("apispec: %w", err)
-	}
-	loadMu.Lock()
-	lo, ok := loadCache[abs]
-	if !ok {
-		lo = &loadOnce{}
-		loadCache[abs] = lo
-	}
-	loadMu.Unlock()
-	lo.once.Do(func() {
-		s, err := load(abs)
-		lo.res = loadResult{spec: s, err: err}
-	})
-	return lo.res.spec, lo.res.err
-}
-
-func load(path string) (*Spec, error) {
-	raw, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("apispec: read contract: %w", err)
-	}
-	var doc map[string]any
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.UseNumber() // re-encode numbers (limits, examples) exactly as written
-	if err := dec.Decode(&doc); err != nil {
-		return nil, fmt.Errorf("apispec: parse contract %s: %w", path, err)
-	}
-	if err := applyLaterAdditions(doc); err != nil {
-		return nil, fmt.Errorf("apispec: %s: %w", path, err)
 	}
 	patched, err := json.Marshal(doc)
 	if err != nil {
@@ -141,11 +86,11 @@ func load(path string) (*Spec, error) {
 	}
 	document, err := libopenapi.NewDocument(patched)
 	if err != nil {
-		return nil, fmt.Errorf("apispec: load contract %s: %w", path, err)
+		return nil, fmt.Errorf("apispec: load contract: %w", err)
 	}
 	built, err := document.BuildV3Model()
 	if err != nil {
-		return nil, fmt.Errorf("apispec: build model of %s: %w", path, err)
+		return nil, fmt.Errorf("apispec: build model of the contract: %w", err)
 	}
 	opts := []config.Option{
 		// Assert `format` (date-time, uuid, uri, int64, ...): the emulator
@@ -165,7 +110,6 @@ func load(path string) (*Spec, error) {
 	}
 	return &Spec{
 		prefixes: prefixes,
-		path:     path,
 		model:    &built.Model,
 		v:        v,
 		schemas:  schema_validation.NewSchemaValidatorWithLogger(slog.New(slog.DiscardHandler), opts...),
@@ -174,63 +118,55 @@ func load(path string) (*Spec, error) {
 	}, nil
 }
 
-// applyLaterAdditions edits the parsed document in memory with the fields that
-// API-NOTES.md says the official SDKs already use but this copy of the contract
-// lacks. Every schema keeps additionalProperties: false, so any other unknown
-// field still fails. A property already present (a newer contract) is left
-// untouched.
-func applyLaterAdditions(doc map[string]any) error {
-	components, _ := doc["components"].(map[string]any)
-	schemas, _ := components["schemas"].(map[string]any)
-	if schemas == nil {
-		return errors.New("contract has no components/schemas")
+func decodeObject(raw []byte) (map[string]any, error) {
+	var doc map[string]any
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber() // re-encode numbers (limits, examples) exactly as written
+	if err := dec.Decode(&doc); err != nil {
+		return nil, err
 	}
-	add := func(schemaName, prop string, def map[string]any) error {
-		s, ok := schemas[schemaName].(map[string]any)
-		if !ok {
-			return fmt.Errorf("contract has no components/schemas/%s to add %q to", schemaName, prop)
-		}
-		props, ok := s["properties"].(map[string]any)
-		if !ok {
-			return fmt.Errorf("components/schemas/%s has no properties to add %q to", schemaName, prop)
-		}
-		if _, exists := props[prop]; !exists {
-			props[prop] = def
-		}
-		return nil
+	if doc == nil {
+		return nil, errors.New("not a JSON object")
 	}
-	autosleep := func() map[string]any {
-		return map[string]any{
-			"type": "string",
-			"description": "Idle window before the platform sleeps the machine: a duration such as 30s, 5m, 2h, 7d3h4s, 1w3d, " +
-				`raw seconds ("1800"), or "never". (API-NOTES.md later addition.)`,
-		}
-	}
-	autosleepSeconds := func() map[string]any {
-		return map[string]any{
-			"type":        "integer",
-			"format":      "int64",
-			"description": "Autosleep idle window in seconds; 0 = autosleep disabled. (API-NOTES.md later addition.)",
-		}
-	}
-	for _, a := range []struct {
-		schema, prop string
-		def          map[string]any
-	}{
-		{"CreateMachineRequest", "autosleep", autosleep()},
-		{"UpdateMachineRequest", "autosleep", autosleep()},
-		{"LifecycleResponse", "autosleep_seconds", autosleepSeconds()},
-		{"MachineListItem", "autosleep_seconds", autosleepSeconds()},
-	} {
-		if err := add(a.schema, a.prop, a.def); err != nil {
-			return err
+	return doc, nil
+}
+
+// mergeAdditions applies patch to doc as an RFC 7396 merge patch restricted
+// to additions: objects are merged, and a key may be added only directly
+// under a "properties" object (a new property of an existing schema). A patch
+// that would replace or delete anything the published contract says, or
+// invent a schema it lacks, is refused with the JSON pointer it names, so the
+// local patch can never silently change the provider's contract, and a newer
+// contract that carries a patched field makes the patch fail loudly (drop it
+// from local-patch.json then).
+func mergeAdditions(doc, patch map[string]any, at string) error {
+	for _, k := range slices.Sorted(maps.Keys(patch)) {
+		pv, ptr := patch[k], at+"/"+k
+		dv, exists := doc[k]
+		switch {
+		case !exists && strings.HasSuffix(at, "/properties"):
+			if pv == nil {
+				return fmt.Errorf("%s: a patch cannot delete", ptr)
+			}
+			doc[k] = pv
+		case !exists:
+			return fmt.Errorf("%s is not in the published contract; the patch may only add properties to existing schemas", ptr)
+		default:
+			dm, dok := dv.(map[string]any)
+			pm, pok := pv.(map[string]any)
+			if !dok || !pok {
+				return fmt.Errorf("%s is already in the published contract; the patch may only add what it lacks", ptr)
+			}
+			if strings.HasSuffix(at, "/properties") {
+				return fmt.Errorf("property %s is already in the published contract; drop it from the local patch", ptr)
+			}
+			if err := mergeAdditions(dm, pm, ptr); err != nil {
+				return err
+			}
 		}
 	}
 	return nil
 }
-
-// Path is the file the Spec was loaded from.
-func (s *Spec) Path() string { return s.path }
 
 // ValidationError is returned by the Validate* helpers; Problems holds one
 // line per violation.

@@ -6,6 +6,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+
+	"github.com/drydock-dev/drydock/examples/previewapp"
 )
 
 // GitRepo is a local git repository standing in for a pull request's head
@@ -15,16 +17,9 @@ type GitRepo struct {
 }
 
 // NewGitRepo creates a repository in dir holding the example preview app
-// (examples/previewapp) from the Drydock repository at root.
-func NewGitRepo(root, dir string) (*GitRepo, error) {
-	app, err := os.ReadFile(filepath.Join(root, "examples", "previewapp", "app.py"))
-	if err != nil {
-		return nil, err
-	}
-	if err := os.MkdirAll(filepath.Join(dir, "examples", "previewapp"), 0o755); err != nil {
-		return nil, err
-	}
-	if err := os.WriteFile(filepath.Join(dir, "examples", "previewapp", "app.py"), app, 0o644); err != nil {
+// (examples/previewapp).
+func NewGitRepo(dir string) (*GitRepo, error) {
+	if err := previewapp.Write(dir); err != nil {
 		return nil, err
 	}
 	r := &GitRepo{Dir: dir}

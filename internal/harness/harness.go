@@ -56,10 +56,9 @@ type Options struct {
 
 // Harness is one running Drydock.
 type Harness struct {
-	opts     Options
-	Root     string
-	Fixtures string // ../shared/fixtures/github-webhooks
-	Bins     string
+	opts Options
+	Root string
+	Bins string
 
 	Temporal *Temporal
 	TC       client.Client
@@ -93,11 +92,6 @@ func Start(ctx context.Context, opts Options) (h *Harness, err error) {
 	if h.Root, err = RepoRoot(); err != nil {
 		return h, err
 	}
-	shared, err := SharedDir(h.Root)
-	if err != nil {
-		return h, err
-	}
-	h.Fixtures = filepath.Join(shared, "fixtures", "github-webhooks")
 	h.Bins = opts.Bins
 	if h.Bins == "" {
 		h.Bins = filepath.Join(opts.Dir, "bin")
@@ -267,14 +261,14 @@ func (h *Harness) Deliver(ctx context.Context, event, delivery string, body []by
 	return resp.StatusCode, nil
 }
 
-// PullRequest is a pull_request delivery body built from the fixtures.
+// PullRequest is a pull_request delivery body (see ghfixture.PullRequest).
 func (h *Harness) PullRequest(action string, pr ghfixture.PR) ([]byte, error) {
-	return ghfixture.PullRequest(h.Fixtures, action, pr)
+	return ghfixture.PullRequest(action, pr)
 }
 
-// WorkflowJob is a workflow_job delivery body built from the fixtures.
+// WorkflowJob is a workflow_job delivery body (see ghfixture.WorkflowJob).
 func (h *Harness) WorkflowJob(action string, job ghfixture.Job) ([]byte, error) {
-	return ghfixture.WorkflowJob(h.Fixtures, action, job)
+	return ghfixture.WorkflowJob(action, job)
 }
 
 // PreviewHost is the router host name of a pull request's preview.

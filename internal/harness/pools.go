@@ -27,7 +27,7 @@ func (h *Harness) FakeRunnerPools(p FakeRunnerPool) (string, error) {
 	h.GH.AddOrg(p.Org)
 	h.GH.AddRepo(p.Org, p.Repo)
 	runner := []string{filepath.Join(h.Bins, "fakerunner"), "-github", h.GH.URL(), "-webhook", h.WebhookURL,
-		"-secret", Secret, "-fixtures", h.Fixtures, "-wait", "60s"}
+		"-secret", Secret, "-wait", "60s"}
 	if p.Retries > 0 {
 		runner = append(runner, "-retries", strconv.Itoa(p.Retries))
 	}

@@ -212,15 +212,6 @@ func RepoRoot() (string, error) {
 	}
 }
 
-// SharedDir finds ../shared beside the repository (webhook fixtures).
-func SharedDir(root string) (string, error) {
-	cand := filepath.Join(root, "..", "shared")
-	if _, err := os.Stat(filepath.Join(cand, "fixtures", "github-webhooks")); err != nil {
-		return "", fmt.Errorf("../shared/fixtures/github-webhooks not found beside the repository: %w", err)
-	}
-	return filepath.Abs(cand)
-}
-
 // Build compiles the Drydock binaries the harness runs into dir.
 func Build(ctx context.Context, root, dir string) error {
 	pkgs := []string{"./worker", "./webhook", "./router", "./internal/testenv/fakerunner"}

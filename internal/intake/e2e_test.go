@@ -103,7 +103,7 @@ func TestEndToEndThroughTemporal(t *testing.T) {
 
 	// opened: 202 quickly, and a running workflow with its search attributes.
 	start := time.Now()
-	code, out := postHTTP(t, srv.URL, "pull_request", "e2e-opened", payload(t, "opened.payload.json"))
+	code, out := postHTTP(t, srv.URL, "pull_request", "e2e-opened", payload(t, "opened"))
 	elapsed := time.Since(start)
 	require.Equal(t, http.StatusAccepted, code, out)
 	assert.Equal(t, wantID, out["workflow_id"])
@@ -117,7 +117,7 @@ func TestEndToEndThroughTemporal(t *testing.T) {
 	assert.Equal(t, workflows.TaskQueue, desc.TaskQueueName)
 	repo, ok := desc.TypedSearchAttributes.GetKeyword(workflows.SearchAttrRepo)
 	assert.True(t, ok)
-	assert.Equal(t, "codertocat/hello-world", repo)
+	assert.Equal(t, "acme/store-front", repo)
 	n, ok := desc.TypedSearchAttributes.GetInt64(workflows.SearchAttrPRNumber)
 	assert.True(t, ok)
 	assert.EqualValues(t, 2, n)
@@ -126,31 +126,31 @@ func TestEndToEndThroughTemporal(t *testing.T) {
 	// Findable the way the README says (visibility is eventually consistent).
 	require.Eventually(t, func() bool {
 		resp, err := tc.CountWorkflow(ctx, &workflowservice.CountWorkflowExecutionsRequest{
-			Query: `DrydockRepo="codertocat/hello-world" AND DrydockPRNumber=2 AND ExecutionStatus="Running"`,
+			Query: `DrydockRepo="acme/store-front" AND DrydockPRNumber=2 AND ExecutionStatus="Running"`,
 		})
 		return err == nil && resp.GetCount() == 1
 	}, 10*time.Second, 100*time.Millisecond)
 
 	// The same delivery again: nothing reaches the workflow.
-	code, out = postHTTP(t, srv.URL, "pull_request", "e2e-opened", payload(t, "opened.payload.json"))
+	code, out = postHTTP(t, srv.URL, "pull_request", "e2e-opened", payload(t, "opened"))
 	assert.Equal(t, http.StatusOK, code)
 	assert.Equal(t, "duplicate delivery", out["reason"])
 
 	// A push: the same workflow gets the new head.
 	newSHA := "0123456789abcdef0123456789abcdef01234567"
-	code, _ = postHTTP(t, srv.URL, "pull_request", "e2e-sync", payload(t, "synchronize.payload.json", edit{"pull_request.head.sha", newSHA}))
+	code, _ = postHTTP(t, srv.URL, "pull_request", "e2e-sync", payload(t, "synchronize", edit{"pull_request.head.sha", newSHA}))
 	require.Equal(t, http.StatusAccepted, code)
 	got := signals()
 	require.Len(t, got, 2, "one signal per distinct delivery")
 	assert.Equal(t, "e2e-opened", got[0].DeliveryID)
-	assert.Equal(t, "Codertocat", got[0].Sender)
-	assert.Equal(t, "changes", got[0].HeadRef)
+	assert.Equal(t, "alice", got[0].Sender)
+	assert.Equal(t, "saved-cards", got[0].HeadRef)
 	assert.Equal(t, []string{"bug"}, got[0].Labels)
 	assert.EqualValues(t, 1, got[0].InstallationID)
 	assert.Equal(t, newSHA, got[1].HeadSHA)
 
 	// closed: the workflow completes (no second run is started).
-	code, out = postHTTP(t, srv.URL, "pull_request", "e2e-closed", payload(t, "closed.payload.json"))
+	code, out = postHTTP(t, srv.URL, "pull_request", "e2e-closed", payload(t, "closed"))
 	require.Equal(t, http.StatusAccepted, code, out)
 	var final []workflows.PullRequestEvent
 	require.NoError(t, tc.GetWorkflow(ctx, wantID, runID).Get(ctx, &final))
@@ -159,7 +159,7 @@ func TestEndToEndThroughTemporal(t *testing.T) {
 
 	// closed again (GitHub redelivering under a new ID, or a second close):
 	// nothing to tear down, and nothing started.
-	code, out = postHTTP(t, srv.URL, "pull_request", "e2e-closed-2", payload(t, "closed.payload.json"))
+	code, out = postHTTP(t, srv.URL, "pull_request", "e2e-closed-2", payload(t, "closed"))
 	assert.Equal(t, http.StatusOK, code)
 	assert.Equal(t, "no preview to tear down", out["reason"])
 	desc, err = tc.DescribeWorkflow(ctx, wantID, "")
@@ -168,13 +168,13 @@ func TestEndToEndThroughTemporal(t *testing.T) {
 	assert.Equal(t, enumspb.WORKFLOW_EXECUTION_STATUS_COMPLETED, desc.Status)
 
 	// reopened starts a fresh run for the same pull request.
-	code, _ = postHTTP(t, srv.URL, "pull_request", "e2e-reopened", payload(t, "reopened.payload.json"))
+	code, _ = postHTTP(t, srv.URL, "pull_request", "e2e-reopened", payload(t, "reopened"))
 	require.Equal(t, http.StatusAccepted, code)
 	desc, err = tc.DescribeWorkflow(ctx, wantID, "")
 	require.NoError(t, err)
 	assert.NotEqual(t, runID, desc.WorkflowExecution.RunID)
 	assert.Equal(t, enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING, desc.Status)
-	code, _ = postHTTP(t, srv.URL, "pull_request", "e2e-closed-3", payload(t, "closed.payload.json"))
+	code, _ = postHTTP(t, srv.URL, "pull_request", "e2e-closed-3", payload(t, "closed"))
 	require.Equal(t, http.StatusAccepted, code)
 	require.NoError(t, tc.GetWorkflow(ctx, wantID, "").Get(ctx, nil))
 }
@@ -197,7 +197,7 @@ func TestTemporalUnreachableAnswers503(t *testing.T) {
 	srv := httptest.NewServer(h)
 	defer srv.Close()
 
-	for _, file := range []string{"opened.payload.json", "closed.payload.json"} {
+	for _, file := range []string{"opened", "closed"} {
 		start := time.Now()
 		code, out := postHTTP(t, srv.URL, "pull_request", "unreachable-"+file, payload(t, file))
 		assert.Equal(t, http.StatusServiceUnavailable, code, out)

@@ -62,7 +62,7 @@ func TestWorkflowJobsThroughTemporal(t *testing.T) {
 	runner := edit{"workflow_job.runner_name", "drydock-linux-5550001-1"}
 
 	start := time.Now()
-	code, out := postHTTP(t, srv.URL, "workflow_job", "e2e-job-queued", jobPayload(t, "queued.payload.json", linuxLabels, job))
+	code, out := postHTTP(t, srv.URL, "workflow_job", "e2e-job-queued", jobPayload(t, "queued", linuxLabels, job))
 	require.Equal(t, http.StatusAccepted, code, out)
 	assert.Equal(t, id, out["workflow_id"])
 	assert.Less(t, time.Since(start), 2*time.Second)
@@ -74,19 +74,19 @@ func TestWorkflowJobsThroughTemporal(t *testing.T) {
 	repo, _ := desc.TypedSearchAttributes.GetKeyword(workflows.SearchAttrRepo)
 	assert.Equal(t, "linux", pool)
 	assert.EqualValues(t, jobID, gotJob)
-	assert.Equal(t, "octocoders/hello-world", repo)
+	assert.Equal(t, "acme/store-front", repo)
 	runID := desc.WorkflowExecution.RunID
 
 	// queued redelivered under another ID while the job runs: the same run.
-	code, out = postHTTP(t, srv.URL, "workflow_job", "e2e-job-queued-2", jobPayload(t, "queued.payload.json", linuxLabels, job))
+	code, out = postHTTP(t, srv.URL, "workflow_job", "e2e-job-queued-2", jobPayload(t, "queued", linuxLabels, job))
 	require.Equal(t, http.StatusAccepted, code, out)
 	desc, err = tc.DescribeWorkflow(ctx, id, "")
 	require.NoError(t, err)
 	assert.Equal(t, runID, desc.WorkflowExecution.RunID)
 
-	code, out = postHTTP(t, srv.URL, "workflow_job", "e2e-job-progress", jobPayload(t, "in_progress.payload.json", linuxLabels, job, runner))
+	code, out = postHTTP(t, srv.URL, "workflow_job", "e2e-job-progress", jobPayload(t, "in_progress", linuxLabels, job, runner))
 	require.Equal(t, http.StatusAccepted, code, out)
-	code, out = postHTTP(t, srv.URL, "workflow_job", "e2e-job-done", jobPayload(t, "completed.success.with-organization.payload.json", linuxLabels, job, runner))
+	code, out = postHTTP(t, srv.URL, "workflow_job", "e2e-job-done", jobPayload(t, "completed", linuxLabels, job, runner))
 	require.Equal(t, http.StatusAccepted, code, out)
 	var got []runnerapi.WorkflowJobEvent
 	require.NoError(t, tc.GetWorkflow(ctx, id, runID).Get(ctx, &got))
@@ -95,7 +95,7 @@ func TestWorkflowJobsThroughTemporal(t *testing.T) {
 	assert.Equal(t, "drydock-linux-5550001-1", got[2].RunnerName)
 
 	// queued once more after the job finished: nothing starts.
-	code, out = postHTTP(t, srv.URL, "workflow_job", "e2e-job-queued-3", jobPayload(t, "queued.payload.json", linuxLabels, job))
+	code, out = postHTTP(t, srv.URL, "workflow_job", "e2e-job-queued-3", jobPayload(t, "queued", linuxLabels, job))
 	assert.Equal(t, http.StatusOK, code)
 	assert.Equal(t, "job already handled", out["reason"])
 	desc, err = tc.DescribeWorkflow(ctx, id, "")
@@ -104,7 +104,7 @@ func TestWorkflowJobsThroughTemporal(t *testing.T) {
 	assert.Equal(t, enumspb.WORKFLOW_EXECUTION_STATUS_COMPLETED, desc.Status)
 
 	// completed again: the job is finished and no pool workflow runs here.
-	code, out = postHTTP(t, srv.URL, "workflow_job", "e2e-job-done-2", jobPayload(t, "completed.success.with-organization.payload.json", linuxLabels, job, runner))
+	code, out = postHTTP(t, srv.URL, "workflow_job", "e2e-job-done-2", jobPayload(t, "completed", linuxLabels, job, runner))
 	assert.Equal(t, http.StatusOK, code)
 	assert.Equal(t, "no-op: job not tracked and pool linux is not running", out["reason"])
 }

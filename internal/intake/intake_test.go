@@ -13,8 +13,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/drydock-dev/drydock/internal/ghfixture"
 	"github.com/drydock-dev/drydock/internal/intake"
-	"github.com/drydock-dev/drydock/internal/testenv"
 )
 
 const secret = "It's a Secret to Everybody"
@@ -64,15 +64,21 @@ func TestSignatureMatchesGitHubsDocumentedExample(t *testing.T) {
 func TestFixturesAreAcceptedAndRouted(t *testing.T) {
 	rec := &recorder{}
 	h := newHandler(t, rec)
-	for _, tc := range []struct{ event, file, reason string }{
-		{"ping", "ping/payload.json", "pong"},
-		{"pull_request", "pull_request/opened.payload.json", `event "pull_request" action "opened" is not handled by Drydock`},
-		{"workflow_job", "workflow_job/queued.payload.json", `event "workflow_job" action "queued" is not handled by Drydock`},
-		{"installation", "installation/created.payload.json", `event "installation" action "created" is not handled by Drydock`},
+	installation, err := ghfixture.Installation("created", 4242, "Acme", "Store-Front")
+	require.NoError(t, err)
+	for _, tc := range []struct {
+		event  string
+		body   []byte
+		reason string
+	}{
+		{"ping", ghfixture.Ping("Acme", "Store-Front", 1), "pong"},
+		{"pull_request", payload(t, "opened"), `event "pull_request" action "opened" is not handled by Drydock`},
+		{"workflow_job", jobPayload(t, "queued"), `event "workflow_job" action "queued" is not handled by Drydock`},
+		{"installation", installation, `event "installation" action "created" is not handled by Drydock`},
 	} {
-		resp, body := post(t, h, tc.event, testenv.Fixture(t, tc.file), nil)
-		assert.Equal(t, http.StatusOK, resp.Code, tc.file)
-		assert.Equal(t, tc.reason, body["reason"], tc.file)
+		resp, body := post(t, h, tc.event, tc.body, nil)
+		assert.Equal(t, http.StatusOK, resp.Code, tc.event)
+		assert.Equal(t, tc.reason, body["reason"], tc.event)
 	}
 	require.Len(t, rec.events, 4)
 	assert.Equal(t, "opened", rec.events[1].Action)
@@ -80,7 +86,7 @@ func TestFixturesAreAcceptedAndRouted(t *testing.T) {
 }
 
 func TestRejectedInputReachesNoRouter(t *testing.T) {
-	body := testenv.Fixture(t, "pull_request/opened.payload.json")
+	body := payload(t, "opened")
 	cases := []struct {
 		name   string
 		body   []byte
@@ -126,7 +132,7 @@ func TestBodyTooLarge(t *testing.T) {
 
 func TestRouterFailureAnswers503(t *testing.T) {
 	h := newHandler(t, &recorder{err: errors.New("temporal unreachable")})
-	resp, out := post(t, h, "ping", testenv.Fixture(t, "ping/payload.json"), nil)
+	resp, out := post(t, h, "ping", ghfixture.Ping("Acme", "Store-Front", 1), nil)
 	assert.Equal(t, http.StatusServiceUnavailable, resp.Code)
 	assert.NotContains(t, out["reason"], "unreachable", "internal errors are logged, not echoed")
 }

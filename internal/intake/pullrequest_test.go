@@ -17,8 +17,8 @@ import (
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
 
+	"github.com/drydock-dev/drydock/internal/ghfixture"
 	"github.com/drydock-dev/drydock/internal/intake"
-	"github.com/drydock-dev/drydock/internal/testenv"
 	"github.com/drydock-dev/drydock/workflows"
 )
 
@@ -109,17 +109,45 @@ func deliver(t *testing.T, h http.Handler, event, delivery string, body []byte) 
 	return rec.Code, out
 }
 
-// edit is a change to a fixture: a dotted path and its new value (nil
+// edit is a change to a delivery: a dotted path and its new value (nil
 // deletes the key).
 type edit struct {
 	path  string
 	value any
 }
 
-// payload reads a pull_request fixture and applies edits.
+// examplePR is the pull request the tests' deliveries describe: a user's
+// repository, its own branch (no fork), labelled "bug", delivered to a
+// GitHub App installation.
+func examplePR() ghfixture.PR {
+	return ghfixture.PR{
+		Owner: "Acme", Repo: "Store-Front", Number: 2,
+		HeadSHA: exampleSHA, HeadRef: "saved-cards", BaseRef: "main", Title: "Checkout: pay with saved cards",
+		Sender: "alice", Labels: []string{"bug"}, Label: "bug", InstallationID: 1,
+	}
+}
+
+const exampleSHA = "5d41402abc4b2a76b9719d911017c592d3c4e2a1"
+
+// payload builds the pull_request delivery for name (an action, or
+// "opened.org": the repository belongs to an organization) about examplePR,
+// then applies edits.
 func payload(t *testing.T, name string, edits ...edit) []byte {
 	t.Helper()
-	raw := testenv.Fixture(t, "pull_request/"+name)
+	pr := examplePR()
+	action, variant, _ := strings.Cut(name, ".")
+	if variant == "org" {
+		pr.Org = pr.Owner
+	}
+	raw, err := ghfixture.PullRequest(action, pr)
+	require.NoError(t, err)
+	return applyEdits(t, raw, edits...)
+}
+
+// applyEdits changes a delivery: each edit is a dotted path and its new
+// value (nil deletes the key).
+func applyEdits(t *testing.T, raw []byte, edits ...edit) []byte {
+	t.Helper()
 	if len(edits) == 0 {
 		return raw
 	}
@@ -130,7 +158,7 @@ func payload(t *testing.T, name string, edits ...edit) []byte {
 		m := doc
 		for _, k := range keys[:len(keys)-1] {
 			next, ok := m[k].(map[string]any)
-			require.True(t, ok, "fixture %s has no object at %s", name, e.path)
+			require.True(t, ok, "payload has no object at %s", e.path)
 			m = next
 		}
 		last := keys[len(keys)-1]
@@ -155,17 +183,17 @@ func labels(names ...string) []any {
 
 // fork makes the fixture's head repository a fork.
 var fork = []edit{
-	{"pull_request.head.repo.full_name", "mallory/Hello-World"},
-	{"pull_request.head.repo.clone_url", "https://github.com/mallory/Hello-World.git"},
-	{"pull_request.head.label", "mallory:changes"},
+	{"pull_request.head.repo.full_name", "mallory/Store-Front"},
+	{"pull_request.head.repo.clone_url", "https://github.com/mallory/Store-Front.git"},
+	{"pull_request.head.label", "mallory:saved-cards"},
 }
 
-const wantID = "preview:codertocat/hello-world:2"
+const wantID = "preview:acme/store-front:2"
 
 func TestOpenedSignalsWithStart(t *testing.T) {
 	tc := &fakeTemporal{}
 	h := prHandler(t, tc, intake.PreviewPolicy{Label: "preview"})
-	code, out := deliver(t, h, "pull_request", "d-open", payload(t, "opened.payload.json"))
+	code, out := deliver(t, h, "pull_request", "d-open", payload(t, "opened"))
 	assert.Equal(t, http.StatusAccepted, code, out)
 	assert.Equal(t, wantID, out["workflow_id"])
 	assert.Equal(t, "preview requested (opened)", out["reason"])
@@ -178,10 +206,10 @@ func TestOpenedSignalsWithStart(t *testing.T) {
 	assert.Equal(t, workflows.TaskQueue, s.Opts.TaskQueue)
 	assert.Equal(t, workflows.SignalPullRequest, s.Signal)
 	assert.Equal(t, workflows.PreviewLifecycleName, s.Workflow)
-	assert.Equal(t, []any{workflows.PreviewInput{Owner: "Codertocat", Repo: "Hello-World", Number: 2}}, s.Args)
+	assert.Equal(t, []any{workflows.PreviewInput{Owner: "Acme", Repo: "Store-Front", Number: 2}}, s.Args)
 	repo, ok := s.Opts.TypedSearchAttributes.GetKeyword(workflows.SearchAttrRepo)
 	assert.True(t, ok)
-	assert.Equal(t, "codertocat/hello-world", repo)
+	assert.Equal(t, "acme/store-front", repo)
 	n, ok := s.Opts.TypedSearchAttributes.GetInt64(workflows.SearchAttrPRNumber)
 	assert.True(t, ok)
 	assert.EqualValues(t, 2, n)
@@ -190,31 +218,30 @@ func TestOpenedSignalsWithStart(t *testing.T) {
 	assert.Equal(t, workflows.PullRequestEvent{
 		DeliveryID:     "d-open",
 		Action:         "opened",
-		Owner:          "Codertocat",
-		Repo:           "Hello-World",
+		Owner:          "Acme",
+		Repo:           "Store-Front",
 		Number:         2,
-		Title:          "Update the README with new information.",
-		HTMLURL:        "https://github.com/Codertocat/Hello-World/pull/2",
-		HeadSHA:        "ec26c3e57ca3a959ca5aad62de7213c562f8c821",
-		HeadRef:        "changes",
-		BaseRef:        "master",
-		CloneURL:       "https://github.com/Codertocat/Hello-World.git",
+		Title:          "Checkout: pay with saved cards",
+		HTMLURL:        "https://github.com/Acme/Store-Front/pull/2",
+		HeadSHA:        exampleSHA,
+		HeadRef:        "saved-cards",
+		BaseRef:        "main",
+		CloneURL:       "https://github.com/Acme/Store-Front.git",
 		Fork:           false,
 		Draft:          false,
 		Merged:         false,
 		Labels:         []string{"bug"},
-		Sender:         "Codertocat",
+		Sender:         "alice",
 		InstallationID: 1,
 	}, s.Event, "the workflow gets a typed event, not the raw payload")
 }
 
 func TestDeployActionsSignalWithStart(t *testing.T) {
 	for _, tc := range []struct{ file, action string }{
-		{"synchronize.payload.json", "synchronize"},
-		{"reopened.payload.json", "reopened"},
-		{"ready_for_review.with-installation.payload.json", "ready_for_review"},
-		{"opened.with-organization.payload.json", "opened"},
-		{"opened.with-null-body.json", "opened"},
+		{"synchronize", "synchronize"},
+		{"reopened", "reopened"},
+		{"ready_for_review", "ready_for_review"},
+		{"opened.org", "opened"},
 	} {
 		t.Run(tc.file, func(t *testing.T) {
 			ft := &fakeTemporal{}
@@ -237,7 +264,7 @@ func TestSynchronizeCarriesTheNewHead(t *testing.T) {
 	ft := &fakeTemporal{}
 	h := prHandler(t, ft, intake.PreviewPolicy{Label: "preview"})
 	newSHA := strings.Repeat("ab", 20)
-	code, _ := deliver(t, h, "pull_request", "d-sync", payload(t, "synchronize.payload.json", edit{"pull_request.head.sha", newSHA}))
+	code, _ := deliver(t, h, "pull_request", "d-sync", payload(t, "synchronize", edit{"pull_request.head.sha", newSHA}))
 	assert.Equal(t, http.StatusAccepted, code)
 	require.Len(t, ft.starts, 1)
 	assert.Equal(t, wantID, ft.starts[0].ID)
@@ -247,7 +274,7 @@ func TestSynchronizeCarriesTheNewHead(t *testing.T) {
 func TestClosedOnlySignals(t *testing.T) {
 	ft := &fakeTemporal{}
 	h := prHandler(t, ft, intake.PreviewPolicy{Label: "preview"})
-	code, out := deliver(t, h, "pull_request", "d-close", payload(t, "closed.payload.json", edit{"pull_request.merged", true}))
+	code, out := deliver(t, h, "pull_request", "d-close", payload(t, "closed", edit{"pull_request.merged", true}))
 	assert.Equal(t, http.StatusAccepted, code, out)
 	assert.Equal(t, "teardown requested (closed)", out["reason"])
 	assert.Equal(t, wantID, out["workflow_id"])
@@ -270,7 +297,7 @@ func TestClosedWithoutWorkflowStartsNothing(t *testing.T) {
 	} {
 		ft := &fakeTemporal{signalErr: err}
 		h := prHandler(t, ft, intake.PreviewPolicy{Label: "preview"})
-		code, out := deliver(t, h, "pull_request", "d-close", payload(t, "closed.payload.json"))
+		code, out := deliver(t, h, "pull_request", "d-close", payload(t, "closed"))
 		assert.Equal(t, http.StatusOK, code)
 		assert.Equal(t, "no preview to tear down", out["reason"])
 		starts, _ := ft.calls()
@@ -283,7 +310,7 @@ func TestClosedOfADeletedForkStillTearsDown(t *testing.T) {
 	// all a teardown needs.
 	ft := &fakeTemporal{}
 	h := prHandler(t, ft, intake.PreviewPolicy{Label: "preview", Repos: []string{"other/repo"}})
-	code, out := deliver(t, h, "pull_request", "d-close", payload(t, "closed.payload.json", edit{"pull_request.head.repo", nil}))
+	code, out := deliver(t, h, "pull_request", "d-close", payload(t, "closed", edit{"pull_request.head.repo", nil}))
 	assert.Equal(t, http.StatusAccepted, code, out)
 	require.Len(t, ft.signals, 1)
 	assert.True(t, ft.signals[0].Event.(workflows.PullRequestEvent).Fork)
@@ -295,7 +322,7 @@ func TestOptInLabelMode(t *testing.T) {
 
 	t.Run("opened without the label is skipped", func(t *testing.T) {
 		ft := &fakeTemporal{}
-		code, out := deliver(t, prHandler(t, ft, policy), "pull_request", "d-1", payload(t, "opened.payload.json"))
+		code, out := deliver(t, prHandler(t, ft, policy), "pull_request", "d-1", payload(t, "opened"))
 		assert.Equal(t, http.StatusOK, code)
 		assert.Contains(t, out["reason"], `without the "preview" label`)
 		assert.Equal(t, [2]int{0, 0}, pair(ft.calls()))
@@ -303,13 +330,13 @@ func TestOptInLabelMode(t *testing.T) {
 	t.Run("opened with the label starts", func(t *testing.T) {
 		ft := &fakeTemporal{}
 		code, _ := deliver(t, prHandler(t, ft, policy), "pull_request", "d-1",
-			payload(t, "opened.payload.json", edit{"pull_request.labels", labels("preview")}))
+			payload(t, "opened", edit{"pull_request.labels", labels("preview")}))
 		assert.Equal(t, http.StatusAccepted, code)
 		assert.Equal(t, [2]int{1, 0}, pair(ft.calls()))
 	})
 	t.Run("labeled with the label starts", func(t *testing.T) {
 		ft := &fakeTemporal{}
-		code, out := deliver(t, prHandler(t, ft, policy), "pull_request", "d-1", payload(t, "labeled.payload.json", withLabel...))
+		code, out := deliver(t, prHandler(t, ft, policy), "pull_request", "d-1", payload(t, "labeled", withLabel...))
 		assert.Equal(t, http.StatusAccepted, code, out)
 		require.Len(t, ft.starts, 1)
 		ev := ft.starts[0].Event.(workflows.PullRequestEvent)
@@ -318,7 +345,7 @@ func TestOptInLabelMode(t *testing.T) {
 	})
 	t.Run("labeled with another label does nothing", func(t *testing.T) {
 		ft := &fakeTemporal{}
-		code, out := deliver(t, prHandler(t, ft, policy), "pull_request", "d-1", payload(t, "labeled.payload.json"))
+		code, out := deliver(t, prHandler(t, ft, policy), "pull_request", "d-1", payload(t, "labeled"))
 		assert.Equal(t, http.StatusOK, code)
 		assert.Contains(t, out["reason"], `"labeled" does not affect previews`)
 		assert.Equal(t, [2]int{0, 0}, pair(ft.calls()))
@@ -326,7 +353,7 @@ func TestOptInLabelMode(t *testing.T) {
 	t.Run("unlabeled of the label only signals", func(t *testing.T) {
 		ft := &fakeTemporal{}
 		code, out := deliver(t, prHandler(t, ft, policy), "pull_request", "d-1",
-			payload(t, "unlabeled.payload.json", edit{"label.name", "preview"}, edit{"pull_request.labels", labels("bug")}))
+			payload(t, "unlabeled", edit{"label.name", "preview"}, edit{"pull_request.labels", labels("bug")}))
 		assert.Equal(t, http.StatusAccepted, code, out)
 		assert.Equal(t, "teardown requested (unlabeled)", out["reason"])
 		assert.Equal(t, [2]int{0, 1}, pair(ft.calls()))
@@ -334,21 +361,21 @@ func TestOptInLabelMode(t *testing.T) {
 	t.Run("unlabeled of the label without a preview starts nothing", func(t *testing.T) {
 		ft := &fakeTemporal{signalErr: serviceerror.NewNotFound("not found")}
 		code, out := deliver(t, prHandler(t, ft, policy), "pull_request", "d-1",
-			payload(t, "unlabeled.payload.json", edit{"label.name", "preview"}))
+			payload(t, "unlabeled", edit{"label.name", "preview"}))
 		assert.Equal(t, http.StatusOK, code)
 		assert.Equal(t, "no preview to tear down", out["reason"])
 		assert.Equal(t, [2]int{0, 0}, pair(ft.calls()))
 	})
 	t.Run("unlabeled of another label does nothing", func(t *testing.T) {
 		ft := &fakeTemporal{}
-		code, _ := deliver(t, prHandler(t, ft, policy), "pull_request", "d-1", payload(t, "unlabeled.payload.json"))
+		code, _ := deliver(t, prHandler(t, ft, policy), "pull_request", "d-1", payload(t, "unlabeled"))
 		assert.Equal(t, http.StatusOK, code)
 		assert.Equal(t, [2]int{0, 0}, pair(ft.calls()))
 	})
 	t.Run("labeled a closed pull request starts nothing", func(t *testing.T) {
 		ft := &fakeTemporal{}
 		code, out := deliver(t, prHandler(t, ft, policy), "pull_request", "d-1",
-			payload(t, "labeled.payload.json", append(withLabel, edit{"pull_request.state", "closed"})...))
+			payload(t, "labeled", append(withLabel, edit{"pull_request.state", "closed"})...))
 		assert.Equal(t, http.StatusOK, code)
 		assert.Contains(t, out["reason"], "pull request is closed")
 		assert.Equal(t, [2]int{0, 0}, pair(ft.calls()))
@@ -358,7 +385,7 @@ func TestOptInLabelMode(t *testing.T) {
 func TestLabelsOutsideOptInModeDoNothingForSameRepoPRs(t *testing.T) {
 	ft := &fakeTemporal{}
 	h := prHandler(t, ft, intake.PreviewPolicy{Label: "preview"})
-	for i, file := range []string{"labeled.payload.json", "unlabeled.payload.json"} {
+	for i, file := range []string{"labeled", "unlabeled"} {
 		code, _ := deliver(t, h, "pull_request", "d-"+file, payload(t, file, edit{"label.name", "preview"}))
 		assert.Equal(t, http.StatusOK, code, i)
 	}
@@ -369,7 +396,7 @@ func TestForkPolicy(t *testing.T) {
 	t.Run("fork without the label is skipped", func(t *testing.T) {
 		ft := &fakeTemporal{}
 		h := prHandler(t, ft, intake.PreviewPolicy{Label: "preview"})
-		for _, file := range []string{"opened.payload.json", "synchronize.payload.json", "reopened.payload.json"} {
+		for _, file := range []string{"opened", "synchronize", "reopened"} {
 			code, out := deliver(t, h, "pull_request", "d-"+file, payload(t, file, fork...))
 			assert.Equal(t, http.StatusOK, code, file)
 			assert.Contains(t, out["reason"], `fork without the "preview" label`, file)
@@ -379,23 +406,23 @@ func TestForkPolicy(t *testing.T) {
 	t.Run("fork with the label starts", func(t *testing.T) {
 		ft := &fakeTemporal{}
 		h := prHandler(t, ft, intake.PreviewPolicy{Label: "preview"})
-		code, out := deliver(t, h, "pull_request", "d-1", payload(t, "opened.payload.json",
+		code, out := deliver(t, h, "pull_request", "d-1", payload(t, "opened",
 			append(fork, edit{"pull_request.labels", labels("PREVIEW")})...))
 		assert.Equal(t, http.StatusAccepted, code, out)
 		require.Len(t, ft.starts, 1)
 		ev := ft.starts[0].Event.(workflows.PullRequestEvent)
 		assert.True(t, ev.Fork)
-		assert.Equal(t, "https://github.com/mallory/Hello-World.git", ev.CloneURL)
-		assert.Equal(t, "Codertocat", ev.Owner, "the preview belongs to the base repository")
+		assert.Equal(t, "https://github.com/mallory/Store-Front.git", ev.CloneURL)
+		assert.Equal(t, "Acme", ev.Owner, "the preview belongs to the base repository")
 		assert.Equal(t, wantID, ft.starts[0].ID)
 	})
 	t.Run("a maintainer labelling a fork starts it, unlabelling tears it down", func(t *testing.T) {
 		ft := &fakeTemporal{}
 		h := prHandler(t, ft, intake.PreviewPolicy{Label: "preview"})
-		code, _ := deliver(t, h, "pull_request", "d-1", payload(t, "labeled.payload.json",
+		code, _ := deliver(t, h, "pull_request", "d-1", payload(t, "labeled",
 			append(fork, edit{"label.name", "preview"}, edit{"pull_request.labels", labels("preview")})...))
 		assert.Equal(t, http.StatusAccepted, code)
-		code, _ = deliver(t, h, "pull_request", "d-2", payload(t, "unlabeled.payload.json",
+		code, _ = deliver(t, h, "pull_request", "d-2", payload(t, "unlabeled",
 			append(fork, edit{"label.name", "preview"}, edit{"pull_request.labels", labels()})...))
 		assert.Equal(t, http.StatusAccepted, code)
 		assert.Equal(t, [2]int{1, 1}, pair(ft.calls()))
@@ -403,15 +430,15 @@ func TestForkPolicy(t *testing.T) {
 	t.Run("case of the full name does not make a fork", func(t *testing.T) {
 		ft := &fakeTemporal{}
 		h := prHandler(t, ft, intake.PreviewPolicy{Label: "preview"})
-		code, _ := deliver(t, h, "pull_request", "d-1", payload(t, "opened.payload.json",
-			edit{"pull_request.head.repo.full_name", "codertocat/hello-world"}))
+		code, _ := deliver(t, h, "pull_request", "d-1", payload(t, "opened",
+			edit{"pull_request.head.repo.full_name", "acme/store-front"}))
 		assert.Equal(t, http.StatusAccepted, code)
 		assert.False(t, ft.starts[0].Event.(workflows.PullRequestEvent).Fork)
 	})
 	t.Run("empty label: forks never get a preview", func(t *testing.T) {
 		ft := &fakeTemporal{}
 		h := prHandler(t, ft, intake.PreviewPolicy{Label: ""})
-		code, out := deliver(t, h, "pull_request", "d-1", payload(t, "opened.payload.json",
+		code, out := deliver(t, h, "pull_request", "d-1", payload(t, "opened",
 			append(fork, edit{"pull_request.labels", labels("preview")})...))
 		assert.Equal(t, http.StatusOK, code)
 		assert.Contains(t, out["reason"], "fork previews are disabled")
@@ -423,19 +450,19 @@ func TestDraftPolicy(t *testing.T) {
 	draft := edit{"pull_request.draft", true}
 	ft := &fakeTemporal{}
 	h := prHandler(t, ft, intake.PreviewPolicy{Label: "preview"})
-	for _, file := range []string{"opened.payload.json", "synchronize.payload.json"} {
+	for _, file := range []string{"opened", "synchronize"} {
 		code, out := deliver(t, h, "pull_request", "d-"+file, payload(t, file, draft))
 		assert.Equal(t, http.StatusOK, code)
 		assert.Contains(t, out["reason"], "draft pull request")
 	}
 	assert.Equal(t, [2]int{0, 0}, pair(ft.calls()))
-	code, _ := deliver(t, h, "pull_request", "d-ready", payload(t, "ready_for_review.payload.json"))
+	code, _ := deliver(t, h, "pull_request", "d-ready", payload(t, "ready_for_review"))
 	assert.Equal(t, http.StatusAccepted, code)
 	assert.Equal(t, [2]int{1, 0}, pair(ft.calls()))
 
 	ft = &fakeTemporal{}
 	h = prHandler(t, ft, intake.PreviewPolicy{Label: "preview", Drafts: true})
-	code, _ = deliver(t, h, "pull_request", "d-1", payload(t, "opened.payload.json", draft))
+	code, _ = deliver(t, h, "pull_request", "d-1", payload(t, "opened", draft))
 	assert.Equal(t, http.StatusAccepted, code)
 	require.Len(t, ft.starts, 1)
 	assert.True(t, ft.starts[0].Event.(workflows.PullRequestEvent).Draft)
@@ -444,13 +471,13 @@ func TestDraftPolicy(t *testing.T) {
 func TestRepoAllowList(t *testing.T) {
 	ft := &fakeTemporal{}
 	h := prHandler(t, ft, intake.PreviewPolicy{Label: "preview", Repos: []string{"octo/other"}})
-	code, out := deliver(t, h, "pull_request", "d-1", payload(t, "opened.payload.json"))
+	code, out := deliver(t, h, "pull_request", "d-1", payload(t, "opened"))
 	assert.Equal(t, http.StatusOK, code)
-	assert.Contains(t, out["reason"], "Codertocat/Hello-World is not in the preview allow-list")
+	assert.Contains(t, out["reason"], "Acme/Store-Front is not in the preview allow-list")
 	assert.Equal(t, [2]int{0, 0}, pair(ft.calls()))
 
-	h = prHandler(t, ft, intake.PreviewPolicy{Label: "preview", Repos: []string{"octo/other", " codertocat/HELLO-world "}})
-	code, _ = deliver(t, h, "pull_request", "d-1", payload(t, "opened.payload.json"))
+	h = prHandler(t, ft, intake.PreviewPolicy{Label: "preview", Repos: []string{"octo/other", " acme/STORE-front "}})
+	code, _ = deliver(t, h, "pull_request", "d-1", payload(t, "opened"))
 	assert.Equal(t, http.StatusAccepted, code)
 	assert.Equal(t, [2]int{1, 0}, pair(ft.calls()))
 }
@@ -474,7 +501,7 @@ func TestPolicyValidation(t *testing.T) {
 func TestDuplicateDeliveryChangesNothing(t *testing.T) {
 	ft := &fakeTemporal{}
 	h := prHandler(t, ft, intake.PreviewPolicy{Label: "preview"})
-	body := payload(t, "opened.payload.json")
+	body := payload(t, "opened")
 	code, _ := deliver(t, h, "pull_request", "d-dup", body)
 	assert.Equal(t, http.StatusAccepted, code)
 	code, out := deliver(t, h, "pull_request", "d-dup", body)
@@ -484,7 +511,7 @@ func TestDuplicateDeliveryChangesNothing(t *testing.T) {
 	assert.Equal(t, [2]int{1, 0}, pair(ft.calls()))
 
 	// A teardown too.
-	closed := payload(t, "closed.payload.json")
+	closed := payload(t, "closed")
 	deliver(t, h, "pull_request", "d-close", closed)
 	code, out = deliver(t, h, "pull_request", "d-close", closed)
 	assert.Equal(t, http.StatusOK, code)
@@ -503,7 +530,7 @@ func TestSkippedDeliveryIsJudgedAgainOnRedelivery(t *testing.T) {
 	// is judged afresh, so e.g. redelivering after a policy change works.
 	ft := &fakeTemporal{}
 	h := prHandler(t, ft, intake.PreviewPolicy{Label: "preview"})
-	body := payload(t, "opened.payload.json", edit{"pull_request.draft", true})
+	body := payload(t, "opened", edit{"pull_request.draft", true})
 	for range 2 {
 		code, out := deliver(t, h, "pull_request", "d-draft", body)
 		assert.Equal(t, http.StatusOK, code)
@@ -518,21 +545,21 @@ func TestInvalidPayloadStartsNothing(t *testing.T) {
 		e    []edit
 		want string
 	}{
-		{"no repository owner", "opened.payload.json", []edit{{"repository.owner", nil}}, "missing repository.owner.login"},
-		{"no repository name", "opened.payload.json", []edit{{"repository.name", nil}}, "missing repository.name"},
-		{"zero number", "opened.payload.json", []edit{{"number", 0}, {"pull_request.number", 0}}, "missing number"},
-		{"negative number", "synchronize.payload.json", []edit{{"number", -3}}, "missing number"},
-		{"no head sha", "opened.payload.json", []edit{{"pull_request.head.sha", nil}}, "missing pull_request.head.sha"},
-		{"bad head sha", "synchronize.payload.json", []edit{{"pull_request.head.sha", "HEAD; rm -rf /"}}, "head.sha is not a commit SHA"},
-		{"no head ref", "opened.payload.json", []edit{{"pull_request.head.ref", ""}}, "missing pull_request.head.ref"},
-		{"no clone URL", "opened.payload.json", []edit{{"pull_request.head.repo.clone_url", nil}}, "missing pull_request.head.repo.clone_url"},
-		{"no head repo", "reopened.payload.json", []edit{{"pull_request.head.repo", nil}}, "missing pull_request.head.repo.clone_url"},
-		{"ext transport", "opened.payload.json", []edit{{"pull_request.head.repo.clone_url", "ext::sh -c touch% /tmp/pwned"}}, "clone_url is not an http(s) URL"},
-		{"credentials in clone URL", "opened.payload.json", []edit{{"pull_request.head.repo.clone_url", "https://x:tok@github.com/a/b.git"}}, "clone_url"},
-		{"odd owner", "opened.payload.json", []edit{{"repository.owner.login", "a b"}}, "owner.login is not a GitHub name"},
-		{"no pull_request", "opened.payload.json", []edit{{"pull_request", nil}}, "missing"},
-		{"no identity on close", "closed.payload.json", []edit{{"repository", nil}}, "missing repository.owner.login, repository.name"},
-		{"wrong type", "opened.payload.json", []edit{{"number", "two"}}, "malformed pull_request payload"},
+		{"no repository owner", "opened", []edit{{"repository.owner", nil}}, "missing repository.owner.login"},
+		{"no repository name", "opened", []edit{{"repository.name", nil}}, "missing repository.name"},
+		{"zero number", "opened", []edit{{"number", 0}, {"pull_request.number", 0}}, "missing number"},
+		{"negative number", "synchronize", []edit{{"number", -3}}, "missing number"},
+		{"no head sha", "opened", []edit{{"pull_request.head.sha", nil}}, "missing pull_request.head.sha"},
+		{"bad head sha", "synchronize", []edit{{"pull_request.head.sha", "HEAD; rm -rf /"}}, "head.sha is not a commit SHA"},
+		{"no head ref", "opened", []edit{{"pull_request.head.ref", ""}}, "missing pull_request.head.ref"},
+		{"no clone URL", "opened", []edit{{"pull_request.head.repo.clone_url", nil}}, "missing pull_request.head.repo.clone_url"},
+		{"no head repo", "reopened", []edit{{"pull_request.head.repo", nil}}, "missing pull_request.head.repo.clone_url"},
+		{"ext transport", "opened", []edit{{"pull_request.head.repo.clone_url", "ext::sh -c touch% /tmp/pwned"}}, "clone_url is not an http(s) URL"},
+		{"credentials in clone URL", "opened", []edit{{"pull_request.head.repo.clone_url", "https://x:tok@github.com/a/b.git"}}, "clone_url"},
+		{"odd owner", "opened", []edit{{"repository.owner.login", "a b"}}, "owner.login is not a GitHub name"},
+		{"no pull_request", "opened", []edit{{"pull_request", nil}}, "missing"},
+		{"no identity on close", "closed", []edit{{"repository", nil}}, "missing repository.owner.login, repository.name"},
+		{"wrong type", "opened", []edit{{"number", "two"}}, "malformed pull_request payload"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ft := &fakeTemporal{}
@@ -550,8 +577,8 @@ func TestTemporalErrorAnswers503AndRedeliveryWorks(t *testing.T) {
 		file string
 		set  func(*fakeTemporal, error)
 	}{
-		{"opened.payload.json", func(f *fakeTemporal, err error) { f.startErr = err }},
-		{"closed.payload.json", func(f *fakeTemporal, err error) { f.signalErr = err }},
+		{"opened", func(f *fakeTemporal, err error) { f.startErr = err }},
+		{"closed", func(f *fakeTemporal, err error) { f.signalErr = err }},
 	} {
 		t.Run(tc.file, func(t *testing.T) {
 			ft := &fakeTemporal{}
@@ -584,7 +611,7 @@ func TestBranchNameIsPlainData(t *testing.T) {
 	const title = "'; DROP TABLE previews; -- $(reboot)"
 	ft := &fakeTemporal{}
 	h := prHandler(t, ft, intake.PreviewPolicy{Label: "preview"})
-	code, _ := deliver(t, h, "pull_request", "d-1", payload(t, "opened.payload.json",
+	code, _ := deliver(t, h, "pull_request", "d-1", payload(t, "opened",
 		edit{"pull_request.head.ref", evil}, edit{"pull_request.title", title}))
 	assert.Equal(t, http.StatusAccepted, code)
 	require.Len(t, ft.starts, 1)
@@ -599,18 +626,18 @@ func TestBranchNameIsPlainData(t *testing.T) {
 func TestOtherActionsAndEvents(t *testing.T) {
 	ft := &fakeTemporal{}
 	h := prHandler(t, ft, intake.PreviewPolicy{Label: "preview"})
-	for _, file := range []string{"assigned.payload.json", "converted_to_draft.payload.json", "locked.payload.json", "review_requested.payload.json"} {
+	for _, file := range []string{"assigned", "converted_to_draft", "locked", "review_requested", "edited"} {
 		code, out := deliver(t, h, "pull_request", "d-"+file, payload(t, file))
 		assert.Equal(t, http.StatusOK, code, file)
 		assert.Contains(t, out["reason"], "does not affect previews", file)
 	}
-	code, out := deliver(t, h, "ping", "d-ping", testenv.Fixture(t, "ping/payload.json"))
+	code, out := deliver(t, h, "ping", "d-ping", ghfixture.Ping("Acme", "Store-Front", 1))
 	assert.Equal(t, http.StatusOK, code)
 	assert.Equal(t, "pong", out["reason"])
-	code, out = deliver(t, h, "ping", "d-ping", testenv.Fixture(t, "ping/payload.json"))
+	code, out = deliver(t, h, "ping", "d-ping", ghfixture.Ping("Acme", "Store-Front", 1))
 	assert.Equal(t, http.StatusOK, code)
 	assert.Equal(t, "pong", out["reason"], "a ping is not remembered")
-	code, out = deliver(t, h, "workflow_job", "d-job", testenv.Fixture(t, "workflow_job/queued.payload.json"))
+	code, out = deliver(t, h, "workflow_job", "d-job", jobPayload(t, "queued"))
 	assert.Equal(t, http.StatusOK, code)
 	assert.Equal(t, `event "workflow_job" action "queued" is not handled by Drydock`, out["reason"])
 	assert.Equal(t, [2]int{0, 0}, pair(ft.calls()))
@@ -619,7 +646,7 @@ func TestOtherActionsAndEvents(t *testing.T) {
 func pair(a, b int) [2]int { return [2]int{a, b} }
 
 func TestLocalCloneURLsOnlyWhenAllowed(t *testing.T) {
-	local := payload(t, "opened.payload.json", edit{"pull_request.head.repo.clone_url", "/srv/repos/hello.git"})
+	local := payload(t, "opened", edit{"pull_request.head.repo.clone_url", "/srv/repos/hello.git"})
 	ft := &fakeTemporal{}
 	code, out := deliver(t, prHandler(t, ft, intake.PreviewPolicy{Label: "preview"}), "pull_request", "local-1", local)
 	assert.Equal(t, http.StatusBadRequest, code)
@@ -630,7 +657,7 @@ func TestLocalCloneURLsOnlyWhenAllowed(t *testing.T) {
 	code, _ = deliver(t, prHandler(t, ft, intake.PreviewPolicy{Label: "preview", LocalCloneURLs: true}), "pull_request", "local-2", local)
 	assert.Equal(t, http.StatusAccepted, code)
 	for _, bad := range []string{"ext::sh -c touch% /tmp/pwned", "relative/path", "file:///etc"} {
-		body := payload(t, "opened.payload.json", edit{"pull_request.head.repo.clone_url", bad})
+		body := payload(t, "opened", edit{"pull_request.head.repo.clone_url", bad})
 		code, _ = deliver(t, prHandler(t, ft, intake.PreviewPolicy{Label: "preview", LocalCloneURLs: true}), "pull_request", "local-"+bad, body)
 		assert.Equal(t, http.StatusBadRequest, code, bad)
 	}

@@ -2,7 +2,6 @@ package intake_test
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"net/http"
 	"strings"
@@ -16,9 +15,9 @@ import (
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
 
+	"github.com/drydock-dev/drydock/internal/ghfixture"
 	"github.com/drydock-dev/drydock/internal/intake"
 	"github.com/drydock-dev/drydock/internal/pools"
-	"github.com/drydock-dev/drydock/internal/testenv"
 	"github.com/drydock-dev/drydock/workflows"
 	"github.com/drydock-dev/drydock/workflows/runnerapi"
 )
@@ -68,14 +67,14 @@ func (f *fakeJobs) counts() [2]int {
 
 func notFound(string) error { return serviceerror.NewNotFound("workflow not found") }
 
-// testPools: linux takes [self-hosted, linux, x64] jobs, k8s the fixtures'
-// [self-hosted, k8s] ones.
+// testPools: linux takes [self-hosted, linux, x64] jobs, k8s the
+// [self-hosted, k8s] ones of "queued.k8s".
 func testPools(t *testing.T) *pools.Config {
 	t.Helper()
 	c, err := pools.Parse([]byte(`
 pools:
-  - {name: linux, labels: [self-hosted, linux, x64], scope: {org: Octocoders}}
-  - {name: k8s, labels: [self-hosted, k8s], scope: {repo: lineville/elastic-machines-testing}}
+  - {name: linux, labels: [self-hosted, linux, x64], scope: {org: Acme}}
+  - {name: k8s, labels: [self-hosted, k8s], scope: {repo: bob/k8s-lab}}
 `))
 	require.NoError(t, err)
 	return c
@@ -94,46 +93,57 @@ func jobHandler(t *testing.T, tc intake.JobTemporal) *intake.Handler {
 	return h
 }
 
-// jobPayload reads a workflow_job fixture and applies edits (dotted paths;
-// nil deletes).
+// exampleJob is the job the tests' workflow_job deliveries describe: a
+// GitHub-hosted job (runs-on ubuntu-latest) of an organization's repository,
+// delivered to a GitHub App installation.
+func exampleJob() ghfixture.Job {
+	return ghfixture.Job{
+		ID: exampleJobID, RunID: 3100200300, Name: "test", WorkflowName: "CI",
+		Owner: "Acme", Repo: "Store-Front", Org: "Acme", Labels: []string{"ubuntu-latest"},
+		InstallationID: 4242, CreatedAt: exampleQueuedAt,
+	}
+}
+
+var exampleQueuedAt = time.Date(2026, 11, 30, 8, 0, 0, 0, time.UTC)
+
+// jobPayload builds the workflow_job delivery for name about exampleJob,
+// then applies edits (dotted paths; nil deletes). name is an action,
+// "completed.failure", or "queued.k8s": a self-hosted [self-hosted, k8s]
+// job of a user's repository, without an App installation.
 func jobPayload(t *testing.T, name string, edits ...edit) []byte {
 	t.Helper()
-	var doc map[string]any
-	require.NoError(t, json.Unmarshal(testenv.Fixture(t, "workflow_job/"+name), &doc))
-	for _, e := range edits {
-		keys := strings.Split(e.path, ".")
-		m := doc
-		for _, k := range keys[:len(keys)-1] {
-			next, ok := m[k].(map[string]any)
-			require.True(t, ok, "fixture %s has no object at %s", name, e.path)
-			m = next
-		}
-		if last := keys[len(keys)-1]; e.value == nil {
-			delete(m, last)
-		} else {
-			m[last] = e.value
-		}
+	job := exampleJob()
+	action, variant, _ := strings.Cut(name, ".")
+	if action == "in_progress" || action == "completed" {
+		job.StartedAt = exampleQueuedAt.Add(time.Minute) // picked up a minute after it was queued
 	}
-	b, err := json.Marshal(doc)
+	switch variant {
+	case "failure":
+		job.Conclusion = "failure"
+	case "k8s":
+		job.Owner, job.Repo, job.Org, job.InstallationID = "bob", "k8s-lab", "", 0
+		job.Labels = []string{"self-hosted", "k8s"}
+	}
+	raw, err := ghfixture.WorkflowJob(action, job)
 	require.NoError(t, err)
-	return b
+	return applyEdits(t, raw, edits...)
 }
 
 var linuxLabels = edit{"workflow_job.labels", []any{"self-hosted", "Linux"}}
 
-const fixtureJobID = 289782451
+const exampleJobID = 7310442015
 
 func TestQueuedJobStartsRunnerJob(t *testing.T) {
 	ft := &fakeJobs{}
 	h := jobHandler(t, ft)
-	code, out := deliver(t, h, "workflow_job", "q-1", jobPayload(t, "queued.payload.json", linuxLabels))
+	code, out := deliver(t, h, "workflow_job", "q-1", jobPayload(t, "queued", linuxLabels))
 	require.Equal(t, http.StatusAccepted, code, out)
-	assert.Equal(t, "runner-job:289782451", out["workflow_id"])
+	assert.Equal(t, "runner-job:7310442015", out["workflow_id"])
 	assert.Equal(t, "runner requested from pool linux", out["reason"])
 
 	require.Len(t, ft.executes, 1)
 	call := ft.executes[0]
-	assert.Equal(t, runnerapi.JobWorkflowID(fixtureJobID), call.Opts.ID)
+	assert.Equal(t, runnerapi.JobWorkflowID(exampleJobID), call.Opts.ID)
 	assert.Equal(t, workflows.TaskQueue, call.Opts.TaskQueue)
 	assert.Equal(t, enumspb.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE, call.Opts.WorkflowIDReusePolicy)
 	assert.Equal(t, enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING, call.Opts.WorkflowIDConflictPolicy)
@@ -143,38 +153,37 @@ func TestQueuedJobStartsRunnerJob(t *testing.T) {
 	jobID, _ := sa.GetInt64(workflows.SearchAttrJobID)
 	repo, _ := sa.GetKeyword(workflows.SearchAttrRepo)
 	assert.Equal(t, "linux", pool)
-	assert.EqualValues(t, fixtureJobID, jobID)
-	assert.Equal(t, "octocoders/hello-world", repo)
+	assert.EqualValues(t, exampleJobID, jobID)
+	assert.Equal(t, "acme/store-front", repo)
 	assert.NotEmpty(t, call.Opts.StaticSummary)
 	assert.Equal(t, runnerapi.RunnerJobName, call.Workflow)
 	require.Len(t, call.Args, 1)
 	assert.Equal(t, runnerapi.RunnerJobInput{Pool: "linux", Job: runnerapi.WorkflowJobEvent{
 		DeliveryID:     "q-1",
 		Action:         "queued",
-		JobID:          fixtureJobID,
-		RunID:          2202229078,
-		Name:           "update",
-		WorkflowName:   "CodeQL",
-		Owner:          "Octocoders",
-		Repo:           "Hello-World",
-		Org:            "Octocoders", // the owner is an Organization
+		JobID:          exampleJobID,
+		RunID:          3100200300,
+		Name:           "test",
+		WorkflowName:   "CI",
+		Owner:          "Acme",
+		Repo:           "Store-Front",
+		Org:            "Acme", // the owner is an Organization
 		Labels:         []string{"self-hosted", "Linux"},
-		RunnerName:     "GitHub Actions 5",
-		CreatedAt:      time.Date(2021, 9, 13, 2, 21, 13, 0, time.UTC),
-		StartedAt:      time.Date(2021, 9, 13, 2, 21, 13, 0, time.UTC),
-		InstallationID: 3456996,
+		CreatedAt:      exampleQueuedAt,
+		StartedAt:      exampleQueuedAt, // not picked up yet
+		InstallationID: 4242,
 	}}, call.Args[0])
 	assert.Empty(t, ft.signals)
 }
 
 func TestQueuedForAUsersRepository(t *testing.T) {
 	ft := &fakeJobs{}
-	code, out := deliver(t, jobHandler(t, ft), "workflow_job", "q-k8s", jobPayload(t, "queued.with-deployment.payload.json"))
+	code, out := deliver(t, jobHandler(t, ft), "workflow_job", "q-k8s", jobPayload(t, "queued.k8s"))
 	require.Equal(t, http.StatusAccepted, code, out)
 	require.Len(t, ft.executes, 1)
 	in := ft.executes[0].Args[0].(runnerapi.RunnerJobInput)
 	assert.Equal(t, "k8s", in.Pool)
-	assert.Equal(t, "lineville", in.Job.Owner)
+	assert.Equal(t, "bob", in.Job.Owner)
 	assert.Empty(t, in.Job.Org, "a user's repository has no organization")
 	assert.Empty(t, in.Job.RunnerName)
 	assert.Equal(t, []string{"self-hosted", "k8s"}, in.Job.Labels)
@@ -183,11 +192,11 @@ func TestQueuedForAUsersRepository(t *testing.T) {
 func TestQueuedWithoutPoolStartsNothing(t *testing.T) {
 	ft := &fakeJobs{}
 	h := jobHandler(t, ft)
-	code, out := deliver(t, h, "workflow_job", "q-hosted", jobPayload(t, "queued.payload.json"))
+	code, out := deliver(t, h, "workflow_job", "q-hosted", jobPayload(t, "queued"))
 	assert.Equal(t, http.StatusOK, code)
 	assert.Equal(t, "no runner pool takes labels [ubuntu-latest]", out["reason"])
 	// Partly matching labels are not enough: every label must be the pool's.
-	code, out = deliver(t, h, "workflow_job", "q-gpu", jobPayload(t, "queued.payload.json", edit{"workflow_job.labels", []any{"self-hosted", "linux", "gpu"}}))
+	code, out = deliver(t, h, "workflow_job", "q-gpu", jobPayload(t, "queued", edit{"workflow_job.labels", []any{"self-hosted", "linux", "gpu"}}))
 	assert.Equal(t, http.StatusOK, code)
 	assert.Equal(t, "no runner pool takes labels [self-hosted, linux, gpu]", out["reason"])
 	assert.Equal(t, [2]int{0, 0}, ft.counts())
@@ -195,7 +204,7 @@ func TestQueuedWithoutPoolStartsNothing(t *testing.T) {
 	// No pools configured at all.
 	jobs, err := intake.NewWorkflowJobs(intake.WorkflowJobOptions{Temporal: ft})
 	require.NoError(t, err)
-	res, err := jobs.Route(context.Background(), intake.Event{Name: "workflow_job", Payload: jobPayload(t, "queued.payload.json", linuxLabels)})
+	res, err := jobs.Route(context.Background(), intake.Event{Name: "workflow_job", Payload: jobPayload(t, "queued", linuxLabels)})
 	require.NoError(t, err)
 	assert.Equal(t, http.StatusOK, res.Status)
 	assert.Equal(t, [2]int{0, 0}, ft.counts())
@@ -204,14 +213,14 @@ func TestQueuedWithoutPoolStartsNothing(t *testing.T) {
 func TestRedeliveredQueuedChangesNothing(t *testing.T) {
 	ft := &fakeJobs{}
 	h := jobHandler(t, ft)
-	body := jobPayload(t, "queued.payload.json", linuxLabels)
+	body := jobPayload(t, "queued", linuxLabels)
 	code, _ := deliver(t, h, "workflow_job", "q-1", body)
 	require.Equal(t, http.StatusAccepted, code)
 	// The same delivery again: remembered.
 	code, out := deliver(t, h, "workflow_job", "q-1", body)
 	assert.Equal(t, http.StatusOK, code)
 	assert.Equal(t, "duplicate delivery", out["reason"])
-	assert.Equal(t, "runner-job:289782451", out["workflow_id"])
+	assert.Equal(t, "runner-job:7310442015", out["workflow_id"])
 	assert.Equal(t, [2]int{1, 0}, ft.counts())
 
 	// Redelivered with another ID (another replica, or a restart) after the
@@ -220,48 +229,49 @@ func TestRedeliveredQueuedChangesNothing(t *testing.T) {
 	code, out = deliver(t, h, "workflow_job", "q-2", body)
 	assert.Equal(t, http.StatusOK, code)
 	assert.Equal(t, "job already handled", out["reason"])
-	assert.Equal(t, "runner-job:289782451", out["workflow_id"])
+	assert.Equal(t, "runner-job:7310442015", out["workflow_id"])
 }
 
 func TestInProgressAndCompletedSignalTheJob(t *testing.T) {
 	ft := &fakeJobs{}
 	h := jobHandler(t, ft)
-	code, out := deliver(t, h, "workflow_job", "p-1", jobPayload(t, "in_progress.payload.json", linuxLabels,
-		edit{"workflow_job.runner_name", "drydock-linux-289782451-1"}))
+	code, out := deliver(t, h, "workflow_job", "p-1", jobPayload(t, "in_progress", linuxLabels,
+		edit{"workflow_job.runner_name", "drydock-linux-7310442015-1"}))
 	require.Equal(t, http.StatusAccepted, code, out)
-	assert.Equal(t, "runner-job:289782451", out["workflow_id"])
-	code, out = deliver(t, h, "workflow_job", "c-1", jobPayload(t, "completed.failure.with-organization.payload.json", linuxLabels,
-		edit{"workflow_job.runner_name", "drydock-linux-289782451-1"}))
+	assert.Equal(t, "runner-job:7310442015", out["workflow_id"])
+	code, out = deliver(t, h, "workflow_job", "c-1", jobPayload(t, "completed.failure", linuxLabels,
+		edit{"workflow_job.runner_name", "drydock-linux-7310442015-1"}))
 	require.Equal(t, http.StatusAccepted, code, out)
 
 	assert.Empty(t, ft.executes, "in_progress and completed never start a job")
 	require.Len(t, ft.signals, 2)
 	for _, s := range ft.signals {
-		assert.Equal(t, runnerapi.JobWorkflowID(fixtureJobID), s.ID)
+		assert.Equal(t, runnerapi.JobWorkflowID(exampleJobID), s.ID)
 		assert.Equal(t, runnerapi.SignalJobEvent, s.Signal)
 		assert.Empty(t, s.RunID)
 	}
 	p := ft.signals[0].Event.(runnerapi.WorkflowJobEvent)
 	assert.Equal(t, "in_progress", p.Action)
-	assert.Equal(t, "drydock-linux-289782451-1", p.RunnerName)
-	assert.EqualValues(t, 1, p.InstallationID)
-	assert.Equal(t, "Octocoders", p.Org)
+	assert.Equal(t, "drydock-linux-7310442015-1", p.RunnerName)
+	assert.EqualValues(t, 4242, p.InstallationID)
+	assert.Equal(t, "Acme", p.Org)
 	c := ft.signals[1].Event.(runnerapi.WorkflowJobEvent)
 	assert.Equal(t, runnerapi.WorkflowJobEvent{
-		DeliveryID:   "c-1",
-		Action:       "completed",
-		JobID:        fixtureJobID,
-		RunID:        2202229078,
-		Name:         "linters",
-		WorkflowName: "CodeQL",
-		Owner:        "Octocoders",
-		Repo:         "Hello-World",
-		Org:          "Octocoders", // from "organization"
-		Labels:       []string{"self-hosted", "Linux"},
-		RunnerName:   "drydock-linux-289782451-1",
-		Conclusion:   "failure",
-		CreatedAt:    time.Date(2021, 8, 5, 10, 33, 58, 0, time.UTC),
-		StartedAt:    time.Date(2021, 8, 5, 10, 34, 58, 0, time.UTC),
+		DeliveryID:     "c-1",
+		Action:         "completed",
+		JobID:          exampleJobID,
+		RunID:          3100200300,
+		Name:           "test",
+		WorkflowName:   "CI",
+		Owner:          "Acme",
+		Repo:           "Store-Front",
+		Org:            "Acme", // from "organization"
+		Labels:         []string{"self-hosted", "Linux"},
+		RunnerName:     "drydock-linux-7310442015-1",
+		Conclusion:     "failure",
+		CreatedAt:      exampleQueuedAt,
+		StartedAt:      exampleQueuedAt.Add(time.Minute),
+		InstallationID: 4242,
 	}, c)
 }
 
@@ -275,26 +285,26 @@ func TestUntrackedCompletedJobReleasesOurRunner(t *testing.T) {
 		return nil
 	}}
 	h := jobHandler(t, ft)
-	code, out := deliver(t, h, "workflow_job", "c-untracked", jobPayload(t, "completed.success.with-organization.payload.json",
+	code, out := deliver(t, h, "workflow_job", "c-untracked", jobPayload(t, "completed",
 		linuxLabels, edit{"workflow_job.runner_name", "drydock-linux-77-1"}))
 	require.Equal(t, http.StatusAccepted, code, out)
 	assert.Equal(t, "runner-pool:linux", out["workflow_id"])
 	require.Len(t, ft.signals, 2)
 	assert.Equal(t, runnerapi.PoolWorkflowID("linux"), ft.signals[1].ID)
 	assert.Equal(t, runnerapi.SignalRelease, ft.signals[1].Signal)
-	assert.Equal(t, runnerapi.ReleaseRequest{RunnerName: "drydock-linux-77-1", JobID: fixtureJobID}, ft.signals[1].Event)
+	assert.Equal(t, runnerapi.ReleaseRequest{RunnerName: "drydock-linux-77-1", JobID: exampleJobID}, ft.signals[1].Event)
 
 	// The runner's name names its pool even when the job's labels would
 	// match another pool first.
 	ft.signals = nil
-	code, out = deliver(t, h, "workflow_job", "c-k8s-runner", jobPayload(t, "completed.success.with-organization.payload.json",
+	code, out = deliver(t, h, "workflow_job", "c-k8s-runner", jobPayload(t, "completed",
 		edit{"workflow_job.labels", []any{"self-hosted"}}, edit{"workflow_job.runner_name", "drydock-k8s-78-2"}))
 	require.Equal(t, http.StatusAccepted, code, out)
 	assert.Equal(t, "runner-pool:k8s", out["workflow_id"])
 
 	// The pool is not running either: nothing to do.
 	ft.signalErr = notFound
-	code, out = deliver(t, h, "workflow_job", "c-no-pool", jobPayload(t, "completed.success.with-organization.payload.json",
+	code, out = deliver(t, h, "workflow_job", "c-no-pool", jobPayload(t, "completed",
 		linuxLabels, edit{"workflow_job.runner_name", "drydock-linux-79-1"}))
 	assert.Equal(t, http.StatusOK, code)
 	assert.Equal(t, "no-op: job not tracked and pool linux is not running", out["reason"])
@@ -304,9 +314,9 @@ func TestUntrackedJobsOnOtherRunnersAreNoOps(t *testing.T) {
 	ft := &fakeJobs{signalErr: notFound}
 	h := jobHandler(t, ft)
 	for _, tc := range []struct{ file, runner string }{
-		{"in_progress.payload.json", "drydock-linux-1-1"}, // only completed releases
-		{"completed.success.with-organization.payload.json", "GitHub Actions 5"},
-		{"completed.success.with-organization.payload.json", ""},
+		{"in_progress", "drydock-linux-1-1"}, // only completed releases
+		{"completed", "GitHub Actions 5"},    // a GitHub-hosted runner
+		{"completed", ""},
 	} {
 		code, out := deliver(t, h, "workflow_job", "d-"+tc.file+tc.runner, jobPayload(t, tc.file, linuxLabels, edit{"workflow_job.runner_name", tc.runner}))
 		assert.Equal(t, http.StatusOK, code, tc)
@@ -319,8 +329,8 @@ func TestUntrackedJobsOnOtherRunnersAreNoOps(t *testing.T) {
 func TestHostedJobEventsDoNotAskTemporal(t *testing.T) {
 	ft := &fakeJobs{}
 	h := jobHandler(t, ft)
-	for _, file := range []string{"in_progress.payload.json", "in_progress.with-queued-steps.payload.json",
-		"completed.success.with-organization.payload.json", "completed.failure.with-organization.payload.json"} {
+	for _, file := range []string{"in_progress", "queued",
+		"completed", "completed.failure"} {
 		code, out := deliver(t, h, "workflow_job", "h-"+file, jobPayload(t, file))
 		assert.Equal(t, http.StatusOK, code, file)
 		assert.Equal(t, "no runner pool takes labels [ubuntu-latest]", out["reason"], file)
@@ -329,7 +339,7 @@ func TestHostedJobEventsDoNotAskTemporal(t *testing.T) {
 
 	// A Drydock runner's name is enough (the pool's labels may have changed
 	// since the job was queued).
-	code, _ := deliver(t, h, "workflow_job", "h-ours", jobPayload(t, "completed.success.with-organization.payload.json",
+	code, _ := deliver(t, h, "workflow_job", "h-ours", jobPayload(t, "completed",
 		edit{"workflow_job.runner_name", "drydock-k8s-5-1"}))
 	assert.Equal(t, http.StatusAccepted, code)
 	assert.Equal(t, [2]int{0, 1}, ft.counts())
@@ -338,14 +348,14 @@ func TestHostedJobEventsDoNotAskTemporal(t *testing.T) {
 func TestWaitingAndOtherActions(t *testing.T) {
 	ft := &fakeJobs{}
 	h := jobHandler(t, ft)
-	code, out := deliver(t, h, "workflow_job", "w-1", jobPayload(t, "waiting.payload.json"))
+	code, out := deliver(t, h, "workflow_job", "w-1", jobPayload(t, "waiting"))
 	assert.Equal(t, http.StatusOK, code)
 	assert.Contains(t, out["reason"], "workflow_job waiting")
-	code, out = deliver(t, h, "workflow_job", "w-2", jobPayload(t, "waiting.payload.json", edit{"action", "requested"}))
+	code, out = deliver(t, h, "workflow_job", "w-2", jobPayload(t, "waiting", edit{"action", "requested"}))
 	assert.Equal(t, http.StatusOK, code)
 	assert.Equal(t, `workflow_job action "requested" needs no runner`, out["reason"])
 	// Skipped deliveries are not remembered: a redelivery is judged again.
-	code, out = deliver(t, h, "workflow_job", "w-1", jobPayload(t, "waiting.payload.json"))
+	code, out = deliver(t, h, "workflow_job", "w-1", jobPayload(t, "waiting"))
 	assert.Equal(t, http.StatusOK, code)
 	assert.Contains(t, out["reason"], "workflow_job waiting")
 	assert.Equal(t, [2]int{0, 0}, ft.counts())
@@ -357,13 +367,13 @@ func TestInvalidJobPayloadStartsNothing(t *testing.T) {
 		edits      []edit
 		reason     string
 	}{
-		{"no job id", "queued.payload.json", []edit{linuxLabels, {"workflow_job.id", nil}}, "missing workflow_job.id"},
-		{"no labels", "queued.payload.json", []edit{{"workflow_job.labels", []any{}}}, "missing workflow_job.labels"},
-		{"blank labels", "completed.success.with-organization.payload.json", []edit{{"workflow_job.labels", []any{" "}}}, "missing workflow_job.labels"},
-		{"no repository", "in_progress.payload.json", []edit{linuxLabels, {"repository", nil}}, "missing repository.owner.login, repository.name"},
-		{"bad repo name", "queued.payload.json", []edit{linuxLabels, {"repository.name", "a b"}}, "repository.name is not a GitHub name"},
-		{"no workflow_job", "queued.payload.json", []edit{{"workflow_job", nil}}, "missing workflow_job"},
-		{"wrong type", "queued.payload.json", []edit{{"workflow_job", "x"}}, "malformed workflow_job payload"},
+		{"no job id", "queued", []edit{linuxLabels, {"workflow_job.id", nil}}, "missing workflow_job.id"},
+		{"no labels", "queued", []edit{{"workflow_job.labels", []any{}}}, "missing workflow_job.labels"},
+		{"blank labels", "completed", []edit{{"workflow_job.labels", []any{" "}}}, "missing workflow_job.labels"},
+		{"no repository", "in_progress", []edit{linuxLabels, {"repository", nil}}, "missing repository.owner.login, repository.name"},
+		{"bad repo name", "queued", []edit{linuxLabels, {"repository.name", "a b"}}, "repository.name is not a GitHub name"},
+		{"no workflow_job", "queued", []edit{{"workflow_job", nil}}, "missing workflow_job"},
+		{"wrong type", "queued", []edit{{"workflow_job", "x"}}, "malformed workflow_job payload"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ft := &fakeJobs{}
@@ -379,7 +389,7 @@ func TestJobTemporalErrorsAnswer503AndRedeliveryWorks(t *testing.T) {
 	unavailable := serviceerror.NewUnavailable("connection refused")
 	ft := &fakeJobs{startErr: unavailable}
 	h := jobHandler(t, ft)
-	body := jobPayload(t, "queued.payload.json", linuxLabels)
+	body := jobPayload(t, "queued", linuxLabels)
 	code, out := deliver(t, h, "workflow_job", "q-1", body)
 	assert.Equal(t, http.StatusServiceUnavailable, code)
 	assert.NotContains(t, out["reason"], "connection refused", "internals stay in the log")
@@ -388,7 +398,7 @@ func TestJobTemporalErrorsAnswer503AndRedeliveryWorks(t *testing.T) {
 	assert.Equal(t, http.StatusAccepted, code, "the failed delivery was not remembered")
 
 	ft.signalErr = func(string) error { return unavailable }
-	code, _ = deliver(t, h, "workflow_job", "c-1", jobPayload(t, "completed.success.with-organization.payload.json", linuxLabels))
+	code, _ = deliver(t, h, "workflow_job", "c-1", jobPayload(t, "completed", linuxLabels))
 	assert.Equal(t, http.StatusServiceUnavailable, code)
 
 	// The job is gone and the pool cannot be reached.
@@ -398,13 +408,13 @@ func TestJobTemporalErrorsAnswer503AndRedeliveryWorks(t *testing.T) {
 		}
 		return unavailable
 	}
-	code, _ = deliver(t, h, "workflow_job", "c-2", jobPayload(t, "completed.success.with-organization.payload.json", linuxLabels,
+	code, _ = deliver(t, h, "workflow_job", "c-2", jobPayload(t, "completed", linuxLabels,
 		edit{"workflow_job.runner_name", "drydock-linux-1-1"}))
 	assert.Equal(t, http.StatusServiceUnavailable, code)
 
 	// A deadline exceeded is an error too, not a no-op.
 	ft.signalErr = func(string) error { return context.DeadlineExceeded }
-	code, _ = deliver(t, h, "workflow_job", "p-1", jobPayload(t, "in_progress.payload.json", linuxLabels))
+	code, _ = deliver(t, h, "workflow_job", "p-1", jobPayload(t, "in_progress", linuxLabels))
 	assert.Equal(t, http.StatusServiceUnavailable, code)
 }
 

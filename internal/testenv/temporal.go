@@ -1,3 +1,5 @@
+// Package testenv gives tests what they share: a real Temporal dev server
+// (the CLI that `make test` installs), started once per test binary.
 package testenv
 
 import (

@@ -47,11 +47,11 @@ func main() {
 
 // options are the command line.
 type options struct {
-	github, webhook, secret, fixtures string
-	wait, poll                        time.Duration
-	name, conclusion                  string
-	installationID                    int64
-	retries                           int
+	github, webhook, secret string
+	wait, poll              time.Duration
+	name, conclusion        string
+	installationID          int64
+	retries                 int
 }
 
 func parse(args []string, stderr io.Writer) (options, error) {
@@ -61,7 +61,6 @@ func parse(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.github, "github", "", "base URL of the GitHub test double (required)")
 	fs.StringVar(&o.webhook, "webhook", "", "Drydock's webhook URL (a bare origin gets /webhooks/github) (required)")
 	fs.StringVar(&o.secret, "secret", "", "webhook secret to sign deliveries with")
-	fs.StringVar(&o.fixtures, "fixtures", ghfixture.DefaultDir, "the GitHub webhook fixtures")
 	fs.DurationVar(&o.wait, "wait", 30*time.Second, "how long to poll for a job before exiting")
 	fs.DurationVar(&o.poll, "poll", 200*time.Millisecond, "interval between claims while no job is available")
 	fs.StringVar(&o.name, "name", "", "runner name when the JIT config carries none")
@@ -314,7 +313,7 @@ func (r *runner) complete(ctx context.Context, jobID int64, conclusion string) e
 // deliver sends one signed workflow_job delivery, with a fresh delivery ID
 // (retries of it keep the ID, as GitHub's redeliveries do).
 func (r *runner) deliver(ctx context.Context, action string, job ghfixture.Job) error {
-	body, err := ghfixture.WorkflowJob(r.o.fixtures, action, job)
+	body, err := ghfixture.WorkflowJob(action, job)
 	if err != nil {
 		return err
 	}

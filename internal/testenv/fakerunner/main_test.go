@@ -10,7 +10,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -21,7 +20,6 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/drydock-dev/drydock/internal/intake"
-	"github.com/drydock-dev/drydock/internal/testenv"
 	"github.com/drydock-dev/drydock/workflows/runnerapi"
 )
 
@@ -108,16 +106,15 @@ func (wh *webhook) Route(_ context.Context, ev intake.Event) (intake.Result, err
 var errBadRequest = errors.New("400")
 
 type stack struct {
-	gh       *double
-	wh       *webhook
-	ghURL    string
-	whURL    string
-	fixtures string
+	gh    *double
+	wh    *webhook
+	ghURL string
+	whURL string
 }
 
 func newStack(t *testing.T, answers ...answer) *stack {
 	t.Helper()
-	s := &stack{gh: &double{answers: answers}, wh: &webhook{}, fixtures: filepath.Join(testenv.SharedDir(t), "fixtures", "github-webhooks")}
+	s := &stack{gh: &double{answers: answers}, wh: &webhook{}}
 	gh := httptest.NewServer(s.gh)
 	t.Cleanup(gh.Close)
 	h, err := intake.New(intake.Options{Secret: secret, Router: s.wh, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
@@ -130,7 +127,7 @@ func newStack(t *testing.T, answers ...answer) *stack {
 
 func (s *stack) run(t *testing.T, jit string, extra ...string) (int, string) {
 	t.Helper()
-	args := append([]string{"-github", s.ghURL, "-webhook", s.whURL, "-secret", secret, "-fixtures", s.fixtures,
+	args := append([]string{"-github", s.ghURL, "-webhook", s.whURL, "-secret", secret,
 		"-wait", "2s", "-poll", "10ms"}, extra...)
 	var stderr bytes.Buffer
 	env := func(k string) string {

@@ -41,10 +41,19 @@ type Machines struct {
 }
 
 // idempotencyKey is stable across retries and worker crashes of one activity:
-// it is made of the workflow ID, the run ID and the activity ID.
+// it is made of the workflow ID, the run ID and the activity ID. The SDK
+// numbers local activities with a counter of their own ("1", "2", ... like
+// regular activities), so a local activity's key also carries "local" and its
+// type: a local wake must never reuse the key of an earlier regular wake of
+// the same run (Dedalus would replay that wake's old answer). Regular keys
+// keep their original form, so a retry that spans an upgrade keeps its key.
 func idempotencyKey(ctx context.Context, suffix string) string {
 	info := activity.GetInfo(ctx)
-	k := fmt.Sprintf("drydock:%s:%s:%s", info.WorkflowExecution.ID, info.WorkflowExecution.RunID, info.ActivityID)
+	id := info.ActivityID
+	if info.IsLocalActivity {
+		id = "local:" + info.ActivityType.Name + ":" + id
+	}
+	k := fmt.Sprintf("drydock:%s:%s:%s", info.WorkflowExecution.ID, info.WorkflowExecution.RunID, id)
 	if suffix != "" {
 		k += ":" + suffix
 	}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
@@ -261,4 +262,75 @@ func TestMachineRefsCarryTransitions(t *testing.T) {
 	none := do(a.DeleteMachine, "dm-never-existed")
 	assert.Equal(t, dedalus.PhaseDestroyed, none.Phase)
 	assert.True(t, none.TransitionAt.IsZero())
+}
+
+// wakeRegularThenLocal wakes a machine with a regular activity, puts it to
+// sleep, and wakes it again with a local activity (as PreviewLifecycle's wake
+// Update does), after skip no-op local activities. The SDK numbers local
+// activities 1, 2, ... with a counter of their own, and regular ones by their
+// scheduled event: with skip 4 the local wake has the activity ID of the
+// regular wake (its ActivityTaskScheduled is event 5).
+func wakeRegularThenLocal(ctx workflow.Context, machineID string, skip int) (activities.MachineRef, error) {
+	var m activities.MachineRef
+	if err := workflow.ExecuteActivity(actx(ctx), machines.WakeMachine, machineID).Get(ctx, &m); err != nil {
+		return m, err
+	}
+	if err := workflow.ExecuteActivity(actx(ctx), machines.SleepMachine, machineID).Get(ctx, &m); err != nil {
+		return m, err
+	}
+	lctx := workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{
+		StartToCloseTimeout: 5 * time.Second,
+		RetryPolicy:         &temporal.RetryPolicy{InitialInterval: 100 * time.Millisecond, MaximumAttempts: 2},
+	})
+	for range skip {
+		if err := workflow.ExecuteLocalActivity(lctx, func(context.Context) error { return nil }).Get(ctx, nil); err != nil {
+			return m, err
+		}
+	}
+	err := workflow.ExecuteLocalActivity(lctx, machines.WakeMachine, machineID).Get(ctx, &m)
+	return m, err
+}
+
+// A local wake must not reuse the idempotency key of an earlier regular wake
+// with the same activity ID: Dedalus would answer with the old wake and the
+// machine would stay asleep until the local activity timed out.
+func TestLocalWakeDoesNotReuseARegularWakesKey(t *testing.T) {
+	emu, c := startEmulator(t, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	m, err := c.CreateMachine(ctx, dedalus.CreateMachineRequest{VCPU: 1, MemoryMiB: 512, StorageGiB: 5}, "local-wake")
+	require.NoError(t, err)
+	_, err = c.WaitForPhase(ctx, m.MachineID, dedalus.PhaseRunning)
+	require.NoError(t, err)
+	_, err = c.SleepAndWait(ctx, m.MachineID, "local-wake-sleep")
+	require.NoError(t, err)
+
+	queue := "local-wake-" + t.Name()
+	tc := devServer.Client()
+	w := worker.New(tc, queue, worker.Options{})
+	w.RegisterWorkflow(wakeRegularThenLocal)
+	w.RegisterActivity(&activities.Machines{Client: c, HeartbeatEvery: 200 * time.Millisecond})
+	require.NoError(t, w.Start())
+	defer w.Stop()
+	run, err := tc.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: "local-wake-1", TaskQueue: queue}, wakeRegularThenLocal, m.MachineID, 4)
+	require.NoError(t, err)
+	var ref activities.MachineRef
+	werr := run.Get(ctx, &ref)
+
+	// The premise: the regular wake and the local wake share an activity ID.
+	regular := ""
+	it := tc.GetWorkflowHistory(ctx, run.GetID(), run.GetRunID(), false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+	for it.HasNext() {
+		ev, err := it.Next()
+		require.NoError(t, err)
+		if a := ev.GetActivityTaskScheduledEventAttributes(); a != nil && a.GetActivityType().GetName() == "WakeMachine" {
+			regular = a.GetActivityId()
+		}
+	}
+	require.Equal(t, "5", regular, "the regular wake's activity ID (the local wake is local activity 5)")
+
+	require.NoError(t, werr)
+	assert.Equal(t, dedalus.PhaseSleeping, ref.WasPhase)
+	assert.Equal(t, dedalus.PhaseRunning, ref.Phase)
+	assert.EqualValues(t, 2, emu.Stats().Wakes, "the local wake woke the machine")
 }

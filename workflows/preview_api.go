@@ -134,4 +134,10 @@ type PreviewCarry struct {
 	// ReportedAt is when the PR comment was last written (it bounds the
 	// refreshes of the awake time that wakes make).
 	ReportedAt time.Time `json:",omitzero"`
+	// FailedSHA is the head whose deploy failed: it is not deployed again
+	// until a push or a redeploy.
+	FailedSHA string `json:",omitempty"`
+	// Teardown says why the preview is being torn down ("" = it is not);
+	// a run that continues as new with one set tears down at once.
+	Teardown string `json:",omitempty"`
 }

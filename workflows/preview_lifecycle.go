@@ -44,8 +44,6 @@ type preview struct {
 	PreviewCarry
 	settings activities.PreviewSettings
 
-	failedSHA    string // head whose deploy failed: not retried until a push or redeploy
-	teardown     string // why the preview is being torn down ("" = not)
 	deploying    bool
 	deployingSHA string
 	cancelDeploy workflow.CancelFunc
@@ -82,7 +80,7 @@ func PreviewLifecycle(ctx workflow.Context, in PreviewInput) error {
 	}
 	if err := workflow.SetUpdateHandlerWithOptions(ctx, UpdateWake, p.wake, workflow.UpdateHandlerOptions{
 		Validator: func() error {
-			if p.teardown != "" || p.Status.Phase == PreviewTearingDown || p.Status.Phase == PreviewDestroyed {
+			if p.Teardown != "" || p.Status.Phase == PreviewTearingDown || p.Status.Phase == PreviewDestroyed {
 				return temporal.NewApplicationError("preview is being torn down", ErrTypePreviewTornDown)
 			}
 			return nil
@@ -104,13 +102,13 @@ func PreviewLifecycle(ctx workflow.Context, in PreviewInput) error {
 	}
 
 	for {
-		if ctx.Err() != nil && p.teardown == "" {
-			p.teardown = "the workflow was cancelled"
+		if ctx.Err() != nil && p.Teardown == "" {
+			p.Teardown = "the workflow was cancelled"
 		}
-		if p.teardown != "" && !p.deploying {
+		if p.Teardown != "" && !p.deploying {
 			return p.tearDown(ctx)
 		}
-		if !p.deploying && p.teardown == "" && p.needsDeploy() {
+		if !p.deploying && p.Teardown == "" && p.needsDeploy() {
 			p.startDeploy(ctx, deployDone)
 		}
 		if !p.deploying && !p.waking && workflow.GetInfo(ctx).GetContinueAsNewSuggested() {
@@ -130,15 +128,12 @@ func PreviewLifecycle(ctx workflow.Context, in PreviewInput) error {
 			c.Receive(ctx, nil)
 			log.Info("redeploy requested")
 			p.PendingRedeploy = true
-			p.failedSHA = ""
+			p.FailedSHA = ""
 		})
 		sel.AddReceive(destroyCh, func(c workflow.ReceiveChannel, _ bool) {
 			var req DestroyRequest
 			c.Receive(ctx, &req)
-			p.teardown = req.Reason
-			if p.teardown == "" {
-				p.teardown = "destroyed by an operator"
-			}
+			p.Teardown = destroyReason(req)
 		})
 		sel.AddReceive(touchCh, func(c workflow.ReceiveChannel, _ bool) {
 			c.Receive(ctx, nil)
@@ -152,14 +147,14 @@ func PreviewLifecycle(ctx workflow.Context, in PreviewInput) error {
 			sel.AddFuture(p.staleTimer, func(workflow.Future) {
 				p.staleTimer = nil
 				if p.isStale(ctx) {
-					p.teardown = fmt.Sprintf("stale: no push and no preview traffic for %s", p.settings.StaleAfter)
+					p.Teardown = fmt.Sprintf("stale: no push and no preview traffic for %s", p.settings.StaleAfter)
 				}
 			})
 		}
 		sel.Select(ctx)
 
 		// A newer push supersedes an in-flight deploy; a teardown cancels it.
-		if p.deploying && (p.teardown != "" || p.Event.HeadSHA != p.deployingSHA) {
+		if p.deploying && (p.Teardown != "" || p.Event.HeadSHA != p.deployingSHA) {
 			p.cancelDeploy()
 		}
 	}
@@ -178,14 +173,18 @@ func (p *preview) onPullRequest(ctx workflow.Context, ev PullRequestEvent) {
 	}
 	switch ev.Action {
 	case "closed":
-		if ev.Merged {
-			p.teardown = "pull request merged"
+		if ev.Number == 0 && ev.DeliveryID == "" && ev.Title != "" {
+			// A destroy that a run from before PreviewCarry.Teardown
+			// carried as a synthetic event: its reason is in Title.
+			p.Teardown = ev.Title
+		} else if ev.Merged {
+			p.Teardown = "pull request merged"
 		} else {
-			p.teardown = "pull request closed"
+			p.Teardown = "pull request closed"
 		}
 	case "unlabeled":
 		// The webhook forwards unlabeled only in opt-in mode, for the opt-in label.
-		p.teardown = "preview label removed"
+		p.Teardown = "preview label removed"
 	default:
 		if ev.HeadSHA != "" && ev.HeadSHA != p.Event.HeadSHA {
 			p.Event = ev
@@ -197,6 +196,13 @@ func (p *preview) onPullRequest(ctx workflow.Context, ev PullRequestEvent) {
 	}
 }
 
+func destroyReason(req DestroyRequest) string {
+	if req.Reason == "" {
+		return "destroyed by an operator"
+	}
+	return req.Reason
+}
+
 func (p *preview) needsDeploy() bool {
 	if p.Event.HeadSHA == "" {
 		return false
@@ -204,7 +210,7 @@ func (p *preview) needsDeploy() bool {
 	if p.PendingRedeploy {
 		return true
 	}
-	return p.Event.HeadSHA != p.Status.DeployedSHA && p.Event.HeadSHA != p.failedSHA
+	return p.Event.HeadSHA != p.Status.DeployedSHA && p.Event.HeadSHA != p.FailedSHA
 }
 
 func (p *preview) isStale(ctx workflow.Context) bool {
@@ -302,7 +308,7 @@ func (p *preview) deploy(ctx workflow.Context, ev PullRequestEvent) error {
 		}
 		if st.Closed() {
 			workflow.GetLogger(ctx).Info("pull request already closed on GitHub: no preview", "sha", ev.HeadSHA)
-			p.teardown = "pull request is closed on GitHub (a delivery arrived after the close)"
+			p.Teardown = "pull request is closed on GitHub (a delivery arrived after the close)"
 			return nil
 		}
 	}
@@ -416,7 +422,7 @@ func (p *preview) deploy(ctx workflow.Context, ev PullRequestEvent) error {
 	if p.Status.ReadyAt.IsZero() {
 		p.Status.ReadyAt = now
 	}
-	p.failedSHA = ""
+	p.FailedSHA = ""
 	p.setPhase(ctx, PreviewReady)
 	p.setDeploymentStatus(ctx, "success", "preview ready at "+shortSHA(ev.HeadSHA))
 	p.report(ctx, gh.Report{State: "ready", SHA: ev.HeadSHA, Branch: ev.HeadRef, URL: p.settings.PublicURL})
@@ -450,7 +456,7 @@ func (p *preview) onDeployFailed(ctx workflow.Context, ev PullRequestEvent, err 
 		report.Error = err.Error()
 	}
 	p.Status.LastError = report.Error
-	p.failedSHA = ev.HeadSHA
+	p.FailedSHA = ev.HeadSHA
 	p.setPhase(ctx, PreviewFailed)
 	workflow.GetLogger(ctx).Warn("preview deploy failed", "sha", ev.HeadSHA, "error", report.Error)
 	p.setDeploymentStatus(ctx, "failure", truncate(report.Error, 140))
@@ -498,12 +504,12 @@ func (p *preview) wake(ctx workflow.Context) (WakeResult, error) {
 		case PreviewReady, PreviewFailed, PreviewTearingDown, PreviewDestroyed:
 			return !p.waking
 		}
-		return p.teardown != ""
+		return p.Teardown != ""
 	}); err != nil {
 		return WakeResult{}, err
 	}
 	switch {
-	case p.teardown != "" || p.Status.Phase == PreviewTearingDown || p.Status.Phase == PreviewDestroyed:
+	case p.Teardown != "" || p.Status.Phase == PreviewTearingDown || p.Status.Phase == PreviewDestroyed:
 		return WakeResult{}, temporal.NewApplicationError("preview is being torn down", ErrTypePreviewTornDown)
 	case p.Status.Phase == PreviewFailed:
 		return WakeResult{}, temporal.NewApplicationError("preview failed to deploy: "+p.Status.LastError, "PreviewFailed")
@@ -565,7 +571,7 @@ func (p *preview) refreshAwakeReport(ctx workflow.Context) {
 	if every == 0 {
 		every = awakeReportEvery // settings from before the option
 	}
-	if every < 0 || p.awakeReporting || p.teardown != "" || p.Status.Phase != PreviewReady || now.Sub(p.ReportedAt) < every {
+	if every < 0 || p.awakeReporting || p.Teardown != "" || p.Status.Phase != PreviewReady || now.Sub(p.ReportedAt) < every {
 		return
 	}
 	if workflow.GetVersion(ctx, "preview-awake-report-on-wake", workflow.DefaultVersion, 1) == workflow.DefaultVersion {
@@ -583,7 +589,7 @@ func (p *preview) refreshAwakeReport(ctx workflow.Context) {
 func (p *preview) tearDown(ctx workflow.Context) error {
 	// Teardown must finish even when the workflow itself is being cancelled.
 	dctx, _ := workflow.NewDisconnectedContext(ctx)
-	workflow.GetLogger(ctx).Info("tearing down preview", "reason", p.teardown)
+	workflow.GetLogger(ctx).Info("tearing down preview", "reason", p.Teardown)
 	// A preview that never began deploying told GitHub nothing: say nothing now.
 	began := p.Status.Phase != PreviewPending
 	p.setPhase(dctx, PreviewTearingDown)
@@ -591,7 +597,7 @@ func (p *preview) tearDown(ctx workflow.Context) error {
 	p.setPhase(dctx, PreviewDestroyed)
 	if began {
 		p.setDeploymentStatus(dctx, "inactive", "preview torn down")
-		p.report(dctx, gh.Report{State: "destroyed", SHA: p.Status.DeployedSHA, Branch: p.Event.HeadRef, Note: "torn down: " + p.teardown})
+		p.report(dctx, gh.Report{State: "destroyed", SHA: p.Status.DeployedSHA, Branch: p.Event.HeadRef, Note: "torn down: " + p.Teardown})
 	}
 	if err := workflow.Await(dctx, func() bool { return workflow.AllHandlersFinished(dctx) }); err != nil {
 		return err
@@ -617,21 +623,16 @@ func (p *preview) continueAsNew(ctx workflow.Context, in PreviewInput, prCh, red
 	}
 	var req DestroyRequest
 	for destroyCh.ReceiveAsync(&req) {
-		reason := req.Reason
-		if reason == "" {
-			reason = "destroyed by an operator"
+		// The next run tears down at once, for the first destroy's reason.
+		if p.Teardown == "" {
+			p.Teardown = destroyReason(req)
 		}
-		// Carried as a synthetic event so the next run tears down at once.
-		p.Pending = append(p.Pending, PullRequestEvent{Action: "closed", Title: reason})
 	}
 	for touchCh.ReceiveAsync(nil) {
 		p.Status.LastActivityAt = workflow.Now(ctx)
 	}
+	// FailedSHA is carried too: the next run does not rebuild a failed head.
 	carry := p.PreviewCarry
-	if p.failedSHA != "" {
-		// A failed head is not redeployed by the next run either.
-		carry.Status.DeployedSHA = p.Status.DeployedSHA
-	}
 	next := PreviewInput{Owner: in.Owner, Repo: in.Repo, Number: in.Number, Carry: &carry}
 	return workflow.NewContinueAsNewError(ctx, PreviewLifecycleName, next)
 }

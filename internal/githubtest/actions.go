@@ -17,7 +17,9 @@ type actionsState struct {
 	runners []*runnerState  // registered (not deleted), in creation order
 	jobs    []*jobState     // in creation order: oldest first
 	tokens  []string        // registration tokens, in issue order
-	onJob   []func(action string, job Job)
+	// tokenScope is the scope each registration token registers runners in.
+	tokenScope map[string]pools.Scope
+	onJob      []func(action string, job Job)
 }
 
 // The Actions state lives beside its Server rather than in it, keyed weakly
@@ -31,7 +33,7 @@ func (s *Server) actions() *actionsState {
 	if st, ok := actionsStates.Load(key); ok {
 		return st.(*actionsState)
 	}
-	st, loaded := actionsStates.LoadOrStore(key, &actionsState{orgs: map[string]bool{}})
+	st, loaded := actionsStates.LoadOrStore(key, &actionsState{orgs: map[string]bool{}, tokenScope: map[string]pools.Scope{}})
 	if !loaded {
 		runtime.AddCleanup(s, func(k weak.Pointer[Server]) { actionsStates.Delete(k) }, key)
 	}

@@ -32,6 +32,14 @@ const (
 	// completes; its JIT runner goes offline and is deregistered. 404 for an
 	// unknown job, 409 for one that is not in progress.
 	ControlCompleteJob = "POST /_test/jobs/{job_id}/complete"
+	// ControlRegisterRunner: body {"token": "<registration token>", "name":
+	// "...", "labels": [...]}, what actions/runner's config.sh sends. It
+	// registers a persistent runner in the token's scope (replacing an idle
+	// runner of that name, as --replace does) and answers 201 {"runner":
+	// {...}, "runner_config": "<encoded>"}: the runner claims job after job
+	// with that config through ControlClaimRunner. 401 for a token the
+	// double did not issue; 409 when a runner of that name is busy.
+	ControlRegisterRunner = "POST /_test/runners/register"
 )
 
 // Job statuses as GitHub reports them.
@@ -54,6 +62,10 @@ type Job struct {
 	// (default success); as read back, the job's actual conclusion, "" until
 	// it completes.
 	Conclusion string
+	// Held jobs are queued but no runner is handed them (GitHub waiting on
+	// something else, e.g. a busy concurrency group): a test's way to keep
+	// a job waiting for pickup. See SetHeld.
+	Held bool
 
 	// Set by the double.
 	Owner, Repo  string
@@ -236,12 +248,28 @@ func (s *Server) CancelJob(id int64) {
 	}
 }
 
-// finishJob completes j and retires its runner. Callers hold s.mu.
+// SetHeld holds a queued job back from runners (held) or lets them have it
+// again. An unknown job panics.
+func (s *Server) SetHeld(id int64, held bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	j := s.actions().job(id)
+	if j == nil {
+		panic(fmt.Sprintf("githubtest: SetHeld: no job %d", id))
+	}
+	j.Held = held
+}
+
+// finishJob completes j and retires its runner: a JIT runner is
+// deregistered, a persistent one is idle again. Callers hold s.mu.
 func (s *Server) finishJob(j *jobState, conclusion string) {
 	a := s.actions()
 	j.Status, j.Conclusion, j.CompletedAt = JobCompleted, conclusion, now()
-	if r := a.runnerByID(j.RunnerID); r != nil && j.RunnerID != 0 {
+	if r := a.runnerByID(j.RunnerID); r != nil && j.RunnerID != 0 && r.JobID == j.ID {
 		r.Busy = false
+		if !r.Ephemeral {
+			r.JobID = 0
+		}
 		if r.Ephemeral {
 			r.Status = "offline"
 			a.deleteRunner(r) // single-use: GitHub deregisters it after its job
@@ -297,6 +325,7 @@ func matches(r *runnerState, j *jobState) bool {
 func (s *Server) claimRunner(c *call) {
 	var body struct {
 		JITConfig string `json:"jit_config"`
+		MachineID string `json:"machine_id"`
 	}
 	if !decodeBody(c, &body) {
 		return
@@ -320,10 +349,17 @@ func (s *Server) claimRunner(c *call) {
 			writeError(c.w, http.StatusConflict, "JIT config already used: a just-in-time runner takes one job")
 			return false
 		}
+		if r.Busy {
+			writeError(c.w, http.StatusConflict, "runner is running a job")
+			return false
+		}
 		r.Status, r.OS = "online", "Linux"
+		if body.MachineID != "" {
+			r.MachineID = body.MachineID
+		}
 		var j *jobState
 		for _, cand := range a.jobs { // oldest first
-			if cand.Status == JobQueued && matches(r, cand) {
+			if cand.Status == JobQueued && !cand.Held && matches(r, cand) {
 				j = cand
 				break
 			}
@@ -332,7 +368,7 @@ func (s *Server) claimRunner(c *call) {
 			c.w.WriteHeader(http.StatusNoContent)
 			return false
 		}
-		r.Busy, r.used, r.JobID = true, true, j.ID
+		r.Busy, r.used, r.JobID = true, r.Ephemeral, j.ID
 		j.Status, j.StartedAt = JobInProgress, now()
 		j.RunnerID, j.RunnerName, j.groupID = r.ID, r.Name, r.GroupID
 		writeJSON(c.w, http.StatusOK, map[string]any{

@@ -80,6 +80,7 @@ var routes = []route{
 	// Test-only control routes (not GitHub's API; see ControlClaimRunner).
 	{ControlClaimRunner, authNone, (*Server).claimRunner},
 	{ControlCompleteJob, authNone, (*Server).completeJob},
+	{ControlRegisterRunner, authNone, (*Server).registerRunner},
 }
 
 // isRoute reports whether pattern names a route of the table.

@@ -26,7 +26,11 @@ type Runner struct {
 	Labels    []string
 	GroupID   int64
 	Scope     pools.Scope
-	JobID     int64 // the job it took; 0 before
+	JobID     int64 // the job it took (persistent runners: the job it runs now); 0 before
+	// MachineID is the Dedalus machine the stand-in runner said it runs on
+	// (DEDALUS_MACHINE_ID in its environment) when it claimed: not
+	// GitHub's, a test's way to tell which machine a busy runner is on.
+	MachineID string
 }
 
 type runnerState struct {
@@ -194,12 +198,14 @@ func (s *Server) generateJITConfig(c *call) {
 func (s *Server) createRegistrationToken(c *call) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.scopeOf(c) == nil {
+	sc := s.scopeOf(c)
+	if sc == nil {
 		return
 	}
 	tok := randomToken(29)
 	a := s.actions()
 	a.tokens = append(a.tokens, tok)
+	a.tokenScope[tok] = *sc
 	// GitHub reports the expiry with the server's offset, an hour from now.
 	writeJSON(c.w, http.StatusCreated, map[string]any{"token": tok, "expires_at": now().Add(time.Hour).Format(time.RFC3339)})
 }
@@ -281,4 +287,55 @@ func (s *Server) Runners(scope pools.Scope) []Runner {
 		}
 	}
 	return out
+}
+
+// registerRunner is ControlRegisterRunner: what actions/runner's config.sh
+// does with a registration token. The runner is persistent (not
+// ephemeral): it takes job after job through ControlClaimRunner with the
+// config it gets back, and stays registered after each.
+func (s *Server) registerRunner(c *call) {
+	var body struct {
+		Token  string   `json:"token"`
+		Name   string   `json:"name"`
+		Labels []string `json:"labels"`
+	}
+	if !decodeBody(c, &body) {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	a := s.actions()
+	sc, ok := a.tokenScope[body.Token]
+	switch {
+	case !ok:
+		writeError(c.w, http.StatusUnauthorized, "registration token not valid")
+		return
+	case strings.TrimSpace(body.Name) == "" || len(body.Labels) == 0:
+		writeError(c.w, http.StatusBadRequest, "a runner needs a name and labels")
+		return
+	}
+	sk := scopeKey(sc)
+	if old := a.runnerNamed(sk, body.Name); old != nil {
+		if old.Busy {
+			writeError(c.w, http.StatusConflict, "A runner with the name "+body.Name+" is running a job")
+			return
+		}
+		a.deleteRunner(old) // config.sh --replace
+	}
+	r := &runnerState{
+		Runner: Runner{
+			ID: s.id(), Name: body.Name, OS: "unknown", Status: "offline",
+			Labels: slices.Clone(body.Labels), GroupID: 1, Scope: sc,
+		},
+		scope: sk, createdAt: now(),
+	}
+	for range r.Labels {
+		r.labelIDs = append(r.labelIDs, s.id())
+	}
+	cfg, _ := json.Marshal(JITConfig{
+		Kind: JITConfigKind, URL: c.origin, RunnerID: r.ID, Name: r.Name, Labels: r.Labels, Scope: sc, Secret: randomToken(32),
+	})
+	r.config = base64.StdEncoding.EncodeToString(cfg)
+	a.runners = append(a.runners, r)
+	writeJSON(c.w, http.StatusCreated, map[string]any{"runner": r.json(), "runner_config": r.config})
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -246,4 +247,74 @@ func TestGitHubDoubleOrgRunnersTakeJobsOfTheirOrganizationOnly(t *testing.T) {
 	require.Equal(t, http.StatusCreated, resp.StatusCode)
 	assert.Equal(t, []string{tokAns.Token}, srv.RegistrationTokens())
 	assert.WithinDuration(t, time.Now().Add(time.Hour), tokAns.ExpiresAt, 5*time.Second)
+}
+
+// A persistent runner registers with a registration token (config.sh) and
+// takes job after job; a held job waits; the machine a runner reports is
+// kept; a cancelled job frees the persistent runner.
+func TestGitHubDoublePersistentRunnerTakesJobAfterJob(t *testing.T) {
+	srv := newServer(t)
+	srv.AddOrg("acme")
+	srv.AddRepo("acme", "shop")
+	labels := []string{"self-hosted", "linux"}
+	j1 := srv.AddJob("acme", "shop", githubtest.Job{Labels: labels})
+	held := srv.AddJob("acme", "shop", githubtest.Job{Labels: labels})
+	srv.SetHeld(held.ID, true)
+	j3 := srv.AddJob("acme", "shop", githubtest.Job{Labels: labels})
+
+	var tokAns struct{ Token string }
+	require.Equal(t, http.StatusCreated, do(t, "POST", srv.URL()+"orgs/acme/actions/runners/registration-token", "token "+tok, "", &tokAns).StatusCode)
+	register := func(token, name string) (int, string) {
+		b, _ := json.Marshal(map[string]any{"token": token, "name": name, "labels": labels})
+		var ans struct {
+			RunnerConfig string `json:"runner_config"`
+		}
+		code := do(t, "POST", srv.URL()+"_test/runners/register", "", string(b), &ans).StatusCode
+		return code, ans.RunnerConfig
+	}
+	code, _ := register("forged", "r1")
+	assert.Equal(t, http.StatusUnauthorized, code)
+	code, cfg := register(tokAns.Token, "drydock-p-dm-1")
+	require.Equal(t, http.StatusCreated, code)
+
+	claim := func() (int, claimAnswer) {
+		b, _ := json.Marshal(map[string]string{"jit_config": cfg, "machine_id": "dm-1"})
+		resp, err := http.Post(srv.URL()+"_test/runners/claim", "application/json", strings.NewReader(string(b)))
+		require.NoError(t, err)
+		defer resp.Body.Close()
+		var ans claimAnswer
+		if resp.StatusCode == http.StatusOK {
+			require.NoError(t, json.NewDecoder(resp.Body).Decode(&ans))
+		}
+		return resp.StatusCode, ans
+	}
+	code, got := claim()
+	require.Equal(t, http.StatusOK, code)
+	assert.Equal(t, j1.ID, got.Job.ID)
+	code, _ = claim()
+	assert.Equal(t, http.StatusConflict, code, "a busy runner claims nothing")
+	rs := srv.Runners(pools.Scope{Kind: pools.ScopeOrg, Org: "acme"})
+	require.Len(t, rs, 1)
+	assert.False(t, rs[0].Ephemeral)
+	assert.True(t, rs[0].Busy)
+	assert.Equal(t, "dm-1", rs[0].MachineID)
+	assert.Equal(t, j1.ID, rs[0].JobID)
+
+	require.Equal(t, http.StatusOK, do(t, "POST", fmt.Sprintf("%s_test/jobs/%d/complete", srv.URL(), j1.ID), "", "", nil).StatusCode)
+	code, got = claim()
+	require.Equal(t, http.StatusOK, code, "a persistent runner stays registered and takes the next job")
+	assert.Equal(t, j3.ID, got.Job.ID, "the held job is skipped")
+	srv.CancelJob(j3.ID)
+	rs = srv.Runners(pools.Scope{Kind: pools.ScopeOrg, Org: "acme"})
+	require.Len(t, rs, 1)
+	assert.False(t, rs[0].Busy, "a cancelled job frees its persistent runner")
+
+	code, _ = claim()
+	assert.Equal(t, http.StatusNoContent, code, "only the held job is left")
+	srv.SetHeld(held.ID, false)
+	code, got = claim()
+	require.Equal(t, http.StatusOK, code)
+	assert.Equal(t, held.ID, got.Job.ID)
+	code, _ = register(tokAns.Token, "drydock-p-dm-1")
+	assert.Equal(t, http.StatusConflict, code, "a busy runner is not replaced")
 }

@@ -2,8 +2,10 @@ package harness
 
 import (
 	"encoding/json"
+	"fmt"
 	"path/filepath"
 	"strconv"
+	"strings"
 )
 
 // FakeRunnerPool is one organization runner pool whose runners are the
@@ -19,24 +21,99 @@ type FakeRunnerPool struct {
 	PickupTimeout         string
 	// Retries, when set, is how often a runner retries a webhook delivery.
 	Retries int
+	// Persistent makes a persistent-mode pool: the install step puts
+	// stand-ins for actions/runner's config.sh and svc.sh in
+	// $HOME/actions-runner, so Drydock's own registration script registers
+	// a fakerunner with a registration token and starts it as the
+	// machine's runner service, which takes job after job.
+	Persistent bool
+	// Setup, when set, is a setup step's shell script (run on every new
+	// machine before the runner is installed).
+	Setup string
 }
 
-// FakeRunnerPools registers p's organization and repository with the
-// GitHub double and returns RUNNER_POOLS for p (for Options.Pools).
-func (h *Harness) FakeRunnerPools(p FakeRunnerPool) (string, error) {
-	h.GH.AddOrg(p.Org)
-	h.GH.AddRepo(p.Org, p.Repo)
-	runner := []string{filepath.Join(h.Bins, "fakerunner"), "-github", h.GH.URL(), "-webhook", h.WebhookURL,
-		"-secret", Secret, "-wait", "60s"}
-	if p.Retries > 0 {
-		runner = append(runner, "-retries", strconv.Itoa(p.Retries))
+// FakeRunnerPools registers the pools' organizations and repositories with
+// the GitHub double and returns RUNNER_POOLS for them (for Options.Pools).
+func (h *Harness) FakeRunnerPools(ps ...FakeRunnerPool) (string, error) {
+	var all []any
+	for _, p := range ps {
+		h.GH.AddOrg(p.Org)
+		h.GH.AddRepo(p.Org, p.Repo)
+		all = append(all, h.fakeRunnerPool(p))
 	}
-	b, err := json.Marshal(map[string]any{"pools": []any{map[string]any{
+	b, err := json.Marshal(map[string]any{"pools": all})
+	return string(b), err
+}
+
+func (h *Harness) fakeRunnerPool(p FakeRunnerPool) map[string]any {
+	common := []string{"-github", h.GH.URL(), "-webhook", h.WebhookURL, "-secret", Secret}
+	if p.Retries > 0 {
+		common = append(common, "-retries", strconv.Itoa(p.Retries))
+	}
+	bin := filepath.Join(h.Bins, "fakerunner")
+	pool := map[string]any{
 		"name": p.Name, "labels": p.Labels, "scope": map[string]any{"kind": "org", "org": p.Org},
 		"machine":  map[string]any{"vcpu": p.VCPU, "memory_mib": p.MemoryMiB, "storage_gib": p.StorageGiB, "autosleep": p.Autosleep},
-		"min_idle": p.MinIdle, "max_machines": p.MaxMachines,
+		"min_idle": p.MinIdle, "max_machines": p.MaxMachines, "pickup_timeout": p.PickupTimeout,
 		"install":        map[string]any{"run": `mkdir -p "$HOME/actions-runner"`},
-		"runner_command": runner, "pickup_timeout": p.PickupTimeout,
-	}}})
-	return string(b), err
+		"runner_command": append(append([]string{bin}, common...), "-wait", "60s"),
+	}
+	if p.Setup != "" {
+		pool["setup"] = []any{map[string]any{"name": "setup", "run": p.Setup}}
+	}
+	if p.Persistent {
+		pool["mode"] = "persistent"
+		pool["install"] = map[string]any{"name": "install the stand-in runner", "run": persistentInstall(bin, common)}
+		delete(pool, "runner_command")
+	}
+	return pool
+}
+
+// persistentInstall writes config.sh and svc.sh stand-ins that run the
+// fakerunner: config.sh registers it (-register-token), svc.sh start runs
+// its service (-persistent) once per machine, in its own session so that it
+// outlives the command that started it.
+func persistentInstall(bin string, common []string) string {
+	args := shellQuote(append([]string{bin}, common...))
+	return fmt.Sprintf(`set -eu
+d="$HOME/actions-runner"
+mkdir -p "$d"
+cat >"$d/config.sh" <<'CONFIG'
+#!/bin/sh
+set -eu
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --token) tok="$2"; shift 2 ;;
+    --name) name="$2"; shift 2 ;;
+    --labels) labels="$2"; shift 2 ;;
+    --url|--work) shift 2 ;;
+    *) shift ;;
+  esac
+done
+exec %[1]s -register-token "$tok" -name "$name" -labels "$labels" -config-file "$HOME/actions-runner/.runner"
+CONFIG
+cat >"$d/svc.sh" <<'SVC'
+#!/bin/sh
+set -eu
+d="$HOME/actions-runner"
+case "$1" in
+  install) touch "$d/.service" ;;
+  start)
+    if [ -f "$d/runner.pid" ] && kill -0 "$(cat "$d/runner.pid")" 2>/dev/null; then exit 0; fi
+    setsid nohup %[1]s -persistent "$d/.runner" >>"$d/runner.log" 2>&1 </dev/null &
+    echo $! >"$d/runner.pid" ;;
+  *) echo "svc.sh: $1 not supported by the stand-in" >&2; exit 2 ;;
+esac
+SVC
+chmod +x "$d/config.sh" "$d/svc.sh"
+`, args)
+}
+
+// shellQuote joins args for sh, each single-quoted.
+func shellQuote(args []string) string {
+	q := make([]string, len(args))
+	for i, a := range args {
+		q[i] = "'" + strings.ReplaceAll(a, "'", `'\''`) + "'"
+	}
+	return strings.Join(q, " ")
 }

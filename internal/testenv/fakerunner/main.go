@@ -17,6 +17,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/base64"
@@ -52,6 +53,9 @@ type options struct {
 	name, conclusion        string
 	installationID          int64
 	retries                 int
+	// Persistent mode: -register-token registers (config.sh) and writes
+	// -config-file; -persistent FILE runs the service with that config.
+	registerToken, labels, configFile, persistent string
 }
 
 func parse(args []string, stderr io.Writer) (options, error) {
@@ -67,6 +71,10 @@ func parse(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.conclusion, "conclusion", "", "conclusion to report (default: what the double planned, else success)")
 	fs.Int64Var(&o.installationID, "installation-id", 0, "installation ID to put in the deliveries (0: none)")
 	fs.IntVar(&o.retries, "retries", 5, "attempts per delivery or call on connection errors and 5xx")
+	fs.StringVar(&o.registerToken, "register-token", "", "persistent mode, config.sh: register a runner with this registration token (needs -name, -labels, -config-file) and exit")
+	fs.StringVar(&o.labels, "labels", "", "comma-separated labels of the runner to register")
+	fs.StringVar(&o.configFile, "config-file", "", "where -register-token writes the runner's config")
+	fs.StringVar(&o.persistent, "persistent", "", "persistent mode, the runner service: take job after job with the runner config in this file")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -153,10 +161,12 @@ type claim struct {
 var errRefused = errors.New("claim refused")
 
 type runner struct {
-	o    options
-	log  *slog.Logger
-	http *http.Client
-	jit  string
+	o         options
+	log       *slog.Logger
+	http      *http.Client
+	jit       string    // the encoded config claims are made with
+	cfg       jitConfig // what it says
+	machineID string    // the machine this runner runs on, if known
 }
 
 func run(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) int {
@@ -167,6 +177,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 			fmt.Fprintln(stderr, "fakerunner:", err)
 		}
 		return 2
+	}
+	r := &runner{o: o, log: log, http: &http.Client{Timeout: 10 * time.Second}, machineID: getenv(emulatorMachineIDEnv)}
+	switch {
+	case o.registerToken != "":
+		return r.register(ctx, stderr)
+	case o.persistent != "":
+		return r.persistentLoop(ctx, stderr)
 	}
 	encoded := getenv("DRYDOCK_JIT_CONFIG")
 	if strings.TrimSpace(encoded) == "" {
@@ -182,20 +199,35 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	if name == "" {
 		name = o.name
 	}
-	r := &runner{o: o, log: log, http: &http.Client{Timeout: 10 * time.Second}, jit: encoded}
-	log = log.With("runner", name)
-	r.log = log
+	r.jit, r.cfg = encoded, cfg
+	r.log = log.With("runner", name)
 
-	log.Info("waiting for a job", "github", o.github, "wait", o.wait)
-	c, ok, err := r.claim(ctx)
+	r.log.Info("waiting for a job", "github", o.github, "wait", o.wait)
+	c, ok, err := r.claim(ctx, o.wait)
 	switch {
 	case err != nil:
-		log.Error("claim failed", "err", err)
+		r.log.Error("claim failed", "err", err)
 		return 1
 	case !ok:
-		log.Info("no job; exiting")
+		r.log.Info("no job; exiting")
 		return 0
 	}
+	if err := r.work(ctx, c, name); err != nil {
+		r.log.Error("job failed", "err", err)
+		return 1
+	}
+	r.log.Info("job done; exiting")
+	return 0
+}
+
+// emulatorMachineIDEnv is what the emulator sets in every process of a
+// machine (emulator.EnvMachineID): the runner reports it on claims, so a
+// test knows which machine a busy runner is on.
+const emulatorMachineIDEnv = "DEDALUS_MACHINE_ID"
+
+// work runs one claimed job: in_progress delivery, the job's duration,
+// completion on the double, completed delivery.
+func (r *runner) work(ctx context.Context, c claim, name string) error {
 	job := c.Job
 	if name == "" {
 		name = job.RunnerName
@@ -206,51 +238,106 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 			job.Owner, job.Repo = repoFromURL(job.URL)
 		}
 	}
-	if job.Org == "" && cfg.Scope.Kind == "org" {
-		job.Org = cfg.Scope.Org
+	if job.Org == "" && r.cfg.Scope.Kind == "org" {
+		job.Org = r.cfg.Scope.Org
 	}
 	if job.InstallationID == 0 {
-		job.InstallationID = o.installationID
+		job.InstallationID = r.o.installationID
 	}
 	duration := time.Duration(max(job.DurationMS, c.DurationMS)) * time.Millisecond
-	conclusion := o.conclusion
-	if conclusion == "" {
-		conclusion = c.Conclusion
-	}
-	if conclusion == "" {
-		conclusion = "success"
-	}
-	log = log.With("job_id", job.ID, "repo", job.Owner+"/"+job.Repo)
-	r.log = log
+	conclusion := cmp.Or(r.o.conclusion, c.Conclusion, "success")
+	log := r.log.With("job_id", job.ID, "repo", job.Owner+"/"+job.Repo)
 	log.Info("job claimed", "name", job.Name, "labels", job.Labels, "duration", duration)
 
 	fj := ghfixture.Job{ID: job.ID, RunID: job.RunID, Name: job.Name, WorkflowName: job.WorkflowName, Owner: job.Owner, Repo: job.Repo,
 		Org: job.Org, Labels: job.Labels, RunnerName: name, InstallationID: job.InstallationID, CreatedAt: job.CreatedAt,
 		StartedAt: time.Now()} // picked up now: in_progress and completed both say so
-	failed := false
+	var failed error
 	if err := r.deliver(ctx, "in_progress", fj); err != nil {
 		log.Error("in_progress delivery failed", "err", err)
-		failed = true
+		failed = err
 	}
 	select {
 	case <-time.After(duration):
 	case <-ctx.Done():
-		log.Warn("stopped while running the job", "err", ctx.Err())
-		return 1
+		return fmt.Errorf("stopped while running the job: %w", ctx.Err())
 	}
 	if err := r.complete(ctx, job.ID, conclusion); err != nil {
-		log.Error("completing the job failed", "err", err)
-		return 1
+		return fmt.Errorf("completing the job: %w", err)
 	}
 	fj.Conclusion = conclusion
 	if err := r.deliver(ctx, "completed", fj); err != nil {
 		log.Error("completed delivery failed", "err", err)
-		failed = true
+		failed = err
 	}
-	if failed {
+	log.Info("job done", "conclusion", conclusion)
+	return failed
+}
+
+// register is config.sh: it registers a persistent runner with a
+// registration token and writes the runner's config to -config-file.
+func (r *runner) register(ctx context.Context, stderr io.Writer) int {
+	if r.o.name == "" || r.o.labels == "" || r.o.configFile == "" {
+		fmt.Fprintln(stderr, "fakerunner: -register-token needs -name, -labels and -config-file")
+		return 2
+	}
+	body, _ := json.Marshal(map[string]any{"token": r.o.registerToken, "name": r.o.name, "labels": strings.Split(r.o.labels, ",")})
+	var out []byte
+	err := r.retry(ctx, "register runner", func() (int, []byte, error) {
+		status, b, err := r.post(ctx, r.o.github+"/_test/runners/register", nil, body)
+		out = b
+		return status, b, err
+	})
+	if err != nil {
+		fmt.Fprintln(stderr, "fakerunner:", err)
 		return 1
 	}
-	log.Info("job done; exiting", "conclusion", conclusion)
+	var ans struct {
+		RunnerConfig string `json:"runner_config"`
+	}
+	if err := json.Unmarshal(out, &ans); err != nil || ans.RunnerConfig == "" {
+		fmt.Fprintf(stderr, "fakerunner: register answer %q: no runner config\n", out)
+		return 1
+	}
+	if err := os.WriteFile(r.o.configFile, []byte(ans.RunnerConfig), 0o600); err != nil {
+		fmt.Fprintln(stderr, "fakerunner:", err)
+		return 1
+	}
+	r.log.Info("persistent runner registered", "runner", r.o.name)
+	return 0
+}
+
+// persistentLoop is a persistent runner's service: it takes job after job
+// until it is stopped (its machine deleted), polling while none is queued.
+func (r *runner) persistentLoop(ctx context.Context, stderr io.Writer) int {
+	b, err := os.ReadFile(r.o.persistent)
+	if err != nil {
+		fmt.Fprintln(stderr, "fakerunner:", err)
+		return 2
+	}
+	r.jit = strings.TrimSpace(string(b))
+	if r.cfg, err = decodeJIT(r.jit); err != nil {
+		fmt.Fprintf(stderr, "fakerunner: %s: %v\n", r.o.persistent, err)
+		return 2
+	}
+	r.log = r.log.With("runner", r.cfg.Name, "mode", "persistent")
+	r.log.Info("listening for jobs", "github", r.o.github)
+	for ctx.Err() == nil {
+		c, ok, err := r.claim(ctx, time.Minute)
+		switch {
+		case err != nil && errors.Is(err, errRefused):
+			r.log.Error("runner refused; exiting", "err", err)
+			return 1
+		case err != nil:
+			r.log.Warn("claim failed; retrying", "err", err)
+			continue
+		case !ok:
+			continue
+		}
+		if err := r.work(ctx, c, r.cfg.Name); err != nil {
+			r.log.Error("job failed", "err", err)
+		}
+	}
 	return 0
 }
 
@@ -267,11 +354,11 @@ func repoFromURL(s string) (string, string) {
 	return parts[0], parts[1]
 }
 
-// claim polls the double until it hands this runner a job (ok), -wait
+// claim polls the double until it hands this runner a job (ok), wait
 // passes (!ok), or it refuses the runner (err).
-func (r *runner) claim(ctx context.Context) (claim, bool, error) {
-	body, _ := json.Marshal(map[string]string{"jit_config": r.jit})
-	deadline := time.Now().Add(r.o.wait)
+func (r *runner) claim(ctx context.Context, wait time.Duration) (claim, bool, error) {
+	body, _ := json.Marshal(map[string]string{"jit_config": r.jit, "machine_id": r.machineID})
+	deadline := time.Now().Add(wait)
 	var failing error // the last claim's failure, if it failed
 	for {
 		status, resp, err := r.post(ctx, r.o.github+"/_test/runners/claim", nil, body)

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -19,7 +20,9 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/drydock-dev/drydock/internal/githubtest"
 	"github.com/drydock-dev/drydock/internal/intake"
+	"github.com/drydock-dev/drydock/internal/pools"
 	"github.com/drydock-dev/drydock/workflows/runnerapi"
 )
 
@@ -287,4 +290,68 @@ func TestUsage(t *testing.T) {
 	assert.Equal(t, "http://gh", o.github)
 	assert.Equal(t, "http://127.0.0.1:8080/webhooks/github", o.webhook)
 	assert.Equal(t, 30*time.Second, o.wait)
+}
+
+// Persistent mode against the real GitHub double: -register-token is
+// config.sh (a registration token makes a runner and its config file), and
+// -persistent is the service that takes job after job, reporting the
+// machine it runs on.
+func TestPersistentRunnerTakesJobAfterJob(t *testing.T) {
+	gh := githubtest.New(t)
+	gh.AddOrg("acme")
+	gh.AddRepo("acme", "shop")
+	gh.AddToken("tok", "bot")
+	tok := "tok"
+	labels := []string{"self-hosted", "linux"}
+	jobs := []githubtest.Job{
+		gh.AddJob("acme", "shop", githubtest.Job{Labels: labels, Duration: 20 * time.Millisecond}),
+		gh.AddJob("acme", "shop", githubtest.Job{Labels: labels, Duration: 20 * time.Millisecond}),
+	}
+	req, err := http.NewRequest("POST", gh.URL()+"orgs/acme/actions/runners/registration-token", nil)
+	require.NoError(t, err)
+	req.Header.Set("Authorization", "token "+tok)
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	var regTok struct{ Token string }
+	require.NoError(t, json.NewDecoder(resp.Body).Decode(&regTok))
+	resp.Body.Close()
+
+	wh := &webhook{}
+	h, err := intake.New(intake.Options{Secret: secret, Router: wh, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	require.NoError(t, err)
+	whSrv := httptest.NewServer(h)
+	t.Cleanup(whSrv.Close)
+	cfgFile := filepath.Join(t.TempDir(), ".runner")
+	common := []string{"-github", gh.URL(), "-webhook", whSrv.URL, "-secret", secret, "-poll", "10ms"}
+	env := func(k string) string { return map[string]string{"DEDALUS_MACHINE_ID": "dm-7"}[k] }
+
+	var stderr bytes.Buffer
+	code := run(context.Background(), append(common, "-register-token", "forged", "-name", "drydock-p-dm-7", "-labels", "self-hosted,linux", "-config-file", cfgFile), env, &stderr)
+	assert.Equal(t, 1, code, "a token GitHub did not issue is refused")
+	code = run(context.Background(), append(common, "-register-token", regTok.Token, "-name", "drydock-p-dm-7", "-labels", "self-hosted,linux", "-config-file", cfgFile), env, &stderr)
+	require.Equal(t, 0, code, stderr.String())
+
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan int, 1)
+	go func() { done <- run(ctx, append(common, "-persistent", cfgFile), env, &stderr) }()
+	require.Eventually(t, func() bool {
+		wh.mu.Lock()
+		defer wh.mu.Unlock()
+		return len(wh.events) == 4 // in_progress and completed for each job
+	}, 10*time.Second, 10*time.Millisecond, "both jobs run on the one persistent runner")
+	cancel()
+	assert.Equal(t, 0, <-done)
+
+	rs := gh.Runners(pools.Scope{Kind: pools.ScopeOrg, Org: "acme"})
+	require.Len(t, rs, 1, "the runner stays registered")
+	assert.False(t, rs[0].Ephemeral)
+	assert.Equal(t, "dm-7", rs[0].MachineID)
+	for _, j := range jobs {
+		got, _ := gh.Job(j.ID)
+		assert.Equal(t, "drydock-p-dm-7", got.RunnerName)
+	}
+	for _, j := range jobs {
+		got, _ := gh.Job(j.ID)
+		assert.Equal(t, githubtest.JobCompleted, got.Status)
+	}
 }

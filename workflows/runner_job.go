@@ -33,7 +33,28 @@ type runnerJob struct {
 	seen            []string // delivery IDs
 	// dispatched: the dispatch latency was recorded (at the first wake).
 	dispatched bool
+	// v is the job's code version (runnerJobVersion): runs started before
+	// it keep their command sequence.
+	v workflow.Version
+	// holding: this attempt's lease was received and not given back yet.
+	holding bool
 }
+
+// runnerJobVersion guards the changes of issue 12 in RunnerJob: withdraw a
+// request on cancellation or completion, release on cancellation, GitHub
+// faults do not condemn a machine, bounded acquire, installation ID.
+const runnerJobVersion = "runner-job-issue-12"
+
+// errWithdrawn: the job completed before it got a machine; its request was
+// withdrawn.
+var errWithdrawn = errors.New("job completed before a machine was leased: request withdrawn")
+
+// GitHub faults while starting a runner: the machine is returned (not
+// condemned) and the next attempt waits 30s, 1m, 2m ... 5m.
+const (
+	githubBackoffBase = 30 * time.Second
+	githubBackoffMax  = 5 * time.Minute
+)
 
 // RunnerJob runs one GitHub Actions job on a pool machine: lease a machine,
 // wake it, start a single-use runner, and see the job through. Accounting
@@ -43,6 +64,7 @@ type runnerJob struct {
 // removed and its machine released.
 func RunnerJob(ctx workflow.Context, in runnerapi.RunnerJobInput) error {
 	j := &runnerJob{in: in}
+	j.v = workflow.GetVersion(ctx, runnerJobVersion, workflow.DefaultVersion, 1)
 	j.st = runnerapi.RunnerJobStatus{Phase: runnerapi.JobAcquiring, Pool: in.Pool, JobID: in.Job.JobID, QueuedAt: in.Job.CreatedAt}
 	if j.st.QueuedAt.IsZero() {
 		j.st.QueuedAt = workflow.Now(ctx)
@@ -58,15 +80,28 @@ func RunnerJob(ctx workflow.Context, in runnerapi.RunnerJobInput) error {
 		return fmt.Errorf("pool %s: %w", in.Pool, err)
 	}
 	events := workflow.GetSignalChannel(ctx, runnerapi.SignalJobEvent)
+	err := j.run(ctx, events)
+	if j.v >= 1 && (ctx.Err() != nil || (err != nil && j.st.Phase == runnerapi.JobAcquiring)) {
+		j.giveBack(ctx)
+	}
+	return err
+}
 
+// run leases machines until one runs the job (or the attempts run out).
+func (j *runnerJob) run(ctx workflow.Context, events workflow.ReceiveChannel) error {
 	var exclude []string
+	githubFaults := 0
 	for attempt := 1; ; attempt++ {
 		j.st.Attempt = attempt
 		if attempt > j.settings.MaxAttempts {
 			j.setPhase(ctx, runnerapi.JobAbandoned)
-			return fmt.Errorf("job %d: no machine picked it up after %d attempts", in.Job.JobID, j.settings.MaxAttempts)
+			return fmt.Errorf("job %d: no machine picked it up after %d attempts", j.in.Job.JobID, j.settings.MaxAttempts)
 		}
-		if err := j.acquire(ctx, events, attempt, exclude); err != nil {
+		err := j.acquire(ctx, events, attempt, exclude)
+		if errors.Is(err, errWithdrawn) {
+			return j.finish(ctx)
+		}
+		if err != nil {
 			return err
 		}
 		if j.completed != nil && j.completed.RunnerName == "" {
@@ -78,7 +113,23 @@ func RunnerJob(ctx workflow.Context, in runnerapi.RunnerJobInput) error {
 		// A job that already ran on another job's runner still starts one:
 		// every queued job wakes one machine, so the job whose runner it
 		// took gets a runner in turn.
-		if err := j.startRunner(ctx); err != nil {
+		if fault, err := j.startRunner(ctx); err != nil {
+			if j.v >= 1 && ctx.Err() != nil {
+				return ctx.Err()
+			}
+			if !fault {
+				// GitHub (or another dependency) failed, not the machine:
+				// it goes back to the pool as it is, and the next attempt
+				// waits a little.
+				githubFaults++
+				workflow.GetLogger(ctx).Warn("runner not started (not a machine fault); returning the machine and backing off", "machine", j.lease.MachineID, "error", err)
+				j.release(ctx, j.own("runner not started: "+err.Error(), false))
+				wait := backoff(githubBackoffBase, githubBackoffMax, githubFaults)
+				if err := workflow.NewTimerWithOptions(ctx, wait, workflow.TimerOptions{Summary: "back off after a GitHub fault"}).Get(ctx, nil); err != nil {
+					return err
+				}
+				continue
+			}
 			workflow.GetLogger(ctx).Warn("machine unusable; trying another", "machine", j.lease.MachineID, "error", err)
 			j.release(ctx, j.own(err.Error(), true))
 			exclude = append(exclude, j.lease.MachineID)
@@ -96,6 +147,46 @@ func RunnerJob(ctx workflow.Context, in runnerapi.RunnerJobInput) error {
 		}
 		exclude = append(exclude, j.lease.MachineID)
 	}
+}
+
+// giveBack returns what a job that ends early (cancelled, or failed while
+// acquiring) holds, from a disconnected context: its queue place is
+// withdrawn, its lease released (its runner removed if it never took a job).
+func (j *runnerJob) giveBack(ctx workflow.Context) {
+	dctx, _ := workflow.NewDisconnectedContext(ctx)
+	if j.holding {
+		j.settleRanOn(dctx)
+		j.freeOwnRunner(dctx, "job workflow ended: "+orNone(string(j.st.Phase)))
+		return
+	}
+	if j.st.Phase == runnerapi.JobAcquiring {
+		j.withdraw(dctx, j.st.Attempt, "job workflow ended while waiting for a machine")
+	}
+}
+
+// backoff is base, 2*base, 4*base ... up to max, for the n-th failure.
+func backoff(base, limit time.Duration, n int) time.Duration {
+	d := base
+	for i := 1; i < n && d < limit; i++ {
+		d *= 2
+	}
+	return min(d, limit)
+}
+
+// machineFault reports whether a runner start failed because of the
+// machine (a command that failed or could not run, a machine that failed or
+// is gone), which condemns it; anything else (GitHub errors, timeouts) is
+// not the machine's fault.
+func machineFault(err error) bool {
+	var ae *temporal.ApplicationError
+	if !errors.As(err, &ae) {
+		return false
+	}
+	switch ae.Type() {
+	case activities.ErrTypeCommandFailed, activities.ErrTypeMachineFailed, activities.ErrTypeNotFound:
+		return true
+	}
+	return false
 }
 
 func (j *runnerJob) setPhase(ctx workflow.Context, p runnerapi.RunnerJobPhase) {
@@ -142,14 +233,23 @@ func (j *runnerJob) onEvent(ctx workflow.Context, ev runnerapi.WorkflowJobEvent)
 
 func (j *runnerJob) acquire(ctx workflow.Context, events workflow.ReceiveChannel, attempt int, exclude []string) error {
 	j.setPhase(ctx, runnerapi.JobAcquiring)
-	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+	opts := workflow.ActivityOptions{
 		Summary: fmt.Sprintf("acquire a %s machine (attempt %d)", j.in.Pool, attempt),
 		// A saturated pool keeps the request queued: the wait is long and heartbeats.
 		StartToCloseTimeout: 24 * time.Hour,
 		HeartbeatTimeout:    20 * time.Second,
 		RetryPolicy:         &temporal.RetryPolicy{InitialInterval: time.Second, MaximumInterval: 30 * time.Second},
-	})
-	fut := workflow.ExecuteActivity(actx, runnerActs.AcquireRunner, activities.AcquireInput{
+	}
+	actx, cancelAcquire := workflow.WithCancel(ctx)
+	if j.v >= 1 {
+		// A day in the queue at most, retries included.
+		opts.ScheduleToCloseTimeout = 24 * time.Hour
+		opts.RetryPolicy.MaximumAttempts = 100
+		opts.RetryPolicy.NonRetryableErrorTypes = []string{runnerapi.ErrTypeInvalidAcquire, runnerapi.ErrTypeAcquireWithdrawn, activities.ErrTypeUnknownPool}
+	} else {
+		actx = ctx
+	}
+	fut := workflow.ExecuteActivity(workflow.WithActivityOptions(actx, opts), runnerActs.AcquireRunner, activities.AcquireInput{
 		Pool: j.in.Pool, Request: runnerapi.AcquireRequest{JobID: j.in.Job.JobID, Attempt: attempt, Exclude: exclude},
 	})
 	for {
@@ -171,9 +271,17 @@ func (j *runnerJob) acquire(ctx workflow.Context, events workflow.ReceiveChannel
 			if err != nil {
 				return fmt.Errorf("acquire a machine from pool %s: %w", j.in.Pool, err)
 			}
+			j.holding = true
 			j.st.MachineID = j.lease.MachineID
 			j.st.RunnerName = j.lease.RunnerName
 			return nil
+		}
+		if j.v >= 1 && j.completed != nil && j.completed.RunnerName == "" {
+			// Cancelled (or skipped) while queued: the place goes now, so
+			// the pool neither keeps it nor provisions for it.
+			cancelAcquire()
+			j.withdraw(ctx, attempt, "job "+orNone(j.completed.Conclusion)+" before a machine was leased")
+			return errWithdrawn
 		}
 	}
 }
@@ -188,8 +296,10 @@ func runnerActivity(ctx workflow.Context, summary string, timeout time.Duration)
 }
 
 // startRunner wakes the leased machine and, in jit mode, starts the job's
-// single-use runner on it. An error means the machine is unusable.
-func (j *runnerJob) startRunner(ctx workflow.Context) error {
+// single-use runner on it. machineFault reports an error that condemns the
+// machine (a failed wake; a failed runner start only when the machine
+// failed it).
+func (j *runnerJob) startRunner(ctx workflow.Context) (fault bool, err error) {
 	j.setPhase(ctx, runnerapi.JobWaking)
 	if !j.dispatched {
 		// The workflow starts with the job's queued webhook: from then to
@@ -201,21 +311,23 @@ func (j *runnerJob) startRunner(ctx workflow.Context) error {
 	var woke activities.MachineRef
 	if err := workflow.ExecuteActivity(runnerActivity(ctx, "wake "+j.lease.MachineID, 2*time.Minute),
 		machineActs.WakeMachine, j.lease.MachineID).Get(ctx, &woke); err != nil {
-		return err
+		return true, err
 	}
 	j.tellPoolWoke(ctx, woke)
 	if j.settings.Mode == pools.ModeJIT {
 		j.setPhase(ctx, runnerapi.JobStarting)
+		in := activities.StartRunnerInput{Pool: j.in.Pool, MachineID: j.lease.MachineID, RunnerName: j.lease.RunnerName, JobID: j.in.Job.JobID}
+		if j.v >= 1 {
+			in.InstallationID = j.in.Job.InstallationID
+		}
 		if err := workflow.ExecuteActivity(runnerActivity(ctx, "start runner "+j.lease.RunnerName, 2*time.Minute),
-			runnerActs.StartJITRunner, activities.StartRunnerInput{
-				Pool: j.in.Pool, MachineID: j.lease.MachineID, RunnerName: j.lease.RunnerName, JobID: j.in.Job.JobID,
-			}).Get(ctx, nil); err != nil {
-			return err
+			runnerActs.StartJITRunner, in).Get(ctx, nil); err != nil {
+			return j.v < 1 || machineFault(err), err
 		}
 	}
 	j.runnerStartedAt = workflow.Now(ctx)
 	j.setPhase(ctx, runnerapi.JobWaiting)
-	return nil
+	return false, nil
 }
 
 // tellPoolWoke sends the pool what the wake saw (the machine's phase before
@@ -262,6 +374,10 @@ func (j *runnerJob) await(ctx workflow.Context, events workflow.ReceiveChannel) 
 		sel.AddFuture(timer, func(workflow.Future) { fired = true })
 		sel.Select(ctx)
 		cancel()
+		if ctx.Err() != nil {
+			// Cancelled: the timer and any activity would resolve at once.
+			return false, ctx.Err()
+		}
 		if !fired || j.completed != nil {
 			continue
 		}
@@ -366,6 +482,7 @@ func (j *runnerJob) removeOwnRunner(ctx workflow.Context) (tookAJob bool) {
 // the runner, so the pool releases the machine only while it is still
 // leased to this runner, never a machine re-leased to another job since.
 func (j *runnerJob) own(why string, broken bool) runnerapi.ReleaseRequest {
+	j.holding = false
 	return runnerapi.ReleaseRequest{MachineID: j.lease.MachineID, RunnerName: j.lease.RunnerName, JobID: j.in.Job.JobID, Attempt: j.st.Attempt, Broken: broken, Reason: why}
 }
 
@@ -381,6 +498,18 @@ func (j *runnerJob) release(ctx workflow.Context, req runnerapi.ReleaseRequest) 
 		workflow.GetLogger(ctx).Warn("pool not running; nothing to release", "pool", j.in.Pool)
 	} else if err != nil {
 		workflow.GetLogger(ctx).Error("release failed", "pool", j.in.Pool, "error", err)
+	}
+}
+
+// withdraw takes this job's request for an attempt back from the pool.
+func (j *runnerJob) withdraw(ctx workflow.Context, attempt int, why string) {
+	req := runnerapi.WithdrawRequest{JobID: j.in.Job.JobID, Attempt: attempt, Reason: why}
+	err := workflow.SignalExternalWorkflow(ctx, runnerapi.PoolWorkflowID(j.in.Pool), "", runnerapi.SignalWithdraw, req).Get(ctx, nil)
+	var ae *temporal.UnknownExternalWorkflowExecutionError
+	if errors.As(err, &ae) {
+		workflow.GetLogger(ctx).Warn("pool not running; nothing to withdraw", "pool", j.in.Pool)
+	} else if err != nil {
+		workflow.GetLogger(ctx).Error("withdraw failed", "pool", j.in.Pool, "error", err)
 	}
 }
 

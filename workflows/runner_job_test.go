@@ -2,6 +2,7 @@ package workflows
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"testing"
 	"time"
@@ -31,12 +32,16 @@ type jobWorld struct {
 	started   []string // runner names
 	removed   []string
 	releases  []runnerapi.ReleaseRequest
-	wakeFails map[string]bool
-	remove    activities.RemoveRunnerResult
-	github    activities.JobStatusResult
-	acquireIn time.Duration // how long acquiring takes
-	observed  []runnerapi.MachineObserved
-	metrics   *metricsCapture
+	withdraws []runnerapi.WithdrawRequest
+	// startFails, if set, is the error of the n-th StartJITRunner call (nil: it starts).
+	startFails  func(n int) error
+	wakeFails   map[string]bool
+	remove      activities.RemoveRunnerResult
+	github      activities.JobStatusResult
+	acquireIn   time.Duration // how long acquiring takes
+	observed    []runnerapi.MachineObserved
+	startInputs []activities.StartRunnerInput
+	metrics     *metricsCapture
 }
 
 func newJobEnv(t *testing.T, w *jobWorld) *testsuite.TestWorkflowEnvironment {
@@ -78,6 +83,10 @@ func newJobEnv(t *testing.T, w *jobWorld) *testsuite.TestWorkflowEnvironment {
 			w.mu.Lock()
 			defer w.mu.Unlock()
 			w.started = append(w.started, in.RunnerName)
+			w.startInputs = append(w.startInputs, in)
+			if w.startFails != nil {
+				return w.startFails(len(w.started))
+			}
 			return nil
 		})
 	env.OnActivity(runnerActs.RemoveRunner, mock.Anything, mock.Anything).Return(
@@ -98,6 +107,13 @@ func newJobEnv(t *testing.T, w *jobWorld) *testsuite.TestWorkflowEnvironment {
 			w.mu.Lock()
 			defer w.mu.Unlock()
 			w.releases = append(w.releases, arg.(runnerapi.ReleaseRequest))
+			return nil
+		})
+	env.OnSignalExternalWorkflow(mock.Anything, runnerapi.PoolWorkflowID(jobTestPool), "", runnerapi.SignalWithdraw, mock.Anything).Return(
+		func(_, _, _, _ string, arg any) error {
+			w.mu.Lock()
+			defer w.mu.Unlock()
+			w.withdraws = append(w.withdraws, arg.(runnerapi.WithdrawRequest))
 			return nil
 		})
 	env.OnSignalExternalWorkflow(mock.Anything, runnerapi.PoolWorkflowID(jobTestPool), "", runnerapi.SignalMachineObserved, mock.Anything).Return(
@@ -219,6 +235,9 @@ func TestRunnerJobReplacesMachineThatFailsToWake(t *testing.T) {
 	assert.Equal(t, []string{second}, w.started)
 }
 
+// A job cancelled while it waits for a machine withdraws its request at
+// once: the pool drops its place (and returns a lease it may have granted
+// meanwhile), so it neither keeps the place nor provisions for it.
 func TestRunnerJobCancelledWhileWaitingForMachine(t *testing.T) {
 	w := &jobWorld{acquireIn: time.Hour}
 	env := newJobEnv(t, w)
@@ -228,12 +247,89 @@ func TestRunnerJobCancelledWhileWaitingForMachine(t *testing.T) {
 	env.ExecuteWorkflow(runnerapi.RunnerJobName, jobInput(5))
 	require.NoError(t, env.GetWorkflowError())
 	assert.Empty(t, w.wakes, "no machine is woken for a cancelled job")
-	require.Len(t, w.releases, 1)
-	assert.Equal(t, "m1", w.releases[0].MachineID, "the lease that arrived late is returned")
-	assert.False(t, w.releases[0].Broken)
+	require.Len(t, w.withdraws, 1, "the request is withdrawn, not left in the queue")
+	assert.Equal(t, int64(5), w.withdraws[0].JobID)
+	assert.Equal(t, 1, w.withdraws[0].Attempt)
+	assert.Empty(t, w.releases, "no lease was received: nothing to release")
 	st := jobStatus(t, env)
 	assert.Equal(t, runnerapi.JobAbandoned, st.Phase)
 	assert.Equal(t, "cancelled", st.Conclusion)
+}
+
+// A RunnerJob whose workflow is cancelled while it waits for a machine
+// withdraws its request from a disconnected context.
+func TestRunnerJobWorkflowCancelledWhileAcquiringWithdraws(t *testing.T) {
+	w := &jobWorld{acquireIn: time.Hour}
+	env := newJobEnv(t, w)
+	env.RegisterDelayedCallback(env.CancelWorkflow, time.Minute)
+	env.ExecuteWorkflow(runnerapi.RunnerJobName, jobInput(6))
+	var ce *temporal.CanceledError
+	require.True(t, errors.As(env.GetWorkflowError(), &ce), "%v", env.GetWorkflowError())
+	require.Len(t, w.withdraws, 1)
+	assert.Equal(t, runnerapi.WithdrawRequest{JobID: 6, Attempt: 1, Reason: "job workflow ended while waiting for a machine"}, w.withdraws[0])
+	assert.Empty(t, w.wakes)
+}
+
+// A RunnerJob cancelled while its runner waits for the job stops (it does
+// not spin on the cancelled timer) and gives its lease back: its idle
+// runner is removed and the machine released.
+func TestRunnerJobWorkflowCancelledWhileWaitingForPickupReleases(t *testing.T) {
+	w := &jobWorld{remove: activities.RemoveRunnerResult{Removed: true}, github: activities.JobStatusResult{Status: "queued"}}
+	env := newJobEnv(t, w)
+	env.RegisterDelayedCallback(env.CancelWorkflow, time.Minute)
+	env.ExecuteWorkflow(runnerapi.RunnerJobName, jobInput(8))
+	var ce *temporal.CanceledError
+	require.True(t, errors.As(env.GetWorkflowError(), &ce), "%v", env.GetWorkflowError())
+	own := runnerapi.RunnerName(jobTestPool, 8, 1)
+	assert.Equal(t, []string{own}, w.removed)
+	require.Len(t, w.releases, 1)
+	assert.Equal(t, "m1", w.releases[0].MachineID)
+	assert.Equal(t, own, w.releases[0].RunnerName)
+	assert.False(t, w.releases[0].Broken)
+	assert.Empty(t, w.withdraws)
+}
+
+// A GitHub failure to start the runner is not the machine's fault: the
+// machine is released as it is (not broken, not excluded), the job backs
+// off and tries again. The runner is registered with the job's
+// installation.
+func TestRunnerJobGitHubFaultDoesNotCondemnMachine(t *testing.T) {
+	w := &jobWorld{startFails: func(n int) error {
+		if n == 1 {
+			return temporal.NewNonRetryableApplicationError("403 Resource not accessible by integration", activities.ErrTypeGitHubRejected, nil)
+		}
+		return nil
+	}}
+	env := newJobEnv(t, w)
+	second := runnerapi.RunnerName(jobTestPool, 10, 2)
+	env.RegisterDelayedCallback(func() { env.SignalWorkflow(runnerapi.SignalJobEvent, jobEvent("completed", 10, second, "d1")) }, time.Minute)
+	in := jobInput(10)
+	in.Job.InstallationID = 777
+	env.ExecuteWorkflow(runnerapi.RunnerJobName, in)
+	require.NoError(t, env.GetWorkflowError())
+	require.NotEmpty(t, w.releases)
+	assert.False(t, w.releases[0].Broken, "a GitHub error does not condemn the machine")
+	assert.Equal(t, "m1", w.releases[0].MachineID)
+	require.Len(t, w.acquires, 2)
+	assert.Empty(t, w.acquires[1].Exclude, "the machine is healthy: it may be leased again")
+	require.Len(t, w.startInputs, 2)
+	assert.Equal(t, int64(777), w.startInputs[0].InstallationID, "the job's installation registers its runner")
+
+	// A machine fault still condemns it.
+	w = &jobWorld{startFails: func(n int) error {
+		if n == 1 {
+			return temporal.NewNonRetryableApplicationError("start runner: exit 127", activities.ErrTypeCommandFailed, nil)
+		}
+		return nil
+	}}
+	env = newJobEnv(t, w)
+	env.RegisterDelayedCallback(func() { env.SignalWorkflow(runnerapi.SignalJobEvent, jobEvent("completed", 10, second, "d1")) }, time.Minute)
+	env.ExecuteWorkflow(runnerapi.RunnerJobName, jobInput(10))
+	require.NoError(t, env.GetWorkflowError())
+	require.NotEmpty(t, w.releases)
+	assert.True(t, w.releases[0].Broken)
+	require.Len(t, w.acquires, 2)
+	assert.Equal(t, []string{"m1"}, w.acquires[1].Exclude)
 }
 
 func TestRunnerJobGivesUpAfterMaxAttempts(t *testing.T) {

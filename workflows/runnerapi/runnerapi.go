@@ -64,6 +64,24 @@ const (
 	// (MachineObserved).
 	SignalMachineObserved = "machine_observed"
 
+	// SignalWithdraw (RunnerJob to RunnerPool) takes a job's request back:
+	// its place in the queue is dropped (the waiting acquire fails with
+	// ErrTypeAcquireWithdrawn) and a machine leased to it is returned, as
+	// its own release would (WithdrawRequest). A job sends it when it is
+	// completed or cancelled before it got its machine, and when its
+	// workflow is cancelled.
+	SignalWithdraw = "withdraw"
+	// SignalReconfigure (RunnerPool) makes the pool read its configuration
+	// (RUNNER_POOLS) from the worker again, as every run does at its start;
+	// the payload is ignored. min_idle/max_machines edits in the
+	// configuration win over earlier resizes.
+	SignalReconfigure = "reconfigure"
+	// SignalMachineProvisioned (RunnerPool, sent by its RunnerProvision
+	// children to the pool's workflow ID, whichever run is current): the
+	// child finished (MachineProvisioned). Children are abandoned on
+	// continue-as-new, so the report reaches the next run.
+	SignalMachineProvisioned = "machine_provisioned"
+
 	// SignalJobEvent (RunnerJob) carries a WorkflowJobEvent: in_progress or completed.
 	SignalJobEvent = "workflow_job"
 	// QueryJobStatus (RunnerJob) returns a RunnerJobStatus.
@@ -80,6 +98,9 @@ const (
 	// ErrTypeInvalidAcquire: the AcquireRequest is malformed (JobID <= 0,
 	// Attempt < 1). Not worth retrying.
 	ErrTypeInvalidAcquire = "InvalidAcquireRequest"
+	// ErrTypeAcquireWithdrawn: the request was withdrawn (SignalWithdraw) or
+	// expired because its job's workflow is no longer running. Not retryable.
+	ErrTypeAcquireWithdrawn = "AcquireWithdrawn"
 )
 
 // MachineState is a pool machine's state.
@@ -127,6 +148,25 @@ type ReleaseRequest struct {
 	Reason string `json:",omitempty"`
 }
 
+// WithdrawRequest takes back one job attempt's acquire (Attempt 0: every
+// attempt of the job): its queue place, or the machine leased to it.
+type WithdrawRequest struct {
+	JobID   int64
+	Attempt int    `json:",omitempty"`
+	Reason  string `json:",omitempty"`
+}
+
+// ReconfigureRequest is the SignalReconfigure payload (nothing yet).
+type ReconfigureRequest struct{}
+
+// MachineProvisioned is the SignalMachineProvisioned payload: the machine
+// a RunnerProvision child made, or why it made none (Error set).
+type MachineProvisioned struct {
+	Provision string // the child's workflow ID
+	MachineID string `json:",omitempty"`
+	Error     string `json:",omitempty"`
+}
+
 // ResizeRequest changes a pool's bounds; nil fields are unchanged.
 type ResizeRequest struct {
 	MinIdle     *int `json:",omitempty"`
@@ -168,6 +208,11 @@ type PoolMachine struct {
 	// AwakeSeconds is Awake so far, as of Inventory.AwakeAsOf; set in
 	// inventory answers only.
 	AwakeSeconds float64 `json:",omitempty"`
+	// WokeAt is when the pool last saw the machine running (zero: asleep,
+	// as far as the pool knows); NeedsSleep: it ran a job and is put to
+	// sleep unless a waiting job takes it. Carried across continue-as-new.
+	WokeAt     time.Time `json:",omitzero"`
+	NeedsSleep bool      `json:",omitempty"`
 }
 
 // Inventory is the answer to QueryInventory.
@@ -264,14 +309,23 @@ type PoolCarry struct {
 	// left is emitted once it adds up to a second).
 	AwakeClosed  time.Duration `json:",omitempty"`
 	AwakeCounted int64         `json:",omitempty"`
+	// ConfigMinIdle and ConfigMaxMachines are the configuration's bounds
+	// the carried MinIdle/MaxMachines were set against: a next run whose
+	// configuration says otherwise takes the configuration's (an edit of
+	// RUNNER_POOLS wins over an earlier resize). Nil from older runs.
+	ConfigMinIdle     *int `json:",omitempty"`
+	ConfigMaxMachines *int `json:",omitempty"`
 }
 
 // PoolSignal is one signal carried over continue-as-new: exactly one field is set.
 type PoolSignal struct {
-	Release *ReleaseRequest `json:",omitempty"`
-	Resize  *ResizeRequest  `json:",omitempty"`
-	Drain   *DrainRequest   `json:",omitempty"`
-	Prewarm *PrewarmRequest `json:",omitempty"`
+	Release     *ReleaseRequest     `json:",omitempty"`
+	Resize      *ResizeRequest      `json:",omitempty"`
+	Drain       *DrainRequest       `json:",omitempty"`
+	Prewarm     *PrewarmRequest     `json:",omitempty"`
+	Withdraw    *WithdrawRequest    `json:",omitempty"`
+	Reconfigure *ReconfigureRequest `json:",omitempty"`
+	Provisioned *MachineProvisioned `json:",omitempty"`
 }
 
 // MachineCreated is the SignalMachineCreated payload.
@@ -301,6 +355,10 @@ type ProvisionInput struct {
 	Seq  int
 	// KeepAwake: the machine is for a waiting job, which gets it running.
 	KeepAwake bool `json:",omitempty"`
+	// Report: when done, the child tells the pool (SignalMachineProvisioned
+	// to PoolWorkflowID, whichever run is current): the pool does not wait
+	// for its children to continue as new.
+	Report bool `json:",omitempty"`
 }
 
 // RunnerName is the name of the single-use runner of one job attempt: unique

@@ -106,7 +106,7 @@ func PreviewLifecycle(ctx workflow.Context, in PreviewInput) error {
 			p.Teardown = "the workflow was cancelled"
 		}
 		if p.Teardown != "" && !p.deploying {
-			return p.tearDown(ctx)
+			return p.tearDown(ctx, in, prCh)
 		}
 		if !p.deploying && p.Teardown == "" && p.needsDeploy() {
 			p.startDeploy(ctx, deployDone)
@@ -585,8 +585,9 @@ func (p *preview) refreshAwakeReport(ctx workflow.Context) {
 	})
 }
 
-// tearDown deletes everything the preview owns and completes the workflow.
-func (p *preview) tearDown(ctx workflow.Context) error {
+// tearDown deletes everything the preview owns and completes the workflow,
+// unless the pull request came back meanwhile (restartAfterTeardown).
+func (p *preview) tearDown(ctx workflow.Context, in PreviewInput, prCh workflow.ReceiveChannel) error {
 	// Teardown must finish even when the workflow itself is being cancelled.
 	dctx, _ := workflow.NewDisconnectedContext(ctx)
 	workflow.GetLogger(ctx).Info("tearing down preview", "reason", p.Teardown)
@@ -602,7 +603,44 @@ func (p *preview) tearDown(ctx workflow.Context) error {
 	if err := workflow.Await(dctx, func() bool { return workflow.AllHandlersFinished(dctx) }); err != nil {
 		return err
 	}
+	if ctx.Err() == nil {
+		return p.restartAfterTeardown(dctx, in, prCh)
+	}
 	return nil
+}
+
+// restartAfterTeardown answers the pull request events that arrived during
+// the teardown (the webhook was told 202): when one of them would start a
+// preview (reopened, labeled, a push), a fresh preview starts in a new run
+// with them; otherwise the workflow completes. A delivery that arrived out
+// of order (opened after closed) costs the new run a question to GitHub and
+// nothing else.
+func (p *preview) restartAfterTeardown(ctx workflow.Context, in PreviewInput, prCh workflow.ReceiveChannel) error {
+	var again []PullRequestEvent
+	restart := false
+	for {
+		var ev PullRequestEvent
+		if !prCh.ReceiveAsync(&ev) {
+			break
+		}
+		if ev.DeliveryID != "" && slices.Contains(p.SeenDeliveries, ev.DeliveryID) {
+			continue // a redelivery of an event the torn-down preview had
+		}
+		again = append(again, ev)
+		restart = restart || ev.Action != "closed" && ev.Action != "unlabeled"
+	}
+	if !restart || workflow.GetVersion(ctx, "preview-restart-after-teardown", workflow.DefaultVersion, 1) == workflow.DefaultVersion {
+		return nil
+	}
+	workflow.GetLogger(ctx).Info("pull request events arrived during the teardown: a fresh preview starts", "events", len(again))
+	fresh := PreviewCarry{
+		Status:         PreviewStatus{Phase: PreviewPending, Owner: in.Owner, Repo: in.Repo, Number: in.Number, CreatedAt: workflow.Now(ctx)},
+		SeenDeliveries: p.SeenDeliveries,
+		Pending:        again,
+		// The awake time is the pull request's, over all its machines.
+		Awake: p.Awake, AwakeCounted: p.AwakeCounted,
+	}
+	return workflow.NewContinueAsNewError(ctx, PreviewLifecycleName, PreviewInput{Owner: in.Owner, Repo: in.Repo, Number: in.Number, Carry: &fresh})
 }
 
 // continueAsNew hands the state to a fresh run once history is long, after

@@ -42,8 +42,9 @@ type world struct {
 	reports   []string // states of PR comments, in order
 	reportLog []activities.CommentInput
 	statuses  []string // deployment states, in order
-	// createTakes is how long CreateMachine takes (mocked time).
-	createTakes time.Duration
+	// createTakes and deleteTakes are how long CreateMachine and
+	// DeleteMachine take (mocked time).
+	createTakes, deleteTakes time.Duration
 	// prClosed is what GitHub says when asked whether the PR is open.
 	prClosed bool
 	// buildHook, if set, runs for every build step and may fail or block it.
@@ -181,7 +182,7 @@ func newTestEnv(t *testing.T, settings activities.PreviewSettings, configure ...
 			defer w.mu.Unlock()
 			w.deletes++
 			return w.moveTo(dedalus.PhaseDestroyed), nil
-		})
+		}).After(w.deleteTakes)
 	return env, w
 }
 
@@ -732,4 +733,62 @@ func TestDestroyReasonSurvivesContinueAsNew(t *testing.T) {
 	require.NoError(t, env3.GetWorkflowError())
 	require.NotEmpty(t, w3.reportLog)
 	assert.Equal(t, "torn down: destroyed by bob", w3.reportLog[len(w3.reportLog)-1].Report.Note)
+}
+
+// A pull request reopened while its preview is being torn down gets a
+// fresh preview: the signal is not dropped with the completed run.
+func TestReopenedDuringTeardownStartsAFreshPreview(t *testing.T) {
+	env, w := newTestEnv(t, defaultSettings, func(w *world) { w.deleteTakes = time.Minute })
+	env.RegisterDelayedCallback(func() { env.SignalWorkflow(SignalPullRequest, prEvent("opened", "sha1", "d1")) }, 0)
+	env.RegisterDelayedCallback(func() { env.SignalWorkflow(SignalPullRequest, prEvent("closed", "sha1", "d2")) }, time.Hour)
+	env.RegisterDelayedCallback(func() {
+		assert.Equal(t, PreviewTearingDown, status(t, env).Phase)
+		env.SignalWorkflow(SignalPullRequest, prEvent("opened", "sha1", "d1")) // a redelivery: nothing
+		env.SignalWorkflow(SignalPullRequest, prEvent("reopened", "sha2", "d3"))
+	}, time.Hour+10*time.Second)
+	start(env)
+	assert.Equal(t, 1, w.deletes)
+	assert.Equal(t, []string{"deploying", "ready", "destroyed"}, w.reports)
+	next := continuedAs(t, env)
+	assert.Equal(t, PreviewPending, next.Carry.Status.Phase)
+	assert.Empty(t, next.Carry.Status.MachineID)
+	assert.Empty(t, next.Carry.Teardown)
+	require.Len(t, next.Carry.Pending, 1)
+	assert.Equal(t, "reopened", next.Carry.Pending[0].Action)
+
+	env2, w2 := newTestEnv(t, defaultSettings)
+	env2.RegisterDelayedCallback(func() {
+		st := status(t, env2)
+		assert.Equal(t, PreviewReady, st.Phase)
+		assert.Equal(t, "sha2", st.DeployedSHA)
+		env2.SignalWorkflow(SignalPullRequest, prEvent("closed", "sha2", "d4"))
+	}, time.Hour)
+	env2.ExecuteWorkflow(PreviewLifecycleName, next)
+	require.NoError(t, env2.GetWorkflowError())
+	assert.Equal(t, 1, w2.creates, "a new machine")
+	assert.Equal(t, []string{"checkout sha2", "setup[0] tools", "build[0] compile", "seed[0] data", "start app"}, w2.names())
+	assert.Equal(t, []string{"deploying", "ready", "destroyed"}, w2.reports)
+}
+
+// An opened delivery that arrives during the teardown of its closed pull
+// request (GitHub does not promise order) says nothing and creates nothing.
+func TestLateOpenedDuringTeardownCreatesNothing(t *testing.T) {
+	env, w := newTestEnv(t, defaultSettings, func(w *world) { w.deleteTakes = time.Minute })
+	env.RegisterDelayedCallback(func() { env.SignalWorkflow(SignalPullRequest, prEvent("opened", "sha1", "d1")) }, 0)
+	env.RegisterDelayedCallback(func() {
+		w.mu.Lock()
+		w.prClosed = true
+		w.mu.Unlock()
+		env.SignalWorkflow(SignalPullRequest, prEvent("closed", "sha1", "d2"))
+	}, time.Hour)
+	env.RegisterDelayedCallback(func() { env.SignalWorkflow(SignalPullRequest, prEvent("synchronize", "sha2", "d3")) }, time.Hour+10*time.Second)
+	start(env)
+	next := continuedAs(t, env)
+	env2, w2 := newTestEnv(t, defaultSettings, func(w *world) { w.prClosed = true })
+	env2.ExecuteWorkflow(PreviewLifecycleName, next)
+	require.True(t, env2.IsWorkflowCompleted())
+	require.NoError(t, env2.GetWorkflowError())
+	assert.Zero(t, w2.creates)
+	assert.Empty(t, w2.reports)
+	assert.Empty(t, w2.statuses)
 }

@@ -12,7 +12,6 @@ import (
 	"github.com/drydock-dev/drydock/activities"
 	"github.com/drydock-dev/drydock/dedalus"
 	"github.com/drydock-dev/drydock/internal/gh"
-	"github.com/drydock-dev/drydock/internal/previewspec"
 )
 
 // Activity handles: method values on nil receivers name the registered
@@ -245,6 +244,20 @@ func withActivity(ctx workflow.Context, summary string, timeout time.Duration) w
 	})
 }
 
+// quickActivity is withActivity without a heartbeat timeout, for activities
+// that never heartbeat and finish in moments (LoadSpec parses a few
+// kilobytes): a heartbeat timeout would only time out a slow attempt early.
+func quickActivity(ctx workflow.Context, summary string, timeout time.Duration) workflow.Context {
+	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		Summary:             summary,
+		StartToCloseTimeout: timeout,
+		WaitForCancellation: true,
+		RetryPolicy: &temporal.RetryPolicy{
+			InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: time.Minute, MaximumAttempts: 8,
+		},
+	})
+}
+
 // createMachineOptions are the options of a machine create: retried with
 // backoff for as long as the errors are transient (an idempotency key makes
 // every retry return the same machine), up to an hour. Giving up earlier
@@ -291,142 +304,6 @@ func (p *preview) startDeploy(ctx workflow.Context, done workflow.Channel) {
 			p.onDeployFailed(rctx, ev, err)
 		}
 	})
-}
-
-// deploy brings the preview to ev.HeadSHA: machine, checkout, steps, app, preview, health.
-func (p *preview) deploy(ctx workflow.Context, ev PullRequestEvent) error {
-	first := p.Status.MachineID == ""
-	if first && workflow.GetVersion(ctx, "pr-state-before-machine", workflow.DefaultVersion, 1) == 1 {
-		// GitHub does not promise delivery order: an opened or synchronize
-		// delivery may arrive after closed, and would start a preview for a
-		// closed pull request. Ask GitHub before creating anything.
-		var st activities.PullRequestState
-		if err := workflow.ExecuteActivity(withActivity(ctx, "check the pull request is open", time.Minute), githubActs.PullRequestState,
-			activities.PullRequestRef{Owner: ev.Owner, Repo: ev.Repo, Number: ev.Number, InstallationID: ev.InstallationID},
-		).Get(ctx, &st); err != nil {
-			return err
-		}
-		if st.Closed() {
-			workflow.GetLogger(ctx).Info("pull request already closed on GitHub: no preview", "sha", ev.HeadSHA)
-			p.Teardown = "pull request is closed on GitHub (a delivery arrived after the close)"
-			return nil
-		}
-	}
-	if first {
-		p.setPhase(ctx, PreviewProvisioning)
-	} else {
-		p.setPhase(ctx, PreviewDeploying)
-	}
-	p.Status.LastError = ""
-	p.startDeployment(ctx, ev)
-	p.report(ctx, gh.Report{State: "deploying", SHA: ev.HeadSHA, Branch: ev.HeadRef, URL: p.settings.PublicURL})
-
-	var fetched activities.FetchSpecResult
-	if err := workflow.ExecuteActivity(withActivity(ctx, "read "+previewspec.RepoPath+" from "+ev.BaseRef, time.Minute),
-		githubActs.FetchPreviewSpec, activities.FetchSpecInput{
-			Owner: ev.Owner, Repo: ev.Repo, Ref: ev.BaseRef, Path: previewspec.RepoPath, InstallationID: ev.InstallationID,
-		}).Get(ctx, &fetched); err != nil {
-		return err
-	}
-	source := ev.Owner + "/" + ev.Repo + ":" + previewspec.RepoPath + "@" + ev.BaseRef
-	var spec previewspec.Spec
-	if err := workflow.ExecuteActivity(withActivity(ctx, "load preview spec", time.Minute), previewActs.LoadSpec,
-		activities.LoadSpecInput{Content: fetched.Content, Source: source}).Get(ctx, &spec); err != nil {
-		return err
-	}
-
-	if first {
-		// A newer push or a close must not cancel the create half-way: the
-		// machine may exist already, and only the create's result tells the
-		// teardown what to delete.
-		cctx, _ := workflow.NewDisconnectedContext(ctx)
-		var m activities.MachineRef
-		if err := workflow.ExecuteActivity(createMachineOptions(cctx, "create machine"), machineActs.CreateMachine,
-			activities.MachineSpec{VCPU: spec.Machine.VCPU, MemoryMiB: spec.Machine.MemoryMiB, StorageGiB: spec.Machine.StorageGiB, Autosleep: spec.Machine.Autosleep},
-		).Get(cctx, &m); err != nil {
-			return err
-		}
-		p.observe(ctx, m)
-		p.Status.MachineID = m.MachineID
-		p.setPhase(ctx, p.Status.Phase)
-		if ctx.Err() != nil {
-			return temporal.NewCanceledError("deploy superseded or cancelled")
-		}
-	} else {
-		var m activities.MachineRef
-		if err := workflow.ExecuteActivity(withActivity(ctx, "wake machine "+p.Status.MachineID, 5*time.Minute),
-			machineActs.WakeMachine, p.Status.MachineID).Get(ctx, &m); err != nil {
-			return err
-		}
-		p.observe(ctx, m)
-	}
-
-	env := deployEnv(ev, spec)
-	run := func(name string, argv []string, timeout time.Duration) error {
-		return workflow.ExecuteActivity(withActivity(ctx, name, timeout+time.Minute), machineActs.RunCommand, activities.Command{
-			MachineID: p.Status.MachineID, Name: name, Argv: argv, Env: env, Timeout: timeout,
-		}).Get(ctx, nil)
-	}
-	steps := func(kind string, list []previewspec.Step) error {
-		for i, st := range list {
-			name := fmt.Sprintf("%s[%d]", kind, i)
-			if st.Name != "" {
-				name += " " + st.Name
-			}
-			if err := run(name, stepArgv(st), st.Timeout.D()); err != nil {
-				return err
-			}
-		}
-		return nil
-	}
-	if err := run("checkout "+shortSHA(ev.HeadSHA), checkoutArgv(), 10*time.Minute); err != nil {
-		return err
-	}
-	if !p.SetupDone {
-		if err := steps("setup", spec.Setup); err != nil {
-			return err
-		}
-		p.SetupDone = true
-	}
-	if err := steps("build", spec.Build); err != nil {
-		return err
-	}
-	if !p.SeedDone {
-		if err := steps("seed", spec.Seed); err != nil {
-			return err
-		}
-		p.SeedDone = true
-	}
-	if err := run("start app", startArgv(spec.Start), time.Minute); err != nil {
-		return err
-	}
-	if p.Status.PreviewID == "" {
-		var pr activities.PreviewRef
-		if err := workflow.ExecuteActivity(withActivity(ctx, fmt.Sprintf("expose port %d", spec.App.Port), time.Minute),
-			machineActs.CreatePreview, p.Status.MachineID, spec.App.Port).Get(ctx, &pr); err != nil {
-			return err
-		}
-		p.Status.PreviewID, p.Status.URL = pr.PreviewID, pr.URL
-	}
-	if err := workflow.ExecuteActivity(withActivity(ctx, "wait for "+spec.App.HealthPath, spec.App.HealthTimeout.D()+time.Minute),
-		previewActs.WaitHealthy, activities.HealthInput{URL: p.Status.URL + spec.App.HealthPath, Timeout: spec.App.HealthTimeout.D()},
-	).Get(ctx, nil); err != nil {
-		return err
-	}
-
-	now := workflow.Now(ctx)
-	p.Status.DeployedSHA = ev.HeadSHA
-	p.Status.LastDeployAt = now
-	p.Status.LastActivityAt = now
-	p.lastWakeAt = now
-	if p.Status.ReadyAt.IsZero() {
-		p.Status.ReadyAt = now
-	}
-	p.FailedSHA = ""
-	p.setPhase(ctx, PreviewReady)
-	p.setDeploymentStatus(ctx, "success", "preview ready at "+shortSHA(ev.HeadSHA))
-	p.report(ctx, gh.Report{State: "ready", SHA: ev.HeadSHA, Branch: ev.HeadRef, URL: p.settings.PublicURL})
-	return nil
 }
 
 // onDeployFailed marks the preview failed and reports why on the PR, with

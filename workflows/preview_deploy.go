@@ -1,0 +1,199 @@
+package workflows
+
+import (
+	"fmt"
+	"time"
+
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/drydock-dev/drydock/activities"
+	"github.com/drydock-dev/drydock/internal/gh"
+	"github.com/drydock-dev/drydock/internal/previewspec"
+)
+
+// deploy brings the preview to ev.HeadSHA: it announces the deploy, reads
+// the spec, makes sure there is a machine, runs the spec on it, exposes the
+// app and marks the preview ready. Each step's commands are those the
+// recorded histories hold, in the same order.
+func (p *preview) deploy(ctx workflow.Context, ev PullRequestEvent) error {
+	if proceed, err := p.beginDeploy(ctx, ev); err != nil || !proceed {
+		return err
+	}
+	spec, err := p.loadSpec(ctx, ev)
+	if err != nil {
+		return err
+	}
+	if err := p.ensureMachine(ctx, spec); err != nil {
+		return err
+	}
+	if err := p.runSpec(ctx, ev, spec); err != nil {
+		return err
+	}
+	if err := p.expose(ctx, spec); err != nil {
+		return err
+	}
+	p.markReady(ctx, ev)
+	return nil
+}
+
+// beginDeploy announces a deploy on GitHub (deployment, PR comment) and
+// sets the phase. Before the first machine it asks GitHub whether the pull
+// request is still open: GitHub does not promise delivery order, and an
+// opened or synchronize delivery that arrives after closed must not start a
+// preview. It returns false (and sets Teardown) when the PR is closed.
+func (p *preview) beginDeploy(ctx workflow.Context, ev PullRequestEvent) (bool, error) {
+	first := p.Status.MachineID == ""
+	if first && workflow.GetVersion(ctx, "pr-state-before-machine", workflow.DefaultVersion, 1) == 1 {
+		var st activities.PullRequestState
+		if err := workflow.ExecuteActivity(withActivity(ctx, "check the pull request is open", time.Minute), githubActs.PullRequestState,
+			activities.PullRequestRef{Owner: ev.Owner, Repo: ev.Repo, Number: ev.Number, InstallationID: ev.InstallationID},
+		).Get(ctx, &st); err != nil {
+			return false, err
+		}
+		if st.Closed() {
+			workflow.GetLogger(ctx).Info("pull request already closed on GitHub: no preview", "sha", ev.HeadSHA)
+			p.Teardown = "pull request is closed on GitHub (a delivery arrived after the close)"
+			return false, nil
+		}
+	}
+	if first {
+		p.setPhase(ctx, PreviewProvisioning)
+	} else {
+		p.setPhase(ctx, PreviewDeploying)
+	}
+	p.Status.LastError = ""
+	p.startDeployment(ctx, ev)
+	p.report(ctx, gh.Report{State: "deploying", SHA: ev.HeadSHA, Branch: ev.HeadRef, URL: p.settings.PublicURL})
+	return true, nil
+}
+
+// loadSpec reads the preview spec from the PR's base branch (trusted code)
+// and validates it; a repository without one gets the server's default.
+func (p *preview) loadSpec(ctx workflow.Context, ev PullRequestEvent) (previewspec.Spec, error) {
+	var fetched activities.FetchSpecResult
+	if err := workflow.ExecuteActivity(withActivity(ctx, "read "+previewspec.RepoPath+" from "+ev.BaseRef, time.Minute),
+		githubActs.FetchPreviewSpec, activities.FetchSpecInput{
+			Owner: ev.Owner, Repo: ev.Repo, Ref: ev.BaseRef, Path: previewspec.RepoPath, InstallationID: ev.InstallationID,
+		}).Get(ctx, &fetched); err != nil {
+		return previewspec.Spec{}, err
+	}
+	source := ev.Owner + "/" + ev.Repo + ":" + previewspec.RepoPath + "@" + ev.BaseRef
+	var spec previewspec.Spec
+	err := workflow.ExecuteActivity(quickActivity(ctx, "load preview spec", time.Minute), previewActs.LoadSpec,
+		activities.LoadSpecInput{Content: fetched.Content, Source: source}).Get(ctx, &spec)
+	return spec, err
+}
+
+// ensureMachine creates the preview's machine, or wakes the one it has.
+func (p *preview) ensureMachine(ctx workflow.Context, spec previewspec.Spec) error {
+	if p.Status.MachineID != "" {
+		var m activities.MachineRef
+		if err := workflow.ExecuteActivity(withActivity(ctx, "wake machine "+p.Status.MachineID, 5*time.Minute),
+			machineActs.WakeMachine, p.Status.MachineID).Get(ctx, &m); err != nil {
+			return err
+		}
+		p.observe(ctx, m)
+		return nil
+	}
+	// A newer push or a close must not cancel the create half-way: the
+	// machine may exist already, and only the create's result tells the
+	// teardown what to delete.
+	cctx, _ := workflow.NewDisconnectedContext(ctx)
+	var m activities.MachineRef
+	if err := workflow.ExecuteActivity(createMachineOptions(cctx, "create machine"), machineActs.CreateMachine,
+		activities.MachineSpec{VCPU: spec.Machine.VCPU, MemoryMiB: spec.Machine.MemoryMiB, StorageGiB: spec.Machine.StorageGiB, Autosleep: spec.Machine.Autosleep},
+	).Get(cctx, &m); err != nil {
+		return err
+	}
+	p.observe(ctx, m)
+	p.Status.MachineID = m.MachineID
+	p.setPhase(ctx, p.Status.Phase)
+	if ctx.Err() != nil {
+		return temporal.NewCanceledError("deploy superseded or cancelled")
+	}
+	return nil
+}
+
+// runSpec checks out the head and runs the spec on the machine: setup and
+// seed once per machine, build every time, then (re)starts the app.
+func (p *preview) runSpec(ctx workflow.Context, ev PullRequestEvent, spec previewspec.Spec) error {
+	r := specRunner{ctx: ctx, machineID: p.Status.MachineID, env: deployEnv(ev, spec)}
+	if err := r.run("checkout "+shortSHA(ev.HeadSHA), checkoutArgv(), 10*time.Minute); err != nil {
+		return err
+	}
+	if !p.SetupDone {
+		if err := r.steps("setup", spec.Setup); err != nil {
+			return err
+		}
+		p.SetupDone = true
+	}
+	if err := r.steps("build", spec.Build); err != nil {
+		return err
+	}
+	if !p.SeedDone {
+		if err := r.steps("seed", spec.Seed); err != nil {
+			return err
+		}
+		p.SeedDone = true
+	}
+	return r.run("start app", startArgv(spec.Start), time.Minute)
+}
+
+// specRunner runs a deploy's commands on its machine, with its environment.
+type specRunner struct {
+	ctx       workflow.Context
+	machineID string
+	env       map[string]string
+}
+
+func (r specRunner) run(name string, argv []string, timeout time.Duration) error {
+	return workflow.ExecuteActivity(withActivity(r.ctx, name, timeout+time.Minute), machineActs.RunCommand, activities.Command{
+		MachineID: r.machineID, Name: name, Argv: argv, Env: r.env, Timeout: timeout,
+	}).Get(r.ctx, nil)
+}
+
+func (r specRunner) steps(kind string, list []previewspec.Step) error {
+	for i, st := range list {
+		name := fmt.Sprintf("%s[%d]", kind, i)
+		if st.Name != "" {
+			name += " " + st.Name
+		}
+		if err := r.run(name, stepArgv(st), st.Timeout.D()); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// expose makes the app's port a Dedalus preview (once per machine) and
+// waits for its health path to answer.
+func (p *preview) expose(ctx workflow.Context, spec previewspec.Spec) error {
+	if p.Status.PreviewID == "" {
+		var pr activities.PreviewRef
+		if err := workflow.ExecuteActivity(withActivity(ctx, fmt.Sprintf("expose port %d", spec.App.Port), time.Minute),
+			machineActs.CreatePreview, p.Status.MachineID, spec.App.Port).Get(ctx, &pr); err != nil {
+			return err
+		}
+		p.Status.PreviewID, p.Status.URL = pr.PreviewID, pr.URL
+	}
+	return workflow.ExecuteActivity(withActivity(ctx, "wait for "+spec.App.HealthPath, spec.App.HealthTimeout.D()+time.Minute),
+		previewActs.WaitHealthy, activities.HealthInput{URL: p.Status.URL + spec.App.HealthPath, Timeout: spec.App.HealthTimeout.D()},
+	).Get(ctx, nil)
+}
+
+// markReady records the deployed head and reports success.
+func (p *preview) markReady(ctx workflow.Context, ev PullRequestEvent) {
+	now := workflow.Now(ctx)
+	p.Status.DeployedSHA = ev.HeadSHA
+	p.Status.LastDeployAt = now
+	p.Status.LastActivityAt = now
+	p.lastWakeAt = now
+	if p.Status.ReadyAt.IsZero() {
+		p.Status.ReadyAt = now
+	}
+	p.FailedSHA = ""
+	p.setPhase(ctx, PreviewReady)
+	p.setDeploymentStatus(ctx, "success", "preview ready at "+shortSHA(ev.HeadSHA))
+	p.report(ctx, gh.Report{State: "ready", SHA: ev.HeadSHA, Branch: ev.HeadRef, URL: p.settings.PublicURL})
+}

@@ -27,7 +27,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -422,8 +421,10 @@ func (c *chaos) deliverOnce(ctx context.Context, event, delivery string, body []
 }
 
 func (c *chaos) prBody(p *pr, action string, shaIndex int) ([]byte, error) {
+	// Label is what a labeled delivery is about: one the preview policy
+	// ignores.
 	return c.h.PullRequest(action, ghfixture.PR{Owner: owner, Repo: repoName, Number: p.number,
-		HeadSHA: p.shas[shaIndex], HeadRef: fmt.Sprintf("feature-%d", p.number), CloneURL: c.repo.Dir})
+		HeadSHA: p.shas[shaIndex], HeadRef: fmt.Sprintf("feature-%d", p.number), CloneURL: c.repo.Dir, Label: "chaos-noise"})
 }
 
 func (c *chaos) prEvent(ctx context.Context, p *pr, action string, shaIndex int) {
@@ -476,10 +477,6 @@ func (c *chaos) burst(ctx context.Context) {
 			if !p.open || p.group == "closed-later" {
 				action = "edited"
 			}
-			if action == "edited" {
-				ds = append(ds, delivery{"pull_request", id, editedBody(c, p)})
-				continue
-			}
 			b, err := c.prBody(p, action, len(p.shas)-1)
 			if err != nil {
 				c.fail("burst fixture: %v", err)
@@ -518,22 +515,6 @@ func (c *chaos) burst(ctx context.Context) {
 	c.burstAccepted.Store(accepted.Load())
 	c.burstElapsed.Store(int64(sent))
 	c.log.Info("burst sent", "deliveries", len(ds), "in", sent.Round(time.Millisecond), "all answered after", time.Since(began).Round(time.Millisecond))
-}
-
-// editedBody is a pull_request "edited" delivery (no fixture ships one:
-// it is the opened payload with the action changed), which Drydock ignores.
-func editedBody(c *chaos, p *pr) []byte {
-	b, err := c.prBody(p, "opened", len(p.shas)-1)
-	if err != nil {
-		return nil
-	}
-	var doc map[string]any
-	if json.Unmarshal(b, &doc) != nil {
-		return nil
-	}
-	doc["action"] = "edited"
-	out, _ := json.Marshal(doc)
-	return out
 }
 
 var errNotYet = errors.New("not yet")

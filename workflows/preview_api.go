@@ -21,8 +21,14 @@ const (
 	SignalTouch = "touch"
 
 	// UpdateWake wakes the preview's machine and returns a WakeResult once it
-	// runs. Its validator rejects the update while the preview is being torn
-	// down. Concurrent wakes coalesce into one Dedalus wake call.
+	// runs. Concurrent wakes coalesce into one Dedalus wake call. Its
+	// errors are ApplicationErrors typed ErrTypePreviewTornDown (also from
+	// the validator: the preview is going away), ErrTypePreviewNotReady
+	// (still deploying after the wake waited its bound: retry later, with a
+	// new update ID), ErrTypePreviewHandover (also from the validator: the
+	// run is continuing as new; retry at once) and ErrTypePreviewFailed.
+	// A caller that lost its answer (a timeout) should send the same update
+	// ID again: it attaches to the Update in flight instead of adding one.
 	UpdateWake = "wake"
 
 	// QueryStatus returns a PreviewStatus.

@@ -22,13 +22,7 @@ var (
 	githubActs  *activities.GitHub
 )
 
-// ErrTypePreviewTornDown is the type of the error the wake validator returns
-// once a preview is being torn down; the router answers 410 Gone for it.
-const ErrTypePreviewTornDown = "PreviewTornDown"
-
 const (
-	// wakeFresh: a machine woken this recently is not woken again.
-	wakeFresh = 2 * time.Second
 	// maxSeenDeliveries bounds the delivery IDs remembered for deduplication.
 	maxSeenDeliveries = 256
 	// awakeReportEvery bounds how often wakes refresh the awake time on the
@@ -48,6 +42,7 @@ type preview struct {
 	cancelDeploy workflow.CancelFunc
 
 	waking      bool
+	handingOver bool // continuing as new: wakes are answered ErrTypePreviewHandover
 	lastWakeAt  time.Time
 	lastWakeErr error
 	staleTimer  workflow.Future
@@ -58,42 +53,17 @@ type preview struct {
 // PreviewLifecycle runs one pull request's preview from its first deployable
 // event until the PR closes, the preview is destroyed, or it goes stale.
 func PreviewLifecycle(ctx workflow.Context, in PreviewInput) error {
-	p := &preview{}
-	if in.Carry != nil {
-		p.PreviewCarry = *in.Carry
-	} else {
-		p.Status = PreviewStatus{Phase: PreviewPending, Owner: in.Owner, Repo: in.Repo, Number: in.Number, CreatedAt: workflow.Now(ctx)}
-	}
-	log := workflow.GetLogger(ctx)
-
-	sctx := workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{StartToCloseTimeout: 10 * time.Second})
-	if err := workflow.ExecuteLocalActivity(sctx, previewActs.Settings, in.Owner, in.Repo, in.Number).Get(ctx, &p.settings); err != nil {
-		return fmt.Errorf("read preview settings: %w", err)
-	}
-	_ = workflow.UpsertTypedSearchAttributes(ctx,
-		SearchAttrRepo.ValueSet(RepoKey(in.Owner, in.Repo)), SearchAttrPRNumber.ValueSet(int64(in.Number)),
-		SearchAttrPhase.ValueSet(string(p.Status.Phase)), SearchAttrMachineID.ValueSet(p.Status.MachineID))
-
-	if err := workflow.SetQueryHandler(ctx, QueryStatus, func() (PreviewStatus, error) { return p.status(ctx), nil }); err != nil {
+	p, err := startPreview(ctx, in)
+	if err != nil {
 		return err
 	}
-	if err := workflow.SetUpdateHandlerWithOptions(ctx, UpdateWake, p.wake, workflow.UpdateHandlerOptions{
-		Validator: func() error {
-			if p.Teardown != "" || p.Status.Phase == PreviewTearingDown || p.Status.Phase == PreviewDestroyed {
-				return temporal.NewApplicationError("preview is being torn down", ErrTypePreviewTornDown)
-			}
-			return nil
-		},
-	}); err != nil {
-		return err
+	sig := previewSignals{
+		pr:         workflow.GetSignalChannel(ctx, SignalPullRequest),
+		redeploy:   workflow.GetSignalChannel(ctx, SignalRedeploy),
+		destroy:    workflow.GetSignalChannel(ctx, SignalDestroy),
+		touch:      workflow.GetSignalChannel(ctx, SignalTouch),
+		deployDone: workflow.NewBufferedChannel(ctx, 1),
 	}
-
-	prCh := workflow.GetSignalChannel(ctx, SignalPullRequest)
-	redeployCh := workflow.GetSignalChannel(ctx, SignalRedeploy)
-	destroyCh := workflow.GetSignalChannel(ctx, SignalDestroy)
-	touchCh := workflow.GetSignalChannel(ctx, SignalTouch)
-	deployDone := workflow.NewBufferedChannel(ctx, 1)
-
 	pending := p.Pending
 	p.Pending = nil
 	for _, ev := range pending {
@@ -105,58 +75,94 @@ func PreviewLifecycle(ctx workflow.Context, in PreviewInput) error {
 			p.Teardown = "the workflow was cancelled"
 		}
 		if p.Teardown != "" && !p.deploying {
-			return p.tearDown(ctx, in, prCh)
+			return p.tearDown(ctx, in, sig.pr)
 		}
 		if !p.deploying && p.Teardown == "" && p.needsDeploy() {
-			p.startDeploy(ctx, deployDone)
+			p.startDeploy(ctx, sig.deployDone)
 		}
 		if !p.deploying && !p.waking && workflow.GetInfo(ctx).GetContinueAsNewSuggested() {
-			return p.continueAsNew(ctx, in, prCh, redeployCh, destroyCh, touchCh)
+			return p.continueAsNew(ctx, in, sig)
 		}
 		if p.staleTimer == nil && p.settings.StaleAfter > 0 && p.Status.Phase != PreviewPending {
 			p.staleTimer = p.newStaleTimer(ctx)
 		}
-
-		sel := workflow.NewSelector(ctx)
-		sel.AddReceive(prCh, func(c workflow.ReceiveChannel, _ bool) {
-			var ev PullRequestEvent
-			c.Receive(ctx, &ev)
-			p.onPullRequest(ctx, ev)
-		})
-		sel.AddReceive(redeployCh, func(c workflow.ReceiveChannel, _ bool) {
-			c.Receive(ctx, nil)
-			log.Info("redeploy requested")
-			p.PendingRedeploy = true
-			p.FailedSHA = ""
-		})
-		sel.AddReceive(destroyCh, func(c workflow.ReceiveChannel, _ bool) {
-			var req DestroyRequest
-			c.Receive(ctx, &req)
-			p.Teardown = destroyReason(req)
-		})
-		sel.AddReceive(touchCh, func(c workflow.ReceiveChannel, _ bool) {
-			c.Receive(ctx, nil)
-			p.Status.LastActivityAt = workflow.Now(ctx)
-		})
-		sel.AddReceive(deployDone, func(c workflow.ReceiveChannel, _ bool) {
-			c.Receive(ctx, nil)
-			p.deploying = false
-		})
-		if p.staleTimer != nil {
-			sel.AddFuture(p.staleTimer, func(workflow.Future) {
-				p.staleTimer = nil
-				if p.isStale(ctx) {
-					p.Teardown = fmt.Sprintf("stale: no push and no preview traffic for %s", p.settings.StaleAfter)
-				}
-			})
-		}
-		sel.Select(ctx)
-
+		p.awaitNext(ctx, sig)
 		// A newer push supersedes an in-flight deploy; a teardown cancels it.
 		if p.deploying && (p.Teardown != "" || p.Event.HeadSHA != p.deployingSHA) {
 			p.cancelDeploy()
 		}
 	}
+}
+
+// previewSignals are a run's signal channels, and its deploy's completion.
+type previewSignals struct {
+	pr, redeploy, destroy, touch workflow.ReceiveChannel
+	deployDone                   workflow.Channel
+}
+
+// startPreview sets up a run: its state (carried or fresh), its settings,
+// its search attributes and its query and update handlers.
+func startPreview(ctx workflow.Context, in PreviewInput) (*preview, error) {
+	p := &preview{}
+	if in.Carry != nil {
+		p.PreviewCarry = *in.Carry
+	} else {
+		p.Status = PreviewStatus{Phase: PreviewPending, Owner: in.Owner, Repo: in.Repo, Number: in.Number, CreatedAt: workflow.Now(ctx)}
+	}
+	sctx := workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{StartToCloseTimeout: 10 * time.Second})
+	if err := workflow.ExecuteLocalActivity(sctx, previewActs.Settings, in.Owner, in.Repo, in.Number).Get(ctx, &p.settings); err != nil {
+		return nil, fmt.Errorf("read preview settings: %w", err)
+	}
+	_ = workflow.UpsertTypedSearchAttributes(ctx,
+		SearchAttrRepo.ValueSet(RepoKey(in.Owner, in.Repo)), SearchAttrPRNumber.ValueSet(int64(in.Number)),
+		SearchAttrPhase.ValueSet(string(p.Status.Phase)), SearchAttrMachineID.ValueSet(p.Status.MachineID))
+
+	if err := workflow.SetQueryHandler(ctx, QueryStatus, func() (PreviewStatus, error) { return p.status(ctx), nil }); err != nil {
+		return nil, err
+	}
+	if err := workflow.SetUpdateHandlerWithOptions(ctx, UpdateWake, p.wake, workflow.UpdateHandlerOptions{Validator: p.validateWake}); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// awaitNext waits for the next signal, deploy completion or stale check,
+// and folds it into the state.
+func (p *preview) awaitNext(ctx workflow.Context, sig previewSignals) {
+	sel := workflow.NewSelector(ctx)
+	sel.AddReceive(sig.pr, func(c workflow.ReceiveChannel, _ bool) {
+		var ev PullRequestEvent
+		c.Receive(ctx, &ev)
+		p.onPullRequest(ctx, ev)
+	})
+	sel.AddReceive(sig.redeploy, func(c workflow.ReceiveChannel, _ bool) {
+		c.Receive(ctx, nil)
+		workflow.GetLogger(ctx).Info("redeploy requested")
+		p.PendingRedeploy = true
+		p.FailedSHA = ""
+	})
+	sel.AddReceive(sig.destroy, func(c workflow.ReceiveChannel, _ bool) {
+		var req DestroyRequest
+		c.Receive(ctx, &req)
+		p.Teardown = destroyReason(req)
+	})
+	sel.AddReceive(sig.touch, func(c workflow.ReceiveChannel, _ bool) {
+		c.Receive(ctx, nil)
+		p.Status.LastActivityAt = workflow.Now(ctx)
+	})
+	sel.AddReceive(sig.deployDone, func(c workflow.ReceiveChannel, _ bool) {
+		c.Receive(ctx, nil)
+		p.deploying = false
+	})
+	if p.staleTimer != nil {
+		sel.AddFuture(p.staleTimer, func(workflow.Future) {
+			p.staleTimer = nil
+			if p.isStale(ctx) {
+				p.Teardown = fmt.Sprintf("stale: no push and no preview traffic for %s", p.settings.StaleAfter)
+			}
+		})
+	}
+	sel.Select(ctx)
 }
 
 // onPullRequest folds one webhook event into the state.
@@ -373,50 +379,6 @@ func (p *preview) releaseMachine(ctx workflow.Context) {
 	p.SetupDone, p.SeedDone = false, false
 }
 
-// wake is the UpdateWake handler: it waits until the preview can serve,
-// then wakes the machine once for all concurrent callers.
-func (p *preview) wake(ctx workflow.Context) (WakeResult, error) {
-	if err := workflow.Await(ctx, func() bool {
-		switch p.Status.Phase {
-		case PreviewReady, PreviewFailed, PreviewTearingDown, PreviewDestroyed:
-			return !p.waking
-		}
-		return p.Teardown != ""
-	}); err != nil {
-		return WakeResult{}, err
-	}
-	switch {
-	case p.Teardown != "" || p.Status.Phase == PreviewTearingDown || p.Status.Phase == PreviewDestroyed:
-		return WakeResult{}, temporal.NewApplicationError("preview is being torn down", ErrTypePreviewTornDown)
-	case p.Status.Phase == PreviewFailed:
-		return WakeResult{}, temporal.NewApplicationError("preview failed to deploy: "+p.Status.LastError, "PreviewFailed")
-	}
-	now := workflow.Now(ctx)
-	p.Status.LastActivityAt = now
-	if now.Sub(p.lastWakeAt) < wakeFresh && p.lastWakeErr == nil {
-		return WakeResult{URL: p.Status.URL, MachineID: p.Status.MachineID}, nil
-	}
-	p.waking = true
-	lctx := workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{
-		StartToCloseTimeout: 30 * time.Second,
-		RetryPolicy:         &temporal.RetryPolicy{InitialInterval: 200 * time.Millisecond, MaximumAttempts: 5},
-	})
-	var m activities.MachineRef
-	err := workflow.ExecuteLocalActivity(lctx, machineActs.WakeMachine, p.Status.MachineID).Get(ctx, &m)
-	p.waking = false
-	p.lastWakeAt = workflow.Now(ctx)
-	p.lastWakeErr = err
-	if err != nil {
-		return WakeResult{}, fmt.Errorf("wake machine %s: %w", p.Status.MachineID, err)
-	}
-	p.Status.Wakes++
-	if p.observe(ctx, m) > 0 {
-		// The machine had fallen asleep: an awake interval closed.
-		p.refreshAwakeReport(ctx)
-	}
-	return WakeResult{URL: p.Status.URL, MachineID: p.Status.MachineID}, nil
-}
-
 // status answers QueryStatus, with the awake time as of the workflow's clock.
 func (p *preview) status(ctx workflow.Context) PreviewStatus {
 	st := p.Status
@@ -522,28 +484,34 @@ func (p *preview) restartAfterTeardown(ctx workflow.Context, in PreviewInput, pr
 
 // continueAsNew hands the state to a fresh run once history is long, after
 // every handler finished and every buffered signal was drained into the carry.
-func (p *preview) continueAsNew(ctx workflow.Context, in PreviewInput, prCh, redeployCh, destroyCh, touchCh workflow.ReceiveChannel) error {
+func (p *preview) continueAsNew(ctx workflow.Context, in PreviewInput, sig previewSignals) error {
+	// Wakes do not hold the hand-over up: waiting ones answer, and new ones
+	// are rejected, with ErrTypePreviewHandover, which the router retries
+	// against the next run. (Runs recorded before waited for every wake.)
+	if workflow.GetVersion(ctx, "preview-wake-handover", workflow.DefaultVersion, 1) == 1 {
+		p.handingOver = true
+	}
 	if err := workflow.Await(ctx, func() bool { return workflow.AllHandlersFinished(ctx) && !p.awakeReporting }); err != nil {
 		return err
 	}
 	for {
 		var ev PullRequestEvent
-		if !prCh.ReceiveAsync(&ev) {
+		if !sig.pr.ReceiveAsync(&ev) {
 			break
 		}
 		p.Pending = append(p.Pending, ev)
 	}
-	for redeployCh.ReceiveAsync(nil) {
+	for sig.redeploy.ReceiveAsync(nil) {
 		p.PendingRedeploy = true
 	}
 	var req DestroyRequest
-	for destroyCh.ReceiveAsync(&req) {
+	for sig.destroy.ReceiveAsync(&req) {
 		// The next run tears down at once, for the first destroy's reason.
 		if p.Teardown == "" {
 			p.Teardown = destroyReason(req)
 		}
 	}
-	for touchCh.ReceiveAsync(nil) {
+	for sig.touch.ReceiveAsync(nil) {
 		p.Status.LastActivityAt = workflow.Now(ctx)
 	}
 	// FailedSHA is carried too: the next run does not rebuild a failed head.

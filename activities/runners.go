@@ -657,3 +657,116 @@ func (d githubDirectory) RemoveRunner(ctx context.Context, scope pools.Scope, id
 	}
 	return nil
 }
+
+// PoolConfig returns a pool's configuration as the worker has it now
+// (RUNNER_POOLS). RunnerPool reads it through a local activity at each run
+// start and on SignalReconfigure, so a changed configuration takes effect
+// for the whole pool (machine size, mode, bounds) and replays from history.
+func (a *Runners) PoolConfig(_ context.Context, name string) (pools.Pool, error) {
+	p, err := a.pool(name)
+	if err != nil {
+		return pools.Pool{}, err
+	}
+	return *p, nil
+}
+
+// LeaseHolder is a job attempt holding a pool's queue place or machine.
+type LeaseHolder struct {
+	JobID   int64
+	Attempt int
+	// RunnerName is the runner on the leased machine (the lease's JIT
+	// runner, or the machine's persistent runner); "" for a queue place.
+	RunnerName string `json:",omitempty"`
+}
+
+// LeaseCheckInput lists what a pool holds for others: job attempts with a
+// queue place or a lease, and provisioning children it carried over
+// continue-as-new (workflow IDs).
+type LeaseCheckInput struct {
+	Pool       string
+	Holders    []LeaseHolder
+	Provisions []string `json:",omitempty"`
+}
+
+// LeaseCheckResult lists the holders that are gone and the provisioning
+// children that are no longer running.
+type LeaseCheckResult struct {
+	Gone             []LeaseHolder `json:",omitempty"`
+	ProvisionsClosed []string      `json:",omitempty"`
+}
+
+// CheckLeaseHolders tells a pool which of its queue places and leases
+// nobody holds any more: the job's RunnerJob workflow (runnerapi.
+// JobWorkflowID, latest run) is closed or unknown (terminated, timed out,
+// failed), and for a lease, the machine's runner is not running a job
+// (with GitHub access; a runner GitHub reports busy keeps its machine
+// leased, and so does any doubt: a GitHub error). It also reports which
+// provisioning children have closed.
+func (a *Runners) CheckLeaseHolders(ctx context.Context, in LeaseCheckInput) (LeaseCheckResult, error) {
+	p, err := a.pool(in.Pool)
+	if err != nil {
+		return LeaseCheckResult{}, err
+	}
+	if a.Temporal == nil {
+		return LeaseCheckResult{}, invalid("CheckLeaseHolders needs Runners.Temporal")
+	}
+	closedCache := map[string]bool{}
+	closed := func(id string) (bool, error) {
+		if c, ok := closedCache[id]; ok {
+			return c, nil
+		}
+		desc, err := a.Temporal.DescribeWorkflowExecution(ctx, id, "")
+		var nf *serviceerror.NotFound
+		switch {
+		case errors.As(err, &nf):
+			closedCache[id] = true
+		case err != nil:
+			return false, fmt.Errorf("describe %s: %w", id, err)
+		default:
+			closedCache[id] = desc.GetWorkflowExecutionInfo().GetStatus() != enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING
+		}
+		return closedCache[id], nil
+	}
+	var out LeaseCheckResult
+	for _, h := range in.Holders {
+		c, err := closed(runnerapi.JobWorkflowID(h.JobID))
+		if err != nil {
+			return LeaseCheckResult{}, err
+		}
+		if !c || (h.RunnerName != "" && a.runnerBusy(ctx, p, h.RunnerName)) {
+			continue
+		}
+		out.Gone = append(out.Gone, h)
+	}
+	for _, id := range in.Provisions {
+		c, err := closed(id)
+		if err != nil {
+			return LeaseCheckResult{}, err
+		}
+		if c {
+			out.ProvisionsClosed = append(out.ProvisionsClosed, id)
+		}
+	}
+	if len(out.Gone)+len(out.ProvisionsClosed) > 0 {
+		a.logger().InfoContext(ctx, "runner pool holders gone", "pool", p.Name, "gone", len(out.Gone), "provisions_closed", len(out.ProvisionsClosed))
+	}
+	return out, nil
+}
+
+// runnerBusy reports whether GitHub says the runner is running a job; any
+// doubt (no GitHub, an error) counts as busy when GitHub is configured,
+// as idle in local mode (no runner can run anything there).
+func (a *Runners) runnerBusy(ctx context.Context, p *pools.Pool, name string) bool {
+	if a.GitHub == nil {
+		return false
+	}
+	api, err := a.GitHub.API(0)
+	if err != nil {
+		return true
+	}
+	r, found, err := api.RunnerByName(ctx, p.Scope, name)
+	if err != nil {
+		return true
+	}
+	return found && r.Busy
+}

@@ -19,6 +19,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
 	"go.temporal.io/sdk/worker"
@@ -589,4 +590,51 @@ func TestRunnerGitHubRunnerDirectory(t *testing.T) {
 	rs, err = dir.ListRunners(context.Background(), runnerScope)
 	require.NoError(t, err)
 	assert.Empty(t, rs)
+}
+
+// CheckLeaseHolders reports the holders whose RunnerJob is not running
+// (closed or unknown) and the provisioning children that closed.
+func TestRunnerCheckLeaseHolders(t *testing.T) {
+	queue := "holders-" + t.Name()
+	w := worker.New(devServer.Client(), queue, worker.Options{})
+	w.RegisterWorkflowWithOptions(func(ctx workflow.Context) error {
+		return workflow.Await(ctx, func() bool { return false })
+	}, workflow.RegisterOptions{Name: "Waits"})
+	require.NoError(t, w.Start())
+	defer w.Stop()
+	base := time.Now().UnixNano() % 1_000_000_000
+	running, terminated, unknown := base+1, base+2, base+3
+	c := devServer.Client()
+	ctx := context.Background()
+	for _, id := range []string{runnerapi.JobWorkflowID(running), runnerapi.JobWorkflowID(terminated), "prov-" + t.Name()} {
+		_, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: id, TaskQueue: queue}, "Waits")
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = c.TerminateWorkflow(context.Background(), id, "", "test done") })
+	}
+	require.NoError(t, c.TerminateWorkflow(ctx, runnerapi.JobWorkflowID(terminated), "", "operator"))
+	require.NoError(t, c.TerminateWorkflow(ctx, "prov-"+t.Name(), "", "operator"))
+
+	a := &activities.Runners{Pools: &pools.Config{Pools: []pools.Pool{testPool()}}, Temporal: c, TaskQueue: queue}
+	var s testsuite.WorkflowTestSuite
+	env := s.NewTestActivityEnvironment()
+	env.RegisterActivity(a)
+	in := activities.LeaseCheckInput{Pool: "ci", Holders: []activities.LeaseHolder{
+		{JobID: running, Attempt: 1, RunnerName: "drydock-ci-r"},
+		{JobID: terminated, Attempt: 2, RunnerName: "drydock-ci-t"},
+		{JobID: unknown, Attempt: 1},
+	}, Provisions: []string{"prov-" + t.Name()}}
+	v, err := env.ExecuteActivity(a.CheckLeaseHolders, in)
+	require.NoError(t, err)
+	var res activities.LeaseCheckResult
+	require.NoError(t, v.Get(&res))
+	assert.Equal(t, []activities.LeaseHolder{in.Holders[1], in.Holders[2]}, res.Gone, "local mode: no runner can be busy")
+	assert.Equal(t, []string{"prov-" + t.Name()}, res.ProvisionsClosed)
+
+	v, err = env.ExecuteActivity(a.PoolConfig, "ci")
+	require.NoError(t, err)
+	var cfg pools.Pool
+	require.NoError(t, v.Get(&cfg))
+	assert.Equal(t, testPool().Name, cfg.Name)
+	_, err = env.ExecuteActivity(a.PoolConfig, "nope")
+	assert.Equal(t, activities.ErrTypeUnknownPool, appError(t, err).Type())
 }

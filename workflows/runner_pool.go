@@ -2,6 +2,7 @@ package workflows
 
 import (
 	"cmp"
+	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -45,6 +46,9 @@ type poolMachine struct {
 	wokeAt     time.Time
 	fresh      bool // provisioned awake for a waiting job and never leased
 	needsSleep bool // put to sleep once nobody waiting takes it
+	// carried: a provisioning slot carried over continue-as-new; its child
+	// reports by signal only (this run has no future for it).
+	carried bool
 }
 
 // waiter is one acquire request waiting for a machine, in arrival order.
@@ -55,6 +59,8 @@ type waiter struct {
 	arrived bool
 	m       *poolMachine // the machine leased to it
 	fresh   bool
+	// withdrawn: the job took the request back (or its holder is gone).
+	withdrawn bool
 }
 
 // pool is one RunnerPool run's state.
@@ -81,13 +87,35 @@ type pool struct {
 	// drydock_pool_awake_seconds_total. Carried across continue-as-new.
 	awakeClosed  time.Duration
 	awakeCounted int64
+
+	// v is the run's code version (runnerPoolVersion): a run started before
+	// it keeps its command sequence.
+	v workflow.Version
+	// cfgMinIdle and cfgMaxMachines are the configuration's own bounds in
+	// effect (before resizes): a configuration that says otherwise wins.
+	cfgMinIdle, cfgMaxMachines int
+	leaseTimer                 workflow.Future // next lease liveness check
+	checking                   bool            // a lease liveness check is running
+	// closedOnce: carried provisioning children a liveness check saw closed
+	// (a second sighting gives their slot up).
+	closedOnce []string
+	// withdrawn: recent withdrawals, so an acquire that arrives after its
+	// own withdrawal is refused.
+	withdrawn []runnerapi.WithdrawRequest
 }
+
+// runnerPoolVersion guards the changes of issue 12 in RunnerPool: live
+// configuration, lease liveness checks, provisioning children that report
+// by signal and do not hold up continue-as-new, persistent-mode release
+// by the runner that ran the job, sleep state carried.
+const runnerPoolVersion = "runner-pool-issue-12"
 
 // RunnerPool is the entity workflow of one runner pool (ID
 // runnerapi.PoolWorkflowID): it owns the pool's machines and leases them to
 // jobs through the acquire Update, in strict arrival order.
 func RunnerPool(ctx workflow.Context, in runnerapi.PoolInput) error {
 	p := &pool{cfg: in.Pool, minIdle: in.Pool.MinIdle, maxMachines: in.Pool.MaxMachines}
+	p.v = workflow.GetVersion(ctx, runnerPoolVersion, workflow.DefaultVersion, 1)
 	if p.maxMachines <= 0 {
 		p.maxMachines = pools.DefaultMaxMachines
 	}
@@ -95,13 +123,25 @@ func RunnerPool(ctx workflow.Context, in runnerapi.PoolInput) error {
 	log := workflow.GetLogger(ctx)
 	now := workflow.Now(ctx)
 	if c := in.Carry; c != nil {
-		p.minIdle, p.maxMachines, p.seq, p.failures = c.MinIdle, c.MaxMachines, c.Seq, c.ProvisionFailures
+		p.seq, p.failures = c.Seq, c.ProvisionFailures
+		if p.v < 1 {
+			p.minIdle, p.maxMachines = c.MinIdle, c.MaxMachines
+		}
 		p.awakeClosed, p.awakeCounted = c.AwakeClosed, c.AwakeCounted
 		for _, m := range c.Machines {
-			if m.MachineID == "" {
-				continue // a provisioning slot: never carried (the run waits for its child)
+			pm := &poolMachine{PoolMachine: m}
+			pm.needsSleep, pm.awake, pm.wokeAt = m.NeedsSleep, !m.WokeAt.IsZero(), m.WokeAt
+			pm.NeedsSleep, pm.WokeAt = false, time.Time{}
+			if m.State == runnerapi.MachineProvisioning && m.Provision != "" && p.v >= 1 {
+				// Its child runs on (abandoned) and reports by signal.
+				pm.carried = true
+				p.machines = append(p.machines, pm)
+				continue
 			}
-			p.machines = append(p.machines, &poolMachine{PoolMachine: m})
+			if m.MachineID == "" {
+				continue // a provisioning slot of an older run: never carried (the run waited for its child)
+			}
+			p.machines = append(p.machines, pm)
 		}
 		for _, r := range c.Queue {
 			p.queue = append(p.queue, &waiter{req: r})
@@ -110,7 +150,7 @@ func RunnerPool(ctx workflow.Context, in runnerapi.PoolInput) error {
 			p.retryAt = now.Add(provisionBackoff(p.failures))
 		}
 	}
-	_ = workflow.UpsertTypedSearchAttributes(ctx, SearchAttrPool.ValueSet(in.Pool.Name))
+	_ = workflow.UpsertTypedSearchAttributes(ctx, SearchAttrPool.ValueSet(p.cfg.Name))
 
 	if err := workflow.SetQueryHandler(ctx, runnerapi.QueryInventory, func() (runnerapi.Inventory, error) {
 		return p.inventory(workflow.Now(ctx)), nil
@@ -127,10 +167,19 @@ func RunnerPool(ctx workflow.Context, in runnerapi.PoolInput) error {
 			if p.canning {
 				return errContinuingAsNew()
 			}
+			if p.wasWithdrawn(req) {
+				return errWithdrawnAcquire(req)
+			}
 			return nil
 		},
 	}); err != nil {
 		return err
+	}
+
+	if p.v >= 1 {
+		// After the handlers: an acquire sent with the pool's start must
+		// find its handler while the configuration is read.
+		p.startConfig(ctx, in)
 	}
 
 	releaseCh := workflow.GetSignalChannel(ctx, runnerapi.SignalRelease)
@@ -139,6 +188,10 @@ func RunnerPool(ctx workflow.Context, in runnerapi.PoolInput) error {
 	prewarmCh := workflow.GetSignalChannel(ctx, runnerapi.SignalPrewarm)
 	createdCh := workflow.GetSignalChannel(ctx, runnerapi.SignalMachineCreated)
 	observedCh := workflow.GetSignalChannel(ctx, runnerapi.SignalMachineObserved)
+	chans := poolChans{release: releaseCh, resize: resizeCh, drain: drainCh, prewarm: prewarmCh, created: createdCh, observed: observedCh,
+		withdraw:    workflow.GetSignalChannel(ctx, runnerapi.SignalWithdraw),
+		reconfigure: workflow.GetSignalChannel(ctx, runnerapi.SignalReconfigure),
+		provisioned: workflow.GetSignalChannel(ctx, runnerapi.SignalMachineProvisioned)}
 
 	// Machines whose deletion the previous run had started are deleted again
 	// (deleting is idempotent); carried signals apply before anything else.
@@ -146,7 +199,7 @@ func RunnerPool(ctx workflow.Context, in runnerapi.PoolInput) error {
 		if m.State == runnerapi.MachineBroken || (m.State == runnerapi.MachineDraining && m.JobID == 0) {
 			p.startDelete(ctx, m, "resume delete")
 		}
-		if m.State == runnerapi.MachineWaking || m.State == runnerapi.MachineProvisioning {
+		if m.State == runnerapi.MachineWaking || (m.State == runnerapi.MachineProvisioning && !m.carried) {
 			// Never carried (the run waits for wakes and children); tolerated as idle.
 			m.State = runnerapi.MachineIdle
 		}
@@ -169,8 +222,11 @@ func RunnerPool(ctx workflow.Context, in runnerapi.PoolInput) error {
 			log.Info("continue-as-new suggested: finishing in-flight provisioning and machine operations")
 			p.winding = true
 		}
-		if p.winding && p.count(runnerapi.MachineProvisioning) == 0 && !p.shortOpsInFlight() {
-			return p.continueAsNew(ctx, in, releaseCh, resizeCh, drainCh, prewarmCh, createdCh, observedCh)
+		if p.winding && (p.v >= 1 || p.count(runnerapi.MachineProvisioning) == 0) && !p.shortOpsInFlight() {
+			return p.continueAsNew(ctx, in, chans)
+		}
+		if p.v >= 1 && p.leaseTimer == nil && !p.checking && !p.winding && p.holdsForOthers() {
+			p.leaseTimer = workflow.NewTimerWithOptions(ctx, leaseCheckEvery, workflow.TimerOptions{Summary: "check that lease holders still run"})
 		}
 		if p.backoffTimer == nil && workflow.Now(ctx).Before(p.retryAt) {
 			p.backoffTimer = workflow.NewTimerWithOptions(ctx, p.retryAt.Sub(workflow.Now(ctx)),
@@ -203,13 +259,11 @@ func RunnerPool(ctx workflow.Context, in runnerapi.PoolInput) error {
 		sel.AddReceive(createdCh, func(c workflow.ReceiveChannel, _ bool) {
 			var mc runnerapi.MachineCreated
 			c.Receive(ctx, &mc)
-			for _, m := range p.machines {
-				if m.Provision == mc.Provision && m.MachineID == "" {
-					m.MachineID = mc.MachineID
-					p.observeAt(ctx, m, dedalus.PhaseRunning, mc.RunningAt)
-				}
-			}
+			p.created(ctx, mc)
 		})
+		if p.v >= 1 {
+			p.addV1Receivers(ctx, sel, chans)
+		}
 		sel.AddReceive(observedCh, func(c workflow.ReceiveChannel, _ bool) {
 			var o runnerapi.MachineObserved
 			c.Receive(ctx, &o)
@@ -222,6 +276,12 @@ func RunnerPool(ctx workflow.Context, in runnerapi.PoolInput) error {
 			sel.AddFuture(p.reserveTimer, func(workflow.Future) {
 				p.reserveTimer = nil
 				p.expireReservations(ctx)
+			})
+		}
+		if p.leaseTimer != nil {
+			sel.AddFuture(p.leaseTimer, func(workflow.Future) {
+				p.leaseTimer = nil
+				p.startLeaseCheck(ctx)
 			})
 		}
 		sel.Select(ctx)
@@ -257,9 +317,12 @@ func (p *pool) acquire(ctx workflow.Context, req runnerapi.AcquireRequest) (runn
 	w.arrived = true
 	p.kick()
 	if err := workflow.Await(ctx, func() bool {
-		return (w.m != nil && (w.m.op == "" || w.m.op == opDelete)) || (w.m == nil && p.canning)
+		return (w.m != nil && (w.m.op == "" || w.m.op == opDelete)) || (w.m == nil && (p.canning || w.withdrawn))
 	}); err != nil {
 		return runnerapi.Lease{}, err
+	}
+	if w.m == nil && w.withdrawn {
+		return runnerapi.Lease{}, errWithdrawnAcquire(req)
 	}
 	if w.m == nil {
 		// It keeps its place: the queue is carried to the next run.
@@ -465,57 +528,90 @@ func (p *pool) startProvision(ctx workflow.Context, forWaiter bool) {
 	if forWaiter {
 		why = "a waiting job"
 	}
-	cctx := workflow.WithChildOptions(ctx, workflow.ChildWorkflowOptions{
+	opts := workflow.ChildWorkflowOptions{
 		WorkflowID:    id,
 		StaticSummary: fmt.Sprintf("new %s runner machine for %s", p.cfg.Name, why),
 		// If the pool ends, the child deletes what it created.
 		ParentClosePolicy:     enumspb.PARENT_CLOSE_POLICY_REQUEST_CANCEL,
 		TypedSearchAttributes: temporal.NewSearchAttributes(SearchAttrPool.ValueSet(p.cfg.Name)),
-	})
-	f := workflow.ExecuteChildWorkflow(cctx, runnerapi.RunnerProvisionName, runnerapi.ProvisionInput{Pool: p.cfg, Seq: p.seq, KeepAwake: forWaiter})
+	}
+	in := runnerapi.ProvisionInput{Pool: p.cfg, Seq: p.seq, KeepAwake: forWaiter}
+	if p.v >= 1 {
+		// The child outlives a continue-as-new and reports to whichever
+		// run is current; it deletes its machine if no pool is left.
+		opts.ParentClosePolicy = enumspb.PARENT_CLOSE_POLICY_ABANDON
+		in.Report = true
+	}
+	f := workflow.ExecuteChildWorkflow(workflow.WithChildOptions(ctx, opts), runnerapi.RunnerProvisionName, in)
 	workflow.Go(ctx, func(gctx workflow.Context) {
 		var machineID string
 		err := f.Get(gctx, &machineID)
-		defer p.kick()
-		log := workflow.GetLogger(gctx)
-		if err != nil || machineID == "" {
-			// The child deleted the machine it made, if any.
-			if m.MachineID != "" {
-				p.observeAt(gctx, m, dedalus.PhaseDestroyed, time.Time{})
+		p.provisionDone(gctx, m, machineID, err, forWaiter)
+	})
+}
+
+// provisionedSignal is the SignalMachineProvisioned handler: a child's
+// report, which reaches the run that started it (before its result) or a
+// later one (its slot carried).
+func (p *pool) provisionedSignal(ctx workflow.Context, r runnerapi.MachineProvisioned) {
+	for _, m := range p.machines {
+		if m.Provision == r.Provision && m.State == runnerapi.MachineProvisioning {
+			var err error
+			if r.Error != "" || r.MachineID == "" {
+				err = fmt.Errorf("provisioning %s failed: %s", r.Provision, r.Error)
 			}
-			// The slot frees; dispatch provisions again after a backoff if
-			// there is still demand.
-			p.machines = slices.DeleteFunc(p.machines, func(x *poolMachine) bool { return x == m })
-			p.failures++
-			p.retryAt = workflow.Now(gctx).Add(provisionBackoff(p.failures))
-			log.Warn("provisioning a runner machine failed", "child", id, "failures", p.failures, "retry_in", provisionBackoff(p.failures), "error", err)
+			p.provisionDone(ctx, m, r.MachineID, err, r.Awake)
 			return
 		}
-		p.failures = 0
-		p.retryAt = time.Time{}
-		now := workflow.Now(gctx)
-		m.MachineID, m.Provision = machineID, ""
-		if p.cfg.Mode == pools.ModePersistent {
-			m.PersistentRunner = runnerapi.PersistentRunnerName(p.cfg.Name, machineID)
+	}
+}
+
+// provisionDone settles a provisioning slot once: with its new machine, or
+// freed after a failure (with a backoff). awake: the child left it running.
+func (p *pool) provisionDone(ctx workflow.Context, m *poolMachine, machineID string, err error, awake bool) {
+	if p.v >= 1 && (m.State != runnerapi.MachineProvisioning || !slices.Contains(p.machines, m)) {
+		return // settled already (by the child's report or its result)
+	}
+	id := m.Provision
+	defer p.kick()
+	log := workflow.GetLogger(ctx)
+	if err != nil || machineID == "" {
+		// The child deleted the machine it made, if any.
+		if m.MachineID != "" {
+			p.observeAt(ctx, m, dedalus.PhaseDestroyed, time.Time{})
 		}
-		if m.Awake.Last.IsZero() {
-			// Its "created" signal was not seen: it ran from no earlier
-			// than the provisioning's start.
-			p.observeAt(gctx, m, dedalus.PhaseRunning, m.Since)
-		}
-		m.State, m.Since = runnerapi.MachineIdle, now
-		if forWaiter {
-			m.awake, m.wokeAt, m.fresh, m.needsSleep = true, now, true, true
-		} else {
-			// The child put it to sleep as its last step (or failed to, and
-			// autosleep will): asleep by the child's completion.
-			p.observeAt(gctx, m, dedalus.PhaseSleeping, now)
-		}
-		log.Info("runner machine provisioned", "machine", machineID, "child", id)
-		if p.live() > p.maxMachines {
-			p.startDelete(gctx, m, "pool above max_machines")
-		}
-	})
+		// The slot frees; dispatch provisions again after a backoff if
+		// there is still demand.
+		p.machines = slices.DeleteFunc(p.machines, func(x *poolMachine) bool { return x == m })
+		p.failures++
+		p.retryAt = workflow.Now(ctx).Add(provisionBackoff(p.failures))
+		log.Warn("provisioning a runner machine failed", "child", id, "failures", p.failures, "retry_in", provisionBackoff(p.failures), "error", err)
+		return
+	}
+	p.failures = 0
+	p.retryAt = time.Time{}
+	now := workflow.Now(ctx)
+	m.MachineID, m.Provision = machineID, ""
+	if p.cfg.Mode == pools.ModePersistent {
+		m.PersistentRunner = runnerapi.PersistentRunnerName(p.cfg.Name, machineID)
+	}
+	if m.Awake.Last.IsZero() {
+		// Its "created" signal was not seen: it ran from no earlier
+		// than the provisioning's start.
+		p.observeAt(ctx, m, dedalus.PhaseRunning, m.Since)
+	}
+	m.State, m.Since = runnerapi.MachineIdle, now
+	if awake {
+		m.awake, m.wokeAt, m.fresh, m.needsSleep = true, now, true, true
+	} else {
+		// The child put it to sleep as its last step (or failed to, and
+		// autosleep will): asleep by the child's completion.
+		p.observeAt(ctx, m, dedalus.PhaseSleeping, now)
+	}
+	log.Info("runner machine provisioned", "machine", machineID, "child", id)
+	if p.live() > p.maxMachines {
+		p.startDelete(ctx, m, "pool above max_machines")
+	}
 }
 
 // startSleep puts an idle machine to sleep, best effort: a machine that does
@@ -671,6 +767,10 @@ func (p *pool) apply(ctx workflow.Context, s runnerapi.PoolSignal) {
 		p.resize(ctx, *s.Resize)
 	case s.Drain != nil:
 		p.drain(ctx, *s.Drain)
+	case s.Withdraw != nil:
+		p.withdraw(ctx, *s.Withdraw)
+	case s.Provisioned != nil:
+		p.provisionedSignal(ctx, *s.Provisioned)
 	case s.Prewarm != nil:
 		if p.winding {
 			// A wake now would hold up the handover: the next run does it.
@@ -723,7 +823,13 @@ func (p *pool) release(ctx workflow.Context, r runnerapi.ReleaseRequest) {
 	// runner name names the lease, whichever job GitHub ran on it; a
 	// machine ID or a persistent runner's name must come with the lease's
 	// job (and attempt, if given).
-	if leased && !byLease && ((r.JobID != 0 && r.JobID != m.JobID) || (r.Attempt != 0 && r.Attempt != m.Attempt)) {
+	if leased && p.v >= 1 && p.ranOnPersistent(m, r) {
+		// The completion of job r.JobID on this machine's runner, which
+		// another job leased: this machine is free now, and the machine
+		// r.JobID leased goes to that other job (whose job its runner is
+		// running, or will run), never freed under it.
+		p.swapLease(ctx, m, r.JobID)
+	} else if leased && !byLease && ((r.JobID != 0 && r.JobID != m.JobID) || (r.Attempt != 0 && r.Attempt != m.Attempt)) {
 		log.Warn("stale release ignored", "machine", m.MachineID, "release_job", r.JobID, "release_attempt", r.Attempt, "lease_job", m.JobID, "lease_attempt", m.Attempt)
 		return
 	}
@@ -899,63 +1005,75 @@ func (p *pool) inventory(now time.Time) runnerapi.Inventory {
 // no sleep or wake is in flight (the caller checked). Waiting acquires
 // return a retryable error and keep their place in the carried queue;
 // deletions in flight are carried (broken/draining) and redone.
-func (p *pool) continueAsNew(ctx workflow.Context, in runnerapi.PoolInput, releaseCh, resizeCh, drainCh, prewarmCh, createdCh, observedCh workflow.ReceiveChannel) error {
+func (p *pool) continueAsNew(ctx workflow.Context, in runnerapi.PoolInput, ch poolChans) error {
 	p.canning = true
 	if err := workflow.Await(ctx, func() bool { return workflow.AllHandlersFinished(ctx) }); err != nil {
 		return err
 	}
-	for {
-		var r runnerapi.ReleaseRequest
-		if !releaseCh.ReceiveAsync(&r) {
-			break
-		}
-		p.pending = append(p.pending, runnerapi.PoolSignal{Release: &r})
-	}
-	for {
-		var r runnerapi.ResizeRequest
-		if !resizeCh.ReceiveAsync(&r) {
-			break
-		}
-		p.pending = append(p.pending, runnerapi.PoolSignal{Resize: &r})
-	}
-	for {
-		var r runnerapi.DrainRequest
-		if !drainCh.ReceiveAsync(&r) {
-			break
-		}
-		p.pending = append(p.pending, runnerapi.PoolSignal{Drain: &r})
-	}
-	for {
-		var r runnerapi.PrewarmRequest
-		if !prewarmCh.ReceiveAsync(&r) {
-			break
-		}
-		p.pending = append(p.pending, runnerapi.PoolSignal{Prewarm: &r})
-	}
-	// No child runs now: a late "machine created" is about a machine the
-	// pool already has (or whose child deleted it).
-	for createdCh.ReceiveAsync(nil) {
-	}
-	for {
-		var o runnerapi.MachineObserved
-		if !observedCh.ReceiveAsync(&o) {
-			break
-		}
-		p.observed(ctx, o)
-	}
+	p.drainSignals(ctx, ch)
 	carry := &runnerapi.PoolCarry{
 		Seq: p.seq, MinIdle: p.minIdle, MaxMachines: p.maxMachines,
 		Pending: p.pending, ProvisionFailures: p.failures,
 		AwakeClosed: p.awakeClosed, AwakeCounted: p.awakeCounted,
 	}
+	next := in.Pool
+	if p.v >= 1 {
+		next = p.cfg
+		carry.ConfigMinIdle, carry.ConfigMaxMachines = ptr(p.cfgMinIdle), ptr(p.cfgMaxMachines)
+	}
 	for _, m := range p.machines {
-		carry.Machines = append(carry.Machines, m.PoolMachine)
+		pm := m.PoolMachine
+		if p.v >= 1 {
+			pm.NeedsSleep = m.needsSleep
+			if m.awake {
+				pm.WokeAt = m.wokeAt
+			}
+		}
+		carry.Machines = append(carry.Machines, pm)
 	}
 	for _, w := range p.queue {
 		carry.Queue = append(carry.Queue, w.req)
 	}
 	workflow.GetLogger(ctx).Info("continuing as new", "machines", len(carry.Machines), "queue", len(carry.Queue), "pending_signals", len(carry.Pending))
-	return workflow.NewContinueAsNewError(ctx, runnerapi.RunnerPoolName, runnerapi.PoolInput{Pool: in.Pool, Carry: carry})
+	return workflow.NewContinueAsNewError(ctx, runnerapi.RunnerPoolName, runnerapi.PoolInput{Pool: next, Carry: carry})
+}
+
+func ptr[T any](v T) *T { return &v }
+
+// drainSignals takes every signal still buffered at the handover: those
+// that change the state are carried (Pending), observations are applied.
+func (p *pool) drainSignals(ctx workflow.Context, ch poolChans) {
+	drain(ch.release, func(r runnerapi.ReleaseRequest) { p.pending = append(p.pending, runnerapi.PoolSignal{Release: &r}) })
+	drain(ch.resize, func(r runnerapi.ResizeRequest) { p.pending = append(p.pending, runnerapi.PoolSignal{Resize: &r}) })
+	drain(ch.drain, func(r runnerapi.DrainRequest) { p.pending = append(p.pending, runnerapi.PoolSignal{Drain: &r}) })
+	drain(ch.prewarm, func(r runnerapi.PrewarmRequest) { p.pending = append(p.pending, runnerapi.PoolSignal{Prewarm: &r}) })
+	if p.v >= 1 {
+		// Children run on: what they say is applied or carried.
+		drain(ch.created, func(mc runnerapi.MachineCreated) { p.created(ctx, mc) })
+		drain(ch.provisioned, func(r runnerapi.MachineProvisioned) {
+			p.pending = append(p.pending, runnerapi.PoolSignal{Provisioned: &r})
+		})
+		drain(ch.withdraw, func(r runnerapi.WithdrawRequest) { p.pending = append(p.pending, runnerapi.PoolSignal{Withdraw: &r}) })
+		// The next run reads the configuration anyway.
+		drain(ch.reconfigure, func(runnerapi.ReconfigureRequest) {})
+	} else {
+		// No child runs now: a late "machine created" is about a machine the
+		// pool already has (or whose child deleted it).
+		for ch.created.ReceiveAsync(nil) {
+		}
+	}
+	drain(ch.observed, func(o runnerapi.MachineObserved) { p.observed(ctx, o) })
+}
+
+// drain receives every value buffered in c.
+func drain[T any](c workflow.ReceiveChannel, f func(T)) {
+	for {
+		var v T
+		if !c.ReceiveAsync(&v) {
+			return
+		}
+		f(v)
+	}
 }
 
 // RunnerProvision (child of RunnerPool, ID runnerapi.ProvisionWorkflowID)
@@ -964,6 +1082,41 @@ func (p *pool) continueAsNew(ctx workflow.Context, in runnerapi.PoolInput, relea
 // returns the machine ID. On failure or cancellation it deletes the machine
 // it created, so a failed provisioning leaves nothing behind.
 func RunnerProvision(ctx workflow.Context, in runnerapi.ProvisionInput) (string, error) {
+	id, err := provisionMachine(ctx, in)
+	if !in.Report {
+		return id, err
+	}
+	return reportProvisioned(ctx, in, id, err)
+}
+
+// reportProvisioned tells the pool (whichever run is current) how the
+// provisioning ended. With no pool left to take it, the machine is deleted.
+func reportProvisioned(ctx workflow.Context, in runnerapi.ProvisionInput, id string, err error) (string, error) {
+	dctx, _ := workflow.NewDisconnectedContext(ctx)
+	r := runnerapi.MachineProvisioned{Provision: workflow.GetInfo(ctx).WorkflowExecution.ID, MachineID: id, Awake: in.KeepAwake && err == nil}
+	if err != nil {
+		r.MachineID, r.Error = "", err.Error()
+	}
+	serr := workflow.SignalExternalWorkflow(dctx, runnerapi.PoolWorkflowID(in.Pool.Name), "", runnerapi.SignalMachineProvisioned, r).Get(dctx, nil)
+	var gone *temporal.UnknownExternalWorkflowExecutionError
+	switch {
+	case serr == nil || err != nil:
+		return id, err
+	case errors.As(serr, &gone):
+		workflow.GetLogger(ctx).Warn("no pool to take the new machine: deleting it", "machine", id)
+		if _, derr := deleteMachine(dctx, id, "its pool is gone"); derr != nil {
+			workflow.GetLogger(ctx).Error("runner machine not deleted", "machine", id, "error", derr)
+		}
+		return "", fmt.Errorf("pool %s not running: machine %s deleted", in.Pool.Name, id)
+	default:
+		// The pool gives the slot up when it sees this child closed.
+		workflow.GetLogger(ctx).Error("pool not told about its new machine", "machine", id, "error", serr)
+		return id, nil
+	}
+}
+
+// provisionMachine is RunnerProvision's work.
+func provisionMachine(ctx workflow.Context, in runnerapi.ProvisionInput) (string, error) {
 	_ = workflow.UpsertTypedSearchAttributes(ctx, SearchAttrPool.ValueSet(in.Pool.Name))
 	spec := machineSpecOf(in.Pool.Machine)
 	var ref activities.MachineRef

@@ -48,6 +48,14 @@ type poolWorld struct {
 	// phases is each machine as Dedalus would answer: its phase and when
 	// it entered it (mocked time).
 	phases map[string]activities.MachineRef
+	// config, if set, is the pool's live configuration (PoolConfig);
+	// unset, the pool is unknown to the worker and keeps its input.
+	config *pools.Pool
+	// goneJobs are jobs whose RunnerJob is closed; busyRunners runners
+	// GitHub reports busy (CheckLeaseHolders); checks counts the checks.
+	goneJobs    map[int64]bool
+	busyRunners map[string]bool
+	checks      []activities.LeaseCheckInput
 }
 
 // moveTo puts machine id in phase now and returns what it was and is.
@@ -106,6 +114,29 @@ func newPoolEnv(t *testing.T, opts ...func(*poolWorld)) (*testsuite.TestWorkflow
 			w.mu.Unlock()
 		}
 	})
+	env.SetStartWorkflowOptions(client.StartWorkflowOptions{ID: runnerapi.PoolWorkflowID("linux")})
+	env.OnActivity(runnerActs.PoolConfig, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, name string) (pools.Pool, error) {
+			w.mu.Lock()
+			defer w.mu.Unlock()
+			if w.config == nil {
+				return pools.Pool{}, temporal.NewNonRetryableApplicationError("unknown runner pool "+name, activities.ErrTypeUnknownPool, nil)
+			}
+			return *w.config, nil
+		})
+	env.OnActivity(runnerActs.CheckLeaseHolders, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, in activities.LeaseCheckInput) (activities.LeaseCheckResult, error) {
+			w.mu.Lock()
+			defer w.mu.Unlock()
+			w.checks = append(w.checks, in)
+			var res activities.LeaseCheckResult
+			for _, h := range in.Holders {
+				if w.goneJobs[h.JobID] && !w.busyRunners[h.RunnerName] {
+					res.Gone = append(res.Gone, h)
+				}
+			}
+			return res, nil
+		})
 	env.OnActivity(machineActs.CreateMachine, mock.Anything, mock.Anything).Return(
 		func(ctx context.Context, spec activities.MachineSpec) (activities.MachineRef, error) {
 			w.mu.Lock()

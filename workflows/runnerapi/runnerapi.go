@@ -165,6 +165,8 @@ type MachineProvisioned struct {
 	Provision string // the child's workflow ID
 	MachineID string `json:",omitempty"`
 	Error     string `json:",omitempty"`
+	// Awake: the machine was left running (ProvisionInput.KeepAwake).
+	Awake bool `json:",omitempty"`
 }
 
 // ResizeRequest changes a pool's bounds; nil fields are unchanged.

@@ -1,0 +1,230 @@
+package workflows
+
+import (
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/converter"
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/drydock-dev/drydock/internal/pools"
+	"github.com/drydock-dev/drydock/workflows/runnerapi"
+)
+
+func requireWithdrawn(t *testing.T, err error) {
+	t.Helper()
+	var ae *temporal.ApplicationError
+	require.True(t, errors.As(err, &ae), "%v", err)
+	assert.Equal(t, runnerapi.ErrTypeAcquireWithdrawn, ae.Type())
+	assert.True(t, ae.NonRetryable())
+}
+
+// Persistent mode: jobs 31 and 32 lease two machines, and GitHub runs each
+// on the other's runner. A completion frees the machine whose runner ran
+// the job; the machine running the other job is never freed or slept.
+func TestPoolPersistentCompletionFreesTheMachineThatRanIt(t *testing.T) {
+	env, w := newPoolEnv(t)
+	p := testPool(0, 2)
+	p.Mode = pools.ModePersistent
+	acq := newAcquires()
+	var l31, l32 runnerapi.Lease
+	env.RegisterDelayedCallback(func() {
+		acq.job(env, 31)
+		acq.job(env, 32)
+	}, 0)
+	env.RegisterDelayedCallback(func() {
+		var ok bool
+		l31, ok = acq.lease(31)
+		require.True(t, ok)
+		l32, ok = acq.lease(32)
+		require.True(t, ok)
+		// Job 31 ran on the runner of job 32's machine, and completed:
+		// its RunnerJob releases the runner that ran it, then its own lease.
+		env.SignalWorkflow(runnerapi.SignalRelease, runnerapi.ReleaseRequest{RunnerName: runnerapi.PersistentRunnerName("linux", l32.MachineID), JobID: 31, Reason: "job completed"})
+		env.SignalWorkflow(runnerapi.SignalRelease, runnerapi.ReleaseRequest{MachineID: l31.MachineID, RunnerName: l31.RunnerName, JobID: 31, Attempt: 1, Reason: "job ran on another runner"})
+	}, time.Minute)
+	env.RegisterDelayedCallback(func() {
+		inv := inventory(t, env)
+		m31, _ := machineByID(inv, l31.MachineID)
+		assert.Equal(t, runnerapi.MachineBusy, m31.State, "job 32 runs on it")
+		assert.Equal(t, int64(32), m31.JobID, "leased to the job its runner runs")
+		m32, _ := machineByID(inv, l32.MachineID)
+		assert.Equal(t, runnerapi.MachineIdle, m32.State, "its runner ran job 31, which completed")
+		assert.Equal(t, []string{l32.MachineID}, w.list(&w.sleeps), "only the machine whose runner is free sleeps")
+		// Job 32 completes on the first machine's runner; its own release is late.
+		env.SignalWorkflow(runnerapi.SignalRelease, runnerapi.ReleaseRequest{RunnerName: runnerapi.PersistentRunnerName("linux", l31.MachineID), JobID: 32, Reason: "job completed"})
+		env.SignalWorkflow(runnerapi.SignalRelease, runnerapi.ReleaseRequest{MachineID: l32.MachineID, RunnerName: l32.RunnerName, JobID: 32, Attempt: 1})
+	}, 2*time.Minute)
+	env.RegisterDelayedCallback(func() {
+		inv := inventory(t, env)
+		assert.Equal(t, 2, inv.Counts[runnerapi.MachineIdle])
+		assert.ElementsMatch(t, []string{l31.MachineID, l32.MachineID}, w.list(&w.sleeps))
+	}, 3*time.Minute)
+	runPool(t, env, runnerapi.PoolInput{Pool: p}, time.Hour)
+}
+
+// A withdrawn request leaves the queue at once (its acquire fails, no
+// machine is provisioned for it) and a withdrawn lease is returned.
+func TestPoolWithdrawDropsPlaceAndLease(t *testing.T) {
+	env, w := newPoolEnv(t)
+	acq := newAcquires()
+	env.RegisterDelayedCallback(func() { acq.job(env, 1) }, 0)
+	env.RegisterDelayedCallback(func() { acq.job(env, 2) }, time.Minute)
+	env.RegisterDelayedCallback(func() {
+		assert.Equal(t, []int64{2}, inventory(t, env).Queue)
+		env.SignalWorkflow(runnerapi.SignalWithdraw, runnerapi.WithdrawRequest{JobID: 2, Attempt: 1, Reason: "cancelled"})
+	}, 2*time.Minute)
+	env.RegisterDelayedCallback(func() {
+		assert.Empty(t, inventory(t, env).Queue)
+		acq.mu.Lock()
+		requireWithdrawn(t, acq.errs[2])
+		acq.mu.Unlock()
+		// More room: nothing is provisioned for the withdrawn job.
+		env.SignalWorkflow(runnerapi.SignalResize, runnerapi.ResizeRequest{MaxMachines: intp(2)})
+		// A late acquire of the withdrawn attempt is refused.
+		acq.send(env, "late", runnerapi.AcquireRequest{JobID: 2, Attempt: 1})
+	}, 3*time.Minute)
+	env.RegisterDelayedCallback(func() {
+		acq.mu.Lock()
+		requireWithdrawn(t, acq.rejected[2])
+		acq.mu.Unlock()
+		env.SignalWorkflow(runnerapi.SignalWithdraw, runnerapi.WithdrawRequest{JobID: 1, Reason: "cancelled"})
+	}, 4*time.Minute)
+	env.RegisterDelayedCallback(func() {
+		m, _ := machineByID(inventory(t, env), "dm-1")
+		assert.Equal(t, runnerapi.MachineIdle, m.State, "the withdrawn lease is returned")
+		assert.Equal(t, []string{"dm-1"}, w.list(&w.sleeps))
+	}, 5*time.Minute)
+	runPool(t, env, runnerapi.PoolInput{Pool: testPool(0, 1)}, time.Hour)
+	assert.Len(t, w.creates, 1, "no machine for a withdrawn request")
+}
+
+// Queue places and leases of jobs whose RunnerJob is no longer running
+// (terminated, reset away, timed out) expire at the next liveness check,
+// unless GitHub says the machine's runner is running a job.
+func TestPoolLeaseOfClosedJobExpires(t *testing.T) {
+	env, w := newPoolEnv(t)
+	acq := newAcquires()
+	env.RegisterDelayedCallback(func() {
+		acq.job(env, 1)
+		acq.job(env, 3)
+	}, 0)
+	env.RegisterDelayedCallback(func() { acq.job(env, 2) }, time.Minute)
+	env.RegisterDelayedCallback(func() {
+		assert.Equal(t, []int64{2}, inventory(t, env).Queue)
+		w.mu.Lock()
+		w.goneJobs = map[int64]bool{1: true, 2: true, 3: true}
+		w.busyRunners = map[string]bool{runnerapi.RunnerName("linux", 3, 1): true}
+		w.mu.Unlock()
+	}, 2*time.Minute)
+	env.RegisterDelayedCallback(func() {
+		inv := inventory(t, env)
+		assert.Empty(t, inv.Queue, "job 2's place expired")
+		assert.Equal(t, 1, inv.Counts[runnerapi.MachineIdle], "job 1's machine returned")
+		assert.Equal(t, 1, inv.Counts[runnerapi.MachineBusy], "job 3's runner is running a job: kept")
+		acq.mu.Lock()
+		requireWithdrawn(t, acq.errs[2])
+		acq.mu.Unlock()
+	}, 3*leaseCheckEvery)
+	runPool(t, env, runnerapi.PoolInput{Pool: testPool(0, 2)}, time.Hour)
+	require.NotEmpty(t, w.checks)
+	assert.Len(t, w.creates, 2)
+}
+
+// The pool reads its configuration at each run start: the machine size
+// and bounds of RUNNER_POOLS as it is now, not as it was at the pool's
+// first start; a carried resize stands unless the configuration changed
+// that bound. A reconfigure signal reads it again.
+func TestPoolReadsLiveConfiguration(t *testing.T) {
+	live := testPool(1, 3)
+	live.Machine = pools.Machine{VCPU: 8}
+	env, w := newPoolEnv(t, func(w *poolWorld) { w.config = &live })
+	env.RegisterDelayedCallback(func() {
+		inv := inventory(t, env)
+		assert.Equal(t, 1, inv.MinIdle)
+		assert.Equal(t, 3, inv.MaxMachines)
+	}, time.Minute)
+	runPool(t, env, runnerapi.PoolInput{Pool: testPool(0, 2)}, time.Hour)
+	require.Len(t, w.specs, 1, "min_idle 1 from the live configuration")
+	assert.Equal(t, 8.0, w.specs[0].VCPU)
+	require.Len(t, w.children, 1)
+	assert.Equal(t, 8.0, w.children[0].Pool.Machine.VCPU)
+
+	// A continued run: min_idle was resized to 2 (the configuration still
+	// says 0: the resize stands); max_machines was edited from 2 to 5.
+	live = testPool(0, 5)
+	env, _ = newPoolEnv(t, func(w *poolWorld) { w.config = &live })
+	in := runnerapi.PoolInput{Pool: testPool(0, 2), Carry: &runnerapi.PoolCarry{Seq: 1, MinIdle: 2, MaxMachines: 2}}
+	env.RegisterDelayedCallback(func() {
+		inv := inventory(t, env)
+		assert.Equal(t, 2, inv.MinIdle, "the resize stands")
+		assert.Equal(t, 5, inv.MaxMachines, "the configuration's edit wins")
+		live.MaxMachines = 1
+		env.SignalWorkflow(runnerapi.SignalReconfigure, runnerapi.ReconfigureRequest{})
+	}, time.Minute)
+	env.RegisterDelayedCallback(func() {
+		inv := inventory(t, env)
+		assert.Equal(t, 1, inv.MaxMachines, "reconfigured")
+		assert.Equal(t, 2, inv.MinIdle)
+		assert.LessOrEqual(t, len(inv.Machines), 1)
+	}, 2*time.Minute)
+	runPool(t, env, in, time.Hour)
+}
+
+// Continue-as-new does not wait for provisioning children: their slots are
+// carried, and the child's report reaches the next run.
+func TestPoolContinueAsNewDoesNotWaitForProvisioning(t *testing.T) {
+	env, w := newPoolEnv(t, func(w *poolWorld) { w.setupTakes = 20 * time.Minute })
+	acq := newAcquires()
+	env.RegisterDelayedCallback(func() { acq.job(env, 1) }, 0)
+	env.RegisterDelayedCallback(func() {
+		env.SetContinueAsNewSuggested(true)
+		env.SignalWorkflow(runnerapi.SignalResize, runnerapi.ResizeRequest{})
+	}, time.Minute)
+	env.ExecuteWorkflow(runnerapi.RunnerPoolName, runnerapi.PoolInput{Pool: testPool(0, 1)})
+	var can *workflow.ContinueAsNewError
+	require.True(t, errors.As(env.GetWorkflowError(), &can), "%v", env.GetWorkflowError())
+	var next runnerapi.PoolInput
+	require.NoError(t, converter.GetDefaultDataConverter().FromPayloads(can.Input, &next))
+	require.NotNil(t, next.Carry)
+	require.Len(t, next.Carry.Machines, 1)
+	slot := next.Carry.Machines[0]
+	assert.Equal(t, runnerapi.MachineProvisioning, slot.State, "carried while its child works on")
+	assert.Equal(t, runnerapi.ProvisionWorkflowID("linux", 1), slot.Provision)
+	assert.Equal(t, "dm-1", slot.MachineID)
+	assert.Equal(t, []runnerapi.AcquireRequest{{JobID: 1, Attempt: 1}}, next.Carry.Queue)
+	require.Len(t, w.children, 1)
+	assert.True(t, w.children[0].Report, "the child reports by signal")
+
+	env2, w2 := newPoolEnv(t)
+	acq2 := newAcquires()
+	env2.RegisterDelayedCallback(func() { acq2.job(env2, 1) }, time.Second)
+	env2.RegisterDelayedCallback(func() {
+		inv := inventory(t, env2)
+		assert.Equal(t, 1, inv.Counts[runnerapi.MachineProvisioning])
+		assert.Equal(t, []int64{1}, inv.Queue, "the slot counts: nothing more is provisioned")
+		env2.SignalWorkflow(runnerapi.SignalMachineProvisioned, runnerapi.MachineProvisioned{Provision: slot.Provision, MachineID: "dm-1", Awake: true})
+	}, 10*time.Second)
+	env2.RegisterDelayedCallback(func() {
+		l, ok := acq2.lease(1)
+		require.True(t, ok)
+		assert.Equal(t, runnerapi.Lease{MachineID: "dm-1", RunnerName: runnerapi.RunnerName("linux", 1, 1), Fresh: true}, l)
+	}, 20*time.Second)
+	runPool(t, env2, next, time.Hour)
+	assert.Empty(t, w2.creates)
+}
+
+// A machine carried with a pending sleep is put to sleep by the next run.
+func TestPoolCarriesPendingSleep(t *testing.T) {
+	env, w := newPoolEnv(t)
+	at := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
+	in := runnerapi.PoolInput{Pool: testPool(0, 2), Carry: &runnerapi.PoolCarry{Seq: 1, MaxMachines: 2, Machines: []runnerapi.PoolMachine{
+		{MachineID: "dm-1", State: runnerapi.MachineIdle, Since: at, WokeAt: at, NeedsSleep: true},
+	}}}
+	runPool(t, env, in, time.Hour)
+	assert.Equal(t, []string{"dm-1"}, w.list(&w.sleeps))
+}

@@ -8,6 +8,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/api/workflowservice/v1"
+	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
@@ -131,4 +132,177 @@ func TestReconcileDeletesOnlyUnownedMachinesAndRunners(t *testing.T) {
 	_, err = c.WaitForPhase(ctx, orphan, dedalus.PhaseDestroyed)
 	require.NoError(t, err)
 	assert.Equal(t, 3, emu.Stats().LiveMachines, "owned machines are untouched")
+}
+
+// fakeJob stands in for a RunnerJob: it answers the status query with the
+// machine it leased and the runner it started.
+func fakeJob(ctx workflow.Context, st runnerapi.RunnerJobStatus) error {
+	if err := workflow.SetQueryHandler(ctx, runnerapi.QueryJobStatus, func() (runnerapi.RunnerJobStatus, error) { return st, nil }); err != nil {
+		return err
+	}
+	return workflow.Await(ctx, func() bool { return false })
+}
+
+// fakeProvision stands in for a RunnerProvision whose create is in flight:
+// its CreateMachine activity has heartbeat the new machine's ID.
+func fakeProvision(ctx workflow.Context, machineID string) error {
+	ctx = workflow.WithActivityOptions(ctx, workflow.ActivityOptions{StartToCloseTimeout: time.Hour, HeartbeatTimeout: time.Minute})
+	return workflow.ExecuteActivity(ctx, "CreateMachine", machineID).Get(ctx, nil)
+}
+
+// creatingMachine heartbeats the machine ID, as Machines.CreateMachine does
+// while it waits for the machine to boot, until it is cancelled.
+func creatingMachine(ctx context.Context, machineID string) error {
+	activity.RecordHeartbeat(ctx, machineID)
+	<-ctx.Done()
+	return ctx.Err()
+}
+
+// A preview that cannot answer its status query (here: it has no handler).
+func mutePreview(ctx workflow.Context) error {
+	return workflow.Await(ctx, func() bool { return false })
+}
+
+// The machines of running RunnerJob and RunnerProvision workflows are owned
+// even when their pool's inventory forgot them (terminated and restarted),
+// and an owner that cannot answer stops all deletions for that run but not
+// the rest of the work.
+func TestReconcileKeepsWhatRunningWorkflowsUseAndSurvivesMuteOwners(t *testing.T) {
+	_, c := startEmulator(t, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	create := func(key string) string {
+		m, err := c.CreateMachine(ctx, dedalus.CreateMachineRequest{VCPU: 1, MemoryMiB: 512, StorageGiB: 5}, key)
+		require.NoError(t, err)
+		return m.MachineID
+	}
+	listedJobMachine, queriedJobMachine := create("job-listed"), create("job-queried")
+	provisionedMachine, creatingMachineID := create("provision-listed"), create("provision-creating")
+	orphan := create("orphan")
+
+	queue := "reconcile-owners-" + t.Name()
+	tc := devServer.Client()
+	w := worker.New(tc, queue, worker.Options{})
+	w.RegisterWorkflowWithOptions(fakePool, workflow.RegisterOptions{Name: runnerapi.RunnerPoolName})
+	w.RegisterWorkflowWithOptions(fakeJob, workflow.RegisterOptions{Name: runnerapi.RunnerJobName})
+	w.RegisterWorkflowWithOptions(fakeProvision, workflow.RegisterOptions{Name: runnerapi.RunnerProvisionName})
+	w.RegisterActivityWithOptions(creatingMachine, activity.RegisterOptions{Name: "CreateMachine"})
+	w.RegisterWorkflowWithOptions(mutePreview, workflow.RegisterOptions{Name: "PreviewLifecycle"})
+	require.NoError(t, w.Start())
+	defer w.Stop()
+
+	const pool = "owners"
+	p := pools.Pool{Name: pool, Scope: pools.Scope{Kind: pools.ScopeOrg, Org: "octo"}}
+	var started []string
+	start := func(id, workflowType string, sa temporal.SearchAttributes, args ...any) {
+		t.Helper()
+		_, err := tc.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: id, TaskQueue: queue, TypedSearchAttributes: sa}, workflowType, args...)
+		require.NoError(t, err)
+		started = append(started, id)
+	}
+	defer func() {
+		for _, id := range started {
+			_ = tc.TerminateWorkflow(context.Background(), id, "", "test over")
+		}
+	}()
+	poolAttr := temporal.NewSearchAttributeKeyKeyword("DrydockPool").ValueSet(pool)
+	machineAttr := temporal.NewSearchAttributeKeyKeyword("DrydockMachineID")
+	phaseAttr := temporal.NewSearchAttributeKeyKeyword("DrydockPhase")
+	jobAttr := temporal.NewSearchAttributeKeyInt64("DrydockJobID")
+
+	// The pool leased both job machines, then was terminated and started
+	// again: its inventory has forgotten them, but the jobs still run on
+	// them.
+	start(runnerapi.PoolWorkflowID(pool), runnerapi.RunnerPoolName, temporal.NewSearchAttributes(poolAttr),
+		runnerapi.PoolInput{Pool: p, Carry: &runnerapi.PoolCarry{Machines: []runnerapi.PoolMachine{
+			{MachineID: listedJobMachine, State: runnerapi.MachineState("busy"), RunnerName: runnerapi.RunnerName(pool, 101, 1)},
+			{MachineID: queriedJobMachine, State: runnerapi.MachineState("busy"), RunnerName: runnerapi.RunnerName(pool, 102, 2)},
+		}}})
+	require.Eventually(t, func() bool { // it ran
+		_, err := tc.QueryWorkflow(ctx, runnerapi.PoolWorkflowID(pool), "", runnerapi.QueryInventory)
+		return err == nil
+	}, 10*time.Second, 100*time.Millisecond)
+	require.NoError(t, tc.TerminateWorkflow(ctx, runnerapi.PoolWorkflowID(pool), "", "pool terminated"))
+	// Started again, it knows none of them.
+	start(runnerapi.PoolWorkflowID(pool), runnerapi.RunnerPoolName, temporal.NewSearchAttributes(poolAttr),
+		runnerapi.PoolInput{Pool: p, Carry: &runnerapi.PoolCarry{}})
+	// A job listed with its machine.
+	start(runnerapi.JobWorkflowID(101), runnerapi.RunnerJobName, temporal.NewSearchAttributes(poolAttr, jobAttr.ValueSet(101),
+		phaseAttr.ValueSet("running"), machineAttr.ValueSet(listedJobMachine)),
+		runnerapi.RunnerJobStatus{Pool: pool, JobID: 101, MachineID: listedJobMachine, RunnerName: runnerapi.RunnerName(pool, 101, 1)})
+	// A job whose machine is not in its search attributes: it is asked.
+	start(runnerapi.JobWorkflowID(102), runnerapi.RunnerJobName, temporal.NewSearchAttributes(poolAttr, jobAttr.ValueSet(102),
+		phaseAttr.ValueSet("waking")),
+		runnerapi.RunnerJobStatus{Pool: pool, JobID: 102, MachineID: queriedJobMachine, RunnerName: runnerapi.RunnerName(pool, 102, 2)})
+	// A provisioning listed with its machine, and one whose create is in flight.
+	start(runnerapi.ProvisionWorkflowID(pool, 1), runnerapi.RunnerProvisionName,
+		temporal.NewSearchAttributes(poolAttr, machineAttr.ValueSet(provisionedMachine)), "")
+	start(runnerapi.ProvisionWorkflowID(pool, 2), runnerapi.RunnerProvisionName, temporal.NewSearchAttributes(poolAttr), creatingMachineID)
+
+	count := func(query string) int64 {
+		n, err := tc.CountWorkflow(ctx, &workflowservice.CountWorkflowExecutionsRequest{Query: query})
+		require.NoError(t, err)
+		return n.GetCount()
+	}
+	require.Eventually(t, func() bool {
+		return count("WorkflowType = 'RunnerJob' AND ExecutionStatus = 'Running'") >= 2 &&
+			count("WorkflowType = 'RunnerProvision' AND ExecutionStatus = 'Running'") >= 2 &&
+			count("WorkflowType = 'RunnerPool' AND ExecutionStatus = 'Running'") >= 1
+	}, 10*time.Second, 100*time.Millisecond)
+	require.Eventually(t, func() bool { // the in-flight create has heartbeat
+		d, err := tc.DescribeWorkflowExecution(ctx, runnerapi.ProvisionWorkflowID(pool, 2), "")
+		return err == nil && len(d.GetPendingActivities()) == 1 && d.GetPendingActivities()[0].GetHeartbeatDetails() != nil
+	}, 10*time.Second, 100*time.Millisecond)
+
+	stale := runnerapi.RunnerName(pool, 9, 1)
+	dir := &runnerDir{runners: []activities.RegisteredRunner{
+		{ID: 1, Name: runnerapi.RunnerName(pool, 101, 1)},                       // a running job's runner: kept
+		{ID: 2, Name: runnerapi.RunnerName(pool, 102, 1)},                       // the same job's earlier attempt: kept while it runs
+		{ID: 3, Name: runnerapi.PersistentRunnerName(pool, provisionedMachine)}, // registered by a provisioning: kept
+		{ID: 4, Name: stale}, // nothing backs it: removed
+	}}
+	r := &activities.Reconciler{Dedalus: c, Temporal: tc, Pools: &pools.Config{Pools: []pools.Pool{p}}, Runners: dir, Grace: 0}
+	var s testsuite.WorkflowTestSuite
+	env := s.NewTestActivityEnvironment()
+	env.RegisterActivity(r)
+	reconcile := func() activities.ReconcileResult {
+		t.Helper()
+		v, err := env.ExecuteActivity(r.Reconcile)
+		require.NoError(t, err)
+		var res activities.ReconcileResult
+		require.NoError(t, v.Get(&res))
+		return res
+	}
+
+	// A preview that cannot say which machine it owns: nothing is deleted,
+	// the error is reported, stale runners are still removed.
+	start("preview:recon/mute:1", "PreviewLifecycle", temporal.NewSearchAttributes(phaseAttr.ValueSet("ready")))
+	require.Eventually(t, func() bool {
+		return count("WorkflowType = 'PreviewLifecycle' AND ExecutionStatus = 'Running'") >= 1
+	}, 10*time.Second, 100*time.Millisecond)
+	res := reconcile()
+	assert.Equal(t, 5, res.Machines)
+	assert.Equal(t, 4, res.Owned)
+	assert.Equal(t, 1, res.Kept, "the orphan is kept while a preview cannot answer")
+	assert.Empty(t, res.DeletedMachines)
+	require.NotEmpty(t, res.Errors)
+	assert.Contains(t, res.Errors[0], "preview:recon/mute:1")
+	assert.Equal(t, []string{stale}, res.RemovedRunners)
+	assert.Equal(t, []int64{4}, dir.removed)
+
+	// Once it is gone, only the orphan goes.
+	require.NoError(t, tc.TerminateWorkflow(ctx, "preview:recon/mute:1", "", "test over"))
+	require.Eventually(t, func() bool {
+		return count("WorkflowType = 'PreviewLifecycle' AND ExecutionStatus = 'Running'") == 0
+	}, 10*time.Second, 100*time.Millisecond)
+	res = reconcile()
+	assert.Empty(t, res.Errors)
+	assert.Equal(t, 4, res.Owned)
+	assert.Zero(t, res.Kept)
+	assert.Equal(t, []string{orphan}, res.DeletedMachines)
+	for _, m := range []string{listedJobMachine, queriedJobMachine, provisionedMachine, creatingMachineID} {
+		got, err := c.GetMachine(ctx, m)
+		require.NoError(t, err)
+		assert.Equal(t, dedalus.PhaseRunning, got.Status.Phase, "%s is in use", m)
+	}
 }

@@ -60,6 +60,15 @@ type GitHub struct {
 	UIBaseURL string       // Temporal UI, e.g. http://localhost:8233; "" = no workflow links
 	Namespace string       // Temporal namespace of the workflows (default "default")
 	Logger    *slog.Logger // default slog.Default()
+	// HeartbeatEvery is how often the activities heartbeat while they wait
+	// for GitHub (default 2s).
+	HeartbeatEvery time.Duration
+}
+
+// heartbeat heartbeats while an activity waits for GitHub (rate-limit
+// waits, slow answers, retries); call the returned stop when done.
+func (a *GitHub) heartbeat(ctx context.Context, what string) (stop func()) {
+	return heartbeatDuring(ctx, a.HeartbeatEvery, what)
 }
 
 func (a *GitHub) logger() *slog.Logger {
@@ -150,6 +159,7 @@ func (a *GitHub) StartDeployment(ctx context.Context, in DeploymentInput) (Deplo
 	if a.skipped(ctx, "StartDeployment", in.Owner, in.Repo, in.Number) {
 		return DeploymentRef{Skipped: true}, nil
 	}
+	defer a.heartbeat(ctx, "StartDeployment")()
 	env := in.Environment
 	if env == "" && in.Number > 0 {
 		env = PreviewEnvironment(in.Number)
@@ -187,6 +197,7 @@ func (a *GitHub) SetDeploymentStatus(ctx context.Context, in DeploymentStatusInp
 	if a.skipped(ctx, "SetDeploymentStatus", in.Owner, in.Repo, 0) {
 		return nil
 	}
+	defer a.heartbeat(ctx, "SetDeploymentStatus")()
 	api, err := a.api(in.InstallationID)
 	if err != nil {
 		return err
@@ -222,6 +233,7 @@ func (a *GitHub) ReportOnPR(ctx context.Context, in CommentInput) error {
 	if a.skipped(ctx, "ReportOnPR", in.Owner, in.Repo, in.Number) {
 		return nil
 	}
+	defer a.heartbeat(ctx, "ReportOnPR")()
 	r := in.Report
 	if u := a.workflowURL(ctx); u != "" {
 		r.WorkflowURL = u
@@ -265,6 +277,7 @@ func (a *GitHub) PullRequestState(ctx context.Context, in PullRequestRef) (PullR
 	if a.skipped(ctx, "PullRequestState", in.Owner, in.Repo, in.Number) {
 		return PullRequestState{}, nil
 	}
+	defer a.heartbeat(ctx, "PullRequestState")()
 	api, err := a.api(in.InstallationID)
 	if err != nil {
 		return PullRequestState{}, err
@@ -297,6 +310,7 @@ func (a *GitHub) FetchPreviewSpec(ctx context.Context, in FetchSpecInput) (Fetch
 	if a.skipped(ctx, "FetchPreviewSpec", in.Owner, in.Repo, 0) {
 		return FetchSpecResult{Skipped: true}, nil
 	}
+	defer a.heartbeat(ctx, "FetchPreviewSpec")()
 	api, err := a.api(in.InstallationID)
 	if err != nil {
 		return FetchSpecResult{}, err

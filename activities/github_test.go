@@ -4,13 +4,20 @@ import (
 	"bytes"
 	"errors"
 	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
 
@@ -303,4 +310,82 @@ func TestDeployNamesAndLinks(t *testing.T) {
 	assert.Equal(t, "preview/pr-42", activities.PreviewEnvironment(42))
 	assert.Equal(t, "http://localhost:8233/namespaces/default/workflows/preview:octo%2Fhello:42",
 		activities.TemporalUIWorkflowURL("http://localhost:8233/", "", "preview:octo/hello:42"))
+}
+
+// beatGate sits between the GitHub activities and the GitHub double: the
+// first request after arm waits until the activity heartbeats (or 5s pass,
+// counted as a miss), so an activity passes only if it heartbeats while its
+// GitHub call is in flight.
+type beatGate struct {
+	armed  atomic.Bool
+	beat   chan struct{}
+	missed atomic.Int32
+}
+
+func newBeatGate(t *testing.T, upstream string) (*beatGate, string) {
+	t.Helper()
+	g := &beatGate{beat: make(chan struct{}, 1)}
+	target, err := url.Parse(upstream)
+	require.NoError(t, err)
+	proxy := httputil.NewSingleHostReverseProxy(target)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if g.armed.CompareAndSwap(true, false) {
+			select {
+			case <-g.beat:
+			case <-time.After(5 * time.Second):
+				g.missed.Add(1)
+			}
+		}
+		proxy.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	return g, srv.URL
+}
+
+// arm gates the next request, forgetting heartbeats seen so far.
+func (g *beatGate) arm() {
+	select {
+	case <-g.beat:
+	default:
+	}
+	g.armed.Store(true)
+}
+
+func (g *beatGate) heartbeat(*activity.Info, converter.EncodedValues) {
+	select {
+	case g.beat <- struct{}{}:
+	default:
+	}
+}
+
+// The workflows give the GitHub activities a heartbeat timeout: they must
+// heartbeat while they wait for GitHub, or a slow answer (a rate-limit wait,
+// a retry) times them out although the worker is alive.
+func TestGitHubActivitiesHeartbeatWhileGitHubIsSlow(t *testing.T) {
+	srv := githubtest.New(t)
+	srv.AddRepo(ghOwner, ghRepo)
+	srv.AddToken(ghToken, "drydock-bot")
+	srv.SetFile(ghOwner, ghRepo, "main", ".drydock/preview.yml", "build: make\n")
+	srv.SetPullRequest(ghOwner, ghRepo, githubtest.PullRequest{Number: 42, State: "open", HeadSHA: headSHA})
+	gate, apiURL := newBeatGate(t, srv.URL())
+	clients, err := gh.NewClients(gh.Config{Token: ghToken, APIURL: apiURL})
+	require.NoError(t, err)
+	a, env, _ := githubActivities(t, clients)
+	a.HeartbeatEvery = 20 * time.Millisecond
+	env.SetOnActivityHeartbeatListener(gate.heartbeat)
+
+	run := func(name string, fn any, arg any) converter.EncodedValue {
+		t.Helper()
+		gate.arm()
+		v, err := env.ExecuteActivity(fn, arg)
+		require.NoError(t, err, name)
+		assert.Zero(t, gate.missed.Swap(0), "%s did not heartbeat while GitHub was answering", name)
+		return v
+	}
+	run("FetchPreviewSpec", a.FetchPreviewSpec, activities.FetchSpecInput{Owner: ghOwner, Repo: ghRepo, Ref: "main", Path: ".drydock/preview.yml"})
+	run("PullRequestState", a.PullRequestState, activities.PullRequestRef{Owner: ghOwner, Repo: ghRepo, Number: 42})
+	var dep activities.DeploymentRef
+	require.NoError(t, run("StartDeployment", a.StartDeployment, activities.DeploymentInput{Owner: ghOwner, Repo: ghRepo, Number: 42, SHA: headSHA}).Get(&dep))
+	run("SetDeploymentStatus", a.SetDeploymentStatus, activities.DeploymentStatusInput{Owner: ghOwner, Repo: ghRepo, DeploymentID: dep.ID, State: gh.StatusSuccess})
+	run("ReportOnPR", a.ReportOnPR, activities.CommentInput{Owner: ghOwner, Repo: ghRepo, Number: 42, Report: gh.Report{State: gh.StateReady}})
 }

@@ -92,28 +92,13 @@ func classify(err error) error {
 	}
 }
 
-// heartbeatWhile heartbeats every interval until done is closed.
+// heartbeatWhile heartbeats every HeartbeatEvery (default 5s) until stop is called.
 func (a *Machines) heartbeatWhile(ctx context.Context, details ...any) (stop func()) {
 	every := a.HeartbeatEvery
 	if every <= 0 {
 		every = 5 * time.Second
 	}
-	done := make(chan struct{})
-	go func() {
-		t := time.NewTicker(every)
-		defer t.Stop()
-		for {
-			select {
-			case <-done:
-				return
-			case <-ctx.Done():
-				return
-			case <-t.C:
-				activity.RecordHeartbeat(ctx, details...)
-			}
-		}
-	}()
-	return func() { close(done) }
+	return heartbeatDuring(ctx, every, details...)
 }
 
 // MachineSpec is the size and idle window of a machine to create.

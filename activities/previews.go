@@ -42,6 +42,9 @@ type Previews struct {
 	AwakeReportEvery time.Duration
 	// HTTPClient probes app health (default: a client with a 5s timeout).
 	HTTPClient *http.Client
+	// HeartbeatEvery is how often LoadSpec heartbeats while it reads the
+	// default spec (default 2s).
+	HeartbeatEvery time.Duration
 }
 
 // PreviewSettings is what a PreviewLifecycle run needs to know of the worker's
@@ -83,7 +86,8 @@ type LoadSpecInput struct {
 // LoadSpec parses and validates a preview spec, falling back to the server's
 // default file when the repository has none. An invalid spec is a
 // non-retryable InvalidPreviewSpec error whose message lists every problem.
-func (p *Previews) LoadSpec(_ context.Context, in LoadSpecInput) (previewspec.Spec, error) {
+func (p *Previews) LoadSpec(ctx context.Context, in LoadSpecInput) (previewspec.Spec, error) {
+	defer heartbeatDuring(ctx, p.HeartbeatEvery, "LoadSpec")()
 	content, source := in.Content, in.Source
 	if content == "" {
 		if p.DefaultSpecPath == "" {

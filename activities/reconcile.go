@@ -341,6 +341,7 @@ func (r *Reconciler) provisionOwners(ctx context.Context, o *ownership) {
 		// own search attributes are ahead of visibility).
 		pool := keywordAttr(sa, poolAttr)
 		id := e.GetExecution().GetWorkflowId()
+		heartbeat(ctx, "describe "+id)
 		qctx, cancel := context.WithTimeout(ctx, r.queryTimeout())
 		defer cancel()
 		d, err := r.Temporal.DescribeWorkflowExecution(qctx, id, e.GetExecution().GetRunId())
@@ -438,6 +439,7 @@ func (r *Reconciler) removeStaleRunners(ctx context.Context, own *ownership, res
 			if !strings.HasPrefix(rn.Name, runnerapi.RunnerPrefix) || rn.Online || rn.Busy || own.leased(rn.Name) {
 				continue
 			}
+			heartbeat(ctx, "remove runner "+rn.Name)
 			if err := r.Runners.RemoveRunner(ctx, p.Scope, rn.ID); err != nil {
 				res.Errors = append(res.Errors, fmt.Sprintf("remove runner %s: %v", rn.Name, err))
 				continue

@@ -249,6 +249,11 @@ type Command struct {
 	Cwd       string
 	Stdin     string
 	Timeout   time.Duration
+	// KeepOutput asks RunCommand for the output tails of a command that
+	// succeeds. Set it wherever a successful command's output is read (the
+	// app log of a failed preview): only failures' output is meant to be
+	// carried into workflow history.
+	KeepOutput bool `json:",omitempty"`
 }
 
 // CommandResult is a finished command's status and the tail of its output.

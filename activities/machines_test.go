@@ -67,6 +67,7 @@ func tour(ctx workflow.Context) (string, error) {
 	var out activities.CommandResult
 	if err := workflow.ExecuteActivity(ctx, machines.RunCommand, activities.Command{
 		MachineID: m.MachineID, Name: "hello", Argv: []string{"sh", "-c", `echo "hello $WHO"`}, Env: map[string]string{"WHO": "drydock"},
+		KeepOutput: true,
 	}).Get(ctx, &out); err != nil {
 		return "", err
 	}

@@ -467,7 +467,7 @@ func (rt *Router) writeWakeError(w http.ResponseWriter, r *http.Request, t Targe
 		rt.writePage(w, r, http.StatusNotFound, pageUnknown, t)
 	case errors.Is(err, ErrPreviewGone):
 		rt.writePage(w, r, http.StatusGone, pageGone, t)
-	case errors.Is(err, errWakeWait):
+	case errors.Is(err, errWakeWait), errors.Is(err, ErrNotReady):
 		w.Header().Set("Retry-After", retryAfter)
 		rt.writePage(w, r, http.StatusServiceUnavailable, pageStarting, t)
 	case r.Context().Err() != nil:

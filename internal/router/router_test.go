@@ -248,6 +248,7 @@ func TestWakeErrorPages(t *testing.T) {
 		{"unknown", fmt.Errorf("wake: %w", ErrUnknownPreview), 404, "No preview for octo/hello#5", true},
 		{"gone", fmt.Errorf("wake: %w", ErrPreviewGone), 410, "was torn down", true},
 		{"unavailable", fmt.Errorf("wake: %w", ErrUnavailable), 503, "unavailable", false},
+		{"not ready", fmt.Errorf("wake: %w", ErrNotReady), 503, "is starting", false},
 		{"failed", errors.New("deploy failed: exit 2"), 502, "could not be woken", false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

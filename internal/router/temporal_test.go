@@ -10,6 +10,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
@@ -26,22 +27,41 @@ func TestMain(m *testing.M) { testenv.MainWithTemporal(m, &devServer) }
 
 // Test-only signals of fakePreview.
 const (
-	signalFinish = "test-finish" // completes a preview being torn down
-	queryState   = "test-state"
+	signalFinish   = "test-finish"   // completes a preview being torn down
+	signalHold     = "test-hold"     // wakes wait until signalRelease
+	signalRelease  = "test-release"  // waiting wakes answer
+	signalHandover = "test-handover" // the next wake hands over to a new run
+	queryState     = "test-state"
 )
 
 // fakePreview stands in for PreviewLifecycle with its wake and touch
 // contract: wake answers the URL it was started with; destroy begins a
 // teardown (wake is then rejected by its validator) that ends on
-// signalFinish.
+// signalFinish. After signalHold wakes wait for signalRelease; after
+// signalHandover the next wake answers ErrTypePreviewHandover and the run
+// continues as new, as PreviewLifecycle does.
 func fakePreview(ctx workflow.Context, url string) error {
-	tornDown, touches := false, 0
+	var st fakeState
+	held, handingOver := false, false
+	seen := map[string]bool{}
+	handingOverCh := workflow.NewBufferedChannel(ctx, 1)
 	if err := workflow.SetUpdateHandlerWithOptions(ctx, workflows.UpdateWake,
 		func(ctx workflow.Context) (workflows.WakeResult, error) {
+			if id := workflow.GetCurrentUpdateInfo(ctx).ID; !seen[id] {
+				seen[id] = true
+				st.Updates++
+			}
+			if st.Handover {
+				handingOverCh.SendAsync(true)
+				return workflows.WakeResult{}, temporal.NewApplicationError("continuing as new", workflows.ErrTypePreviewHandover)
+			}
+			if err := workflow.Await(ctx, func() bool { return !held }); err != nil {
+				return workflows.WakeResult{}, err
+			}
 			return workflows.WakeResult{URL: url, MachineID: "dm-" + workflow.GetInfo(ctx).WorkflowExecution.ID}, nil
 		},
 		workflow.UpdateHandlerOptions{Validator: func() error {
-			if tornDown {
+			if st.TornDown {
 				return temporal.NewApplicationError("preview is being torn down", workflows.ErrTypePreviewTornDown)
 			}
 			return nil
@@ -49,21 +69,34 @@ func fakePreview(ctx workflow.Context, url string) error {
 	); err != nil {
 		return err
 	}
-	if err := workflow.SetQueryHandler(ctx, queryState, func() (fakeState, error) { return fakeState{touches, tornDown}, nil }); err != nil {
+	if err := workflow.SetQueryHandler(ctx, queryState, func() (fakeState, error) { return st, nil }); err != nil {
 		return err
 	}
 	touch := workflow.GetSignalChannel(ctx, workflows.SignalTouch)
 	destroy := workflow.GetSignalChannel(ctx, workflows.SignalDestroy)
 	finish := workflow.GetSignalChannel(ctx, signalFinish)
+	control := func(f func()) func(workflow.ReceiveChannel, bool) {
+		return func(c workflow.ReceiveChannel, _ bool) { c.Receive(ctx, nil); f() }
+	}
 	for done := false; !done; {
+		if handingOver {
+			if err := workflow.Await(ctx, func() bool { return workflow.AllHandlersFinished(ctx) }); err != nil {
+				return err
+			}
+			return workflow.NewContinueAsNewError(ctx, workflows.PreviewLifecycleName, url)
+		}
 		sel := workflow.NewSelector(ctx)
-		sel.AddReceive(touch, func(c workflow.ReceiveChannel, _ bool) { c.Receive(ctx, nil); touches++ })
+		sel.AddReceive(touch, control(func() { st.Touches++ }))
 		sel.AddReceive(destroy, func(c workflow.ReceiveChannel, _ bool) {
 			var req workflows.DestroyRequest
 			c.Receive(ctx, &req)
-			tornDown = true
+			st.TornDown = true
 		})
-		sel.AddReceive(finish, func(c workflow.ReceiveChannel, _ bool) { c.Receive(ctx, nil); done = tornDown })
+		sel.AddReceive(finish, control(func() { done = st.TornDown }))
+		sel.AddReceive(workflow.GetSignalChannel(ctx, signalHold), control(func() { held = true }))
+		sel.AddReceive(workflow.GetSignalChannel(ctx, signalRelease), control(func() { held = false }))
+		sel.AddReceive(workflow.GetSignalChannel(ctx, signalHandover), control(func() { st.Handover = true }))
+		sel.AddReceive(handingOverCh, func(c workflow.ReceiveChannel, _ bool) { c.Receive(ctx, &handingOver) })
 		sel.Select(ctx)
 	}
 	return workflow.Await(ctx, func() bool { return workflow.AllHandlersFinished(ctx) })
@@ -72,6 +105,8 @@ func fakePreview(ctx workflow.Context, url string) error {
 type fakeState struct {
 	Touches  int
 	TornDown bool
+	Updates  int  // distinct wake Updates (update IDs) the run saw
+	Handover bool // the next wake hands over
 }
 
 func queryFake(ctx context.Context, t assert.TestingT, id string) fakeState {
@@ -237,4 +272,85 @@ func TestRouterThroughTemporal(t *testing.T) {
 	assert.Contains(t, body, live.String()+" was torn down")
 	require.NoError(t, c.SignalWorkflow(ctx, live.WorkflowID(), "", signalFinish, nil))
 	require.NoError(t, c.GetWorkflow(ctx, live.WorkflowID(), "").Get(ctx, nil))
+}
+
+// A wake whose answer the router lost (its flight timed out while the
+// preview was busy) is sent again under the same update ID: the retry
+// attaches to the Update in flight instead of adding one per flight, and
+// gets its answer once there is one. An answered wake's ID is not reused.
+func TestLostWakeIsResentUnderTheSameUpdateID(t *testing.T) {
+	queue := startFakeWorker(t)
+	c := devServer.Client()
+	tgt := Target{"octo", "hello", nextPR()}
+	id := tgt.WorkflowID()
+	startFakePreview(t, queue, tgt, "http://127.0.0.1:1/app")
+	ctx := context.Background()
+	require.NoError(t, c.SignalWorkflow(ctx, id, "", signalHold, nil))
+
+	rt, _ := newRouter(t, NewTemporalWaker(c), func(o *Options) { o.WakeTimeout = 250 * time.Millisecond })
+	p := rt.lookup(tgt, rt.clock())
+	for range 2 {
+		_, err := rt.doWake(p)
+		require.ErrorIs(t, err, ErrUnavailable, "the flight gives up while the wake waits")
+	}
+	assert.Equal(t, 1, queryFake(ctx, t, id).Updates, "two flights, one Update")
+
+	require.NoError(t, c.SignalWorkflow(ctx, id, "", signalRelease, nil))
+	u, err := rt.doWake(p)
+	require.NoError(t, err, "the retry gets the Update's answer")
+	assert.Equal(t, "http://127.0.0.1:1/app", u.(*upstream).target.String())
+	assert.Equal(t, 1, queryFake(ctx, t, id).Updates)
+
+	p.markCold()
+	_, err = rt.doWake(p)
+	require.NoError(t, err)
+	assert.Equal(t, 2, queryFake(ctx, t, id).Updates, "a wake after an answer is a new Update")
+	require.NoError(t, c.TerminateWorkflow(ctx, id, "", "test done"))
+}
+
+// A wake answered "continuing as new" is retried at once and answered by
+// the next run: the router never shows it.
+func TestWakeDuringHandoverIsRetried(t *testing.T) {
+	queue := startFakeWorker(t)
+	c := devServer.Client()
+	tgt := Target{"octo", "hello", nextPR()}
+	id := tgt.WorkflowID()
+	startFakePreview(t, queue, tgt, "http://127.0.0.1:1/app")
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	first, err := c.DescribeWorkflowExecution(ctx, id, "")
+	require.NoError(t, err)
+	require.NoError(t, c.SignalWorkflow(ctx, id, "", signalHandover, nil))
+	require.EventuallyWithT(t, func(ct *assert.CollectT) {
+		assert.True(ct, queryFake(ctx, ct, id).Handover)
+	}, 10*time.Second, 20*time.Millisecond)
+
+	res, err := NewTemporalWaker(c).Wake(ctx, id)
+	require.NoError(t, err)
+	assert.Equal(t, "http://127.0.0.1:1/app", res.URL)
+	now, err := c.DescribeWorkflowExecution(ctx, id, "")
+	require.NoError(t, err)
+	assert.NotEqual(t, first.WorkflowExecutionInfo.Execution.RunId, now.WorkflowExecutionInfo.Execution.RunId, "answered by the next run")
+	require.NoError(t, c.TerminateWorkflow(ctx, id, "", "test done"))
+}
+
+// What PreviewLifecycle answers maps to the router's errors.
+func TestClassifyWorkflowAnswers(t *testing.T) {
+	ctx := context.Background()
+	for _, tc := range []struct {
+		err  error
+		want error
+	}{
+		{temporal.NewApplicationError("deploying", workflows.ErrTypePreviewNotReady), ErrNotReady},
+		{temporal.NewApplicationError("going", workflows.ErrTypePreviewTornDown), ErrPreviewGone},
+		{serviceerror.NewNotFound("workflow update was aborted by closing workflow"), ErrPreviewGone},
+		{serviceerror.NewNotFound("workflow not found for ID: x"), ErrUnknownPreview},
+		{serviceerror.NewResourceExhausted(0, "workflow is closing"), ErrUnavailable},
+	} {
+		assert.ErrorIs(t, classify(ctx, "preview:o/r:1", tc.err), tc.want, "%v", tc.err)
+	}
+	err := classify(ctx, "preview:o/r:1", temporal.NewApplicationError("failed", workflows.ErrTypePreviewFailed))
+	for _, e := range []error{ErrNotReady, ErrPreviewGone, ErrUnknownPreview, ErrUnavailable} {
+		assert.NotErrorIs(t, err, e)
+	}
 }

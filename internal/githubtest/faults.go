@@ -72,6 +72,14 @@ func (s *Server) FailNext(route string, n int, f Fault) {
 	}
 }
 
+// FaultsPending is how many faults queued with FailNext for route (a Route
+// constant or AnyRoute) have not been answered yet.
+func (s *Server) FaultsPending(route string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.faults[route])
+}
+
 func (s *Server) takeFault(route string) (Fault, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()

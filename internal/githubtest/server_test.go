@@ -97,8 +97,11 @@ func TestGitHubDoubleFaults(t *testing.T) {
 	srv.FailNext(githubtest.RouteListDeployments, 2, githubtest.BadGateway())
 	srv.FailNext(githubtest.RouteListDeployments, 1, githubtest.SecondaryRateLimit(3*time.Second))
 	srv.FailNext(githubtest.AnyRoute, 1, githubtest.Error(503, "Service Unavailable"))
+	assert.Equal(t, 3, srv.FaultsPending(githubtest.RouteListDeployments))
+	assert.Equal(t, 1, srv.FaultsPending(githubtest.AnyRoute))
 
 	assert.Equal(t, 502, do(t, "GET", u, "token "+tok, "", nil).StatusCode)
+	assert.Equal(t, 2, srv.FaultsPending(githubtest.RouteListDeployments), "answered faults are no longer pending")
 	assert.Equal(t, 502, do(t, "GET", u, "", "", nil).StatusCode, "faults answer before authentication")
 	var e map[string]any
 	resp := do(t, "GET", u, "token "+tok, "", &e)

@@ -3,16 +3,13 @@ package workflows
 import (
 	"cmp"
 	"fmt"
-	"slices"
 	"time"
 
-	"go.temporal.io/sdk/temporal"
-	"go.temporal.io/sdk/workflow"
-
 	"github.com/drydock-dev/drydock/activities"
-	"github.com/drydock-dev/drydock/dedalus"
 	"github.com/drydock-dev/drydock/internal/pools"
 	"github.com/drydock-dev/drydock/workflows/runnerapi"
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
 )
 
 // leaseCheckEvery is how often a pool that holds queue places or leases
@@ -26,35 +23,6 @@ const maxWithdrawnKept = 256
 type poolChans struct {
 	release, resize, drain, prewarm, created, observed workflow.ReceiveChannel
 	withdraw, reconfigure, provisioned                 workflow.ReceiveChannel
-}
-
-// addV1Receivers adds the signals of runnerPoolVersion 1 to the main loop's selector.
-func (p *pool) addV1Receivers(ctx workflow.Context, sel workflow.Selector, ch poolChans) {
-	sel.AddReceive(ch.withdraw, func(c workflow.ReceiveChannel, _ bool) {
-		var r runnerapi.WithdrawRequest
-		c.Receive(ctx, &r)
-		p.apply(ctx, runnerapi.PoolSignal{Withdraw: &r})
-	})
-	sel.AddReceive(ch.provisioned, func(c workflow.ReceiveChannel, _ bool) {
-		var r runnerapi.MachineProvisioned
-		c.Receive(ctx, &r)
-		p.apply(ctx, runnerapi.PoolSignal{Provisioned: &r})
-	})
-	sel.AddReceive(ch.reconfigure, func(c workflow.ReceiveChannel, _ bool) {
-		c.Receive(ctx, nil)
-		p.reconfigure(ctx)
-	})
-}
-
-// created is the SignalMachineCreated handler: the pool owns the machine
-// of a provisioning slot from its creation.
-func (p *pool) created(ctx workflow.Context, mc runnerapi.MachineCreated) {
-	for _, m := range p.machines {
-		if m.Provision == mc.Provision && m.MachineID == "" {
-			m.MachineID = mc.MachineID
-			p.observeAt(ctx, m, dedalus.PhaseRunning, mc.RunningAt)
-		}
-	}
 }
 
 // loadConfig reads the pool's configuration as the worker has it now.
@@ -114,74 +82,12 @@ func (p *pool) reconfigure(ctx workflow.Context) {
 	}
 	p.cfg, p.cfgMinIdle, p.cfgMaxMachines = cfg, cfg.MinIdle, cfg.MaxMachines
 	workflow.GetLogger(ctx).Info("pool reconfigured", "pool", cfg.Name, "mode", cfg.Mode)
-	p.resize(ctx, r)
-}
-
-// withdraw is the SignalWithdraw handler: the job attempt's queue place
-// goes (its waiting acquire fails) and a machine leased to it is returned.
-func (p *pool) withdraw(ctx workflow.Context, r runnerapi.WithdrawRequest) {
-	match := func(job int64, attempt int) bool {
-		return job == r.JobID && (r.Attempt == 0 || attempt == r.Attempt)
-	}
-	log := workflow.GetLogger(ctx)
-	p.withdrawn = append(p.withdrawn, r)
-	if len(p.withdrawn) > maxWithdrawnKept {
-		p.withdrawn = slices.Delete(p.withdrawn, 0, len(p.withdrawn)-maxWithdrawnKept)
-	}
-	p.queue = slices.DeleteFunc(p.queue, func(w *waiter) bool {
-		if !match(w.req.JobID, w.req.Attempt) {
-			return false
-		}
-		log.Info("acquire request withdrawn", "job", w.req.JobID, "attempt", w.req.Attempt, "reason", r.Reason)
-		w.withdrawn = true
-		return true
-	})
-	for _, m := range slices.Clone(p.machines) {
-		if (m.State == runnerapi.MachineBusy || m.State == runnerapi.MachineDraining) && !m.deleting && m.JobID != 0 && match(m.JobID, m.Attempt) {
-			p.release(ctx, runnerapi.ReleaseRequest{MachineID: m.MachineID, JobID: m.JobID, Attempt: m.Attempt, Reason: "withdrawn: " + r.Reason})
-		}
-	}
-}
-
-// wasWithdrawn reports an acquire for a job attempt withdrawn before.
-func (p *pool) wasWithdrawn(req runnerapi.AcquireRequest) bool {
-	return slices.ContainsFunc(p.withdrawn, func(r runnerapi.WithdrawRequest) bool {
-		return r.JobID == req.JobID && (r.Attempt == 0 || r.Attempt == req.Attempt)
-	})
+	p.step(ctx, func() { p.resize(r) })
 }
 
 func errWithdrawnAcquire(req runnerapi.AcquireRequest) error {
 	return temporal.NewNonRetryableApplicationError(fmt.Sprintf("acquire of job %d attempt %d was withdrawn", req.JobID, req.Attempt),
 		runnerapi.ErrTypeAcquireWithdrawn, nil)
-}
-
-// ranOnPersistent reports a completion of another job than m's lease
-// holder on m's persistent runner.
-func (p *pool) ranOnPersistent(m *poolMachine, r runnerapi.ReleaseRequest) bool {
-	return r.MachineID == "" && r.RunnerName != "" && m.PersistentRunner == r.RunnerName && r.JobID != 0 && r.JobID != m.JobID
-}
-
-// swapLease: job ran on m's runner, which m's holder leased. The machine
-// job leased (whose runner, in persistent mode, runs m's holder's job, or
-// will) takes over m's lease; m is then released by the caller.
-func (p *pool) swapLease(ctx workflow.Context, m *poolMachine, job int64) {
-	for _, o := range p.machines {
-		if o == m || o.deleting || o.JobID != job || (o.State != runnerapi.MachineBusy && o.State != runnerapi.MachineDraining) {
-			continue
-		}
-		workflow.GetLogger(ctx).Info("job ran on another job's machine: leases swapped", "job", job, "ran_on", m.MachineID,
-			"its_lease", o.MachineID, "now_leased_to", m.JobID)
-		o.JobID, o.Attempt, o.RunnerName, o.Reserved = m.JobID, m.Attempt, m.RunnerName, m.Reserved
-		return
-	}
-}
-
-// holdsForOthers: a queue place, a lease or a carried provisioning slot
-// depends on a workflow outside this run.
-func (p *pool) holdsForOthers() bool {
-	return len(p.queue) > 0 || slices.ContainsFunc(p.machines, func(m *poolMachine) bool {
-		return m.carried || (m.JobID != 0 && (m.State == runnerapi.MachineBusy || m.State == runnerapi.MachineDraining))
-	})
 }
 
 // startLeaseCheck asks which holders are gone, and then gives their places
@@ -222,38 +128,6 @@ func (p *pool) startLeaseCheck(ctx workflow.Context) {
 		if p.canning {
 			return // the next run checks again
 		}
-		p.expireGone(gctx, res)
+		p.step(gctx, func() { p.expireGone(res) })
 	})
-}
-
-// expireGone gives back what gone holders held.
-func (p *pool) expireGone(ctx workflow.Context, res activities.LeaseCheckResult) {
-	log := workflow.GetLogger(ctx)
-	for _, h := range res.Gone {
-		log.Warn("lease holder is gone: its place or lease expires", "job", h.JobID, "attempt", h.Attempt)
-		p.withdraw(ctx, runnerapi.WithdrawRequest{JobID: h.JobID, Attempt: h.Attempt, Reason: "job workflow no longer running"})
-	}
-	var seen []string
-	for _, id := range res.ProvisionsClosed {
-		i := slices.IndexFunc(p.machines, func(m *poolMachine) bool {
-			return m.carried && m.Provision == id && m.State == runnerapi.MachineProvisioning
-		})
-		if i < 0 {
-			continue
-		}
-		if !slices.Contains(p.closedOnce, id) {
-			seen = append(seen, id)
-			continue
-		}
-		m := p.machines[i]
-		log.Warn("provisioning child closed without reporting: slot given up", "child", id, "machine", m.MachineID)
-		if m.MachineID != "" {
-			// It may have made a machine nobody was told about.
-			m.State = runnerapi.MachineBroken
-			p.startDelete(ctx, m, "provisioning child closed without reporting")
-			continue
-		}
-		p.provisionDone(ctx, m, "", fmt.Errorf("provisioning child %s closed without reporting", id), false)
-	}
-	p.closedOnce = seen
 }

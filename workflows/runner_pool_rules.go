@@ -1,0 +1,396 @@
+package workflows
+
+import (
+	"cmp"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/drydock-dev/drydock/activities"
+	"github.com/drydock-dev/drydock/dedalus"
+	"github.com/drydock-dev/drydock/internal/pools"
+	"github.com/drydock-dev/drydock/workflows/runnerapi"
+)
+
+// The pool's signal rules: how releases, resizes, drains, prewarms and
+// withdrawals change the state (see runner_pool_state.go).
+
+// findRelease finds the machine a release is about. byLease reports a match
+// on the lease's own runner name, which names one lease (job and attempt).
+func (p *poolState) findRelease(r runnerapi.ReleaseRequest) (m *poolMachine, byLease bool) {
+	for _, m := range p.machines {
+		if r.MachineID != "" && m.MachineID == r.MachineID {
+			return m, false
+		}
+	}
+	if r.RunnerName == "" {
+		return nil, false
+	}
+	for _, m := range p.machines {
+		if m.RunnerName == r.RunnerName && m.MachineID != "" {
+			return m, true
+		}
+	}
+	// Persistent mode: GitHub reports the machine's own runner.
+	for _, m := range p.machines {
+		if m.PersistentRunner != "" && m.PersistentRunner == r.RunnerName {
+			return m, false
+		}
+	}
+	return nil, false
+}
+
+// release is the SignalRelease handler.
+func (p *poolState) release(r runnerapi.ReleaseRequest) {
+	log := p.log
+	m, byLease := p.findRelease(r)
+	if m == nil {
+		log.Warn("release of an unknown machine ignored", "machine", r.MachineID, "runner", r.RunnerName, "job", r.JobID)
+		return
+	}
+	if m.deleting {
+		log.Info("release of a machine being deleted ignored", "machine", m.MachineID)
+		return
+	}
+	leased := m.State == runnerapi.MachineBusy || m.State == runnerapi.MachineDraining
+	// A late or duplicate release must not free a later lease. The lease's
+	// runner name names the lease, whichever job GitHub ran on it; a
+	// machine ID or a persistent runner's name must come with the lease's
+	// job (and attempt, if given).
+	if leased && p.v >= 1 && p.ranOnPersistent(m, r) {
+		// The completion of job r.JobID on this machine's runner, which
+		// another job leased: this machine is free now, and the machine
+		// r.JobID leased goes to that other job (whose job its runner is
+		// running, or will run), never freed under it.
+		p.swapLease(m, r.JobID)
+	} else if leased && !byLease && ((r.JobID != 0 && r.JobID != m.JobID) || (r.Attempt != 0 && r.Attempt != m.Attempt)) {
+		log.Warn("stale release ignored", "machine", m.MachineID, "release_job", r.JobID, "release_attempt", r.Attempt, "lease_job", m.JobID, "lease_attempt", m.Attempt)
+		return
+	}
+	if !leased && !(r.Broken && r.JobID == 0) {
+		// Only an operator (no job) may mark a free machine broken.
+		log.Info("release of a machine that is not leased ignored", "machine", m.MachineID, "state", m.State)
+		return
+	}
+	switch {
+	case r.Broken:
+		log.Warn("runner machine broken: deleting it", "machine", m.MachineID, "job", r.JobID, "reason", r.Reason)
+		m.State = runnerapi.MachineBroken
+		reason := "broken"
+		if r.Reason != "" {
+			reason += ": " + r.Reason
+		}
+		p.markDelete(m, reason)
+	case m.State == runnerapi.MachineDraining:
+		p.markDelete(m, "drained")
+	case p.live() > p.maxMachines:
+		p.markDelete(m, "pool above max_machines")
+	default:
+		m.State, m.Since = runnerapi.MachineIdle, p.now
+		m.JobID, m.Attempt, m.RunnerName, m.Reserved = 0, 0, "", false
+		// It ran a job, so it is awake; if nobody waiting takes it, it sleeps.
+		m.awake, m.wokeAt, m.needsSleep = true, p.now, true
+	}
+}
+
+// resize is the SignalResize handler.
+func (p *poolState) resize(r runnerapi.ResizeRequest) {
+	log := p.log
+	if (r.MinIdle != nil && *r.MinIdle < 0) || (r.MaxMachines != nil && *r.MaxMachines < 0) {
+		log.Warn("resize with negative bounds ignored")
+		return
+	}
+	if r.MinIdle != nil {
+		p.minIdle = *r.MinIdle
+	}
+	if r.MaxMachines != nil {
+		p.maxMachines = *r.MaxMachines
+	}
+	log.Info("pool resized", "min_idle", p.minIdle, "max_machines", p.maxMachines)
+	// Above the bound: delete idle machines, the longest idle first; busy
+	// ones go when released.
+	idle := slices.DeleteFunc(slices.Clone(p.machines), func(m *poolMachine) bool {
+		return m.deleting || (m.State != runnerapi.MachineIdle && m.State != runnerapi.MachineWaking)
+	})
+	slices.SortStableFunc(idle, func(a, b *poolMachine) int { return a.Since.Compare(b.Since) })
+	for _, m := range idle {
+		if p.live() <= p.maxMachines {
+			break
+		}
+		p.markDelete(m, "pool above max_machines")
+	}
+}
+
+// drain is the SignalDrain handler: idle machines are deleted now, leased
+// ones when released. Machines still being provisioned are new: kept.
+func (p *poolState) drain(r runnerapi.DrainRequest) {
+	found := false
+	for _, m := range slices.Clone(p.machines) {
+		if m.MachineID == "" || (r.MachineID != "" && m.MachineID != r.MachineID) || m.deleting {
+			continue
+		}
+		found = true
+		switch m.State {
+		case runnerapi.MachineIdle, runnerapi.MachineWaking:
+			p.markDelete(m, "drained")
+		case runnerapi.MachineBusy:
+			m.State = runnerapi.MachineDraining
+		}
+	}
+	if !found && r.MachineID != "" {
+		p.log.Warn("drain of an unknown machine ignored", "machine", r.MachineID)
+	}
+}
+
+// prewarm is the SignalPrewarm handler: up to Count idle machines are awake
+// afterwards (those already awake count); they stay idle and autosleep if
+// no job comes.
+func (p *poolState) prewarm(r runnerapi.PrewarmRequest) {
+	window := autosleepOf(p.cfg)
+	now := p.now
+	n := r.Count
+	var asleep []*poolMachine
+	for _, m := range p.machines {
+		if m.deleting {
+			continue
+		}
+		switch {
+		case m.State == runnerapi.MachineWaking:
+			n--
+		case m.State == runnerapi.MachineIdle && m.op == "" && m.awake && now.Sub(m.wokeAt) < window:
+			n--
+		case m.State == runnerapi.MachineIdle && m.op != opDelete:
+			asleep = append(asleep, m)
+		}
+	}
+	for _, m := range asleep {
+		if n <= 0 {
+			break
+		}
+		if m.op != "" {
+			continue // being put to sleep: it is woken next time
+		}
+		p.markWake(m)
+		n--
+	}
+}
+
+func autosleepOf(cfg pools.Pool) time.Duration {
+	s := cfg.Machine.Autosleep
+	if s == "" {
+		s = pools.DefaultAutosleep
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d <= 0 {
+		d, _ = time.ParseDuration(pools.DefaultAutosleep)
+	}
+	return d
+}
+
+// expireReservations gives up on carried requests whose callers did not
+// come back: their places are dropped and their machines return to the pool.
+func (p *poolState) expireReservations() {
+	log := p.log
+	p.queue = slices.DeleteFunc(p.queue, func(w *waiter) bool {
+		if !w.arrived {
+			log.Warn("carried acquire request expired", "job", w.req.JobID, "attempt", w.req.Attempt)
+		}
+		return !w.arrived
+	})
+	for _, m := range slices.Clone(p.machines) {
+		if m.Reserved {
+			log.Warn("reserved lease expired", "machine", m.MachineID, "job", m.JobID, "attempt", m.Attempt)
+			p.release(runnerapi.ReleaseRequest{MachineID: m.MachineID, JobID: m.JobID, Attempt: m.Attempt})
+		}
+	}
+}
+
+// applySignal folds one signal into the state.
+func (p *poolState) applySignal(s runnerapi.PoolSignal) {
+	switch {
+	case s.Release != nil:
+		p.release(*s.Release)
+	case s.Resize != nil:
+		p.resize(*s.Resize)
+	case s.Drain != nil:
+		p.drain(*s.Drain)
+	case s.Withdraw != nil:
+		p.withdraw(*s.Withdraw)
+	case s.Provisioned != nil:
+		p.provisionedSignal(*s.Provisioned)
+	case s.Prewarm != nil:
+		if p.winding {
+			// A wake now would hold up the handover: the next run does it.
+			p.pending = append(p.pending, s)
+			return
+		}
+		p.prewarm(*s.Prewarm)
+	}
+}
+
+// created is the SignalMachineCreated handler: the pool owns the machine
+// of a provisioning slot from its creation.
+func (p *poolState) created(mc runnerapi.MachineCreated) {
+	for _, m := range p.machines {
+		if m.Provision == mc.Provision && m.MachineID == "" {
+			m.MachineID = mc.MachineID
+			p.observeAt(m, dedalus.PhaseRunning, mc.RunningAt)
+		}
+	}
+}
+
+// withdraw is the SignalWithdraw handler: the job attempt's queue place
+// goes (its waiting acquire fails) and a machine leased to it is returned.
+func (p *poolState) withdraw(r runnerapi.WithdrawRequest) {
+	match := func(job int64, attempt int) bool {
+		return job == r.JobID && (r.Attempt == 0 || attempt == r.Attempt)
+	}
+	log := p.log
+	p.withdrawn = append(p.withdrawn, r)
+	if len(p.withdrawn) > maxWithdrawnKept {
+		p.withdrawn = slices.Delete(p.withdrawn, 0, len(p.withdrawn)-maxWithdrawnKept)
+	}
+	p.queue = slices.DeleteFunc(p.queue, func(w *waiter) bool {
+		if !match(w.req.JobID, w.req.Attempt) {
+			return false
+		}
+		log.Info("acquire request withdrawn", "job", w.req.JobID, "attempt", w.req.Attempt, "reason", r.Reason)
+		w.withdrawn = true
+		return true
+	})
+	for _, m := range slices.Clone(p.machines) {
+		if (m.State == runnerapi.MachineBusy || m.State == runnerapi.MachineDraining) && !m.deleting && m.JobID != 0 && match(m.JobID, m.Attempt) {
+			p.release(runnerapi.ReleaseRequest{MachineID: m.MachineID, JobID: m.JobID, Attempt: m.Attempt, Reason: "withdrawn: " + r.Reason})
+		}
+	}
+}
+
+// wasWithdrawn reports an acquire for a job attempt withdrawn before.
+func (p *poolState) wasWithdrawn(req runnerapi.AcquireRequest) bool {
+	return slices.ContainsFunc(p.withdrawn, func(r runnerapi.WithdrawRequest) bool {
+		return r.JobID == req.JobID && (r.Attempt == 0 || r.Attempt == req.Attempt)
+	})
+}
+
+// ranOnPersistent reports a completion of another job than m's lease
+// holder on m's persistent runner.
+func (p *poolState) ranOnPersistent(m *poolMachine, r runnerapi.ReleaseRequest) bool {
+	return r.MachineID == "" && r.RunnerName != "" && m.PersistentRunner == r.RunnerName && r.JobID != 0 && r.JobID != m.JobID
+}
+
+// swapLease: job ran on m's runner, which m's holder leased. The machine
+// job leased (whose runner, in persistent mode, runs m's holder's job, or
+// will) takes over m's lease; m is then released by the caller.
+func (p *poolState) swapLease(m *poolMachine, job int64) {
+	for _, o := range p.machines {
+		if o == m || o.deleting || o.JobID != job || (o.State != runnerapi.MachineBusy && o.State != runnerapi.MachineDraining) {
+			continue
+		}
+		p.log.Info("job ran on another job's machine: leases swapped", "job", job, "ran_on", m.MachineID,
+			"its_lease", o.MachineID, "now_leased_to", m.JobID)
+		o.JobID, o.Attempt, o.RunnerName, o.Reserved = m.JobID, m.Attempt, m.RunnerName, m.Reserved
+		return
+	}
+}
+
+// holdsForOthers: a queue place, a lease or a carried provisioning slot
+// depends on a workflow outside this run.
+func (p *poolState) holdsForOthers() bool {
+	return len(p.queue) > 0 || slices.ContainsFunc(p.machines, func(m *poolMachine) bool {
+		return m.carried || (m.JobID != 0 && (m.State == runnerapi.MachineBusy || m.State == runnerapi.MachineDraining))
+	})
+}
+
+// expireGone gives back what gone holders held.
+func (p *poolState) expireGone(res activities.LeaseCheckResult) {
+	log := p.log
+	for _, h := range res.Gone {
+		log.Warn("lease holder is gone: its place or lease expires", "job", h.JobID, "attempt", h.Attempt)
+		p.withdraw(runnerapi.WithdrawRequest{JobID: h.JobID, Attempt: h.Attempt, Reason: "job workflow no longer running"})
+	}
+	var seen []string
+	for _, id := range res.ProvisionsClosed {
+		i := slices.IndexFunc(p.machines, func(m *poolMachine) bool {
+			return m.carried && m.Provision == id && m.State == runnerapi.MachineProvisioning
+		})
+		if i < 0 {
+			continue
+		}
+		if !slices.Contains(p.closedOnce, id) {
+			seen = append(seen, id)
+			continue
+		}
+		m := p.machines[i]
+		log.Warn("provisioning child closed without reporting: slot given up", "child", id, "machine", m.MachineID)
+		if m.MachineID != "" {
+			// It may have made a machine nobody was told about.
+			m.State = runnerapi.MachineBroken
+			p.markDelete(m, "provisioning child closed without reporting")
+			continue
+		}
+		p.provisionDone(m, "", fmt.Errorf("provisioning child %s closed without reporting", id), false)
+	}
+	p.closedOnce = seen
+}
+
+// observe folds a machine activity's result into the machine's awake meter.
+func (p *poolState) observe(m *poolMachine, ref activities.MachineRef) {
+	p.addAwake(observeRef(&m.Awake, ref, p.now))
+}
+
+// observeAt folds in one phase seen at a time (zero: now).
+func (p *poolState) observeAt(m *poolMachine, phase dedalus.MachinePhase, at time.Time) {
+	p.addAwake(observeAt(&m.Awake, phase, at, p.now))
+}
+
+// observed is the SignalMachineObserved handler: a job's wake of its
+// leased machine. A machine the pool no longer has is ignored.
+func (p *poolState) observed(o runnerapi.MachineObserved) {
+	for _, m := range p.machines {
+		if m.MachineID != "" && m.MachineID == o.MachineID {
+			p.observe(m, activities.MachineRef{MachineID: o.MachineID, WasPhase: o.WasPhase,
+				WasTransitionAt: o.WasTransitionAt, Phase: o.Phase, TransitionAt: o.TransitionAt})
+			return
+		}
+	}
+}
+
+// addAwake adds a closed awake interval to the pool's total and brings
+// drydock_pool_awake_seconds_total up to it.
+func (p *poolState) addAwake(closed time.Duration) {
+	if closed <= 0 {
+		return
+	}
+	p.awakeClosed += closed
+	countAwake(p.counter, p.awakeClosed, &p.awakeCounted)
+}
+
+// inventory answers QueryInventory, with the awake times as of now (the
+// workflow's clock).
+func (p *poolState) inventory(now time.Time) runnerapi.Inventory {
+	inv := runnerapi.Inventory{
+		Pool: p.cfg.Name, MinIdle: p.minIdle, MaxMachines: p.maxMachines,
+		Machines: []runnerapi.PoolMachine{}, Queue: []int64{},
+		Counts: map[runnerapi.MachineState]int{},
+	}
+	for _, s := range []runnerapi.MachineState{runnerapi.MachineProvisioning, runnerapi.MachineIdle, runnerapi.MachineWaking,
+		runnerapi.MachineBusy, runnerapi.MachineBroken, runnerapi.MachineDraining} {
+		inv.Counts[s] = 0
+	}
+	awake := p.awakeClosed
+	for _, m := range p.machines {
+		pm := m.PoolMachine
+		pm.AwakeSeconds = m.Awake.SoFar(now).Seconds()
+		inv.Machines = append(inv.Machines, pm)
+		inv.Counts[m.State]++
+		awake += m.Awake.SoFar(now) - m.Awake.Total // the open interval
+	}
+	inv.AwakeSeconds, inv.AwakeAsOf = awake.Seconds(), now
+	slices.SortFunc(inv.Machines, func(a, b runnerapi.PoolMachine) int {
+		return cmp.Or(cmp.Compare(a.MachineID, b.MachineID), cmp.Compare(a.Provision, b.Provision))
+	})
+	for _, w := range p.queue {
+		inv.Queue = append(inv.Queue, w.req.JobID)
+	}
+	return inv
+}

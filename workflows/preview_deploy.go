@@ -80,7 +80,7 @@ func (p *preview) loadSpec(ctx workflow.Context, ev PullRequestEvent) (previewsp
 	}
 	source := ev.Owner + "/" + ev.Repo + ":" + previewspec.RepoPath + "@" + ev.BaseRef
 	var spec previewspec.Spec
-	err := workflow.ExecuteActivity(quickActivity(ctx, "load preview spec", time.Minute), previewActs.LoadSpec,
+	err := workflow.ExecuteActivity(withActivity(ctx, "load preview spec", time.Minute), previewActs.LoadSpec,
 		activities.LoadSpecInput{Content: fetched.Content, Source: source}).Get(ctx, &spec)
 	return spec, err
 }

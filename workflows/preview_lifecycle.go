@@ -250,20 +250,6 @@ func withActivity(ctx workflow.Context, summary string, timeout time.Duration) w
 	})
 }
 
-// quickActivity is withActivity without a heartbeat timeout, for activities
-// that never heartbeat and finish in moments (LoadSpec parses a few
-// kilobytes): a heartbeat timeout would only time out a slow attempt early.
-func quickActivity(ctx workflow.Context, summary string, timeout time.Duration) workflow.Context {
-	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
-		Summary:             summary,
-		StartToCloseTimeout: timeout,
-		WaitForCancellation: true,
-		RetryPolicy: &temporal.RetryPolicy{
-			InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: time.Minute, MaximumAttempts: 8,
-		},
-	})
-}
-
 // createMachineOptions are the options of a machine create: retried with
 // backoff for as long as the errors are transient (an idempotency key makes
 // every retry return the same machine), up to an hour. Giving up earlier

@@ -55,6 +55,38 @@ func reportProvisioned(ctx workflow.Context, in runnerapi.ProvisionInput, id str
 // provisionMachine is RunnerProvision's work.
 func provisionMachine(ctx workflow.Context, in runnerapi.ProvisionInput) (string, error) {
 	_ = workflow.UpsertTypedSearchAttributes(ctx, SearchAttrPool.ValueSet(in.Pool.Name))
+	id, err := createRunnerMachine(ctx, in)
+	if err != nil {
+		return "", err
+	}
+	cleanUp := func(err error) (string, error) {
+		// The machine must go even when the provisioning was cancelled.
+		dctx, _ := workflow.NewDisconnectedContext(ctx)
+		if _, derr := deleteMachine(dctx, id, "provisioning failed"); derr != nil {
+			workflow.GetLogger(ctx).Error("runner machine of a failed provisioning not deleted", "machine", id, "error", derr)
+		}
+		return "", err
+	}
+	if ctx.Err() != nil {
+		return cleanUp(temporal.NewCanceledError("provisioning cancelled"))
+	}
+	if err := setUpRunnerMachine(ctx, in, id); err != nil {
+		return cleanUp(err)
+	}
+	if !in.KeepAwake {
+		if err := workflow.ExecuteActivity(shortMachineOp(ctx, "sleep new runner machine "+id), machineActs.SleepMachine, id).Get(ctx, nil); err != nil {
+			if ctx.Err() != nil {
+				return cleanUp(ctx.Err())
+			}
+			// Best effort: its autosleep puts it to sleep.
+			workflow.GetLogger(ctx).Warn("new runner machine did not sleep", "machine", id, "error", err)
+		}
+	}
+	return id, nil
+}
+
+// createRunnerMachine creates the machine and tells the pool about it.
+func createRunnerMachine(ctx workflow.Context, in runnerapi.ProvisionInput) (string, error) {
 	spec := machineSpecOf(in.Pool.Machine)
 	var ref activities.MachineRef
 	// Not cancellable, and retried for as long as the errors are transient:
@@ -78,19 +110,13 @@ func provisionMachine(ctx workflow.Context, in runnerapi.ProvisionInput) (string
 			workflow.GetLogger(ctx).Warn("pool not told about its new machine", "machine", id, "error", err)
 		}
 	}
-	cleanUp := func(err error) (string, error) {
-		// The machine must go even when the provisioning was cancelled.
-		dctx, _ := workflow.NewDisconnectedContext(ctx)
-		if _, derr := deleteMachine(dctx, id, "provisioning failed"); derr != nil {
-			workflow.GetLogger(ctx).Error("runner machine of a failed provisioning not deleted", "machine", id, "error", derr)
-		}
-		return "", err
-	}
-	if ctx.Err() != nil {
-		return cleanUp(temporal.NewCanceledError("provisioning cancelled"))
-	}
+	return id, nil
+}
 
-	err = workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+// setUpRunnerMachine runs the pool's setup on the machine and, in
+// persistent mode, registers its runner.
+func setUpRunnerMachine(ctx workflow.Context, in runnerapi.ProvisionInput, id string) error {
+	err := workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		Summary:             fmt.Sprintf("set up runner machine %s (%d setup steps, runner %s)", id, len(in.Pool.Setup), runnerVersionOf(in.Pool)),
 		StartToCloseTimeout: setupTimeout(in.Pool),
 		// The runner activities heartbeat every few seconds: a dead worker's
@@ -102,35 +128,25 @@ func provisionMachine(ctx workflow.Context, in runnerapi.ProvisionInput) (string
 		},
 	}), runnerActs.SetupMachine, activities.SetupMachineInput{Pool: in.Pool.Name, MachineID: id}).Get(ctx, nil)
 	if err != nil {
-		return cleanUp(fmt.Errorf("set up runner machine %s: %w", id, err))
+		return fmt.Errorf("set up runner machine %s: %w", id, err)
 	}
-
-	if in.Pool.Mode == pools.ModePersistent {
-		name := runnerapi.PersistentRunnerName(in.Pool.Name, id)
-		err = workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
-			Summary:             fmt.Sprintf("register persistent runner %s", name),
-			StartToCloseTimeout: 5 * time.Minute,
-			HeartbeatTimeout:    20 * time.Second,
-			WaitForCancellation: true,
-			RetryPolicy: &temporal.RetryPolicy{
-				InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: time.Minute, MaximumAttempts: 5,
-			},
-		}), runnerActs.RegisterPersistent, activities.RegisterInput{Pool: in.Pool.Name, MachineID: id, RunnerName: name}).Get(ctx, nil)
-		if err != nil {
-			return cleanUp(fmt.Errorf("register persistent runner on %s: %w", id, err))
-		}
+	if in.Pool.Mode != pools.ModePersistent {
+		return nil
 	}
-
-	if !in.KeepAwake {
-		if err := workflow.ExecuteActivity(shortMachineOp(ctx, "sleep new runner machine "+id), machineActs.SleepMachine, id).Get(ctx, nil); err != nil {
-			if ctx.Err() != nil {
-				return cleanUp(ctx.Err())
-			}
-			// Best effort: its autosleep puts it to sleep.
-			workflow.GetLogger(ctx).Warn("new runner machine did not sleep", "machine", id, "error", err)
-		}
+	name := runnerapi.PersistentRunnerName(in.Pool.Name, id)
+	err = workflow.ExecuteActivity(workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		Summary:             fmt.Sprintf("register persistent runner %s", name),
+		StartToCloseTimeout: 5 * time.Minute,
+		HeartbeatTimeout:    20 * time.Second,
+		WaitForCancellation: true,
+		RetryPolicy: &temporal.RetryPolicy{
+			InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: time.Minute, MaximumAttempts: 5,
+		},
+	}), runnerActs.RegisterPersistent, activities.RegisterInput{Pool: in.Pool.Name, MachineID: id, RunnerName: name}).Get(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("register persistent runner on %s: %w", id, err)
 	}
-	return id, nil
+	return nil
 }
 
 func machineSpecOf(m pools.Machine) activities.MachineSpec {

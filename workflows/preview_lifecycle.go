@@ -316,7 +316,7 @@ func (p *preview) onDeployFailed(ctx workflow.Context, ev PullRequestEvent, err 
 		if ae.Type() == activities.ErrTypeAppUnhealthy && p.Status.MachineID != "" {
 			var logs activities.CommandResult
 			if workflow.ExecuteActivity(withActivity(ctx, "read app log", time.Minute), machineActs.RunCommand, activities.Command{
-				MachineID: p.Status.MachineID, Name: "app log", Argv: []string{"sh", "-c", appLogScript},
+				MachineID: p.Status.MachineID, Name: "app log", Argv: []string{"sh", "-c", appLogScript}, KeepOutput: true,
 			}).Get(ctx, &logs) == nil {
 				report.OutputTail = logs.StdoutTail
 			}

@@ -47,6 +47,8 @@ type world struct {
 	createTakes, deleteTakes time.Duration
 	// prClosed is what GitHub says when asked whether the PR is open.
 	prClosed bool
+	// unhealthy makes the app's health check fail.
+	unhealthy bool
 	// buildHook, if set, runs for every build step and may fail or block it.
 	buildHook func(ctx context.Context, cmd activities.Command) (activities.CommandResult, error)
 	// reportTakes and commandTakes are how long ReportOnPR and RunCommand take (mocked time).
@@ -174,7 +176,13 @@ func newTestEnv(t *testing.T, settings activities.PreviewSettings, configure ...
 			w.previews++
 			return activities.PreviewRef{PreviewID: "pv-1", URL: "http://127.0.0.1:9999"}, nil
 		})
-	env.OnActivity(previewActs.WaitHealthy, mock.Anything, mock.Anything).Return(nil)
+	env.OnActivity(previewActs.WaitHealthy, mock.Anything, mock.Anything).Return(
+		func(context.Context, activities.HealthInput) error {
+			if w.unhealthy {
+				return temporal.NewNonRetryableApplicationError("app did not answer", activities.ErrTypeAppUnhealthy, nil)
+			}
+			return nil
+		})
 	env.OnActivity(machineActs.DeletePreview, mock.Anything, mock.Anything, mock.Anything).Return(nil)
 	env.OnActivity(machineActs.DeleteMachine, mock.Anything, mock.Anything).Return(
 		func(context.Context, string) (activities.MachineRef, error) {
@@ -859,4 +867,18 @@ func TestWaitingWakeDoesNotBlockContinueAsNew(t *testing.T) {
 	o, ok := <-out
 	require.True(t, ok, "the wake was answered")
 	assert.Equal(t, ErrTypePreviewHandover, errType(o.err), "%v", o.err)
+}
+
+// An app that never gets healthy is reported with the tail of its log,
+// which RunCommand returns only when asked (it keeps output for failures).
+func TestUnhealthyAppReportsItsLog(t *testing.T) {
+	env, w := newTestEnv(t, defaultSettings, func(w *world) { w.unhealthy = true })
+	env.RegisterDelayedCallback(func() { env.SignalWorkflow(SignalPullRequest, prEvent("opened", "sha1", "d1")) }, 0)
+	env.RegisterDelayedCallback(func() { env.SignalWorkflow(SignalDestroy, DestroyRequest{}) }, time.Hour)
+	start(env)
+	require.NoError(t, env.GetWorkflowError())
+	assert.Equal(t, []string{"deploying", "failed", "destroyed"}, w.reports)
+	last := w.commands[len(w.commands)-1]
+	assert.Equal(t, "app log", last.Name)
+	assert.True(t, last.KeepOutput, "the log is a successful command's output")
 }

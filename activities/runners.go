@@ -370,6 +370,8 @@ func (a *Runners) AcquireRunner(ctx context.Context, in AcquireInput) (runnerapi
 	if a.Temporal == nil || a.TaskQueue == "" {
 		return runnerapi.Lease{}, invalid("AcquireRunner needs Runners.Temporal and Runners.TaskQueue")
 	}
+	// The pool reads its configuration again if it has another one.
+	in.Request.Config = runnerapi.ConfigFingerprint(*p)
 	stop := a.heartbeat().heartbeatWhile(ctx, in.Request.JobID, in.Request.Attempt)
 	defer stop()
 	updateID := runnerapi.AcquireUpdateID(in.Request.JobID, in.Request.Attempt)

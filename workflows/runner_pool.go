@@ -40,6 +40,9 @@ type pool struct {
 	leaseTimer   workflow.Future // next lease liveness check
 	checking     bool            // a lease liveness check is running
 	kickCh       workflow.Channel
+	// reconfigureFor: an acquire came with this configuration fingerprint,
+	// not the run's: the main loop reads the configuration again.
+	reconfigureFor, reconfiguredFor string
 }
 
 // RunnerPool is the entity workflow of one runner pool (ID
@@ -71,6 +74,10 @@ func RunnerPool(ctx workflow.Context, in runnerapi.PoolInput) error {
 	for {
 		if err := ctx.Err(); err != nil {
 			return err
+		}
+		if p.reconfigureFor != p.reconfiguredFor {
+			p.reconfiguredFor = p.reconfigureFor
+			p.reconfigure(ctx)
 		}
 		p.step(ctx, p.dispatch)
 		if !p.winding && workflow.GetInfo(ctx).GetContinueAsNewSuggested() {
@@ -260,6 +267,9 @@ func (p *pool) acquire(ctx workflow.Context, req runnerapi.AcquireRequest) (runn
 			return runnerapi.Lease{}, err
 		}
 		return runnerapi.Lease{MachineID: m.MachineID, RunnerName: m.RunnerName}, nil
+	}
+	if p.v >= 1 && req.Config != "" && req.Config != runnerapi.ConfigFingerprint(p.cfg) {
+		p.reconfigureFor = req.Config
 	}
 	w := p.waiterOf(req.JobID, req.Attempt)
 	if w == nil {

@@ -228,3 +228,25 @@ func TestPoolCarriesPendingSleep(t *testing.T) {
 	runPool(t, env, in, time.Hour)
 	assert.Equal(t, []string{"dm-1"}, w.list(&w.sleeps))
 }
+
+// An acquire from a worker with another configuration than the pool's
+// makes the pool read it again before serving the job: a changed
+// RUNNER_POOLS reaches a running pool with its next job.
+func TestPoolAcquireWithNewConfigurationReconfigures(t *testing.T) {
+	live := testPool(0, 1)
+	env, w := newPoolEnv(t, func(w *poolWorld) { w.config = &live })
+	acq := newAcquires()
+	env.RegisterDelayedCallback(func() {
+		w.mu.Lock()
+		live.Machine = pools.Machine{VCPU: 16}
+		w.mu.Unlock()
+		acq.send(env, runnerapi.AcquireUpdateID(1, 1), runnerapi.AcquireRequest{JobID: 1, Attempt: 1, Config: runnerapi.ConfigFingerprint(live)})
+	}, time.Minute)
+	env.RegisterDelayedCallback(func() {
+		_, ok := acq.lease(1)
+		require.True(t, ok)
+	}, 2*time.Minute)
+	runPool(t, env, runnerapi.PoolInput{Pool: testPool(0, 1)}, time.Hour)
+	require.Len(t, w.specs, 1)
+	assert.Equal(t, 16.0, w.specs[0].VCPU, "the machine has the new size")
+}

@@ -9,6 +9,9 @@
 package runnerapi
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"time"
 
@@ -122,6 +125,20 @@ type AcquireRequest struct {
 	Attempt int // 1, 2, ...: a retry after a machine that never picked the job up
 	// Exclude lists machines this job already tried (they may be bad).
 	Exclude []string `json:",omitempty"`
+	// Config is the ConfigFingerprint of the pool's configuration as the
+	// sender's worker has it: a pool whose own differs reads it again (so
+	// a changed RUNNER_POOLS reaches a running pool with its next job).
+	Config string `json:",omitempty"`
+}
+
+// ConfigFingerprint identifies one version of a pool's configuration.
+func ConfigFingerprint(p pools.Pool) string {
+	b, err := json.Marshal(p)
+	if err != nil {
+		return ""
+	}
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:8])
 }
 
 // Lease is a machine leased to a job, and the runner name the job must

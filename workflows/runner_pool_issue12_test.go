@@ -6,7 +6,9 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/mock"
 	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
@@ -249,4 +251,32 @@ func TestPoolAcquireWithNewConfigurationReconfigures(t *testing.T) {
 	runPool(t, env, runnerapi.PoolInput{Pool: testPool(0, 1)}, time.Hour)
 	require.Len(t, w.specs, 1)
 	assert.Equal(t, 16.0, w.specs[0].VCPU, "the machine has the new size")
+}
+
+// A reporting RunnerProvision tells its pool by workflow ID; with no pool
+// left to take the new machine, it deletes it.
+func TestProvisionReportsToThePool(t *testing.T) {
+	for _, poolGone := range []bool{false, true} {
+		env, w := newPoolEnv(t)
+		var reports []runnerapi.MachineProvisioned
+		env.OnSignalExternalWorkflow(mock.Anything, runnerapi.PoolWorkflowID("linux"), "", runnerapi.SignalMachineProvisioned, mock.Anything).Return(
+			func(_, _, _, _ string, arg any) error {
+				reports = append(reports, arg.(runnerapi.MachineProvisioned))
+				if poolGone {
+					return &temporal.UnknownExternalWorkflowExecutionError{}
+				}
+				return nil
+			})
+		env.SetStartWorkflowOptions(client.StartWorkflowOptions{ID: runnerapi.ProvisionWorkflowID("linux", 3)})
+		env.ExecuteWorkflow(runnerapi.RunnerProvisionName, runnerapi.ProvisionInput{Pool: testPool(0, 1), Seq: 3, KeepAwake: true, Report: true})
+		require.Len(t, reports, 1)
+		assert.Equal(t, runnerapi.MachineProvisioned{Provision: runnerapi.ProvisionWorkflowID("linux", 3), MachineID: "dm-3", Awake: true}, reports[0])
+		if poolGone {
+			require.Error(t, env.GetWorkflowError())
+			assert.Equal(t, []string{"dm-3"}, w.list(&w.deletes), "nobody owns it: deleted")
+		} else {
+			require.NoError(t, env.GetWorkflowError())
+			assert.Empty(t, w.list(&w.deletes))
+		}
+	}
 }

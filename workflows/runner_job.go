@@ -37,6 +37,8 @@ type runnerJob struct {
 	v workflow.Version
 	// holding: this attempt's lease was received and not given back yet.
 	holding bool
+	// startedTold: the pool was told which runner runs the job (persistent mode).
+	startedTold bool
 }
 
 // runnerJobVersion guards the changes of issue 12 in RunnerJob: withdraw a
@@ -172,6 +174,7 @@ func (j *runnerJob) onEvent(ctx workflow.Context, ev runnerapi.WorkflowJobEvent)
 		if j.completed == nil {
 			j.setPhase(ctx, runnerapi.JobRunning)
 		}
+		j.tellPoolStarted(ctx, ev.RunnerName)
 	case "completed":
 		if j.completed == nil {
 			e := ev
@@ -373,7 +376,7 @@ func (j *runnerJob) finish(ctx workflow.Context) error {
 		ranOn = j.completed.RunnerName
 	}
 	j.settleRanOn(ctx)
-	if j.lease.MachineID != "" && ranOn != j.lease.RunnerName {
+	if j.lease.MachineID != "" && ranOn != j.lease.RunnerName && !(j.v >= 1 && ranOn == j.persistentRunner()) {
 		// Our runner may be about to take the job whose runner ran ours:
 		// give it the pickup window before deciding it is not needed.
 		if !j.runnerStartedAt.IsZero() {

@@ -134,3 +134,29 @@ func orNone(s string) string {
 	}
 	return s
 }
+
+// persistentRunner is the runner of the leased machine in persistent mode.
+func (j *runnerJob) persistentRunner() string {
+	if j.settings.Mode != pools.ModePersistent || j.lease.MachineID == "" {
+		return ""
+	}
+	return runnerapi.PersistentRunnerName(j.in.Pool, j.lease.MachineID)
+}
+
+// tellPoolStarted tells the pool, once, that the job runs on another
+// machine's persistent runner than the one it leased, so the pool keeps
+// that busy machine leased (to this job) whatever the other job does.
+func (j *runnerJob) tellPoolStarted(ctx workflow.Context, runner string) {
+	if j.v < 1 || j.startedTold || j.settings.Mode != pools.ModePersistent ||
+		!strings.HasPrefix(runner, runnerapi.RunnerPrefix) || runner == j.persistentRunner() {
+		return
+	}
+	j.startedTold = true
+	f := workflow.SignalExternalWorkflow(ctx, runnerapi.PoolWorkflowID(j.in.Pool), "", runnerapi.SignalRunnerStarted,
+		runnerapi.RunnerStarted{JobID: j.in.Job.JobID, RunnerName: runner})
+	workflow.Go(ctx, func(gctx workflow.Context) {
+		if err := f.Get(gctx, nil); err != nil {
+			workflow.GetLogger(gctx).Warn("pool not told which runner runs the job", "pool", j.in.Pool, "runner", runner, "error", err)
+		}
+	})
+}

@@ -42,6 +42,8 @@ type jobWorld struct {
 	observed    []runnerapi.MachineObserved
 	startInputs []activities.StartRunnerInput
 	metrics     *metricsCapture
+	mode        string // the pool's mode (default jit)
+	started2    []runnerapi.RunnerStarted
 }
 
 func newJobEnv(t *testing.T, w *jobWorld) *testsuite.TestWorkflowEnvironment {
@@ -53,8 +55,19 @@ func newJobEnv(t *testing.T, w *jobWorld) *testsuite.TestWorkflowEnvironment {
 	env.RegisterWorkflowWithOptions(RunnerJob, workflow.RegisterOptions{Name: runnerapi.RunnerJobName})
 	env.RegisterActivity(&activities.Machines{})
 	env.RegisterActivity(&activities.Runners{})
+	mode := w.mode
+	if mode == "" {
+		mode = pools.ModeJIT
+	}
 	env.OnActivity(runnerActs.PoolSettings, mock.Anything, mock.Anything).Return(
-		activities.PoolSettings{Mode: pools.ModeJIT, PickupTimeout: 2 * time.Minute, MaxAttempts: 3}, nil)
+		activities.PoolSettings{Mode: mode, PickupTimeout: 2 * time.Minute, MaxAttempts: 3}, nil)
+	env.OnSignalExternalWorkflow(mock.Anything, runnerapi.PoolWorkflowID(jobTestPool), "", runnerapi.SignalRunnerStarted, mock.Anything).Return(
+		func(_, _, _, _ string, arg any) error {
+			w.mu.Lock()
+			defer w.mu.Unlock()
+			w.started2 = append(w.started2, arg.(runnerapi.RunnerStarted))
+			return nil
+		})
 	acquire := env.OnActivity(runnerActs.AcquireRunner, mock.Anything, mock.Anything).Return(
 		func(_ context.Context, in activities.AcquireInput) (runnerapi.Lease, error) {
 			w.mu.Lock()
@@ -452,4 +465,35 @@ func TestRunnerJobRecordsQueueTimeOnce(t *testing.T) {
 	require.Len(t, timers, 1, "a redelivery (p1 again) and GitHub's second in_progress (p2) add nothing")
 	assert.Equal(t, 75*time.Second, timers[0].dur)
 	assert.Equal(t, jobTestPool, timers[0].tags["pool"])
+}
+
+// Persistent mode: a job GitHub runs on another machine's runner tells its
+// pool once (so the busy machine stays leased to it); a job that ran on
+// its own machine's runner finishes at once, its machine released by the
+// completion.
+func TestRunnerJobPersistentTellsPoolWhichRunnerRunsIt(t *testing.T) {
+	w := &jobWorld{mode: pools.ModePersistent}
+	env := newJobEnv(t, w)
+	other := runnerapi.PersistentRunnerName(jobTestPool, "m7")
+	env.RegisterDelayedCallback(func() { env.SignalWorkflow(runnerapi.SignalJobEvent, jobEvent("in_progress", 40, other, "d1")) }, 10*time.Second)
+	env.RegisterDelayedCallback(func() { env.SignalWorkflow(runnerapi.SignalJobEvent, jobEvent("in_progress", 40, other, "d2")) }, 20*time.Second)
+	env.RegisterDelayedCallback(func() { env.SignalWorkflow(runnerapi.SignalJobEvent, jobEvent("completed", 40, other, "d3")) }, time.Minute)
+	env.ExecuteWorkflow(runnerapi.RunnerJobName, jobInput(40))
+	require.NoError(t, env.GetWorkflowError())
+	assert.Equal(t, []runnerapi.RunnerStarted{{JobID: 40, RunnerName: other}}, w.started2)
+	assert.Empty(t, w.started, "no JIT runner in persistent mode")
+
+	w = &jobWorld{mode: pools.ModePersistent}
+	env = newJobEnv(t, w)
+	own := runnerapi.PersistentRunnerName(jobTestPool, "m1")
+	env.RegisterDelayedCallback(func() { env.SignalWorkflow(runnerapi.SignalJobEvent, jobEvent("in_progress", 41, own, "d1")) }, 10*time.Second)
+	env.RegisterDelayedCallback(func() { env.SignalWorkflow(runnerapi.SignalJobEvent, jobEvent("completed", 41, own, "d2")) }, 20*time.Second)
+	var done time.Time
+	env.ExecuteWorkflow(runnerapi.RunnerJobName, jobInput(41))
+	require.NoError(t, env.GetWorkflowError())
+	done = jobStatus(t, env).DoneAt
+	assert.Empty(t, w.started2, "its own machine's runner: nothing to tell")
+	require.Len(t, w.releases, 1, "released once, by the completion; no own release after a pickup window")
+	assert.Equal(t, runnerapi.ReleaseRequest{RunnerName: own, JobID: 41, Reason: "job completed"}, w.releases[0])
+	assert.False(t, done.IsZero())
 }

@@ -69,6 +69,7 @@ func RunnerPool(ctx workflow.Context, in runnerapi.PoolInput) error {
 		withdraw:    workflow.GetSignalChannel(ctx, runnerapi.SignalWithdraw),
 		reconfigure: workflow.GetSignalChannel(ctx, runnerapi.SignalReconfigure),
 		provisioned: workflow.GetSignalChannel(ctx, runnerapi.SignalMachineProvisioned),
+		started:     workflow.GetSignalChannel(ctx, runnerapi.SignalRunnerStarted),
 	}
 	p.resume(ctx, in)
 	for {
@@ -219,6 +220,7 @@ func (p *pool) selector(ctx workflow.Context, ch poolChans) workflow.Selector {
 		receive(ctx, sel, ch.withdraw, func(r runnerapi.WithdrawRequest) { p.apply(ctx, runnerapi.PoolSignal{Withdraw: &r}) })
 		receive(ctx, sel, ch.provisioned, func(r runnerapi.MachineProvisioned) { p.apply(ctx, runnerapi.PoolSignal{Provisioned: &r}) })
 		receive(ctx, sel, ch.reconfigure, func(runnerapi.ReconfigureRequest) { p.reconfigure(ctx) })
+		receive(ctx, sel, ch.started, func(r runnerapi.RunnerStarted) { p.apply(ctx, runnerapi.PoolSignal{Started: &r}) })
 	}
 	receive(ctx, sel, ch.observed, func(o runnerapi.MachineObserved) { p.step(ctx, func() { p.observed(o) }) })
 	if p.backoffTimer != nil {
@@ -349,6 +351,7 @@ func (p *pool) drainSignals(ctx workflow.Context, ch poolChans) {
 			p.pending = append(p.pending, runnerapi.PoolSignal{Provisioned: &r})
 		})
 		drain(ch.withdraw, func(r runnerapi.WithdrawRequest) { p.pending = append(p.pending, runnerapi.PoolSignal{Withdraw: &r}) })
+		drain(ch.started, func(r runnerapi.RunnerStarted) { p.pending = append(p.pending, runnerapi.PoolSignal{Started: &r}) })
 		// The next run reads the configuration anyway.
 		drain(ch.reconfigure, func(runnerapi.ReconfigureRequest) {})
 	} else {

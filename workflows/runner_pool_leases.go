@@ -22,7 +22,7 @@ const maxWithdrawnKept = 256
 // poolChans are the pool's signal channels.
 type poolChans struct {
 	release, resize, drain, prewarm, created, observed workflow.ReceiveChannel
-	withdraw, reconfigure, provisioned                 workflow.ReceiveChannel
+	withdraw, reconfigure, provisioned, started        workflow.ReceiveChannel
 }
 
 // loadConfig reads the pool's configuration as the worker has it now.

@@ -18,6 +18,13 @@ import (
 // findRelease finds the machine a release is about. byLease reports a match
 // on the lease's own runner name, which names one lease (job and attempt).
 func (p *poolState) findRelease(r runnerapi.ReleaseRequest) (m *poolMachine, byLease bool) {
+	if p.v >= 1 && r.JobID != 0 && r.Attempt != 0 {
+		// A job attempt's own release finds its lease wherever it is now
+		// (a persistent runner's job may have swapped it).
+		if m := p.leaseOf(r.JobID, r.Attempt); m != nil && !m.deleting {
+			return m, true
+		}
+	}
 	for _, m := range p.machines {
 		if r.MachineID != "" && m.MachineID == r.MachineID {
 			return m, false
@@ -218,6 +225,8 @@ func (p *poolState) applySignal(s runnerapi.PoolSignal) {
 		p.withdraw(*s.Withdraw)
 	case s.Provisioned != nil:
 		p.provisionedSignal(*s.Provisioned)
+	case s.Started != nil:
+		p.runnerStarted(*s.Started)
 	case s.Prewarm != nil:
 		if p.winding {
 			// A wake now would hold up the handover: the next run does it.
@@ -393,4 +402,30 @@ func (p *poolState) inventory(now time.Time) runnerapi.Inventory {
 		inv.Queue = append(inv.Queue, w.req.JobID)
 	}
 	return inv
+}
+
+// runnerStarted is the SignalRunnerStarted handler (persistent mode): the
+// job runs on m's runner, which another job leased; the two jobs' leases
+// are swapped, so the busy machine stays leased to the job it runs and the
+// other job's own release frees a machine whose runner is free.
+func (p *poolState) runnerStarted(r runnerapi.RunnerStarted) {
+	var m, o *poolMachine
+	for _, x := range p.machines {
+		if x.deleting || (x.State != runnerapi.MachineBusy && x.State != runnerapi.MachineDraining) {
+			continue
+		}
+		if x.PersistentRunner != "" && x.PersistentRunner == r.RunnerName {
+			m = x
+		} else if x.JobID == r.JobID {
+			o = x
+		}
+	}
+	if m == nil || o == nil || m.JobID == r.JobID {
+		return
+	}
+	p.log.Info("job runs on another job's machine: leases swapped", "job", r.JobID, "runs_on", m.MachineID, "its_lease", o.MachineID, "other_job", m.JobID)
+	m.JobID, o.JobID = o.JobID, m.JobID
+	m.Attempt, o.Attempt = o.Attempt, m.Attempt
+	m.RunnerName, o.RunnerName = o.RunnerName, m.RunnerName
+	m.Reserved, o.Reserved = o.Reserved, m.Reserved
 }

@@ -136,3 +136,20 @@ func TestPoolStateWithdraw(t *testing.T) {
 	p.dispatch()
 	assert.Equal(t, []decisionKind{decideSleep}, kinds(p.takeDecisions()), "nothing provisioned for withdrawn requests")
 }
+
+// Persistent mode: job 32 starts on dm-1's runner (leased to 31): the
+// leases swap at once, so 31's own release (31 was cancelled and never
+// ran) frees dm-2, whose runner is free, never dm-1 under job 32.
+func TestPoolStateRunnerStartedSwapsLeases(t *testing.T) {
+	dm1 := leasedMachine("dm-1", 31, runnerapi.PersistentRunnerName("linux", "dm-1"))
+	dm2 := leasedMachine("dm-2", 32, runnerapi.PersistentRunnerName("linux", "dm-2"))
+	p := newState(0, 2, dm1, dm2)
+	p.applySignal(runnerapi.PoolSignal{Started: &runnerapi.RunnerStarted{JobID: 32, RunnerName: dm1.PersistentRunner}})
+	assert.Equal(t, int64(32), dm1.JobID)
+	assert.Equal(t, int64(31), dm2.JobID)
+	p.release(runnerapi.ReleaseRequest{MachineID: "dm-1", RunnerName: runnerapi.RunnerName("linux", 31, 1), JobID: 31, Attempt: 1, Reason: "cancelled"})
+	assert.Equal(t, runnerapi.MachineBusy, dm1.State, "job 32 runs on it")
+	assert.Equal(t, runnerapi.MachineIdle, dm2.State)
+	p.release(runnerapi.ReleaseRequest{RunnerName: dm1.PersistentRunner, JobID: 32, Reason: "job completed"})
+	assert.Equal(t, runnerapi.MachineIdle, dm1.State)
+}

@@ -84,6 +84,12 @@ const (
 	// child finished (MachineProvisioned). Children are abandoned on
 	// continue-as-new, so the report reaches the next run.
 	SignalMachineProvisioned = "machine_provisioned"
+	// SignalRunnerStarted (RunnerJob to RunnerPool, persistent mode): GitHub
+	// reports the job in progress on this machine's runner, which another
+	// job leased. The machine's lease moves to the job, and the machine the
+	// job leased to that other job (RunnerStarted): a machine whose runner
+	// is busy stays leased to the job it runs.
+	SignalRunnerStarted = "runner_started"
 
 	// SignalJobEvent (RunnerJob) carries a WorkflowJobEvent: in_progress or completed.
 	SignalJobEvent = "workflow_job"
@@ -171,6 +177,12 @@ type WithdrawRequest struct {
 	JobID   int64
 	Attempt int    `json:",omitempty"`
 	Reason  string `json:",omitempty"`
+}
+
+// RunnerStarted is the SignalRunnerStarted payload.
+type RunnerStarted struct {
+	JobID      int64
+	RunnerName string
 }
 
 // ReconfigureRequest is the SignalReconfigure payload (nothing yet).
@@ -345,6 +357,7 @@ type PoolSignal struct {
 	Withdraw    *WithdrawRequest    `json:",omitempty"`
 	Reconfigure *ReconfigureRequest `json:",omitempty"`
 	Provisioned *MachineProvisioned `json:",omitempty"`
+	Started     *RunnerStarted      `json:",omitempty"`
 }
 
 // MachineCreated is the SignalMachineCreated payload.

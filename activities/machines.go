@@ -336,6 +336,8 @@ type PreviewRef struct {
 
 // CreatePreview exposes a machine port and returns its URL.
 func (a *Machines) CreatePreview(ctx context.Context, machineID string, port int64) (PreviewRef, error) {
+	stop := a.heartbeatWhile(ctx, machineID)
+	defer stop()
 	p, err := a.Client.CreatePreview(ctx, machineID, dedalus.CreatePreviewRequest{
 		Port: port, Protocol: dedalus.ProtocolHTTP, Visibility: dedalus.VisibilityPublic,
 	}, idempotencyKey(ctx, "preview"))
@@ -350,6 +352,8 @@ func (a *Machines) DeletePreview(ctx context.Context, machineID, previewID strin
 	if previewID == "" {
 		return nil
 	}
+	stop := a.heartbeatWhile(ctx, machineID)
+	defer stop()
 	_, err := a.Client.DeletePreview(ctx, machineID, previewID, idempotencyKey(ctx, "delete-preview"))
 	if dedalus.IsNotFound(err) {
 		return nil

@@ -21,7 +21,14 @@ func (j *runnerJob) giveBack(ctx workflow.Context) {
 	dctx, _ := workflow.NewDisconnectedContext(ctx)
 	if j.holding {
 		j.settleRanOn(dctx)
-		j.freeOwnRunner(dctx, "job workflow ended: "+orNone(string(j.st.Phase)))
+		why := "job workflow ended: " + orNone(string(j.st.Phase))
+		if j.runnerStartedAt.IsZero() {
+			// No runner of ours was started: nothing to remove (GitHub's
+			// "not found" would read as a runner that ran a job).
+			j.release(dctx, j.own(why, false))
+			return
+		}
+		j.freeOwnRunner(dctx, why)
 		return
 	}
 	if j.st.Phase == runnerapi.JobAcquiring {

@@ -42,7 +42,8 @@ type jobWorld struct {
 	observed    []runnerapi.MachineObserved
 	startInputs []activities.StartRunnerInput
 	metrics     *metricsCapture
-	mode        string // the pool's mode (default jit)
+	mode        string        // the pool's mode (default jit)
+	wakeIn      time.Duration // how long a wake takes
 	started2    []runnerapi.RunnerStarted
 }
 
@@ -79,7 +80,7 @@ func newJobEnv(t *testing.T, w *jobWorld) *testsuite.TestWorkflowEnvironment {
 	if w.acquireIn > 0 {
 		acquire.After(w.acquireIn)
 	}
-	env.OnActivity(machineActs.WakeMachine, mock.Anything, mock.Anything).Return(
+	env.OnActivity(machineActs.WakeMachine, mock.Anything, mock.Anything).After(w.wakeIn).Return(
 		func(_ context.Context, id string) (activities.MachineRef, error) {
 			w.mu.Lock()
 			defer w.mu.Unlock()
@@ -496,4 +497,19 @@ func TestRunnerJobPersistentTellsPoolWhichRunnerRunsIt(t *testing.T) {
 	require.Len(t, w.releases, 1, "released once, by the completion; no own release after a pickup window")
 	assert.Equal(t, runnerapi.ReleaseRequest{RunnerName: own, JobID: 41, Reason: "job completed"}, w.releases[0])
 	assert.False(t, done.IsZero())
+}
+
+// Cancelled while it wakes its machine (no runner started yet), a job
+// releases its lease: there is no runner of its own to look for.
+func TestRunnerJobWorkflowCancelledWhileWakingReleases(t *testing.T) {
+	w := &jobWorld{wakeIn: time.Minute, remove: activities.RemoveRunnerResult{NotFound: true}}
+	env := newJobEnv(t, w)
+	env.RegisterDelayedCallback(env.CancelWorkflow, 30*time.Second)
+	env.ExecuteWorkflow(runnerapi.RunnerJobName, jobInput(16))
+	var ce *temporal.CanceledError
+	require.True(t, errors.As(env.GetWorkflowError(), &ce), "%v", env.GetWorkflowError())
+	require.Len(t, w.releases, 1)
+	assert.Equal(t, "m1", w.releases[0].MachineID)
+	assert.False(t, w.releases[0].Broken)
+	assert.Empty(t, w.started)
 }

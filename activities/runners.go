@@ -551,6 +551,9 @@ func (a *Runners) reclaimName(ctx context.Context, api *gh.API, p *pools.Pool, n
 // RemoveRunnerInput names a runner of a pool to deregister.
 type RemoveRunnerInput struct {
 	Pool, RunnerName string
+	// InstallationID is the GitHub App installation the runner was
+	// registered with (StartRunnerInput.InstallationID; 0: the default).
+	InstallationID int64 `json:",omitempty"`
 }
 
 // RemoveRunnerResult says what became of the runner.
@@ -569,7 +572,7 @@ func (a *Runners) RemoveRunner(ctx context.Context, in RemoveRunnerInput) (Remov
 	if in.RunnerName == "" {
 		return RemoveRunnerResult{}, invalid("remove runner: empty runner name")
 	}
-	api, err := a.api(0)
+	api, err := a.api(in.InstallationID)
 	if err != nil {
 		return RemoveRunnerResult{}, err
 	}

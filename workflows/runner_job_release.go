@@ -92,7 +92,7 @@ func (j *runnerJob) freeOwnRunner(ctx workflow.Context, why string) {
 func (j *runnerJob) removeOwnRunner(ctx workflow.Context) (tookAJob bool) {
 	var res activities.RemoveRunnerResult
 	err := workflow.ExecuteActivity(runnerActivity(ctx, "remove runner "+j.lease.RunnerName, time.Minute), runnerActs.RemoveRunner,
-		activities.RemoveRunnerInput{Pool: j.in.Pool, RunnerName: j.lease.RunnerName}).Get(ctx, &res)
+		j.removeInput()).Get(ctx, &res)
 	if err != nil {
 		workflow.GetLogger(ctx).Warn("could not remove runner; releasing its machine anyway", "runner", j.lease.RunnerName, "error", err)
 		return false
@@ -166,4 +166,14 @@ func (j *runnerJob) tellPoolStarted(ctx workflow.Context, runner string) {
 			workflow.GetLogger(gctx).Warn("pool not told which runner runs the job", "pool", j.in.Pool, "runner", runner, "error", err)
 		}
 	})
+}
+
+// removeInput names this attempt's runner, with the installation it was
+// registered with.
+func (j *runnerJob) removeInput() activities.RemoveRunnerInput {
+	in := activities.RemoveRunnerInput{Pool: j.in.Pool, RunnerName: j.lease.RunnerName}
+	if j.v >= 1 {
+		in.InstallationID = j.in.Job.InstallationID
+	}
+	return in
 }

@@ -34,17 +34,18 @@ type jobWorld struct {
 	releases  []runnerapi.ReleaseRequest
 	withdraws []runnerapi.WithdrawRequest
 	// startFails, if set, is the error of the n-th StartJITRunner call (nil: it starts).
-	startFails  func(n int) error
-	wakeFails   map[string]bool
-	remove      activities.RemoveRunnerResult
-	github      activities.JobStatusResult
-	acquireIn   time.Duration // how long acquiring takes
-	observed    []runnerapi.MachineObserved
-	startInputs []activities.StartRunnerInput
-	metrics     *metricsCapture
-	mode        string        // the pool's mode (default jit)
-	wakeIn      time.Duration // how long a wake takes
-	started2    []runnerapi.RunnerStarted
+	startFails   func(n int) error
+	wakeFails    map[string]bool
+	remove       activities.RemoveRunnerResult
+	github       activities.JobStatusResult
+	acquireIn    time.Duration // how long acquiring takes
+	observed     []runnerapi.MachineObserved
+	startInputs  []activities.StartRunnerInput
+	metrics      *metricsCapture
+	mode         string        // the pool's mode (default jit)
+	wakeIn       time.Duration // how long a wake takes
+	removeInputs []activities.RemoveRunnerInput
+	started2     []runnerapi.RunnerStarted
 }
 
 func newJobEnv(t *testing.T, w *jobWorld) *testsuite.TestWorkflowEnvironment {
@@ -108,6 +109,7 @@ func newJobEnv(t *testing.T, w *jobWorld) *testsuite.TestWorkflowEnvironment {
 			w.mu.Lock()
 			defer w.mu.Unlock()
 			w.removed = append(w.removed, in.RunnerName)
+			w.removeInputs = append(w.removeInputs, in)
 			return w.remove, nil
 		})
 	env.OnActivity(runnerActs.JobStatus, mock.Anything, mock.Anything).Return(
@@ -291,11 +293,15 @@ func TestRunnerJobWorkflowCancelledWhileWaitingForPickupReleases(t *testing.T) {
 	w := &jobWorld{remove: activities.RemoveRunnerResult{Removed: true}, github: activities.JobStatusResult{Status: "queued"}}
 	env := newJobEnv(t, w)
 	env.RegisterDelayedCallback(env.CancelWorkflow, time.Minute)
-	env.ExecuteWorkflow(runnerapi.RunnerJobName, jobInput(8))
+	in := jobInput(8)
+	in.Job.InstallationID = 778
+	env.ExecuteWorkflow(runnerapi.RunnerJobName, in)
 	var ce *temporal.CanceledError
 	require.True(t, errors.As(env.GetWorkflowError(), &ce), "%v", env.GetWorkflowError())
 	own := runnerapi.RunnerName(jobTestPool, 8, 1)
 	assert.Equal(t, []string{own}, w.removed)
+	require.Len(t, w.removeInputs, 1)
+	assert.Equal(t, int64(778), w.removeInputs[0].InstallationID, "removed with the installation that registered it")
 	require.Len(t, w.releases, 1)
 	assert.Equal(t, "m1", w.releases[0].MachineID)
 	assert.Equal(t, own, w.releases[0].RunnerName)

@@ -4,12 +4,13 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/drydock-dev/drydock/activities"
-	"github.com/drydock-dev/drydock/dedalus"
-	"github.com/drydock-dev/drydock/workflows/runnerapi"
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
+
+	"github.com/drydock-dev/drydock/activities"
+	"github.com/drydock-dev/drydock/dedalus"
+	"github.com/drydock-dev/drydock/workflows/runnerapi"
 )
 
 // The run's side of the pool: it carries out the decisions of poolState

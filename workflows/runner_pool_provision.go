@@ -5,12 +5,13 @@ import (
 	"fmt"
 	"time"
 
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+
 	"github.com/drydock-dev/drydock/activities"
 	"github.com/drydock-dev/drydock/internal/pools"
 	"github.com/drydock-dev/drydock/internal/previewspec"
 	"github.com/drydock-dev/drydock/workflows/runnerapi"
-	"go.temporal.io/sdk/temporal"
-	"go.temporal.io/sdk/workflow"
 )
 
 // RunnerProvision (child of RunnerPool, ID runnerapi.ProvisionWorkflowID)

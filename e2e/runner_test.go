@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -87,6 +88,18 @@ func (s *stack) inventory(t *testing.T, pool string) runnerapi.Inventory {
 	var inv runnerapi.Inventory
 	require.NoError(t, v.Get(&inv))
 	return inv
+}
+
+// tryInventory is a pool's inventory, if the pool answers.
+func (s *stack) tryInventory(pool string) (runnerapi.Inventory, bool) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var inv runnerapi.Inventory
+	v, err := s.tc.QueryWorkflow(ctx, runnerapi.PoolWorkflowID(pool), "", runnerapi.QueryInventory)
+	if err != nil || v.Get(&inv) != nil {
+		return inv, false
+	}
+	return inv, true
 }
 
 func (s *stack) waitJobs(t *testing.T, ids []int64) {
@@ -270,4 +283,51 @@ func jobStatusOf(t *testing.T, s *stack, id int64) runnerapi.RunnerJobStatus {
 
 func countQuery(q string) *workflowservice.CountWorkflowExecutionsRequest {
 	return &workflowservice.CountWorkflowExecutionsRequest{Query: q}
+}
+
+// Jobs cancelled while they wait for a machine leave the pool's queue at
+// once (a cancelled RunnerJob and a job GitHub reports cancelled), so the
+// machine goes back to the pool after the job that holds it, not to them.
+func TestRunnerCancelledQueuedJobsLeaveTheQueue(t *testing.T) {
+	s := newStackWith(t, func(s *stack) string { return poolJSON(t, s, "queue", 1, "sleep 2", "") })
+	ids := nextJobIDs(3)
+	running, cancelledWorkflow, cancelledJob := ids[0], ids[1], ids[2]
+	s.gh.AddJob(jobOwner, jobRepo, githubtest.Job{ID: running, Labels: jobLabels, Duration: 2 * time.Second})
+	require.Equal(t, http.StatusAccepted, s.queueJob(t, running, "queue-0"))
+	require.Eventually(t, func() bool {
+		inv, ok := s.tryInventory("queue")
+		return ok && slices.Contains(inv.Queue, running)
+	}, 30*time.Second, 50*time.Millisecond, "the first job is first in line")
+	for i, id := range ids[1:] {
+		require.Equal(t, http.StatusAccepted, s.queueJob(t, id, fmt.Sprintf("queue-%d", i+1)))
+	}
+	require.Eventually(t, func() bool {
+		inv, ok := s.tryInventory("queue")
+		return ok && slices.Contains(inv.Queue, cancelledWorkflow) && slices.Contains(inv.Queue, cancelledJob)
+	}, 30*time.Second, 50*time.Millisecond, "two jobs wait behind the first")
+
+	ctx := context.Background()
+	require.NoError(t, s.tc.CancelWorkflow(ctx, runnerapi.JobWorkflowID(cancelledWorkflow), ""))
+	body, err := ghfixture.WorkflowJob("completed", ghfixture.Job{
+		ID: cancelledJob, RunID: cancelledJob * 10, Name: "cancelled", Owner: jobOwner, Repo: jobRepo, Org: jobOwner, Labels: jobLabels, Conclusion: "cancelled",
+	})
+	require.NoError(t, err)
+	code, _ := s.post("workflow_job", "queue-cancelled", body, intake.SignatureHeader([]byte(secret), body))
+	require.Equal(t, http.StatusAccepted, code)
+
+	require.Eventually(t, func() bool {
+		inv, ok := s.tryInventory("queue")
+		return ok && !slices.Contains(inv.Queue, cancelledWorkflow) && !slices.Contains(inv.Queue, cancelledJob)
+	}, 20*time.Second, 50*time.Millisecond, "both withdrew their places")
+	s.waitJobs(t, []int64{running})
+	require.Eventually(t, func() bool {
+		inv, ok := s.tryInventory("queue")
+		return ok && len(inv.Queue) == 0 && inv.Counts[runnerapi.MachineBusy] == 0 && inv.Counts[runnerapi.MachineIdle] == 1
+	}, 30*time.Second, 100*time.Millisecond, "the machine is free once the first job is done")
+	desc, err := s.tc.DescribeWorkflowExecution(ctx, runnerapi.JobWorkflowID(cancelledWorkflow), "")
+	require.NoError(t, err)
+	assert.Equal(t, enumspb.WORKFLOW_EXECUTION_STATUS_CANCELED, desc.GetWorkflowExecutionInfo().GetStatus())
+	st := jobStatusOf(t, s, cancelledJob)
+	assert.Equal(t, runnerapi.JobAbandoned, st.Phase)
+	assert.Empty(t, st.MachineID, "never got a machine")
 }

@@ -280,3 +280,27 @@ func TestProvisionReportsToThePool(t *testing.T) {
 		}
 	}
 }
+
+// A carried provisioning slot whose child closed without reporting is
+// given up after two liveness checks: its machine, if it made one, is
+// deleted (nobody was told about it), and the slot frees.
+func TestPoolCarriedSlotOfClosedChildIsGivenUp(t *testing.T) {
+	env, w := newPoolEnv(t, func(w *poolWorld) {
+		w.closedChildren = map[string]bool{runnerapi.ProvisionWorkflowID("linux", 1): true, runnerapi.ProvisionWorkflowID("linux", 2): true}
+	})
+	since := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
+	in := runnerapi.PoolInput{Pool: testPool(0, 2), Carry: &runnerapi.PoolCarry{Seq: 2, MaxMachines: 2, Machines: []runnerapi.PoolMachine{
+		{MachineID: "dm-1", State: runnerapi.MachineProvisioning, Provision: runnerapi.ProvisionWorkflowID("linux", 1), Since: since},
+		{State: runnerapi.MachineProvisioning, Provision: runnerapi.ProvisionWorkflowID("linux", 2), Since: since},
+	}}}
+	env.RegisterDelayedCallback(func() {
+		assert.Equal(t, 2, inventory(t, env).Counts[runnerapi.MachineProvisioning], "seen closed once: kept")
+	}, leaseCheckEvery+time.Minute)
+	env.RegisterDelayedCallback(func() {
+		inv := inventory(t, env)
+		assert.Empty(t, inv.Machines, "seen closed twice: given up")
+	}, 3*leaseCheckEvery)
+	runPool(t, env, in, time.Hour)
+	assert.Equal(t, []string{"dm-1"}, w.list(&w.deletes))
+	assert.Empty(t, w.creates)
+}

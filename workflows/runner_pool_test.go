@@ -56,6 +56,8 @@ type poolWorld struct {
 	goneJobs    map[int64]bool
 	busyRunners map[string]bool
 	checks      []activities.LeaseCheckInput
+	// closedChildren are provisioning children no longer running.
+	closedChildren map[string]bool
 }
 
 // moveTo puts machine id in phase now and returns what it was and is.
@@ -133,6 +135,11 @@ func newPoolEnv(t *testing.T, opts ...func(*poolWorld)) (*testsuite.TestWorkflow
 			for _, h := range in.Holders {
 				if w.goneJobs[h.JobID] && !w.busyRunners[h.RunnerName] {
 					res.Gone = append(res.Gone, h)
+				}
+			}
+			for _, id := range in.Provisions {
+				if w.closedChildren[id] {
+					res.ProvisionsClosed = append(res.ProvisionsClosed, id)
 				}
 			}
 			return res, nil

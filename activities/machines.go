@@ -251,8 +251,8 @@ type Command struct {
 	Timeout   time.Duration
 	// KeepOutput asks RunCommand for the output tails of a command that
 	// succeeds. Set it wherever a successful command's output is read (the
-	// app log of a failed preview): only failures' output is meant to be
-	// carried into workflow history.
+	// app log of a failed preview): RunCommand carries output into workflow
+	// history for failures only, and drops a success's output without it.
 	KeepOutput bool `json:",omitempty"`
 }
 
@@ -271,12 +271,18 @@ const outputTail = 8 << 10
 // RunCommand runs a command to completion. Retries reuse the idempotency key,
 // so a worker crash mid-command re-attaches to the same execution instead of
 // starting it again. A non-zero exit is a non-retryable CommandFailed error
-// carrying the CommandResult as details (with the output tail).
+// carrying the CommandResult as details (with the output tail). A success
+// returns no output unless cmd.KeepOutput: the result goes into workflow
+// history, and only a failure's output is worth keeping there.
 func (a *Machines) RunCommand(ctx context.Context, cmd Command) (CommandResult, error) {
 	if cmd.MachineID == "" || len(cmd.Argv) == 0 || cmd.Argv[0] == "" {
 		return CommandResult{}, temporal.NewNonRetryableApplicationError("command needs a machine ID and a non-empty argv", ErrTypeInvalidArgument, nil)
 	}
-	return a.runCommand(ctx, cmd, "exec")
+	res, err := a.runCommand(ctx, cmd, "exec")
+	if err == nil && !cmd.KeepOutput {
+		res.StdoutTail, res.StderrTail = "", ""
+	}
+	return res, err
 }
 
 // runCommand runs cmd to completion with the idempotency key of this

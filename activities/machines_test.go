@@ -335,3 +335,43 @@ func TestLocalWakeDoesNotReuseARegularWakesKey(t *testing.T) {
 	assert.Equal(t, dedalus.PhaseRunning, ref.Phase)
 	assert.EqualValues(t, 2, emu.Stats().Wakes, "the local wake woke the machine")
 }
+
+// RunCommand's result goes into workflow history: a success carries its
+// output only when the caller asks for it (KeepOutput); a failure always
+// carries the tail of its output.
+func TestRunCommandKeepsOutputForFailuresOnly(t *testing.T) {
+	_, c := startEmulator(t, nil)
+	var s testsuite.WorkflowTestSuite
+	env := s.NewTestActivityEnvironment()
+	a := &activities.Machines{Client: c}
+	env.RegisterActivity(a)
+	val, err := env.ExecuteActivity(a.CreateMachine, activities.MachineSpec{VCPU: 1, MemoryMiB: 512, StorageGiB: 5})
+	require.NoError(t, err)
+	var m activities.MachineRef
+	require.NoError(t, val.Get(&m))
+	loud := []string{"sh", "-c", "echo built; echo warning >&2"}
+
+	val, err = env.ExecuteActivity(a.RunCommand, activities.Command{MachineID: m.MachineID, Name: "build", Argv: loud})
+	require.NoError(t, err)
+	var res activities.CommandResult
+	require.NoError(t, val.Get(&res))
+	assert.True(t, res.Succeeded)
+	assert.NotEmpty(t, res.ExecutionID)
+	assert.Empty(t, res.StdoutTail, "a success's output stays out of history")
+	assert.Empty(t, res.StderrTail)
+
+	val, err = env.ExecuteActivity(a.RunCommand, activities.Command{MachineID: m.MachineID, Name: "app log", Argv: loud, KeepOutput: true})
+	require.NoError(t, err)
+	require.NoError(t, val.Get(&res))
+	assert.Equal(t, "built\n", res.StdoutTail)
+	assert.Equal(t, "warning\n", res.StderrTail)
+
+	_, err = env.ExecuteActivity(a.RunCommand, activities.Command{MachineID: m.MachineID, Name: "test", Argv: []string{"sh", "-c", "echo ran; echo 'FAIL: x' >&2; exit 1"}})
+	var ae *temporal.ApplicationError
+	require.True(t, errors.As(err, &ae), "%v", err)
+	require.Equal(t, activities.ErrTypeCommandFailed, ae.Type())
+	var failed activities.CommandResult
+	require.NoError(t, ae.Details(&failed))
+	assert.Equal(t, "ran\n", failed.StdoutTail)
+	assert.Equal(t, "FAIL: x\n", failed.StderrTail)
+}

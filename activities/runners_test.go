@@ -99,7 +99,7 @@ func newRunnerRig(t *testing.T, local bool, mod func(*pools.Pool)) *runnerRig {
 // sh runs a script on the rig's machine and returns its stdout.
 func (r *runnerRig) sh(t *testing.T, script string) string {
 	t.Helper()
-	v, err := r.env.ExecuteActivity(r.a.Machines.RunCommand, activities.Command{MachineID: r.machine, Name: "probe", Argv: []string{"sh", "-c", script}})
+	v, err := r.env.ExecuteActivity(r.a.Machines.RunCommand, activities.Command{MachineID: r.machine, Name: "probe", Argv: []string{"sh", "-c", script}, KeepOutput: true})
 	require.NoError(t, err)
 	var res activities.CommandResult
 	require.NoError(t, v.Get(&res))

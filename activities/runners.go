@@ -66,6 +66,18 @@ func (a *Runners) pool(name string) (*pools.Pool, error) {
 	return p, nil
 }
 
+// poolAsCreated is the configuration a machine of pool name was created
+// with: cfg when the workflow sent it, else the worker's.
+func (a *Runners) poolAsCreated(name string, cfg *pools.Pool) (*pools.Pool, error) {
+	if cfg == nil {
+		return a.pool(name)
+	}
+	if cfg.Name != name {
+		return nil, invalid("pool %q: the configuration sent is pool %q's", name, cfg.Name)
+	}
+	return cfg, nil
+}
+
 // api is the GitHub API for installation id (0: the configured default),
 // or the local-mode refusal.
 func (a *Runners) api(installationID int64) (*gh.API, error) {
@@ -218,6 +230,12 @@ func stepTimeout(st previewspec.Step) time.Duration {
 // SetupMachineInput names a freshly provisioned pool machine.
 type SetupMachineInput struct {
 	Pool, MachineID string
+	// Config is the pool configuration the machine was created with (its
+	// size came from it): setup follows it, not the worker's configuration,
+	// so a RUNNER_POOLS change during a provisioning never gives a machine
+	// one configuration's size and another's setup. Nil (workflows started
+	// before it was added): the worker's configuration of Pool.
+	Config *pools.Pool `json:",omitempty"`
 }
 
 // SetupMachine prepares a pool machine: it runs the pool's Setup steps, then
@@ -230,7 +248,7 @@ type SetupMachineInput struct {
 // idempotency key, so a retry after a worker crash re-attaches to the
 // commands already started instead of running them twice.
 func (a *Runners) SetupMachine(ctx context.Context, in SetupMachineInput) error {
-	p, err := a.pool(in.Pool)
+	p, err := a.poolAsCreated(in.Pool, in.Config)
 	if err != nil {
 		return err
 	}
@@ -289,6 +307,9 @@ func (a *Runners) SetupMachine(ctx context.Context, in SetupMachineInput) error 
 // RegisterInput names the persistent runner to register on a machine.
 type RegisterInput struct {
 	Pool, MachineID, RunnerName string
+	// Config is the pool configuration the machine was created with (see
+	// SetupMachineInput.Config).
+	Config *pools.Pool `json:",omitempty"`
 }
 
 // RegisterPersistent registers a persistent runner (pool mode persistent):
@@ -300,7 +321,7 @@ type RegisterInput struct {
 // or result. Each attempt runs its own execution (a fresh token means a
 // different request); the script serializes attempts with flock.
 func (a *Runners) RegisterPersistent(ctx context.Context, in RegisterInput) error {
-	p, err := a.pool(in.Pool)
+	p, err := a.poolAsCreated(in.Pool, in.Config)
 	if err != nil {
 		return err
 	}

@@ -158,6 +158,23 @@ func TestRunnerSetupMachineRunsOnceThenSkips(t *testing.T) {
 	assert.True(t, ae.NonRetryable())
 }
 
+// A machine is set up with the configuration it was created with (its size
+// came from it), even when the worker's RUNNER_POOLS has changed since.
+func TestRunnerSetupFollowsTheConfigurationTheMachineWasCreatedWith(t *testing.T) {
+	r := newRunnerRig(t, true, nil) // the worker's configuration: testPool's setup
+	created := testPool()
+	created.Setup = []previewspec.Step{{Name: "as created", Run: `echo "created with v1" >> "$HOME/setup.log"`}}
+	_, err := r.env.ExecuteActivity(r.a.SetupMachine, activities.SetupMachineInput{Pool: "ci", MachineID: r.machine, Config: &created})
+	require.NoError(t, err)
+	assert.Equal(t, "created with v1\n", r.sh(t, `cat "$HOME/setup.log"`), "the steps of the configuration the machine was created with, only")
+
+	other := testPool()
+	other.Name = "other"
+	_, err = r.env.ExecuteActivity(r.a.SetupMachine, activities.SetupMachineInput{Pool: "ci", MachineID: r.machine, Config: &other})
+	ae := appError(t, err)
+	assert.True(t, ae.NonRetryable(), "another pool's configuration is refused")
+}
+
 func TestRunnerSetupMachineFailingStep(t *testing.T) {
 	r := newRunnerRig(t, true, func(p *pools.Pool) {
 		p.Setup = []previewspec.Step{{Name: "toolchain", Run: `echo fetching; echo "E: no such package" >&2; exit 3`}}

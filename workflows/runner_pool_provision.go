@@ -127,7 +127,7 @@ func setUpRunnerMachine(ctx workflow.Context, in runnerapi.ProvisionInput, id st
 		RetryPolicy: &temporal.RetryPolicy{
 			InitialInterval: 5 * time.Second, BackoffCoefficient: 2, MaximumInterval: time.Minute, MaximumAttempts: 3,
 		},
-	}), runnerActs.SetupMachine, activities.SetupMachineInput{Pool: in.Pool.Name, MachineID: id}).Get(ctx, nil)
+	}), runnerActs.SetupMachine, activities.SetupMachineInput{Pool: in.Pool.Name, MachineID: id, Config: &in.Pool}).Get(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("set up runner machine %s: %w", id, err)
 	}
@@ -143,7 +143,7 @@ func setUpRunnerMachine(ctx workflow.Context, in runnerapi.ProvisionInput, id st
 		RetryPolicy: &temporal.RetryPolicy{
 			InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: time.Minute, MaximumAttempts: 5,
 		},
-	}), runnerActs.RegisterPersistent, activities.RegisterInput{Pool: in.Pool.Name, MachineID: id, RunnerName: name}).Get(ctx, nil)
+	}), runnerActs.RegisterPersistent, activities.RegisterInput{Pool: in.Pool.Name, MachineID: id, RunnerName: name, Config: &in.Pool}).Get(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("register persistent runner on %s: %w", id, err)
 	}

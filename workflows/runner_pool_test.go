@@ -28,16 +28,18 @@ import (
 // IDs follow the provisioning child's sequence number (dm-<seq>), so they do
 // not depend on the order concurrent activities run in.
 type poolWorld struct {
-	mu        sync.Mutex
-	env       *testsuite.TestWorkflowEnvironment
-	creates   []time.Time // when CreateMachine was called
-	specs     []activities.MachineSpec
-	setups    []string
-	registers []activities.RegisterInput
-	sleeps    []string
-	wakes     []string
-	deletes   []string
-	children  []runnerapi.ProvisionInput
+	mu      sync.Mutex
+	env     *testsuite.TestWorkflowEnvironment
+	creates []time.Time // when CreateMachine was called
+	specs   []activities.MachineSpec
+	setups  []string
+	// setupConfigs: the configuration each setup was given.
+	setupConfigs []*pools.Pool
+	registers    []activities.RegisterInput
+	sleeps       []string
+	wakes        []string
+	deletes      []string
+	children     []runnerapi.ProvisionInput
 	// failCreate / failSetup, if set, fail the n-th call (1-based) when they return true.
 	failCreate   func(n int) bool
 	failSetup    func(n int) bool
@@ -164,6 +166,7 @@ func newPoolEnv(t *testing.T, opts ...func(*poolWorld)) (*testsuite.TestWorkflow
 			w.mu.Lock()
 			defer w.mu.Unlock()
 			w.setups = append(w.setups, in.MachineID)
+			w.setupConfigs = append(w.setupConfigs, in.Config)
 			if w.failSetup != nil && w.failSetup(len(w.setups)) {
 				return temporal.NewNonRetryableApplicationError("setup[0] tools: exit 1", activities.ErrTypeCommandFailed, nil)
 			}
@@ -685,10 +688,11 @@ func TestPoolProvisionsMinIdleOnStart(t *testing.T) {
 	assert.False(t, w.children[0].KeepAwake, "min_idle machines are put to sleep")
 	assert.ElementsMatch(t, []string{"dm-1", "dm-2"}, w.list(&w.sleeps))
 	assert.ElementsMatch(t, []string{"dm-1", "dm-2"}, w.list(&w.setups))
+	assert.Equal(t, []*pools.Pool{&p, &p}, w.setupConfigs, "set up with the configuration the machines were created with")
 	assert.ElementsMatch(t, []activities.RegisterInput{
-		{Pool: "linux", MachineID: "dm-1", RunnerName: runnerapi.PersistentRunnerName("linux", "dm-1")},
-		{Pool: "linux", MachineID: "dm-2", RunnerName: runnerapi.PersistentRunnerName("linux", "dm-2")},
-	}, w.registers)
+		{Pool: "linux", MachineID: "dm-1", RunnerName: runnerapi.PersistentRunnerName("linux", "dm-1"), Config: &p},
+		{Pool: "linux", MachineID: "dm-2", RunnerName: runnerapi.PersistentRunnerName("linux", "dm-2"), Config: &p},
+	}, w.registers, "registered with the configuration the machines were created with")
 	for _, s := range w.specs {
 		assert.Equal(t, activities.MachineSpec{VCPU: 2, MemoryMiB: 4096, StorageGiB: 30, Autosleep: "5m"}, s)
 	}
@@ -890,7 +894,7 @@ func TestProvisionDeletesItsMachineOnFailureOrCancel(t *testing.T) {
 	assert.Equal(t, "dm-6", id)
 	assert.Equal(t, []string{id}, w.list(&w.sleeps))
 	assert.Empty(t, w.list(&w.deletes))
-	assert.Equal(t, []activities.RegisterInput{{Pool: "linux", MachineID: id, RunnerName: "drydock-linux-" + id}}, w.registers)
+	assert.Equal(t, []activities.RegisterInput{{Pool: "linux", MachineID: id, RunnerName: "drydock-linux-" + id, Config: &p}}, w.registers)
 }
 
 // The pool accounts each machine's awake time from what it and its jobs

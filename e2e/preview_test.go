@@ -70,7 +70,11 @@ func setup(m *testing.M) (int, error) {
 			return 0, fmt.Errorf("build %s: %w", pkg, err)
 		}
 	}
-	srv, err := testenv.StartTemporal(context.Background())
+	// Continue-as-new is suggested early (the default is thousands of
+	// events), so the end-to-end runs, and the histories recorded from them
+	// for the replay test, hand their state over: a pool with a queue, a
+	// preview woken and pushed to.
+	srv, err := testenv.StartTemporal(context.Background(), "--dynamic-config-value", "limit.historyCount.suggestContinueAsNew="+suggestContinueAsNewAfter)
 	if err != nil {
 		return 0, err
 	}
@@ -78,6 +82,10 @@ func setup(m *testing.M) (int, error) {
 	defer srv.Stop()
 	return m.Run(), nil
 }
+
+// suggestContinueAsNewAfter is the history length (events) at which the
+// end-to-end server suggests continue-as-new.
+const suggestContinueAsNewAfter = "150"
 
 const (
 	secret   = "e2e-webhook-secret"

@@ -63,18 +63,19 @@ func (h *Harness) fakeRunnerPool(p FakeRunnerPool) map[string]any {
 	}
 	if p.Persistent {
 		pool["mode"] = "persistent"
-		pool["install"] = map[string]any{"name": "install the stand-in runner", "run": persistentInstall(bin, common)}
+		pool["install"] = map[string]any{"name": "install the stand-in runner", "run": PersistentRunnerInstall(bin, common...)}
 		delete(pool, "runner_command")
 	}
 	return pool
 }
 
-// persistentInstall writes config.sh and svc.sh stand-ins that run the
-// fakerunner: config.sh registers it (-register-token), svc.sh start runs
-// its service (-persistent) once per machine, in its own session so that it
-// outlives the command that started it.
-func persistentInstall(bin string, common []string) string {
-	args := shellQuote(append([]string{bin}, common...))
+// PersistentRunnerInstall is an install step that writes config.sh and
+// svc.sh stand-ins running the fakerunner at bin with args (-github,
+// -webhook, -secret ...): config.sh registers it (-register-token), svc.sh
+// start runs its service (-persistent) once per machine, in its own session
+// so that it outlives the command that started it.
+func PersistentRunnerInstall(bin string, args ...string) string {
+	cmd := shellQuote(append([]string{bin}, args...))
 	return fmt.Sprintf(`set -eu
 d="$HOME/actions-runner"
 mkdir -p "$d"
@@ -106,7 +107,7 @@ case "$1" in
 esac
 SVC
 chmod +x "$d/config.sh" "$d/svc.sh"
-`, args)
+`, cmd)
 }
 
 // shellQuote joins args for sh, each single-quoted.

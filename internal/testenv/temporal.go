@@ -55,9 +55,10 @@ func repoRoot() (string, error) {
 }
 
 // StartTemporal starts a real `temporal server start-dev` on free loopback
-// ports with Drydock's search attributes registered. Stop it when done.
-// Call it from TestMain: one server per test binary keeps tests fast.
-func StartTemporal(ctx context.Context) (*testsuite.DevServer, error) {
+// ports with Drydock's search attributes registered, plus extraArgs
+// (e.g. more --dynamic-config-value settings). Stop it when done. Call it
+// from TestMain: one server per test binary keeps tests fast.
+func StartTemporal(ctx context.Context, extraArgs ...string) (*testsuite.DevServer, error) {
 	cli, err := TemporalCLI()
 	if err != nil {
 		return nil, err
@@ -69,7 +70,7 @@ func StartTemporal(ctx context.Context) (*testsuite.DevServer, error) {
 		ClientOptions:    &client.Options{HostPort: "", Namespace: "default", Logger: quiet{}},
 		LogLevel:         "error",
 		SearchAttributes: workflows.SearchAttributes(),
-		ExtraArgs:        workflows.DevServerFlags(),
+		ExtraArgs:        append(workflows.DevServerFlags(), extraArgs...),
 		Stdout:           io.Discard,
 		Stderr:           os.Stderr,
 	})

@@ -196,7 +196,7 @@ func (p *pool) resume(ctx workflow.Context, in runnerapi.PoolInput) {
 // backoff's, when due.
 func (p *pool) armTimers(ctx workflow.Context) {
 	if p.v >= 1 && p.leaseTimer == nil && !p.checking && !p.winding && p.holdsForOthers() {
-		p.leaseTimer = workflow.NewTimerWithOptions(ctx, leaseCheckEvery, workflow.TimerOptions{Summary: "check that lease holders still run"})
+		p.leaseTimer = workflow.NewTimerWithOptions(ctx, p.cfg.LeaseCheckInterval(), workflow.TimerOptions{Summary: "check that lease holders still run"})
 	}
 	if p.backoffTimer == nil && workflow.Now(ctx).Before(p.retryAt) {
 		p.backoffTimer = workflow.NewTimerWithOptions(ctx, p.retryAt.Sub(workflow.Now(ctx)),

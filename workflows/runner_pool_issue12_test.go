@@ -14,6 +14,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/drydock-dev/drydock/internal/pools"
+	"github.com/drydock-dev/drydock/internal/previewspec"
 	"github.com/drydock-dev/drydock/workflows/runnerapi"
 )
 
@@ -135,6 +136,35 @@ func TestPoolLeaseOfClosedJobExpires(t *testing.T) {
 	runPool(t, env, runnerapi.PoolInput{Pool: testPool(0, 2)}, time.Hour)
 	require.NotEmpty(t, w.checks)
 	assert.Len(t, w.creates, 2)
+}
+
+// The liveness check runs every lease_check_every of the pool's
+// configuration: with 10s, a gone job's place expires within a minute,
+// well before the default interval.
+func TestPoolLeaseCheckEveryIsConfigured(t *testing.T) {
+	live := testPool(0, 1)
+	live.LeaseCheckEvery = previewspec.Duration(10 * time.Second)
+	env, w := newPoolEnv(t, func(w *poolWorld) { w.config = &live })
+	acq := newAcquires()
+	env.RegisterDelayedCallback(func() {
+		acq.job(env, 1)
+		acq.job(env, 2)
+	}, 0)
+	env.RegisterDelayedCallback(func() {
+		assert.Equal(t, []int64{2}, inventory(t, env).Queue)
+		w.mu.Lock()
+		w.goneJobs = map[int64]bool{2: true}
+		w.mu.Unlock()
+	}, 5*time.Second)
+	env.RegisterDelayedCallback(func() {
+		assert.Empty(t, inventory(t, env).Queue, "job 2's place expired at a 10s check")
+		acq.mu.Lock()
+		requireWithdrawn(t, acq.errs[2])
+		acq.mu.Unlock()
+	}, time.Minute)
+	runPool(t, env, runnerapi.PoolInput{Pool: testPool(0, 1)}, 2*time.Minute)
+	require.NotEmpty(t, w.checks)
+	assert.Less(t, time.Minute, leaseCheckEvery, "the default would not have checked yet")
 }
 
 // The pool reads its configuration at each run start: the machine size

@@ -14,8 +14,11 @@ import (
 )
 
 // leaseCheckEvery is how often a pool that holds queue places or leases
-// checks that their jobs' workflows still run (runnerPoolVersion on).
-const leaseCheckEvery = 5 * time.Minute
+// checks that their jobs' workflows still run (runnerPoolVersion on),
+// unless its configuration says otherwise (lease_check_every,
+// pools.Pool.LeaseCheckInterval). A timer's duration is not part of the
+// command sequence: replay is unaffected.
+const leaseCheckEvery = pools.DefaultLeaseCheckEvery
 
 // maxWithdrawnKept bounds the recent withdrawals a run remembers.
 const maxWithdrawnKept = 256

@@ -161,6 +161,9 @@ func (p *Pool) ApplyDefaults() {
 	if p.MaxAttempts == 0 {
 		p.MaxAttempts = DefaultMaxAttempts
 	}
+	if p.LeaseCheckEvery == 0 {
+		p.LeaseCheckEvery = previewspec.Duration(DefaultLeaseCheckEvery)
+	}
 	for i := range p.Setup {
 		if p.Setup[i].Timeout == 0 {
 			p.Setup[i].Timeout = previewspec.Duration(previewspec.DefaultStepTimeout)
@@ -317,6 +320,9 @@ func (p *Pool) problems(at string) []error {
 	}
 	if d := p.PickupTimeout.D(); d < time.Second || d > time.Hour {
 		bad("pickup_timeout", "must be between 1s and 1h (got %s)", d)
+	}
+	if d := p.LeaseCheckEvery.D(); d < MinLeaseCheckEvery {
+		bad("lease_check_every", "must be at least %s (got %s)", MinLeaseCheckEvery, d)
 	}
 	if p.MaxAttempts < 1 || p.MaxAttempts > MaxAttemptsLimit {
 		bad("max_attempts", "must be between 1 and %d (got %d)", MaxAttemptsLimit, p.MaxAttempts)

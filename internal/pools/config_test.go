@@ -33,6 +33,7 @@ pools:
     mode: persistent
     runner_version: 2.320.1
     pickup_timeout: 5m
+    lease_check_every: 10s
     max_attempts: 2
     runner_group_id: 4
     install: {command: [/opt/install-runner.sh]}
@@ -55,6 +56,8 @@ func TestParseYAMLWithDefaults(t *testing.T) {
 	assert.EqualValues(t, DefaultRunnerGroupID, linux.RunnerGroupID)
 	assert.Equal(t, DefaultPickupTimeout, linux.PickupTimeout.D())
 	assert.Equal(t, DefaultMaxAttempts, linux.MaxAttempts)
+	assert.Equal(t, DefaultLeaseCheckEvery, linux.LeaseCheckEvery.D())
+	assert.Equal(t, 5*time.Minute, linux.LeaseCheckInterval())
 	assert.Equal(t, previewspec.DefaultStepTimeout, linux.Setup[0].Timeout.D())
 	assert.Equal(t, []Prewarm{{Cron: "45 8 * * MON-FRI", Count: 4}}, linux.Prewarm)
 	assert.Nil(t, linux.Install, "the runner activities own the install default")
@@ -69,6 +72,7 @@ func TestParseYAMLWithDefaults(t *testing.T) {
 	assert.Equal(t, "2.320.1", gpu.RunnerVersion)
 	assert.Equal(t, 5*time.Minute, gpu.PickupTimeout.D())
 	assert.Equal(t, 2, gpu.MaxAttempts)
+	assert.Equal(t, 10*time.Second, gpu.LeaseCheckInterval())
 	assert.EqualValues(t, 4, gpu.RunnerGroupID)
 	assert.Equal(t, previewspec.DefaultStepTimeout, gpu.Install.Timeout.D())
 	assert.Equal(t, []string{"/opt/run.sh"}, gpu.RunnerCommand)
@@ -137,6 +141,8 @@ func TestInvalidConfigsListEveryProblem(t *testing.T) {
 			[]string{"pools[0].min_idle (11) must not exceed max_machines (10)"}},
 		{"mode and versions", `[{"name":"ci","labels":["x"],"scope":{"org":"a"},"mode":"ephemeral","runner_version":"latest","runner_group_id":-1,"max_attempts":11,"pickup_timeout":"2h"}]`,
 			[]string{"pools[0].mode must be jit or persistent", "pools[0].runner_version", "pools[0].runner_group_id", "pools[0].max_attempts must be between 1 and 10", "pools[0].pickup_timeout must be between 1s and 1h"}},
+		{"lease check", `[{"name":"ci","labels":["x"],"scope":{"org":"a"},"lease_check_every":"4s"},{"name":"cd","labels":["y"],"scope":{"org":"a"},"lease_check_every":"-1m"}]`,
+			[]string{"pools[0].lease_check_every must be at least 5s (got 4s)", "pools[1].lease_check_every must be at least 5s"}},
 		{"steps", `[{"name":"ci","labels":["x"],"scope":{"org":"a"},"setup":[{"name":"none"},{"run":"a","command":["b"]},{"command":[""]},{"run":"x","timeout":"7h"}],"install":{"name":"x"},"runner_command":[""]}]`,
 			[]string{"pools[0].setup[0] needs run", "pools[0].setup[1] must give run or command, not both", "pools[0].setup[2].command[0] is empty",
 				"pools[0].setup[3].timeout must be between 1s and 6h", "pools[0].install needs run", "pools[0].runner_command[0] is empty"}},
@@ -208,6 +214,22 @@ func TestLoadFrom(t *testing.T) {
 	_, err = LoadFrom(bad, "")
 	assert.ErrorContains(t, err, "RUNNER_POOLS_FILE="+bad)
 	assert.ErrorContains(t, err, "pools[0].scope is required")
+}
+
+// A pool without lease_check_every (from an older worker, or recorded in
+// a workflow history) marshals as before, so its configuration
+// fingerprint does not change; it checks every DefaultLeaseCheckEvery.
+func TestLeaseCheckEveryUnsetKeepsTheEncoding(t *testing.T) {
+	raw, err := json.Marshal(Pool{Name: "ci"})
+	require.NoError(t, err)
+	assert.NotContains(t, string(raw), "lease_check_every")
+	var p Pool
+	require.NoError(t, json.Unmarshal(raw, &p))
+	assert.Equal(t, DefaultLeaseCheckEvery, p.LeaseCheckInterval())
+	p.LeaseCheckEvery = previewspec.Duration(10 * time.Second)
+	raw, err = json.Marshal(p)
+	require.NoError(t, err)
+	assert.Contains(t, string(raw), `"lease_check_every":"10s"`)
 }
 
 func TestPoolValidateAlone(t *testing.T) {

@@ -61,6 +61,12 @@ type Pool struct {
 	MaxAttempts int `json:"max_attempts" yaml:"max_attempts"`
 	// Prewarm wakes idle machines ahead of known peaks (Temporal Schedules).
 	Prewarm []Prewarm `json:"prewarm,omitempty" yaml:"prewarm"`
+	// LeaseCheckEvery is how often the pool's workflow checks, while it
+	// holds queue places or leases, that their jobs' RunnerJob workflows
+	// still run (those of terminated or timed-out jobs expire). At least
+	// MinLeaseCheckEvery; default DefaultLeaseCheckEvery. (omitempty: a
+	// configuration recorded without it keeps its fingerprint.)
+	LeaseCheckEvery previewspec.Duration `json:"lease_check_every,omitempty" yaml:"lease_check_every"`
 }
 
 // Scope says where a pool's runners register.
@@ -95,7 +101,22 @@ const (
 	DefaultRunnerVersion = "2.321.0"
 	DefaultPickupTimeout = 2 * time.Minute
 	DefaultMaxAttempts   = 3
+	// DefaultLeaseCheckEvery is lease_check_every's default.
+	DefaultLeaseCheckEvery = 5 * time.Minute
+	// MinLeaseCheckEvery bounds lease_check_every: each check describes
+	// every holder's workflow (and may ask GitHub about runners).
+	MinLeaseCheckEvery = 5 * time.Second
 )
+
+// LeaseCheckInterval is the pool's lease liveness interval: its
+// lease_check_every, or the default when unset (a configuration from an
+// older worker).
+func (p *Pool) LeaseCheckInterval() time.Duration {
+	if d := p.LeaseCheckEvery.D(); d > 0 {
+		return d
+	}
+	return DefaultLeaseCheckEvery
+}
 
 // Matches reports whether a job with these labels belongs to the pool: the
 // pool's labels contain every one of the job's (case-insensitively, as

@@ -702,6 +702,8 @@ type LeaseHolder struct {
 	Attempt int
 	// RunnerName is the runner on the leased machine (the lease's JIT
 	// runner, or the machine's persistent runner); "" for a queue place.
+	// Attempt 0: not a lease but the job a machine's persistent runner
+	// runs (RunnerName), which stops counting once gone.
 	RunnerName string `json:",omitempty"`
 }
 

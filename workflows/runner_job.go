@@ -39,6 +39,9 @@ type runnerJob struct {
 	holding bool
 	// startedTold: the pool was told which runner runs the job (persistent mode).
 	startedTold bool
+	// acct is the job's persistent-mode accounting version
+	// (runnerJobAccountingVersion).
+	acct workflow.Version
 }
 
 // runnerJobVersion guards the changes of issue 12 in RunnerJob: withdraw a
@@ -48,6 +51,12 @@ const runnerJobVersion = "runner-job-issue-12"
 
 // errWithdrawn: the job completed before it got a machine; its request was
 // withdrawn.
+// runnerJobAccountingVersion guards, in persistent mode, the withdrawal of
+// a job's queue place when it completes on another machine's runner while
+// it waits for a machine (a persistent runner runs job after job: no
+// machine needs waking for the job whose runner it took).
+const runnerJobAccountingVersion = "runner-job-persistent-accounting"
+
 var errWithdrawn = errors.New("job completed before a machine was leased: request withdrawn")
 
 // GitHub faults while starting a runner: the machine is returned (not
@@ -66,6 +75,7 @@ const (
 func RunnerJob(ctx workflow.Context, in runnerapi.RunnerJobInput) error {
 	j := &runnerJob{in: in}
 	j.v = workflow.GetVersion(ctx, runnerJobVersion, workflow.DefaultVersion, 1)
+	j.acct = workflow.GetVersion(ctx, runnerJobAccountingVersion, workflow.DefaultVersion, 1)
 	j.st = runnerapi.RunnerJobStatus{Phase: runnerapi.JobAcquiring, Pool: in.Pool, JobID: in.Job.JobID, QueuedAt: in.Job.CreatedAt}
 	if j.st.QueuedAt.IsZero() {
 		j.st.QueuedAt = workflow.Now(ctx)
@@ -237,6 +247,15 @@ func (j *runnerJob) acquire(ctx workflow.Context, events workflow.ReceiveChannel
 			// the pool neither keeps it nor provisions for it.
 			cancelAcquire()
 			j.withdraw(ctx, attempt, "job "+orNone(j.completed.Conclusion)+" before a machine was leased")
+			return errWithdrawn
+		}
+		if j.acct >= 1 && j.completed != nil && j.settings.Mode == pools.ModePersistent {
+			// Persistent mode: it ran on another machine's runner, which
+			// is free again and takes the next queued job itself: the
+			// place goes now. (In jit mode it still starts a runner below:
+			// the job whose single-use runner it took needs one.)
+			cancelAcquire()
+			j.withdraw(ctx, attempt, "job completed on "+orNone(j.completed.RunnerName)+" before a machine was leased")
 			return errWithdrawn
 		}
 	}

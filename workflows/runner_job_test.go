@@ -519,3 +519,26 @@ func TestRunnerJobWorkflowCancelledWhileWakingReleases(t *testing.T) {
 	assert.False(t, w.releases[0].Broken)
 	assert.Empty(t, w.started)
 }
+
+// Persistent mode: a job GitHub ran on another machine's runner while it
+// still waited for a machine gives up its place at once (the runner that
+// ran it takes the next job: no machine needs waking for it) and frees
+// that runner; it never leases or wakes a machine.
+func TestRunnerJobPersistentCompletedWhileQueuedWithdraws(t *testing.T) {
+	w := &jobWorld{mode: pools.ModePersistent, acquireIn: time.Hour}
+	env := newJobEnv(t, w)
+	other := runnerapi.PersistentRunnerName(jobTestPool, "m7")
+	env.RegisterDelayedCallback(func() { env.SignalWorkflow(runnerapi.SignalJobEvent, jobEvent("in_progress", 27, other, "d1")) }, 10*time.Second)
+	env.RegisterDelayedCallback(func() { env.SignalWorkflow(runnerapi.SignalJobEvent, jobEvent("completed", 27, other, "d2")) }, time.Minute)
+	env.ExecuteWorkflow(runnerapi.RunnerJobName, jobInput(27))
+	require.NoError(t, env.GetWorkflowError())
+	assert.Equal(t, []runnerapi.RunnerStarted{{JobID: 27, RunnerName: other}}, w.started2)
+	assert.Equal(t, []runnerapi.ReleaseRequest{{RunnerName: other, JobID: 27, Reason: "job completed"}}, w.releases)
+	require.Len(t, w.withdraws, 1, "its place is given up at once")
+	assert.Equal(t, int64(27), w.withdraws[0].JobID)
+	assert.Equal(t, 1, w.withdraws[0].Attempt)
+	assert.Empty(t, w.wakes, "no machine woken for a job that already ran")
+	st := jobStatus(t, env)
+	assert.Equal(t, runnerapi.JobCompleted, st.Phase)
+	assert.Equal(t, other, st.RanOn)
+}

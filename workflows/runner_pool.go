@@ -31,6 +31,12 @@ const (
 // by the runner that ran the job, sleep state carried.
 const runnerPoolVersion = "runner-pool-issue-12"
 
+// runnerPoolAccountingVersion guards the persistent-mode accounting of
+// runner_pool_persistent.go (a machine is busy while leased or while its
+// runner runs a job; leases never move) and the order it needs: a
+// runner_started is taken before a release that arrived with it.
+const runnerPoolAccountingVersion = "runner-pool-persistent-accounting"
+
 // pool is one RunnerPool run: its state (poolState, which decides) and
 // what the run needs to carry the decisions out and to wait.
 type pool struct {
@@ -98,6 +104,7 @@ func RunnerPool(ctx workflow.Context, in runnerapi.PoolInput) error {
 func newPool(ctx workflow.Context, in runnerapi.PoolInput) *pool {
 	p := &pool{poolState: poolState{cfg: in.Pool, minIdle: in.Pool.MinIdle, maxMachines: in.Pool.MaxMachines}}
 	p.v = workflow.GetVersion(ctx, runnerPoolVersion, workflow.DefaultVersion, 1)
+	p.acct = workflow.GetVersion(ctx, runnerPoolAccountingVersion, workflow.DefaultVersion, 1)
 	if p.maxMachines <= 0 {
 		p.maxMachines = pools.DefaultMaxMachines
 	}
@@ -173,7 +180,7 @@ func (p *pool) setHandlers(ctx workflow.Context) error {
 func (p *pool) resume(ctx workflow.Context, in runnerapi.PoolInput) {
 	p.step(ctx, func() {
 		for _, m := range p.machines {
-			if m.State == runnerapi.MachineBroken || (m.State == runnerapi.MachineDraining && m.JobID == 0) {
+			if m.State == runnerapi.MachineBroken || (m.State == runnerapi.MachineDraining && m.JobID == 0 && m.RunningJob == 0) {
 				p.markDelete(m, "resume delete")
 			}
 			if m.State == runnerapi.MachineWaking || (m.State == runnerapi.MachineProvisioning && !m.carried) {
@@ -211,6 +218,11 @@ func (p *pool) selector(ctx workflow.Context, ch poolChans) workflow.Selector {
 	sel := workflow.NewSelector(ctx)
 	sel.AddReceive(ctx.Done(), func(workflow.ReceiveChannel, bool) {})
 	sel.AddReceive(p.kickCh, func(c workflow.ReceiveChannel, _ bool) { c.Receive(ctx, nil) })
+	if p.acct >= 1 {
+		// A runner's new job before a release that came with it: a
+		// machine whose runner took the next job is never freed.
+		receive(ctx, sel, ch.started, func(r runnerapi.RunnerStarted) { p.apply(ctx, runnerapi.PoolSignal{Started: &r}) })
+	}
 	receive(ctx, sel, ch.release, func(r runnerapi.ReleaseRequest) { p.apply(ctx, runnerapi.PoolSignal{Release: &r}) })
 	receive(ctx, sel, ch.resize, func(r runnerapi.ResizeRequest) { p.apply(ctx, runnerapi.PoolSignal{Resize: &r}) })
 	receive(ctx, sel, ch.drain, func(r runnerapi.DrainRequest) { p.apply(ctx, runnerapi.PoolSignal{Drain: &r}) })
@@ -220,7 +232,9 @@ func (p *pool) selector(ctx workflow.Context, ch poolChans) workflow.Selector {
 		receive(ctx, sel, ch.withdraw, func(r runnerapi.WithdrawRequest) { p.apply(ctx, runnerapi.PoolSignal{Withdraw: &r}) })
 		receive(ctx, sel, ch.provisioned, func(r runnerapi.MachineProvisioned) { p.apply(ctx, runnerapi.PoolSignal{Provisioned: &r}) })
 		receive(ctx, sel, ch.reconfigure, func(runnerapi.ReconfigureRequest) { p.reconfigure(ctx) })
-		receive(ctx, sel, ch.started, func(r runnerapi.RunnerStarted) { p.apply(ctx, runnerapi.PoolSignal{Started: &r}) })
+		if p.acct < 1 {
+			receive(ctx, sel, ch.started, func(r runnerapi.RunnerStarted) { p.apply(ctx, runnerapi.PoolSignal{Started: &r}) })
+		}
 	}
 	receive(ctx, sel, ch.observed, func(o runnerapi.MachineObserved) { p.step(ctx, func() { p.observed(o) }) })
 	if p.backoffTimer != nil {
@@ -340,6 +354,10 @@ func ptr[T any](v T) *T { return &v }
 // drainSignals takes every signal still buffered at the handover: those
 // that change the state are carried (Pending), observations are applied.
 func (p *pool) drainSignals(ctx workflow.Context, ch poolChans) {
+	if p.acct >= 1 {
+		// Carried before the releases, as the selector takes them.
+		drain(ch.started, func(r runnerapi.RunnerStarted) { p.pending = append(p.pending, runnerapi.PoolSignal{Started: &r}) })
+	}
 	drain(ch.release, func(r runnerapi.ReleaseRequest) { p.pending = append(p.pending, runnerapi.PoolSignal{Release: &r}) })
 	drain(ch.resize, func(r runnerapi.ResizeRequest) { p.pending = append(p.pending, runnerapi.PoolSignal{Resize: &r}) })
 	drain(ch.drain, func(r runnerapi.DrainRequest) { p.pending = append(p.pending, runnerapi.PoolSignal{Drain: &r}) })

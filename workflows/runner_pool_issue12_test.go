@@ -27,8 +27,9 @@ func requireWithdrawn(t *testing.T, err error) {
 }
 
 // Persistent mode: jobs 31 and 32 lease two machines, and GitHub runs each
-// on the other's runner. A completion frees the machine whose runner ran
-// the job; the machine running the other job is never freed or slept.
+// on the other's runner (their RunnerJobs report it). A machine is free
+// once neither its lease nor its runner holds it: the machine running the
+// other job is never freed or slept, and a lease never moves.
 func TestPoolPersistentCompletionFreesTheMachineThatRanIt(t *testing.T) {
 	env, w := newPoolEnv(t)
 	p := testPool(0, 2)
@@ -45,6 +46,8 @@ func TestPoolPersistentCompletionFreesTheMachineThatRanIt(t *testing.T) {
 		require.True(t, ok)
 		l32, ok = acq.lease(32)
 		require.True(t, ok)
+		env.SignalWorkflow(runnerapi.SignalRunnerStarted, runnerapi.RunnerStarted{JobID: 31, RunnerName: runnerapi.PersistentRunnerName("linux", l32.MachineID)})
+		env.SignalWorkflow(runnerapi.SignalRunnerStarted, runnerapi.RunnerStarted{JobID: 32, RunnerName: runnerapi.PersistentRunnerName("linux", l31.MachineID)})
 		// Job 31 ran on the runner of job 32's machine, and completed:
 		// its RunnerJob releases the runner that ran it, then its own lease.
 		env.SignalWorkflow(runnerapi.SignalRelease, runnerapi.ReleaseRequest{RunnerName: runnerapi.PersistentRunnerName("linux", l32.MachineID), JobID: 31, Reason: "job completed"})
@@ -54,10 +57,13 @@ func TestPoolPersistentCompletionFreesTheMachineThatRanIt(t *testing.T) {
 		inv := inventory(t, env)
 		m31, _ := machineByID(inv, l31.MachineID)
 		assert.Equal(t, runnerapi.MachineBusy, m31.State, "job 32 runs on it")
-		assert.Equal(t, int64(32), m31.JobID, "leased to the job its runner runs")
+		assert.Equal(t, int64(32), m31.RunningJob)
+		assert.Zero(t, m31.JobID, "job 31's lease is given back")
 		m32, _ := machineByID(inv, l32.MachineID)
-		assert.Equal(t, runnerapi.MachineIdle, m32.State, "its runner ran job 31, which completed")
-		assert.Equal(t, []string{l32.MachineID}, w.list(&w.sleeps), "only the machine whose runner is free sleeps")
+		assert.Equal(t, runnerapi.MachineBusy, m32.State, "still leased to job 32")
+		assert.Equal(t, int64(32), m32.JobID)
+		assert.Zero(t, m32.RunningJob, "its runner ran job 31, which completed")
+		assert.Empty(t, w.list(&w.sleeps), "nothing sleeps under a lease or a running job")
 		// Job 32 completes on the first machine's runner; its own release is late.
 		env.SignalWorkflow(runnerapi.SignalRelease, runnerapi.ReleaseRequest{RunnerName: runnerapi.PersistentRunnerName("linux", l31.MachineID), JobID: 32, Reason: "job completed"})
 		env.SignalWorkflow(runnerapi.SignalRelease, runnerapi.ReleaseRequest{MachineID: l32.MachineID, RunnerName: l32.RunnerName, JobID: 32, Attempt: 1})
@@ -66,6 +72,10 @@ func TestPoolPersistentCompletionFreesTheMachineThatRanIt(t *testing.T) {
 		inv := inventory(t, env)
 		assert.Equal(t, 2, inv.Counts[runnerapi.MachineIdle])
 		assert.ElementsMatch(t, []string{l31.MachineID, l32.MachineID}, w.list(&w.sleeps))
+		for _, m := range inv.Machines {
+			assert.Zero(t, m.JobID)
+			assert.Zero(t, m.RunningJob)
+		}
 	}, 3*time.Minute)
 	runPool(t, env, runnerapi.PoolInput{Pool: p}, time.Hour)
 }
@@ -333,4 +343,84 @@ func TestPoolCarriedSlotOfClosedChildIsGivenUp(t *testing.T) {
 	runPool(t, env, in, time.Hour)
 	assert.Equal(t, []string{"dm-1"}, w.list(&w.deletes))
 	assert.Empty(t, w.creates)
+}
+
+// The chaos run's defect, end to end in the pool: job 21 leases dm-1;
+// dm-1's persistent runner runs the queued jobs 27 and 22 in turn (each
+// RunnerJob reports the start, the completion, and gives up its place);
+// then job 21 completes on dm-1's runner, or on dm-2's (leased to job 23)
+// followed by its own release. Nothing is left for 21, 27 or 22, and dm-1
+// is free once its runner is idle, never before.
+func TestPoolPersistentQueuedJobsRunOnALeasedMachine(t *testing.T) {
+	for _, elsewhere := range []bool{false, true} {
+		name := map[bool]string{false: "A on its own machine", true: "A on another machine"}[elsewhere]
+		t.Run(name, func(t *testing.T) {
+			env, w := newPoolEnv(t)
+			p := testPool(0, 2)
+			p.Mode = pools.ModePersistent
+			acq := newAcquires()
+			runner := func(id string) string { return runnerapi.PersistentRunnerName("linux", id) }
+			signal := func(name string, arg any) { env.SignalWorkflow(name, arg) }
+			var l21, l23 runnerapi.Lease
+			env.RegisterDelayedCallback(func() {
+				acq.job(env, 21)
+				acq.job(env, 23)
+			}, 0)
+			env.RegisterDelayedCallback(func() {
+				acq.job(env, 27)
+				acq.job(env, 22)
+			}, 30*time.Second)
+			at := time.Minute
+			for _, j := range []int64{27, 22} {
+				env.RegisterDelayedCallback(func() {
+					var ok bool
+					l21, ok = acq.lease(21)
+					require.True(t, ok)
+					l23, _ = acq.lease(23)
+					signal(runnerapi.SignalRunnerStarted, runnerapi.RunnerStarted{JobID: j, RunnerName: runner(l21.MachineID)})
+				}, at)
+				env.RegisterDelayedCallback(func() {
+					signal(runnerapi.SignalRelease, runnerapi.ReleaseRequest{RunnerName: runner(l21.MachineID), JobID: j, Reason: "job completed"})
+					signal(runnerapi.SignalWithdraw, runnerapi.WithdrawRequest{JobID: j, Attempt: 1, Reason: "job completed before a machine was leased"})
+				}, at+10*time.Second)
+				env.RegisterDelayedCallback(func() {
+					inv := inventory(t, env)
+					m, _ := machineByID(inv, l21.MachineID)
+					assert.Equal(t, runnerapi.MachineBusy, m.State, "after job %d", j)
+					assert.Equal(t, int64(21), m.JobID, "after job %d: still leased to job 21", j)
+					assert.NotContains(t, inv.Queue, j)
+					assert.Empty(t, w.list(&w.sleeps))
+				}, at+20*time.Second)
+				at += time.Minute
+			}
+			env.RegisterDelayedCallback(func() {
+				if !elsewhere {
+					signal(runnerapi.SignalRelease, runnerapi.ReleaseRequest{RunnerName: runner(l21.MachineID), JobID: 21, Reason: "job completed"})
+					return
+				}
+				signal(runnerapi.SignalRunnerStarted, runnerapi.RunnerStarted{JobID: 21, RunnerName: runner(l23.MachineID)})
+				signal(runnerapi.SignalRelease, runnerapi.ReleaseRequest{RunnerName: runner(l23.MachineID), JobID: 21, Reason: "job completed"})
+				signal(runnerapi.SignalRelease, runnerapi.ReleaseRequest{MachineID: l21.MachineID, RunnerName: l21.RunnerName, JobID: 21, Attempt: 1, Reason: "job ran on another runner"})
+			}, at)
+			env.RegisterDelayedCallback(func() {
+				inv := inventory(t, env)
+				assert.Empty(t, inv.Queue)
+				for _, m := range inv.Machines {
+					assert.NotContains(t, []int64{21, 27, 22}, m.JobID, "%s keeps a lease", m.MachineID)
+					assert.NotContains(t, []int64{21, 27, 22}, m.RunningJob, "%s's runner counted busy", m.MachineID)
+				}
+				m21, _ := machineByID(inv, l21.MachineID)
+				assert.Equal(t, runnerapi.MachineIdle, m21.State, "its runner is idle: free")
+				assert.Equal(t, []string{l21.MachineID}, w.list(&w.sleeps))
+				m23, _ := machineByID(inv, l23.MachineID)
+				assert.Equal(t, runnerapi.MachineBusy, m23.State)
+				assert.Equal(t, int64(23), m23.JobID, "job 23 has not run yet")
+				acq.mu.Lock()
+				requireWithdrawn(t, acq.errs[27])
+				requireWithdrawn(t, acq.errs[22])
+				acq.mu.Unlock()
+			}, at+time.Minute)
+			runPool(t, env, runnerapi.PoolInput{Pool: p}, time.Hour)
+		})
+	}
 }

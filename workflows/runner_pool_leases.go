@@ -109,6 +109,10 @@ func (p *pool) startLeaseCheck(ctx workflow.Context) {
 		case m.JobID != 0 && !m.deleting && (m.State == runnerapi.MachineBusy || m.State == runnerapi.MachineDraining):
 			in.Holders = append(in.Holders, activities.LeaseHolder{JobID: m.JobID, Attempt: m.Attempt, RunnerName: cmp.Or(m.PersistentRunner, m.RunnerName)})
 		}
+		if p.acct >= 1 && m.RunningJob != 0 && !m.deleting {
+			// The job its runner runs (Attempt 0: not a lease).
+			in.Holders = append(in.Holders, activities.LeaseHolder{JobID: m.RunningJob, RunnerName: m.PersistentRunner})
+		}
 	}
 	if len(in.Holders)+len(in.Provisions) == 0 {
 		return

@@ -49,6 +49,9 @@ func (p *poolState) findRelease(r runnerapi.ReleaseRequest) (m *poolMachine, byL
 
 // release is the SignalRelease handler.
 func (p *poolState) release(r runnerapi.ReleaseRequest) {
+	if p.acct >= 1 && p.releasePersistent(r) {
+		return
+	}
 	log := p.log
 	m, byLease := p.findRelease(r)
 	if m == nil {
@@ -64,7 +67,7 @@ func (p *poolState) release(r runnerapi.ReleaseRequest) {
 	// runner name names the lease, whichever job GitHub ran on it; a
 	// machine ID or a persistent runner's name must come with the lease's
 	// job (and attempt, if given).
-	if leased && p.v >= 1 && p.ranOnPersistent(m, r) {
+	if leased && p.v >= 1 && p.acct < 1 && p.ranOnPersistent(m, r) {
 		// The completion of job r.JobID on this machine's runner, which
 		// another job leased: this machine is free now, and the machine
 		// r.JobID leased goes to that other job (whose job its runner is
@@ -88,15 +91,13 @@ func (p *poolState) release(r runnerapi.ReleaseRequest) {
 			reason += ": " + r.Reason
 		}
 		p.markDelete(m, reason)
-	case m.State == runnerapi.MachineDraining:
-		p.markDelete(m, "drained")
-	case p.live() > p.maxMachines:
-		p.markDelete(m, "pool above max_machines")
-	default:
-		m.State, m.Since = runnerapi.MachineIdle, p.now
+	case p.acct >= 1:
+		// The lease ends; a machine whose runner runs a job stays busy.
 		m.JobID, m.Attempt, m.RunnerName, m.Reserved = 0, 0, "", false
+		p.settle(m)
+	default:
 		// It ran a job, so it is awake; if nobody waiting takes it, it sleeps.
-		m.awake, m.wokeAt, m.needsSleep = true, p.now, true
+		p.free(m)
 	}
 }
 
@@ -306,7 +307,7 @@ func (p *poolState) swapLease(m *poolMachine, job int64) {
 // depends on a workflow outside this run.
 func (p *poolState) holdsForOthers() bool {
 	return len(p.queue) > 0 || slices.ContainsFunc(p.machines, func(m *poolMachine) bool {
-		return m.carried || (m.JobID != 0 && (m.State == runnerapi.MachineBusy || m.State == runnerapi.MachineDraining))
+		return m.carried || ((m.JobID != 0 || m.RunningJob != 0) && (m.State == runnerapi.MachineBusy || m.State == runnerapi.MachineDraining))
 	})
 }
 
@@ -314,6 +315,11 @@ func (p *poolState) holdsForOthers() bool {
 func (p *poolState) expireGone(res activities.LeaseCheckResult) {
 	log := p.log
 	for _, h := range res.Gone {
+		if h.Attempt == 0 && p.acct >= 1 {
+			log.Warn("running job is gone: its runner no longer counts busy", "job", h.JobID, "runner", h.RunnerName)
+			p.expireRunning(h)
+			continue
+		}
 		log.Warn("lease holder is gone: its place or lease expires", "job", h.JobID, "attempt", h.Attempt)
 		p.withdraw(runnerapi.WithdrawRequest{JobID: h.JobID, Attempt: h.Attempt, Reason: "job workflow no longer running"})
 	}
@@ -404,11 +410,16 @@ func (p *poolState) inventory(now time.Time) runnerapi.Inventory {
 	return inv
 }
 
-// runnerStarted is the SignalRunnerStarted handler (persistent mode): the
-// job runs on m's runner, which another job leased; the two jobs' leases
-// are swapped, so the busy machine stays leased to the job it runs and the
+// runnerStarted is the SignalRunnerStarted handler (persistent mode). With
+// runnerPoolAccountingVersion, see runningStarted. Before it: the job runs
+// on m's runner, which another job leased; the two jobs' leases are
+// swapped, so the busy machine stays leased to the job it runs and the
 // other job's own release frees a machine whose runner is free.
 func (p *poolState) runnerStarted(r runnerapi.RunnerStarted) {
+	if p.acct >= 1 {
+		p.runningStarted(r)
+		return
+	}
 	var m, o *poolMachine
 	for _, x := range p.machines {
 		if x.deleting || (x.State != runnerapi.MachineBusy && x.State != runnerapi.MachineDraining) {

@@ -100,6 +100,10 @@ type poolState struct {
 	// v is the run's code version (runnerPoolVersion): a run started before
 	// it keeps its command sequence.
 	v workflow.Version
+	// acct is the run's persistent-mode accounting version
+	// (runnerPoolAccountingVersion): 1 tracks each machine's lease and the
+	// job its runner runs apart, and never moves a lease.
+	acct workflow.Version
 	// cfgMinIdle and cfgMaxMachines are the configuration's own bounds in
 	// effect (before resizes): a configuration that says otherwise wins.
 	cfgMinIdle, cfgMaxMachines int
@@ -109,6 +113,9 @@ type poolState struct {
 	// withdrawn: recent withdrawals, so an acquire that arrives after its
 	// own withdrawal is refused.
 	withdrawn []runnerapi.WithdrawRequest
+	// finished: jobs recently reported completed on a persistent runner
+	// (acct >= 1), so a late runner_started of one is ignored.
+	finished []int64
 
 	now time.Time     // the workflow's clock, set by the run before each call
 	log sdklog.Logger // the workflow's (replay-aware) logger
@@ -148,7 +155,7 @@ func (p *poolState) markDelete(m *poolMachine, why string) {
 	if m.State != runnerapi.MachineBroken {
 		m.State = runnerapi.MachineDraining
 	}
-	m.JobID, m.Attempt, m.RunnerName, m.Reserved = 0, 0, "", false
+	m.JobID, m.Attempt, m.RunnerName, m.Reserved, m.RunningJob = 0, 0, "", false, 0
 	m.Since = p.now
 	p.out = append(p.out, decision{kind: decideDelete, m: m, why: why})
 }

@@ -86,9 +86,11 @@ const (
 	SignalMachineProvisioned = "machine_provisioned"
 	// SignalRunnerStarted (RunnerJob to RunnerPool, persistent mode): GitHub
 	// reports the job in progress on this machine's runner, which another
-	// job leased. The machine's lease moves to the job, and the machine the
-	// job leased to that other job (RunnerStarted): a machine whose runner
-	// is busy stays leased to the job it runs.
+	// job leased or none (RunnerStarted). The machine is busy until the
+	// job's completion (a release naming the runner), whatever its lease
+	// does: a machine whose runner is busy is never freed or slept. (Pool
+	// runs started before the persistent accounting swapped the two jobs'
+	// leases instead.)
 	SignalRunnerStarted = "runner_started"
 
 	// SignalJobEvent (RunnerJob) carries a WorkflowJobEvent: in_progress or completed.
@@ -221,7 +223,12 @@ type PoolMachine struct {
 	JobID      int64  `json:",omitempty"` // the job it is leased to
 	Attempt    int    `json:",omitempty"` // the job attempt it is leased to
 	RunnerName string `json:",omitempty"`
-	Jobs       int    // jobs leased over its life (reuse)
+	// RunningJob (persistent mode) is the job the machine's runner is
+	// running, as its RunnerJob reported (SignalRunnerStarted), until the
+	// job's completion: whichever job leased the machine, or none. The
+	// machine is busy while it is leased or its runner runs a job.
+	RunningJob int64 `json:",omitempty"`
+	Jobs       int   // jobs leased over its life (reuse)
 	Since      time.Time
 	// Provision is the RunnerProvision child workflow ID while provisioning.
 	Provision string `json:",omitempty"`

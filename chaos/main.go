@@ -11,7 +11,11 @@
 //   - the Temporal dev server (persisted database) is restarted mid-run;
 //   - every webhook is delivered three times at once; some pull requests
 //     are closed before their opened event has been processed; 500
-//     deliveries arrive within one second.
+//     deliveries arrive within one second;
+//   - the runner pools: cancelled jobs, terminated RunnerJobs and pool,
+//     GitHub faults on runner registration, a RUNNER_POOLS change, and a
+//     persistent-mode pool whose jobs run on other jobs' machines (see
+//     runners.go).
 //
 // The driver plays GitHub: a delivery that gets no 2xx (the webhook server
 // is up but Temporal is restarting, say) is redelivered until it does, as
@@ -22,7 +26,10 @@
 // its RunnerJob workflow completed; exactly one machine per pull request and
 // no machine the workflows do not know (emulator creations = machines in
 // the histories); no machine left once all pull requests close and the pool
-// drains; no workflow left open except the pool's entity workflow.
+// drains; no workflow left open except the pools' entity workflows; and the
+// runner invariants of runners.go (no machine slept or deleted under a busy
+// runner, no lease left by a finished job, no healthy machine deleted,
+// sizes and setups from one configuration).
 package main
 
 import (
@@ -49,6 +56,7 @@ import (
 	"github.com/drydock-dev/drydock/internal/harness"
 	"github.com/drydock-dev/drydock/workflows"
 	"github.com/drydock-dev/drydock/workflows/runnerapi"
+	"go.temporal.io/sdk/temporal"
 )
 
 const (
@@ -70,6 +78,9 @@ type options struct {
 	keep        bool
 	maxMachines int
 	killEvery   time.Duration
+	// Runner pool scenarios (see runners.go).
+	persistentJobs, cancels, terminateJobs   int
+	githubFaults, reconfigure, terminatePool bool
 }
 
 func main() {
@@ -85,6 +96,12 @@ func main() {
 	flag.BoolVar(&o.keep, "keep", false, "keep the scratch directory (every process's log)")
 	flag.IntVar(&o.maxMachines, "max-machines", 5, "the runner pool's max_machines")
 	flag.DurationVar(&o.killEvery, "kill-every", 3*time.Second, "mean interval between worker kills")
+	flag.IntVar(&o.persistentJobs, "persistent-jobs", 8, "jobs for the persistent-mode pool (GitHub hands them to any awake runner)")
+	flag.IntVar(&o.cancels, "cancels", 3, "jobs cancelled on GitHub, alternately while queued and while waiting for pickup")
+	flag.IntVar(&o.terminateJobs, "terminate-jobs", 2, "RunnerJob workflows terminated while they hold a lease")
+	flag.BoolVar(&o.githubFaults, "github-faults", true, "GitHub answers runner registrations with 502s and secondary rate limits")
+	flag.BoolVar(&o.reconfigure, "reconfigure", true, "change the pool's RUNNER_POOLS entry mid-run and restart the worker with it")
+	flag.BoolVar(&o.terminatePool, "terminate-pool", true, "terminate the pool's workflow once mid-run")
 	flag.Parse()
 	if o.seed == 0 {
 		o.seed = uint64(time.Now().UnixNano())
@@ -136,7 +153,10 @@ type chaos struct {
 	h    *harness.Harness
 	repo *harness.GitRepo
 	prs  []*pr
-	jobs []int64
+	jobs []*job
+	rc   runnerChaos
+	// workerMu serializes the worker's kills and restarts.
+	workerMu sync.Mutex
 
 	// counters
 	deliveries, redeliveries, non2xx atomic.Int64
@@ -177,9 +197,11 @@ func (c *chaos) run(ctx context.Context) error {
 	h, err := harness.Start(ctx, harness.Options{
 		Dir:             c.dir,
 		PersistTemporal: true,
-		Emulator:        emulator.Config{BootDelay: 100 * time.Millisecond, WakeDelay: 100 * time.Millisecond, SleepDelay: 20 * time.Millisecond, Seed: int64(c.o.seed)},
-		Pools:           c.poolsJSON,
-		WorkerEnv:       []string{"RECONCILE_EVERY=0"},
+		Emulator: emulator.Config{BootDelay: 100 * time.Millisecond, WakeDelay: 100 * time.Millisecond, SleepDelay: 20 * time.Millisecond,
+			Seed: int64(c.o.seed), Observe: c.observe},
+		Pools: func(h *harness.Harness) (string, error) { return c.poolsAt(h, 1) },
+		// The reconciler runs once, at the end, on demand.
+		WorkerEnv: []string{"RECONCILE_EVERY=0", "RECONCILE_GRACE=1s"},
 	})
 	if err != nil {
 		return err
@@ -248,12 +270,30 @@ func (c *chaos) run(ctx context.Context) error {
 		}()
 		time.Sleep(30 * time.Millisecond)
 	}
-	for _, id := range c.jobs {
+	for _, j := range c.jobs {
 		wg.Add(1)
-		go func() { defer wg.Done(); c.jobEvent(ctx, id, "queued", fmt.Sprintf("queued-%d", id)) }()
+		go func() { defer wg.Done(); c.jobEvent(ctx, j, "queued", fmt.Sprintf("queued-%d", j.id)) }()
 		time.Sleep(30 * time.Millisecond)
 	}
 	wg.Wait()
+
+	// The runner scenarios run beside the rest until the jobs settle.
+	scenarioCtx, stopScenarios := context.WithCancel(ctx)
+	var scenarios sync.WaitGroup
+	scenarioDeadline := time.Now().Add(c.o.timeout)
+	for _, f := range []func(){
+		func() { c.cancelJobs(scenarioCtx, scenarioDeadline) },
+		func() { c.terminateJobs(scenarioCtx, scenarioDeadline) },
+		func() {
+			if c.o.githubFaults {
+				c.githubFaults(scenarioCtx)
+			}
+		},
+	} {
+		scenarios.Add(1)
+		go func() { defer scenarios.Done(); f() }()
+	}
+	defer func() { stopScenarios(); scenarios.Wait() }()
 
 	// Phase 2: Temporal restarts while machines are being provisioned.
 	time.Sleep(3 * time.Second)
@@ -270,6 +310,22 @@ func (c *chaos) run(ctx context.Context) error {
 	// Phase 3: a burst of deliveries within one second.
 	c.log.Info("phase 3: burst", "deliveries", c.o.burst)
 	c.burst(ctx)
+
+	// Phase 3b: the pool's configuration changes (the worker restarts with
+	// it), and its workflow is terminated once.
+	if c.o.reconfigure {
+		c.log.Info("phase 3b: new RUNNER_POOLS, worker restarted")
+		if err := c.reconfigure(); err != nil {
+			return fmt.Errorf("reconfigure: %w", err)
+		}
+	}
+	if c.o.terminatePool {
+		time.Sleep(2 * time.Second)
+		c.log.Info("phase 3b: terminating the pool workflow")
+		if err := c.terminatePool(ctx); err != nil {
+			c.fail("terminate the pool workflow: %v", err)
+		}
+	}
 
 	// Phase 4: pushes and closes.
 	c.log.Info("phase 4: pushes and closes")
@@ -295,9 +351,10 @@ func (c *chaos) run(ctx context.Context) error {
 	if err := c.waitPreviews(ctx, time.Now().Add(c.o.timeout)); err != nil {
 		c.fail("%v", err)
 	}
-	if err := c.waitJobs(ctx, time.Now().Add(c.o.timeout)); err != nil {
-		c.fail("%v", err)
-	}
+	c.waitJobs(ctx, time.Now().Add(c.o.timeout))
+	stopScenarios()
+	scenarios.Wait()
+	c.checkLeases(ctx)
 	// The kills go on while everything settles, until all have been made.
 	killer.Wait()
 	stopKilling()
@@ -318,13 +375,21 @@ func (c *chaos) run(ctx context.Context) error {
 	if err := c.waitPreviews(ctx, time.Now().Add(c.o.timeout)); err != nil {
 		c.fail("%v", err)
 	}
-	if err := h.TC.SignalWorkflow(ctx, runnerapi.PoolWorkflowID(pool), "", runnerapi.SignalDrain, runnerapi.DrainRequest{}); err != nil {
-		c.fail("drain the pool: %v", err)
+	for _, name := range []string{pool, persistentPool} {
+		if err := h.TC.SignalWorkflow(ctx, runnerapi.PoolWorkflowID(name), "", runnerapi.SignalDrain, runnerapi.DrainRequest{}); err != nil {
+			c.fail("drain pool %s: %v", name, err)
+		}
 	}
 	_ = h.Emu.SetFaults(emulator.Faults{})
+	if c.o.terminatePool {
+		// The terminated run's machines are nobody's: the reconciler's.
+		c.waitPoolsDrained(ctx, time.Now().Add(c.o.timeout))
+		c.reconcile(ctx)
+	}
 	c.waitNoMachines(ctx, time.Now().Add(c.o.timeout))
 	c.checkMachines(ctx)
 	c.checkOpenWorkflows(ctx)
+	c.checkRunnerInvariants(ctx)
 	return nil
 }
 
@@ -339,12 +404,7 @@ func (c *chaos) script() error {
 		p := &pr{number: i + 1, shas: []string{sha}, group: groups[i%len(groups)]}
 		c.prs = append(c.prs, p)
 	}
-	base := time.Now().Unix() % 1_000_000 * 1000
-	for i := range c.o.jobs {
-		id := base + int64(i) + 1
-		c.h.GH.AddJob(owner, repoName, githubtest.Job{ID: id, Labels: jobLabels, Duration: time.Duration(200+c.intn(800)) * time.Millisecond})
-		c.jobs = append(c.jobs, id)
-	}
+	c.scriptJobs()
 	return nil
 }
 
@@ -354,14 +414,6 @@ app: {port: 3000, health_path: /healthz, health_timeout: 60s}
 start: {command: [python3, examples/previewapp/app.py]}
 `
 
-func (c *chaos) poolsJSON(h *harness.Harness) (string, error) {
-	return h.FakeRunnerPools(harness.FakeRunnerPool{
-		Name: pool, Org: owner, Repo: repoName, Labels: jobLabels,
-		VCPU: 2, MemoryMiB: 1024, StorageGiB: 4, Autosleep: "10m",
-		MaxMachines: c.o.maxMachines, PickupTimeout: "30s", Retries: 9,
-	})
-}
-
 // killWorker SIGKILLs the worker at random moments and restarts it.
 func (c *chaos) killWorker(ctx context.Context) {
 	for c.kills.Load() < int64(c.o.kills) {
@@ -370,12 +422,14 @@ func (c *chaos) killWorker(ctx context.Context) {
 			return
 		case <-time.After(c.jitter(c.o.killEvery)):
 		}
+		c.workerMu.Lock()
 		c.h.Worker.Kill()
 		c.kills.Add(1)
 		time.Sleep(time.Duration(100+c.intn(900)) * time.Millisecond)
 		if err := c.h.Worker.Start(); err != nil {
 			c.log.Error("restart the worker", "err", err)
 		}
+		c.workerMu.Unlock()
 	}
 }
 
@@ -444,13 +498,13 @@ func (c *chaos) prEvent(ctx context.Context, p *pr, action string, shaIndex int)
 	c.deliver(ctx, "pull_request", fmt.Sprintf("pr-%d-%s-%d", p.number, action, shaIndex), body, 3)
 }
 
-func (c *chaos) jobBody(id int64, action string) ([]byte, error) {
-	return c.h.WorkflowJob(action, ghfixture.Job{ID: id, RunID: id * 10, Name: fmt.Sprintf("build-%d", id),
-		Owner: owner, Repo: repoName, Org: owner, Labels: jobLabels})
+func (c *chaos) jobBody(j *job, action string) ([]byte, error) {
+	return c.h.WorkflowJob(action, ghfixture.Job{ID: j.id, RunID: j.id * 10, Name: fmt.Sprintf("build-%d", j.id),
+		Owner: owner, Repo: repoName, Org: owner, Labels: j.labels})
 }
 
-func (c *chaos) jobEvent(ctx context.Context, id int64, action, delivery string) {
-	body, err := c.jobBody(id, action)
+func (c *chaos) jobEvent(ctx context.Context, j *job, action, delivery string) {
+	body, err := c.jobBody(j, action)
 	if err != nil {
 		c.fail("workflow_job fixture: %v", err)
 		return
@@ -594,26 +648,60 @@ func (c *chaos) checkOpenPreviews(ctx context.Context) {
 	c.count("open previews served at their newest head through the router", served)
 }
 
-// waitJobs waits for every RunnerJob workflow and checks GitHub's side.
-func (c *chaos) waitJobs(ctx context.Context, deadline time.Time) error {
+// waitJobs waits for every RunnerJob workflow and checks GitHub's side:
+// every job completed there (cancelled ones as cancelled), and every
+// RunnerJob completed, but the ones terminated on purpose.
+func (c *chaos) waitJobs(ctx context.Context, deadline time.Time) {
 	done := 0
-	for _, id := range c.jobs {
+	for _, j := range c.jobs {
 		wctx, cancel := context.WithDeadline(ctx, deadline)
-		err := c.h.TC.GetWorkflow(wctx, runnerapi.JobWorkflowID(id), "").Get(wctx, nil)
+		err := c.h.TC.GetWorkflow(wctx, runnerapi.JobWorkflowID(j.id), "").Get(wctx, nil)
 		cancel()
-		if err != nil {
-			c.fail("job %d: RunnerJob did not complete: %v", id, err)
+		var terminated *temporal.TerminatedError
+		switch {
+		case err != nil && !(j.fate == fateTerminated && errors.As(err, &terminated)):
+			c.fail("job %d (%s): RunnerJob did not complete: %v", j.id, j.fate, err)
 			continue
 		}
-		job, ok := c.h.GH.Job(id)
-		if !ok || job.Status != githubtest.JobCompleted {
-			c.fail("job %d: GitHub says %q, want completed", id, job.Status)
+		wantConclusion := ""
+		if j.fate == fateCancelQueued || j.fate == fateCancelPickup {
+			wantConclusion = "cancelled"
+		}
+		if err := poll(ctx, deadline, func() error {
+			got, ok := c.h.GH.Job(j.id)
+			if !ok || got.Status != githubtest.JobCompleted {
+				return fmt.Errorf("%w: job %d (%s): GitHub says %q, want completed", errNotYet, j.id, j.fate, got.Status)
+			}
+			if wantConclusion != "" && got.Conclusion != wantConclusion {
+				return fmt.Errorf("job %d (%s): GitHub says %s, want %s", j.id, j.fate, got.Conclusion, wantConclusion)
+			}
+			return nil
+		}); err != nil {
+			c.fail("%v", err)
 			continue
 		}
 		done++
 	}
-	c.count("jobs completed (RunnerJob and GitHub)", fmt.Sprintf("%d/%d", done, len(c.jobs)))
-	return nil
+	c.count("jobs settled as scripted (RunnerJob and GitHub)", fmt.Sprintf("%d/%d", done, len(c.jobs)))
+}
+
+// waitPoolsDrained waits until both pools' inventories are empty.
+func (c *chaos) waitPoolsDrained(ctx context.Context, deadline time.Time) {
+	err := poll(ctx, deadline, func() error {
+		for _, name := range []string{pool, persistentPool} {
+			inv, err := c.inventory(ctx, name)
+			if err != nil {
+				return fmt.Errorf("%w: pool %s: %v", errNotYet, name, err)
+			}
+			if len(inv.Machines) > 0 {
+				return fmt.Errorf("%w: pool %s still has %d machines", errNotYet, name, len(inv.Machines))
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		c.fail("pools not drained: %v", err)
+	}
 }
 
 // waitNoMachines waits until the emulator has no machine and no preview.
@@ -649,7 +737,7 @@ func (c *chaos) report(w *os.File) {
 		{"wall time", time.Since(c.began).Round(time.Second).String()},
 	}
 	fmt.Fprintln(w, "\nchaos run:")
-	for _, r := range append(head, c.counts...) {
+	for _, r := range append(append(head, c.runnerCounts()...), c.counts...) {
 		fmt.Fprintf(w, "  %-62s %s\n", r[0], r[1])
 	}
 	if len(c.broken) == 0 {

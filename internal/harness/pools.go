@@ -30,6 +30,8 @@ type FakeRunnerPool struct {
 	// Setup, when set, is a setup step's shell script (run on every new
 	// machine before the runner is installed).
 	Setup string
+	// LeaseCheckEvery, when set, is the pool's lease_check_every.
+	LeaseCheckEvery string
 }
 
 // FakeRunnerPools registers the pools' organizations and repositories with
@@ -57,6 +59,9 @@ func (h *Harness) fakeRunnerPool(p FakeRunnerPool) map[string]any {
 		"min_idle": p.MinIdle, "max_machines": p.MaxMachines, "pickup_timeout": p.PickupTimeout,
 		"install":        map[string]any{"run": `mkdir -p "$HOME/actions-runner"`},
 		"runner_command": append(append([]string{bin}, common...), "-wait", "60s"),
+	}
+	if p.LeaseCheckEvery != "" {
+		pool["lease_check_every"] = p.LeaseCheckEvery
 	}
 	if p.Setup != "" {
 		pool["setup"] = []any{map[string]any{"name": "setup", "run": p.Setup}}

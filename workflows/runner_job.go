@@ -42,6 +42,8 @@ type runnerJob struct {
 	// acct is the job's persistent-mode accounting version
 	// (runnerJobAccountingVersion).
 	acct workflow.Version
+	// gone is the version of the JIT gone-runner rule (runnerJobGoneRunnerVersion).
+	gone workflow.Version
 }
 
 // runnerJobVersion guards the changes of issue 12 in RunnerJob: withdraw a
@@ -49,14 +51,20 @@ type runnerJob struct {
 // faults do not condemn a machine, bounded acquire, installation ID.
 const runnerJobVersion = "runner-job-issue-12"
 
-// errWithdrawn: the job completed before it got a machine; its request was
-// withdrawn.
 // runnerJobAccountingVersion guards, in persistent mode, the withdrawal of
 // a job's queue place when it completes on another machine's runner while
 // it waits for a machine (a persistent runner runs job after job: no
 // machine needs waking for the job whose runner it took).
 const runnerJobAccountingVersion = "runner-job-persistent-accounting"
 
+// runnerJobGoneRunnerVersion guards, in JIT mode, a new attempt for a job
+// still queued when its own runner is gone (it ran another job and
+// deregistered, or it was removed): no runner is sure to come for it then,
+// and waiting on would starve it (found by make chaos).
+const runnerJobGoneRunnerVersion = "runner-job-replace-gone-runner"
+
+// errWithdrawn: the job completed before it got a machine; its request was
+// withdrawn.
 var errWithdrawn = errors.New("job completed before a machine was leased: request withdrawn")
 
 // GitHub faults while starting a runner: the machine is returned (not
@@ -76,6 +84,7 @@ func RunnerJob(ctx workflow.Context, in runnerapi.RunnerJobInput) error {
 	j := &runnerJob{in: in}
 	j.v = workflow.GetVersion(ctx, runnerJobVersion, workflow.DefaultVersion, 1)
 	j.acct = workflow.GetVersion(ctx, runnerJobAccountingVersion, workflow.DefaultVersion, 1)
+	j.gone = workflow.GetVersion(ctx, runnerJobGoneRunnerVersion, workflow.DefaultVersion, 1)
 	j.st = runnerapi.RunnerJobStatus{Phase: runnerapi.JobAcquiring, Pool: in.Pool, JobID: in.Job.JobID, QueuedAt: in.Job.CreatedAt}
 	if j.st.QueuedAt.IsZero() {
 		j.st.QueuedAt = workflow.Now(ctx)
@@ -372,11 +381,17 @@ func (j *runnerJob) await(ctx workflow.Context, events workflow.ReceiveChannel) 
 			if !j.st.PickedUpAt.IsZero() {
 				continue
 			}
-			if j.settings.Mode == pools.ModeJIT && j.removeOwnRunner(ctx) {
-				// Our runner took another queued job (it is busy, or ran it
-				// and deregistered): every job started one runner and every
-				// runner takes one job, so a runner is coming for ours.
-				continue
+			if j.settings.Mode == pools.ModeJIT {
+				res, ok := j.removeOwnRunnerResult(ctx)
+				if ok && (res.Busy || (res.NotFound && j.gone < 1)) {
+					// Our runner is running another queued job: that job's
+					// own runner may come for ours, and ours is gone only
+					// after its job (checked again next time).
+					continue
+				}
+				if ok && res.NotFound {
+					workflow.GetLogger(ctx).Warn("job still queued and its runner is gone; starting another runner", "runner", j.lease.RunnerName)
+				}
 			}
 			workflow.GetLogger(ctx).Warn("job not picked up in time; trying another machine", "machine", j.lease.MachineID, "status", gs.Status)
 			j.release(ctx, j.own("job not picked up within "+j.settings.PickupTimeout.String(), false))

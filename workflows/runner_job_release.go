@@ -91,14 +91,20 @@ func (j *runnerJob) freeOwnRunner(ctx workflow.Context, why string) {
 // job, and reports whether it took one (busy now, or gone: a single-use
 // runner deregisters only after its job).
 func (j *runnerJob) removeOwnRunner(ctx workflow.Context) (tookAJob bool) {
-	var res activities.RemoveRunnerResult
+	res, ok := j.removeOwnRunnerResult(ctx)
+	return ok && (res.Busy || res.NotFound)
+}
+
+// removeOwnRunnerResult deregisters this attempt's JIT runner if it never
+// took a job and says what GitHub answered; !ok when the call failed.
+func (j *runnerJob) removeOwnRunnerResult(ctx workflow.Context) (res activities.RemoveRunnerResult, ok bool) {
 	err := workflow.ExecuteActivity(runnerActivity(ctx, "remove runner "+j.lease.RunnerName, time.Minute), runnerActs.RemoveRunner,
 		j.removeInput()).Get(ctx, &res)
 	if err != nil {
 		workflow.GetLogger(ctx).Warn("could not remove runner; releasing its machine anyway", "runner", j.lease.RunnerName, "error", err)
-		return false
+		return res, false
 	}
-	return res.Busy || res.NotFound
+	return res, true
 }
 
 // own is a release of this attempt's lease. It names both the machine and

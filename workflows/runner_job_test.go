@@ -393,6 +393,24 @@ func TestRunnerJobWaitsWhenItsRunnerTookAnotherJob(t *testing.T) {
 	assert.Equal(t, other, w.releases[0].RunnerName)
 }
 
+// A job still queued after its own runner ran another job and went away
+// gets another runner: nothing else is sure to come for it (make chaos
+// starved one that waited on).
+func TestRunnerJobStartsAnotherRunnerWhenItsRunnerIsGone(t *testing.T) {
+	w := &jobWorld{remove: activities.RemoveRunnerResult{NotFound: true}, github: activities.JobStatusResult{Status: "queued"}}
+	env := newJobEnv(t, w)
+	second := runnerapi.RunnerName(jobTestPool, 15, 2)
+	env.RegisterDelayedCallback(func() {
+		env.SignalWorkflow(runnerapi.SignalJobEvent, jobEvent("in_progress", 15, second, "d1"))
+		env.SignalWorkflow(runnerapi.SignalJobEvent, jobEvent("completed", 15, second, "d2"))
+	}, 3*time.Minute)
+	env.ExecuteWorkflow(runnerapi.RunnerJobName, jobInput(15))
+	require.NoError(t, env.GetWorkflowError())
+	require.Len(t, w.acquires, 2, "a second attempt, with a runner of its own")
+	assert.Equal(t, 2, jobStatus(t, env).Attempt)
+	assert.Equal(t, runnerapi.JobCompleted, jobStatus(t, env).Phase)
+}
+
 // A job that ran on another job's runner while it still waited for a
 // machine frees that runner's machine at once (waiting for its own lease
 // first could deadlock a full pool), and still starts its own runner for the

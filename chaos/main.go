@@ -654,7 +654,9 @@ func (c *chaos) checkOpenPreviews(ctx context.Context) {
 func (c *chaos) waitJobs(ctx context.Context, deadline time.Time) {
 	done := 0
 	for _, j := range c.jobs {
-		wctx, cancel := context.WithDeadline(ctx, deadline)
+		// Once the deadline has passed, every job still gets a short look,
+		// so that one stuck job is not reported as many.
+		wctx, cancel := context.WithDeadline(ctx, later(deadline, time.Now().Add(5*time.Second)))
 		err := c.h.TC.GetWorkflow(wctx, runnerapi.JobWorkflowID(j.id), "").Get(wctx, nil)
 		cancel()
 		var terminated *temporal.TerminatedError
@@ -683,6 +685,13 @@ func (c *chaos) waitJobs(ctx context.Context, deadline time.Time) {
 		done++
 	}
 	c.count("jobs settled as scripted (RunnerJob and GitHub)", fmt.Sprintf("%d/%d", done, len(c.jobs)))
+}
+
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
 }
 
 // waitPoolsDrained waits until both pools' inventories are empty.

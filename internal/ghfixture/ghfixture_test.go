@@ -69,7 +69,7 @@ func TestPullRequestActionDetails(t *testing.T) {
 		assert.Nil(t, v, "GitHub sends null for %s of an open pull request", k)
 	}
 
-	ev, raw = decode("synchronize", pr)
+	ev, _ = decode("synchronize", pr)
 	assert.Equal(t, pr.HeadSHA, ev.GetAfter())
 	assert.Len(t, ev.GetBefore(), 40)
 	assert.NotEqual(t, ev.GetBefore(), ev.GetAfter())

@@ -160,7 +160,7 @@ func (c *chaos) githubFaults(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			return
-		case <-time.After(c.jitter(1500 * time.Millisecond)):
+		case <-time.After(c.jitter(3 * time.Second)):
 		}
 		if c.h.GH.FaultsPending(githubtest.RouteGenerateOrgJITConfig) > 0 {
 			continue

@@ -93,6 +93,14 @@ func (w *poolWorld) list(l *[]string) []string {
 	return append([]string(nil), *l...)
 }
 
+// checkCount is how many lease liveness checks ran (an activity may still
+// be writing when the test reads).
+func (w *poolWorld) checkCount() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return len(w.checks)
+}
+
 func newPoolEnv(t *testing.T, opts ...func(*poolWorld)) (*testsuite.TestWorkflowEnvironment, *poolWorld) {
 	t.Helper()
 	w := &poolWorld{}

@@ -47,13 +47,20 @@ func TestMetricsCountPathsWakesAndAddedLatency(t *testing.T) {
 	fw.set(func(f *fakeWaker) { f.err, f.delay = fmt.Errorf("wake: %w", ErrPreviewGone), 0 })
 	resp, _ := get(t, srv, "pr-2.preview.localhost", "/")
 	require.Equal(t, http.StatusGone, resp.StatusCode)
+	// A preview still deploying answers "not ready": a wake that worked as
+	// designed, not an error an operator should be paged for.
+	fw.set(func(f *fakeWaker) { f.err = fmt.Errorf("wake: %w", ErrNotReady) })
+	resp, _ = get(t, srv, "pr-3.preview.localhost", "/")
+	require.Equal(t, http.StatusServiceUnavailable, resp.StatusCode)
 
 	text := scrape(t, reg)
 	assert.Contains(t, text, `drydock_router_requests_total{path="cold"} 20`)
 	assert.Contains(t, text, `drydock_router_requests_total{path="warm"} 5`)
-	assert.Contains(t, text, `drydock_router_requests_total{path="error"} 1`)
+	assert.Contains(t, text, `drydock_router_requests_total{path="error"} 2`)
 	assert.Contains(t, text, `drydock_router_wakes_total{result="ok"} 1`, "twenty cold requests, one wake")
 	assert.Contains(t, text, `drydock_router_wakes_total{result="gone"} 1`)
+	assert.Contains(t, text, `drydock_router_wakes_total{result="not_ready"} 1`)
+	assert.NotContains(t, text, `drydock_router_wakes_total{result="error"}`)
 	assert.Contains(t, text, `drydock_router_added_latency_seconds_count{path="cold"} 20`)
 	assert.Contains(t, text, `drydock_router_added_latency_seconds_count{path="warm"} 5`)
 	// Every cold request waited for most of the 200 ms wake; warm ones did not.

@@ -402,6 +402,8 @@ func wakeResult(err error) string {
 		return "unknown"
 	case errors.Is(err, ErrPreviewGone):
 		return "gone"
+	case errors.Is(err, ErrNotReady):
+		return "not_ready" // still deploying: answered as designed, not a failure
 	}
 	return "error"
 }

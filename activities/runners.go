@@ -204,8 +204,10 @@ else
   ./config.sh --unattended --url "$DRYDOCK_RUNNER_URL" --token "$DRYDOCK_RUNNER_TOKEN" \
     --name "$DRYDOCK_RUNNER_NAME" --labels "$DRYDOCK_RUNNER_LABELS" --work _work --replace
 fi
-if [ ! -f .service ]; then as_root ./svc.sh install; fi
-as_root ./svc.sh start
+# The lock (fd 9) covers this script only: nothing it starts may keep it,
+# or a retried registration would wait on it forever.
+if [ ! -f .service ]; then as_root ./svc.sh install 9>&-; fi
+as_root ./svc.sh start 9>&-
 echo "runner $DRYDOCK_RUNNER_NAME registered as a service"
 `
 

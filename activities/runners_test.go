@@ -509,6 +509,37 @@ chmod +x "$d/config.sh" "$d/svc.sh"`}
 	assert.Equal(t, "install\nstart\nstart\n", r.sh(t, `cat "$HOME/svc.calls"`))
 }
 
+// A service whose start leaves a process running (a runner started without
+// systemd) must not keep the registration lock: a retried registration
+// would wait on it until it timed out (found by make chaos).
+func TestRunnerRegisterPersistentRetryIsNotBlockedByTheRunningService(t *testing.T) {
+	r := newRunnerRig(t, false, func(p *pools.Pool) {
+		p.Mode = pools.ModePersistent
+		p.Scope = pools.Scope{Kind: pools.ScopeOrg, Org: ghOwner}
+		p.Install = &previewspec.Step{Run: `set -e
+d="$HOME/actions-runner"; mkdir -p "$d"
+printf '#!/bin/sh\ntouch .runner\n' > "$d/config.sh"
+printf '#!/bin/sh\n[ "$1" = install ] && touch .service\n[ "$1" = start ] && { sleep 600 >/dev/null 2>&1 </dev/null & }\nexit 0\n' > "$d/svc.sh"
+chmod +x "$d/config.sh" "$d/svc.sh"`}
+	})
+	_, err := r.env.ExecuteActivity(r.a.SetupMachine, activities.SetupMachineInput{Pool: "ci", MachineID: r.machine})
+	require.NoError(t, err)
+	in := activities.RegisterInput{Pool: "ci", MachineID: r.machine, RunnerName: "drydock-ci-m1"}
+	_, err = r.env.ExecuteActivity(r.a.RegisterPersistent, in)
+	require.NoError(t, err)
+	done := make(chan error, 1)
+	go func() {
+		_, err := r.env.ExecuteActivity(r.a.RegisterPersistent, in)
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		require.NoError(t, err)
+	case <-time.After(20 * time.Second):
+		t.Fatal("the retried registration waits on the lock the running service kept")
+	}
+}
+
 // movingPool stands in for the RunnerPool workflow: its first run answers
 // every acquire with PoolContinuingAsNew and continues as new; the next run
 // leases a machine.

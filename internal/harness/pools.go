@@ -106,7 +106,7 @@ case "$1" in
   install) touch "$d/.service" ;;
   start)
     if [ -f "$d/runner.pid" ] && kill -0 "$(cat "$d/runner.pid")" 2>/dev/null; then exit 0; fi
-    setsid nohup %[1]s -persistent "$d/.runner" >>"$d/runner.log" 2>&1 </dev/null &
+    setsid nohup %[1]s -persistent "$d/.runner" >>"$d/runner.log" 2>&1 </dev/null 9>&- &
     echo $! >"$d/runner.pid" ;;
   *) echo "svc.sh: $1 not supported by the stand-in" >&2; exit 2 ;;
 esac

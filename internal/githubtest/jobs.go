@@ -267,12 +267,11 @@ func (s *Server) finishJob(j *jobState, conclusion string) {
 	j.Status, j.Conclusion, j.CompletedAt = JobCompleted, conclusion, now()
 	if r := a.runnerByID(j.RunnerID); r != nil && j.RunnerID != 0 && r.JobID == j.ID {
 		r.Busy = false
-		if !r.Ephemeral {
-			r.JobID = 0
-		}
 		if r.Ephemeral {
 			r.Status = "offline"
 			a.deleteRunner(r) // single-use: GitHub deregisters it after its job
+		} else {
+			r.JobID = 0 // persistent: idle, ready for the next job
 		}
 	}
 }

@@ -80,6 +80,17 @@ type WakeResult struct {
 	MachineID string
 }
 
+// Preview visibilities: who may open a preview (and the visibility of the
+// Dedalus preview the router proxies to).
+const (
+	// VisibilityPublic: anyone with the URL.
+	VisibilityPublic = "public"
+	// VisibilityOrg: members of the repository owner's organization.
+	VisibilityOrg = "org"
+	// VisibilityPrivate: people with read access to the repository.
+	VisibilityPrivate = "private"
+)
+
 // PreviewPhase is where a preview is in its life.
 type PreviewPhase string
 
@@ -105,6 +116,11 @@ type PreviewStatus struct {
 	HeadSHA        string // newest head seen
 	DeployedSHA    string // head the running app was built from
 	LastError      string
+	// Visibility is who may open the preview: VisibilityPublic,
+	// VisibilityOrg or VisibilityPrivate ("" from runs before the setting:
+	// the router treats it as private). The preview router reads it with
+	// QueryStatus before it serves or wakes anything.
+	Visibility string `json:",omitempty"`
 	CreatedAt      time.Time
 	ReadyAt        time.Time
 	LastDeployAt   time.Time

@@ -107,20 +107,20 @@ const (
 
 // PreviewStatus is the answer to QueryStatus.
 type PreviewStatus struct {
-	Phase          PreviewPhase
-	Owner, Repo    string
-	Number         int
-	MachineID      string
-	PreviewID      string
-	URL            string // the Dedalus preview URL
-	HeadSHA        string // newest head seen
-	DeployedSHA    string // head the running app was built from
-	LastError      string
+	Phase       PreviewPhase
+	Owner, Repo string
+	Number      int
+	MachineID   string
+	PreviewID   string
+	URL         string // the Dedalus preview URL
+	HeadSHA     string // newest head seen
+	DeployedSHA string // head the running app was built from
+	LastError   string
 	// Visibility is who may open the preview: VisibilityPublic,
 	// VisibilityOrg or VisibilityPrivate ("" from runs before the setting:
 	// the router treats it as private). The preview router reads it with
 	// QueryStatus before it serves or wakes anything.
-	Visibility string `json:",omitempty"`
+	Visibility     string `json:",omitempty"`
 	CreatedAt      time.Time
 	ReadyAt        time.Time
 	LastDeployAt   time.Time

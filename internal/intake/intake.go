@@ -121,7 +121,11 @@ func (h *Handler) ready(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
 		defer cancel()
 		if err := h.health.Ready(ctx); err != nil {
-			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unavailable", "error": err.Error()})
+			// The public listener says no more than "unavailable"; the
+			// reason (addresses, TLS errors) is for the admin listener's
+			// /readyz and the log.
+			h.log.Debug("not ready", "err", err)
+			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unavailable"})
 			return
 		}
 	}

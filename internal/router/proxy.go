@@ -39,11 +39,12 @@ func (rt *Router) upstreamFor(p *preview, raw string) (*upstream, error) {
 	}
 	u := &upstream{raw: raw, target: target, p: p, rt: rt}
 	u.proxy = &httputil.ReverseProxy{
-		Rewrite:       u.rewrite,
-		Transport:     u,
-		FlushInterval: -1, // stream: dev servers send SSE and chunked HMR updates
-		ErrorHandler:  u.proxyError,
-		ErrorLog:      slog.NewLogLogger(rt.log.Handler(), slog.LevelWarn),
+		Rewrite:        u.rewrite,
+		Transport:      u,
+		FlushInterval:  -1, // stream: dev servers send SSE and chunked HMR updates
+		ErrorHandler:   u.proxyError,
+		ModifyResponse: u.modifyResponse,
+		ErrorLog:       slog.NewLogLogger(rt.log.Handler(), slog.LevelWarn),
 	}
 	p.up.Store(u)
 	return u, nil
@@ -54,6 +55,13 @@ func (u *upstream) rewrite(pr *httputil.ProxyRequest) {
 	pr.SetXForwarded()
 	delete(pr.Out.Header, headerRepoKey)
 	delete(pr.Out.Header, headerPRKey)
+}
+
+// modifyResponse hardens a preview's response before the client sees it:
+// its cookies become host-only.
+func (u *upstream) modifyResponse(resp *http.Response) error {
+	hostOnlyCookies(resp.Header)
+	return nil
 }
 
 // RoundTrip sends req to the preview. When the preview answers 503 (its

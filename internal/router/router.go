@@ -452,7 +452,9 @@ func (rt *Router) serveOwn(w http.ResponseWriter, r *http.Request) {
 			defer cancel()
 			if err := rt.ready(ctx); err != nil {
 				rt.log.Debug("not ready", "err", err)
-				writeText(w, http.StatusServiceUnavailable, "not ready: Temporal is unreachable")
+				// A fixed answer: the reason (addresses, TLS errors) is for
+				// the admin listener's /readyz and the log.
+				writeText(w, http.StatusServiceUnavailable, "not ready")
 				return
 			}
 		}

@@ -30,6 +30,7 @@ func TestConfigValidationNamesTheVariable(t *testing.T) {
 		{Env: map[string]string{"ROUTER_METRICS_ADDR": busy.Addr().String()}, Want: "ROUTER_METRICS_ADDR"},
 		{Env: map[string]string{"TEMPORAL_API_KEY": "key with spaces\n"}, Want: "TEMPORAL_API_KEY"},
 		{Env: map[string]string{"LOG_LEVEL": "loud"}, Want: "LOG_LEVEL"},
+		{Env: map[string]string{"ROUTER_TRUSTED_PROXIES": "10.0.0.0/8,load-balancer"}, Want: "ROUTER_TRUSTED_PROXIES"},
 	})
 }
 

@@ -32,6 +32,9 @@ type Config struct {
 	TouchEvery  time.Duration   `envconfig:"ROUTER_TOUCH_EVERY" default:"1m" desc:"least interval between two activity reports (touch signals) for one preview"`
 	LogLevel    string          `envconfig:"LOG_LEVEL" default:"info" desc:"debug, info, warn or error"`
 
+	// Hardening (see README, "Router hardening").
+	TrustedProxies []string `envconfig:"ROUTER_TRUSTED_PROXIES" desc:"comma-separated CIDR prefixes (or addresses) of the proxies in front of the router whose X-Forwarded-For/-Proto/-Host are believed; empty: none, the peer is the client"`
+
 	MetricsAddr     string        `envconfig:"ROUTER_METRICS_ADDR" default:"127.0.0.1:9092" desc:"listen address of /metrics, /healthz and /readyz (keep it off the public load balancer); empty: none"`
 	ShutdownDelay   time.Duration `envconfig:"ROUTER_SHUTDOWN_DELAY" default:"0s" desc:"on SIGTERM, how long to keep accepting while /readyz says 503 (behind a load balancer: its probe interval, e.g. 5s)"`
 	ShutdownTimeout time.Duration `envconfig:"ROUTER_SHUTDOWN_TIMEOUT" default:"10s" desc:"on SIGTERM, how long requests in flight may take to finish before streams still open are cut"`
@@ -70,6 +73,9 @@ func (c Config) validate() error {
 	if c.ShutdownDelay < 0 {
 		return fmt.Errorf("configuration: ROUTER_SHUTDOWN_DELAY=%s must not be negative", c.ShutdownDelay)
 	}
+	if _, err := router.ParseTrustedProxies(c.TrustedProxies); err != nil {
+		return fmt.Errorf("configuration: ROUTER_TRUSTED_PROXIES: %w", err)
+	}
 	if _, err := router.NewMapper(c.Domain, ""); err != nil {
 		return fmt.Errorf("configuration: PREVIEW_DOMAIN: %w", err)
 	}
@@ -99,6 +105,7 @@ func run(cfg Config) error {
 	}
 	defer tc.Close()
 	health := metrics.NewHealth(config.TemporalReady(tc))
+	trusted, _ := router.ParseTrustedProxies(cfg.TrustedProxies) // validated
 	rt, err := router.New(router.Options{
 		Domain:      cfg.Domain,
 		DefaultRepo: cfg.DefaultRepo,
@@ -109,6 +116,8 @@ func run(cfg Config) error {
 		Ready:       health.Ready,
 		Logger:      log,
 		Metrics:     metrics.NewRouter(reg),
+
+		TrustedProxies: trusted,
 	})
 	if err != nil {
 		return err

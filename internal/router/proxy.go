@@ -51,8 +51,8 @@ func (rt *Router) upstreamFor(p *preview, raw string) (*upstream, error) {
 }
 
 func (u *upstream) rewrite(pr *httputil.ProxyRequest) {
-	pr.SetURL(u.target) // also sends the upstream's host, not the preview host
-	pr.SetXForwarded()
+	pr.SetURL(u.target)   // also sends the upstream's host, not the preview host
+	u.rt.setForwarded(pr) // not SetXForwarded: only trusted proxies' X-Forwarded-* count
 	delete(pr.Out.Header, headerRepoKey)
 	delete(pr.Out.Header, headerPRKey)
 }

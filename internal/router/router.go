@@ -20,6 +20,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -88,6 +89,10 @@ type Options struct {
 	Transport http.RoundTripper
 	// Logger receives one line per cold wake and per failure (nil: discard).
 	Logger *slog.Logger
+	// TrustedProxies are the proxies in front of the router (load
+	// balancers) whose X-Forwarded-For, -Proto and -Host are believed;
+	// see ParseTrustedProxies. Empty: none, the peer is the client.
+	TrustedProxies []netip.Prefix
 	// Metrics counts requests by path (warm, cold, error), the latency the
 	// router adds, and its wakes (nil: none).
 	Metrics *metrics.Router
@@ -108,6 +113,8 @@ type Router struct {
 	flightLimit time.Duration
 	awakeTTL    int64 // nanoseconds
 	touchEvery  int64 // nanoseconds
+
+	trustedProxies []netip.Prefix
 
 	// clock is the router's monotonic time in nanoseconds, never 0 (0 means
 	// "never" in preview's fields). Tests replace it.
@@ -207,8 +214,10 @@ func New(opts Options) (*Router, error) {
 		flightLimit: 2 * opts.WakeTimeout,
 		awakeTTL:    int64(opts.AwakeTTL),
 		touchEvery:  int64(opts.TouchEvery),
-		previews:    make(map[Target]*preview),
-		touchq:      make(chan *preview, touchQueue),
+
+		trustedProxies: opts.TrustedProxies,
+		previews:       make(map[Target]*preview),
+		touchq:         make(chan *preview, touchQueue),
 	}
 	if rt.transport == nil {
 		t := http.DefaultTransport.(*http.Transport).Clone()

@@ -340,12 +340,22 @@ type PreviewRef struct {
 	URL       string
 }
 
-// CreatePreview exposes a machine port and returns its URL.
-func (a *Machines) CreatePreview(ctx context.Context, machineID string, port int64) (PreviewRef, error) {
+// CreatePreview exposes a machine port with the given visibility
+// (dedalus.Visibility*) and returns its URL. An empty visibility (a call
+// scheduled by a workflow from before the setting) is private: fail closed.
+func (a *Machines) CreatePreview(ctx context.Context, machineID string, port int64, visibility string) (PreviewRef, error) {
+	switch visibility {
+	case "":
+		visibility = dedalus.VisibilityPrivate
+	case dedalus.VisibilityPublic, dedalus.VisibilityOrg, dedalus.VisibilityPrivate:
+	default:
+		return PreviewRef{}, temporal.NewNonRetryableApplicationError(
+			fmt.Sprintf("preview visibility %q must be public, org or private", visibility), ErrTypeInvalidArgument, nil)
+	}
 	stop := a.heartbeatWhile(ctx, machineID)
 	defer stop()
 	p, err := a.Client.CreatePreview(ctx, machineID, dedalus.CreatePreviewRequest{
-		Port: port, Protocol: dedalus.ProtocolHTTP, Visibility: dedalus.VisibilityPublic,
+		Port: port, Protocol: dedalus.ProtocolHTTP, Visibility: visibility,
 	}, idempotencyKey(ctx, "preview"))
 	if err != nil {
 		return PreviewRef{}, classify(err)

@@ -72,7 +72,7 @@ func tour(ctx workflow.Context) (string, error) {
 		return "", err
 	}
 	var p activities.PreviewRef
-	if err := workflow.ExecuteActivity(ctx, machines.CreatePreview, m.MachineID, int64(3000)).Get(ctx, &p); err != nil {
+	if err := workflow.ExecuteActivity(ctx, machines.CreatePreview, m.MachineID, int64(3000), "public").Get(ctx, &p); err != nil {
 		return "", err
 	}
 	if err := workflow.ExecuteActivity(ctx, machines.SleepMachine, m.MachineID).Get(ctx, nil); err != nil {

@@ -30,7 +30,7 @@ func TestPreviewActivitiesHeartbeatWhileDedalusIsSlow(t *testing.T) {
 	env.SetOnActivityHeartbeatListener(gate.heartbeat)
 
 	gate.arm()
-	v, err := env.ExecuteActivity(a.CreatePreview, m.MachineID, int64(3000))
+	v, err := env.ExecuteActivity(a.CreatePreview, m.MachineID, int64(3000), "private")
 	require.NoError(t, err)
 	assert.Zero(t, gate.missed.Swap(0), "CreatePreview did not heartbeat while Dedalus was answering")
 	var ref activities.PreviewRef

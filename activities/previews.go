@@ -40,6 +40,15 @@ type Previews struct {
 	// AwakeReportEvery bounds how often wakes refresh the awake time on the
 	// PR comment (0: the workflow's default, 10m; negative: never).
 	AwakeReportEvery time.Duration
+	// Visibility is who may open a preview (previewspec.Visibility*) when
+	// neither the repository's spec nor VisibilityRepos says: PREVIEW_VISIBILITY.
+	Visibility string
+	// VisibilityRepos is the visibility of given repositories, keyed by
+	// lower-case "owner/repo": PREVIEW_VISIBILITY_REPOS.
+	VisibilityRepos map[string]string
+	// VisibilityMax is the most open visibility a repository's spec may ask
+	// for ("" = no ceiling): PREVIEW_VISIBILITY_MAX.
+	VisibilityMax string
 	// HTTPClient probes app health (default: a client with a 5s timeout).
 	HTTPClient *http.Client
 	// HeartbeatEvery is how often LoadSpec heartbeats while it reads the
@@ -58,6 +67,13 @@ type PreviewSettings struct {
 	// awake time on the PR comment after wakes: 0 (histories from before the
 	// setting) means the default, negative means never.
 	AwakeReportEvery time.Duration `json:",omitempty"`
+	// Visibility is the operator's visibility for the repository
+	// (PREVIEW_VISIBILITY_REPOS, else PREVIEW_VISIBILITY); a spec's own
+	// visibility wins over it, up to VisibilityMax. "" (histories from
+	// before the setting) is private.
+	Visibility string `json:",omitempty"`
+	// VisibilityMax caps the visibility a spec may ask for ("" = no ceiling).
+	VisibilityMax string `json:",omitempty"`
 }
 
 // Settings returns the preview settings for one pull request.
@@ -67,7 +83,49 @@ func (p *Previews) Settings(_ context.Context, owner, repo string, number int) (
 		StaleAfter:        p.StaleAfter,
 		KeepFailedMachine: p.KeepFailedMachine,
 		AwakeReportEvery:  p.AwakeReportEvery,
+		Visibility:        p.repoVisibility(owner, repo),
+		VisibilityMax:     p.VisibilityMax,
 	}, nil
+}
+
+// repoVisibility is the operator's visibility for owner/repo: the
+// repository's own entry, else the default, else private.
+func (p *Previews) repoVisibility(owner, repo string) string {
+	if v, ok := p.VisibilityRepos[strings.ToLower(owner+"/"+repo)]; ok {
+		return v
+	}
+	if p.Visibility == "" {
+		return previewspec.VisibilityPrivate
+	}
+	return p.Visibility
+}
+
+// ParseVisibilityRepos reads PREVIEW_VISIBILITY_REPOS: comma-separated
+// "owner/repo=visibility" entries. Keys are lower case (GitHub names are
+// case-insensitive); an entry that is not owner/repo, names an unknown
+// visibility or repeats a repository is an error naming it.
+func ParseVisibilityRepos(s string) (map[string]string, error) {
+	out := map[string]string{}
+	for _, entry := range strings.Split(s, ",") {
+		entry = strings.TrimSpace(entry)
+		if entry == "" {
+			continue
+		}
+		repo, vis, ok := strings.Cut(entry, "=")
+		repo, vis = strings.ToLower(strings.TrimSpace(repo)), strings.TrimSpace(vis)
+		owner, name, isRepo := strings.Cut(repo, "/")
+		switch {
+		case !ok || !isRepo || owner == "" || name == "" || strings.ContainsAny(name, "/ ") || strings.ContainsAny(owner, " "):
+			return nil, fmt.Errorf("%q: want owner/repo=visibility", entry)
+		case !previewspec.ValidVisibility(vis):
+			return nil, fmt.Errorf("%q: visibility must be public, org or private", entry)
+		}
+		if _, dup := out[repo]; dup {
+			return nil, fmt.Errorf("%q: %s is named twice", entry, repo)
+		}
+		out[repo] = vis
+	}
+	return out, nil
 }
 
 // PublicURL fills a URL template's {number}, {owner} and {repo}.

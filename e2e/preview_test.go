@@ -28,6 +28,7 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/testsuite"
 
+	"github.com/drydock-dev/drydock/dedalus"
 	"github.com/drydock-dev/drydock/emulator"
 	"github.com/drydock-dev/drydock/internal/ghfixture"
 	"github.com/drydock-dev/drydock/internal/githubtest"
@@ -183,6 +184,8 @@ func newStackWith(t *testing.T, poolsJSON func(*stack) string) *stack {
 		"LOG_LEVEL=warn", "WORKER_METRICS_ADDR=127.0.0.1:0",
 		// Wakes refresh the PR comment at once, so the recorded histories cover it.
 		"PREVIEW_AWAKE_REPORT_EVERY=1s",
+		// Previews are public here; tests of the router's login set another.
+		"PREVIEW_VISIBILITY=public",
 	)
 	s.startWorker()
 	t.Cleanup(func() {
@@ -318,6 +321,17 @@ func (s *stack) get(owner, name string, number int, path string) (int, string) {
 	return resp.StatusCode, string(b)
 }
 
+// previewVisibility is the visibility the emulator recorded for the
+// status's Dedalus preview.
+func (s *stack) previewVisibility(st workflows.PreviewStatus) string {
+	s.t.Helper()
+	c, err := dedalus.New(dedalus.Options{BaseURL: s.emu.URL(), APIKey: s.emu.APIKey()})
+	require.NoError(s.t, err)
+	pv, err := c.GetPreview(context.Background(), st.MachineID, st.PreviewID)
+	require.NoError(s.t, err)
+	return pv.Visibility
+}
+
 func (s *stack) waitClosed(id string) {
 	s.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
@@ -362,6 +376,8 @@ func TestPreviewLifecycleEndToEnd(t *testing.T) {
 	t.Logf("preview ready %s after the webhook", time.Since(start))
 	assert.Equal(t, sha1, st.DeployedSHA)
 	assert.NoFileExists(t, pwned, "the branch name ran nothing")
+	assert.Equal(t, workflows.VisibilityPublic, st.Visibility, "the worker's PREVIEW_VISIBILITY")
+	assert.Equal(t, workflows.VisibilityPublic, s.previewVisibility(st), "the Dedalus preview has it too")
 
 	code, page := s.get(owner, name, number, "/")
 	require.Equal(t, http.StatusOK, code, page)

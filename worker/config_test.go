@@ -33,6 +33,14 @@ func TestConfigValidationNamesTheVariable(t *testing.T) {
 		{Env: map[string]string{"RUNNER_POOLS": "{not json"}, Want: "RUNNER_POOLS"},
 		{Env: map[string]string{"RUNNER_POOLS": `{"pools":[{"name":"linux","labels":["self-hosted"],"scope":{"kind":"org","org":"octo"},"machine":{"vcpu":2,"memory_mib":1024,"storage_gib":4}}]}`}, Want: "GITHUB_TOKEN"},
 		{Env: map[string]string{"LOG_LEVEL": "loud"}, Want: "LOG_LEVEL"},
+		{Env: map[string]string{"PREVIEW_VISIBILITY": "everyone"}, Want: "PREVIEW_VISIBILITY"},
+		{Env: map[string]string{"PREVIEW_VISIBILITY_MAX": "nobody"}, Want: "PREVIEW_VISIBILITY_MAX"},
+		{Env: map[string]string{"PREVIEW_VISIBILITY_REPOS": "octo/docs"}, Want: "PREVIEW_VISIBILITY_REPOS"},
+		{Env: map[string]string{"PREVIEW_VISIBILITY_REPOS": "octo=public"}, Want: "PREVIEW_VISIBILITY_REPOS"},
+		{Env: map[string]string{"PREVIEW_VISIBILITY_REPOS": "octo/docs=open"}, Want: "PREVIEW_VISIBILITY_REPOS"},
+		{Env: map[string]string{"PREVIEW_VISIBILITY_REPOS": "octo/docs=org,Octo/Docs=public"}, Want: "PREVIEW_VISIBILITY_REPOS"},
+		{Env: map[string]string{"PREVIEW_VISIBILITY": "public", "PREVIEW_VISIBILITY_MAX": "org"}, Want: "PREVIEW_VISIBILITY_MAX"},
+		{Env: map[string]string{"PREVIEW_VISIBILITY_REPOS": "octo/docs=public", "PREVIEW_VISIBILITY_MAX": "org"}, Want: "PREVIEW_VISIBILITY_REPOS"},
 	})
 }
 

@@ -39,6 +39,9 @@ type Config struct {
 	PreviewStaleAfter  time.Duration `envconfig:"PREVIEW_STALE_AFTER" default:"168h" desc:"tear down previews with no push and no traffic for this long; 0: never"`
 	PreviewKeepFailed  bool          `envconfig:"PREVIEW_KEEP_FAILED" default:"true" desc:"keep a failed preview's machine for debugging until the next push or close"`
 	PreviewAwakeReport time.Duration `envconfig:"PREVIEW_AWAKE_REPORT_EVERY" default:"10m" desc:"least interval between two refreshes of the awake time on the PR comment after wakes (it is also written at every deploy and teardown); 0: only then"`
+	PreviewVisibility  string        `envconfig:"PREVIEW_VISIBILITY" default:"private" desc:"who may open a preview: public (anyone with the URL), org (members of the repository owner's organization) or private (people with read access to the repository); a repository's PREVIEW_VISIBILITY_REPOS entry or its spec's visibility wins"`
+	PreviewVisRepos    string        `envconfig:"PREVIEW_VISIBILITY_REPOS" desc:"per-repository visibility, comma-separated owner/repo=visibility (e.g. octo/docs=public,octo/app=org); a spec's visibility wins over it"`
+	PreviewVisMax      string        `envconfig:"PREVIEW_VISIBILITY_MAX" default:"public" desc:"the most open visibility a repository's spec may ask for; a spec asking for more gets this (public: no ceiling)"`
 
 	RunnerPoolsFile string        `envconfig:"RUNNER_POOLS_FILE" desc:"runner pools file (YAML or JSON); excludes RUNNER_POOLS; neither: no runner pools"`
 	RunnerPools     string        `envconfig:"RUNNER_POOLS" desc:"runner pools inline (JSON or YAML), instead of RUNNER_POOLS_FILE"`
@@ -64,6 +67,9 @@ func (c Config) validate() (*pools.Config, error) {
 		if d < 0 {
 			return nil, fmt.Errorf("configuration: %s=%s must not be negative", name, d)
 		}
+	}
+	if _, err := c.previewVisibility(); err != nil {
+		return nil, err
 	}
 	if c.Dedalus.APIKey == "" {
 		return nil, errors.New("configuration: DEDALUS_API_KEY is required (the emulator's key locally: make dev sets it)")
@@ -104,6 +110,32 @@ func (c Config) validate() (*pools.Config, error) {
 		}
 	}
 	return pc, nil
+}
+
+// previewVisibility checks PREVIEW_VISIBILITY, PREVIEW_VISIBILITY_REPOS and
+// PREVIEW_VISIBILITY_MAX and returns the per-repository settings: every
+// name is public, org or private, and the operator's own settings are within
+// the ceiling (the ceiling caps repository specs; an operator setting above
+// it is a contradiction, not something to cap silently).
+func (c Config) previewVisibility() (map[string]string, error) {
+	for name, v := range map[string]string{"PREVIEW_VISIBILITY": c.PreviewVisibility, "PREVIEW_VISIBILITY_MAX": c.PreviewVisMax} {
+		if !previewspec.ValidVisibility(v) {
+			return nil, fmt.Errorf("configuration: %s=%q: want public, org or private", name, v)
+		}
+	}
+	repos, err := activities.ParseVisibilityRepos(c.PreviewVisRepos)
+	if err != nil {
+		return nil, fmt.Errorf("configuration: PREVIEW_VISIBILITY_REPOS: %w", err)
+	}
+	if previewspec.CapVisibility(c.PreviewVisibility, c.PreviewVisMax) != c.PreviewVisibility {
+		return nil, fmt.Errorf("configuration: PREVIEW_VISIBILITY=%s is more open than PREVIEW_VISIBILITY_MAX=%s", c.PreviewVisibility, c.PreviewVisMax)
+	}
+	for repo, v := range repos {
+		if previewspec.CapVisibility(v, c.PreviewVisMax) != v {
+			return nil, fmt.Errorf("configuration: PREVIEW_VISIBILITY_REPOS: %s=%s is more open than PREVIEW_VISIBILITY_MAX=%s", repo, v, c.PreviewVisMax)
+		}
+	}
+	return repos, nil
 }
 
 // awakeReportSetting maps PREVIEW_AWAKE_REPORT_EVERY to the preview
@@ -196,10 +228,12 @@ func run(cfg Config) error {
 	w.RegisterActivity(machines)
 	w.RegisterActivity(&activities.Runners{Machines: machines, GitHub: ghActs.Clients, Pools: pc, Temporal: tc, TaskQueue: workflows.TaskQueue, Logger: log})
 	w.RegisterActivity(reconciler)
+	visRepos, _ := cfg.previewVisibility() // validated above
 	w.RegisterActivity(&activities.Previews{
 		DefaultSpecPath: cfg.PreviewDefaultSpec, PublicURLTemplate: cfg.PreviewPublicURL,
 		StaleAfter: cfg.PreviewStaleAfter, KeepFailedMachine: cfg.PreviewKeepFailed,
 		AwakeReportEvery: awakeReportSetting(cfg.PreviewAwakeReport),
+		Visibility:       cfg.PreviewVisibility, VisibilityRepos: visRepos, VisibilityMax: cfg.PreviewVisMax,
 	})
 	w.RegisterActivity(ghActs)
 
@@ -230,7 +264,7 @@ func run(cfg Config) error {
 	}
 	polling.Store(true)
 	log.Info("worker polling", "task_queue", workflows.TaskQueue, "temporal", cfg.Temporal.Describe(),
-		"dedalus", dc.BaseURL(), "admin", adminAddr)
+		"dedalus", dc.BaseURL(), "admin", adminAddr, "preview_visibility", cfg.PreviewVisibility)
 	select {
 	case <-ctx.Done():
 	case err := <-fatal:

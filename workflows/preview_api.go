@@ -159,6 +159,13 @@ type PreviewCarry struct {
 	// FailedSHA is the head whose deploy failed: it is not deployed again
 	// until a push or a redeploy.
 	FailedSHA string `json:",omitempty"`
+	// SpecVisibility is the visibility the newest spec read asked for ("" =
+	// none: the operator's setting applies).
+	SpecVisibility string `json:",omitempty"`
+	// ExposedVisibility is the visibility the Dedalus preview was created
+	// with ("" = before the setting: public); a deploy whose visibility
+	// differs replaces the Dedalus preview.
+	ExposedVisibility string `json:",omitempty"`
 	// Teardown says why the preview is being torn down ("" = it is not);
 	// a run that continues as new with one set tears down at once.
 	Teardown string `json:",omitempty"`

@@ -8,6 +8,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/drydock-dev/drydock/activities"
+	"github.com/drydock-dev/drydock/dedalus"
 	"github.com/drydock-dev/drydock/internal/gh"
 	"github.com/drydock-dev/drydock/internal/previewspec"
 )
@@ -24,6 +25,7 @@ func (p *preview) deploy(ctx workflow.Context, ev PullRequestEvent) error {
 	if err != nil {
 		return err
 	}
+	p.applySpecVisibility(ctx, spec)
 	if err := p.ensureMachine(ctx, spec); err != nil {
 		return err
 	}
@@ -166,16 +168,56 @@ func (r specRunner) steps(kind string, list []previewspec.Step) error {
 	return nil
 }
 
-// expose makes the app's port a Dedalus preview (once per machine) and
-// waits for its health path to answer.
+// visibility is the preview's effective visibility: the spec's, else the
+// operator's for the repository, capped by the operator's ceiling.
+func (p *preview) visibility() string {
+	v := p.settings.Visibility
+	if p.SpecVisibility != "" {
+		v = p.SpecVisibility
+	}
+	return previewspec.CapVisibility(v, p.settings.VisibilityMax)
+}
+
+// applySpecVisibility folds the spec's visibility into the status as soon
+// as the spec is read: before the machine, the Dedalus preview and any wake.
+func (p *preview) applySpecVisibility(ctx workflow.Context, spec previewspec.Spec) {
+	p.SpecVisibility = spec.Visibility
+	v := p.visibility()
+	if spec.Visibility != "" && v != spec.Visibility {
+		workflow.GetLogger(ctx).Warn("the spec's visibility is above the operator's ceiling (PREVIEW_VISIBILITY_MAX): capped",
+			"spec", spec.Visibility, "visibility", v)
+	}
+	if v != p.Status.Visibility {
+		workflow.GetLogger(ctx).Info("preview visibility", "from", p.Status.Visibility, "to", v)
+	}
+	p.Status.Visibility = v
+}
+
+// expose makes the app's port a Dedalus preview (once per machine, and
+// again when the visibility changed) and waits for its health path to
+// answer.
 func (p *preview) expose(ctx workflow.Context, spec previewspec.Spec) error {
+	vis := dedalus.VisibilityPublic // runs recorded before the setting exposed every preview public
+	if workflow.GetVersion(ctx, "preview-visibility", workflow.DefaultVersion, 1) == 1 {
+		vis = p.Status.Visibility
+		if p.Status.PreviewID != "" && p.ExposedVisibility != vis {
+			// Dedalus cannot change a preview's visibility (its API has
+			// no update of a preview): replace the preview.
+			if err := workflow.ExecuteActivity(withActivity(ctx, "close the preview to change its visibility to "+vis, time.Minute),
+				machineActs.DeletePreview, p.Status.MachineID, p.Status.PreviewID).Get(ctx, nil); err != nil {
+				return err
+			}
+			p.Status.PreviewID, p.Status.URL = "", ""
+		}
+	}
 	if p.Status.PreviewID == "" {
 		var pr activities.PreviewRef
-		if err := workflow.ExecuteActivity(withActivity(ctx, fmt.Sprintf("expose port %d", spec.App.Port), time.Minute),
-			machineActs.CreatePreview, p.Status.MachineID, spec.App.Port).Get(ctx, &pr); err != nil {
+		if err := workflow.ExecuteActivity(withActivity(ctx, fmt.Sprintf("expose port %d (%s)", spec.App.Port, vis), time.Minute),
+			machineActs.CreatePreview, p.Status.MachineID, spec.App.Port, vis).Get(ctx, &pr); err != nil {
 			return err
 		}
 		p.Status.PreviewID, p.Status.URL = pr.PreviewID, pr.URL
+		p.ExposedVisibility = vis
 	}
 	return workflow.ExecuteActivity(withActivity(ctx, "wait for "+spec.App.HealthPath, spec.App.HealthTimeout.D()+time.Minute),
 		previewActs.WaitHealthy, activities.HealthInput{URL: p.Status.URL + spec.App.HealthPath, Timeout: spec.App.HealthTimeout.D()},

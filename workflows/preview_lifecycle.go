@@ -113,6 +113,9 @@ func startPreview(ctx workflow.Context, in PreviewInput) (*preview, error) {
 	if err := workflow.ExecuteLocalActivity(sctx, previewActs.Settings, in.Owner, in.Repo, in.Number).Get(ctx, &p.settings); err != nil {
 		return nil, fmt.Errorf("read preview settings: %w", err)
 	}
+	// Known before the query handler answers: the router never sees a
+	// status without the visibility of this run's settings.
+	p.Status.Visibility = p.visibility()
 	_ = workflow.UpsertTypedSearchAttributes(ctx,
 		SearchAttrRepo.ValueSet(RepoKey(in.Owner, in.Repo)), SearchAttrPRNumber.ValueSet(int64(in.Number)),
 		SearchAttrPhase.ValueSet(string(p.Status.Phase)), SearchAttrMachineID.ValueSet(p.Status.MachineID))

@@ -3,6 +3,7 @@ package workflows
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -54,6 +55,12 @@ type world struct {
 	// reportTakes and commandTakes are how long ReportOnPR and RunCommand take (mocked time).
 	reportTakes  time.Duration
 	commandTakes time.Duration
+	// specVisibility is the visibility the spec asks for ("" = none).
+	specVisibility string
+	// previewVisibility is the visibility of each Dedalus preview created;
+	// closedPreviews the IDs of those deleted.
+	previewVisibility []string
+	closedPreviews    []string
 	// metrics, if set, receives the workflow's metrics.
 	metrics *metricsCapture
 
@@ -124,7 +131,14 @@ func newTestEnv(t *testing.T, settings activities.PreviewSettings, configure ...
 			defer w.mu.Unlock()
 			return activities.PullRequestState{Known: true, Open: !w.prClosed, HeadSHA: "sha1"}, nil
 		})
-	env.OnActivity(previewActs.LoadSpec, mock.Anything, mock.Anything).Return(testSpec, nil)
+	env.OnActivity(previewActs.LoadSpec, mock.Anything, mock.Anything).Return(
+		func(context.Context, activities.LoadSpecInput) (previewspec.Spec, error) {
+			w.mu.Lock()
+			defer w.mu.Unlock()
+			s := testSpec
+			s.Visibility = w.specVisibility
+			return s, nil
+		})
 	env.OnActivity(githubActs.StartDeployment, mock.Anything, mock.Anything).Return(activities.DeploymentRef{ID: 77}, nil)
 	env.OnActivity(githubActs.SetDeploymentStatus, mock.Anything, mock.Anything).Return(
 		func(_ context.Context, in activities.DeploymentStatusInput) error {
@@ -169,12 +183,13 @@ func newTestEnv(t *testing.T, settings activities.PreviewSettings, configure ...
 			}
 			return activities.CommandResult{Succeeded: true}, nil
 		}).After(w.commandTakes)
-	env.OnActivity(machineActs.CreatePreview, mock.Anything, mock.Anything, mock.Anything).Return(
-		func(context.Context, string, int64) (activities.PreviewRef, error) {
+	env.OnActivity(machineActs.CreatePreview, mock.Anything, mock.Anything, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, _ string, _ int64, visibility string) (activities.PreviewRef, error) {
 			w.mu.Lock()
 			defer w.mu.Unlock()
 			w.previews++
-			return activities.PreviewRef{PreviewID: "pv-1", URL: "http://127.0.0.1:9999"}, nil
+			w.previewVisibility = append(w.previewVisibility, visibility)
+			return activities.PreviewRef{PreviewID: fmt.Sprintf("pv-%d", w.previews), URL: fmt.Sprintf("http://127.0.0.1:%d", 10000-w.previews)}, nil
 		})
 	env.OnActivity(previewActs.WaitHealthy, mock.Anything, mock.Anything).Return(
 		func(context.Context, activities.HealthInput) error {
@@ -183,7 +198,13 @@ func newTestEnv(t *testing.T, settings activities.PreviewSettings, configure ...
 			}
 			return nil
 		})
-	env.OnActivity(machineActs.DeletePreview, mock.Anything, mock.Anything, mock.Anything).Return(nil)
+	env.OnActivity(machineActs.DeletePreview, mock.Anything, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, _, previewID string) error {
+			w.mu.Lock()
+			defer w.mu.Unlock()
+			w.closedPreviews = append(w.closedPreviews, previewID)
+			return nil
+		})
 	env.OnActivity(machineActs.DeleteMachine, mock.Anything, mock.Anything).Return(
 		func(context.Context, string) (activities.MachineRef, error) {
 			w.mu.Lock()

@@ -47,6 +47,8 @@ type Config struct {
 	RouterMetricsAddr  string `envconfig:"ROUTER_METRICS_ADDR" default:"127.0.0.1:9092" desc:"preview router /metrics, /healthz, /readyz"`
 	PreviewSpec        string `envconfig:"PREVIEW_DEFAULT_SPEC" default:"examples/previewapp/preview.yml" desc:"default preview spec (the demo app's)"`
 	WebhookSecret      string `envconfig:"GITHUB_WEBHOOK_SECRET" default:"drydock-dev-webhook-secret" desc:"webhook secret (development default)"`
+	// Local previews are public: make dev has no GitHub to log in with.
+	PreviewVisibility string `envconfig:"PREVIEW_VISIBILITY" default:"public" desc:"who may open local previews (public, org or private); public locally, where there is no GitHub login"`
 	// Point the stack at a real Dedalus by setting both; the emulator is then not started.
 	DedalusBaseURL string `envconfig:"DEDALUS_BASE_URL" desc:"real Dedalus API URL; empty = start the local emulator"`
 	DedalusAPIKey  string `envconfig:"DEDALUS_API_KEY" desc:"real Dedalus API key (with DEDALUS_BASE_URL)"`
@@ -126,7 +128,7 @@ func run(cfg Config) error {
 	if err := stack.Start(ctx, devstack.Service{
 		Name: "worker", Path: filepath.Join(cfg.BinDir, "worker"),
 		Env: append(common, "DEDALUS_BASE_URL="+dedalusURL, "DEDALUS_API_KEY="+dedalusKey,
-			"PREVIEW_DEFAULT_SPEC="+spec, "PREVIEW_PUBLIC_URL="+publicURL,
+			"PREVIEW_DEFAULT_SPEC="+spec, "PREVIEW_PUBLIC_URL="+publicURL, "PREVIEW_VISIBILITY="+cfg.PreviewVisibility,
 			fmt.Sprintf("TEMPORAL_UI_URL=http://localhost:%d", cfg.UIPort), "WORKER_METRICS_ADDR="+cfg.WorkerMetricsAddr),
 		// Ready once it polls: its own /readyz, and Temporal sees the poller.
 		Ready: func(ctx context.Context) error {
@@ -161,6 +163,7 @@ func run(cfg Config) error {
 		{"Webhook endpoint", "http://" + cfg.WebhookAddr + "/webhooks/github"},
 		{"Webhook secret", cfg.WebhookSecret},
 		{"Preview router", strings.NewReplacer("{number}", "N", "{owner}", "OWNER", "{repo}", "REPO").Replace(publicURL)},
+		{"Preview access", visibilityNote(cfg.PreviewVisibility)},
 		{"Metrics", fmt.Sprintf("http://%s/metrics (worker), http://%s/metrics (webhook), http://%s/metrics (router)",
 			cfg.WorkerMetricsAddr, cfg.WebhookMetricsAddr, cfg.RouterMetricsAddr)},
 		{"Try a PR", "bin/starter demo open   (then: demo push, demo close)"},
@@ -179,6 +182,14 @@ func run(cfg Config) error {
 	b.WriteString("Press Ctrl-C to stop everything.\n")
 	fmt.Print(b.String())
 	return stack.Wait(ctx)
+}
+
+// visibilityNote says who may open local previews, for the startup table.
+func visibilityNote(v string) string {
+	if v == "public" {
+		return "public: anyone who can reach the router, no login (local mode; PREVIEW_VISIBILITY=org|private to require one)"
+	}
+	return v + ": the router asks for a GitHub login (PREVIEW_VISIBILITY)"
 }
 
 func temporalReady(ctx context.Context, addr string) error {

@@ -158,6 +158,9 @@ func Start(ctx context.Context, opts Options) (h *Harness, err error) {
 		"DEDALUS_BASE_URL="+h.Emu.URL(), "DEDALUS_API_KEY="+h.Emu.APIKey(),
 		"GITHUB_TOKEN="+GHToken, "GITHUB_API_URL="+h.GH.URL(),
 		"PREVIEW_PUBLIC_URL=http://pr-{number}--{owner}--{repo}."+Domain+":"+routerPort,
+		// Previews are public unless a test sets PREVIEW_VISIBILITY in
+		// WorkerEnv (the tests that exercise the router's login).
+		"PREVIEW_VISIBILITY=public",
 		"RUNNER_POOLS="+h.RunnerPools, "WORKER_METRICS_ADDR="+admin[0]), opts.WorkerEnv...))
 	h.Webhook = h.proc("webhook", append(append(base[:len(base):len(base)],
 		"WEBHOOK_ADDR="+webhookAddr, "GITHUB_WEBHOOK_SECRET="+Secret,

@@ -38,6 +38,37 @@ type Spec struct {
 	Seed []Step `json:"seed,omitempty" yaml:"seed"`
 	// Start launches the app as a daemon; it is restarted on every redeploy.
 	Start Step `json:"start" yaml:"start"`
+	// Visibility is who may open the repository's previews: public, org or
+	// private. It wins over the worker's PREVIEW_VISIBILITY_REPOS and
+	// PREVIEW_VISIBILITY, up to the operator's ceiling
+	// (PREVIEW_VISIBILITY_MAX). Empty: the worker's setting.
+	Visibility string `json:"visibility,omitempty" yaml:"visibility"`
+}
+
+// Preview visibilities, from the most closed to the most open (the same
+// names as Dedalus's preview visibility and workflows.Visibility*).
+const (
+	VisibilityPrivate = "private" // people with read access to the repository
+	VisibilityOrg     = "org"     // members of the repository owner's organization
+	VisibilityPublic  = "public"  // anyone with the URL
+)
+
+// visibilityRank orders the visibilities by openness.
+var visibilityRank = map[string]int{VisibilityPrivate: 1, VisibilityOrg: 2, VisibilityPublic: 3}
+
+// ValidVisibility reports whether v is public, org or private.
+func ValidVisibility(v string) bool { return visibilityRank[v] > 0 }
+
+// CapVisibility returns v, or ceiling when v is more open than ceiling. An
+// unknown or empty v is private (fail closed); an empty ceiling caps nothing.
+func CapVisibility(v, ceiling string) string {
+	if !ValidVisibility(v) {
+		return VisibilityPrivate
+	}
+	if ValidVisibility(ceiling) && visibilityRank[v] > visibilityRank[ceiling] {
+		return ceiling
+	}
+	return v
 }
 
 // Machine is the size and idle window of the preview's machine.
@@ -228,6 +259,9 @@ func (s *Spec) Validate() error {
 		}
 	}
 	check("start", s.Start, false)
+	if s.Visibility != "" && !ValidVisibility(s.Visibility) {
+		bad("visibility must be public, org or private (got %q)", s.Visibility)
+	}
 	if len(errs) == 0 {
 		return nil
 	}

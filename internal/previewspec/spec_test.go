@@ -62,3 +62,23 @@ func TestRejectsUnknownFieldsAndJunk(t *testing.T) {
 	_, err = Parse(make([]byte, MaxSize+1))
 	assert.ErrorContains(t, err, "limit")
 }
+
+func TestVisibility(t *testing.T) {
+	s, err := Parse([]byte("visibility: org\nstart: {run: x}\n"))
+	require.NoError(t, err)
+	assert.Equal(t, VisibilityOrg, s.Visibility)
+
+	s, err = Parse([]byte("start: {run: x}\n"))
+	require.NoError(t, err)
+	assert.Empty(t, s.Visibility, "no visibility in the spec: the worker's setting applies")
+
+	_, err = Parse([]byte("visibility: everyone\nstart: {run: x}\n"))
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), `visibility must be public, org or private (got "everyone")`)
+
+	assert.Equal(t, VisibilityOrg, CapVisibility(VisibilityPublic, VisibilityOrg), "the ceiling caps a more open visibility")
+	assert.Equal(t, VisibilityPrivate, CapVisibility(VisibilityPrivate, VisibilityOrg), "a more closed one is kept")
+	assert.Equal(t, VisibilityPublic, CapVisibility(VisibilityPublic, ""), "no ceiling")
+	assert.Equal(t, VisibilityPrivate, CapVisibility("", VisibilityPublic), "unknown fails closed")
+	assert.Equal(t, VisibilityPrivate, CapVisibility("PUBLIC", ""), "names are exact")
+}

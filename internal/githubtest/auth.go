@@ -50,6 +50,9 @@ type principal struct {
 	app            *app   // installation tokens
 	installationID int64
 	expiresAt      time.Time // zero: never
+	// scoped: a user token issued by the OAuth flow, which sees only the
+	// repositories its user may read (AddToken's tokens see every one).
+	scoped bool
 }
 
 type app struct {
@@ -88,12 +91,12 @@ func (s *Server) AddToken(token, login string) {
 
 // userNamed returns the user login, the same account on every call.
 func (s *Server) userNamed(login string) User {
-	for _, p := range s.tokens {
-		if p.kind == "user" && p.user.Login == login {
-			return p.user
-		}
+	if u, ok := s.users[strings.ToLower(login)]; ok {
+		return u
 	}
-	return s.newUser(login, "User")
+	u := s.newUser(login, "User")
+	s.users[strings.ToLower(login)] = u
+	return u
 }
 
 // AddApp registers a GitHub App: its ID, its slug (comments it writes are by

@@ -22,6 +22,8 @@ type repoState struct {
 	deployments   []*Deployment                // in creation order
 	comments      []*Comment                   // in creation order
 	pulls         map[int]PullRequest
+	public        bool              // readable by every user (default: private)
+	collaborators map[string]string // lower-cased login → permission
 }
 
 func repoKey(owner, repo string) string { return strings.ToLower(owner + "/" + repo) }

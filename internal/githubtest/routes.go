@@ -77,7 +77,18 @@ var routes = []route{
 
 	{RouteGetWorkflowJob, authToken, (*Server).getWorkflowJob},
 
+	{RouteOAuthAuthorize, authNone, (*Server).oauthAuthorize},
+	{RouteOAuthAuthorizeSubmit, authNone, (*Server).oauthAuthorizeSubmit},
+	{RouteOAuthAccessToken, authNone, (*Server).oauthAccessToken},
+	{RouteGetRepo, authToken, (*Server).getRepo},
+	{RouteGetOrgMembership, authToken, (*Server).getOrgMembership},
+	{RouteCheckOrgMember, authToken, (*Server).checkOrgMember},
+
 	// Test-only control routes (not GitHub's API; see ControlClaimRunner).
+	{ControlAddUser, authNone, (*Server).controlAddUser},
+	{ControlAddCollaborator, authNone, (*Server).controlAddCollaborator},
+	{ControlAddOrgMember, authNone, (*Server).controlAddOrgMember},
+	{ControlAddOAuthApp, authNone, (*Server).controlAddOAuthApp},
 	{ControlClaimRunner, authNone, (*Server).claimRunner},
 	{ControlCompleteJob, authNone, (*Server).completeJob},
 	{ControlRegisterRunner, authNone, (*Server).registerRunner},

@@ -35,6 +35,11 @@ type Server struct {
 	mu            sync.Mutex
 	nextID        int64
 	tokens        map[string]*principal
+	users         map[string]User // lower-cased login → account
+	oauthApps     map[string]*oauthApp
+	oauthCodes    map[string]*oauthCode
+	oauthIssued   int
+	orgMembers    map[string]map[string]bool // org → member logins, lower case
 	apps          map[int64]*app
 	installations map[int64]*installation
 	tokenTTL      time.Duration
@@ -57,6 +62,7 @@ func NewServer() *Server {
 		mux:           http.NewServeMux(),
 		nextID:        1000,
 		tokens:        make(map[string]*principal),
+		users:         make(map[string]User),
 		apps:          make(map[int64]*app),
 		installations: make(map[int64]*installation),
 		tokenTTL:      time.Hour,

@@ -173,12 +173,13 @@ type HealthInput struct {
 }
 
 // WaitHealthy polls the app through its preview until it answers 2xx or 3xx.
-// A timeout is a non-retryable AppUnhealthy error carrying the last answer.
+// Redirects are not followed: a 3xx is the app answering, and following it
+// would let the app point the worker at any URL it can reach (SSRF). A
+// timeout is a non-retryable AppUnhealthy error whose message carries the
+// URL and the last answer for operators (workflow history, the status'
+// LastError); the workflow never copies it to the PR.
 func (p *Previews) WaitHealthy(ctx context.Context, in HealthInput) error {
-	hc := p.HTTPClient
-	if hc == nil {
-		hc = &http.Client{Timeout: 5 * time.Second}
-	}
+	hc := noRedirects(p.HTTPClient)
 	deadline := time.Now().Add(in.Timeout)
 	delay := 100 * time.Millisecond
 	last := "no answer yet"
@@ -213,6 +214,18 @@ func (p *Previews) WaitHealthy(ctx context.Context, in HealthInput) error {
 		}
 		delay = min(delay*2, 2*time.Second)
 	}
+}
+
+// noRedirects returns a copy of hc (default: a 5s timeout) that returns a
+// redirect as the answer instead of following it.
+func noRedirects(hc *http.Client) *http.Client {
+	c := &http.Client{Timeout: 5 * time.Second}
+	if hc != nil {
+		cp := *hc
+		c = &cp
+	}
+	c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	return c
 }
 
 // IsInvalidSpec reports whether err is an InvalidPreviewSpec failure.

@@ -45,6 +45,7 @@ func (p *preview) deploy(ctx workflow.Context, ev PullRequestEvent) error {
 // opened or synchronize delivery that arrives after closed must not start a
 // preview. It returns false (and sets Teardown) when the PR is closed.
 func (p *preview) beginDeploy(ctx workflow.Context, ev PullRequestEvent) (bool, error) {
+	p.step = "check the pull request"
 	first := p.Status.MachineID == ""
 	if first && workflow.GetVersion(ctx, "pr-state-before-machine", workflow.DefaultVersion, 1) == 1 {
 		var st activities.PullRequestState
@@ -73,6 +74,7 @@ func (p *preview) beginDeploy(ctx workflow.Context, ev PullRequestEvent) (bool, 
 // loadSpec reads the preview spec from the PR's base branch (trusted code)
 // and validates it; a repository without one gets the server's default.
 func (p *preview) loadSpec(ctx workflow.Context, ev PullRequestEvent) (previewspec.Spec, error) {
+	p.step = "read the preview spec"
 	var fetched activities.FetchSpecResult
 	if err := workflow.ExecuteActivity(withActivity(ctx, "read "+previewspec.RepoPath+" from "+ev.BaseRef, time.Minute),
 		githubActs.FetchPreviewSpec, activities.FetchSpecInput{
@@ -89,7 +91,9 @@ func (p *preview) loadSpec(ctx workflow.Context, ev PullRequestEvent) (previewsp
 
 // ensureMachine creates the preview's machine, or wakes the one it has.
 func (p *preview) ensureMachine(ctx workflow.Context, spec previewspec.Spec) error {
+	p.step = "create machine"
 	if p.Status.MachineID != "" {
+		p.step = "wake machine"
 		var m activities.MachineRef
 		if err := workflow.ExecuteActivity(withActivity(ctx, "wake machine "+p.Status.MachineID, 5*time.Minute),
 			machineActs.WakeMachine, p.Status.MachineID).Get(ctx, &m); err != nil {
@@ -120,7 +124,7 @@ func (p *preview) ensureMachine(ctx workflow.Context, spec previewspec.Spec) err
 // runSpec checks out the head and runs the spec on the machine: setup and
 // seed once per machine, build every time, then (re)starts the app.
 func (p *preview) runSpec(ctx workflow.Context, ev PullRequestEvent, spec previewspec.Spec) error {
-	r := specRunner{ctx: ctx, machineID: p.Status.MachineID, env: deployEnv(ev, spec)}
+	r := specRunner{ctx: ctx, machineID: p.Status.MachineID, env: deployEnv(ev, spec), step: &p.step}
 	if err := r.run("checkout "+shortSHA(ev.HeadSHA), checkoutArgv(), 10*time.Minute); err != nil {
 		return err
 	}
@@ -147,9 +151,11 @@ type specRunner struct {
 	ctx       workflow.Context
 	machineID string
 	env       map[string]string
+	step      *string // set to the running command's name
 }
 
 func (r specRunner) run(name string, argv []string, timeout time.Duration) error {
+	*r.step = name
 	return workflow.ExecuteActivity(withActivity(r.ctx, name, timeout+time.Minute), machineActs.RunCommand, activities.Command{
 		MachineID: r.machineID, Name: name, Argv: argv, Env: r.env, Timeout: timeout,
 	}).Get(r.ctx, nil)
@@ -197,6 +203,7 @@ func (p *preview) applySpecVisibility(ctx workflow.Context, spec previewspec.Spe
 // again when the visibility changed) and waits for its health path to
 // answer.
 func (p *preview) expose(ctx workflow.Context, spec previewspec.Spec) error {
+	p.step = fmt.Sprintf("expose port %d", spec.App.Port)
 	vis := dedalus.VisibilityPublic // runs recorded before the setting exposed every preview public
 	if workflow.GetVersion(ctx, "preview-visibility", workflow.DefaultVersion, 1) == 1 {
 		vis = p.Status.Visibility
@@ -219,6 +226,7 @@ func (p *preview) expose(ctx workflow.Context, spec previewspec.Spec) error {
 		p.Status.PreviewID, p.Status.URL = pr.PreviewID, pr.URL
 		p.ExposedVisibility = vis
 	}
+	p.step = "wait for " + spec.App.HealthPath
 	return workflow.ExecuteActivity(withActivity(ctx, "wait for "+spec.App.HealthPath, spec.App.HealthTimeout.D()+time.Minute),
 		previewActs.WaitHealthy, activities.HealthInput{URL: p.Status.URL + spec.App.HealthPath, Timeout: spec.App.HealthTimeout.D()},
 	).Get(ctx, nil)

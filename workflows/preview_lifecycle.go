@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"go.temporal.io/sdk/temporal"
@@ -48,6 +49,9 @@ type preview struct {
 	staleTimer  workflow.Future
 	// awakeReporting: a wake's refresh of the PR comment is in flight.
 	awakeReporting bool
+	// step is the deploy step running (or the last one run): the PR's
+	// failure report names it.
+	step string
 }
 
 // PreviewLifecycle runs one pull request's preview from its first deployable
@@ -301,36 +305,33 @@ func (p *preview) startDeploy(ctx workflow.Context, done workflow.Channel) {
 	})
 }
 
-// onDeployFailed marks the preview failed and reports why on the PR, with
-// the tail of the failing step's output. The machine is kept for debugging
-// unless the settings say otherwise.
+// onDeployFailed marks the preview failed and reports it on the PR with a
+// fixed text and the failing step's name. Nothing the app or the machine
+// produced reaches the PR (command output, the app's log, an answer of the
+// health check, the upstream URL): it could be anything the machine or the
+// worker can reach. The details stay in the workflow for operators: the
+// activities' errors and results in history, and the status' LastError.
+// The machine is kept for debugging unless the settings say otherwise.
 func (p *preview) onDeployFailed(ctx workflow.Context, ev PullRequestEvent, err error) {
-	report := gh.Report{State: "failed", SHA: ev.HeadSHA, Branch: ev.HeadRef, URL: p.settings.PublicURL}
+	report := gh.Report{State: "failed", SHA: ev.HeadSHA, Branch: ev.HeadRef, URL: p.settings.PublicURL,
+		FailedStep: p.step, Error: failureText(err)}
+	detail := err.Error()
 	var ae *temporal.ApplicationError
 	if errors.As(err, &ae) {
-		report.Error = ae.Error()
-		var res activities.CommandResult
-		if ae.Type() == activities.ErrTypeCommandFailed && ae.HasDetails() && ae.Details(&res) == nil {
-			report.OutputTail = res.StderrTail
-			if report.OutputTail == "" {
-				report.OutputTail = res.StdoutTail
-			}
-		}
+		detail = ae.Error()
 		if ae.Type() == activities.ErrTypeAppUnhealthy && p.Status.MachineID != "" {
+			// The app's log is read into history (the activity's result),
+			// where operators find it; the PR gets none of it.
 			var logs activities.CommandResult
-			if workflow.ExecuteActivity(withActivity(ctx, "read app log", time.Minute), machineActs.RunCommand, activities.Command{
+			_ = workflow.ExecuteActivity(withActivity(ctx, "read app log", time.Minute), machineActs.RunCommand, activities.Command{
 				MachineID: p.Status.MachineID, Name: "app log", Argv: []string{"sh", "-c", appLogScript}, KeepOutput: true,
-			}).Get(ctx, &logs) == nil {
-				report.OutputTail = logs.StdoutTail
-			}
+			}).Get(ctx, &logs)
 		}
-	} else {
-		report.Error = err.Error()
 	}
-	p.Status.LastError = report.Error
+	p.Status.LastError = detail
 	p.FailedSHA = ev.HeadSHA
 	p.setPhase(ctx, PreviewFailed)
-	workflow.GetLogger(ctx).Warn("preview deploy failed", "sha", ev.HeadSHA, "error", report.Error)
+	workflow.GetLogger(ctx).Warn("preview deploy failed", "sha", ev.HeadSHA, "step", p.step, "error", detail)
 	p.setDeploymentStatus(ctx, "failure", truncate(report.Error, 140))
 	if !p.settings.KeepFailedMachine {
 		p.releaseMachine(ctx)
@@ -338,7 +339,33 @@ func (p *preview) onDeployFailed(ctx workflow.Context, ev PullRequestEvent, err 
 	} else if p.Status.MachineID != "" {
 		report.Note = "the machine " + p.Status.MachineID + " is kept for debugging until the next push or close"
 	}
+	report.Note = strings.TrimPrefix(report.Note+"; the details are in the workflow, for operators", "; ")
 	p.report(ctx, report)
+}
+
+// failureText is what the PR is told about a failed deploy: a fixed text
+// per kind of failure. Only the spec's own problems are passed on as they
+// are: Drydock's words about the repository's file, which the PR's readers
+// can read anyway.
+func failureText(err error) string {
+	var ae *temporal.ApplicationError
+	if !errors.As(err, &ae) {
+		return "the deploy failed"
+	}
+	switch ae.Type() {
+	case activities.ErrTypeCommandFailed:
+		var res activities.CommandResult
+		if ae.HasDetails() && ae.Details(&res) == nil && res.ExitCode != 0 {
+			return fmt.Sprintf("the step failed (exit code %d)", res.ExitCode)
+		}
+		return "the step failed or timed out"
+	case activities.ErrTypeAppUnhealthy:
+		return "the app did not answer its health check (2xx or 3xx; redirects are not followed) in time"
+	case activities.ErrTypeInvalidSpec, activities.ErrTypePreviewSpecTooLarge:
+		return ae.Error()
+	default:
+		return "an error outside the app (Dedalus, GitHub or Drydock)"
+	}
 }
 
 // releaseMachine deletes the preview and machine; a later deploy starts afresh.

@@ -20,6 +20,7 @@ import (
 
 	"github.com/drydock-dev/drydock/activities"
 	"github.com/drydock-dev/drydock/dedalus"
+	"github.com/drydock-dev/drydock/internal/gh"
 	"github.com/drydock-dev/drydock/internal/previewspec"
 )
 
@@ -43,6 +44,8 @@ type world struct {
 	reports   []string // states of PR comments, in order
 	reportLog []activities.CommentInput
 	statuses  []string // deployment states, in order
+	// statusDescs are the deployment statuses' descriptions, in order.
+	statusDescs []string
 	// createTakes and deleteTakes are how long CreateMachine and
 	// DeleteMachine take (mocked time).
 	createTakes, deleteTakes time.Duration
@@ -145,6 +148,7 @@ func newTestEnv(t *testing.T, settings activities.PreviewSettings, configure ...
 			w.mu.Lock()
 			defer w.mu.Unlock()
 			w.statuses = append(w.statuses, in.State)
+			w.statusDescs = append(w.statusDescs, in.Description)
 			return nil
 		})
 	env.OnActivity(githubActs.ReportOnPR, mock.Anything, mock.Anything).Return(
@@ -181,6 +185,9 @@ func newTestEnv(t *testing.T, settings activities.PreviewSettings, configure ...
 			if hook != nil && strings.HasPrefix(cmd.Name, "build") {
 				return hook(ctx, cmd)
 			}
+			if cmd.Name == "app log" {
+				return activities.CommandResult{Succeeded: true, StdoutTail: "GET http://169.254.169.254/latest/meta-data/ -> AKIA-SECRET"}, nil
+			}
 			return activities.CommandResult{Succeeded: true}, nil
 		}).After(w.commandTakes)
 	env.OnActivity(machineActs.CreatePreview, mock.Anything, mock.Anything, mock.Anything, mock.Anything).Return(
@@ -194,7 +201,10 @@ func newTestEnv(t *testing.T, settings activities.PreviewSettings, configure ...
 	env.OnActivity(previewActs.WaitHealthy, mock.Anything, mock.Anything).Return(
 		func(context.Context, activities.HealthInput) error {
 			if w.unhealthy {
-				return temporal.NewNonRetryableApplicationError("app did not answer", activities.ErrTypeAppUnhealthy, nil)
+				// What WaitHealthy says: the URL and the app's last answer.
+				return temporal.NewNonRetryableApplicationError(
+					"the app did not answer http://10.1.2.3:8080/healthz within 1m (last: 500 Internal Server Error: db password is hunter2)",
+					activities.ErrTypeAppUnhealthy, nil)
 			}
 			return nil
 		})
@@ -393,8 +403,12 @@ func TestFailedStepIsReportedAndNotRetried(t *testing.T) {
 	assert.Equal(t, 2, builds, "the failed build ran once, the fixed one once")
 	assert.Equal(t, 1, w.creates, "the failed machine was reused")
 	assert.Equal(t, []string{"deploying", "failed", "deploying", "ready", "destroyed"}, w.reports)
-	assert.Equal(t, "main.go:3: syntax error", w.reportLog[1].Report.OutputTail)
-	assert.Contains(t, w.reportLog[1].Report.Note, "kept for debugging")
+	failed := w.reportLog[1].Report
+	assert.Equal(t, "build[0] compile", failed.FailedStep)
+	assert.Equal(t, "the step failed (exit code 2)", failed.Error)
+	assert.Empty(t, failed.OutputTail, "the step's output stays in the workflow")
+	assert.NotContains(t, gh.RenderComment(failed), "syntax error")
+	assert.Contains(t, failed.Note, "kept for debugging")
 	assert.Equal(t, []string{"failure", "success", "inactive"}, w.statuses)
 }
 
@@ -890,16 +904,38 @@ func TestWaitingWakeDoesNotBlockContinueAsNew(t *testing.T) {
 	assert.Equal(t, ErrTypePreviewHandover, errType(o.err), "%v", o.err)
 }
 
-// An app that never gets healthy is reported with the tail of its log,
-// which RunCommand returns only when asked (it keeps output for failures).
-func TestUnhealthyAppReportsItsLog(t *testing.T) {
+// An app that never gets healthy is reported on the PR with a fixed text
+// and the step's name: neither the upstream URL, nor the app's answer, nor
+// its log (which RunCommand returns only when asked) reaches the comment or
+// the deployment status. Operators find them in the workflow (LastError,
+// the app log activity's result).
+func TestUnhealthyAppReportLeaksNothing(t *testing.T) {
 	env, w := newTestEnv(t, defaultSettings, func(w *world) { w.unhealthy = true })
 	env.RegisterDelayedCallback(func() { env.SignalWorkflow(SignalPullRequest, prEvent("opened", "sha1", "d1")) }, 0)
-	env.RegisterDelayedCallback(func() { env.SignalWorkflow(SignalDestroy, DestroyRequest{}) }, time.Hour)
+	env.RegisterDelayedCallback(func() {
+		st := status(t, env)
+		assert.Equal(t, PreviewFailed, st.Phase)
+		assert.Contains(t, st.LastError, "http://10.1.2.3:8080/healthz", "operators see the details")
+		env.SignalWorkflow(SignalDestroy, DestroyRequest{})
+	}, time.Hour)
 	start(env)
 	require.NoError(t, env.GetWorkflowError())
 	assert.Equal(t, []string{"deploying", "failed", "destroyed"}, w.reports)
 	last := w.commands[len(w.commands)-1]
 	assert.Equal(t, "app log", last.Name)
 	assert.True(t, last.KeepOutput, "the log is a successful command's output")
+
+	failed := w.reportLog[1].Report
+	assert.Equal(t, "wait for /healthz", failed.FailedStep)
+	body := gh.RenderComment(failed)
+	for _, leak := range []string{"10.1.2.3", "http://10.", "hunter2", "Internal Server Error", "169.254", "AKIA"} {
+		for _, r := range w.reportLog {
+			assert.NotContains(t, gh.RenderComment(r.Report), leak)
+		}
+		for _, d := range w.statusDescs {
+			assert.NotContains(t, d, leak, "deployment status")
+		}
+	}
+	assert.Contains(t, body, "health check")
+	assert.Contains(t, body, "wait for /healthz")
 }

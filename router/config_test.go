@@ -31,6 +31,10 @@ func TestConfigValidationNamesTheVariable(t *testing.T) {
 		{Env: map[string]string{"TEMPORAL_API_KEY": "key with spaces\n"}, Want: "TEMPORAL_API_KEY"},
 		{Env: map[string]string{"LOG_LEVEL": "loud"}, Want: "LOG_LEVEL"},
 		{Env: map[string]string{"ROUTER_TRUSTED_PROXIES": "10.0.0.0/8,load-balancer"}, Want: "ROUTER_TRUSTED_PROXIES"},
+		{Env: map[string]string{"ROUTER_COLD_RATE": "-1"}, Want: "ROUTER_COLD_RATE"},
+		{Env: map[string]string{"ROUTER_COLD_RATE": "NaN"}, Want: "ROUTER_COLD_RATE"},
+		{Env: map[string]string{"ROUTER_COLD_BURST": "0"}, Want: "ROUTER_COLD_BURST"},
+		{Env: map[string]string{"ROUTER_MAX_CONCURRENT_WAKES": "-5"}, Want: "ROUTER_MAX_CONCURRENT_WAKES"},
 	})
 }
 

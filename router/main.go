@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"net/http"
 	"os"
@@ -33,7 +34,10 @@ type Config struct {
 	LogLevel    string          `envconfig:"LOG_LEVEL" default:"info" desc:"debug, info, warn or error"`
 
 	// Hardening (see README, "Router hardening").
-	TrustedProxies []string `envconfig:"ROUTER_TRUSTED_PROXIES" desc:"comma-separated CIDR prefixes (or addresses) of the proxies in front of the router whose X-Forwarded-For/-Proto/-Host are believed; empty: none, the peer is the client"`
+	TrustedProxies     []string `envconfig:"ROUTER_TRUSTED_PROXIES" desc:"comma-separated CIDR prefixes (or addresses) of the proxies in front of the router whose X-Forwarded-For/-Proto/-Host are believed; empty: none, the peer is the client"`
+	ColdRate           float64  `envconfig:"ROUTER_COLD_RATE" default:"2" desc:"requests per second and client address (IPv6: per /64) that may wake a sleeping or unknown preview; past it (and ROUTER_COLD_BURST) 429; 0: no limit"`
+	ColdBurst          int      `envconfig:"ROUTER_COLD_BURST" default:"30" desc:"how many such requests a client may send at once before ROUTER_COLD_RATE applies"`
+	MaxConcurrentWakes int      `envconfig:"ROUTER_MAX_CONCURRENT_WAKES" default:"64" desc:"wakes in flight to Temporal at once, all previews together; past it 429; 0: no cap"`
 
 	MetricsAddr     string        `envconfig:"ROUTER_METRICS_ADDR" default:"127.0.0.1:9092" desc:"listen address of /metrics, /healthz and /readyz (keep it off the public load balancer); empty: none"`
 	ShutdownDelay   time.Duration `envconfig:"ROUTER_SHUTDOWN_DELAY" default:"0s" desc:"on SIGTERM, how long to keep accepting while /readyz says 503 (behind a load balancer: its probe interval, e.g. 5s)"`
@@ -73,6 +77,15 @@ func (c Config) validate() error {
 	if c.ShutdownDelay < 0 {
 		return fmt.Errorf("configuration: ROUTER_SHUTDOWN_DELAY=%s must not be negative", c.ShutdownDelay)
 	}
+	if c.ColdRate < 0 || math.IsNaN(c.ColdRate) || math.IsInf(c.ColdRate, 0) {
+		return fmt.Errorf("configuration: ROUTER_COLD_RATE=%v: want requests per second, 0 or more (0: no limit)", c.ColdRate)
+	}
+	if c.ColdRate > 0 && c.ColdBurst < 1 {
+		return fmt.Errorf("configuration: ROUTER_COLD_BURST=%d: want 1 or more", c.ColdBurst)
+	}
+	if c.MaxConcurrentWakes < 0 {
+		return fmt.Errorf("configuration: ROUTER_MAX_CONCURRENT_WAKES=%d: want 0 (no cap) or more", c.MaxConcurrentWakes)
+	}
 	if _, err := router.ParseTrustedProxies(c.TrustedProxies); err != nil {
 		return fmt.Errorf("configuration: ROUTER_TRUSTED_PROXIES: %w", err)
 	}
@@ -83,6 +96,14 @@ func (c Config) validate() error {
 		return fmt.Errorf("configuration: PREVIEW_DEFAULT_REPO: %w", err)
 	}
 	return nil
+}
+
+// orNone maps a setting's 0 ("no limit") to the router's negative.
+func orNone(v float64) float64 {
+	if v == 0 {
+		return -1
+	}
+	return v
 }
 
 func run(cfg Config) error {
@@ -117,7 +138,10 @@ func run(cfg Config) error {
 		Logger:      log,
 		Metrics:     metrics.NewRouter(reg),
 
-		TrustedProxies: trusted,
+		TrustedProxies:     trusted,
+		ColdRate:           orNone(cfg.ColdRate),
+		ColdBurst:          cfg.ColdBurst,
+		MaxConcurrentWakes: int(orNone(float64(cfg.MaxConcurrentWakes))),
 	})
 	if err != nil {
 		return err

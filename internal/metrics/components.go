@@ -48,6 +48,15 @@ const (
 	PathWarm  = "warm"  // proxied without asking Temporal
 	PathCold  = "cold"  // waited for a wake (its own or a coalesced one)
 	PathError = "error" // answered by the router: wake failed or timed out, preview gone, upstream failed
+	// PathRefused: answered 429 by the router's limits before anything was
+	// sent to Temporal (drydock_router_refused_total says which limit).
+	PathRefused = "refused"
+)
+
+// Reasons of drydock_router_refused_total.
+const (
+	RefusedClientRate = "client_rate" // the client's cold-request budget (ROUTER_COLD_RATE, ROUTER_COLD_BURST) is spent
+	RefusedWakeCap    = "wake_cap"    // ROUTER_MAX_CONCURRENT_WAKES wakes are already in flight
 )
 
 // Router is the preview router's metrics.
@@ -56,6 +65,7 @@ type Router struct {
 	added    *prometheus.HistogramVec
 	wakes    *prometheus.CounterVec
 	wakeDur  *prometheus.HistogramVec
+	refused  *prometheus.CounterVec
 }
 
 // NewRouter registers the preview router's metrics.
@@ -71,7 +81,18 @@ func NewRouter(r *Registry) *Router {
 			"Wake requests the router sent to Temporal (one per preview at a time, however many requests wait), by result.", "result"),
 		wakeDur: histogramVec(reg, "router_wake_duration_seconds",
 			"Time from the router's wake request to the preview being awake, by result.", wakeBuckets, "result"),
+		refused: counterVec(reg, "router_refused_total",
+			"Requests for sleeping or unknown previews the router answered 429 without asking Temporal, by reason: client_rate (the client's cold-request budget), wake_cap (too many wakes in flight).", "reason"),
 	}
+}
+
+// Refused counts one request answered 429 by a limit (RefusedClientRate,
+// RefusedWakeCap); count it with Request(PathRefused) as well.
+func (m *Router) Refused(reason string) {
+	if m == nil {
+		return
+	}
+	m.refused.WithLabelValues(reason).Inc()
 }
 
 // Request counts one preview request; sent is false when it never reached

@@ -170,6 +170,9 @@ func (u *upstream) proxyError(w http.ResponseWriter, r *http.Request, err error)
 	var we *wakeError
 	switch {
 	case errors.As(err, &we):
+		if tr := trackOf(r.Context()); tr != nil {
+			tr.path = errorPath(we.err)
+		}
 		u.rt.writeWakeError(w, r, u.p.target, we.err)
 	case asleep(nil, err):
 		u.p.markCold()

@@ -93,6 +93,16 @@ type Options struct {
 	// balancers) whose X-Forwarded-For, -Proto and -Host are believed;
 	// see ParseTrustedProxies. Empty: none, the peer is the client.
 	TrustedProxies []netip.Prefix
+	// ColdRate and ColdBurst are each client's budget of requests that may
+	// send Temporal a wake (a token bucket: ColdRate per second, up to
+	// ColdBurst at once; see admit). 0: DefaultColdRate, DefaultColdBurst;
+	// a negative ColdRate: no per-client limit.
+	ColdRate  float64
+	ColdBurst int
+	// MaxConcurrentWakes caps the wakes in flight to Temporal across all
+	// previews; a wake past it is refused at once (429). 0:
+	// DefaultMaxConcurrentWakes; negative: no cap.
+	MaxConcurrentWakes int
 	// Metrics counts requests by path (warm, cold, error), the latency the
 	// router adds, and its wakes (nil: none).
 	Metrics *metrics.Router
@@ -115,6 +125,8 @@ type Router struct {
 	touchEvery  int64 // nanoseconds
 
 	trustedProxies []netip.Prefix
+	coldLimit      *coldLimiter  // nil: no per-client limit
+	wakeSlots      chan struct{} // nil: no cap on wakes in flight
 
 	// clock is the router's monotonic time in nanoseconds, never 0 (0 means
 	// "never" in preview's fields). Tests replace it.
@@ -143,6 +155,8 @@ type preview struct {
 	wokenAt    atomic.Int64 // router clock of the last successful wake
 	lastTouch  atomic.Int64 // router clock of the last touch queued; 0: never
 	lastSeen   atomic.Int64 // router clock of the last request
+	waking     atomic.Int32 // wakes of it in flight to Temporal
+	claimed    atomic.Int64 // router clock when a request paid for its next wake (admit); 0: none pending
 
 	mu       sync.Mutex // guards the negative answer
 	negUntil int64
@@ -199,6 +213,18 @@ func New(opts Options) (*Router, error) {
 	if opts.TouchEvery == 0 {
 		opts.TouchEvery = DefaultTouchEvery
 	}
+	if opts.ColdRate == 0 {
+		opts.ColdRate = DefaultColdRate
+	}
+	if opts.ColdBurst == 0 {
+		opts.ColdBurst = DefaultColdBurst
+	}
+	if opts.ColdRate > 0 && opts.ColdBurst < 1 {
+		return nil, fmt.Errorf("router: cold burst %d: want at least 1", opts.ColdBurst)
+	}
+	if opts.MaxConcurrentWakes == 0 {
+		opts.MaxConcurrentWakes = DefaultMaxConcurrentWakes
+	}
 	log := opts.Logger
 	if log == nil {
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -218,6 +244,12 @@ func New(opts Options) (*Router, error) {
 		trustedProxies: opts.TrustedProxies,
 		previews:       make(map[Target]*preview),
 		touchq:         make(chan *preview, touchQueue),
+	}
+	if opts.ColdRate > 0 {
+		rt.coldLimit = newColdLimiter(opts.ColdRate, opts.ColdBurst, maxClients)
+	}
+	if opts.MaxConcurrentWakes > 0 {
+		rt.wakeSlots = make(chan struct{}, opts.MaxConcurrentWakes)
 	}
 	if rt.transport == nil {
 		t := http.DefaultTransport.(*http.Transport).Clone()
@@ -263,14 +295,18 @@ func (rt *Router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	tr := &track{start: time.Now(), path: metrics.PathWarm}
 	now := rt.clock()
-	p := rt.lookup(t, now)
+	p, err := rt.admit(r, t, now)
+	if err != nil {
+		rt.metrics.Request(metrics.PathRefused, 0, false)
+		rt.refused(w, t, err)
+		return
+	}
 	p.lastSeen.Store(now)
 	u := p.warm(now)
 	if u == nil {
 		tr.path = metrics.PathCold
-		var err error
 		if u, err = rt.wake(r.Context(), p); err != nil {
-			rt.metrics.Request(metrics.PathError, 0, false)
+			rt.metrics.Request(errorPath(err), 0, false)
 			rt.writeWakeError(w, r, p.target, err)
 			return
 		}
@@ -365,6 +401,7 @@ func (rt *Router) wakeInBackground(p *preview) {
 // wake for the others, and it may outlive their wait: a retry then finds the
 // preview warm.
 func (rt *Router) doWake(p *preview) (any, error) {
+	defer p.claimed.Store(0) // the next request for a cold preview pays again
 	now := rt.clock()
 	// A request that saw the preview cold just before the previous wake
 	// finished starts a new flight; it needs no second wake.
@@ -374,6 +411,13 @@ func (rt *Router) doWake(p *preview) (any, error) {
 	if err := p.negative(now); err != nil {
 		return nil, err
 	}
+	if !rt.acquireWake() {
+		rt.log.Debug("preview wake refused: too many wakes in flight", "workflow_id", p.id)
+		return nil, errWakeCap
+	}
+	defer rt.releaseWake()
+	p.waking.Add(1)
+	defer p.waking.Add(-1)
 	ctx, cancel := context.WithTimeout(rt.ctx, rt.flightLimit)
 	defer cancel()
 	start := time.Now()
@@ -475,6 +519,9 @@ func (rt *Router) serveOwn(w http.ResponseWriter, r *http.Request) {
 
 // writeWakeError answers a request whose preview could not be woken.
 func (rt *Router) writeWakeError(w http.ResponseWriter, r *http.Request, t Target, err error) {
+	if rt.refused(w, t, err) {
+		return
+	}
 	switch {
 	case errors.Is(err, ErrUnknownPreview):
 		rt.writePage(w, r, http.StatusNotFound, pageUnknown, t)

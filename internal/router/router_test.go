@@ -573,7 +573,10 @@ func TestTouchThrottledAndOffTheRequestPath(t *testing.T) {
 	up := helloUpstream(t)
 	gate := make(chan struct{})
 	fw := &fakeWaker{url: up.URL, touchGt: gate}
-	rt, srv := newRouter(t, fw, func(o *Options) { o.TouchEvery = time.Minute })
+	rt, srv := newRouter(t, fw, func(o *Options) {
+		o.TouchEvery = time.Minute
+		o.ColdRate = -1 // hundreds of previews woken by one client: not what this test is about
+	})
 	advance := fakeClock(rt)
 
 	// Touch blocks, yet requests are served.

@@ -71,6 +71,10 @@ func (e *Env) Start(ctx context.Context, opts harness.Options) (*harness.Harness
 		opts.Dir = dir
 	}
 	opts.Bins, opts.TemporalCLI = e.Bins, e.TemporalCLI
+	if opts.AllowedOwners == "" {
+		// The owners the scenarios use: every delivery crosses the allow-list.
+		opts.AllowedOwners = strings.Join([]string{intakeOwner, intakeOrg, runnerOrg, scaleOwner}, ",")
+	}
 	return harness.Start(ctx, opts)
 }
 

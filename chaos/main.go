@@ -200,6 +200,8 @@ func (c *chaos) run(ctx context.Context) error {
 		Emulator: emulator.Config{BootDelay: 100 * time.Millisecond, WakeDelay: 100 * time.Millisecond, SleepDelay: 20 * time.Millisecond,
 			Seed: int64(c.o.seed), Observe: c.observe},
 		Pools: func(h *harness.Harness) (string, error) { return c.poolsAt(h, 1) },
+		// Only the chaos owner may use this Drydock: every delivery crosses the allow-list.
+		AllowedOwners: owner,
 		// The reconciler runs once, at the end, on demand.
 		WorkerEnv: []string{"RECONCILE_EVERY=0", "RECONCILE_GRACE=1s"},
 	})

@@ -163,7 +163,7 @@ func newStackWith(t *testing.T, poolsJSON func(*stack) string) *stack {
 	mux := intake.NewMux()
 	mux.Handle("pull_request", prs)
 	mux.Handle("workflow_job", jobs)
-	h, err := intake.New(intake.Options{Secret: secret, Router: intake.Dedupe(mux, intake.NewRecentDeliveries(1000))})
+	h, err := intake.New(intake.Options{Secret: secret, Allowed: intake.AllowEveryone(), Router: intake.Dedupe(mux, intake.NewRecentDeliveries(1000))})
 	require.NoError(t, err)
 	handler = h
 

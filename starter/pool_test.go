@@ -231,7 +231,7 @@ func TestParseSendJob(t *testing.T) {
 
 func TestSendJobPostsASignedDelivery(t *testing.T) {
 	var got []intake.Event
-	h, err := intake.New(intake.Options{Secret: "s3cret", Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+	h, err := intake.New(intake.Options{Secret: "s3cret", Allowed: intake.AllowEveryone(), Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 		Router: intake.RouterFunc(func(_ context.Context, ev intake.Event) (intake.Result, error) {
 			got = append(got, ev)
 			return intake.Result{Status: http.StatusAccepted, Reason: "runner requested", WorkflowID: "runner-job:42"}, nil

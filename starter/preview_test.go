@@ -27,7 +27,7 @@ import (
 func recordingWebhook(t *testing.T, secret string) (*httptest.Server, *[]intake.Event) {
 	t.Helper()
 	var got []intake.Event
-	h, err := intake.New(intake.Options{Secret: secret, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+	h, err := intake.New(intake.Options{Secret: secret, Allowed: intake.AllowEveryone(), Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 		Router: intake.RouterFunc(func(_ context.Context, ev intake.Event) (intake.Result, error) {
 			got = append(got, ev)
 			return intake.Result{Status: http.StatusAccepted, Reason: "recorded"}, nil

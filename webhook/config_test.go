@@ -18,9 +18,18 @@ func TestConfigValidationNamesTheVariable(t *testing.T) {
 	busy, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	defer busy.Close()
-	configtest.Rejects(t, &Config{}, map[string]string{"GITHUB_WEBHOOK_SECRET": "webhook-secret-value", "WEBHOOK_ADDR": "127.0.0.1:0", "WEBHOOK_METRICS_ADDR": "127.0.0.1:0", "TEMPORAL_ADDRESS": "127.0.0.1:1"}, "webhook-secret-value", func() error { return run(Config{}) }, []configtest.Rejection{
+	configtest.Rejects(t, &Config{}, map[string]string{"GITHUB_WEBHOOK_SECRET": "webhook-secret-value", "WEBHOOK_ADDR": "127.0.0.1:0", "WEBHOOK_METRICS_ADDR": "127.0.0.1:0", "TEMPORAL_ADDRESS": "127.0.0.1:1", "DRYDOCK_ALLOWED_OWNERS": "acme"}, "webhook-secret-value", func() error { return run(Config{}) }, []configtest.Rejection{
 		{Env: map[string]string{"GITHUB_WEBHOOK_SECRET": ""}, Want: "GITHUB_WEBHOOK_SECRET"},
 		{Env: map[string]string{"DRYDOCK_INSECURE_DEV": "maybe"}, Want: "DRYDOCK_INSECURE_DEV"},
+		{Env: map[string]string{"DRYDOCK_ALLOWED_OWNERS": ""}, Want: "DRYDOCK_ALLOWED_OWNERS is empty"},
+		{Env: map[string]string{"DRYDOCK_ALLOWED_OWNERS": " "}, Want: "DRYDOCK_ALLOWED_OWNERS is empty"},
+		{Env: map[string]string{"DRYDOCK_ALLOWED_OWNERS": "acme,*"}, Want: "DRYDOCK_ALLOWED_OWNERS"},
+		{Env: map[string]string{"DRYDOCK_ALLOWED_OWNERS": "acme/shop"}, Want: "DRYDOCK_ALLOWED_OWNERS"},
+		{Env: map[string]string{"DRYDOCK_ALLOWED_OWNERS": "installation:abc"}, Want: "DRYDOCK_ALLOWED_OWNERS"},
+		{Env: map[string]string{"DRYDOCK_ALLOWED_OWNERS": "acme,,octo"}, Want: "DRYDOCK_ALLOWED_OWNERS"},
+		{Env: map[string]string{"WEBHOOK_MAX_BODY_BYTES": "0"}, Want: "WEBHOOK_MAX_BODY_BYTES"},
+		{Env: map[string]string{"WEBHOOK_MAX_BODY_BYTES": "30000000"}, Want: "WEBHOOK_MAX_BODY_BYTES"},
+		{Env: map[string]string{"WEBHOOK_MAX_CONCURRENT_BODIES": "0"}, Want: "WEBHOOK_MAX_CONCURRENT_BODIES"},
 		{Env: map[string]string{"WEBHOOK_ADDR": "8080"}, Want: "WEBHOOK_ADDR"},
 		{Env: map[string]string{"WEBHOOK_METRICS_ADDR": "localhost"}, Want: "WEBHOOK_METRICS_ADDR"},
 		{Env: map[string]string{"WEBHOOK_METRICS_ADDR": busy.Addr().String()}, Want: "WEBHOOK_METRICS_ADDR"},

@@ -32,6 +32,13 @@ type Config struct {
 	InsecureDev bool            `envconfig:"DRYDOCK_INSECURE_DEV" default:"false" desc:"accept unsigned deliveries when no secret is set (local development only)"`
 	LogLevel    string          `envconfig:"LOG_LEVEL" default:"info" desc:"debug, info, warn or error"`
 
+	// Who may use Drydock (intake.Allowlist): required, fail closed.
+	AllowedOwners []string `envconfig:"DRYDOCK_ALLOWED_OWNERS" desc:"required: comma-separated GitHub owners (users or organizations, any case) and installation:<id> entries whose events Drydock acts on (previews and runner jobs); * accepts everyone; others are answered 200 owner_not_allowed"`
+
+	// Bounds on unauthenticated input (intake.Options).
+	MaxBody             int64 `envconfig:"WEBHOOK_MAX_BODY_BYTES" default:"1048576" desc:"largest delivery body read, in bytes (real payloads are about 30 KB; at most GitHub's 25 MB); larger ones are answered 413 unread"`
+	MaxConcurrentBodies int   `envconfig:"WEBHOOK_MAX_CONCURRENT_BODIES" default:"16" desc:"delivery bodies read at once before authentication (memory: this times WEBHOOK_MAX_BODY_BYTES); past it a delivery waits up to 1s, then gets 503 with Retry-After"`
+
 	MetricsAddr     string        `envconfig:"WEBHOOK_METRICS_ADDR" default:"127.0.0.1:9091" desc:"listen address of /metrics, /healthz and /readyz (keep it off the public load balancer); empty: none"`
 	ShutdownDelay   time.Duration `envconfig:"WEBHOOK_SHUTDOWN_DELAY" default:"0s" desc:"on SIGTERM, how long to keep accepting while /readyz says 503 (behind a load balancer: its probe interval, e.g. 5s)"`
 	ShutdownTimeout time.Duration `envconfig:"WEBHOOK_SHUTDOWN_TIMEOUT" default:"10s" desc:"on SIGTERM, how long deliveries in flight may take to finish"`
@@ -70,6 +77,15 @@ func (c Config) validate() error {
 	}
 	if c.ShutdownTimeout <= 0 {
 		return fmt.Errorf("configuration: WEBHOOK_SHUTDOWN_TIMEOUT=%s: want a positive duration such as 10s", c.ShutdownTimeout)
+	}
+	if c.MaxBody < 1 || c.MaxBody > intake.MaxBody {
+		return fmt.Errorf("configuration: WEBHOOK_MAX_BODY_BYTES=%d: want 1 to %d (GitHub's own cap on payloads)", c.MaxBody, intake.MaxBody)
+	}
+	if c.MaxConcurrentBodies < 1 {
+		return fmt.Errorf("configuration: WEBHOOK_MAX_CONCURRENT_BODIES=%d: want a positive number such as 16", c.MaxConcurrentBodies)
+	}
+	if _, err := intake.ParseAllowlist(c.AllowedOwners); err != nil {
+		return config.Invalid(err)
 	}
 	if err := c.policy().Validate(); err != nil {
 		return config.Invalid(err)
@@ -114,6 +130,32 @@ func newRouter(cfg Config, tc temporalClient, log *slog.Logger) (intake.Router, 
 	return intake.Dedupe(mux, intake.NewRecentDeliveries(intake.DefaultRecentDeliveries)), nil
 }
 
+// timeouts bound how long a client holds a connection, and one of the
+// WEBHOOK_MAX_CONCURRENT_BODIES reading slots: it must send its headers
+// within header and then its body at bodyRate bytes a second or better
+// (slowloris), so 26s for a 1 MiB body by default; GitHub itself gives a
+// delivery 10s. route is the time left to answer once the body is read.
+type timeouts struct {
+	header, route, idle time.Duration
+	bodyRate            int64
+}
+
+var defaultTimeouts = timeouts{header: 10 * time.Second, route: 30 * time.Second, idle: 60 * time.Second, bodyRate: 64 << 10}
+
+// newServer is the webhook's HTTP server: bounded headers, reading time
+// sized for a maxBody body, idle keep-alive connections closed.
+func newServer(h http.Handler, maxBody int64, t timeouts) *http.Server {
+	read := t.header + time.Duration(maxBody)*time.Second/time.Duration(t.bodyRate)
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: t.header,
+		ReadTimeout:       read,
+		WriteTimeout:      read + t.route,
+		IdleTimeout:       t.idle,
+		MaxHeaderBytes:    64 << 10,
+	}
+}
+
 func main() {
 	var cfg Config
 	config.HandleHelp(os.Args[1:], "webhook", "serves the GitHub webhook endpoint: pull requests start, update and tear down previews; workflow jobs wake runner pools", &cfg)
@@ -148,11 +190,19 @@ func run(cfg Config) error {
 		return err
 	}
 	health := metrics.NewHealth(config.TemporalReady(tc))
+	allowed, err := intake.ParseAllowlist(cfg.AllowedOwners)
+	if err != nil {
+		return config.Invalid(err)
+	}
 	h, err := intake.New(intake.Options{
-		Secret: cfg.Secret, Insecure: cfg.InsecureDev, Router: router, Health: health, Logger: log, Metrics: wm,
+		Secret: cfg.Secret, Insecure: cfg.InsecureDev, Allowed: allowed, Router: router, Health: health, Logger: log, Metrics: wm,
+		MaxBody: cfg.MaxBody, MaxConcurrentBodies: cfg.MaxConcurrentBodies,
 	})
 	if err != nil {
 		return err
+	}
+	if allowed.Everyone() {
+		log.Warn("DRYDOCK_ALLOWED_OWNERS=*: acting for every repository whose events reach this webhook")
 	}
 	if cfg.Secret == "" {
 		log.Warn("DRYDOCK_INSECURE_DEV: accepting unsigned webhook deliveries; never do this on a reachable address")
@@ -167,12 +217,12 @@ func run(cfg Config) error {
 		return err
 	}
 	defer stopAdmin()
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 60 * time.Second}
+	srv := newServer(h, cfg.MaxBody, defaultTimeouts)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	go func() { <-ctx.Done(); health.Stopping() }()
 	log.Info("webhook server listening", "url", "http://"+ln.Addr().String()+"/webhooks/github", "temporal", cfg.Temporal.Describe(),
-		"admin", adminAddr, "fork_label", cfg.ForkLabel, "require_label", cfg.RequireLabel, "drafts", cfg.Drafts, "repos", strings.Join(cfg.Repos, ","))
+		"admin", adminAddr, "allowed_owners", allowed.String(), "fork_label", cfg.ForkLabel, "require_label", cfg.RequireLabel, "drafts", cfg.Drafts, "repos", strings.Join(cfg.Repos, ","))
 	// SIGTERM: stop accepting, let deliveries in flight finish (bounded).
 	if err := config.Serve(ctx, srv, ln, cfg.ShutdownDelay, cfg.ShutdownTimeout); err != nil {
 		return err

@@ -47,6 +47,7 @@ type Config struct {
 	RouterMetricsAddr  string `envconfig:"ROUTER_METRICS_ADDR" default:"127.0.0.1:9092" desc:"preview router /metrics, /healthz, /readyz"`
 	PreviewSpec        string `envconfig:"PREVIEW_DEFAULT_SPEC" default:"examples/previewapp/preview.yml" desc:"default preview spec (the demo app's)"`
 	WebhookSecret      string `envconfig:"GITHUB_WEBHOOK_SECRET" default:"drydock-dev-webhook-secret" desc:"webhook secret (development default)"`
+	AllowedOwners      string `envconfig:"DRYDOCK_ALLOWED_OWNERS" default:"drydock-demo" desc:"owners the webhook server acts for (the demo's owner; add yours, or * for everyone)"`
 	// Local previews are public: make dev has no GitHub to log in with.
 	PreviewVisibility string `envconfig:"PREVIEW_VISIBILITY" default:"public" desc:"who may open local previews (public, org or private); public locally, where there is no GitHub login"`
 	// Point the stack at a real Dedalus by setting both; the emulator is then not started.
@@ -143,7 +144,7 @@ func run(cfg Config) error {
 	if err := stack.Start(ctx, devstack.Service{
 		Name: "webhook", Path: filepath.Join(cfg.BinDir, "webhook"),
 		Env: append(common, "WEBHOOK_ADDR="+cfg.WebhookAddr, "GITHUB_WEBHOOK_SECRET="+cfg.WebhookSecret,
-			"PREVIEW_LOCAL_CLONE_URLS=true", "WEBHOOK_METRICS_ADDR="+cfg.WebhookMetricsAddr),
+			"DRYDOCK_ALLOWED_OWNERS="+cfg.AllowedOwners, "PREVIEW_LOCAL_CLONE_URLS=true", "WEBHOOK_METRICS_ADDR="+cfg.WebhookMetricsAddr),
 		Ready: devstack.HTTPReady("http://" + cfg.WebhookAddr + "/readyz"),
 	}); err != nil {
 		return err
@@ -162,6 +163,7 @@ func run(cfg Config) error {
 		{"Dedalus API", dedalusURL},
 		{"Webhook endpoint", "http://" + cfg.WebhookAddr + "/webhooks/github"},
 		{"Webhook secret", cfg.WebhookSecret},
+		{"Allowed owners", cfg.AllowedOwners + " (DRYDOCK_ALLOWED_OWNERS: events of other owners are acknowledged, not acted on)"},
 		{"Preview router", strings.NewReplacer("{number}", "N", "{owner}", "OWNER", "{repo}", "REPO").Replace(publicURL)},
 		{"Preview access", visibilityNote(cfg.PreviewVisibility)},
 		{"Metrics", fmt.Sprintf("http://%s/metrics (worker), http://%s/metrics (webhook), http://%s/metrics (router)",

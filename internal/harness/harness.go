@@ -2,6 +2,7 @@ package harness
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -48,6 +49,9 @@ type Options struct {
 	Pools func(h *Harness) (string, error)
 	// Extra environment of the worker, the webhook server and the router.
 	WorkerEnv, WebhookEnv, RouterEnv []string
+	// AllowedOwners is the webhook server's DRYDOCK_ALLOWED_OWNERS (empty:
+	// "*", so a test may invent any owner; chaos and bench list theirs).
+	AllowedOwners string
 	// NoWorker leaves the worker stopped (start it with Worker.Start).
 	NoWorker bool
 	// Bins holds binaries already built by Build (empty: build into Dir/bin).
@@ -164,7 +168,8 @@ func Start(ctx context.Context, opts Options) (h *Harness, err error) {
 		"RUNNER_POOLS="+h.RunnerPools, "WORKER_METRICS_ADDR="+admin[0]), opts.WorkerEnv...))
 	h.Webhook = h.proc("webhook", append(append(base[:len(base):len(base)],
 		"WEBHOOK_ADDR="+webhookAddr, "GITHUB_WEBHOOK_SECRET="+Secret,
-		"PREVIEW_LOCAL_CLONE_URLS=true", "RUNNER_POOLS="+h.RunnerPools, "WEBHOOK_METRICS_ADDR="+admin[1]), opts.WebhookEnv...))
+		"PREVIEW_LOCAL_CLONE_URLS=true", "RUNNER_POOLS="+h.RunnerPools, "WEBHOOK_METRICS_ADDR="+admin[1],
+		"DRYDOCK_ALLOWED_OWNERS="+cmp.Or(opts.AllowedOwners, "*")), opts.WebhookEnv...))
 	h.Router = h.proc("router", append(append(base[:len(base):len(base)],
 		"ROUTER_ADDR="+routerAddr, "PREVIEW_DOMAIN="+Domain, "ROUTER_METRICS_ADDR="+admin[2]), opts.RouterEnv...))
 

@@ -51,7 +51,7 @@ func TestWorkflowJobsThroughTemporal(t *testing.T) {
 	require.NoError(t, err)
 	mux := intake.NewMux()
 	mux.Handle("workflow_job", jobs)
-	h, err := intake.New(intake.Options{Secret: secret, Router: intake.Dedupe(mux, intake.NewRecentDeliveries(100)), Logger: quietLogger()})
+	h, err := intake.New(intake.Options{Secret: secret, Allowed: intake.AllowEveryone(), Router: intake.Dedupe(mux, intake.NewRecentDeliveries(100)), Logger: quietLogger()})
 	require.NoError(t, err)
 	srv := httptest.NewServer(h)
 	defer srv.Close()

@@ -5,6 +5,8 @@
 package intake
 
 import (
+	"bytes"
+	"cmp"
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
@@ -12,18 +14,34 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"mime"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/drydock-dev/drydock/internal/metrics"
 )
 
-// MaxBody is GitHub's own cap on webhook payloads (25 MB).
-const MaxBody = 25 << 20
+// Bounds on what an unauthenticated client can make the server hold: the
+// signature covers the whole body, so a body is read before anything is known
+// of its sender.
+const (
+	// MaxBody is GitHub's own cap on webhook payloads (25 MB): no
+	// configuration may accept more.
+	MaxBody = 25 << 20
+	// DefaultMaxBody is the default body limit (1 MiB). Real pull_request and
+	// workflow_job payloads are about 30 KB.
+	DefaultMaxBody = 1 << 20
+	// DefaultMaxConcurrentBodies is how many bodies are read at once by
+	// default: at most 16 MiB of unauthenticated bodies in memory.
+	DefaultMaxConcurrentBodies = 16
+	// DefaultBodyWait is how long a delivery waits for a reading slot before
+	// it is answered 503 with Retry-After. Real bodies are read in
+	// milliseconds, so a slot frees quickly unless slow clients hold them all.
+	DefaultBodyWait = time.Second
+)
 
 // Event is an authenticated, parsed delivery.
 type Event struct {
@@ -63,11 +81,17 @@ type HealthChecker interface {
 
 // Handler serves POST /webhooks/github, GET /healthz and GET /readyz.
 type Handler struct {
-	secret  []byte
-	router  Router
-	health  HealthChecker
-	log     *slog.Logger
-	metrics *metrics.Webhook
+	secret   []byte
+	allowed  *Allowlist
+	router   Router
+	health   HealthChecker
+	log      *slog.Logger
+	metrics  *metrics.Webhook
+	maxBody  int64
+	bodies   chan struct{} // one token per body being read
+	bodyWait time.Duration
+	reading  atomic.Int64
+	peak     atomic.Int64
 }
 
 // Options configures a Handler.
@@ -76,11 +100,24 @@ type Options struct {
 	// unless Insecure is set (local development only: anyone can then post).
 	Secret   string
 	Insecure bool
-	Router   Router
-	Health   HealthChecker
-	Logger   *slog.Logger
+	// Allowed is who may use Drydock (DRYDOCK_ALLOWED_OWNERS), checked for
+	// every authenticated event before routing. Required: nil is refused,
+	// AllowEveryone is the explicit "*".
+	Allowed *Allowlist
+	Router  Router
+	Health  HealthChecker
+	Logger  *slog.Logger
 	// Metrics counts deliveries by event, action, outcome and reason (nil: none).
 	Metrics *metrics.Webhook
+	// MaxBody is the largest body read (0: DefaultMaxBody; at most MaxBody).
+	// Larger deliveries are answered 413 without being read.
+	MaxBody int64
+	// MaxConcurrentBodies caps the bodies read at once, before
+	// authentication (0: DefaultMaxConcurrentBodies). A delivery that finds
+	// no free slot within BodyWait (0: DefaultBodyWait) is answered 503 with
+	// Retry-After, unread.
+	MaxConcurrentBodies int
+	BodyWait            time.Duration
 }
 
 // New validates opts and returns a Handler.
@@ -88,13 +125,55 @@ func New(opts Options) (*Handler, error) {
 	if opts.Secret == "" && !opts.Insecure {
 		return nil, errors.New("GITHUB_WEBHOOK_SECRET is empty: set it to the secret configured on GitHub (or DRYDOCK_INSECURE_DEV=true for local development only)")
 	}
+	if opts.Allowed == nil {
+		return nil, errNoAllowlist
+	}
+	if opts.MaxBody < 0 || opts.MaxBody > MaxBody {
+		return nil, fmt.Errorf("WEBHOOK_MAX_BODY_BYTES=%d: want 1 to %d (GitHub's own cap)", opts.MaxBody, MaxBody)
+	}
+	if opts.MaxConcurrentBodies < 0 {
+		return nil, fmt.Errorf("WEBHOOK_MAX_CONCURRENT_BODIES=%d: want a positive number", opts.MaxConcurrentBodies)
+	}
 	if opts.Router == nil {
 		opts.Router = Acknowledge{}
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	return &Handler{secret: []byte(opts.Secret), router: opts.Router, health: opts.Health, log: opts.Logger, metrics: opts.Metrics}, nil
+	h := &Handler{secret: []byte(opts.Secret), allowed: opts.Allowed, router: opts.Router, health: opts.Health, log: opts.Logger, metrics: opts.Metrics,
+		maxBody: cmp.Or(opts.MaxBody, DefaultMaxBody), bodies: make(chan struct{}, cmp.Or(opts.MaxConcurrentBodies, DefaultMaxConcurrentBodies)),
+		bodyWait: cmp.Or(opts.BodyWait, DefaultBodyWait)}
+	h.metrics.BodiesReading(0)
+	return h, nil
+}
+
+// BodiesReadPeak is the most delivery bodies the handler has read at once.
+func (h *Handler) BodiesReadPeak() int { return int(h.peak.Load()) }
+
+// acquireBody takes a reading slot, waiting at most bodyWait; false: none
+// freed in time (or the client left).
+func (h *Handler) acquireBody(ctx context.Context) (release func(), ok bool) {
+	select {
+	case h.bodies <- struct{}{}:
+	default:
+		t := time.NewTimer(h.bodyWait)
+		defer t.Stop()
+		select {
+		case h.bodies <- struct{}{}:
+		case <-t.C:
+			return nil, false
+		case <-ctx.Done():
+			return nil, false
+		}
+	}
+	n := h.reading.Add(1)
+	for p := h.peak.Load(); n > p && !h.peak.CompareAndSwap(p, n); p = h.peak.Load() {
+	}
+	h.metrics.BodiesReading(int(n))
+	return func() {
+		h.metrics.BodiesReading(int(h.reading.Add(-1)))
+		<-h.bodies
+	}, true
 }
 
 // ServeHTTP routes the three endpoints.
@@ -135,17 +214,29 @@ func (h *Handler) ready(w http.ResponseWriter, r *http.Request) {
 func (h *Handler) webhook(w http.ResponseWriter, r *http.Request) {
 	d := &answered{start: time.Now(), event: "unauthenticated"}
 	defer h.count(d)
-	if r.ContentLength > MaxBody {
+	tooLarge := func() {
 		d.reject("too_large")
-		h.answer(w, r, http.StatusRequestEntityTooLarge, fmt.Sprintf("body larger than %d bytes", MaxBody), "")
+		w.Header().Set("Connection", "close") // the rest of the body is not read
+		h.answer(w, r, http.StatusRequestEntityTooLarge, fmt.Sprintf("body larger than %d bytes", h.maxBody), "")
+	}
+	if r.ContentLength > h.maxBody {
+		tooLarge()
 		return
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBody))
+	release, ok := h.acquireBody(r.Context())
+	if !ok {
+		d.reject("busy")
+		w.Header().Set("Connection", "close")
+		w.Header().Set("Retry-After", "5")
+		h.answer(w, r, http.StatusServiceUnavailable, "too many deliveries being read at once; retry shortly", "")
+		return
+	}
+	body, err := readBody(w, r, h.maxBody)
+	release()
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
-			d.reject("too_large")
-			h.answer(w, r, http.StatusRequestEntityTooLarge, fmt.Sprintf("body larger than %d bytes", MaxBody), "")
+			tooLarge()
 			return
 		}
 		d.reject("unreadable_body")
@@ -177,7 +268,15 @@ func (h *Handler) webhook(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var head struct {
-		Action string `json:"action"`
+		Action     string `json:"action"`
+		Repository *struct {
+			Owner *struct {
+				Login string `json:"login"`
+			} `json:"owner"`
+		} `json:"repository"`
+		Installation *struct {
+			ID int64 `json:"id"`
+		} `json:"installation"`
 	}
 	if err := json.Unmarshal(body, &head); err != nil {
 		d.reject("malformed_json")
@@ -186,6 +285,23 @@ func (h *Handler) webhook(w http.ResponseWriter, r *http.Request) {
 	}
 	ev := Event{Name: event, DeliveryID: r.Header.Get("X-GitHub-Delivery"), Action: head.Action, Payload: body}
 	d.action = head.Action
+	// Who may use Drydock, once for every event, before any router sees it.
+	// A ping of a hook that is not a repository's (no owner, no
+	// installation) is let through: it changes nothing, and its pong tells
+	// the operator the endpoint works.
+	var owner string
+	var installation int64
+	if head.Repository != nil && head.Repository.Owner != nil {
+		owner = head.Repository.Owner.Login
+	}
+	if head.Installation != nil {
+		installation = head.Installation.ID
+	}
+	if !h.allowed.Allows(owner, installation) && (event != "ping" || owner != "" || installation != 0) {
+		d.outcome, d.reason = metrics.OutcomeIgnored, "owner_not_allowed"
+		h.answer(w, r, http.StatusOK, notAllowed(owner, installation), "")
+		return
+	}
 	res, err := h.router.Route(r.Context(), ev)
 	if err != nil {
 		d.outcome, d.reason = metrics.OutcomeFailed, "temporal_unavailable"
@@ -195,6 +311,31 @@ func (h *Handler) webhook(w http.ResponseWriter, r *http.Request) {
 	}
 	d.result(res)
 	h.answer(w, r, res.Status, res.Reason, res.WorkflowID)
+}
+
+// readBody reads at most limit bytes of r's body, into a buffer sized from
+// Content-Length when there is one (and it is within the limit).
+func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, error) {
+	var buf bytes.Buffer
+	if r.ContentLength > 0 && r.ContentLength <= limit {
+		buf.Grow(int(r.ContentLength) + 1)
+	}
+	_, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, limit))
+	return buf.Bytes(), err
+}
+
+// notAllowed is the answer to an event from an owner or installation that
+// is not on the allow-list.
+func notAllowed(owner string, installation int64) string {
+	switch {
+	case owner != "" && installation != 0:
+		return fmt.Sprintf("owner_not_allowed: repository owner %q (installation %d) is not allowed to use this Drydock (%s)", owner, installation, AllowedOwnersVar)
+	case owner != "":
+		return fmt.Sprintf("owner_not_allowed: repository owner %q is not allowed to use this Drydock (%s)", owner, AllowedOwnersVar)
+	case installation != 0:
+		return fmt.Sprintf("owner_not_allowed: installation %d is not allowed to use this Drydock (%s)", installation, AllowedOwnersVar)
+	}
+	return fmt.Sprintf("owner_not_allowed: event without a repository owner or installation: not allowed (%s)", AllowedOwnersVar)
 }
 
 // answered is what the metrics say of one delivery.

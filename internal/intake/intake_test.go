@@ -50,7 +50,7 @@ func post(t *testing.T, h http.Handler, event string, body []byte, mutate func(*
 }
 
 func newHandler(t *testing.T, r intake.Router) *intake.Handler {
-	h, err := intake.New(intake.Options{Secret: secret, Router: r})
+	h, err := intake.New(intake.Options{Secret: secret, Allowed: intake.AllowOwners("acme", "installation:4242"), Router: r})
 	require.NoError(t, err)
 	return h
 }
@@ -138,9 +138,9 @@ func TestRouterFailureAnswers503(t *testing.T) {
 }
 
 func TestSecretRequiredUnlessInsecure(t *testing.T) {
-	_, err := intake.New(intake.Options{})
+	_, err := intake.New(intake.Options{Allowed: intake.AllowEveryone()})
 	assert.ErrorContains(t, err, "GITHUB_WEBHOOK_SECRET")
-	h, err := intake.New(intake.Options{Insecure: true})
+	h, err := intake.New(intake.Options{Insecure: true, Allowed: intake.AllowEveryone()})
 	require.NoError(t, err)
 	resp, _ := post(t, h, "ping", []byte(`{}`), func(r *http.Request) { r.Header.Del("X-Hub-Signature-256") })
 	assert.Equal(t, http.StatusOK, resp.Code)
@@ -151,7 +151,7 @@ type health struct{ err error }
 func (h health) Ready(context.Context) error { return h.err }
 
 func TestHealthAndReadiness(t *testing.T) {
-	h, err := intake.New(intake.Options{Secret: secret, Health: health{errors.New("connection refused")}})
+	h, err := intake.New(intake.Options{Secret: secret, Allowed: intake.AllowEveryone(), Health: health{errors.New("connection refused")}})
 	require.NoError(t, err)
 	for path, want := range map[string]int{"/healthz": 200, "/readyz": 503, "/nope": 404} {
 		rec := httptest.NewRecorder()

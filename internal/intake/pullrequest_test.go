@@ -87,7 +87,7 @@ func prHandler(t *testing.T, tc intake.Temporal, policy intake.PreviewPolicy) *i
 	require.NoError(t, err)
 	mux := intake.NewMux()
 	mux.Handle("pull_request", prs)
-	h, err := intake.New(intake.Options{Secret: secret, Router: intake.Dedupe(mux, intake.NewRecentDeliveries(100))})
+	h, err := intake.New(intake.Options{Secret: secret, Allowed: intake.AllowEveryone(), Router: intake.Dedupe(mux, intake.NewRecentDeliveries(100))})
 	require.NoError(t, err)
 	return h
 }

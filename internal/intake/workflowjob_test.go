@@ -88,7 +88,7 @@ func jobHandler(t *testing.T, tc intake.JobTemporal) *intake.Handler {
 	require.NoError(t, err)
 	mux := intake.NewMux()
 	mux.Handle("workflow_job", jobs)
-	h, err := intake.New(intake.Options{Secret: secret, Router: intake.Dedupe(mux, intake.NewRecentDeliveries(100)), Logger: quietLogger()})
+	h, err := intake.New(intake.Options{Secret: secret, Allowed: intake.AllowEveryone(), Router: intake.Dedupe(mux, intake.NewRecentDeliveries(100)), Logger: quietLogger()})
 	require.NoError(t, err)
 	return h
 }

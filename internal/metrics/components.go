@@ -19,6 +19,7 @@ const (
 type Webhook struct {
 	deliveries *prometheus.CounterVec
 	duration   *prometheus.HistogramVec
+	reading    *prometheus.GaugeVec
 }
 
 // NewWebhook registers the webhook server's metrics.
@@ -31,7 +32,17 @@ func NewWebhook(r *Registry) *Webhook {
 		duration: histogramVec(reg, "webhook_delivery_duration_seconds",
 			"Time to answer a webhook delivery (authentication, parsing, the Temporal call), by event and outcome.",
 			fastBuckets, "event", "outcome"),
+		reading: gaugeVec(reg, "webhook_bodies_reading",
+			"Delivery bodies being read now, before authentication (at most WEBHOOK_MAX_CONCURRENT_BODIES)."),
 	}
+}
+
+// BodiesReading sets how many delivery bodies are being read.
+func (m *Webhook) BodiesReading(n int) {
+	if m == nil {
+		return
+	}
+	m.reading.WithLabelValues().Set(float64(n))
 }
 
 // Delivery counts one answered delivery.

@@ -120,7 +120,7 @@ func newStack(t *testing.T, answers ...answer) *stack {
 	s := &stack{gh: &double{answers: answers}, wh: &webhook{}}
 	gh := httptest.NewServer(s.gh)
 	t.Cleanup(gh.Close)
-	h, err := intake.New(intake.Options{Secret: secret, Router: s.wh, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	h, err := intake.New(intake.Options{Secret: secret, Allowed: intake.AllowEveryone(), Router: s.wh, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	require.NoError(t, err)
 	whSrv := httptest.NewServer(h)
 	t.Cleanup(whSrv.Close)
@@ -317,7 +317,7 @@ func TestPersistentRunnerTakesJobAfterJob(t *testing.T) {
 	resp.Body.Close()
 
 	wh := &webhook{}
-	h, err := intake.New(intake.Options{Secret: secret, Router: wh, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	h, err := intake.New(intake.Options{Secret: secret, Allowed: intake.AllowEveryone(), Router: wh, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	require.NoError(t, err)
 	whSrv := httptest.NewServer(h)
 	t.Cleanup(whSrv.Close)

@@ -17,7 +17,7 @@ import (
 // listener and the log, not for whoever can reach the webhook.
 func TestPublicReadinessRevealsNoErrorText(t *testing.T) {
 	internal := errors.New("dial tcp 10.42.7.9:7233: connect: connection refused (temporal-frontend.internal)")
-	h, err := intake.New(intake.Options{Secret: secret, Health: health{internal}})
+	h, err := intake.New(intake.Options{Secret: secret, Allowed: intake.AllowEveryone(), Health: health{internal}})
 	require.NoError(t, err)
 	rec := httptest.NewRecorder()
 	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/readyz", nil))
@@ -25,7 +25,7 @@ func TestPublicReadinessRevealsNoErrorText(t *testing.T) {
 	assert.Equal(t, `{"status":"unavailable"}`+"\n", rec.Body.String())
 	assert.NotContains(t, rec.Body.String(), "10.42.7.9")
 
-	h, err = intake.New(intake.Options{Secret: secret, Health: health{}})
+	h, err = intake.New(intake.Options{Secret: secret, Allowed: intake.AllowEveryone(), Health: health{}})
 	require.NoError(t, err)
 	rec = httptest.NewRecorder()
 	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/readyz", nil))

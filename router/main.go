@@ -39,6 +39,9 @@ type Config struct {
 	ColdBurst          int      `envconfig:"ROUTER_COLD_BURST" default:"30" desc:"how many such requests a client may send at once before ROUTER_COLD_RATE applies"`
 	MaxConcurrentWakes int      `envconfig:"ROUTER_MAX_CONCURRENT_WAKES" default:"64" desc:"wakes in flight to Temporal at once, all previews together; past it 429; 0: no cap"`
 
+	// Login for non-public previews (router/auth.go).
+	Login
+
 	MetricsAddr     string        `envconfig:"ROUTER_METRICS_ADDR" default:"127.0.0.1:9092" desc:"listen address of /metrics, /healthz and /readyz (keep it off the public load balancer); empty: none"`
 	ShutdownDelay   time.Duration `envconfig:"ROUTER_SHUTDOWN_DELAY" default:"0s" desc:"on SIGTERM, how long to keep accepting while /readyz says 503 (behind a load balancer: its probe interval, e.g. 5s)"`
 	ShutdownTimeout time.Duration `envconfig:"ROUTER_SHUTDOWN_TIMEOUT" default:"10s" desc:"on SIGTERM, how long requests in flight may take to finish before streams still open are cut"`
@@ -89,6 +92,9 @@ func (c Config) validate() error {
 	if _, err := router.ParseTrustedProxies(c.TrustedProxies); err != nil {
 		return fmt.Errorf("configuration: ROUTER_TRUSTED_PROXIES: %w", err)
 	}
+	if err := c.Login.validate(); err != nil {
+		return err
+	}
 	if _, err := router.NewMapper(c.Domain, ""); err != nil {
 		return fmt.Errorf("configuration: PREVIEW_DOMAIN: %w", err)
 	}
@@ -127,16 +133,32 @@ func run(cfg Config) error {
 	defer tc.Close()
 	health := metrics.NewHealth(config.TemporalReady(tc))
 	trusted, _ := router.ParseTrustedProxies(cfg.TrustedProxies) // validated
+	mapper, err := router.NewMapper(cfg.Domain, cfg.DefaultRepo)
+	if err != nil {
+		return err
+	}
+	auth, err := cfg.Login.auth(mapper, log)
+	if err != nil {
+		return err
+	}
+	if auth != nil {
+		log.Info("preview login configured: org and private previews need a GitHub sign-in", "auth_host", auth.AuthHost(),
+			"callback_url", auth.CallbackURL(), "github", cfg.GitHubURL)
+	} else {
+		log.Warn("preview login is not configured (ROUTER_GITHUB_CLIENT_ID): only public previews are served; org and private ones answer 403")
+	}
 	rt, err := router.New(router.Options{
-		Domain:      cfg.Domain,
-		DefaultRepo: cfg.DefaultRepo,
-		Waker:       router.NewTemporalWaker(tc),
-		WakeTimeout: cfg.WakeTimeout,
-		AwakeTTL:    cfg.AwakeTTL,
-		TouchEvery:  cfg.TouchEvery,
-		Ready:       health.Ready,
-		Logger:      log,
-		Metrics:     metrics.NewRouter(reg),
+		Domain:        cfg.Domain,
+		DefaultRepo:   cfg.DefaultRepo,
+		Waker:         router.NewTemporalWaker(tc),
+		WakeTimeout:   cfg.WakeTimeout,
+		AwakeTTL:      cfg.AwakeTTL,
+		TouchEvery:    cfg.TouchEvery,
+		Ready:         health.Ready,
+		Logger:        log,
+		Metrics:       metrics.NewRouter(reg),
+		Auth:          auth,
+		VisibilityTTL: cfg.AuthCacheTTL,
 
 		TrustedProxies:     trusted,
 		ColdRate:           orNone(cfg.ColdRate),

@@ -39,6 +39,10 @@ func (w *machineWaker) Wake(ctx context.Context, _ string) (workflows.WakeResult
 
 func (w *machineWaker) Touch(context.Context, string) error { return nil }
 
+func (w *machineWaker) Visibility(context.Context, string) (string, error) {
+	return workflows.VisibilityPublic, nil
+}
+
 // The router in front of a real (emulated) Dedalus preview: the preview
 // answers 503 while its machine sleeps, and the router wakes it. The demo
 // app's in-memory counter shows the process survived.

@@ -28,6 +28,7 @@ import (
 	"golang.org/x/sync/singleflight"
 
 	"github.com/drydock-dev/drydock/internal/metrics"
+	"github.com/drydock-dev/drydock/internal/previewauth"
 )
 
 // Defaults for Options.
@@ -106,6 +107,14 @@ type Options struct {
 	// Metrics counts requests by path (warm, cold, error), the latency the
 	// router adds, and its wakes (nil: none).
 	Metrics *metrics.Router
+	// Auth is the GitHub login that non-public previews require (nil:
+	// login is not configured, and only public previews are served).
+	Auth *previewauth.Auth
+	// Visibility answers each preview's visibility (nil: the Waker, which
+	// must then implement VisibilityQuerier); VisibilityTTL is how long an
+	// answer is reused (0: DefaultVisibilityTTL). See auth.go.
+	Visibility    VisibilityQuerier
+	VisibilityTTL time.Duration
 }
 
 // Router is the preview router's http.Handler. Requests whose host is not a
@@ -127,6 +136,10 @@ type Router struct {
 	trustedProxies []netip.Prefix
 	coldLimit      *coldLimiter  // nil: no per-client limit
 	wakeSlots      chan struct{} // nil: no cap on wakes in flight
+
+	auth   *previewauth.Auth
+	visQ   VisibilityQuerier
+	visTTL int64 // nanoseconds
 
 	// clock is the router's monotonic time in nanoseconds, never 0 (0 means
 	// "never" in preview's fields). Tests replace it.
@@ -157,6 +170,7 @@ type preview struct {
 	lastSeen   atomic.Int64 // router clock of the last request
 	waking     atomic.Int32 // wakes of it in flight to Temporal
 	claimed    atomic.Int64 // router clock when a request paid for its next wake (admit); 0: none pending
+	vis        atomic.Pointer[visEntry]
 
 	mu       sync.Mutex // guards the negative answer
 	negUntil int64
@@ -251,6 +265,17 @@ func New(opts Options) (*Router, error) {
 	if opts.MaxConcurrentWakes > 0 {
 		rt.wakeSlots = make(chan struct{}, opts.MaxConcurrentWakes)
 	}
+	rt.auth, rt.visQ, rt.visTTL = opts.Auth, opts.Visibility, int64(opts.VisibilityTTL)
+	if rt.visQ == nil {
+		vq, ok := opts.Waker.(VisibilityQuerier)
+		if !ok {
+			return nil, errors.New("router: a VisibilityQuerier is required (Options.Visibility, or a Waker that implements it)")
+		}
+		rt.visQ = vq
+	}
+	if rt.visTTL <= 0 {
+		rt.visTTL = int64(DefaultVisibilityTTL)
+	}
 	if rt.transport == nil {
 		t := http.DefaultTransport.(*http.Transport).Clone()
 		t.MaxIdleConns = 1024
@@ -285,6 +310,10 @@ func (rt *Router) Close() {
 // ServeHTTP routes one request.
 func (rt *Router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	t, m := rt.mapper.Map(r)
+	if m != matchOK && rt.auth != nil && rt.auth.IsAuthHost(r.Host) {
+		rt.auth.ServeHTTP(w, r)
+		return
+	}
 	switch m {
 	case matchNone:
 		rt.serveOwn(w, r)
@@ -302,6 +331,9 @@ func (rt *Router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	p.lastSeen.Store(now)
+	if !rt.gate(w, r, p, now) {
+		return // refused: no wake, no touch, not activity
+	}
 	u := p.warm(now)
 	if u == nil {
 		tr.path = metrics.PathCold

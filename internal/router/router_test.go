@@ -41,6 +41,23 @@ type fakeWaker struct {
 
 	wakes, touches, touching atomic.Int32
 	touchedIDs               sync.Map
+
+	vis        string // the visibility every preview has ("": public)
+	visErr     error
+	visQueries atomic.Int32
+}
+
+func (f *fakeWaker) Visibility(ctx context.Context, id string) (string, error) {
+	f.visQueries.Add(1)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.visErr != nil {
+		return "", f.visErr
+	}
+	if f.vis == "" {
+		return workflows.VisibilityPublic, nil
+	}
+	return f.vis, nil
 }
 
 func (f *fakeWaker) set(fn func(f *fakeWaker)) {

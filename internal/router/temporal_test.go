@@ -32,6 +32,9 @@ const (
 	signalRelease  = "test-release"  // waiting wakes answer
 	signalHandover = "test-handover" // the next wake hands over to a new run
 	queryState     = "test-state"
+	// signalVisibility sets the visibility the status query answers
+	// (default public).
+	signalVisibility = "test-visibility"
 )
 
 // fakePreview stands in for PreviewLifecycle with its wake and touch
@@ -72,6 +75,12 @@ func fakePreview(ctx workflow.Context, url string) error {
 	if err := workflow.SetQueryHandler(ctx, queryState, func() (fakeState, error) { return st, nil }); err != nil {
 		return err
 	}
+	vis := workflows.VisibilityPublic
+	if err := workflow.SetQueryHandler(ctx, workflows.QueryStatus, func() (workflows.PreviewStatus, error) {
+		return workflows.PreviewStatus{Visibility: vis}, nil
+	}); err != nil {
+		return err
+	}
 	touch := workflow.GetSignalChannel(ctx, workflows.SignalTouch)
 	destroy := workflow.GetSignalChannel(ctx, workflows.SignalDestroy)
 	finish := workflow.GetSignalChannel(ctx, signalFinish)
@@ -96,6 +105,7 @@ func fakePreview(ctx workflow.Context, url string) error {
 		sel.AddReceive(workflow.GetSignalChannel(ctx, signalHold), control(func() { held = true }))
 		sel.AddReceive(workflow.GetSignalChannel(ctx, signalRelease), control(func() { held = false }))
 		sel.AddReceive(workflow.GetSignalChannel(ctx, signalHandover), control(func() { st.Handover = true }))
+		sel.AddReceive(workflow.GetSignalChannel(ctx, signalVisibility), func(c workflow.ReceiveChannel, _ bool) { c.Receive(ctx, &vis) })
 		sel.AddReceive(handingOverCh, func(c workflow.ReceiveChannel, _ bool) { c.Receive(ctx, &handingOver) })
 		sel.Select(ctx)
 	}

@@ -264,6 +264,21 @@ type PullRequestState struct {
 	Open    bool
 	Merged  bool
 	HeadSHA string
+	// Labels are the pull request's labels now.
+	Labels []string `json:",omitempty"`
+	// Skipped: local mode, GitHub was not asked.
+	Skipped bool `json:",omitempty"`
+}
+
+// HasLabel reports whether GitHub says the pull request carries label
+// (compared case-insensitively, as GitHub compares label names).
+func (s PullRequestState) HasLabel(label string) bool {
+	for _, l := range s.Labels {
+		if strings.EqualFold(strings.TrimSpace(l), strings.TrimSpace(label)) {
+			return true
+		}
+	}
+	return false
 }
 
 // Closed reports whether GitHub says the pull request is closed.
@@ -275,7 +290,7 @@ func (s PullRequestState) Closed() bool { return s.Known && !s.Open }
 // machine. A pull request GitHub does not show is Known false.
 func (a *GitHub) PullRequestState(ctx context.Context, in PullRequestRef) (PullRequestState, error) {
 	if a.skipped(ctx, "PullRequestState", in.Owner, in.Repo, in.Number) {
-		return PullRequestState{}, nil
+		return PullRequestState{Skipped: true}, nil
 	}
 	defer a.heartbeat(ctx, "PullRequestState")()
 	api, err := a.api(in.InstallationID)
@@ -286,7 +301,30 @@ func (a *GitHub) PullRequestState(ctx context.Context, in PullRequestRef) (PullR
 	if err != nil {
 		return PullRequestState{}, classifyGitHub(err)
 	}
-	return PullRequestState{Known: found, Open: st.Open, Merged: st.Merged, HeadSHA: st.HeadSHA}, nil
+	return PullRequestState{Known: found, Open: st.Open, Merged: st.Merged, HeadSHA: st.HeadSHA, Labels: st.Labels}, nil
+}
+
+// LabelInput names a label on a pull request.
+type LabelInput struct {
+	Owner, Repo    string
+	Number         int
+	InstallationID int64
+	Label          string
+}
+
+// RemoveLabel takes a label off a pull request (the preview opt-in label,
+// when a fork pushes commits nobody approved). A label already gone counts
+// as removed.
+func (a *GitHub) RemoveLabel(ctx context.Context, in LabelInput) error {
+	if a.skipped(ctx, "RemoveLabel", in.Owner, in.Repo, in.Number) {
+		return nil
+	}
+	defer a.heartbeat(ctx, "RemoveLabel")()
+	api, err := a.api(in.InstallationID)
+	if err != nil {
+		return err
+	}
+	return classifyGitHub(api.RemoveLabel(ctx, in.Owner, in.Repo, in.Number, in.Label))
 }
 
 // FetchSpecInput names the preview spec file to read.

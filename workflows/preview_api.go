@@ -67,6 +67,12 @@ type PullRequestEvent struct {
 	Sender     string
 	// InstallationID is the GitHub App installation that sent the event (0 if none).
 	InstallationID int64
+	// ApprovalLabel is the opt-in label (PREVIEW_FORK_LABEL) when it is what
+	// admits the pull request: a fork's, or any with PREVIEW_REQUIRE_LABEL.
+	// The workflow then asks GitHub before every deploy whether the pull
+	// request is open and carries it; for a fork, a "labeled" event approves
+	// its head SHA and only that commit is deployed. "" = no label needed.
+	ApprovalLabel string `json:",omitempty"`
 }
 
 // DestroyRequest is the payload of SignalDestroy.
@@ -166,6 +172,10 @@ type PreviewCarry struct {
 	// with ("" = before the setting: public); a deploy whose visibility
 	// differs replaces the Dedalus preview.
 	ExposedVisibility string `json:",omitempty"`
+	// ApprovedSHA is the fork head a maintainer approved by adding the
+	// opt-in label (the head of the "labeled" event); a fork's other heads
+	// are not deployed.
+	ApprovedSHA string `json:",omitempty"`
 	// Teardown says why the preview is being torn down ("" = it is not);
 	// a run that continues as new with one set tears down at once.
 	Teardown string `json:",omitempty"`

@@ -2,6 +2,7 @@ package workflows
 
 import (
 	"fmt"
+	"strings"
 	"time"
 
 	"go.temporal.io/sdk/temporal"
@@ -47,7 +48,14 @@ func (p *preview) deploy(ctx workflow.Context, ev PullRequestEvent) error {
 func (p *preview) beginDeploy(ctx workflow.Context, ev PullRequestEvent) (bool, error) {
 	p.step = "check the pull request"
 	first := p.Status.MachineID == ""
-	if first && workflow.GetVersion(ctx, "pr-state-before-machine", workflow.DefaultVersion, 1) == 1 {
+	approvalChecked := false
+	if ev.ApprovalLabel != "" && workflow.GetVersion(ctx, "preview-fork-approval-pinned", workflow.DefaultVersion, 1) == 1 {
+		if ok, err := p.checkApproval(ctx, ev); err != nil || !ok {
+			return false, err
+		}
+		approvalChecked = true
+	}
+	if first && !approvalChecked && workflow.GetVersion(ctx, "pr-state-before-machine", workflow.DefaultVersion, 1) == 1 {
 		var st activities.PullRequestState
 		if err := workflow.ExecuteActivity(withActivity(ctx, "check the pull request is open", time.Minute), githubActs.PullRequestState,
 			activities.PullRequestRef{Owner: ev.Owner, Repo: ev.Repo, Number: ev.Number, InstallationID: ev.InstallationID},
@@ -69,6 +77,71 @@ func (p *preview) beginDeploy(ctx workflow.Context, ev PullRequestEvent) (bool, 
 	p.startDeployment(ctx, ev)
 	p.report(ctx, gh.Report{State: "deploying", SHA: ev.HeadSHA, Branch: ev.HeadRef, URL: p.settings.PublicURL})
 	return true, nil
+}
+
+// checkApproval asks GitHub, before a deploy of a pull request that the
+// opt-in label admits, whether it is still open and labelled, and for a
+// fork whether its head is still the commit the label approved. It returns
+// true to deploy; otherwise it sets Teardown (and, for a fork that pushed
+// commits nobody approved, takes the label off and says why on the PR). A
+// replayed old labeled or synchronize delivery that starts a fresh run thus
+// creates nothing: GitHub's answer refuses it.
+func (p *preview) checkApproval(ctx workflow.Context, ev PullRequestEvent) (bool, error) {
+	var st activities.PullRequestState
+	if err := workflow.ExecuteActivity(withActivity(ctx, "check the pull request's state, head and labels", time.Minute), githubActs.PullRequestState,
+		activities.PullRequestRef{Owner: ev.Owner, Repo: ev.Repo, Number: ev.Number, InstallationID: ev.InstallationID},
+	).Get(ctx, &st); err != nil {
+		return false, err
+	}
+	head := ev.HeadSHA
+	if st.Known {
+		head = st.HeadSHA
+	}
+	approved := p.ApprovedSHA != "" && p.ApprovedSHA == ev.HeadSHA && p.ApprovedSHA == head
+	switch {
+	case st.Skipped:
+		// Local mode: there is no GitHub to ask, the events are all there is.
+		if !ev.Fork || approved {
+			return true, nil
+		}
+		p.Teardown = fmt.Sprintf("%s is not the commit the %q label approved", shortSHA(ev.HeadSHA), ev.ApprovalLabel)
+	case !st.Known:
+		p.Teardown = "GitHub does not show the pull request: no preview without its approval"
+	case !st.Open:
+		p.Teardown = "pull request is closed on GitHub (a delivery arrived after the close)"
+	case !st.HasLabel(ev.ApprovalLabel):
+		p.Teardown = fmt.Sprintf("the %q label is not on the pull request", ev.ApprovalLabel)
+	case !ev.Fork || approved:
+		return true, nil
+	default:
+		p.revokeApproval(ctx, ev, st, head)
+	}
+	workflow.GetLogger(ctx).Info("no deploy: the pull request's approval does not hold", "sha", ev.HeadSHA, "github_head", head,
+		"approved", p.ApprovedSHA, "reason", p.Teardown)
+	return false, nil
+}
+
+// revokeApproval takes the opt-in label off a fork's pull request whose head
+// is not the approved commit, and tears the preview down saying why: a
+// maintainer approves the new head by adding the label again.
+func (p *preview) revokeApproval(ctx workflow.Context, ev PullRequestEvent, st activities.PullRequestState, head string) {
+	label := ev.ApprovalLabel
+	for _, l := range st.Labels {
+		if strings.EqualFold(strings.TrimSpace(l), strings.TrimSpace(label)) {
+			label = l // as GitHub spells it
+		}
+	}
+	if err := workflow.ExecuteActivity(reportCtx(ctx, "remove the "+label+" label"), githubActs.RemoveLabel, activities.LabelInput{
+		Owner: ev.Owner, Repo: ev.Repo, Number: ev.Number, InstallationID: ev.InstallationID, Label: label,
+	}).Get(ctx, nil); err != nil {
+		workflow.GetLogger(ctx).Warn("opt-in label not removed", "label", label, "error", err)
+	}
+	p.approvalRevoked = true
+	why := "new commits from a fork"
+	if p.ApprovedSHA == "" {
+		why = "the fork's commit was not approved in this preview's life (reopened, or an old delivery)"
+	}
+	p.Teardown = fmt.Sprintf("%s; a maintainer re-adds the %q label to approve %s", why, label, shortSHA(head))
 }
 
 // loadSpec reads the preview spec from the PR's base branch (trusted code)

@@ -52,6 +52,9 @@ type preview struct {
 	// step is the deploy step running (or the last one run): the PR's
 	// failure report names it.
 	step string
+	// approvalRevoked: the run took the opt-in label off a fork's pull
+	// request; its teardown says why on the PR even if nothing was deployed.
+	approvalRevoked bool
 }
 
 // PreviewLifecycle runs one pull request's preview from its first deployable
@@ -198,6 +201,10 @@ func (p *preview) onPullRequest(ctx workflow.Context, ev PullRequestEvent) {
 		// The webhook forwards unlabeled only in opt-in mode, for the opt-in label.
 		p.Teardown = "preview label removed"
 	default:
+		if ev.Action == "labeled" && ev.ApprovalLabel != "" && ev.HeadSHA != "" {
+			// Adding the label approves the head it was added at, and only it.
+			p.ApprovedSHA = ev.HeadSHA
+		}
 		if ev.HeadSHA != "" && ev.HeadSHA != p.Event.HeadSHA {
 			p.Event = ev
 			p.Status.HeadSHA = ev.HeadSHA
@@ -447,7 +454,7 @@ func (p *preview) tearDown(ctx workflow.Context, in PreviewInput, prCh workflow.
 	dctx, _ := workflow.NewDisconnectedContext(ctx)
 	workflow.GetLogger(ctx).Info("tearing down preview", "reason", p.Teardown)
 	// A preview that never began deploying told GitHub nothing: say nothing now.
-	began := p.Status.Phase != PreviewPending
+	began := p.Status.Phase != PreviewPending || p.approvalRevoked
 	p.setPhase(dctx, PreviewTearingDown)
 	p.releaseMachine(dctx)
 	p.setPhase(dctx, PreviewDestroyed)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -49,8 +50,13 @@ type world struct {
 	// createTakes and deleteTakes are how long CreateMachine and
 	// DeleteMachine take (mocked time).
 	createTakes, deleteTakes time.Duration
-	// prClosed is what GitHub says when asked whether the PR is open.
+	// prClosed is what GitHub says when asked whether the PR is open;
+	// prHead its head ("" = sha1) and prLabels its labels.
 	prClosed bool
+	prHead   string
+	prLabels []string
+	// removedLabels are the labels the workflow took off the PR.
+	removedLabels []string
 	// unhealthy makes the app's health check fail.
 	unhealthy bool
 	// buildHook, if set, runs for every build step and may fail or block it.
@@ -132,7 +138,19 @@ func newTestEnv(t *testing.T, settings activities.PreviewSettings, configure ...
 		func(context.Context, activities.PullRequestRef) (activities.PullRequestState, error) {
 			w.mu.Lock()
 			defer w.mu.Unlock()
-			return activities.PullRequestState{Known: true, Open: !w.prClosed, HeadSHA: "sha1"}, nil
+			head := w.prHead
+			if head == "" {
+				head = "sha1"
+			}
+			return activities.PullRequestState{Known: true, Open: !w.prClosed, HeadSHA: head, Labels: slices.Clone(w.prLabels)}, nil
+		})
+	env.OnActivity(githubActs.RemoveLabel, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, in activities.LabelInput) error {
+			w.mu.Lock()
+			defer w.mu.Unlock()
+			w.removedLabels = append(w.removedLabels, in.Label)
+			w.prLabels = slices.DeleteFunc(w.prLabels, func(l string) bool { return strings.EqualFold(l, in.Label) })
+			return nil
 		})
 	env.OnActivity(previewActs.LoadSpec, mock.Anything, mock.Anything).Return(
 		func(context.Context, activities.LoadSpecInput) (previewspec.Spec, error) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"net/url"
 	"regexp"
 	"strings"
 	"sync"
@@ -326,6 +327,7 @@ type PullRequestState struct {
 	Open    bool
 	Merged  bool
 	HeadSHA string
+	Labels  []string // the labels' names, as GitHub spells them
 }
 
 // PullRequest reads a pull request's current state. A pull request GitHub
@@ -345,7 +347,29 @@ func (a *API) PullRequest(ctx context.Context, owner, repo string, number int) (
 		}
 		return st, false, fmt.Errorf("read pull request %s/%s#%d: %w", owner, repo, number, err)
 	}
-	return PullRequestState{Open: pr.GetState() == "open", Merged: pr.GetMerged(), HeadSHA: pr.GetHead().GetSHA()}, true, nil
+	st = PullRequestState{Open: pr.GetState() == "open", Merged: pr.GetMerged(), HeadSHA: pr.GetHead().GetSHA()}
+	for _, l := range pr.Labels {
+		st.Labels = append(st.Labels, l.GetName())
+	}
+	return st, true, nil
+}
+
+// RemoveLabel removes a label from a pull request (an issue, to GitHub's
+// API). A label the pull request does not carry (404) counts as removed.
+func (a *API) RemoveLabel(ctx context.Context, owner, repo string, number int, label string) error {
+	if err := checkRepo(owner, repo); err != nil {
+		return err
+	}
+	if number <= 0 || label == "" {
+		return fmt.Errorf("remove label %q from %s/%s#%d: %w", label, owner, repo, number, ErrInvalid)
+	}
+	// go-github puts the name in the path as it is: escape it (names may
+	// hold spaces and slashes).
+	_, err := a.client.Issues.RemoveLabelForIssue(ctx, owner, repo, number, url.PathEscape(label))
+	if err != nil && Classify(err).StatusCode != http.StatusNotFound {
+		return fmt.Errorf("remove label %q from %s/%s#%d: %w", label, owner, repo, number, err)
+	}
+	return nil
 }
 
 func truncateRunes(s string, n int) string {

@@ -410,3 +410,22 @@ func TestPullRequestState(t *testing.T) {
 	_, _, err = api.PullRequest(ctx(t), owner, repo, 0)
 	assert.ErrorIs(t, err, gh.ErrInvalid)
 }
+
+// PullRequest reads the labels; RemoveLabel removes one (escaped in the
+// path, matched as GitHub matches names), and one already gone is fine.
+func TestPullRequestLabels(t *testing.T) {
+	srv := githubtest.New(t)
+	api := tokenAPI(t, srv, srv.URL())
+	srv.SetPullRequest(owner, repo, githubtest.PullRequest{Number: 7, State: "open", HeadSHA: sha, Labels: []string{"bug", "Preview me/now"}})
+
+	st, _, err := api.PullRequest(ctx(t), owner, repo, 7)
+	require.NoError(t, err)
+	assert.Equal(t, []string{"bug", "Preview me/now"}, st.Labels)
+
+	require.NoError(t, api.RemoveLabel(ctx(t), owner, repo, 7, "Preview me/now"))
+	st, _, err = api.PullRequest(ctx(t), owner, repo, 7)
+	require.NoError(t, err)
+	assert.Equal(t, []string{"bug"}, st.Labels)
+	require.NoError(t, api.RemoveLabel(ctx(t), owner, repo, 7, "Preview me/now"), "a label already gone counts as removed")
+	assert.ErrorIs(t, api.RemoveLabel(ctx(t), owner, repo, 7, ""), gh.ErrInvalid)
+}

@@ -20,6 +20,7 @@ const (
 	RouteGetContent = "GET /repos/{owner}/{repo}/contents/{path...}"
 
 	RouteGetPullRequest = "GET /repos/{owner}/{repo}/pulls/{pull_number}"
+	RouteRemoveLabel    = "DELETE /repos/{owner}/{repo}/issues/{issue_number}/labels/{name}"
 
 	RouteCreateInstallationToken = "POST /app/installations/{installation_id}/access_tokens"
 	RouteGetApp                  = "GET /app"
@@ -58,6 +59,7 @@ var routes = []route{
 	{RouteGetContent, authToken, (*Server).getContent},
 
 	{RouteGetPullRequest, authToken, (*Server).getPullRequest},
+	{RouteRemoveLabel, authToken, (*Server).removeIssueLabel},
 
 	{RouteCreateInstallationToken, authApp, (*Server).createInstallationToken},
 	{RouteGetApp, authApp, (*Server).getApp},

@@ -152,6 +152,12 @@ func (p *PullRequests) Route(ctx context.Context, ev Event) (Result, error) {
 		return Result{Status: http.StatusBadRequest, Reason: "malformed pull_request payload: " + err.Error(), Code: "malformed_payload"}, nil
 	}
 	pre := PreviewEvent(&pe, ev.DeliveryID)
+	if p.policy.Label != "" && (p.policy.RequireLabel || pre.Fork) {
+		// The label is what admits this pull request: the workflow asks
+		// GitHub for it before every deploy, and pins a fork's approval to
+		// the commit the label was added at.
+		pre.ApprovalLabel = p.policy.Label
+	}
 	want := p.intent(&pe, pre)
 	if want == ignore {
 		return Result{Status: http.StatusOK, Reason: fmt.Sprintf("pull_request action %q does not affect previews", pre.Action), Code: "action_not_handled"}, nil

@@ -342,6 +342,7 @@ func TestOptInLabelMode(t *testing.T) {
 		ev := ft.starts[0].Event.(workflows.PullRequestEvent)
 		assert.Equal(t, "labeled", ev.Action)
 		assert.Equal(t, []string{"bug", "Preview"}, ev.Labels)
+		assert.Equal(t, "preview", ev.ApprovalLabel, "opt-in mode: the workflow checks the label with GitHub")
 	})
 	t.Run("labeled with another label does nothing", func(t *testing.T) {
 		ft := &fakeTemporal{}
@@ -412,6 +413,7 @@ func TestForkPolicy(t *testing.T) {
 		require.Len(t, ft.starts, 1)
 		ev := ft.starts[0].Event.(workflows.PullRequestEvent)
 		assert.True(t, ev.Fork)
+		assert.Equal(t, "preview", ev.ApprovalLabel, "the workflow checks the label with GitHub and pins the approval")
 		assert.Equal(t, "https://github.com/mallory/Store-Front.git", ev.CloneURL)
 		assert.Equal(t, "Acme", ev.Owner, "the preview belongs to the base repository")
 		assert.Equal(t, wantID, ft.starts[0].ID)
@@ -434,6 +436,7 @@ func TestForkPolicy(t *testing.T) {
 			edit{"pull_request.head.repo.full_name", "acme/store-front"}))
 		assert.Equal(t, http.StatusAccepted, code)
 		assert.False(t, ft.starts[0].Event.(workflows.PullRequestEvent).Fork)
+		assert.Empty(t, ft.starts[0].Event.(workflows.PullRequestEvent).ApprovalLabel, "no label needed: no approval check")
 	})
 	t.Run("empty label: forks never get a preview", func(t *testing.T) {
 		ft := &fakeTemporal{}

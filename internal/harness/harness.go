@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"cmp"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -30,6 +32,9 @@ const (
 	Secret  = "harness-webhook-secret"
 	GHToken = "ghp_harness_token"
 	Domain  = "preview.localhost"
+	// The OAuth App of Options.Login.
+	LoginClientID     = "Iv1.harness-login"
+	LoginClientSecret = "harness-login-secret"
 )
 
 // Options shape a stack. Zero values are sensible.
@@ -52,6 +57,11 @@ type Options struct {
 	// AllowedOwners is the webhook server's DRYDOCK_ALLOWED_OWNERS (empty:
 	// "*", so a test may invent any owner; chaos and bench list theirs).
 	AllowedOwners string
+	// Login turns on the router's GitHub login against the GitHub double:
+	// an OAuth App (LoginClientID) whose callback is on AuthURL, and a
+	// random session key. Users, collaborators and org members are the
+	// test's to add (h.GH.AddCollaborator, AddOrgMember).
+	Login bool
 	// NoWorker leaves the worker stopped (start it with Worker.Start).
 	NoWorker bool
 	// Bins holds binaries already built by Build (empty: build into Dir/bin).
@@ -71,6 +81,9 @@ type Harness struct {
 
 	Worker, Webhook, Router *Proc
 	WebhookURL, RouterURL   string
+	// AuthURL is the router's login host (Options.Login), e.g.
+	// http://auth.preview.localhost:PORT.
+	AuthURL string
 	// The binaries' admin listeners: /metrics, /healthz, /readyz.
 	WorkerAdminURL, WebhookAdminURL, RouterAdminURL string
 	RunnerPools                                     string
@@ -170,8 +183,17 @@ func Start(ctx context.Context, opts Options) (h *Harness, err error) {
 		"WEBHOOK_ADDR="+webhookAddr, "GITHUB_WEBHOOK_SECRET="+Secret,
 		"PREVIEW_LOCAL_CLONE_URLS=true", "RUNNER_POOLS="+h.RunnerPools, "WEBHOOK_METRICS_ADDR="+admin[1],
 		"DRYDOCK_ALLOWED_OWNERS="+cmp.Or(opts.AllowedOwners, "*")), opts.WebhookEnv...))
-	h.Router = h.proc("router", append(append(base[:len(base):len(base)],
-		"ROUTER_ADDR="+routerAddr, "PREVIEW_DOMAIN="+Domain, "ROUTER_METRICS_ADDR="+admin[2]), opts.RouterEnv...))
+	routerEnv := append(base[:len(base):len(base)], "ROUTER_ADDR="+routerAddr, "PREVIEW_DOMAIN="+Domain, "ROUTER_METRICS_ADDR="+admin[2])
+	if opts.Login {
+		h.AuthURL = "http://auth." + Domain + ":" + routerPort
+		h.GH.AddOAuthApp(LoginClientID, LoginClientSecret, h.AuthURL+"/callback")
+		key := make([]byte, 32)
+		_, _ = rand.Read(key)
+		routerEnv = append(routerEnv, "ROUTER_AUTH_URL="+h.AuthURL, "ROUTER_GITHUB_CLIENT_ID="+LoginClientID,
+			"ROUTER_GITHUB_CLIENT_SECRET="+LoginClientSecret, "ROUTER_GITHUB_URL="+h.GH.WebURL(),
+			"ROUTER_GITHUB_API_URL="+h.GH.URL(), "ROUTER_SESSION_KEY="+hex.EncodeToString(key))
+	}
+	h.Router = h.proc("router", append(routerEnv, opts.RouterEnv...))
 
 	if !opts.NoWorker {
 		if err := h.Worker.Start(); err != nil {

@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"github.com/drydock-dev/drydock/dedalus"
+	"github.com/drydock-dev/drydock/internal/loopback"
 )
 
 const (
@@ -436,9 +437,16 @@ func matchRoute(method, path string) (*route, map[string]string, []string) {
 	return nil, nil, allowed
 }
 
-// ServeHTTP implements http.Handler.
+// ServeHTTP implements http.Handler. Requests whose Host is not a loopback
+// name or address (DNS rebinding) are answered 421 and do nothing.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	arrived := time.Now()
+	// DNS rebinding: a page on evil.example whose name now resolves to
+	// 127.0.0.1 reaches this port, but still says Host: evil.example.
+	if !loopback.HostAllowed(r.Host, s.cfg.Addr) {
+		writeAPIError(w, problem(http.StatusMisdirectedRequest, loopback.Refusal))
+		return
+	}
 	if r.URL.Path == "/_local" || strings.HasPrefix(r.URL.Path, "/_local/") {
 		s.serveLocal(w, r)
 		return

@@ -21,6 +21,10 @@ func TestConfigValidationNamesTheVariable(t *testing.T) {
 	configtest.Rejects(t, &Config{}, map[string]string{"GITHUB_WEBHOOK_SECRET": "webhook-secret-value", "WEBHOOK_ADDR": "127.0.0.1:0", "WEBHOOK_METRICS_ADDR": "127.0.0.1:0", "TEMPORAL_ADDRESS": "127.0.0.1:1", "DRYDOCK_ALLOWED_OWNERS": "acme"}, "webhook-secret-value", func() error { return run(Config{}) }, []configtest.Rejection{
 		{Env: map[string]string{"GITHUB_WEBHOOK_SECRET": ""}, Want: "GITHUB_WEBHOOK_SECRET"},
 		{Env: map[string]string{"DRYDOCK_INSECURE_DEV": "maybe"}, Want: "DRYDOCK_INSECURE_DEV"},
+		{Env: map[string]string{"DRYDOCK_INSECURE_DEV": "true", "GITHUB_WEBHOOK_SECRET": "", "WEBHOOK_ADDR": "0.0.0.0:0"}, Want: "DRYDOCK_INSECURE_DEV=true accepts deliveries from anyone"},
+		{Env: map[string]string{"DRYDOCK_INSECURE_DEV": "true", "GITHUB_WEBHOOK_SECRET": "", "WEBHOOK_ADDR": ":0"}, Want: "DRYDOCK_INSECURE_DEV"},
+		{Env: map[string]string{"DRYDOCK_INSECURE_DEV": "true", "WEBHOOK_ADDR": "192.168.1.20:0"}, Want: "WEBHOOK_ADDR=\"192.168.1.20:0\" is not a loopback address"},
+		{Env: map[string]string{"DRYDOCK_INSECURE_DEV": "true", "GITHUB_WEBHOOK_SECRET": "", "WEBHOOK_ADDR": "[::]:0"}, Want: "DRYDOCK_INSECURE_DEV"},
 		{Env: map[string]string{"DRYDOCK_ALLOWED_OWNERS": ""}, Want: "DRYDOCK_ALLOWED_OWNERS is empty"},
 		{Env: map[string]string{"DRYDOCK_ALLOWED_OWNERS": " "}, Want: "DRYDOCK_ALLOWED_OWNERS is empty"},
 		{Env: map[string]string{"DRYDOCK_ALLOWED_OWNERS": "acme,*"}, Want: "DRYDOCK_ALLOWED_OWNERS"},

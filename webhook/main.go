@@ -20,6 +20,7 @@ import (
 
 	"github.com/drydock-dev/drydock/internal/config"
 	"github.com/drydock-dev/drydock/internal/intake"
+	"github.com/drydock-dev/drydock/internal/loopback"
 	"github.com/drydock-dev/drydock/internal/metrics"
 	"github.com/drydock-dev/drydock/internal/pools"
 )
@@ -29,7 +30,7 @@ type Config struct {
 	Temporal    config.Temporal `envconfig:"TEMPORAL"`
 	Addr        string          `envconfig:"WEBHOOK_ADDR" default:"127.0.0.1:8080" desc:"listen address of the webhook server"`
 	Secret      string          `envconfig:"GITHUB_WEBHOOK_SECRET" desc:"the webhook secret configured on GitHub (required unless DRYDOCK_INSECURE_DEV)"`
-	InsecureDev bool            `envconfig:"DRYDOCK_INSECURE_DEV" default:"false" desc:"accept unsigned deliveries when no secret is set (local development only)"`
+	InsecureDev bool            `envconfig:"DRYDOCK_INSECURE_DEV" default:"false" desc:"accept unsigned deliveries when no secret is set (local development only: refused unless WEBHOOK_ADDR is a loopback address; requests must then name localhost or a loopback address as Host)"`
 	LogLevel    string          `envconfig:"LOG_LEVEL" default:"info" desc:"debug, info, warn or error"`
 
 	// Who may use Drydock (intake.Allowlist): required, fail closed.
@@ -70,6 +71,11 @@ func (c Config) validate() error {
 		}
 		if _, _, err := net.SplitHostPort(addr); err != nil {
 			return fmt.Errorf("configuration: %s=%q: want host:port: %w", name, addr, err)
+		}
+	}
+	if c.InsecureDev {
+		if err := loopback.CheckListen("WEBHOOK_ADDR", c.Addr); err != nil {
+			return fmt.Errorf("configuration: DRYDOCK_INSECURE_DEV=true accepts deliveries from anyone who can reach the server, so it is refused on a reachable address: %w", err)
 		}
 	}
 	if c.ShutdownDelay < 0 {
@@ -128,6 +134,17 @@ func newRouter(cfg Config, tc temporalClient, log *slog.Logger) (intake.Router, 
 	mux.Handle("pull_request", prs)
 	mux.Handle("workflow_job", jobs)
 	return intake.Dedupe(mux, intake.NewRecentDeliveries(intake.DefaultRecentDeliveries)), nil
+}
+
+// publicHandler is what WEBHOOK_ADDR serves: h, behind a Host check when
+// DRYDOCK_INSECURE_DEV lets anyone post (a page on evil.example rebound to
+// 127.0.0.1 is refused with 421: it cannot start previews on a developer's
+// machine).
+func publicHandler(cfg Config, h http.Handler) http.Handler {
+	if cfg.InsecureDev {
+		return loopback.Guard(h, cfg.Addr)
+	}
+	return h
 }
 
 // timeouts bound how long a client holds a connection, and one of the
@@ -217,7 +234,7 @@ func run(cfg Config) error {
 		return err
 	}
 	defer stopAdmin()
-	srv := newServer(h, cfg.MaxBody, defaultTimeouts)
+	srv := newServer(publicHandler(cfg, h), cfg.MaxBody, defaultTimeouts)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	go func() { <-ctx.Done(); health.Stopping() }()

@@ -2,12 +2,15 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
@@ -15,6 +18,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/drydock-dev/drydock/internal/intake"
+	"github.com/drydock-dev/drydock/internal/loopback"
 )
 
 // The defaults give a 1 MiB body 26s after 10s of headers, and answer
@@ -85,4 +89,53 @@ func TestSlowClientsAreCutOff(t *testing.T) {
 	require.NoError(t, err)
 	resp.Body.Close()
 	assert.Equal(t, http.StatusOK, resp.StatusCode)
+}
+
+// With DRYDOCK_INSECURE_DEV (anyone may post) the webhook answers only
+// requests addressed to a loopback name: a DNS-rebinding request (a page on
+// evil.example whose name now resolves to 127.0.0.1) is refused with 421 and
+// routes nothing. With a secret, signatures protect it and Host is not checked.
+func TestInsecureDevChecksTheHost(t *testing.T) {
+	var routed []string
+	h, err := intake.New(intake.Options{Insecure: true, Allowed: intake.AllowEveryone(), Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Router: intake.RouterFunc(func(_ context.Context, ev intake.Event) (intake.Result, error) {
+			routed = append(routed, ev.Name)
+			return intake.Result{Status: http.StatusAccepted, Reason: "started", Accepted: true}, nil
+		})})
+	require.NoError(t, err)
+	send := func(handler http.Handler, host string) int {
+		req := httptest.NewRequest(http.MethodPost, "/webhooks/github", strings.NewReader(`{"action":"opened"}`))
+		req.Host = host
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("X-GitHub-Event", "pull_request")
+		rec := httptest.NewRecorder()
+		handler.ServeHTTP(rec, req)
+		return rec.Code
+	}
+	cfg := Config{InsecureDev: true, Addr: "127.0.0.1:8080"}
+	require.NoError(t, loopback.CheckListen("WEBHOOK_ADDR", cfg.Addr))
+	insecure := publicHandler(cfg, h)
+	for _, host := range []string{"evil.example", "evil.example:8080", "attacker.localtest.me:8080", "192.168.1.20:8080"} {
+		assert.Equal(t, http.StatusMisdirectedRequest, send(insecure, host), host)
+	}
+	assert.Empty(t, routed, "nothing routed for a rebinding request")
+	for _, host := range []string{"127.0.0.1:8080", "localhost:8080", "[::1]:8080"} {
+		assert.Equal(t, http.StatusAccepted, send(insecure, host), host)
+	}
+	assert.Len(t, routed, 3)
+
+	secured := publicHandler(Config{Addr: "0.0.0.0:8080"}, h)
+	assert.Equal(t, http.StatusAccepted, send(secured, "drydock.example.com"), "behind a load balancer, any Host")
+}
+
+// DRYDOCK_INSECURE_DEV on a loopback address is accepted.
+func TestInsecureDevOnLoopbackIsAccepted(t *testing.T) {
+	for _, addr := range []string{"127.0.0.1:8080", "localhost:8080", "[::1]:8080"} {
+		cfg := Config{InsecureDev: true, Addr: addr, MetricsAddr: "", AllowedOwners: []string{"*"}, MaxBody: 1 << 20, MaxConcurrentBodies: 16,
+			ShutdownTimeout: time.Second, ForkLabel: "preview"}
+		cfg.Temporal.Address, cfg.Temporal.Namespace = "127.0.0.1:7233", "default"
+		assert.NoError(t, cfg.validate(), addr)
+		cfg.Addr = "0.0.0.0:8080"
+		assert.ErrorContains(t, cfg.validate(), "DRYDOCK_INSECURE_DEV")
+	}
 }

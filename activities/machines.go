@@ -28,6 +28,10 @@ const (
 	ErrTypeMachineFailed   = "MachineFailed"
 	ErrTypeCommandFailed   = "CommandFailed"
 	ErrTypeInvalidArgument = "InvalidArgument"
+	// ErrTypeQuotaExceeded: Dedalus refused a create because the account is
+	// at a limit of its plan (dedalus.IsQuotaExceeded). Not retried by the
+	// activity: the workflow waits (and says so on the PR) and tries again.
+	ErrTypeQuotaExceeded = "DedalusQuotaExceeded"
 )
 
 // Machines drives Dedalus machines. Register it with a worker:
@@ -147,6 +151,9 @@ func (a *Machines) CreateMachine(ctx context.Context, spec MachineSpec) (Machine
 	m, err := a.Client.CreateMachine(ctx, dedalus.CreateMachineRequest{
 		VCPU: spec.VCPU, MemoryMiB: spec.MemoryMiB, StorageGiB: spec.StorageGiB, Autosleep: spec.Autosleep,
 	}, idempotencyKey(ctx, "create"))
+	if dedalus.IsQuotaExceeded(err) {
+		return MachineRef{}, temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeQuotaExceeded, nil)
+	}
 	if err != nil {
 		return MachineRef{}, classify(err)
 	}

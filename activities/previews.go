@@ -49,6 +49,8 @@ type Previews struct {
 	// VisibilityMax is the most open visibility a repository's spec may ask
 	// for ("" = no ceiling): PREVIEW_VISIBILITY_MAX.
 	VisibilityMax string
+	// Caps limit open previews and their machines' size (PREVIEW_MAX_*).
+	Caps PreviewCaps
 	// HTTPClient probes app health (default: a client with a 5s timeout).
 	HTTPClient *http.Client
 	// HeartbeatEvery is how often LoadSpec heartbeats while it reads the

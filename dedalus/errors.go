@@ -75,6 +75,33 @@ func IsRetryable(err error) bool {
 	return ok && ae.Retryable
 }
 
+// IsQuotaExceeded reports whether err is the API refusing a create because
+// the account is at a limit of its plan (machines, vCPU, memory, storage),
+// which only a deleted machine or a bigger plan lifts: repeating the call
+// soon is pointless. The contract names no quota error code; the known
+// spellings are recognised: an error_code naming a quota or an exceeded
+// limit (QUOTA_EXCEEDED, MACHINE_LIMIT_EXCEEDED, ..., never the transient
+// RATE_LIMITED), 402 Payment Required, and a problem+json whose type or
+// title speaks of a quota.
+func IsQuotaExceeded(err error) bool {
+	ae, ok := AsAPIError(err)
+	if !ok {
+		return false
+	}
+	code := strings.ToUpper(ae.Code)
+	switch {
+	case code == "RATE_LIMITED":
+		return false
+	case strings.Contains(code, "QUOTA"), strings.HasSuffix(code, "LIMIT_EXCEEDED"), strings.HasSuffix(code, "LIMIT_REACHED"):
+		return true
+	case ae.StatusCode == http.StatusPaymentRequired:
+		return true
+	case ae.Problem != nil:
+		return strings.Contains(strings.ToLower(ae.Problem.Type+" "+ae.Problem.Title), "quota")
+	}
+	return false
+}
+
 // maxErrorBody bounds how much of an error answer is read.
 const maxErrorBody = 64 << 10
 

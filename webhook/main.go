@@ -49,6 +49,7 @@ type Config struct {
 	RequireLabel bool     `envconfig:"PREVIEW_REQUIRE_LABEL" default:"false" desc:"only pull requests carrying PREVIEW_FORK_LABEL get a preview: adding it starts one, removing it tears it down"`
 	Drafts       bool     `envconfig:"PREVIEW_DRAFTS" default:"false" desc:"give draft pull requests a preview (otherwise they wait for ready_for_review)"`
 	Repos        []string `envconfig:"PREVIEW_REPOS" desc:"comma-separated owner/repo allow-list; empty: every repository that sends events"`
+	SkipBots     bool     `envconfig:"PREVIEW_SKIP_BOTS" default:"true" desc:"pull requests opened by bots (Dependabot, Renovate: author type Bot or login ending in [bot]) get no preview unless they carry PREVIEW_FORK_LABEL"`
 	LocalClone   bool     `envconfig:"PREVIEW_LOCAL_CLONE_URLS" default:"false" desc:"also accept absolute local paths as clone URLs (local development with the emulator only)"`
 
 	// Which workflow_job events a runner pool takes (pools.LoadFrom).
@@ -110,7 +111,7 @@ type temporalClient interface {
 
 // policy is the preview policy the configuration describes.
 func (c Config) policy() intake.PreviewPolicy {
-	return intake.PreviewPolicy{Label: c.ForkLabel, RequireLabel: c.RequireLabel, Drafts: c.Drafts, Repos: c.Repos, LocalCloneURLs: c.LocalClone}
+	return intake.PreviewPolicy{Label: c.ForkLabel, RequireLabel: c.RequireLabel, Drafts: c.Drafts, Repos: c.Repos, SkipBots: c.SkipBots, LocalCloneURLs: c.LocalClone}
 }
 
 // newRouter routes pull_request events to the preview workflows and

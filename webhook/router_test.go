@@ -33,18 +33,19 @@ func (noTemporal) ExecuteWorkflow(context.Context, client.StartWorkflowOptions, 
 }
 
 func TestPolicyFromEnvironment(t *testing.T) {
-	for _, k := range []string{"PREVIEW_FORK_LABEL", "PREVIEW_REQUIRE_LABEL", "PREVIEW_DRAFTS", "PREVIEW_REPOS"} {
+	for _, k := range []string{"PREVIEW_FORK_LABEL", "PREVIEW_REQUIRE_LABEL", "PREVIEW_DRAFTS", "PREVIEW_REPOS", "PREVIEW_SKIP_BOTS"} {
 		t.Setenv(k, "") // restored after the test
 		require.NoError(t, os.Unsetenv(k))
 	}
 	var cfg Config
 	require.NoError(t, config.Load(&cfg))
-	assert.Equal(t, intake.PreviewPolicy{Label: "preview"}, cfg.policy(), "defaults")
+	assert.Equal(t, intake.PreviewPolicy{Label: "preview", SkipBots: true}, cfg.policy(), "defaults")
 
 	t.Setenv("PREVIEW_FORK_LABEL", "safe to preview")
 	t.Setenv("PREVIEW_REQUIRE_LABEL", "true")
 	t.Setenv("PREVIEW_DRAFTS", "true")
 	t.Setenv("PREVIEW_REPOS", "octo/hello, octo/world")
+	t.Setenv("PREVIEW_SKIP_BOTS", "false")
 	cfg = Config{}
 	require.NoError(t, config.Load(&cfg))
 	assert.Equal(t, intake.PreviewPolicy{Label: "safe to preview", RequireLabel: true, Drafts: true, Repos: []string{"octo/hello", " octo/world"}}, cfg.policy())

@@ -41,6 +41,11 @@ func TestConfigValidationNamesTheVariable(t *testing.T) {
 		{Env: map[string]string{"PREVIEW_VISIBILITY_REPOS": "octo/docs=org,Octo/Docs=public"}, Want: "PREVIEW_VISIBILITY_REPOS"},
 		{Env: map[string]string{"PREVIEW_VISIBILITY": "public", "PREVIEW_VISIBILITY_MAX": "org"}, Want: "PREVIEW_VISIBILITY_MAX"},
 		{Env: map[string]string{"PREVIEW_VISIBILITY_REPOS": "octo/docs=public", "PREVIEW_VISIBILITY_MAX": "org"}, Want: "PREVIEW_VISIBILITY_REPOS"},
+		{Env: map[string]string{"PREVIEW_MAX_OPEN": "-1"}, Want: "PREVIEW_MAX_OPEN"},
+		{Env: map[string]string{"PREVIEW_MAX_OPEN_PER_REPO": "ten"}, Want: "PREVIEW_MAX_OPEN_PER_REPO"},
+		{Env: map[string]string{"PREVIEW_MAX_VCPU": "-2"}, Want: "PREVIEW_MAX_VCPU"},
+		{Env: map[string]string{"PREVIEW_MAX_MEMORY_MIB": "-1"}, Want: "PREVIEW_MAX_MEMORY_MIB"},
+		{Env: map[string]string{"PREVIEW_MAX_STORAGE_GIB": "-1"}, Want: "PREVIEW_MAX_STORAGE_GIB"},
 	})
 }
 

@@ -25,6 +25,7 @@ import (
 	"github.com/drydock-dev/drydock/internal/pools"
 	"github.com/drydock-dev/drydock/internal/previewspec"
 	"github.com/drydock-dev/drydock/workflows"
+	"github.com/drydock-dev/drydock/workflows/slotsapi"
 )
 
 // Config is the worker's configuration.
@@ -42,6 +43,12 @@ type Config struct {
 	PreviewVisibility  string        `envconfig:"PREVIEW_VISIBILITY" default:"private" desc:"who may open a preview: public (anyone with the URL), org (members of the repository owner's organization) or private (people with read access to the repository); a repository's PREVIEW_VISIBILITY_REPOS entry or its spec's visibility wins"`
 	PreviewVisRepos    string        `envconfig:"PREVIEW_VISIBILITY_REPOS" desc:"per-repository visibility, comma-separated owner/repo=visibility (e.g. octo/docs=public,octo/app=org); a spec's visibility wins over it"`
 	PreviewVisMax      string        `envconfig:"PREVIEW_VISIBILITY_MAX" default:"public" desc:"the most open visibility a repository's spec may ask for; a spec asking for more gets this (public: no ceiling)"`
+
+	PreviewMaxOpen        int     `envconfig:"PREVIEW_MAX_OPEN" default:"0" desc:"most previews with a machine at once, over all repositories; more are queued (PR comment) and start when one closes; 0: unlimited"`
+	PreviewMaxOpenPerRepo int     `envconfig:"PREVIEW_MAX_OPEN_PER_REPO" default:"0" desc:"most previews with a machine at once in one repository; 0: unlimited"`
+	PreviewMaxVCPU        float64 `envconfig:"PREVIEW_MAX_VCPU" default:"0" desc:"largest machine.vcpu a preview spec may ask for; a larger one fails the deploy with a PR comment, no machine created; 0: unlimited"`
+	PreviewMaxMemoryMiB   int64   `envconfig:"PREVIEW_MAX_MEMORY_MIB" default:"0" desc:"largest machine.memory_mib a preview spec may ask for; 0: unlimited"`
+	PreviewMaxStorageGiB  int64   `envconfig:"PREVIEW_MAX_STORAGE_GIB" default:"0" desc:"largest machine.storage_gib a preview spec may ask for; 0: unlimited"`
 
 	RunnerPoolsFile string        `envconfig:"RUNNER_POOLS_FILE" desc:"runner pools file (YAML or JSON); excludes RUNNER_POOLS; neither: no runner pools"`
 	RunnerPools     string        `envconfig:"RUNNER_POOLS" desc:"runner pools inline (JSON or YAML), instead of RUNNER_POOLS_FILE"`
@@ -70,6 +77,14 @@ func (c Config) validate() (*pools.Config, error) {
 	}
 	if _, err := c.previewVisibility(); err != nil {
 		return nil, err
+	}
+	for name, n := range map[string]float64{
+		"PREVIEW_MAX_OPEN": float64(c.PreviewMaxOpen), "PREVIEW_MAX_OPEN_PER_REPO": float64(c.PreviewMaxOpenPerRepo),
+		"PREVIEW_MAX_VCPU": c.PreviewMaxVCPU, "PREVIEW_MAX_MEMORY_MIB": float64(c.PreviewMaxMemoryMiB), "PREVIEW_MAX_STORAGE_GIB": float64(c.PreviewMaxStorageGiB),
+	} {
+		if n < 0 {
+			return nil, fmt.Errorf("configuration: %s=%v must not be negative (0: unlimited)", name, n)
+		}
 	}
 	if c.Dedalus.APIKey == "" {
 		return nil, errors.New("configuration: DEDALUS_API_KEY is required (the emulator's key locally: make dev sets it)")
@@ -136,6 +151,14 @@ func (c Config) previewVisibility() (map[string]string, error) {
 		}
 	}
 	return repos, nil
+}
+
+// previewCaps are the PREVIEW_MAX_* settings.
+func (c Config) previewCaps() activities.PreviewCaps {
+	return activities.PreviewCaps{
+		Slots:   slotsapi.Caps{MaxOpen: c.PreviewMaxOpen, MaxOpenPerRepo: c.PreviewMaxOpenPerRepo},
+		MaxVCPU: c.PreviewMaxVCPU, MaxMemoryMiB: c.PreviewMaxMemoryMiB, MaxStorageGiB: c.PreviewMaxStorageGiB,
+	}
 }
 
 // awakeReportSetting maps PREVIEW_AWAKE_REPORT_EVERY to the preview
@@ -234,7 +257,9 @@ func run(cfg Config) error {
 		StaleAfter: cfg.PreviewStaleAfter, KeepFailedMachine: cfg.PreviewKeepFailed,
 		AwakeReportEvery: awakeReportSetting(cfg.PreviewAwakeReport),
 		Visibility:       cfg.PreviewVisibility, VisibilityRepos: visRepos, VisibilityMax: cfg.PreviewVisMax,
+		Caps: cfg.previewCaps(),
 	})
+	w.RegisterActivity(&activities.PreviewSlots{Temporal: tc, TaskQueue: workflows.TaskQueue, Logger: log})
 	w.RegisterActivity(ghActs)
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)

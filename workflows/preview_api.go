@@ -179,4 +179,8 @@ type PreviewCarry struct {
 	// Teardown says why the preview is being torn down ("" = it is not);
 	// a run that continues as new with one set tears down at once.
 	Teardown string `json:",omitempty"`
+	// Slot is where the preview stands with the PreviewSlots coordinator:
+	// SlotHeld, SlotQueued or "" (it asked for nothing: no cap was set, or
+	// a run from before the caps).
+	Slot string `json:",omitempty"`
 }

@@ -27,7 +27,7 @@ func (p *preview) deploy(ctx workflow.Context, ev PullRequestEvent) error {
 		return err
 	}
 	p.applySpecVisibility(ctx, spec)
-	if err := p.ensureMachine(ctx, spec); err != nil {
+	if err := p.ensureMachine(ctx, ev, spec); err != nil {
 		return err
 	}
 	if err := p.runSpec(ctx, ev, spec); err != nil {
@@ -163,7 +163,7 @@ func (p *preview) loadSpec(ctx workflow.Context, ev PullRequestEvent) (previewsp
 }
 
 // ensureMachine creates the preview's machine, or wakes the one it has.
-func (p *preview) ensureMachine(ctx workflow.Context, spec previewspec.Spec) error {
+func (p *preview) ensureMachine(ctx workflow.Context, ev PullRequestEvent, spec previewspec.Spec) error {
 	p.step = "create machine"
 	if p.Status.MachineID != "" {
 		p.step = "wake machine"
@@ -175,14 +175,16 @@ func (p *preview) ensureMachine(ctx workflow.Context, spec previewspec.Spec) err
 		p.observe(ctx, m)
 		return nil
 	}
+	capped, err := p.admit(ctx, ev, spec) // caps: machine size, slot (preview_slots_lifecycle.go)
+	if err != nil {
+		return err
+	}
 	// A newer push or a close must not cancel the create half-way: the
 	// machine may exist already, and only the create's result tells the
 	// teardown what to delete.
 	cctx, _ := workflow.NewDisconnectedContext(ctx)
-	var m activities.MachineRef
-	if err := workflow.ExecuteActivity(createMachineOptions(cctx, "create machine"), machineActs.CreateMachine,
-		activities.MachineSpec{VCPU: spec.Machine.VCPU, MemoryMiB: spec.Machine.MemoryMiB, StorageGiB: spec.Machine.StorageGiB, Autosleep: spec.Machine.Autosleep},
-	).Get(cctx, &m); err != nil {
+	m, err := p.createMachine(ctx, cctx, spec, ev, capped)
+	if err != nil {
 		return err
 	}
 	p.observe(ctx, m)

@@ -400,6 +400,7 @@ func (p *preview) releaseMachine(ctx workflow.Context) {
 	}
 	p.Status.MachineID, p.Status.PreviewID, p.Status.URL = "", "", ""
 	p.SetupDone, p.SeedDone = false, false
+	p.releaseSlot(ctx) // no machine: no slot (preview_slots_lifecycle.go)
 }
 
 // status answers QueryStatus, with the awake time as of the workflow's clock.

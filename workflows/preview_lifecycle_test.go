@@ -59,6 +59,8 @@ type world struct {
 	removedLabels []string
 	// unhealthy makes the app's health check fail.
 	unhealthy bool
+	// createHook, if set, may fail a CreateMachine (counted in creates).
+	createHook func() error
 	// buildHook, if set, runs for every build step and may fail or block it.
 	buildHook func(ctx context.Context, cmd activities.Command) (activities.CommandResult, error)
 	// reportTakes and commandTakes are how long ReportOnPR and RunCommand take (mocked time).
@@ -182,6 +184,11 @@ func newTestEnv(t *testing.T, settings activities.PreviewSettings, configure ...
 			w.mu.Lock()
 			defer w.mu.Unlock()
 			w.creates++
+			if w.createHook != nil {
+				if err := w.createHook(); err != nil {
+					return activities.MachineRef{}, err
+				}
+			}
 			w.phase = ""
 			ref := w.moveTo(dedalus.PhaseRunning)
 			ref.WasPhase, ref.WasTransitionAt = "", time.Time{}

@@ -4,6 +4,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/drydock-dev/drydock/workflows/runnerapi"
+	"github.com/drydock-dev/drydock/workflows/slotsapi"
 )
 
 // Registry is where workflows are registered: a worker.Worker, or a
@@ -21,4 +22,5 @@ func Register(r Registry) {
 	r.RegisterWorkflowWithOptions(RunnerJob, workflow.RegisterOptions{Name: runnerapi.RunnerJobName})
 	r.RegisterWorkflowWithOptions(RunnerPrewarm, workflow.RegisterOptions{Name: RunnerPrewarmName})
 	r.RegisterWorkflowWithOptions(Reconcile, workflow.RegisterOptions{Name: ReconcileName})
+	r.RegisterWorkflowWithOptions(PreviewSlots, workflow.RegisterOptions{Name: slotsapi.WorkflowName})
 }

@@ -20,6 +20,7 @@ const (
 	StateTearingDown  = "tearing_down"
 	StateDestroyed    = "destroyed"
 	StateStale        = "stale"
+	StateQueued       = "queued"
 )
 
 // Report is what Drydock's PR comment shows. Every string may carry
@@ -56,6 +57,7 @@ var stateWording = map[string]string{
 	StateTearingDown:  "Tearing down",
 	StateDestroyed:    "Destroyed",
 	StateStale:        "Stale",
+	StateQueued:       "Queued: waiting for a free preview slot",
 }
 
 // RenderComment renders r as the Markdown body of Drydock's PR comment,

@@ -48,6 +48,11 @@ type PreviewPolicy struct {
 	// Repos (PREVIEW_REPOS) is an allow-list of "owner/repo" (compared
 	// case-insensitively); empty allows every repository that sends events.
 	Repos []string
+	// SkipBots (PREVIEW_SKIP_BOTS) gives pull requests opened by bots
+	// (author of type Bot, or a login ending in "[bot]": Dependabot,
+	// Renovate) no preview unless they carry Label, which then admits them
+	// as it admits forks.
+	SkipBots bool
 	// LocalCloneURLs (PREVIEW_LOCAL_CLONE_URLS) also accepts absolute local
 	// paths as clone URLs: for local development against the emulator, whose
 	// machines clone from this computer's disk. Never in production.
@@ -215,7 +220,7 @@ func (p *PullRequests) intent(pe *github.PullRequestEvent, pre workflows.PullReq
 	case "closed":
 		return teardown
 	case "labeled", "unlabeled":
-		if !p.isLabel(pe.GetLabel().GetName()) || !(p.policy.RequireLabel || pre.Fork) {
+		if !p.isLabel(pe.GetLabel().GetName()) || !(p.policy.RequireLabel || pre.Fork || p.skipsBot(pe)) {
 			return ignore
 		}
 		if pre.Action == "labeled" {
@@ -241,7 +246,8 @@ func (p *PullRequests) skip(pe *github.PullRequestEvent, pre workflows.PullReque
 	if pre.Draft && !p.policy.Drafts {
 		return "draft pull request (previews start when it is ready for review)"
 	}
-	if !p.policy.RequireLabel && !pre.Fork {
+	bot := p.skipsBot(pe)
+	if !p.policy.RequireLabel && !pre.Fork && !bot {
 		return ""
 	}
 	for _, l := range pre.Labels {
@@ -250,6 +256,12 @@ func (p *PullRequests) skip(pe *github.PullRequestEvent, pre workflows.PullReque
 		}
 	}
 	switch {
+	case bot && !pre.Fork && !p.policy.RequireLabel:
+		author := pe.GetPullRequest().GetUser().GetLogin()
+		if p.policy.Label == "" {
+			return fmt.Sprintf("pull request opened by the bot %s (PREVIEW_SKIP_BOTS)", author)
+		}
+		return fmt.Sprintf("pull request opened by the bot %s (PREVIEW_SKIP_BOTS; a maintainer adds the %q label to preview it)", author, p.policy.Label)
 	case p.policy.Label == "":
 		return "pull request from a fork (fork previews are disabled)"
 	case pre.Fork:
@@ -257,6 +269,13 @@ func (p *PullRequests) skip(pe *github.PullRequestEvent, pre workflows.PullReque
 	default:
 		return fmt.Sprintf("pull request without the %q label", p.policy.Label)
 	}
+}
+
+// skipsBot reports whether the pull request was opened by a bot the policy
+// skips (PREVIEW_SKIP_BOTS).
+func (p *PullRequests) skipsBot(pe *github.PullRequestEvent) bool {
+	u := pe.GetPullRequest().GetUser()
+	return p.policy.SkipBots && (strings.EqualFold(u.GetType(), "Bot") || strings.HasSuffix(strings.ToLower(u.GetLogin()), "[bot]"))
 }
 
 // RepoKey is the value of the DrydockRepo search attribute and the form the

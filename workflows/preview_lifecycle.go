@@ -353,7 +353,8 @@ func (p *preview) onDeployFailed(ctx workflow.Context, ev PullRequestEvent, err 
 // failureText is what the PR is told about a failed deploy: a fixed text
 // per kind of failure. Only the spec's own problems are passed on as they
 // are: Drydock's words about the repository's file, which the PR's readers
-// can read anyway.
+// can read anyway (a machine larger than PREVIEW_MAX_* is one: sizes and
+// setting names).
 func failureText(err error) string {
 	var ae *temporal.ApplicationError
 	if !errors.As(err, &ae) {
@@ -368,7 +369,7 @@ func failureText(err error) string {
 		return "the step failed or timed out"
 	case activities.ErrTypeAppUnhealthy:
 		return "the app did not answer its health check (2xx or 3xx; redirects are not followed) in time"
-	case activities.ErrTypeInvalidSpec, activities.ErrTypePreviewSpecTooLarge:
+	case activities.ErrTypeInvalidSpec, activities.ErrTypePreviewSpecTooLarge, activities.ErrTypeMachineTooLarge:
 		return ae.Error()
 	default:
 		return "an error outside the app (Dedalus, GitHub or Drydock)"

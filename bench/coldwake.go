@@ -30,6 +30,10 @@ func coldWake(ctx context.Context, e *Env) ([]Row, error) {
 	h, err := e.Start(ctx, harness.Options{
 		Emulator:  emulator.Config{BootDelay: 200 * time.Millisecond, WakeDelay: coldWakeDelay, SleepDelay: 50 * time.Millisecond},
 		RouterEnv: []string{"ROUTER_AWAKE_TTL=1s", "ROUTER_WAKE_TIMEOUT=60s"},
+		// Login on: the same bursts at a private preview with a session
+		// cookie measure what the login adds (the public one is "auth off").
+		Login:     true,
+		WorkerEnv: []string{"PREVIEW_VISIBILITY_REPOS=bench/" + coldPrivateRepo + "=private"},
 	})
 	if err != nil {
 		return nil, err
@@ -40,9 +44,23 @@ func coldWake(ctx context.Context, e *Env) ([]Row, error) {
 	if err != nil {
 		return nil, err
 	}
+	h.GH.AddCollaborator(owner, coldPrivateRepo, benchUser, "read")
+	stP, err := openPreview(ctx, h, filepath.Join(e.Dir, "src-private"), owner, coldPrivateRepo, number, demoSpec("2s"))
+	if err != nil {
+		return nil, err
+	}
+	if stP.Visibility != "private" {
+		return nil, fmt.Errorf("preview %s/%s is %q, not private", owner, coldPrivateRepo, stP.Visibility)
+	}
+	cookie, err := h.Login(ctx, benchUser, owner, coldPrivateRepo, number)
+	if err != nil {
+		return nil, err
+	}
 	n := e.N(1000)
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: n, MaxConnsPerHost: 0, IdleConnTimeout: time.Minute}}
-	burst := func() (*harness.Samples, int) {
+	public := burstTarget{host: harness.PreviewHost(owner, repo, number), machine: st.MachineID}
+	private := burstTarget{host: harness.PreviewHost(owner, coldPrivateRepo, number), machine: stP.MachineID, cookie: cookie}
+	burst := func(bt burstTarget) (*harness.Samples, int) {
 		var lat harness.Samples
 		var mu sync.Mutex
 		errs := 0
@@ -54,7 +72,7 @@ func coldWake(ctx context.Context, e *Env) ([]Row, error) {
 				defer wg.Done()
 				<-start
 				began := time.Now()
-				code, err := get(ctx, client, h.RouterURL, harness.PreviewHost(owner, repo, number))
+				code, err := getAs(ctx, client, h.RouterURL, bt.host, bt.cookie)
 				if err != nil || code != http.StatusOK {
 					mu.Lock()
 					errs++
@@ -69,45 +87,90 @@ func coldWake(ctx context.Context, e *Env) ([]Row, error) {
 		return &lat, errs
 	}
 
-	var cold, warm harness.Samples
-	maxWakeCalls, totalErrs, warmErrs := int64(0), 0, 0
+	var off, on burstStats
 	for i := range coldBursts {
-		if err := waitMachinePhase(ctx, h, st.MachineID, "sleeping", time.Minute); err != nil {
-			return nil, fmt.Errorf("burst %d: %w", i+1, err)
+		for _, bt := range []burstTarget{public, private} {
+			if err := waitMachinePhase(ctx, h, bt.machine, "sleeping", time.Minute); err != nil {
+				return nil, fmt.Errorf("burst %d: %w", i+1, err)
+			}
 		}
 		time.Sleep(1500 * time.Millisecond) // past the router's awake TTL: it must ask again
-		before := h.Emu.Stats().WakeRequests
-		lat, errs := burst()
-		calls := h.Emu.Stats().WakeRequests - before
-		maxWakeCalls = max(maxWakeCalls, calls)
-		totalErrs += errs
-		for _, d := range lat.Values() {
-			cold.Add(max(0, d-coldWakeDelay))
+		// Auth off and on take turns going first.
+		order := []*burstStats{&off, &on}
+		targets := []burstTarget{public, private}
+		if i%2 == 1 {
+			order[0], order[1], targets[0], targets[1] = order[1], order[0], targets[1], targets[0]
 		}
-		e.Log.Info("cold burst", "n", n, "wake_calls", calls, "errors", errs, "p50", lat.Quantile(0.5), "p99", lat.Quantile(0.99))
-		// Baseline: the same burst while the machine is awake.
-		lat, errs = burst()
-		warmErrs += errs
-		for _, d := range lat.Values() {
-			warm.Add(d)
+		for k, bt := range targets {
+			bs := order[k]
+			before := h.Emu.Stats().WakeRequests
+			lat, errs := burst(bt)
+			calls := h.Emu.Stats().WakeRequests - before
+			bs.maxWakeCalls = max(bs.maxWakeCalls, calls)
+			bs.errs += errs
+			for _, d := range lat.Values() {
+				bs.cold.Add(max(0, d-coldWakeDelay))
+			}
+			e.Log.Info("cold burst", "host", bt.host, "n", n, "wake_calls", calls, "errors", errs, "p50", lat.Quantile(0.5), "p99", lat.Quantile(0.99))
+		}
+		// Baseline: the same bursts while the machines are awake.
+		for k, bt := range targets {
+			lat, errs := burst(bt)
+			order[k].warmErrs += errs
+			for _, d := range lat.Values() {
+				order[k].warm.Add(d)
+			}
 		}
 	}
+	cold, warm, maxWakeCalls, totalErrs, warmErrs := &off.cold, &off.warm, off.maxWakeCalls, off.errs, off.warmErrs
 	return []Row{
 		{Metric: fmt.Sprintf("wake calls reaching Dedalus per burst (max of %d)", coldBursts), Value: float64(maxWakeCalls), Goal: "1", Met: B(maxWakeCalls == 1)},
 		{Metric: fmt.Sprintf("failed requests (of %d)", n*coldBursts), Value: float64(totalErrs), Goal: "0", Met: B(totalErrs == 0)},
 		{Metric: "p50 latency minus the 300 ms wake delay", Value: MS(cold.Quantile(0.5)), Unit: "ms", Baseline: F(MS(warm.Quantile(0.5))), Note: "baseline: same burst, preview awake"},
 		{Metric: "p99 latency minus the 300 ms wake delay", Value: MS(cold.Quantile(0.99)), Unit: "ms", Baseline: F(MS(warm.Quantile(0.99)))},
 		{Metric: "failed requests in the awake bursts", Value: float64(warmErrs), Goal: "0", Met: B(warmErrs == 0)},
+		{Metric: fmt.Sprintf("login on: wake calls per burst, private preview with a session (max of %d)", coldBursts), Value: float64(on.maxWakeCalls), Goal: "1", Met: B(on.maxWakeCalls == 1)},
+		{Metric: fmt.Sprintf("login on: failed requests (of %d, cold and awake)", 2*n*coldBursts), Value: float64(on.errs + on.warmErrs), Goal: "0", Met: B(on.errs+on.warmErrs == 0)},
+		{Metric: "login on: p50 latency minus the 300 ms wake delay", Value: MS(on.cold.Quantile(0.5)), Unit: "ms", Baseline: F(MS(off.cold.Quantile(0.5))),
+			Ratio: ratioOf(MS(on.cold.Quantile(0.5)), MS(off.cold.Quantile(0.5))), Note: "baseline: login off (the public preview), same router, same run, bursts taking turns"},
+		{Metric: "login on: p99 latency minus the 300 ms wake delay", Value: MS(on.cold.Quantile(0.99)), Unit: "ms", Baseline: F(MS(off.cold.Quantile(0.99))),
+			Ratio: ratioOf(MS(on.cold.Quantile(0.99)), MS(off.cold.Quantile(0.99)))},
+		{Metric: "login on: p50 latency of the awake bursts", Value: MS(on.warm.Quantile(0.5)), Unit: "ms", Baseline: F(MS(off.warm.Quantile(0.5))),
+			Ratio: ratioOf(MS(on.warm.Quantile(0.5)), MS(off.warm.Quantile(0.5)))},
 	}, nil
 }
 
-// get sends GET / with the given Host and drains the answer.
-func get(ctx context.Context, c *http.Client, base, host string) (int, error) {
+// coldPrivateRepo is the cold-wake scenario's private preview (login on);
+// benchUser may read it.
+const (
+	coldPrivateRepo = "coldwake-private"
+	benchUser       = "bench-reviewer"
+)
+
+// burstTarget is a preview a burst goes to, with the session cookie it needs.
+type burstTarget struct {
+	host, machine string
+	cookie        *http.Cookie
+}
+
+// burstStats accumulates one kind of burst (login off or on).
+type burstStats struct {
+	cold, warm     harness.Samples
+	maxWakeCalls   int64
+	errs, warmErrs int
+}
+
+// getAs sends GET / with the given Host and cookie (nil: none) and drains
+// the answer.
+func getAs(ctx context.Context, c *http.Client, base, host string, cookie *http.Cookie) (int, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/", nil)
 	if err != nil {
 		return 0, err
 	}
 	req.Host = host
+	if cookie != nil {
+		req.AddCookie(cookie)
+	}
 	resp, err := c.Do(req)
 	if err != nil {
 		return 0, err

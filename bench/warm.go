@@ -19,7 +19,7 @@ const (
 	// warmConcurrency is the closed loop's number of clients: each sends
 	// its next request as soon as the previous one is answered.
 	warmConcurrency = 16
-	// warmRounds: the three targets take turns, warmRounds times, so that
+	// warmRounds: the targets take turns, warmRounds times, so that
 	// load from the other agents on the machine falls on all of them alike.
 	warmRounds = 6
 	// warmRound is how long each target is loaded per round at scale 1;
@@ -31,6 +31,9 @@ const (
 	// (connections opened, the router's preview woken).
 	warmUp = time.Second
 )
+
+// warmPrivateRepo is the warm scenario's private preview (login on).
+const warmPrivateRepo = "warm-private"
 
 func init() {
 	register(Scenario{Order: 3, Name: "warm", Title: "3. Warm path: router vs plain reverse proxy", Run: warmPath})
@@ -64,6 +67,10 @@ func warmPath(ctx context.Context, e *Env) ([]Row, error) {
 	}
 	h, err := e.Start(ctx, harness.Options{
 		Emulator: emulator.Config{BootDelay: 200 * time.Millisecond, WakeDelay: 300 * time.Millisecond, SleepDelay: 50 * time.Millisecond},
+		// Login on, for a fourth target: a private preview of the same app
+		// reached with a session cookie ("router+login").
+		Login:     true,
+		WorkerEnv: []string{"PREVIEW_VISIBILITY_REPOS=bench/" + warmPrivateRepo + "=private"},
 	})
 	if err != nil {
 		return nil, err
@@ -81,6 +88,19 @@ start: {command: [` + appBin + `]}
 	}
 	if st.URL == "" {
 		return nil, fmt.Errorf("preview %s/%s#%d is ready without a URL", owner, repo, number)
+	}
+
+	h.GH.AddCollaborator(owner, warmPrivateRepo, benchUser, "read")
+	stP, err := openPreview(ctx, h, filepath.Join(e.Dir, "src-private"), owner, warmPrivateRepo, number, spec)
+	if err != nil {
+		return nil, err
+	}
+	if stP.Visibility != "private" {
+		return nil, fmt.Errorf("preview %s/%s is %q, not private", owner, warmPrivateRepo, stP.Visibility)
+	}
+	cookie, err := h.Login(ctx, benchUser, owner, warmPrivateRepo, number)
+	if err != nil {
+		return nil, err
 	}
 
 	proxyAddr, err := harness.FreeAddr()
@@ -109,6 +129,7 @@ start: {command: [` + appBin + `]}
 		{name: "direct", url: st.URL},
 		{name: "proxy", url: "http://" + proxyAddr},
 		{name: "router", url: h.RouterURL, host: harness.PreviewHost(owner, repo, number)},
+		{name: "router+login", url: h.RouterURL, host: harness.PreviewHost(owner, warmPrivateRepo, number), cookie: cookie},
 	}
 	for _, t := range targets {
 		t.client = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 2 * warmConcurrency, IdleConnTimeout: time.Minute}}
@@ -132,13 +153,13 @@ start: {command: [` + appBin + `]}
 			return nil, err
 		}
 	}
-	direct, plain, rt := targets[0], targets[1], targets[2]
+	direct, plain, rt, rtLogin := targets[0], targets[1], targets[2], targets[3]
 	for _, t := range targets {
 		e.Log.Info("warm path", "target", t.name, "requests", t.n, "errors", t.errs, "rps", t.rps(),
 			"p50", quantile(t.lat, 0.5), "p99", quantile(t.lat, 0.99), "solo_requests", t.nSolo, "solo_p50", quantile(t.solo, 0.5))
 	}
-	errs := direct.errs + plain.errs + rt.errs
-	total := direct.n + plain.n + rt.n + direct.nSolo + plain.nSolo + rt.nSolo
+	errs := direct.errs + plain.errs + rt.errs + rtLogin.errs
+	total := direct.n + plain.n + rt.n + rtLogin.n + direct.nSolo + plain.nSolo + rt.nSolo + rtLogin.nSolo
 	added := func(t *warmTarget, lat func(*warmTarget) []time.Duration) float64 {
 		return US(quantile(lat(t), 0.5) - quantile(lat(direct), 0.5))
 	}
@@ -155,6 +176,12 @@ start: {command: [` + appBin + `]}
 		{Metric: fmt.Sprintf("p99 latency through it, %d clients", warmConcurrency), Value: MS(p99r), Unit: "ms", Baseline: F(MS(p99p)), Ratio: F(float64(p99r) / float64(p99p))},
 		{Metric: fmt.Sprintf("upstream direct, %d clients", warmConcurrency), Value: direct.rps(), Unit: "req/s",
 			Note: fmt.Sprintf("the Dedalus preview URL, a Go app behind it; p50 %.2f ms", MS(quantile(direct.lat, 0.5)))},
+		{Metric: fmt.Sprintf("login on: router throughput, %d clients, private preview with a session", warmConcurrency), Value: rtLogin.rps(), Unit: "req/s",
+			Baseline: F(rt.rps()), Ratio: F(rtLogin.rps() / rt.rps()), Note: "baseline: the router to a public preview (login off), same process, same rounds"},
+		{Metric: fmt.Sprintf("login on: p50 added latency, %d clients", warmConcurrency), Value: added(rtLogin, loaded), Unit: "µs",
+			Baseline: F(added(rt, loaded)), Ratio: ratioOf(added(rtLogin, loaded), added(rt, loaded))},
+		{Metric: "login on: p50 added latency, 1 client", Value: added(rtLogin, alone), Unit: "µs",
+			Baseline: F(added(rt, alone)), Ratio: ratioOf(added(rtLogin, alone), added(rt, alone))},
 		{Metric: fmt.Sprintf("failed requests (of %d)", total), Value: float64(errs), Goal: "0", Met: B(errs == 0)},
 	}, nil
 }
@@ -176,6 +203,7 @@ func ratioOf(a, b float64) *float64 {
 // warmTarget is one way to reach the app, and what the load measured.
 type warmTarget struct {
 	name, url, host string
+	cookie          *http.Cookie // the session of a private preview; nil: none
 	client          *http.Client
 
 	// Loaded (warmConcurrency clients): requests, failures (both loads),
@@ -204,7 +232,7 @@ func (t *warmTarget) load(ctx context.Context, c int, d time.Duration, lat *[]ti
 			n, errs := 0, 0
 			for ctx.Err() == nil && time.Now().Before(deadline) {
 				start := time.Now()
-				code, err := get(ctx, t.client, t.url, t.host)
+				code, err := getAs(ctx, t.client, t.url, t.host, t.cookie)
 				if err != nil || code != http.StatusOK {
 					errs++
 					continue

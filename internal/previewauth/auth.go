@@ -316,6 +316,17 @@ func normalHost(h string) (string, bool) {
 	return h, name != ""
 }
 
+// bindHost is the host name a ticket and a session are bound to: lower
+// case, without port or trailing dot (browsers do not keep cookies apart by
+// port, so binding the port would add nothing).
+func bindHost(h string) string {
+	h = strings.ToLower(h)
+	if i := strings.LastIndexByte(h, ':'); i >= 0 && !strings.Contains(h[i:], "]") {
+		h = h[:i]
+	}
+	return strings.TrimSuffix(h, ".")
+}
+
 // safePath accepts a local path with its query: it starts with one "/"
 // (not "//" nor "/\", which browsers take for another host) and holds no
 // control characters.
@@ -353,7 +364,7 @@ func (a *Auth) Check(r *http.Request, repo Repo, vis string) (Verdict, string) {
 	if c == "" {
 		return NeedLogin, ""
 	}
-	host := strings.ToLower(r.Host)
+	host := bindHost(r.Host)
 	s := a.sessionOf(c, host)
 	if s == nil {
 		return NeedLogin, ""
@@ -555,7 +566,7 @@ func (a *Auth) loginURL(host, path string, repo Repo, vis string) (string, error
 // ServeSession trades a ticket for the session cookie at SessionPath of a
 // preview host, and forgets the session at LogoutPath.
 func (a *Auth) ServeSession(w http.ResponseWriter, r *http.Request) {
-	host := strings.ToLower(r.Host)
+	host := bindHost(r.Host)
 	if r.URL.Path == LogoutPath {
 		a.forget(cookieValue(r.Header, a.cookie))
 		a.setCookie(w, a.cookie, "", -1)
@@ -711,7 +722,7 @@ func (a *Auth) callbackHandler(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	repo := Repo{Owner: st.Owner, Name: st.Repo}
-	s := &session{Host: st.Host, UID: uid, Login: login, Token: token}
+	s := &session{Host: bindHost(st.Host), UID: uid, Login: login, Token: token}
 	switch v := a.decide(ctx, s, repo, st.Vis); v {
 	case Allowed:
 	case Denied:
@@ -724,7 +735,7 @@ func (a *Auth) callbackHandler(w http.ResponseWriter, r *http.Request) {
 	}
 	tk := ticket{session: *s, Path: st.Path, ID: random(16)}
 	tk.Exp = a.now().Add(ticketTTL).Unix()
-	t, err := a.seal.seal("ticket", st.Host, tk)
+	t, err := a.seal.seal("ticket", s.Host, tk)
 	if err != nil {
 		writeText(w, http.StatusInternalServerError, "cannot finish the login")
 		return

@@ -503,12 +503,12 @@ func TestKeyRotation(t *testing.T) {
 	rotated, err := New(Config{AuthURL: e.a.cfg.AuthURL, ClientID: clientID, ClientSecret: secret,
 		SessionKeys: []string{key2, key1}, PreviewHost: previewHost})
 	require.NoError(t, err)
-	assert.NotNil(t, rotated.sessionOf(c.Value, host))
+	assert.NotNil(t, rotated.sessionOf(c.Value, bindHost(host)))
 	// Without the old key it does not.
 	fresh, err := New(Config{AuthURL: e.a.cfg.AuthURL, ClientID: clientID, ClientSecret: secret,
 		SessionKeys: []string{key2}, PreviewHost: previewHost})
 	require.NoError(t, err)
-	assert.Nil(t, fresh.sessionOf(c.Value, host))
+	assert.Nil(t, fresh.sessionOf(c.Value, bindHost(host)))
 }
 
 func TestConfigValidation(t *testing.T) {

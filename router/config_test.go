@@ -40,6 +40,8 @@ func TestConfigValidationNamesTheVariable(t *testing.T) {
 		{Env: map[string]string{"ROUTER_COLD_RATE": "NaN"}, Want: "ROUTER_COLD_RATE"},
 		{Env: map[string]string{"ROUTER_COLD_BURST": "0"}, Want: "ROUTER_COLD_BURST"},
 		{Env: map[string]string{"ROUTER_MAX_CONCURRENT_WAKES": "-5"}, Want: "ROUTER_MAX_CONCURRENT_WAKES"},
+		{Env: map[string]string{"ROUTER_UPSTREAM_HEADER_TIMEOUT": "0s"}, Want: "ROUTER_UPSTREAM_HEADER_TIMEOUT"},
+		{Env: map[string]string{"ROUTER_UPGRADE_IDLE_TIMEOUT": "-1m"}, Want: "ROUTER_UPGRADE_IDLE_TIMEOUT"},
 	})
 }
 

@@ -39,6 +39,9 @@ type Config struct {
 	ColdBurst          int      `envconfig:"ROUTER_COLD_BURST" default:"30" desc:"how many such requests a client may send at once before ROUTER_COLD_RATE applies"`
 	MaxConcurrentWakes int      `envconfig:"ROUTER_MAX_CONCURRENT_WAKES" default:"64" desc:"wakes in flight to Temporal at once, all previews together; past it 429; 0: no cap"`
 
+	UpstreamHeaderTimeout time.Duration `envconfig:"ROUTER_UPSTREAM_HEADER_TIMEOUT" default:"60s" desc:"how long a preview may take to send its response headers before 504"`
+	UpgradeIdleTimeout    time.Duration `envconfig:"ROUTER_UPGRADE_IDLE_TIMEOUT" default:"10m" desc:"an upgraded connection (WebSocket) with no bytes either way for this long is closed on both sides; 0: never"`
+
 	// Login for non-public previews (router/auth.go).
 	Login
 
@@ -71,7 +74,7 @@ func (c Config) validate() error {
 	}
 	for name, d := range map[string]time.Duration{
 		"ROUTER_WAKE_TIMEOUT": c.WakeTimeout, "ROUTER_AWAKE_TTL": c.AwakeTTL, "ROUTER_TOUCH_EVERY": c.TouchEvery,
-		"ROUTER_SHUTDOWN_TIMEOUT": c.ShutdownTimeout,
+		"ROUTER_SHUTDOWN_TIMEOUT": c.ShutdownTimeout, "ROUTER_UPSTREAM_HEADER_TIMEOUT": c.UpstreamHeaderTimeout,
 	} {
 		if d <= 0 {
 			return fmt.Errorf("configuration: %s=%v: want a positive duration such as 30s", name, d)
@@ -85,6 +88,9 @@ func (c Config) validate() error {
 	}
 	if c.ColdRate > 0 && c.ColdBurst < 1 {
 		return fmt.Errorf("configuration: ROUTER_COLD_BURST=%d: want 1 or more", c.ColdBurst)
+	}
+	if c.UpgradeIdleTimeout < 0 {
+		return fmt.Errorf("configuration: ROUTER_UPGRADE_IDLE_TIMEOUT=%s must not be negative (0: never)", c.UpgradeIdleTimeout)
 	}
 	if c.MaxConcurrentWakes < 0 {
 		return fmt.Errorf("configuration: ROUTER_MAX_CONCURRENT_WAKES=%d: want 0 (no cap) or more", c.MaxConcurrentWakes)
@@ -164,6 +170,9 @@ func run(cfg Config) error {
 		ColdRate:           orNone(cfg.ColdRate),
 		ColdBurst:          cfg.ColdBurst,
 		MaxConcurrentWakes: int(orNone(float64(cfg.MaxConcurrentWakes))),
+
+		UpstreamHeaderTimeout: cfg.UpstreamHeaderTimeout,
+		UpgradeIdleTimeout:    time.Duration(orNone(float64(cfg.UpgradeIdleTimeout))),
 	})
 	if err != nil {
 		return err

@@ -58,9 +58,15 @@ func (u *upstream) rewrite(pr *httputil.ProxyRequest) {
 }
 
 // modifyResponse hardens a preview's response before the client sees it:
-// its cookies become host-only.
+// its cookies become host-only, and an upgraded connection is closed once
+// idle for UpgradeIdleTimeout.
 func (u *upstream) modifyResponse(resp *http.Response) error {
 	hostOnlyCookies(resp.Header)
+	if resp.StatusCode == http.StatusSwitchingProtocols && u.rt.upgradeIdle > 0 {
+		if rwc, ok := resp.Body.(io.ReadWriteCloser); ok {
+			resp.Body = newIdleConn(rwc, u.rt.upgradeIdle)
+		}
+	}
 	return nil
 }
 
@@ -124,6 +130,13 @@ func asleep(resp *http.Response, err error) bool {
 	return resp.StatusCode == http.StatusServiceUnavailable
 }
 
+// isTimeout: the preview accepted the request but did not answer in time.
+func isTimeout(err error) bool {
+	var ne net.Error
+	var op *net.OpError
+	return errors.As(err, &ne) && ne.Timeout() && !(errors.As(err, &op) && op.Op == "dial")
+}
+
 // retryable: sending the request twice cannot do harm, and there is no body
 // that would have to be kept for the second attempt.
 func retryable(req *http.Request) bool {
@@ -174,6 +187,11 @@ func (u *upstream) proxyError(w http.ResponseWriter, r *http.Request, err error)
 			tr.path = errorPath(we.err)
 		}
 		u.rt.writeWakeError(w, r, u.p.target, we.err)
+	case isTimeout(err):
+		// The preview is up but slow (UpstreamHeaderTimeout): not a reason
+		// to wake it.
+		u.rt.log.Info("preview answer timed out", "workflow_id", u.p.id, "err", err)
+		writeText(w, http.StatusGatewayTimeout, "The preview of "+u.p.target.String()+" did not answer in time.")
 	case asleep(nil, err):
 		u.p.markCold()
 		w.Header().Set("Retry-After", "1")

@@ -36,6 +36,9 @@ const (
 	DefaultWakeTimeout = 30 * time.Second
 	DefaultAwakeTTL    = 10 * time.Second
 	DefaultTouchEvery  = time.Minute
+
+	DefaultUpstreamHeaderTimeout = time.Minute
+	DefaultUpgradeIdleTimeout    = 10 * time.Minute
 )
 
 const (
@@ -104,6 +107,15 @@ type Options struct {
 	// previews; a wake past it is refused at once (429). 0:
 	// DefaultMaxConcurrentWakes; negative: no cap.
 	MaxConcurrentWakes int
+	// UpstreamHeaderTimeout is how long a preview may take to send its
+	// response headers before the request is answered 504 (0:
+	// DefaultUpstreamHeaderTimeout). It applies to the router's own
+	// transport, not to Transport.
+	UpstreamHeaderTimeout time.Duration
+	// UpgradeIdleTimeout closes an upgraded connection (a WebSocket) on
+	// both sides when no byte has passed either way for this long (0:
+	// DefaultUpgradeIdleTimeout; negative: never).
+	UpgradeIdleTimeout time.Duration
 	// Metrics counts requests by path (warm, cold, error), the latency the
 	// router adds, and its wakes (nil: none).
 	Metrics *metrics.Router
@@ -136,6 +148,7 @@ type Router struct {
 	trustedProxies []netip.Prefix
 	coldLimit      *coldLimiter  // nil: no per-client limit
 	wakeSlots      chan struct{} // nil: no cap on wakes in flight
+	upgradeIdle    time.Duration // 0: upgraded connections are never closed for idleness
 
 	auth   *previewauth.Auth
 	visQ   VisibilityQuerier
@@ -213,6 +226,7 @@ func New(opts Options) (*Router, error) {
 	}
 	for name, d := range map[string]*time.Duration{
 		"wake timeout": &opts.WakeTimeout, "awake TTL": &opts.AwakeTTL, "touch interval": &opts.TouchEvery,
+		"upstream header timeout": &opts.UpstreamHeaderTimeout,
 	} {
 		if *d < 0 {
 			return nil, fmt.Errorf("router: %s %v is negative", name, *d)
@@ -235,6 +249,12 @@ func New(opts Options) (*Router, error) {
 	}
 	if opts.ColdRate > 0 && opts.ColdBurst < 1 {
 		return nil, fmt.Errorf("router: cold burst %d: want at least 1", opts.ColdBurst)
+	}
+	if opts.UpstreamHeaderTimeout == 0 {
+		opts.UpstreamHeaderTimeout = DefaultUpstreamHeaderTimeout
+	}
+	if opts.UpgradeIdleTimeout == 0 {
+		opts.UpgradeIdleTimeout = DefaultUpgradeIdleTimeout
 	}
 	if opts.MaxConcurrentWakes == 0 {
 		opts.MaxConcurrentWakes = DefaultMaxConcurrentWakes
@@ -259,6 +279,9 @@ func New(opts Options) (*Router, error) {
 		previews:       make(map[Target]*preview),
 		touchq:         make(chan *preview, touchQueue),
 	}
+	if opts.UpgradeIdleTimeout > 0 {
+		rt.upgradeIdle = opts.UpgradeIdleTimeout
+	}
 	if opts.ColdRate > 0 {
 		rt.coldLimit = newColdLimiter(opts.ColdRate, opts.ColdBurst, maxClients)
 	}
@@ -280,6 +303,7 @@ func New(opts Options) (*Router, error) {
 		t := http.DefaultTransport.(*http.Transport).Clone()
 		t.MaxIdleConns = 1024
 		t.MaxIdleConnsPerHost = 256
+		t.ResponseHeaderTimeout = opts.UpstreamHeaderTimeout
 		rt.transport, rt.ownsTrans = t, true
 	}
 	epoch := time.Now()

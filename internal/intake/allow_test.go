@@ -77,6 +77,13 @@ func (c *countingRouter) Route(_ context.Context, ev intake.Event) (intake.Resul
 	return intake.Result{Status: http.StatusAccepted, Reason: "started", WorkflowID: "w", Accepted: true}, nil
 }
 
+// routed is what was routed so far.
+func (c *countingRouter) routed() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]string(nil), c.events...)
+}
+
 // Every event of an owner or installation that is not on the list is
 // answered 200 owner_not_allowed and reaches no router: no preview, no
 // runner job, whatever the event; listed owners (any case) and listed
@@ -123,7 +130,7 @@ func TestOwnerNotAllowedReachesNoRouter(t *testing.T) {
 		assert.Contains(t, out["reason"], tc.want)
 		assert.Contains(t, out["reason"], "DRYDOCK_ALLOWED_OWNERS")
 	}
-	assert.Empty(t, rt.events, "no refused event reached a router")
+	assert.Empty(t, rt.routed(), "no refused event reached a router")
 
 	for _, tc := range []struct {
 		event string
@@ -137,7 +144,7 @@ func TestOwnerNotAllowedReachesNoRouter(t *testing.T) {
 		resp, _ := post(t, h, tc.event, tc.body, func(r *http.Request) { r.Header.Set("X-GitHub-Delivery", "") })
 		assert.Less(t, resp.Code, 300, tc.event)
 	}
-	assert.Equal(t, []string{"pull_request/opened", "workflow_job/queued", "workflow_job/queued", "ping/"}, rt.events)
+	assert.Equal(t, []string{"pull_request/opened", "workflow_job/queued", "workflow_job/queued", "ping/"}, rt.routed())
 
 	rec := httptest.NewRecorder()
 	reg.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))

@@ -62,6 +62,10 @@ const (
 	// PathRefused: answered 429 by the router's limits before anything was
 	// sent to Temporal (drydock_router_refused_total says which limit).
 	PathRefused = "refused"
+	// PathLogin: a non-public preview's request answered by the login
+	// (a redirect to sign in, 401, 403, the session exchange); nothing was
+	// woken or touched.
+	PathLogin = "login"
 )
 
 // Reasons of drydock_router_refused_total.
@@ -84,7 +88,7 @@ func NewRouter(r *Registry) *Router {
 	reg := r.Registerer()
 	return &Router{
 		requests: counterVec(reg, "router_requests_total",
-			"Preview requests by path: warm (proxied at once), cold (waited for a wake), error (answered by the router).", "path"),
+			"Preview requests by path: warm (proxied at once), cold (waited for a wake), error (answered by the router), refused (a limit), login (answered by the login: sign in, 401, 403).", "path"),
 		added: histogramVec(reg, "router_added_latency_seconds",
 			"Latency the router adds before a request reaches its preview: lookup and proxying when warm, the wake wait when cold.",
 			addedBuckets, "path"),

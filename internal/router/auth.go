@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/drydock-dev/drydock/internal/metrics"
 	"github.com/drydock-dev/drydock/internal/previewauth"
 	"github.com/drydock-dev/drydock/workflows"
 )
@@ -62,12 +63,23 @@ const loginOff = "This preview is not public, and login is not configured on thi
 func (rt *Router) gate(w http.ResponseWriter, r *http.Request, p *preview, now int64) bool {
 	vis, err := rt.visibilityOf(r.Context(), p, now)
 	if err != nil {
+		rt.metrics.Request(errorPath(err), 0, false)
 		rt.writeWakeError(w, r, p.target, err)
 		return false
 	}
 	if vis == workflows.VisibilityPublic {
 		return true
 	}
+	if !rt.gateLogin(w, r, p, vis) {
+		rt.metrics.Request(metrics.PathLogin, 0, false)
+		return false
+	}
+	return true
+}
+
+// gateLogin lets a request for a non-public preview through only with a
+// session whose user may see the repository; when not, it has answered.
+func (rt *Router) gateLogin(w http.ResponseWriter, r *http.Request, p *preview, vis string) bool {
 	if rt.auth == nil {
 		writeText(w, http.StatusForbidden, loginOff)
 		return false

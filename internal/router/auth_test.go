@@ -16,6 +16,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/drydock-dev/drydock/internal/githubtest"
+	"github.com/drydock-dev/drydock/internal/metrics"
 	"github.com/drydock-dev/drydock/internal/previewauth"
 	"github.com/drydock-dev/drydock/workflows"
 )
@@ -228,10 +229,12 @@ func TestNonPublicWithoutLoginIsRefused(t *testing.T) {
 	for _, vis := range []string{workflows.VisibilityPrivate, workflows.VisibilityOrg, "", "something-new"} {
 		fw := &fakeWaker{url: "http://127.0.0.1:1"}
 		q := visibilityFunc(func(context.Context, string) (string, error) { return vis, nil })
-		_, srv := newRouter(t, fw, func(o *Options) { o.Visibility = q })
+		reg := metrics.New("router-test")
+		_, srv := newRouter(t, fw, func(o *Options) { o.Visibility, o.Metrics = q, metrics.NewRouter(reg) })
 		resp, body := do(t, http.MethodGet, srv.URL+"/", "pr-1.preview.localhost", nil, map[string]string{"Accept": html})
 		assert.Equal(t, http.StatusForbidden, resp.StatusCode, "visibility %q", vis)
 		assert.Contains(t, body, "login is not configured on this router")
+		assert.Contains(t, scrape(t, reg), `drydock_router_requests_total{path="login"} 1`)
 		time.Sleep(20 * time.Millisecond)
 		assert.Zero(t, fw.wakes.Load())
 		assert.Zero(t, fw.touches.Load())

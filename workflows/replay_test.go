@@ -18,6 +18,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/drydock-dev/drydock/workflows/runnerapi"
+	"github.com/drydock-dev/drydock/workflows/slotsapi"
 )
 
 // The histories in testdata/histories were recorded from the end-to-end
@@ -78,7 +79,7 @@ func TestReplayRecordedHistories(t *testing.T) {
 	}
 	// Every workflow type has a history, so none escapes the check.
 	for _, name := range []string{PreviewLifecycleName, runnerapi.RunnerPoolName, runnerapi.RunnerProvisionName,
-		runnerapi.RunnerJobName, RunnerPrewarmName, ReconcileName} {
+		runnerapi.RunnerJobName, RunnerPrewarmName, ReconcileName, slotsapi.WorkflowName} {
 		assert.Positive(t, types[name], "no recorded history of %s in %s", name, historiesDir)
 	}
 }

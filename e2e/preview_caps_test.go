@@ -1,0 +1,96 @@
+package e2e
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.temporal.io/api/serviceerror"
+
+	"github.com/drydock-dev/drydock/internal/ghfixture"
+	"github.com/drydock-dev/drydock/workflows"
+	"github.com/drydock-dev/drydock/workflows/slotsapi"
+)
+
+// Past PREVIEW_MAX_OPEN_PER_REPO the second pull request's preview is
+// queued (the PR comment says so, no machine is made); closing the first
+// frees its slot, and the queued preview deploys by itself.
+func TestPreviewCapQueuesUntilASlotFrees(t *testing.T) {
+	s := newStack(t)
+	// A per-repository cap: previews other tests left in other
+	// repositories (the coordinator counts what runs) do not matter.
+	s.stopWorker(syscall.SIGTERM)
+	s.workerE = append(s.workerE, "PREVIEW_MAX_OPEN_PER_REPO=1", "PREVIEW_MAX_OPEN=50")
+	s.startWorker()
+	t.Cleanup(func() {
+		_ = s.tc.TerminateWorkflow(context.Background(), slotsapi.WorkflowID, "", "end of test")
+	})
+	const owner, name = "capped-org", "busy-app"
+	s.gh.SetFile(owner, name, "main", ".drydock/preview.yml", autoSpec)
+	src := newRepo(t)
+	sha := src.head()
+	first := ghfixture.PR{Owner: owner, Repo: name, Number: 1, HeadSHA: sha, HeadRef: "one", CloneURL: src.dir}
+	second := ghfixture.PR{Owner: owner, Repo: name, Number: 2, HeadSHA: sha, HeadRef: "two", CloneURL: src.dir}
+	id1, id2 := workflows.PreviewWorkflowID(owner, name, 1), workflows.PreviewWorkflowID(owner, name, 2)
+	s.keepHistories(map[string]runMatcher{
+		"preview-slots-queue-then-grant": withID(slotsapi.WorkflowID),
+		"preview-lifecycle-queued":       withID(id2),
+	})
+
+	code, out := s.deliver("opened", first, "caps-opened-1")
+	require.Equal(t, http.StatusAccepted, code, out)
+	s.waitFor(id1, "first ready", func(st workflows.PreviewStatus) bool { return st.Phase == workflows.PreviewReady })
+	creates := s.emu.Stats().Creates
+
+	code, out = s.deliver("opened", second, "caps-opened-2")
+	require.Equal(t, http.StatusAccepted, code, out)
+	var body string
+	require.Eventually(t, func() bool {
+		for _, c := range s.gh.Comments(owner, name, 2) {
+			body = c.Body
+		}
+		// Markdown-escaped in the comment: capped\-org/busy\-app.
+		return strings.Contains(body, "queued: 1 previews open in capped") && strings.Contains(body, "limit 1 per repository")
+	}, 60*time.Second, 100*time.Millisecond, "the queued comment")
+	assert.Contains(t, body, "Queued: waiting for a free preview slot")
+	assert.Contains(t, body, "starts by itself when a slot frees")
+	time.Sleep(2 * time.Second) // a queued preview makes no machine, however long it waits
+	assert.Equal(t, creates, s.emu.Stats().Creates, "no machine for the queued preview")
+	st, err := s.tryStatus(id2)
+	require.NoError(t, err)
+	assert.Equal(t, workflows.PreviewProvisioning, st.Phase)
+	assert.Empty(t, st.MachineID)
+
+	start := time.Now()
+	code, _ = s.deliver("closed", first, "caps-closed-1")
+	require.Equal(t, http.StatusAccepted, code)
+	s.waitClosed(id1)
+	st = s.waitFor(id2, "the queued preview ready", func(st workflows.PreviewStatus) bool { return st.Phase == workflows.PreviewReady })
+	t.Logf("queued preview ready %s after the close freed its slot", time.Since(start))
+	assert.Equal(t, sha, st.DeployedSHA)
+	code, page := s.get(owner, name, 2, "/")
+	require.Equal(t, http.StatusOK, code, page)
+	comments := s.gh.Comments(owner, name, 2)
+	require.Len(t, comments, 1, "one comment, updated in place")
+	assert.NotContains(t, comments[0].Body, "Queued")
+
+	// Closing the second gives its slot back too: the coordinator, counting
+	// nothing, completes.
+	code, _ = s.deliver("closed", second, "caps-closed-2")
+	require.Equal(t, http.StatusAccepted, code)
+	s.waitClosed(id2)
+	require.Eventually(t, func() bool {
+		d, err := s.tc.DescribeWorkflowExecution(context.Background(), slotsapi.WorkflowID, "")
+		var nf *serviceerror.NotFound
+		if errors.As(err, &nf) {
+			return true
+		}
+		return err == nil && d.GetWorkflowExecutionInfo().GetCloseTime() != nil
+	}, 30*time.Second, 200*time.Millisecond, "the coordinator completes when nothing is held")
+}

@@ -27,8 +27,10 @@ const (
 
 const (
 	// slotAskAgainEvery: a queued preview asks again this often, in case a
-	// grant signal was lost (the coordinator signals at once otherwise).
-	slotAskAgainEvery = 10 * time.Minute
+	// grant signal was lost (the coordinator signals at once otherwise). A
+	// queued run cannot continue as new (it is deploying): each ask is a
+	// few history events, a few hundred a day.
+	slotAskAgainEvery = 15 * time.Minute
 	// Waiting out a Dedalus quota: 30s, 1m, 2m, 4m, then every 5m.
 	quotaWaitFirst = 30 * time.Second
 	quotaWaitMax   = 5 * time.Minute

@@ -2,6 +2,7 @@ package workflows
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"testing"
 	"time"
@@ -9,6 +10,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/mock"
 	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/testsuite"
 	"go.temporal.io/sdk/workflow"
 
@@ -29,11 +31,14 @@ type coord struct {
 	answers map[string]slotsapi.Answer
 	errs    map[string]error
 	grants  []string // workflow IDs told they hold a slot, in order
+	metrics *metricsCapture
 }
 
 func newCoord(t *testing.T, caps slotsapi.Caps) *coord {
 	c := &coord{caps: caps, gone: map[string]bool{}, answers: map[string]slotsapi.Answer{}, errs: map[string]error{}}
 	var s testsuite.WorkflowTestSuite
+	c.metrics = newMetricsCapture()
+	s.SetMetricsHandler(c.metrics)
 	env := s.NewTestWorkflowEnvironment()
 	c.env = env
 	env.RegisterWorkflowWithOptions(PreviewSlots, workflow.RegisterOptions{Name: slotsapi.WorkflowName})
@@ -115,6 +120,15 @@ func (c *coord) state(t *testing.T) slotsapi.State {
 	return st
 }
 
+// gauge is a gauge's latest value.
+func (c *coord) gauge(name string) float64 {
+	es := c.metrics.named(name)
+	if len(es) == 0 {
+		return -1
+	}
+	return es[len(es)-1].gauge
+}
+
 func (c *coord) run() { c.env.ExecuteWorkflow(slotsapi.WorkflowName, slotsapi.Input{}) }
 
 // Past the global cap a preview is queued, told where it stands, and
@@ -133,6 +147,8 @@ func TestSlotsCoordinatorQueuesThenGrantsOnRelease(t *testing.T) {
 		assert.Equal(t, 1, q.Position)
 		assert.Equal(t, "queued: 2 previews open, limit 2", q.Reason)
 		assert.Empty(t, c.granted())
+		assert.EqualValues(t, 1, c.gauge(MetricPreviewsQueued))
+		assert.EqualValues(t, 2, c.gauge(MetricPreviewSlotsHeld))
 		c.env.SignalWorkflow(slotsapi.SignalRelease, PreviewWorkflowID("octo", "app", 1))
 	}, 5*time.Second)
 	c.env.RegisterDelayedCallback(func() {
@@ -140,6 +156,7 @@ func TestSlotsCoordinatorQueuesThenGrantsOnRelease(t *testing.T) {
 		st := c.state(t)
 		assert.Len(t, st.Holders, 2)
 		assert.Empty(t, st.Queue)
+		assert.EqualValues(t, 0, c.gauge(MetricPreviewsQueued))
 		c.env.SignalWorkflow(slotsapi.SignalRelease, PreviewWorkflowID("octo", "app", 2))
 		c.env.SignalWorkflow(slotsapi.SignalRelease, PreviewWorkflowID("acme", "web", 3))
 	}, 10*time.Second)
@@ -248,4 +265,41 @@ func TestSlotsInvalidRequestRejected(t *testing.T) {
 		c.env.CancelWorkflow()
 	}, time.Second)
 	c.run()
+}
+
+// The coordinator continues as new with its holders and queue, and the
+// next run decides from them without counting from visibility again.
+func TestSlotsContinueAsNewCarriesState(t *testing.T) {
+	c := newCoord(t, slotsapi.Caps{MaxOpen: 1})
+	c.env.RegisterDelayedCallback(func() { c.acquire("octo", "app", 1) }, 0)
+	c.env.RegisterDelayedCallback(func() { c.acquire("octo", "app", 2) }, time.Second)
+	c.env.RegisterDelayedCallback(func() {
+		c.env.SetContinueAsNewSuggested(true)
+		c.env.SignalWorkflow(slotsapi.SignalRelease, "preview:nobody/none:1") // wakes the loop, frees nothing
+	}, 5*time.Second)
+	c.run()
+	var can *workflow.ContinueAsNewError
+	require.True(t, errors.As(c.env.GetWorkflowError(), &can), "%v", c.env.GetWorkflowError())
+	assert.Equal(t, slotsapi.WorkflowName, can.WorkflowType.Name)
+	var next slotsapi.Input
+	require.NoError(t, converter.GetDefaultDataConverter().FromPayloads(can.Input, &next))
+	require.NotNil(t, next.Carry)
+	require.Len(t, next.Carry.Holders, 1)
+	assert.Equal(t, PreviewWorkflowID("octo", "app", 1), next.Carry.Holders[0].WorkflowID)
+	require.Len(t, next.Carry.Queue, 1)
+	assert.Equal(t, PreviewWorkflowID("octo", "app", 2), next.Carry.Queue[0].WorkflowID)
+	assert.True(t, next.Carry.Seeded)
+
+	c2 := newCoord(t, slotsapi.Caps{MaxOpen: 1})
+	c2.seed = []slotsapi.Holder{{WorkflowID: "preview:would/double:1", Repo: "would/double"}}
+	c2.env.RegisterDelayedCallback(func() {
+		c2.env.SignalWorkflow(slotsapi.SignalRelease, PreviewWorkflowID("octo", "app", 1))
+	}, time.Second)
+	c2.env.RegisterDelayedCallback(func() {
+		assert.Equal(t, []string{PreviewWorkflowID("octo", "app", 2)}, c2.granted(), "the carried waiter gets the freed slot")
+		st := c2.state(t)
+		require.Len(t, st.Holders, 1, "no second count from visibility")
+		c2.env.CancelWorkflow()
+	}, 5*time.Second)
+	c2.env.ExecuteWorkflow(slotsapi.WorkflowName, next)
 }

@@ -35,7 +35,11 @@ func (s *slotsState) repoOpen(repo string) int {
 // It also returns the other waiters this decision gave a slot to.
 func (s *slotsState) acquire(req slotsapi.Request, now time.Time) (slotsapi.Answer, []slotsapi.Holder) {
 	repo := RepoKey(req.Owner, req.Repo)
-	if s.holderIndex(req.WorkflowID) < 0 && s.waiterIndex(req.WorkflowID) < 0 {
+	if i := s.holderIndex(req.WorkflowID); i >= 0 {
+		// A seeded holder asking itself now knows it holds a slot and
+		// releases it: it is an ordinary holder from here on.
+		s.Holders[i].Seeded = false
+	} else if s.waiterIndex(req.WorkflowID) < 0 {
 		s.Queue = append(s.Queue, slotsapi.Waiter{WorkflowID: req.WorkflowID, Repo: repo, Number: req.Number, Since: now})
 	}
 	var others []slotsapi.Holder

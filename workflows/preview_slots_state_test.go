@@ -126,4 +126,11 @@ func TestSlotsSeedCountsExistingMachines(t *testing.T) {
 	assert.True(t, s.Holders[1].Seeded)
 	ans, _ := s.acquire(slotReq("octo", "app", 2), slotNow)
 	assert.False(t, ans.Granted, "the preview made before the caps counts")
+
+	// The seeded preview's next machine asks: it keeps its slot, now as a
+	// holder that releases it (no longer judged by its search attributes).
+	ans, _ = s.acquire(slotReq("octo", "old", 9), slotNow)
+	assert.True(t, ans.Granted)
+	assert.False(t, s.Holders[1].Seeded)
+	assert.Len(t, s.Holders, 2)
 }

@@ -3,6 +3,8 @@ package e2e
 import (
 	"context"
 	"errors"
+	"io"
+	"log/slog"
 	"net/http"
 	"strings"
 	"syscall"
@@ -13,6 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/api/serviceerror"
 
+	"github.com/drydock-dev/drydock/emulator"
 	"github.com/drydock-dev/drydock/internal/ghfixture"
 	"github.com/drydock-dev/drydock/workflows"
 	"github.com/drydock-dev/drydock/workflows/slotsapi"
@@ -93,4 +96,58 @@ func TestPreviewCapQueuesUntilASlotFrees(t *testing.T) {
 		}
 		return err == nil && d.GetWorkflowExecutionInfo().GetCloseTime() != nil
 	}, 30*time.Second, 200*time.Millisecond, "the coordinator completes when nothing is held")
+}
+
+// A Dedalus quota refusal (the emulator's MaxMachines) is not an hour of
+// silent retries: the PR says the preview is queued, and the create is
+// tried again after a bounded wait, which succeeds once the other
+// preview's machine is gone.
+func TestDedalusQuotaQueuesThePreview(t *testing.T) {
+	s := newStack(t)
+	quota, err := emulator.New(emulator.Config{
+		Addr: "127.0.0.1:0", BootDelay: 200 * time.Millisecond, WakeDelay: 300 * time.Millisecond,
+		SleepDelay: 50 * time.Millisecond, Seed: 3, MaxMachines: 1,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+	})
+	require.NoError(t, err)
+	require.NoError(t, quota.Start())
+	t.Cleanup(func() { _ = quota.Close(context.Background()) })
+	s.stopWorker(syscall.SIGTERM)
+	s.workerE = append(s.workerE, "DEDALUS_BASE_URL="+quota.URL(), "DEDALUS_API_KEY="+quota.APIKey())
+	s.startWorker()
+
+	const owner, name = "quota-org", "app"
+	s.gh.SetFile(owner, name, "main", ".drydock/preview.yml", autoSpec)
+	src := newRepo(t)
+	sha := src.head()
+	first := ghfixture.PR{Owner: owner, Repo: name, Number: 1, HeadSHA: sha, HeadRef: "one", CloneURL: src.dir}
+	second := ghfixture.PR{Owner: owner, Repo: name, Number: 2, HeadSHA: sha, HeadRef: "two", CloneURL: src.dir}
+	id1, id2 := workflows.PreviewWorkflowID(owner, name, 1), workflows.PreviewWorkflowID(owner, name, 2)
+	s.keepHistories(nil)
+
+	code, out := s.deliver("opened", first, "quota-opened-1")
+	require.Equal(t, http.StatusAccepted, code, out)
+	s.waitFor(id1, "first ready", func(st workflows.PreviewStatus) bool { return st.Phase == workflows.PreviewReady })
+	code, out = s.deliver("opened", second, "quota-opened-2")
+	require.Equal(t, http.StatusAccepted, code, out)
+	require.Eventually(t, func() bool {
+		for _, c := range s.gh.Comments(owner, name, 2) {
+			return strings.Contains(c.Body, "Queued") && strings.Contains(c.Body, "quota is reached")
+		}
+		return false
+	}, 60*time.Second, 100*time.Millisecond, "the queued comment")
+	assert.EqualValues(t, 1, quota.Stats().Creates, "the refused create made nothing")
+
+	start := time.Now()
+	code, _ = s.deliver("closed", first, "quota-closed-1")
+	require.Equal(t, http.StatusAccepted, code)
+	s.waitClosed(id1)
+	st := s.waitFor(id2, "the queued preview ready", func(st workflows.PreviewStatus) bool { return st.Phase == workflows.PreviewReady })
+	t.Logf("the preview refused for quota became ready %s after the other closed", time.Since(start))
+	assert.Equal(t, sha, st.DeployedSHA)
+	assert.EqualValues(t, 2, quota.Stats().Creates)
+
+	code, _ = s.deliver("closed", second, "quota-closed-2")
+	require.Equal(t, http.StatusAccepted, code)
+	s.waitClosed(id2)
 }

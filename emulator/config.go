@@ -62,6 +62,10 @@ type Config struct {
 	Faults Faults `envconfig:"FAULTS" desc:"fault injection rules as JSON, e.g. {\"routes\":{\"*\":{\"error_503\":0.1}}}"`
 	// Seed seeds the fault-injection random source; 0 picks a random seed.
 	Seed int64 `envconfig:"SEED" desc:"random seed for fault injection (0: random)"`
+	// MaxMachines, when positive, is the account's machine quota: a create
+	// while that many machines are not destroyed is refused with 403
+	// QUOTA_EXCEEDED, as a provider refuses one past a plan's limit.
+	MaxMachines int `envconfig:"MAX_MACHINES" desc:"machine quota: a create while this many machines exist gets 403 QUOTA_EXCEEDED (0: none)"`
 	// TombstoneTTL is how long a destroyed machine stays readable.
 	TombstoneTTL time.Duration `envconfig:"TOMBSTONE_TTL" default:"10m" desc:"how long destroyed machines stay readable"`
 	// IdempotencyTTL is how long idempotency records are kept.

@@ -424,6 +424,11 @@ func (s *Server) createMachine(c *call) (int, any, error) {
 		_ = os.RemoveAll(dir)
 		return 0, nil, errBody(http.StatusServiceUnavailable, dedalus.CodeDependencyUnavailable, "runtime unavailable", true, 0, nil)
 	}
+	if q := s.cfg.MaxMachines; q > 0 && s.liveMachines() >= q {
+		_ = os.RemoveAll(dir)
+		return 0, nil, errBody(http.StatusForbidden, "QUOTA_EXCEEDED", fmt.Sprintf("machine quota reached: %d machines", q), false, 0,
+			map[string]string{"quota": "machines", "limit": strconv.Itoa(q)})
+	}
 	port, err := s.freePort()
 	if err != nil {
 		_ = os.RemoveAll(dir)
@@ -447,6 +452,17 @@ func (s *Server) createMachine(c *call) (int, any, error) {
 		"storage_gib", m.storGiB, "autosleep", autosleep, "app_port", port)
 	s.boot(m)
 	return machineResp(c, m, http.StatusAccepted)
+}
+
+// liveMachines counts the machines not destroyed. Callers hold s.mu.
+func (s *Server) liveMachines() int {
+	n := 0
+	for _, m := range s.order {
+		if m.phase != dedalus.PhaseDestroyed {
+			n++
+		}
+	}
+	return n
 }
 
 // freePort picks a free loopback TCP port for a machine's app, not given

@@ -15,6 +15,7 @@ import (
 	"github.com/drydock-dev/drydock/internal/pools"
 	"github.com/drydock-dev/drydock/workflows"
 	"github.com/drydock-dev/drydock/workflows/runnerapi"
+	"github.com/drydock-dev/drydock/workflows/slotsapi"
 )
 
 // snapshotTTL is how long a reading of Temporal serves scrapes.
@@ -50,6 +51,18 @@ func registerStateMetrics(reg *metrics.Registry, tc client.Client, pc *pools.Con
 			}
 			return out, nil
 		})
+	metrics.NewSnapshot(reg, "preview_slots",
+		"Preview slots held and previews queued for one, from the PreviewSlots coordinator (PREVIEW_MAX_OPEN*; 0 when it is not running; every worker reports the same: aggregate with max).",
+		[]string{"state"}, snapshotTTL, log, func(ctx context.Context) ([]metrics.Sample, error) {
+			st, err := previewSlots(ctx, tc)
+			if err != nil {
+				return nil, err
+			}
+			return []metrics.Sample{
+				{Labels: []string{"held"}, Value: float64(len(st.Holders))},
+				{Labels: []string{"queued"}, Value: float64(len(st.Queue))},
+			}, nil
+		})
 	if len(pc.Pools) == 0 {
 		return
 	}
@@ -76,4 +89,22 @@ func registerStateMetrics(reg *metrics.Registry, tc client.Client, pc *pools.Con
 			}
 			return out, nil
 		})
+}
+
+// previewSlots asks the PreviewSlots coordinator for its state; a
+// coordinator that is not running counts nothing.
+func previewSlots(ctx context.Context, tc client.Client) (slotsapi.State, error) {
+	v, err := tc.QueryWorkflow(ctx, slotsapi.WorkflowID, "", slotsapi.QueryState)
+	var nf *serviceerror.NotFound
+	if errors.As(err, &nf) {
+		return slotsapi.State{}, nil
+	}
+	if err != nil {
+		return slotsapi.State{}, fmt.Errorf("preview slots: %w", err)
+	}
+	var st slotsapi.State
+	if err := v.Get(&st); err != nil {
+		return slotsapi.State{}, fmt.Errorf("preview slots: %w", err)
+	}
+	return st, nil
 }

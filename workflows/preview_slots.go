@@ -19,10 +19,6 @@ const (
 	// it counts still run (and reads the caps again, so raised caps let
 	// waiters in without waiting for a release).
 	slotCheckEvery = time.Minute
-	// MetricPreviewsQueued is the gauge of previews waiting for a slot.
-	MetricPreviewsQueued = "drydock_previews_queued"
-	// MetricPreviewSlotsHeld is the gauge of slots held.
-	MetricPreviewSlotsHeld = "drydock_preview_slots_held"
 )
 
 // slots is one PreviewSlots run.
@@ -64,7 +60,6 @@ func PreviewSlots(ctx workflow.Context, in slotsapi.Input) error {
 			s.readCaps(ctx)
 			ans, granted := s.acquire(req, workflow.Now(ctx))
 			s.grant(ctx, granted)
-			s.gauges(ctx)
 			s.kick.SendAsync(struct{}{}) // arms the liveness check
 			if !ans.Granted {
 				s.log.Info("preview queued for a slot", "workflow_id", req.WorkflowID, "position", ans.Position, "reason", ans.Reason)
@@ -113,7 +108,6 @@ func PreviewSlots(ctx workflow.Context, in slotsapi.Input) error {
 			continue
 		}
 		if len(s.Holders)+len(s.Queue) == 0 && release.Len() == 0 {
-			s.gauges(ctx)
 			s.log.Info("no preview holds or waits for a slot: the coordinator completes")
 			return nil
 		}
@@ -169,7 +163,6 @@ func (s *slots) onRelease(ctx workflow.Context, id string) {
 	}
 	s.readCaps(ctx)
 	s.grant(ctx, s.dispatch(workflow.Now(ctx)))
-	s.gauges(ctx)
 }
 
 // grant tells new holders they hold a slot. A holder that cannot be told
@@ -217,12 +210,5 @@ func (s *slots) startCheck(ctx workflow.Context, done workflow.Channel) {
 		}
 		s.readCaps(gctx)
 		s.grant(gctx, s.dispatch(workflow.Now(gctx)))
-		s.gauges(gctx)
 	})
-}
-
-func (s *slots) gauges(ctx workflow.Context) {
-	m := workflow.GetMetricsHandler(ctx)
-	m.Gauge(MetricPreviewsQueued).Update(float64(len(s.Queue)))
-	m.Gauge(MetricPreviewSlotsHeld).Update(float64(len(s.Holders)))
 }

@@ -31,14 +31,11 @@ type coord struct {
 	answers map[string]slotsapi.Answer
 	errs    map[string]error
 	grants  []string // workflow IDs told they hold a slot, in order
-	metrics *metricsCapture
 }
 
 func newCoord(t *testing.T, caps slotsapi.Caps) *coord {
 	c := &coord{caps: caps, gone: map[string]bool{}, answers: map[string]slotsapi.Answer{}, errs: map[string]error{}}
 	var s testsuite.WorkflowTestSuite
-	c.metrics = newMetricsCapture()
-	s.SetMetricsHandler(c.metrics)
 	env := s.NewTestWorkflowEnvironment()
 	c.env = env
 	env.RegisterWorkflowWithOptions(PreviewSlots, workflow.RegisterOptions{Name: slotsapi.WorkflowName})
@@ -120,15 +117,6 @@ func (c *coord) state(t *testing.T) slotsapi.State {
 	return st
 }
 
-// gauge is a gauge's latest value.
-func (c *coord) gauge(name string) float64 {
-	es := c.metrics.named(name)
-	if len(es) == 0 {
-		return -1
-	}
-	return es[len(es)-1].gauge
-}
-
 func (c *coord) run() { c.env.ExecuteWorkflow(slotsapi.WorkflowName, slotsapi.Input{}) }
 
 // Past the global cap a preview is queued, told where it stands, and
@@ -147,8 +135,6 @@ func TestSlotsCoordinatorQueuesThenGrantsOnRelease(t *testing.T) {
 		assert.Equal(t, 1, q.Position)
 		assert.Equal(t, "queued: 2 previews open, limit 2", q.Reason)
 		assert.Empty(t, c.granted())
-		assert.EqualValues(t, 1, c.gauge(MetricPreviewsQueued))
-		assert.EqualValues(t, 2, c.gauge(MetricPreviewSlotsHeld))
 		c.env.SignalWorkflow(slotsapi.SignalRelease, PreviewWorkflowID("octo", "app", 1))
 	}, 5*time.Second)
 	c.env.RegisterDelayedCallback(func() {
@@ -156,7 +142,6 @@ func TestSlotsCoordinatorQueuesThenGrantsOnRelease(t *testing.T) {
 		st := c.state(t)
 		assert.Len(t, st.Holders, 2)
 		assert.Empty(t, st.Queue)
-		assert.EqualValues(t, 0, c.gauge(MetricPreviewsQueued))
 		c.env.SignalWorkflow(slotsapi.SignalRelease, PreviewWorkflowID("octo", "app", 2))
 		c.env.SignalWorkflow(slotsapi.SignalRelease, PreviewWorkflowID("acme", "web", 3))
 	}, 10*time.Second)

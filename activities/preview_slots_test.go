@@ -3,6 +3,7 @@ package activities_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"sync/atomic"
@@ -14,9 +15,11 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
+	"go.temporal.io/sdk/worker"
 
 	"github.com/drydock-dev/drydock/activities"
 	"github.com/drydock-dev/drydock/dedalus"
+	"github.com/drydock-dev/drydock/workflows"
 	"github.com/drydock-dev/drydock/workflows/slotsapi"
 )
 
@@ -101,4 +104,49 @@ func TestCheckSlotHolders(t *testing.T) {
 	var res slotsapi.CheckResult
 	require.NoError(t, v.Get(&res))
 	assert.ElementsMatch(t, []string{killed, seeded, "preview:slots/never:9"}, res.Gone)
+}
+
+// RequestSlot starts the coordinator with its request (Update-with-start)
+// and gets its answer at once; a repeated request of the same preview is
+// answered where it stands and counts once.
+func TestRequestSlotThroughTheCoordinator(t *testing.T) {
+	tc := devServer.Client()
+	queue := "slots-" + t.Name()
+	w := worker.New(tc, queue, worker.Options{})
+	workflows.Register(w)
+	w.RegisterActivity(&activities.Previews{Caps: activities.PreviewCaps{Slots: slotsapi.Caps{MaxOpenPerRepo: 1}}})
+	slots := &activities.PreviewSlots{Temporal: tc, TaskQueue: queue}
+	w.RegisterActivity(slots)
+	require.NoError(t, w.Start())
+	t.Cleanup(func() {
+		_ = tc.TerminateWorkflow(context.Background(), slotsapi.WorkflowID, "", "test over")
+		w.Stop()
+	})
+
+	var s testsuite.WorkflowTestSuite
+	env := s.NewTestActivityEnvironment()
+	env.RegisterActivity(slots)
+	ask := func(n int) slotsapi.Answer {
+		t.Helper()
+		v, err := env.ExecuteActivity(slots.RequestSlot, slotsapi.Request{
+			WorkflowID: fmt.Sprintf("preview:slots-e2e/app:%d", n), Owner: "slots-e2e", Repo: "app", Number: n,
+		})
+		require.NoError(t, err)
+		var ans slotsapi.Answer
+		require.NoError(t, v.Get(&ans))
+		return ans
+	}
+	assert.True(t, ask(1).Granted, "the coordinator started with the request")
+	again := ask(1)
+	assert.True(t, again.Granted)
+	assert.Equal(t, 1, again.RepoOpen, "a repeated request counts once")
+	q := ask(2)
+	assert.False(t, q.Granted)
+	assert.Equal(t, 1, q.Position)
+	assert.Equal(t, "queued: 1 previews open in slots-e2e/app, limit 1 per repository", q.Reason)
+
+	_, err := env.ExecuteActivity(slots.RequestSlot, slotsapi.Request{Owner: "slots-e2e"})
+	var ae *temporal.ApplicationError
+	require.True(t, errors.As(err, &ae), "%v", err)
+	assert.Equal(t, activities.ErrTypeInvalidArgument, ae.Type(), "an invalid request is refused for good")
 }

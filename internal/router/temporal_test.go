@@ -45,7 +45,7 @@ const (
 // continues as new, as PreviewLifecycle does.
 func fakePreview(ctx workflow.Context, url string) error {
 	var st fakeState
-	held, handingOver := false, false
+	handingOver := false
 	seen := map[string]bool{}
 	handingOverCh := workflow.NewBufferedChannel(ctx, 1)
 	if err := workflow.SetUpdateHandlerWithOptions(ctx, workflows.UpdateWake,
@@ -58,7 +58,7 @@ func fakePreview(ctx workflow.Context, url string) error {
 				handingOverCh.SendAsync(true)
 				return workflows.WakeResult{}, temporal.NewApplicationError("continuing as new", workflows.ErrTypePreviewHandover)
 			}
-			if err := workflow.Await(ctx, func() bool { return !held }); err != nil {
+			if err := workflow.Await(ctx, func() bool { return !st.Held }); err != nil {
 				return workflows.WakeResult{}, err
 			}
 			return workflows.WakeResult{URL: url, MachineID: "dm-" + workflow.GetInfo(ctx).WorkflowExecution.ID}, nil
@@ -102,8 +102,8 @@ func fakePreview(ctx workflow.Context, url string) error {
 			st.TornDown = true
 		})
 		sel.AddReceive(finish, control(func() { done = st.TornDown }))
-		sel.AddReceive(workflow.GetSignalChannel(ctx, signalHold), control(func() { held = true }))
-		sel.AddReceive(workflow.GetSignalChannel(ctx, signalRelease), control(func() { held = false }))
+		sel.AddReceive(workflow.GetSignalChannel(ctx, signalHold), control(func() { st.Held = true }))
+		sel.AddReceive(workflow.GetSignalChannel(ctx, signalRelease), control(func() { st.Held = false }))
 		sel.AddReceive(workflow.GetSignalChannel(ctx, signalHandover), control(func() { st.Handover = true }))
 		sel.AddReceive(workflow.GetSignalChannel(ctx, signalVisibility), func(c workflow.ReceiveChannel, _ bool) { c.Receive(ctx, &vis) })
 		sel.AddReceive(handingOverCh, func(c workflow.ReceiveChannel, _ bool) { c.Receive(ctx, &handingOver) })
@@ -117,6 +117,7 @@ type fakeState struct {
 	TornDown bool
 	Updates  int  // distinct wake Updates (update IDs) the run saw
 	Handover bool // the next wake hands over
+	Held     bool // wakes wait for signalRelease
 }
 
 func queryFake(ctx context.Context, t assert.TestingT, id string) fakeState {
@@ -296,6 +297,12 @@ func TestLostWakeIsResentUnderTheSameUpdateID(t *testing.T) {
 	startFakePreview(t, queue, tgt, "http://127.0.0.1:1/app")
 	ctx := context.Background()
 	require.NoError(t, c.SignalWorkflow(ctx, id, "", signalHold, nil))
+	// The hold must be in force before the first wake: a wake delivered in
+	// the same workflow task as the signal could run before the signal is
+	// read, and be answered at once.
+	require.EventuallyWithT(t, func(ct *assert.CollectT) {
+		assert.True(ct, queryFake(ctx, ct, id).Held)
+	}, 10*time.Second, 20*time.Millisecond)
 
 	rt, _ := newRouter(t, NewTemporalWaker(c), func(o *Options) { o.WakeTimeout = 250 * time.Millisecond })
 	p := rt.lookup(tgt, rt.clock())

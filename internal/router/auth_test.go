@@ -36,6 +36,9 @@ type authStack struct {
 func newAuthStack(t *testing.T, vis string, mod func(*Options)) *authStack {
 	t.Helper()
 	app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if cc := r.URL.Query().Get("cache"); cc != "" {
+			w.Header().Set("Cache-Control", cc)
+		}
 		_, _ = io.WriteString(w, "app cookies="+r.Header.Get("Cookie"))
 	}))
 	t.Cleanup(app.Close)
@@ -314,4 +317,33 @@ func TestVisibilityThroughTemporal(t *testing.T) {
 	// An unknown preview: 404 from the query, no wake.
 	resp, _ := do(t, http.MethodGet, srv.URL+"/", fmt.Sprintf("pr-%d--octo--nosuch.preview.localhost", tgt.Number), nil, nil)
 	assert.Equal(t, http.StatusNotFound, resp.StatusCode)
+}
+
+// A shared cache in front of the router (a CDN) must never keep a page of a
+// non-public preview and hand it to someone who did not sign in: such
+// answers are marked private whatever the app says. Public previews keep
+// the app's caching.
+func TestNonPublicAnswersAreNeverSharedCacheable(t *testing.T) {
+	s := newAuthStack(t, workflows.VisibilityPrivate, nil)
+	host := s.host(21)
+	c := s.login("alice", host)
+	for app, want := range map[string]string{
+		"":                                     "private",
+		"public, max-age=600, s-maxage=3600":   "max-age=600, private",
+		"max-age=60,PUBLIC":                    "max-age=60, private",
+		"no-store":                             "no-store, private",
+		"private, max-age=5":                   "private, max-age=5",
+		`public, no-cache="Set-Cookie"`:        `no-cache="Set-Cookie", private`,
+		"s-maxage=9, stale-while-revalidate=1": "stale-while-revalidate=1, private",
+	} {
+		resp := s.do(http.MethodGet, "http://"+host+"/?cache="+url.QueryEscape(app), html, c)
+		require.Equal(t, http.StatusOK, resp.StatusCode)
+		assert.Equal(t, want, resp.Header.Get("Cache-Control"), "app sent %q", app)
+		assert.Contains(t, resp.Header.Values("Vary"), "Cookie")
+	}
+
+	pub := newAuthStack(t, workflows.VisibilityPublic, nil)
+	resp := pub.do(http.MethodGet, "http://"+pub.host(22)+"/?cache="+url.QueryEscape("public, s-maxage=60"), html, nil)
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	assert.Equal(t, "public, s-maxage=60", resp.Header.Get("Cache-Control"), "a public preview keeps the app's caching")
 }

@@ -78,3 +78,62 @@ func containsFold(s, sub string) bool {
 	}
 	return false
 }
+
+// privateCaching keeps a non-public preview's answer out of shared caches
+// (a CDN in front of the router would otherwise serve one signed-in user's
+// page to anyone): Cache-Control loses public and s-maxage and gains
+// private; other directives (max-age, no-store, ...) stay, so the browser
+// still caches what the app allows. Vary: Cookie covers caches that ignore
+// private.
+func privateCaching(h http.Header) {
+	var out []string
+	private := false
+	for _, v := range h.Values("Cache-Control") {
+		for _, d := range splitDirectives(v) {
+			name, _, _ := strings.Cut(d, "=")
+			switch strings.ToLower(strings.TrimSpace(name)) {
+			case "public", "s-maxage", "proxy-revalidate":
+				continue
+			case "private":
+				private = true
+			}
+			out = append(out, d)
+		}
+	}
+	if !private {
+		out = append(out, "private")
+	}
+	h.Set("Cache-Control", strings.Join(out, ", "))
+	for _, v := range h.Values("Vary") {
+		for _, f := range strings.Split(v, ",") {
+			if f = strings.TrimSpace(f); f == "*" || strings.EqualFold(f, "Cookie") {
+				return
+			}
+		}
+	}
+	h.Add("Vary", "Cookie")
+}
+
+// splitDirectives splits a Cache-Control value at the commas outside
+// quoted strings (no-cache="Set-Cookie, Authorization" is one directive).
+func splitDirectives(v string) []string {
+	var out []string
+	start, quoted := 0, false
+	for i := 0; i < len(v); i++ {
+		switch v[i] {
+		case '"':
+			quoted = !quoted
+		case ',':
+			if !quoted {
+				if d := strings.TrimSpace(v[start:i]); d != "" {
+					out = append(out, d)
+				}
+				start = i + 1
+			}
+		}
+	}
+	if d := strings.TrimSpace(v[start:]); d != "" {
+		out = append(out, d)
+	}
+	return out
+}

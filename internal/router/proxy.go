@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/drydock-dev/drydock/internal/metrics"
+	"github.com/drydock-dev/drydock/workflows"
 )
 
 // upstream is one preview URL and the reverse proxy to it, built once and
@@ -62,6 +63,9 @@ func (u *upstream) rewrite(pr *httputil.ProxyRequest) {
 // idle for UpgradeIdleTimeout.
 func (u *upstream) modifyResponse(resp *http.Response) error {
 	hostOnlyCookies(resp.Header)
+	if e := u.p.vis.Load(); e == nil || e.vis != workflows.VisibilityPublic {
+		privateCaching(resp.Header)
+	}
 	if resp.StatusCode == http.StatusSwitchingProtocols && u.rt.upgradeIdle > 0 {
 		if rwc, ok := resp.Body.(io.ReadWriteCloser); ok {
 			resp.Body = newIdleConn(rwc, u.rt.upgradeIdle)

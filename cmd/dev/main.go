@@ -165,7 +165,7 @@ func run(cfg Config) error {
 		{"Webhook secret", cfg.WebhookSecret},
 		{"Allowed owners", cfg.AllowedOwners + " (DRYDOCK_ALLOWED_OWNERS: events of other owners are acknowledged, not acted on)"},
 		{"Preview router", strings.NewReplacer("{number}", "N", "{owner}", "OWNER", "{repo}", "REPO").Replace(publicURL)},
-		{"Preview access", visibilityNote(cfg.PreviewVisibility)},
+		{"Preview access", visibilityNote(cfg.PreviewVisibility, os.Getenv("ROUTER_GITHUB_CLIENT_ID") != "")},
 		{"Metrics", fmt.Sprintf("http://%s/metrics (worker), http://%s/metrics (webhook), http://%s/metrics (router)",
 			cfg.WorkerMetricsAddr, cfg.WebhookMetricsAddr, cfg.RouterMetricsAddr)},
 		{"Try a PR", "bin/starter demo open   (then: demo push, demo close)"},
@@ -187,11 +187,17 @@ func run(cfg Config) error {
 }
 
 // visibilityNote says who may open local previews, for the startup table.
-func visibilityNote(v string) string {
-	if v == "public" {
+// The router inherits this process's environment, so login is on when
+// ROUTER_GITHUB_CLIENT_ID is set here.
+func visibilityNote(v string, login bool) string {
+	switch {
+	case v == "public":
 		return "public: anyone who can reach the router, no login (local mode; PREVIEW_VISIBILITY=org|private to require one)"
+	case login:
+		return v + ": the router asks for a GitHub login (PREVIEW_VISIBILITY, ROUTER_GITHUB_CLIENT_ID)"
+	default:
+		return v + ": refused with 403, the router has no GitHub login (set ROUTER_GITHUB_CLIENT_ID, ROUTER_GITHUB_CLIENT_SECRET and ROUTER_SESSION_KEY, or PREVIEW_VISIBILITY=public)"
 	}
-	return v + ": the router asks for a GitHub login (PREVIEW_VISIBILITY)"
 }
 
 func temporalReady(ctx context.Context, addr string) error {

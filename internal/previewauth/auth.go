@@ -136,6 +136,7 @@ type Auth struct {
 	seal        *sealer
 	scheme      string // of the auth host, and of the preview hosts
 	authHost    string // host[:port], lower case
+	authPort    string // the auth URL's port ("" = the scheme's): the only port a preview host may carry
 	callback    string
 	secure      bool
 	cookie      string // session cookie name
@@ -246,7 +247,7 @@ func New(cfg Config) (*Auth, error) {
 		cfg.CacheTTL = DefaultCacheTTL
 	}
 	a := &Auth{
-		cfg: cfg, seal: s, scheme: u.Scheme, authHost: authHost, secure: u.Scheme == "https",
+		cfg: cfg, seal: s, scheme: u.Scheme, authHost: authHost, authPort: u.Port(), secure: u.Scheme == "https",
 		callback: u.Scheme + "://" + u.Host + "/callback",
 		client:   cfg.HTTPClient, log: cfg.Logger, now: time.Now,
 		sessions: map[string]*session{}, access: map[accessKey]decision{}, tickets: map[string]int64{},
@@ -351,7 +352,13 @@ func (a *Auth) hostRepo(host string) (Repo, bool) {
 	if !ok {
 		return Repo{}, false
 	}
-	name, _, _ := strings.Cut(h, ":")
+	name, port, _ := strings.Cut(h, ":")
+	if port != "" && port != a.authPort {
+		// Previews are served where the auth host is: a ticket is never
+		// sent to another port of a preview's name (something else may
+		// listen there on a shared address).
+		return Repo{}, false
+	}
 	return a.cfg.PreviewHost(name)
 }
 

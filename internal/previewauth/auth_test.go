@@ -397,6 +397,7 @@ func TestNoOpenRedirect(t *testing.T) {
 		{e.host(1, "hello"), "https://evil.com"},
 		{e.host(1, "hello"), "evil.com"},
 		{e.host(1, "hello"), "/\r\nLocation: https://evil.com"},
+		{"pr-1--octo--hello.preview.localhost:9999", "/"}, // another port of the preview's name
 	} {
 		_, err := e.a.loginURL(c.host, c.path, repo, "private")
 		assert.Error(t, err, "%q %q", c.host, c.path)
@@ -420,6 +421,7 @@ func TestNoOpenRedirect(t *testing.T) {
 		"other repo":    seal(returnTo{Host: e.host(1, "hello"), Path: "/", Owner: "octo", Repo: "other"}),
 		"scheme path":   seal(returnTo{Host: e.host(1, "hello"), Path: "//evil.com/x", Owner: "octo", Repo: "hello"}),
 		"absolute path": seal(returnTo{Host: e.host(1, "hello"), Path: "https://evil.com", Owner: "octo", Repo: "hello"}),
+		"other port":    seal(returnTo{Host: "pr-1--octo--hello.preview.localhost:9999", Path: "/", Owner: "octo", Repo: "hello"}),
 	} {
 		resp, _ := e.get(loginURL + r)
 		assert.Equal(t, http.StatusBadRequest, resp.StatusCode, name)

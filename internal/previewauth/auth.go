@@ -362,6 +362,10 @@ func (a *Auth) hostRepo(host string) (Repo, bool) {
 	return a.cfg.PreviewHost(name)
 }
 
+// CookieNames are the cookies the router sets (the session and the login
+// state): a preview's own Set-Cookie may not use them.
+func (a *Auth) CookieNames() []string { return []string{a.cookie, a.stateCookie} }
+
 // --- the preview host's side ---
 
 // Check decides a request for a non-public preview at host (its Host

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
+	"strings"
 	"time"
 
 	"github.com/drydock-dev/drydock/internal/metrics"
@@ -99,8 +101,34 @@ func (rt *Router) gateLogin(w http.ResponseWriter, r *http.Request, p *preview, 
 		rt.auth.Refuse(w, r, v, login, repo, vis)
 		return false
 	}
+	if crossSite(r) {
+		writeText(w, http.StatusForbidden, "This preview is not public and does not answer requests made by other sites (another preview's page included): open it directly.")
+		return false
+	}
 	rt.auth.StripCookie(r.Header)
 	return true
+}
+
+// crossSite reports a request to a non-public preview that another origin's
+// page made with the user's session: every preview host is the same site
+// for the browser, so SameSite=Lax sends the session cookie along with a
+// fetch, a form post or a WebSocket from another preview, and WebSockets
+// (or an app that echoes Origin in CORS) let that page read the answer.
+// Refused: any request whose Origin is not the preview's own, and
+// same-site or cross-site requests other than top-level navigations (a
+// link to the preview still works).
+func crossSite(r *http.Request) bool {
+	if o := r.Header.Get("Origin"); o != "" {
+		u, err := url.Parse(o)
+		if err != nil || u.Host == "" || !strings.EqualFold(u.Host, r.Host) {
+			return true
+		}
+	}
+	switch r.Header.Get("Sec-Fetch-Site") {
+	case "same-site", "cross-site":
+		return r.Header.Get("Sec-Fetch-Mode") != "navigate"
+	}
+	return false
 }
 
 // visibilityOf returns p's visibility from the cache or the workflow (one
@@ -117,6 +145,12 @@ func (rt *Router) visibilityOf(ctx context.Context, p *preview, now int64) (stri
 	ch := rt.flights.DoChan("visibility/"+p.id, func() (any, error) {
 		qctx, cancel := context.WithTimeout(rt.ctx, visibilityTimeout)
 		defer cancel()
+		// A query is Temporal load like a wake: random preview names
+		// from many addresses are bounded by the same global cap.
+		if !rt.acquireWake() {
+			return "", errWakeCap
+		}
+		defer rt.releaseWake()
 		vis, err := rt.visQ.Visibility(qctx, p.id)
 		if err != nil {
 			if errors.Is(err, ErrUnknownPreview) || errors.Is(err, ErrPreviewGone) {
@@ -130,7 +164,9 @@ func (rt *Router) visibilityOf(ctx context.Context, p *preview, now int64) (stri
 	select {
 	case res := <-ch:
 		if res.Err != nil {
-			if e != nil && errors.Is(res.Err, ErrUnavailable) {
+			// A stale answer is reused only when it is not public: a
+			// preview made private must not stay open while Temporal is down.
+			if e != nil && e.vis != workflows.VisibilityPublic && errors.Is(res.Err, ErrUnavailable) {
 				rt.log.Warn("preview visibility query failed; using the last answer", "workflow_id", p.id, "err", res.Err)
 				return e.vis, nil
 			}

@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -36,6 +37,10 @@ type authStack struct {
 func newAuthStack(t *testing.T, vis string, mod func(*Options)) *authStack {
 	t.Helper()
 	app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if sc := r.URL.Query().Get("setcookie"); sc != "" {
+			w.Header().Add("Set-Cookie", sc+"=planted; Path=/")
+			w.Header().Add("Set-Cookie", "app=1; Path=/")
+		}
 		if cc := r.URL.Query().Get("cache"); cc != "" {
 			w.Header().Set("Cache-Control", cc)
 		}
@@ -346,4 +351,148 @@ func TestNonPublicAnswersAreNeverSharedCacheable(t *testing.T) {
 	resp := pub.do(http.MethodGet, "http://"+pub.host(22)+"/?cache="+url.QueryEscape("public, s-maxage=60"), html, nil)
 	require.Equal(t, http.StatusOK, resp.StatusCode)
 	assert.Equal(t, "public, s-maxage=60", resp.Header.Get("Cache-Control"), "a public preview keeps the app's caching")
+}
+
+// Every preview host is the same site for the browser, so the session
+// cookie goes along with another preview's fetch, form post or WebSocket:
+// a non-public preview refuses requests from another origin (nothing
+// woken, not activity) and keeps answering its own pages and top-level
+// navigations.
+func TestCrossSiteRequestsToNonPublicPreviewsAreRefused(t *testing.T) {
+	s := newAuthStack(t, workflows.VisibilityPrivate, nil)
+	host := s.host(23)
+	c := s.login("alice", host)
+	other := "http://" + s.host(24)
+	doH := func(h map[string]string) *http.Response {
+		req, err := http.NewRequest(http.MethodGet, "http://"+host+"/data", nil)
+		require.NoError(t, err)
+		for k, v := range h {
+			req.Header.Set(k, v)
+		}
+		req.AddCookie(c)
+		resp, err := s.client.Do(req)
+		require.NoError(t, err)
+		resp.Body.Close()
+		return resp
+	}
+	wakes, _ := s.counts()
+	touches := s.fw.touches.Load()
+	for name, h := range map[string]map[string]string{
+		"another preview's fetch":     {"Origin": other},
+		"another preview's websocket": {"Origin": other, "Connection": "Upgrade", "Upgrade": "websocket"},
+		"sandboxed (null) origin":     {"Origin": "null"},
+		"no-cors subresource":         {"Sec-Fetch-Site": "same-site", "Sec-Fetch-Mode": "no-cors"},
+		"cross-site cors":             {"Sec-Fetch-Site": "cross-site", "Sec-Fetch-Mode": "cors"},
+	} {
+		assert.Equal(t, http.StatusForbidden, doH(h).StatusCode, name)
+	}
+	w2, _ := s.counts()
+	assert.Equal(t, wakes, w2, "refused requests wake nothing")
+	assert.Equal(t, touches, s.fw.touches.Load(), "refused requests are not activity")
+	for name, h := range map[string]map[string]string{
+		"its own page's fetch":            {"Origin": "http://" + host, "Sec-Fetch-Site": "same-origin", "Sec-Fetch-Mode": "cors"},
+		"a link from another site":        {"Sec-Fetch-Site": "cross-site", "Sec-Fetch-Mode": "navigate"},
+		"a client without fetch metadata": {},
+	} {
+		assert.Equal(t, http.StatusOK, doH(h).StatusCode, name)
+	}
+
+	// A public preview is anyone's: other origins are its own business.
+	pub := newAuthStack(t, workflows.VisibilityPublic, nil)
+	req, err := http.NewRequest(http.MethodGet, "http://"+pub.host(25)+"/", nil)
+	require.NoError(t, err)
+	req.Header.Set("Origin", other)
+	resp, err := pub.client.Do(req)
+	require.NoError(t, err)
+	resp.Body.Close()
+	assert.Equal(t, http.StatusOK, resp.StatusCode)
+}
+
+// A preview cannot replace the router's own cookies (the session, the
+// login state); its other cookies pass.
+func TestPreviewCannotSetTheRoutersCookies(t *testing.T) {
+	s := newAuthStack(t, workflows.VisibilityPrivate, nil)
+	host := s.host(26)
+	c := s.login("alice", host)
+	for _, name := range []string{"drydock_session", "drydock_login"} {
+		resp := s.do(http.MethodGet, "http://"+host+"/?setcookie="+name, html, c)
+		require.Equal(t, http.StatusOK, resp.StatusCode)
+		got := resp.Header.Values("Set-Cookie")
+		assert.Equal(t, []string{"app=1; Path=/"}, got, name)
+	}
+}
+
+// The auth host is the router's own: the header form cannot make it serve
+// a preview under the auth origin.
+func TestAuthHostNeverServesAPreview(t *testing.T) {
+	s := newAuthStack(t, workflows.VisibilityPublic, nil)
+	req, err := http.NewRequest(http.MethodGet, "http://auth.preview.localhost:"+s.port+"/", nil)
+	require.NoError(t, err)
+	req.Header.Set(HeaderRepo, "octo/hello")
+	req.Header.Set(HeaderPR, "27")
+	resp, err := s.client.Do(req)
+	require.NoError(t, err)
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	assert.NotContains(t, string(b), "app cookies", "a preview served under the auth origin")
+	assert.NotEqual(t, http.StatusOK, resp.StatusCode)
+	wakes, _ := s.counts()
+	assert.Zero(t, wakes)
+}
+
+// Visibility queries are Temporal calls like wakes: past the global cap
+// (here 1, held by a query that hangs) a request for another preview is
+// refused with 429 and sends nothing to Temporal.
+func TestVisibilityQueriesShareTheGlobalCap(t *testing.T) {
+	release := make(chan struct{})
+	var queries atomic.Int32
+	vq := visibilityFunc(func(ctx context.Context, id string) (string, error) {
+		queries.Add(1)
+		select {
+		case <-release:
+		case <-ctx.Done():
+		}
+		return workflows.VisibilityPublic, nil
+	})
+	fw := &fakeWaker{url: "http://127.0.0.1:1"}
+	_, srv := newRouter(t, fw, func(o *Options) { o.Visibility = vq; o.MaxConcurrentWakes = 1 })
+	defer close(release)
+	first := make(chan struct{})
+	go func() {
+		defer close(first)
+		_, _ = do(t, http.MethodGet, srv.URL+"/", "pr-1.preview.localhost", nil, nil)
+	}()
+	require.Eventually(t, func() bool { return queries.Load() == 1 }, 5*time.Second, 5*time.Millisecond)
+	resp, _ := do(t, http.MethodGet, srv.URL+"/", "pr-2.preview.localhost", nil, nil)
+	assert.Equal(t, http.StatusTooManyRequests, resp.StatusCode)
+	assert.NotEmpty(t, resp.Header.Get("Retry-After"))
+	assert.EqualValues(t, 1, queries.Load(), "the refused request asked Temporal nothing")
+	assert.Zero(t, fw.wakes.Load())
+}
+
+// While Temporal is unavailable a cached answer is reused only if it is not
+// public: a preview made private must not stay open meanwhile.
+func TestStalePublicAnswerIsNotReused(t *testing.T) {
+	fw := &fakeWaker{url: "http://127.0.0.1:1", vis: workflows.VisibilityPublic}
+	rt, srv := newRouter(t, fw, func(o *Options) { o.VisibilityTTL = 10 * time.Millisecond })
+	p := rt.lookup(Target{Owner: "octo", Repo: "hello", Number: 1}, rt.clock())
+	vis, err := rt.visibilityOf(context.Background(), p, rt.clock())
+	require.NoError(t, err)
+	require.Equal(t, workflows.VisibilityPublic, vis)
+	fw.set(func(f *fakeWaker) { f.visErr = fmt.Errorf("query: %w", ErrUnavailable) })
+	time.Sleep(20 * time.Millisecond)
+	_, err = rt.visibilityOf(context.Background(), p, rt.clock())
+	assert.ErrorIs(t, err, ErrUnavailable, "a stale public answer was reused")
+	_ = srv
+
+	fw = &fakeWaker{url: "http://127.0.0.1:1", vis: workflows.VisibilityPrivate}
+	rt, _ = newRouter(t, fw, func(o *Options) { o.VisibilityTTL = 10 * time.Millisecond })
+	p = rt.lookup(Target{Owner: "octo", Repo: "hello", Number: 1}, rt.clock())
+	_, err = rt.visibilityOf(context.Background(), p, rt.clock())
+	require.NoError(t, err)
+	fw.set(func(f *fakeWaker) { f.visErr = fmt.Errorf("query: %w", ErrUnavailable) })
+	time.Sleep(20 * time.Millisecond)
+	vis, err = rt.visibilityOf(context.Background(), p, rt.clock())
+	require.NoError(t, err, "a stale private answer keeps the login in front")
+	assert.Equal(t, workflows.VisibilityPrivate, vis)
 }

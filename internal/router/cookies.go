@@ -2,6 +2,7 @@ package router
 
 import (
 	"net/http"
+	"slices"
 	"strings"
 )
 
@@ -136,4 +137,24 @@ func splitDirectives(v string) []string {
 		out = append(out, d)
 	}
 	return out
+}
+
+// dropCookies removes the Set-Cookie headers that set one of names
+// (compared exactly, as browsers compare cookie names).
+func dropCookies(h http.Header, names []string) {
+	vals := h.Values("Set-Cookie")
+	kept := vals[:0:0]
+	for _, v := range vals {
+		name, _, _ := strings.Cut(v, "=")
+		if !slices.Contains(names, strings.TrimSpace(name)) {
+			kept = append(kept, v)
+		}
+	}
+	if len(kept) == len(vals) {
+		return
+	}
+	h.Del("Set-Cookie")
+	for _, v := range kept {
+		h.Add("Set-Cookie", v)
+	}
 }

@@ -116,6 +116,9 @@ func parseForwardedAddr(s string) (netip.Addr, bool) {
 func (rt *Router) setForwarded(pr *httputil.ProxyRequest) {
 	in, out := pr.In, pr.Out.Header
 	client, viaProxy := rt.clientAddr(in)
+	// ReverseProxy drops Forwarded and X-Forwarded-*; X-Real-IP, which
+	// some apps read as the client address, is the client's to forge.
+	out.Del("X-Real-Ip")
 	if client.IsValid() {
 		out.Set("X-Forwarded-For", client.String())
 	} else {

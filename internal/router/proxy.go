@@ -63,6 +63,10 @@ func (u *upstream) rewrite(pr *httputil.ProxyRequest) {
 // idle for UpgradeIdleTimeout.
 func (u *upstream) modifyResponse(resp *http.Response) error {
 	hostOnlyCookies(resp.Header)
+	if u.rt.auth != nil {
+		// A preview must not replace or plant the router's own cookies.
+		dropCookies(resp.Header, u.rt.auth.CookieNames())
+	}
 	if e := u.p.vis.Load(); e == nil || e.vis != workflows.VisibilityPublic {
 		privateCaching(resp.Header)
 	}

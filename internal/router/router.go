@@ -333,11 +333,13 @@ func (rt *Router) Close() {
 
 // ServeHTTP routes one request.
 func (rt *Router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	t, m := rt.mapper.Map(r)
-	if m != matchOK && rt.auth != nil && rt.auth.IsAuthHost(r.Host) {
+	if rt.auth != nil && rt.auth.IsAuthHost(r.Host) {
+		// Before mapping: the header form (X-Drydock-Repo) must not serve
+		// a preview under the auth host's origin.
 		rt.auth.ServeHTTP(w, r)
 		return
 	}
+	t, m := rt.mapper.Map(r)
 	switch m {
 	case matchNone:
 		rt.serveOwn(w, r)

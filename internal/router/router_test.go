@@ -465,7 +465,7 @@ func TestRequestBodyAndForwardedHeaders(t *testing.T) {
 	body := bytes.Repeat([]byte("drydock "), 256<<10) // 2 MiB
 	sum := sha256.Sum256(body)
 	resp, out := do(t, "POST", srv.URL+"/upload", "127.0.0.1:8090", bytes.NewReader(body),
-		map[string]string{"X-Drydock-Repo": "octo/hello", "X-PR-Number": "3", "X-Forwarded-For": "6.6.6.6"})
+		map[string]string{"X-Drydock-Repo": "octo/hello", "X-PR-Number": "3", "X-Forwarded-For": "6.6.6.6", "X-Real-IP": "6.6.6.6"})
 	require.Equal(t, 200, resp.StatusCode)
 	assert.Equal(t, fmt.Sprintf("%d %s", len(body), hex.EncodeToString(sum[:])), out)
 
@@ -474,6 +474,7 @@ func TestRequestBodyAndForwardedHeaders(t *testing.T) {
 	assert.Equal(t, "127.0.0.1:8090", h.Get("X-Forwarded-Host"))
 	assert.Equal(t, "http", h.Get("X-Forwarded-Proto"))
 	assert.Equal(t, "127.0.0.1", h.Get("X-Forwarded-For"), "client-supplied X-Forwarded-For is not trusted")
+	assert.Empty(t, h.Values("X-Real-Ip"), "client-supplied X-Real-IP is not passed on")
 	assert.Empty(t, h.Values("X-Drydock-Repo"))
 	assert.Empty(t, h.Values("X-Pr-Number"))
 

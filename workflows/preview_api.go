@@ -176,6 +176,11 @@ type PreviewCarry struct {
 	// opt-in label (the head of the "labeled" event); a fork's other heads
 	// are not deployed.
 	ApprovedSHA string `json:",omitempty"`
+	// LabeledSHAs are the heads of the "labeled" deliveries received since
+	// the last check with GitHub. A delivery may be old (a redelivery, or
+	// GitHub's own disorder): the check approves GitHub's current head only
+	// if one of them names it, and forgets the others.
+	LabeledSHAs []string `json:",omitempty"`
 	// Teardown says why the preview is being torn down ("" = it is not);
 	// a run that continues as new with one set tears down at once.
 	Teardown string `json:",omitempty"`

@@ -2,6 +2,7 @@ package workflows
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -86,7 +87,12 @@ func (p *preview) beginDeploy(ctx workflow.Context, ev PullRequestEvent) (bool, 
 // commits nobody approved, takes the label off and says why on the PR). A
 // replayed old labeled or synchronize delivery that starts a fresh run thus
 // creates nothing: GitHub's answer refuses it.
+//
+// A fork's delivery whose head is not GitHub's current head is stale (a
+// redelivery, or GitHub's own disorder): it neither approves, nor revokes,
+// nor tears down; the preview goes back to GitHub's head (see ignoreStale).
 func (p *preview) checkApproval(ctx workflow.Context, ev PullRequestEvent) (bool, error) {
+	staleAware := workflow.GetVersion(ctx, staleEventVersion, workflow.DefaultVersion, 1) == 1
 	var st activities.PullRequestState
 	if err := workflow.ExecuteActivity(withActivity(ctx, "check the pull request's state, head and labels", time.Minute), githubActs.PullRequestState,
 		activities.PullRequestRef{Owner: ev.Owner, Repo: ev.Repo, Number: ev.Number, InstallationID: ev.InstallationID},
@@ -96,6 +102,13 @@ func (p *preview) checkApproval(ctx workflow.Context, ev PullRequestEvent) (bool
 	head := ev.HeadSHA
 	if st.Known {
 		head = st.HeadSHA
+	}
+	if staleAware {
+		p.settleLabeled(st, ev.ApprovalLabel)
+		if ev.Fork && st.Known && st.Open && st.HasLabel(ev.ApprovalLabel) && head != "" && head != ev.HeadSHA {
+			p.ignoreStale(ctx, ev, head)
+			return false, nil
+		}
 	}
 	approved := p.ApprovedSHA != "" && p.ApprovedSHA == ev.HeadSHA && p.ApprovedSHA == head
 	switch {
@@ -119,6 +132,59 @@ func (p *preview) checkApproval(ctx workflow.Context, ev PullRequestEvent) (bool
 	workflow.GetLogger(ctx).Info("no deploy: the pull request's approval does not hold", "sha", ev.HeadSHA, "github_head", head,
 		"approved", p.ApprovedSHA, "reason", p.Teardown)
 	return false, nil
+}
+
+// staleEventVersion guards the handling of stale fork deliveries: a
+// labeled delivery approves GitHub's head only if it names it, and a
+// delivery whose head is not GitHub's changes nothing.
+const staleEventVersion = "preview-fork-stale-event"
+
+// maxLabeledSHAs bounds the labeled heads remembered between two checks.
+const maxLabeledSHAs = 16
+
+// noteLabeled remembers the head a labeled delivery named, for the next
+// check with GitHub.
+func (p *preview) noteLabeled(sha string) {
+	if slices.Contains(p.LabeledSHAs, sha) {
+		return
+	}
+	p.LabeledSHAs = append(p.LabeledSHAs, sha)
+	if len(p.LabeledSHAs) > maxLabeledSHAs {
+		p.LabeledSHAs = p.LabeledSHAs[len(p.LabeledSHAs)-maxLabeledSHAs:]
+	}
+}
+
+// settleLabeled turns the labeled deliveries received since the last check
+// into an approval: of GitHub's current head, if one of them names it and
+// the pull request is open and carries the label. The others were stale.
+// In local mode (no GitHub to ask) the newest one approves its head.
+func (p *preview) settleLabeled(st activities.PullRequestState, label string) {
+	labeled := p.LabeledSHAs
+	p.LabeledSHAs = nil
+	switch {
+	case st.Skipped:
+		if n := len(labeled); n > 0 {
+			p.ApprovedSHA = labeled[n-1]
+		}
+	case st.Known && st.Open && st.HasLabel(label) && st.HeadSHA != "" && slices.Contains(labeled, st.HeadSHA):
+		p.ApprovedSHA = st.HeadSHA
+	}
+}
+
+// ignoreStale drops a fork's delivery whose head is not GitHub's current
+// head: the approval and the label stay as they are, and the preview goes
+// back to GitHub's head. That is the head it serves already (nothing to
+// deploy), or a newer one, which the next deploy checks like any push.
+func (p *preview) ignoreStale(ctx workflow.Context, ev PullRequestEvent, head string) {
+	workflow.GetLogger(ctx).Info("stale delivery ignored: its head is not the pull request's head on GitHub",
+		"action", ev.Action, "sha", ev.HeadSHA, "github_head", head, "approved", p.ApprovedSHA, "deployed", p.Status.DeployedSHA)
+	if p.Event.HeadSHA == ev.HeadSHA { // no newer delivery arrived meanwhile
+		p.Event.HeadSHA = head
+		p.Status.HeadSHA = head
+	}
+	if p.redeployAsked {
+		p.PendingRedeploy = true
+	}
 }
 
 // revokeApproval takes the opt-in label off a fork's pull request whose head

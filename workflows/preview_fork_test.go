@@ -177,3 +177,150 @@ func TestRequireLabelSameRepoPushesDeploy(t *testing.T) {
 	assert.Equal(t, []string{"checkout sha1", "checkout sha2"}, checkouts(w))
 	assert.Empty(t, w.removedLabels)
 }
+
+// A replayed old labeled delivery (a new delivery ID, an older head) that
+// reaches an approved, ready preview is stale: GitHub's head is still the
+// approved one. The label stays, the preview keeps serving the approved
+// head, nothing is torn down, and the approval still holds for a redeploy.
+func TestForkStaleLabeledDeliveryKeepsApproval(t *testing.T) {
+	env, w := newTestEnv(t, defaultSettings)
+	w.setGitHub("sha1", "preview")
+	env.RegisterDelayedCallback(func() { env.SignalWorkflow(SignalPullRequest, forkEvent("labeled", "sha1", "d1")) }, 0)
+	env.RegisterDelayedCallback(func() {
+		require.Equal(t, PreviewReady, status(t, env).Phase)
+		env.SignalWorkflow(SignalPullRequest, forkEvent("labeled", "sha0", "replayed-0"))
+	}, time.Minute)
+	env.RegisterDelayedCallback(func() {
+		st := status(t, env)
+		assert.Equal(t, PreviewReady, st.Phase)
+		assert.Equal(t, "sha1", st.DeployedSHA)
+		assert.Equal(t, "sha1", st.HeadSHA)
+		assert.Empty(t, w.removedLabels, "the maintainer's label stays")
+		assert.Zero(t, w.deletes, "no teardown")
+		env.SignalWorkflow(SignalRedeploy, nil) // sha1 is still the approved head
+	}, 2*time.Minute)
+	env.RegisterDelayedCallback(func() {
+		assert.Equal(t, PreviewReady, status(t, env).Phase)
+		env.SignalWorkflow(SignalPullRequest, forkEvent("closed", "sha1", "d9"))
+	}, 3*time.Minute)
+	start(env)
+	require.NoError(t, env.GetWorkflowError())
+	assert.Equal(t, []string{"checkout sha1", "checkout sha1"}, checkouts(w), "sha0 never reached the machine")
+	assert.Empty(t, w.removedLabels)
+	last := w.reportLog[len(w.reportLog)-1].Report
+	assert.Equal(t, "torn down: pull request closed", last.Note)
+}
+
+// A synchronize delivery with an older head (GitHub delivered it late, or
+// it was redelivered) is ignored: the approved preview keeps serving.
+func TestForkStaleSynchronizeIsIgnored(t *testing.T) {
+	env, w := newTestEnv(t, defaultSettings)
+	w.setGitHub("sha1", "preview")
+	env.RegisterDelayedCallback(func() { env.SignalWorkflow(SignalPullRequest, forkEvent("labeled", "sha1", "d1")) }, 0)
+	env.RegisterDelayedCallback(func() {
+		require.Equal(t, PreviewReady, status(t, env).Phase)
+		env.SignalWorkflow(SignalPullRequest, forkEvent("synchronize", "sha0", "d0"))
+	}, time.Minute)
+	env.RegisterDelayedCallback(func() {
+		st := status(t, env)
+		assert.Equal(t, PreviewReady, st.Phase)
+		assert.Equal(t, "sha1", st.DeployedSHA)
+		env.SignalWorkflow(SignalPullRequest, forkEvent("closed", "sha1", "d9"))
+	}, 2*time.Minute)
+	start(env)
+	require.NoError(t, env.GetWorkflowError())
+	assert.Equal(t, []string{"checkout sha1"}, checkouts(w))
+	assert.Empty(t, w.removedLabels)
+	assert.Equal(t, 1, w.deletes, "only the close tears down")
+	assert.Equal(t, []string{"success", "inactive"}, w.statuses, "the stale delivery deploys nothing")
+}
+
+// A stale labeled delivery arriving before the approved head's first
+// deploy does not displace the approval: the head GitHub confirms deploys.
+func TestForkStaleLabeledBeforeFirstDeploy(t *testing.T) {
+	env, w := newTestEnv(t, defaultSettings)
+	w.setGitHub("sha1", "preview")
+	env.RegisterDelayedCallback(func() {
+		env.SignalWorkflow(SignalPullRequest, forkEvent("labeled", "sha1", "d1"))
+		env.SignalWorkflow(SignalPullRequest, forkEvent("labeled", "sha0", "replayed-0"))
+	}, 0)
+	env.RegisterDelayedCallback(func() {
+		st := status(t, env)
+		assert.Equal(t, PreviewReady, st.Phase)
+		assert.Equal(t, "sha1", st.DeployedSHA)
+		env.SignalWorkflow(SignalPullRequest, forkEvent("closed", "sha1", "d9"))
+	}, time.Minute)
+	start(env)
+	require.NoError(t, env.GetWorkflowError())
+	assert.Equal(t, []string{"checkout sha1"}, checkouts(w))
+	assert.Empty(t, w.removedLabels)
+}
+
+// A genuine push from the fork still revokes the approval after a stale
+// delivery was ignored: GitHub's head is a new commit nobody approved.
+func TestForkGenuinePushRevokesAfterStaleDelivery(t *testing.T) {
+	env, w := newTestEnv(t, defaultSettings)
+	w.setGitHub("sha1", "preview")
+	env.RegisterDelayedCallback(func() { env.SignalWorkflow(SignalPullRequest, forkEvent("labeled", "sha1", "d1")) }, 0)
+	env.RegisterDelayedCallback(func() {
+		env.SignalWorkflow(SignalPullRequest, forkEvent("labeled", "sha0", "replayed-0"))
+	}, time.Minute)
+	env.RegisterDelayedCallback(func() {
+		require.Equal(t, PreviewReady, status(t, env).Phase, "the stale delivery changed nothing")
+		require.Empty(t, w.removedLabels)
+		w.setGitHub("sha2", "preview") // the fork pushes
+		env.SignalWorkflow(SignalPullRequest, forkEvent("synchronize", "sha2", "d2"))
+	}, 2*time.Minute)
+	start(env)
+	require.True(t, env.IsWorkflowCompleted())
+	require.NoError(t, env.GetWorkflowError())
+	assert.Equal(t, []string{"checkout sha1"}, checkouts(w), "sha2 never reached the machine")
+	assert.Equal(t, []string{"preview"}, w.removedLabels)
+	assert.Equal(t, 1, w.deletes)
+	last := w.reportLog[len(w.reportLog)-1].Report
+	assert.Equal(t, gh.StateDestroyed, last.State)
+	assert.Contains(t, last.Note, `new commits from a fork; a maintainer re-adds the "preview" label to approve sha2`)
+}
+
+// A fork's synchronize delivered late, after GitHub's head moved on to a
+// newer push: the newer head is what is checked, and it is not approved.
+func TestForkStaleSynchronizeAfterNewerPushRevokes(t *testing.T) {
+	env, w := newTestEnv(t, defaultSettings)
+	w.setGitHub("sha1", "preview")
+	env.RegisterDelayedCallback(func() { env.SignalWorkflow(SignalPullRequest, forkEvent("labeled", "sha1", "d1")) }, 0)
+	env.RegisterDelayedCallback(func() {
+		w.setGitHub("sha3", "preview") // two pushes; sha2's delivery arrives first
+		env.SignalWorkflow(SignalPullRequest, forkEvent("synchronize", "sha2", "d2"))
+	}, time.Minute)
+	start(env)
+	require.True(t, env.IsWorkflowCompleted())
+	require.NoError(t, env.GetWorkflowError())
+	assert.Equal(t, []string{"checkout sha1"}, checkouts(w))
+	assert.Equal(t, []string{"preview"}, w.removedLabels)
+	assert.Contains(t, w.reportLog[len(w.reportLog)-1].Report.Note, "new commits from a fork; a maintainer re-adds the \"preview\" label to approve sha3")
+}
+
+// An event queued before the approval check existed carries no label: once
+// a newer delivery of the same head names the label, redeploys of that head
+// are checked with GitHub too.
+func TestForkEventFromBeforeTheCheckAdoptsTheLabel(t *testing.T) {
+	env, w := newTestEnv(t, defaultSettings)
+	w.setGitHub("sha1", "preview")
+	old := forkEvent("opened", "sha1", "d1")
+	old.ApprovalLabel = "" // queued by an older webhook
+	env.RegisterDelayedCallback(func() { env.SignalWorkflow(SignalPullRequest, old) }, 0)
+	env.RegisterDelayedCallback(func() {
+		require.Equal(t, PreviewReady, status(t, env).Phase)
+		env.SignalWorkflow(SignalPullRequest, forkEvent("labeled", "sha1", "d2"))
+	}, time.Minute)
+	env.RegisterDelayedCallback(func() {
+		w.setGitHub("sha1") // the label was removed; its unlabeled delivery was lost
+		env.SignalWorkflow(SignalRedeploy, nil)
+	}, 2*time.Minute)
+	start(env)
+	require.True(t, env.IsWorkflowCompleted())
+	require.NoError(t, env.GetWorkflowError())
+	assert.Equal(t, []string{"checkout sha1"}, checkouts(w), "the redeploy was checked, and refused")
+	assert.Equal(t, 1, w.deletes)
+	assert.Contains(t, w.reportLog[len(w.reportLog)-1].Report.Note, `the "preview" label is not on the pull request`)
+}

@@ -55,6 +55,9 @@ type preview struct {
 	// approvalRevoked: the run took the opt-in label off a fork's pull
 	// request; its teardown says why on the PR even if nothing was deployed.
 	approvalRevoked bool
+	// redeployAsked: the deploy running was asked for as a redeploy (a
+	// stale delivery that is ignored gives the request back).
+	redeployAsked bool
 }
 
 // PreviewLifecycle runs one pull request's preview from its first deployable
@@ -202,8 +205,14 @@ func (p *preview) onPullRequest(ctx workflow.Context, ev PullRequestEvent) {
 		p.Teardown = "preview label removed"
 	default:
 		if ev.Action == "labeled" && ev.ApprovalLabel != "" && ev.HeadSHA != "" {
-			// Adding the label approves the head it was added at, and only it.
-			p.ApprovedSHA = ev.HeadSHA
+			// Adding the label approves the head it was added at, and only
+			// it; whether that is GitHub's head still, the check before the
+			// next deploy decides (the delivery may be an old one).
+			if workflow.GetVersion(ctx, staleEventVersion, workflow.DefaultVersion, 1) == 1 {
+				p.noteLabeled(ev.HeadSHA)
+			} else {
+				p.ApprovedSHA = ev.HeadSHA
+			}
 		}
 		if ev.HeadSHA != "" && ev.HeadSHA != p.Event.HeadSHA {
 			p.Event = ev
@@ -211,6 +220,12 @@ func (p *preview) onPullRequest(ctx workflow.Context, ev PullRequestEvent) {
 			p.Status.LastActivityAt = workflow.Now(ctx) // a push counts as activity
 		} else if p.Event.HeadSHA == "" {
 			p.Event = ev
+		} else if ev.HeadSHA == p.Event.HeadSHA && p.Event.ApprovalLabel == "" && ev.ApprovalLabel != "" &&
+			workflow.GetVersion(ctx, staleEventVersion, workflow.DefaultVersion, 1) == 1 {
+			// The head's event was queued before the approval check existed
+			// (it carries no label): a newer delivery of the same head says
+			// which label admits it, and its redeploys are checked too.
+			p.Event.ApprovalLabel = ev.ApprovalLabel
 		}
 	}
 }
@@ -284,6 +299,7 @@ func createMachineOptions(ctx workflow.Context, summary string) workflow.Context
 
 func (p *preview) startDeploy(ctx workflow.Context, done workflow.Channel) {
 	ev := p.Event
+	p.redeployAsked = p.PendingRedeploy
 	p.PendingRedeploy = false
 	p.deploying = true
 	p.deployingSHA = ev.HeadSHA

@@ -154,6 +154,7 @@ func intakeBench(ctx context.Context, e *Env) ([]Row, error) {
 func intakePoolsJSON() (string, error) {
 	b, err := json.Marshal(map[string]any{"pools": []any{map[string]any{
 		"name": intakePool, "labels": intakeLabels, "scope": map[string]any{"kind": "org", "org": intakeOrg},
+		"repositories": []string{intakeOrg + "/" + intakeRepo}, "runner_group_id": 2,
 		"machine":      map[string]any{"vcpu": 1, "memory_mib": 512, "storage_gib": 2, "autosleep": "10m"},
 		"max_machines": 5,
 	}}})

@@ -27,6 +27,7 @@ func persistentPoolJSON(t *testing.T, s *stack, name string, maxMachines int) st
 	install := harness.PersistentRunnerInstall(fakeRunnerBin, "-github", s.gh.URL(), "-webhook", s.webhook.URL, "-secret", secret)
 	pool := map[string]any{
 		"name": name, "labels": jobLabels, "scope": map[string]any{"kind": "org", "org": jobOwner}, "mode": "persistent",
+		"repositories": []string{jobOwner + "/" + jobRepo}, "allow_default_group": true,
 		"machine":      map[string]any{"vcpu": 1, "memory_mib": 512, "storage_gib": 2, "autosleep": "10m"},
 		"max_machines": maxMachines, "install": map[string]any{"name": "install the stand-in runner", "run": install},
 		"pickup_timeout": "10s",

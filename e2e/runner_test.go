@@ -57,6 +57,7 @@ func poolJSON(t *testing.T, s *stack, name string, maxMachines int, setup, runne
 	}
 	pool := map[string]any{
 		"name": name, "labels": jobLabels, "scope": map[string]any{"kind": "org", "org": jobOwner},
+		"repositories": []string{jobOwner + "/" + jobRepo}, "runner_group_id": 2,
 		"machine":      map[string]any{"vcpu": 1, "memory_mib": 512, "storage_gib": 2, "autosleep": "10m"},
 		"max_machines": maxMachines, "install": map[string]any{"run": "mkdir -p \"$HOME/actions-runner\""},
 		"runner_command": cmd, "pickup_timeout": "4s",

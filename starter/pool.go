@@ -257,6 +257,7 @@ func parseSendJob(cfg Config, args []string) (jobDelivery, error) {
 	fs.StringVar(&d.job.Owner, "owner", "drydock-demo", "repository owner")
 	fs.StringVar(&d.job.Repo, "repo", "previewapp", "repository name")
 	fs.StringVar(&d.job.Org, "org", "", "organization login, if the repository belongs to one")
+	fs.BoolVar(&d.job.Public, "public", false, "the repository is public (a pool refuses its jobs unless allow_public)")
 	fs.StringVar(&d.job.RunnerName, "runner", "", "runner name (in_progress, completed)")
 	fs.StringVar(&d.job.Conclusion, "conclusion", "success", "conclusion (completed)")
 	fs.Int64Var(&d.job.InstallationID, "installation-id", 0, "GitHub App installation ID (0: none)")

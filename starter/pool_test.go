@@ -25,7 +25,7 @@ import (
 	"github.com/drydock-dev/drydock/workflows/runnerapi"
 )
 
-const poolsJSON = `[{"name":"ci","labels":["self-hosted","linux"],"scope":{"org":"acme"},"min_idle":1}]`
+const poolsJSON = `[{"name":"ci","labels":["self-hosted","linux"],"scope":{"org":"acme"},"owners":["acme"],"runner_group_id":2,"min_idle":1}]`
 
 func intp(n int) *int { return &n }
 

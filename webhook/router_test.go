@@ -97,7 +97,7 @@ func TestRunnerPoolsFromEnvironment(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, intake.Result{Status: http.StatusOK, Reason: "no runner pool takes labels [self-hosted, linux]", Code: "no_pool"}, res)
 
-	t.Setenv("RUNNER_POOLS", `[{"name":"ci","labels":["self-hosted","linux"],"scope":{"org":"acme"}}]`)
+	t.Setenv("RUNNER_POOLS", `[{"name":"ci","labels":["self-hosted","linux"],"scope":{"org":"acme"},"repositories":["acme/shop"],"runner_group_id":2}]`)
 	cfg = Config{}
 	require.NoError(t, config.Load(&cfg))
 	var started string
@@ -117,7 +117,7 @@ func TestRunnerPoolsFromEnvironment(t *testing.T) {
 	assert.ErrorContains(t, err, "RUNNER_POOLS: invalid runner pools configuration")
 
 	file := filepath.Join(t.TempDir(), "pools.yml")
-	require.NoError(t, os.WriteFile(file, []byte("pools:\n  - {name: ci, labels: [self-hosted], scope: {org: acme}}\n"), 0o600))
+	require.NoError(t, os.WriteFile(file, []byte("pools:\n  - {name: ci, labels: [self-hosted], scope: {org: acme}, owners: [acme], runner_group_id: 2}\n"), 0o600))
 	t.Setenv("RUNNER_POOLS_FILE", file)
 	cfg = Config{}
 	require.NoError(t, config.Load(&cfg))

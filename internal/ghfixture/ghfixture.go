@@ -225,9 +225,12 @@ type Job struct {
 	// Org is the organization login when the repository belongs to one:
 	// the payload then carries "organization" and the owner's type is
 	// Organization. Empty: a user's repository, no "organization".
-	Org     string
-	Private bool // the repository is private
-	Labels  []string
+	Org string
+	// Public makes the repository public ("private": false, "visibility":
+	// "public"); default private, as a self-hosted runner pool's
+	// repositories are unless it sets allow_public.
+	Public bool
+	Labels []string
 	// RunnerName is the runner GitHub reports (in_progress, completed);
 	// empty sends null, as GitHub does for queued jobs.
 	RunnerName string
@@ -350,7 +353,7 @@ func WorkflowJob(action string, job Job) ([]byte, error) {
 	doc := map[string]any{
 		"action":       action,
 		"workflow_job": wj,
-		"repository":   repository(job.Owner, job.Repo, ownerType, job.Private, false, created.Add(-24*time.Hour)),
+		"repository":   repository(job.Owner, job.Repo, ownerType, !job.Public, false, created.Add(-24*time.Hour)),
 		"sender":       user(job.Sender, "User"),
 	}
 	if job.Org != "" {

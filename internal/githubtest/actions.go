@@ -1,6 +1,7 @@
 package githubtest
 
 import (
+	"fmt"
 	"runtime"
 	"strings"
 	"sync"
@@ -20,6 +21,10 @@ type actionsState struct {
 	// tokenScope is the scope each registration token registers runners in.
 	tokenScope map[string]pools.Scope
 	onJob      []func(action string, job Job)
+	// groupRepos restricts an organization runner group to repositories
+	// ("org#group" -> lower-case owner/name), as GitHub's "selected
+	// repositories" access; a group not in it serves every repository.
+	groupRepos map[string][]string
 }
 
 // The Actions state lives beside its Server rather than in it, keyed weakly
@@ -38,6 +43,24 @@ func (s *Server) actions() *actionsState {
 		runtime.AddCleanup(s, func(k weak.Pointer[Server]) { actionsStates.Delete(k) }, key)
 	}
 	return st.(*actionsState)
+}
+
+// RestrictRunnerGroup gives organization org's runner group groupID access
+// to these repositories (owner/name) only, as GitHub's runner group
+// setting "Selected repositories" does: its runners are handed no other
+// repository's jobs.
+func (s *Server) RestrictRunnerGroup(org string, groupID int64, repos ...string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	a := s.actions()
+	if a.groupRepos == nil {
+		a.groupRepos = map[string][]string{}
+	}
+	key := fmt.Sprintf("%s#%d", strings.ToLower(org), groupID)
+	a.groupRepos[key] = nil
+	for _, r := range repos {
+		a.groupRepos[key] = append(a.groupRepos[key], strings.ToLower(r))
+	}
 }
 
 // AddOrg makes organization org exist for the organization runner routes

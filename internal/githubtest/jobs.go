@@ -299,10 +299,14 @@ func (s *Server) fireJob(action string, job Job) {
 
 // matches reports whether runner r may take job j: the job's repository is
 // in the runner's scope and every job label is one of the runner's.
-func matches(r *runnerState, j *jobState) bool {
+func (a *actionsState) matches(r *runnerState, j *jobState) bool {
 	switch r.Scope.Kind {
 	case "org":
 		if !strings.EqualFold(j.Owner, r.Scope.Org) {
+			return false
+		}
+		if repos, ok := a.groupRepos[fmt.Sprintf("%s#%d", strings.ToLower(r.Scope.Org), r.GroupID)]; ok &&
+			!slices.Contains(repos, strings.ToLower(j.Owner+"/"+j.Repo)) {
 			return false
 		}
 	default:
@@ -358,7 +362,7 @@ func (s *Server) claimRunner(c *call) {
 		}
 		var j *jobState
 		for _, cand := range a.jobs { // oldest first
-			if cand.Status == JobQueued && !cand.Held && matches(r, cand) {
+			if cand.Status == JobQueued && !cand.Held && a.matches(r, cand) {
 				j = cand
 				break
 			}

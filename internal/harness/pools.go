@@ -32,7 +32,19 @@ type FakeRunnerPool struct {
 	Setup string
 	// LeaseCheckEvery, when set, is the pool's lease_check_every.
 	LeaseCheckEvery string
+	// Repositories the pool serves (owner/name, or "*"); default Org/Repo.
+	Repositories []string
+	// AllowPublic lets the pool take public repositories' jobs.
+	AllowPublic bool
+	// RunnerGroupID of a JIT pool (default FakeRunnerGroupID). A
+	// persistent pool registers in the Default group: allow_default_group.
+	RunnerGroupID int64
 }
+
+// FakeRunnerGroupID is the organization runner group the fake pools'
+// JIT runners register in (not the Default group, which every
+// repository of the organization may use).
+const FakeRunnerGroupID = 2
 
 // FakeRunnerPools registers the pools' organizations and repositories with
 // the GitHub double and returns RUNNER_POOLS for them (for Options.Pools).
@@ -63,11 +75,23 @@ func (h *Harness) fakeRunnerPool(p FakeRunnerPool) map[string]any {
 	if p.LeaseCheckEvery != "" {
 		pool["lease_check_every"] = p.LeaseCheckEvery
 	}
+	pool["repositories"] = p.Repositories
+	if len(p.Repositories) == 0 {
+		pool["repositories"] = []string{p.Org + "/" + p.Repo}
+	}
+	if p.AllowPublic {
+		pool["allow_public"] = true
+	}
+	pool["runner_group_id"] = p.RunnerGroupID
+	if p.RunnerGroupID == 0 {
+		pool["runner_group_id"] = FakeRunnerGroupID
+	}
 	if p.Setup != "" {
 		pool["setup"] = []any{map[string]any{"name": "setup", "run": p.Setup}}
 	}
 	if p.Persistent {
 		pool["mode"] = "persistent"
+		pool["allow_default_group"] = true
 		pool["install"] = map[string]any{"name": "install the stand-in runner", "run": PersistentRunnerInstall(bin, common...)}
 		delete(pool, "runner_command")
 	}

@@ -43,7 +43,9 @@ type WorkflowJobOptions struct {
 // GitHub Actions job (ID runnerapi.JobWorkflowID):
 //
 //   - queued, for a job whose labels a pool takes (pools.Config.Match),
-//     starts RunnerJob, at most once per job ever: a redelivered queued
+//     of a repository the pool serves (pools.Pool.Serves; public ones only
+//     with allow_public; otherwise 200, reason code pool_scope or
+//     public_repository, and nothing starts), starts RunnerJob, at most once per job ever: a redelivered queued
 //     reaches the running workflow (202) or, once it has finished, is
 //     answered 200 "job already handled". A job no pool takes
 //     (ubuntu-latest) is answered 200 and nothing starts;
@@ -110,12 +112,55 @@ func (w *WorkflowJobs) Route(ctx context.Context, ev Event) (Result, error) {
 		if pool == nil {
 			return Result{Status: http.StatusOK, Reason: noPool(job.Labels), Code: "no_pool"}, nil
 		}
+		if res, refused := refuse(pool, &we, job); refused {
+			w.log.Info("workflow_job refused by the pool", "pool", pool.Name, "repository", RepoKey(job.Owner, job.Repo), "job_id", job.JobID, "code", res.Code)
+			return res, nil
+		}
 		return w.start(ctx, pool, job)
 	}
-	if pool == nil && w.runnerPool(job.RunnerName) == nil {
+	ours := w.runnerPool(job.RunnerName)
+	if pool == nil && ours == nil {
 		return Result{Status: http.StatusOK, Reason: noPool(job.Labels), Code: "no_pool"}, nil
 	}
+	// A job the pool refuses never started a RunnerJob: nothing to tell,
+	// unless it ran on one of Drydock's runners (the pool's scope changed
+	// since it was queued, or GitHub gave the runner another job), whose
+	// machine the pool must hear of.
+	if ours == nil {
+		if res, refused := refuse(pool, &we, job); refused {
+			return res, nil
+		}
+	}
 	return w.signal(ctx, job)
+}
+
+// refuse returns the answer to a job the pool does not take: its
+// repository is outside the pool's repositories/owners (pool_scope), or
+// public while the pool does not allow_public (public_repository).
+func refuse(pool *pools.Pool, we *github.WorkflowJobEvent, job runnerapi.WorkflowJobEvent) (Result, bool) {
+	repo := job.Owner + "/" + job.Repo
+	if !pool.Serves(job.Owner, job.Repo) {
+		return Result{Status: http.StatusOK, Code: "pool_scope",
+			Reason: fmt.Sprintf("runner pool %s does not serve repository %s (not in its repositories or owners): no runner", pool.Name, repo)}, true
+	}
+	if !pool.AllowPublic && PublicRepository(we.GetRepo()) {
+		return Result{Status: http.StatusOK, Code: "public_repository",
+			Reason: fmt.Sprintf("runner pool %s does not take jobs of public repository %s (allow_public is off): no runner", pool.Name, repo)}, true
+	}
+	return Result{}, false
+}
+
+// PublicRepository reports whether a delivery's repository is public:
+// its visibility says so or, without one, it is not marked private. A
+// payload that says neither counts as public (fail closed).
+func PublicRepository(r *github.Repository) bool {
+	switch r.GetVisibility() {
+	case "public":
+		return true
+	case "private", "internal":
+		return false
+	}
+	return !r.GetPrivate()
 }
 
 func noPool(labels []string) string {

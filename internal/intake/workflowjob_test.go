@@ -73,7 +73,7 @@ func testPools(t *testing.T) *pools.Config {
 	t.Helper()
 	c, err := pools.Parse([]byte(`
 pools:
-  - {name: linux, labels: [self-hosted, linux, x64], scope: {org: Acme}}
+  - {name: linux, labels: [self-hosted, linux, x64], scope: {org: Acme}, repositories: [acme/store-front, Acme/Lib], runner_group_id: 5}
   - {name: k8s, labels: [self-hosted, k8s], scope: {repo: bob/k8s-lab}}
 `))
 	require.NoError(t, err)

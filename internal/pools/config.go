@@ -289,6 +289,7 @@ func (p *Pool) problems(at string) []error {
 	default:
 		bad("scope.kind", "must be org or repo (got %q)", p.Scope.Kind)
 	}
+	errs = append(errs, p.scopeProblems(field)...)
 	if p.Machine.VCPU <= 0 || p.Machine.VCPU > 64 {
 		bad("machine.vcpu", "must be between 0 and 64 (got %v)", p.Machine.VCPU)
 	}
@@ -355,6 +356,69 @@ func (p *Pool) problems(at string) []error {
 		}
 		if pw.Count < 1 {
 			bad(fmt.Sprintf("prewarm[%d].count", j), "must be at least 1 (got %d)", pw.Count)
+		}
+	}
+	return errs
+}
+
+// scopeProblems checks which repositories the pool serves and where its
+// runners land: an organization pool must say which repositories or owners
+// it takes (fail closed: no list is refused, ["*"] is every repository of
+// the organization) and use its own runner group unless allow_default_group.
+func (p *Pool) scopeProblems(field func(string) string) []error {
+	var errs []error
+	bad := func(f, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s %s", field(f), fmt.Sprintf(format, args...)))
+	}
+	name := p.Name
+	if name == "" {
+		name = "(unnamed)"
+	}
+	switch {
+	case p.Scope.Kind == ScopeOrg && (!githubLogin.MatchString(p.Scope.Org) || p.Scope.Repo != ""),
+		p.Scope.Kind == ScopeRepo && p.Scope.Org != "",
+		p.Scope.Kind != ScopeOrg && p.Scope.Kind != ScopeRepo:
+		return nil // the scope's own problems are reported
+	}
+	org := p.Scope.Kind == ScopeOrg
+	if org && len(p.Repositories) == 0 && len(p.Owners) == 0 {
+		bad("repositories", "is required: pool %s must list the repositories (owner/name) or owners whose jobs it takes, or repositories: [\"*\"] for every repository of organization %s", name, p.Scope.Org)
+	}
+	for j, r := range p.Repositories {
+		f := fmt.Sprintf("repositories[%d]", j)
+		if r == AnyRepository {
+			if len(p.Repositories) > 1 {
+				bad(f, "\"*\" takes every repository: list it alone")
+			}
+			continue
+		}
+		owner, repo, ok := strings.Cut(r, "/")
+		switch {
+		case !ok || !githubLogin.MatchString(owner) || !githubRepo.MatchString(repo) || repo == "." || repo == "..":
+			bad(f, "must be owner/name or \"*\" (got %q)", r)
+		case org && !strings.EqualFold(owner, p.Scope.Org):
+			bad(f, "%q is not in organization %s, where the pool's runners register", r, p.Scope.Org)
+		case p.Scope.Kind == ScopeRepo && !strings.EqualFold(r, p.Scope.Repo):
+			bad(f, "%q is not %s, where the pool's runners register", r, p.Scope.Repo)
+		}
+	}
+	for j, o := range p.Owners {
+		f := fmt.Sprintf("owners[%d]", j)
+		switch {
+		case !githubLogin.MatchString(o):
+			bad(f, "%q is not a GitHub organization login", o)
+		case org && !strings.EqualFold(o, p.Scope.Org):
+			bad(f, "%q is not organization %s, where the pool's runners register", o, p.Scope.Org)
+		case p.Scope.Kind == ScopeRepo:
+			bad(f, "must be empty for scope kind repo (the pool serves %s)", p.Scope.Repo)
+		}
+	}
+	if org && !p.AllowDefaultGroup {
+		switch {
+		case p.RunnerGroupID == DefaultRunnerGroupID:
+			bad("runner_group_id", "must name the runner group of pool %s: the Default group (1) of organization %s is open to all its repositories (set allow_default_group: true to accept that)", name, p.Scope.Org)
+		case p.Mode == ModePersistent:
+			bad("allow_default_group", "must be true for pool %s: a persistent runner registers in organization %s's Default group (runner_group_id applies to JIT runners only)", name, p.Scope.Org)
 		}
 	}
 	return errs

@@ -20,6 +20,8 @@ pools:
   - name: linux
     labels: [self-hosted, linux, x64]
     scope: {kind: org, org: acme}
+    repositories: [acme/shop, acme/lib]
+    runner_group_id: 7
     min_idle: 2
     max_machines: 8
     setup:
@@ -53,7 +55,9 @@ func TestParseYAMLWithDefaults(t *testing.T) {
 	assert.Equal(t, 8, linux.MaxMachines)
 	assert.Equal(t, ModeJIT, linux.Mode)
 	assert.Equal(t, DefaultRunnerVersion, linux.RunnerVersion)
-	assert.EqualValues(t, DefaultRunnerGroupID, linux.RunnerGroupID)
+	assert.EqualValues(t, 7, linux.RunnerGroupID)
+	assert.Equal(t, []string{"acme/shop", "acme/lib"}, linux.Repositories)
+	assert.False(t, linux.AllowPublic)
 	assert.Equal(t, DefaultPickupTimeout, linux.PickupTimeout.D())
 	assert.Equal(t, DefaultMaxAttempts, linux.MaxAttempts)
 	assert.Equal(t, DefaultLeaseCheckEvery, linux.LeaseCheckEvery.D())
@@ -87,8 +91,8 @@ func TestParseYAMLWithDefaults(t *testing.T) {
 // parsed configuration survives a JSON round trip (it travels in workflow
 // inputs).
 func TestParseJSONForms(t *testing.T) {
-	obj := `{"pools":[{"name":"ci","labels":["self-hosted"],"scope":{"kind":"org","org":"acme"},"pickup_timeout":"90s"}]}`
-	list := `[{"name":"ci","labels":["self-hosted"],"scope":{"kind":"org","org":"acme"},"pickup_timeout":"90s"}]`
+	obj := `{"pools":[{"name":"ci","labels":["self-hosted"],"scope":{"kind":"org","org":"acme"},"repositories":["*"],"allow_default_group":true,"allow_public":true,"pickup_timeout":"90s"}]}`
+	list := `[{"name":"ci","labels":["self-hosted"],"scope":{"kind":"org","org":"acme"},"repositories":["*"],"allow_default_group":true,"allow_public":true,"pickup_timeout":"90s"}]`
 	a, err := Parse([]byte(obj))
 	require.NoError(t, err)
 	b, err := Parse([]byte(list))
@@ -113,15 +117,15 @@ func TestInvalidConfigsListEveryProblem(t *testing.T) {
 		in   string
 		want []string // substrings, each of a separate problem
 	}{
-		{"name", `[{"name":"Bad_Name","labels":["x"],"scope":{"org":"acme"}}]`,
+		{"name", `[{"name":"Bad_Name","labels":["x"],"scope":{"org":"acme"},"owners":["acme"],"runner_group_id":3}]`,
 			[]string{"pools[0].name must be 1 to 39"}},
-		{"long name", `[{"name":"` + strings.Repeat("a", 40) + `","labels":["x"],"scope":{"org":"acme"}}]`,
+		{"long name", `[{"name":"` + strings.Repeat("a", 40) + `","labels":["x"],"scope":{"org":"acme"},"owners":["acme"],"runner_group_id":3}]`,
 			[]string{"pools[0].name must be"}},
-		{"duplicate names", `[{"name":"ci","labels":["a"],"scope":{"org":"acme"}},{"name":"ci","labels":["b"],"scope":{"org":"acme"}}]`,
+		{"duplicate names", `[{"name":"ci","labels":["a"],"scope":{"org":"acme"},"owners":["acme"],"runner_group_id":3},{"name":"ci","labels":["b"],"scope":{"org":"acme"},"owners":["acme"],"runner_group_id":3}]`,
 			[]string{`pools[1].name: "ci" is also the name of pools[0]`}},
-		{"labels", `[{"name":"ci","labels":[],"scope":{"org":"acme"}},{"name":"c2","labels":["ok",""],"scope":{"org":"acme"}}]`,
+		{"labels", `[{"name":"ci","labels":[],"scope":{"org":"acme"},"owners":["acme"],"runner_group_id":3},{"name":"c2","labels":["ok",""],"scope":{"org":"acme"},"owners":["acme"],"runner_group_id":3}]`,
 			[]string{"pools[0].labels must list", "pools[1].labels[1] is empty"}},
-		{"shadowed", `[{"name":"wide","labels":["self-hosted","linux","gpu"],"scope":{"org":"acme"}},{"name":"narrow","labels":["Self-Hosted","linux"],"scope":{"org":"acme"}}]`,
+		{"shadowed", `[{"name":"wide","labels":["self-hosted","linux","gpu"],"scope":{"org":"acme"},"owners":["acme"],"runner_group_id":3},{"name":"narrow","labels":["Self-Hosted","linux"],"scope":{"org":"acme"},"owners":["acme"],"runner_group_id":3}]`,
 			[]string{"pools[1].labels: every job these labels take goes to pools[0] (wide) first"}},
 		{"scope missing", `[{"name":"ci","labels":["x"]}]`, []string{"pools[0].scope is required"}},
 		{"scope both", `[{"name":"ci","labels":["x"],"scope":{"org":"a","repo":"a/b"}}]`, []string{"pools[0].scope.kind must say org or repo"}},
@@ -131,24 +135,24 @@ func TestInvalidConfigsListEveryProblem(t *testing.T) {
 		{"org login", `[{"name":"ci","labels":["x"],"scope":{"kind":"org","org":"a b"}}]`, []string{"pools[0].scope.org \"a b\" is not a GitHub organization login"}},
 		{"repo form", `[{"name":"ci","labels":["x"],"scope":{"kind":"repo","repo":"acme"}}]`, []string{`pools[0].scope.repo must be owner/name (got "acme")`}},
 		{"repo missing", `[{"name":"ci","labels":["x"],"scope":{"kind":"repo"}}]`, []string{"pools[0].scope.repo is required"}},
-		{"machine", `[{"name":"ci","labels":["x"],"scope":{"org":"a"},"machine":{"vcpu":-1,"memory_mib":10,"storage_gib":-2,"autosleep":"soon"}}]`,
+		{"machine", `[{"name":"ci","labels":["x"],"scope":{"org":"a"},"owners":["a"],"runner_group_id":3,"machine":{"vcpu":-1,"memory_mib":10,"storage_gib":-2,"autosleep":"soon"}}]`,
 			[]string{"pools[0].machine.vcpu", "pools[0].machine.memory_mib", "pools[0].machine.storage_gib", "pools[0].machine.autosleep is invalid"}},
-		{"bounds", `[{"name":"ci","labels":["x"],"scope":{"org":"a"},"min_idle":-1,"max_machines":-3}]`,
+		{"bounds", `[{"name":"ci","labels":["x"],"scope":{"org":"a"},"owners":["a"],"runner_group_id":3,"min_idle":-1,"max_machines":-3}]`,
 			[]string{"pools[0].min_idle must not be negative", "pools[0].max_machines must be at least 1"}},
-		{"min above max", `[{"name":"ci","labels":["x"],"scope":{"org":"a"},"min_idle":5,"max_machines":4}]`,
+		{"min above max", `[{"name":"ci","labels":["x"],"scope":{"org":"a"},"owners":["a"],"runner_group_id":3,"min_idle":5,"max_machines":4}]`,
 			[]string{"pools[0].min_idle (5) must not exceed max_machines (4)"}},
-		{"min above default max", `[{"name":"ci","labels":["x"],"scope":{"org":"a"},"min_idle":11}]`,
+		{"min above default max", `[{"name":"ci","labels":["x"],"scope":{"org":"a"},"owners":["a"],"runner_group_id":3,"min_idle":11}]`,
 			[]string{"pools[0].min_idle (11) must not exceed max_machines (10)"}},
-		{"mode and versions", `[{"name":"ci","labels":["x"],"scope":{"org":"a"},"mode":"ephemeral","runner_version":"latest","runner_group_id":-1,"max_attempts":11,"pickup_timeout":"2h"}]`,
+		{"mode and versions", `[{"name":"ci","labels":["x"],"scope":{"org":"a"},"owners":["a"],"allow_default_group":true,"mode":"ephemeral","runner_version":"latest","runner_group_id":-1,"max_attempts":11,"pickup_timeout":"2h"}]`,
 			[]string{"pools[0].mode must be jit or persistent", "pools[0].runner_version", "pools[0].runner_group_id", "pools[0].max_attempts must be between 1 and 10", "pools[0].pickup_timeout must be between 1s and 1h"}},
-		{"lease check", `[{"name":"ci","labels":["x"],"scope":{"org":"a"},"lease_check_every":"4s"},{"name":"cd","labels":["y"],"scope":{"org":"a"},"lease_check_every":"-1m"}]`,
+		{"lease check", `[{"name":"ci","labels":["x"],"scope":{"org":"a"},"owners":["a"],"runner_group_id":3,"lease_check_every":"4s"},{"name":"cd","labels":["y"],"scope":{"org":"a"},"owners":["a"],"runner_group_id":3,"lease_check_every":"-1m"}]`,
 			[]string{"pools[0].lease_check_every must be at least 5s (got 4s)", "pools[1].lease_check_every must be at least 5s"}},
-		{"steps", `[{"name":"ci","labels":["x"],"scope":{"org":"a"},"setup":[{"name":"none"},{"run":"a","command":["b"]},{"command":[""]},{"run":"x","timeout":"7h"}],"install":{"name":"x"},"runner_command":[""]}]`,
+		{"steps", `[{"name":"ci","labels":["x"],"scope":{"org":"a"},"owners":["a"],"runner_group_id":3,"setup":[{"name":"none"},{"run":"a","command":["b"]},{"command":[""]},{"run":"x","timeout":"7h"}],"install":{"name":"x"},"runner_command":[""]}]`,
 			[]string{"pools[0].setup[0] needs run", "pools[0].setup[1] must give run or command, not both", "pools[0].setup[2].command[0] is empty",
 				"pools[0].setup[3].timeout must be between 1s and 6h", "pools[0].install needs run", "pools[0].runner_command[0] is empty"}},
-		{"prewarm", `[{"name":"ci","labels":["x"],"scope":{"org":"a"},"prewarm":[{"cron":"0 8 * *","count":1},{"cron":"0 8 * * MON","count":0},{"cron":"61 8 * * *","count":2}]}]`,
+		{"prewarm", `[{"name":"ci","labels":["x"],"scope":{"org":"a"},"owners":["a"],"runner_group_id":3,"prewarm":[{"cron":"0 8 * *","count":1},{"cron":"0 8 * * MON","count":0},{"cron":"61 8 * * *","count":2}]}]`,
 			[]string{"pools[0].prewarm[0].cron is invalid", "pools[0].prewarm[1].count must be at least 1", "pools[0].prewarm[2].cron is invalid"}},
-		{"second pool", `[{"name":"ok","labels":["x"],"scope":{"org":"a"}},{"name":"bad","labels":["y"],"scope":{"org":"a"},"mode":"x"}]`,
+		{"second pool", `[{"name":"ok","labels":["x"],"scope":{"org":"a"},"owners":["a"],"runner_group_id":3},{"name":"bad","labels":["y"],"scope":{"org":"a"},"owners":["a"],"runner_group_id":3,"mode":"x"}]`,
 			[]string{"pools[1].mode"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -167,14 +171,14 @@ func TestInvalidConfigsListEveryProblem(t *testing.T) {
 
 func TestRejectsUnknownFieldsAndJunk(t *testing.T) {
 	for name, in := range map[string]string{
-		"unknown field":      `{"pools":[{"name":"ci","labels":["x"],"scope":{"org":"a"},"min_idel":1}]}`,
+		"unknown field":      `{"pools":[{"name":"ci","labels":["x"],"scope":{"org":"a"},"owners":["a"],"runner_group_id":3,"min_idel":1}]}`,
 		"unknown top level":  `{"pool":[]}`,
 		"not yaml":           "pools: [\n",
-		"scalar labels":      `{"pools":[{"name":"ci","labels":"x","scope":{"org":"a"}}]}`,
-		"bad duration":       `{"pools":[{"name":"ci","labels":["x"],"scope":{"org":"a"},"pickup_timeout":"soon"}]}`,
+		"scalar labels":      `{"pools":[{"name":"ci","labels":"x","scope":{"org":"a"},"owners":["a"],"runner_group_id":3}]}`,
+		"bad duration":       `{"pools":[{"name":"ci","labels":["x"],"scope":{"org":"a"},"owners":["a"],"runner_group_id":3,"pickup_timeout":"soon"}]}`,
 		"empty":              "  \n",
 		"too large":          strings.Repeat(" ", MaxSize+1),
-		"unknown step field": `[{"name":"ci","labels":["x"],"scope":{"org":"a"},"setup":[{"shell":"x"}]}]`,
+		"unknown step field": `[{"name":"ci","labels":["x"],"scope":{"org":"a"},"owners":["a"],"runner_group_id":3,"setup":[{"shell":"x"}]}]`,
 	} {
 		_, err := Parse([]byte(in))
 		assert.Error(t, err, name)
@@ -194,7 +198,7 @@ func TestLoadFrom(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, []string{"linux", "gpu"}, c.Names())
 
-	c, err = LoadFrom("", `[{"name":"ci","labels":["self-hosted"],"scope":{"org":"acme"}}]`)
+	c, err = LoadFrom("", `[{"name":"ci","labels":["self-hosted"],"scope":{"org":"acme"},"owners":["acme"],"runner_group_id":3}]`)
 	require.NoError(t, err)
 	assert.Equal(t, []string{"ci"}, c.Names())
 
@@ -233,7 +237,7 @@ func TestLeaseCheckEveryUnsetKeepsTheEncoding(t *testing.T) {
 }
 
 func TestPoolValidateAlone(t *testing.T) {
-	p := Pool{Name: "ci", Labels: []string{"self-hosted"}, Scope: Scope{Org: "acme"}}
+	p := Pool{Name: "ci", Labels: []string{"self-hosted"}, Scope: Scope{Org: "acme"}, Owners: []string{"acme"}, RunnerGroupID: 3}
 	p.ApplyDefaults()
 	require.NoError(t, p.Validate())
 	p.MinIdle = 99
@@ -253,4 +257,106 @@ func TestValidateCron(t *testing.T) {
 	} {
 		assert.Error(t, ValidateCron(bad), bad)
 	}
+}
+
+// A pool says which repositories it serves and where its runners land:
+// an organization pool without a list, or in the Default runner group
+// without allow_default_group, is refused at startup, naming the pool and
+// the field.
+func TestScopeIsRequiredAndFailsClosed(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		in   string
+		want []string
+	}{
+		{"no repositories at org scope", `[{"name":"ci","labels":["x"],"scope":{"org":"acme"},"runner_group_id":3}]`,
+			[]string{`pools[0].repositories is required: pool ci must list the repositories (owner/name) or owners whose jobs it takes, or repositories: ["*"]`}},
+		{"default group at org scope", `[{"name":"ci","labels":["x"],"scope":{"org":"acme"},"owners":["acme"]}]`,
+			[]string{"pools[0].runner_group_id must name the runner group of pool ci: the Default group (1) of organization acme is open to all its repositories (set allow_default_group: true"}},
+		{"explicit default group at org scope", `[{"name":"ci","labels":["x"],"scope":{"org":"acme"},"owners":["acme"],"runner_group_id":1}]`,
+			[]string{"pools[0].runner_group_id must name the runner group of pool ci"}},
+		{"persistent org pool lands in Default", `[{"name":"ci","labels":["x"],"scope":{"org":"acme"},"owners":["acme"],"runner_group_id":3,"mode":"persistent"}]`,
+			[]string{"pools[0].allow_default_group must be true for pool ci: a persistent runner registers in organization acme's Default group"}},
+		{"repository of another organization", `[{"name":"ci","labels":["x"],"scope":{"org":"acme"},"repositories":["acme/shop","evil/shop"],"runner_group_id":3}]`,
+			[]string{`pools[0].repositories[1] "evil/shop" is not in organization acme`}},
+		{"bad repository", `[{"name":"ci","labels":["x"],"scope":{"org":"acme"},"repositories":["shop"],"runner_group_id":3}]`,
+			[]string{`pools[0].repositories[0] must be owner/name or "*" (got "shop")`}},
+		{"star not alone", `[{"name":"ci","labels":["x"],"scope":{"org":"acme"},"repositories":["acme/shop","*"],"runner_group_id":3}]`,
+			[]string{`pools[0].repositories[1] "*" takes every repository: list it alone`}},
+		{"other owner", `[{"name":"ci","labels":["x"],"scope":{"org":"acme"},"owners":["evil"],"runner_group_id":3}]`,
+			[]string{`pools[0].owners[0] "evil" is not organization acme`}},
+		{"repository pool lists another", `[{"name":"ci","labels":["x"],"scope":{"repo":"acme/shop"},"repositories":["acme/lib"]}]`,
+			[]string{`pools[0].repositories[0] "acme/lib" is not acme/shop`}},
+		{"repository pool with owners", `[{"name":"ci","labels":["x"],"scope":{"repo":"acme/shop"},"owners":["acme"]}]`,
+			[]string{"pools[0].owners[0] must be empty for scope kind repo"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Parse([]byte(tc.in))
+			var inv *InvalidError
+			require.True(t, errors.As(err, &inv), "%v", err)
+			assert.Len(t, inv.Problems, len(tc.want), "%v", err)
+			for _, w := range tc.want {
+				assert.Contains(t, err.Error(), w)
+			}
+		})
+	}
+
+	// Accepted: explicit switches, and a repository pool (its runners
+	// register in one repository; its runner group is that repository's).
+	for _, ok := range []string{
+		`[{"name":"ci","labels":["x"],"scope":{"org":"acme"},"repositories":["*"],"allow_default_group":true}]`,
+		`[{"name":"ci","labels":["x"],"scope":{"org":"acme"},"owners":["Acme"],"runner_group_id":1,"allow_default_group":true}]`,
+		`[{"name":"ci","labels":["x"],"scope":{"org":"acme"},"owners":["acme"],"mode":"persistent","allow_default_group":true}]`,
+		`[{"name":"ci","labels":["x"],"scope":{"repo":"acme/shop"}}]`,
+		`[{"name":"ci","labels":["x"],"scope":{"repo":"acme/shop"},"repositories":["Acme/Shop"]}]`,
+	} {
+		_, err := Parse([]byte(ok))
+		assert.NoError(t, err, ok)
+	}
+}
+
+func TestServes(t *testing.T) {
+	c, err := Parse([]byte(`
+pools:
+  - {name: listed, labels: [a], scope: {org: acme}, repositories: [acme/shop, acme/lib], runner_group_id: 3}
+  - {name: owner, labels: [b], scope: {org: acme}, owners: [acme], runner_group_id: 3}
+  - {name: any, labels: [c], scope: {org: acme}, repositories: ["*"], runner_group_id: 3}
+  - {name: repo, labels: [d], scope: {repo: bob/lab}}
+`))
+	require.NoError(t, err)
+	for _, tc := range []struct {
+		pool, owner, repo string
+		want              bool
+	}{
+		{"listed", "acme", "shop", true},
+		{"listed", "ACME", "Shop", true}, // GitHub names compare case-insensitively
+		{"listed", "acme", "other", false},
+		{"listed", "evil", "shop", false},
+		{"owner", "acme", "anything", true},
+		{"owner", "acmex", "shop", false},
+		{"any", "acme", "anything", true},
+		{"any", "evil", "shop", false}, // "*" is every repository of the scope, no more
+		{"repo", "bob", "lab", true},
+		{"repo", "bob", "other", false},
+		{"repo", "", "", false},
+	} {
+		assert.Equal(t, tc.want, c.Get(tc.pool).Serves(tc.owner, tc.repo), "%s serves %s/%s", tc.pool, tc.owner, tc.repo)
+	}
+}
+
+// The README's example pool file is a valid configuration.
+func TestREADMEExampleParses(t *testing.T) {
+	raw, err := os.ReadFile(filepath.Join("..", "..", "README.md"))
+	require.NoError(t, err)
+	text := string(raw)
+	i := strings.Index(text, "```yaml\npools:\n")
+	require.GreaterOrEqual(t, i, 0, "README has the example pool file")
+	text = text[i+len("```yaml\n"):]
+	text = text[:strings.Index(text, "```")]
+	c, err := Parse([]byte(text))
+	require.NoError(t, err)
+	p := c.Pools[0]
+	assert.True(t, p.Serves("acme", "shop"))
+	assert.False(t, p.Serves("acme", "other"))
+	assert.EqualValues(t, 7, p.RunnerGroupID)
 }

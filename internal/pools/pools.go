@@ -36,8 +36,26 @@ type Pool struct {
 	// the label self-hosted, so pools should list it (not required).
 	Labels []string `json:"labels" yaml:"labels"`
 	// Scope is where runners register: an organization, or one repository.
-	Scope   Scope   `json:"scope" yaml:"scope"`
-	Machine Machine `json:"machine" yaml:"machine"`
+	Scope Scope `json:"scope" yaml:"scope"`
+	// Repositories (owner/name) whose jobs the pool takes; ["*"]: every
+	// repository the scope reaches. With Owners, the pool takes a job when
+	// either lists its repository. An organization pool must list one or
+	// the other; a repository pool serves its scope.repo (and may only list
+	// it). A job from anything else is acknowledged and never leases a
+	// machine (reason code pool_scope).
+	Repositories []string `json:"repositories,omitempty" yaml:"repositories"`
+	// Owners (organization logins) every repository of which the pool takes.
+	Owners []string `json:"owners,omitempty" yaml:"owners"`
+	// AllowPublic lets the pool take jobs of public repositories (anyone
+	// may open a pull request whose workflow runs on the machine). Default
+	// false: they are acknowledged and refused (reason code public_repository).
+	AllowPublic bool `json:"allow_public,omitempty" yaml:"allow_public"`
+	// AllowDefaultGroup lets an organization pool register its runners in
+	// the Default runner group (1), which every repository of the
+	// organization may use. Default false: an organization pool names its
+	// own runner_group_id.
+	AllowDefaultGroup bool    `json:"allow_default_group,omitempty" yaml:"allow_default_group"`
+	Machine           Machine `json:"machine" yaml:"machine"`
 	// MinIdle machines are kept provisioned (asleep) for the next jobs.
 	MinIdle     int `json:"min_idle" yaml:"min_idle"`
 	MaxMachines int `json:"max_machines" yaml:"max_machines"`
@@ -52,7 +70,8 @@ type Pool struct {
 	// encoded config. Default: $HOME/actions-runner/run.sh --jitconfig "$DRYDOCK_JIT_CONFIG".
 	RunnerCommand []string `json:"runner_command,omitempty" yaml:"runner_command"`
 	Mode          string   `json:"mode" yaml:"mode"`
-	// RunnerGroupID for JIT configs (default 1, the Default group).
+	// RunnerGroupID for JIT configs (default 1, the Default group, which an
+	// organization pool may use only with AllowDefaultGroup).
 	RunnerGroupID int64 `json:"runner_group_id" yaml:"runner_group_id"`
 	// PickupTimeout: a job not in progress this long after its runner started
 	// is checked with GitHub and, if still queued, tried on another machine.
@@ -132,6 +151,46 @@ func (p *Pool) Matches(jobLabels []string) bool {
 	}
 	return true
 }
+
+// Serves reports whether the pool takes jobs of repository owner/repo:
+// its Repositories list it (or "*"), or its Owners list owner; a
+// repository pool with neither serves its scope's repository. GitHub
+// logins and repository names compare case-insensitively.
+func (p *Pool) Serves(owner, repo string) bool {
+	if owner == "" || repo == "" {
+		return false
+	}
+	full := owner + "/" + repo
+	if len(p.Repositories) == 0 && len(p.Owners) == 0 {
+		return p.Scope.Kind == ScopeRepo && strings.EqualFold(p.Scope.Repo, full)
+	}
+	for _, r := range p.Repositories {
+		if r == AnyRepository || strings.EqualFold(r, full) {
+			// The scope still bounds it: runners registered in one
+			// organization never take another's jobs.
+			return p.inScope(owner, full)
+		}
+	}
+	for _, o := range p.Owners {
+		if strings.EqualFold(o, owner) {
+			return p.inScope(owner, full)
+		}
+	}
+	return false
+}
+
+func (p *Pool) inScope(owner, full string) bool {
+	switch p.Scope.Kind {
+	case ScopeOrg:
+		return strings.EqualFold(p.Scope.Org, owner)
+	case ScopeRepo:
+		return strings.EqualFold(p.Scope.Repo, full)
+	}
+	return false
+}
+
+// AnyRepository in Repositories: every repository the pool's scope reaches.
+const AnyRepository = "*"
 
 // Config is every pool.
 type Config struct {

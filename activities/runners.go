@@ -184,9 +184,52 @@ echo "started runner $DRYDOCK_RUNNER_NAME (pid $!), log $log"
 // that name was started on the machine before.
 const runnerAlreadyStarted = "runner already started:"
 
-// defaultRunnerScript is the default RunnerCommand: actions/runner's run.sh
-// with the JIT config from the environment.
-const defaultRunnerScript = `exec "$HOME/actions-runner/run.sh" --jitconfig "$DRYDOCK_JIT_CONFIG"`
+// defaultRunnerScript is the default RunnerCommand: actions/runner's run.sh.
+// It reads its JIT config from ACTIONS_RUNNER_INPUT_JITCONFIG (as it reads
+// any --<arg> from ACTIONS_RUNNER_INPUT_<ARG>, the way actions-runner-controller
+// starts it) and removes it from its own environment before it starts a
+// job, so the config is in no argv (ps, /proc/<pid>/cmdline) and in no job
+// step's environment.
+const defaultRunnerScript = `exec "$HOME/actions-runner/run.sh"`
+
+// JITConfigEnv is the environment variable the JIT config reaches the
+// runner command in: actions/runner's environment input for --jitconfig.
+const JITConfigEnv = "ACTIONS_RUNNER_INPUT_JITCONFIG"
+
+// registrationTokenEnv is config.sh's environment input for --token.
+const registrationTokenEnv = "ACTIONS_RUNNER_INPUT_TOKEN"
+
+// removedJITConfigEnv is where Drydock used to put the JIT config (a pool's
+// runner_command passed it as --jitconfig "$DRYDOCK_JIT_CONFIG": in the
+// runner's argv, and inherited by every job step). It is no longer set.
+const removedJITConfigEnv = "DRYDOCK_JIT_CONFIG"
+
+// CheckRunnerCommand refuses a pool whose runner_command still uses
+// DRYDOCK_JIT_CONFIG, which Drydock no longer sets: such a runner would
+// start with an empty config.
+func CheckRunnerCommand(p *pools.Pool) error {
+	for _, a := range p.RunnerCommand {
+		if strings.Contains(a, removedJITConfigEnv) {
+			return fmt.Errorf("pool %s: runner_command uses $%s, which Drydock no longer sets: the JIT config is in %s, "+
+				"which actions/runner's run.sh reads by itself (drop the --jitconfig argument) and removes from the environment its jobs inherit",
+				p.Name, removedJITConfigEnv, JITConfigEnv)
+		}
+	}
+	return nil
+}
+
+// CheckRunnerCommands is CheckRunnerCommand for every pool of c.
+func CheckRunnerCommands(c *pools.Config) error {
+	if c == nil {
+		return nil
+	}
+	for i := range c.Pools {
+		if err := CheckRunnerCommand(&c.Pools[i]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
 
 // registerScript configures a persistent runner once (config.sh), then
 // installs and starts its systemd service (svc.sh), so the runner resumes
@@ -201,9 +244,13 @@ as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 if [ -f .runner ]; then
   echo "runner already configured"
 else
-  ./config.sh --unattended --url "$DRYDOCK_RUNNER_URL" --token "$DRYDOCK_RUNNER_TOKEN" \
+  # The registration token is in ACTIONS_RUNNER_INPUT_TOKEN (config.sh's
+  # environment input for --token), never in an argv.
+  ./config.sh --unattended --url "$DRYDOCK_RUNNER_URL" \
     --name "$DRYDOCK_RUNNER_NAME" --labels "$DRYDOCK_RUNNER_LABELS" --work _work --replace
 fi
+# Nothing started from here on (the service) carries the token.
+unset ACTIONS_RUNNER_INPUT_TOKEN
 # The lock (fd 9) covers this script only: nothing it starts may keep it,
 # or a retried registration would wait on it forever.
 if [ ! -f .service ]; then as_root ./svc.sh install 9>&-; fi
@@ -318,9 +365,10 @@ type RegisterInput struct {
 // it asks GitHub for a registration token, runs config.sh --unattended
 // --replace once (a machine whose runner is configured skips it) and
 // installs and starts the runner's systemd service (svc.sh), so the runner
-// resumes polling on every wake. The token reaches config.sh through the
-// environment of a constant script: it is in no execution argv, log, error
-// or result. Each attempt runs its own execution (a fresh token means a
+// resumes polling on every wake. The token reaches config.sh as its
+// environment input ACTIONS_RUNNER_INPUT_TOKEN, through the environment of a
+// constant script: it is in no argv (config.sh's included), log, error or
+// result, and the script unsets it before it starts the service. Each attempt runs its own execution (a fresh token means a
 // different request); the script serializes attempts with flock.
 func (a *Runners) RegisterPersistent(ctx context.Context, in RegisterInput) error {
 	p, err := a.poolAsCreated(in.Pool, in.Config)
@@ -353,7 +401,7 @@ func (a *Runners) RegisterPersistent(ctx context.Context, in RegisterInput) erro
 		MachineID: in.MachineID, Name: "register runner " + in.RunnerName, Argv: []string{"sh", "-c", registerScript},
 		Env: map[string]string{
 			"DRYDOCK_POOL": p.Name, "DRYDOCK_RUNNER_NAME": in.RunnerName, "DRYDOCK_RUNNER_URL": url,
-			"DRYDOCK_RUNNER_LABELS": strings.Join(p.Labels, ","), "DRYDOCK_RUNNER_TOKEN": token,
+			"DRYDOCK_RUNNER_LABELS": strings.Join(p.Labels, ","), registrationTokenEnv: token,
 			"RUNNER_ALLOW_RUNASROOT": "1", // Dedalus commands run as root; config.sh refuses root otherwise
 		},
 		Timeout: 5 * time.Minute,
@@ -474,10 +522,11 @@ type StartRunnerInput struct {
 // StartJITRunner registers a single-use runner named RunnerName with a
 // just-in-time config for the pool's scope, labels and runner group, and
 // starts it detached on the machine (the pool's RunnerCommand, default
-// `"$HOME/actions-runner/run.sh" --jitconfig "$DRYDOCK_JIT_CONFIG"`, in its
-// own session, output to $HOME/.drydock/runner-<name>.log). The config
-// reaches the runner only as DRYDOCK_JIT_CONFIG in the execution's
-// environment: it is in no argv, log line, error, result or workflow history.
+// `"$HOME/actions-runner/run.sh"`, in its own session, output to
+// $HOME/.drydock/runner-<name>.log). The config reaches the runner only as
+// ACTIONS_RUNNER_INPUT_JITCONFIG in the execution's environment, which
+// actions/runner reads and removes before it runs a job: it is in no argv,
+// job step environment, log line, error, result or workflow history.
 //
 // A retry finds the name registered by the previous attempt (GitHub's 409):
 // a runner that is online or busy is running, so the activity is done; an
@@ -486,6 +535,9 @@ func (a *Runners) StartJITRunner(ctx context.Context, in StartRunnerInput) error
 	p, err := a.pool(in.Pool)
 	if err != nil {
 		return err
+	}
+	if err := CheckRunnerCommand(p); err != nil {
+		return invalid("%v", err)
 	}
 	if err := a.machine(in.MachineID); err != nil {
 		return err
@@ -519,7 +571,7 @@ func (a *Runners) StartJITRunner(ctx context.Context, in StartRunnerInput) error
 			MachineID: in.MachineID, Name: "start runner " + in.RunnerName,
 			Argv: append([]string{"sh", "-c", startRunnerScript, "drydock-runner"}, argv...),
 			Env: map[string]string{
-				"DRYDOCK_JIT_CONFIG": config, "DRYDOCK_RUNNER_NAME": in.RunnerName, "DRYDOCK_POOL": p.Name,
+				JITConfigEnv: config, "DRYDOCK_RUNNER_NAME": in.RunnerName, "DRYDOCK_POOL": p.Name,
 				"DRYDOCK_JOB_ID": strconv.FormatInt(in.JobID, 10), "RUNNER_ALLOW_RUNASROOT": "1",
 			},
 			Timeout: time.Minute,

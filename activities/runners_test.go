@@ -48,7 +48,7 @@ func testPool() pools.Pool {
 			{Command: []string{"sh", "-c", `echo second >> "$HOME/setup.log"`}},
 		},
 		Install:       &previewspec.Step{Run: `mkdir -p $HOME/actions-runner && echo ok > $HOME/actions-runner/installed`},
-		RunnerCommand: []string{"sh", "-c", `echo $$ > "$HOME/runner.pid"; echo "$DRYDOCK_JIT_CONFIG" > "$HOME/jit"; exec sleep 60`},
+		RunnerCommand: []string{"sh", "-c", `echo $$ > "$HOME/runner.pid"; echo "$ACTIONS_RUNNER_INPUT_JITCONFIG" > "$HOME/jit"; exec sleep 60`},
 	}
 }
 
@@ -285,7 +285,9 @@ sid=$(sed 's/^.*) //' "/proc/$pid/stat" | cut -d' ' -f4)
 	assert.Contains(t, r.logs.String(), "JIT runner started")
 	argvs := r.argvs(t)
 	assert.NotContains(t, argvs, config)
-	assert.Contains(t, argvs, "DRYDOCK_JIT_CONFIG")
+	assert.Contains(t, argvs, "ACTIONS_RUNNER_INPUT_JITCONFIG")
+	// Nor in the runner's own argv (what ps shows on the machine).
+	assert.NotContains(t, r.sh(t, `tr '\0' ' ' < "/proc/$(cat "$HOME/runner.pid")/cmdline"`), config)
 
 	// The stand-in runner connects and takes a job: the runner is online.
 	r.srv.AddJob(ghOwner, ghRepo, githubtest.Job{ID: 77, Labels: []string{"drydock"}})
@@ -356,6 +358,27 @@ func TestRunnerStartJITRunnerReplacesStaleOfflineRegistration(t *testing.T) {
 	assert.Equal(t, 1, r.srv.Count(githubtest.RouteDeleteRepoRunner))
 	assert.NotContains(t, r.logs.String(), config)
 	assert.NotContains(t, r.argvs(t), config)
+}
+
+// A runner_command written for the old contract (--jitconfig
+// "$DRYDOCK_JIT_CONFIG") would start a runner with an empty config: it is
+// refused, at worker start and by the activity, naming the replacement.
+func TestRunnerCommandStillUsingDrydockJITConfigIsRefused(t *testing.T) {
+	old := testPool()
+	old.RunnerCommand = []string{"sh", "-c", `exec "$HOME/actions-runner/run.sh" --jitconfig "$DRYDOCK_JIT_CONFIG"`}
+	err := activities.CheckRunnerCommand(&old)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "pool ci: runner_command uses $DRYDOCK_JIT_CONFIG")
+	assert.Contains(t, err.Error(), "ACTIONS_RUNNER_INPUT_JITCONFIG")
+	require.Error(t, activities.CheckRunnerCommands(&pools.Config{Pools: []pools.Pool{testPool(), old}}))
+	require.NoError(t, activities.CheckRunnerCommands(&pools.Config{Pools: []pools.Pool{testPool(), {Name: "default"}}}))
+
+	r := newRunnerRig(t, false, func(p *pools.Pool) { p.RunnerCommand = old.RunnerCommand })
+	_, err = r.env.ExecuteActivity(r.a.StartJITRunner, activities.StartRunnerInput{Pool: "ci", MachineID: r.machine, RunnerName: "drydock-ci-1-1"})
+	ae := appError(t, err)
+	assert.Equal(t, activities.ErrTypeInvalidArgument, ae.Type())
+	assert.True(t, ae.NonRetryable())
+	assert.Equal(t, 0, r.srv.Count(githubtest.RouteGenerateRepoJITConfig), "no runner registered")
 }
 
 func TestRunnerStartJITRunnerErrors(t *testing.T) {
@@ -474,11 +497,13 @@ cat > "$d/config.sh" <<'EOF'
 #!/bin/sh
 echo "$@" > "$HOME/config.args"
 echo "$RUNNER_ALLOW_RUNASROOT" > "$HOME/config.root"
+echo "$ACTIONS_RUNNER_INPUT_TOKEN" > "$HOME/config.token"
 touch .runner
 EOF
 cat > "$d/svc.sh" <<'EOF'
 #!/bin/sh
 echo "$@" >> "$HOME/svc.calls"
+env >> "$HOME/svc.env"
 [ "$1" = install ] && echo actions.runner.test.service > .service
 exit 0
 EOF
@@ -493,9 +518,13 @@ chmod +x "$d/config.sh" "$d/svc.sh"`}
 	tokens := r.srv.RegistrationTokens()
 	require.Len(t, tokens, 1)
 	assert.Equal(t, 1, r.srv.Count(githubtest.RouteCreateOrgRegistrationToken))
-	want := fmt.Sprintf("--unattended --url %s/%s --token %s --name drydock-ci-m1 --labels self-hosted,drydock --work _work --replace\n",
-		strings.TrimSuffix(r.srv.URL(), "/"), ghOwner, tokens[0])
+	// The token is config.sh's environment input, not an argument; the
+	// service (svc.sh and what it starts) does not get it.
+	want := fmt.Sprintf("--unattended --url %s/%s --name drydock-ci-m1 --labels self-hosted,drydock --work _work --replace\n",
+		strings.TrimSuffix(r.srv.URL(), "/"), ghOwner)
 	assert.Equal(t, want, r.sh(t, `cat "$HOME/config.args"`))
+	assert.Equal(t, tokens[0]+"\n", r.sh(t, `cat "$HOME/config.token"`))
+	assert.NotContains(t, r.sh(t, `cat "$HOME/svc.env"`), tokens[0])
 	assert.Equal(t, "1\n", r.sh(t, `cat "$HOME/config.root"`))
 	assert.Equal(t, "install\nstart\n", r.sh(t, `cat "$HOME/svc.calls"`))
 	assert.NotContains(t, r.logs.String(), tokens[0])

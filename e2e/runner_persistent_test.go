@@ -20,11 +20,12 @@ import (
 // script runs config.sh and svc.sh stand-ins that register the stand-in
 // runner with a registration token and start it as the machine's runner
 // service, which takes job after job.
-func persistentPoolJSON(t *testing.T, s *stack, name string, maxMachines int) string {
+// runnerArgs are more arguments for the stand-in runner.
+func persistentPoolJSON(t *testing.T, s *stack, name string, maxMachines int, runnerArgs ...string) string {
 	t.Helper()
 	s.gh.AddOrg(jobOwner)
 	s.gh.AddRepo(jobOwner, jobRepo)
-	install := harness.PersistentRunnerInstall(fakeRunnerBin, "-github", s.gh.URL(), "-webhook", s.webhook.URL, "-secret", secret)
+	install := harness.PersistentRunnerInstall(fakeRunnerBin, append([]string{"-github", s.gh.URL(), "-webhook", s.webhook.URL, "-secret", secret}, runnerArgs...)...)
 	pool := map[string]any{
 		"name": name, "labels": jobLabels, "scope": map[string]any{"kind": "org", "org": jobOwner}, "mode": "persistent",
 		"repositories": []string{jobOwner + "/" + jobRepo}, "allow_default_group": true,

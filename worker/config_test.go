@@ -32,6 +32,7 @@ func TestConfigValidationNamesTheVariable(t *testing.T) {
 		{Env: map[string]string{"GITHUB_TOKEN": "t", "GITHUB_APP_ID": "12"}, Want: "GITHUB_TOKEN"},
 		{Env: map[string]string{"RUNNER_POOLS": "{not json"}, Want: "RUNNER_POOLS"},
 		{Env: map[string]string{"RUNNER_POOLS": `{"pools":[{"name":"linux","labels":["self-hosted"],"scope":{"kind":"org","org":"octo"},"owners":["octo"],"runner_group_id":2,"machine":{"vcpu":2,"memory_mib":1024,"storage_gib":4}}]}`}, Want: "GITHUB_TOKEN"},
+		{Env: map[string]string{"RUNNER_POOLS": `{"pools":[{"name":"linux","labels":["self-hosted"],"scope":{"kind":"org","org":"octo"},"owners":["octo"],"runner_group_id":2,"machine":{"vcpu":2,"memory_mib":1024,"storage_gib":4},"runner_command":["sh","-c","exec $HOME/actions-runner/run.sh --jitconfig \"$DRYDOCK_JIT_CONFIG\""]}]}`}, Want: "RUNNER_POOLS: pool linux: runner_command uses $DRYDOCK_JIT_CONFIG"},
 		{Env: map[string]string{"LOG_LEVEL": "loud"}, Want: "LOG_LEVEL"},
 		{Env: map[string]string{"PREVIEW_VISIBILITY": "everyone"}, Want: "PREVIEW_VISIBILITY"},
 		{Env: map[string]string{"PREVIEW_VISIBILITY_MAX": "nobody"}, Want: "PREVIEW_VISIBILITY_MAX"},

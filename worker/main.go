@@ -116,6 +116,9 @@ func (c Config) validate() (*pools.Config, error) {
 	if err != nil {
 		return nil, config.Invalid(err)
 	}
+	if err := activities.CheckRunnerCommands(pc); err != nil {
+		return nil, fmt.Errorf("configuration: RUNNER_POOLS: %w", err)
+	}
 	if len(pc.Pools) > 0 && !c.GitHub.Configured() {
 		return nil, fmt.Errorf("configuration: runner pools (%s) register runners with GitHub: set GITHUB_TOKEN or GITHUB_APP_*", strings.Join(pc.Names(), ", "))
 	}

@@ -25,6 +25,8 @@ type actionsState struct {
 	// ("org#group" -> lower-case owner/name), as GitHub's "selected
 	// repositories" access; a group not in it serves every repository.
 	groupRepos map[string][]string
+	jitConfigs []string // every encoded JIT config issued, in issue order
+	onRegister []func(name string)
 }
 
 // The Actions state lives beside its Server rather than in it, keyed weakly

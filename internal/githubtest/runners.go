@@ -192,7 +192,27 @@ func (s *Server) generateJITConfig(c *call) {
 	})
 	r.config = base64.StdEncoding.EncodeToString(cfg)
 	a.runners = append(a.runners, r)
+	a.jitConfigs = append(a.jitConfigs, r.config)
 	writeJSON(c.w, http.StatusCreated, map[string]any{"runner": r.json(), "encoded_jit_config": r.config})
+}
+
+// JITConfigs returns every encoded JIT config issued so far, in order: the
+// runners' credentials, for tests that check where they end up.
+func (s *Server) JITConfigs() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.actions().jitConfigs)
+}
+
+// OnRunnerRegister registers fn to run when a runner registers with a
+// registration token (ControlRegisterRunner, config.sh), before the double
+// answers: the registering process is still running, waiting for the
+// answer. fn runs without the double's lock held.
+func (s *Server) OnRunnerRegister(fn func(name string)) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	a := s.actions()
+	a.onRegister = append(a.onRegister, fn)
 }
 
 func (s *Server) createRegistrationToken(c *call) {
@@ -301,6 +321,12 @@ func (s *Server) registerRunner(c *call) {
 	}
 	if !decodeBody(c, &body) {
 		return
+	}
+	s.mu.Lock()
+	fns := slices.Clone(s.actions().onRegister)
+	s.mu.Unlock()
+	for _, fn := range fns {
+		fn(body.Name)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -100,9 +100,13 @@ func (h *Harness) fakeRunnerPool(p FakeRunnerPool) map[string]any {
 
 // PersistentRunnerInstall is an install step that writes config.sh and
 // svc.sh stand-ins running the fakerunner at bin with args (-github,
-// -webhook, -secret ...): config.sh registers it (-register-token), svc.sh
-// start runs its service (-persistent) once per machine, in its own session
-// so that it outlives the command that started it.
+// -webhook, -secret ...): config.sh registers it (fakerunner -configure,
+// which takes config.sh's arguments and, like it, the registration token
+// from --token or ACTIONS_RUNNER_INPUT_TOKEN), svc.sh start runs its
+// service (-persistent) once per machine, in its own session so that it
+// outlives the command that started it. config.sh runs the fakerunner as a
+// child, not exec: like the real config.sh (bash running Runner.Listener),
+// its own process keeps its argv while the registration runs.
 func PersistentRunnerInstall(bin string, args ...string) string {
 	cmd := shellQuote(append([]string{bin}, args...))
 	return fmt.Sprintf(`set -eu
@@ -111,16 +115,7 @@ mkdir -p "$d"
 cat >"$d/config.sh" <<'CONFIG'
 #!/bin/sh
 set -eu
-while [ $# -gt 0 ]; do
-  case "$1" in
-    --token) tok="$2"; shift 2 ;;
-    --name) name="$2"; shift 2 ;;
-    --labels) labels="$2"; shift 2 ;;
-    --url|--work) shift 2 ;;
-    *) shift ;;
-  esac
-done
-exec %[1]s -register-token "$tok" -name "$name" -labels "$labels" -config-file "$HOME/actions-runner/.runner"
+%[1]s -configure -config-file "$HOME/actions-runner/.runner" "$@"
 CONFIG
 cat >"$d/svc.sh" <<'SVC'
 #!/bin/sh
@@ -136,6 +131,25 @@ case "$1" in
 esac
 SVC
 chmod +x "$d/config.sh" "$d/svc.sh"
+`, cmd)
+}
+
+// JITRunnerInstall is an install step that writes a run.sh stand-in into
+// $HOME/actions-runner running the fakerunner at bin with args and run.sh's
+// own arguments (--jitconfig), so a pool without runner_command starts it
+// with Drydock's default runner command. Like the real run.sh (bash running
+// run-helper.sh running Runner.Listener), it runs the runner as a child:
+// its own process keeps its argv while the runner runs.
+func JITRunnerInstall(bin string, args ...string) string {
+	cmd := shellQuote(append([]string{bin}, args...))
+	return fmt.Sprintf(`set -eu
+d="$HOME/actions-runner"
+mkdir -p "$d"
+cat >"$d/run.sh" <<'RUN'
+#!/bin/sh
+%[1]s "$@"
+RUN
+chmod +x "$d/run.sh"
 `, cmd)
 }
 

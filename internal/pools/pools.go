@@ -66,8 +66,8 @@ type Pool struct {
 	// Install installs the runner; default downloads actions/runner RunnerVersion
 	// into $HOME/actions-runner. Env DRYDOCK_RUNNER_VERSION is set.
 	Install *previewspec.Step `json:"install,omitempty" yaml:"install"`
-	// RunnerCommand starts a JIT runner (argv); DRYDOCK_JIT_CONFIG holds the
-	// encoded config. Default: $HOME/actions-runner/run.sh --jitconfig "$DRYDOCK_JIT_CONFIG".
+	// RunnerCommand starts a JIT runner (argv); ACTIONS_RUNNER_INPUT_JITCONFIG
+	// holds the encoded config (actions/runner reads it). Default: $HOME/actions-runner/run.sh.
 	RunnerCommand []string `json:"runner_command,omitempty" yaml:"runner_command"`
 	Mode          string   `json:"mode" yaml:"mode"`
 	// RunnerGroupID for JIT configs (default 1, the Default group, which an

@@ -1,6 +1,10 @@
 // Command fakerunner stands in for the GitHub Actions runner in tests: a
-// runner pool's RunnerCommand starts it on a (emulated) Dedalus machine with
-// the JIT config in DRYDOCK_JIT_CONFIG, as Drydock starts actions/runner.
+// runner pool's RunnerCommand (or a run.sh stand-in) starts it on an
+// (emulated) Dedalus machine. Like actions/runner, it takes its JIT config
+// from -jitconfig (run.sh --jitconfig) or from the environment input
+// ACTIONS_RUNNER_INPUT_JITCONFIG, and removes every ACTIONS_RUNNER_INPUT_*
+// variable from its environment before it runs anything, so the job steps it
+// runs do not inherit them (actions/runner's CommandSettings does the same).
 //
 // It claims a job from the GitHub test double (POST <github>/_test/runners/claim,
 // polling while the answer is 204), tells Drydock the job is in progress
@@ -8,7 +12,10 @@
 // job's duration_ms, completes it on the double
 // (POST <github>/_test/jobs/{id}/complete), sends the signed completed
 // delivery and exits: JIT runners are single-use. With no job within -wait
-// it exits 0, as an idle runner that is shut down would.
+// it exits 0, as an idle runner that is shut down would. With -step-env-dir
+// it runs one job step per job, a child process with the runner's
+// environment as a real job step has, which writes its environment to
+// <dir>/job-<id>.env.
 //
 // Exit status: 0 after a job (or none within -wait); 1 when the double
 // refuses the runner (removed, config reused or unreadable), the job cannot
@@ -31,7 +38,9 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"os/exec"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -43,7 +52,34 @@ import (
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	os.Exit(run(ctx, os.Args[1:], os.Getenv, os.Stderr))
+	inputs := takeInputs()
+	getenv := func(k string) string {
+		if v, ok := inputs[k]; ok {
+			return v
+		}
+		return os.Getenv(k)
+	}
+	os.Exit(run(ctx, os.Args[1:], getenv, os.Stderr))
+}
+
+// inputPrefix is actions/runner's prefix for arguments passed in the
+// environment (ACTIONS_RUNNER_INPUT_JITCONFIG is --jitconfig,
+// ACTIONS_RUNNER_INPUT_TOKEN is config.sh's --token).
+const inputPrefix = "ACTIONS_RUNNER_INPUT_"
+
+// takeInputs returns the ACTIONS_RUNNER_INPUT_* variables and removes them
+// from the process environment, as actions/runner does at start: nothing
+// this runner starts (a job step) inherits them.
+func takeInputs() map[string]string {
+	out := map[string]string{}
+	for _, kv := range os.Environ() {
+		k, v, _ := strings.Cut(kv, "=")
+		if strings.HasPrefix(strings.ToUpper(k), inputPrefix) {
+			out[strings.ToUpper(k)] = v
+			os.Unsetenv(k)
+		}
+	}
+	return out
 }
 
 // options are the command line.
@@ -53,9 +89,14 @@ type options struct {
 	name, conclusion        string
 	installationID          int64
 	retries                 int
-	// Persistent mode: -register-token registers (config.sh) and writes
-	// -config-file; -persistent FILE runs the service with that config.
-	registerToken, labels, configFile, persistent string
+	// Persistent mode: -configure registers (config.sh) with -token or
+	// ACTIONS_RUNNER_INPUT_TOKEN and writes -config-file; -persistent FILE
+	// runs the service with that config.
+	configure                         bool
+	token, labels, configFile         string
+	persistent, jitconfig, stepEnvDir string
+	ignoredURL, ignoredWork           string
+	ignoredUnattended, ignoredReplace bool
 }
 
 func parse(args []string, stderr io.Writer) (options, error) {
@@ -71,9 +112,16 @@ func parse(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.conclusion, "conclusion", "", "conclusion to report (default: what the double planned, else success)")
 	fs.Int64Var(&o.installationID, "installation-id", 0, "installation ID to put in the deliveries (0: none)")
 	fs.IntVar(&o.retries, "retries", 5, "attempts per delivery or call on connection errors and 5xx")
-	fs.StringVar(&o.registerToken, "register-token", "", "persistent mode, config.sh: register a runner with this registration token (needs -name, -labels, -config-file) and exit")
+	fs.BoolVar(&o.configure, "configure", false, "persistent mode, config.sh: register a runner with the registration token (-token, else ACTIONS_RUNNER_INPUT_TOKEN; needs -name, -labels and -config-file) and exit")
+	fs.StringVar(&o.token, "token", "", "config.sh --token: the registration token (ACTIONS_RUNNER_INPUT_TOKEN keeps it out of the argv)")
+	fs.StringVar(&o.ignoredURL, "url", "", "config.sh --url (ignored: the double is -github)")
+	fs.StringVar(&o.ignoredWork, "work", "", "config.sh --work (ignored)")
+	fs.BoolVar(&o.ignoredUnattended, "unattended", false, "config.sh --unattended (ignored)")
+	fs.BoolVar(&o.ignoredReplace, "replace", false, "config.sh --replace (ignored)")
 	fs.StringVar(&o.labels, "labels", "", "comma-separated labels of the runner to register")
-	fs.StringVar(&o.configFile, "config-file", "", "where -register-token writes the runner's config")
+	fs.StringVar(&o.configFile, "config-file", "", "where -configure writes the runner's config")
+	fs.StringVar(&o.jitconfig, "jitconfig", "", "run.sh --jitconfig: the encoded JIT config (ACTIONS_RUNNER_INPUT_JITCONFIG keeps it out of the argv)")
+	fs.StringVar(&o.stepEnvDir, "step-env-dir", "", "run one job step per job that writes its environment to <dir>/job-<id>.env")
 	fs.StringVar(&o.persistent, "persistent", "", "persistent mode, the runner service: take job after job with the runner config in this file")
 	if err := fs.Parse(args); err != nil {
 		return o, err
@@ -180,19 +228,25 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	}
 	r := &runner{o: o, log: log, http: &http.Client{Timeout: 10 * time.Second}, machineID: getenv(emulatorMachineIDEnv)}
 	switch {
-	case o.registerToken != "":
+	case o.configure:
+		if r.o.token == "" {
+			r.o.token = getenv(inputPrefix + "TOKEN")
+		}
 		return r.register(ctx, stderr)
 	case o.persistent != "":
 		return r.persistentLoop(ctx, stderr)
 	}
-	encoded := getenv("DRYDOCK_JIT_CONFIG")
+	encoded := o.jitconfig
+	if encoded == "" {
+		encoded = getenv(inputPrefix + "JITCONFIG")
+	}
 	if strings.TrimSpace(encoded) == "" {
-		fmt.Fprintln(stderr, "fakerunner: DRYDOCK_JIT_CONFIG is empty")
+		fmt.Fprintln(stderr, "fakerunner: no JIT config: neither -jitconfig nor ACTIONS_RUNNER_INPUT_JITCONFIG is set")
 		return 2
 	}
 	cfg, err := decodeJIT(encoded)
 	if err != nil && o.name == "" {
-		fmt.Fprintf(stderr, "fakerunner: DRYDOCK_JIT_CONFIG: %v (and no -name)\n", err)
+		fmt.Fprintf(stderr, "fakerunner: JIT config: %v (and no -name)\n", err)
 		return 2
 	}
 	name := cfg.Name
@@ -257,6 +311,10 @@ func (r *runner) work(ctx context.Context, c claim, name string) error {
 		log.Error("in_progress delivery failed", "err", err)
 		failed = err
 	}
+	if err := r.step(ctx, job.ID); err != nil {
+		log.Error("job step failed", "err", err)
+		failed = err
+	}
 	select {
 	case <-time.After(duration):
 	case <-ctx.Done():
@@ -274,14 +332,32 @@ func (r *runner) work(ctx context.Context, c claim, name string) error {
 	return failed
 }
 
+// step runs the job's one step (with -step-env-dir): a child process
+// with this runner's environment, as actions/runner's job steps inherit the
+// runner's, which writes it to <dir>/job-<id>.env (whole, via a rename).
+func (r *runner) step(ctx context.Context, jobID int64) error {
+	if r.o.stepEnvDir == "" {
+		return nil
+	}
+	out, err := exec.CommandContext(ctx, "sh", "-c", "env").Output()
+	if err != nil {
+		return fmt.Errorf("step: %w", err)
+	}
+	file := filepath.Join(r.o.stepEnvDir, fmt.Sprintf("job-%d.env", jobID))
+	if err := os.WriteFile(file+".part", out, 0o600); err != nil {
+		return err
+	}
+	return os.Rename(file+".part", file)
+}
+
 // register is config.sh: it registers a persistent runner with a
 // registration token and writes the runner's config to -config-file.
 func (r *runner) register(ctx context.Context, stderr io.Writer) int {
-	if r.o.name == "" || r.o.labels == "" || r.o.configFile == "" {
-		fmt.Fprintln(stderr, "fakerunner: -register-token needs -name, -labels and -config-file")
+	if r.o.name == "" || r.o.labels == "" || r.o.configFile == "" || r.o.token == "" {
+		fmt.Fprintln(stderr, "fakerunner: -configure needs -name, -labels, -config-file and a token (-token or ACTIONS_RUNNER_INPUT_TOKEN)")
 		return 2
 	}
-	body, _ := json.Marshal(map[string]any{"token": r.o.registerToken, "name": r.o.name, "labels": strings.Split(r.o.labels, ",")})
+	body, _ := json.Marshal(map[string]any{"token": r.o.token, "name": r.o.name, "labels": strings.Split(r.o.labels, ",")})
 	var out []byte
 	err := r.retry(ctx, "register runner", func() (int, []byte, error) {
 		status, b, err := r.post(ctx, r.o.github+"/_test/runners/register", nil, body)

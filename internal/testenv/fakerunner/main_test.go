@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -134,7 +135,7 @@ func (s *stack) run(t *testing.T, jit string, extra ...string) (int, string) {
 		"-wait", "2s", "-poll", "10ms"}, extra...)
 	var stderr bytes.Buffer
 	env := func(k string) string {
-		if k == "DRYDOCK_JIT_CONFIG" {
+		if k == "ACTIONS_RUNNER_INPUT_JITCONFIG" {
 			return jit
 		}
 		return ""
@@ -278,7 +279,7 @@ func TestUsage(t *testing.T) {
 		{encode(map[string]string{"name": "r"}), []string{"-github", ""}, "-github is required"},
 		{encode(map[string]string{"name": "r"}), []string{"-webhook", "ftp://x"}, "is not an http(s) URL"},
 		{encode(map[string]string{"name": "r"}), []string{"stray"}, "unexpected arguments"},
-		{"", nil, "DRYDOCK_JIT_CONFIG is empty"},
+		{"", nil, "neither -jitconfig nor ACTIONS_RUNNER_INPUT_JITCONFIG is set"},
 		{"%%%", nil, "not base64"},
 	} {
 		code, log := s.run(t, tc.jit, tc.args...)
@@ -292,7 +293,7 @@ func TestUsage(t *testing.T) {
 	assert.Equal(t, 30*time.Second, o.wait)
 }
 
-// Persistent mode against the real GitHub double: -register-token is
+// Persistent mode against the real GitHub double: -configure is
 // config.sh (a registration token makes a runner and its config file), and
 // -persistent is the service that takes job after job, reporting the
 // machine it runs on.
@@ -323,12 +324,14 @@ func TestPersistentRunnerTakesJobAfterJob(t *testing.T) {
 	t.Cleanup(whSrv.Close)
 	cfgFile := filepath.Join(t.TempDir(), ".runner")
 	common := []string{"-github", gh.URL(), "-webhook", whSrv.URL, "-secret", secret, "-poll", "10ms"}
-	env := func(k string) string { return map[string]string{"DEDALUS_MACHINE_ID": "dm-7"}[k] }
+	env := func(k string) string {
+		return map[string]string{"DEDALUS_MACHINE_ID": "dm-7", "ACTIONS_RUNNER_INPUT_TOKEN": regTok.Token}[k]
+	}
 
 	var stderr bytes.Buffer
-	code := run(context.Background(), append(common, "-register-token", "forged", "-name", "drydock-p-dm-7", "-labels", "self-hosted,linux", "-config-file", cfgFile), env, &stderr)
+	code := run(context.Background(), append(common, "-configure", "-token", "forged", "-name", "drydock-p-dm-7", "-labels", "self-hosted,linux", "-config-file", cfgFile), env, &stderr)
 	assert.Equal(t, 1, code, "a token GitHub did not issue is refused")
-	code = run(context.Background(), append(common, "-register-token", regTok.Token, "-name", "drydock-p-dm-7", "-labels", "self-hosted,linux", "-config-file", cfgFile), env, &stderr)
+	code = run(context.Background(), append(common, "-configure", "--unattended", "--url", "https://github.com/acme", "--work", "_work", "--replace", "-name", "drydock-p-dm-7", "-labels", "self-hosted,linux", "-config-file", cfgFile), env, &stderr)
 	require.Equal(t, 0, code, stderr.String())
 
 	ctx, cancel := context.WithCancel(context.Background())
@@ -354,4 +357,34 @@ func TestPersistentRunnerTakesJobAfterJob(t *testing.T) {
 		got, _ := gh.Job(j.ID)
 		assert.Equal(t, githubtest.JobCompleted, got.Status)
 	}
+}
+
+// Like actions/runner, the stand-in takes its inputs from the environment
+// and removes them before it runs a job step: the step's recorded
+// environment has neither the JIT config nor any ACTIONS_RUNNER_INPUT_*.
+func TestJobStepDoesNotInheritRunnerInputs(t *testing.T) {
+	jit := encode(map[string]string{"name": "drydock-solo-8-1", "secret": "jit-secret-4711"})
+	t.Setenv("ACTIONS_RUNNER_INPUT_JITCONFIG", jit)
+	t.Setenv("ACTIONS_RUNNER_INPUT_TOKEN", "reg-secret-4712")
+	t.Setenv("UNRELATED_VAR", "kept")
+	inputs := takeInputs()
+	assert.Equal(t, jit, inputs["ACTIONS_RUNNER_INPUT_JITCONFIG"])
+	assert.Equal(t, "reg-secret-4712", inputs["ACTIONS_RUNNER_INPUT_TOKEN"])
+	_, set := os.LookupEnv("ACTIONS_RUNNER_INPUT_JITCONFIG")
+	assert.False(t, set, "removed from the process environment")
+
+	s := newStack(t, answer{status: http.StatusOK, body: map[string]any{
+		"job": map[string]any{"id": 8, "run_id": 9, "name": "test", "labels": []string{"self-hosted"}, "duration_ms": 20,
+			"owner": "alice", "repo": "dots"},
+	}})
+	dir := t.TempDir()
+	code, log := s.run(t, inputs["ACTIONS_RUNNER_INPUT_JITCONFIG"], "-step-env-dir", dir)
+	require.Equal(t, 0, code, log)
+	env, err := os.ReadFile(filepath.Join(dir, "job-8.env"))
+	require.NoError(t, err, "the step recorded its environment")
+	assert.Contains(t, string(env), "UNRELATED_VAR=kept", "the step inherits the runner's environment")
+	assert.NotContains(t, string(env), "jit-secret-4711")
+	assert.NotContains(t, string(env), jit)
+	assert.NotContains(t, string(env), "reg-secret-4712")
+	assert.NotContains(t, string(env), "ACTIONS_RUNNER_INPUT_")
 }

@@ -27,6 +27,12 @@ const (
 	// MetricPoolAwake counts the seconds a pool's machines were awake
 	// (counter; tag pool).
 	MetricPoolAwake = "drydock_pool_awake_seconds_total"
+	// MetricRunnerLeases counts a pool's leases by affinity (counter; tags
+	// pool, affinity = same_repo: the machine last ran the job's
+	// repository, its caches hot; fresh: it never ran a job; other: it ran
+	// another repository's, isolation shared only). The cache-affinity hit
+	// rate is same_repo over all.
+	MetricRunnerLeases = "drydock_runner_leases_total"
 	// MetricDispatchLatency is the time from a runner job's queued webhook
 	// (its workflow's start) to the wake of the machine leased to it
 	// (timer; tag pool). Recorded once per job, at its first wake.
@@ -83,4 +89,12 @@ func previewAwakeCounter(ctx workflow.Context, owner, repo string, number int) c
 // poolAwakeCounter is MetricPoolAwake for one pool.
 func poolAwakeCounter(ctx workflow.Context, pool string) client.MetricsCounter {
 	return workflow.GetMetricsHandler(ctx).WithTags(map[string]string{"pool": pool}).Counter(MetricPoolAwake)
+}
+
+// poolLeaseCounter is MetricRunnerLeases for one pool, by affinity.
+func poolLeaseCounter(ctx workflow.Context, pool string) func(affinity string) client.MetricsCounter {
+	h := workflow.GetMetricsHandler(ctx)
+	return func(affinity string) client.MetricsCounter {
+		return h.WithTags(map[string]string{"pool": pool, "affinity": affinity}).Counter(MetricRunnerLeases)
+	}
 }

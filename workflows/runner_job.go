@@ -225,7 +225,8 @@ func (j *runnerJob) acquire(ctx workflow.Context, events workflow.ReceiveChannel
 		actx = ctx
 	}
 	fut := workflow.ExecuteActivity(workflow.WithActivityOptions(actx, opts), runnerActs.AcquireRunner, activities.AcquireInput{
-		Pool: j.in.Pool, Request: runnerapi.AcquireRequest{JobID: j.in.Job.JobID, Attempt: attempt, Exclude: exclude},
+		Pool: j.in.Pool, Request: runnerapi.AcquireRequest{JobID: j.in.Job.JobID, Attempt: attempt, Exclude: exclude,
+			Repo: jobRepo(j.in.Job)},
 	})
 	for {
 		sel := workflow.NewSelector(ctx)
@@ -437,4 +438,13 @@ func (j *runnerJob) backOff(ctx workflow.Context, err error, n int) error {
 	j.release(ctx, j.own("runner not started: "+err.Error(), false))
 	wait := backoff(githubBackoffBase, githubBackoffMax, n)
 	return workflow.NewTimerWithOptions(ctx, wait, workflow.TimerOptions{Summary: "back off after a GitHub fault"}).Get(ctx, nil)
+}
+
+// jobRepo is a job's repository as the pool's isolation keys it (owner/name
+// in lower case), or "" if the event names none.
+func jobRepo(e runnerapi.WorkflowJobEvent) string {
+	if e.Owner == "" || e.Repo == "" {
+		return ""
+	}
+	return RepoKey(e.Owner, e.Repo)
 }

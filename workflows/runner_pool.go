@@ -37,6 +37,16 @@ const runnerPoolVersion = "runner-pool-issue-12"
 // runner_started is taken before a release that arrived with it.
 const runnerPoolAccountingVersion = "runner-pool-persistent-accounting"
 
+// runnerPoolIsolationVersion guards isolation modes (pools.Pool.Isolation,
+// issue 14): each lease records its job's repository on the machine,
+// leasing keeps machines to one repository (per-repo) or to one job
+// (fresh, deleted after it), and leases are counted by affinity. A pool
+// upgraded mid-flight keeps its machines: those that ran jobs before carry
+// no repository and are bound to an unknown one (per-repo and fresh never
+// lease them again; they are recycled when the pool needs room), those
+// that never ran one are free for any repository.
+const runnerPoolIsolationVersion = "runner-pool-isolation"
+
 // pool is one RunnerPool run: its state (poolState, which decides) and
 // what the run needs to carry the decisions out and to wait.
 type pool struct {
@@ -105,6 +115,10 @@ func newPool(ctx workflow.Context, in runnerapi.PoolInput) *pool {
 	p := &pool{poolState: poolState{cfg: in.Pool, minIdle: in.Pool.MinIdle, maxMachines: in.Pool.MaxMachines}}
 	p.v = workflow.GetVersion(ctx, runnerPoolVersion, workflow.DefaultVersion, 1)
 	p.acct = workflow.GetVersion(ctx, runnerPoolAccountingVersion, workflow.DefaultVersion, 1)
+	p.iso = workflow.GetVersion(ctx, runnerPoolIsolationVersion, workflow.DefaultVersion, 1)
+	if p.iso >= 1 {
+		p.leases = poolLeaseCounter(ctx, in.Pool.Name)
+	}
 	if p.maxMachines <= 0 {
 		p.maxMachines = pools.DefaultMaxMachines
 	}

@@ -99,7 +99,7 @@ func TestPoolWithdrawDropsPlaceAndLease(t *testing.T) {
 		// More room: nothing is provisioned for the withdrawn job.
 		env.SignalWorkflow(runnerapi.SignalResize, runnerapi.ResizeRequest{MaxMachines: intp(2)})
 		// A late acquire of the withdrawn attempt is refused.
-		acq.send(env, "late", runnerapi.AcquireRequest{JobID: 2, Attempt: 1})
+		acq.send(env, "late", runnerapi.AcquireRequest{Repo: testRepo, JobID: 2, Attempt: 1})
 	}, 3*time.Minute)
 	env.RegisterDelayedCallback(func() {
 		acq.mu.Lock()
@@ -238,7 +238,7 @@ func TestPoolContinueAsNewDoesNotWaitForProvisioning(t *testing.T) {
 	assert.Equal(t, runnerapi.MachineProvisioning, slot.State, "carried while its child works on")
 	assert.Equal(t, runnerapi.ProvisionWorkflowID("linux", 1), slot.Provision)
 	assert.Equal(t, "dm-1", slot.MachineID)
-	assert.Equal(t, []runnerapi.AcquireRequest{{JobID: 1, Attempt: 1}}, next.Carry.Queue)
+	assert.Equal(t, []runnerapi.AcquireRequest{{Repo: testRepo, JobID: 1, Attempt: 1}}, next.Carry.Queue)
 	require.Len(t, w.children, 1)
 	assert.True(t, w.children[0].Report, "the child reports by signal")
 
@@ -282,7 +282,7 @@ func TestPoolAcquireWithNewConfigurationReconfigures(t *testing.T) {
 		w.mu.Lock()
 		live.Machine = pools.Machine{VCPU: 16}
 		w.mu.Unlock()
-		acq.send(env, runnerapi.AcquireUpdateID(1, 1), runnerapi.AcquireRequest{JobID: 1, Attempt: 1, Config: runnerapi.ConfigFingerprint(live)})
+		acq.send(env, runnerapi.AcquireUpdateID(1, 1), runnerapi.AcquireRequest{Repo: testRepo, JobID: 1, Attempt: 1, Config: runnerapi.ConfigFingerprint(live)})
 	}, time.Minute)
 	env.RegisterDelayedCallback(func() {
 		_, ok := acq.lease(1)

@@ -4,6 +4,7 @@ import (
 	"slices"
 
 	"github.com/drydock-dev/drydock/activities"
+	"github.com/drydock-dev/drydock/internal/pools"
 	"github.com/drydock-dev/drydock/workflows/runnerapi"
 )
 
@@ -137,6 +138,8 @@ func (p *poolState) free(m *poolMachine) {
 		p.markDelete(m, "drained")
 	case p.live() > p.maxMachines:
 		p.markDelete(m, "pool above max_machines")
+	case p.isolation() == pools.IsolationFresh:
+		p.markDelete(m, "isolation fresh: one job per machine")
 	default:
 		m.State, m.Since = runnerapi.MachineIdle, p.now
 		m.JobID, m.Attempt, m.RunnerName, m.Reserved = 0, 0, "", false

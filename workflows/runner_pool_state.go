@@ -104,6 +104,12 @@ type poolState struct {
 	// (runnerPoolAccountingVersion): 1 tracks each machine's lease and the
 	// job its runner runs apart, and never moves a lease.
 	acct workflow.Version
+	// iso is the run's isolation version (runnerPoolIsolationVersion): 1
+	// records each lease's repository on its machine and leases by the
+	// pool's isolation mode (isolationOf); before it, any free machine.
+	iso workflow.Version
+	// leases counts leases by affinity (drydock_runner_leases_total).
+	leases func(affinity string) client.MetricsCounter
 	// cfgMinIdle and cfgMaxMachines are the configuration's own bounds in
 	// effect (before resizes): a configuration that says otherwise wins.
 	cfgMinIdle, cfgMaxMachines int
@@ -200,7 +206,7 @@ func (p *poolState) dispatch() {
 	}
 	for i := 0; i < len(p.queue); {
 		w := p.queue[i]
-		m := p.pickFree(w.req.Exclude)
+		m := p.pickFree(w.req)
 		if m == nil {
 			i++
 			continue
@@ -264,32 +270,48 @@ func (p *poolState) recycleExcluded() {
 		return m.deleting || (m.State != runnerapi.MachineIdle && m.State != runnerapi.MachineWaking)
 	})
 	slices.SortStableFunc(free, func(a, b *poolMachine) int { return a.Since.Compare(b.Since) })
+	why := "recycled: excluded by the waiting jobs"
+	if p.isolation() != pools.IsolationShared {
+		// Machines of other repositories (per-repo) or used ones (fresh)
+		// included: a waiting job is never starved by them.
+		why = "recycled: excluded by the waiting jobs or bound to another repository by isolation " + p.isolation()
+	}
 	for _, m := range free[:min(short, len(free))] {
-		p.markDelete(m, "recycled: excluded by the waiting jobs")
+		p.markDelete(m, why)
 	}
 }
 
-// pickFree returns the free machine a request should get: one awake and
-// idle first, then one asleep, then one being woken or put to sleep (the
-// lease is returned when that finishes); the most recently used first, so a
-// hot set keeps warm caches and the rest stay asleep (and are deleted first
-// when the pool shrinks).
-func (p *poolState) pickFree(exclude []string) *poolMachine {
+// pickFree returns the free machine a request should get, among those its
+// isolation lets it have (mayRun): one awake and idle first, then one
+// asleep, then one being woken or put to sleep (the lease is returned when
+// that finishes); the most recently used first, so a hot set keeps warm
+// caches and the rest stay asleep (and are deleted first when the pool
+// shrinks). With isolation per-repo, a machine that last ran the request's
+// repository goes before a never-used one, whatever their state.
+func (p *poolState) pickFree(req runnerapi.AcquireRequest) *poolMachine {
 	var best *poolMachine
+	perRepo := p.isolation() == pools.IsolationPerRepo
 	rank := func(m *poolMachine) int {
+		r := 0
+		if perRepo && m.Jobs == 0 {
+			r = 4 // hot caches for the repository first
+		}
 		switch {
 		case m.State == runnerapi.MachineIdle && m.op == "" && m.awake:
-			return 0
+			return r
 		case m.State == runnerapi.MachineIdle && m.op == "":
-			return 1
+			return r + 1
 		case m.State == runnerapi.MachineWaking:
-			return 2
+			return r + 2
 		default:
-			return 3
+			return r + 3
 		}
 	}
 	for _, m := range p.machines {
-		if (m.State != runnerapi.MachineIdle && m.State != runnerapi.MachineWaking) || m.deleting || slices.Contains(exclude, m.MachineID) {
+		if (m.State != runnerapi.MachineIdle && m.State != runnerapi.MachineWaking) || m.deleting || slices.Contains(req.Exclude, m.MachineID) {
+			continue
+		}
+		if !p.mayRun(m, req.Repo) {
 			continue
 		}
 		if best == nil || rank(m) < rank(best) || (rank(m) == rank(best) && m.Since.After(best.Since)) {
@@ -299,7 +321,63 @@ func (p *poolState) pickFree(exclude []string) *poolMachine {
 	return best
 }
 
+// isolation is the isolation mode the run applies: shared before
+// runnerPoolIsolationVersion and for persistent pools (GitHub picks the
+// runner), else the configuration's.
+func (p *poolState) isolation() string {
+	if p.iso < 1 || p.cfg.Mode == pools.ModePersistent {
+		return pools.IsolationShared
+	}
+	return p.cfg.IsolationMode()
+}
+
+// mayRun reports whether a free machine may run a job of repo under the
+// pool's isolation. A machine that never ran a job may run any; per-repo:
+// one that ran only repo's jobs; fresh: none that ran a job. A request
+// without a repository (an older job) gets only never-used machines.
+func (p *poolState) mayRun(m *poolMachine, repo string) bool {
+	switch p.isolation() {
+	case pools.IsolationShared:
+		return true
+	case pools.IsolationPerRepo:
+		return m.Jobs == 0 || (repo != "" && m.Repo == repo && !m.Mixed)
+	default: // fresh
+		return m.Jobs == 0
+	}
+}
+
+// Lease affinities (drydock_runner_leases_total{affinity}): the machine
+// last ran the job's repository, never ran a job, or ran another's.
+const (
+	affinitySameRepo = "same_repo"
+	affinityFresh    = "fresh"
+	affinityOther    = "other"
+)
+
+func affinityOf(m *poolMachine, repo string) string {
+	switch {
+	case m.Jobs == 0:
+		return affinityFresh
+	case repo != "" && m.Repo == repo && !m.Mixed:
+		return affinitySameRepo
+	default:
+		return affinityOther
+	}
+}
+
 func (p *poolState) lease(m *poolMachine, w *waiter) {
+	if p.iso >= 1 {
+		aff := affinityOf(m, w.req.Repo)
+		if p.leases != nil {
+			p.leases(aff).Inc(1)
+		}
+		if m.Jobs > 0 && m.Repo != w.req.Repo {
+			m.Mixed = true
+		}
+		m.Repo = w.req.Repo
+		p.log.Info("machine leased by isolation", "machine", m.MachineID, "job", w.req.JobID, "repo", w.req.Repo,
+			"isolation", p.isolation(), "affinity", aff)
+	}
 	m.State = runnerapi.MachineBusy
 	m.JobID, m.Attempt = w.req.JobID, w.req.Attempt
 	m.RunnerName = runnerapi.RunnerName(p.cfg.Name, w.req.JobID, w.req.Attempt)

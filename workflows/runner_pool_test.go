@@ -255,7 +255,7 @@ func (a *acquires) send(env *testsuite.TestWorkflowEnvironment, updateID string,
 }
 
 func (a *acquires) job(env *testsuite.TestWorkflowEnvironment, jobID int64) {
-	a.send(env, runnerapi.AcquireUpdateID(jobID, 1), runnerapi.AcquireRequest{JobID: jobID, Attempt: 1})
+	a.send(env, runnerapi.AcquireUpdateID(jobID, 1), runnerapi.AcquireRequest{Repo: testRepo, JobID: jobID, Attempt: 1})
 }
 
 func (a *acquires) lease(jobID int64) (runnerapi.Lease, bool) {
@@ -405,7 +405,7 @@ func TestPoolAcquireIsIdempotent(t *testing.T) {
 		acq.job(env, 1)
 		// A second caller for the same attempt (another update ID) while
 		// the first waits: they share one place and one machine.
-		again.send(env, "other-id", runnerapi.AcquireRequest{JobID: 1, Attempt: 1})
+		again.send(env, "other-id", runnerapi.AcquireRequest{Repo: testRepo, JobID: 1, Attempt: 1})
 	}, 0)
 	env.RegisterDelayedCallback(func() {
 		l, ok := acq.lease(1)
@@ -414,7 +414,7 @@ func TestPoolAcquireIsIdempotent(t *testing.T) {
 		require.True(t, ok)
 		assert.Equal(t, l.MachineID, l2.MachineID)
 		// A retried caller later re-attaches to its lease.
-		again.send(env, "retry-id", runnerapi.AcquireRequest{JobID: 1, Attempt: 1})
+		again.send(env, "retry-id", runnerapi.AcquireRequest{Repo: testRepo, JobID: 1, Attempt: 1})
 	}, time.Minute)
 	env.RegisterDelayedCallback(func() {
 		l, _ := again.lease(1)
@@ -423,7 +423,7 @@ func TestPoolAcquireIsIdempotent(t *testing.T) {
 		require.Len(t, inv.Machines, 1)
 		assert.Equal(t, 1, inv.Machines[0].Jobs)
 		// A new attempt of the same job is a new request.
-		acq.send(env, runnerapi.AcquireUpdateID(1, 2), runnerapi.AcquireRequest{JobID: 1, Attempt: 2, Exclude: []string{"dm-1"}})
+		acq.send(env, runnerapi.AcquireUpdateID(1, 2), runnerapi.AcquireRequest{Repo: testRepo, JobID: 1, Attempt: 2, Exclude: []string{"dm-1"}})
 	}, 2*time.Minute)
 	env.RegisterDelayedCallback(func() {
 		inv := inventory(t, env)
@@ -432,8 +432,8 @@ func TestPoolAcquireIsIdempotent(t *testing.T) {
 		assert.Equal(t, 2, m.Attempt)
 		assert.Equal(t, runnerapi.RunnerName("linux", 1, 2), m.RunnerName)
 		// Bad requests are rejected by the validator.
-		acq.send(env, "bad", runnerapi.AcquireRequest{JobID: 0, Attempt: 1})
-		acq.send(env, "bad2", runnerapi.AcquireRequest{JobID: 9, Attempt: 0})
+		acq.send(env, "bad", runnerapi.AcquireRequest{Repo: testRepo, JobID: 0, Attempt: 1})
+		acq.send(env, "bad2", runnerapi.AcquireRequest{Repo: testRepo, JobID: 9, Attempt: 0})
 	}, 3*time.Minute)
 	runPool(t, env, runnerapi.PoolInput{Pool: testPool(0, 3)}, time.Hour)
 	assert.Len(t, w.creates, 2, "one machine for attempt 1 (both callers), one for attempt 2")
@@ -739,7 +739,7 @@ func TestPoolContinueAsNewCarriesMachinesAndQueue(t *testing.T) {
 		assert.Equal(t, runnerapi.MachineBusy, m.State)
 		assert.Equal(t, 1, m.Jobs)
 	}
-	assert.Equal(t, []runnerapi.AcquireRequest{{JobID: 3, Attempt: 1}, {JobID: 4, Attempt: 1}}, c.Queue)
+	assert.Equal(t, []runnerapi.AcquireRequest{{Repo: testRepo, JobID: 3, Attempt: 1}, {Repo: testRepo, JobID: 4, Attempt: 1}}, c.Queue)
 	assert.Len(t, w.creates, 2)
 	// The waiting requests were told to retry against the next run.
 	for _, job := range []int64{3, 4} {
@@ -797,10 +797,10 @@ func TestPoolCarriedPlaceExpires(t *testing.T) {
 	since := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
 	in := runnerapi.PoolInput{Pool: testPool(0, 1), Carry: &runnerapi.PoolCarry{
 		Machines: []runnerapi.PoolMachine{
-			{MachineID: "dm-1", State: runnerapi.MachineBusy, JobID: 1, Attempt: 1, RunnerName: runnerapi.RunnerName("linux", 1, 1), Jobs: 1, Since: since},
+			{MachineID: "dm-1", State: runnerapi.MachineBusy, JobID: 1, Attempt: 1, RunnerName: runnerapi.RunnerName("linux", 1, 1), Jobs: 1, Repo: testRepo, Since: since},
 			{MachineID: "dm-9", State: runnerapi.MachineBroken, Since: since},
 		},
-		Queue:       []runnerapi.AcquireRequest{{JobID: 2, Attempt: 1}},
+		Queue:       []runnerapi.AcquireRequest{{Repo: testRepo, JobID: 2, Attempt: 1}},
 		Seq:         9,
 		MaxMachines: 1,
 		Pending:     []runnerapi.PoolSignal{{Release: &runnerapi.ReleaseRequest{RunnerName: runnerapi.RunnerName("linux", 1, 1), JobID: 1}}},
@@ -834,7 +834,7 @@ func TestPoolRecyclesExcludedMachineWhenFull(t *testing.T) {
 		// The runner never picked the job up: the job releases the machine
 		// and retries elsewhere.
 		env.SignalWorkflow(runnerapi.SignalRelease, runnerapi.ReleaseRequest{MachineID: "dm-1", JobID: 1, Attempt: 1})
-		acq.send(env, runnerapi.AcquireUpdateID(1, 2), runnerapi.AcquireRequest{JobID: 1, Attempt: 2, Exclude: []string{"dm-1"}})
+		acq.send(env, runnerapi.AcquireUpdateID(1, 2), runnerapi.AcquireRequest{Repo: testRepo, JobID: 1, Attempt: 2, Exclude: []string{"dm-1"}})
 	}, time.Minute)
 	env.RegisterDelayedCallback(func() {
 		inv := inventory(t, env)
@@ -1030,3 +1030,7 @@ func TestPoolAwakeAccountingCarriedOverContinueAsNew(t *testing.T) {
 	runPool(t, env2, next, 10*time.Minute)
 	assert.Equal(t, int64(120), m2.sum(MetricPoolAwake), "the seconds of the carried total are not emitted again")
 }
+
+// testRepo is the repository of the pool tests' jobs (isolation per-repo:
+// one repository's jobs reuse its machines).
+const testRepo = "acme/shop"

@@ -149,6 +149,12 @@ func (p *Pool) ApplyDefaults() {
 	if p.Mode == "" {
 		p.Mode = ModeJIT
 	}
+	if p.Isolation == "" {
+		p.Isolation = IsolationPerRepo
+		if p.Mode == ModePersistent {
+			p.Isolation = IsolationShared
+		}
+	}
 	if p.RunnerVersion == "" {
 		p.RunnerVersion = DefaultRunnerVersion
 	}
@@ -312,6 +318,15 @@ func (p *Pool) problems(at string) []error {
 	}
 	if p.Mode != ModeJIT && p.Mode != ModePersistent {
 		bad("mode", "must be %s or %s (got %q)", ModeJIT, ModePersistent, p.Mode)
+	}
+	switch p.Isolation {
+	case IsolationPerRepo, IsolationFresh:
+		if p.Mode == ModePersistent {
+			bad("isolation", "must be %s for persistent pool %s (got %q): GitHub gives a persistent runner any job of the pool, so the pool cannot keep a machine to one repository; use mode %s", IsolationShared, p.Name, p.Isolation, ModeJIT)
+		}
+	case IsolationShared:
+	default:
+		bad("isolation", "must be %s, %s or %s (got %q)", IsolationPerRepo, IsolationShared, IsolationFresh, p.Isolation)
 	}
 	if !runnerVersion.MatchString(p.RunnerVersion) {
 		bad("runner_version", "must be an actions/runner version like %s (got %q)", DefaultRunnerVersion, p.RunnerVersion)

@@ -360,3 +360,34 @@ func TestREADMEExampleParses(t *testing.T) {
 	assert.False(t, p.Serves("acme", "other"))
 	assert.EqualValues(t, 7, p.RunnerGroupID)
 }
+
+func TestIsolationDefaultsAndPersistentRefusal(t *testing.T) {
+	c, err := Parse([]byte(exampleYAML))
+	require.NoError(t, err)
+	assert.Equal(t, IsolationPerRepo, c.Get("linux").Isolation, "a jit pool keeps a machine to one repository by default")
+	assert.Equal(t, IsolationShared, c.Get("gpu").Isolation, "a persistent runner takes any job of its pool")
+	assert.Equal(t, IsolationPerRepo, Pool{}.IsolationMode(), "a configuration recorded before isolation modes")
+	assert.Equal(t, IsolationShared, Pool{Mode: ModePersistent}.IsolationMode())
+
+	base := func(mode, iso string) Pool {
+		p := Pool{Name: "ci", Labels: []string{"self-hosted"}, Scope: Scope{Repo: "acme/shop"}, Mode: mode, Isolation: iso}
+		p.ApplyDefaults()
+		return p
+	}
+	for _, iso := range []string{IsolationPerRepo, IsolationShared, IsolationFresh} {
+		p := base(ModeJIT, iso)
+		assert.NoError(t, p.Validate(), iso)
+		assert.Equal(t, iso, p.IsolationMode())
+	}
+	for _, iso := range []string{IsolationPerRepo, IsolationFresh} {
+		p := base(ModePersistent, iso)
+		assert.ErrorContains(t, p.Validate(), "isolation must be shared for persistent pool ci (got \""+iso+"\")")
+	}
+	p := base(ModePersistent, IsolationShared)
+	assert.NoError(t, p.Validate())
+	p = base(ModeJIT, "per-org")
+	assert.ErrorContains(t, p.Validate(), `isolation must be per-repo, shared or fresh (got "per-org")`)
+
+	_, err = Parse([]byte(`[{name: ci, labels: [self-hosted], scope: {repo: acme/shop}, mode: persistent, isolation: per-repo}]`))
+	assert.ErrorContains(t, err, "pools[0].isolation must be shared")
+}

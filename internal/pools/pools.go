@@ -22,6 +22,28 @@ const (
 	ModePersistent = "persistent"
 )
 
+// Isolation modes (Pool.Isolation): which jobs a machine may run after it
+// ran one.
+const (
+	// IsolationPerRepo (default for jit pools): a machine that ran a job of
+	// a repository only ever runs that repository's jobs, until it is
+	// deleted. Leasing prefers a free machine that last ran the job's
+	// repository (hot caches), then a never-used one, and never crosses
+	// repositories: at max_machines, the longest-idle free machine of
+	// another repository is deleted to make room.
+	IsolationPerRepo = "per-repo"
+	// IsolationShared: any free machine runs any job the pool takes (the
+	// behaviour before isolation modes; the only one for persistent pools,
+	// whose runner GitHub picks). A job can leave processes and files for
+	// the next job of another repository and read what the earlier one
+	// left: for a single trusted repository or organization only.
+	IsolationShared = "shared"
+	// IsolationFresh: a never-used machine per job, deleted after it (no
+	// reuse, no warm caches): for public repositories with outside
+	// contributors.
+	IsolationFresh = "fresh"
+)
+
 // Scope kinds.
 const (
 	ScopeOrg  = "org"
@@ -70,6 +92,10 @@ type Pool struct {
 	// holds the encoded config (actions/runner reads it). Default: $HOME/actions-runner/run.sh.
 	RunnerCommand []string `json:"runner_command,omitempty" yaml:"runner_command"`
 	Mode          string   `json:"mode" yaml:"mode"`
+	// Isolation is which jobs a machine may run after it ran one:
+	// IsolationPerRepo (default for jit), IsolationShared (default, and the
+	// only one, for persistent) or IsolationFresh.
+	Isolation string `json:"isolation,omitempty" yaml:"isolation"`
 	// RunnerGroupID for JIT configs (default 1, the Default group, which an
 	// organization pool may use only with AllowDefaultGroup).
 	RunnerGroupID int64 `json:"runner_group_id" yaml:"runner_group_id"`
@@ -216,4 +242,17 @@ func (c *Config) Get(name string) *Pool {
 		}
 	}
 	return nil
+}
+
+// IsolationMode is the pool's isolation with the default applied (a
+// configuration recorded before isolation modes has none).
+func (p Pool) IsolationMode() string {
+	switch {
+	case p.Isolation != "":
+		return p.Isolation
+	case p.Mode == ModePersistent:
+		return IsolationShared
+	default:
+		return IsolationPerRepo
+	}
 }

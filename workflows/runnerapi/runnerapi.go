@@ -137,6 +137,11 @@ type AcquireRequest struct {
 	// sender's worker has it: a pool whose own differs reads it again (so
 	// a changed RUNNER_POOLS reaches a running pool with its next job).
 	Config string `json:",omitempty"`
+	// Repo is the job's repository (owner/name, lower case): the pool's
+	// isolation keeps machines to one repository by it. Empty from older
+	// jobs: such a request gets a never-used machine, which then runs no
+	// other repository's job.
+	Repo string `json:",omitempty"`
 }
 
 // ConfigFingerprint identifies one version of a pool's configuration.
@@ -251,6 +256,15 @@ type PoolMachine struct {
 	// sleep unless a waiting job takes it. Carried across continue-as-new.
 	WokeAt     time.Time `json:",omitzero"`
 	NeedsSleep bool      `json:",omitempty"`
+	// Repo is the repository (owner/name, lower case) of the last job
+	// leased the machine (set by pools running runner-pool-isolation);
+	// with isolation per-repo the machine runs no other repository's job.
+	// A machine with Jobs > 0 and no Repo ran jobs before the pool
+	// recorded repositories: it is bound to an unknown one.
+	Repo string `json:",omitempty"`
+	// Mixed: the machine ran jobs of more than one repository (isolation
+	// shared): per-repo never leases it.
+	Mixed bool `json:",omitempty"`
 }
 
 // Inventory is the answer to QueryInventory.

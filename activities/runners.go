@@ -158,9 +158,19 @@ mkdir -p "$HOME/.drydock"
 date -u +%Y-%m-%dT%H:%M:%SZ >"$HOME/.drydock/runner-$DRYDOCK_RUNNER_VERSION.installed"
 `
 
-// startRunnerScript starts the runner command ("$@") detached, in its own
-// session, so it outlives the execution and keeps running across sleep and
-// wake. Its output goes to $HOME/.drydock/runner-<name>.log.
+// startRunnerScript starts the runner command ("$@", after the cleanup
+// script as $1) detached, in its own session, so it outlives the execution
+// and keeps running across sleep and wake. Its output goes to
+// $HOME/.drydock/runner-<name>.log.
+//
+// The runner runs in a PID namespace of its own (unshare): when it exits
+// after its job, the kernel kills every process the job left behind
+// (background daemons, double forks, setsid), and its /proc shows only the
+// job's processes. Once it has exited, the wrapper runs the cleanup script
+// (cleanScript, written to $HOME/.drydock/clean-between-jobs.sh), and a
+// new runner is started only after the cleanup (flock on the same lock),
+// so a job never finds what the previous job on the machine left outside
+// the pool's declared caches.
 const startRunnerScript = `set -eu
 state="$HOME/.drydock"
 mkdir -p "$state"
@@ -172,12 +182,77 @@ if [ -e "$log" ]; then
   echo "` + runnerAlreadyStarted + ` $DRYDOCK_RUNNER_NAME, log $log"
   exit 0
 fi
+if ! unshare --pid --fork --kill-child --mount-proc true; then
+  echo "cannot start the runner in a PID namespace of its own (unshare --pid --mount-proc, util-linux, as root)" >&2
+  exit 1
+fi
+printf '%s\n' "$1" >"$state/clean-between-jobs.sh"
+chmod 700 "$state/clean-between-jobs.sh"
+shift
+locked() { if command -v flock >/dev/null 2>&1; then flock "$state/clean.lock" "$@"; else "$@"; fi; }
+# Whatever an earlier job left (a cleanup interrupted by a crash, a runner
+# started before cleanups existed) is gone before this runner starts.
+locked sh "$state/clean-between-jobs.sh"
+wrapper='mkdir -p "$HOME/tmp"
+TMPDIR="$HOME/tmp" unshare --pid --fork --kill-child --mount-proc -- "$@"
+status=$?
+if command -v flock >/dev/null 2>&1; then flock "$HOME/.drydock/clean.lock" sh "$HOME/.drydock/clean-between-jobs.sh"; else sh "$HOME/.drydock/clean-between-jobs.sh"; fi
+exit $status'
 if command -v setsid >/dev/null 2>&1; then
-  setsid nohup "$@" >"$log" 2>&1 </dev/null &
+  setsid nohup sh -c "$wrapper" drydock-runner "$@" >"$log" 2>&1 </dev/null &
 else
-  nohup "$@" >"$log" 2>&1 </dev/null &
+  nohup sh -c "$wrapper" drydock-runner "$@" >"$log" 2>&1 </dev/null &
 fi
 echo "started runner $DRYDOCK_RUNNER_NAME (pid $!), log $log"
+`
+
+// cleanScript wipes what a job left on the machine, keeping the pool's
+// declared caches (DRYDOCK_CACHES: one directory a line, relative to the
+// home): every file of the runner's home but actions-runner (less its work
+// directory _work, where RUNNER_TEMP also lives), the state directory
+// .drydock and the caches; the runner's temporary directory $HOME/tmp goes
+// with the rest. A cache whose path goes through a symbolic link (a job
+// can plant one, to have the cleanup move another file) is wiped, not kept.
+const cleanScript = `set -eu
+home="${HOME:-}"
+case "$home" in ""|/) echo "clean: refusing to clean the home directory '$home'" >&2; exit 1 ;; esac
+hold="$home/.drydock/caches-held"
+rm -rf -- "$hold"
+mkdir -p "$hold"
+nolink() {
+  p="$home"; rest="$1"
+  while [ -n "$rest" ]; do
+    part="${rest%%/*}"
+    if [ "$part" = "$rest" ]; then rest=""; else rest="${rest#*/}"; fi
+    p="$p/$part"
+    if [ -L "$p" ]; then return 1; fi
+  done
+}
+caches="${DRYDOCK_CACHES:-}"
+printf '%s\n' "$caches" | while IFS= read -r c; do
+  [ -n "$c" ] || continue
+  if [ -d "$home/$c" ] && nolink "$c"; then
+    mkdir -p "$hold/$(dirname -- "$c")"
+    mv -- "$home/$c" "$hold/$c"
+  fi
+done
+for e in "$home"/* "$home"/.[!.]* "$home"/..?*; do
+  [ -e "$e" ] || [ -L "$e" ] || continue
+  case "${e##*/}" in
+    .drydock) continue ;;
+    actions-runner) if [ ! -L "$e" ]; then continue; fi ;;
+  esac
+  rm -rf -- "$e"
+done
+rm -rf -- "$home/actions-runner/_work"
+printf '%s\n' "$caches" | while IFS= read -r c; do
+  [ -n "$c" ] || continue
+  if [ -e "$hold/$c" ] && [ ! -e "$home/$c" ]; then
+    mkdir -p "$home/$(dirname -- "$c")"
+    mv -- "$hold/$c" "$home/$c"
+  fi
+done
+rm -rf -- "$hold"
 `
 
 // runnerAlreadyStarted is what startRunnerScript prints when a runner of
@@ -257,6 +332,20 @@ if [ ! -f .service ]; then as_root ./svc.sh install 9>&-; fi
 as_root ./svc.sh start 9>&-
 echo "runner $DRYDOCK_RUNNER_NAME registered as a service"
 `
+
+// cacheList is the pool's declared caches for cleanScript: one directory
+// a line, relative to the runner's home.
+func cacheList(p *pools.Pool) (string, error) {
+	rels := make([]string, 0, len(p.Caches))
+	for _, c := range p.Caches {
+		rel, err := pools.CacheDir(c)
+		if err != nil {
+			return "", invalid("pool %s: caches: %v", p.Name, err)
+		}
+		rels = append(rels, rel)
+	}
+	return strings.Join(rels, "\n"), nil
+}
 
 func runnerVersion(p *pools.Pool) (string, error) {
 	v := p.RunnerVersion
@@ -563,15 +652,20 @@ func (a *Runners) StartJITRunner(ctx context.Context, in StartRunnerInput) error
 		if err != nil {
 			return classifyGitHub(err)
 		}
+		caches, err := cacheList(p)
+		if err != nil {
+			return err
+		}
 		argv := p.RunnerCommand
 		if len(argv) == 0 {
 			argv = []string{"sh", "-c", defaultRunnerScript}
 		}
 		res, err := a.run(ctx, Command{
 			MachineID: in.MachineID, Name: "start runner " + in.RunnerName,
-			Argv: append([]string{"sh", "-c", startRunnerScript, "drydock-runner"}, argv...),
+			Argv: append([]string{"sh", "-c", startRunnerScript, "drydock-runner", cleanScript}, argv...),
 			Env: map[string]string{
 				JITConfigEnv: config, "DRYDOCK_RUNNER_NAME": in.RunnerName, "DRYDOCK_POOL": p.Name,
+				"DRYDOCK_CACHES": caches,
 				"DRYDOCK_JOB_ID": strconv.FormatInt(in.JobID, 10), "RUNNER_ALLOW_RUNASROOT": "1",
 			},
 			Timeout: time.Minute,

@@ -48,7 +48,7 @@ func testPool() pools.Pool {
 			{Command: []string{"sh", "-c", `echo second >> "$HOME/setup.log"`}},
 		},
 		Install:       &previewspec.Step{Run: `mkdir -p $HOME/actions-runner && echo ok > $HOME/actions-runner/installed`},
-		RunnerCommand: []string{"sh", "-c", `echo $$ > "$HOME/runner.pid"; echo "$ACTIONS_RUNNER_INPUT_JITCONFIG" > "$HOME/jit"; exec sleep 60`},
+		RunnerCommand: []string{"sh", "-c", `echo $$ > "$HOME/runner.pid"; readlink /proc/self/ns/pid > "$HOME/runner.pidns"; echo "$ACTIONS_RUNNER_INPUT_JITCONFIG" > "$HOME/jit"; exec sleep 60`},
 	}
 }
 
@@ -265,11 +265,22 @@ func TestRunnerStartJITRunnerDetachedWithSecretInEnvOnly(t *testing.T) {
 	assert.Less(t, time.Since(started), 30*time.Second, "the activity does not wait for the runner")
 
 	config := strings.TrimSpace(r.waitFile(t, "$HOME/jit"))
-	// Still running after the execution that started it ended, in a session of its own.
-	assert.Equal(t, "alive own-session\n", r.sh(t, `pid=$(cat "$HOME/runner.pid")
-kill -0 "$pid" && printf alive
-sid=$(sed 's/^.*) //' "/proc/$pid/stat" | cut -d' ' -f4)
-[ "$sid" = "$pid" ] && echo " own-session" || echo " session $sid"`))
+	// Still running after the execution that started it ended, in a
+	// session of its own, as the first process of a PID namespace of its
+	// own (whatever its job leaves dies with it).
+	r.waitFile(t, "$HOME/runner.pidns")
+	assert.Equal(t, "1\n", r.sh(t, `cat "$HOME/runner.pid"`), "the runner is PID 1 of its namespace")
+	assert.Equal(t, "alive own-namespace own-session\n", r.sh(t, `ns=$(cat "$HOME/runner.pidns")
+for p in /proc/[0-9]*; do
+  [ "$(readlink "$p/ns/pid" 2>/dev/null)" = "$ns" ] || continue
+  kill -0 "${p#/proc/}" && printf alive && break
+done
+[ "$ns" != "$(readlink /proc/self/ns/pid)" ] && printf " own-namespace"
+for p in /proc/[0-9]*; do
+  [ "$(readlink "$p/ns/pid" 2>/dev/null)" = "$ns" ] || continue
+  sid=$(sed 's/^.*) //' "$p/stat" | cut -d' ' -f4)
+  [ "$sid" != "$(sed 's/^.*) //' /proc/self/stat | cut -d' ' -f4)" ] && echo " own-session" && break
+done`))
 	cfg, err := githubtest.DecodeJITConfig(config)
 	require.NoError(t, err, "the runner got the encoded config GitHub issued")
 	reg := jitRunner(t, r, name)
@@ -319,7 +330,7 @@ func TestRunnerStartJITRunnerRetryAfterTheRunnerRanAndLeft(t *testing.T) {
 	_, err := r.env.ExecuteActivity(r.a.StartJITRunner, activities.StartRunnerInput{Pool: "ci", MachineID: r.machine, RunnerName: name, JobID: 79})
 	require.NoError(t, err)
 	first := strings.TrimSpace(r.waitFile(t, "$HOME/jit"))
-	pid := r.sh(t, `cat "$HOME/runner.pid"`)
+	pid := r.sh(t, `cat "$HOME/runner.pidns"`)
 
 	// The runner ran its job and deregistered itself, as a JIT runner does.
 	api, err := r.a.GitHub.API(0)
@@ -330,7 +341,7 @@ func TestRunnerStartJITRunnerRetryAfterTheRunnerRanAndLeft(t *testing.T) {
 	_, err = r.env.ExecuteActivity(r.a.StartJITRunner, activities.StartRunnerInput{Pool: "ci", MachineID: r.machine, RunnerName: name, JobID: 79})
 	require.NoError(t, err)
 	assert.Equal(t, first, strings.TrimSpace(r.sh(t, `cat "$HOME/jit"`)), "no second runner got a config")
-	assert.Equal(t, pid, r.sh(t, `cat "$HOME/runner.pid"`), "no second runner process")
+	assert.Equal(t, pid, r.sh(t, `cat "$HOME/runner.pidns"`), "no second runner process")
 	assert.Empty(t, r.srv.Runners(runnerScope), "the registration the retry made was removed")
 	assert.Equal(t, 1, r.srv.Count(githubtest.RouteDeleteRepoRunner))
 	assert.Contains(t, r.logs.String(), "a previous attempt started it")
@@ -714,4 +725,41 @@ func TestRunnerCheckLeaseHolders(t *testing.T) {
 	assert.Equal(t, testPool().Name, cfg.Name)
 	_, err = env.ExecuteActivity(a.PoolConfig, "nope")
 	assert.Equal(t, activities.ErrTypeUnknownPool, appError(t, err).Type())
+}
+
+// Before a JIT runner starts, what the machine's last job left is wiped:
+// every file of the home but the runner's directory (less its work
+// directory), its state and the pool's declared caches, which keep their
+// entries. A cache reached through a symbolic link a job planted is not
+// followed: the file it points to stays where it is.
+func TestRunnerStartWipesWhatTheLastJobLeftButTheCaches(t *testing.T) {
+	r := newRunnerRig(t, false, func(p *pools.Pool) {
+		p.Caches = []string{"~/.cache/keep", "~/.npm", "~/.evil/cache", "~/.missing"}
+	})
+	_, err := r.env.ExecuteActivity(r.a.SetupMachine, activities.SetupMachineInput{Pool: "ci", MachineID: r.machine})
+	require.NoError(t, err)
+	r.sh(t, `set -e
+mkdir -p "$HOME/actions-runner/_work/repo/repo" "$HOME/.cargo/bin" "$HOME/tmp" "$HOME/.cache/keep/sub" "$HOME/.npm" "$HOME/../outside/cache"
+echo x >"$HOME/actions-runner/_work/repo/repo/planted"
+echo x >"$HOME/.cargo/bin/cargo"
+echo x >"$HOME/tmp/planted"
+echo x >"$HOME/.cache/other"
+echo entry >"$HOME/.cache/keep/sub/entry"
+echo npm >"$HOME/.npm/index"
+echo x >"$HOME/planted"
+echo secret >"$HOME/../outside/cache/secret"
+ln -s "$HOME/../outside" "$HOME/.evil"`)
+	name := runnerapi.RunnerName("ci", 80, 1)
+	_, err = r.env.ExecuteActivity(r.a.StartJITRunner, activities.StartRunnerInput{Pool: "ci", MachineID: r.machine, RunnerName: name, JobID: 80})
+	require.NoError(t, err)
+	r.waitFile(t, "$HOME/runner.pidns")
+	assert.Equal(t, `.cache/keep/sub/entry
+.npm/index
+actions-runner/installed
+jit
+runner.pid
+runner.pidns
+`, r.sh(t, `cd "$HOME" && find . -path ./.drydock -prune -o -type f -print | sed 's|^\./||' | sort`),
+		"only the runner, its state and the caches are left (and what the new runner wrote)")
+	assert.Equal(t, "secret\n", r.sh(t, `cat "$HOME/../outside/cache/secret"`), "a cache through a planted link is not followed")
 }

@@ -104,7 +104,9 @@ func TestRunnerJITConfigIsInNoArgvAndNoJobStep(t *testing.T) {
 	require.Equal(t, githubtest.JobInProgress, job.Status, "the process table was read while the job ran")
 	var runSh, runner int
 	for _, cl := range cmdlines {
-		if strings.Contains(cl, "actions-runner/run.sh") {
+		// The wrappers that start it (its PID namespace) carry the
+		// default runner command's text, "$HOME/actions-runner/run.sh".
+		if strings.Contains(cl, "actions-runner/run.sh") && !strings.Contains(cl, "$HOME/actions-runner/run.sh") {
 			runSh++
 		}
 		if strings.HasPrefix(cl, fakeRunnerBin+" ") && !strings.Contains(cl, "-persistent") {

@@ -365,6 +365,11 @@ func (p *Pool) problems(at string) []error {
 	if len(p.RunnerCommand) > 0 && strings.TrimSpace(p.RunnerCommand[0]) == "" {
 		bad("runner_command[0]", "is empty")
 	}
+	for j, c := range p.Caches {
+		if _, err := CacheDir(c); err != nil {
+			bad(fmt.Sprintf("caches[%d]", j), "%v", err)
+		}
+	}
 	for j, pw := range p.Prewarm {
 		if err := ValidateCron(pw.Cron); err != nil {
 			bad(fmt.Sprintf("prewarm[%d].cron", j), "is invalid: %v", err)
@@ -459,4 +464,29 @@ func (c *Config) Names() []string {
 		out[i] = c.Pools[i].Name
 	}
 	return out
+}
+
+// CacheDir is a declared cache directory ("~/.cargo/registry") as a path
+// relative to the runner's home (".cargo/registry"). It refuses anything
+// else than a plain directory below the home, and the runner's own
+// directories (actions-runner, .drydock), which are kept anyway.
+func CacheDir(c string) (string, error) {
+	rel, ok := strings.CutPrefix(c, "~/")
+	if !ok {
+		return "", fmt.Errorf("%q must be a directory of the runner's home, written ~/dir", c)
+	}
+	if rel == "" || strings.ContainsAny(rel, "\x00\n\r\t\\*?[") || len(c) > 200 {
+		return "", fmt.Errorf("%q is not a plain directory name", c)
+	}
+	rel = strings.TrimSuffix(rel, "/")
+	for _, part := range strings.Split(rel, "/") {
+		if part == "" || part == "." || part == ".." {
+			return "", fmt.Errorf("%q must be a clean path below the home (no empty, . or .. parts)", c)
+		}
+	}
+	switch first, _, _ := strings.Cut(rel, "/"); first {
+	case "actions-runner", ".drydock":
+		return "", fmt.Errorf("%q is the runner's own directory, not a cache", c)
+	}
+	return rel, nil
 }

@@ -391,3 +391,33 @@ func TestIsolationDefaultsAndPersistentRefusal(t *testing.T) {
 	_, err = Parse([]byte(`[{name: ci, labels: [self-hosted], scope: {repo: acme/shop}, mode: persistent, isolation: per-repo}]`))
 	assert.ErrorContains(t, err, "pools[0].isolation must be shared")
 }
+
+func TestCachesMustBeDirectoriesOfTheRunnerHome(t *testing.T) {
+	p := Pool{Name: "ci", Labels: []string{"self-hosted"}, Scope: Scope{Org: "acme"}, Owners: []string{"acme"}, RunnerGroupID: 3,
+		Caches: []string{"~/.cargo/registry", "~/.npm/", "~/.cache/sccache"}}
+	p.ApplyDefaults()
+	require.NoError(t, p.Validate())
+	for _, rel := range []string{".cargo/registry", ".npm", ".cache/sccache"} {
+		got, err := CacheDir("~/" + rel)
+		require.NoError(t, err)
+		assert.Equal(t, rel, got)
+	}
+	for c, want := range map[string]string{
+		"/etc":                   "must be a directory of the runner's home",
+		".npm":                   "must be a directory of the runner's home",
+		"~/":                     "is not a plain directory name",
+		"~/../root":              "must be a clean path below the home",
+		"~/.cache/../../etc":     "must be a clean path below the home",
+		"~/a//b":                 "must be a clean path below the home",
+		"~/.cache/*":             "is not a plain directory name",
+		"~/a\nb":                 "is not a plain directory name",
+		"~/actions-runner/_work": "is the runner's own directory",
+		"~/.drydock":             "is the runner's own directory",
+	} {
+		p.Caches = []string{c}
+		err := p.Validate()
+		require.Error(t, err, c)
+		assert.Contains(t, err.Error(), "caches[0] ", c)
+		assert.Contains(t, err.Error(), want, c)
+	}
+}

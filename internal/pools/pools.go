@@ -96,6 +96,14 @@ type Pool struct {
 	// IsolationPerRepo (default for jit), IsolationShared (default, and the
 	// only one, for persistent) or IsolationFresh.
 	Isolation string `json:"isolation,omitempty" yaml:"isolation"`
+	// Caches are the directories of the runner's home ("~/.cargo/registry",
+	// "~/.npm") that a machine keeps from one job to the next: after each
+	// JIT job every other file of the home, the work directory and the
+	// runner's temporary directory are wiped (and every process the job
+	// left is gone: the runner runs in its own PID namespace). A cache is
+	// shared by every job the machine runs: what one job writes there the
+	// next one reads.
+	Caches []string `json:"caches,omitempty" yaml:"caches"`
 	// RunnerGroupID for JIT configs (default 1, the Default group, which an
 	// organization pool may use only with AllowDefaultGroup).
 	RunnerGroupID int64 `json:"runner_group_id" yaml:"runner_group_id"`

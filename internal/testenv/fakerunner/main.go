@@ -97,6 +97,9 @@ type options struct {
 	persistent, jitconfig, stepEnvDir string
 	ignoredURL, ignoredWork           string
 	ignoredUnattended, ignoredReplace bool
+	// jobCommand, if set, is the job's steps: a shell script run for each
+	// job (see runSteps); the job fails if it fails.
+	jobCommand string
 }
 
 func parse(args []string, stderr io.Writer) (options, error) {
@@ -123,6 +126,7 @@ func parse(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.jitconfig, "jitconfig", "", "run.sh --jitconfig: the encoded JIT config (ACTIONS_RUNNER_INPUT_JITCONFIG keeps it out of the argv)")
 	fs.StringVar(&o.stepEnvDir, "step-env-dir", "", "run one job step per job that writes its environment to <dir>/job-<id>.env")
 	fs.StringVar(&o.persistent, "persistent", "", "persistent mode, the runner service: take job after job with the runner config in this file")
+	fs.StringVar(&o.jobCommand, "job-command", "", "shell script run as each job's steps, in the job's workspace $HOME/actions-runner/_work/<repo>/<repo> (GITHUB_WORKSPACE, RUNNER_TEMP, FAKERUNNER_JOB_ID set); the job's conclusion is failure if it fails")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -315,8 +319,15 @@ func (r *runner) work(ctx context.Context, c claim, name string) error {
 		log.Error("job step failed", "err", err)
 		failed = err
 	}
+	started := time.Now()
+	if r.o.jobCommand != "" {
+		if err := r.runSteps(ctx, job.ID, job.Repo); err != nil {
+			log.Error("job steps failed", "err", err)
+			conclusion = "failure"
+		}
+	}
 	select {
-	case <-time.After(duration):
+	case <-time.After(duration - time.Since(started)):
 	case <-ctx.Done():
 		return fmt.Errorf("stopped while running the job: %w", ctx.Err())
 	}
@@ -348,6 +359,34 @@ func (r *runner) step(ctx context.Context, jobID int64) error {
 		return err
 	}
 	return os.Rename(file+".part", file)
+}
+
+// runSteps runs -job-command as actions/runner runs a job's steps: in the
+// workspace $HOME/actions-runner/_work/<repo>/<repo>, with RUNNER_TEMP
+// $HOME/actions-runner/_work/_temp. Its output goes to the runner's
+// output; whatever it starts in the background may outlive it.
+func (r *runner) runSteps(ctx context.Context, jobID int64, repo string) error {
+	home, err := os.UserHomeDir()
+	if err != nil {
+		return err
+	}
+	if repo == "" {
+		repo = "repo"
+	}
+	work := filepath.Join(home, "actions-runner", "_work")
+	ws, temp := filepath.Join(work, repo, repo), filepath.Join(work, "_temp")
+	for _, d := range []string{ws, temp} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return err
+		}
+	}
+	cmd := exec.CommandContext(ctx, "sh", "-c", r.o.jobCommand)
+	cmd.Dir = ws
+	cmd.Env = append(os.Environ(), "GITHUB_WORKSPACE="+ws, "RUNNER_TEMP="+temp, fmt.Sprintf("FAKERUNNER_JOB_ID=%d", jobID))
+	// Files, not pipes: the runner does not wait for what the steps leave
+	// running in the background.
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	return cmd.Run()
 }
 
 // register is config.sh: it registers a persistent runner with a

@@ -62,7 +62,10 @@ import (
 const (
 	owner    = "chaos"
 	repoName = "app"
-	pool     = "chaos"
+	// repoName2 is the second repository whose jobs pool "chaos" (isolation
+	// per-repo) takes, alternating with repoName's.
+	repoName2 = "lib"
+	pool      = "chaos"
 )
 
 var jobLabels = []string{"self-hosted", "linux", "chaos"}
@@ -502,7 +505,7 @@ func (c *chaos) prEvent(ctx context.Context, p *pr, action string, shaIndex int)
 
 func (c *chaos) jobBody(j *job, action string) ([]byte, error) {
 	return c.h.WorkflowJob(action, ghfixture.Job{ID: j.id, RunID: j.id * 10, Name: fmt.Sprintf("build-%d", j.id),
-		Owner: owner, Repo: repoName, Org: owner, Labels: j.labels})
+		Owner: owner, Repo: j.repo, Org: owner, Labels: j.labels})
 }
 
 func (c *chaos) jobEvent(ctx context.Context, j *job, action, delivery string) {

@@ -34,6 +34,8 @@ import (
 //     secondary rate limits while runners are registered; its
 //     RUNNER_POOLS entry changes mid-run (bigger machines, another setup
 //     step) and the worker restarts with it;
+//     it takes the jobs of two repositories (app and lib) with isolation
+//     per-repo: no machine runs a job after one of another repository;
 //   - pool "chaos-p" (persistent runners): GitHub hands each job to
 //     whichever awake runner asks first, so jobs run on other jobs'
 //     machines.
@@ -59,6 +61,7 @@ const (
 type job struct {
 	id     int64
 	pool   string
+	repo   string
 	labels []string
 	fate   string
 }
@@ -75,18 +78,30 @@ type runnerChaos struct {
 	terminatedJobs  int
 	cancelledQueued int
 	cancelledPickup int
+	// runs: the jobs GitHub handed to a runner, with the machine the
+	// runner ran on, in the order they started (isolation invariant).
+	runs []jobRun
+}
+
+// jobRun is one job GitHub handed to a runner on a machine.
+type jobRun struct {
+	job     int64
+	repo    string
+	machine string
+	runner  string
 }
 
 // scriptJobs adds the jobs to GitHub and decides their fates.
 func (c *chaos) scriptJobs() {
 	base := time.Now().Unix() % 1_000_000 * 1000
-	add := func(pool string, labels []string, fate string) {
+	c.h.GH.OnJobEvent(c.recordRun)
+	add := func(pool string, labels []string, fate, repo string) {
 		id := base + int64(len(c.jobs)) + 1
-		c.h.GH.AddJob(owner, repoName, githubtest.Job{ID: id, Labels: labels, Duration: time.Duration(200+c.intn(800)) * time.Millisecond})
+		c.h.GH.AddJob(owner, repo, githubtest.Job{ID: id, Labels: labels, Duration: time.Duration(200+c.intn(800)) * time.Millisecond})
 		if fate == fateCancelQueued || fate == fateCancelPickup {
 			c.h.GH.SetHeld(id, true) // no runner takes it before it is cancelled
 		}
-		c.jobs = append(c.jobs, &job{id: id, pool: pool, labels: labels, fate: fate})
+		c.jobs = append(c.jobs, &job{id: id, pool: pool, repo: repo, labels: labels, fate: fate})
 	}
 	cancels, terminations := 0, 0
 	for i := range c.o.jobs {
@@ -99,10 +114,10 @@ func (c *chaos) scriptJobs() {
 			fate = fateTerminated
 			terminations++
 		}
-		add(pool, jobLabels, fate)
+		add(pool, jobLabels, fate, []string{repoName, repoName2}[i%2])
 	}
 	for range c.o.persistentJobs {
-		add(persistentPool, persistentLabels, fateRun)
+		add(persistentPool, persistentLabels, fateRun, repoName)
 	}
 }
 
@@ -113,8 +128,9 @@ func (c *chaos) scriptJobs() {
 func (c *chaos) poolsAt(h *harness.Harness, version int) (string, error) {
 	setup := fmt.Sprintf(`echo "$DEDALUS_MACHINE_ID v%d" >> %s`, version, filepath.Join(c.dir, "setup.log"))
 	return h.FakeRunnerPools(harness.FakeRunnerPool{
-		Name: pool, Org: owner, Repo: repoName, Labels: jobLabels,
-		VCPU: sizeAt(version), MemoryMiB: 1024, StorageGiB: 4, Autosleep: "10m",
+		Name: pool, Org: owner, Repo: repoName, Labels: jobLabels, Isolation: pools.IsolationPerRepo,
+		Repositories: []string{owner + "/" + repoName, owner + "/" + repoName2},
+		VCPU:         sizeAt(version), MemoryMiB: 1024, StorageGiB: 4, Autosleep: "10m",
 		MaxMachines: c.o.maxMachines, PickupTimeout: "30s", Retries: 9, Setup: setup, LeaseCheckEvery: leaseCheckEvery.String(),
 	}, harness.FakeRunnerPool{
 		Name: persistentPool, Org: owner, Repo: repoName, Labels: persistentLabels,
@@ -195,7 +211,7 @@ func (c *chaos) cancelJobs(ctx context.Context, deadline time.Time) {
 			}
 			c.h.GH.CancelJob(j.id)
 			body, err := c.h.WorkflowJob("completed", ghfixture.Job{ID: j.id, RunID: j.id * 10, Name: fmt.Sprintf("build-%d", j.id),
-				Owner: owner, Repo: repoName, Org: owner, Labels: j.labels, Conclusion: "cancelled"})
+				Owner: owner, Repo: j.repo, Org: owner, Labels: j.labels, Conclusion: "cancelled"})
 			if err != nil {
 				c.fail("workflow_job fixture: %v", err)
 				return
@@ -400,6 +416,77 @@ func (c *chaos) checkRunnerInvariants(ctx context.Context) {
 	}
 
 	c.checkSizes()
+	c.checkIsolation()
+}
+
+// recordRun is the GitHub double's job hook: a job handed to a runner
+// (in_progress) is recorded with the machine the runner said it runs on.
+func (c *chaos) recordRun(action string, j githubtest.Job) {
+	if action != "in_progress" || j.RunnerName == "" {
+		return
+	}
+	machine := ""
+	for _, r := range c.h.GH.Runners(pools.Scope{Kind: pools.ScopeOrg, Org: owner}) {
+		if r.ID == j.RunnerID {
+			machine = r.MachineID
+		}
+	}
+	c.rc.mu.Lock()
+	defer c.rc.mu.Unlock()
+	c.rc.runs = append(c.rc.runs, jobRun{job: j.ID, repo: strings.ToLower(j.Owner + "/" + j.Repo), machine: machine, runner: j.RunnerName})
+}
+
+// checkIsolation: on the per-repo pool "chaos", no machine ran a job after
+// a job of another repository. GitHub may hand a runner any queued job its
+// runner group and labels allow, so a runner started for one repository's
+// job can take another's (counted): the pool then deletes that machine,
+// which runs nothing more.
+func (c *chaos) checkIsolation() {
+	c.rc.mu.Lock()
+	runs := slices.Clone(c.rc.runs)
+	c.rc.mu.Unlock()
+	inPool := map[int64]bool{}
+	for _, j := range c.jobs {
+		inPool[j.id] = j.pool == pool
+	}
+	byMachine := map[string][]jobRun{}
+	var order []string
+	unknown := 0
+	for _, r := range runs {
+		if !inPool[r.job] {
+			continue
+		}
+		if r.machine == "" {
+			unknown++
+			continue
+		}
+		if byMachine[r.machine] == nil {
+			order = append(order, r.machine)
+		}
+		byMachine[r.machine] = append(byMachine[r.machine], r)
+	}
+	crossed, repos := 0, map[string]bool{}
+	for _, m := range order {
+		rs := byMachine[m]
+		for i, r := range rs {
+			repos[r.repo] = true
+			if r.repo == rs[0].repo {
+				continue
+			}
+			crossed++
+			if i != len(rs)-1 {
+				c.fail("isolation per-repo: machine %s ran job %d of %s after a job of %s, then %d more job(s) (%v)", m, r.job, r.repo, rs[0].repo, len(rs)-1-i, rs)
+			}
+		}
+	}
+	c.count("pool chaos (per-repo): machines that ran jobs / repositories", fmt.Sprintf("%d / %d", len(order), len(repos)))
+	c.count("pool chaos: jobs GitHub handed to a runner on a machine another repository used first (the machine deleted after)", crossed)
+	if len(repos) < 2 {
+		c.fail("isolation: pool %s ran the jobs of %d repositories, want 2", pool, len(repos))
+	}
+	if unknown > 0 {
+		c.fail("isolation: %d job(s) of pool %s ran on a runner whose machine is unknown", unknown, pool)
+	}
 }
 
 // brokenDeletes lists the deletes the pools' histories made of machines

@@ -70,7 +70,7 @@ func (j *runnerJob) settleRanOn(ctx workflow.Context) {
 	}
 	j.settled = true
 	if ranOn := j.completed.RunnerName; strings.HasPrefix(ranOn, runnerapi.RunnerPrefix) {
-		j.release(ctx, runnerapi.ReleaseRequest{RunnerName: ranOn, JobID: j.in.Job.JobID, Reason: "job completed"})
+		j.release(ctx, runnerapi.ReleaseRequest{RunnerName: ranOn, JobID: j.in.Job.JobID, Reason: "job completed", Repo: jobRepo(j.in.Job)})
 	}
 }
 

@@ -204,7 +204,7 @@ func TestRunnerJobStolenJobAccounting(t *testing.T) {
 			own := runnerapi.RunnerName(jobTestPool, 42, 1)
 			assert.Equal(t, []string{own}, w.removed, "this job's idle runner is removed")
 			require.NotEmpty(t, w.releases)
-			assert.Equal(t, runnerapi.ReleaseRequest{RunnerName: other, JobID: 42, Reason: "job completed"}, w.releases[0],
+			assert.Equal(t, runnerapi.ReleaseRequest{RunnerName: other, JobID: 42, Reason: "job completed", Repo: "octo/app"}, w.releases[0],
 				"the machine of the runner that ran the job is released")
 			if tc.ownReleased {
 				require.Len(t, w.releases, 2)
@@ -519,7 +519,7 @@ func TestRunnerJobPersistentTellsPoolWhichRunnerRunsIt(t *testing.T) {
 	done = jobStatus(t, env).DoneAt
 	assert.Empty(t, w.started2, "its own machine's runner: nothing to tell")
 	require.Len(t, w.releases, 1, "released once, by the completion; no own release after a pickup window")
-	assert.Equal(t, runnerapi.ReleaseRequest{RunnerName: own, JobID: 41, Reason: "job completed"}, w.releases[0])
+	assert.Equal(t, runnerapi.ReleaseRequest{RunnerName: own, JobID: 41, Reason: "job completed", Repo: "octo/app"}, w.releases[0])
 	assert.False(t, done.IsZero())
 }
 
@@ -551,7 +551,7 @@ func TestRunnerJobPersistentCompletedWhileQueuedWithdraws(t *testing.T) {
 	env.ExecuteWorkflow(runnerapi.RunnerJobName, jobInput(27))
 	require.NoError(t, env.GetWorkflowError())
 	assert.Equal(t, []runnerapi.RunnerStarted{{JobID: 27, RunnerName: other}}, w.started2)
-	assert.Equal(t, []runnerapi.ReleaseRequest{{RunnerName: other, JobID: 27, Reason: "job completed"}}, w.releases)
+	assert.Equal(t, []runnerapi.ReleaseRequest{{RunnerName: other, JobID: 27, Reason: "job completed", Repo: "octo/app"}}, w.releases)
 	require.Len(t, w.withdraws, 1, "its place is given up at once")
 	assert.Equal(t, int64(27), w.withdraws[0].JobID)
 	assert.Equal(t, 1, w.withdraws[0].Attempt)

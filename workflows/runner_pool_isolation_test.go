@@ -29,7 +29,7 @@ func (c tallyCounter) Inc(n int64) { c.t[c.aff] += n }
 func isoState(iso string, minIdle, maxMachines int, machines ...*poolMachine) (*poolState, leaseTally) {
 	p := newState(minIdle, maxMachines, machines...)
 	p.cfg.Isolation = iso
-	p.iso = 1
+	p.iso, p.acct = 1, 1 // as every new run
 	t := leaseTally{}
 	p.leases = func(aff string) client.MetricsCounter { return tallyCounter{t, aff} }
 	return p, t
@@ -298,4 +298,35 @@ func TestPoolFreshDeletesTheMachineAfterItsJob(t *testing.T) {
 	runPool(t, env, runnerapi.PoolInput{Pool: pool}, time.Hour)
 	assert.Len(t, w.creates, 2)
 	assert.Empty(t, w.list(&w.sleeps), "a used machine is deleted, not put to sleep")
+}
+
+// GitHub may hand a runner started for repository a's job a queued job of
+// repository b (same labels, same runner group): the completed job's
+// release names b, and the machine, bound to a, is deleted rather than
+// leased to a's next job.
+func TestIsolationMachineThatRanAnotherRepositorysJobIsDeleted(t *testing.T) {
+	for _, iso := range []string{pools.IsolationPerRepo, pools.IsolationShared} {
+		t.Run(iso, func(t *testing.T) {
+			m := leasedMachine("dm-a", 1, "")
+			m.Repo, m.Jobs = "acme/a", 1
+			p, _ := isoState(iso, 0, 2, m)
+			p.release(runnerapi.ReleaseRequest{RunnerName: m.RunnerName, JobID: 2, Repo: "acme/b", Reason: "job completed"})
+			ds := p.takeDecisions()
+			if iso == pools.IsolationShared {
+				assert.Empty(t, ds, "shared: the machine stays, as before")
+				assert.Equal(t, runnerapi.MachineIdle, m.State)
+				return
+			}
+			require.Equal(t, []decisionKind{decideDelete}, kinds(ds))
+			assert.Contains(t, ds[0].why, "ran a job of another repository")
+			assert.True(t, m.Mixed)
+		})
+	}
+	// The same repository's completion frees it as usual.
+	m := leasedMachine("dm-a", 1, "")
+	m.Repo, m.Jobs = "acme/a", 1
+	p, _ := isoState(pools.IsolationPerRepo, 0, 2, m)
+	p.release(runnerapi.ReleaseRequest{RunnerName: m.RunnerName, JobID: 1, Repo: "acme/a"})
+	assert.Empty(t, p.takeDecisions())
+	assert.Equal(t, runnerapi.MachineIdle, m.State)
 }

@@ -91,6 +91,14 @@ func (p *poolState) release(r runnerapi.ReleaseRequest) {
 			reason += ": " + r.Reason
 		}
 		p.markDelete(m, reason)
+	case p.crossedRepo(m, r):
+		// GitHub handed the machine's runner a job of another repository
+		// than the one the machine is bound to: it may carry that job's
+		// leftovers to its own repository's next job. It goes.
+		log.Warn("runner machine ran a job of another repository: deleting it", "machine", m.MachineID,
+			"bound_to", m.Repo, "ran", r.Repo, "job", r.JobID)
+		m.Mixed = true
+		p.markDelete(m, "isolation "+p.isolation()+": ran a job of another repository")
 	case p.acct >= 1:
 		// The lease ends; a machine whose runner runs a job stays busy.
 		m.JobID, m.Attempt, m.RunnerName, m.Reserved = 0, 0, "", false
@@ -99,6 +107,12 @@ func (p *poolState) release(r runnerapi.ReleaseRequest) {
 		// It ran a job, so it is awake; if nobody waiting takes it, it sleeps.
 		p.free(m)
 	}
+}
+
+// crossedRepo: a completed job's release says the job, of repository
+// r.Repo, ran on m, which an isolating pool bound to another repository.
+func (p *poolState) crossedRepo(m *poolMachine, r runnerapi.ReleaseRequest) bool {
+	return p.iso >= 1 && p.isolation() != pools.IsolationShared && r.Repo != "" && m.Repo != "" && m.Repo != r.Repo
 }
 
 // resize is the SignalResize handler.

@@ -36,6 +36,8 @@ type FakeRunnerPool struct {
 	Repositories []string
 	// AllowPublic lets the pool take public repositories' jobs.
 	AllowPublic bool
+	// Isolation, when set, is the pool's isolation (per-repo, shared, fresh).
+	Isolation string
 	// RunnerGroupID of a JIT pool (default FakeRunnerGroupID). A
 	// persistent pool registers in the Default group: allow_default_group.
 	RunnerGroupID int64
@@ -53,6 +55,11 @@ func (h *Harness) FakeRunnerPools(ps ...FakeRunnerPool) (string, error) {
 	for _, p := range ps {
 		h.GH.AddOrg(p.Org)
 		h.GH.AddRepo(p.Org, p.Repo)
+		for _, r := range p.Repositories {
+			if o, n, ok := strings.Cut(r, "/"); ok && r != "*" {
+				h.GH.AddRepo(o, n)
+			}
+		}
 		all = append(all, h.fakeRunnerPool(p))
 	}
 	b, err := json.Marshal(map[string]any{"pools": all})
@@ -81,6 +88,9 @@ func (h *Harness) fakeRunnerPool(p FakeRunnerPool) map[string]any {
 	}
 	if p.AllowPublic {
 		pool["allow_public"] = true
+	}
+	if p.Isolation != "" {
+		pool["isolation"] = p.Isolation
 	}
 	pool["runner_group_id"] = p.RunnerGroupID
 	if p.RunnerGroupID == 0 {

@@ -176,6 +176,12 @@ type ReleaseRequest struct {
 	// the pool deletes it and provisions a replacement if needed.
 	Broken bool   `json:",omitempty"`
 	Reason string `json:",omitempty"`
+	// Repo is the repository (owner/name, lower case) of the job that ran
+	// on the machine, on a completed job's release: an isolating pool
+	// deletes a machine that ran another repository's job than the one it
+	// is bound to (GitHub may hand a runner any queued job its group and
+	// labels allow).
+	Repo string `json:",omitempty"`
 }
 
 // WithdrawRequest takes back one job attempt's acquire (Attempt 0: every

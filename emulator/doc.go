@@ -23,6 +23,14 @@
 // after the wake delay, delete SIGKILLs them, checks that none is left and
 // removes the directory.
 //
+// Run as root, a machine also has users of its own: its executions run in
+// the machine's mount namespace (one holder process per machine, `unshare
+// --mount`, entered with nsenter) where /etc is <root>/etc, a copy of the
+// host's taken at creation, and /home is <root>/home. useradd on a machine
+// adds a user there only, with its home in the machine's directory, and
+// setpriv/runuser run processes under its own uid. The rest of the
+// filesystem is the host's. Not as root, machines share the host's /etc.
+//
 // # Previews (local-only convention)
 //
 // Each machine gets a free loopback TCP port at creation, exported to its

@@ -217,6 +217,16 @@ func (s *Server) startExecution(m *machine, e *execution) {
 		s.finishPending(m, e, dedalus.ExecFailed, ExecErrCommandNotFound, err.Error())
 		return
 	}
+	args := append([]string(nil), e.command...)
+	if ns, err := s.namespace(m); err != nil {
+		s.finishPending(m, e, dedalus.ExecFailed, ExecErrStartFailed, err.Error())
+		return
+	} else if ns > 0 {
+		if path, args, err = inNamespace(ns, host, path, args); err != nil {
+			s.finishPending(m, e, dedalus.ExecFailed, ExecErrStartFailed, err.Error())
+			return
+		}
+	}
 	outR, outW, err := os.Pipe()
 	if err != nil {
 		s.finishPending(m, e, dedalus.ExecFailed, ExecErrStartFailed, err.Error())
@@ -231,7 +241,7 @@ func (s *Server) startExecution(m *machine, e *execution) {
 	}
 	cmd := &exec.Cmd{
 		Path:        path,
-		Args:        append([]string(nil), e.command...),
+		Args:        args,
 		Dir:         host,
 		Env:         env,
 		Stdout:      outW,

@@ -327,10 +327,15 @@ func (e *env) stats() Stats {
 	return st
 }
 
-// procsOf lists the live processes whose environment names machine id.
+// procsOf lists the live processes whose environment names machine id,
+// but the machine's namespace holder (userns.go), which lives as long as
+// the machine.
 func procsOf(id string) []int {
 	var pids []int
 	for _, p := range machineProcs(id, map[int]bool{}) {
+		if b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", p.pid)); string(b) == "sleep\x00"+holderSleep+"\x00" {
+			continue
+		}
 		pids = append(pids, p.pid)
 	}
 	return pids

@@ -57,6 +57,9 @@ type machine struct {
 
 	pgids map[int]bool // process groups of executions
 
+	ownFS bool // the machine has its own /etc and /home (userns.go)
+	nsPid int  // its namespace holder, 0 before the first execution
+
 	execs      map[string]*execution
 	execOrder  []*execution
 	strayPipes []*os.File // output pipes of deleted executions
@@ -418,6 +421,8 @@ func (s *Server) createMachine(c *call) (int, any, error) {
 		}
 	}
 
+	ownFS := prepareMachineFS(root) == nil
+
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
@@ -441,7 +446,7 @@ func (s *Server) createMachine(c *call) (int, any, error) {
 		autosleep: autosleep, desired: dedalus.DesiredRunning, phase: dedalus.PhaseAccepted,
 		reason: "machine accepted", lastTransition: now, createdAt: now, awakeSince: now,
 		dir: dir, root: root, home: home, appPort: port, changed: make(chan struct{}),
-		lastActivity: now, pgids: map[int]bool{}, execs: map[string]*execution{}, previews: map[string]*preview{},
+		lastActivity: now, pgids: map[int]bool{}, ownFS: ownFS, execs: map[string]*execution{}, previews: map[string]*preview{},
 	}
 	s.record(m, now)
 	s.machines[id] = m

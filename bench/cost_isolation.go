@@ -1,0 +1,200 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/drydock-dev/drydock/emulator"
+	"github.com/drydock-dev/drydock/internal/ghfixture"
+	"github.com/drydock-dev/drydock/internal/githubtest"
+	"github.com/drydock-dev/drydock/internal/harness"
+	"github.com/drydock-dev/drydock/internal/pools"
+)
+
+// The cost of isolation: the first two hours of the cost scenario's
+// seeded workday (stand-up burst included, same compression), its jobs
+// spread over three repositories of one organization (seeded: 50% api, 30%
+// web, 20% docs), run twice on the same pool shape, once with isolation
+// per-repo and once shared. Reported: the cache-affinity hit rate (a job
+// ran on a machine whose previous job was of its repository, as GitHub's
+// side saw it: the runner's machine at in_progress), never-used machines,
+// machines whose previous job was another repository's, and the awake
+// vCPU-seconds the emulator accounted.
+const (
+	isoPool = "iso"
+	isoSpan = 2 * time.Hour
+)
+
+var isoRepos = []struct {
+	name   string
+	weight float64
+}{{"api", 0.5}, {"web", 0.3}, {"docs", 0.2}}
+
+func init() {
+	register(Scenario{Order: 7, Name: "isolation", Title: "7. Cost of isolation: per-repo vs shared, one trace over three repositories", Run: isolationScenario})
+}
+
+// isoRun is one mode's outcome.
+type isoRun struct {
+	jobs, same, fresh, other, completed, machines int
+	awakeVCPU                                     float64
+}
+
+func isolationScenario(ctx context.Context, e *Env) ([]Row, error) {
+	span := time.Duration(min(1, e.Scale) * float64(isoSpan))
+	day := workday(costSeed, span)
+	if len(day) == 0 {
+		return nil, fmt.Errorf("the first %s of the workday has no jobs", span)
+	}
+	rng := rand.New(rand.NewPCG(costSeed, 0x150))
+	repos := make([]string, len(day))
+	for i := range day {
+		x := rng.Float64()
+		for _, r := range isoRepos {
+			repos[i] = r.name
+			if x < r.weight {
+				break
+			}
+			x -= r.weight
+		}
+	}
+	runs := map[string]isoRun{}
+	for _, mode := range []string{pools.IsolationPerRepo, pools.IsolationShared} {
+		r, err := isoDay(ctx, e, mode, day, repos)
+		if err != nil {
+			return nil, fmt.Errorf("isolation %s: %w", mode, err)
+		}
+		runs[mode] = r
+	}
+	pr, sh := runs[pools.IsolationPerRepo], runs[pools.IsolationShared]
+	rate := func(r isoRun) float64 { return 100 * float64(r.same) / float64(max(1, r.jobs)) }
+	desc := fmt.Sprintf("%d jobs over the first %s of the cost workday, compressed %d×, over 3 repositories; pool of at most %d machines, min_idle 2",
+		len(day), span, costCompression, costMachines)
+	return []Row{
+		{Metric: "cache-affinity hit rate, per-repo (baseline: shared)", Value: rate(pr), Unit: "%", Baseline: F(rate(sh)),
+			Note: desc + "; a hit: the job's machine last ran its repository"},
+		{Metric: "jobs on a machine another repository used last, per-repo (baseline: shared)", Value: float64(pr.other), Baseline: F(float64(sh.other)),
+			Note: "per-repo: only where GitHub handed a runner another repository's queued job (the machine is deleted after)"},
+		{Metric: "jobs on a never-used machine, per-repo (baseline: shared)", Value: float64(pr.fresh), Baseline: F(float64(sh.fresh))},
+		{Metric: "awake vCPU-seconds, per-repo (baseline: shared)", Value: pr.awakeVCPU, Unit: "vCPU·s", Baseline: F(sh.awakeVCPU), Ratio: F(pr.awakeVCPU / max(1, sh.awakeVCPU)),
+			Note: fmt.Sprintf("machines created: %d per-repo, %d shared", pr.machines, sh.machines)},
+		{Metric: fmt.Sprintf("jobs completed per-repo / shared (of %d)", len(day)), Value: float64(pr.completed), Baseline: F(float64(sh.completed))},
+	}, nil
+}
+
+// isoDay runs the trace on a fresh stack with the pool's isolation mode.
+func isoDay(ctx context.Context, e *Env, mode string, day []costJob, repos []string) (isoRun, error) {
+	full := make([]string, len(isoRepos))
+	for i, r := range isoRepos {
+		full[i] = runnerOrg + "/" + r.name
+	}
+	h, err := e.Start(ctx, harness.Options{
+		Emulator: emulator.Config{BootDelay: time.Second, WakeDelay: 300 * time.Millisecond, SleepDelay: 100 * time.Millisecond},
+		Pools: func(h *harness.Harness) (string, error) {
+			return h.FakeRunnerPools(harness.FakeRunnerPool{
+				Name: isoPool, Org: runnerOrg, Repo: runnerRepo, Labels: runnerLabels, Repositories: full, Isolation: mode,
+				VCPU: costVCPU, MemoryMiB: 2048, StorageGiB: 10, Autosleep: "2m", MinIdle: 2, MaxMachines: costMachines, PickupTimeout: "30s",
+			})
+		},
+	})
+	if err != nil {
+		return isoRun{}, err
+	}
+	defer h.Close()
+	clock := newJobClock(h)
+	var mu sync.Mutex
+	run := isoRun{jobs: len(day)}
+	last := map[string]string{} // machine -> repository of its last job
+	h.GH.OnJobEvent(func(action string, j githubtest.Job) {
+		if action != githubtest.JobInProgress {
+			return
+		}
+		machine := ""
+		for _, r := range h.GH.Runners(pools.Scope{Kind: pools.ScopeOrg, Org: runnerOrg}) {
+			if r.ID == j.RunnerID {
+				machine = r.MachineID
+			}
+		}
+		repo := strings.ToLower(j.Repo)
+		mu.Lock()
+		defer mu.Unlock()
+		prev, seen := last[machine]
+		switch {
+		case machine == "" || !seen:
+			run.fresh++
+		case prev == repo:
+			run.same++
+		default:
+			run.other++
+		}
+		if machine != "" {
+			last[machine] = repo
+		}
+	})
+	h.Emu.ResetStats()
+	start := time.Now()
+	ids := make([]int64, len(day))
+	var wg sync.WaitGroup
+	var errs []error
+	for i, j := range day {
+		ids[i] = int64(100 + i)
+		if wait := time.Until(start.Add(compress(j.at))); wait > 0 {
+			select {
+			case <-time.After(wait):
+			case <-ctx.Done():
+				return isoRun{}, ctx.Err()
+			}
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := queueRepoJob(ctx, h, ids[i], repos[i], compress(j.dur)); err != nil {
+				mu.Lock()
+				errs = append(errs, err)
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	if len(errs) > 0 {
+		return isoRun{}, fmt.Errorf("%d deliveries failed, first: %w", len(errs), errs[0])
+	}
+	if _, err := clock.waitCompleted(ctx, ids, 10*time.Minute); err != nil {
+		return isoRun{}, err
+	}
+	if err := waitPoolAsleep(ctx, h, isoPool, 1, 2*time.Minute); err != nil {
+		return isoRun{}, err
+	}
+	st := h.Emu.Stats()
+	completed, err := waitRunnerJobs(ctx, h, ids, 5*time.Minute)
+	if err != nil {
+		return isoRun{}, err
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	run.completed, run.awakeVCPU, run.machines = completed, st.AwakeVCPUSeconds, int(st.Creates)
+	e.Log.Info("isolation day done", "mode", mode, "jobs", run.jobs, "same_repo", run.same, "fresh", run.fresh, "other", run.other,
+		"awake_vcpu_s", run.awakeVCPU, "creates", run.machines)
+	return run, nil
+}
+
+// queueRepoJob is queueJob for a job of runnerOrg/repo.
+func queueRepoJob(ctx context.Context, h *harness.Harness, id int64, repo string, d time.Duration) error {
+	h.GH.AddJob(runnerOrg, repo, githubtest.Job{ID: id, RunID: id * 10, Name: fmt.Sprintf("build-%d", id), Labels: runnerLabels, Duration: d})
+	body, err := h.WorkflowJob("queued", ghfixture.Job{
+		ID: id, RunID: id * 10, Name: fmt.Sprintf("build-%d", id), Owner: runnerOrg, Repo: repo, Org: runnerOrg, Labels: runnerLabels,
+	})
+	if err != nil {
+		return err
+	}
+	code, err := h.Deliver(ctx, "workflow_job", fmt.Sprintf("queued-%d", id), body)
+	if err == nil && code != http.StatusAccepted {
+		err = fmt.Errorf("queued delivery of job %d: HTTP %d", id, code)
+	}
+	return err
+}

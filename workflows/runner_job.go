@@ -126,7 +126,7 @@ func (j *runnerJob) run(ctx workflow.Context, events workflow.ReceiveChannel) er
 		}
 		if j.completed != nil && j.completed.RunnerName == "" {
 			// Cancelled before any runner took it: no runner is owed.
-			j.release(ctx, j.own("job cancelled before its runner started", false))
+			j.release(ctx, j.clean(j.own("job cancelled before its runner started", false)))
 			j.lease = runnerapi.Lease{} // returned: no runner of ours to settle
 			return j.finish(ctx)
 		}
@@ -382,8 +382,10 @@ func (j *runnerJob) await(ctx workflow.Context, events workflow.ReceiveChannel) 
 			if !j.st.PickedUpAt.IsZero() {
 				continue
 			}
+			removed := false // our runner deregistered before it took a job
 			if j.settings.Mode == pools.ModeJIT {
 				res, ok := j.removeOwnRunnerResult(ctx)
+				removed = ok && !res.Busy && !res.NotFound
 				if ok && (res.Busy || (res.NotFound && j.gone < 1)) {
 					// Our runner is running another queued job: that job's
 					// own runner may come for ours, and ours is gone only
@@ -395,7 +397,11 @@ func (j *runnerJob) await(ctx workflow.Context, events workflow.ReceiveChannel) 
 				}
 			}
 			workflow.GetLogger(ctx).Warn("job not picked up in time; trying another machine", "machine", j.lease.MachineID, "status", gs.Status)
-			j.release(ctx, j.own("job not picked up within "+j.settings.PickupTimeout.String(), false))
+			rel := j.own("job not picked up within "+j.settings.PickupTimeout.String(), false)
+			if j.settings.Mode == pools.ModeJIT && removed {
+				rel = j.clean(rel)
+			}
+			j.release(ctx, rel)
 			return true, nil
 		}
 	}

@@ -26,7 +26,7 @@ func (j *runnerJob) giveBack(ctx workflow.Context) {
 		if j.runnerStartedAt.IsZero() {
 			// No runner of ours was started: nothing to remove (GitHub's
 			// "not found" would read as a runner that ran a job).
-			j.release(dctx, j.own(why, false))
+			j.release(dctx, j.clean(j.own(why, false)))
 			return
 		}
 		j.freeOwnRunner(dctx, why)
@@ -78,21 +78,21 @@ func (j *runnerJob) settleRanOn(ctx workflow.Context) {
 // if it never took a job it is removed and its machine released; if it took
 // another, that job's completion releases (or released) the machine.
 func (j *runnerJob) freeOwnRunner(ctx workflow.Context, why string) {
-	if j.settings.Mode == pools.ModeJIT && j.removeOwnRunner(ctx) {
-		return
+	if j.settings.Mode == pools.ModeJIT {
+		res, ok := j.removeOwnRunnerResult(ctx)
+		if ok && (res.Busy || res.NotFound) {
+			return
+		}
+		if ok {
+			// Deregistered before it took a job: nothing ran on the machine.
+			j.release(ctx, j.clean(j.own(why, false)))
+			return
+		}
 	}
-	// Removed, persistent, or gone already (it ran another job, whose
-	// completion released the machine): a release naming this lease is
-	// ignored by the pool unless the machine is still leased to it.
+	// Persistent, or the removal failed (what ran on the machine is
+	// unknown): a release naming this lease is ignored by the pool unless
+	// the machine is still leased to it.
 	j.release(ctx, j.own(why, false))
-}
-
-// removeOwnRunner deregisters this attempt's JIT runner if it never took a
-// job, and reports whether it took one (busy now, or gone: a single-use
-// runner deregisters only after its job).
-func (j *runnerJob) removeOwnRunner(ctx workflow.Context) (tookAJob bool) {
-	res, ok := j.removeOwnRunnerResult(ctx)
-	return ok && (res.Busy || res.NotFound)
 }
 
 // removeOwnRunnerResult deregisters this attempt's JIT runner if it never
@@ -113,6 +113,12 @@ func (j *runnerJob) removeOwnRunnerResult(ctx workflow.Context) (res activities.
 func (j *runnerJob) own(why string, broken bool) runnerapi.ReleaseRequest {
 	j.holding = false
 	return runnerapi.ReleaseRequest{MachineID: j.lease.MachineID, RunnerName: j.lease.RunnerName, JobID: j.in.Job.JobID, Attempt: j.st.Attempt, Broken: broken, Reason: why}
+}
+
+// clean marks a release of a lease under which nothing ran on the machine.
+func (j *runnerJob) clean(r runnerapi.ReleaseRequest) runnerapi.ReleaseRequest {
+	r.Clean = true
+	return r
 }
 
 // release signals the pool. The signal is delivered even if the pool is

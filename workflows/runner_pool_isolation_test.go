@@ -84,12 +84,12 @@ func TestIsolationPerRepoPrefersHotThenUnusedAndNeverCrosses(t *testing.T) {
 	assert.Equal(t, "acme/a", wa2.m.Repo)
 
 	// Released, it only serves acme/a: an acme/c job after it waits for c's.
-	p.release(runnerapi.ReleaseRequest{MachineID: "dm-new2", JobID: 3})
+	p.release(runnerapi.ReleaseRequest{MachineID: "dm-new2", JobID: 3, Repo: "acme/a"})
 	p.takeDecisions()
 	wcc := p.waitRepo(4, "acme/c")
 	p.dispatch()
 	assert.Nil(t, wcc.m)
-	p.release(runnerapi.ReleaseRequest{MachineID: "dm-new", JobID: 2})
+	p.release(runnerapi.ReleaseRequest{MachineID: "dm-new", JobID: 2, Repo: "acme/c"})
 	p.dispatch()
 	assert.Same(t, unused, wcc.m, "acme/c's own machine, once free")
 	assert.Equal(t, leaseTally{affinitySameRepo: 2, affinityFresh: 2}, tally)
@@ -185,7 +185,7 @@ func TestIsolationUpgradedPoolTreatsUsedMachinesAsBoundToAnUnknownRepository(t *
 
 	// A request without a repository (a job started before the upgrade)
 	// gets a never-used machine, which then runs no other job.
-	p.release(runnerapi.ReleaseRequest{MachineID: "dm-unused", JobID: 1})
+	p.release(runnerapi.ReleaseRequest{MachineID: "dm-unused", JobID: 1, Repo: "acme/a"})
 	p.dispatch()
 	p.takeDecisions()
 	p.provisionDone(p.machines[len(p.machines)-1], "dm-p", nil, true)
@@ -245,7 +245,7 @@ func TestPoolPerRepoNeverSharesAMachineBetweenRepositories(t *testing.T) {
 				ranBy[l.MachineID] = map[string]bool{}
 			}
 			ranBy[l.MachineID][repo] = true
-			env.SignalWorkflow(runnerapi.SignalRelease, runnerapi.ReleaseRequest{MachineID: l.MachineID, JobID: job})
+			env.SignalWorkflow(runnerapi.SignalRelease, runnerapi.ReleaseRequest{RunnerName: l.RunnerName, JobID: job, Repo: repo, Reason: "job completed"})
 		}, time.Duration(i)*time.Minute+30*time.Second)
 	}
 	env.RegisterDelayedCallback(func() {
@@ -258,7 +258,9 @@ func TestPoolPerRepoNeverSharesAMachineBetweenRepositories(t *testing.T) {
 			assert.False(t, pm.Mixed)
 		}
 	}, (jobs+1)*time.Minute)
-	runPool(t, env, runnerapi.PoolInput{Pool: testPool(0, 4)}, time.Hour)
+	pool := testPool(0, 4)
+	pool.Isolation = pools.IsolationPerRepo
+	runPool(t, env, runnerapi.PoolInput{Pool: pool}, time.Hour)
 
 	assert.Len(t, w.creates, 2)
 	byAff := map[string]int64{}
@@ -329,4 +331,57 @@ func TestIsolationMachineThatRanAnotherRepositorysJobIsDeleted(t *testing.T) {
 	p.release(runnerapi.ReleaseRequest{RunnerName: m.RunnerName, JobID: 1, Repo: "acme/a"})
 	assert.Empty(t, p.takeDecisions())
 	assert.Equal(t, runnerapi.MachineIdle, m.State)
+}
+
+// Per-repo keeps a released machine only when it knows nothing else ran
+// on it: the completion of a job of its repository, or a clean release
+// (the runner never started, or was removed before it took a job). A
+// withdrawal, an expired lease or a runner gone after some job (whose
+// completion may never be reported: its RunnerJob terminated) deletes it.
+func TestIsolationPerRepoDeletesAMachineWhoseRunIsUnknown(t *testing.T) {
+	cases := []struct {
+		name string
+		r    func(m *poolMachine) runnerapi.ReleaseRequest
+		kept bool
+	}{
+		{"completion of its repository's job", func(m *poolMachine) runnerapi.ReleaseRequest {
+			return runnerapi.ReleaseRequest{RunnerName: m.RunnerName, JobID: 1, Repo: "acme/a"}
+		}, true},
+		{"clean release", func(m *poolMachine) runnerapi.ReleaseRequest {
+			return runnerapi.ReleaseRequest{MachineID: m.MachineID, RunnerName: m.RunnerName, JobID: 1, Attempt: 1, Clean: true}
+		}, true},
+		{"own release, runner gone after some job", func(m *poolMachine) runnerapi.ReleaseRequest {
+			return runnerapi.ReleaseRequest{MachineID: m.MachineID, RunnerName: m.RunnerName, JobID: 1, Attempt: 1}
+		}, false},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			m := leasedMachine("dm-a", 1, "")
+			m.Repo, m.Jobs = "acme/a", 1
+			p, _ := isoState(pools.IsolationPerRepo, 0, 2, m)
+			p.release(c.r(m))
+			if c.kept {
+				assert.Empty(t, p.takeDecisions())
+				assert.Equal(t, runnerapi.MachineIdle, m.State)
+				return
+			}
+			ds := p.takeDecisions()
+			require.Equal(t, []decisionKind{decideDelete}, kinds(ds))
+			assert.Contains(t, ds[0].why, "what ran on it is unknown")
+		})
+	}
+	t.Run("withdrawal", func(t *testing.T) {
+		m := leasedMachine("dm-a", 1, "")
+		m.Repo, m.Jobs = "acme/a", 1
+		p, _ := isoState(pools.IsolationPerRepo, 0, 2, m)
+		p.withdraw(runnerapi.WithdrawRequest{JobID: 1, Reason: "job workflow no longer running"})
+		assert.Equal(t, []decisionKind{decideDelete}, kinds(p.takeDecisions()))
+	})
+	t.Run("shared keeps it", func(t *testing.T) {
+		m := leasedMachine("dm-a", 1, "")
+		m.Repo, m.Jobs = "acme/a", 1
+		p, _ := isoState(pools.IsolationShared, 0, 2, m)
+		p.withdraw(runnerapi.WithdrawRequest{JobID: 1})
+		assert.Empty(t, p.takeDecisions())
+	})
 }

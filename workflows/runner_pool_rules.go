@@ -99,6 +99,12 @@ func (p *poolState) release(r runnerapi.ReleaseRequest) {
 			"bound_to", m.Repo, "ran", r.Repo, "job", r.JobID)
 		m.Mixed = true
 		p.markDelete(m, "isolation "+p.isolation()+": ran a job of another repository")
+	case p.unknownRun(m, r):
+		// A withdrawal, an expired lease or a runner gone after some job:
+		// what ran on the machine, and whose, is unknown.
+		log.Warn("runner machine released without knowing what ran on it: deleting it", "machine", m.MachineID,
+			"bound_to", m.Repo, "job", r.JobID, "reason", r.Reason)
+		p.markDelete(m, "isolation "+p.isolation()+": what ran on it is unknown")
 	case p.acct >= 1:
 		// The lease ends; a machine whose runner runs a job stays busy.
 		m.JobID, m.Attempt, m.RunnerName, m.Reserved = 0, 0, "", false
@@ -107,6 +113,12 @@ func (p *poolState) release(r runnerapi.ReleaseRequest) {
 		// It ran a job, so it is awake; if nobody waiting takes it, it sleeps.
 		p.free(m)
 	}
+}
+
+// unknownRun: an isolating pool frees a machine only on a clean release
+// (nothing ran) or the completion of a job of the machine's repository.
+func (p *poolState) unknownRun(m *poolMachine, r runnerapi.ReleaseRequest) bool {
+	return p.iso >= 1 && p.isolation() == pools.IsolationPerRepo && !r.Clean && (r.Repo == "" || r.Repo != m.Repo)
 }
 
 // crossedRepo: a completed job's release says the job, of repository

@@ -217,7 +217,11 @@ func newPoolEnv(t *testing.T, opts ...func(*poolWorld)) (*testsuite.TestWorkflow
 }
 
 func testPool(minIdle, maxMachines int) pools.Pool {
-	return pools.Pool{Name: "linux", Labels: []string{"self-hosted", "linux"}, MinIdle: minIdle, MaxMachines: maxMachines, Mode: pools.ModeJIT}
+	// Isolation shared: the pool mechanics these tests check (their
+	// releases name no repository); runner_pool_isolation_test.go checks
+	// the isolation modes.
+	return pools.Pool{Name: "linux", Labels: []string{"self-hosted", "linux"}, MinIdle: minIdle, MaxMachines: maxMachines, Mode: pools.ModeJIT,
+		Isolation: pools.IsolationShared}
 }
 
 // acquires records the outcome of acquire updates, by job ID.

@@ -182,6 +182,12 @@ type ReleaseRequest struct {
 	// is bound to (GitHub may hand a runner any queued job its group and
 	// labels allow).
 	Repo string `json:",omitempty"`
+	// Clean: nothing ran on the machine under this lease (its runner never
+	// started, or was removed before it took a job). An isolating pool
+	// keeps a released machine only on a clean release or the completion
+	// of a job of its own repository; any other (a withdrawal, an expired
+	// lease, a runner gone after some job) deletes it.
+	Clean bool `json:",omitempty"`
 }
 
 // WithdrawRequest takes back one job attempt's acquire (Attempt 0: every

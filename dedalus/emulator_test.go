@@ -241,7 +241,9 @@ func TestErrorCodes(t *testing.T) {
 }
 
 func TestInFlightKeyCoalescesConcurrentCreates(t *testing.T) {
-	e := newEnv(t, envOpts{})
+	// Attempts enough to outlast the first create on a loaded machine: the
+	// test is about coalescing, not about how long four attempts last.
+	e := newEnv(t, envOpts{copts: func(o *dedalus.Options) { o.MaxAttempts = 20 }})
 	require.NoError(t, e.emu.SetFaults(emulator.Faults{Routes: map[string]emulator.FaultRule{
 		"createMachine": {LatencyMS: 300},
 	}}))

@@ -79,9 +79,14 @@ func TestPreviewCapQueuesUntilASlotFrees(t *testing.T) {
 	assert.Equal(t, sha, st.DeployedSHA)
 	code, page := s.get(owner, name, 2, "/")
 	require.Equal(t, http.StatusOK, code, page)
-	comments := s.gh.Comments(owner, name, 2)
-	require.Len(t, comments, 1, "one comment, updated in place")
-	assert.NotContains(t, comments[0].Body, "Queued")
+	// The comment is rewritten after the preview is ready (an activity of
+	// its own): wait for it.
+	require.EventuallyWithT(t, func(ct *assert.CollectT) {
+		comments := s.gh.Comments(owner, name, 2)
+		if assert.Len(ct, comments, 1, "one comment, updated in place") {
+			assert.NotContains(ct, comments[0].Body, "Queued")
+		}
+	}, 30*time.Second, 100*time.Millisecond)
 
 	// Closing the second gives its slot back too: the coordinator, counting
 	// nothing, completes.

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -107,18 +108,22 @@ func TestHostileAppCannotReachInsideNorSpeakOnThePR(t *testing.T) {
 	id = workflows.PreviewWorkflowID(owner, "fails", 2)
 	st := s.waitFor(id, "failed", func(st workflows.PreviewStatus) bool { return st.Phase == workflows.PreviewFailed })
 	assert.Contains(t, st.LastError, "500", "operators see what the app answered")
-	var said []string
-	for _, c := range s.gh.Comments(owner, "fails", 2) {
-		said = append(said, c.Body)
-	}
-	for _, d := range s.gh.Deployments(owner, "fails") {
-		for _, ds := range d.Statuses {
-			said = append(said, ds.Description, ds.LogURL, ds.EnvironmentURL)
+	// The PR hears of the failure after the status says it (the report is
+	// an activity of its own): wait until the comment names the step.
+	var all string
+	require.EventuallyWithT(t, func(ct *assert.CollectT) {
+		var said []string
+		for _, c := range s.gh.Comments(owner, "fails", 2) {
+			said = append(said, c.Body)
 		}
-	}
-	require.NotEmpty(t, said, "the failure is reported on the PR")
-	all := strings.Join(said, "\n")
-	assert.Contains(t, all, "/fail", "the comment names the step")
+		for _, d := range s.gh.Deployments(owner, "fails") {
+			for _, ds := range d.Statuses {
+				said = append(said, ds.Description, ds.LogURL, ds.EnvironmentURL)
+			}
+		}
+		all = strings.Join(said, "\n")
+		assert.Contains(ct, all, "/fail", "the comment names the failed step")
+	}, 30*time.Second, 100*time.Millisecond)
 	leaks := []string{"SECRET-BODY", "SECRET-LOG-LINE", "INTERNAL-SECRET", internal.URL, "meta-data", s.emu.URL()}
 	if st.URL != "" {
 		leaks = append(leaks, st.URL) // the upstream: the Dedalus preview URL

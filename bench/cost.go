@@ -145,35 +145,13 @@ func costScenario(ctx context.Context, e *Env) ([]Row, error) {
 	h.Emu.ResetStats()
 	start := time.Now()
 	queued := make([]time.Time, len(day))
-	ids := make([]int64, len(day))
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var errs []error
-	for i, j := range day {
-		ids[i] = int64(100 + i)
-		if wait := time.Until(start.Add(compress(j.at))); wait > 0 {
-			select {
-			case <-time.After(wait):
-			case <-ctx.Done():
-				return nil, ctx.Err()
-			}
-		}
-		wg.Add(1)
-		go func() { // a burst's deliveries go out together, as GitHub's do
-			defer wg.Done()
-			mu.Lock()
-			queued[i] = time.Now()
-			mu.Unlock()
-			if _, _, err := queueJob(ctx, h, ids[i], compress(j.dur)); err != nil {
-				mu.Lock()
-				errs = append(errs, err)
-				mu.Unlock()
-			}
-		}()
-	}
-	wg.Wait()
-	if len(errs) > 0 {
-		return nil, fmt.Errorf("%d deliveries failed, first: %w", len(errs), errs[0])
+	ids := jobIDs(len(day))
+	if err := replayDay(ctx, start, day, func(i int, j costJob) error {
+		queued[i] = time.Now() // each goroutine its own element; read after replayDay
+		_, _, err := queueJob(ctx, h, ids[i], compress(j.dur))
+		return err
+	}); err != nil {
+		return nil, err
 	}
 	// The always-on pool is on until the day is over and its last job is
 	// done; Drydock's machines are accounted until they are all asleep
@@ -288,4 +266,47 @@ func (c *jobClock) started(id int64) (time.Time, bool) {
 	defer c.mu.Unlock()
 	t, ok := c.inProgress[id]
 	return t, ok
+}
+
+// jobIDs are the GitHub job IDs of a replayed day's jobs: 100, 101, ...
+func jobIDs(n int) []int64 {
+	ids := make([]int64, n)
+	for i := range ids {
+		ids[i] = int64(100 + i)
+	}
+	return ids
+}
+
+// replayDay sends a workday's jobs at their (compressed) times from start:
+// send(i, j) runs in a goroutine of its own at job j's time, so a burst's
+// deliveries go out together, as GitHub's do. It returns once every send
+// has returned, with the first of their errors.
+func replayDay(ctx context.Context, start time.Time, day []costJob, send func(i int, j costJob) error) error {
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var errs []error
+	for i, j := range day {
+		if wait := time.Until(start.Add(compress(j.at))); wait > 0 {
+			select {
+			case <-time.After(wait):
+			case <-ctx.Done():
+				wg.Wait()
+				return ctx.Err()
+			}
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := send(i, j); err != nil {
+				mu.Lock()
+				errs = append(errs, err)
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	if len(errs) > 0 {
+		return fmt.Errorf("%d deliveries failed, first: %w", len(errs), errs[0])
+	}
+	return nil
 }

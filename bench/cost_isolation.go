@@ -138,31 +138,11 @@ func isoDay(ctx context.Context, e *Env, mode string, day []costJob, repos []str
 	})
 	h.Emu.ResetStats()
 	start := time.Now()
-	ids := make([]int64, len(day))
-	var wg sync.WaitGroup
-	var errs []error
-	for i, j := range day {
-		ids[i] = int64(100 + i)
-		if wait := time.Until(start.Add(compress(j.at))); wait > 0 {
-			select {
-			case <-time.After(wait):
-			case <-ctx.Done():
-				return isoRun{}, ctx.Err()
-			}
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := queueRepoJob(ctx, h, ids[i], repos[i], compress(j.dur)); err != nil {
-				mu.Lock()
-				errs = append(errs, err)
-				mu.Unlock()
-			}
-		}()
-	}
-	wg.Wait()
-	if len(errs) > 0 {
-		return isoRun{}, fmt.Errorf("%d deliveries failed, first: %w", len(errs), errs[0])
+	ids := jobIDs(len(day))
+	if err := replayDay(ctx, start, day, func(i int, j costJob) error {
+		return queueRepoJob(ctx, h, ids[i], repos[i], compress(j.dur))
+	}); err != nil {
+		return isoRun{}, err
 	}
 	if _, err := clock.waitCompleted(ctx, ids, 10*time.Minute); err != nil {
 		return isoRun{}, err

@@ -232,33 +232,17 @@ func New(opts Options) (*Router, error) {
 			return nil, fmt.Errorf("router: %s %v is negative", name, *d)
 		}
 	}
-	if opts.WakeTimeout == 0 {
-		opts.WakeTimeout = DefaultWakeTimeout
-	}
-	if opts.AwakeTTL == 0 {
-		opts.AwakeTTL = DefaultAwakeTTL
-	}
-	if opts.TouchEvery == 0 {
-		opts.TouchEvery = DefaultTouchEvery
-	}
-	if opts.ColdRate == 0 {
-		opts.ColdRate = DefaultColdRate
-	}
-	if opts.ColdBurst == 0 {
-		opts.ColdBurst = DefaultColdBurst
-	}
+	orDefault(&opts.WakeTimeout, DefaultWakeTimeout)
+	orDefault(&opts.AwakeTTL, DefaultAwakeTTL)
+	orDefault(&opts.TouchEvery, DefaultTouchEvery)
+	orDefault(&opts.ColdRate, DefaultColdRate)
+	orDefault(&opts.ColdBurst, DefaultColdBurst)
 	if opts.ColdRate > 0 && opts.ColdBurst < 1 {
 		return nil, fmt.Errorf("router: cold burst %d: want at least 1", opts.ColdBurst)
 	}
-	if opts.UpstreamHeaderTimeout == 0 {
-		opts.UpstreamHeaderTimeout = DefaultUpstreamHeaderTimeout
-	}
-	if opts.UpgradeIdleTimeout == 0 {
-		opts.UpgradeIdleTimeout = DefaultUpgradeIdleTimeout
-	}
-	if opts.MaxConcurrentWakes == 0 {
-		opts.MaxConcurrentWakes = DefaultMaxConcurrentWakes
-	}
+	orDefault(&opts.UpstreamHeaderTimeout, DefaultUpstreamHeaderTimeout)
+	orDefault(&opts.UpgradeIdleTimeout, DefaultUpgradeIdleTimeout)
+	orDefault(&opts.MaxConcurrentWakes, DefaultMaxConcurrentWakes)
 	log := opts.Logger
 	if log == nil {
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -606,4 +590,12 @@ func writeText(w http.ResponseWriter, status int, msg string) {
 	h.Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(status)
 	_, _ = io.WriteString(w, msg+"\n")
+}
+
+// orDefault sets *v to def when it is the zero value (the option unset).
+func orDefault[T comparable](v *T, def T) {
+	var zero T
+	if *v == zero {
+		*v = def
+	}
 }

@@ -148,25 +148,52 @@ func Start(ctx context.Context, opts Options) (h *Harness, err error) {
 	h.GH = githubtest.NewServer()
 	h.GH.AddToken(GHToken, "drydock-bot")
 
-	webhookAddr, err := FreeAddr()
-	if err != nil {
-		return h, err
+	// The webhook server and the router listen on ports picked a moment
+	// before they start; another process may take one in between (the
+	// kernel hands the same ephemeral ports to everyone). A server that
+	// exits before it is ready is started again, on new ports.
+	var serveErr error
+	for attempt := 0; attempt < 3; attempt++ {
+		if serveErr = h.startServers(ctx); serveErr == nil || !errors.Is(serveErr, errExitedEarly) {
+			break
+		}
+		for _, p := range []*Proc{h.Router, h.Webhook} {
+			p.Stop(syscall.SIGKILL, 15*time.Second)
+		}
 	}
-	routerAddr, err := FreeAddr()
-	if err != nil {
-		return h, err
+	if serveErr != nil {
+		return h, serveErr
 	}
-	h.WebhookURL, h.RouterURL = "http://"+webhookAddr, "http://"+routerAddr
-	var admin [3]string
-	for i := range admin {
-		if admin[i], err = FreeAddr(); err != nil {
+	if !opts.NoWorker {
+		if err := h.Worker.Start(); err != nil {
 			return h, err
 		}
 	}
-	h.WorkerAdminURL, h.WebhookAdminURL, h.RouterAdminURL = "http://"+admin[0], "http://"+admin[1], "http://"+admin[2]
+	return h, nil
+}
+
+// errExitedEarly: a server exited before it answered /readyz.
+var errExitedEarly = errors.New("exited before it was ready")
+
+// startServers picks the listeners' addresses, configures the worker,
+// webhook server and router for them and starts the webhook server and
+// the router (not the worker), waiting until both are ready.
+func (h *Harness) startServers(ctx context.Context) error {
+	opts := h.opts
+	var addr [5]string // webhook, router, and the three admin listeners
+	for i := range addr {
+		var err error
+		if addr[i], err = FreeAddr(); err != nil {
+			return err
+		}
+	}
+	webhookAddr, routerAddr := addr[0], addr[1]
+	h.WebhookURL, h.RouterURL = "http://"+webhookAddr, "http://"+routerAddr
+	h.WorkerAdminURL, h.WebhookAdminURL, h.RouterAdminURL = "http://"+addr[2], "http://"+addr[3], "http://"+addr[4]
 	if opts.Pools != nil {
+		var err error
 		if h.RunnerPools, err = opts.Pools(h); err != nil {
-			return h, err
+			return err
 		}
 	}
 	_, routerPort, _ := net.SplitHostPort(routerAddr)
@@ -178,12 +205,12 @@ func Start(ctx context.Context, opts Options) (h *Harness, err error) {
 		// Previews are public unless a test sets PREVIEW_VISIBILITY in
 		// WorkerEnv (the tests that exercise the router's login).
 		"PREVIEW_VISIBILITY=public",
-		"RUNNER_POOLS="+h.RunnerPools, "WORKER_METRICS_ADDR="+admin[0]), opts.WorkerEnv...))
+		"RUNNER_POOLS="+h.RunnerPools, "WORKER_METRICS_ADDR="+addr[2]), opts.WorkerEnv...))
 	h.Webhook = h.proc("webhook", append(append(base[:len(base):len(base)],
 		"WEBHOOK_ADDR="+webhookAddr, "GITHUB_WEBHOOK_SECRET="+Secret,
-		"PREVIEW_LOCAL_CLONE_URLS=true", "RUNNER_POOLS="+h.RunnerPools, "WEBHOOK_METRICS_ADDR="+admin[1],
+		"PREVIEW_LOCAL_CLONE_URLS=true", "RUNNER_POOLS="+h.RunnerPools, "WEBHOOK_METRICS_ADDR="+addr[3],
 		"DRYDOCK_ALLOWED_OWNERS="+cmp.Or(opts.AllowedOwners, "*")), opts.WebhookEnv...))
-	routerEnv := append(base[:len(base):len(base)], "ROUTER_ADDR="+routerAddr, "PREVIEW_DOMAIN="+Domain, "ROUTER_METRICS_ADDR="+admin[2])
+	routerEnv := append(base[:len(base):len(base)], "ROUTER_ADDR="+routerAddr, "PREVIEW_DOMAIN="+Domain, "ROUTER_METRICS_ADDR="+addr[4])
 	if opts.Login {
 		h.AuthURL = "http://auth." + Domain + ":" + routerPort
 		h.GH.AddOAuthApp(LoginClientID, LoginClientSecret, h.AuthURL+"/callback")
@@ -194,26 +221,44 @@ func Start(ctx context.Context, opts Options) (h *Harness, err error) {
 			"ROUTER_GITHUB_API_URL="+h.GH.URL(), "ROUTER_SESSION_KEY="+hex.EncodeToString(key))
 	}
 	h.Router = h.proc("router", append(routerEnv, opts.RouterEnv...))
-
-	if !opts.NoWorker {
-		if err := h.Worker.Start(); err != nil {
-			return h, err
-		}
-	}
 	for _, p := range []*Proc{h.Webhook, h.Router} {
 		if err := p.Start(); err != nil {
-			return h, err
+			return err
 		}
 	}
 	readyCtx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	if err := WaitFor(readyCtx, "webhook server", HTTPReady(h.WebhookURL+"/readyz")); err != nil {
-		return h, err
+	if err := h.waitServing(readyCtx, h.Webhook, h.WebhookURL+"/readyz"); err != nil {
+		return err
 	}
-	if err := WaitFor(readyCtx, "router", HTTPReady(h.RouterURL+"/readyz")); err != nil {
-		return h, err
+	return h.waitServing(readyCtx, h.Router, h.RouterURL+"/readyz")
+}
+
+// waitServing waits until url answers 200, failing at once (errExitedEarly)
+// if p exits first; the error carries the end of p's log.
+func (h *Harness) waitServing(ctx context.Context, p *Proc, url string) error {
+	ready := HTTPReady(url)
+	var err error
+	for {
+		if !p.Running() {
+			err = fmt.Errorf("%s %w", p.Name, errExitedEarly)
+			break
+		}
+		attempt, cancel := context.WithTimeout(ctx, 5*time.Second)
+		last := ready(attempt)
+		cancel()
+		if last == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			err = fmt.Errorf("%s not ready: %w (last: %v)", p.Name, ctx.Err(), last)
+		case <-time.After(50 * time.Millisecond):
+			continue
+		}
+		break
 	}
-	return h, nil
+	return fmt.Errorf("%w; its log ends:\n%s", err, h.LogTail(p.Name, 2000))
 }
 
 func (h *Harness) proc(name string, env []string) *Proc {

@@ -8,6 +8,9 @@ BIN := bin
 TEMPORAL_CLI_SCRIPT := scripts/temporal-cli.sh
 # Chromium for the browser end-to-end test (apt-get install chromium when missing).
 CHROMIUM_SCRIPT := scripts/chromium.sh
+# Prometheus and promtool for the alert-rule and dashboard tests (apt-get install
+# prometheus when missing); the script prints the two paths, one a line.
+PROMETHEUS_SCRIPT := scripts/prometheus.sh
 STATICCHECK_VERSION := v0.8.2
 CACHE := $(or $(DRYDOCK_CACHE_DIR),$(or $(XDG_CACHE_HOME),$(HOME)/.cache)/drydock)
 STATICCHECK := $(CACHE)/staticcheck/$(STATICCHECK_VERSION)/staticcheck
@@ -36,7 +39,8 @@ vet:
 	$(GO) vet ./...
 
 test: vet
-	@cli="$$($(TEMPORAL_CLI_SCRIPT))" && chromium="$$($(CHROMIUM_SCRIPT))" && TEMPORAL_CLI="$$cli" CHROMIUM="$$chromium" $(GO) test -race -count=1 -timeout 30m ./...
+	@cli="$$($(TEMPORAL_CLI_SCRIPT))" && chromium="$$($(CHROMIUM_SCRIPT))" && prom=($$($(PROMETHEUS_SCRIPT))) && \
+		TEMPORAL_CLI="$$cli" CHROMIUM="$$chromium" PROMETHEUS="$${prom[0]}" PROMTOOL="$${prom[1]}" $(GO) test -race -count=1 -timeout 30m ./...
 
 # Record, from the end-to-end tests, a new set of the workflow histories that
 # workflows/replay_test.go replays: workflows/testdata/histories/<set>/. Older

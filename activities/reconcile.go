@@ -63,11 +63,20 @@ type ReconcileResult struct {
 	// Kept counts unowned machines past the grace period that were not
 	// deleted because some owner could not be read this run (see Errors):
 	// a machine is only deleted when every owner answered.
-	Kept            int      `json:",omitempty"`
+	Kept int `json:",omitempty"`
+	// Left counts the unowned machines past the grace period still there
+	// after the run: the kept ones and those whose delete failed. The
+	// worker exports it as drydock_unowned_machines (an alert fires when
+	// it stays above zero: a machine nothing owns costs for nothing).
+	Left            int      `json:",omitempty"`
 	DeletedMachines []string `json:",omitempty"`
 	RemovedRunners  []string `json:",omitempty"`
 	Errors          []string `json:",omitempty"`
 }
+
+// MetricUnownedMachines is the gauge of ReconcileResult.Left, as of each
+// worker's latest reconciliation (aggregate with max).
+const MetricUnownedMachines = "drydock_unowned_machines"
 
 // The workflow type names, handlers and search attributes the reconciler
 // reads ownership from (workflows.SearchAttr*, runnerapi).
@@ -169,10 +178,12 @@ func (r *Reconciler) Reconcile(ctx context.Context) (ReconcileResult, error) {
 			res.Young++
 		case blind:
 			res.Kept++
+			res.Left++
 		default:
 			_, err := r.Dedalus.DeleteMachine(ctx, m.MachineID, dedalus.Mutation{IdempotencyKey: "drydock:reconcile:delete:" + m.MachineID})
 			if err != nil && !dedalus.IsNotFound(err) {
 				res.Errors = append(res.Errors, fmt.Sprintf("delete %s: %v", m.MachineID, err))
+				res.Left++
 				continue
 			}
 			log.Warn("reconciler deleted an unowned machine", "machine", m.MachineID, "created", m.CreatedAt)
@@ -191,6 +202,9 @@ func (r *Reconciler) Reconcile(ctx context.Context) (ReconcileResult, error) {
 		r.removeStaleRunners(ctx, own, &res, log)
 	}
 	slices.Sort(res.DeletedMachines)
+	if activity.IsActivity(ctx) {
+		activity.GetMetricsHandler(ctx).Gauge(MetricUnownedMachines).Update(float64(res.Left))
+	}
 	log.Info("reconciled", "machines", res.Machines, "owned", res.Owned, "young", res.Young, "kept", res.Kept,
 		"deleted", len(res.DeletedMachines), "runners_removed", len(res.RemovedRunners), "errors", len(res.Errors))
 	return res, nil

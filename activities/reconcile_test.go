@@ -2,6 +2,7 @@ package activities_test
 
 import (
 	"context"
+	"strconv"
 	"testing"
 	"time"
 
@@ -17,6 +18,7 @@ import (
 
 	"github.com/drydock-dev/drydock/activities"
 	"github.com/drydock-dev/drydock/dedalus"
+	"github.com/drydock-dev/drydock/internal/metrics"
 	"github.com/drydock-dev/drydock/internal/pools"
 	"github.com/drydock-dev/drydock/workflows/runnerapi"
 )
@@ -263,6 +265,14 @@ func TestReconcileKeepsWhatRunningWorkflowsUseAndSurvivesMuteOwners(t *testing.T
 	}}
 	r := &activities.Reconciler{Dedalus: c, Temporal: tc, Pools: &pools.Config{Pools: []pools.Pool{p}}, Runners: dir, Grace: 0}
 	var s testsuite.WorkflowTestSuite
+	reg := metrics.New("test")
+	s.SetMetricsHandler(reg.Temporal())
+	unowned := func(want string) {
+		t.Helper()
+		require.Eventually(t, func() bool { // the SDK's scope reports every second
+			return gauge(t, reg, activities.MetricUnownedMachines) == want
+		}, 10*time.Second, 50*time.Millisecond, "%s = %s", activities.MetricUnownedMachines, want)
+	}
 	env := s.NewTestActivityEnvironment()
 	env.RegisterActivity(r)
 	reconcile := func() activities.ReconcileResult {
@@ -284,6 +294,8 @@ func TestReconcileKeepsWhatRunningWorkflowsUseAndSurvivesMuteOwners(t *testing.T
 	assert.Equal(t, 5, res.Machines)
 	assert.Equal(t, 4, res.Owned)
 	assert.Equal(t, 1, res.Kept, "the orphan is kept while a preview cannot answer")
+	assert.Equal(t, 1, res.Left)
+	unowned("1")
 	assert.Empty(t, res.DeletedMachines)
 	require.NotEmpty(t, res.Errors)
 	assert.Contains(t, res.Errors[0], "preview:recon/mute:1")
@@ -300,9 +312,23 @@ func TestReconcileKeepsWhatRunningWorkflowsUseAndSurvivesMuteOwners(t *testing.T
 	assert.Equal(t, 4, res.Owned)
 	assert.Zero(t, res.Kept)
 	assert.Equal(t, []string{orphan}, res.DeletedMachines)
+	unowned("0")
 	for _, m := range []string{listedJobMachine, queriedJobMachine, provisionedMachine, creatingMachineID} {
 		got, err := c.GetMachine(ctx, m)
 		require.NoError(t, err)
 		assert.Equal(t, dedalus.PhaseRunning, got.Status.Phase, "%s is in use", m)
 	}
+}
+
+// gauge reads one gauge of a registry, whatever its labels ("" when absent).
+func gauge(t *testing.T, reg *metrics.Registry, name string) string {
+	t.Helper()
+	fams, err := reg.Gatherer().Gather()
+	require.NoError(t, err)
+	for _, f := range fams {
+		if f.GetName() == name && len(f.GetMetric()) > 0 {
+			return strconv.FormatFloat(f.GetMetric()[0].GetGauge().GetValue(), 'f', -1, 64)
+		}
+	}
+	return ""
 }

@@ -67,6 +67,11 @@ type Options struct {
 	// code (the API's error_code, else the HTTP status, else "transport").
 	// It never sees the API key or an object ID. Drydock counts these.
 	OnError func(operation, code string)
+	// OnQuotaExceeded, when set, is told about every failed attempt that
+	// IsQuotaExceeded recognises, by the same operation template: the
+	// quota refusals, whatever error code a deployment's API spells them
+	// with, can then be counted (and alerted on) apart from the rest.
+	OnQuotaExceeded func(operation string)
 }
 
 // Client talks to one Dedalus API endpoint. It is safe for concurrent use.
@@ -215,8 +220,8 @@ func (c *Client) do(ctx context.Context, r *call, out any) error {
 		if err == nil {
 			return nil
 		}
-		if c.opt.OnError != nil && ctx.Err() == nil {
-			c.opt.OnError(r.method+" "+RouteTemplate(r.path), ErrorCode(err))
+		if ctx.Err() == nil {
+			c.reportError(r, err)
 		}
 		if ctx.Err() != nil {
 			return fmt.Errorf("%s: %w", r.op, ctx.Err())
@@ -228,6 +233,17 @@ func (c *Client) do(ctx context.Context, r *call, out any) error {
 		if serr := sleepCtx(ctx, delay); serr != nil {
 			return fmt.Errorf("%s: %w (last error: %v)", r.op, serr, err)
 		}
+	}
+}
+
+// reportError tells OnError and OnQuotaExceeded about one failed attempt.
+func (c *Client) reportError(r *call, err error) {
+	op := r.method + " " + RouteTemplate(r.path)
+	if c.opt.OnError != nil {
+		c.opt.OnError(op, ErrorCode(err))
+	}
+	if c.opt.OnQuotaExceeded != nil && IsQuotaExceeded(err) {
+		c.opt.OnQuotaExceeded(op)
 	}
 }
 

@@ -317,3 +317,19 @@ func TestOnErrorCountsEveryFailedAttempt(t *testing.T) {
 	assert.Equal(t, "404", ErrorCode(&APIError{StatusCode: 404}))
 	assert.Equal(t, "other", ErrorCode(errors.New("boom")))
 }
+
+// OnQuotaExceeded hears of the quota refusals only, by operation template,
+// while OnError keeps hearing of every failed attempt.
+func TestOnQuotaExceededHearsOnlyQuotaRefusals(t *testing.T) {
+	_, c := newFake(t,
+		jsonError(503, `{"error_code":"DEPENDENCY_UNAVAILABLE","message":"runtime unavailable","retryable":true}`),
+		jsonError(403, `{"error_code":"QUOTA_EXCEEDED","message":"machine quota reached"}`),
+	)
+	var errs, quota []string
+	c.opt.OnError = func(op, code string) { errs = append(errs, code) }
+	c.opt.OnQuotaExceeded = func(op string) { quota = append(quota, op) }
+	_, err := c.GetMachine(context.Background(), "dm-1")
+	require.Error(t, err)
+	assert.Equal(t, []string{"DEPENDENCY_UNAVAILABLE", "QUOTA_EXCEEDED"}, errs)
+	assert.Equal(t, []string{"GET /v1/machines/{id}"}, quota)
+}

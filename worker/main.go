@@ -211,7 +211,8 @@ func run(cfg Config) error {
 	reg := metrics.New("worker")
 	defer reg.Close()
 	dopts := cfg.Dedalus.Options()
-	dopts.OnError = metrics.NewDedalus(reg).Error
+	dm := metrics.NewDedalus(reg)
+	dopts.OnError, dopts.OnQuotaExceeded = dm.Error, dm.Quota
 	dc, err := dedalus.New(dopts)
 	if err != nil {
 		return err
@@ -235,6 +236,7 @@ func run(cfg Config) error {
 	}
 
 	registerStateMetrics(reg, tc, pc, log)
+	registerRunnerMetrics(reg, tc, pc, log)
 
 	machines := &activities.Machines{Client: dc, HeartbeatEvery: 2 * time.Second, Metrics: metrics.NewMachines(reg)}
 	reconciler := &activities.Reconciler{Dedalus: dc, Temporal: tc, Pools: pc, Grace: cfg.ReconcileGrace, Logger: log}

@@ -71,17 +71,12 @@ func registerStateMetrics(reg *metrics.Registry, tc client.Client, pc *pools.Con
 		[]string{"pool", "state"}, snapshotTTL, log, func(ctx context.Context) ([]metrics.Sample, error) {
 			var out []metrics.Sample
 			for _, name := range pc.Names() {
-				v, err := tc.QueryWorkflow(ctx, runnerapi.PoolWorkflowID(name), "", runnerapi.QueryInventory)
-				var nf *serviceerror.NotFound
-				if errors.As(err, &nf) {
-					continue // the pool has not been started yet
-				}
+				inv, ok, err := poolInventory(ctx, tc, name)
 				if err != nil {
-					return nil, fmt.Errorf("inventory of pool %s: %w", name, err)
+					return nil, err
 				}
-				var inv runnerapi.Inventory
-				if err := v.Get(&inv); err != nil {
-					return nil, fmt.Errorf("inventory of pool %s: %w", name, err)
+				if !ok {
+					continue // the pool has not been started yet
 				}
 				for _, st := range machineStates {
 					out = append(out, metrics.Sample{Labels: []string{name, string(st)}, Value: float64(inv.Counts[st])})
@@ -89,6 +84,24 @@ func registerStateMetrics(reg *metrics.Registry, tc client.Client, pc *pools.Con
 			}
 			return out, nil
 		})
+}
+
+// poolInventory queries one pool's inventory; ok is false when the pool's
+// workflow has not been started yet.
+func poolInventory(ctx context.Context, tc client.Client, name string) (runnerapi.Inventory, bool, error) {
+	v, err := tc.QueryWorkflow(ctx, runnerapi.PoolWorkflowID(name), "", runnerapi.QueryInventory)
+	var nf *serviceerror.NotFound
+	if errors.As(err, &nf) {
+		return runnerapi.Inventory{}, false, nil
+	}
+	if err != nil {
+		return runnerapi.Inventory{}, false, fmt.Errorf("inventory of pool %s: %w", name, err)
+	}
+	var inv runnerapi.Inventory
+	if err := v.Get(&inv); err != nil {
+		return runnerapi.Inventory{}, false, fmt.Errorf("inventory of pool %s: %w", name, err)
+	}
+	return inv, true, nil
 }
 
 // previewSlots asks the PreviewSlots coordinator for its state; a

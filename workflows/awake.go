@@ -42,6 +42,9 @@ const (
 	// pool). Recorded once per job, by its RunnerJob, however many webhook
 	// replicas the redeliveries reach.
 	MetricJobQueue = "drydock_runner_job_queue_seconds"
+	// MetricPreviewFailures counts failed preview deploys (counter; tag
+	// repo = owner/repo in lower case), one per deploy that ended failed.
+	MetricPreviewFailures = "drydock_preview_failures_total"
 )
 
 // observeRef folds a machine activity's result into a meter: the machine's

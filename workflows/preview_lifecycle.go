@@ -354,6 +354,10 @@ func (p *preview) onDeployFailed(ctx workflow.Context, ev PullRequestEvent, err 
 	p.Status.LastError = detail
 	p.FailedSHA = ev.HeadSHA
 	p.setPhase(ctx, PreviewFailed)
+	// Counted once per failed deploy (the handler drops it on replay), so
+	// an alert can tell a repository whose previews keep failing.
+	workflow.GetMetricsHandler(ctx).WithTags(map[string]string{"repo": RepoKey(p.Status.Owner, p.Status.Repo)}).
+		Counter(MetricPreviewFailures).Inc(1)
 	workflow.GetLogger(ctx).Warn("preview deploy failed", "sha", ev.HeadSHA, "step", p.step, "error", detail)
 	p.setDeploymentStatus(ctx, "failure", truncate(report.Error, 140))
 	if !p.settings.KeepFailedMachine {

@@ -666,6 +666,10 @@ func TestPreviewAwakeTimeSpansMachines(t *testing.T) {
 	// The second machine: created at 1h, ready after five 30s commands, deleted at 2h.
 	assert.Equal(t, 90*time.Second+time.Hour, last.AwakeFor)
 	assert.Equal(t, int64(3690), m.sum(MetricPreviewAwake))
+	assert.Equal(t, int64(1), m.sum(MetricPreviewFailures), "one failed deploy, then a good one")
+	for _, e := range m.named(MetricPreviewFailures) {
+		assert.Equal(t, "codertocat/hello-world", e.tags["repo"])
+	}
 }
 
 func counts(es []emission) []int64 {

@@ -157,13 +157,29 @@ func (m *Machines) Woke(workflowType string, took time.Duration) {
 // Dedalus is the Dedalus API client's metrics.
 type Dedalus struct {
 	errors *prometheus.CounterVec
+	quota  *prometheus.CounterVec
 }
 
 // NewDedalus registers the Dedalus client's metrics.
 func NewDedalus(r *Registry) *Dedalus {
-	return &Dedalus{errors: counterVec(r.Registerer(), "dedalus_api_errors_total",
-		"Failed Dedalus API attempts (retried or not) by operation (METHOD /v1/machines/{id}/...) and code (error_code, HTTP status, or transport).",
-		"operation", "code")}
+	reg := r.Registerer()
+	return &Dedalus{
+		errors: counterVec(reg, "dedalus_api_errors_total",
+			"Failed Dedalus API attempts (retried or not) by operation (METHOD /v1/machines/{id}/...) and code (error_code, HTTP status, or transport).",
+			"operation", "code"),
+		quota: counterVec(reg, "dedalus_quota_errors_total",
+			"Dedalus API attempts refused because the account is at a limit of its plan (machines, vCPU, memory, storage), whatever error code spells it, by operation.",
+			"operation"),
+	}
+}
+
+// Quota counts one attempt refused for quota; it fits
+// dedalus.Options.OnQuotaExceeded.
+func (m *Dedalus) Quota(operation string) {
+	if m == nil {
+		return
+	}
+	m.quota.WithLabelValues(operation).Inc()
 }
 
 // Error counts one failed attempt; it fits dedalus.Options.OnError.

@@ -117,3 +117,18 @@ func TestTemporalHandlerWritesIntoTheRegistry(t *testing.T) {
 	assert.Contains(t, body, `drydock_wait_seconds_count 1`)
 	assert.Contains(t, body, `drydock_wait_seconds_sum 1.5`)
 }
+
+// Quota refusals are counted by operation beside the errors; a component
+// built without metrics (nil) ignores both.
+func TestDedalusQuotaErrors(t *testing.T) {
+	reg := New("test")
+	m := NewDedalus(reg)
+	m.Error("POST /v1/machines", "QUOTA_EXCEEDED")
+	m.Quota("POST /v1/machines")
+	_, body := scrape(t, reg.Handler(), "/metrics")
+	assert.Contains(t, body, `drydock_dedalus_quota_errors_total{operation="POST /v1/machines"} 1`)
+	assert.Contains(t, body, `drydock_dedalus_api_errors_total{code="QUOTA_EXCEEDED",operation="POST /v1/machines"} 1`)
+	var none *Dedalus
+	none.Quota("POST /v1/machines")
+	none.Error("POST /v1/machines", "500")
+}

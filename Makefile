@@ -15,7 +15,7 @@ STATICCHECK_VERSION := v0.8.2
 CACHE := $(or $(DRYDOCK_CACHE_DIR),$(or $(XDG_CACHE_HOME),$(HOME)/.cache)/drydock)
 STATICCHECK := $(CACHE)/staticcheck/$(STATICCHECK_VERSION)/staticcheck
 
-.PHONY: dev test build vet lint bench chaos temporal-cli clean help record-histories
+.PHONY: dev test build vet lint bench chaos temporal-cli clean help record-histories cluster
 
 help:
 	@echo "make dev    run Temporal, the Dedalus emulator, the worker and the webhook server locally"
@@ -24,6 +24,7 @@ help:
 	@echo "make bench  measure intake, wakes, router, runner dispatch, scale and cost; table in README"
 	@echo "make chaos  crash, fault and redelivery run; exits non-zero when an invariant breaks"
 	@echo "make build  build the binaries into $(BIN)/"
+	@echo "make cluster  a production-shaped Temporal (PostgreSQL, separate services) on 127.0.0.1:7233; Ctrl-C stops it"
 
 build:
 	@mkdir -p $(BIN)
@@ -59,6 +60,15 @@ bench:
 # when one breaks. CHAOS_FLAGS="-seed N" repeats a run.
 chaos:
 	@cli="$$($(TEMPORAL_CLI_SCRIPT))" && TEMPORAL_CLI="$$cli" $(GO) run ./chaos $(CHAOS_FLAGS)
+
+# A production-shaped Temporal without Docker (scripts/cluster.sh): PostgreSQL,
+# 4 history shards, frontend/history/matching/worker as separate processes,
+# the compose file's dynamic config and search attributes. Point make dev at
+# it with TEMPORAL_ADDRESS=127.0.0.1:7233 make dev. CLUSTER_DIR, CLUSTER_PORT
+# and CLUSTER_PG_PORT move it; `scripts/cluster.sh start|stop` runs it in the
+# background.
+cluster:
+	@scripts/cluster.sh run
 
 $(STATICCHECK):
 	@echo "Installing staticcheck $(STATICCHECK_VERSION) into $(dir $(STATICCHECK)) (first time only)"

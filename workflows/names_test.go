@@ -17,9 +17,11 @@ func TestWorkflowIDsAreBusinessKeys(t *testing.T) {
 	assert.Equal(t, "runner-pool:linux-x64", RunnerPoolWorkflowID("linux-x64"))
 }
 
-// The compose file registers the same search attributes as make dev and the tests.
+// The registration docker-compose.temporal.yml and make cluster run
+// (deploy/temporal/namespace.sh) creates the same search attributes as make
+// dev and the tests.
 func TestComposeRegistersTheSearchAttributes(t *testing.T) {
-	b, err := os.ReadFile("../docker-compose.temporal.yml")
+	b, err := os.ReadFile("../deploy/temporal/namespace.sh")
 	require.NoError(t, err)
 	got := regexp.MustCompile(`Drydock\w+=\w+`).FindAllString(string(b), -1)
 	var want []string
@@ -34,9 +36,18 @@ func TestComposeRegistersTheSearchAttributes(t *testing.T) {
 	}
 }
 
-// The compose file allows as many in-flight Updates as make dev and the tests.
+// The dynamic config of docker-compose.temporal.yml and make cluster allows
+// as many in-flight Updates as make dev and the tests, and both load it.
 func TestComposeRaisesInFlightUpdates(t *testing.T) {
-	b, err := os.ReadFile("../docker-compose.temporal.yml")
+	b, err := os.ReadFile("../deploy/temporal/dynamicconfig.yaml")
 	require.NoError(t, err)
-	assert.Regexp(t, `history.maxInFlightUpdates:\s+- value: `+MaxInFlightUpdates, string(b))
+	assert.Regexp(t, `(?m)^history.maxInFlightUpdates:\s+- value: `+MaxInFlightUpdates+`$`, string(b))
+	for file, ref := range map[string]string{
+		"../docker-compose.temporal.yml": "file: ./deploy/temporal/dynamicconfig.yaml",
+		"../scripts/cluster.sh":          "/deploy/temporal/dynamicconfig.yaml",
+	} {
+		b, err := os.ReadFile(file)
+		require.NoError(t, err)
+		assert.Contains(t, string(b), ref, file)
+	}
 }

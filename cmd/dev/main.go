@@ -33,14 +33,16 @@ const (
 
 // Config is the dev stack's configuration; every value has a local default.
 type Config struct {
-	TemporalCLI  string `envconfig:"TEMPORAL_CLI" required:"true" desc:"path of the Temporal CLI (make dev builds it)"`
-	BinDir       string `envconfig:"DEV_BIN_DIR" default:"bin" desc:"where make dev put the emulator, worker and webhook binaries"`
-	DataDir      string `envconfig:"DEV_DATA_DIR" default:".dev" desc:"Temporal database and emulator machines (git-ignored)"`
-	TemporalPort int    `envconfig:"DEV_TEMPORAL_PORT" default:"7233" desc:"Temporal frontend port"`
-	UIPort       int    `envconfig:"DEV_TEMPORAL_UI_PORT" default:"8233" desc:"Temporal UI port"`
-	EmulatorAddr string `envconfig:"DEV_EMULATOR_ADDR" default:"127.0.0.1:8788" desc:"Dedalus emulator listen address"`
-	WebhookAddr  string `envconfig:"WEBHOOK_ADDR" default:"127.0.0.1:8080" desc:"webhook server listen address"`
-	RouterAddr   string `envconfig:"ROUTER_ADDR" default:"127.0.0.1:8090" desc:"preview router listen address"`
+	TemporalCLI string `envconfig:"TEMPORAL_CLI" required:"true" desc:"path of the Temporal CLI (make dev builds it)"`
+	BinDir      string `envconfig:"DEV_BIN_DIR" default:"bin" desc:"where make dev put the emulator, worker and webhook binaries"`
+	DataDir     string `envconfig:"DEV_DATA_DIR" default:".dev" desc:"Temporal database and emulator machines (git-ignored)"`
+	// An existing Temporal (make cluster's) instead of the dev server.
+	TemporalAddress string `envconfig:"TEMPORAL_ADDRESS" desc:"an existing Temporal frontend, e.g. make cluster's 127.0.0.1:7233 (namespace default, Drydock's search attributes registered); empty = start the dev server"`
+	TemporalPort    int    `envconfig:"DEV_TEMPORAL_PORT" default:"7233" desc:"Temporal frontend port"`
+	UIPort          int    `envconfig:"DEV_TEMPORAL_UI_PORT" default:"8233" desc:"Temporal UI port"`
+	EmulatorAddr    string `envconfig:"DEV_EMULATOR_ADDR" default:"127.0.0.1:8788" desc:"Dedalus emulator listen address"`
+	WebhookAddr     string `envconfig:"WEBHOOK_ADDR" default:"127.0.0.1:8080" desc:"webhook server listen address"`
+	RouterAddr      string `envconfig:"ROUTER_ADDR" default:"127.0.0.1:8090" desc:"preview router listen address"`
 
 	WorkerMetricsAddr  string `envconfig:"WORKER_METRICS_ADDR" default:"127.0.0.1:9090" desc:"worker /metrics, /healthz, /readyz"`
 	WebhookMetricsAddr string `envconfig:"WEBHOOK_METRICS_ADDR" default:"127.0.0.1:9091" desc:"webhook server /metrics, /healthz, /readyz"`
@@ -86,17 +88,8 @@ func run(cfg Config) error {
 		fmt.Println("Stopped.")
 	}()
 
-	temporalAddr := fmt.Sprintf("127.0.0.1:%d", cfg.TemporalPort)
-	args := []string{"server", "start-dev", "--ip", "127.0.0.1",
-		"--port", fmt.Sprint(cfg.TemporalPort), "--ui-port", fmt.Sprint(cfg.UIPort),
-		"--db-filename", filepath.Join(cfg.DataDir, "temporal.db"), "--log-level", "error"}
-	args = append(args, workflows.SearchAttributeFlags()...)
-	args = append(args, workflows.DevServerFlags()...)
-	fmt.Println("Starting the Temporal dev server...")
-	if err := stack.Start(ctx, devstack.Service{
-		Name: "temporal", Path: cfg.TemporalCLI, Args: args,
-		Ready: func(ctx context.Context) error { return temporalReady(ctx, temporalAddr) },
-	}); err != nil {
+	temporalAddr, err := startTemporal(ctx, cfg, stack)
+	if err != nil {
 		return err
 	}
 
@@ -171,6 +164,9 @@ func run(cfg Config) error {
 		{"Try a PR", "bin/starter demo open   (then: demo push, demo close)"},
 		{"Data", cfg.DataDir + "/ (delete it to start afresh)"},
 	}
+	if cfg.TemporalAddress != "" {
+		rows[0][1] = "the one make cluster printed (http://localhost:8233 by default)"
+	}
 	if cfg.DedalusBaseURL == "" {
 		rows = append(rows[:3], append([][2]string{
 			{"Dedalus API key", devEmulatorKey + " (emulator; stats at " + dedalusURL + "/_local/stats)"},
@@ -184,6 +180,31 @@ func run(cfg Config) error {
 	b.WriteString("Press Ctrl-C to stop everything.\n")
 	fmt.Print(b.String())
 	return stack.Wait(ctx)
+}
+
+// startTemporal starts the dev server, or waits for the Temporal at
+// TEMPORAL_ADDRESS (make cluster's) to answer, and returns its address.
+func startTemporal(ctx context.Context, cfg Config, stack *devstack.Stack) (string, error) {
+	if cfg.TemporalAddress != "" {
+		fmt.Println("Using the Temporal at " + cfg.TemporalAddress + " (TEMPORAL_ADDRESS)...")
+		wctx, cancel := context.WithTimeout(ctx, time.Minute)
+		defer cancel()
+		if err := temporalReady(wctx, cfg.TemporalAddress); err != nil {
+			return "", fmt.Errorf("TEMPORAL_ADDRESS %s does not answer (is make cluster running?): %w", cfg.TemporalAddress, err)
+		}
+		return cfg.TemporalAddress, nil
+	}
+	temporalAddr := fmt.Sprintf("127.0.0.1:%d", cfg.TemporalPort)
+	args := []string{"server", "start-dev", "--ip", "127.0.0.1",
+		"--port", fmt.Sprint(cfg.TemporalPort), "--ui-port", fmt.Sprint(cfg.UIPort),
+		"--db-filename", filepath.Join(cfg.DataDir, "temporal.db"), "--log-level", "error"}
+	args = append(args, workflows.SearchAttributeFlags()...)
+	args = append(args, workflows.DevServerFlags()...)
+	fmt.Println("Starting the Temporal dev server...")
+	return temporalAddr, stack.Start(ctx, devstack.Service{
+		Name: "temporal", Path: cfg.TemporalCLI, Args: args,
+		Ready: func(ctx context.Context) error { return temporalReady(ctx, temporalAddr) },
+	})
 }
 
 // visibilityNote says who may open local previews, for the startup table.

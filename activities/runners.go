@@ -125,148 +125,6 @@ func (a *Runners) run(ctx context.Context, cmd Command, suffix string) (CommandR
 	return a.Machines.runCommand(ctx, cmd, suffix)
 }
 
-// The scripts below are Drydock's own, constant text; everything variable
-// (versions, names, URLs, tokens, JIT configs) reaches them as environment
-// variables, so nothing is spliced into a shell string and no secret is in
-// an execution's argv.
-
-// checkInstallScript prints "installed" when SetupMachine finished on this
-// machine for DRYDOCK_RUNNER_VERSION.
-const checkInstallScript = `if [ -f "$HOME/.drydock/runner-$DRYDOCK_RUNNER_VERSION.installed" ]; then echo installed; else echo missing; fi`
-
-// defaultInstallScript downloads actions/runner DRYDOCK_RUNNER_VERSION into
-// $HOME/actions-runner. The runner's own dependencies (libicu...) belong in
-// the machine image or the pool's setup steps.
-const defaultInstallScript = `set -eu
-v="$DRYDOCK_RUNNER_VERSION"
-case "$(uname -m)" in
-  aarch64|arm64) arch=arm64 ;;
-  *) arch=x64 ;;
-esac
-dir="$HOME/actions-runner"
-mkdir -p "$dir"
-tgz="$dir/actions-runner-linux-$arch-$v.tar.gz.part"
-curl -fsSL --retry 3 -o "$tgz" "https://github.com/actions/runner/releases/download/v$v/actions-runner-linux-$arch-$v.tar.gz"
-tar -xzf "$tgz" -C "$dir"
-rm -f "$tgz"
-echo "installed actions/runner $v ($arch) in $dir"
-`
-
-// markInstalledScript records a finished SetupMachine.
-const markInstalledScript = `set -eu
-mkdir -p "$HOME/.drydock"
-date -u +%Y-%m-%dT%H:%M:%SZ >"$HOME/.drydock/runner-$DRYDOCK_RUNNER_VERSION.installed"
-`
-
-// startRunnerScript starts the runner command ("$@", after the cleanup
-// script as $1) detached, in its own session, so it outlives the execution
-// and keeps running across sleep and wake. Its output goes to
-// $HOME/.drydock/runner-<name>.log.
-//
-// The runner runs in a PID namespace of its own (unshare): when it exits
-// after its job, the kernel kills every process the job left behind
-// (background daemons, double forks, setsid), and its /proc shows only the
-// job's processes. Once it has exited, the wrapper runs the cleanup script
-// (cleanScript, written to $HOME/.drydock/clean-between-jobs.sh), and a
-// new runner is started only after the cleanup (flock on the same lock),
-// so a job never finds what the previous job on the machine left outside
-// the pool's declared caches.
-const startRunnerScript = `set -eu
-state="$HOME/.drydock"
-mkdir -p "$state"
-log="$state/runner-$DRYDOCK_RUNNER_NAME.log"
-cd "$HOME"
-if [ -e "$log" ]; then
-  # A runner name is one job attempt's: an earlier try of this activity
-  # started it (it may even have run a job and gone). Never a second one.
-  echo "` + runnerAlreadyStarted + ` $DRYDOCK_RUNNER_NAME, log $log"
-  exit 0
-fi
-if ! unshare --pid --fork --kill-child --mount-proc true; then
-  echo "cannot start the runner in a PID namespace of its own (unshare --pid --mount-proc, util-linux, as root)" >&2
-  exit 1
-fi
-printf '%s\n' "$1" >"$state/clean-between-jobs.sh"
-chmod 700 "$state/clean-between-jobs.sh"
-shift
-locked() { if command -v flock >/dev/null 2>&1; then flock "$state/clean.lock" "$@"; else "$@"; fi; }
-# Whatever an earlier job left (a cleanup interrupted by a crash, a runner
-# started before cleanups existed) is gone before this runner starts.
-locked sh "$state/clean-between-jobs.sh"
-wrapper='mkdir -p "$HOME/tmp"
-TMPDIR="$HOME/tmp" unshare --pid --fork --kill-child --mount-proc -- "$@"
-status=$?
-if command -v flock >/dev/null 2>&1; then flock "$HOME/.drydock/clean.lock" sh "$HOME/.drydock/clean-between-jobs.sh"; else sh "$HOME/.drydock/clean-between-jobs.sh"; fi
-exit $status'
-if command -v setsid >/dev/null 2>&1; then
-  setsid nohup sh -c "$wrapper" drydock-runner "$@" >"$log" 2>&1 </dev/null &
-else
-  nohup sh -c "$wrapper" drydock-runner "$@" >"$log" 2>&1 </dev/null &
-fi
-echo "started runner $DRYDOCK_RUNNER_NAME (pid $!), log $log"
-`
-
-// cleanScript wipes what a job left on the machine, keeping the pool's
-// declared caches (DRYDOCK_CACHES: one directory a line, relative to the
-// home): every file of the runner's home but actions-runner (less its work
-// directory _work, where RUNNER_TEMP also lives), the state directory
-// .drydock and the caches; the runner's temporary directory $HOME/tmp goes
-// with the rest. A cache whose path goes through a symbolic link (a job
-// can plant one, to have the cleanup move another file) is wiped, not kept.
-const cleanScript = `set -eu
-home="${HOME:-}"
-case "$home" in ""|/) echo "clean: refusing to clean the home directory '$home'" >&2; exit 1 ;; esac
-hold="$home/.drydock/caches-held"
-rm -rf -- "$hold"
-mkdir -p "$hold"
-nolink() {
-  p="$home"; rest="$1"
-  while [ -n "$rest" ]; do
-    part="${rest%%/*}"
-    if [ "$part" = "$rest" ]; then rest=""; else rest="${rest#*/}"; fi
-    p="$p/$part"
-    if [ -L "$p" ]; then return 1; fi
-  done
-}
-caches="${DRYDOCK_CACHES:-}"
-printf '%s\n' "$caches" | while IFS= read -r c; do
-  [ -n "$c" ] || continue
-  if [ -d "$home/$c" ] && nolink "$c"; then
-    mkdir -p "$hold/$(dirname -- "$c")"
-    mv -- "$home/$c" "$hold/$c"
-  fi
-done
-for e in "$home"/* "$home"/.[!.]* "$home"/..?*; do
-  [ -e "$e" ] || [ -L "$e" ] || continue
-  case "${e##*/}" in
-    .drydock) continue ;;
-    actions-runner) if [ ! -L "$e" ]; then continue; fi ;;
-  esac
-  rm -rf -- "$e"
-done
-rm -rf -- "$home/actions-runner/_work"
-printf '%s\n' "$caches" | while IFS= read -r c; do
-  [ -n "$c" ] || continue
-  if [ -e "$hold/$c" ] && [ ! -e "$home/$c" ]; then
-    mkdir -p "$home/$(dirname -- "$c")"
-    mv -- "$hold/$c" "$home/$c"
-  fi
-done
-rm -rf -- "$hold"
-`
-
-// runnerAlreadyStarted is what startRunnerScript prints when a runner of
-// that name was started on the machine before.
-const runnerAlreadyStarted = "runner already started:"
-
-// defaultRunnerScript is the default RunnerCommand: actions/runner's run.sh.
-// It reads its JIT config from ACTIONS_RUNNER_INPUT_JITCONFIG (as it reads
-// any --<arg> from ACTIONS_RUNNER_INPUT_<ARG>, the way actions-runner-controller
-// starts it) and removes it from its own environment before it starts a
-// job, so the config is in no argv (ps, /proc/<pid>/cmdline) and in no job
-// step's environment.
-const defaultRunnerScript = `exec "$HOME/actions-runner/run.sh"`
-
 // JITConfigEnv is the environment variable the JIT config reaches the
 // runner command in: actions/runner's environment input for --jitconfig.
 const JITConfigEnv = "ACTIONS_RUNNER_INPUT_JITCONFIG"
@@ -305,33 +163,6 @@ func CheckRunnerCommands(c *pools.Config) error {
 	}
 	return nil
 }
-
-// registerScript configures a persistent runner once (config.sh), then
-// installs and starts its systemd service (svc.sh), so the runner resumes
-// polling GitHub after every wake. flock serializes it with a retried
-// attempt that may still be running.
-const registerScript = `set -eu
-mkdir -p "$HOME/.drydock"
-cd "$HOME/actions-runner"
-exec 9>"$HOME/.drydock/register.lock"
-if command -v flock >/dev/null 2>&1; then flock 9; fi
-as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
-if [ -f .runner ]; then
-  echo "runner already configured"
-else
-  # The registration token is in ACTIONS_RUNNER_INPUT_TOKEN (config.sh's
-  # environment input for --token), never in an argv.
-  ./config.sh --unattended --url "$DRYDOCK_RUNNER_URL" \
-    --name "$DRYDOCK_RUNNER_NAME" --labels "$DRYDOCK_RUNNER_LABELS" --work _work --replace
-fi
-# Nothing started from here on (the service) carries the token.
-unset ACTIONS_RUNNER_INPUT_TOKEN
-# The lock (fd 9) covers this script only: nothing it starts may keep it,
-# or a retried registration would wait on it forever.
-if [ ! -f .service ]; then as_root ./svc.sh install 9>&-; fi
-as_root ./svc.sh start 9>&-
-echo "runner $DRYDOCK_RUNNER_NAME registered as a service"
-`
 
 // cacheList is the pool's declared caches for cleanScript: one directory
 // a line, relative to the runner's home.
@@ -376,10 +207,12 @@ type SetupMachineInput struct {
 	Config *pools.Pool `json:",omitempty"`
 }
 
-// SetupMachine prepares a pool machine: it runs the pool's Setup steps, then
-// its Install step (default: download actions/runner RunnerVersion into
-// $HOME/actions-runner), with DRYDOCK_POOL and DRYDOCK_RUNNER_VERSION set,
-// and then writes $HOME/.drydock/runner-<version>.installed. A machine that
+// SetupMachine prepares a pool machine, as root: it runs the pool's Setup
+// steps, creates the unprivileged RunnerUser (unless a setup step did),
+// runs its Install step (default: download actions/runner RunnerVersion
+// into root's $HOME/actions-runner, the pristine install every runner gets
+// a fresh copy of), with DRYDOCK_POOL and DRYDOCK_RUNNER_VERSION set, makes
+// the install root's and read-only to others, and then writes $HOME/.drydock/runner-<version>.installed. A machine that
 // has the marker is done: a later call runs nothing (changing RunnerVersion
 // therefore re-runs setup and install). A failing step is a non-retryable
 // CommandFailed error carrying its output tail. Each command has its own
@@ -397,7 +230,7 @@ func (a *Runners) SetupMachine(ctx context.Context, in SetupMachineInput) error 
 	if err != nil {
 		return err
 	}
-	env := map[string]string{"DRYDOCK_POOL": p.Name, "DRYDOCK_RUNNER_VERSION": version}
+	env := map[string]string{"DRYDOCK_POOL": p.Name, "DRYDOCK_RUNNER_VERSION": version, "DRYDOCK_RUNNER_USER": RunnerUser}
 	log := a.logger().With("pool", p.Name, "machine_id", in.MachineID, "runner_version", version)
 
 	check, err := a.run(ctx, Command{
@@ -420,6 +253,11 @@ func (a *Runners) SetupMachine(ctx context.Context, in SetupMachineInput) error 
 		}, "setup:step:"+strconv.Itoa(i)); err != nil {
 			return err
 		}
+	}
+	if _, err := a.run(ctx, Command{
+		MachineID: in.MachineID, Name: "create the runner user " + RunnerUser, Argv: []string{"sh", "-c", createRunnerUserScript}, Env: env, Timeout: time.Minute,
+	}, "setup:user"); err != nil {
+		return err
 	}
 	install := previewspec.Step{Name: "install actions/runner " + version, Run: defaultInstallScript, Timeout: previewspec.Duration(10 * time.Minute)}
 	if p.Install != nil {
@@ -452,13 +290,14 @@ type RegisterInput struct {
 
 // RegisterPersistent registers a persistent runner (pool mode persistent):
 // it asks GitHub for a registration token, runs config.sh --unattended
-// --replace once (a machine whose runner is configured skips it) and
-// installs and starts the runner's systemd service (svc.sh), so the runner
-// resumes polling on every wake. The token reaches config.sh as its
+// --replace once as RunnerUser, in a copy of the install in its home (a
+// machine whose runner is configured skips it), and installs the runner's
+// systemd service for RunnerUser (svc.sh install runner) and starts it, so
+// the runner resumes polling on every wake. The token reaches config.sh as its
 // environment input ACTIONS_RUNNER_INPUT_TOKEN, through the environment of a
 // constant script: it is in no argv (config.sh's included), log, error or
-// result, and the script unsets it before it starts the service. Each attempt runs its own execution (a fresh token means a
-// different request); the script serializes attempts with flock.
+// result, and the script unsets it before it starts the service. Each
+// attempt runs its own execution (a fresh token means a different request); the script serializes attempts with flock.
 func (a *Runners) RegisterPersistent(ctx context.Context, in RegisterInput) error {
 	p, err := a.poolAsCreated(in.Pool, in.Config)
 	if err != nil {
@@ -491,7 +330,7 @@ func (a *Runners) RegisterPersistent(ctx context.Context, in RegisterInput) erro
 		Env: map[string]string{
 			"DRYDOCK_POOL": p.Name, "DRYDOCK_RUNNER_NAME": in.RunnerName, "DRYDOCK_RUNNER_URL": url,
 			"DRYDOCK_RUNNER_LABELS": strings.Join(p.Labels, ","), registrationTokenEnv: token,
-			"RUNNER_ALLOW_RUNASROOT": "1", // Dedalus commands run as root; config.sh refuses root otherwise
+			"DRYDOCK_RUNNER_USER": RunnerUser,
 		},
 		Timeout: 5 * time.Minute,
 	}, fmt.Sprintf("register:%d", attempt)); err != nil {
@@ -610,9 +449,11 @@ type StartRunnerInput struct {
 
 // StartJITRunner registers a single-use runner named RunnerName with a
 // just-in-time config for the pool's scope, labels and runner group, and
-// starts it detached on the machine (the pool's RunnerCommand, default
-// `"$HOME/actions-runner/run.sh"`, in its own session, output to
-// $HOME/.drydock/runner-<name>.log). The config reaches the runner only as
+// starts it detached on the machine as RunnerUser, with no new privileges
+// (the pool's RunnerCommand, default `"$HOME/actions-runner/run.sh"`, in
+// the runner's home, in its own session and PID namespace, output to
+// root's $HOME/.drydock/runner-<name>.log), after cleanScript wiped what the
+// machine's last job left. The config reaches the runner only as
 // ACTIONS_RUNNER_INPUT_JITCONFIG in the execution's environment, which
 // actions/runner reads and removes before it runs a job: it is in no argv,
 // job step environment, log line, error, result or workflow history.
@@ -666,7 +507,7 @@ func (a *Runners) StartJITRunner(ctx context.Context, in StartRunnerInput) error
 			Env: map[string]string{
 				JITConfigEnv: config, "DRYDOCK_RUNNER_NAME": in.RunnerName, "DRYDOCK_POOL": p.Name,
 				"DRYDOCK_CACHES": caches,
-				"DRYDOCK_JOB_ID": strconv.FormatInt(in.JobID, 10), "RUNNER_ALLOW_RUNASROOT": "1",
+				"DRYDOCK_JOB_ID": strconv.FormatInt(in.JobID, 10), "DRYDOCK_RUNNER_USER": RunnerUser,
 			},
 			Timeout: time.Minute,
 		}, "runner-start:"+strconv.FormatInt(runnerID, 10)) // a new registration is a new command

@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -48,7 +49,7 @@ func testPool() pools.Pool {
 			{Command: []string{"sh", "-c", `echo second >> "$HOME/setup.log"`}},
 		},
 		Install:       &previewspec.Step{Run: `mkdir -p $HOME/actions-runner && echo ok > $HOME/actions-runner/installed`},
-		RunnerCommand: []string{"sh", "-c", `echo $$ > "$HOME/runner.pid"; readlink /proc/self/ns/pid > "$HOME/runner.pidns"; echo "$ACTIONS_RUNNER_INPUT_JITCONFIG" > "$HOME/jit"; exec sleep 60`},
+		RunnerCommand: []string{"sh", "-c", `id -un > "$HOME/runner.user"; grep ^NoNewPrivs: /proc/self/status > "$HOME/runner.nnp"; echo $$ > "$HOME/runner.pid"; readlink /proc/self/ns/pid > "$HOME/runner.pidns"; echo "$ACTIONS_RUNNER_INPUT_JITCONFIG" > "$HOME/jit"; exec sleep 60`},
 	}
 }
 
@@ -110,10 +111,12 @@ func (r *runnerRig) sh(t *testing.T, script string) string {
 func (r *runnerRig) waitFile(t *testing.T, path string) string {
 	t.Helper()
 	var out string
-	require.Eventually(t, func() bool {
+	if !assert.Eventually(t, func() bool {
 		out = r.sh(t, `cat "`+path+`" 2>/dev/null || true`)
 		return out != ""
-	}, 10*time.Second, 50*time.Millisecond, "%s never appeared", path)
+	}, 10*time.Second, 50*time.Millisecond, "%s never appeared", path) {
+		t.Fatalf("the machine's runner logs:\n%s", r.sh(t, `tail -n 20 "$HOME"/.drydock/runner-*.log 2>&1 || true`))
+	}
 	return out
 }
 
@@ -264,13 +267,16 @@ func TestRunnerStartJITRunnerDetachedWithSecretInEnvOnly(t *testing.T) {
 	require.NoError(t, err)
 	assert.Less(t, time.Since(started), 30*time.Second, "the activity does not wait for the runner")
 
-	config := strings.TrimSpace(r.waitFile(t, "$HOME/jit"))
+	config := strings.TrimSpace(r.waitFile(t, "/home/runner/jit"))
 	// Still running after the execution that started it ended, in a
 	// session of its own, as the first process of a PID namespace of its
 	// own (whatever its job leaves dies with it).
-	r.waitFile(t, "$HOME/runner.pidns")
-	assert.Equal(t, "1\n", r.sh(t, `cat "$HOME/runner.pid"`), "the runner is PID 1 of its namespace")
-	assert.Equal(t, "alive own-namespace own-session\n", r.sh(t, `ns=$(cat "$HOME/runner.pidns")
+	r.waitFile(t, "/home/runner/runner.pidns")
+	assert.Equal(t, "1\n", r.sh(t, `cat "/home/runner/runner.pid"`), "the runner is PID 1 of its namespace")
+	assert.Equal(t, activities.RunnerUser+"\n", r.sh(t, `cat /home/runner/runner.user`), "the runner runs as the runner user")
+	assert.Equal(t, "NoNewPrivs:\t1\n", r.sh(t, `cat /home/runner/runner.nnp`), "with no new privileges (no sudo, no setuid)")
+	assert.Equal(t, "700\n", r.sh(t, `stat -c %a "$HOME/.drydock"`), "Drydock's state is root's alone")
+	assert.Equal(t, "alive own-namespace own-session\n", r.sh(t, `ns=$(cat "/home/runner/runner.pidns")
 for p in /proc/[0-9]*; do
   [ "$(readlink "$p/ns/pid" 2>/dev/null)" = "$ns" ] || continue
   kill -0 "${p#/proc/}" && printf alive && break
@@ -298,7 +304,7 @@ done`))
 	assert.NotContains(t, argvs, config)
 	assert.Contains(t, argvs, "ACTIONS_RUNNER_INPUT_JITCONFIG")
 	// Nor in the runner's own argv (what ps shows on the machine).
-	assert.NotContains(t, r.sh(t, `tr '\0' ' ' < "/proc/$(cat "$HOME/runner.pid")/cmdline"`), config)
+	assert.NotContains(t, r.sh(t, `tr '\0' ' ' < "/proc/$(cat "/home/runner/runner.pid")/cmdline"`), config)
 
 	// The stand-in runner connects and takes a job: the runner is online.
 	r.srv.AddJob(ghOwner, ghRepo, githubtest.Job{ID: 77, Labels: []string{"drydock"}})
@@ -329,8 +335,8 @@ func TestRunnerStartJITRunnerRetryAfterTheRunnerRanAndLeft(t *testing.T) {
 	name := runnerapi.RunnerName("ci", 79, 1)
 	_, err := r.env.ExecuteActivity(r.a.StartJITRunner, activities.StartRunnerInput{Pool: "ci", MachineID: r.machine, RunnerName: name, JobID: 79})
 	require.NoError(t, err)
-	first := strings.TrimSpace(r.waitFile(t, "$HOME/jit"))
-	pid := r.sh(t, `cat "$HOME/runner.pidns"`)
+	first := strings.TrimSpace(r.waitFile(t, "/home/runner/jit"))
+	pid := r.sh(t, `cat "/home/runner/runner.pidns"`)
 
 	// The runner ran its job and deregistered itself, as a JIT runner does.
 	api, err := r.a.GitHub.API(0)
@@ -340,8 +346,8 @@ func TestRunnerStartJITRunnerRetryAfterTheRunnerRanAndLeft(t *testing.T) {
 	r.srv.ResetRequests()
 	_, err = r.env.ExecuteActivity(r.a.StartJITRunner, activities.StartRunnerInput{Pool: "ci", MachineID: r.machine, RunnerName: name, JobID: 79})
 	require.NoError(t, err)
-	assert.Equal(t, first, strings.TrimSpace(r.sh(t, `cat "$HOME/jit"`)), "no second runner got a config")
-	assert.Equal(t, pid, r.sh(t, `cat "$HOME/runner.pidns"`), "no second runner process")
+	assert.Equal(t, first, strings.TrimSpace(r.sh(t, `cat "/home/runner/jit"`)), "no second runner got a config")
+	assert.Equal(t, pid, r.sh(t, `cat "/home/runner/runner.pidns"`), "no second runner process")
 	assert.Empty(t, r.srv.Runners(runnerScope), "the registration the retry made was removed")
 	assert.Equal(t, 1, r.srv.Count(githubtest.RouteDeleteRepoRunner))
 	assert.Contains(t, r.logs.String(), "a previous attempt started it")
@@ -358,7 +364,7 @@ func TestRunnerStartJITRunnerReplacesStaleOfflineRegistration(t *testing.T) {
 
 	_, err = r.env.ExecuteActivity(r.a.StartJITRunner, activities.StartRunnerInput{Pool: "ci", MachineID: r.machine, RunnerName: name, JobID: 78})
 	require.NoError(t, err)
-	config := strings.TrimSpace(r.waitFile(t, "$HOME/jit"))
+	config := strings.TrimSpace(r.waitFile(t, "/home/runner/jit"))
 	assert.NotEqual(t, stale, config)
 	reg := jitRunner(t, r, name)
 	assert.NotEqual(t, staleID, reg.ID, "registered afresh")
@@ -507,7 +513,7 @@ d="$HOME/actions-runner"; mkdir -p "$d"
 cat > "$d/config.sh" <<'EOF'
 #!/bin/sh
 echo "$@" > "$HOME/config.args"
-echo "$RUNNER_ALLOW_RUNASROOT" > "$HOME/config.root"
+id -un > "$HOME/config.user"
 echo "$ACTIONS_RUNNER_INPUT_TOKEN" > "$HOME/config.token"
 touch .runner
 EOF
@@ -533,11 +539,11 @@ chmod +x "$d/config.sh" "$d/svc.sh"`}
 	// service (svc.sh and what it starts) does not get it.
 	want := fmt.Sprintf("--unattended --url %s/%s --name drydock-ci-m1 --labels self-hosted,drydock --work _work --replace\n",
 		strings.TrimSuffix(r.srv.URL(), "/"), ghOwner)
-	assert.Equal(t, want, r.sh(t, `cat "$HOME/config.args"`))
-	assert.Equal(t, tokens[0]+"\n", r.sh(t, `cat "$HOME/config.token"`))
+	assert.Equal(t, want, r.sh(t, `cat /home/runner/config.args`))
+	assert.Equal(t, tokens[0]+"\n", r.sh(t, `cat /home/runner/config.token`))
 	assert.NotContains(t, r.sh(t, `cat "$HOME/svc.env"`), tokens[0])
-	assert.Equal(t, "1\n", r.sh(t, `cat "$HOME/config.root"`))
-	assert.Equal(t, "install\nstart\n", r.sh(t, `cat "$HOME/svc.calls"`))
+	assert.Equal(t, activities.RunnerUser+"\n", r.sh(t, `cat /home/runner/config.user`), "config.sh runs as the runner user, not root")
+	assert.Equal(t, "install runner\nstart\n", r.sh(t, `cat "$HOME/svc.calls"`), "the service is the runner user's")
 	assert.NotContains(t, r.logs.String(), tokens[0])
 	assert.NotContains(t, r.argvs(t), tokens[0])
 
@@ -545,8 +551,8 @@ chmod +x "$d/config.sh" "$d/svc.sh"`}
 	// already, so only the service is (re)started.
 	_, err = r.env.ExecuteActivity(r.a.RegisterPersistent, in)
 	require.NoError(t, err)
-	assert.Equal(t, want, r.sh(t, `cat "$HOME/config.args"`))
-	assert.Equal(t, "install\nstart\nstart\n", r.sh(t, `cat "$HOME/svc.calls"`))
+	assert.Equal(t, want, r.sh(t, `cat /home/runner/config.args`))
+	assert.Equal(t, "install runner\nstart\nstart\n", r.sh(t, `cat "$HOME/svc.calls"`))
 }
 
 // A service whose start leaves a process running (a runner started without
@@ -728,18 +734,23 @@ func TestRunnerCheckLeaseHolders(t *testing.T) {
 }
 
 // Before a JIT runner starts, what the machine's last job left is wiped:
-// every file of the home but the runner's directory (less its work
-// directory), its state and the pool's declared caches, which keep their
-// entries. A cache reached through a symbolic link a job planted is not
-// followed: the file it points to stays where it is.
+// every process of the runner user, every file of its home but the pool's
+// declared caches (which keep their entries), its files in /tmp; the
+// runner's program is a fresh copy of the install, which the runner user
+// cannot change. A cache reached through a symbolic link a job planted is
+// not followed: the file it points to stays where it is.
 func TestRunnerStartWipesWhatTheLastJobLeftButTheCaches(t *testing.T) {
 	r := newRunnerRig(t, false, func(p *pools.Pool) {
 		p.Caches = []string{"~/.cache/keep", "~/.npm", "~/.evil/cache", "~/.missing"}
 	})
 	_, err := r.env.ExecuteActivity(r.a.SetupMachine, activities.SetupMachineInput{Pool: "ci", MachineID: r.machine})
 	require.NoError(t, err)
+	nonce := strconv.FormatInt(time.Now().UnixNano(), 36)
 	r.sh(t, `set -e
-mkdir -p "$HOME/actions-runner/_work/repo/repo" "$HOME/.cargo/bin" "$HOME/tmp" "$HOME/.cache/keep/sub" "$HOME/.npm" "$HOME/../outside/cache"
+mkdir -p /home/outside/cache && echo secret >/home/outside/cache/secret
+HOME=/home/runner setpriv --reuid runner --regid runner --init-groups sh -c '
+set -e
+mkdir -p "$HOME/actions-runner/_work/repo/repo" "$HOME/.cargo/bin" "$HOME/tmp" "$HOME/.cache/keep/sub" "$HOME/.npm"
 echo x >"$HOME/actions-runner/_work/repo/repo/planted"
 echo x >"$HOME/.cargo/bin/cargo"
 echo x >"$HOME/tmp/planted"
@@ -747,19 +758,31 @@ echo x >"$HOME/.cache/other"
 echo entry >"$HOME/.cache/keep/sub/entry"
 echo npm >"$HOME/.npm/index"
 echo x >"$HOME/planted"
-echo secret >"$HOME/../outside/cache/secret"
-ln -s "$HOME/../outside" "$HOME/.evil"`)
+echo x >/tmp/planted-`+nonce+`
+ln -s /home/outside "$HOME/.evil"
+setsid sleep 600 </dev/null >/dev/null 2>&1 &'
+for i in $(seq 100); do pgrep -u runner sleep >/dev/null && break; sleep 0.1; done`)
+	leftover := strings.TrimSpace(r.sh(t, `pgrep -u runner -x sleep || true`))
+	require.NotEmpty(t, leftover, "the last job's background process runs")
 	name := runnerapi.RunnerName("ci", 80, 1)
 	_, err = r.env.ExecuteActivity(r.a.StartJITRunner, activities.StartRunnerInput{Pool: "ci", MachineID: r.machine, RunnerName: name, JobID: 80})
 	require.NoError(t, err)
-	r.waitFile(t, "$HOME/runner.pidns")
+	r.waitFile(t, "/home/runner/runner.pidns")
 	assert.Equal(t, `.cache/keep/sub/entry
 .npm/index
 actions-runner/installed
 jit
+runner.nnp
 runner.pid
 runner.pidns
-`, r.sh(t, `cd "$HOME" && find . -path ./.drydock -prune -o -type f -print | sed 's|^\./||' | sort`),
-		"only the runner, its state and the caches are left (and what the new runner wrote)")
-	assert.Equal(t, "secret\n", r.sh(t, `cat "$HOME/../outside/cache/secret"`), "a cache through a planted link is not followed")
+runner.user
+`, r.sh(t, `cd /home/runner && find . -type f -print | sed 's|^\./||' | sort`),
+		"only the runner's program and the caches are left (and what the new runner wrote)")
+	assert.Equal(t, "secret\n", r.sh(t, `cat /home/outside/cache/secret`), "a cache through a planted link is not followed")
+	assert.Equal(t, "gone\n", r.sh(t, `[ -e /tmp/planted-`+nonce+` ] || echo gone`), "the runner user's files in /tmp are gone")
+	assert.Equal(t, "gone\n", r.sh(t, `s=$(cut -d' ' -f3 /proc/`+leftover+`/stat 2>/dev/null || true); if [ -z "$s" ] || [ "$s" = Z ]; then echo gone; fi`), "the last job's background process is gone")
+	assert.Equal(t, "refused\n", r.sh(t, `HOME=/home/runner setpriv --reuid runner --regid runner --init-groups sh -c 'echo trojan >>/home/runner/actions-runner/installed' 2>/dev/null || echo refused`),
+		"the runner user cannot change the runner's program")
+	assert.Equal(t, "ok\n", r.sh(t, `cat "$HOME/actions-runner/installed"`), "the install is intact")
+	assert.Equal(t, "runner 700\n", r.sh(t, `stat -c '%U %a' /home/runner`))
 }

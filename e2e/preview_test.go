@@ -62,6 +62,10 @@ func setup(m *testing.M) (int, error) {
 		return 0, err
 	}
 	defer os.RemoveAll(dir)
+	// The fakerunner runs as a pool machine's unprivileged runner user.
+	if err := harness.ShareWithMachines(dir); err != nil {
+		return 0, err
+	}
 	workerBin = filepath.Join(dir, "worker")
 	fakeRunnerBin = filepath.Join(dir, "fakerunner")
 	for bin, pkg := range map[string]string{workerBin: "../worker", fakeRunnerBin: "../internal/testenv/fakerunner"} {

@@ -39,6 +39,7 @@ case "$FAKERUNNER_JOB_ID" in
   printf '#!/bin/sh\necho trojan\n' >"$HOME/.cargo/bin/cargo"
   chmod +x "$HOME/.cargo/bin/cargo"
   echo planted >"$TMPDIR/planted"
+  echo planted >/tmp/planted-@NONCE@
   echo "$FAKERUNNER_JOB_ID" >"$HOME/.cache/drydock-test/entry"
   echo planted >"$report/first"
   ;;
@@ -51,6 +52,9 @@ case "$FAKERUNNER_JOB_ID" in
   check '[ "$(PATH="$HOME/.cargo/bin:$PATH" command -v cargo)" != "$HOME/.cargo/bin/cargo" ]' "no planted cargo on PATH"
   check '[ ! -e "$HOME/.cargo" ]' "nothing outside the caches in the home"
   check '[ ! -e "$TMPDIR/planted" ]' "temporary directory clean"
+  check '[ ! -e /tmp/planted-@NONCE@ ]' "nothing of the first job in /tmp"
+  check '[ "$(id -un)" = runner ] && [ "$(id -u)" != 0 ]' "the job runs as the unprivileged runner user"
+  check '! touch /etc/drydock-planted' "the job cannot write the system"
   check '[ "$(cat "$HOME/.cache/drydock-test/entry")" = @FIRST@ ]' "cache entry of the first job kept"
   exit $fail
   ;;
@@ -58,13 +62,14 @@ esac
 `
 
 // After a job, a machine keeps nothing of it but its declared caches: job 1
-// leaves a background process, a file in its work directory and an
-// executable in a PATH directory of the home outside the caches; job 2 on
-// the same machine finds none of them, and finds job 1's cache entry.
+// leaves a background process, a file in its work directory, one in /tmp
+// and an executable in a PATH directory of the home outside the caches;
+// job 2 on the same machine finds none of them, and finds job 1's cache
+// entry. Both run as the unprivileged runner user.
 func TestRunnerCleanBetweenJobsKeepsDeclaredCaches(t *testing.T) {
 	ids := nextJobIDs(2)
 	first, second := ids[0], ids[1]
-	report := t.TempDir()
+	report := jobWritableDir(t)
 	nonce := strconv.FormatInt(time.Now().UnixNano(), 36)
 	script := strings.NewReplacer("@REPORT@", report, "@FIRST@", strconv.FormatInt(first, 10), "@NONCE@", nonce).Replace(isolationJobScript)
 	s := newStackWith(t, func(s *stack) string {
@@ -110,6 +115,9 @@ ok: work directory clean
 ok: no planted cargo on PATH
 ok: nothing outside the caches in the home
 ok: temporary directory clean
+ok: nothing of the first job in /tmp
+ok: the job runs as the unprivileged runner user
+ok: the job cannot write the system
 ok: cache entry of the first job kept
 `, string(got))
 	for _, id := range ids {

@@ -1,9 +1,14 @@
 package e2e
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -70,8 +75,42 @@ func TestRunnerPersistentPoolRunsJobsOnWhicheverRunnerTakesThem(t *testing.T) {
 	}
 	assert.LessOrEqual(t, len(ranOn), 2, "jobs ran on the pool's persistent runners: %v", ranOn)
 	assert.LessOrEqual(t, s.emu.Stats().Creates, int64(2))
+	services := processUsers("-persistent", s.webhook.URL)
+	require.NotEmpty(t, services, "the machines' runner services run")
+	for pid, uid := range services {
+		assert.NotEqual(t, "0", uid, "runner service %d runs as the unprivileged runner user, not root", pid)
+	}
 	require.Eventually(t, func() bool {
 		inv, ok := s.tryInventory("pers")
 		return ok && len(inv.Queue) == 0 && inv.Counts[runnerapi.MachineBusy] == 0 && inv.Counts[runnerapi.MachineIdle] == len(inv.Machines)
 	}, 60*time.Second, 100*time.Millisecond, "every machine is free once the jobs are done")
+}
+
+// processUsers maps the host's processes whose command line holds every one
+// of parts to their real user ID.
+func processUsers(parts ...string) map[int]string {
+	out := map[int]string{}
+	dirs, _ := filepath.Glob("/proc/[0-9]*")
+	for _, d := range dirs {
+		b, err := os.ReadFile(filepath.Join(d, "cmdline"))
+		if err != nil {
+			continue
+		}
+		cmdline := string(bytes.ReplaceAll(b, []byte{0}, []byte{' '}))
+		all := true
+		for _, p := range parts {
+			all = all && strings.Contains(cmdline, p)
+		}
+		status, err := os.ReadFile(filepath.Join(d, "status"))
+		if !all || err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(status), "\n") {
+			if f := strings.Fields(line); len(f) > 1 && f[0] == "Uid:" {
+				pid, _ := strconv.Atoi(filepath.Base(d))
+				out[pid] = f[1]
+			}
+		}
+	}
+	return out
 }

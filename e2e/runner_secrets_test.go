@@ -77,7 +77,7 @@ func assertNoSecrets(t *testing.T, what string, cmdlines map[int]string, stepEnv
 // run.sh runs Runner.Listener) gets its JIT config in no process's argv, and
 // a job step it runs does not inherit it, nor any DRYDOCK_* secret.
 func TestRunnerJITConfigIsInNoArgvAndNoJobStep(t *testing.T) {
-	steps := t.TempDir()
+	steps := jobWritableDir(t)
 	s := newStackWith(t, func(s *stack) string {
 		s.gh.AddOrg(jobOwner)
 		s.gh.AddRepo(jobOwner, jobRepo)
@@ -127,7 +127,7 @@ func TestRunnerJITConfigIsInNoArgvAndNoJobStep(t *testing.T) {
 // process table while it waits for GitHub's answer) or while a job runs,
 // and a job step does not inherit it.
 func TestRunnerRegistrationTokenIsInNoArgvAndNoJobStep(t *testing.T) {
-	steps := t.TempDir()
+	steps := jobWritableDir(t)
 	var mu sync.Mutex
 	var atRegistration []map[int]string
 	s := newStackWith(t, func(s *stack) string {
@@ -165,4 +165,14 @@ func TestRunnerRegistrationTokenIsInNoArgvAndNoJobStep(t *testing.T) {
 		assertNoSecrets(t, "persistent, while config.sh registers", cl, "", tokens)
 	}
 	s.waitJobs(t, []int64{id})
+}
+
+// jobWritableDir is a temporary directory the runner jobs of a test (the
+// pool machines' unprivileged runner user) can write to.
+func jobWritableDir(t *testing.T) string {
+	t.Helper()
+	dir, err := harness.JobWritableDir()
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = os.RemoveAll(dir) })
+	return dir
 }

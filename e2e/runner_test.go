@@ -202,7 +202,7 @@ func TestRunnerWorkerKilledDuringProvisioning(t *testing.T) {
 // A machine that cannot be woken (here: lost behind the pool's back) is
 // replaced; a job whose runner never picks it up is tried on another machine.
 func TestRunnerBrokenMachineReplacedAndJobRetried(t *testing.T) {
-	marker := filepath.Join(t.TempDir(), "first-runner-started")
+	marker := filepath.Join(jobWritableDir(t), "first-runner-started")
 	// The first runner ever started exits at once without taking a job.
 	prefix := fmt.Sprintf(`if [ ! -e %q ]; then touch %q; exit 0; fi;`, marker, marker)
 	s := newStackWith(t, func(s *stack) string { return poolJSON(t, s, "flaky", 3, "", prefix) })

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -36,6 +37,12 @@ const holderSleep = "2147483647"
 
 // prepareMachineFS gives a new machine its /etc (a copy of the host's) and
 // /home. It reports whether the machine can have its own namespace.
+//
+// The machines share the host's process table, so a user created on one
+// machine gets user and group IDs of a range of its own (UID_MIN..UID_MAX
+// and GID_MIN..GID_MAX in its login.defs, picked at random among 20,000
+// ranges): `pkill -u runner` on one machine never reaches another machine's
+// runner, as it cannot on real, separate machines.
 func prepareMachineFS(root string) error {
 	if os.Geteuid() != 0 {
 		return errors.New("not root")
@@ -46,7 +53,38 @@ func prepareMachineFS(root string) error {
 	if out, err := exec.Command("cp", "-a", "/etc", filepath.Join(root, "etc")).CombinedOutput(); err != nil {
 		return fmt.Errorf("copying /etc: %v: %s", err, strings.TrimSpace(string(out)))
 	}
-	return nil
+	return ownIDRange(filepath.Join(root, "etc", "login.defs"), idRangeBase+rand.IntN(idRanges)*idRangeSize)
+}
+
+// The user and group ID ranges of machines: idRanges ranges of idRangeSize
+// IDs from idRangeBase (all below 2^31, so no tool misreads them).
+const (
+	idRangeBase = 100_000
+	idRangeSize = 1_000
+	idRanges    = 20_000
+)
+
+// ownIDRange sets the ID range of new users and groups in a login.defs to
+// first..first+idRangeSize-1.
+func ownIDRange(path string, first int) error {
+	b, err := os.ReadFile(path)
+	if err != nil && !os.IsNotExist(err) {
+		return err
+	}
+	set := map[string]int{"UID_MIN": first, "UID_MAX": first + idRangeSize - 1, "GID_MIN": first, "GID_MAX": first + idRangeSize - 1}
+	var out []string
+	for _, line := range strings.Split(strings.TrimRight(string(b), "\n"), "\n") {
+		if f := strings.Fields(line); len(f) > 0 {
+			if _, ok := set[f[0]]; ok {
+				continue
+			}
+		}
+		out = append(out, line)
+	}
+	for _, k := range []string{"UID_MIN", "UID_MAX", "GID_MIN", "GID_MAX"} {
+		out = append(out, fmt.Sprintf("%s\t%d", k, set[k]))
+	}
+	return os.WriteFile(path, []byte(strings.Join(out, "\n")+"\n"), 0o644)
 }
 
 // namespace returns the pid of m's namespace holder, starting it if it is

@@ -4,6 +4,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -46,4 +47,19 @@ setpriv --reuid ` + user + ` --regid ` + user + ` --init-groups sh -c 'id -un; c
 	x, out = e.run(a.MachineID, map[string]any{"command": []string{"id", "-un", user}})
 	require.Equal(t, dedalus.ExecSucceeded, x.Status, out.Stderr)
 	assert.Equal(t, user+"\n", out.Stdout)
+
+	// The same user on another machine is another user: killing every
+	// process of the user on one machine leaves the other machine's alone.
+	x, out = e.run(b.MachineID, map[string]any{"command": []string{"sh", "-c", `set -e
+useradd --no-log-init --create-home --home-dir /home/` + user + ` --shell /bin/sh ` + user + `
+setsid setpriv --reuid ` + user + ` --regid ` + user + ` --init-groups sleep 600 </dev/null >/dev/null 2>&1 &
+for i in $(seq 100); do pgrep -u ` + user + ` sleep >/dev/null && break; sleep 0.1; done
+id -u ` + user}})
+	require.Equal(t, dedalus.ExecSucceeded, x.Status, out.Stderr)
+	uidB := strings.TrimSpace(out.Stdout)
+	x, out = e.run(a.MachineID, map[string]any{"command": []string{"sh", "-c", `id -u ` + user + `; pkill -KILL -u ` + user + ` || true`}})
+	require.Equal(t, dedalus.ExecSucceeded, x.Status, out.Stderr)
+	assert.NotEqual(t, uidB, strings.TrimSpace(out.Stdout), "the user has other IDs on another machine")
+	x, out = e.run(b.MachineID, map[string]any{"command": []string{"pgrep", "-u", user, "sleep"}})
+	assert.Equal(t, dedalus.ExecSucceeded, x.Status, "machine b's process of the user still runs: %s", out.Stderr)
 }

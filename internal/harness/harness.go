@@ -116,6 +116,10 @@ func Start(ctx context.Context, opts Options) (h *Harness, err error) {
 			return h, err
 		}
 	}
+	// The fakerunner runs as a pool machine's runner user.
+	if err := ShareWithMachines(h.Bins); err != nil {
+		return h, err
+	}
 
 	cli := opts.TemporalCLI
 	if cli == "" {

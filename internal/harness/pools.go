@@ -112,9 +112,10 @@ func (h *Harness) fakeRunnerPool(p FakeRunnerPool) map[string]any {
 // svc.sh stand-ins running the fakerunner at bin with args (-github,
 // -webhook, -secret ...): config.sh registers it (fakerunner -configure,
 // which takes config.sh's arguments and, like it, the registration token
-// from --token or ACTIONS_RUNNER_INPUT_TOKEN), svc.sh start runs its
-// service (-persistent) once per machine, in its own session so that it
-// outlives the command that started it. config.sh runs the fakerunner as a
+// from --token or ACTIONS_RUNNER_INPUT_TOKEN), svc.sh install <user>
+// records the service's user, and svc.sh start runs its service
+// (-persistent) as that user once per machine, in its own session so that
+// it outlives the command that started it. config.sh runs the fakerunner as a
 // child, not exec: like the real config.sh (bash running Runner.Listener),
 // its own process keeps its argv while the registration runs.
 func PersistentRunnerInstall(bin string, args ...string) string {
@@ -130,12 +131,20 @@ CONFIG
 cat >"$d/svc.sh" <<'SVC'
 #!/bin/sh
 set -eu
-d="$HOME/actions-runner"
+d="$(cd "$(dirname "$0")" && pwd)"
 case "$1" in
-  install) touch "$d/.service" ;;
+  install) echo "${2:-}" >"$d/.service" ;;
   start)
     if [ -f "$d/runner.pid" ] && kill -0 "$(cat "$d/runner.pid")" 2>/dev/null; then exit 0; fi
-    setsid nohup %[1]s -persistent "$d/.runner" >>"$d/runner.log" 2>&1 </dev/null 9>&- &
+    # As the user the service was installed for (svc.sh install <user>),
+    # as systemd runs the real one.
+    user="$(cat "$d/.service")"
+    as=""
+    if [ -n "$user" ]; then
+      as="setpriv --reuid=$user --regid=$(id -g "$user") --init-groups --no-new-privs --"
+      export HOME="$(getent passwd "$user" | cut -d: -f6)" USER="$user" LOGNAME="$user"
+    fi
+    setsid nohup $as %[1]s -persistent "$d/.runner" >>"$d/runner.log" 2>&1 </dev/null 9>&- &
     echo $! >"$d/runner.pid" ;;
   *) echo "svc.sh: $1 not supported by the stand-in" >&2; exit 2 ;;
 esac

@@ -225,3 +225,46 @@ func Build(ctx context.Context, root, dir string) error {
 	}
 	return nil
 }
+
+// ShareWithMachines lets the unprivileged users of the emulator's machines
+// (a pool machine's runner user) reach dir: the directories from dir up to
+// the system's temporary directory, which the Go tools and the testing
+// package create for their owner only, become traversable by everyone
+// (o+x, not readable).
+func ShareWithMachines(dir string) error {
+	dir, err := filepath.Abs(dir)
+	if err != nil {
+		return err
+	}
+	top := filepath.Clean(os.TempDir())
+	for p := dir; p != top && p != filepath.Dir(p) && strings.HasPrefix(p, top+string(os.PathSeparator)); p = filepath.Dir(p) {
+		st, err := os.Stat(p)
+		if err != nil {
+			return err
+		}
+		if err := os.Chmod(p, st.Mode()|0o011); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// JobWritableDirBase is where JobWritableDir makes its directories: not
+// under /tmp, /var/tmp or /dev/shm, whose files of the runner user a pool
+// machine's cleanup removes after every job (the emulator's machines share
+// the host's temporary directories).
+const JobWritableDirBase = "/var/lib/drydock-tests"
+
+// JobWritableDir makes a directory the runner jobs of a test (a pool
+// machine's unprivileged runner user) can write to (mode 1777, like /tmp)
+// and that survives the machines' cleanups; remove it when done.
+func JobWritableDir() (string, error) {
+	if err := os.MkdirAll(JobWritableDirBase, 0o755); err != nil {
+		return "", err
+	}
+	dir, err := os.MkdirTemp(JobWritableDirBase, "job-*")
+	if err != nil {
+		return "", err
+	}
+	return dir, os.Chmod(dir, 0o777|os.ModeSticky)
+}

@@ -25,6 +25,7 @@ import (
 
 	"github.com/drydock-dev/drydock/dedalus"
 	"github.com/drydock-dev/drydock/internal/config"
+	"github.com/drydock-dev/drydock/internal/gh"
 	"github.com/drydock-dev/drydock/internal/ghfixture"
 	"github.com/drydock-dev/drydock/internal/intake"
 	"github.com/drydock-dev/drydock/workflows"
@@ -39,9 +40,16 @@ type Config struct {
 	// The pools 'pool create' starts (as the worker and webhook server read them).
 	RunnerPoolsFile string `envconfig:"RUNNER_POOLS_FILE" desc:"runner pools file (YAML or JSON) for 'pool create'; excludes RUNNER_POOLS"`
 	RunnerPools     string `envconfig:"RUNNER_POOLS" desc:"runner pools as inline JSON (or YAML) for 'pool create', instead of RUNNER_POOLS_FILE"`
+	// What 'preflight' checks besides the above, read as the worker, the
+	// webhook server and the router read them.
+	GitHub           gh.Config `envconfig:"GITHUB"`
+	AllowedOwners    []string  `envconfig:"DRYDOCK_ALLOWED_OWNERS" desc:"for 'preflight': the webhook server's owners, on which the App must be installed"`
+	PreviewPublicURL string    `envconfig:"PREVIEW_PUBLIC_URL" default:"http://pr-{number}--{owner}--{repo}.preview.localhost:8090" desc:"for 'preflight': the worker's preview URL pattern, whose host must resolve"`
+	PreviewDomain    string    `envconfig:"PREVIEW_DOMAIN" default:"preview.localhost" desc:"for 'preflight': the router's preview domain, whose hosts must resolve"`
 }
 
 const usage = `usage:
+  starter preflight [-create-machine]
   starter preview status|redeploy OWNER/REPO NUMBER
   starter preview destroy OWNER/REPO NUMBER [-reason TEXT]
   starter preview start OWNER/REPO NUMBER -sha SHA -branch BRANCH -clone-url URL [-base main]
@@ -70,6 +78,9 @@ func main() {
 func run(ctx context.Context, cfg Config, args []string, out io.Writer) error {
 	if err := config.Load(&cfg); err != nil {
 		return err
+	}
+	if len(args) >= 1 && args[0] == "preflight" {
+		return preflightCmd(ctx, cfg, args[1:], out)
 	}
 	if len(args) < 2 {
 		return errors.New(usage)

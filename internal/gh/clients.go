@@ -178,6 +178,17 @@ func (c *Clients) ForInstallation(id int64) (*github.Client, error) {
 	return gc, nil
 }
 
+// AppClient returns a client authenticated as the GitHub App itself (its
+// JWT), for the App's own endpoints (GET /app, its installations); an
+// error with a token, which has no App.
+func (c *Clients) AppClient() (*github.Client, error) {
+	if c.tokenClient != nil {
+		return nil, errors.New("GitHub is configured with a token, not an App")
+	}
+	tr := errorBodyBuffer{c.observed("app", c.transport)}
+	return c.newClient(&http.Client{Transport: ghinstallation.NewAppsTransportFromPrivateKey(tr, c.appID, c.key)}), nil
+}
+
 // API returns the reporting operations for installation id (see ForInstallation).
 func (c *Clients) API(installationID int64) (*API, error) {
 	gc, err := c.ForInstallation(installationID)
@@ -202,7 +213,7 @@ func (c *Clients) identity(ctx context.Context) (string, error) {
 		login, err = userLogin(ctx, c.tokenClient)
 	} else {
 		// GET /app authenticates as the App itself (JWT), not an installation.
-		ac := c.newClient(&http.Client{Transport: ghinstallation.NewAppsTransportFromPrivateKey(errorBodyBuffer{c.observed("app", c.transport)}, c.appID, c.key)})
+		ac, _ := c.AppClient() // App mode here
 		var app *github.App
 		app, _, err = ac.Apps.Get(ctx, "")
 		if err == nil && app.GetSlug() != "" {

@@ -53,6 +53,9 @@ type principal struct {
 	// scoped: a user token issued by the OAuth flow, which sees only the
 	// repositories its user may read (AddToken's tokens see every one).
 	scoped bool
+	// scopes: a classic token's OAuth scopes (SetTokenScopes), listed in
+	// X-OAuth-Scopes; nil for fine-grained and installation tokens.
+	scopes []string
 }
 
 type app struct {
@@ -65,12 +68,18 @@ type installation struct {
 	id     int64
 	app    *app
 	issued int
+	// account is who installed it (SetInstallationAccount); permissions
+	// what it was granted (nil: the App's, SetInstallationPermissions).
+	account     *User
+	permissions map[string]string
 }
 
-// appPermissions are what an installation token of the double carries: the
-// permissions Drydock asks its App for.
+// appPermissions are what an installation of the double is granted unless
+// a test says otherwise (SetInstallationPermissions): the permissions
+// Drydock asks its App for, previews' and runner pools' (docs/deployment.md).
 var appPermissions = map[string]string{
 	"deployments": "write", "issues": "write", "pull_requests": "write", "contents": "read", "metadata": "read",
+	"organization_self_hosted_runners": "write", "administration": "write", "actions": "read",
 }
 
 func (s *Server) newUser(login, typ string) User {
@@ -242,7 +251,7 @@ func (s *Server) createInstallationToken(c *call) {
 	s.tokens[token] = &principal{kind: "installation", user: in.app.bot, app: in.app, installationID: id, expiresAt: exp}
 	in.issued++
 	writeJSON(c.w, http.StatusCreated, map[string]any{
-		"token": token, "expires_at": exp, "permissions": appPermissions, "repository_selection": "all",
+		"token": token, "expires_at": exp, "permissions": in.perms(), "repository_selection": "all",
 	})
 }
 

@@ -63,6 +63,9 @@ var routes = []route{
 
 	{RouteCreateInstallationToken, authApp, (*Server).createInstallationToken},
 	{RouteGetApp, authApp, (*Server).getApp},
+	{RouteGetInstallation, authApp, (*Server).getInstallation},
+	{RouteGetOrgInstallation, authApp, (*Server).getOrgInstallation},
+	{RouteGetUserInstallation, authApp, (*Server).getUserInstallation},
 	{RouteGetAuthenticatedUser, authToken, (*Server).getAuthenticatedUser},
 
 	{RouteGenerateOrgJITConfig, authToken, (*Server).generateJITConfig},

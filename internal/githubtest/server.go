@@ -153,6 +153,12 @@ func (s *Server) serve(rt route, c *call) string {
 			return ""
 		}
 		c.who = who
+		s.mu.Lock()
+		scopes := who.scopes
+		s.mu.Unlock()
+		if scopes != nil { // a classic token: GitHub lists its scopes
+			c.w.Header().Set("X-OAuth-Scopes", strings.Join(scopes, ", "))
+		}
 		rt.handle(s, c)
 		return who.kind
 	case authApp:

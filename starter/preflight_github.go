@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -98,7 +100,65 @@ func (p *preflight) checkGitHubApp(ctx context.Context, clients *gh.Clients) {
 		return
 	}
 	p.report("github credential", pass("App %s (ID %d), private key accepted", app.GetSlug(), app.GetID()))
-	install := clients.WebURL() + "/apps/" + app.GetSlug() + "/installations/new"
+	p.report("github app events", appEvents(app.Events, len(p.pools.Pools) > 0))
+	p.report("github app webhook", p.appWebhook(ctx, ac))
+	p.checkInstallations(ctx, ac, clients.WebURL()+"/apps/"+app.GetSlug()+"/installations/new")
+}
+
+// appEvents: the App subscribes to pull_request (previews) and, with
+// pools, workflow_job.
+func appEvents(have []string, pools bool) outcome {
+	want := []string{"pull_request"}
+	if pools {
+		want = append(want, "workflow_job")
+	}
+	var miss []string
+	for _, e := range want {
+		if !slices.Contains(have, e) {
+			miss = append(miss, e)
+		}
+	}
+	if len(miss) > 0 {
+		return fail("subscribe the App to them: App settings › Permissions & events › Subscribe to events (Pull request, Workflow job)",
+			"the App does not subscribe to %s", strings.Join(miss, ", "))
+	}
+	return pass("subscribed to %s", strings.Join(want, ", "))
+}
+
+// appWebhook: the App delivers to an https URL on Drydock's path whose
+// host resolves. (Whether GitHub reaches it, only a delivery tells: ping
+// it from the App's settings once deployed.)
+func (p *preflight) appWebhook(ctx context.Context, ac *github.Client) outcome {
+	const fix = "set the App's webhook URL (App settings › General › Webhook) to https://<webhook host>/webhooks/github, active, with GITHUB_WEBHOOK_SECRET as its secret"
+	var hook struct {
+		URL string `json:"url"`
+	}
+	found, err := appGet(ctx, ac, "app/hook/config", &hook)
+	switch {
+	case err != nil:
+		return fail("check the App's credentials and GitHub's status", "GET /app/hook/config: %v", ghError(err))
+	case !found || hook.URL == "":
+		return fail(fix, "the App has no webhook URL")
+	}
+	u, err := url.Parse(hook.URL)
+	switch {
+	case err != nil || u.Host == "":
+		return fail(fix, "%q is not a URL", hook.URL)
+	case u.Scheme != "https":
+		return fail(fix, "%s is not https: deliveries would cross the internet in the clear", hook.URL)
+	case !strings.HasSuffix(strings.TrimSuffix(u.Path, "/"), "/webhooks/github"):
+		return fail(fix, "%s is not the webhook server's path /webhooks/github", hook.URL)
+	}
+	if o := p.resolves(ctx, u.Hostname()); o.status != "ok" {
+		return fail(fix, "%s: %s", hook.URL, o.detail)
+	}
+	return pass("%s", hook.URL)
+}
+
+// checkInstallations: the App's installation on each owner and on
+// GITHUB_APP_INSTALLATION_ID grants previews' permissions, and the one on
+// each pool's scope its runners'.
+func (p *preflight) checkInstallations(ctx context.Context, ac *github.Client, install string) {
 	checked := map[int64]bool{}
 	permissions := func(in *installation) {
 		if checked[in.ID] {

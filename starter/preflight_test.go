@@ -60,6 +60,7 @@ func newPFWorld(t *testing.T) *pfWorld {
 	g.AddInstallation(pfAppID, pfInst)
 	g.SetInstallationAccount(pfInst, pfOrg, "Organization")
 	g.AddOrg(pfOrg)
+	g.SetAppWebhook(pfAppID, "https://hooks.example.com/webhooks/github")
 	return &pfWorld{temporal: srv.FrontendHostPort(), emu: emu, gh: g, keyFile: keyFile}
 }
 
@@ -85,7 +86,7 @@ func (w *pfWorld) run(t *testing.T, cfg Config, createMachine bool) (map[string]
 	var out bytes.Buffer
 	p := &preflight{cfg: cfg, out: &out, createMachine: createMachine, timeout: 10 * time.Second,
 		lookup: func(_ context.Context, host string) ([]string, error) {
-			if strings.HasSuffix(host, ".preview.example.com") {
+			if strings.HasSuffix(host, ".preview.example.com") || host == "hooks.example.com" {
 				return []string{"192.0.2.10"}, nil
 			}
 			return nil, &net404{host}
@@ -114,7 +115,7 @@ func TestPreflight(t *testing.T) {
 		require.NoError(t, err, out)
 		assert.NotContains(t, out, "FAIL")
 		for _, name := range []string{"temporal reachable", "temporal namespace", "temporal search attributes", "webhook secret",
-			"allowed owners", "github credential", "github app installed (octo-org)", "github permissions (installation 770, octo-org)",
+			"allowed owners", "github credential", "github app events", "github app webhook", "github app installed (octo-org)", "github permissions (installation 770, octo-org)",
 			"github runner permissions (pool linux)", "dedalus key", "dedalus machine", "preview URL resolves", "preview domain resolves"} {
 			assert.Equal(t, "ok", st[name], "%s\n%s", name, out)
 		}
@@ -146,6 +147,19 @@ func TestPreflight(t *testing.T) {
 		assert.Equal(t, "FAIL", st["webhook secret"])
 		assert.Equal(t, "FAIL", st["preview domain resolves"])
 		assert.Contains(t, out, "*.localhost resolves only in browsers")
+	})
+
+	t.Run("an App not subscribed to workflow_job, delivering over http", func(t *testing.T) {
+		w.gh.SetAppEvents(pfAppID, "pull_request")
+		w.gh.SetAppWebhook(pfAppID, "http://hooks.example.com/webhooks/github")
+		defer w.gh.SetAppEvents(pfAppID, "pull_request", "workflow_job")
+		defer w.gh.SetAppWebhook(pfAppID, "https://hooks.example.com/webhooks/github")
+		st, out, err := w.run(t, w.config(), false)
+		require.ErrorContains(t, err, "2 check(s) failed")
+		assert.Equal(t, "FAIL", st["github app events"], out)
+		assert.Contains(t, out, "the App does not subscribe to workflow_job")
+		assert.Equal(t, "FAIL", st["github app webhook"], out)
+		assert.Contains(t, out, "is not https")
 	})
 
 	t.Run("a classic token without admin:org, then a fine-grained one GitHub refuses the runners", func(t *testing.T) {

@@ -62,6 +62,8 @@ type app struct {
 	App
 	key *rsa.PublicKey
 	bot User
+	// hookURL is the App's webhook URL (SetAppWebhook); "" when none.
+	hookURL string
 }
 
 type installation struct {
@@ -256,7 +258,10 @@ func (s *Server) createInstallationToken(c *call) {
 }
 
 func (s *Server) getApp(c *call) {
-	writeJSON(c.w, http.StatusOK, c.app.App)
+	s.mu.Lock()
+	a := c.app.App
+	s.mu.Unlock()
+	writeJSON(c.w, http.StatusOK, a)
 }
 
 func (s *Server) getAuthenticatedUser(c *call) {

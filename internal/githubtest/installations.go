@@ -13,7 +13,45 @@ const (
 	RouteGetInstallation     = "GET /app/installations/{installation_id}"
 	RouteGetOrgInstallation  = "GET /orgs/{org}/installation"
 	RouteGetUserInstallation = "GET /users/{username}/installation"
+	RouteGetAppHookConfig    = "GET /app/hook/config"
 )
+
+// SetAppEvents replaces the events App appID subscribes to (default
+// pull_request and workflow_job), as GET /app lists them.
+func (s *Server) SetAppEvents(appID int64, events ...string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.appNamed(appID, "SetAppEvents").Events = append([]string{}, events...)
+}
+
+// SetAppWebhook sets the URL App appID delivers its webhooks to, as
+// GET /app/hook/config shows it (default: none, answered 404).
+func (s *Server) SetAppWebhook(appID int64, url string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.appNamed(appID, "SetAppWebhook").hookURL = url
+}
+
+// appNamed returns App appID or panics naming the caller. Callers hold s.mu.
+func (s *Server) appNamed(appID int64, caller string) *app {
+	a := s.apps[appID]
+	if a == nil {
+		panic(fmt.Sprintf("githubtest: %s: no App %d (AddApp first)", caller, appID))
+	}
+	return a
+}
+
+func (s *Server) getAppHookConfig(c *call) {
+	s.mu.Lock()
+	u := c.app.hookURL
+	s.mu.Unlock()
+	if u == "" {
+		writeError(c.w, http.StatusNotFound, "Not Found")
+		return
+	}
+	// GitHub masks the secret.
+	writeJSON(c.w, http.StatusOK, map[string]any{"url": u, "content_type": "json", "secret": "********", "insecure_ssl": "0"})
+}
 
 // SetInstallationAccount makes installation id (AddInstallation) belong to
 // the account login, an organization or a user (default: none, so the

@@ -66,3 +66,26 @@ func TestGitHubDoubleTokenScopes(t *testing.T) {
 	_, present := resp.Header["X-Oauth-Scopes"]
 	assert.False(t, present)
 }
+
+// GET /app lists the events the App subscribes to; GET /app/hook/config
+// its webhook URL, the secret masked, or 404 when it has none.
+func TestGitHubDoubleAppWebhook(t *testing.T) {
+	srv := newServer(t)
+	key, _ := githubtest.GenerateAppKey(t)
+	srv.AddApp(11, "drydock", &key.PublicKey)
+	now := time.Now().Unix()
+	jwt := "Bearer " + signJWT(t, key, "RS256", map[string]any{"iss": 11, "iat": now - 30, "exp": now + 90})
+	assert.Equal(t, 404, do(t, "GET", srv.URL()+"app/hook/config", jwt, "", nil).StatusCode)
+	srv.SetAppWebhook(11, "https://hooks.example.com/webhooks/github")
+	var hook map[string]string
+	require.Equal(t, 200, do(t, "GET", srv.URL()+"app/hook/config", jwt, "", &hook).StatusCode)
+	assert.Equal(t, "https://hooks.example.com/webhooks/github", hook["url"])
+	assert.Equal(t, "********", hook["secret"])
+
+	var app githubtest.App
+	do(t, "GET", srv.URL()+"app", jwt, "", &app)
+	assert.Equal(t, []string{"pull_request", "workflow_job"}, app.Events)
+	srv.SetAppEvents(11, "pull_request")
+	do(t, "GET", srv.URL()+"app", jwt, "", &app)
+	assert.Equal(t, []string{"pull_request"}, app.Events)
+}

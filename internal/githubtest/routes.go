@@ -66,6 +66,7 @@ var routes = []route{
 	{RouteGetInstallation, authApp, (*Server).getInstallation},
 	{RouteGetOrgInstallation, authApp, (*Server).getOrgInstallation},
 	{RouteGetUserInstallation, authApp, (*Server).getUserInstallation},
+	{RouteGetAppHookConfig, authApp, (*Server).getAppHookConfig},
 	{RouteGetAuthenticatedUser, authToken, (*Server).getAuthenticatedUser},
 
 	{RouteGenerateOrgJITConfig, authToken, (*Server).generateJITConfig},

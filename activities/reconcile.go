@@ -74,10 +74,6 @@ type ReconcileResult struct {
 	Errors          []string `json:",omitempty"`
 }
 
-// MetricUnownedMachines is the gauge of ReconcileResult.Left, as of each
-// worker's latest reconciliation (aggregate with max).
-const MetricUnownedMachines = "drydock_unowned_machines"
-
 // The workflow type names, handlers and search attributes the reconciler
 // reads ownership from (workflows.SearchAttr*, runnerapi).
 const (
@@ -94,8 +90,9 @@ const (
 
 // ownership is what running workflows own, as far as this run could read it.
 type ownership struct {
-	machines map[string]bool // machine IDs
-	runners  map[string]bool // runner names leased by pools or jobs
+	machines map[string]bool        // machine IDs
+	idle     map[string]idleMachine // pool machines no job leases, by ID
+	runners  map[string]bool        // runner names leased by pools or jobs
 	// protected are runner name prefixes never removed this run: every
 	// runner a running job may have started (drydock-<pool>-<job>-), and
 	// every runner of a pool whose owners could not all be read.
@@ -156,43 +153,9 @@ func (r *Reconciler) Reconcile(ctx context.Context) (ReconcileResult, error) {
 		return res, err
 	}
 	res.Errors = append(res.Errors, own.unknown...)
-	blind := len(own.unknown) > 0
-	now := time.Now()
-	for m, err := range r.Dedalus.AllMachines(ctx, 100) {
-		if err != nil {
-			if ctx.Err() != nil {
-				return res, ctx.Err()
-			}
-			res.Errors = append(res.Errors, fmt.Sprintf("list machines: %v", err))
-			break
-		}
-		heartbeat(ctx, m.MachineID)
-		if m.Status.Phase == dedalus.PhaseDestroyed || m.Status.Phase == dedalus.PhaseDestroying {
-			continue
-		}
-		res.Machines++
-		switch {
-		case own.machines[m.MachineID]:
-			res.Owned++
-		case now.Sub(m.CreatedAt) < r.Grace:
-			res.Young++
-		case blind:
-			res.Kept++
-			res.Left++
-		default:
-			_, err := r.Dedalus.DeleteMachine(ctx, m.MachineID, dedalus.Mutation{IdempotencyKey: "drydock:reconcile:delete:" + m.MachineID})
-			if err != nil && !dedalus.IsNotFound(err) {
-				res.Errors = append(res.Errors, fmt.Sprintf("delete %s: %v", m.MachineID, err))
-				res.Left++
-				continue
-			}
-			log.Warn("reconciler deleted an unowned machine", "machine", m.MachineID, "created", m.CreatedAt)
-			res.DeletedMachines = append(res.DeletedMachines, m.MachineID)
-		}
-	}
-	if res.Kept > 0 {
-		res.Errors = append(res.Errors, fmt.Sprintf("ownership unknown: %d unowned machines kept this run", res.Kept))
-		log.Warn("reconciler deleted nothing: some owners could not be read", "kept", res.Kept, "unknown", own.unknown)
+	awake, listed, err := r.sweep(ctx, own, &res, log)
+	if err != nil {
+		return res, err
 	}
 	switch {
 	case r.Runners == nil || r.Pools == nil:
@@ -202,9 +165,7 @@ func (r *Reconciler) Reconcile(ctx context.Context) (ReconcileResult, error) {
 		r.removeStaleRunners(ctx, own, &res, log)
 	}
 	slices.Sort(res.DeletedMachines)
-	if activity.IsActivity(ctx) {
-		activity.GetMetricsHandler(ctx).Gauge(MetricUnownedMachines).Update(float64(res.Left))
-	}
+	awake.report(ctx, res, listed)
 	log.Info("reconciled", "machines", res.Machines, "owned", res.Owned, "young", res.Young, "kept", res.Kept,
 		"deleted", len(res.DeletedMachines), "runners_removed", len(res.RemovedRunners), "errors", len(res.Errors))
 	return res, nil
@@ -224,7 +185,7 @@ func heartbeat(ctx context.Context, details ...any) {
 // them in one list call; a workflow is only queried or described when they
 // cannot.
 func (r *Reconciler) owners(ctx context.Context) *ownership {
-	o := &ownership{machines: map[string]bool{}, runners: map[string]bool{}}
+	o := &ownership{machines: map[string]bool{}, runners: map[string]bool{}, idle: map[string]idleMachine{}}
 	r.poolOwners(ctx, o)
 	r.previewOwners(ctx, o)
 	r.jobOwners(ctx, o)
@@ -261,6 +222,7 @@ func (r *Reconciler) poolOwners(ctx context.Context, o *ownership) {
 		if !open {
 			continue // the pool is not running: it owns nothing (its jobs own their leases)
 		}
+		o.noteIdle(name, inv)
 		for _, m := range inv.Machines {
 			o.machines[m.MachineID] = true
 			// A persistent runner is offline while its machine sleeps: it is backed.

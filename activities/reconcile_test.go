@@ -296,6 +296,10 @@ func TestReconcileKeepsWhatRunningWorkflowsUseAndSurvivesMuteOwners(t *testing.T
 	assert.Equal(t, 1, res.Kept, "the orphan is kept while a preview cannot answer")
 	assert.Equal(t, 1, res.Left)
 	unowned("1")
+	require.Eventually(t, func() bool { // the kept orphan runs, unused; the pool has no idle machine
+		v, err := strconv.ParseFloat(gaugeWith(t, reg, activities.MetricAwakeUnused, "owner", "unowned"), 64)
+		return err == nil && v > 0 && gaugeWith(t, reg, activities.MetricAwakeUnused, "owner", "pool:"+pool) == "0"
+	}, 10*time.Second, 50*time.Millisecond)
 	assert.Empty(t, res.DeletedMachines)
 	require.NotEmpty(t, res.Errors)
 	assert.Contains(t, res.Errors[0], "preview:recon/mute:1")
@@ -313,6 +317,9 @@ func TestReconcileKeepsWhatRunningWorkflowsUseAndSurvivesMuteOwners(t *testing.T
 	assert.Zero(t, res.Kept)
 	assert.Equal(t, []string{orphan}, res.DeletedMachines)
 	unowned("0")
+	require.Eventually(t, func() bool { // the orphan is gone
+		return gaugeWith(t, reg, activities.MetricAwakeUnused, "owner", "unowned") == "0"
+	}, 10*time.Second, 50*time.Millisecond)
 	for _, m := range []string{listedJobMachine, queriedJobMachine, provisionedMachine, creatingMachineID} {
 		got, err := c.GetMachine(ctx, m)
 		require.NoError(t, err)
@@ -328,6 +335,26 @@ func gauge(t *testing.T, reg *metrics.Registry, name string) string {
 	for _, f := range fams {
 		if f.GetName() == name && len(f.GetMetric()) > 0 {
 			return strconv.FormatFloat(f.GetMetric()[0].GetGauge().GetValue(), 'f', -1, 64)
+		}
+	}
+	return ""
+}
+
+// gaugeWith reads the series of a gauge whose label has value ("" when absent).
+func gaugeWith(t *testing.T, reg *metrics.Registry, name, label, value string) string {
+	t.Helper()
+	fams, err := reg.Gatherer().Gather()
+	require.NoError(t, err)
+	for _, f := range fams {
+		if f.GetName() != name {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == label && l.GetValue() == value {
+					return strconv.FormatFloat(m.GetGauge().GetValue(), 'f', -1, 64)
+				}
+			}
 		}
 	}
 	return ""

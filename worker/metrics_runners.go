@@ -23,9 +23,10 @@ var waitingJobPhases = []runnerapi.RunnerJobPhase{
 	runnerapi.JobAcquiring, runnerapi.JobWaking, runnerapi.JobStarting, runnerapi.JobWaiting,
 }
 
-// registerRunnerMetrics adds the runner-pool gauges the alerts need beyond
+// registerRunnerMetrics adds the runner-pool gauge the alerts need beyond
 // drydock_pool_machines: how long the oldest job not picked up yet has
-// waited, and how long the longest-awake unleased machine has run.
+// waited. (Machines running unused are measured by the reconciler, from
+// what Dedalus reports: drydock_awake_unused_seconds.)
 func registerRunnerMetrics(reg *metrics.Registry, tc client.Client, pc *pools.Config, log *slog.Logger) {
 	if len(pc.Pools) == 0 {
 		return
@@ -38,22 +39,6 @@ func registerRunnerMetrics(reg *metrics.Registry, tc client.Client, pc *pools.Co
 				return nil, err
 			}
 			return oldestWaits(pc.Names(), starts, time.Now()), nil
-		})
-	metrics.NewSnapshot(reg, "pool_idle_awake_seconds",
-		"How long the longest-awake machine no job leases has been running (0: none), by pool, from each pool's inventory (every worker reports the same: aggregate with max).",
-		[]string{"pool"}, snapshotTTL, log, func(ctx context.Context) ([]metrics.Sample, error) {
-			var out []metrics.Sample
-			now := time.Now()
-			for _, name := range pc.Names() {
-				inv, ok, err := poolInventory(ctx, tc, name)
-				if err != nil {
-					return nil, err
-				}
-				if ok {
-					out = append(out, metrics.Sample{Labels: []string{name}, Value: idleAwakeSeconds(inv, now)})
-				}
-			}
-			return out, nil
 		})
 }
 
@@ -119,26 +104,4 @@ func oldestWaits(names []string, starts []jobStart, now time.Time) []metrics.Sam
 		out = append(out, metrics.Sample{Labels: []string{name}, Value: oldest[name].Seconds()})
 	}
 	return out
-}
-
-// idleAwakeSeconds is how long the longest-awake unleased machine of a
-// pool has been running at now: a machine the pool holds idle and last saw
-// running, counted from when it last woke or became idle, whichever is
-// later (it was leased, and so wanted, before). Such a machine should go
-// back to sleep within moments; one that stays awake costs for nothing.
-func idleAwakeSeconds(inv runnerapi.Inventory, now time.Time) float64 {
-	var longest time.Duration
-	for _, m := range inv.Machines {
-		if m.State != runnerapi.MachineIdle || m.WokeAt.IsZero() || m.RunningJob != 0 {
-			continue
-		}
-		from := m.WokeAt
-		if m.Since.After(from) {
-			from = m.Since
-		}
-		if d := now.Sub(from); d > longest {
-			longest = d
-		}
-	}
-	return longest.Seconds()
 }

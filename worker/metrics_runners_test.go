@@ -13,8 +13,6 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/converter"
 	"google.golang.org/protobuf/types/known/timestamppb"
-
-	"github.com/drydock-dev/drydock/workflows/runnerapi"
 )
 
 // listOnly is a Temporal client whose only call is ListWorkflow, answering
@@ -62,20 +60,4 @@ func TestOldestWaitingJobPerPool(t *testing.T) {
 	assert.Equal(t, 1200.0, got[0].Value)
 	assert.Equal(t, []string{"gpu"}, got[1].Labels)
 	assert.Equal(t, 0.0, got[1].Value)
-}
-
-// drydock_pool_idle_awake_seconds counts idle machines the pool last saw
-// running, from the later of their wake and their release; asleep, leased
-// and persistent-busy machines do not count.
-func TestIdleAwakeSeconds(t *testing.T) {
-	now := time.Date(2026, 12, 2, 12, 0, 0, 0, time.UTC)
-	inv := runnerapi.Inventory{Machines: []runnerapi.PoolMachine{
-		{MachineID: "asleep", State: runnerapi.MachineIdle, Since: now.Add(-5 * time.Hour)},
-		{MachineID: "busy", State: runnerapi.MachineBusy, WokeAt: now.Add(-4 * time.Hour), Since: now.Add(-4 * time.Hour)},
-		{MachineID: "runner-busy", State: runnerapi.MachineIdle, RunningJob: 7, WokeAt: now.Add(-3 * time.Hour)},
-		{MachineID: "released", State: runnerapi.MachineIdle, WokeAt: now.Add(-3 * time.Hour), Since: now.Add(-90 * time.Minute)},
-		{MachineID: "woken", State: runnerapi.MachineIdle, WokeAt: now.Add(-10 * time.Minute), Since: now.Add(-2 * time.Hour)},
-	}}
-	assert.Equal(t, 5400.0, idleAwakeSeconds(inv, now))
-	assert.Equal(t, 0.0, idleAwakeSeconds(runnerapi.Inventory{}, now))
 }

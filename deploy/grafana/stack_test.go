@@ -105,12 +105,20 @@ func runDemo(ctx context.Context, t *testing.T, h *harness.Harness) {
 	waitCompleted(ctx, t, h.TC, runnerapi.JobWorkflowID(jobID))
 
 	// Only the reconciler lists machines: its list fails (and is retried),
-	// which the Dedalus error panels count.
+	// which the Dedalus error panels count; the next one measures the
+	// machines running unused.
 	require.NoError(t, h.Emu.SetFaults(emulator.Faults{Routes: map[string]emulator.FaultRule{"listMachines": {Error503: 1}}}))
-	run, err := h.TC.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: "dash-reconcile", TaskQueue: workflows.TaskQueue}, workflows.ReconcileName)
+	reconcile(ctx, t, h, "dash-reconcile-faulted")
+	require.NoError(t, h.Emu.SetFaults(emulator.Faults{}))
+	reconcile(ctx, t, h, "dash-reconcile")
+}
+
+// reconcile runs one reconciliation to its end.
+func reconcile(ctx context.Context, t *testing.T, h *harness.Harness, id string) {
+	t.Helper()
+	run, err := h.TC.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: id, TaskQueue: workflows.TaskQueue}, workflows.ReconcileName)
 	require.NoError(t, err)
 	require.NoError(t, run.Get(ctx, nil))
-	require.NoError(t, h.Emu.SetFaults(emulator.Faults{}))
 }
 
 // openPR opens pull request n from a repository of its own; a non-empty

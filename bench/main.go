@@ -59,6 +59,9 @@ type Env struct {
 	Log         *slog.Logger
 	// Scale multiplies workload sizes (1 = the documented sizes).
 	Scale float64
+	// Pprof is where the scenarios that take profiles (-pprof) write them;
+	// empty: none taken.
+	Pprof string
 }
 
 // Start brings up a Drydock stack for the scenario (closed with the scenario).
@@ -113,6 +116,7 @@ func run() int {
 	readme := flag.String("readme", "", "README to update between the bench markers, after a full run at -scale 1 (empty: none)")
 	scale := flag.Float64("scale", 1, "multiply the workload sizes (0.1 for a quick look)")
 	keep := flag.Bool("keep", false, "keep the scratch directory (logs of every process)")
+	pprofDir := flag.String("pprof", "", "directory for profiles: the webhook server's CPU during intake, a router trace of one cold burst (empty: none; read them with go tool pprof -top / go tool trace)")
 	flag.Parse()
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 
@@ -129,6 +133,12 @@ func run() int {
 				return 2
 			}
 			chosen = append(chosen, scenarios[i])
+		}
+	}
+	if *pprofDir != "" {
+		if err := os.MkdirAll(*pprofDir, 0o755); err != nil {
+			fmt.Fprintln(os.Stderr, "bench: -pprof:", err)
+			return 2
 		}
 	}
 	if *scale <= 0 {
@@ -172,7 +182,7 @@ func run() int {
 			return 1
 		}
 		log.Info("scenario", "name", s.Name, "title", s.Title)
-		env := &Env{Root: root, Dir: sdir, Bins: bins, TemporalCLI: cli, Log: log.With("scenario", s.Name), Scale: *scale}
+		env := &Env{Root: root, Dir: sdir, Bins: bins, TemporalCLI: cli, Log: log.With("scenario", s.Name), Scale: *scale, Pprof: *pprofDir}
 		began := time.Now()
 		rows, err := s.Run(ctx, env)
 		res := Result{Name: s.Name, Title: s.Title, Rows: rows, Seconds: time.Since(began).Round(100 * time.Millisecond).Seconds()}

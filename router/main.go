@@ -19,6 +19,7 @@ import (
 
 	"github.com/drydock-dev/drydock/internal/config"
 	"github.com/drydock-dev/drydock/internal/metrics"
+	"github.com/drydock-dev/drydock/internal/profiler"
 	"github.com/drydock-dev/drydock/internal/router"
 )
 
@@ -46,6 +47,7 @@ type Config struct {
 	Login
 
 	MetricsAddr     string        `envconfig:"ROUTER_METRICS_ADDR" default:"127.0.0.1:9092" desc:"listen address of /metrics, /healthz and /readyz (keep it off the public load balancer); empty: none"`
+	Pprof           bool          `envconfig:"ROUTER_PPROF" default:"false" desc:"also serve Go's profiler at /debug/pprof/ on ROUTER_METRICS_ADDR (CPU profiles, heap, execution traces: make bench -pprof); keep that listener private"`
 	ShutdownDelay   time.Duration `envconfig:"ROUTER_SHUTDOWN_DELAY" default:"0s" desc:"on SIGTERM, how long to keep accepting while /readyz says 503 (behind a load balancer: its probe interval, e.g. 5s)"`
 	ShutdownTimeout time.Duration `envconfig:"ROUTER_SHUTDOWN_TIMEOUT" default:"10s" desc:"on SIGTERM, how long requests in flight may take to finish before streams still open are cut"`
 }
@@ -182,7 +184,7 @@ func run(cfg Config) error {
 	if err != nil {
 		return fmt.Errorf("listen on %s (ROUTER_ADDR): %w", cfg.Addr, err)
 	}
-	adminAddr, stopAdmin, err := config.ServeAdmin(cfg.MetricsAddr, "ROUTER_METRICS_ADDR", reg.Admin(health))
+	adminAddr, stopAdmin, err := config.ServeAdmin(cfg.MetricsAddr, "ROUTER_METRICS_ADDR", profiler.Wrap(reg.Admin(health), cfg.Pprof))
 	if err != nil {
 		ln.Close()
 		return err

@@ -23,6 +23,7 @@ import (
 	"github.com/drydock-dev/drydock/internal/loopback"
 	"github.com/drydock-dev/drydock/internal/metrics"
 	"github.com/drydock-dev/drydock/internal/pools"
+	"github.com/drydock-dev/drydock/internal/profiler"
 )
 
 // Config is the webhook server's configuration.
@@ -41,6 +42,7 @@ type Config struct {
 	MaxConcurrentBodies int   `envconfig:"WEBHOOK_MAX_CONCURRENT_BODIES" default:"16" desc:"delivery bodies read at once before authentication (memory: this times WEBHOOK_MAX_BODY_BYTES); past it a delivery waits up to 1s, then gets 503 with Retry-After"`
 
 	MetricsAddr     string        `envconfig:"WEBHOOK_METRICS_ADDR" default:"127.0.0.1:9091" desc:"listen address of /metrics, /healthz and /readyz (keep it off the public load balancer); empty: none"`
+	Pprof           bool          `envconfig:"WEBHOOK_PPROF" default:"false" desc:"also serve Go's profiler at /debug/pprof/ on WEBHOOK_METRICS_ADDR (CPU profiles, heap, execution traces: make bench -pprof); keep that listener private"`
 	ShutdownDelay   time.Duration `envconfig:"WEBHOOK_SHUTDOWN_DELAY" default:"0s" desc:"on SIGTERM, how long to keep accepting while /readyz says 503 (behind a load balancer: its probe interval, e.g. 5s)"`
 	ShutdownTimeout time.Duration `envconfig:"WEBHOOK_SHUTDOWN_TIMEOUT" default:"10s" desc:"on SIGTERM, how long deliveries in flight may take to finish"`
 
@@ -229,7 +231,7 @@ func run(cfg Config) error {
 	if err != nil {
 		return fmt.Errorf("listen on %s (WEBHOOK_ADDR): %w", cfg.Addr, err)
 	}
-	adminAddr, stopAdmin, err := config.ServeAdmin(cfg.MetricsAddr, "WEBHOOK_METRICS_ADDR", reg.Admin(health))
+	adminAddr, stopAdmin, err := config.ServeAdmin(cfg.MetricsAddr, "WEBHOOK_METRICS_ADDR", profiler.Wrap(reg.Admin(health), cfg.Pprof))
 	if err != nil {
 		ln.Close()
 		return err

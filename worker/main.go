@@ -24,6 +24,7 @@ import (
 	"github.com/drydock-dev/drydock/internal/metrics"
 	"github.com/drydock-dev/drydock/internal/pools"
 	"github.com/drydock-dev/drydock/internal/previewspec"
+	"github.com/drydock-dev/drydock/internal/profiler"
 	"github.com/drydock-dev/drydock/workflows"
 	"github.com/drydock-dev/drydock/workflows/slotsapi"
 )
@@ -56,6 +57,7 @@ type Config struct {
 	ReconcileGrace  time.Duration `envconfig:"RECONCILE_GRACE" default:"30m" desc:"machines younger than this are never reconciled (they may be provisioning)"`
 
 	MetricsAddr string        `envconfig:"WORKER_METRICS_ADDR" default:"127.0.0.1:9090" desc:"listen address of /metrics, /healthz and /readyz; empty: none"`
+	Pprof       bool          `envconfig:"WORKER_PPROF" default:"false" desc:"also serve Go's profiler at /debug/pprof/ on WORKER_METRICS_ADDR (CPU profiles, heap, execution traces: make bench -pprof); keep that listener private"`
 	StopTimeout time.Duration `envconfig:"WORKER_STOP_TIMEOUT" default:"30s" desc:"on SIGTERM, how long running activities may finish before they are cancelled"`
 
 	LogLevel string `envconfig:"LOG_LEVEL" default:"info" desc:"debug, info, warn or error"`
@@ -276,7 +278,7 @@ func run(cfg Config) error {
 		}
 		return config.TemporalReady(tc)(ctx)
 	})
-	adminAddr, stopAdmin, err := config.ServeAdmin(cfg.MetricsAddr, "WORKER_METRICS_ADDR", reg.Admin(health))
+	adminAddr, stopAdmin, err := config.ServeAdmin(cfg.MetricsAddr, "WORKER_METRICS_ADDR", profiler.Wrap(reg.Admin(health), cfg.Pprof))
 	if err != nil {
 		return err
 	}

@@ -13,7 +13,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/google/go-github/v62/github"
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
@@ -252,11 +251,10 @@ func (g *intakeGen) pullRequest(number int) (delivery, error) {
 		return delivery{}, err
 	}
 	d := delivery{event: "pull_request", id: fmt.Sprintf("intake-pr-%d", number), body: body}
-	var pe github.PullRequestEvent
-	if err := json.Unmarshal(body, &pe); err != nil {
+	pre, err := intake.DecodePullRequest(body, d.id)
+	if err != nil {
 		return delivery{}, err
 	}
-	pre := intake.PreviewEvent(&pe, d.id)
 	wid := workflows.PreviewWorkflowID(pre.Owner, pre.Repo, pre.Number)
 	opts := client.StartWorkflowOptions{
 		ID:        wid,
@@ -282,11 +280,10 @@ func (g *intakeGen) workflowJob(id int64) (delivery, error) {
 		return delivery{}, err
 	}
 	d := delivery{event: "workflow_job", id: fmt.Sprintf("intake-job-%d", id), body: body}
-	var we github.WorkflowJobEvent
-	if err := json.Unmarshal(body, &we); err != nil {
+	job, err := intake.DecodeWorkflowJob(body, d.id)
+	if err != nil {
 		return delivery{}, err
 	}
-	job := intake.JobEvent(&we, d.id)
 	// What intake.WorkflowJobs.start sends.
 	opts := client.StartWorkflowOptions{
 		ID:                                       runnerapi.JobWorkflowID(job.JobID),

@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"io"
 	"log/slog"
 	"net/http"
@@ -13,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/go-github/v62/github"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	enumspb "go.temporal.io/api/enums/v1"
@@ -248,9 +246,8 @@ func TestSendJobPostsASignedDelivery(t *testing.T) {
 	require.Len(t, got, 1)
 	assert.Equal(t, "workflow_job", got[0].Name)
 	assert.Equal(t, "d-1", got[0].DeliveryID)
-	var we github.WorkflowJobEvent
-	require.NoError(t, json.Unmarshal(got[0].Payload, &we))
-	ev := intake.JobEvent(&we, "d-1")
+	ev, err := intake.DecodeWorkflowJob(got[0].Payload, "d-1")
+	require.NoError(t, err)
 	assert.Equal(t, "completed", ev.Action)
 	assert.EqualValues(t, 42, ev.JobID)
 	assert.Equal(t, []string{"self-hosted", "linux"}, ev.Labels)

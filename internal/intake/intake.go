@@ -49,6 +49,31 @@ type Event struct {
 	DeliveryID string          // X-GitHub-Delivery
 	Action     string          // payload "action", if any
 	Payload    json.RawMessage // the raw JSON body
+
+	// What the Handler decoded of Payload for the event's router (nil when
+	// another caller built the Event: the router decodes Payload), and the
+	// error decoding it, which the router answers.
+	parsed   parsed
+	parseErr error
+}
+
+// decoded is ev's payload as the router's struct T: the Handler's
+// decoding, or Payload decoded now for an Event built elsewhere.
+func decoded[T any, PT interface {
+	*T
+	parsed
+}](ev Event) (PT, error) {
+	if ev.parseErr != nil {
+		return nil, ev.parseErr
+	}
+	if p, ok := ev.parsed.(PT); ok {
+		return p, nil
+	}
+	p := PT(new(T))
+	if err := json.Unmarshal(ev.Payload, p); err != nil {
+		return nil, err
+	}
+	return p, nil
 }
 
 // Result is what a router made of an event: the HTTP status to answer with
@@ -267,36 +292,28 @@ func (h *Handler) webhook(w http.ResponseWriter, r *http.Request) {
 		h.answer(w, r, http.StatusBadRequest, "missing X-GitHub-Event header", "")
 		return
 	}
-	var head struct {
-		Action     string `json:"action"`
-		Repository *struct {
-			Owner *struct {
-				Login string `json:"login"`
-			} `json:"owner"`
-		} `json:"repository"`
-		Installation *struct {
-			ID int64 `json:"id"`
-		} `json:"installation"`
+	// One decoding per delivery, into the fields its router reads.
+	parsed, parseErr := parsePayload(event, body)
+	if parseErr != nil {
+		// Not what its router can read: malformed JSON (or an action,
+		// owner or installation of the wrong type) is answered here, any
+		// other field by the router, as when it decoded the payload itself.
+		var hp headPayload
+		if err := json.Unmarshal(body, &hp); err != nil {
+			d.reject("malformed_json")
+			h.answer(w, r, http.StatusBadRequest, "malformed JSON: "+err.Error(), "")
+			return
+		}
+		parsed = &hp
 	}
-	if err := json.Unmarshal(body, &head); err != nil {
-		d.reject("malformed_json")
-		h.answer(w, r, http.StatusBadRequest, "malformed JSON: "+err.Error(), "")
-		return
-	}
-	ev := Event{Name: event, DeliveryID: r.Header.Get("X-GitHub-Delivery"), Action: head.Action, Payload: body}
-	d.action = head.Action
+	head := parsed.head()
+	ev := Event{Name: event, DeliveryID: r.Header.Get("X-GitHub-Delivery"), Action: head.action, Payload: body, parsed: parsed, parseErr: parseErr}
+	d.action = head.action
 	// Who may use Drydock, once for every event, before any router sees it.
 	// A ping of a hook that is not a repository's (no owner, no
 	// installation) is let through: it changes nothing, and its pong tells
 	// the operator the endpoint works.
-	var owner string
-	var installation int64
-	if head.Repository != nil && head.Repository.Owner != nil {
-		owner = head.Repository.Owner.Login
-	}
-	if head.Installation != nil {
-		installation = head.Installation.ID
-	}
+	owner, installation := head.owner, head.installation
 	if !h.allowed.Allows(owner, installation) && (event != "ping" || owner != "" || installation != 0) {
 		d.outcome, d.reason = metrics.OutcomeIgnored, "owner_not_allowed"
 		h.answer(w, r, http.StatusOK, notAllowed(owner, installation), "")

@@ -3,7 +3,6 @@ package intake
 import (
 	"context"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -13,7 +12,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/google/go-github/v62/github"
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
@@ -152,22 +150,22 @@ const (
 
 // Route implements Router.
 func (p *PullRequests) Route(ctx context.Context, ev Event) (Result, error) {
-	var pe github.PullRequestEvent
-	if err := json.Unmarshal(ev.Payload, &pe); err != nil {
+	pe, err := decoded[pullRequestPayload](ev)
+	if err != nil {
 		return Result{Status: http.StatusBadRequest, Reason: "malformed pull_request payload: " + err.Error(), Code: "malformed_payload"}, nil
 	}
-	pre := PreviewEvent(&pe, ev.DeliveryID)
+	pre := pe.event(ev.DeliveryID)
 	if p.policy.Label != "" && (p.policy.RequireLabel || pre.Fork) {
 		// The label is what admits this pull request: the workflow asks
 		// GitHub for it before every deploy, and pins a fork's approval to
 		// the commit the label was added at.
 		pre.ApprovalLabel = p.policy.Label
 	}
-	want := p.intent(&pe, pre)
+	want := p.intent(pe, pre)
 	if want == ignore {
 		return Result{Status: http.StatusOK, Reason: fmt.Sprintf("pull_request action %q does not affect previews", pre.Action), Code: "action_not_handled"}, nil
 	}
-	if reason := validate(&pe, pre, want == deploy, p.policy.LocalCloneURLs); reason != "" {
+	if reason := validate(pe, pre, want == deploy, p.policy.LocalCloneURLs); reason != "" {
 		return Result{Status: http.StatusBadRequest, Reason: reason, Code: "invalid_payload"}, nil
 	}
 	id := workflows.PreviewWorkflowID(pre.Owner, pre.Repo, pre.Number)
@@ -176,7 +174,7 @@ func (p *PullRequests) Route(ctx context.Context, ev Event) (Result, error) {
 	if want == teardown {
 		return p.teardown(ctx, id, pre)
 	}
-	if reason := p.skip(&pe, pre); reason != "" {
+	if reason := p.skip(pe, pre); reason != "" {
 		return Result{Status: http.StatusOK, Reason: "no preview: " + reason, Code: "policy"}, nil
 	}
 	opts := client.StartWorkflowOptions{
@@ -213,14 +211,14 @@ func (p *PullRequests) teardown(ctx context.Context, id string, pre workflows.Pu
 // intent classifies the action. labeled and unlabeled matter only for the
 // opt-in label, and only where that label admits the pull request (opt-in
 // mode, or a fork).
-func (p *PullRequests) intent(pe *github.PullRequestEvent, pre workflows.PullRequestEvent) intent {
+func (p *PullRequests) intent(pe *pullRequestPayload, pre workflows.PullRequestEvent) intent {
 	switch pre.Action {
 	case "opened", "reopened", "synchronize", "ready_for_review":
 		return deploy
 	case "closed":
 		return teardown
 	case "labeled", "unlabeled":
-		if !p.isLabel(pe.GetLabel().GetName()) || !(p.policy.RequireLabel || pre.Fork || p.skipsBot(pe)) {
+		if !p.isLabel(pe.Label.Name) || !(p.policy.RequireLabel || pre.Fork || p.skipsBot(pe)) {
 			return ignore
 		}
 		if pre.Action == "labeled" {
@@ -236,11 +234,11 @@ func (p *PullRequests) isLabel(name string) bool {
 }
 
 // skip returns why the policy gives this pull request no preview, or "".
-func (p *PullRequests) skip(pe *github.PullRequestEvent, pre workflows.PullRequestEvent) string {
+func (p *PullRequests) skip(pe *pullRequestPayload, pre workflows.PullRequestEvent) string {
 	if p.repos != nil && !p.repos[RepoKey(pre.Owner, pre.Repo)] {
 		return fmt.Sprintf("repository %s/%s is not in the preview allow-list", pre.Owner, pre.Repo)
 	}
-	if st := pe.GetPullRequest().GetState(); st != "" && st != "open" {
+	if st := pe.pullRequestState(); st != "" && st != "open" {
 		return fmt.Sprintf("pull request is %s", st)
 	}
 	if pre.Draft && !p.policy.Drafts {
@@ -257,7 +255,7 @@ func (p *PullRequests) skip(pe *github.PullRequestEvent, pre workflows.PullReque
 	}
 	switch {
 	case bot && !pre.Fork && !p.policy.RequireLabel:
-		author := pe.GetPullRequest().GetUser().GetLogin()
+		author := pe.author().Login
 		if p.policy.Label == "" {
 			return fmt.Sprintf("pull request opened by the bot %s (PREVIEW_SKIP_BOTS)", author)
 		}
@@ -273,61 +271,19 @@ func (p *PullRequests) skip(pe *github.PullRequestEvent, pre workflows.PullReque
 
 // skipsBot reports whether the pull request was opened by a bot the policy
 // skips (PREVIEW_SKIP_BOTS).
-func (p *PullRequests) skipsBot(pe *github.PullRequestEvent) bool {
-	u := pe.GetPullRequest().GetUser()
-	return p.policy.SkipBots && (strings.EqualFold(u.GetType(), "Bot") || strings.HasSuffix(strings.ToLower(u.GetLogin()), "[bot]"))
+func (p *PullRequests) skipsBot(pe *pullRequestPayload) bool {
+	u := pe.author()
+	return p.policy.SkipBots && (strings.EqualFold(u.Type, "Bot") || strings.HasSuffix(strings.ToLower(u.Login), "[bot]"))
 }
 
 // RepoKey is the value of the DrydockRepo search attribute and the form the
 // allow-list is matched in: "owner/repo", lower case like the workflow ID.
 func RepoKey(owner, repo string) string { return workflows.RepoKey(owner, repo) }
 
-// PreviewEvent keeps the part of a pull_request delivery the
-// PreviewLifecycle workflow needs: what the intake signals it with.
-func PreviewEvent(pe *github.PullRequestEvent, deliveryID string) workflows.PullRequestEvent {
-	pr := pe.GetPullRequest()
-	out := workflows.PullRequestEvent{
-		DeliveryID:     deliveryID,
-		Action:         pe.GetAction(),
-		Owner:          pe.GetRepo().GetOwner().GetLogin(),
-		Repo:           pe.GetRepo().GetName(),
-		Number:         pe.GetNumber(),
-		Title:          pr.GetTitle(),
-		HTMLURL:        pr.GetHTMLURL(),
-		HeadSHA:        pr.GetHead().GetSHA(),
-		HeadRef:        pr.GetHead().GetRef(),
-		BaseRef:        pr.GetBase().GetRef(),
-		CloneURL:       pr.GetHead().GetRepo().GetCloneURL(),
-		Draft:          pr.GetDraft(),
-		Merged:         pr.GetMerged(),
-		Sender:         pe.GetSender().GetLogin(),
-		InstallationID: pe.GetInstallation().GetID(),
-	}
-	if out.Number == 0 {
-		out.Number = pr.GetNumber()
-	}
-	base := pr.GetBase().GetRepo().GetFullName()
-	if base == "" {
-		base = pe.GetRepo().GetFullName()
-	}
-	// A head repository that is gone (deleted fork) is treated as a fork:
-	// nothing vouches for it.
-	head := pr.GetHead().GetRepo().GetFullName()
-	out.Fork = head == "" || !strings.EqualFold(head, base)
-	if pr != nil {
-		for _, l := range pr.Labels {
-			if n := l.GetName(); n != "" {
-				out.Labels = append(out.Labels, n)
-			}
-		}
-	}
-	return out
-}
-
 // validate returns why the delivery cannot be acted on, or "". A teardown
 // needs only the pull request's identity: a closed pull request whose fork
 // was deleted has no head repository and must still be torn down.
-func validate(pe *github.PullRequestEvent, pre workflows.PullRequestEvent, deploy, localClone bool) string {
+func validate(pe *pullRequestPayload, pre workflows.PullRequestEvent, deploy, localClone bool) string {
 	var missing, invalid []string
 	check := func(field, v string) bool {
 		if strings.TrimSpace(v) == "" {

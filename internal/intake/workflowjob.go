@@ -2,7 +2,6 @@ package intake
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -10,7 +9,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/google/go-github/v62/github"
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
@@ -90,11 +88,11 @@ func NewWorkflowJobs(opts WorkflowJobOptions) (*WorkflowJobs, error) {
 
 // Route implements Router.
 func (w *WorkflowJobs) Route(ctx context.Context, ev Event) (Result, error) {
-	var we github.WorkflowJobEvent
-	if err := json.Unmarshal(ev.Payload, &we); err != nil {
+	we, err := decoded[workflowJobPayload](ev)
+	if err != nil {
 		return Result{Status: http.StatusBadRequest, Reason: "malformed workflow_job payload: " + err.Error(), Code: "malformed_payload"}, nil
 	}
-	job := JobEvent(&we, ev.DeliveryID)
+	job := we.event(ev.DeliveryID)
 	switch job.Action {
 	case "queued", "in_progress", "completed":
 	case "waiting":
@@ -102,7 +100,7 @@ func (w *WorkflowJobs) Route(ctx context.Context, ev Event) (Result, error) {
 	default:
 		return Result{Status: http.StatusOK, Reason: fmt.Sprintf("workflow_job action %q needs no runner", job.Action), Code: "action_not_handled"}, nil
 	}
-	if reason := validateJob(&we, job); reason != "" {
+	if reason := validateJob(we, job); reason != "" {
 		return Result{Status: http.StatusBadRequest, Reason: reason, Code: "invalid_payload"}, nil
 	}
 	pool := w.pools.Match(job.Labels)
@@ -112,7 +110,7 @@ func (w *WorkflowJobs) Route(ctx context.Context, ev Event) (Result, error) {
 		if pool == nil {
 			return Result{Status: http.StatusOK, Reason: noPool(job.Labels), Code: "no_pool"}, nil
 		}
-		if res, refused := refuse(pool, &we, job); refused {
+		if res, refused := refuse(pool, we, job); refused {
 			w.log.Info("workflow_job refused by the pool", "pool", pool.Name, "repository", RepoKey(job.Owner, job.Repo), "job_id", job.JobID, "code", res.Code)
 			return res, nil
 		}
@@ -127,7 +125,7 @@ func (w *WorkflowJobs) Route(ctx context.Context, ev Event) (Result, error) {
 	// since it was queued, or GitHub gave the runner another job), whose
 	// machine the pool must hear of.
 	if ours == nil {
-		if res, refused := refuse(pool, &we, job); refused {
+		if res, refused := refuse(pool, we, job); refused {
 			return res, nil
 		}
 	}
@@ -137,13 +135,13 @@ func (w *WorkflowJobs) Route(ctx context.Context, ev Event) (Result, error) {
 // refuse returns the answer to a job the pool does not take: its
 // repository is outside the pool's repositories/owners (pool_scope), or
 // public while the pool does not allow_public (public_repository).
-func refuse(pool *pools.Pool, we *github.WorkflowJobEvent, job runnerapi.WorkflowJobEvent) (Result, bool) {
+func refuse(pool *pools.Pool, we *workflowJobPayload, job runnerapi.WorkflowJobEvent) (Result, bool) {
 	repo := job.Owner + "/" + job.Repo
 	if !pool.Serves(job.Owner, job.Repo) {
 		return Result{Status: http.StatusOK, Code: "pool_scope",
 			Reason: fmt.Sprintf("runner pool %s does not serve repository %s (not in its repositories or owners): no runner", pool.Name, repo)}, true
 	}
-	if !pool.AllowPublic && PublicRepository(we.GetRepo()) {
+	if !pool.AllowPublic && PublicRepository(we.repo().Visibility, we.repo().Private) {
 		return Result{Status: http.StatusOK, Code: "public_repository",
 			Reason: fmt.Sprintf("runner pool %s does not take jobs of public repository %s (allow_public is off): no runner", pool.Name, repo)}, true
 	}
@@ -153,14 +151,14 @@ func refuse(pool *pools.Pool, we *github.WorkflowJobEvent, job runnerapi.Workflo
 // PublicRepository reports whether a delivery's repository is public:
 // its visibility says so or, without one, it is not marked private. A
 // payload that says neither counts as public (fail closed).
-func PublicRepository(r *github.Repository) bool {
-	switch r.GetVisibility() {
+func PublicRepository(visibility string, private bool) bool {
+	switch visibility {
 	case "public":
 		return true
 	case "private", "internal":
 		return false
 	}
-	return !r.GetPrivate()
+	return !private
 }
 
 func noPool(labels []string) string {
@@ -248,40 +246,8 @@ func (w *WorkflowJobs) runnerPool(runner string) *pools.Pool {
 	return best
 }
 
-// JobEvent keeps the part of a workflow_job delivery the runner workflows need.
-func JobEvent(we *github.WorkflowJobEvent, deliveryID string) runnerapi.WorkflowJobEvent {
-	wj := we.GetWorkflowJob()
-	out := runnerapi.WorkflowJobEvent{
-		DeliveryID:     deliveryID,
-		Action:         we.GetAction(),
-		JobID:          wj.GetID(),
-		RunID:          wj.GetRunID(),
-		Name:           wj.GetName(),
-		WorkflowName:   wj.GetWorkflowName(),
-		Owner:          we.GetRepo().GetOwner().GetLogin(),
-		Repo:           we.GetRepo().GetName(),
-		Org:            we.GetOrg().GetLogin(),
-		RunnerName:     wj.GetRunnerName(),
-		Conclusion:     wj.GetConclusion(),
-		CreatedAt:      wj.GetCreatedAt().Time,
-		StartedAt:      wj.GetStartedAt().Time,
-		InstallationID: we.GetInstallation().GetID(),
-	}
-	if out.Org == "" && we.GetRepo().GetOwner().GetType() == "Organization" {
-		out.Org = out.Owner
-	}
-	if wj != nil {
-		for _, l := range wj.Labels {
-			if l = strings.TrimSpace(l); l != "" {
-				out.Labels = append(out.Labels, l)
-			}
-		}
-	}
-	return out
-}
-
 // validateJob returns why a delivery cannot be acted on, or "".
-func validateJob(we *github.WorkflowJobEvent, job runnerapi.WorkflowJobEvent) string {
+func validateJob(we *workflowJobPayload, job runnerapi.WorkflowJobEvent) string {
 	var missing, invalid []string
 	if we.WorkflowJob == nil {
 		missing = append(missing, "workflow_job")

@@ -182,9 +182,8 @@ func TestRunsOneJobAndReportsIt(t *testing.T) {
 	for i, want := range []string{"in_progress", "in_progress", "completed"} {
 		ev := s.wh.events[i]
 		assert.Equal(t, "workflow_job", ev.Name)
-		var we github.WorkflowJobEvent
-		require.NoError(t, json.Unmarshal(ev.Payload, &we))
-		got := intake.JobEvent(&we, ev.DeliveryID)
+		got, err := intake.DecodeWorkflowJob(ev.Payload, ev.DeliveryID)
+		require.NoError(t, err)
 		assert.Equal(t, runnerapi.WorkflowJobEvent{
 			DeliveryID: ev.DeliveryID, Action: want, JobID: 42, RunID: 7, Name: "build", WorkflowName: "CI",
 			Owner: "acme", Repo: "shop", Org: "acme", Labels: []string{"self-hosted", "linux"},
@@ -212,9 +211,8 @@ func TestJobShapeWithOwnerAndDuration(t *testing.T) {
 	require.Equal(t, 0, code, log)
 	assert.Equal(t, map[string]string{"5": "success"}, s.gh.completed)
 	require.Len(t, s.wh.events, 2)
-	var we github.WorkflowJobEvent
-	require.NoError(t, json.Unmarshal(s.wh.events[1].Payload, &we))
-	got := intake.JobEvent(&we, "")
+	got, err := intake.DecodeWorkflowJob(s.wh.events[1].Payload, "")
+	require.NoError(t, err)
 	assert.Equal(t, "alice", got.Owner)
 	assert.Equal(t, "dots", got.Repo)
 	assert.Empty(t, got.Org)

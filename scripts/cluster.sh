@@ -15,7 +15,9 @@
 #   CLUSTER_DIR      state: PostgreSQL's data, config, logs (default: .cluster in the repo)
 #   CLUSTER_PORT     the frontend's gRPC port (default 7233); the other services
 #                    use CLUSTER_PORT+1 (history), +2 (matching), +6 (worker),
-#                    +10 (frontend HTTP) and those minus 300 (membership)
+#                    +10 (frontend HTTP) and those minus 300 (membership). At
+#                    most 32000: Temporal's SQL schema stores membership ports
+#                    in a smallint (32767 at most)
 #   CLUSTER_PG_PORT  PostgreSQL's port on 127.0.0.1 (default 55432, not the usual 5432)
 #   CLUSTER_UI_PORT  the UI's port (default CLUSTER_PORT+1000: 8233, as the compose file)
 set -euo pipefail
@@ -26,7 +28,10 @@ version="${TEMPORAL_SERVER_VERSION:-v1.29.1}"
 ui_version=v2.42.1 # the UI docker-compose.temporal.yml runs
 cache="${DRYDOCK_CACHE_DIR:-${XDG_CACHE_HOME:-${HOME:-/tmp}/.cache}/drydock}"
 bindir="$cache/temporal-server/$version"
-dir="$(mkdir -p "${CLUSTER_DIR:-$root/.cluster}" && cd "${CLUSTER_DIR:-$root/.cluster}" && pwd)"
+log() { echo "cluster: $*" >&2; }
+die() { log "$*"; exit 1; }
+
+dir="${CLUSTER_DIR:-$root/.cluster}"
 # The ports a cluster was first started with stick to its state directory,
 # so that later commands (stop, restart, env) need only CLUSTER_DIR.
 if [ -s "$dir/cluster.env" ]; then
@@ -36,12 +41,16 @@ if [ -s "$dir/cluster.env" ]; then
 fi
 port="${CLUSTER_PORT:-7233}"
 pgport="${CLUSTER_PG_PORT:-55432}"
+for p in "$port" "$pgport" "${CLUSTER_UI_PORT:-1024}"; do
+  case "$p" in '' | *[!0-9]*) die "CLUSTER_PORT, CLUSTER_PG_PORT and CLUSTER_UI_PORT are port numbers, not '$p'" ;; esac
+  [ "$p" -ge 1024 ] && [ "$p" -le 65535 ] || die "port $p: use 1024..65535"
+done
+[ "$port" -le 32000 ] ||
+  die "CLUSTER_PORT=$port: use at most 32000 (Temporal keeps the membership ports, CLUSTER_PORT-300.., in a smallint column)"
 uiport="${CLUSTER_UI_PORT:-$((port + 1000))}"
 services=(history matching frontend worker ui) # start order: history owns the shards
 declare -A offset=([frontend]=0 [history]=1 [matching]=2 [worker]=6)
-
-log() { echo "cluster: $*" >&2; }
-die() { log "$*"; exit 1; }
+dir="$(mkdir -p "$dir" && cd "$dir" && pwd)"
 
 # build_server compiles the server and the SQL schema tool from the Go module
 # proxy into a versioned cache directory, once (as scripts/temporal-cli.sh
@@ -96,6 +105,7 @@ as_pg() {
 pg_start() {
   local bin data="$dir/postgres"
   bin=$(pg_bin)
+  [ ! -s "$data/postmaster.pid" ] || ! as_pg "$bin/pg_ctl" -D "$data" status >/dev/null 2>&1 || return 0
   if [ ! -s "$data/PG_VERSION" ]; then
     mkdir -p "$data" "$dir/pgrun"
     [ -s "$dir/secret/pgpass" ] || { mkdir -p -m 700 "$dir/secret"; head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$dir/secret/pgpass"; }

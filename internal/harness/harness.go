@@ -15,6 +15,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -66,6 +67,13 @@ type Options struct {
 	NoWorker bool
 	// Bins holds binaries already built by Build (empty: build into Dir/bin).
 	Bins string
+	// Cluster runs the stack on a make-cluster Temporal, in a namespace of
+	// its own, instead of `temporal server start-dev` (nil: the cluster
+	// named by $DRYDOCK_CLUSTER_DIR, if any; else the dev server).
+	Cluster *Cluster
+	// Replicas runs that many workers, webhook servers and routers (0 or
+	// 1: one of each); Deliver and Get alternate between the replicas.
+	Replicas int
 }
 
 // Harness is one running Drydock.
@@ -79,8 +87,12 @@ type Harness struct {
 	Emu      *emulator.Server
 	GH       *githubtest.Server
 
-	Worker, Webhook, Router *Proc
-	WebhookURL, RouterURL   string
+	// The first replica of each binary; Workers, Webhooks and Routers hold
+	// every replica (Options.Replicas), with their URLs.
+	Worker, Webhook, Router    *Proc
+	WebhookURL, RouterURL      string
+	Workers, Webhooks, Routers []*Proc
+	WebhookURLs, RouterURLs    []string
 	// AuthURL is the router's login host (Options.Login), e.g.
 	// http://auth.preview.localhost:PORT.
 	AuthURL string
@@ -90,6 +102,10 @@ type Harness struct {
 
 	http *http.Client
 	logs []*os.File
+	// The next replica of Deliver and of Get; the 2xx answers of each
+	// webhook replica.
+	rrWebhook, rrRouter atomic.Uint64
+	accepted            []atomic.Int64
 }
 
 // Start builds the binaries and brings the whole stack up.
@@ -128,11 +144,7 @@ func Start(ctx context.Context, opts Options) (h *Harness, err error) {
 	if cli == "" {
 		return h, errors.New("harness: set TEMPORAL_CLI to the temporal binary (the Makefile does)")
 	}
-	db := ""
-	if opts.PersistTemporal {
-		db = filepath.Join(opts.Dir, "temporal.db")
-	}
-	if h.Temporal, err = StartTemporal(ctx, cli, db, h.logFile("temporal")); err != nil {
+	if h.Temporal, err = h.startTemporal(ctx, cli); err != nil {
 		return h, err
 	}
 	if h.TC, err = h.Temporal.Dial(); err != nil {
@@ -161,7 +173,7 @@ func Start(ctx context.Context, opts Options) (h *Harness, err error) {
 		if serveErr = h.startServers(ctx); serveErr == nil || !errors.Is(serveErr, errExitedEarly) {
 			break
 		}
-		for _, p := range []*Proc{h.Router, h.Webhook} {
+		for _, p := range append(h.Routers, h.Webhooks...) {
 			p.Stop(syscall.SIGKILL, 15*time.Second)
 		}
 	}
@@ -169,8 +181,10 @@ func Start(ctx context.Context, opts Options) (h *Harness, err error) {
 		return h, serveErr
 	}
 	if !opts.NoWorker {
-		if err := h.Worker.Start(); err != nil {
-			return h, err
+		for _, w := range h.Workers {
+			if err := w.Start(); err != nil {
+				return h, err
+			}
 		}
 	}
 	return h, nil
@@ -201,7 +215,7 @@ func (h *Harness) startServers(ctx context.Context) error {
 		}
 	}
 	_, routerPort, _ := net.SplitHostPort(routerAddr)
-	base := append(os.Environ(), "TEMPORAL_ADDRESS="+h.Temporal.Address(), "TEMPORAL_NAMESPACE=default", "LOG_LEVEL=warn")
+	base := append(os.Environ(), "TEMPORAL_ADDRESS="+h.Temporal.Address(), "TEMPORAL_NAMESPACE="+h.Temporal.Namespace(), "LOG_LEVEL=warn")
 	h.Worker = h.proc("worker", append(append(base[:len(base):len(base)],
 		"DEDALUS_BASE_URL="+h.Emu.URL(), "DEDALUS_API_KEY="+h.Emu.APIKey(),
 		"GITHUB_TOKEN="+GHToken, "GITHUB_API_URL="+h.GH.URL(),
@@ -225,17 +239,27 @@ func (h *Harness) startServers(ctx context.Context) error {
 			"ROUTER_GITHUB_API_URL="+h.GH.URL(), "ROUTER_SESSION_KEY="+hex.EncodeToString(key))
 	}
 	h.Router = h.proc("router", append(routerEnv, opts.RouterEnv...))
-	for _, p := range []*Proc{h.Webhook, h.Router} {
+	if err := h.addReplicas(max(1, opts.Replicas)); err != nil {
+		return err
+	}
+	for _, p := range append(h.Webhooks, h.Routers...) {
 		if err := p.Start(); err != nil {
 			return err
 		}
 	}
 	readyCtx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	if err := h.waitServing(readyCtx, h.Webhook, h.WebhookURL+"/readyz"); err != nil {
-		return err
+	for i, p := range h.Webhooks {
+		if err := h.waitServing(readyCtx, p, h.WebhookURLs[i]+"/readyz"); err != nil {
+			return err
+		}
 	}
-	return h.waitServing(readyCtx, h.Router, h.RouterURL+"/readyz")
+	for i, p := range h.Routers {
+		if err := h.waitServing(readyCtx, p, h.RouterURLs[i]+"/readyz"); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // waitServing waits until url answers 200, failing at once (errExitedEarly)
@@ -266,7 +290,12 @@ func (h *Harness) waitServing(ctx context.Context, p *Proc, url string) error {
 }
 
 func (h *Harness) proc(name string, env []string) *Proc {
-	return &Proc{Name: name, Path: filepath.Join(h.Bins, name), Env: env, out: h.logFile(name)}
+	return h.procOf(name, name, env)
+}
+
+// procOf is a child running the binary bin, logging to name.log.
+func (h *Harness) procOf(name, bin string, env []string) *Proc {
+	return &Proc{Name: name, Path: filepath.Join(h.Bins, bin), Env: env, out: h.logFile(name)}
 }
 
 // logFile is Dir/<name>.log, where a child's output goes.
@@ -295,7 +324,7 @@ func (h *Harness) LogTail(name string, n int) string {
 // Temporal, the emulator (which kills its machines' processes) and the
 // GitHub double.
 func (h *Harness) Close() {
-	for _, p := range []*Proc{h.Router, h.Webhook, h.Worker} {
+	for _, p := range append(append(h.Routers[:len(h.Routers):len(h.Routers)], h.Webhooks...), h.Workers...) {
 		if p != nil {
 			p.Stop(syscall.SIGTERM, 15*time.Second)
 		}
@@ -322,7 +351,8 @@ func (h *Harness) Close() {
 // Deliver posts a signed webhook delivery to the webhook server, as GitHub
 // does, and returns the status code.
 func (h *Harness) Deliver(ctx context.Context, event, delivery string, body []byte) (int, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, h.WebhookURL+"/webhooks/github", bytes.NewReader(body))
+	replica := next(&h.rrWebhook, len(h.WebhookURLs))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, h.WebhookURLs[replica]+"/webhooks/github", bytes.NewReader(body))
 	if err != nil {
 		return 0, err
 	}
@@ -337,6 +367,9 @@ func (h *Harness) Deliver(ctx context.Context, event, delivery string, body []by
 	}
 	_, _ = io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()
+	if resp.StatusCode < 300 {
+		h.accepted[replica].Add(1)
+	}
 	return resp.StatusCode, nil
 }
 
@@ -355,9 +388,22 @@ func PreviewHost(owner, repo string, number int) string {
 	return fmt.Sprintf("pr-%d--%s--%s.%s", number, strings.ToLower(owner), strings.ToLower(repo), Domain)
 }
 
-// Get sends GET path to a preview through the router.
-func (h *Harness) Get(ctx context.Context, owner, repo string, number int, path string) (int, []byte, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, h.RouterURL+path, nil)
+// Get sends GET path to a preview through the router. With several
+// routers it alternates between them, and a request a router cannot take
+// (it is down) goes to the next one, as a load balancer does.
+func (h *Harness) Get(ctx context.Context, owner, repo string, number int, path string) (code int, body []byte, err error) {
+	first := next(&h.rrRouter, len(h.RouterURLs))
+	for i := range len(h.RouterURLs) {
+		code, body, err = h.getVia(ctx, h.RouterURLs[(first+i)%len(h.RouterURLs)], owner, repo, number, path)
+		if err == nil || ctx.Err() != nil {
+			break
+		}
+	}
+	return code, body, err
+}
+
+func (h *Harness) getVia(ctx context.Context, router, owner, repo string, number int, path string) (int, []byte, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, router+path, nil)
 	if err != nil {
 		return 0, nil, err
 	}

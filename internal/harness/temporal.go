@@ -16,9 +16,14 @@ import (
 // Temporal is a `temporal server start-dev` child process on a fixed
 // loopback port. With a database file it keeps its state across Restart,
 // as a real cluster does across a frontend/history restart.
+//
+// On a cluster (Options.Cluster), it is the stack's namespace on that
+// cluster instead, and Restart restarts the history and frontend services.
 type Temporal struct {
 	Proc
-	addr string
+	addr      string
+	namespace string
+	cluster   *Cluster // nil: the dev server
 }
 
 // StartTemporal starts the dev server from the CLI at cli. dbFile "" keeps
@@ -37,7 +42,7 @@ func StartTemporal(ctx context.Context, cli, dbFile string, out io.Writer) (*Tem
 	}
 	args = append(args, workflows.SearchAttributeFlags()...)
 	args = append(args, workflows.DevServerFlags()...)
-	t := &Temporal{Proc: Proc{Name: "temporal", Path: cli, Args: args, Env: os.Environ(), out: out}, addr: addr}
+	t := &Temporal{Proc: Proc{Name: "temporal", Path: cli, Args: args, Env: os.Environ(), out: out}, addr: addr, namespace: "default"}
 	if err := t.start(ctx); err != nil {
 		return nil, err
 	}
@@ -61,19 +66,41 @@ func (t *Temporal) start(ctx context.Context) error {
 	})
 }
 
+// OnCluster is a fresh namespace of the cluster c.
+func OnCluster(ctx context.Context, c *Cluster, cli string) (*Temporal, error) {
+	ns, err := c.NewNamespace(ctx, cli)
+	if err != nil {
+		return nil, err
+	}
+	return &Temporal{Proc: Proc{Name: "temporal"}, addr: c.Address(), namespace: ns, cluster: c}, nil
+}
+
 // Address is the frontend's host:port.
 func (t *Temporal) Address() string { return t.addr }
 
+// Namespace is the stack's namespace: default on the dev server.
+func (t *Temporal) Namespace() string { return t.namespace }
+
+// Cluster is the cluster the stack runs on (nil: the dev server).
+func (t *Temporal) Cluster() *Cluster { return t.cluster }
+
 // Restart stops the server (SIGTERM, as an orchestrator would) and starts
-// it again on the same port and database.
+// it again on the same port and database. On a cluster it restarts the
+// history service (every shard moves) and then the frontend.
 func (t *Temporal) Restart(ctx context.Context) error {
+	if t.cluster != nil {
+		if err := t.cluster.Restart(ctx, "history"); err != nil {
+			return err
+		}
+		return t.cluster.Restart(ctx, "frontend")
+	}
 	t.Stop(syscall.SIGTERM, 30*time.Second)
 	return t.start(ctx)
 }
 
-// Dial returns a client of the dev server's default namespace.
+// Dial returns a client of the stack's namespace.
 func (t *Temporal) Dial() (client.Client, error) {
-	return client.Dial(client.Options{HostPort: t.addr, Namespace: "default", Logger: quiet{}})
+	return client.Dial(client.Options{HostPort: t.addr, Namespace: t.namespace, Logger: quiet{}})
 }
 
 // quiet drops the SDK's connection-retry logging.

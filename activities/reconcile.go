@@ -401,14 +401,14 @@ func (r *Reconciler) queryTimeout() time.Duration {
 
 func (r *Reconciler) removeStaleRunners(ctx context.Context, own *ownership, res *ReconcileResult, log *slog.Logger) {
 	seen := map[pools.Scope]bool{}
-	for _, p := range r.Pools.Pools {
-		if seen[p.Scope] {
+	for _, scope := range runnerScopes(r.Pools.Pools) {
+		if seen[scope] {
 			continue
 		}
-		seen[p.Scope] = true
-		runners, err := r.Runners.ListRunners(ctx, p.Scope)
+		seen[scope] = true
+		runners, err := r.Runners.ListRunners(ctx, scope)
 		if err != nil {
-			res.Errors = append(res.Errors, fmt.Sprintf("list runners of %s: %v", scopeName(p.Scope), err))
+			res.Errors = append(res.Errors, fmt.Sprintf("list runners of %s: %v", scopeName(scope), err))
 			continue
 		}
 		for _, rn := range runners {
@@ -416,7 +416,7 @@ func (r *Reconciler) removeStaleRunners(ctx context.Context, own *ownership, res
 				continue
 			}
 			heartbeat(ctx, "remove runner "+rn.Name)
-			if err := r.Runners.RemoveRunner(ctx, p.Scope, rn.ID); err != nil {
+			if err := r.Runners.RemoveRunner(ctx, scope, rn.ID); err != nil {
 				res.Errors = append(res.Errors, fmt.Sprintf("remove runner %s: %v", rn.Name, err))
 				continue
 			}
@@ -424,6 +424,25 @@ func (r *Reconciler) removeStaleRunners(ctx context.Context, own *ownership, res
 			res.RemovedRunners = append(res.RemovedRunners, rn.Name)
 		}
 	}
+}
+
+// runnerScopes lists where the pools' runners register: each pool's scope,
+// and the repositories a per-repo or fresh organization pool lists by name
+// (pools.Pool.RunnerScope). Runners of repositories a pool reaches through
+// "*" or its owners are not listed: RemoveRunner at the end of each job
+// removes them, and GitHub removes a just-in-time runner that never
+// connected within a day by itself.
+func runnerScopes(ps []pools.Pool) []pools.Scope {
+	var out []pools.Scope
+	for _, p := range ps {
+		out = append(out, p.Scope)
+		for _, repo := range p.Repositories {
+			if s := p.RunnerScope(repo); s != p.Scope {
+				out = append(out, s)
+			}
+		}
+	}
+	return out
 }
 
 func scopeName(s pools.Scope) string {

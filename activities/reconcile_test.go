@@ -44,15 +44,23 @@ func fakePreview(ctx workflow.Context, machineID string) error {
 
 type runnerDir struct {
 	runners []activities.RegisteredRunner
+	// byScope: the runners of other scopes than the pool's (runners).
+	byScope map[pools.Scope][]activities.RegisteredRunner
 	removed []int64
+	// removedFrom: the scope each removal was asked in.
+	removedFrom []pools.Scope
 }
 
-func (d *runnerDir) ListRunners(context.Context, pools.Scope) ([]activities.RegisteredRunner, error) {
+func (d *runnerDir) ListRunners(_ context.Context, scope pools.Scope) ([]activities.RegisteredRunner, error) {
+	if rs, ok := d.byScope[scope]; ok {
+		return rs, nil
+	}
 	return d.runners, nil
 }
 
-func (d *runnerDir) RemoveRunner(_ context.Context, _ pools.Scope, id int64) error {
+func (d *runnerDir) RemoveRunner(_ context.Context, scope pools.Scope, id int64) error {
 	d.removed = append(d.removed, id)
+	d.removedFrom = append(d.removedFrom, scope)
 	return nil
 }
 
@@ -75,7 +83,10 @@ func TestReconcileDeletesOnlyUnownedMachinesAndRunners(t *testing.T) {
 	w.RegisterWorkflowWithOptions(fakePreview, workflow.RegisterOptions{Name: "PreviewLifecycle"})
 	require.NoError(t, w.Start())
 	defer w.Stop()
-	pool := pools.Pool{Name: "recon", Scope: pools.Scope{Kind: pools.ScopeOrg, Org: "octo"}}
+	// A per-repo pool at organization scope: its runners register at their
+	// jobs' repositories, whose runners are listed too (those it names).
+	pool := pools.Pool{Name: "recon", Scope: pools.Scope{Kind: pools.ScopeOrg, Org: "octo"}, Repositories: []string{"octo/app", "*"}}
+	appScope := pools.Scope{Kind: pools.ScopeRepo, Repo: "octo/app"}
 	leased := runnerapi.RunnerName("recon", 1, 1)
 	_, err := tc.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: runnerapi.PoolWorkflowID("recon"), TaskQueue: queue}, runnerapi.RunnerPoolName,
 		runnerapi.PoolInput{Pool: pool, Carry: &runnerapi.PoolCarry{Machines: []runnerapi.PoolMachine{{MachineID: poolMachine, State: runnerapi.MachineState("busy"), RunnerName: leased}}}})
@@ -107,6 +118,8 @@ func TestReconcileDeletesOnlyUnownedMachinesAndRunners(t *testing.T) {
 		{ID: 2, Name: runnerapi.RunnerName("recon", 9, 1)},                // offline, unleased, ours: removed
 		{ID: 3, Name: runnerapi.RunnerName("recon", 10, 1), Online: true}, // online: kept
 		{ID: 4, Name: "someone-elses-runner"},                             // not ours: kept
+	}, byScope: map[pools.Scope][]activities.RegisteredRunner{
+		appScope: {{ID: 5, Name: runnerapi.RunnerName("recon", 11, 1)}}, // a repository's, offline, unleased: removed there
 	}}
 	r := &activities.Reconciler{Dedalus: c, Temporal: tc, Pools: &pools.Config{Pools: []pools.Pool{pool}}, Runners: dir, Grace: 0}
 	var s testsuite.WorkflowTestSuite
@@ -125,11 +138,13 @@ func TestReconcileDeletesOnlyUnownedMachinesAndRunners(t *testing.T) {
 	assert.Empty(t, res.DeletedMachines)
 
 	r.Grace = 0
+	dir.removedFrom = nil
 	v, err = env.ExecuteActivity(r.Reconcile)
 	require.NoError(t, err)
 	require.NoError(t, v.Get(&res))
 	assert.Equal(t, []string{orphan}, res.DeletedMachines)
-	assert.Equal(t, []string{runnerapi.RunnerName("recon", 9, 1)}, res.RemovedRunners)
+	assert.Equal(t, []string{runnerapi.RunnerName("recon", 9, 1), runnerapi.RunnerName("recon", 11, 1)}, res.RemovedRunners)
+	assert.Equal(t, []pools.Scope{pool.Scope, appScope}, dir.removedFrom, "each removed where it is registered")
 	assert.Empty(t, res.Errors)
 	_, err = c.WaitForPhase(ctx, orphan, dedalus.PhaseDestroyed)
 	require.NoError(t, err)

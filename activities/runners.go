@@ -442,6 +442,11 @@ func poolMoved(err error) bool {
 type StartRunnerInput struct {
 	Pool, MachineID, RunnerName string
 	JobID                       int64
+	// Repo is the job's repository (owner/name): a per-repo or fresh pool
+	// at organization scope registers the runner there (pools.Pool.
+	// RunnerScope). Empty (workflows started before it was passed): the
+	// pool's scope.
+	Repo string `json:",omitempty"`
 	// InstallationID is the GitHub App installation of the job's event
 	// (0: the configured default installation).
 	InstallationID int64
@@ -479,12 +484,13 @@ func (a *Runners) StartJITRunner(ctx context.Context, in StartRunnerInput) error
 	if err != nil {
 		return err
 	}
-	log := a.logger().With("pool", p.Name, "machine_id", in.MachineID, "runner", in.RunnerName, "job_id", in.JobID)
+	scope := p.RunnerScope(in.Repo)
+	log := a.logger().With("pool", p.Name, "machine_id", in.MachineID, "runner", in.RunnerName, "job_id", in.JobID, "scope", scopeName(scope))
 	const tries = 3
 	for range tries {
-		config, runnerID, err := api.GenerateJITConfig(ctx, p.Scope, in.RunnerName, p.Labels, p.RunnerGroupID)
+		config, runnerID, err := api.GenerateJITConfig(ctx, scope, in.RunnerName, p.Labels, p.RunnerGroup(scope))
 		if errors.Is(err, gh.ErrRunnerExists) {
-			running, err := a.reclaimName(ctx, api, p, in.RunnerName, log)
+			running, err := a.reclaimName(ctx, api, scope, in.RunnerName, log)
 			if err != nil || running {
 				return err
 			}
@@ -519,7 +525,7 @@ func (a *Runners) StartJITRunner(ctx context.Context, in StartRunnerInput) error
 			// answer was lost), and the runner has already run a job and
 			// deregistered, freeing the name: the registration just made
 			// is not needed, and nothing was started.
-			if err := api.RemoveRunner(ctx, p.Scope, runnerID); err != nil && !errors.Is(err, gh.ErrRunnerNotFound) {
+			if err := api.RemoveRunner(ctx, scope, runnerID); err != nil && !errors.Is(err, gh.ErrRunnerNotFound) {
 				log.WarnContext(ctx, "could not remove the unneeded registration; the reconciler will", "runner_id", runnerID, "error", err)
 			}
 			log.InfoContext(ctx, "JIT runner already started on the machine: a previous attempt started it", "execution_id", res.ExecutionID)
@@ -534,8 +540,8 @@ func (a *Runners) StartJITRunner(ctx context.Context, in StartRunnerInput) error
 // reclaimName handles a runner name that is already registered: running
 // reports a runner that is online or busy (a previous attempt started it);
 // an offline one is removed so the name can be registered again.
-func (a *Runners) reclaimName(ctx context.Context, api *gh.API, p *pools.Pool, name string, log *slog.Logger) (running bool, err error) {
-	r, found, err := api.RunnerByName(ctx, p.Scope, name)
+func (a *Runners) reclaimName(ctx context.Context, api *gh.API, scope pools.Scope, name string, log *slog.Logger) (running bool, err error) {
+	r, found, err := api.RunnerByName(ctx, scope, name)
 	if err != nil {
 		return false, classifyGitHub(err)
 	}
@@ -546,7 +552,7 @@ func (a *Runners) reclaimName(ctx context.Context, api *gh.API, p *pools.Pool, n
 		log.InfoContext(ctx, "JIT runner already registered and connected: a previous attempt started it", "runner_id", r.ID, "status", r.Status, "busy", r.Busy)
 		return true, nil
 	}
-	err = api.RemoveRunner(ctx, p.Scope, r.ID)
+	err = api.RemoveRunner(ctx, scope, r.ID)
 	switch {
 	case errors.Is(err, gh.ErrRunnerBusy):
 		return true, nil // it connected and took a job meanwhile
@@ -561,6 +567,9 @@ func (a *Runners) reclaimName(ctx context.Context, api *gh.API, p *pools.Pool, n
 // RemoveRunnerInput names a runner of a pool to deregister.
 type RemoveRunnerInput struct {
 	Pool, RunnerName string
+	// Repo is the repository of the job the runner was started for
+	// (StartRunnerInput.Repo), which decides where it registered.
+	Repo string `json:",omitempty"`
 	// InstallationID is the GitHub App installation the runner was
 	// registered with (StartRunnerInput.InstallationID; 0: the default).
 	InstallationID int64 `json:",omitempty"`
@@ -586,14 +595,15 @@ func (a *Runners) RemoveRunner(ctx context.Context, in RemoveRunnerInput) (Remov
 	if err != nil {
 		return RemoveRunnerResult{}, err
 	}
-	r, found, err := api.RunnerByName(ctx, p.Scope, in.RunnerName)
+	scope := p.RunnerScope(in.Repo)
+	r, found, err := api.RunnerByName(ctx, scope, in.RunnerName)
 	if err != nil {
 		return RemoveRunnerResult{}, classifyGitHub(err)
 	}
 	if !found {
 		return RemoveRunnerResult{NotFound: true}, nil
 	}
-	err = api.RemoveRunner(ctx, p.Scope, r.ID)
+	err = api.RemoveRunner(ctx, scope, r.ID)
 	switch {
 	case errors.Is(err, gh.ErrRunnerBusy):
 		return RemoveRunnerResult{Busy: true}, nil
@@ -694,6 +704,9 @@ type LeaseHolder struct {
 	// Attempt 0: not a lease but the job a machine's persistent runner
 	// runs (RunnerName), which stops counting once gone.
 	RunnerName string `json:",omitempty"`
+	// Repo is the repository of the leased job (owner/name), which decides
+	// where a JIT runner registered (pools.Pool.RunnerScope).
+	Repo string `json:",omitempty"`
 }
 
 // LeaseCheckInput lists what a pool holds for others: job attempts with a
@@ -750,7 +763,7 @@ func (a *Runners) CheckLeaseHolders(ctx context.Context, in LeaseCheckInput) (Le
 		if err != nil {
 			return LeaseCheckResult{}, err
 		}
-		if !c || (h.RunnerName != "" && a.runnerBusy(ctx, p, h.RunnerName)) {
+		if !c || (h.RunnerName != "" && a.runnerBusy(ctx, p.RunnerScope(h.Repo), h.RunnerName)) {
 			continue
 		}
 		out.Gone = append(out.Gone, h)
@@ -773,7 +786,7 @@ func (a *Runners) CheckLeaseHolders(ctx context.Context, in LeaseCheckInput) (Le
 // runnerBusy reports whether GitHub says the runner is running a job; any
 // doubt (no GitHub, an error) counts as busy when GitHub is configured,
 // as idle in local mode (no runner can run anything there).
-func (a *Runners) runnerBusy(ctx context.Context, p *pools.Pool, name string) bool {
+func (a *Runners) runnerBusy(ctx context.Context, scope pools.Scope, name string) bool {
 	if a.GitHub == nil {
 		return false
 	}
@@ -781,7 +794,7 @@ func (a *Runners) runnerBusy(ctx context.Context, p *pools.Pool, name string) bo
 	if err != nil {
 		return true
 	}
-	r, found, err := api.RunnerByName(ctx, p.Scope, name)
+	r, found, err := api.RunnerByName(ctx, scope, name)
 	if err != nil {
 		return true
 	}

@@ -786,3 +786,46 @@ runner.user
 	assert.Equal(t, "ok\n", r.sh(t, `cat "$HOME/actions-runner/installed"`), "the install is intact")
 	assert.Equal(t, "runner 700\n", r.sh(t, `stat -c '%U %a' /home/runner`))
 }
+
+// A per-repo pool at organization scope registers each JIT runner at its
+// job's repository (in the Default group, the only one a repository has),
+// so GitHub hands it no other repository's job, and removes it there; a
+// shared pool registers at the organization, in its runner group.
+func TestRunnerPerRepoPoolRegistersRunnersAtTheJobsRepository(t *testing.T) {
+	org := pools.Scope{Kind: pools.ScopeOrg, Org: ghOwner}
+	for _, c := range []struct {
+		isolation string
+		where     pools.Scope
+		group     int64
+	}{
+		{pools.IsolationPerRepo, runnerScope, pools.DefaultRunnerGroupID},
+		{pools.IsolationShared, org, 7},
+	} {
+		t.Run(c.isolation, func(t *testing.T) {
+			r := newRunnerRig(t, false, func(p *pools.Pool) {
+				p.Scope, p.Isolation, p.RunnerGroupID = org, c.isolation, 7
+			})
+			name := runnerapi.RunnerName("ci", 81, 1)
+			_, err := r.env.ExecuteActivity(r.a.StartJITRunner, activities.StartRunnerInput{
+				Pool: "ci", MachineID: r.machine, RunnerName: name, JobID: 81, Repo: ghOwner + "/" + ghRepo,
+			})
+			require.NoError(t, err)
+			regs := r.srv.Runners(c.where)
+			require.Len(t, regs, 1, "registered at %+v", c.where)
+			assert.Equal(t, name, regs[0].Name)
+			assert.Equal(t, c.group, regs[0].GroupID)
+			other := org
+			if c.where == org {
+				other = runnerScope
+			}
+			assert.Empty(t, r.srv.Runners(other), "and nowhere else")
+
+			v, err := r.env.ExecuteActivity(r.a.RemoveRunner, activities.RemoveRunnerInput{Pool: "ci", RunnerName: name, Repo: ghOwner + "/" + ghRepo})
+			require.NoError(t, err)
+			var res activities.RemoveRunnerResult
+			require.NoError(t, v.Get(&res))
+			assert.True(t, res.Removed, "removed where it registered")
+			assert.Empty(t, r.srv.Runners(c.where))
+		})
+	}
+}

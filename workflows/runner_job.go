@@ -301,7 +301,7 @@ func (j *runnerJob) startRunner(ctx workflow.Context) (fault bool, err error) {
 	j.tellPoolWoke(ctx, woke)
 	if j.settings.Mode == pools.ModeJIT {
 		j.setPhase(ctx, runnerapi.JobStarting)
-		in := activities.StartRunnerInput{Pool: j.in.Pool, MachineID: j.lease.MachineID, RunnerName: j.lease.RunnerName, JobID: j.in.Job.JobID}
+		in := activities.StartRunnerInput{Pool: j.in.Pool, MachineID: j.lease.MachineID, RunnerName: j.lease.RunnerName, JobID: j.in.Job.JobID, Repo: jobRepo(j.in.Job)}
 		if j.v >= 1 {
 			in.InstallationID = j.in.Job.InstallationID
 		}

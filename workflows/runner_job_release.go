@@ -184,7 +184,7 @@ func (j *runnerJob) tellPoolStarted(ctx workflow.Context, runner string) {
 // removeInput names this attempt's runner, with the installation it was
 // registered with.
 func (j *runnerJob) removeInput() activities.RemoveRunnerInput {
-	in := activities.RemoveRunnerInput{Pool: j.in.Pool, RunnerName: j.lease.RunnerName}
+	in := activities.RemoveRunnerInput{Pool: j.in.Pool, RunnerName: j.lease.RunnerName, Repo: jobRepo(j.in.Job)}
 	if j.v >= 1 {
 		in.InstallationID = j.in.Job.InstallationID
 	}

@@ -107,7 +107,7 @@ func (p *pool) startLeaseCheck(ctx workflow.Context) {
 		case m.carried && m.State == runnerapi.MachineProvisioning:
 			in.Provisions = append(in.Provisions, m.Provision)
 		case m.JobID != 0 && !m.deleting && (m.State == runnerapi.MachineBusy || m.State == runnerapi.MachineDraining):
-			in.Holders = append(in.Holders, activities.LeaseHolder{JobID: m.JobID, Attempt: m.Attempt, RunnerName: cmp.Or(m.PersistentRunner, m.RunnerName)})
+			in.Holders = append(in.Holders, activities.LeaseHolder{JobID: m.JobID, Attempt: m.Attempt, RunnerName: cmp.Or(m.PersistentRunner, m.RunnerName), Repo: m.Repo})
 		}
 		if p.acct >= 1 && m.RunningJob != 0 && !m.deleting {
 			// The job its runner runs (Attempt 0: not a lease).

@@ -264,3 +264,32 @@ func (p Pool) IsolationMode() string {
 		return IsolationPerRepo
 	}
 }
+
+// RunnerScope is where a JIT runner for a job of repository repo
+// (owner/name) registers. An organization runner takes whichever queued job
+// of its runner group's repositories GitHub hands it, so a per-repo or
+// fresh jit pool at organization scope registers each runner at its job's
+// repository instead: GitHub then hands it that repository's jobs only, and
+// a machine never runs another repository's job. Every other pool (shared,
+// persistent, repository scope), or an unknown repo, registers at the
+// pool's own scope.
+func (p Pool) RunnerScope(repo string) Scope {
+	if p.Mode == ModePersistent || p.Scope.Kind != ScopeOrg || p.IsolationMode() == IsolationShared {
+		return p.Scope
+	}
+	owner, name, ok := strings.Cut(repo, "/")
+	if !ok || owner == "" || name == "" || !strings.EqualFold(owner, p.Scope.Org) {
+		return p.Scope
+	}
+	return Scope{Kind: ScopeRepo, Repo: repo}
+}
+
+// RunnerGroup is the runner group a runner registered at scope joins: the
+// pool's RunnerGroupID at the pool's own scope; a repository's runners
+// have only the Default group.
+func (p Pool) RunnerGroup(scope Scope) int64 {
+	if scope != p.Scope {
+		return DefaultRunnerGroupID
+	}
+	return p.RunnerGroupID
+}

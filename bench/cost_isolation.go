@@ -115,10 +115,8 @@ func isoDay(ctx context.Context, e *Env, mode string, day []costJob, repos []str
 			return
 		}
 		machine := ""
-		for _, r := range h.GH.Runners(pools.Scope{Kind: pools.ScopeOrg, Org: runnerOrg}) {
-			if r.ID == j.RunnerID {
-				machine = r.MachineID
-			}
+		if r, ok := h.GH.RunnerByID(j.RunnerID); ok {
+			machine = r.MachineID
 		}
 		repo := strings.ToLower(j.Repo)
 		mu.Lock()

@@ -152,7 +152,7 @@ func (c *chaos) observe(op, machineID string, at time.Time) {
 	c.rc.mu.Lock()
 	c.rc.sleepsDeletes++
 	c.rc.mu.Unlock()
-	for _, r := range c.h.GH.Runners(pools.Scope{Kind: pools.ScopeOrg, Org: owner}) {
+	for _, r := range c.h.GH.AllRunners() {
 		if !r.Busy || r.MachineID != machineID {
 			continue
 		}
@@ -425,11 +425,11 @@ func (c *chaos) recordRun(action string, j githubtest.Job) {
 	if action != "in_progress" || j.RunnerName == "" {
 		return
 	}
+	// Wherever it registered: at the organization (shared and persistent
+	// pools) or at the job's repository (per-repo pools).
 	machine := ""
-	for _, r := range c.h.GH.Runners(pools.Scope{Kind: pools.ScopeOrg, Org: owner}) {
-		if r.ID == j.RunnerID {
-			machine = r.MachineID
-		}
+	if r, ok := c.h.GH.RunnerByID(j.RunnerID); ok {
+		machine = r.MachineID
 	}
 	c.rc.mu.Lock()
 	defer c.rc.mu.Unlock()

@@ -22,7 +22,6 @@ import (
 	"github.com/drydock-dev/drydock/internal/ghfixture"
 	"github.com/drydock-dev/drydock/internal/githubtest"
 	"github.com/drydock-dev/drydock/internal/intake"
-	"github.com/drydock-dev/drydock/internal/pools"
 	"github.com/drydock-dev/drydock/workflows/runnerapi"
 )
 
@@ -251,7 +250,7 @@ func (s *stack) dump(t *testing.T, ids []int64) {
 	for _, j := range s.gh.Jobs() {
 		t.Logf("github job %d: %s runner=%s", j.ID, j.Status, j.RunnerName)
 	}
-	for _, r := range s.gh.Runners(pools.Scope{Kind: pools.ScopeOrg, Org: jobOwner}) {
+	for _, r := range s.gh.AllRunners() {
 		t.Logf("github runner %s: %+v", r.Name, r)
 	}
 	for _, id := range ids {

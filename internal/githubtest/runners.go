@@ -296,6 +296,28 @@ func (s *Server) deleteRunner(c *call) {
 
 // Runners returns the runners registered in scope (deleted ones are gone),
 // oldest first.
+// AllRunners lists the registered runners of every organization and
+// repository.
+func (s *Server) AllRunners() []Runner {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []Runner
+	for _, r := range s.actions().runners {
+		out = append(out, r.snapshot())
+	}
+	return out
+}
+
+// RunnerByID is the registered runner with this ID, wherever it registered.
+func (s *Server) RunnerByID(id int64) (Runner, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if r := s.actions().runnerByID(id); r != nil {
+		return r.snapshot(), true
+	}
+	return Runner{}, false
+}
+
 func (s *Server) Runners(scope pools.Scope) []Runner {
 	s.mu.Lock()
 	defer s.mu.Unlock()

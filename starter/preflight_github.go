@@ -259,9 +259,13 @@ func appGet(ctx context.Context, ac *github.Client, path string, v any) (found b
 // repository owner grants what its runners need.
 func (p *preflight) poolPermissions(ctx context.Context, ac *github.Client, pool pools.Pool, install string) outcome {
 	owner, needs := pool.Scope.Org, orgPoolNeeds
-	if pool.Scope.Kind == pools.ScopeRepo {
+	switch {
+	case pool.Scope.Kind == pools.ScopeRepo:
 		owner, _, _ = strings.Cut(pool.Scope.Repo, "/")
 		needs = repoPoolNeeds
+	case pool.RegistersAtRepositories():
+		// Its JIT runners register at their jobs' repositories.
+		needs = append(slices.Clone(orgPoolNeeds), repoPoolNeeds[0])
 	}
 	in, err := findInstallation(ctx, ac, owner)
 	switch {

@@ -135,6 +135,23 @@ func TestPreflight(t *testing.T) {
 		assert.Equal(t, "ok", st["github permissions (installation 770, octo-org)"], "previews' permissions are all there")
 	})
 
+	t.Run("a per-repo pool at org scope also needs to manage its repositories' runners", func(t *testing.T) {
+		perms := map[string]string{"contents": "read", "deployments": "write", "pull_requests": "write", "issues": "write", "metadata": "read",
+			"actions": "read", "organization_self_hosted_runners": "write"}
+		w.gh.SetInstallationPermissions(pfInst, perms)
+		defer w.gh.SetInstallationPermissions(pfInst, nil)
+		st, out, err := w.run(t, w.config(), false)
+		require.ErrorContains(t, err, "1 check(s) failed")
+		assert.Equal(t, "FAIL", st["github runner permissions (pool linux)"], out)
+		assert.Contains(t, out, "org scope octo-org needs Administration: read and write")
+
+		cfg := w.config()
+		cfg.RunnerPools = strings.Replace(pfPools, `"allow_default_group": true,`, `"allow_default_group": true, "isolation": "shared",`, 1)
+		st, out, err = w.run(t, cfg, false)
+		require.NoError(t, err, out)
+		assert.Equal(t, "ok", st["github runner permissions (pool linux)"], "a shared pool registers at the organization only")
+	})
+
 	t.Run("an owner the App is not installed on, a weak secret, an unresolvable domain", func(t *testing.T) {
 		cfg := w.config()
 		cfg.AllowedOwners = []string{pfOrg, "elsewhere"}

@@ -39,7 +39,17 @@ func (p *preflight) checkGitHubToken(ctx context.Context, clients *gh.Clients) {
 		return
 	}
 	for _, pool := range p.pools.Pools {
-		p.report("github runner access (pool "+pool.Name+")", probeRunners(ctx, api, pool))
+		p.report("github runner access (pool "+pool.Name+")", probeRunners(ctx, api, pool.Scope))
+		if !pool.RegistersAtRepositories() {
+			continue
+		}
+		// Its JIT runners register at their jobs' repositories: those
+		// it names are probed (not those it reaches through "*" or owners).
+		for _, repo := range pool.Repositories {
+			if s := pool.RunnerScope(repo); s != pool.Scope {
+				p.report("github runner access (pool "+pool.Name+", "+repo+")", probeRunners(ctx, api, s))
+			}
+		}
 	}
 }
 
@@ -76,15 +86,15 @@ func (p *preflight) checkScopes(have []string) {
 	p.report("github token scopes", pass("%s", strings.Join(have, ", ")))
 }
 
-// probeRunners lists the runners at a pool's scope, which needs the
+// probeRunners lists the runners at a scope of a pool, which needs the
 // permission that managing them does at its read level; GitHub's
 // X-Accepted-GitHub-Permissions says which, when it refuses.
-func probeRunners(ctx context.Context, api *gh.API, pool pools.Pool) outcome {
-	_, err := api.ListRunners(ctx, pool.Scope)
+func probeRunners(ctx context.Context, api *gh.API, scope pools.Scope) outcome {
+	_, err := api.ListRunners(ctx, scope)
 	if err == nil {
-		return pass("can list the self-hosted runners of %s", scopeText(pool.Scope))
+		return pass("can list the self-hosted runners of %s", scopeText(scope))
 	}
-	fix := "give the token the permission to manage self-hosted runners of " + scopeText(pool.Scope)
+	fix := "give the token the permission to manage self-hosted runners of " + scopeText(scope)
 	var er *github.ErrorResponse
 	if asErrorResponse(err, &er) && er.Response != nil {
 		if acc := er.Response.Header.Get("X-Accepted-GitHub-Permissions"); acc != "" {
@@ -94,5 +104,5 @@ func probeRunners(ctx context.Context, api *gh.API, pool pools.Pool) outcome {
 			fix += "; a 404 also means the organization or repository does not exist"
 		}
 	}
-	return fail(fix, "%s: %v", scopeText(pool.Scope), ghError(err))
+	return fail(fix, "%s: %v", scopeText(scope), ghError(err))
 }

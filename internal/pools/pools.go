@@ -274,7 +274,7 @@ func (p Pool) IsolationMode() string {
 // persistent, repository scope), or an unknown repo, registers at the
 // pool's own scope.
 func (p Pool) RunnerScope(repo string) Scope {
-	if p.Mode == ModePersistent || p.Scope.Kind != ScopeOrg || p.IsolationMode() == IsolationShared {
+	if !p.RegistersAtRepositories() {
 		return p.Scope
 	}
 	owner, name, ok := strings.Cut(repo, "/")
@@ -282,6 +282,14 @@ func (p Pool) RunnerScope(repo string) Scope {
 		return p.Scope
 	}
 	return Scope{Kind: ScopeRepo, Repo: repo}
+}
+
+// RegistersAtRepositories reports whether the pool registers its runners
+// at their jobs' repositories rather than at its organization scope (see
+// RunnerScope): a jit pool at organization scope that is not shared. Its
+// GitHub credential needs to manage the runners of those repositories.
+func (p Pool) RegistersAtRepositories() bool {
+	return p.Mode != ModePersistent && p.Scope.Kind == ScopeOrg && p.IsolationMode() != IsolationShared
 }
 
 // RunnerGroup is the runner group a runner registered at scope joins: the

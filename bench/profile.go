@@ -8,6 +8,9 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 )
 
 // profile fetches /debug/pprof/<kind>?seconds=<d> from a binary's admin
@@ -59,4 +62,47 @@ func fetchProfile(ctx context.Context, url, path string) error {
 		return fmt.Errorf("profile %s: %w", url, err)
 	}
 	return f.Close()
+}
+
+// trace records an execution trace of a binary (started with its
+// *_PPROF=true) for d while run runs once, into file under e.Pprof: read it
+// with go tool trace.
+func (e *Env) trace(ctx context.Context, adminURL string, d time.Duration, file string, run func()) error {
+	got := make(chan error, 1)
+	go func() {
+		got <- fetchProfile(ctx, fmt.Sprintf("%s/debug/pprof/trace?seconds=%d", adminURL, int(d.Seconds())), filepath.Join(e.Pprof, file))
+	}()
+	time.Sleep(50 * time.Millisecond) // the trace has started
+	run()
+	if err := <-got; err != nil {
+		return err
+	}
+	e.Log.Info("trace written", "file", filepath.Join(e.Pprof, file))
+	return nil
+}
+
+// histogram sums the sample sums and counts of every series of the
+// histogram name on a binary's admin listener (/metrics).
+func histogram(ctx context.Context, adminURL, name string) (sum float64, count uint64, err error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, adminURL+"/metrics", nil)
+	if err != nil {
+		return 0, 0, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, 0, fmt.Errorf("scrape %s: %w", adminURL, err)
+	}
+	defer resp.Body.Close()
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := parser.TextToMetricFamilies(resp.Body)
+	if err != nil {
+		return 0, 0, fmt.Errorf("scrape %s: %w", adminURL, err)
+	}
+	if f := fams[name]; f != nil {
+		for _, m := range f.GetMetric() {
+			sum += m.GetHistogram().GetSampleSum()
+			count += m.GetHistogram().GetSampleCount()
+		}
+	}
+	return sum, count, nil
 }

@@ -183,7 +183,9 @@ func (a *Machines) WakeMachine(ctx context.Context, machineID string) (MachineRe
 		return ref(before).was(before), nil
 	}
 	start := time.Now()
-	m, err := a.Client.WakeAndWait(ctx, machineID, idempotencyKey(ctx, "wake"))
+	// From the machine just read: the wake call goes out a round trip
+	// sooner (every cold request of a sleeping preview waits for it).
+	m, err := a.Client.WakeAndWaitFrom(ctx, before, idempotencyKey(ctx, "wake"))
 	if err != nil {
 		return MachineRef{}, classify(err)
 	}

@@ -116,27 +116,46 @@ func (c *Client) waitStream(ctx context.Context, id, rev string, want []MachineP
 // again, with an idempotency key derived from key and the attempt number so
 // that the sequence of keys is the same after a crash.
 func (c *Client) WakeAndWait(ctx context.Context, id, key string) (*Machine, error) {
-	return c.transitionAndWait(ctx, id, key, DesiredRunning, c.WakeMachine)
+	return c.transitionAndWait(ctx, id, key, DesiredRunning, c.WakeMachine, nil)
+}
+
+// WakeAndWaitFrom is WakeAndWait for a machine the caller has just read
+// (m): when m is to be woken, the wake call goes out without reading the
+// machine again, a round trip sooner. A stale m costs nothing but that
+// round trip: the call is conditional on m's revision (If-Match), and a
+// conflict re-reads. An m already meant to run is read again, as
+// WakeAndWait does: it may have been put to sleep since.
+func (c *Client) WakeAndWaitFrom(ctx context.Context, m *Machine, key string) (*Machine, error) {
+	if m.DesiredState == DesiredRunning {
+		return c.WakeAndWait(ctx, m.MachineID, key)
+	}
+	return c.transitionAndWait(ctx, m.MachineID, key, DesiredRunning, c.WakeMachine, m)
 }
 
 // SleepAndWait sleeps a machine and waits until it sleeps.
 func (c *Client) SleepAndWait(ctx context.Context, id, key string) (*Machine, error) {
-	return c.transitionAndWait(ctx, id, key, DesiredSleeping, c.SleepMachine)
+	return c.transitionAndWait(ctx, id, key, DesiredSleeping, c.SleepMachine, nil)
 }
 
 const maxRevisionRetries = 8
 
+// transitionAndWait moves machine id to target and waits for its phase;
+// read, when not nil, is the machine as the caller has just read it, used
+// instead of the first read.
 func (c *Client) transitionAndWait(ctx context.Context, id, key string, target DesiredState,
-	mutate func(context.Context, string, Mutation) (*Machine, error)) (*Machine, error) {
+	mutate func(context.Context, string, Mutation) (*Machine, error), read *Machine) (*Machine, error) {
 	if key == "" {
 		return nil, fmt.Errorf("%s machine %s: an idempotency key is required", target, id)
 	}
 	want := target.Phase()
 	var lastErr error
 	for attempt := range maxRevisionRetries {
-		m, err := c.GetMachine(ctx, id)
-		if err != nil {
-			return nil, err
+		m, err := read, error(nil)
+		read = nil // a conflict's retry reads afresh
+		if m == nil {
+			if m, err = c.GetMachine(ctx, id); err != nil {
+				return nil, err
+			}
 		}
 		if m.Status.Phase.Terminal() || m.DesiredState == DesiredDestroyed {
 			return nil, &PhaseError{MachineID: id, Want: []MachinePhase{want}, Machine: m}

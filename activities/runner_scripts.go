@@ -157,32 +157,60 @@ fi
 echo "started runner $DRYDOCK_RUNNER_NAME as $user (pid $!), log $log"
 `
 
-// cleanScript, run as root, makes the runner user's share of the machine
-// as a fresh machine's but for the pool's declared caches (DRYDOCK_CACHES:
-// one directory a line, relative to the runner's home DRYDOCK_RUNNER_HOME):
-//  1. every process of the runner user is killed;
+// cleanScript makes the runner user's share of the machine as a fresh
+// machine's but for the pool's declared caches (DRYDOCK_CACHES: one
+// directory a line, relative to the runner's home):
+//  1. every process of the runner user is killed (but the runner itself,
+//     for a persistent runner);
 //  2. every file of its home goes but the caches (a cache whose path goes
 //     through a symbolic link, which a job can plant to have the cleanup
-//     move another file, is wiped, not kept);
+//     move another file, is wiped, not kept) and, for a persistent runner,
+//     its actions-runner less the work directory _work;
 //  3. every file it owns in /tmp, /var/tmp and /dev/shm goes;
-//  4. its actions-runner is a fresh copy of the pristine install
+//  4. (jit) its actions-runner is a fresh copy of the pristine install
 //     (DRYDOCK_RUNNER_INSTALL), and its temporary directory is empty.
+//
+// DRYDOCK_CLEAN_MODE says who runs it: "jit" (default) as root, for the
+// runner user DRYDOCK_RUNNER_USER with home DRYDOCK_RUNNER_HOME, before and
+// after every JIT runner; "persistent" as the runner user itself, as a
+// persistent runner's job-completed hook (persistentHookScript), which
+// actions/runner runs after each job's steps, before it takes another job.
 const cleanScript = `set -eu
-user="${DRYDOCK_RUNNER_USER:-}"
-home="${DRYDOCK_RUNNER_HOME:-}"
+mode="${DRYDOCK_CLEAN_MODE:-jit}"
+if [ "$mode" = persistent ]; then
+  user="$(id -un)"
+  home="$HOME"
+else
+  user="${DRYDOCK_RUNNER_USER:-}"
+  home="${DRYDOCK_RUNNER_HOME:-}"
+fi
 case "$home" in ""|/|/root) echo "clean: refusing to clean the home directory '$home'" >&2; exit 1 ;; esac
 if [ -z "$user" ] || [ "$(id -u "$user")" -eq 0 ]; then echo "clean: refusing to clean for user '$user'" >&2; exit 1; fi
 uid="$(id -u "$user")"
 gid="$(id -g "$user")"
-as_runner() { setpriv --reuid="$uid" --regid="$gid" --clear-groups -- "$@"; }
-i=0
-while pkill -KILL -u "$uid" 2>/dev/null; do
-  # Zombies match too; they are gone as processes.
-  if ! ps -o stat= -u "$uid" 2>/dev/null | grep -qv '^Z'; then break; fi
-  i=$((i+1))
-  if [ "$i" -ge 100 ]; then echo "clean: processes of $user survive SIGKILL" >&2; exit 1; fi
-  sleep 0.1
-done
+as_runner() { if [ "$mode" = persistent ]; then "$@"; else setpriv --reuid="$uid" --regid="$gid" --clear-groups -- "$@"; fi; }
+if [ "$mode" = persistent ]; then
+  # Everything of the user but this script's ancestors: the runner.
+  keep=" $$ "
+  p=$$
+  while [ "$p" -gt 1 ]; do
+    p="$(sed 's/^.*) //' "/proc/$p/stat" | cut -d' ' -f2)"
+    keep="$keep$p "
+  done
+  for pid in $(pgrep -u "$uid"); do
+    case "$keep" in *" $pid "*) continue ;; esac
+    kill -KILL "$pid" 2>/dev/null || true
+  done
+else
+  i=0
+  while pkill -KILL -u "$uid" 2>/dev/null; do
+    # Zombies match too; they are gone as processes.
+    if ! ps -o stat= -u "$uid" 2>/dev/null | grep -qv '^Z'; then break; fi
+    i=$((i+1))
+    if [ "$i" -ge 100 ]; then echo "clean: processes of $user survive SIGKILL" >&2; exit 1; fi
+    sleep 0.1
+  done
+fi
 hold="$home/.drydock-caches-held"
 rm -rf -- "$hold"
 mkdir -m 700 "$hold"
@@ -206,6 +234,10 @@ done
 for e in "$home"/* "$home"/.[!.]* "$home"/..?*; do
   [ -e "$e" ] || [ -L "$e" ] || continue
   [ "$e" = "$hold" ] && continue
+  if [ "$mode" = persistent ] && [ "$e" = "$home/actions-runner" ] && [ ! -L "$e" ]; then
+    rm -rf -- "$e/_work"
+    continue
+  fi
   rm -rf -- "$e"
 done
 for d in /tmp /var/tmp /dev/shm; do
@@ -221,6 +253,7 @@ printf '%s\n' "$caches" | while IFS= read -r c; do
   fi
 done
 rm -rf -- "$hold"
+[ "$mode" = persistent ] && exit 0
 src="${DRYDOCK_RUNNER_INSTALL:-}"
 if [ -n "$src" ] && [ -d "$src" ]; then
   cp -al -- "$src" "$home/actions-runner" 2>/dev/null || { rm -rf -- "$home/actions-runner"; cp -a -- "$src" "$home/actions-runner"; }
@@ -245,6 +278,18 @@ const runnerAlreadyStarted = "runner already started:"
 // step's environment.
 const defaultRunnerScript = `exec "$HOME/actions-runner/run.sh"`
 
+// persistentHookScript is a persistent runner's job-completed hook
+// (ACTIONS_RUNNER_HOOK_JOB_COMPLETED, in the runner's .env): the cleanup
+// as the runner user, with the caches registerScript recorded. It is
+// root's (/etc/drydock), so a job cannot change it; but a job of a
+// persistent runner runs as the runner's own user, which can stop it from
+// running for later jobs (edit .env, replace the runner): between
+// persistent runners' jobs the cleanup is hygiene, not a security
+// boundary.
+const persistentHookScript = `#!/bin/sh
+DRYDOCK_CLEAN_MODE=persistent DRYDOCK_CACHES="$(cat /etc/drydock/caches 2>/dev/null || true)" exec sh /etc/drydock/clean-between-jobs.sh
+`
+
 // registerScript configures a persistent runner once, as the runner user
 // (config.sh in a copy of the install in the runner's home), then installs
 // its service for the runner user (svc.sh install runner) and starts it, so
@@ -255,6 +300,14 @@ const registerScript = `set -eu
 ensure_runner_user
 exec 9>"$state/register.lock"
 if command -v flock >/dev/null 2>&1; then flock 9; fi
+# The cleanup after each job ($1: cleanScript), root's.
+mkdir -p /etc/drydock
+printf '%s\n' "$1" >/etc/drydock/clean-between-jobs.sh
+printf '%s\n' "${DRYDOCK_CACHES:-}" >/etc/drydock/caches
+printf '%s' "$DRYDOCK_HOOK_SCRIPT" >/etc/drydock/job-completed.sh
+chown -R 0:0 /etc/drydock
+chmod 755 /etc/drydock /etc/drydock/clean-between-jobs.sh /etc/drydock/job-completed.sh
+chmod 644 /etc/drydock/caches
 dir="$runner_home/actions-runner"
 if [ -f "$dir/.runner" ]; then
   echo "runner already configured"
@@ -273,6 +326,10 @@ fi
 # Nothing started from here on (the service) carries the token.
 unset ACTIONS_RUNNER_INPUT_TOKEN
 cd "$dir"
+# The runner reads .env when it starts: the cleanup runs after every job.
+{ grep -v '^ACTIONS_RUNNER_HOOK_JOB_COMPLETED=' .env 2>/dev/null || true; echo "ACTIONS_RUNNER_HOOK_JOB_COMPLETED=/etc/drydock/job-completed.sh"; } >.env.drydock
+mv .env.drydock .env
+chown "$user:$runner_gid" .env
 # The lock (fd 9) covers this script only: nothing it starts may keep it,
 # or a retried registration would wait on it forever.
 if [ ! -f .service ]; then ./svc.sh install "$user" 9>&-; fi

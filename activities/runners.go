@@ -297,7 +297,10 @@ type RegisterInput struct {
 // environment input ACTIONS_RUNNER_INPUT_TOKEN, through the environment of a
 // constant script: it is in no argv (config.sh's included), log, error or
 // result, and the script unsets it before it starts the service. Each
-// attempt runs its own execution (a fresh token means a different request); the script serializes attempts with flock.
+// attempt runs its own execution (a fresh token means a different request);
+// the script serializes attempts with flock. It also installs the
+// cleanup after every job (persistentHookScript, the runner's
+// job-completed hook), which keeps only the pool's caches.
 func (a *Runners) RegisterPersistent(ctx context.Context, in RegisterInput) error {
 	p, err := a.poolAsCreated(in.Pool, in.Config)
 	if err != nil {
@@ -308,6 +311,10 @@ func (a *Runners) RegisterPersistent(ctx context.Context, in RegisterInput) erro
 	}
 	if !runnerNamePattern.MatchString(in.RunnerName) {
 		return invalid("runner name %q: want letters, digits, '.', '_' or '-'", in.RunnerName)
+	}
+	caches, err := cacheList(p)
+	if err != nil {
+		return err
 	}
 	api, err := a.api(0)
 	if err != nil {
@@ -326,11 +333,11 @@ func (a *Runners) RegisterPersistent(ctx context.Context, in RegisterInput) erro
 		attempt = activity.GetInfo(ctx).Attempt
 	}
 	if _, err := a.run(ctx, Command{
-		MachineID: in.MachineID, Name: "register runner " + in.RunnerName, Argv: []string{"sh", "-c", registerScript},
+		MachineID: in.MachineID, Name: "register runner " + in.RunnerName, Argv: []string{"sh", "-c", registerScript, "drydock-register", cleanScript},
 		Env: map[string]string{
 			"DRYDOCK_POOL": p.Name, "DRYDOCK_RUNNER_NAME": in.RunnerName, "DRYDOCK_RUNNER_URL": url,
 			"DRYDOCK_RUNNER_LABELS": strings.Join(p.Labels, ","), registrationTokenEnv: token,
-			"DRYDOCK_RUNNER_USER": RunnerUser,
+			"DRYDOCK_RUNNER_USER": RunnerUser, "DRYDOCK_CACHES": caches, "DRYDOCK_HOOK_SCRIPT": persistentHookScript,
 		},
 		Timeout: 5 * time.Minute,
 	}, fmt.Sprintf("register:%d", attempt)); err != nil {

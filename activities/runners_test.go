@@ -544,6 +544,10 @@ chmod +x "$d/config.sh" "$d/svc.sh"`}
 	assert.NotContains(t, r.sh(t, `cat "$HOME/svc.env"`), tokens[0])
 	assert.Equal(t, activities.RunnerUser+"\n", r.sh(t, `cat /home/runner/config.user`), "config.sh runs as the runner user, not root")
 	assert.Equal(t, "install runner\nstart\n", r.sh(t, `cat "$HOME/svc.calls"`), "the service is the runner user's")
+	assert.Equal(t, "ACTIONS_RUNNER_HOOK_JOB_COMPLETED=/etc/drydock/job-completed.sh\n", r.sh(t, `grep ^ACTIONS_RUNNER_HOOK /home/runner/actions-runner/.env`),
+		"the runner cleans up after every job")
+	assert.Equal(t, "root 755\nroot 755\n", r.sh(t, `stat -c '%U %a' /etc/drydock/job-completed.sh /etc/drydock/clean-between-jobs.sh`),
+		"the cleanup is root's: a job cannot change it")
 	assert.NotContains(t, r.logs.String(), tokens[0])
 	assert.NotContains(t, r.argvs(t), tokens[0])
 

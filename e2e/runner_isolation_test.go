@@ -30,6 +30,7 @@ report=@REPORT@
 # holding this script matches it.
 leftover=leftover-
 leftover=${leftover}@NONCE@
+tmpd="${TMPDIR:-/tmp}" # a persistent runner's service sets no TMPDIR
 case "$FAKERUNNER_JOB_ID" in
 @FIRST@)
   cp "$(command -v sleep)" "$RUNNER_TEMP/$leftover"
@@ -38,20 +39,20 @@ case "$FAKERUNNER_JOB_ID" in
   mkdir -p "$HOME/.cargo/bin" "$HOME/.cache/drydock-test"
   printf '#!/bin/sh\necho trojan\n' >"$HOME/.cargo/bin/cargo"
   chmod +x "$HOME/.cargo/bin/cargo"
-  echo planted >"$TMPDIR/planted"
+  echo planted >"$tmpd/planted-tmpdir-@NONCE@"
   echo planted >/tmp/planted-@NONCE@
   echo "$FAKERUNNER_JOB_ID" >"$HOME/.cache/drydock-test/entry"
   echo planted >"$report/first"
   ;;
 *)
   fail=0
-  export leftover
+  export leftover tmpd
   check() { if sh -c "$1" >/dev/null 2>&1; then echo "ok: $2"; else echo "FAIL: $2"; fail=1; fi >>"$report/second"; }
   check 'for f in /proc/[0-9]*/cmdline; do case "$(tr "\0" " " <"$f")" in *"$leftover"*) exit 1 ;; esac; done' "no leftover process in sight"
   check '[ ! -e "$GITHUB_WORKSPACE/planted" ]' "work directory clean"
   check '[ "$(PATH="$HOME/.cargo/bin:$PATH" command -v cargo)" != "$HOME/.cargo/bin/cargo" ]' "no planted cargo on PATH"
   check '[ ! -e "$HOME/.cargo" ]' "nothing outside the caches in the home"
-  check '[ ! -e "$TMPDIR/planted" ]' "temporary directory clean"
+  check '[ ! -e "$tmpd/planted-tmpdir-@NONCE@" ]' "temporary directory clean"
   check '[ ! -e /tmp/planted-@NONCE@ ]' "nothing of the first job in /tmp"
   check '[ "$(id -un)" = runner ] && [ "$(id -u)" != 0 ]' "the job runs as the unprivileged runner user"
   check '! touch /etc/drydock-planted' "the job cannot write the system"
@@ -67,27 +68,54 @@ esac
 // job 2 on the same machine finds none of them, and finds job 1's cache
 // entry. Both run as the unprivileged runner user.
 func TestRunnerCleanBetweenJobsKeepsDeclaredCaches(t *testing.T) {
+	testCleanBetweenJobs(t, func(s *stack, script string) string {
+		return withCaches(t, poolJSON(t, s, "clean", 1, "", ""), func(p map[string]any) {
+			p["runner_command"] = append(p["runner_command"].([]any), "-job-command", script)
+		})
+	})
+}
+
+// The same between the jobs of a persistent runner: its job-completed hook
+// cleans up after each job (the runner itself keeps running).
+func TestRunnerPersistentCleanBetweenJobsKeepsDeclaredCaches(t *testing.T) {
+	testCleanBetweenJobs(t, func(s *stack, script string) string {
+		return withCaches(t, persistentPoolJSON(t, s, "clean", 1, "-job-command", script), nil)
+	})
+}
+
+// withCaches gives the one pool of a RUNNER_POOLS the test's caches, and
+// then applies mod to it.
+func withCaches(t *testing.T, pools string, mod func(map[string]any)) string {
+	t.Helper()
+	var cfg struct {
+		Pools []map[string]any `json:"pools"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(pools), &cfg))
+	p := cfg.Pools[0]
+	p["caches"] = []string{"~/.cache/drydock-test", "~/.npm"}
+	if mod != nil {
+		mod(p)
+	}
+	b, err := json.Marshal(cfg)
+	require.NoError(t, err)
+	return string(b)
+}
+
+// testCleanBetweenJobs runs the two jobs of isolationJobScript on the one
+// machine of the pool that pool returns (given the script).
+func testCleanBetweenJobs(t *testing.T, pool func(s *stack, script string) string) {
 	ids := nextJobIDs(2)
 	first, second := ids[0], ids[1]
 	report := jobWritableDir(t)
 	nonce := strconv.FormatInt(time.Now().UnixNano(), 36)
 	script := strings.NewReplacer("@REPORT@", report, "@FIRST@", strconv.FormatInt(first, 10), "@NONCE@", nonce).Replace(isolationJobScript)
-	s := newStackWith(t, func(s *stack) string {
-		var cfg struct {
-			Pools []map[string]any `json:"pools"`
-		}
-		require.NoError(t, json.Unmarshal([]byte(poolJSON(t, s, "clean", 1, "", "")), &cfg))
-		p := cfg.Pools[0]
-		p["runner_command"] = append(p["runner_command"].([]any), "-job-command", script)
-		p["caches"] = []string{"~/.cache/drydock-test", "~/.npm"}
-		b, err := json.Marshal(cfg)
-		require.NoError(t, err)
-		return string(b)
-	})
+	s := newStackWith(t, func(s *stack) string { return pool(s, script) })
 
 	t.Cleanup(func() {
 		if t.Failed() {
 			logs, _ := filepath.Glob(filepath.Join(s.emu.DataDir(), "machines", "*", "root", "root", ".drydock", "runner-*.log"))
+			more, _ := filepath.Glob(filepath.Join(s.emu.DataDir(), "machines", "*", "root", "home", "runner", "actions-runner", "runner.log"))
+			logs = append(logs, more...)
 			for _, l := range logs {
 				b, _ := os.ReadFile(l)
 				t.Logf("%s:\n%s", l, b)

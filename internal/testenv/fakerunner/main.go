@@ -331,6 +331,10 @@ func (r *runner) work(ctx context.Context, c claim, name string) error {
 	case <-ctx.Done():
 		return fmt.Errorf("stopped while running the job: %w", ctx.Err())
 	}
+	if err := r.jobCompletedHook(ctx, job.ID, job.Repo); err != nil {
+		log.Error("job-completed hook failed", "err", err)
+		conclusion = "failure"
+	}
 	if err := r.complete(ctx, job.ID, conclusion); err != nil {
 		return fmt.Errorf("completing the job: %w", err)
 	}
@@ -366,19 +370,9 @@ func (r *runner) step(ctx context.Context, jobID int64) error {
 // $HOME/actions-runner/_work/_temp. Its output goes to the runner's
 // output; whatever it starts in the background may outlive it.
 func (r *runner) runSteps(ctx context.Context, jobID int64, repo string) error {
-	home, err := os.UserHomeDir()
+	ws, temp, err := workspace(repo)
 	if err != nil {
 		return err
-	}
-	if repo == "" {
-		repo = "repo"
-	}
-	work := filepath.Join(home, "actions-runner", "_work")
-	ws, temp := filepath.Join(work, repo, repo), filepath.Join(work, "_temp")
-	for _, d := range []string{ws, temp} {
-		if err := os.MkdirAll(d, 0o755); err != nil {
-			return err
-		}
 	}
 	cmd := exec.CommandContext(ctx, "sh", "-c", r.o.jobCommand)
 	cmd.Dir = ws
@@ -387,6 +381,67 @@ func (r *runner) runSteps(ctx context.Context, jobID int64, repo string) error {
 	// running in the background.
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	return cmd.Run()
+}
+
+// jobCompletedHook runs the script ACTIONS_RUNNER_HOOK_JOB_COMPLETED names
+// (if set), as actions/runner does after a job's steps and before it
+// reports the job complete: in the job's workspace, with its variables; a
+// failing hook fails the job.
+func (r *runner) jobCompletedHook(ctx context.Context, jobID int64, repo string) error {
+	hook := os.Getenv("ACTIONS_RUNNER_HOOK_JOB_COMPLETED")
+	if hook == "" {
+		return nil
+	}
+	ws, temp, err := workspace(repo)
+	if err != nil {
+		return err
+	}
+	cmd := exec.CommandContext(ctx, "sh", hook)
+	cmd.Dir = ws
+	cmd.Env = append(os.Environ(), "GITHUB_WORKSPACE="+ws, "RUNNER_TEMP="+temp, fmt.Sprintf("FAKERUNNER_JOB_ID=%d", jobID))
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	return cmd.Run()
+}
+
+// loadDotEnv sets the KEY=VALUE lines of a runner's .env file (if there is
+// one) in this process's environment.
+func loadDotEnv(path string) error {
+	b, err := os.ReadFile(path)
+	if os.IsNotExist(err) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		k, v, ok := strings.Cut(strings.TrimSpace(line), "=")
+		if ok && k != "" && !strings.HasPrefix(k, "#") {
+			if err := os.Setenv(k, v); err != nil {
+				return fmt.Errorf("%s: %w", path, err)
+			}
+		}
+	}
+	return nil
+}
+
+// workspace makes a job's workspace $HOME/actions-runner/_work/<repo>/<repo>
+// and its RUNNER_TEMP $HOME/actions-runner/_work/_temp (when missing).
+func workspace(repo string) (ws, temp string, err error) {
+	home, err := os.UserHomeDir()
+	if err != nil {
+		return "", "", err
+	}
+	if repo == "" {
+		repo = "repo"
+	}
+	work := filepath.Join(home, "actions-runner", "_work")
+	ws, temp = filepath.Join(work, repo, repo), filepath.Join(work, "_temp")
+	for _, d := range []string{ws, temp} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return "", "", err
+		}
+	}
+	return ws, temp, nil
 }
 
 // register is config.sh: it registers a persistent runner with a
@@ -436,6 +491,12 @@ func (r *runner) persistentLoop(ctx context.Context, stderr io.Writer) int {
 		return 2
 	}
 	r.log = r.log.With("runner", r.cfg.Name, "mode", "persistent")
+	// Like actions/runner, the service reads the runner directory's .env
+	// (KEY=VALUE lines) into its environment when it starts.
+	if err := loadDotEnv(filepath.Join(filepath.Dir(r.o.persistent), ".env")); err != nil {
+		fmt.Fprintln(stderr, "fakerunner:", err)
+		return 2
+	}
 	r.log.Info("listening for jobs", "github", r.o.github)
 	for ctx.Err() == nil {
 		c, ok, err := r.claim(ctx, time.Minute)

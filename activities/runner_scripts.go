@@ -53,7 +53,6 @@ ensure_runner_user() {
   mkdir -p "$state"
   chmod 700 "$HOME" "$state"
 }
-locked() { if command -v flock >/dev/null 2>&1; then flock "$state/clean.lock" "$@"; else "$@"; fi; }
 `
 
 // checkInstallScript prints "installed" when SetupMachine finished on this
@@ -110,9 +109,12 @@ date -u +%Y-%m-%dT%H:%M:%SZ >"$HOME/.drydock/runner-$DRYDOCK_RUNNER_VERSION.inst
 // user's, and the JIT config is in ACTIONS_RUNNER_INPUT_JITCONFIG, which
 // the runner removes before it starts a job. Once it has exited, the
 // wrapper runs the cleanup script as root (cleanScript, written to
-// $HOME/.drydock/clean-between-jobs.sh), and a new runner is started only
-// after the cleanup (flock on the same lock), so a job never finds what the
-// previous job on the machine left outside the pool's declared caches.
+// $HOME/.drydock/clean-between-jobs.sh, through afterRunnerScript), and a
+// new runner is started only after a cleanup (flock on the same lock), so
+// a job never finds what the previous job on the machine left outside the
+// pool's declared caches; a cleanup that comes late (its runner's job was
+// reported complete, the next runner started first) leaves the next runner
+// alone.
 const startRunnerScript = `set -eu
 ` + runnerUserFuncs + `
 ensure_runner_user
@@ -132,13 +134,27 @@ if ! command -v setpriv >/dev/null 2>&1; then
   echo "cannot run the runner as $user: setpriv (util-linux) is missing" >&2
   exit 1
 fi
-printf '%s\n' "$1" >"$state/clean-between-jobs.sh"
-chmod 700 "$state/clean-between-jobs.sh"
-shift
 export DRYDOCK_RUNNER_HOME="$runner_home" DRYDOCK_RUNNER_INSTALL="$HOME/actions-runner"
-# Whatever an earlier job left (a cleanup interrupted by a crash, a runner
-# started before cleanups existed) is gone before this runner starts.
-locked sh "$state/clean-between-jobs.sh"
+afterRunner="${DRYDOCK_AFTER_RUNNER_SCRIPT:?}"
+unset DRYDOCK_AFTER_RUNNER_SCRIPT
+exec 8>"$state/clean.lock"
+if command -v flock >/dev/null 2>&1; then flock 8; fi
+printf '%s\n' "$1" >"$state/clean-between-jobs.sh"
+printf '%s' "$afterRunner" >"$state/after-runner.sh"
+chmod 700 "$state/clean-between-jobs.sh" "$state/after-runner.sh"
+shift
+# Whatever an earlier job left is gone before this runner starts: the
+# last runner's cleanup ran to its end for the same caches and install
+# (clean.done), or it runs now (a cleanup interrupted by a crash, a runner
+# started before cleanups existed, a changed configuration).
+if [ "$(cat "$state/clean.done" 2>/dev/null || true)" != "$DRYDOCK_CACHES|$DRYDOCK_RUNNER_INSTALL" ]; then
+  sh "$state/clean-between-jobs.sh" 8>&-
+fi
+rm -f "$state/clean.done"
+# From now on this runner is the machine's: a late cleanup of the last one
+# (after-runner.sh) leaves it alone.
+printf '%s\n' "$DRYDOCK_RUNNER_NAME" >"$state/runner.current"
+exec 8>&-
 wrapper='status=0
 (
   cd "$DRYDOCK_RUNNER_HOME/actions-runner"
@@ -147,7 +163,7 @@ wrapper='status=0
   exec unshare --pid --fork --kill-child --mount-proc -- \
     setpriv --reuid="$USER" --regid="$(id -g "$USER")" --init-groups --no-new-privs -- "$@"
 ) || status=$?
-if command -v flock >/dev/null 2>&1; then flock "$HOME/.drydock/clean.lock" sh "$HOME/.drydock/clean-between-jobs.sh"; else sh "$HOME/.drydock/clean-between-jobs.sh"; fi
+sh "$HOME/.drydock/after-runner.sh" "$DRYDOCK_RUNNER_NAME"
 exit $status'
 if command -v setsid >/dev/null 2>&1; then
   setsid nohup sh -c "$wrapper" drydock-runner "$@" >"$log" 2>&1 </dev/null &
@@ -264,6 +280,23 @@ fi
 chown "$uid:$gid" "$home/actions-runner"
 chmod 755 "$home/actions-runner"
 install -d -o "$uid" -g "$gid" -m 700 "$home/tmp"
+`
+
+// afterRunnerScript runs after a JIT runner exited ($1: its name): the
+// cleanup, unless another runner started on the machine meanwhile (its
+// start ran the cleanup before it; cleaning now would kill it), in which
+// case nothing. A finished cleanup is recorded (clean.done, with the
+// caches and install it kept), so the next runner starts without another.
+const afterRunnerScript = `set -eu
+state="$HOME/.drydock"
+exec 8>"$state/clean.lock"
+if command -v flock >/dev/null 2>&1; then flock 8; fi
+if [ "$(cat "$state/runner.current" 2>/dev/null || true)" != "$1" ]; then
+  echo "runner $1 exited after another runner started: no cleanup"
+  exit 0
+fi
+sh "$state/clean-between-jobs.sh" 8>&-
+printf '%s' "${DRYDOCK_CACHES:-}|${DRYDOCK_RUNNER_INSTALL:-}" >"$state/clean.done"
 `
 
 // runnerAlreadyStarted is what startRunnerScript prints when a runner of

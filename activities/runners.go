@@ -521,6 +521,7 @@ func (a *Runners) StartJITRunner(ctx context.Context, in StartRunnerInput) error
 				JITConfigEnv: config, "DRYDOCK_RUNNER_NAME": in.RunnerName, "DRYDOCK_POOL": p.Name,
 				"DRYDOCK_CACHES": caches,
 				"DRYDOCK_JOB_ID": strconv.FormatInt(in.JobID, 10), "DRYDOCK_RUNNER_USER": RunnerUser,
+				"DRYDOCK_AFTER_RUNNER_SCRIPT": afterRunnerScript,
 			},
 			Timeout: time.Minute,
 		}, "runner-start:"+strconv.FormatInt(runnerID, 10)) // a new registration is a new command

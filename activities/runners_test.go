@@ -833,3 +833,27 @@ func TestRunnerPerRepoPoolRegistersRunnersAtTheJobsRepository(t *testing.T) {
 		})
 	}
 }
+
+// The pool may start the machine's next runner as soon as GitHub reports
+// the last job complete, before the last runner's wrapper has run its
+// cleanup: that late cleanup must not kill the new runner (found by the
+// twenty-jobs e2e test: a new runner killed, its job not picked up).
+func TestRunnerLateCleanupOfTheLastRunnerLeavesTheNextAlone(t *testing.T) {
+	r := newRunnerRig(t, false, func(p *pools.Pool) {
+		p.RunnerCommand = []string{"sh", "-c", `[ "$DRYDOCK_JOB_ID" = 90 ] && exit 0; exec sleep 60`}
+	})
+	_, err := r.env.ExecuteActivity(r.a.SetupMachine, activities.SetupMachineInput{Pool: "ci", MachineID: r.machine})
+	require.NoError(t, err)
+	first := runnerapi.RunnerName("ci", 90, 1)
+	_, err = r.env.ExecuteActivity(r.a.StartJITRunner, activities.StartRunnerInput{Pool: "ci", MachineID: r.machine, RunnerName: first, JobID: 90})
+	require.NoError(t, err)
+	r.waitFile(t, "$HOME/.drydock/clean.done") // the first runner exited and its cleanup ran
+
+	_, err = r.env.ExecuteActivity(r.a.StartJITRunner, activities.StartRunnerInput{Pool: "ci", MachineID: r.machine, RunnerName: runnerapi.RunnerName("ci", 91, 1), JobID: 91})
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return strings.TrimSpace(r.sh(t, `pgrep -u runner -x sleep || true`)) != "" }, 10*time.Second, 50*time.Millisecond,
+		"the second runner runs")
+	// The first runner's cleanup, late.
+	assert.Contains(t, r.sh(t, `sh "$HOME/.drydock/after-runner.sh" `+first), "no cleanup")
+	assert.NotEmpty(t, strings.TrimSpace(r.sh(t, `pgrep -u runner -x sleep || true`)), "the second runner still runs")
+}

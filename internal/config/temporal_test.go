@@ -130,7 +130,7 @@ const secretKey = "tmprl-SECRET-api-key-0123456789"
 // loadTemporal reads the TEMPORAL_* variables as the binaries do.
 func loadTemporal(t *testing.T, env map[string]string) (config.Temporal, error) {
 	t.Helper()
-	for _, k := range []string{"ADDRESS", "NAMESPACE", "TLS", "TLS_CERT_FILE", "TLS_KEY_FILE", "TLS_CA_FILE", "TLS_SERVER_NAME", "API_KEY"} {
+	for _, k := range []string{"ADDRESS", "NAMESPACE", "TLS", "TLS_CERT_FILE", "TLS_KEY_FILE", "TLS_CA_FILE", "TLS_SERVER_NAME", "API_KEY", "GRPC_COMPRESSION"} {
 		if v, ok := env["TEMPORAL_"+k]; ok {
 			t.Setenv("TEMPORAL_"+k, v)
 		} else {
@@ -151,7 +151,7 @@ func TestTemporalVariablesAreTheDocumentedOnes(t *testing.T) {
 	}{})
 	require.NoError(t, err)
 	assert.Equal(t, []string{"TEMPORAL_ADDRESS", "TEMPORAL_NAMESPACE", "TEMPORAL_TLS", "TEMPORAL_TLS_CERT_FILE",
-		"TEMPORAL_TLS_KEY_FILE", "TEMPORAL_TLS_CA_FILE", "TEMPORAL_TLS_SERVER_NAME", "TEMPORAL_API_KEY"}, keys)
+		"TEMPORAL_TLS_KEY_FILE", "TEMPORAL_TLS_CA_FILE", "TEMPORAL_TLS_SERVER_NAME", "TEMPORAL_API_KEY", "TEMPORAL_GRPC_COMPRESSION"}, keys)
 
 	var usage bytes.Buffer
 	require.NoError(t, config.Usage(&usage, "x", "y", &struct {
@@ -200,6 +200,7 @@ func TestTemporalValidate(t *testing.T) {
 		{"CA file not PEM", map[string]string{"TEMPORAL_TLS_CA_FILE": junkFile}, []string{"TEMPORAL_TLS_CA_FILE=" + junkFile, "no PEM certificate"}},
 		{"server name without TLS", map[string]string{"TEMPORAL_TLS_SERVER_NAME": "temporal.test", "TEMPORAL_API_KEY": ""}, []string{"TEMPORAL_TLS_SERVER_NAME", "TEMPORAL_TLS"}},
 		{"API key with a newline", map[string]string{"TEMPORAL_API_KEY": secretKey + "\n"}, []string{"TEMPORAL_API_KEY", "newline"}},
+		{"unknown compression", map[string]string{"TEMPORAL_GRPC_COMPRESSION": "zstd"}, []string{`TEMPORAL_GRPC_COMPRESSION="zstd"`, "gzip or none"}},
 		{"two problems at once", map[string]string{"TEMPORAL_ADDRESS": "", "TEMPORAL_TLS_CA_FILE": missing}, []string{"TEMPORAL_ADDRESS", "TEMPORAL_TLS_CA_FILE"}},
 	}
 	for _, tc := range bad {

@@ -59,6 +59,11 @@ type Config struct {
 	MetricsAddr string        `envconfig:"WORKER_METRICS_ADDR" default:"127.0.0.1:9090" desc:"listen address of /metrics, /healthz and /readyz; empty: none"`
 	Pprof       bool          `envconfig:"WORKER_PPROF" default:"false" desc:"also serve Go's profiler at /debug/pprof/ on WORKER_METRICS_ADDR (CPU profiles, heap, execution traces: make bench -pprof); keep that listener private"`
 	StopTimeout time.Duration `envconfig:"WORKER_STOP_TIMEOUT" default:"30s" desc:"on SIGTERM, how long running activities may finish before they are cancelled"`
+	// WorkflowCache bounds the workflows the worker keeps in memory between
+	// their tasks (the SDK's sticky cache, 10000 by default): every open
+	// preview is a workflow (tens of KiB each), and one evicted is replayed
+	// from its history on its next signal, wake or timer.
+	WorkflowCache int `envconfig:"WORKER_WORKFLOW_CACHE_SIZE" default:"10000" desc:"workflows kept in memory between their tasks (each open preview is one, tens of KiB); fewer bound the worker's memory, and an evicted one is replayed from its history on its next event"`
 
 	LogLevel string `envconfig:"LOG_LEVEL" default:"info" desc:"debug, info, warn or error"`
 }
@@ -87,6 +92,9 @@ func (c Config) validate() (*pools.Config, error) {
 		if n < 0 {
 			return nil, fmt.Errorf("configuration: %s=%v must not be negative (0: unlimited)", name, n)
 		}
+	}
+	if c.WorkflowCache < 1 {
+		return nil, fmt.Errorf("configuration: WORKER_WORKFLOW_CACHE_SIZE=%d: want 1 or more (the SDK's default is 10000)", c.WorkflowCache)
 	}
 	if c.Dedalus.APIKey == "" {
 		return nil, errors.New("configuration: DEDALUS_API_KEY is required (the emulator's key locally: make dev sets it)")
@@ -250,6 +258,7 @@ func run(cfg Config) error {
 	// then cancelled, and Temporal retries them on another worker after
 	// their heartbeat timeout.
 	fatal := make(chan error, 1)
+	worker.SetStickyWorkflowCacheSize(cfg.WorkflowCache) // process-wide: before the worker starts
 	w := worker.New(tc, workflows.TaskQueue, worker.Options{
 		WorkerStopTimeout: cfg.StopTimeout,
 		OnFatalError:      func(err error) { fatal <- err },

@@ -15,7 +15,7 @@ STATICCHECK_VERSION := v0.8.2
 CACHE := $(or $(DRYDOCK_CACHE_DIR),$(or $(XDG_CACHE_HOME),$(HOME)/.cache)/drydock)
 STATICCHECK := $(CACHE)/staticcheck/$(STATICCHECK_VERSION)/staticcheck
 
-.PHONY: dev test build vet lint bench chaos temporal-cli clean help record-histories cluster
+.PHONY: dev test build vet lint bench chaos temporal-cli clean help record-histories cluster test-cluster
 
 help:
 	@echo "make dev    run Temporal, the Dedalus emulator, the worker and the webhook server locally"
@@ -24,6 +24,7 @@ help:
 	@echo "make bench  measure intake, wakes, router, runner dispatch, scale and cost; table in README"
 	@echo "make chaos  crash, fault and redelivery run; exits non-zero when an invariant breaks"
 	@echo "make build  build the binaries into $(BIN)/"
+	@echo "make test-cluster  the e2e suite and a chaos run (two of each binary, cluster faults) on a new make cluster"
 	@echo "make cluster  a production-shaped Temporal (PostgreSQL, separate services) on 127.0.0.1:7233; Ctrl-C stops it"
 
 build:
@@ -69,6 +70,10 @@ chaos:
 # background.
 cluster:
 	@scripts/cluster.sh run
+
+# The e2e suite and `make chaos -cluster` on a fresh cluster (scripts/test-cluster.sh).
+test-cluster:
+	@scripts/test-cluster.sh
 
 $(STATICCHECK):
 	@echo "Installing staticcheck $(STATICCHECK_VERSION) into $(dir $(STATICCHECK)) (first time only)"

@@ -21,7 +21,7 @@ func (c *chaos) executions(ctx context.Context, query string) ([]execution, erro
 	var token []byte
 	for {
 		resp, err := c.h.TC.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{
-			Namespace: "default", Query: query, PageSize: 1000, NextPageToken: token,
+			Namespace: c.h.Temporal.Namespace(), Query: query, PageSize: 1000, NextPageToken: token,
 		})
 		if err != nil {
 			return nil, err

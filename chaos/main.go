@@ -84,6 +84,10 @@ type options struct {
 	// Runner pool scenarios (see runners.go).
 	persistentJobs, cancels, terminateJobs   int
 	githubFaults, reconfigure, terminatePool bool
+	// The cluster run (cluster.go).
+	cluster   bool
+	replicas  int
+	coldBurst int
 }
 
 func main() {
@@ -105,7 +109,20 @@ func main() {
 	flag.BoolVar(&o.githubFaults, "github-faults", true, "GitHub answers runner registrations with 502s and secondary rate limits")
 	flag.BoolVar(&o.reconfigure, "reconfigure", true, "change the pool's RUNNER_POOLS entry mid-run and restart the worker with it")
 	flag.BoolVar(&o.terminatePool, "terminate-pool", true, "terminate the pool's workflow once mid-run")
+	flag.BoolVar(&o.cluster, "cluster", false, "run on a make-cluster Temporal ($DRYDOCK_CLUSTER_DIR, or one started here) with the cluster's faults and invariants (cluster.go)")
+	flag.IntVar(&o.replicas, "replicas", 0, "workers, webhook servers and routers (default: 2 with -cluster, else 1)")
+	flag.IntVar(&o.coldBurst, "cold-burst", 200, "with -cluster: requests in the cold burst split across the routers")
 	flag.Parse()
+	if o.replicas == 0 {
+		o.replicas = 1
+		if o.cluster {
+			o.replicas = 2
+		}
+	}
+	if o.cluster && o.replicas < 2 {
+		fmt.Fprintln(os.Stderr, "chaos: -cluster kills one replica of each binary: it needs -replicas 2 or more")
+		os.Exit(2)
+	}
 	if o.seed == 0 {
 		o.seed = uint64(time.Now().UnixNano())
 	}
@@ -129,7 +146,9 @@ func run(ctx context.Context, o options) int {
 	log.Info("chaos run", "seed", o.seed, "prs", o.prs, "jobs", o.jobs, "dir", dir)
 	err = c.run(ctx)
 	failed := err != nil || len(c.broken) > 0
-	c.report(os.Stdout)
+	if c.h != nil { // nil: the stack never started; the error says why
+		c.report(os.Stdout)
+	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "chaos: run failed:", err)
 	}
@@ -160,6 +179,10 @@ type chaos struct {
 	rc   runnerChaos
 	// workerMu serializes the worker's kills and restarts.
 	workerMu sync.Mutex
+	// The cluster run's record (cluster.go).
+	clusterMu           sync.Mutex
+	clusterDone         []string
+	lagRuns, lagDeleted atomic.Int64
 
 	// counters
 	deliveries, redeliveries, non2xx atomic.Int64
@@ -197,7 +220,18 @@ func (c *chaos) count(name string, v any) {
 }
 
 func (c *chaos) run(ctx context.Context) error {
+	var cluster *harness.Cluster
+	if c.o.cluster {
+		var stop func()
+		var err error
+		if cluster, stop, err = c.startCluster(ctx); err != nil {
+			return fmt.Errorf("cluster: %w", err)
+		}
+		defer stop()
+	}
 	h, err := harness.Start(ctx, harness.Options{
+		Cluster:         cluster,
+		Replicas:        c.o.replicas,
 		Dir:             c.dir,
 		PersistTemporal: true,
 		Emulator: emulator.Config{BootDelay: 100 * time.Millisecond, WakeDelay: 100 * time.Millisecond, SleepDelay: 20 * time.Millisecond,
@@ -298,6 +332,12 @@ func (c *chaos) run(ctx context.Context) error {
 		scenarios.Add(1)
 		go func() { defer scenarios.Done(); f() }()
 	}
+	if c.o.cluster {
+		for _, f := range []func(){func() { c.clusterFaults(scenarioCtx) }, func() { c.reconcileWhileLagging(scenarioCtx) }} {
+			scenarios.Add(1)
+			go func() { defer scenarios.Done(); f() }()
+		}
+	}
 	defer func() { stopScenarios(); scenarios.Wait() }()
 
 	// Phase 2: Temporal restarts while machines are being provisioned.
@@ -386,6 +426,10 @@ func (c *chaos) run(ctx context.Context) error {
 		}
 	}
 	_ = h.Emu.SetFaults(emulator.Faults{})
+	if c.o.cluster {
+		c.coldBurst(ctx, c.o.coldBurst)
+		c.clusterCounts()
+	}
 	if c.o.terminatePool {
 		// The terminated run's machines are nobody's: the reconciler's.
 		c.waitPoolsDrained(ctx, time.Now().Add(c.o.timeout))

@@ -276,16 +276,24 @@ func (c *chaos) reconfigure() error {
 	}
 	c.workerMu.Lock()
 	defer c.workerMu.Unlock()
-	for i, kv := range c.h.Worker.Env {
-		if strings.HasPrefix(kv, "RUNNER_POOLS=") {
-			c.h.Worker.Env[i] = "RUNNER_POOLS=" + cfg
+	// Every replica gets the new configuration, as a rolling update would.
+	for _, w := range c.h.Workers {
+		for i, kv := range w.Env {
+			if strings.HasPrefix(kv, "RUNNER_POOLS=") {
+				w.Env[i] = "RUNNER_POOLS=" + cfg
+			}
 		}
 	}
 	c.rc.mu.Lock()
 	c.rc.reconfiguredAt = time.Now()
 	c.rc.mu.Unlock()
-	c.h.Worker.Kill()
-	return c.h.Worker.Start()
+	for _, w := range c.h.Workers {
+		w.Kill()
+		if err := w.Start(); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // terminatePool terminates the "chaos" pool's entity workflow, as an

@@ -26,7 +26,6 @@ import (
 	"github.com/stretchr/testify/require"
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/client"
-	"go.temporal.io/sdk/testsuite"
 
 	"github.com/drydock-dev/drydock/dedalus"
 	"github.com/drydock-dev/drydock/emulator"
@@ -42,9 +41,12 @@ import (
 )
 
 var (
-	devServer     *testsuite.DevServer
-	workerBin     string
-	fakeRunnerBin string
+	// Where the package's stacks run: the dev server setup starts, or a
+	// namespace of the make-cluster Temporal $DRYDOCK_CLUSTER_DIR names.
+	temporalAddr, temporalNamespace string
+	temporalClient                  client.Client
+	workerBin                       string
+	fakeRunnerBin                   string
 )
 
 func TestMain(m *testing.M) {
@@ -75,6 +77,14 @@ func setup(m *testing.M) (int, error) {
 			return 0, fmt.Errorf("build %s: %w", pkg, err)
 		}
 	}
+	if dir := os.Getenv(harness.ClusterDirEnv); dir != "" {
+		stop, err := useCluster(dir)
+		if err != nil {
+			return 0, err
+		}
+		defer stop()
+		return m.Run(), nil
+	}
 	// Continue-as-new is suggested early (the default is thousands of
 	// events), so the end-to-end runs, and the histories recorded from them
 	// for the replay test, hand their state over: a pool with a queue, a
@@ -83,7 +93,7 @@ func setup(m *testing.M) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	devServer = srv
+	temporalAddr, temporalNamespace, temporalClient = srv.FrontendHostPort(), "default", srv.Client()
 	defer srv.Stop()
 	return m.Run(), nil
 }
@@ -132,7 +142,7 @@ func newStack(t *testing.T) *stack { return newStackWith(t, nil) }
 // GitHub double's and the webhook's URLs) and returns RUNNER_POOLS.
 func newStackWith(t *testing.T, poolsJSON func(*stack) string) *stack {
 	t.Helper()
-	s := &stack{t: t, tc: devServer.Client(), logs: &bytes.Buffer{}}
+	s := &stack{t: t, tc: temporalClient, logs: &bytes.Buffer{}}
 	emu, err := emulator.New(emulator.Config{
 		Addr: "127.0.0.1:0", BootDelay: 200 * time.Millisecond, WakeDelay: 300 * time.Millisecond,
 		SleepDelay: 50 * time.Millisecond, Seed: 3,
@@ -180,7 +190,7 @@ func newStackWith(t *testing.T, poolsJSON func(*stack) string) *stack {
 	t.Cleanup(s.router.Close)
 
 	s.workerE = append(os.Environ(),
-		"TEMPORAL_ADDRESS="+devServer.FrontendHostPort(), "TEMPORAL_NAMESPACE=default",
+		"TEMPORAL_ADDRESS="+temporalAddr, "TEMPORAL_NAMESPACE="+temporalNamespace,
 		"DEDALUS_BASE_URL="+emu.URL(), "DEDALUS_API_KEY="+emu.APIKey(),
 		"GITHUB_TOKEN="+ghToken, "GITHUB_API_URL="+s.gh.URL(),
 		"PREVIEW_PUBLIC_URL=http://pr-{number}--{owner}--{repo}."+domain+":8090",

@@ -33,7 +33,7 @@ func prewarmRecorder(ctx workflow.Context, _ runnerapi.PoolInput) error {
 func TestPoolSchedulesPrewarmThePool(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	tc := devServer.Client()
+	tc := temporalClient
 	// The pool here is a stand-in registered under RunnerPool's name: replay only the real prewarm.
 	keepHistories(t, tc, "WorkflowType = '"+workflows.RunnerPrewarmName+"'",
 		map[string]runMatcher{"runner-prewarm": withIDPrefix("runner-prewarm:sched-a:0")})

@@ -180,7 +180,7 @@ func TestSecretsStayOutOfHistoriesAndLogs(t *testing.T) {
 	for it.HasNext() {
 		e, err := it.Next()
 		require.NoError(t, err)
-		desc, err := s.tc.WorkflowService().DescribeSchedule(ctx, &workflowservice.DescribeScheduleRequest{Namespace: "default", ScheduleId: e.ID})
+		desc, err := s.tc.WorkflowService().DescribeSchedule(ctx, &workflowservice.DescribeScheduleRequest{Namespace: temporalNamespace, ScheduleId: e.ID})
 		require.NoError(t, err)
 		schedules++
 		for what, secret := range secrets {

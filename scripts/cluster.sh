@@ -43,7 +43,7 @@ port="${CLUSTER_PORT:-7233}"
 pgport="${CLUSTER_PG_PORT:-55432}"
 for p in "$port" "$pgport" "${CLUSTER_UI_PORT:-1024}"; do
   case "$p" in '' | *[!0-9]*) die "CLUSTER_PORT, CLUSTER_PG_PORT and CLUSTER_UI_PORT are port numbers, not '$p'" ;; esac
-  [ "$p" -ge 1024 ] && [ "$p" -le 65535 ] || die "port $p: use 1024..65535"
+  [ "$p" -ge 1024 ] && [ "$p" -le 65535 ] || die "CLUSTER_PORT, CLUSTER_PG_PORT and CLUSTER_UI_PORT: $p is not in 1024..65535"
 done
 [ "$port" -le 32000 ] ||
   die "CLUSTER_PORT=$port: use at most 32000 (Temporal keeps the membership ports, CLUSTER_PORT-300.., in a smallint column)"

@@ -12,7 +12,8 @@
 #   scripts/cluster.sh restart frontend|history|matching|worker|ui|postgres  (clean stop, start)
 #   scripts/cluster.sh kill    frontend|history|matching|worker|ui|postgres  (crash, start)
 #
-#   CLUSTER_DIR      state: PostgreSQL's data, config, logs (default: .cluster in the repo)
+#   CLUSTER_DIR      state: config, logs and PostgreSQL's data (default: .cluster in the
+#                    repo; PostgreSQL's go to /var/tmp when its user cannot reach there)
 #   CLUSTER_PORT     the frontend's gRPC port (default 7233); the other services
 #                    use CLUSTER_PORT+1 (history), +2 (matching), +6 (worker),
 #                    +10 (frontend HTTP) and those minus 300 (membership). At
@@ -99,38 +100,58 @@ pg_bin() {
 # as_pg runs a command as the owner of PostgreSQL's data: the postgres user
 # when we are root (PostgreSQL refuses to run as root), else ourselves.
 as_pg() {
-  if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+  if [ "$(id -u)" = 0 ]; then (cd / && runuser -u postgres -- "$@"); else "$@"; fi
+}
+
+# pg_home prints the directory of PostgreSQL's data, socket and log:
+# CLUSTER_DIR/pg, or, when we are root and the postgres user cannot reach
+# CLUSTER_DIR (a clone under /root, a private temporary directory), one
+# under /var/tmp named after CLUSTER_DIR. The choice is recorded, so that
+# later commands find it.
+pg_home() {
+  if [ ! -s "$dir/pg.home" ]; then
+    local home="$dir/pg"
+    if [ "$(id -u)" = 0 ] && ! runuser -u postgres -- test -x "$dir" 2>/dev/null; then
+      home="/var/tmp/drydock-cluster-pg-$(printf %s "$dir" | md5sum | cut -c1-16)"
+    fi
+    echo "$home" >"$dir/pg.home"
+  fi
+  cat "$dir/pg.home"
 }
 
 pg_start() {
-  local bin data="$dir/postgres"
+  local bin home data
   bin=$(pg_bin)
+  home=$(pg_home)
+  data="$home/data"
   [ ! -s "$data/postmaster.pid" ] || ! as_pg "$bin/pg_ctl" -D "$data" status >/dev/null 2>&1 || return 0
   if [ ! -s "$data/PG_VERSION" ]; then
-    mkdir -p "$data" "$dir/pgrun"
+    mkdir -p -m 711 "$home"
+    mkdir -p -m 700 "$data" "$home/run"
     [ -s "$dir/secret/pgpass" ] || { mkdir -p -m 700 "$dir/secret"; head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$dir/secret/pgpass"; }
     if [ "$(id -u)" = 0 ]; then
-      chown postgres: "$data" "$dir/pgrun"
+      chown postgres: "$data" "$home/run"
       runuser -u postgres -- test -x "$data" ||
         die "the postgres user cannot reach $data (a parent is not searchable): set CLUSTER_DIR elsewhere, e.g. /var/tmp/drydock-cluster"
-      install -o postgres -m 600 "$dir/secret/pgpass" "$dir/pgrun/pwfile"
+      install -o postgres -m 600 "$dir/secret/pgpass" "$home/run/pwfile"
     else
-      install -m 600 "$dir/secret/pgpass" "$dir/pgrun/pwfile"
+      install -m 600 "$dir/secret/pgpass" "$home/run/pwfile"
     fi
-    as_pg "$bin/initdb" -D "$data" -U temporal --pwfile="$dir/pgrun/pwfile" -A scram-sha-256 -E UTF8 >"$dir/log/initdb.log" 2>&1 ||
+    as_pg "$bin/initdb" -D "$data" -U temporal --pwfile="$home/run/pwfile" -A scram-sha-256 -E UTF8 >"$dir/log/initdb.log" 2>&1 ||
       die "initdb failed; see $dir/log/initdb.log"
-    rm -f "$dir/pgrun/pwfile"
+    rm -f "$home/run/pwfile"
   fi
-  touch "$dir/log/postgres.log" && { [ "$(id -u)" != 0 ] || chown postgres: "$dir/log/postgres.log"; }
-  as_pg "$bin/pg_ctl" -D "$data" -l "$dir/log/postgres.log" -w -t 60 \
-    -o "-p $pgport -c listen_addresses=127.0.0.1 -k $dir/pgrun -c max_connections=200" start >/dev/null ||
-    die "PostgreSQL did not start; see $dir/log/postgres.log"
+  touch "$home/postgres.log" && { [ "$(id -u)" != 0 ] || chown postgres: "$home/postgres.log"; }
+  as_pg "$bin/pg_ctl" -D "$data" -l "$home/postgres.log" -w -t 60 \
+    -o "-p $pgport -c listen_addresses=127.0.0.1 -k $home/run -c max_connections=200" start >/dev/null ||
+    die "PostgreSQL did not start; see $home/postgres.log"
 }
 
 pg_stop() {
-  local mode="${1:-fast}"
-  [ -s "$dir/postgres/postmaster.pid" ] || return 0
-  as_pg "$(pg_bin)/pg_ctl" -D "$dir/postgres" -m "$mode" -w stop >/dev/null 2>&1 || true
+  local mode="${1:-fast}" data
+  data="$(pg_home)/data"
+  [ -s "$data/postmaster.pid" ] || return 0
+  as_pg "$(pg_bin)/pg_ctl" -D "$data" -m "$mode" -w stop >/dev/null 2>&1 || true
 }
 
 # write_config renders the server's configuration: one file, read by every
@@ -270,7 +291,7 @@ cmd_start() {
   cli=$("$here/temporal-cli.sh")
   mkdir -p "$dir/log" "$dir/run"
   pg_start
-  log "PostgreSQL on 127.0.0.1:$pgport (data: $dir/postgres)"
+  log "PostgreSQL on 127.0.0.1:$pgport (data and log: $(pg_home))"
   SQL_HOST=127.0.0.1 SQL_PORT="$pgport" SQL_USER=temporal SQL_PASSWORD="$(cat "$dir/secret/pgpass")" \
     TEMPORAL_SQL_TOOL="$bindir/temporal-sql-tool" SCHEMA_DIR="$mod/schema/postgresql/v12" \
     sh "$root/deploy/temporal/schema.sh" >>"$dir/log/schema.log" 2>&1 ||
@@ -297,7 +318,7 @@ cmd_status() {
   for s in "${services[@]}"; do
     if running "$s"; then echo "$s: running (pid $(cat "$dir/run/$s.pid" 2>/dev/null))"; else echo "$s: stopped"; rc=1; fi
   done
-  if [ -s "$dir/postgres/postmaster.pid" ] && as_pg "$(pg_bin)/pg_ctl" -D "$dir/postgres" status >/dev/null 2>&1; then
+  if [ -s "$(pg_home)/data/postmaster.pid" ] && as_pg "$(pg_bin)/pg_ctl" -D "$(pg_home)/data" status >/dev/null 2>&1; then
     echo "postgres: running (127.0.0.1:$pgport)"
   else echo "postgres: stopped"; rc=1; fi
   return $rc

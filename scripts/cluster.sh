@@ -226,8 +226,8 @@ svc_start() {
   local cmd=("$bindir/temporal-server" --root "$dir" --config config --env cluster --allow-no-auth start --service "$1")
   [ "$1" != ui ] || cmd=("$bindir/temporal-ui-server" --root "$dir" --config ui --env cluster start)
   setsid bash -c '
-    dir=$1 name=$2 bin=$3
-    shift 2
+    dir=$1 name=$2
+    shift 2 # the rest is the command line
     echo $$ >"$dir/run/$name.sup"
     until [ -e "$dir/run/$name.stop" ]; do
       "$@" </dev/null &
@@ -288,6 +288,11 @@ register() {
 cmd_start() {
   local mod cli
   mod=$(build_server)
+  # The server only warns about an unknown key or a wrong type, and then
+  # ignores it: a typo in the shared file would go unnoticed (in compose too).
+  local check
+  check=$("$bindir/temporal-server" validate-dynamic-config "$root/deploy/temporal/dynamicconfig.yaml" 2>&1)
+  ! grep -q "warning:" <<<"$check" || die "deploy/temporal/dynamicconfig.yaml is not what Temporal $version reads: $check"
   cli=$("$here/temporal-cli.sh")
   mkdir -p "$dir/log" "$dir/run"
   pg_start

@@ -87,7 +87,11 @@ func EnsurePoolSchedules(ctx context.Context, c client.Client, cfg *pools.Config
 			return fmt.Errorf("list schedules: %w", err)
 		}
 		if (strings.HasPrefix(e.ID, "runner-prewarm:") || strings.HasPrefix(e.ID, "runner-keepalive:")) && !want[e.ID] {
-			if err := sc.GetHandle(ctx, e.ID).Delete(ctx); err != nil {
+			// The list comes from visibility, which may still show a
+			// schedule just deleted (by another worker starting, or by a
+			// previous call): not found is the state wanted.
+			var notFound *serviceerror.NotFound
+			if err := sc.GetHandle(ctx, e.ID).Delete(ctx); err != nil && !errors.As(err, &notFound) {
 				return fmt.Errorf("delete schedule %s: %w", e.ID, err)
 			}
 		}

@@ -41,6 +41,9 @@ ensure_runner_user() {
     shell=/bin/bash; [ -x "$shell" ] || shell=/bin/sh
     group=--user-group; if getent group "$user" >/dev/null 2>&1; then group="--gid=$user"; fi
     useradd --no-log-init --create-home --home-dir "/home/$user" --shell "$shell" "$group" "$user"
+    # No logins (ssh, su, cron): the runner starts through setpriv, which
+    # asks no one; a job that plants ~/.ssh/authorized_keys gets nothing.
+    usermod --expiredate 1 "$user"
   fi
   if [ "$(id -u "$user")" -eq 0 ]; then echo "the runner user $user is root" >&2; exit 1; fi
   runner_home="$(getent passwd "$user" | cut -d: -f6)"
@@ -104,10 +107,12 @@ date -u +%Y-%m-%dT%H:%M:%SZ >"$HOME/.drydock/runner-$DRYDOCK_RUNNER_VERSION.inst
 // The runner runs as the runner user with no new privileges, in a PID
 // namespace of its own (unshare): when it exits after its job, the kernel
 // kills every process the job left behind (background daemons, double
-// forks, setsid), and its /proc shows only the job's processes. Only its
-// own variables reach it: HOME, USER, LOGNAME and TMPDIR are the runner
-// user's, and the JIT config is in ACTIONS_RUNNER_INPUT_JITCONFIG, which
-// the runner removes before it starts a job. Once it has exited, the
+// forks, setsid), and its /proc shows only the job's processes. It has no
+// supplementary groups (a docker group would be root). HOME, USER, LOGNAME
+// and TMPDIR are the runner user's; the cleanup's variables are unset; the
+// rest of the execution's environment reaches it (and its jobs), the JIT
+// config in ACTIONS_RUNNER_INPUT_JITCONFIG, which the runner removes before
+// it starts a job. Once it has exited, the
 // wrapper runs the cleanup script as root (cleanScript, written to
 // $HOME/.drydock/clean-between-jobs.sh, through afterRunnerScript), and a
 // new runner is started only after a cleanup (flock on the same lock), so
@@ -130,10 +135,14 @@ if ! unshare --pid --fork --kill-child --mount-proc true; then
   echo "cannot start the runner in a PID namespace of its own (unshare --pid --mount-proc, util-linux, as root)" >&2
   exit 1
 fi
-if ! command -v setpriv >/dev/null 2>&1; then
-  echo "cannot run the runner as $user: setpriv (util-linux) is missing" >&2
-  exit 1
-fi
+# The cleanup fails closed: without these it could not kill the last
+# job's processes or serialize with the next runner.
+for tool in setpriv pkill ps flock find; do
+  if ! command -v "$tool" >/dev/null 2>&1; then
+    echo "cannot isolate the runner's jobs: $tool is missing (util-linux, procps, findutils)" >&2
+    exit 1
+  fi
+done
 export DRYDOCK_RUNNER_HOME="$runner_home" DRYDOCK_RUNNER_INSTALL="$HOME/actions-runner"
 afterRunner="${DRYDOCK_AFTER_RUNNER_SCRIPT:?}"
 unset DRYDOCK_AFTER_RUNNER_SCRIPT
@@ -147,6 +156,13 @@ shift
 # last runner's cleanup ran to its end for the same caches and install
 # (clean.done), or it runs now (a cleanup interrupted by a crash, a runner
 # started before cleanups existed, a changed configuration).
+# The install is root's and read-only to others (machines set up before
+# markInstalledScript did so may have kept an archive's owners).
+if [ -d "$DRYDOCK_RUNNER_INSTALL" ] && [ -n "$(find "$DRYDOCK_RUNNER_INSTALL" \( ! -user 0 -o -perm /022 \) -print -quit)" ]; then
+  chown -hR 0:0 "$DRYDOCK_RUNNER_INSTALL"
+  chmod -R go-w "$DRYDOCK_RUNNER_INSTALL"
+  rm -f "$state/clean.done"
+fi
 if [ "$(cat "$state/clean.done" 2>/dev/null || true)" != "$DRYDOCK_CACHES|$DRYDOCK_RUNNER_INSTALL" ]; then
   sh "$state/clean-between-jobs.sh" 8>&-
 fi
@@ -161,7 +177,7 @@ wrapper='status=0
   export HOME="$DRYDOCK_RUNNER_HOME" USER="$DRYDOCK_RUNNER_USER" LOGNAME="$DRYDOCK_RUNNER_USER" TMPDIR="$DRYDOCK_RUNNER_HOME/tmp"
   unset DRYDOCK_CACHES DRYDOCK_RUNNER_HOME DRYDOCK_RUNNER_INSTALL DRYDOCK_RUNNER_USER
   exec unshare --pid --fork --kill-child --mount-proc -- \
-    setpriv --reuid="$USER" --regid="$(id -g "$USER")" --init-groups --no-new-privs -- "$@"
+    setpriv --reuid="$USER" --regid="$(id -g "$USER")" --clear-groups --no-new-privs -- "$@"
 ) || status=$?
 sh "$HOME/.drydock/after-runner.sh" "$DRYDOCK_RUNNER_NAME"
 exit $status'
@@ -219,9 +235,17 @@ if [ "$mode" = persistent ]; then
   done
 else
   i=0
-  while pkill -KILL -u "$uid" 2>/dev/null; do
+  while :; do
+    rc=0
+    pkill -KILL -u "$uid" || rc=$?
+    case "$rc" in
+      0) ;;      # some were killed: look again
+      1) break ;; # none left
+      *) echo "clean: pkill failed ($rc): the processes of $user may live on" >&2; exit 1 ;;
+    esac
     # Zombies match too; they are gone as processes.
-    if ! ps -o stat= -u "$uid" 2>/dev/null | grep -qv '^Z'; then break; fi
+    left="$(ps -o stat= -u "$uid")" || { echo "clean: ps failed" >&2; exit 1; }
+    if ! printf '%s\n' "$left" | grep -qv '^Z'; then break; fi
     i=$((i+1))
     if [ "$i" -ge 100 ]; then echo "clean: processes of $user survive SIGKILL" >&2; exit 1; fi
     sleep 0.1
@@ -256,7 +280,7 @@ for e in "$home"/* "$home"/.[!.]* "$home"/..?*; do
   fi
   rm -rf -- "$e"
 done
-for d in /tmp /var/tmp /dev/shm; do
+for d in /tmp /var/tmp /dev/shm /run/lock /dev/mqueue; do
   [ -d "$d" ] || continue
   # The home is pruned, not swept, wherever it is mounted from.
   find "$d" -xdev -mindepth 1 \( -samefile "$home" -prune \) -o \( -user "$uid" -prune -exec rm -rf -- {} + \) 2>/dev/null || true
@@ -277,7 +301,7 @@ if [ -n "$src" ] && [ -d "$src" ]; then
 else
   mkdir -p "$home/actions-runner"
 fi
-chown "$uid:$gid" "$home/actions-runner"
+chown -h "$uid:$gid" "$home/actions-runner"
 chmod 755 "$home/actions-runner"
 install -d -o "$uid" -g "$gid" -m 700 "$home/tmp"
 `
@@ -333,6 +357,13 @@ const registerScript = `set -eu
 ensure_runner_user
 exec 9>"$state/register.lock"
 if command -v flock >/dev/null 2>&1; then flock 9; fi
+if [ -f "$state/persistent-started" ]; then
+  # A retry after the service started: the runner may have run jobs since,
+  # which can change every file of its directory, so nothing there is run
+  # or written as root again.
+  echo "runner $(cat "$state/persistent-started") already registered and started"
+  exit 0
+fi
 # The cleanup after each job ($1: cleanScript), root's.
 mkdir -p /etc/drydock
 printf '%s\n' "$1" >/etc/drydock/clean-between-jobs.sh
@@ -352,7 +383,7 @@ else
   # ACTIONS_RUNNER_INPUT_TOKEN (config.sh's environment input for --token),
   # never in an argv.
   (cd "$dir" && HOME="$runner_home" USER="$user" LOGNAME="$user" \
-    setpriv --reuid="$user" --regid="$runner_gid" --init-groups --no-new-privs -- \
+    setpriv --reuid="$user" --regid="$runner_gid" --clear-groups --no-new-privs -- \
     ./config.sh --unattended --url "$DRYDOCK_RUNNER_URL" \
       --name "$DRYDOCK_RUNNER_NAME" --labels "$DRYDOCK_RUNNER_LABELS" --work _work --replace) 9>&-
 fi
@@ -360,12 +391,15 @@ fi
 unset ACTIONS_RUNNER_INPUT_TOKEN
 cd "$dir"
 # The runner reads .env when it starts: the cleanup runs after every job.
-{ grep -v '^ACTIONS_RUNNER_HOOK_JOB_COMPLETED=' .env 2>/dev/null || true; echo "ACTIONS_RUNNER_HOOK_JOB_COMPLETED=/etc/drydock/job-completed.sh"; } >.env.drydock
-mv .env.drydock .env
-chown "$user:$runner_gid" .env
+# Written as the runner, in its own directory (no root write through a link).
+setpriv --reuid="$user" --regid="$runner_gid" --clear-groups -- sh -c '
+  { grep -v "^ACTIONS_RUNNER_HOOK_JOB_COMPLETED=" .env 2>/dev/null || true
+    echo "ACTIONS_RUNNER_HOOK_JOB_COMPLETED=/etc/drydock/job-completed.sh"; } >.env.drydock && mv -f .env.drydock .env'
+
 # The lock (fd 9) covers this script only: nothing it starts may keep it,
 # or a retried registration would wait on it forever.
 if [ ! -f .service ]; then ./svc.sh install "$user" 9>&-; fi
 ./svc.sh start 9>&-
+printf '%s\n' "$DRYDOCK_RUNNER_NAME" >"$state/persistent-started"
 echo "runner $DRYDOCK_RUNNER_NAME registered as a service of $user"
 `

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -175,6 +176,9 @@ func cacheList(p *pools.Pool) (string, error) {
 		}
 		rels = append(rels, rel)
 	}
+	// Outer directories first: a cache inside another declared one is then
+	// kept with it, not moved away on its own (which lost the outer one).
+	slices.SortStableFunc(rels, func(a, b string) int { return strings.Count(a, "/") - strings.Count(b, "/") })
 	return strings.Join(rels, "\n"), nil
 }
 
@@ -492,6 +496,12 @@ func (a *Runners) StartJITRunner(ctx context.Context, in StartRunnerInput) error
 		return err
 	}
 	scope := p.RunnerScope(in.Repo)
+	if p.RegistersAtRepositories() && scope == p.Scope {
+		// At the organization, GitHub could hand the runner another
+		// repository's job: never fall back to it.
+		return invalid("pool %s registers its runners at their job's repository, and job %d's repository %q is not one of %s",
+			p.Name, in.JobID, in.Repo, p.Scope.Org)
+	}
 	log := a.logger().With("pool", p.Name, "machine_id", in.MachineID, "runner", in.RunnerName, "job_id", in.JobID, "scope", scopeName(scope))
 	const tries = 3
 	for range tries {

@@ -551,12 +551,14 @@ chmod +x "$d/config.sh" "$d/svc.sh"`}
 	assert.NotContains(t, r.logs.String(), tokens[0])
 	assert.NotContains(t, r.argvs(t), tokens[0])
 
-	// Again (a machine re-registered, or a retry): configured and installed
-	// already, so only the service is (re)started.
+	// Again (a retry whose answer was lost): the service started, and the
+	// runner may have run jobs since, which can change every file of its
+	// directory: nothing there is run as root again.
+	r.sh(t, `printf '#!/bin/sh\necho trojan >>"$HOME/svc.calls"\n' >/home/runner/actions-runner/svc.sh`)
 	_, err = r.env.ExecuteActivity(r.a.RegisterPersistent, in)
 	require.NoError(t, err)
 	assert.Equal(t, want, r.sh(t, `cat /home/runner/config.args`))
-	assert.Equal(t, "install runner\nstart\nstart\n", r.sh(t, `cat "$HOME/svc.calls"`))
+	assert.Equal(t, "install runner\nstart\n", r.sh(t, `cat "$HOME/svc.calls"`), "the runner's svc.sh is not run again")
 }
 
 // A service whose start leaves a process running (a runner started without
@@ -745,7 +747,8 @@ func TestRunnerCheckLeaseHolders(t *testing.T) {
 // not followed: the file it points to stays where it is.
 func TestRunnerStartWipesWhatTheLastJobLeftButTheCaches(t *testing.T) {
 	r := newRunnerRig(t, false, func(p *pools.Pool) {
-		p.Caches = []string{"~/.cache/keep", "~/.npm", "~/.evil/cache", "~/.missing"}
+		// A cache inside another, declared first: both are kept whole.
+		p.Caches = []string{"~/.cache/keep/sub", "~/.cache/keep", "~/.npm", "~/.evil/cache", "~/.missing"}
 	})
 	_, err := r.env.ExecuteActivity(r.a.SetupMachine, activities.SetupMachineInput{Pool: "ci", MachineID: r.machine})
 	require.NoError(t, err)
@@ -760,6 +763,7 @@ echo x >"$HOME/.cargo/bin/cargo"
 echo x >"$HOME/tmp/planted"
 echo x >"$HOME/.cache/other"
 echo entry >"$HOME/.cache/keep/sub/entry"
+echo outer >"$HOME/.cache/keep/outer"
 echo npm >"$HOME/.npm/index"
 echo x >"$HOME/planted"
 echo x >/tmp/planted-`+nonce+`
@@ -772,7 +776,8 @@ for i in $(seq 100); do pgrep -u runner sleep >/dev/null && break; sleep 0.1; do
 	_, err = r.env.ExecuteActivity(r.a.StartJITRunner, activities.StartRunnerInput{Pool: "ci", MachineID: r.machine, RunnerName: name, JobID: 80})
 	require.NoError(t, err)
 	r.waitFile(t, "/home/runner/runner.pidns")
-	assert.Equal(t, `.cache/keep/sub/entry
+	assert.Equal(t, `.cache/keep/outer
+.cache/keep/sub/entry
 .npm/index
 actions-runner/installed
 jit
@@ -824,6 +829,14 @@ func TestRunnerPerRepoPoolRegistersRunnersAtTheJobsRepository(t *testing.T) {
 			}
 			assert.Empty(t, r.srv.Runners(other), "and nowhere else")
 
+			if c.isolation != pools.IsolationShared {
+				// Never at the organization for want of a repository.
+				_, err := r.env.ExecuteActivity(r.a.StartJITRunner, activities.StartRunnerInput{
+					Pool: "ci", MachineID: r.machine, RunnerName: runnerapi.RunnerName("ci", 82, 1), JobID: 82,
+				})
+				assert.Equal(t, "InvalidArgument", appError(t, err).Type(), "%v", err)
+				assert.Len(t, r.srv.Runners(org), 0)
+			}
 			v, err := r.env.ExecuteActivity(r.a.RemoveRunner, activities.RemoveRunnerInput{Pool: "ci", RunnerName: name, Repo: ghOwner + "/" + ghRepo})
 			require.NoError(t, err)
 			var res activities.RemoveRunnerResult

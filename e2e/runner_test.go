@@ -166,7 +166,16 @@ func TestRunnerPoolRunsTwentyJobsOnFiveMachines(t *testing.T) {
 		total += m.Jobs
 		assert.GreaterOrEqual(t, m.Jobs, 2, "machine %s was reused", m.MachineID)
 	}
-	assert.Equal(t, 20, total, "one lease per job")
+	// One lease per job attempt. A job gets a second attempt only when its
+	// runner took another queued job (GitHub hands a runner any queued job
+	// its labels match) and its own was still queued at its pickup
+	// timeout: rare, but a slow machine makes it happen.
+	attempts := 0
+	for _, id := range ids {
+		attempts += jobStatusOf(t, s, id).Attempt
+	}
+	assert.Equal(t, attempts, total, "one lease per job attempt")
+	assert.LessOrEqual(t, attempts, 22, "nearly every job ran on its first attempt")
 	assert.Empty(t, inv.Queue)
 	require.Eventually(t, func() bool {
 		for _, m := range s.emu.Stats().Machines {

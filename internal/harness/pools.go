@@ -141,7 +141,7 @@ case "$1" in
     user="$(cat "$d/.service")"
     as=""
     if [ -n "$user" ]; then
-      as="setpriv --reuid=$user --regid=$(id -g "$user") --init-groups --no-new-privs --"
+      as="setpriv --reuid=$user --regid=$(id -g "$user") --clear-groups --no-new-privs --"
       export HOME="$(getent passwd "$user" | cut -d: -f6)" USER="$user" LOGNAME="$user"
     fi
     setsid nohup $as %[1]s -persistent "$d/.runner" >>"$d/runner.log" 2>&1 </dev/null 9>&- &

@@ -487,6 +487,10 @@ func CacheDir(c string) (string, error) {
 	switch first, _, _ := strings.Cut(rel, "/"); first {
 	case "actions-runner", ".drydock":
 		return "", fmt.Errorf("%q is the runner's own directory, not a cache", c)
+	case "tmp", ".drydock-caches-held":
+		// The runner's TMPDIR (emptied after every job) and where the
+		// cleanup holds the caches.
+		return "", fmt.Errorf("%q is the runner's scratch space, not a cache", c)
 	}
 	return rel, nil
 }

@@ -413,6 +413,8 @@ func TestCachesMustBeDirectoriesOfTheRunnerHome(t *testing.T) {
 		"~/a\nb":                 "is not a plain directory name",
 		"~/actions-runner/_work": "is the runner's own directory",
 		"~/.drydock":             "is the runner's own directory",
+		"~/tmp":                  "is the runner's scratch space",
+		"~/.drydock-caches-held": "is the runner's scratch space",
 	} {
 		p.Caches = []string{c}
 		err := p.Validate()

@@ -282,8 +282,11 @@ for e in "$home"/* "$home"/.[!.]* "$home"/..?*; do
 done
 for d in /tmp /var/tmp /dev/shm /run/lock /dev/mqueue; do
   [ -d "$d" ] || continue
-  # The home is pruned, not swept, wherever it is mounted from.
-  find "$d" -xdev -mindepth 1 \( -samefile "$home" -prune \) -o \( -user "$uid" -prune -exec rm -rf -- {} + \) 2>/dev/null || true
+  # The home is pruned, not swept, wherever it is mounted from. The runner
+  # can only have written into directories it owns (removed whole) or
+  # world-writable ones, so no other directory is descended into.
+  find "$d" -xdev -mindepth 1 \( -samefile "$home" -prune \) -o \( -user "$uid" -prune -exec rm -rf -- {} + \) \
+    -o \( -type d ! -perm -0002 -prune \) 2>/dev/null || true
 done
 printf '%s\n' "$caches" | while IFS= read -r c; do
   [ -n "$c" ] || continue

@@ -97,7 +97,14 @@ func (c *chaos) scriptJobs() {
 	c.h.GH.OnJobEvent(c.recordRun)
 	add := func(pool string, labels []string, fate, repo string) {
 		id := base + int64(len(c.jobs)) + 1
-		c.h.GH.AddJob(owner, repo, githubtest.Job{ID: id, Labels: labels, Duration: time.Duration(200+c.intn(800)) * time.Millisecond})
+		d := time.Duration(200+c.intn(800)) * time.Millisecond
+		if fate == fateTerminated {
+			// Long enough to be seen holding its lease: a job of a second
+			// or less, picked up at once, could finish between two looks
+			// (seen: the scenario waited for the lease until the end).
+			d = 15 * time.Second
+		}
+		c.h.GH.AddJob(owner, repo, githubtest.Job{ID: id, Labels: labels, Duration: d})
 		if fate == fateCancelQueued || fate == fateCancelPickup {
 			c.h.GH.SetHeld(id, true) // no runner takes it before it is cancelled
 		}

@@ -85,8 +85,7 @@ func (c *chaos) clusterFaults(ctx context.Context) {
 		name string
 		do   func(context.Context) error
 	}{
-		// First, so that the burst's deliveries meet it.
-		{"killed webhook replica 2 (down for ~8 s)", down(c.h.Webhooks[1])},
+		// Webhook replica 2 is killed for the burst (burstWithAWebhookDown).
 		{"killed worker 2 (down for ~8 s)", down(c.h.Workers[1])},
 		{"restarted the history service", func(ctx context.Context) error { return cl.Restart(ctx, "history") }},
 		{"restarted PostgreSQL", func(ctx context.Context) error { return cl.Restart(ctx, "postgres") }},
@@ -113,6 +112,21 @@ func (c *chaos) clusterDone1(name string) {
 	c.clusterMu.Lock()
 	c.clusterDone = append(c.clusterDone, name)
 	c.clusterMu.Unlock()
+}
+
+// burstWithAWebhookDown is phase 3 on a cluster: webhook replica 2 is
+// killed as the burst starts, so that half of its first attempts find no
+// one listening and are redelivered (to the other replica, in turn), and
+// comes back a few seconds later.
+func (c *chaos) burstWithAWebhookDown(ctx context.Context) {
+	c.h.Webhooks[1].Kill()
+	c.burst(ctx)
+	time.Sleep(c.jitter(4 * time.Second))
+	if err := c.h.Webhooks[1].Start(); err != nil {
+		c.fail("restart webhook replica 2: %v", err)
+		return
+	}
+	c.clusterDone1("killed webhook replica 2 for the burst (back a few seconds after)")
 }
 
 // reconcileWhileLagging runs the reconciler now and then while previews

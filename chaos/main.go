@@ -354,7 +354,11 @@ func (c *chaos) run(ctx context.Context) error {
 
 	// Phase 3: a burst of deliveries within one second.
 	c.log.Info("phase 3: burst", "deliveries", c.o.burst)
-	c.burst(ctx)
+	if c.o.cluster {
+		c.burstWithAWebhookDown(ctx)
+	} else {
+		c.burst(ctx)
+	}
 
 	// Phase 3b: the pool's configuration changes (the worker restarts with
 	// it), and its workflow is terminated once.

@@ -148,6 +148,15 @@ func (c *chaos) reconcileWhileLagging(ctx context.Context) {
 		}
 		var res activities.ReconcileResult
 		if err := run.Get(ctx, &res); err != nil {
+			if ctx.Err() != nil {
+				// The scenarios stopped while this run was going: let it
+				// finish, so the scenario leaves no workflow open (seen:
+				// "workflows still open at the end: Reconcile ...").
+				wctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+				_ = run.Get(wctx, &res)
+				cancel()
+				return
+			}
 			continue
 		}
 		c.lagRuns.Add(1)

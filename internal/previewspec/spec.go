@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"io"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -210,63 +211,106 @@ var envName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 
 // Validate reports every problem of a spec at once.
 func (s *Spec) Validate() error {
-	var errs []error
-	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
-	if s.Machine.VCPU <= 0 || s.Machine.VCPU > 64 {
-		bad("machine.vcpu must be between 0 and 64 (got %v)", s.Machine.VCPU)
-	}
-	if s.Machine.MemoryMiB < 256 || s.Machine.MemoryMiB > 262144 {
-		bad("machine.memory_mib must be between 256 and 262144 (got %d)", s.Machine.MemoryMiB)
-	}
-	if s.Machine.StorageGiB < 1 || s.Machine.StorageGiB > 4096 {
-		bad("machine.storage_gib must be between 1 and 4096 (got %d)", s.Machine.StorageGiB)
-	}
-	if _, err := dedalus.ParseAutosleep(s.Machine.Autosleep); err != nil {
-		bad("machine.autosleep: %v", err)
-	}
-	if s.App.Port < 1 || s.App.Port > 65535 {
-		bad("app.port must be between 1 and 65535 (got %d)", s.App.Port)
-	}
-	if !strings.HasPrefix(s.App.HealthPath, "/") {
-		bad("app.health_path must start with / (got %q)", s.App.HealthPath)
-	}
-	if s.App.HealthTimeout.D() < time.Second || s.App.HealthTimeout.D() > time.Hour {
-		bad("app.health_timeout must be between 1s and 1h (got %s)", s.App.HealthTimeout.D())
-	}
-	for k := range s.Env {
-		if !envName.MatchString(k) {
-			bad("env: %q is not a valid variable name", k)
-		} else if strings.HasPrefix(k, "DRYDOCK_") {
-			bad("env: %q: the DRYDOCK_ prefix is reserved for the variables Drydock sets", k)
-		}
-	}
-	check := func(where string, st Step, needTimeout bool) {
-		switch {
-		case st.Run == "" && len(st.Command) == 0:
-			bad("%s: needs run (a shell script) or command (an argv list)", where)
-		case st.Run != "" && len(st.Command) > 0:
-			bad("%s: give run or command, not both", where)
-		case len(st.Command) > 0 && st.Command[0] == "":
-			bad("%s: command[0] is empty", where)
-		}
-		if needTimeout && (st.Timeout.D() < time.Second || st.Timeout.D() > 6*time.Hour) {
-			bad("%s: timeout must be between 1s and 6h (got %s)", where, st.Timeout.D())
-		}
-	}
-	for name, steps := range map[string][]Step{"setup": s.Setup, "build": s.Build, "seed": s.Seed} {
-		for i, st := range steps {
-			check(fmt.Sprintf("%s[%d]", name, i), st, true)
-		}
-	}
-	check("start", s.Start, false)
-	if s.Visibility != "" && !ValidVisibility(s.Visibility) {
-		bad("visibility must be public, org or private (got %q)", s.Visibility)
+	var errs problemList
+	for _, rule := range specRules {
+		rule(s, &errs)
 	}
 	if len(errs) == 0 {
 		return nil
 	}
-	sortErrs(errs)
+	// Sorted, so that the order does not depend on the map of env.
+	slices.SortStableFunc(errs, func(a, b error) int { return strings.Compare(a.Error(), b.Error()) })
 	return &InvalidError{Problems: errs}
+}
+
+// specRules check a spec, each rule a field or a few related ones. Every
+// rule runs: the owner sees every problem at once.
+var specRules = []func(*Spec, *problemList){
+	checkMachine,
+	checkApp,
+	checkEnv,
+	checkSteps,
+	checkVisibility,
+}
+
+// problemList gathers a spec's problems.
+type problemList []error
+
+func (l *problemList) add(format string, args ...any) { *l = append(*l, fmt.Errorf(format, args...)) }
+
+func checkMachine(s *Spec, l *problemList) {
+	if s.Machine.VCPU <= 0 || s.Machine.VCPU > 64 {
+		l.add("machine.vcpu must be between 0 and 64 (got %v)", s.Machine.VCPU)
+	}
+	if s.Machine.MemoryMiB < 256 || s.Machine.MemoryMiB > 262144 {
+		l.add("machine.memory_mib must be between 256 and 262144 (got %d)", s.Machine.MemoryMiB)
+	}
+	if s.Machine.StorageGiB < 1 || s.Machine.StorageGiB > 4096 {
+		l.add("machine.storage_gib must be between 1 and 4096 (got %d)", s.Machine.StorageGiB)
+	}
+	if _, err := dedalus.ParseAutosleep(s.Machine.Autosleep); err != nil {
+		l.add("machine.autosleep: %v", err)
+	}
+}
+
+func checkApp(s *Spec, l *problemList) {
+	if s.App.Port < 1 || s.App.Port > 65535 {
+		l.add("app.port must be between 1 and 65535 (got %d)", s.App.Port)
+	}
+	if !strings.HasPrefix(s.App.HealthPath, "/") {
+		l.add("app.health_path must start with / (got %q)", s.App.HealthPath)
+	}
+	if d := s.App.HealthTimeout.D(); d < time.Second || d > time.Hour {
+		l.add("app.health_timeout must be between 1s and 1h (got %s)", d)
+	}
+}
+
+// checkEnv: the DRYDOCK_ variables carry the pull request's data to the
+// commands; the spec must not shadow them.
+func checkEnv(s *Spec, l *problemList) {
+	for k := range s.Env {
+		if !envName.MatchString(k) {
+			l.add("env: %q is not a valid variable name", k)
+		} else if strings.HasPrefix(k, "DRYDOCK_") {
+			l.add("env: %q: the DRYDOCK_ prefix is reserved for the variables Drydock sets", k)
+		}
+	}
+}
+
+// checkSteps checks every command; start's timeout is not checked: the
+// app it starts is a daemon.
+func checkSteps(s *Spec, l *problemList) {
+	for _, group := range []struct {
+		name  string
+		steps []Step
+	}{{"setup", s.Setup}, {"build", s.Build}, {"seed", s.Seed}} {
+		for i, st := range group.steps {
+			where := fmt.Sprintf("%s[%d]", group.name, i)
+			checkStep(l, where, st)
+			if d := st.Timeout.D(); d < time.Second || d > 6*time.Hour {
+				l.add("%s: timeout must be between 1s and 6h (got %s)", where, d)
+			}
+		}
+	}
+	checkStep(l, "start", s.Start)
+}
+
+// checkStep checks that a step has one command, as a script or an argv.
+func checkStep(l *problemList, where string, st Step) {
+	switch {
+	case st.Run == "" && len(st.Command) == 0:
+		l.add("%s: needs run (a shell script) or command (an argv list)", where)
+	case st.Run != "" && len(st.Command) > 0:
+		l.add("%s: give run or command, not both", where)
+	case len(st.Command) > 0 && st.Command[0] == "":
+		l.add("%s: command[0] is empty", where)
+	}
+}
+
+func checkVisibility(s *Spec, l *problemList) {
+	if s.Visibility != "" && !ValidVisibility(s.Visibility) {
+		l.add("visibility must be public, org or private (got %q)", s.Visibility)
+	}
 }
 
 // InvalidError lists what is wrong with a spec.
@@ -280,12 +324,4 @@ func (e *InvalidError) Error() string {
 		b.WriteString(p.Error())
 	}
 	return b.String()
-}
-
-func sortErrs(errs []error) {
-	for i := 1; i < len(errs); i++ {
-		for j := i; j > 0 && errs[j].Error() < errs[j-1].Error(); j-- {
-			errs[j], errs[j-1] = errs[j-1], errs[j]
-		}
-	}
 }

@@ -78,51 +78,101 @@ func (t Temporal) DialLazy(logger *slog.Logger) (client.Client, error) {
 // holds certificates. Errors name the variable (and file) at fault, never a
 // file's contents or the API key.
 func (t Temporal) Validate() error {
-	var errs []error
-	add := func(format string, args ...any) {
-		errs = append(errs, fmt.Errorf("configuration: "+format, args...))
+	var l problemList
+	for _, rule := range temporalRules {
+		rule(t, &l)
 	}
+	return errors.Join(l...)
+}
+
+// temporalRules check the settings, each rule a variable or a few related
+// ones, in the order their problems are listed. Every rule runs: the
+// operator sees every problem at once.
+var temporalRules = []func(Temporal, *problemList){
+	checkAddress,
+	checkNamespace,
+	checkKeyPair,
+	checkCAFile,
+	checkServerName,
+	checkCompression,
+	checkAPIKey,
+}
+
+// problemList gathers configuration problems, each "configuration: ...".
+type problemList []error
+
+func (l *problemList) add(format string, args ...any) {
+	*l = append(*l, fmt.Errorf("configuration: "+format, args...))
+}
+
+// addErr adds an error that says "configuration: ..." already.
+func (l *problemList) addErr(err error) {
+	if err != nil {
+		*l = append(*l, err)
+	}
+}
+
+func checkAddress(t Temporal, l *problemList) {
 	switch {
 	case strings.TrimSpace(t.Address) == "":
-		add("TEMPORAL_ADDRESS is empty: want the frontend's host:port")
+		l.add("TEMPORAL_ADDRESS is empty: want the frontend's host:port")
 	case !strings.Contains(t.Address, "://"): // dns:///host:port and the like go to gRPC as they are
 		if host, port, err := net.SplitHostPort(t.Address); err != nil || host == "" || port == "" {
-			add("TEMPORAL_ADDRESS=%q: want host:port", t.Address)
+			l.add("TEMPORAL_ADDRESS=%q: want host:port", t.Address)
 		}
 	}
+}
+
+func checkNamespace(t Temporal, l *problemList) {
 	if strings.TrimSpace(t.Namespace) == "" {
-		add("TEMPORAL_NAMESPACE is empty")
+		l.add("TEMPORAL_NAMESPACE is empty")
 	}
+}
+
+// checkKeyPair: mTLS needs a certificate and its key, both readable, and
+// the certificate not expired.
+func checkKeyPair(t Temporal, l *problemList) {
 	switch {
 	case t.TLSCertFile != "" && t.TLSKeyFile == "":
-		add("TEMPORAL_TLS_CERT_FILE is set but TEMPORAL_TLS_KEY_FILE is not: mTLS needs both")
+		l.add("TEMPORAL_TLS_CERT_FILE is set but TEMPORAL_TLS_KEY_FILE is not: mTLS needs both")
 	case t.TLSKeyFile != "" && t.TLSCertFile == "":
-		add("TEMPORAL_TLS_KEY_FILE is set but TEMPORAL_TLS_CERT_FILE is not: mTLS needs both")
+		l.add("TEMPORAL_TLS_KEY_FILE is set but TEMPORAL_TLS_CERT_FILE is not: mTLS needs both")
 	case t.TLSCertFile != "":
-		if pair, err := loadKeyPair(t.TLSCertFile, t.TLSKeyFile); err != nil {
-			errs = append(errs, err)
-		} else if now := time.Now(); now.After(pair.Leaf.NotAfter) {
-			add("TEMPORAL_TLS_CERT_FILE=%s: the certificate expired at %s", t.TLSCertFile, pair.Leaf.NotAfter.UTC().Format(time.RFC3339))
+		pair, err := loadKeyPair(t.TLSCertFile, t.TLSKeyFile)
+		if err != nil {
+			l.addErr(err)
+		} else if time.Now().After(pair.Leaf.NotAfter) {
+			l.add("TEMPORAL_TLS_CERT_FILE=%s: the certificate expired at %s", t.TLSCertFile, pair.Leaf.NotAfter.UTC().Format(time.RFC3339))
 		}
 	}
+}
+
+func checkCAFile(t Temporal, l *problemList) {
 	if t.TLSCAFile != "" {
-		if _, err := loadCAPool(t.TLSCAFile); err != nil {
-			errs = append(errs, err)
-		}
+		_, err := loadCAPool(t.TLSCAFile)
+		l.addErr(err)
 	}
+}
+
+func checkServerName(t Temporal, l *problemList) {
 	if t.TLSServerName != "" && !t.tlsEnabled() {
-		add("TEMPORAL_TLS_SERVER_NAME is set but TLS is off: set TEMPORAL_TLS=true (or a client certificate, CA file or API key)")
+		l.add("TEMPORAL_TLS_SERVER_NAME is set but TLS is off: set TEMPORAL_TLS=true (or a client certificate, CA file or API key)")
 	}
+}
+
+func checkCompression(t Temporal, l *problemList) {
 	switch t.Compression {
 	case "", "gzip", "none":
 	default:
-		add("TEMPORAL_GRPC_COMPRESSION=%q: want gzip or none", t.Compression)
+		l.add("TEMPORAL_GRPC_COMPRESSION=%q: want gzip or none", t.Compression)
 	}
+}
+
+func checkAPIKey(t Temporal, l *problemList) {
 	if t.APIKey != "" && strings.IndexFunc(t.APIKey, func(r rune) bool { return r <= ' ' || r > '~' }) >= 0 {
 		// gRPC refuses such header values; say so now, without the value.
-		add("TEMPORAL_API_KEY contains whitespace or non-printable characters (a trailing newline?)")
+		l.add("TEMPORAL_API_KEY contains whitespace or non-printable characters (a trailing newline?)")
 	}
-	return errors.Join(errs...)
 }
 
 // Describe is a log-safe summary, such as
@@ -210,48 +260,13 @@ func (t Temporal) clientOptions(logger *slog.Logger) (client.Options, error) {
 // loadKeyPair reads and checks an mTLS certificate chain and its key. Errors
 // name the variable and path, and never quote the files.
 func loadKeyPair(certFile, keyFile string) (tls.Certificate, error) {
-	certPEM, err := readFile("TEMPORAL_TLS_CERT_FILE", certFile)
+	pair, err := loadCertChain(certFile)
 	if err != nil {
 		return tls.Certificate{}, err
 	}
-	var pair tls.Certificate
-	for rest := certPEM; ; {
-		var b *pem.Block
-		if b, rest = pem.Decode(rest); b == nil {
-			break
-		}
-		if b.Type == "CERTIFICATE" {
-			pair.Certificate = append(pair.Certificate, b.Bytes)
-		}
-	}
-	if len(pair.Certificate) == 0 {
-		return tls.Certificate{}, fmt.Errorf("configuration: TEMPORAL_TLS_CERT_FILE=%s: no PEM certificate in the file", certFile)
-	}
-	if pair.Leaf, err = x509.ParseCertificate(pair.Certificate[0]); err != nil {
-		return tls.Certificate{}, fmt.Errorf("configuration: TEMPORAL_TLS_CERT_FILE=%s: the certificate does not parse: %v", certFile, err)
-	}
-
-	keyPEM, err := readFile("TEMPORAL_TLS_KEY_FILE", keyFile)
+	key, err := loadPrivateKey(keyFile)
 	if err != nil {
 		return tls.Certificate{}, err
-	}
-	var keyDER *pem.Block
-	for rest := keyPEM; ; {
-		var b *pem.Block
-		if b, rest = pem.Decode(rest); b == nil {
-			break
-		}
-		if strings.HasSuffix(b.Type, "PRIVATE KEY") {
-			keyDER = b
-			break
-		}
-	}
-	if keyDER == nil {
-		return tls.Certificate{}, fmt.Errorf("configuration: TEMPORAL_TLS_KEY_FILE=%s: no PEM private key in the file", keyFile)
-	}
-	key, err := parsePrivateKey(keyDER.Bytes)
-	if err != nil {
-		return tls.Certificate{}, fmt.Errorf("configuration: TEMPORAL_TLS_KEY_FILE=%s: the private key does not parse (want unencrypted PKCS#8, PKCS#1 or SEC 1)", keyFile)
 	}
 	pub, ok := key.Public().(interface{ Equal(crypto.PublicKey) bool })
 	if !ok || !pub.Equal(pair.Leaf.PublicKey) {
@@ -259,6 +274,57 @@ func loadKeyPair(certFile, keyFile string) (tls.Certificate, error) {
 	}
 	pair.PrivateKey = key
 	return pair, nil
+}
+
+// loadCertChain reads the certificates of TEMPORAL_TLS_CERT_FILE, the
+// client's first, and parses that one.
+func loadCertChain(certFile string) (tls.Certificate, error) {
+	certPEM, err := readFile("TEMPORAL_TLS_CERT_FILE", certFile)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	var pair tls.Certificate
+	for _, b := range pemBlocks(certPEM, func(typ string) bool { return typ == "CERTIFICATE" }) {
+		pair.Certificate = append(pair.Certificate, b.Bytes)
+	}
+	if len(pair.Certificate) == 0 {
+		return tls.Certificate{}, fmt.Errorf("configuration: TEMPORAL_TLS_CERT_FILE=%s: no PEM certificate in the file", certFile)
+	}
+	if pair.Leaf, err = x509.ParseCertificate(pair.Certificate[0]); err != nil {
+		return tls.Certificate{}, fmt.Errorf("configuration: TEMPORAL_TLS_CERT_FILE=%s: the certificate does not parse: %v", certFile, err)
+	}
+	return pair, nil
+}
+
+// loadPrivateKey reads the first private key of TEMPORAL_TLS_KEY_FILE.
+func loadPrivateKey(keyFile string) (crypto.Signer, error) {
+	keyPEM, err := readFile("TEMPORAL_TLS_KEY_FILE", keyFile)
+	if err != nil {
+		return nil, err
+	}
+	keys := pemBlocks(keyPEM, func(typ string) bool { return strings.HasSuffix(typ, "PRIVATE KEY") })
+	if len(keys) == 0 {
+		return nil, fmt.Errorf("configuration: TEMPORAL_TLS_KEY_FILE=%s: no PEM private key in the file", keyFile)
+	}
+	key, err := parsePrivateKey(keys[0].Bytes)
+	if err != nil {
+		return nil, fmt.Errorf("configuration: TEMPORAL_TLS_KEY_FILE=%s: the private key does not parse (want unencrypted PKCS#8, PKCS#1 or SEC 1)", keyFile)
+	}
+	return key, nil
+}
+
+// pemBlocks returns data's PEM blocks of the types wanted, in order.
+func pemBlocks(data []byte, want func(typ string) bool) []*pem.Block {
+	var out []*pem.Block
+	for rest := data; ; {
+		var b *pem.Block
+		if b, rest = pem.Decode(rest); b == nil {
+			return out
+		}
+		if want(b.Type) {
+			out = append(out, b)
+		}
+	}
 }
 
 func parsePrivateKey(der []byte) (crypto.Signer, error) {

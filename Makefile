@@ -11,11 +11,13 @@ CHROMIUM_SCRIPT := scripts/chromium.sh
 # Prometheus and promtool for the alert-rule and dashboard tests (apt-get install
 # prometheus when missing); the script prints the two paths, one a line.
 PROMETHEUS_SCRIPT := scripts/prometheus.sh
+# Graphviz's dot for make docs (apt-get install graphviz when missing).
+GRAPHVIZ_SCRIPT := scripts/graphviz.sh
 STATICCHECK_VERSION := v0.8.2
 CACHE := $(or $(DRYDOCK_CACHE_DIR),$(or $(XDG_CACHE_HOME),$(HOME)/.cache)/drydock)
 STATICCHECK := $(CACHE)/staticcheck/$(STATICCHECK_VERSION)/staticcheck
 
-.PHONY: dev test build vet lint bench chaos temporal-cli clean help record-histories cluster test-cluster
+.PHONY: dev test build vet lint bench chaos temporal-cli clean help record-histories cluster test-cluster docs
 
 help:
 	@echo "make dev    run Temporal, the Dedalus emulator, the worker and the webhook server locally"
@@ -24,6 +26,7 @@ help:
 	@echo "make bench  measure intake, wakes, router, runner dispatch, scale and cost; table in README"
 	@echo "make chaos  crash, fault and redelivery run; exits non-zero when an invariant breaks"
 	@echo "make build  build the binaries into $(BIN)/"
+	@echo "make docs   render docs/architecture.svg (the README's picture) from docs/architecture.dot"
 	@echo "make test-cluster  the e2e suite and a chaos run (two of each binary, cluster faults) on a new make cluster"
 	@echo "make cluster  a production-shaped Temporal (PostgreSQL, separate services) on 127.0.0.1:7233; Ctrl-C stops it"
 
@@ -70,6 +73,17 @@ chaos:
 # background.
 cluster:
 	@scripts/cluster.sh run
+
+# The architecture picture: docs/architecture.svg from its Graphviz source.
+# The .svg records the SHA-256 of the source it was rendered from, which
+# docs/docs_test.go compares with docs/architecture.dot (no Graphviz needed there).
+ARCH_DOT := docs/architecture.dot
+ARCH_SVG := docs/architecture.svg
+docs:
+	@dot="$$($(GRAPHVIZ_SCRIPT))" && tmp="$$(mktemp)" && trap 'rm -f "$$tmp"' EXIT && \
+		"$$dot" -Tsvg $(ARCH_DOT) -o "$$tmp" && sum="$$(sha256sum $(ARCH_DOT) | cut -d' ' -f1)" && \
+		sed "1a <!-- rendered from $(ARCH_DOT) sha256:$$sum by make docs -->" "$$tmp" > $(ARCH_SVG) && \
+		echo "$(ARCH_SVG) rendered from $(ARCH_DOT)"
 
 # The e2e suite and `make chaos -cluster` on a fresh cluster (scripts/test-cluster.sh).
 test-cluster:

@@ -23,7 +23,7 @@ help:
 	@echo "make dev    run Temporal, the Dedalus emulator, the worker and the webhook server locally"
 	@echo "make test   go vet + unit, workflow and end-to-end tests (-race)"
 	@echo "make lint   gofmt + go vet + staticcheck"
-	@echo "make bench  measure intake, wakes, router, runner dispatch, scale and cost; table in README"
+	@echo "make bench  measure intake, wakes, router, runner dispatch, scale and cost; table in docs/performance.md"
 	@echo "make chaos  crash, fault and redelivery run; exits non-zero when an invariant breaks"
 	@echo "make build  build the binaries into $(BIN)/"
 	@echo "make docs   render docs/architecture.svg (the README's picture) from docs/architecture.dot"
@@ -55,9 +55,10 @@ record-histories:
 	@cli="$$($(TEMPORAL_CLI_SCRIPT))" && TEMPORAL_CLI="$$cli" DRYDOCK_RECORD_HISTORIES=$(CURDIR)/workflows/testdata/histories/$(HISTORIES_SET) $(GO) test -count=1 -timeout 30m ./e2e/
 
 # Figures with same-run baselines; prints the table, writes bench/results.json
-# and the README's table. BENCH_FLAGS="-only coldwake -scale 0.1" narrows it.
+# and the table in docs/performance.md. BENCH_FLAGS="-only coldwake -scale 0.1"
+# narrows it.
 bench:
-	@cli="$$($(TEMPORAL_CLI_SCRIPT))" && TEMPORAL_CLI="$$cli" $(GO) run ./bench -out bench/results.json -readme README.md $(BENCH_FLAGS)
+	@cli="$$($(TEMPORAL_CLI_SCRIPT))" && TEMPORAL_CLI="$$cli" $(GO) run ./bench -out bench/results.json -doc docs/performance.md $(BENCH_FLAGS)
 
 # Crashes, Dedalus faults, a Temporal restart and redelivered webhooks, then
 # the invariants (nothing lost, leaked, duplicated or stuck); non-zero exit

@@ -1,7 +1,7 @@
 // Command bench is `make bench`: it measures Drydock on this machine, each
 // figure beside a baseline measured in the same run (absolute times on a
 // shared 2-core machine are noisy; ratios are what count), prints a table,
-// writes bench/results.json and, with -readme, puts the table in README.md.
+// writes bench/results.json and, with -doc, puts the table in docs/performance.md.
 //
 // Every scenario runs against a real `temporal server start-dev`, the
 // Dedalus emulator, the GitHub API test double and the real worker, webhook
@@ -113,7 +113,7 @@ func main() {
 func run() int {
 	only := flag.String("only", "", "comma-separated scenarios to run (default: all): "+names())
 	out := flag.String("out", "bench/results.json", "where to write the results (empty: nowhere)")
-	readme := flag.String("readme", "", "README to update between the bench markers, after a full run at -scale 1 (empty: none)")
+	doc := flag.String("doc", "", "page to update between the bench markers, after a full run at -scale 1 (make bench: docs/performance.md; empty: none)")
 	scale := flag.Float64("scale", 1, "multiply the workload sizes (0.1 for a quick look)")
 	keep := flag.Bool("keep", false, "keep the scratch directory (logs of every process)")
 	pprofDir := flag.String("pprof", "", "directory for profiles: the webhook server's CPU during intake (an extra phase), a router trace of the first cold burst (which the trace slows: measure without -pprof); empty: none; read them with go tool pprof -top and go tool trace")
@@ -207,13 +207,13 @@ func run() int {
 		}
 		log.Info("results written", "file", *out)
 	}
-	// Only a full run at the documented sizes goes into the README.
-	if *readme != "" && *only == "" && *scale == 1 && !failed {
-		if err := updateReadme(*readme, table); err != nil {
+	// Only a full run at the documented sizes goes into the docs.
+	if *doc != "" && *only == "" && *scale == 1 && !failed {
+		if err := updateDoc(*doc, table); err != nil {
 			fmt.Fprintln(os.Stderr, "bench:", err)
 			return 1
 		}
-		log.Info("README updated", "file", *readme)
+		log.Info("table updated", "file", *doc)
 	}
 	if failed {
 		return 1
@@ -235,7 +235,8 @@ const (
 	endMarker   = "<!-- bench:end -->"
 )
 
-func updateReadme(path, table string) error {
+// updateDoc puts table between the bench markers of the page at path.
+func updateDoc(path, table string) error {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return err

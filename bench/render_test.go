@@ -3,6 +3,7 @@ package main
 import (
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -31,16 +32,37 @@ func TestRenderTable(t *testing.T) {
 	assert.Contains(t, out, "| 2. Broken | **failed** | dev server / died | | | |", "a pipe in an error does not break the table")
 }
 
-func TestUpdateReadmeReplacesOnlyBetweenMarkers(t *testing.T) {
-	p := filepath.Join(t.TempDir(), "README.md")
+func TestUpdateDocReplacesOnlyBetweenMarkers(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "performance.md")
 	require.NoError(t, os.WriteFile(p, []byte("intro\n"+beginMarker+"\nold table\n"+endMarker+"\noutro\n"), 0o644))
-	require.NoError(t, updateReadme(p, "new table"))
+	require.NoError(t, updateDoc(p, "new table"))
 	b, err := os.ReadFile(p)
 	require.NoError(t, err)
 	assert.Equal(t, "intro\n"+beginMarker+"\nnew table\n"+endMarker+"\noutro\n", string(b))
 
 	require.NoError(t, os.WriteFile(p, []byte("no markers\n"), 0o644))
-	err = updateReadme(p, "x")
+	err = updateDoc(p, "x")
 	require.Error(t, err)
 	assert.True(t, strings.Contains(err.Error(), "no bench markers"))
+}
+
+// make bench writes its table into the page its -doc flag names, at the end
+// of a 20-minute run: that page must exist and hold the markers, or the run's
+// table is lost.
+func TestMakeBenchWritesTheTableIntoAPageWithMarkers(t *testing.T) {
+	mk, err := os.ReadFile(filepath.Join("..", "Makefile"))
+	require.NoError(t, err)
+	m := regexp.MustCompile(`\$\(GO\) run \./bench [^\n]*-doc (\S+)`).FindSubmatch(mk)
+	require.NotNil(t, m, "the Makefile's bench target passes -doc PAGE")
+	page := string(m[1])
+	assert.Equal(t, "docs/performance.md", page, "the bench table lives in docs/performance.md (the README links there)")
+
+	raw, err := os.ReadFile(filepath.Join("..", filepath.FromSlash(page)))
+	require.NoError(t, err)
+	copyPath := filepath.Join(t.TempDir(), "page.md")
+	require.NoError(t, os.WriteFile(copyPath, raw, 0o644))
+	require.NoError(t, updateDoc(copyPath, "new table"), "%s keeps the bench markers", page)
+	b, err := os.ReadFile(copyPath)
+	require.NoError(t, err)
+	assert.Contains(t, string(b), beginMarker+"\nnew table\n"+endMarker)
 }

@@ -9,7 +9,7 @@ import (
 	"github.com/drydock-dev/drydock/internal/config/configtest"
 )
 
-// Every variable the binary reads is documented in README.md, and --help
+// Every variable the binary reads is documented in docs/configuration.md, and --help
 // lists each with its default.
 func TestConfigDocumented(t *testing.T) { configtest.Documented(t, &Config{}) }
 

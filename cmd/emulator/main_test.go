@@ -20,11 +20,11 @@ import (
 	"github.com/drydock-dev/drydock/internal/config"
 )
 
-// Every variable the binary reads is documented in README.md.
-func TestConfigDocumentedInReadme(t *testing.T) {
-	missing, err := config.MissingFromReadme(&emulator.Config{})
+// Every variable the binary reads is documented in docs/configuration.md.
+func TestConfigDocumented(t *testing.T) {
+	missing, err := config.MissingFromDocs(&emulator.Config{})
 	require.NoError(t, err)
-	assert.Empty(t, missing, "document these in README.md")
+	assert.Empty(t, missing, "document these in "+config.ConfigurationDoc)
 }
 
 func TestHelpListsEveryFlagWithEnvAndDefault(t *testing.T) {

@@ -344,13 +344,13 @@ pools:
 	}
 }
 
-// The README's example pool file is a valid configuration.
-func TestREADMEExampleParses(t *testing.T) {
-	raw, err := os.ReadFile(filepath.Join("..", "..", "README.md"))
+// The example pool file in docs/runners.md is a valid configuration.
+func TestDocsExampleParses(t *testing.T) {
+	raw, err := os.ReadFile(filepath.Join("..", "..", "docs", "runners.md"))
 	require.NoError(t, err)
 	text := string(raw)
 	i := strings.Index(text, "```yaml\npools:\n")
-	require.GreaterOrEqual(t, i, 0, "README has the example pool file")
+	require.GreaterOrEqual(t, i, 0, "docs/runners.md has the example pool file")
 	text = text[i+len("```yaml\n"):]
 	text = text[:strings.Index(text, "```")]
 	c, err := Parse([]byte(text))

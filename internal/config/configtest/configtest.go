@@ -79,16 +79,16 @@ func HelpMissing(t testing.TB, help string, spec any) []string {
 }
 
 // Documented checks, for a binary whose TestMain calls RunMain, that
-// README.md documents every variable spec reads and that --help lists each
-// with its default.
+// config.ConfigurationDoc documents every variable spec reads and that --help
+// lists each with its default.
 func Documented(t *testing.T, spec any) {
-	t.Run("README", func(t *testing.T) {
-		missing, err := config.MissingFromReadme(spec)
+	t.Run("docs", func(t *testing.T) {
+		missing, err := config.MissingFromDocs(spec)
 		if err != nil {
 			t.Fatal(err)
 		}
 		if len(missing) > 0 {
-			t.Errorf("document these in README.md: %v", missing)
+			t.Errorf("document these in %s: %v", config.ConfigurationDoc, missing)
 		}
 	})
 	t.Run("help", func(t *testing.T) {

@@ -58,8 +58,9 @@ func init() {
 // an asleep machine the way Drydock's wake activity does (GET the machine,
 // then POST wake), run by a worker in this process. What Drydock adds on
 // top: the webhook's signature check and parsing, RunnerJob's pool-settings
-// local activity, the acquire activity and its Update to RunnerPool, and
-// the pool's lease decision.
+// local activity, the acquire Update to RunnerPool (a local activity on
+// the fast path) and the pool's lease decision; Drydock's wake is a local
+// activity in the same workflow task, so it can come in under the floor.
 func dispatchScenario(ctx context.Context, e *Env) ([]Row, error) {
 	wakes := &wakeLog{notify: make(chan struct{}, 1)}
 	h, err := e.Start(ctx, harness.Options{
@@ -157,8 +158,10 @@ func dispatchScenario(ctx context.Context, e *Env) ([]Row, error) {
 	measured := lat.Len()
 	return []Row{
 		{Metric: fmt.Sprintf("p50 queued webhook → wake call reaching Dedalus (%d jobs)", measured), Value: MS(p50), Unit: "ms", Baseline: F(MS(b50)), Ratio: F(float64(p50) / float64(b50)),
+			Goal: "< 30 ms", Met: B(p50 < 30*time.Millisecond),
 			Note: fmt.Sprintf("one job at a time, each while all %d machines of the pool are asleep; baseline: a Go client starts a workflow whose one activity wakes an asleep machine as Drydock's does, same dev server and emulator, timed just before each job", dispatchMachines)},
-		{Metric: "p99 queued webhook → wake call", Value: MS(p99), Unit: "ms", Baseline: F(MS(b99)), Ratio: F(float64(p99) / float64(b99))},
+		{Metric: "p99 queued webhook → wake call", Value: MS(p99), Unit: "ms", Baseline: F(MS(b99)), Ratio: F(float64(p99) / float64(b99)),
+			Goal: "< 100 ms", Met: B(p99 < 100*time.Millisecond)},
 		{Metric: "webhook answered (202) after, p50", Value: MS(intake.Quantile(0.5)), Unit: "ms",
 			Note: fmt.Sprintf("the intake's own response time, part of the above; p99 %.0f ms", MS(intake.Quantile(0.99)))},
 		{Metric: fmt.Sprintf("jobs measured (of %d)", n), Value: float64(measured), Goal: fmt.Sprint(n), Met: B(measured == n),

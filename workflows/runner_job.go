@@ -44,6 +44,9 @@ type runnerJob struct {
 	acct workflow.Version
 	// gone is the version of the JIT gone-runner rule (runnerJobGoneRunnerVersion).
 	gone workflow.Version
+	// fast is the version of the dispatch in the first workflow task
+	// (runnerJobFastDispatchVersion).
+	fast workflow.Version
 }
 
 // runnerJobVersion guards the changes of issue 12 in RunnerJob: withdraw a
@@ -62,6 +65,13 @@ const runnerJobAccountingVersion = "runner-job-persistent-accounting"
 // deregistered, or it was removed): no runner is sure to come for it then,
 // and waiting on would starve it (found by make chaos).
 const runnerJobGoneRunnerVersion = "runner-job-replace-gone-runner"
+
+// runnerJobFastDispatchVersion guards the dispatch's fast path: the acquire
+// is tried first as a local activity (AcquireRunnerNow), and the wake runs
+// as a local activity, so a pool with a machine to hand has it waking
+// within the job's first workflow task, with no activity task (two
+// matching round trips and their history writes) in between.
+const runnerJobFastDispatchVersion = "runner-job-fast-dispatch"
 
 // errWithdrawn: the job completed before it got a machine; its request was
 // withdrawn.
@@ -85,6 +95,7 @@ func RunnerJob(ctx workflow.Context, in runnerapi.RunnerJobInput) error {
 	j.v = workflow.GetVersion(ctx, runnerJobVersion, workflow.DefaultVersion, 1)
 	j.acct = workflow.GetVersion(ctx, runnerJobAccountingVersion, workflow.DefaultVersion, 1)
 	j.gone = workflow.GetVersion(ctx, runnerJobGoneRunnerVersion, workflow.DefaultVersion, 1)
+	j.fast = workflow.GetVersion(ctx, runnerJobFastDispatchVersion, workflow.DefaultVersion, 1)
 	j.st = runnerapi.RunnerJobStatus{Phase: runnerapi.JobAcquiring, Pool: in.Pool, JobID: in.Job.JobID, QueuedAt: in.Job.CreatedAt}
 	if j.st.QueuedAt.IsZero() {
 		j.st.QueuedAt = workflow.Now(ctx)
@@ -224,15 +235,23 @@ func (j *runnerJob) acquire(ctx workflow.Context, events workflow.ReceiveChannel
 	} else {
 		actx = ctx
 	}
-	fut := workflow.ExecuteActivity(workflow.WithActivityOptions(actx, opts), runnerActs.AcquireRunner, activities.AcquireInput{
+	in := activities.AcquireInput{
 		Pool: j.in.Pool, Request: runnerapi.AcquireRequest{JobID: j.in.Job.JobID, Attempt: attempt, Exclude: exclude,
 			Repo: jobRepo(j.in.Job)},
-	})
+	}
+	acq := &acquisition{slow: func() workflow.Future {
+		return workflow.ExecuteActivity(workflow.WithActivityOptions(actx, opts), runnerActs.AcquireRunner, in)
+	}}
+	if j.fast >= 1 {
+		acq.fut, acq.now = acquireNow(actx, in), &activities.AcquireAnswer{}
+	} else {
+		acq.fut = acq.slow()
+	}
 	for {
 		sel := workflow.NewSelector(ctx)
 		var err error
 		done := false
-		sel.AddFuture(fut, func(f workflow.Future) { err = f.Get(ctx, &j.lease); done = true })
+		sel.AddFuture(acq.fut, func(f workflow.Future) { done, err = acq.settle(ctx, f, &j.lease) })
 		sel.AddReceive(events, func(c workflow.ReceiveChannel, _ bool) {
 			var ev runnerapi.WorkflowJobEvent
 			c.Receive(ctx, &ev)
@@ -271,6 +290,48 @@ func (j *runnerJob) acquire(ctx workflow.Context, events workflow.ReceiveChannel
 	}
 }
 
+// acquisition is one attempt's acquire: the fast path (while now is set),
+// then the ordinary activity (slow).
+type acquisition struct {
+	fut  workflow.Future
+	now  *activities.AcquireAnswer
+	slow func() workflow.Future
+}
+
+// settle takes fut's outcome: done with the lease or an error, or not done
+// when the fast path found no machine at once and the activity now waits
+// for one (it re-attaches to a request the pool queued, and reports any
+// refusal).
+func (a *acquisition) settle(ctx workflow.Context, f workflow.Future, lease *runnerapi.Lease) (done bool, err error) {
+	if a.now == nil {
+		return true, f.Get(ctx, lease)
+	}
+	ans := a.now
+	a.now = nil
+	err = f.Get(ctx, ans)
+	if temporal.IsCanceledError(err) {
+		return true, err
+	}
+	if err != nil || ans.Queued {
+		workflow.GetLogger(ctx).Debug("no machine at once; waiting in the pool's queue", "why", ans.Why, "error", err)
+		a.fut = a.slow()
+		return false, nil
+	}
+	*lease = ans.Lease
+	return true, nil
+}
+
+// acquireNow starts the fast path's acquire (AcquireRunnerNow) as a local
+// activity: one attempt, since the ordinary activity follows any failure.
+func acquireNow(ctx workflow.Context, in activities.AcquireInput) workflow.Future {
+	lctx := workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{
+		StartToCloseTimeout: activities.AcquireNowWait + 5*time.Second,
+		RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 1},
+		Summary:             fmt.Sprintf("acquire a %s machine at once (attempt %d)", in.Pool, in.Request.Attempt),
+	})
+	return workflow.ExecuteLocalActivity(lctx, runnerActs.AcquireRunnerNow, in)
+}
+
 func runnerActivity(ctx workflow.Context, summary string, timeout time.Duration) workflow.Context {
 	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		Summary:             summary,
@@ -293,9 +354,8 @@ func (j *runnerJob) startRunner(ctx workflow.Context) (fault bool, err error) {
 		workflow.GetMetricsHandler(ctx).WithTags(map[string]string{"pool": j.in.Pool}).Timer(MetricDispatchLatency).
 			Record(workflow.Now(ctx).Sub(workflow.GetInfo(ctx).WorkflowStartTime))
 	}
-	var woke activities.MachineRef
-	if err := workflow.ExecuteActivity(runnerActivity(ctx, "wake "+j.lease.MachineID, 2*time.Minute),
-		machineActs.WakeMachine, j.lease.MachineID).Get(ctx, &woke); err != nil {
+	woke, err := j.wake(ctx)
+	if err != nil {
 		return true, err
 	}
 	j.tellPoolWoke(ctx, woke)
@@ -313,6 +373,25 @@ func (j *runnerJob) startRunner(ctx workflow.Context) (fault bool, err error) {
 	j.runnerStartedAt = workflow.Now(ctx)
 	j.setPhase(ctx, runnerapi.JobWaiting)
 	return false, nil
+}
+
+// wake wakes the leased machine: a local activity on the fast path (in the
+// same workflow task as the lease), with the ordinary activity's timeout
+// and retries; the wake's idempotency key keeps a retried wake one wake.
+func (j *runnerJob) wake(ctx workflow.Context) (activities.MachineRef, error) {
+	var woke activities.MachineRef
+	summary := "wake " + j.lease.MachineID
+	if j.fast < 1 {
+		err := workflow.ExecuteActivity(runnerActivity(ctx, summary, 2*time.Minute), machineActs.WakeMachine, j.lease.MachineID).Get(ctx, &woke)
+		return woke, err
+	}
+	lctx := workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{
+		Summary:             summary,
+		StartToCloseTimeout: 2 * time.Minute,
+		RetryPolicy:         &temporal.RetryPolicy{InitialInterval: time.Second, MaximumInterval: 30 * time.Second, MaximumAttempts: 5},
+	})
+	err := workflow.ExecuteLocalActivity(lctx, machineActs.WakeMachine, j.lease.MachineID).Get(ctx, &woke)
+	return woke, err
 }
 
 // tellPoolWoke sends the pool what the wake saw (the machine's phase before

@@ -46,6 +46,10 @@ type jobWorld struct {
 	wakeIn       time.Duration // how long a wake takes
 	removeInputs []activities.RemoveRunnerInput
 	started2     []runnerapi.RunnerStarted
+	// acquireNow answers the fast path (AcquireRunnerNow); nil: queued,
+	// so the ordinary activity (acquires) leases.
+	acquireNow  func(in activities.AcquireInput) (activities.AcquireAnswer, error)
+	nowAcquires []runnerapi.AcquireRequest
 }
 
 func newJobEnv(t *testing.T, w *jobWorld) *testsuite.TestWorkflowEnvironment {
@@ -69,6 +73,16 @@ func newJobEnv(t *testing.T, w *jobWorld) *testsuite.TestWorkflowEnvironment {
 			defer w.mu.Unlock()
 			w.started2 = append(w.started2, arg.(runnerapi.RunnerStarted))
 			return nil
+		})
+	env.OnActivity(runnerActs.AcquireRunnerNow, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, in activities.AcquireInput) (activities.AcquireAnswer, error) {
+			w.mu.Lock()
+			defer w.mu.Unlock()
+			w.nowAcquires = append(w.nowAcquires, in.Request)
+			if w.acquireNow == nil {
+				return activities.AcquireAnswer{Queued: true, Why: "no machine at once"}, nil
+			}
+			return w.acquireNow(in)
 		})
 	acquire := env.OnActivity(runnerActs.AcquireRunner, mock.Anything, mock.Anything).Return(
 		func(_ context.Context, in activities.AcquireInput) (runnerapi.Lease, error) {
@@ -559,4 +573,51 @@ func TestRunnerJobPersistentCompletedWhileQueuedWithdraws(t *testing.T) {
 	st := jobStatus(t, env)
 	assert.Equal(t, runnerapi.JobCompleted, st.Phase)
 	assert.Equal(t, other, st.RanOn)
+}
+
+// A pool with a machine to hand answers the fast path: the job leases and
+// wakes without the acquire activity, at the moment it starts (the wake is
+// a local activity in the same workflow task), and runs as before.
+func TestRunnerJobDispatchesThroughTheFastPath(t *testing.T) {
+	m := newMetricsCapture()
+	w := &jobWorld{metrics: m, acquireNow: func(in activities.AcquireInput) (activities.AcquireAnswer, error) {
+		return activities.AcquireAnswer{Lease: runnerapi.Lease{MachineID: "m7", RunnerName: runnerapi.RunnerName(jobTestPool, in.Request.JobID, in.Request.Attempt)}}, nil
+	}}
+	env := newJobEnv(t, w)
+	own := runnerapi.RunnerName(jobTestPool, 42, 1)
+	env.RegisterDelayedCallback(func() { env.SignalWorkflow(runnerapi.SignalJobEvent, jobEvent("completed", 42, own, "d1")) }, time.Minute)
+	env.ExecuteWorkflow(runnerapi.RunnerJobName, jobInput(42))
+	require.NoError(t, env.GetWorkflowError())
+	require.Len(t, w.nowAcquires, 1)
+	assert.Equal(t, runnerapi.AcquireRequest{JobID: 42, Attempt: 1, Repo: "octo/app"}, w.nowAcquires[0])
+	assert.Empty(t, w.acquires, "no acquire activity")
+	assert.Equal(t, []string{"m7"}, w.wakes)
+	assert.Equal(t, []string{own}, w.started)
+	timers := m.named(MetricDispatchLatency)
+	require.Len(t, timers, 1)
+	assert.Zero(t, timers[0].dur, "woken as the job started")
+}
+
+// No machine at once (or the fast path failed): the same request goes to
+// the acquire activity, which waits in the pool's queue.
+func TestRunnerJobFallsBackToTheQueueWithoutAMachineAtOnce(t *testing.T) {
+	for name, answer := range map[string]func(activities.AcquireInput) (activities.AcquireAnswer, error){
+		"queued": nil,
+		"failed": func(activities.AcquireInput) (activities.AcquireAnswer, error) {
+			return activities.AcquireAnswer{}, errors.New("frontend unavailable")
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			w := &jobWorld{acquireNow: answer, acquireIn: 30 * time.Second}
+			env := newJobEnv(t, w)
+			own := runnerapi.RunnerName(jobTestPool, 5, 1)
+			env.RegisterDelayedCallback(func() { env.SignalWorkflow(runnerapi.SignalJobEvent, jobEvent("completed", 5, own, "d1")) }, 2*time.Minute)
+			env.ExecuteWorkflow(runnerapi.RunnerJobName, jobInput(5))
+			require.NoError(t, env.GetWorkflowError())
+			require.Len(t, w.nowAcquires, 1)
+			assert.Equal(t, w.nowAcquires, w.acquires, "the same request, queued")
+			assert.Equal(t, []string{"m1"}, w.wakes)
+			assert.Equal(t, []string{own}, w.started)
+		})
+	}
 }

@@ -103,6 +103,11 @@ type ownership struct {
 	// runnersUnknown: some owner whose pool is unknown could not be read, so
 	// no runner is removed either.
 	runnersUnknown bool
+	// pending are the open previews visibility shows as pending (no
+	// machine yet, as far as it knows). Visibility trails the workflows:
+	// before any machine is deleted they are asked (askPending).
+	pending []string
+	asked   bool
 }
 
 // fail records an owner that could not be read; pool is its pool when
@@ -246,21 +251,47 @@ func (r *Reconciler) previewOwners(ctx context.Context, o *ownership) {
 			return
 		}
 		if keywordAttr(e.GetSearchAttributes(), phaseAttr) == "pending" {
+			o.pending = append(o.pending, id)
 			return
 		}
-		var st struct{ MachineID string }
-		if _, err := r.query(ctx, id, previewStatusQuery, &st); err != nil {
+		if err := r.askPreview(ctx, o, id); err != nil {
 			// An open preview that cannot answer owns an unknown machine.
-			o.unknown = append(o.unknown, fmt.Sprintf("status of %s: %v", id, err))
-			return
-		}
-		if st.MachineID != "" {
-			o.machines[st.MachineID] = true
+			o.unknown = append(o.unknown, err.Error())
 		}
 	})
 	if err != nil {
 		o.unknown = append(o.unknown, fmt.Sprintf("list previews: %v", err))
 	}
+}
+
+// askPreview queries an open preview for its machine.
+func (r *Reconciler) askPreview(ctx context.Context, o *ownership, id string) error {
+	var st struct{ MachineID string }
+	if _, err := r.query(ctx, id, previewStatusQuery, &st); err != nil {
+		return fmt.Errorf("status of %s: %w", id, err)
+	}
+	if st.MachineID != "" {
+		o.machines[st.MachineID] = true
+	}
+	return nil
+}
+
+// askPending asks, once a run, the previews visibility showed as pending:
+// a lagging visibility (SQL visibility trails the workflows; seen on a
+// cluster) can still show pending a preview that has created its machine,
+// and that machine must not look unowned. Only done when a machine is
+// about to be deleted, so a run that deletes nothing queries nothing. It
+// reports whether every one answered.
+func (r *Reconciler) askPending(ctx context.Context, o *ownership) bool {
+	if !o.asked {
+		o.asked = true
+		for _, id := range o.pending {
+			if err := r.askPreview(ctx, o, id); err != nil {
+				o.unknown = append(o.unknown, err.Error())
+			}
+		}
+	}
+	return len(o.unknown) == 0
 }
 
 func (r *Reconciler) jobOwners(ctx context.Context, o *ownership) {

@@ -62,6 +62,15 @@ func (r *Reconciler) sweep(ctx context.Context, own *ownership, res *ReconcileRe
 		case blind:
 			res.Kept++
 			res.Left++
+		case !r.askPending(ctx, own):
+			// A preview visibility showed as pending did not answer:
+			// reported once (blind from here on), nothing deleted.
+			blind = true
+			res.Errors = append(res.Errors, own.unknown...)
+			res.Kept++
+			res.Left++
+		case own.machines[m.MachineID]:
+			res.Owned++ // a preview visibility still showed as pending
 		default:
 			_, err := r.Dedalus.DeleteMachine(ctx, m.MachineID, dedalus.Mutation{IdempotencyKey: "drydock:reconcile:delete:" + m.MachineID})
 			if err == nil || dedalus.IsNotFound(err) {

@@ -27,6 +27,10 @@ import (
 func TestRunnerJobWakesItsMachineInItsFirstWorkflowTask(t *testing.T) {
 	s := newStackWith(t, func(s *stack) string { return poolJSON(t, s, "quick", 1, "", "") })
 	ids := nextJobIDs(2)
+	s.keepHistories(map[string]runMatcher{
+		"runner-job-fast-dispatch":      withID(runnerapi.JobWorkflowID(ids[1])),
+		"runner-job-queued-then-leased": withID(runnerapi.JobWorkflowID(ids[0])),
+	})
 	for _, id := range ids {
 		s.gh.AddJob(jobOwner, jobRepo, githubtest.Job{ID: id, Labels: jobLabels, Duration: 200 * time.Millisecond})
 	}

@@ -76,6 +76,7 @@ func TestRoutingAnswers(t *testing.T) {
 		{"", auth, "GET /v1/machines/dm-x/executions/ex-1/output/ HTTP/1.1", 404, "", noMachine("dm-x"), "getMachineExecutionOutput dm-x"},
 		{"", auth, "POST /v1/machines/ HTTP/1.1", 400, "", `{"type":"about:blank","title":"Bad Request","status":400,"detail":"Idempotency-Key header is required","errors":[{"location":"header.Idempotency-Key","message":"required header is missing"}]}` + "\n", "createMachine "},
 		{"", auth, "OPTIONS * HTTP/1.1", 404, "", noRoute("OPTIONS", "*"), ""},
+		{"", auth, "GET * HTTP/1.1", 404, "", noRoute("GET", "*"), ""},
 		{"", auth, "CONNECT 127.0.0.1:80 HTTP/1.1", 404, "", noRoute("CONNECT", ""), ""},
 		{"", "", "GET /_local HTTP/1.1", 404, "", noRoute("GET", "/_local"), ""},
 		{"", "", "GET /_local/ HTTP/1.1", 404, "", noRoute("GET", "/_local/"), ""},

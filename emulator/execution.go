@@ -3,7 +3,6 @@ package emulator
 import (
 	"errors"
 	"fmt"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -201,63 +200,13 @@ func (s *Server) finishPending(m *machine, e *execution, st dedalus.ExecutionSta
 
 // startExecution starts e's process on the running machine m. Call with s.mu held.
 func (s *Server) startExecution(m *machine, e *execution) {
-	if s.closed {
-		s.finishPending(m, e, dedalus.ExecFailed, ExecErrStartFailed, "the emulator is shutting down")
-		return
-	}
-	host, view := resolveCwd(m, e.cwdReq)
-	e.cwdView = view
-	if fi, err := os.Stat(host); err != nil || !fi.IsDir() {
-		s.finishPending(m, e, dedalus.ExecFailed, ExecErrCwdNotFound, fmt.Sprintf("working directory %s does not exist", view))
-		return
-	}
-	env := s.buildEnv(m, e)
-	path, err := lookPath(e.command[0], host, env)
+	cmd, code, err := s.command(m, e)
 	if err != nil {
-		s.finishPending(m, e, dedalus.ExecFailed, ExecErrCommandNotFound, err.Error())
+		s.finishPending(m, e, dedalus.ExecFailed, code, err.Error())
 		return
 	}
-	args := append([]string(nil), e.command...)
-	if ns, err := s.namespace(m); err != nil {
-		s.finishPending(m, e, dedalus.ExecFailed, ExecErrStartFailed, err.Error())
-		return
-	} else if ns > 0 {
-		if path, args, err = inNamespace(ns, host, path, args); err != nil {
-			s.finishPending(m, e, dedalus.ExecFailed, ExecErrStartFailed, err.Error())
-			return
-		}
-	}
-	outR, outW, err := os.Pipe()
+	outR, errR, err := startPiped(cmd)
 	if err != nil {
-		s.finishPending(m, e, dedalus.ExecFailed, ExecErrStartFailed, err.Error())
-		return
-	}
-	errR, errW, err := os.Pipe()
-	if err != nil {
-		outR.Close()
-		outW.Close()
-		s.finishPending(m, e, dedalus.ExecFailed, ExecErrStartFailed, err.Error())
-		return
-	}
-	cmd := &exec.Cmd{
-		Path:        path,
-		Args:        args,
-		Dir:         host,
-		Env:         env,
-		Stdout:      outW,
-		Stderr:      errW,
-		SysProcAttr: &syscall.SysProcAttr{Setpgid: true},
-		WaitDelay:   stdinTimeout,
-	}
-	if e.stdin != "" {
-		cmd.Stdin = strings.NewReader(e.stdin)
-	}
-	err = cmd.Start()
-	outW.Close()
-	errW.Close()
-	if err != nil {
-		outR.Close()
-		errR.Close()
 		s.finishPending(m, e, dedalus.ExecFailed, ExecErrStartFailed, err.Error())
 		return
 	}
@@ -275,42 +224,117 @@ func (s *Server) startExecution(m *machine, e *execution) {
 	s.goroutine(func() { s.pump(e, dedalus.EventStdout, outR, outDone) })
 	s.goroutine(func() { s.pump(e, dedalus.EventStderr, errR, errDone) })
 	if e.timeout > 0 {
-		e.timer = time.AfterFunc(e.timeout, func() {
-			s.mu.Lock()
-			defer s.mu.Unlock()
-			if !e.exited {
-				e.timedOut = true
-				_ = syscall.Kill(-e.pgid, syscall.SIGKILL)
-			}
-		})
+		e.timer = time.AfterFunc(e.timeout, func() { s.timeOut(e) })
 	}
-	s.goroutine(func() {
-		werr := cmd.Wait()
-		s.mu.Lock()
-		e.exited = true
-		if e.timer != nil {
-			e.timer.Stop()
+	s.goroutine(func() { s.reap(m, e, cmd, outDone, errDone) })
+}
+
+// command is the process e runs on m: its argv resolved in the machine's
+// working directory and environment (and entered into the machine's
+// namespace when it has one). On failure it gives the execution's
+// error_code. Call with s.mu held.
+func (s *Server) command(m *machine, e *execution) (*exec.Cmd, string, error) {
+	if s.closed {
+		return nil, ExecErrStartFailed, errors.New("the emulator is shutting down")
+	}
+	host, view := resolveCwd(m, e.cwdReq)
+	e.cwdView = view
+	if fi, err := os.Stat(host); err != nil || !fi.IsDir() {
+		return nil, ExecErrCwdNotFound, fmt.Errorf("working directory %s does not exist", view)
+	}
+	env := s.buildEnv(m, e)
+	path, err := lookPath(e.command[0], host, env)
+	if err != nil {
+		return nil, ExecErrCommandNotFound, err
+	}
+	args := append([]string(nil), e.command...)
+	ns, err := s.namespace(m)
+	if err != nil {
+		return nil, ExecErrStartFailed, err
+	}
+	if ns > 0 {
+		if path, args, err = inNamespace(ns, host, path, args); err != nil {
+			return nil, ExecErrStartFailed, err
 		}
-		if err := syscall.Kill(-e.pgid, 0); errors.Is(err, syscall.ESRCH) {
-			delete(m.pgids, e.pgid)
+	}
+	cmd := &exec.Cmd{
+		Path:        path,
+		Args:        args,
+		Dir:         host,
+		Env:         env,
+		SysProcAttr: &syscall.SysProcAttr{Setpgid: true},
+		WaitDelay:   stdinTimeout,
+	}
+	if e.stdin != "" {
+		cmd.Stdin = strings.NewReader(e.stdin)
+	}
+	return cmd, "", nil
+}
+
+// startPiped starts cmd with its stdout and stderr on pipes and returns
+// their read ends.
+func startPiped(cmd *exec.Cmd) (*os.File, *os.File, error) {
+	outR, outW, err := os.Pipe()
+	if err != nil {
+		return nil, nil, err
+	}
+	errR, errW, err := os.Pipe()
+	if err != nil {
+		outR.Close()
+		outW.Close()
+		return nil, nil, err
+	}
+	cmd.Stdout, cmd.Stderr = outW, errW
+	err = cmd.Start()
+	outW.Close()
+	errW.Close()
+	if err != nil {
+		outR.Close()
+		errR.Close()
+		return nil, nil, err
+	}
+	return outR, errR, nil
+}
+
+// timeOut kills e's process group when its timeout passes.
+func (s *Server) timeOut(e *execution) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !e.exited {
+		e.timedOut = true
+		_ = syscall.Kill(-e.pgid, syscall.SIGKILL)
+	}
+}
+
+// reap waits for e's process to exit and for its output to be read (for
+// outputGrace at most: leftover background processes may hold the pipes
+// open), then records how it ended.
+func (s *Server) reap(m *machine, e *execution, cmd *exec.Cmd, read ...chan struct{}) {
+	werr := cmd.Wait()
+	s.mu.Lock()
+	e.exited = true
+	if e.timer != nil {
+		e.timer.Stop()
+	}
+	if err := syscall.Kill(-e.pgid, 0); errors.Is(err, syscall.ESRCH) {
+		delete(m.pgids, e.pgid)
+	}
+	s.mu.Unlock()
+	grace := time.NewTimer(outputGrace)
+	defer grace.Stop()
+wait:
+	for _, ch := range read {
+		select {
+		case <-ch:
+		case <-grace.C:
+			break wait
+		case <-s.done:
+			break wait
 		}
-		s.mu.Unlock()
-		grace := time.NewTimer(outputGrace)
-		defer grace.Stop()
-	wait:
-		for _, ch := range []chan struct{}{outDone, errDone} {
-			select {
-			case <-ch:
-			case <-grace.C:
-				break wait
-			case <-s.done:
-				break wait
-			}
-		}
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		s.finish(m, e, cmd.ProcessState, werr)
-	})
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.finish(m, e, cmd.ProcessState, werr)
 }
 
 // pump copies one output stream into the execution, up to the output cap.
@@ -389,220 +413,4 @@ func derefOr(p *int64, d int64) int64 {
 		return d
 	}
 	return *p
-}
-
-// ---- handlers ----
-
-type createExecutionBody struct {
-	Command   []string          `json:"command"`
-	Cwd       *string           `json:"cwd"`
-	Env       map[string]string `json:"env"`
-	Stdin     *string           `json:"stdin"`
-	TimeoutMS *int64            `json:"timeout_ms"`
-}
-
-func (s *Server) createExecution(c *call) (int, any, error) {
-	var b createExecutionBody
-	if err := decodeBody(c.body, &b); err != nil {
-		return 0, nil, err
-	}
-	if len(b.Command) == 0 {
-		return 0, nil, validation("body.command", "must be a non-empty argv array", b.Command)
-	}
-	if b.Command[0] == "" {
-		return 0, nil, validation("body.command[0]", "must not be empty", "")
-	}
-	for i, a := range b.Command {
-		if strings.IndexByte(a, 0) >= 0 {
-			return 0, nil, validation(fmt.Sprintf("body.command[%d]", i), "must not contain NUL bytes", a)
-		}
-	}
-	keys := make([]string, 0, len(b.Env))
-	for k, v := range b.Env {
-		if k == "" || strings.ContainsAny(k, "=\x00") || strings.IndexByte(v, 0) >= 0 {
-			return 0, nil, validation("body.env."+k, "invalid environment variable", k)
-		}
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	if b.TimeoutMS != nil && *b.TimeoutMS < 0 {
-		return 0, nil, validation("body.timeout_ms", "must not be negative", *b.TimeoutMS)
-	}
-	if b.Cwd != nil && strings.IndexByte(*b.Cwd, 0) >= 0 {
-		return 0, nil, validation("body.cwd", "must not contain NUL bytes", *b.Cwd)
-	}
-
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	m, err := s.lookup(c.param("machine_id"))
-	if err != nil {
-		return 0, nil, err
-	}
-	switch m.phase {
-	case dedalus.PhaseDestroying, dedalus.PhaseDestroyed, dedalus.PhaseFailed:
-		return 0, nil, invalidState(m, dedalus.DesiredRunning, dedalus.PhaseRunning)
-	}
-	if s.closed {
-		return 0, nil, errBody(http.StatusServiceUnavailable, dedalus.CodeDependencyUnavailable, "runtime unavailable", true, 0, nil)
-	}
-	m.execSeq++
-	e := &execution{
-		id: newID("ex-"), seq: m.execSeq, machineID: m.id, command: b.Command,
-		env: b.Env, createdAt: time.Now(), done: make(chan struct{}),
-	}
-	if len(keys) > 0 {
-		e.envKeys = keys
-	}
-	if b.Cwd != nil {
-		e.cwdReq = *b.Cwd
-	}
-	if b.Stdin != nil {
-		e.stdin = *b.Stdin
-	}
-	if b.TimeoutMS != nil {
-		e.timeout = time.Duration(*b.TimeoutMS) * time.Millisecond
-	}
-	_, e.cwdView = resolveCwd(m, e.cwdReq)
-	m.execs[e.id] = e
-	m.execOrder = append(m.execOrder, e)
-	s.counters.Executions++
-
-	switch m.phase {
-	case dedalus.PhaseRunning:
-		e.status = dedalus.ExecQueued
-		e.lifecycle()
-		s.startExecution(m, e)
-	case dedalus.PhaseSleeping, dedalus.PhaseStopping:
-		e.status = dedalus.ExecWakeInProgress
-		e.lifecycle()
-		s.beginWake(m, "execution requested")
-	case dedalus.PhaseStarting:
-		e.status = dedalus.ExecQueued
-		if m.wakeFromSleep {
-			e.status = dedalus.ExecWakeInProgress
-		}
-		e.lifecycle()
-	default:
-		e.status = dedalus.ExecQueued
-		e.lifecycle()
-	}
-	return http.StatusOK, e.response(), nil
-}
-
-func (s *Server) lookupExec(c *call) (*machine, *execution, *apiError) {
-	m, err := s.lookup(c.param("machine_id"))
-	if err != nil {
-		return nil, nil, err
-	}
-	id := c.param("execution_id")
-	e := m.execs[id]
-	if e == nil {
-		return nil, nil, notFound("execution", id)
-	}
-	return m, e, nil
-}
-
-func (s *Server) getExecution(c *call) (int, any, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	_, e, err := s.lookupExec(c)
-	if err != nil {
-		return 0, nil, err
-	}
-	return http.StatusOK, e.response(), nil
-}
-
-func (s *Server) listExecutions(c *call) (int, any, error) {
-	limit, after, perr := pageParams(c.r)
-	if perr != nil {
-		return 0, nil, perr
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	m, err := s.lookup(c.param("machine_id"))
-	if err != nil {
-		return 0, nil, err
-	}
-	page, next := paginate(m.execOrder, func(e *execution) int64 { return e.seq }, limit, after)
-	items := make([]dedalus.Execution, len(page))
-	for i, e := range page {
-		items[i] = e.response()
-	}
-	return http.StatusOK, dedalus.Page[dedalus.Execution]{Items: items, NextCursor: next}, nil
-}
-
-func (s *Server) getExecutionOutput(c *call) (int, any, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	_, e, err := s.lookupExec(c)
-	if err != nil {
-		return 0, nil, err
-	}
-	return http.StatusOK, dedalus.ExecutionOutput{
-		ExecutionID:     e.id,
-		Stdout:          string(e.stdout.data),
-		Stderr:          string(e.stderr.data),
-		StdoutBytes:     e.stdout.total,
-		StderrBytes:     e.stderr.total,
-		StdoutTruncated: e.stdout.truncated(),
-		StderrTruncated: e.stderr.truncated(),
-	}, nil
-}
-
-func (s *Server) listExecutionEvents(c *call) (int, any, error) {
-	limit, after, perr := pageParams(c.r)
-	if perr != nil {
-		return 0, nil, perr
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	_, e, err := s.lookupExec(c)
-	if err != nil {
-		return 0, nil, err
-	}
-	page, next := paginate(e.events, func(ev dedalus.ExecutionEvent) int64 { return ev.Sequence }, limit, after)
-	return http.StatusOK, dedalus.Page[dedalus.ExecutionEvent]{Items: page, NextCursor: next}, nil
-}
-
-func (s *Server) deleteExecution(c *call) (int, any, error) {
-	s.mu.Lock()
-	m, e, err := s.lookupExec(c)
-	if err != nil {
-		s.mu.Unlock()
-		return 0, nil, err
-	}
-	switch {
-	case e.status == dedalus.ExecRunning:
-		e.cancelled = true
-		if !e.exited {
-			_ = syscall.Kill(-e.pgid, syscall.SIGKILL)
-		}
-		s.mu.Unlock()
-		t := time.NewTimer(cancelWait)
-		select {
-		case <-e.done:
-		case <-t.C:
-		case <-s.done:
-		}
-		t.Stop()
-		s.mu.Lock()
-	case !e.status.Terminal():
-		s.finishPending(m, e, dedalus.ExecCancelled, ExecErrCancelled, "execution cancelled before it started")
-	}
-	defer s.mu.Unlock()
-	resp := e.response()
-	if m.execs[e.id] == e {
-		// Leftover background processes may still hold the output pipes;
-		// the machine closes them when it is destroyed.
-		m.strayPipes = append(m.strayPipes, e.pipes...)
-		e.pipes = nil
-		delete(m.execs, e.id)
-		for i, x := range m.execOrder {
-			if x == e {
-				m.execOrder = append(m.execOrder[:i:i], m.execOrder[i+1:]...)
-				break
-			}
-		}
-	}
-	return http.StatusOK, resp, nil
 }

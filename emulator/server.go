@@ -209,7 +209,7 @@ func (s *Server) close(ctx context.Context) error {
 	var ms []*machine
 	for _, m := range s.order {
 		ms = append(ms, m)
-		for _, p := range m.previewOrder {
+		for _, p := range m.previews.order {
 			p.shut()
 		}
 	}

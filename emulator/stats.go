@@ -81,7 +81,7 @@ func (s *Server) Stats() Stats {
 		if m.phase != dedalus.PhaseDestroyed {
 			st.LiveMachines++
 		}
-		for _, p := range m.previewOrder {
+		for _, p := range m.previews.order {
 			if !p.closed {
 				st.PreviewsLive++
 			}

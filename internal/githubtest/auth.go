@@ -238,19 +238,17 @@ func decodeSegment(seg string, v any) bool {
 }
 
 func (s *Server) createInstallationToken(c *call) {
-	id, err := strconv.ParseInt(c.r.PathValue("installation_id"), 10, 64)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	in := s.installations[id]
-	if err != nil || in == nil || in.app != c.app {
-		writeError(c.w, http.StatusNotFound, "Not Found")
+	in := s.installationFor(c)
+	if in == nil {
 		return
 	}
 	b := make([]byte, 18)
 	_, _ = rand.Read(b)
 	token := "ghs_" + base64.RawURLEncoding.EncodeToString(b)
 	exp := now().Add(s.tokenTTL)
-	s.tokens[token] = &principal{kind: "installation", user: in.app.bot, app: in.app, installationID: id, expiresAt: exp}
+	s.tokens[token] = &principal{kind: "installation", user: in.app.bot, app: in.app, installationID: in.id, expiresAt: exp}
 	in.issued++
 	writeJSON(c.w, http.StatusCreated, map[string]any{
 		"token": token, "expires_at": exp, "permissions": in.perms(), "repository_selection": "all",

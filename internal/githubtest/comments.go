@@ -75,12 +75,8 @@ func (s *Server) newComment(r *repoState, apiBase, origin string, number int, us
 func (s *Server) listIssueComments(c *call) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	r := s.repoFor(c)
+	r, n := s.issueFor(c)
 	if r == nil {
-		return
-	}
-	n, ok := issueNumber(c)
-	if !ok {
 		return
 	}
 	var out []Comment
@@ -92,13 +88,19 @@ func (s *Server) listIssueComments(c *call) {
 	writeJSON(c.w, http.StatusOK, paginate(c, out))
 }
 
-func issueNumber(c *call) (int, bool) {
+// issueFor finds the request's repository and issue number, or answers
+// 404. Callers hold s.mu.
+func (s *Server) issueFor(c *call) (*repoState, int) {
+	r := s.repoFor(c)
+	if r == nil {
+		return nil, 0
+	}
 	n, err := strconv.Atoi(c.r.PathValue("issue_number"))
 	if err != nil || n <= 0 {
 		writeError(c.w, http.StatusNotFound, "Not Found")
-		return 0, false
+		return nil, 0
 	}
-	return n, true
+	return r, n
 }
 
 // validBody applies GitHub's checks on a comment body.
@@ -114,24 +116,29 @@ func validBody(c *call, body *string) bool {
 	return true
 }
 
-func (s *Server) createIssueComment(c *call) {
+// commentBody decodes a comment's create or update request, {"body": ...}.
+func commentBody(c *call) (*string, bool) {
 	var req struct {
 		Body *string `json:"body"`
 	}
 	if !decodeBody(c, &req) {
+		return nil, false
+	}
+	return req.Body, true
+}
+
+func (s *Server) createIssueComment(c *call) {
+	body, ok := commentBody(c)
+	if !ok {
 		return
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	r := s.repoFor(c)
-	if r == nil {
+	r, n := s.issueFor(c)
+	if r == nil || !validBody(c, body) {
 		return
 	}
-	n, ok := issueNumber(c)
-	if !ok || !validBody(c, req.Body) {
-		return
-	}
-	cm := s.newComment(r, c.apiBase, c.origin, n, c.who.user, c.performedVia(), *req.Body)
+	cm := s.newComment(r, c.apiBase, c.origin, n, c.who.user, c.performedVia(), *body)
 	writeJSON(c.w, http.StatusCreated, cm)
 }
 
@@ -153,20 +160,18 @@ func (s *Server) commentFor(c *call) (*repoState, int) {
 }
 
 func (s *Server) updateIssueComment(c *call) {
-	var req struct {
-		Body *string `json:"body"`
-	}
-	if !decodeBody(c, &req) {
+	body, ok := commentBody(c)
+	if !ok {
 		return
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	r, i := s.commentFor(c)
-	if r == nil || !validBody(c, req.Body) {
+	if r == nil || !validBody(c, body) {
 		return
 	}
 	cm := r.comments[i]
-	cm.Body = *req.Body
+	cm.Body = *body
 	cm.UpdatedAt = now()
 	cm.Edits++
 	writeJSON(c.w, http.StatusOK, cm)

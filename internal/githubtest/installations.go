@@ -124,16 +124,24 @@ func (s *Server) installationJSON(c *call, in *installation) map[string]any {
 	return out
 }
 
-func (s *Server) getInstallation(c *call) {
+// installationFor finds the installation the request names, when it is
+// the calling App's, or answers 404. Callers hold s.mu.
+func (s *Server) installationFor(c *call) *installation {
 	id, err := strconv.ParseInt(c.r.PathValue("installation_id"), 10, 64)
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	in := s.installations[id]
 	if err != nil || in == nil || in.app != c.app {
 		writeError(c.w, http.StatusNotFound, "Not Found")
-		return
+		return nil
 	}
-	writeJSON(c.w, http.StatusOK, s.installationJSON(c, in))
+	return in
+}
+
+func (s *Server) getInstallation(c *call) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if in := s.installationFor(c); in != nil {
+		writeJSON(c.w, http.StatusOK, s.installationJSON(c, in))
+	}
 }
 
 func (s *Server) getOrgInstallation(c *call) {

@@ -43,6 +43,14 @@ func TestGitHubDoubleInstallations(t *testing.T) {
 	otherJWT := "Bearer " + signJWT(t, other, "RS256", map[string]any{"iss": 12, "iat": now - 30, "exp": now + 90})
 	assert.Equal(t, 404, do(t, "GET", srv.URL()+"app/installations/22", otherJWT, "", nil).StatusCode)
 	assert.Equal(t, 401, do(t, "GET", srv.URL()+"app/installations/22", "token nope", "", nil).StatusCode)
+	assert.Equal(t, 404, do(t, "GET", srv.URL()+"app/installations/x22", jwt, "", nil).StatusCode)
+	// Minting a token finds the installation the same way.
+	for _, c := range []struct{ auth, id string }{{otherJWT, "22"}, {jwt, "23"}, {jwt, "x22"}} {
+		var e map[string]any
+		require.Equal(t, 404, do(t, "POST", srv.URL()+"app/installations/"+c.id+"/access_tokens", c.auth, "", &e).StatusCode, c.id)
+		assert.Equal(t, "Not Found", e["message"])
+	}
+	assert.Zero(t, srv.InstallationTokens(22))
 
 	// An owner who did not accept the runner permissions.
 	srv.SetInstallationPermissions(22, map[string]string{"contents": "read", "metadata": "read"})

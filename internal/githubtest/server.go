@@ -145,12 +145,25 @@ func (s *Server) serve(rt route, c *call) string {
 		f.write(c.w)
 		return ""
 	}
-	switch rt.auth {
+	auth, refusal := s.authenticate(rt.auth, c)
+	if refusal != "" {
+		writeError(c.w, http.StatusUnauthorized, refusal)
+		return ""
+	}
+	rt.handle(s, c)
+	return auth
+}
+
+// authenticate checks the caller's credentials as the route asks: it sets
+// c.who or c.app and returns their kind ("user", "installation", "app"),
+// or the message a 401 refusal gives.
+func (s *Server) authenticate(kind authKind, c *call) (auth, refusal string) {
+	header := c.r.Header.Get("Authorization")
+	switch kind {
 	case authToken:
-		who, msg := s.authenticateToken(c.r.Header.Get("Authorization"))
+		who, msg := s.authenticateToken(header)
 		if who == nil {
-			writeError(c.w, http.StatusUnauthorized, msg)
-			return ""
+			return "", msg
 		}
 		c.who = who
 		s.mu.Lock()
@@ -159,21 +172,16 @@ func (s *Server) serve(rt route, c *call) string {
 		if scopes != nil { // a classic token: GitHub lists its scopes
 			c.w.Header().Set("X-OAuth-Scopes", strings.Join(scopes, ", "))
 		}
-		rt.handle(s, c)
-		return who.kind
+		return who.kind, ""
 	case authApp:
-		a, msg := s.authenticateApp(c.r.Header.Get("Authorization"))
+		a, msg := s.authenticateApp(header)
 		if a == nil {
-			writeError(c.w, http.StatusUnauthorized, msg)
-			return ""
+			return "", msg
 		}
 		c.app = a
-		rt.handle(s, c)
-		return "app"
-	default:
-		rt.handle(s, c)
-		return ""
+		return "app", ""
 	}
+	return "", ""
 }
 
 func (s *Server) setCommonHeaders(w http.ResponseWriter, r *http.Request) {

@@ -48,15 +48,17 @@ func (rt *router) handle(pattern string, h http.HandlerFunc) {
 			rt.notRouted(w, r)
 			return
 		}
-		r.URL = sentOf(r).url
+		sent := sentOf(r)
+		r.URL, r.RequestURI = sent.url, sent.requestURI
 		h(w, r)
 	})
 }
 
 // sent is a request as it reached the emulator, before routing.
 type sent struct {
-	url     *url.URL
-	arrived time.Time
+	url        *url.URL
+	requestURI string
+	arrived    time.Time
 }
 
 type sentKey struct{}
@@ -73,7 +75,7 @@ func (rt *router) serve(w http.ResponseWriter, r *http.Request, arrived time.Tim
 		writeAPIError(w, problem(http.StatusNotFound, fmt.Sprintf("no route for %s %s", r.Method, r.URL.Path)))
 		return
 	}
-	routed := r.WithContext(context.WithValue(r.Context(), sentKey{}, sent{url: r.URL, arrived: arrived}))
+	routed := r.WithContext(context.WithValue(r.Context(), sentKey{}, sent{url: r.URL, requestURI: r.RequestURI, arrived: arrived}))
 	u := *r.URL
 	u.Path, u.RawPath = path, raw
 	routed.URL = &u

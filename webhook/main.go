@@ -185,6 +185,34 @@ func main() {
 	}
 }
 
+// newHandler makes the webhook endpoint's handler: the allow-list, the
+// routing of events to workflows, and the bounds on intake.
+func newHandler(cfg Config, tc temporalClient, reg *metrics.Registry, health *metrics.Health, log *slog.Logger) (http.Handler, *intake.Allowlist, error) {
+	wm := metrics.NewWebhook(reg)
+	router, err := newRouter(cfg, tc, log)
+	if err != nil {
+		return nil, nil, err
+	}
+	allowed, err := intake.ParseAllowlist(cfg.AllowedOwners)
+	if err != nil {
+		return nil, nil, config.Invalid(err)
+	}
+	h, err := intake.New(intake.Options{
+		Secret: cfg.Secret, Insecure: cfg.InsecureDev, Allowed: allowed, Router: router, Health: health, Logger: log, Metrics: wm,
+		MaxBody: cfg.MaxBody, MaxConcurrentBodies: cfg.MaxConcurrentBodies,
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	if allowed.Everyone() {
+		log.Warn("DRYDOCK_ALLOWED_OWNERS=*: acting for every repository whose events reach this webhook")
+	}
+	if cfg.Secret == "" {
+		log.Warn("DRYDOCK_INSECURE_DEV: accepting unsigned webhook deliveries; never do this on a reachable address")
+	}
+	return h, allowed, nil
+}
+
 func run(cfg Config) error {
 	if err := config.Load(&cfg); err != nil {
 		return err
@@ -204,28 +232,10 @@ func run(cfg Config) error {
 		return err
 	}
 	defer tc.Close()
-	wm := metrics.NewWebhook(reg)
-	router, err := newRouter(cfg, tc, log)
-	if err != nil {
-		return err
-	}
 	health := metrics.NewHealth(config.TemporalReady(tc))
-	allowed, err := intake.ParseAllowlist(cfg.AllowedOwners)
-	if err != nil {
-		return config.Invalid(err)
-	}
-	h, err := intake.New(intake.Options{
-		Secret: cfg.Secret, Insecure: cfg.InsecureDev, Allowed: allowed, Router: router, Health: health, Logger: log, Metrics: wm,
-		MaxBody: cfg.MaxBody, MaxConcurrentBodies: cfg.MaxConcurrentBodies,
-	})
+	h, allowed, err := newHandler(cfg, tc, reg, health, log)
 	if err != nil {
 		return err
-	}
-	if allowed.Everyone() {
-		log.Warn("DRYDOCK_ALLOWED_OWNERS=*: acting for every repository whose events reach this webhook")
-	}
-	if cfg.Secret == "" {
-		log.Warn("DRYDOCK_INSECURE_DEV: accepting unsigned webhook deliveries; never do this on a reachable address")
 	}
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {

@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/url"
 	"os"
@@ -15,6 +16,7 @@ import (
 	"syscall"
 	"time"
 
+	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/worker"
 
 	"github.com/drydock-dev/drydock/activities"
@@ -74,27 +76,8 @@ func (c Config) validate() (*pools.Config, error) {
 	if err := c.Temporal.Validate(); err != nil {
 		return nil, err
 	}
-	for name, d := range map[string]time.Duration{
-		"PREVIEW_STALE_AFTER": c.PreviewStaleAfter, "RECONCILE_EVERY": c.ReconcileEvery, "PREVIEW_AWAKE_REPORT_EVERY": c.PreviewAwakeReport,
-		"RECONCILE_GRACE": c.ReconcileGrace, "WORKER_STOP_TIMEOUT": c.StopTimeout,
-	} {
-		if d < 0 {
-			return nil, fmt.Errorf("configuration: %s=%s must not be negative", name, d)
-		}
-	}
-	if _, err := c.previewVisibility(); err != nil {
+	if err := c.checkNumbers(); err != nil {
 		return nil, err
-	}
-	for name, n := range map[string]float64{
-		"PREVIEW_MAX_OPEN": float64(c.PreviewMaxOpen), "PREVIEW_MAX_OPEN_PER_REPO": float64(c.PreviewMaxOpenPerRepo),
-		"PREVIEW_MAX_VCPU": c.PreviewMaxVCPU, "PREVIEW_MAX_MEMORY_MIB": float64(c.PreviewMaxMemoryMiB), "PREVIEW_MAX_STORAGE_GIB": float64(c.PreviewMaxStorageGiB),
-	} {
-		if n < 0 {
-			return nil, fmt.Errorf("configuration: %s=%v must not be negative (0: unlimited)", name, n)
-		}
-	}
-	if c.WorkflowCache < 1 {
-		return nil, fmt.Errorf("configuration: WORKER_WORKFLOW_CACHE_SIZE=%d: want 1 or more (the SDK's default is 10000)", c.WorkflowCache)
 	}
 	if c.Dedalus.APIKey == "" {
 		return nil, errors.New("configuration: DEDALUS_API_KEY is required (the emulator's key locally: make dev sets it)")
@@ -113,15 +96,64 @@ func (c Config) validate() (*pools.Config, error) {
 			return nil, config.Invalid(err)
 		}
 	}
-	if c.PreviewDefaultSpec != "" {
-		b, err := os.ReadFile(c.PreviewDefaultSpec)
-		if err != nil {
-			return nil, fmt.Errorf("configuration: PREVIEW_DEFAULT_SPEC: %w", err)
-		}
-		if _, err := previewspec.Parse(b); err != nil {
-			return nil, fmt.Errorf("configuration: PREVIEW_DEFAULT_SPEC %s: %w", c.PreviewDefaultSpec, err)
+	if err := checkDefaultSpec(c.PreviewDefaultSpec); err != nil {
+		return nil, err
+	}
+	pc, err := c.runnerPools()
+	if err != nil {
+		return nil, err
+	}
+	if c.MetricsAddr != "" {
+		if _, _, err := net.SplitHostPort(c.MetricsAddr); err != nil {
+			return nil, fmt.Errorf("configuration: WORKER_METRICS_ADDR=%q: want host:port: %w", c.MetricsAddr, err)
 		}
 	}
+	return pc, nil
+}
+
+// checkNumbers refuses negative durations and caps, and an empty workflow cache.
+func (c Config) checkNumbers() error {
+	for name, d := range map[string]time.Duration{
+		"PREVIEW_STALE_AFTER": c.PreviewStaleAfter, "RECONCILE_EVERY": c.ReconcileEvery, "PREVIEW_AWAKE_REPORT_EVERY": c.PreviewAwakeReport,
+		"RECONCILE_GRACE": c.ReconcileGrace, "WORKER_STOP_TIMEOUT": c.StopTimeout,
+	} {
+		if d < 0 {
+			return fmt.Errorf("configuration: %s=%s must not be negative", name, d)
+		}
+	}
+	if _, err := c.previewVisibility(); err != nil {
+		return err
+	}
+	for name, n := range map[string]float64{
+		"PREVIEW_MAX_OPEN": float64(c.PreviewMaxOpen), "PREVIEW_MAX_OPEN_PER_REPO": float64(c.PreviewMaxOpenPerRepo),
+		"PREVIEW_MAX_VCPU": c.PreviewMaxVCPU, "PREVIEW_MAX_MEMORY_MIB": float64(c.PreviewMaxMemoryMiB), "PREVIEW_MAX_STORAGE_GIB": float64(c.PreviewMaxStorageGiB),
+	} {
+		if n < 0 {
+			return fmt.Errorf("configuration: %s=%v must not be negative (0: unlimited)", name, n)
+		}
+	}
+	if c.WorkflowCache < 1 {
+		return fmt.Errorf("configuration: WORKER_WORKFLOW_CACHE_SIZE=%d: want 1 or more (the SDK's default is 10000)", c.WorkflowCache)
+	}
+	return nil
+}
+
+// checkDefaultSpec reads and parses PREVIEW_DEFAULT_SPEC, when set.
+func checkDefaultSpec(path string) error {
+	if path != "" {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return fmt.Errorf("configuration: PREVIEW_DEFAULT_SPEC: %w", err)
+		}
+		if _, err := previewspec.Parse(b); err != nil {
+			return fmt.Errorf("configuration: PREVIEW_DEFAULT_SPEC %s: %w", path, err)
+		}
+	}
+	return nil
+}
+
+// runnerPools loads RUNNER_POOLS(_FILE) and checks what the pools need.
+func (c Config) runnerPools() (*pools.Config, error) {
 	pc, err := pools.LoadFrom(c.RunnerPoolsFile, c.RunnerPools)
 	if err != nil {
 		return nil, config.Invalid(err)
@@ -131,11 +163,6 @@ func (c Config) validate() (*pools.Config, error) {
 	}
 	if len(pc.Pools) > 0 && !c.GitHub.Configured() {
 		return nil, fmt.Errorf("configuration: runner pools (%s) register runners with GitHub: set GITHUB_TOKEN or GITHUB_APP_*", strings.Join(pc.Names(), ", "))
-	}
-	if c.MetricsAddr != "" {
-		if _, _, err := net.SplitHostPort(c.MetricsAddr); err != nil {
-			return nil, fmt.Errorf("configuration: WORKER_METRICS_ADDR=%q: want host:port: %w", c.MetricsAddr, err)
-		}
 	}
 	return pc, nil
 }
@@ -220,63 +247,15 @@ func run(cfg Config) error {
 	}
 	reg := metrics.New("worker")
 	defer reg.Close()
-	dopts := cfg.Dedalus.Options()
-	dm := metrics.NewDedalus(reg)
-	dopts.OnError, dopts.OnQuotaExceeded = dm.Error, dm.Quota
-	dc, err := dedalus.New(dopts)
+	d, err := connect(cfg, reg, log)
 	if err != nil {
 		return err
 	}
-	cfg.Temporal.MetricsHandler = reg.Temporal()
-	tc, err := cfg.Temporal.Dial(log)
-	if err != nil {
-		return err
-	}
-	defer tc.Close()
-
-	ghActs := &activities.GitHub{UIBaseURL: cfg.TemporalUIURL, Namespace: cfg.Temporal.Namespace, Logger: log}
-	if cfg.GitHub.Configured() {
-		if ghActs.Clients, err = gh.NewClients(cfg.GitHub); err != nil {
-			return err
-		}
-		ghActs.Clients.SetMetrics(metrics.NewGitHub(reg))
-		log.Info("GitHub reporting enabled", "api", ghActs.Clients.BaseURL(), "auth", ghActs.Clients.Mode())
-	} else {
-		log.Info("GitHub reporting disabled: no GITHUB_TOKEN or GITHUB_APP_ID (local mode)")
-	}
-
+	defer d.tc.Close()
+	tc, dc := d.tc, d.dc
 	registerStateMetrics(reg, tc, pc, log)
 	registerRunnerMetrics(reg, tc, pc, log)
-
-	machines := &activities.Machines{Client: dc, HeartbeatEvery: 2 * time.Second, Metrics: metrics.NewMachines(reg)}
-	reconciler := &activities.Reconciler{Dedalus: dc, Temporal: tc, Pools: pc, Grace: cfg.ReconcileGrace, Logger: log}
-	if ghActs.Clients != nil {
-		reconciler.Runners = activities.GitHubRunnerDirectory(ghActs.Clients)
-	}
-	// On SIGTERM the worker stops polling at once and gives running
-	// activities WORKER_STOP_TIMEOUT to finish; those still running are
-	// then cancelled, and Temporal retries them on another worker after
-	// their heartbeat timeout.
-	fatal := make(chan error, 1)
-	worker.SetStickyWorkflowCacheSize(cfg.WorkflowCache) // process-wide: before the worker starts
-	w := worker.New(tc, workflows.TaskQueue, worker.Options{
-		WorkerStopTimeout: cfg.StopTimeout,
-		OnFatalError:      func(err error) { fatal <- err },
-	})
-	workflows.Register(w)
-	w.RegisterActivity(machines)
-	w.RegisterActivity(&activities.Runners{Machines: machines, GitHub: ghActs.Clients, Pools: pc, Temporal: tc, TaskQueue: workflows.TaskQueue, Logger: log})
-	w.RegisterActivity(reconciler)
-	visRepos, _ := cfg.previewVisibility() // validated above
-	w.RegisterActivity(&activities.Previews{
-		DefaultSpecPath: cfg.PreviewDefaultSpec, PublicURLTemplate: cfg.PreviewPublicURL,
-		StaleAfter: cfg.PreviewStaleAfter, KeepFailedMachine: cfg.PreviewKeepFailed,
-		AwakeReportEvery: awakeReportSetting(cfg.PreviewAwakeReport),
-		Visibility:       cfg.PreviewVisibility, VisibilityRepos: visRepos, VisibilityMax: cfg.PreviewVisMax,
-		Caps: cfg.previewCaps(),
-	})
-	w.RegisterActivity(&activities.PreviewSlots{Temporal: tc, TaskQueue: workflows.TaskQueue, Logger: log})
-	w.RegisterActivity(ghActs)
+	w, fatal := newWorker(cfg, d, pc, reg, log)
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -292,13 +271,8 @@ func run(cfg Config) error {
 		return err
 	}
 	defer stopAdmin()
-	// Schedules live in Temporal; every worker start brings them in line with
-	// this configuration (idempotent).
-	if err := workflows.EnsurePoolSchedules(ctx, tc, pc); err != nil {
-		return fmt.Errorf("runner pool schedules: %w", err)
-	}
-	if err := workflows.EnsureReconcileSchedule(ctx, tc, cfg.ReconcileEvery); err != nil {
-		return fmt.Errorf("reconcile schedule: %w", err)
+	if err := ensureSchedules(ctx, tc, pc, cfg.ReconcileEvery); err != nil {
+		return err
 	}
 	if err := w.Start(); err != nil {
 		return fmt.Errorf("worker start: %w", err)
@@ -317,4 +291,87 @@ func run(cfg Config) error {
 	w.Stop()
 	log.Info("worker stopped")
 	return nil
+}
+
+// ensureSchedules brings the schedules, which live in Temporal, in line
+// with this configuration at every worker start (idempotent).
+func ensureSchedules(ctx context.Context, tc client.Client, pc *pools.Config, reconcileEvery time.Duration) error {
+	if err := workflows.EnsurePoolSchedules(ctx, tc, pc); err != nil {
+		return fmt.Errorf("runner pool schedules: %w", err)
+	}
+	if err := workflows.EnsureReconcileSchedule(ctx, tc, reconcileEvery); err != nil {
+		return fmt.Errorf("reconcile schedule: %w", err)
+	}
+	return nil
+}
+
+// deps are the worker's clients: Dedalus, Temporal, GitHub (nil Clients
+// in local mode).
+type deps struct {
+	dc     *dedalus.Client
+	tc     client.Client
+	github *activities.GitHub
+}
+
+// connect makes the clients (Temporal dialled: the worker cannot run without it).
+func connect(cfg Config, reg *metrics.Registry, log *slog.Logger) (deps, error) {
+	dopts := cfg.Dedalus.Options()
+	dm := metrics.NewDedalus(reg)
+	dopts.OnError, dopts.OnQuotaExceeded = dm.Error, dm.Quota
+	dc, err := dedalus.New(dopts)
+	if err != nil {
+		return deps{}, err
+	}
+	cfg.Temporal.MetricsHandler = reg.Temporal()
+	tc, err := cfg.Temporal.Dial(log)
+	if err != nil {
+		return deps{}, err
+	}
+	ghActs := &activities.GitHub{UIBaseURL: cfg.TemporalUIURL, Namespace: cfg.Temporal.Namespace, Logger: log}
+	if cfg.GitHub.Configured() {
+		if ghActs.Clients, err = gh.NewClients(cfg.GitHub); err != nil {
+			tc.Close()
+			return deps{}, err
+		}
+		ghActs.Clients.SetMetrics(metrics.NewGitHub(reg))
+		log.Info("GitHub reporting enabled", "api", ghActs.Clients.BaseURL(), "auth", ghActs.Clients.Mode())
+	} else {
+		log.Info("GitHub reporting disabled: no GITHUB_TOKEN or GITHUB_APP_ID (local mode)")
+	}
+	return deps{dc: dc, tc: tc, github: ghActs}, nil
+}
+
+// newWorker makes the worker with every workflow and activity registered;
+// the channel gets the SDK's fatal error, if any.
+func newWorker(cfg Config, d deps, pc *pools.Config, reg *metrics.Registry, log *slog.Logger) (worker.Worker, <-chan error) {
+	machines := &activities.Machines{Client: d.dc, HeartbeatEvery: 2 * time.Second, Metrics: metrics.NewMachines(reg)}
+	reconciler := &activities.Reconciler{Dedalus: d.dc, Temporal: d.tc, Pools: pc, Grace: cfg.ReconcileGrace, Logger: log}
+	if d.github.Clients != nil {
+		reconciler.Runners = activities.GitHubRunnerDirectory(d.github.Clients)
+	}
+	// On SIGTERM the worker stops polling at once and gives running
+	// activities WORKER_STOP_TIMEOUT to finish; those still running are
+	// then cancelled, and Temporal retries them on another worker after
+	// their heartbeat timeout.
+	fatal := make(chan error, 1)
+	worker.SetStickyWorkflowCacheSize(cfg.WorkflowCache) // process-wide: before the worker starts
+	w := worker.New(d.tc, workflows.TaskQueue, worker.Options{
+		WorkerStopTimeout: cfg.StopTimeout,
+		OnFatalError:      func(err error) { fatal <- err },
+	})
+	workflows.Register(w)
+	w.RegisterActivity(machines)
+	w.RegisterActivity(&activities.Runners{Machines: machines, GitHub: d.github.Clients, Pools: pc, Temporal: d.tc, TaskQueue: workflows.TaskQueue, Logger: log})
+	w.RegisterActivity(reconciler)
+	visRepos, _ := cfg.previewVisibility() // validated
+	w.RegisterActivity(&activities.Previews{
+		DefaultSpecPath: cfg.PreviewDefaultSpec, PublicURLTemplate: cfg.PreviewPublicURL,
+		StaleAfter: cfg.PreviewStaleAfter, KeepFailedMachine: cfg.PreviewKeepFailed,
+		AwakeReportEvery: awakeReportSetting(cfg.PreviewAwakeReport),
+		Visibility:       cfg.PreviewVisibility, VisibilityRepos: visRepos, VisibilityMax: cfg.PreviewVisMax,
+		Caps: cfg.previewCaps(),
+	})
+	w.RegisterActivity(&activities.PreviewSlots{Temporal: d.tc, TaskQueue: workflows.TaskQueue, Logger: log})
+	w.RegisterActivity(d.github)
+	return w, fatal
 }

@@ -93,6 +93,21 @@ func run(cfg Config) error {
 		return err
 	}
 
+	dedalusURL, dedalusKey, err := startEmulator(ctx, cfg, stack)
+	if err != nil {
+		return err
+	}
+	publicURL, err := startDrydock(ctx, cfg, stack, temporalAddr, dedalusURL, dedalusKey)
+	if err != nil {
+		return err
+	}
+	fmt.Print(banner(cfg, temporalAddr, dedalusURL, publicURL))
+	return stack.Wait(ctx)
+}
+
+// startEmulator starts the Dedalus emulator unless a real Dedalus is
+// configured, and returns the API's URL and key.
+func startEmulator(ctx context.Context, cfg Config, stack *devstack.Stack) (url, key string, err error) {
 	dedalusURL, dedalusKey := cfg.DedalusBaseURL, cfg.DedalusAPIKey
 	if dedalusURL == "" {
 		dedalusURL, dedalusKey = "http://"+cfg.EmulatorAddr, devEmulatorKey
@@ -105,17 +120,22 @@ func run(cfg Config) error {
 			},
 			Ready: devstack.HTTPReady(dedalusURL + "/_local/stats"),
 		}); err != nil {
-			return err
+			return "", "", err
 		}
 	}
+	return dedalusURL, dedalusKey, nil
+}
 
+// startDrydock starts the worker, the webhook server and the router, each
+// once it is ready, and returns the previews' URL template.
+func startDrydock(ctx context.Context, cfg Config, stack *devstack.Stack, temporalAddr, dedalusURL, dedalusKey string) (string, error) {
 	spec, err := filepath.Abs(cfg.PreviewSpec)
 	if err != nil {
-		return err
+		return "", err
 	}
 	_, routerPort, err := net.SplitHostPort(cfg.RouterAddr)
 	if err != nil {
-		return fmt.Errorf("ROUTER_ADDR %q: %w", cfg.RouterAddr, err)
+		return "", fmt.Errorf("ROUTER_ADDR %q: %w", cfg.RouterAddr, err)
 	}
 	publicURL := "http://pr-{number}--{owner}--{repo}." + previewDomain + ":" + routerPort
 	common := []string{"TEMPORAL_ADDRESS=" + temporalAddr, "TEMPORAL_NAMESPACE=default"}
@@ -132,7 +152,7 @@ func run(cfg Config) error {
 			return workerPolling(ctx, temporalAddr)
 		},
 	}); err != nil {
-		return err
+		return "", err
 	}
 	if err := stack.Start(ctx, devstack.Service{
 		Name: "webhook", Path: filepath.Join(cfg.BinDir, "webhook"),
@@ -140,16 +160,21 @@ func run(cfg Config) error {
 			"DRYDOCK_ALLOWED_OWNERS="+cfg.AllowedOwners, "PREVIEW_LOCAL_CLONE_URLS=true", "WEBHOOK_METRICS_ADDR="+cfg.WebhookMetricsAddr),
 		Ready: devstack.HTTPReady("http://" + cfg.WebhookAddr + "/readyz"),
 	}); err != nil {
-		return err
+		return "", err
 	}
 	if err := stack.Start(ctx, devstack.Service{
 		Name: "router", Path: filepath.Join(cfg.BinDir, "router"),
 		Env:   append(common, "ROUTER_ADDR="+cfg.RouterAddr, "PREVIEW_DOMAIN="+previewDomain, "ROUTER_METRICS_ADDR="+cfg.RouterMetricsAddr),
 		Ready: devstack.HTTPReady("http://" + cfg.RouterAddr + "/readyz"),
 	}); err != nil {
-		return err
+		return "", err
 	}
 
+	return publicURL, nil
+}
+
+// banner is what make dev prints once everything runs.
+func banner(cfg Config, temporalAddr, dedalusURL, publicURL string) string {
 	rows := [][2]string{
 		{"Temporal UI", fmt.Sprintf("http://localhost:%d", cfg.UIPort)},
 		{"Temporal frontend", temporalAddr + " (namespace default, task queue " + workflows.TaskQueue + ")"},
@@ -178,8 +203,7 @@ func run(cfg Config) error {
 		fmt.Fprintf(&b, "  %-18s %s\n", r[0], r[1])
 	}
 	b.WriteString("Press Ctrl-C to stop everything.\n")
-	fmt.Print(b.String())
-	return stack.Wait(ctx)
+	return b.String()
 }
 
 // startTemporal starts the dev server, or waits for the Temporal at

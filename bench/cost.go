@@ -194,20 +194,25 @@ func costScenario(ctx context.Context, e *Env) ([]Row, error) {
 	for _, j := range day {
 		ran += compress(j.dur).Seconds() * costVCPU
 	}
+	spaced, err := spacedOverhead(ctx, e, h)
+	if err != nil {
+		return nil, err
+	}
 	desc := fmt.Sprintf("%d jobs over %s of a seeded workday (bursts at stand-up, after lunch, end of day; Poisson between) compressed %d×, done in %s",
 		n, span, costCompression, wall.Round(time.Second))
-	return []Row{
+	rows := []Row{
 		{Metric: "awake vCPU-seconds (emulator accounting)", Value: st.AwakeVCPUSeconds, Unit: "vCPU·s", Baseline: F(alwaysOn), Ratio: F(st.AwakeVCPUSeconds / alwaysOn),
 			Note: fmt.Sprintf("%s; baseline: the pool's %d machines × %d vCPU always on for the same time", desc, machines, costVCPU)},
-		{Metric: "vCPU-seconds the jobs themselves ran", Value: ran, Unit: "vCPU·s",
-			Note: fmt.Sprintf("their durations × %d vCPU; awake beyond that: %.2f machine-seconds per job (provisioning, wake, runner start, sleep)",
-				costVCPU, (st.AwakeVCPUSeconds-ran)/costVCPU/float64(n))},
+		{Metric: "vCPU-seconds the jobs themselves ran", Value: ran, Unit: "vCPU·s", Note: fmt.Sprintf("their durations × %d vCPU", costVCPU)},
+	}
+	rows = append(rows, costBeyondRows(n, st.AwakeVCPUSeconds, ran, st.Wakes, spaced, vcpus*span.Seconds())...)
+	return append(rows, []Row{
 		{Metric: fmt.Sprintf("jobs completed (of %d)", n), Value: float64(completed), Goal: fmt.Sprint(n), Met: B(completed == n)},
 		{Metric: "queued→running p50", Value: MS(quantile(lat, 0.5)), Unit: "ms",
 			Note: fmt.Sprintf("queued delivery sent → job in progress on GitHub's side; pool of at most %d machines, so bursts queue", costMachines)},
 		{Metric: "queued→running p90", Value: MS(quantile(lat, 0.9)), Unit: "ms"},
 		{Metric: "queued→running p99", Value: MS(quantile(lat, 0.99)), Unit: "ms", Note: fmt.Sprintf("max %.0f ms; %d jobs never went in progress", MS(quantile(lat, 1)), missing)},
-	}, nil
+	}...), nil
 }
 
 // jobClock records when the GitHub double saw each job go in progress and

@@ -21,8 +21,9 @@ import (
 // A job queued on a pool with an idle, asleep machine has that machine's
 // wake call out within its first workflow task: the acquire (an Update to
 // the pool) and the wake run as local activities of that task, with no
-// activity task in between. The history shows it: the first workflow task
-// completed records the AcquireRunnerNow and WakeMachine markers, and no
+// activity task in between; so does the runner's start, right after the
+// wake. The history shows it: the first workflow task completed records
+// the AcquireRunnerNow, WakeMachine and StartJITRunner markers, and no
 // AcquireRunner activity is ever scheduled.
 func TestRunnerJobWakesItsMachineInItsFirstWorkflowTask(t *testing.T) {
 	s := newStackWith(t, func(s *stack) string { return poolJSON(t, s, "quick", 1, "", "") })
@@ -65,8 +66,8 @@ func TestRunnerJobWakesItsMachineInItsFirstWorkflowTask(t *testing.T) {
 			inFirst = append(inFirst, localActivityType(t, m))
 		}
 	}
-	assert.Equal(t, []string{"PoolSettings", "AcquireRunnerNow", "WakeMachine"}, inFirst,
-		"the first workflow task leases and wakes the machine")
+	assert.Equal(t, []string{"PoolSettings", "AcquireRunnerNow", "WakeMachine", "StartJITRunner"}, inFirst,
+		"the first workflow task leases and wakes the machine, and starts its runner")
 	for _, e := range events {
 		if a := e.GetActivityTaskScheduledEventAttributes(); a != nil {
 			assert.NotEqual(t, "AcquireRunner", a.GetActivityType().GetName(), "no acquire activity")

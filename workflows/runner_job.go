@@ -47,6 +47,9 @@ type runnerJob struct {
 	// fast is the version of the dispatch in the first workflow task
 	// (runnerJobFastDispatchVersion).
 	fast workflow.Version
+	// localStart is the version of the runner start as a local activity
+	// (runnerJobLocalStartVersion).
+	localStart workflow.Version
 }
 
 // runnerJobVersion guards the changes of issue 12 in RunnerJob: withdraw a
@@ -73,6 +76,13 @@ const runnerJobGoneRunnerVersion = "runner-job-replace-gone-runner"
 // matching round trips and their history writes) in between.
 const runnerJobFastDispatchVersion = "runner-job-fast-dispatch"
 
+// runnerJobLocalStartVersion guards the JIT runner's start as a local
+// activity right after the wake (with the fast dispatch): the machine is
+// awake from the wake on, and an activity task in between (a history write
+// and a matching round trip, longer on a loaded worker) was awake time
+// spent waiting, on every job.
+const runnerJobLocalStartVersion = "runner-job-local-start"
+
 // errWithdrawn: the job completed before it got a machine; its request was
 // withdrawn.
 var errWithdrawn = errors.New("job completed before a machine was leased: request withdrawn")
@@ -96,6 +106,7 @@ func RunnerJob(ctx workflow.Context, in runnerapi.RunnerJobInput) error {
 	j.acct = workflow.GetVersion(ctx, runnerJobAccountingVersion, workflow.DefaultVersion, 1)
 	j.gone = workflow.GetVersion(ctx, runnerJobGoneRunnerVersion, workflow.DefaultVersion, 1)
 	j.fast = workflow.GetVersion(ctx, runnerJobFastDispatchVersion, workflow.DefaultVersion, 1)
+	j.localStart = workflow.GetVersion(ctx, runnerJobLocalStartVersion, workflow.DefaultVersion, 1)
 	j.st = runnerapi.RunnerJobStatus{Phase: runnerapi.JobAcquiring, Pool: in.Pool, JobID: in.Job.JobID, QueuedAt: in.Job.CreatedAt}
 	if j.st.QueuedAt.IsZero() {
 		j.st.QueuedAt = workflow.Now(ctx)
@@ -338,82 +349,6 @@ func runnerActivity(ctx workflow.Context, summary string, timeout time.Duration)
 		StartToCloseTimeout: timeout,
 		HeartbeatTimeout:    10 * time.Second,
 		RetryPolicy:         &temporal.RetryPolicy{InitialInterval: time.Second, MaximumInterval: 30 * time.Second, MaximumAttempts: 5},
-	})
-}
-
-// startRunner wakes the leased machine and, in jit mode, starts the job's
-// single-use runner on it. machineFault reports an error that condemns the
-// machine (a failed wake; a failed runner start only when the machine
-// failed it).
-func (j *runnerJob) startRunner(ctx workflow.Context) (fault bool, err error) {
-	j.setPhase(ctx, runnerapi.JobWaking)
-	if !j.dispatched {
-		// The workflow starts with the job's queued webhook: from then to
-		// the wake of a machine for it is the dispatch latency.
-		j.dispatched = true
-		workflow.GetMetricsHandler(ctx).WithTags(map[string]string{"pool": j.in.Pool}).Timer(MetricDispatchLatency).
-			Record(workflow.Now(ctx).Sub(workflow.GetInfo(ctx).WorkflowStartTime))
-	}
-	woke, err := j.wake(ctx)
-	if err != nil {
-		return true, err
-	}
-	j.tellPoolWoke(ctx, woke)
-	if j.settings.Mode == pools.ModeJIT {
-		j.setPhase(ctx, runnerapi.JobStarting)
-		in := activities.StartRunnerInput{Pool: j.in.Pool, MachineID: j.lease.MachineID, RunnerName: j.lease.RunnerName, JobID: j.in.Job.JobID, Repo: jobRepo(j.in.Job)}
-		if j.v >= 1 {
-			in.InstallationID = j.in.Job.InstallationID
-		}
-		if err := workflow.ExecuteActivity(runnerActivity(ctx, "start runner "+j.lease.RunnerName, 2*time.Minute),
-			runnerActs.StartJITRunner, in).Get(ctx, nil); err != nil {
-			return j.v < 1 || machineFault(err), err
-		}
-	}
-	j.runnerStartedAt = workflow.Now(ctx)
-	j.setPhase(ctx, runnerapi.JobWaiting)
-	return false, nil
-}
-
-// wake wakes the leased machine: a local activity on the fast path (in the
-// same workflow task as the lease), with the ordinary activity's timeout
-// and retries; the wake's idempotency key keeps a retried wake one wake.
-func (j *runnerJob) wake(ctx workflow.Context) (activities.MachineRef, error) {
-	var woke activities.MachineRef
-	summary := "wake " + j.lease.MachineID
-	if j.fast < 1 {
-		err := workflow.ExecuteActivity(runnerActivity(ctx, summary, 2*time.Minute), machineActs.WakeMachine, j.lease.MachineID).Get(ctx, &woke)
-		return woke, err
-	}
-	lctx := workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{
-		Summary:             summary,
-		StartToCloseTimeout: 2 * time.Minute,
-		RetryPolicy:         &temporal.RetryPolicy{InitialInterval: time.Second, MaximumInterval: 30 * time.Second, MaximumAttempts: 5},
-	})
-	err := workflow.ExecuteLocalActivity(lctx, machineActs.WakeMachine, j.lease.MachineID).Get(ctx, &woke)
-	return woke, err
-}
-
-// tellPoolWoke sends the pool what the wake saw (the machine's phase before
-// and after, with their transition times) for the pool's awake accounting.
-// The signal is not waited for: the runner starts at once, and a pool that
-// misses it only counts less precisely.
-func (j *runnerJob) tellPoolWoke(ctx workflow.Context, woke activities.MachineRef) {
-	if woke.Phase == "" {
-		return // nothing observed
-	}
-	if workflow.GetVersion(ctx, "runner-job-wake-observed-by-pool", workflow.DefaultVersion, 1) == workflow.DefaultVersion {
-		return
-	}
-	obs := runnerapi.MachineObserved{
-		MachineID: j.lease.MachineID, WasPhase: woke.WasPhase, WasTransitionAt: woke.WasTransitionAt,
-		Phase: woke.Phase, TransitionAt: woke.TransitionAt,
-	}
-	f := workflow.SignalExternalWorkflow(ctx, runnerapi.PoolWorkflowID(j.in.Pool), "", runnerapi.SignalMachineObserved, obs)
-	workflow.Go(ctx, func(gctx workflow.Context) {
-		if err := f.Get(gctx, nil); err != nil {
-			workflow.GetLogger(gctx).Warn("pool not told about the wake", "pool", j.in.Pool, "machine", obs.MachineID, "error", err)
-		}
 	})
 }
 

@@ -10,6 +10,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/mock"
 	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
 	"go.temporal.io/sdk/workflow"
@@ -620,4 +622,28 @@ func TestRunnerJobFallsBackToTheQueueWithoutAMachineAtOnce(t *testing.T) {
 			assert.Equal(t, []string{own}, w.started)
 		})
 	}
+}
+
+// On the fast path the runner starts in the wake's workflow task: both are
+// local activities, so the awake machine waits for no activity task before
+// its runner starts.
+func TestRunnerJobStartsItsRunnerRightAfterTheWake(t *testing.T) {
+	w := &jobWorld{acquireNow: func(in activities.AcquireInput) (activities.AcquireAnswer, error) {
+		return activities.AcquireAnswer{Lease: runnerapi.Lease{MachineID: "m7", RunnerName: runnerapi.RunnerName(jobTestPool, in.Request.JobID, in.Request.Attempt)}}, nil
+	}}
+	env := newJobEnv(t, w)
+	var local, remote []string
+	env.SetOnLocalActivityStartedListener(func(info *activity.Info, _ context.Context, _ []any) {
+		local = append(local, info.ActivityType.Name)
+	})
+	env.SetOnActivityStartedListener(func(info *activity.Info, _ context.Context, _ converter.EncodedValues) {
+		remote = append(remote, info.ActivityType.Name)
+	})
+	own := runnerapi.RunnerName(jobTestPool, 42, 1)
+	env.RegisterDelayedCallback(func() { env.SignalWorkflow(runnerapi.SignalJobEvent, jobEvent("completed", 42, own, "d1")) }, time.Minute)
+	env.ExecuteWorkflow(runnerapi.RunnerJobName, jobInput(42))
+	require.NoError(t, env.GetWorkflowError())
+	assert.Equal(t, []string{own}, w.started)
+	assert.Subset(t, local, []string{"WakeMachine", "StartJITRunner"})
+	assert.NotContains(t, remote, "StartJITRunner")
 }

@@ -271,6 +271,9 @@ printf '%s\n' "$caches" | while IFS= read -r c; do
     mv -- "$home/$c" "$hold/$c"
   fi
 done
+# One rm and one find for all (each process started is time the machine
+# is awake between two jobs).
+set --
 for e in "$home"/* "$home"/.[!.]* "$home"/..?*; do
   [ -e "$e" ] || [ -L "$e" ] || continue
   [ "$e" = "$hold" ] && continue
@@ -278,16 +281,21 @@ for e in "$home"/* "$home"/.[!.]* "$home"/..?*; do
     rm -rf -- "$e/_work"
     continue
   fi
-  rm -rf -- "$e"
+  set -- "$@" "$e"
 done
+if [ "$#" -gt 0 ]; then rm -rf -- "$@"; fi
+set --
 for d in /tmp /var/tmp /dev/shm /run/lock /dev/mqueue; do
-  [ -d "$d" ] || continue
-  # The home is pruned, not swept, wherever it is mounted from. The runner
-  # can only have written into directories it owns (removed whole) or
-  # world-writable ones, so no other directory is descended into.
-  find "$d" -xdev -mindepth 1 \( -samefile "$home" -prune \) -o \( -user "$uid" -prune -exec rm -rf -- {} + \) \
-    -o \( -type d ! -perm -0002 -prune \) 2>/dev/null || true
+  if [ -d "$d" ]; then set -- "$@" "$d"; fi
 done
+# The home is pruned, not swept, wherever it is mounted from. The runner
+# can only have written into directories it owns (removed whole) or
+# world-writable ones, so no other directory is descended into. -xdev
+# holds for each directory: none is left for another filesystem.
+if [ "$#" -gt 0 ]; then
+  find "$@" -xdev -mindepth 1 \( -samefile "$home" -prune \) -o \( -user "$uid" -prune -exec rm -rf -- {} + \) \
+    -o \( -type d ! -perm -0002 -prune \) 2>/dev/null || true
+fi
 printf '%s\n' "$caches" | while IFS= read -r c; do
   [ -n "$c" ] || continue
   if [ -e "$hold/$c" ] && [ ! -e "$home/$c" ]; then

@@ -767,6 +767,7 @@ echo outer >"$HOME/.cache/keep/outer"
 echo npm >"$HOME/.npm/index"
 echo x >"$HOME/planted"
 echo x >/tmp/planted-`+nonce+`
+echo x >/var/tmp/planted-`+nonce+`
 ln -s /home/outside "$HOME/.evil"
 setsid sleep 600 </dev/null >/dev/null 2>&1 &'
 for i in $(seq 100); do pgrep -u runner sleep >/dev/null && break; sleep 0.1; done`)
@@ -789,6 +790,7 @@ runner.user
 		"only the runner's program and the caches are left (and what the new runner wrote)")
 	assert.Equal(t, "secret\n", r.sh(t, `cat /home/outside/cache/secret`), "a cache through a planted link is not followed")
 	assert.Equal(t, "gone\n", r.sh(t, `[ -e /tmp/planted-`+nonce+` ] || echo gone`), "the runner user's files in /tmp are gone")
+	assert.Equal(t, "gone\n", r.sh(t, `[ -e /var/tmp/planted-`+nonce+` ] || echo gone`), "and in /var/tmp (one find sweeps them all)")
 	assert.Equal(t, "gone\n", r.sh(t, `s=$(cut -d' ' -f3 /proc/`+leftover+`/stat 2>/dev/null || true); if [ -z "$s" ] || [ "$s" = Z ]; then echo gone; fi`), "the last job's background process is gone")
 	assert.Equal(t, "refused\n", r.sh(t, `HOME=/home/runner setpriv --reuid runner --regid runner --init-groups sh -c 'echo trojan >>/home/runner/actions-runner/installed' 2>/dev/null || echo refused`),
 		"the runner user cannot change the runner's program")

@@ -45,6 +45,7 @@ func (rt *Router) upstreamFor(p *preview, raw string) (*upstream, error) {
 		FlushInterval:  -1, // stream: dev servers send SSE and chunked HMR updates
 		ErrorHandler:   u.proxyError,
 		ModifyResponse: u.modifyResponse,
+		BufferPool:     rt.buffers,
 		ErrorLog:       slog.NewLogLogger(rt.log.Handler(), slog.LevelWarn),
 	}
 	p.up.Store(u)
@@ -88,7 +89,7 @@ func (u *upstream) RoundTrip(req *http.Request) (*http.Response, error) {
 	if tr != nil {
 		tr.sent = time.Now()
 	}
-	resp, err := u.rt.transport.RoundTrip(req)
+	resp, err := u.roundTripReleased(req)
 	if !asleep(resp, err) {
 		return resp, err
 	}

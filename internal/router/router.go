@@ -8,7 +8,9 @@
 // A warm request (the preview was woken within the awake TTL) costs a map
 // lookup and one proxy hop; Temporal is not asked. A cold request sends one
 // wake Update per preview at a time however many requests wait for it; the
-// workflow itself serializes wakes across router replicas. Traffic is
+// workflow itself serializes wakes across router replicas. Once awake, the
+// requests that waited go to the preview a bounded number at a time
+// (release.go). Traffic is
 // reported to the workflow (SignalTouch) at most once per interval per
 // preview, off the request path.
 package router
@@ -163,7 +165,12 @@ type Router struct {
 	lastSweep int64 // guarded by mu
 
 	flights singleflight.Group
-	touchq  chan *preview
+	buffers *bufferPool
+	// releaseWidth and releaseHold shape each preview's releaser
+	// (release.go); tests change them.
+	releaseWidth int
+	releaseHold  time.Duration
+	touchq       chan *preview
 
 	ctx    context.Context // canceled by Close: ends wakes in flight and touches
 	cancel context.CancelFunc
@@ -182,8 +189,10 @@ type preview struct {
 	lastTouch  atomic.Int64 // router clock of the last touch queued; 0: never
 	lastSeen   atomic.Int64 // router clock of the last request
 	waking     atomic.Int32 // wakes of it in flight to Temporal
+	waiters    atomic.Int32 // requests waiting for a wake of it
 	claimed    atomic.Int64 // router clock when a request paid for its next wake (admit); 0: none pending
 	vis        atomic.Pointer[visEntry]
+	release    *releaser // the requests that waited for a wake go through it (release.go)
 
 	mu       sync.Mutex // guards the negative answer
 	negUntil int64
@@ -262,6 +271,9 @@ func New(opts Options) (*Router, error) {
 		trustedProxies: opts.TrustedProxies,
 		previews:       make(map[Target]*preview),
 		touchq:         make(chan *preview, touchQueue),
+		buffers:        newBufferPool(),
+		releaseWidth:   releaseWidth,
+		releaseHold:    releaseHold,
 	}
 	if opts.UpgradeIdleTimeout > 0 {
 		rt.upgradeIdle = opts.UpgradeIdleTimeout
@@ -352,6 +364,7 @@ func (rt *Router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			rt.writeWakeError(w, r, p.target, err)
 			return
 		}
+		r = r.WithContext(withCold(r.Context()))
 	}
 	rt.touch(p, now)
 	if rt.metrics == nil {
@@ -401,7 +414,7 @@ func (rt *Router) lookup(t Target, now int64) *preview {
 			}
 		}
 	}
-	p = &preview{target: t, id: t.WorkflowID()}
+	p = &preview{target: t, id: t.WorkflowID(), release: newReleaser(rt.releaseWidth, rt.releaseHold)}
 	p.lastSeen.Store(now) // before any other sweep can see it
 	rt.previews[t] = p
 	return p
@@ -416,6 +429,8 @@ func (rt *Router) wake(ctx context.Context, p *preview) (*upstream, error) {
 	if err := p.negative(rt.clock()); err != nil {
 		return nil, err
 	}
+	p.waiters.Add(1)
+	defer p.waiters.Add(-1)
 	ch := rt.flights.DoChan(p.id, func() (any, error) { return rt.doWake(p) })
 	timer := time.NewTimer(rt.wakeTimeout)
 	defer timer.Stop()

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -25,6 +26,14 @@ import (
 const (
 	scaleOwner = "bench"
 	scaleRepo  = "scale"
+	// scalePerOwner previews are open per owner, each owner its own GitHub
+	// App installation: a deployment with thousands of open previews serves
+	// many organizations, and each installation has its own budget of
+	// 5,000 GitHub requests an hour (the double's, and GitHub's floor),
+	// which a preview's opening and pushes draw from (see scaleRun.owner).
+	scalePerOwner = 100
+	// scaleInstallation0 is the first owner's installation ID.
+	scaleInstallation0 = 160000
 	// scaleBase previews are open for the baseline measurement.
 	scaleBase = 50
 	// scaleWindow bounds the previews being provisioned at once while
@@ -55,13 +64,15 @@ func scaleBench(ctx context.Context, e *Env) ([]Row, error) {
 		return nil, err
 	}
 	h, err := e.Start(ctx, harness.Options{
+		GitHubApp:     true,
+		AllowedOwners: scaleAllowed(n),
 		// Instant boot, wake and sleep; machines never autosleep here (the
 		// spec's autosleep is an hour), see scaleSpec.
 		Emulator: emulator.Config{BootDelay: -1, WakeDelay: -1, SleepDelay: -1},
 		// No reconciler: it runs at wall-clock multiples of its interval
 		// and queries every open preview, which would land at a random
 		// point of the measurement.
-		WorkerEnv: []string{"RECONCILE_EVERY=0"},
+		WorkerEnv: append([]string{"RECONCILE_EVERY=0"}, scalePprofEnv(e)...),
 	})
 	if err != nil {
 		return nil, err
@@ -87,14 +98,16 @@ func scaleBench(ctx context.Context, e *Env) ([]Row, error) {
 		}
 		s.shas = append(s.shas, sha)
 	}
-	h.GH.SetFile(scaleOwner, scaleRepo, "main", ".drydock/preview.yml", scaleSpec(app))
+	s.installOwners(n, scaleSpec(app))
 
 	// Baseline: a handful of previews.
 	if _, err := s.open(ctx, 1, scaleBase); err != nil {
 		return nil, fmt.Errorf("open the %d baseline previews: %w", scaleBase, err)
 	}
+	s.githubCalls(scaleBase)
 	rssBase := rssKiB(h.Worker.Pid())
 	tempBase := rssKiB(h.Temporal.Pid())
+	s.snapshot(ctx, scaleBase)
 	baseLat, baseBad, err := s.syncBurst(ctx, "base", scaleBase, syncs)
 	if err != nil {
 		return nil, err
@@ -112,11 +125,13 @@ func scaleBench(ctx context.Context, e *Env) ([]Row, error) {
 	rssAll := rssKiB(h.Worker.Pid())
 	tempAll := rssKiB(h.Temporal.Pid())
 	appsPss, apps := appsPssKiB(app)
+	s.snapshot(ctx, n)
 	cpu1 := s.cpu()
 	e.Log.Info("CPU while opening", "temporal", cpu1[0]-cpu0[0], "worker", cpu1[1]-cpu0[1], "webhook", cpu1[2]-cpu0[2],
 		"bench_emulator", cpu1[3]-cpu0[3], "machine_commands", cpu1[4]-cpu0[4], "wall", openTook.Round(time.Second))
 	e.Log.Info("all open", "previews", n, "took", openTook.Round(time.Second), "worker_rss_kib", rssAll, "temporal_rss_kib", tempAll,
 		"bench_rss_kib", rssKiB(os.Getpid()), "bench_fds", openFDs(), "apps", apps, "apps_pss_kib", appsPss)
+	s.githubCalls(n)
 	homeless := s.appless(app)
 	lat, bad, err := s.syncBurst(ctx, "all", n, syncs)
 	if err != nil {
@@ -149,6 +164,34 @@ func scaleBench(ctx context.Context, e *Env) ([]Row, error) {
 		{Metric: "previews whose app could not listen on its port", Value: float64(homeless),
 			Note: fmt.Sprintf("another process took the machine's port before the app bound it; %d of them failed their health check and were left out", len(s.raced))},
 	}, nil
+}
+
+// scalePprofEnv turns the worker's profiler on when the run takes
+// profiles (-pprof).
+func scalePprofEnv(e *Env) []string {
+	if e.Pprof == "" {
+		return nil
+	}
+	return []string{"WORKER_PPROF=true"}
+}
+
+// snapshot writes the worker's heap and goroutine profiles with previews
+// open (with -pprof): scale-heap-N.pb.gz, scale-goroutine-N.pb.gz, and the
+// heap's text form with the runtime's memory statistics, scale-heap-N.txt.
+func (s *scaleRun) snapshot(ctx context.Context, previews int) {
+	if s.e.Pprof == "" {
+		return
+	}
+	for _, p := range []struct{ path, file string }{
+		{"heap", "scale-heap-%d.pb.gz"}, {"goroutine", "scale-goroutine-%d.pb.gz"}, {"heap?debug=1", "scale-heap-%d.txt"},
+	} {
+		file := filepath.Join(s.e.Pprof, fmt.Sprintf(p.file, previews))
+		if err := fetchProfile(ctx, s.h.WorkerAdminURL+"/debug/pprof/"+p.path, file); err != nil {
+			s.e.Log.Warn("worker profile not written", "error", err)
+			continue
+		}
+		s.e.Log.Info("profile written", "file", file)
+	}
 }
 
 // cpu is the CPU time used so far by the dev server, the worker, the
@@ -201,7 +244,64 @@ type scaleRun struct {
 }
 
 func (s *scaleRun) pr(number int) ghfixture.PR {
-	return ghfixture.PR{Owner: scaleOwner, Repo: scaleRepo, Number: number, HeadSHA: s.shas[s.head[number]], HeadRef: "main", CloneURL: s.clone}
+	owner, inst := scaleOwnerOf(number)
+	return ghfixture.PR{Owner: owner, Repo: scaleRepo, Number: number, HeadSHA: s.shas[s.head[number]], HeadRef: "main", CloneURL: s.clone,
+		InstallationID: inst}
+}
+
+// scaleOwnerOf is the owner of pull request number and its installation:
+// scalePerOwner pull requests per owner.
+func scaleOwnerOf(number int) (string, int64) {
+	i := (number - 1) / scalePerOwner
+	return fmt.Sprintf("%s-%03d", scaleOwner, i), scaleInstallation0 + int64(i)
+}
+
+// scaleAllowed is DRYDOCK_ALLOWED_OWNERS for n previews.
+func scaleAllowed(n int) string {
+	var owners []string
+	for num := 1; num <= n; num += scalePerOwner {
+		o, _ := scaleOwnerOf(num)
+		owners = append(owners, o)
+	}
+	return strings.Join(owners, ",")
+}
+
+// installOwners installs the harness's GitHub App on the owners of n
+// previews, each an organization with the repository and its spec.
+func (s *scaleRun) installOwners(n int, spec string) {
+	for num := 1; num <= n; num += scalePerOwner {
+		owner, inst := scaleOwnerOf(num)
+		s.h.GH.AddInstallation(harness.AppID, inst)
+		s.h.GH.SetInstallationAccount(inst, owner, "Organization")
+		s.h.GH.SetFile(owner, scaleRepo, "main", ".drydock/preview.yml", spec)
+	}
+}
+
+// githubCalls logs how many GitHub requests the previews made, per route
+// and per preview, and the most any one owner (installation: its budget is
+// 5,000 an hour) had made.
+func (s *scaleRun) githubCalls(previews int) {
+	routes := map[string]int{}
+	perOwner := map[string]int{}
+	reqs := s.h.GH.Requests()
+	for _, r := range reqs {
+		routes[r.Route]++
+		if rest, ok := strings.CutPrefix(r.Path, "/repos/"); ok {
+			owner, _, _ := strings.Cut(rest, "/")
+			perOwner[owner]++
+		}
+	}
+	most := 0
+	for _, c := range perOwner {
+		most = max(most, c)
+	}
+	var parts []string
+	for r, c := range routes {
+		parts = append(parts, fmt.Sprintf("%s=%.2f", r, float64(c)/float64(previews)))
+	}
+	slices.Sort(parts)
+	s.e.Log.Info("GitHub requests", "total", len(reqs), "per_preview", float64(len(reqs))/float64(previews),
+		"most_for_one_owner", most, "per_preview_by_route", strings.Join(parts, " "))
 }
 
 // count is the number of this run's previews in phase (from visibility).
@@ -210,12 +310,18 @@ func (s *scaleRun) count(ctx context.Context, phase workflows.PreviewPhase) (int
 	defer cancel()
 	resp, err := s.h.TC.CountWorkflow(cctx, &workflowservice.CountWorkflowExecutionsRequest{
 		Namespace: "default",
-		Query:     fmt.Sprintf("%s = %q AND %s = %q", workflows.SearchAttrRepo.GetName(), workflows.RepoKey(scaleOwner, scaleRepo), workflows.SearchAttrPhase.GetName(), phase),
+		Query:     scaleQuery(phase),
 	})
 	if err != nil {
 		return 0, fmt.Errorf("count previews in phase %s: %w", phase, err)
 	}
 	return resp.GetCount(), nil
+}
+
+// scaleQuery selects the previews in phase: the stack's only workflows of
+// that type.
+func scaleQuery(phase workflows.PreviewPhase) string {
+	return fmt.Sprintf("WorkflowType = %q AND %s = %q", workflows.PreviewLifecycleName, workflows.SearchAttrPhase.GetName(), phase)
 }
 
 // open delivers `opened` for PRs from..to, keeping at most scaleWindow of
@@ -317,8 +423,7 @@ func (s *scaleRun) checkFailed(ctx context.Context) error {
 	if err != nil || failed <= int64(len(s.raced)) {
 		return err
 	}
-	q := fmt.Sprintf("%s = %q AND %s = %q", workflows.SearchAttrRepo.GetName(), workflows.RepoKey(scaleOwner, scaleRepo),
-		workflows.SearchAttrPhase.GetName(), workflows.PreviewFailed)
+	q := scaleQuery(workflows.PreviewFailed)
 	var token []byte
 	for {
 		resp, err := s.h.TC.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{Namespace: "default", Query: q, NextPageToken: token})
@@ -420,7 +525,8 @@ func (s *scaleRun) syncBurst(ctx context.Context, tag string, upTo, count int) (
 		if err != nil {
 			return nil, 0, err
 		}
-		ps[i] = prepared{wid: workflows.PreviewWorkflowID(scaleOwner, scaleRepo, num), id: fmt.Sprintf("scale-sync-%s-%d", tag, i), body: body}
+		owner, _ := scaleOwnerOf(num)
+		ps[i] = prepared{wid: workflows.PreviewWorkflowID(owner, scaleRepo, num), id: fmt.Sprintf("scale-sync-%s-%d", tag, i), body: body}
 	}
 	sent := make([]syncSent, count)
 	var wg sync.WaitGroup

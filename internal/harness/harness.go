@@ -74,6 +74,10 @@ type Options struct {
 	// Replicas runs that many workers, webhook servers and routers (0 or
 	// 1: one of each); Deliver and Get alternate between the replicas.
 	Replicas int
+	// GitHubApp makes the worker a GitHub App (AppID) instead of a token
+	// user: the test installs it (h.GH.AddInstallation(AppID, id)) and its
+	// deliveries name the installation (ghfixture.PR.InstallationID).
+	GitHubApp bool
 }
 
 // Harness is one running Drydock.
@@ -163,6 +167,10 @@ func Start(ctx context.Context, opts Options) (h *Harness, err error) {
 	}
 	h.GH = githubtest.NewServer()
 	h.GH.AddToken(GHToken, "drydock-bot")
+	ghEnv, err := h.githubEnv()
+	if err != nil {
+		return h, err
+	}
 
 	// The webhook server and the router listen on ports picked a moment
 	// before they start; another process may take one in between (the
@@ -170,7 +178,7 @@ func Start(ctx context.Context, opts Options) (h *Harness, err error) {
 	// exits before it is ready is started again, on new ports.
 	var serveErr error
 	for attempt := 0; attempt < 3; attempt++ {
-		if serveErr = h.startServers(ctx); serveErr == nil || !errors.Is(serveErr, errExitedEarly) {
+		if serveErr = h.startServers(ctx, ghEnv); serveErr == nil || !errors.Is(serveErr, errExitedEarly) {
 			break
 		}
 		for _, p := range append(h.Routers, h.Webhooks...) {
@@ -196,7 +204,7 @@ var errExitedEarly = errors.New("exited before it was ready")
 // startServers picks the listeners' addresses, configures the worker,
 // webhook server and router for them and starts the webhook server and
 // the router (not the worker), waiting until both are ready.
-func (h *Harness) startServers(ctx context.Context) error {
+func (h *Harness) startServers(ctx context.Context, ghEnv []string) error {
 	opts := h.opts
 	var addr [5]string // webhook, router, and the three admin listeners
 	for i := range addr {
@@ -218,12 +226,11 @@ func (h *Harness) startServers(ctx context.Context) error {
 	base := append(os.Environ(), "TEMPORAL_ADDRESS="+h.Temporal.Address(), "TEMPORAL_NAMESPACE="+h.Temporal.Namespace(), "LOG_LEVEL=warn")
 	h.Worker = h.proc("worker", append(append(base[:len(base):len(base)],
 		"DEDALUS_BASE_URL="+h.Emu.URL(), "DEDALUS_API_KEY="+h.Emu.APIKey(),
-		"GITHUB_TOKEN="+GHToken, "GITHUB_API_URL="+h.GH.URL(),
 		"PREVIEW_PUBLIC_URL=http://pr-{number}--{owner}--{repo}."+Domain+":"+routerPort,
 		// Previews are public unless a test sets PREVIEW_VISIBILITY in
 		// WorkerEnv (the tests that exercise the router's login).
 		"PREVIEW_VISIBILITY=public",
-		"RUNNER_POOLS="+h.RunnerPools, "WORKER_METRICS_ADDR="+addr[2]), opts.WorkerEnv...))
+		"RUNNER_POOLS="+h.RunnerPools, "WORKER_METRICS_ADDR="+addr[2]), append(ghEnv, opts.WorkerEnv...)...))
 	h.Webhook = h.proc("webhook", append(append(base[:len(base):len(base)],
 		"WEBHOOK_ADDR="+webhookAddr, "GITHUB_WEBHOOK_SECRET="+Secret,
 		"PREVIEW_LOCAL_CLONE_URLS=true", "RUNNER_POOLS="+h.RunnerPools, "WEBHOOK_METRICS_ADDR="+addr[3],

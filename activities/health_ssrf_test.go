@@ -1,6 +1,7 @@
 package activities_test
 
 import (
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"sync/atomic"
@@ -64,4 +65,32 @@ func TestWaitHealthyUnhealthyIsTyped(t *testing.T) {
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), activities.ErrTypeAppUnhealthy)
 	assert.Contains(t, err.Error(), "500", "operators see the last answer")
+}
+
+// A health check leaves no connection open to the app it checked: the
+// worker does not call that app again, and thousands of deploys would
+// otherwise keep a pool of idle connections (and their goroutines) alive.
+func TestWaitHealthyLeavesNoConnectionOpen(t *testing.T) {
+	app := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	var open atomic.Int64
+	app.Config.ConnState = func(_ net.Conn, st http.ConnState) {
+		switch st {
+		case http.StateNew:
+			open.Add(1)
+		case http.StateClosed, http.StateHijacked:
+			open.Add(-1)
+		}
+	}
+	app.Start()
+	defer app.Close()
+	p := &activities.Previews{}
+	var s testsuite.WorkflowTestSuite
+	env := s.NewTestActivityEnvironment()
+	env.RegisterActivity(p)
+	_, err := env.ExecuteActivity(p.WaitHealthy, activities.HealthInput{URL: app.URL + "/healthz", Timeout: 2 * time.Second})
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return open.Load() == 0 }, 5*time.Second, 10*time.Millisecond,
+		"the probe's connection is still open")
 }

@@ -191,6 +191,11 @@ func (p *Previews) WaitHealthy(ctx context.Context, in HealthInput) error {
 		if err != nil {
 			return temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeInvalidArgument, nil)
 		}
+		// Each probe gets a fresh connection, closed after the answer: a
+		// worker that deploys thousands of previews would otherwise keep an
+		// idle connection (two goroutines and their buffers) to the last
+		// hundred apps it checked, which it will not call again.
+		req.Close = true
 		resp, err := hc.Do(req)
 		if err == nil {
 			body, _ := io.ReadAll(io.LimitReader(resp.Body, 512))

@@ -22,6 +22,7 @@ func TestConfigValidationNamesTheVariable(t *testing.T) {
 		{Env: map[string]string{"WORKER_STOP_TIMEOUT": "-1s"}, Want: "WORKER_STOP_TIMEOUT"},
 		{Env: map[string]string{"WORKER_METRICS_ADDR": "9090"}, Want: "WORKER_METRICS_ADDR"},
 		{Env: map[string]string{"WORKER_WORKFLOW_CACHE_SIZE": "0"}, Want: "WORKER_WORKFLOW_CACHE_SIZE"},
+		{Env: map[string]string{"WORKER_GC_PERCENT": "5"}, Want: "WORKER_GC_PERCENT"},
 		{Env: map[string]string{"WORKER_WORKFLOW_CACHE_SIZE": "lots"}, Want: "WORKER_WORKFLOW_CACHE_SIZE"},
 		{Env: map[string]string{"PREVIEW_PUBLIC_URL": "preview.example.com"}, Want: "PREVIEW_PUBLIC_URL"},
 		{Env: map[string]string{"PREVIEW_PUBLIC_URL": "https://preview.example.com"}, Want: "PREVIEW_PUBLIC_URL"},

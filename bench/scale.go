@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"math/rand/v2"
 	"net/http"
@@ -57,7 +58,8 @@ func init() {
 // how long a synchronize delivery takes to be handled by its workflow while
 // they are all open, next to the same with only scaleBase previews open.
 func scaleBench(ctx context.Context, e *Env) ([]Row, error) {
-	n := max(e.N(5000), 2*scaleBase)
+	points := scalePoints(e)
+	n := points[len(points)-1]
 	syncs := max(50, e.N(200))
 	app, err := buildScaleApp(ctx, e.Dir)
 	if err != nil {
@@ -88,10 +90,14 @@ func scaleBench(ctx context.Context, e *Env) ([]Row, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &scaleRun{h: h, e: e, clone: src.Dir, head: map[int]int{}, raced: map[int]bool{}, rnd: rand.New(rand.NewPCG(5, 5000))}
+	s := &scaleRun{h: h, e: e, app: app, syncs: syncs, clone: src.Dir, head: map[int]int{}, raced: map[int]bool{}, rnd: rand.New(rand.NewPCG(5, 5000))}
 	// Every push is a commit the preview has not had yet: the head it
-	// opened with, then one per push it can get in the two bursts.
-	for i := range 1 + (syncs+scaleBase-1)/scaleBase + (syncs+n-1)/n {
+	// opened with, then one per push it can get in each burst.
+	commits := 1 + (syncs+scaleBase-1)/scaleBase
+	for _, p := range points {
+		commits += (syncs + p - 1) / p
+	}
+	for i := range commits {
 		sha, err := src.Commit(fmt.Sprintf("bench commit %d", i))
 		if err != nil {
 			return nil, err
@@ -105,65 +111,103 @@ func scaleBench(ctx context.Context, e *Env) ([]Row, error) {
 		return nil, fmt.Errorf("open the %d baseline previews: %w", scaleBase, err)
 	}
 	s.githubCalls(scaleBase)
-	rssBase := rssKiB(h.Worker.Pid())
-	tempBase := rssKiB(h.Temporal.Pid())
+	s.base.rss = rssKiB(h.Worker.Pid())
+	s.base.temporal = rssKiB(h.Temporal.Pid())
 	s.snapshot(ctx, scaleBase)
-	baseLat, baseBad, err := s.syncBurst(ctx, "base", scaleBase, syncs)
-	if err != nil {
+	if s.base.lat, s.base.bad, err = s.syncBurst(ctx, "base", scaleBase, syncs); err != nil {
 		return nil, err
 	}
 	if err := s.settle(ctx, scaleBase); err != nil {
 		return nil, err
 	}
 
-	// Scale up.
+	var rows []Row
+	from := scaleBase
+	for i, p := range points {
+		r, err := s.point(ctx, from, p, i == 0)
+		if err != nil {
+			return nil, err
+		}
+		rows = append(rows, r...)
+		from = p
+	}
+	return rows, nil
+}
+
+// scale10k adds a point at 10,000 open previews (scaled) to the scale
+// scenario. It is opt-in: opening the 5,000 more takes about as long again
+// as the first 5,000 (10 to 20 minutes on a 2-core machine).
+var scale10k = flag.Bool("scale-10k", false, "scale scenario: also measure with 10,000 previews open (scaled by -scale; adds 10 to 20 minutes at -scale 1)")
+
+// scalePoints are the numbers of open previews the scenario measures at.
+func scalePoints(e *Env) []int {
+	points := []int{max(e.N(5000), 2*scaleBase)}
+	if *scale10k {
+		points = append(points, max(e.N(10000), 2*points[0]))
+	}
+	return points
+}
+
+// point opens previews from+1..to and measures the worker with them all
+// open, next to the baseline; first says whether to add the rows only
+// measured once (the dev server, the apps, ports lost).
+func (s *scaleRun) point(ctx context.Context, from, to int, first bool) ([]Row, error) {
+	h, e := s.h, s.e
 	cpu0 := s.cpu()
-	openTook, err := s.open(ctx, scaleBase+1, n)
+	openTook, err := s.open(ctx, from+1, to)
 	if err != nil {
-		return nil, fmt.Errorf("open %d previews: %w", n, err)
+		return nil, fmt.Errorf("open %d previews: %w", to, err)
 	}
 	rssAll := rssKiB(h.Worker.Pid())
 	tempAll := rssKiB(h.Temporal.Pid())
-	appsPss, apps := appsPssKiB(app)
-	s.snapshot(ctx, n)
+	appsPss, apps := appsPssKiB(s.app)
+	s.snapshot(ctx, to)
 	cpu1 := s.cpu()
 	e.Log.Info("CPU while opening", "temporal", cpu1[0]-cpu0[0], "worker", cpu1[1]-cpu0[1], "webhook", cpu1[2]-cpu0[2],
 		"bench_emulator", cpu1[3]-cpu0[3], "machine_commands", cpu1[4]-cpu0[4], "wall", openTook.Round(time.Second))
-	e.Log.Info("all open", "previews", n, "took", openTook.Round(time.Second), "worker_rss_kib", rssAll, "temporal_rss_kib", tempAll,
+	e.Log.Info("all open", "previews", to, "took", openTook.Round(time.Second), "worker_rss_kib", rssAll, "temporal_rss_kib", tempAll,
 		"bench_rss_kib", rssKiB(os.Getpid()), "bench_fds", openFDs(), "apps", apps, "apps_pss_kib", appsPss)
-	s.githubCalls(n)
-	homeless := s.appless(app)
-	lat, bad, err := s.syncBurst(ctx, "all", n, syncs)
+	s.githubCalls(to)
+	homeless := s.appless(s.app)
+	lat, bad, err := s.syncBurst(ctx, fmt.Sprintf("all-%d", to), to, s.syncs)
 	if err != nil {
 		return nil, err
 	}
-	if err := s.settle(ctx, n); err != nil {
+	if err := s.settle(ctx, to); err != nil {
 		return nil, err
 	}
 	rssAfter := rssKiB(h.Worker.Pid())
 
-	perWF := float64(rssAll-rssBase) / float64(n-scaleBase)
-	opened := n - scaleBase
-	return []Row{
-		{Metric: fmt.Sprintf("worker RSS with %d previews open", n), Value: float64(rssAll) / 1024, Unit: "MiB",
-			Baseline: F(float64(rssBase) / 1024), Ratio: F(float64(rssAll) / float64(rssBase)),
-			Note: fmt.Sprintf("baseline: %d open; %.0f MiB after the synchronize burst", scaleBase, float64(rssAfter)/1024)},
-		{Metric: "worker memory per open preview workflow", Value: perWF, Unit: "KiB", Note: "RSS difference / workflows added"},
+	b := s.base
+	perWF := float64(rssAll-b.rss) / float64(to-scaleBase)
+	opened := to - from
+	p99Ratio := float64(lat.Quantile(0.99)) / float64(b.lat.Quantile(0.99))
+	rssRow := Row{Metric: fmt.Sprintf("worker RSS with %d previews open", to), Value: float64(rssAll) / 1024, Unit: "MiB",
+		Baseline: F(float64(b.rss) / 1024), Ratio: F(float64(rssAll) / float64(b.rss)),
+		Note: fmt.Sprintf("baseline: %d open; %.0f MiB after the synchronize burst", scaleBase, float64(rssAfter)/1024)}
+	if to == 5000 {
+		rssRow.Goal, rssRow.Met = "< 300 MiB", B(rssAll < 300*1024)
+	}
+	rows := []Row{rssRow,
+		{Metric: fmt.Sprintf("worker memory per open preview workflow (%d open)", to), Value: perWF, Unit: "KiB", Note: "RSS difference from the baseline / workflows added"},
 		{Metric: fmt.Sprintf("time to open %d previews (%d provisioning at once)", opened, scaleWindow), Value: openTook.Seconds(), Unit: "s",
 			Note: fmt.Sprintf("%.1f previews/s", float64(opened)/openTook.Seconds())},
-		{Metric: fmt.Sprintf("webhook → signal handled p50 (%d synchronize at %d/s)", syncs, scaleSyncRate), Value: MS(lat.Quantile(0.5)), Unit: "ms",
-			Baseline: F(MS(baseLat.Quantile(0.5))), Ratio: F(float64(lat.Quantile(0.5)) / float64(baseLat.Quantile(0.5))),
+		{Metric: fmt.Sprintf("webhook → signal handled p50, %d open (%d synchronize at %d/s)", to, s.syncs, scaleSyncRate), Value: MS(lat.Quantile(0.5)), Unit: "ms",
+			Baseline: F(MS(b.lat.Quantile(0.5))), Ratio: F(float64(lat.Quantile(0.5)) / float64(b.lat.Quantile(0.5))),
 			Note: fmt.Sprintf("delivery sent → first workflow task completed after the signal; baseline: %d previews open", scaleBase)},
-		{Metric: "webhook → signal handled p99", Value: MS(lat.Quantile(0.99)), Unit: "ms",
-			Baseline: F(MS(baseLat.Quantile(0.99))), Ratio: F(float64(lat.Quantile(0.99)) / float64(baseLat.Quantile(0.99)))},
-		{Metric: "synchronize deliveries refused or never handled", Value: float64(bad), Baseline: F(float64(baseBad)), Goal: "0", Met: B(bad == 0 && baseBad == 0)},
-		{Metric: "Temporal dev server RSS", Value: float64(tempAll) / 1024, Unit: "MiB", Baseline: F(float64(tempBase) / 1024),
-			Ratio: F(float64(tempAll) / float64(tempBase))},
-		{Metric: "app processes' memory (PSS, all previews)", Value: float64(appsPss) / 1024, Unit: "MiB",
+		{Metric: fmt.Sprintf("webhook → signal handled p99, %d open", to), Value: MS(lat.Quantile(0.99)), Unit: "ms",
+			Baseline: F(MS(b.lat.Quantile(0.99))), Ratio: F(p99Ratio), Goal: "≤ 2× baseline", Met: B(p99Ratio <= 2)},
+		{Metric: fmt.Sprintf("synchronize deliveries refused or never handled, %d open", to), Value: float64(bad), Baseline: F(float64(b.bad)), Goal: "0", Met: B(bad == 0 && b.bad == 0)},
+		{Metric: fmt.Sprintf("Temporal dev server RSS, %d open", to), Value: float64(tempAll) / 1024, Unit: "MiB", Baseline: F(float64(b.temporal) / 1024),
+			Ratio: F(float64(tempAll) / float64(b.temporal))},
+		{Metric: fmt.Sprintf("app processes' memory (PSS, %d previews)", to), Value: float64(appsPss) / 1024, Unit: "MiB",
 			Note: fmt.Sprintf("%d processes of a tiny C responder", apps)},
-		{Metric: "previews whose app could not listen on its port", Value: float64(homeless),
-			Note: fmt.Sprintf("another process took the machine's port before the app bound it; %d of them failed their health check and were left out", len(s.raced))},
-	}, nil
+	}
+	if first {
+		rows = append(rows, Row{Metric: "previews whose app could not listen on its port", Value: float64(homeless),
+			Note: fmt.Sprintf("another process took the machine's port before the app bound it; %d of them failed their health check and were left out", len(s.raced))})
+	}
+	return rows, nil
 }
 
 // scalePprofEnv turns the worker's profiler on when the run takes
@@ -236,6 +280,14 @@ start: {command: ["` + app + `"]}
 type scaleRun struct {
 	h     *harness.Harness
 	e     *Env
+	app   string // the app binary the machines run
+	syncs int    // synchronize deliveries per burst
+	// base is the baseline: scaleBase previews open.
+	base struct {
+		rss, temporal int64 // KiB
+		lat           *harness.Samples
+		bad           int
+	}
 	clone string
 	shas  []string
 	head  map[int]int  // PR number → index in shas of its head (only grows)

@@ -23,7 +23,7 @@ import (
 
 	"github.com/drydock-dev/drydock/activities"
 	"github.com/drydock-dev/drydock/internal/gh"
-	"github.com/drydock-dev/drydock/internal/githubtest"
+	"github.com/drydock-dev/drydock/internal/testing/githubtest"
 )
 
 const (

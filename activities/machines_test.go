@@ -21,7 +21,7 @@ import (
 	"github.com/drydock-dev/drydock/activities"
 	"github.com/drydock-dev/drydock/dedalus"
 	"github.com/drydock-dev/drydock/emulator"
-	"github.com/drydock-dev/drydock/internal/testenv"
+	"github.com/drydock-dev/drydock/internal/testing/testenv"
 )
 
 var devServer *testsuite.DevServer

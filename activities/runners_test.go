@@ -29,9 +29,9 @@ import (
 	"github.com/drydock-dev/drydock/activities"
 	"github.com/drydock-dev/drydock/dedalus"
 	"github.com/drydock-dev/drydock/internal/gh"
-	"github.com/drydock-dev/drydock/internal/githubtest"
 	"github.com/drydock-dev/drydock/internal/pools"
 	"github.com/drydock-dev/drydock/internal/previewspec"
+	"github.com/drydock-dev/drydock/internal/testing/githubtest"
 	"github.com/drydock-dev/drydock/workflows/runnerapi"
 )
 

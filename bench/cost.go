@@ -10,8 +10,8 @@ import (
 	"time"
 
 	"github.com/drydock-dev/drydock/emulator"
-	"github.com/drydock-dev/drydock/internal/githubtest"
-	"github.com/drydock-dev/drydock/internal/harness"
+	"github.com/drydock-dev/drydock/internal/testing/githubtest"
+	"github.com/drydock-dev/drydock/internal/testing/harness"
 )
 
 // The synthetic CI workday (real time; run compressed costCompression times):

@@ -11,9 +11,9 @@ import (
 
 	"github.com/drydock-dev/drydock/emulator"
 	"github.com/drydock-dev/drydock/internal/ghfixture"
-	"github.com/drydock-dev/drydock/internal/githubtest"
-	"github.com/drydock-dev/drydock/internal/harness"
 	"github.com/drydock-dev/drydock/internal/pools"
+	"github.com/drydock-dev/drydock/internal/testing/githubtest"
+	"github.com/drydock-dev/drydock/internal/testing/harness"
 )
 
 // The cost of isolation: the first two hours of the cost scenario's

@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/drydock-dev/drydock/internal/harness"
+	"github.com/drydock-dev/drydock/internal/testing/harness"
 )
 
 // The uncompressed day. Compressed 240×, the day's jobs overlap far more

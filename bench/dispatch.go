@@ -16,7 +16,7 @@ import (
 
 	"github.com/drydock-dev/drydock/dedalus"
 	"github.com/drydock-dev/drydock/emulator"
-	"github.com/drydock-dev/drydock/internal/harness"
+	"github.com/drydock-dev/drydock/internal/testing/harness"
 	"github.com/drydock-dev/drydock/workflows/runnerapi"
 )
 

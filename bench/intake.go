@@ -18,9 +18,9 @@ import (
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/drydock-dev/drydock/internal/ghfixture"
-	"github.com/drydock-dev/drydock/internal/harness"
 	"github.com/drydock-dev/drydock/internal/intake"
 	"github.com/drydock-dev/drydock/internal/pools"
+	"github.com/drydock-dev/drydock/internal/testing/harness"
 	"github.com/drydock-dev/drydock/workflows"
 	"github.com/drydock-dev/drydock/workflows/runnerapi"
 )

@@ -5,7 +5,7 @@
 //
 // Every scenario runs against a real `temporal server start-dev`, the
 // Dedalus emulator, the GitHub API test double and the real worker, webhook
-// and router binaries (see internal/harness). Timing goals are reported,
+// and router binaries (see internal/testing/harness). Timing goals are reported,
 // never asserted: bench exits non-zero only when a scenario cannot run.
 package main
 
@@ -24,7 +24,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/drydock-dev/drydock/internal/harness"
+	"github.com/drydock-dev/drydock/internal/testing/harness"
 )
 
 // Row is one measured figure.

@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/drydock-dev/drydock/internal/ghfixture"
-	"github.com/drydock-dev/drydock/internal/harness"
+	"github.com/drydock-dev/drydock/internal/testing/harness"
 	"github.com/drydock-dev/drydock/workflows"
 )
 

@@ -7,13 +7,13 @@ import (
 	"time"
 
 	"github.com/drydock-dev/drydock/internal/ghfixture"
-	"github.com/drydock-dev/drydock/internal/githubtest"
-	"github.com/drydock-dev/drydock/internal/harness"
+	"github.com/drydock-dev/drydock/internal/testing/githubtest"
+	"github.com/drydock-dev/drydock/internal/testing/harness"
 	"github.com/drydock-dev/drydock/workflows/runnerapi"
 )
 
 // Shared by the runner-pool scenarios (dispatch, cost): a pool whose
-// runners are the stand-in runner program (internal/testenv/fakerunner),
+// runners are the stand-in runner program (internal/testing/testenv/fakerunner),
 // which claims its job from the GitHub double, reports it in progress,
 // "runs" it for the job's duration and completes it, as e2e/runner_test.go
 // does.

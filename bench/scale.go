@@ -20,7 +20,7 @@ import (
 
 	"github.com/drydock-dev/drydock/emulator"
 	"github.com/drydock-dev/drydock/internal/ghfixture"
-	"github.com/drydock-dev/drydock/internal/harness"
+	"github.com/drydock-dev/drydock/internal/testing/harness"
 	"github.com/drydock-dev/drydock/workflows"
 )
 

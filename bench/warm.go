@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/drydock-dev/drydock/emulator"
-	"github.com/drydock-dev/drydock/internal/harness"
+	"github.com/drydock-dev/drydock/internal/testing/harness"
 )
 
 const (

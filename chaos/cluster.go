@@ -30,8 +30,8 @@ import (
 
 	"github.com/drydock-dev/drydock/activities"
 	"github.com/drydock-dev/drydock/internal/ghfixture"
-	"github.com/drydock-dev/drydock/internal/githubtest"
-	"github.com/drydock-dev/drydock/internal/harness"
+	"github.com/drydock-dev/drydock/internal/testing/githubtest"
+	"github.com/drydock-dev/drydock/internal/testing/harness"
 	"github.com/drydock-dev/drydock/workflows"
 )
 

@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/drydock-dev/drydock/internal/ghfixture"
-	"github.com/drydock-dev/drydock/internal/githubtest"
+	"github.com/drydock-dev/drydock/internal/testing/githubtest"
 )
 
 // killWorker SIGKILLs the worker at random moments and restarts it.

@@ -46,7 +46,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/drydock-dev/drydock/internal/harness"
+	"github.com/drydock-dev/drydock/internal/testing/harness"
 )
 
 const (

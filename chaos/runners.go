@@ -10,9 +10,9 @@ import (
 	"time"
 
 	"github.com/drydock-dev/drydock/internal/ghfixture"
-	"github.com/drydock-dev/drydock/internal/githubtest"
-	"github.com/drydock-dev/drydock/internal/harness"
 	"github.com/drydock-dev/drydock/internal/pools"
+	"github.com/drydock-dev/drydock/internal/testing/githubtest"
+	"github.com/drydock-dev/drydock/internal/testing/harness"
 	"github.com/drydock-dev/drydock/workflows/runnerapi"
 )
 

@@ -10,7 +10,7 @@ import (
 
 	"go.temporal.io/sdk/temporal"
 
-	"github.com/drydock-dev/drydock/internal/githubtest"
+	"github.com/drydock-dev/drydock/internal/testing/githubtest"
 	"github.com/drydock-dev/drydock/workflows"
 	"github.com/drydock-dev/drydock/workflows/runnerapi"
 )

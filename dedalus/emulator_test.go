@@ -27,7 +27,7 @@ import (
 
 	"github.com/drydock-dev/drydock/dedalus"
 	"github.com/drydock-dev/drydock/emulator"
-	"github.com/drydock-dev/drydock/internal/apispec"
+	"github.com/drydock-dev/drydock/internal/testing/apispec"
 )
 
 // previewApp is the demo app (examples/previewapp/app.py): it keeps a counter in memory.

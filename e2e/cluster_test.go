@@ -5,8 +5,8 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/drydock-dev/drydock/internal/harness"
-	"github.com/drydock-dev/drydock/internal/testenv"
+	"github.com/drydock-dev/drydock/internal/testing/harness"
+	"github.com/drydock-dev/drydock/internal/testing/testenv"
 )
 
 // useCluster points the package's stacks at a namespace of its own on the

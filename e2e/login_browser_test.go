@@ -17,8 +17,8 @@ import (
 
 	"github.com/drydock-dev/drydock/emulator"
 	"github.com/drydock-dev/drydock/internal/ghfixture"
-	"github.com/drydock-dev/drydock/internal/harness"
-	"github.com/drydock-dev/drydock/internal/testenv/cdp"
+	"github.com/drydock-dev/drydock/internal/testing/harness"
+	"github.com/drydock-dev/drydock/internal/testing/testenv/cdp"
 	"github.com/drydock-dev/drydock/workflows"
 )
 

@@ -30,12 +30,12 @@ import (
 	"github.com/drydock-dev/drydock/dedalus"
 	"github.com/drydock-dev/drydock/emulator"
 	"github.com/drydock-dev/drydock/internal/ghfixture"
-	"github.com/drydock-dev/drydock/internal/githubtest"
-	"github.com/drydock-dev/drydock/internal/harness"
 	"github.com/drydock-dev/drydock/internal/intake"
 	"github.com/drydock-dev/drydock/internal/pools"
 	"github.com/drydock-dev/drydock/internal/router"
-	"github.com/drydock-dev/drydock/internal/testenv"
+	"github.com/drydock-dev/drydock/internal/testing/githubtest"
+	"github.com/drydock-dev/drydock/internal/testing/harness"
+	"github.com/drydock-dev/drydock/internal/testing/testenv"
 	"github.com/drydock-dev/drydock/workflows"
 	"github.com/drydock-dev/drydock/workflows/runnerapi"
 )
@@ -70,7 +70,7 @@ func setup(m *testing.M) (int, error) {
 	}
 	workerBin = filepath.Join(dir, "worker")
 	fakeRunnerBin = filepath.Join(dir, "fakerunner")
-	for bin, pkg := range map[string]string{workerBin: "../worker", fakeRunnerBin: "../internal/testenv/fakerunner"} {
+	for bin, pkg := range map[string]string{workerBin: "../worker", fakeRunnerBin: "../internal/testing/testenv/fakerunner"} {
 		build := exec.Command("go", "build", "-o", bin, pkg)
 		build.Stderr = os.Stderr
 		if err := build.Run(); err != nil {

@@ -14,7 +14,7 @@ import (
 	historypb "go.temporal.io/api/history/v1"
 
 	"github.com/drydock-dev/drydock/dedalus"
-	"github.com/drydock-dev/drydock/internal/githubtest"
+	"github.com/drydock-dev/drydock/internal/testing/githubtest"
 	"github.com/drydock-dev/drydock/workflows/runnerapi"
 )
 

@@ -12,8 +12,8 @@ import (
 	"go.temporal.io/api/serviceerror"
 
 	"github.com/drydock-dev/drydock/internal/ghfixture"
-	"github.com/drydock-dev/drydock/internal/githubtest"
 	"github.com/drydock-dev/drydock/internal/intake"
+	"github.com/drydock-dev/drydock/internal/testing/githubtest"
 	"github.com/drydock-dev/drydock/workflows/runnerapi"
 )
 

@@ -15,8 +15,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/drydock-dev/drydock/internal/githubtest"
-	"github.com/drydock-dev/drydock/internal/harness"
+	"github.com/drydock-dev/drydock/internal/testing/githubtest"
+	"github.com/drydock-dev/drydock/internal/testing/harness"
 )
 
 // procCmdlines is every host process's command line (pid -> argv joined by

@@ -20,8 +20,8 @@ import (
 
 	"github.com/drydock-dev/drydock/dedalus"
 	"github.com/drydock-dev/drydock/internal/ghfixture"
-	"github.com/drydock-dev/drydock/internal/githubtest"
 	"github.com/drydock-dev/drydock/internal/intake"
+	"github.com/drydock-dev/drydock/internal/testing/githubtest"
 	"github.com/drydock-dev/drydock/workflows/runnerapi"
 )
 

@@ -10,7 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/drydock-dev/drydock/dedalus"
-	"github.com/drydock-dev/drydock/internal/apispec"
+	"github.com/drydock-dev/drydock/internal/testing/apispec"
 )
 
 // TestContractConformance drives every implemented route, success and error

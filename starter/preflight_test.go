@@ -21,8 +21,8 @@ import (
 	"github.com/drydock-dev/drydock/emulator"
 	"github.com/drydock-dev/drydock/internal/config"
 	"github.com/drydock-dev/drydock/internal/gh"
-	"github.com/drydock-dev/drydock/internal/githubtest"
-	"github.com/drydock-dev/drydock/internal/testenv"
+	"github.com/drydock-dev/drydock/internal/testing/githubtest"
+	"github.com/drydock-dev/drydock/internal/testing/testenv"
 )
 
 const (

@@ -1,7 +1,7 @@
 // Package openapi carries the Dedalus Machines API contract inside the
 // repository: the provider's published OpenAPI document, unchanged, and
 // Drydock's marked local patch (see README.md here for where they come from).
-// Only test support (internal/apispec) imports it.
+// Only test support (internal/testing/apispec) imports it.
 package openapi
 
 import _ "embed"

@@ -18,8 +18,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/drydock-dev/drydock/internal/harness"
-	"github.com/drydock-dev/drydock/internal/testenv"
+	"github.com/drydock-dev/drydock/internal/testing/harness"
+	"github.com/drydock-dev/drydock/internal/testing/testenv"
 )
 
 // dashboard is the part of drydock.json this test reads.

@@ -14,7 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.yaml.in/yaml/v3"
 
-	"github.com/drydock-dev/drydock/internal/testenv"
+	"github.com/drydock-dev/drydock/internal/testing/testenv"
 )
 
 const runbookBase = "https://github.com/drydock-dev/drydock/blob/main/docs/operations.md#"

@@ -30,10 +30,10 @@ import (
 
 	"github.com/drydock-dev/drydock/emulator"
 	"github.com/drydock-dev/drydock/internal/ghfixture"
-	"github.com/drydock-dev/drydock/internal/githubtest"
-	"github.com/drydock-dev/drydock/internal/harness"
 	"github.com/drydock-dev/drydock/internal/intake"
-	"github.com/drydock-dev/drydock/internal/testenv"
+	"github.com/drydock-dev/drydock/internal/testing/githubtest"
+	"github.com/drydock-dev/drydock/internal/testing/harness"
+	"github.com/drydock-dev/drydock/internal/testing/testenv"
 	"github.com/drydock-dev/drydock/workflows"
 	"github.com/drydock-dev/drydock/workflows/runnerapi"
 )

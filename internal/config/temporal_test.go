@@ -35,7 +35,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/drydock-dev/drydock/internal/config"
-	"github.com/drydock-dev/drydock/internal/testenv"
+	"github.com/drydock-dev/drydock/internal/testing/testenv"
 )
 
 // --- a throwaway PKI, made fresh by each test (no private key is committed) ---

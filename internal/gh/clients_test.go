@@ -19,7 +19,7 @@ import (
 
 	"github.com/drydock-dev/drydock/internal/config"
 	"github.com/drydock-dev/drydock/internal/gh"
-	"github.com/drydock-dev/drydock/internal/githubtest"
+	"github.com/drydock-dev/drydock/internal/testing/githubtest"
 )
 
 func TestGitHubConfigValidate(t *testing.T) {

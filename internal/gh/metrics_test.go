@@ -8,8 +8,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/drydock-dev/drydock/internal/gh"
-	"github.com/drydock-dev/drydock/internal/githubtest"
 	"github.com/drydock-dev/drydock/internal/metrics"
+	"github.com/drydock-dev/drydock/internal/testing/githubtest"
 )
 
 // The rate limit GitHub reports is exported per credential: the App's JWT

@@ -13,8 +13,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/drydock-dev/drydock/internal/gh"
-	"github.com/drydock-dev/drydock/internal/githubtest"
 	"github.com/drydock-dev/drydock/internal/pools"
+	"github.com/drydock-dev/drydock/internal/testing/githubtest"
 )
 
 var (

@@ -22,7 +22,7 @@ import (
 
 	"github.com/drydock-dev/drydock/internal/config"
 	"github.com/drydock-dev/drydock/internal/intake"
-	"github.com/drydock-dev/drydock/internal/testenv"
+	"github.com/drydock-dev/drydock/internal/testing/testenv"
 	"github.com/drydock-dev/drydock/workflows"
 )
 

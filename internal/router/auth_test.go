@@ -16,9 +16,9 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/drydock-dev/drydock/internal/githubtest"
 	"github.com/drydock-dev/drydock/internal/metrics"
 	"github.com/drydock-dev/drydock/internal/previewauth"
+	"github.com/drydock-dev/drydock/internal/testing/githubtest"
 	"github.com/drydock-dev/drydock/workflows"
 )
 

@@ -17,7 +17,7 @@ import (
 	"go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
 
-	"github.com/drydock-dev/drydock/internal/testenv"
+	"github.com/drydock-dev/drydock/internal/testing/testenv"
 	"github.com/drydock-dev/drydock/workflows"
 )
 

@@ -214,7 +214,7 @@ func RepoRoot() (string, error) {
 
 // Build compiles the Drydock binaries the harness runs into dir.
 func Build(ctx context.Context, root, dir string) error {
-	pkgs := []string{"./worker", "./webhook", "./router", "./internal/testenv/fakerunner"}
+	pkgs := []string{"./worker", "./webhook", "./router", "./internal/testing/testenv/fakerunner"}
 	args := append([]string{"build", "-o", dir + string(os.PathSeparator)}, pkgs...)
 	cmd := exec.CommandContext(ctx, "go", args...)
 	cmd.Dir = root

@@ -17,7 +17,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/drydock-dev/drydock/internal/githubtest"
+	"github.com/drydock-dev/drydock/internal/testing/githubtest"
 )
 
 const tok = "ghp_test"

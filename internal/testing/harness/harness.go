@@ -23,8 +23,8 @@ import (
 
 	"github.com/drydock-dev/drydock/emulator"
 	"github.com/drydock-dev/drydock/internal/ghfixture"
-	"github.com/drydock-dev/drydock/internal/githubtest"
 	"github.com/drydock-dev/drydock/internal/intake"
+	"github.com/drydock-dev/drydock/internal/testing/githubtest"
 	"github.com/drydock-dev/drydock/workflows"
 )
 

@@ -98,7 +98,7 @@ func TestContractIsBuiltOnce(t *testing.T) {
 func TestVendoredContractIsThePublishedDocumentUnchanged(t *testing.T) {
 	sum := sha256.Sum256(openapi.Published)
 	assert.Equal(t, openapi.PublishedSHA256, hex.EncodeToString(sum[:]), "machines-openapi.json differs from the published copy whose checksum dedalus/openapi/README.md records")
-	note, err := os.ReadFile("../../dedalus/openapi/README.md")
+	note, err := os.ReadFile("../../../dedalus/openapi/README.md")
 	require.NoError(t, err)
 	assert.Contains(t, string(note), openapi.PublishedSHA256, "the origin note records the checksum of the vendored file")
 }

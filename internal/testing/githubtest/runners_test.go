@@ -12,8 +12,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/drydock-dev/drydock/internal/githubtest"
 	"github.com/drydock-dev/drydock/internal/pools"
+	"github.com/drydock-dev/drydock/internal/testing/githubtest"
 )
 
 type jitAnswer struct {

@@ -9,7 +9,7 @@ import (
 )
 
 // FakeRunnerPool is one organization runner pool whose runners are the
-// fakerunner stand-in (internal/testenv/fakerunner): it claims a job from
+// fakerunner stand-in (internal/testing/testenv/fakerunner): it claims a job from
 // the GitHub double and reports it to the webhook server, as a runner would.
 type FakeRunnerPool struct {
 	Name, Org, Repo       string

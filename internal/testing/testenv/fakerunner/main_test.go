@@ -21,9 +21,9 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/drydock-dev/drydock/internal/githubtest"
 	"github.com/drydock-dev/drydock/internal/intake"
 	"github.com/drydock-dev/drydock/internal/pools"
+	"github.com/drydock-dev/drydock/internal/testing/githubtest"
 	"github.com/drydock-dev/drydock/workflows/runnerapi"
 )
 

@@ -24,14 +24,7 @@ import (
 // deleting anything, the reconciler asks the previews listed as pending.
 // A pending preview that cannot answer stops the deletions of that run.
 func TestReconcileAsksPreviewsVisibilityShowsAsPending(t *testing.T) {
-	_, c := startEmulator(t, nil)
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	create := func(key string) string {
-		m, err := c.CreateMachine(ctx, dedalus.CreateMachineRequest{VCPU: 1, MemoryMiB: 512, StorageGiB: 5}, key)
-		require.NoError(t, err)
-		return m.MachineID
-	}
+	ctx, c, create := reconcileRig(t)
 	previewMachine, orphan := create("pending-preview"), create("orphan")
 
 	queue := "reconcile-pending-" + t.Name()
@@ -99,5 +92,19 @@ func TestReconcileAsksPreviewsVisibilityShowsAsPending(t *testing.T) {
 		got, err = c.GetMachine(ctx, m)
 		require.NoError(t, err)
 		assert.NotContains(t, []dedalus.MachinePhase{dedalus.PhaseDestroying, dedalus.PhaseDestroyed}, got.Status.Phase, m)
+	}
+}
+
+// reconcileRig is an emulator, its client, a context for the test, and a
+// function that creates a machine (idempotency key key) and returns its ID.
+func reconcileRig(t *testing.T) (context.Context, *dedalus.Client, func(key string) string) {
+	t.Helper()
+	_, c := startEmulator(t, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	t.Cleanup(cancel)
+	return ctx, c, func(key string) string {
+		m, err := c.CreateMachine(ctx, dedalus.CreateMachineRequest{VCPU: 1, MemoryMiB: 512, StorageGiB: 5}, key)
+		require.NoError(t, err)
+		return m.MachineID
 	}
 }

@@ -185,14 +185,7 @@ func mutePreview(ctx workflow.Context) error {
 // and an owner that cannot answer stops all deletions for that run but not
 // the rest of the work.
 func TestReconcileKeepsWhatRunningWorkflowsUseAndSurvivesMuteOwners(t *testing.T) {
-	_, c := startEmulator(t, nil)
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	create := func(key string) string {
-		m, err := c.CreateMachine(ctx, dedalus.CreateMachineRequest{VCPU: 1, MemoryMiB: 512, StorageGiB: 5}, key)
-		require.NoError(t, err)
-		return m.MachineID
-	}
+	ctx, c, create := reconcileRig(t)
 	listedJobMachine, queriedJobMachine := create("job-listed"), create("job-queried")
 	provisionedMachine, creatingMachineID := create("provision-listed"), create("provision-creating")
 	orphan := create("orphan")

@@ -618,21 +618,7 @@ func movingPool(ctx workflow.Context, in runnerapi.PoolInput) error {
 // AcquireRunner starts the pool with update-with-start and follows it across
 // continue-as-new with the same update ID.
 func TestRunnerAcquireRunnerFollowsPoolAcrossContinueAsNew(t *testing.T) {
-	queue := "acquire-" + t.Name()
-	w := worker.New(devServer.Client(), queue, worker.Options{})
-	w.RegisterWorkflowWithOptions(movingPool, workflow.RegisterOptions{Name: runnerapi.RunnerPoolName})
-	require.NoError(t, w.Start())
-	defer w.Stop()
-	p := testPool()
-	p.Name = fmt.Sprintf("acq-%d", time.Now().UnixNano())
-	a := &activities.Runners{Pools: &pools.Config{Pools: []pools.Pool{p}}, Temporal: devServer.Client(), TaskQueue: queue}
-	var s testsuite.WorkflowTestSuite
-	env := s.NewTestActivityEnvironment()
-	env.RegisterActivity(a)
-	t.Cleanup(func() {
-		_ = devServer.Client().TerminateWorkflow(context.Background(), runnerapi.PoolWorkflowID(p.Name), "", "test done")
-	})
-
+	a, env, p := acquireRig(t, movingPool)
 	in := activities.AcquireInput{Pool: p.Name, Request: runnerapi.AcquireRequest{JobID: 31, Attempt: 2}}
 	for range 2 { // the second call is a retried activity: the same update, the same lease
 		v, err := env.ExecuteActivity(a.AcquireRunner, in)

@@ -21,7 +21,7 @@ import (
 // organization that the pool does not list is acknowledged and leases
 // nothing: no RunnerJob, no machine, and it stays queued on GitHub, while
 // a listed repository's job runs. The pool's runner group is restricted to
-// the listed repository on GitHub's side (as the README asks), so the
+// the listed repository on GitHub's side (as docs/runners.md asks), so the
 // in-scope job's runner is not handed the other one either.
 func TestRunnerPoolRefusesRepositoriesOutsideItsScope(t *testing.T) {
 	s := newStackWith(t, func(s *stack) string { return poolJSON(t, s, "scoped", 2, "", "") })

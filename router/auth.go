@@ -11,8 +11,8 @@ import (
 	"github.com/drydock-dev/drydock/internal/router"
 )
 
-// Login is the router's GitHub login for non-public previews (see README,
-// "Preview login"). It is on when ROUTER_GITHUB_CLIENT_ID is set.
+// Login is the router's GitHub login for non-public previews (see docs/previews.md,
+// "Preview login (the router)"). It is on when ROUTER_GITHUB_CLIENT_ID is set.
 type Login struct {
 	AuthURL            string        `envconfig:"ROUTER_AUTH_URL" desc:"origin of the login host, on the router (empty: https://auth.<PREVIEW_DOMAIN>); GitHub's callback URL is this plus /callback; http only for a loopback or .localhost host"`
 	ClientID           string        `envconfig:"ROUTER_GITHUB_CLIENT_ID" desc:"client ID of the OAuth App or GitHub App users sign in with; empty: login is off and only public previews are served"`

@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math"
 	"net"
 	"net/http"
@@ -16,6 +17,8 @@ import (
 	"os/signal"
 	"syscall"
 	"time"
+
+	"go.temporal.io/sdk/client"
 
 	"github.com/drydock-dev/drydock/internal/config"
 	"github.com/drydock-dev/drydock/internal/metrics"
@@ -34,7 +37,7 @@ type Config struct {
 	TouchEvery  time.Duration   `envconfig:"ROUTER_TOUCH_EVERY" default:"1m" desc:"least interval between two activity reports (touch signals) for one preview"`
 	LogLevel    string          `envconfig:"LOG_LEVEL" default:"info" desc:"debug, info, warn or error"`
 
-	// Hardening (see README, "Router hardening").
+	// Hardening (see docs/previews.md, "Router hardening").
 	TrustedProxies     []string `envconfig:"ROUTER_TRUSTED_PROXIES" desc:"comma-separated CIDR prefixes (or addresses) of the proxies in front of the router whose X-Forwarded-For/-Proto/-Host are believed; empty: none, the peer is the client"`
 	ColdRate           float64  `envconfig:"ROUTER_COLD_RATE" default:"2" desc:"requests per second and client address (IPv6: per /64) that may wake a sleeping or unknown preview; past it (and ROUTER_COLD_BURST) 429; 0: no limit"`
 	ColdBurst          int      `envconfig:"ROUTER_COLD_BURST" default:"30" desc:"how many such requests a client may send at once before ROUTER_COLD_RATE applies"`
@@ -120,34 +123,17 @@ func orNone(v float64) float64 {
 	return v
 }
 
-func run(cfg Config) error {
-	if err := config.Load(&cfg); err != nil {
-		return err
-	}
-	if err := cfg.validate(); err != nil {
-		return err
-	}
-	log, err := config.Logger(cfg.LogLevel)
-	if err != nil {
-		return err
-	}
-	reg := metrics.New("router")
-	defer reg.Close()
-	cfg.Temporal.MetricsHandler = reg.Temporal()
-	tc, err := cfg.Temporal.DialLazy(log)
-	if err != nil {
-		return err
-	}
-	defer tc.Close()
-	health := metrics.NewHealth(config.TemporalReady(tc))
+// newRouter makes the preview router: host mapping, the login (when
+// configured), the Temporal waker and the limits of the cold path.
+func newRouter(cfg Config, tc client.Client, reg *metrics.Registry, health *metrics.Health, log *slog.Logger) (*router.Router, error) {
 	trusted, _ := router.ParseTrustedProxies(cfg.TrustedProxies) // validated
 	mapper, err := router.NewMapper(cfg.Domain, cfg.DefaultRepo)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	auth, err := cfg.Login.auth(mapper, log)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if auth != nil {
 		log.Info("preview login configured: org and private previews need a GitHub sign-in", "auth_host", auth.AuthHost(),
@@ -176,6 +162,30 @@ func run(cfg Config) error {
 		UpstreamHeaderTimeout: cfg.UpstreamHeaderTimeout,
 		UpgradeIdleTimeout:    time.Duration(orNone(float64(cfg.UpgradeIdleTimeout))),
 	})
+	return rt, err
+}
+
+func run(cfg Config) error {
+	if err := config.Load(&cfg); err != nil {
+		return err
+	}
+	if err := cfg.validate(); err != nil {
+		return err
+	}
+	log, err := config.Logger(cfg.LogLevel)
+	if err != nil {
+		return err
+	}
+	reg := metrics.New("router")
+	defer reg.Close()
+	cfg.Temporal.MetricsHandler = reg.Temporal()
+	tc, err := cfg.Temporal.DialLazy(log)
+	if err != nil {
+		return err
+	}
+	defer tc.Close()
+	health := metrics.NewHealth(config.TemporalReady(tc))
+	rt, err := newRouter(cfg, tc, reg, health, log)
 	if err != nil {
 		return err
 	}

@@ -123,7 +123,7 @@ func TestEndToEndThroughTemporal(t *testing.T) {
 	assert.EqualValues(t, 2, n)
 	runID := desc.WorkflowExecution.RunID
 
-	// Findable the way the README says (visibility is eventually consistent).
+	// Findable the way docs/operations.md says (visibility is eventually consistent).
 	require.Eventually(t, func() bool {
 		resp, err := tc.CountWorkflow(ctx, &workflowservice.CountWorkflowExecutionsRequest{
 			Query: `DrydockRepo="acme/store-front" AND DrydockPRNumber=2 AND ExecutionStatus="Running"`,

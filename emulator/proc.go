@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"os"
 	"strconv"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -45,14 +46,31 @@ func readStat(pid int) (procInfo, bool) {
 // process groups. Process groups found empty are dropped from pgids, so that
 // a recycled group id never matches.
 func machineProcs(id string, pgids map[int]bool) []procInfo {
+	return scanMachines(map[string]map[int]bool{id: pgids})[id]
+}
+
+// procScans counts the scans of /proc (tests: shutting down many machines
+// must not scan once per machine).
+var procScans atomic.Int64
+
+// scanMachines lists, in one scan of /proc, the live processes of each
+// machine of pgids (machine ID -> its execution process groups), as
+// machineProcs does for one.
+func scanMachines(pgids map[string]map[int]bool) map[string][]procInfo {
+	procScans.Add(1)
 	ents, err := os.ReadDir("/proc")
 	if err != nil {
 		return nil
 	}
-	needle := []byte("\x00" + EnvMachineID + "=" + id + "\x00")
+	group := map[int]string{}
+	for id, gs := range pgids {
+		for g := range gs {
+			group[g] = id
+		}
+	}
 	self := os.Getpid()
 	seen := map[int]bool{}
-	var out []procInfo
+	out := map[string][]procInfo{}
 	for _, e := range ents {
 		pid, err := strconv.Atoi(e.Name())
 		if err != nil || pid == self {
@@ -62,29 +80,41 @@ func machineProcs(id string, pgids map[int]bool) []procInfo {
 		if !ok || pi.state == 'Z' || pi.state == 'X' || pi.state == 'x' {
 			continue
 		}
-		if pgids[pi.pgrp] {
+		if id, ok := group[pi.pgrp]; ok {
 			seen[pi.pgrp] = true
-			out = append(out, pi)
+			out[id] = append(out[id], pi)
 			continue
 		}
-		env, err := os.ReadFile("/proc/" + e.Name() + "/environ")
-		if err != nil || len(env) == 0 {
-			continue
-		}
-		buf := make([]byte, 0, len(env)+2)
-		buf = append(buf, 0)
-		buf = append(buf, env...)
-		buf = append(buf, 0)
-		if bytes.Contains(buf, needle) {
-			out = append(out, pi)
+		if id := machineOf(pid, pgids); id != "" {
+			out[id] = append(out[id], pi)
 		}
 	}
-	for g := range pgids {
-		if !seen[g] {
-			delete(pgids, g)
+	for _, gs := range pgids {
+		for g := range gs {
+			if !seen[g] {
+				delete(gs, g)
+			}
 		}
 	}
 	return out
+}
+
+// machineOf is the machine of pgids that process pid's initial environment
+// names (DEDALUS_MACHINE_ID), or "".
+func machineOf(pid int, pgids map[string]map[int]bool) string {
+	env, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/environ")
+	if err != nil {
+		return ""
+	}
+	key := []byte(EnvMachineID + "=")
+	for kv := range bytes.SplitSeq(env, []byte{0}) {
+		if id, ok := bytes.CutPrefix(kv, key); ok {
+			if _, mine := pgids[string(id)]; mine {
+				return string(id)
+			}
+		}
+	}
+	return ""
 }
 
 func stopped(state byte) bool { return state == 'T' || state == 't' }
@@ -126,17 +156,32 @@ func killOnce(id string, pgids map[int]bool) {
 // killVerify SIGKILLs the machine's processes until none is left or timeout
 // passes; it returns how many survived.
 func killVerify(id string, pgids map[int]bool, timeout time.Duration) int {
+	return killVerifyAll(map[string]map[int]bool{id: pgids}, timeout)[id]
+}
+
+// killVerifyAll is killVerify for several machines at once, one scan of
+// /proc a round for all of them; it returns the survivors by machine.
+func killVerifyAll(pgids map[string]map[int]bool, timeout time.Duration) map[string]int {
+	if len(pgids) == 0 {
+		return nil
+	}
 	deadline := time.Now().Add(timeout)
 	for {
-		procs := machineProcs(id, pgids)
+		procs := scanMachines(pgids)
 		if len(procs) == 0 {
-			return 0
+			return nil
 		}
 		if time.Now().After(deadline) {
-			return len(procs)
+			left := map[string]int{}
+			for id, ps := range procs {
+				left[id] = len(ps)
+			}
+			return left
 		}
-		for _, p := range procs {
-			_ = syscall.Kill(p.pid, syscall.SIGKILL)
+		for _, ps := range procs {
+			for _, p := range ps {
+				_ = syscall.Kill(p.pid, syscall.SIGKILL)
+			}
 		}
 		time.Sleep(5 * time.Millisecond)
 	}

@@ -134,12 +134,18 @@ func (s *Server) reapLeftovers() {
 	if err != nil {
 		return
 	}
+	pgids := map[string]map[int]bool{}
 	for _, e := range ents {
-		if !e.IsDir() || !strings.HasPrefix(e.Name(), "dm-") {
-			continue
+		if e.IsDir() && strings.HasPrefix(e.Name(), "dm-") {
+			pgids[e.Name()] = map[int]bool{}
 		}
-		if left := killVerify(e.Name(), map[int]bool{}, 5*time.Second); left > 0 {
-			s.log.Warn("leftover machine processes survived SIGKILL", "machine_id", e.Name(), "count", left)
+	}
+	for id, left := range killVerifyAll(pgids, 5*time.Second) {
+		s.log.Warn("leftover machine processes survived SIGKILL", "machine_id", id, "count", left)
+	}
+	for _, e := range ents {
+		if _, ok := pgids[e.Name()]; !ok {
+			continue
 		}
 		if err := os.RemoveAll(filepath.Join(dir, e.Name())); err != nil {
 			s.log.Warn("removing leftover machine", "machine_id", e.Name(), "err", err)
@@ -216,17 +222,22 @@ func (s *Server) close(ctx context.Context) error {
 	srv := s.httpSrv
 	s.mu.Unlock()
 
+	// Every machine's processes at once: one scan of /proc a round, not one
+	// per machine (thousands of machines took minutes to shut down).
+	pgids := make(map[string]map[int]bool, len(ms))
+	s.mu.Lock()
 	for _, m := range ms {
-		s.mu.Lock()
-		pg := m.pgidSet()
-		s.mu.Unlock()
-		if left := killVerify(m.id, pg, 5*time.Second); left > 0 {
-			s.log.Warn("processes survived SIGKILL", "machine_id", m.id, "count", left)
-		}
-		s.mu.Lock()
-		m.closePipes()
-		s.mu.Unlock()
+		pgids[m.id] = m.pgidSet()
 	}
+	s.mu.Unlock()
+	for id, left := range killVerifyAll(pgids, 5*time.Second) {
+		s.log.Warn("processes survived SIGKILL", "machine_id", id, "count", left)
+	}
+	s.mu.Lock()
+	for _, m := range ms {
+		m.closePipes()
+	}
+	s.mu.Unlock()
 	var errs []error
 	if srv != nil {
 		if err := srv.Shutdown(ctx); err != nil {

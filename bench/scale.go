@@ -5,23 +5,15 @@ import (
 	"flag"
 	"fmt"
 	"math/rand/v2"
-	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
-
-	enumspb "go.temporal.io/api/enums/v1"
-	"go.temporal.io/api/workflowservice/v1"
-	"go.temporal.io/sdk/converter"
 
 	"github.com/drydock-dev/drydock/emulator"
 	"github.com/drydock-dev/drydock/internal/ghfixture"
 	"github.com/drydock-dev/drydock/internal/testing/harness"
-	"github.com/drydock-dev/drydock/workflows"
 )
 
 const (
@@ -94,33 +86,11 @@ func scaleBench(ctx context.Context, e *Env) ([]Row, error) {
 		return nil, err
 	}
 	s := &scaleRun{h: h, e: e, app: app, syncs: syncs, clone: src.Dir, head: map[int]int{}, raced: map[int]bool{}, rnd: rand.New(rand.NewPCG(5, 5000))}
-	// Every push is a commit the preview has not had yet: the head it
-	// opened with, then one per push it can get in each burst.
-	commits := 1 + (syncs+scaleBase-1)/scaleBase
-	for _, p := range points {
-		commits += (syncs + p - 1) / p
-	}
-	for i := range commits {
-		sha, err := src.Commit(fmt.Sprintf("bench commit %d", i))
-		if err != nil {
-			return nil, err
-		}
-		s.shas = append(s.shas, sha)
-	}
-	s.installOwners(n, scaleSpec(app))
-
-	// Baseline: a handful of previews.
-	if _, err := s.open(ctx, 1, scaleBase); err != nil {
-		return nil, fmt.Errorf("open the %d baseline previews: %w", scaleBase, err)
-	}
-	s.githubCalls(scaleBase)
-	s.base.rss = rssKiB(h.Worker.Pid())
-	s.base.temporal = rssKiB(h.Temporal.Pid())
-	s.snapshot(ctx, scaleBase)
-	if s.base.lat, s.base.bad, err = s.syncBurst(ctx, "base", scaleBase, syncs); err != nil {
+	if err := s.commit(src, points); err != nil {
 		return nil, err
 	}
-	if err := s.settle(ctx, scaleBase); err != nil {
+	s.installOwners(n, scaleSpec(app))
+	if err := s.baseline(ctx); err != nil {
 		return nil, err
 	}
 
@@ -135,6 +105,42 @@ func scaleBench(ctx context.Context, e *Env) ([]Row, error) {
 		from = p
 	}
 	return rows, nil
+}
+
+// commit makes the commits the previews are opened with and pushed: every
+// push is a commit the preview has not had yet, so there is the head it
+// opened with, then one per push it can get in each burst (the baseline's,
+// then each point's).
+func (s *scaleRun) commit(src *harness.GitRepo, points []int) error {
+	commits := 1 + (s.syncs+scaleBase-1)/scaleBase
+	for _, p := range points {
+		commits += (s.syncs + p - 1) / p
+	}
+	for i := range commits {
+		sha, err := src.Commit(fmt.Sprintf("bench commit %d", i))
+		if err != nil {
+			return err
+		}
+		s.shas = append(s.shas, sha)
+	}
+	return nil
+}
+
+// baseline opens a handful of previews (scaleBase) and measures the worker
+// with them open: its memory, the dev server's, and a synchronize burst.
+func (s *scaleRun) baseline(ctx context.Context) error {
+	if _, err := s.open(ctx, 1, scaleBase); err != nil {
+		return fmt.Errorf("open the %d baseline previews: %w", scaleBase, err)
+	}
+	s.githubCalls(scaleBase)
+	s.base.rss = rssKiB(s.h.Worker.Pid())
+	s.base.temporal = rssKiB(s.h.Temporal.Pid())
+	s.snapshot(ctx, scaleBase)
+	var err error
+	if s.base.lat, s.base.bad, err = s.syncBurst(ctx, "base", scaleBase, s.syncs); err != nil {
+		return err
+	}
+	return s.settle(ctx, scaleBase)
 }
 
 // scale10k adds a point at 10,000 open previews (scaled) to the scale
@@ -357,334 +363,4 @@ func (s *scaleRun) githubCalls(previews int) {
 	slices.Sort(parts)
 	s.e.Log.Info("GitHub requests", "total", len(reqs), "per_preview", float64(len(reqs))/float64(previews),
 		"most_for_one_owner", most, "per_preview_by_route", strings.Join(parts, " "))
-}
-
-// count is the number of this run's previews in phase (from visibility).
-func (s *scaleRun) count(ctx context.Context, phase workflows.PreviewPhase) (int64, error) {
-	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	resp, err := s.h.TC.CountWorkflow(cctx, &workflowservice.CountWorkflowExecutionsRequest{
-		Namespace: "default",
-		Query:     scaleQuery(phase),
-	})
-	if err != nil {
-		return 0, fmt.Errorf("count previews in phase %s: %w", phase, err)
-	}
-	return resp.GetCount(), nil
-}
-
-// scaleQuery selects the previews in phase: the stack's only workflows of
-// that type.
-func scaleQuery(phase workflows.PreviewPhase) string {
-	return fmt.Sprintf("WorkflowType = %q AND %s = %q", workflows.PreviewLifecycleName, workflows.SearchAttrPhase.GetName(), phase)
-}
-
-// open delivers `opened` for PRs from..to, keeping at most scaleWindow of
-// them provisioning, and returns when previews 1..to are all ready.
-func (s *scaleRun) open(ctx context.Context, from, to int) (time.Duration, error) {
-	began := time.Now()
-	next := from
-	var lastReady int64 = -1
-	lastProgress, lastLog := time.Now(), time.Now()
-	for {
-		ready, err := s.count(ctx, workflows.PreviewReady)
-		if err != nil {
-			return 0, err
-		}
-		if err := s.checkFailed(ctx); err != nil {
-			return 0, err
-		}
-		ready += int64(len(s.raced)) // failed because the app could not listen: done too
-		if ready >= int64(to) {
-			return time.Since(began), nil
-		}
-		if ready != lastReady {
-			lastReady, lastProgress = ready, time.Now()
-		} else if time.Since(lastProgress) > 3*time.Minute {
-			return 0, fmt.Errorf("no preview became ready for 3 minutes (%d of %d ready, %d delivered)", ready, to, next-1)
-		}
-		// Previews below from are ready already (earlier phases).
-		inFlight := int64(next-from) - (ready - int64(from-1))
-		batch := min(int64(to-next+1), int64(scaleWindow)-inFlight)
-		if batch > 0 {
-			if err := s.deliverOpened(ctx, next, next+int(batch)-1); err != nil {
-				return 0, err
-			}
-			next += int(batch)
-		}
-		if time.Since(lastLog) >= 10*time.Second {
-			lastLog = time.Now()
-			s.e.Log.Info("opening", "delivered", next-from, "ready", ready-int64(from-1), "of", to-from+1, "elapsed", time.Since(began).Round(time.Second))
-		}
-		select {
-		case <-ctx.Done():
-			return 0, ctx.Err()
-		case <-time.After(500 * time.Millisecond):
-		}
-	}
-}
-
-// deliverOpened sends `opened` for PRs from..to, a few at a time.
-func (s *scaleRun) deliverOpened(ctx context.Context, from, to int) error {
-	nums := make(chan int)
-	errs := make(chan error, 8)
-	var wg sync.WaitGroup
-	for range 8 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for num := range nums {
-				body, err := s.h.PullRequest("opened", s.pr(num))
-				if err == nil {
-					var code int
-					code, err = s.h.Deliver(ctx, "pull_request", fmt.Sprintf("scale-open-%d", num), body)
-					if err == nil && code != http.StatusAccepted {
-						err = fmt.Errorf("opened delivery for PR %d: HTTP %d", num, code)
-					}
-				}
-				if err != nil {
-					select {
-					case errs <- err:
-					default:
-					}
-				}
-			}
-		}()
-	}
-	for num := from; num <= to; num++ {
-		s.head[num] = 0
-	}
-	for num := from; num <= to; num++ {
-		nums <- num
-	}
-	close(nums)
-	wg.Wait()
-	select {
-	case err := <-errs:
-		return err
-	default:
-		return nil
-	}
-}
-
-// checkFailed looks at the previews that failed since the last look. A
-// preview whose app could not listen on its machine's port (the emulator
-// checks that a port is free when it hands it out, but does not hold it
-// until the app binds: another process can take it meanwhile) is an
-// emulator casualty: it is remembered in raced and left out of the rest of
-// the run. Any other failure is an error.
-func (s *scaleRun) checkFailed(ctx context.Context) error {
-	failed, err := s.count(ctx, workflows.PreviewFailed)
-	if err != nil || failed <= int64(len(s.raced)) {
-		return err
-	}
-	q := scaleQuery(workflows.PreviewFailed)
-	var token []byte
-	for {
-		resp, err := s.h.TC.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{Namespace: "default", Query: q, NextPageToken: token})
-		if err != nil {
-			return fmt.Errorf("list failed previews: %w", err)
-		}
-		for _, ex := range resp.GetExecutions() {
-			id := ex.GetExecution().GetWorkflowId()
-			st, err := s.h.PreviewStatus(ctx, id, 10*time.Second)
-			if err != nil {
-				return err
-			}
-			if s.raced[st.Number] {
-				continue
-			}
-			if strings.Contains(st.LastError, "allocating machine port") {
-				return fmt.Errorf("the emulator ran out of machine ports with %d machines live (preview %s: %s)",
-					s.h.Emu.Stats().LiveMachines, id, st.LastError)
-			}
-			applog := appLog(s.e.Dir, st.MachineID)
-			if !strings.Contains(applog, "Address already in use") {
-				return fmt.Errorf("preview %s failed: %s\napp log: %s\nworker log:\n%s", id, st.LastError, applog, s.h.LogTail("worker", 2000))
-			}
-			s.e.Log.Warn("preview lost: its app could not listen on the machine's port", "preview", id, "machine_id", st.MachineID, "app_log", applog)
-			s.raced[st.Number] = true
-		}
-		if token = resp.GetNextPageToken(); len(token) == 0 {
-			return nil
-		}
-	}
-}
-
-// settle waits until previews 1..total are all ready again (the
-// synchronize deliveries redeploy them).
-func (s *scaleRun) settle(ctx context.Context, total int) error {
-	deadline := time.Now().Add(5 * time.Minute)
-	streak := 0
-	for time.Now().Before(deadline) {
-		ready, err := s.count(ctx, workflows.PreviewReady)
-		if err != nil {
-			return err
-		}
-		if err := s.checkFailed(ctx); err != nil {
-			return err
-		}
-		if ready+int64(len(s.raced)) == int64(total) {
-			if streak++; streak == 2 {
-				return nil
-			}
-		} else {
-			streak = 0
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(time.Second):
-		}
-	}
-	var phases []string
-	for _, ph := range []workflows.PreviewPhase{workflows.PreviewReady, workflows.PreviewDeploying, workflows.PreviewProvisioning, workflows.PreviewPending} {
-		if c, err := s.count(ctx, ph); err == nil {
-			phases = append(phases, fmt.Sprintf("%s %d", ph, c))
-		}
-	}
-	return fmt.Errorf("previews not all ready again within 5 minutes of the synchronize burst (of %d: %s)", total, strings.Join(phases, ", "))
-}
-
-// syncSent is one synchronize delivery: to which workflow, when it was sent.
-type syncSent struct {
-	wid, delivery string
-	sent          time.Time
-	ok            bool
-}
-
-// syncBurst sends count synchronize deliveries (each a new head for a
-// preview among 1..upTo, taken in a random order, round-robin) at scaleSyncRate and measures, for each,
-// the time from sending it to the completion of the first workflow task
-// after its signal in the workflow's history. It returns those times and
-// how many deliveries were refused or never handled.
-func (s *scaleRun) syncBurst(ctx context.Context, tag string, upTo, count int) (*harness.Samples, int, error) {
-	type prepared struct {
-		wid, id string
-		body    []byte
-	}
-	ps := make([]prepared, count)
-	var order []int
-	for _, i := range s.rnd.Perm(upTo) {
-		if !s.raced[i+1] {
-			order = append(order, i+1)
-		}
-	}
-	for i := range ps {
-		num := order[i%len(order)]
-		if s.head[num]+1 >= len(s.shas) {
-			return nil, 0, fmt.Errorf("preview %d has had all %d commits", num, len(s.shas))
-		}
-		s.head[num]++
-		body, err := s.h.PullRequest("synchronize", s.pr(num))
-		if err != nil {
-			return nil, 0, err
-		}
-		owner, _ := scaleOwnerOf(num)
-		ps[i] = prepared{wid: workflows.PreviewWorkflowID(owner, scaleRepo, num), id: fmt.Sprintf("scale-sync-%s-%d", tag, i), body: body}
-	}
-	sent := make([]syncSent, count)
-	var wg sync.WaitGroup
-	var refused atomic.Int64
-	interval := time.Second / scaleSyncRate
-	start := time.Now()
-	for i, p := range ps {
-		if wait := time.Until(start.Add(time.Duration(i) * interval)); wait > 0 {
-			select {
-			case <-ctx.Done():
-				return nil, 0, ctx.Err()
-			case <-time.After(wait):
-			}
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			at := time.Now()
-			code, err := s.h.Deliver(ctx, "pull_request", p.id, p.body)
-			ok := err == nil && code == http.StatusAccepted
-			if !ok {
-				refused.Add(1)
-			}
-			sent[i] = syncSent{wid: p.wid, delivery: p.id, sent: at, ok: ok}
-		}()
-	}
-	wg.Wait()
-
-	// Read the handling times from the histories; a signal may still be
-	// waiting for its workflow task, so look again for a while.
-	handled := map[string]time.Time{}
-	missing := func() map[string]bool {
-		m := map[string]bool{}
-		for _, x := range sent {
-			if _, done := handled[x.delivery]; x.ok && !done {
-				m[x.wid] = true
-			}
-		}
-		return m
-	}
-	for deadline := time.Now().Add(time.Minute); ; {
-		for wid := range missing() {
-			if err := s.handledTimes(ctx, wid, handled); err != nil {
-				return nil, 0, err
-			}
-		}
-		if len(missing()) == 0 || time.Now().After(deadline) {
-			break
-		}
-		select {
-		case <-ctx.Done():
-			return nil, 0, ctx.Err()
-		case <-time.After(time.Second):
-		}
-	}
-	var lat harness.Samples
-	bad := int(refused.Load())
-	for _, x := range sent {
-		at, done := handled[x.delivery]
-		switch {
-		case !x.ok:
-		case !done:
-			bad++
-		default:
-			lat.Add(at.Sub(x.sent))
-		}
-	}
-	if lat.Len() == 0 {
-		return nil, 0, fmt.Errorf("no synchronize delivery was handled (%d refused)", refused.Load())
-	}
-	s.e.Log.Info("synchronize burst", "previews_open", upTo, "deliveries", count, "p50", lat.Quantile(0.5), "p99", lat.Quantile(0.99), "bad", bad)
-	return &lat, bad, nil
-}
-
-// handledTimes reads workflow wid's history and records, for each
-// pull_request signal of a synchronize delivery, when the first workflow
-// task after it completed.
-func (s *scaleRun) handledTimes(ctx context.Context, wid string, handled map[string]time.Time) error {
-	dc := converter.GetDefaultDataConverter()
-	var pending []string
-	it := s.h.TC.GetWorkflowHistory(ctx, wid, "", false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
-	for it.HasNext() {
-		ev, err := it.Next()
-		if err != nil {
-			return fmt.Errorf("history of %s: %w", wid, err)
-		}
-		switch ev.GetEventType() {
-		case enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED:
-			a := ev.GetWorkflowExecutionSignaledEventAttributes()
-			if a.GetSignalName() != workflows.SignalPullRequest {
-				continue
-			}
-			var pe workflows.PullRequestEvent
-			if err := dc.FromPayloads(a.GetInput(), &pe); err != nil {
-				return fmt.Errorf("history of %s: signal input: %w", wid, err)
-			}
-			pending = append(pending, pe.DeliveryID)
-		case enumspb.EVENT_TYPE_WORKFLOW_TASK_COMPLETED:
-			for _, d := range pending {
-				handled[d] = ev.GetEventTime().AsTime()
-			}
-			pending = pending[:0]
-		}
-	}
-	return nil
 }

@@ -1,0 +1,200 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/sdk/converter"
+
+	"github.com/drydock-dev/drydock/internal/testing/harness"
+	"github.com/drydock-dev/drydock/workflows"
+)
+
+// syncSent is one synchronize delivery: to which workflow, when it was sent.
+type syncSent struct {
+	wid, delivery string
+	sent          time.Time
+	ok            bool
+}
+
+// syncBurst sends count synchronize deliveries (each a new head for a
+// preview among 1..upTo, taken in a random order, round-robin) at scaleSyncRate and measures, for each,
+// the time from sending it to the completion of the first workflow task
+// after its signal in the workflow's history. It returns those times and
+// how many deliveries were refused or never handled.
+func (s *scaleRun) syncBurst(ctx context.Context, tag string, upTo, count int) (*harness.Samples, int, error) {
+	ps, err := s.prepareSyncs(tag, upTo, count)
+	if err != nil {
+		return nil, 0, err
+	}
+	sent, refused, err := s.sendSyncs(ctx, ps)
+	if err != nil {
+		return nil, 0, err
+	}
+	handled, err := s.awaitHandled(ctx, sent)
+	if err != nil {
+		return nil, 0, err
+	}
+	lat, bad := syncLatencies(sent, handled, refused)
+	if lat.Len() == 0 {
+		return nil, 0, fmt.Errorf("no synchronize delivery was handled (%d refused)", refused)
+	}
+	s.e.Log.Info("synchronize burst", "previews_open", upTo, "deliveries", count, "p50", lat.Quantile(0.5), "p99", lat.Quantile(0.99), "bad", bad)
+	return lat, bad, nil
+}
+
+// syncPrepared is a synchronize delivery ready to send: its workflow, its
+// delivery ID and its body.
+type syncPrepared struct {
+	wid, id string
+	body    []byte
+}
+
+// prepareSyncs builds count synchronize deliveries, each a new head for a
+// preview among 1..upTo (those not lost to a port race), taken in a random
+// order, round-robin.
+func (s *scaleRun) prepareSyncs(tag string, upTo, count int) ([]syncPrepared, error) {
+	ps := make([]syncPrepared, count)
+	var order []int
+	for _, i := range s.rnd.Perm(upTo) {
+		if !s.raced[i+1] {
+			order = append(order, i+1)
+		}
+	}
+	for i := range ps {
+		num := order[i%len(order)]
+		if s.head[num]+1 >= len(s.shas) {
+			return nil, fmt.Errorf("preview %d has had all %d commits", num, len(s.shas))
+		}
+		s.head[num]++
+		body, err := s.h.PullRequest("synchronize", s.pr(num))
+		if err != nil {
+			return nil, err
+		}
+		owner, _ := scaleOwnerOf(num)
+		ps[i] = syncPrepared{wid: workflows.PreviewWorkflowID(owner, scaleRepo, num), id: fmt.Sprintf("scale-sync-%s-%d", tag, i), body: body}
+	}
+	return ps, nil
+}
+
+// sendSyncs sends the prepared deliveries at scaleSyncRate, each in its
+// own goroutine, and returns when each was sent and how many were refused.
+func (s *scaleRun) sendSyncs(ctx context.Context, ps []syncPrepared) ([]syncSent, int64, error) {
+	sent := make([]syncSent, len(ps))
+	var wg sync.WaitGroup
+	var refused atomic.Int64
+	interval := time.Second / scaleSyncRate
+	start := time.Now()
+	for i, p := range ps {
+		if wait := time.Until(start.Add(time.Duration(i) * interval)); wait > 0 {
+			select {
+			case <-ctx.Done():
+				return nil, 0, ctx.Err()
+			case <-time.After(wait):
+			}
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			at := time.Now()
+			code, err := s.h.Deliver(ctx, "pull_request", p.id, p.body)
+			ok := err == nil && code == http.StatusAccepted
+			if !ok {
+				refused.Add(1)
+			}
+			sent[i] = syncSent{wid: p.wid, delivery: p.id, sent: at, ok: ok}
+		}()
+	}
+	wg.Wait()
+	return sent, refused.Load(), nil
+}
+
+// awaitHandled reads the handling times of the accepted deliveries from
+// the histories; a signal may still be waiting for its workflow task, so
+// it looks again for a while. It returns delivery ID → handling time.
+func (s *scaleRun) awaitHandled(ctx context.Context, sent []syncSent) (map[string]time.Time, error) {
+	handled := map[string]time.Time{}
+	for deadline := time.Now().Add(time.Minute); ; {
+		for wid := range syncMissing(sent, handled) {
+			if err := s.handledTimes(ctx, wid, handled); err != nil {
+				return nil, err
+			}
+		}
+		if len(syncMissing(sent, handled)) == 0 || time.Now().After(deadline) {
+			return handled, nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+// syncMissing is the set of workflows with an accepted delivery not yet
+// handled.
+func syncMissing(sent []syncSent, handled map[string]time.Time) map[string]bool {
+	m := map[string]bool{}
+	for _, x := range sent {
+		if _, done := handled[x.delivery]; x.ok && !done {
+			m[x.wid] = true
+		}
+	}
+	return m
+}
+
+// syncLatencies is the time from sending to handling of each handled
+// delivery, and how many were refused or never handled.
+func syncLatencies(sent []syncSent, handled map[string]time.Time, refused int64) (*harness.Samples, int) {
+	var lat harness.Samples
+	bad := int(refused)
+	for _, x := range sent {
+		at, done := handled[x.delivery]
+		switch {
+		case !x.ok:
+		case !done:
+			bad++
+		default:
+			lat.Add(at.Sub(x.sent))
+		}
+	}
+	return &lat, bad
+}
+
+// handledTimes reads workflow wid's history and records, for each
+// pull_request signal of a synchronize delivery, when the first workflow
+// task after it completed.
+func (s *scaleRun) handledTimes(ctx context.Context, wid string, handled map[string]time.Time) error {
+	dc := converter.GetDefaultDataConverter()
+	var pending []string
+	it := s.h.TC.GetWorkflowHistory(ctx, wid, "", false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+	for it.HasNext() {
+		ev, err := it.Next()
+		if err != nil {
+			return fmt.Errorf("history of %s: %w", wid, err)
+		}
+		switch ev.GetEventType() {
+		case enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED:
+			a := ev.GetWorkflowExecutionSignaledEventAttributes()
+			if a.GetSignalName() != workflows.SignalPullRequest {
+				continue
+			}
+			var pe workflows.PullRequestEvent
+			if err := dc.FromPayloads(a.GetInput(), &pe); err != nil {
+				return fmt.Errorf("history of %s: signal input: %w", wid, err)
+			}
+			pending = append(pending, pe.DeliveryID)
+		case enumspb.EVENT_TYPE_WORKFLOW_TASK_COMPLETED:
+			for _, d := range pending {
+				handled[d] = ev.GetEventTime().AsTime()
+			}
+			pending = pending[:0]
+		}
+	}
+	return nil
+}

@@ -142,9 +142,11 @@ func TestWorkflowJobEveryAction(t *testing.T) {
 			assert.Equal(t, "Default", wj.GetRunnerGroupName())
 		}
 	}
+}
 
-	// A user's repository: no organization, no installation; a queued job
-	// names no runner, and GitHub says so with nulls.
+// A user's repository: no organization, no installation; a queued job
+// names no runner, and GitHub says so with nulls.
+func TestWorkflowJobUserRepositoryQueued(t *testing.T) {
 	b, err := WorkflowJob("queued", Job{ID: 1, RunID: 2, Name: "x", Owner: "alice", Repo: "dots", Labels: []string{"self-hosted"}})
 	require.NoError(t, err)
 	var ev github.WorkflowJobEvent
@@ -163,8 +165,10 @@ func TestWorkflowJobEveryAction(t *testing.T) {
 		assert.True(t, ok, "GitHub sends %s", k)
 		assert.Nil(t, v, k)
 	}
+}
 
-	_, err = WorkflowJob("requested", Job{Owner: "a", Repo: "b"})
+func TestWorkflowJobUnknownAction(t *testing.T) {
+	_, err := WorkflowJob("requested", Job{Owner: "a", Repo: "b"})
 	assert.ErrorContains(t, err, `no workflow_job payload for action "requested"`)
 }
 

@@ -139,50 +139,39 @@ func pullRequestObject(action string, pr PR, ownerType string, headRepo map[stri
 		labels = append(labels, label(pr.Owner, pr.Repo, l))
 	}
 	c := closingOf(action, pr, now)
+	head, base := pr.refs(ownerType, headRepo, opened)
 	api := fmt.Sprintf("https://api.github.com/repos/%s/%s", pr.Owner, pr.Repo)
 	htmlURL := fmt.Sprintf("https://github.com/%s/%s/pull/%d", pr.Owner, pr.Repo, pr.Number)
 	p := map[string]any{
-		"url":                 fmt.Sprintf("%s/pulls/%d", api, pr.Number),
-		"id":                  id("pr", pr.Owner, pr.Repo, fmt.Sprint(pr.Number)),
-		"node_id":             nodeID("PR", pr.Owner, pr.Repo, fmt.Sprint(pr.Number)),
-		"html_url":            htmlURL,
-		"diff_url":            htmlURL + ".diff",
-		"patch_url":           htmlURL + ".patch",
-		"issue_url":           fmt.Sprintf("%s/issues/%d", api, pr.Number),
-		"commits_url":         fmt.Sprintf("%s/pulls/%d/commits", api, pr.Number),
-		"statuses_url":        fmt.Sprintf("%s/statuses/%s", api, pr.HeadSHA),
-		"number":              pr.Number,
-		"state":               c.state,
-		"locked":              action == "locked",
-		"title":               pr.Title,
-		"user":                user(pr.HeadOwner, "User"),
-		"body":                nil, // GitHub sends null for an empty description
-		"created_at":          stamp(opened),
-		"updated_at":          stamp(now),
-		"closed_at":           c.closedAt,
-		"merged_at":           c.mergedAt,
-		"merge_commit_sha":    c.mergeSHA,
-		"assignee":            nil,
-		"assignees":           []any{},
-		"requested_reviewers": []any{},
-		"requested_teams":     []any{},
-		"labels":              labels,
-		"milestone":           nil,
-		"draft":               pr.Draft,
-		"head": map[string]any{
-			"label": pr.HeadOwner + ":" + pr.HeadRef,
-			"ref":   pr.HeadRef,
-			"sha":   pr.HeadSHA,
-			"user":  headRepo["owner"],
-			"repo":  headRepo,
-		},
-		"base": map[string]any{
-			"label": pr.Owner + ":" + pr.BaseRef,
-			"ref":   pr.BaseRef,
-			"sha":   fakeSHA(pr.Owner + "/" + pr.Repo + "@" + pr.BaseRef),
-			"user":  user(pr.Owner, ownerType),
-			"repo":  repository(pr.Owner, pr.Repo, ownerType, pr.Private, false, opened),
-		},
+		"url":                   fmt.Sprintf("%s/pulls/%d", api, pr.Number),
+		"id":                    id("pr", pr.Owner, pr.Repo, fmt.Sprint(pr.Number)),
+		"node_id":               nodeID("PR", pr.Owner, pr.Repo, fmt.Sprint(pr.Number)),
+		"html_url":              htmlURL,
+		"diff_url":              htmlURL + ".diff",
+		"patch_url":             htmlURL + ".patch",
+		"issue_url":             fmt.Sprintf("%s/issues/%d", api, pr.Number),
+		"commits_url":           fmt.Sprintf("%s/pulls/%d/commits", api, pr.Number),
+		"statuses_url":          fmt.Sprintf("%s/statuses/%s", api, pr.HeadSHA),
+		"number":                pr.Number,
+		"state":                 c.state,
+		"locked":                action == "locked",
+		"title":                 pr.Title,
+		"user":                  user(pr.HeadOwner, "User"),
+		"body":                  nil, // GitHub sends null for an empty description
+		"created_at":            stamp(opened),
+		"updated_at":            stamp(now),
+		"closed_at":             c.closedAt,
+		"merged_at":             c.mergedAt,
+		"merge_commit_sha":      c.mergeSHA,
+		"assignee":              nil,
+		"assignees":             []any{},
+		"requested_reviewers":   []any{},
+		"requested_teams":       []any{},
+		"labels":                labels,
+		"milestone":             nil,
+		"draft":                 pr.Draft,
+		"head":                  head,
+		"base":                  base,
 		"author_association":    "CONTRIBUTOR",
 		"auto_merge":            nil,
 		"active_lock_reason":    nil,
@@ -203,6 +192,25 @@ func pullRequestObject(action string, pr PR, ownerType string, headRepo map[stri
 		p["author_association"] = "MEMBER"
 	}
 	return p
+}
+
+// refs are the pull request's "head" and "base".
+func (pr PR) refs(ownerType string, headRepo map[string]any, opened time.Time) (head, base map[string]any) {
+	head = map[string]any{
+		"label": pr.HeadOwner + ":" + pr.HeadRef,
+		"ref":   pr.HeadRef,
+		"sha":   pr.HeadSHA,
+		"user":  headRepo["owner"],
+		"repo":  headRepo,
+	}
+	base = map[string]any{
+		"label": pr.Owner + ":" + pr.BaseRef,
+		"ref":   pr.BaseRef,
+		"sha":   fakeSHA(pr.Owner + "/" + pr.Repo + "@" + pr.BaseRef),
+		"user":  user(pr.Owner, ownerType),
+		"repo":  repository(pr.Owner, pr.Repo, ownerType, pr.Private, false, opened),
+	}
+	return head, base
 }
 
 // addActionFields adds the top-level fields only some actions carry.

@@ -35,13 +35,33 @@ func (l Login) validate() error {
 		return fmt.Errorf("configuration: ROUTER_AUTH_CACHE_TTL=%v: want a positive duration such as 5m", l.AuthCacheTTL)
 	}
 	if !l.enabled() {
-		for name, v := range map[string]string{"ROUTER_GITHUB_CLIENT_SECRET": l.ClientSecret, "ROUTER_SESSION_KEY": l.SessionKey, "ROUTER_AUTH_URL": l.AuthURL} {
-			if v != "" {
-				return fmt.Errorf("configuration: %s is set but ROUTER_GITHUB_CLIENT_ID is not: set both to turn login on", name)
-			}
-		}
-		return nil
+		return l.validateOff()
 	}
+	if err := l.validateSecrets(); err != nil {
+		return err
+	}
+	for name, raw := range map[string]string{"ROUTER_GITHUB_URL": l.GitHubURL, "ROUTER_GITHUB_API_URL": l.GitHubAPIURL} {
+		u, err := url.Parse(raw)
+		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+			return fmt.Errorf("configuration: %s=%q: want an http(s) URL", name, raw)
+		}
+	}
+	return nil
+}
+
+// validateOff refuses login settings without ROUTER_GITHUB_CLIENT_ID.
+func (l Login) validateOff() error {
+	for name, v := range map[string]string{"ROUTER_GITHUB_CLIENT_SECRET": l.ClientSecret, "ROUTER_SESSION_KEY": l.SessionKey, "ROUTER_AUTH_URL": l.AuthURL} {
+		if v != "" {
+			return fmt.Errorf("configuration: %s is set but ROUTER_GITHUB_CLIENT_ID is not: set both to turn login on", name)
+		}
+	}
+	return nil
+}
+
+// validateSecrets checks the client secret, the session keys and the
+// session lifetime that login needs.
+func (l Login) validateSecrets() error {
 	switch {
 	case l.ClientSecret == "":
 		return fmt.Errorf("configuration: ROUTER_GITHUB_CLIENT_SECRET is required with ROUTER_GITHUB_CLIENT_ID")
@@ -51,12 +71,6 @@ func (l Login) validate() error {
 		return fmt.Errorf("configuration: ROUTER_SESSION_KEY_PREVIOUS must be at least %d bytes", previewauth.MinKeyLen)
 	case l.SessionTTL <= 0:
 		return fmt.Errorf("configuration: ROUTER_SESSION_TTL=%v: want a positive duration such as 8h", l.SessionTTL)
-	}
-	for name, raw := range map[string]string{"ROUTER_GITHUB_URL": l.GitHubURL, "ROUTER_GITHUB_API_URL": l.GitHubAPIURL} {
-		u, err := url.Parse(raw)
-		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
-			return fmt.Errorf("configuration: %s=%q: want an http(s) URL", name, raw)
-		}
 	}
 	return nil
 }

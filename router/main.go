@@ -6,16 +6,11 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"math"
-	"net"
 	"net/http"
-	"os"
-	"os/signal"
-	"syscall"
 	"time"
 
 	"go.temporal.io/sdk/client"
@@ -57,11 +52,7 @@ type Config struct {
 
 func main() {
 	var cfg Config
-	config.HandleHelp(os.Args[1:], "router", "serves preview environments, waking their machines on demand", &cfg)
-	if err := run(cfg); err != nil {
-		fmt.Fprintln(os.Stderr, "router:", err)
-		os.Exit(1)
-	}
+	config.Main("router", "serves preview environments, waking their machines on demand", &cfg, func() error { return run(cfg) })
 }
 
 // validate names the variable at fault.
@@ -69,14 +60,30 @@ func (c Config) validate() error {
 	if err := c.Temporal.Validate(); err != nil {
 		return err
 	}
-	for name, addr := range map[string]string{"ROUTER_ADDR": c.Addr, "ROUTER_METRICS_ADDR": c.MetricsAddr} {
-		if addr == "" && name == "ROUTER_METRICS_ADDR" {
-			continue
-		}
-		if _, _, err := net.SplitHostPort(addr); err != nil {
-			return fmt.Errorf("configuration: %s=%q: want host:port: %w", name, addr, err)
-		}
+	if err := config.CheckAddrs("ROUTER_ADDR", c.Addr, "ROUTER_METRICS_ADDR", c.MetricsAddr); err != nil {
+		return err
 	}
+	if err := c.checkDurations(); err != nil {
+		return err
+	}
+	if err := c.checkLimits(); err != nil {
+		return err
+	}
+	if err := c.Login.validate(); err != nil {
+		return err
+	}
+	if _, err := router.NewMapper(c.Domain, ""); err != nil {
+		return fmt.Errorf("configuration: PREVIEW_DOMAIN: %w", err)
+	}
+	if _, err := router.NewMapper(c.Domain, c.DefaultRepo); err != nil {
+		return fmt.Errorf("configuration: PREVIEW_DEFAULT_REPO: %w", err)
+	}
+	return nil
+}
+
+// checkDurations refuses timeouts that are not positive and a negative
+// shutdown delay.
+func (c Config) checkDurations() error {
 	for name, d := range map[string]time.Duration{
 		"ROUTER_WAKE_TIMEOUT": c.WakeTimeout, "ROUTER_AWAKE_TTL": c.AwakeTTL, "ROUTER_TOUCH_EVERY": c.TouchEvery,
 		"ROUTER_SHUTDOWN_TIMEOUT": c.ShutdownTimeout, "ROUTER_UPSTREAM_HEADER_TIMEOUT": c.UpstreamHeaderTimeout,
@@ -88,6 +95,12 @@ func (c Config) validate() error {
 	if c.ShutdownDelay < 0 {
 		return fmt.Errorf("configuration: ROUTER_SHUTDOWN_DELAY=%s must not be negative", c.ShutdownDelay)
 	}
+	return nil
+}
+
+// checkLimits checks the hardening settings: the cold path's rate and
+// caps, the upgraded connections' idle timeout and the trusted proxies.
+func (c Config) checkLimits() error {
 	if c.ColdRate < 0 || math.IsNaN(c.ColdRate) || math.IsInf(c.ColdRate, 0) {
 		return fmt.Errorf("configuration: ROUTER_COLD_RATE=%v: want requests per second, 0 or more (0: no limit)", c.ColdRate)
 	}
@@ -102,15 +115,6 @@ func (c Config) validate() error {
 	}
 	if _, err := router.ParseTrustedProxies(c.TrustedProxies); err != nil {
 		return fmt.Errorf("configuration: ROUTER_TRUSTED_PROXIES: %w", err)
-	}
-	if err := c.Login.validate(); err != nil {
-		return err
-	}
-	if _, err := router.NewMapper(c.Domain, ""); err != nil {
-		return fmt.Errorf("configuration: PREVIEW_DOMAIN: %w", err)
-	}
-	if _, err := router.NewMapper(c.Domain, c.DefaultRepo); err != nil {
-		return fmt.Errorf("configuration: PREVIEW_DEFAULT_REPO: %w", err)
 	}
 	return nil
 }
@@ -190,21 +194,15 @@ func run(cfg Config) error {
 		return err
 	}
 	defer rt.Close()
-	ln, err := net.Listen("tcp", cfg.Addr)
+	ln, adminAddr, stopAdmin, err := config.Listen("ROUTER_ADDR", cfg.Addr, "ROUTER_METRICS_ADDR", cfg.MetricsAddr, profiler.Wrap(reg.Admin(health), cfg.Pprof))
 	if err != nil {
-		return fmt.Errorf("listen on %s (ROUTER_ADDR): %w", cfg.Addr, err)
-	}
-	adminAddr, stopAdmin, err := config.ServeAdmin(cfg.MetricsAddr, "ROUTER_METRICS_ADDR", profiler.Wrap(reg.Admin(health), cfg.Pprof))
-	if err != nil {
-		ln.Close()
 		return err
 	}
 	defer stopAdmin()
 	// No read or write timeout: previews stream (SSE, WebSockets, uploads).
 	srv := &http.Server{Handler: rt, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := config.SignalContext(health.Stopping)
 	defer stop()
-	go func() { <-ctx.Done(); health.Stopping() }()
 	example := "pr-<n>--<owner>--<repo>." + rt.Mapper().Domain()
 	if cfg.DefaultRepo != "" {
 		example = "pr-<n>." + rt.Mapper().Domain()

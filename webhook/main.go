@@ -6,16 +6,11 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
-	"os"
-	"os/signal"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/drydock-dev/drydock/internal/config"
@@ -68,19 +63,31 @@ func (c Config) validate() error {
 	if c.Secret == "" && !c.InsecureDev {
 		return errors.New("configuration: GITHUB_WEBHOOK_SECRET is empty: set it to the secret configured on GitHub (or DRYDOCK_INSECURE_DEV=true for local development only)")
 	}
-	for name, addr := range map[string]string{"WEBHOOK_ADDR": c.Addr, "WEBHOOK_METRICS_ADDR": c.MetricsAddr} {
-		if addr == "" && name == "WEBHOOK_METRICS_ADDR" {
-			continue
-		}
-		if _, _, err := net.SplitHostPort(addr); err != nil {
-			return fmt.Errorf("configuration: %s=%q: want host:port: %w", name, addr, err)
-		}
+	if err := config.CheckAddrs("WEBHOOK_ADDR", c.Addr, "WEBHOOK_METRICS_ADDR", c.MetricsAddr); err != nil {
+		return err
 	}
 	if c.InsecureDev {
 		if err := loopback.CheckListen("WEBHOOK_ADDR", c.Addr); err != nil {
 			return fmt.Errorf("configuration: DRYDOCK_INSECURE_DEV=true accepts deliveries from anyone who can reach the server, so it is refused on a reachable address: %w", err)
 		}
 	}
+	if err := c.checkBounds(); err != nil {
+		return err
+	}
+	if _, err := intake.ParseAllowlist(c.AllowedOwners); err != nil {
+		return config.Invalid(err)
+	}
+	if err := c.policy().Validate(); err != nil {
+		return config.Invalid(err)
+	}
+	if _, err := pools.LoadFrom(c.RunnerPoolsFile, c.RunnerPools); err != nil {
+		return config.Invalid(err)
+	}
+	return nil
+}
+
+// checkBounds checks the shutdown timings and the bounds on delivery bodies.
+func (c Config) checkBounds() error {
 	if c.ShutdownDelay < 0 {
 		return fmt.Errorf("configuration: WEBHOOK_SHUTDOWN_DELAY=%s must not be negative", c.ShutdownDelay)
 	}
@@ -92,15 +99,6 @@ func (c Config) validate() error {
 	}
 	if c.MaxConcurrentBodies < 1 {
 		return fmt.Errorf("configuration: WEBHOOK_MAX_CONCURRENT_BODIES=%d: want a positive number such as 16", c.MaxConcurrentBodies)
-	}
-	if _, err := intake.ParseAllowlist(c.AllowedOwners); err != nil {
-		return config.Invalid(err)
-	}
-	if err := c.policy().Validate(); err != nil {
-		return config.Invalid(err)
-	}
-	if _, err := pools.LoadFrom(c.RunnerPoolsFile, c.RunnerPools); err != nil {
-		return config.Invalid(err)
 	}
 	return nil
 }
@@ -178,11 +176,7 @@ func newServer(h http.Handler, maxBody int64, t timeouts) *http.Server {
 
 func main() {
 	var cfg Config
-	config.HandleHelp(os.Args[1:], "webhook", "serves the GitHub webhook endpoint: pull requests start, update and tear down previews; workflow jobs wake runner pools", &cfg)
-	if err := run(cfg); err != nil {
-		fmt.Fprintln(os.Stderr, "webhook:", err)
-		os.Exit(1)
-	}
+	config.Main("webhook", "serves the GitHub webhook endpoint: pull requests start, update and tear down previews; workflow jobs wake runner pools", &cfg, func() error { return run(cfg) })
 }
 
 // newHandler makes the webhook endpoint's handler: the allow-list, the
@@ -237,20 +231,14 @@ func run(cfg Config) error {
 	if err != nil {
 		return err
 	}
-	ln, err := net.Listen("tcp", cfg.Addr)
+	ln, adminAddr, stopAdmin, err := config.Listen("WEBHOOK_ADDR", cfg.Addr, "WEBHOOK_METRICS_ADDR", cfg.MetricsAddr, profiler.Wrap(reg.Admin(health), cfg.Pprof))
 	if err != nil {
-		return fmt.Errorf("listen on %s (WEBHOOK_ADDR): %w", cfg.Addr, err)
-	}
-	adminAddr, stopAdmin, err := config.ServeAdmin(cfg.MetricsAddr, "WEBHOOK_METRICS_ADDR", profiler.Wrap(reg.Admin(health), cfg.Pprof))
-	if err != nil {
-		ln.Close()
 		return err
 	}
 	defer stopAdmin()
 	srv := newServer(publicHandler(cfg, h), cfg.MaxBody, defaultTimeouts)
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := config.SignalContext(health.Stopping)
 	defer stop()
-	go func() { <-ctx.Done(); health.Stopping() }()
 	log.Info("webhook server listening", "url", "http://"+ln.Addr().String()+"/webhooks/github", "temporal", cfg.Temporal.Describe(),
 		"admin", adminAddr, "allowed_owners", allowed.String(), "fork_label", cfg.ForkLabel, "require_label", cfg.RequireLabel, "drafts", cfg.Drafts, "repos", strings.Join(cfg.Repos, ","))
 	// SIGTERM: stop accepting, let deliveries in flight finish (bounded).

@@ -7,14 +7,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/url"
 	"os"
-	"os/signal"
 	"runtime/debug"
 	"strings"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"go.temporal.io/sdk/client"
@@ -85,17 +82,11 @@ func (c Config) validate() (*pools.Config, error) {
 	if err := c.checkNumbers(); err != nil {
 		return nil, err
 	}
-	if c.Dedalus.APIKey == "" {
-		return nil, errors.New("configuration: DEDALUS_API_KEY is required (the emulator's key locally: make dev sets it)")
+	if err := c.checkDedalus(); err != nil {
+		return nil, err
 	}
-	if _, err := dedalus.NewFromConfig(c.Dedalus); err != nil {
-		return nil, config.Invalid(err)
-	}
-	if err := previewURLTemplate(c.PreviewPublicURL); err != nil {
-		return nil, fmt.Errorf("configuration: PREVIEW_PUBLIC_URL=%q: %w", c.PreviewPublicURL, err)
-	}
-	if u, err := url.Parse(c.TemporalUIURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, fmt.Errorf("configuration: TEMPORAL_UI_URL=%q: want an absolute http(s) URL", c.TemporalUIURL)
+	if err := c.checkURLs(); err != nil {
+		return nil, err
 	}
 	if c.GitHub.Configured() {
 		if err := c.GitHub.Validate(); err != nil {
@@ -110,11 +101,33 @@ func (c Config) validate() (*pools.Config, error) {
 		return nil, err
 	}
 	if c.MetricsAddr != "" {
-		if _, _, err := net.SplitHostPort(c.MetricsAddr); err != nil {
-			return nil, fmt.Errorf("configuration: WORKER_METRICS_ADDR=%q: want host:port: %w", c.MetricsAddr, err)
+		if err := config.CheckHostPort("WORKER_METRICS_ADDR", c.MetricsAddr); err != nil {
+			return nil, err
 		}
 	}
 	return pc, nil
+}
+
+// checkDedalus checks the Dedalus API settings.
+func (c Config) checkDedalus() error {
+	if c.Dedalus.APIKey == "" {
+		return errors.New("configuration: DEDALUS_API_KEY is required (the emulator's key locally: make dev sets it)")
+	}
+	if _, err := dedalus.NewFromConfig(c.Dedalus); err != nil {
+		return config.Invalid(err)
+	}
+	return nil
+}
+
+// checkURLs checks PREVIEW_PUBLIC_URL and TEMPORAL_UI_URL.
+func (c Config) checkURLs() error {
+	if err := previewURLTemplate(c.PreviewPublicURL); err != nil {
+		return fmt.Errorf("configuration: PREVIEW_PUBLIC_URL=%q: %w", c.PreviewPublicURL, err)
+	}
+	if u, err := url.Parse(c.TemporalUIURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fmt.Errorf("configuration: TEMPORAL_UI_URL=%q: want an absolute http(s) URL", c.TemporalUIURL)
+	}
+	return nil
 }
 
 // checkNumbers refuses negative durations and caps, and an empty workflow cache.
@@ -235,11 +248,7 @@ func previewURLTemplate(tmpl string) error {
 
 func main() {
 	var cfg Config
-	config.HandleHelp(os.Args[1:], "worker", "runs Drydock's workflows and activities", &cfg)
-	if err := run(cfg); err != nil {
-		fmt.Fprintln(os.Stderr, "worker:", err)
-		os.Exit(1)
-	}
+	config.Main("worker", "runs Drydock's workflows and activities", &cfg, func() error { return run(cfg) })
 }
 
 func run(cfg Config) error {
@@ -266,7 +275,7 @@ func run(cfg Config) error {
 	registerRunnerMetrics(reg, tc, pc, log)
 	w, fatal := newWorker(cfg, d, pc, reg, log)
 
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := config.SignalContext(nil)
 	defer stop()
 	var polling atomic.Bool
 	health := metrics.NewHealth(func(ctx context.Context) error {

@@ -10,10 +10,8 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"time"
 
 	enumspb "go.temporal.io/api/enums/v1"
@@ -60,10 +58,7 @@ type Config struct {
 func main() {
 	var cfg Config
 	config.HandleHelp(os.Args[1:], "dev", "runs Temporal, the Dedalus emulator, the worker and the webhook server locally", &cfg)
-	if err := run(cfg); err != nil {
-		fmt.Fprintln(os.Stderr, "make dev:", err)
-		os.Exit(1)
-	}
+	config.ExitOnError("make dev", run(cfg))
 }
 
 func run(cfg Config) error {
@@ -76,7 +71,7 @@ func run(cfg Config) error {
 	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
 		return fmt.Errorf("DEV_DATA_DIR %s: %w", cfg.DataDir, err)
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := config.SignalContext(nil)
 	defer stop()
 
 	stack := devstack.New(os.Stdout)

@@ -45,109 +45,148 @@ func coldWake(ctx context.Context, e *Env) ([]Row, error) {
 		return nil, err
 	}
 	defer h.Close()
-	const owner, repo, number = "bench", "coldwake", 1
-	st, err := openPreview(ctx, h, filepath.Join(e.Dir, "src"), owner, repo, number, demoSpec("2s"))
-	if err != nil {
-		return nil, err
-	}
-	h.GH.AddCollaborator(owner, coldPrivateRepo, benchUser, "read")
-	stP, err := openPreview(ctx, h, filepath.Join(e.Dir, "src-private"), owner, coldPrivateRepo, number, demoSpec("2s"))
-	if err != nil {
-		return nil, err
-	}
-	if stP.Visibility != "private" {
-		return nil, fmt.Errorf("preview %s/%s is %q, not private", owner, coldPrivateRepo, stP.Visibility)
-	}
-	cookie, err := h.Login(ctx, benchUser, owner, coldPrivateRepo, number)
+	public, private, err := coldPreviews(ctx, e, h)
 	if err != nil {
 		return nil, err
 	}
 	n := e.N(1000)
-	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: n, MaxConnsPerHost: 0, IdleConnTimeout: time.Minute}}
-	public := burstTarget{host: harness.PreviewHost(owner, repo, number), machine: st.MachineID}
-	private := burstTarget{host: harness.PreviewHost(owner, coldPrivateRepo, number), machine: stP.MachineID, cookie: cookie}
-	burst := func(bt burstTarget) (*harness.Samples, int) {
-		var lat harness.Samples
-		var mu sync.Mutex
-		errs := 0
-		var wg sync.WaitGroup
-		start := make(chan struct{})
-		for range n {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				<-start
-				began := time.Now()
-				code, err := getAs(ctx, client, h.RouterURL, bt.host, bt.cookie)
-				if err != nil || code != http.StatusOK {
-					mu.Lock()
-					errs++
-					mu.Unlock()
-					return
-				}
-				lat.Add(time.Since(began))
-			}()
-		}
-		close(start)
-		wg.Wait()
-		return &lat, errs
-	}
-
+	c := &coldRun{e: e, h: h, n: n,
+		client: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: n, MaxConnsPerHost: 0, IdleConnTimeout: time.Minute}}}
 	var off, on burstStats
 	for i := range coldBursts {
-		for _, bt := range []burstTarget{public, private} {
-			if err := waitMachinePhase(ctx, h, bt.machine, "sleeping", time.Minute); err != nil {
-				return nil, fmt.Errorf("burst %d: %w", i+1, err)
-			}
-		}
-		time.Sleep(1500 * time.Millisecond) // past the router's awake TTL: it must ask again
-		// Auth off and on take turns going first.
-		order := []*burstStats{&off, &on}
-		targets := []burstTarget{public, private}
-		if i%2 == 1 {
-			order[0], order[1], targets[0], targets[1] = order[1], order[0], targets[1], targets[0]
-		}
-		for k, bt := range targets {
-			bs := order[k]
-			before := h.Emu.Stats().WakeRequests
-			w0, err := wakeTimes(ctx, h)
-			if err != nil {
-				return nil, err
-			}
-			var lat *harness.Samples
-			var errs int
-			if e.Pprof != "" && i == 0 && k == 0 {
-				err := e.trace(ctx, h.RouterAdminURL, 2*time.Second, "coldwake-burst.trace", func() { lat, errs = burst(bt) })
-				if err != nil {
-					return nil, err
-				}
-			} else {
-				lat, errs = burst(bt)
-			}
-			calls := h.Emu.Stats().WakeRequests - before
-			w1, err := wakeTimes(ctx, h)
-			if err != nil {
-				return nil, err
-			}
-			bs.wakes = bs.wakes.plus(w1.minus(w0))
-			bs.first.Add(max(0, lat.Quantile(0)-coldWakeDelay))
-			bs.maxWakeCalls = max(bs.maxWakeCalls, calls)
-			bs.errs += errs
-			for _, d := range lat.Values() {
-				bs.cold.Add(max(0, d-coldWakeDelay))
-			}
-			e.Log.Info("cold burst", "host", bt.host, "n", n, "wake_calls", calls, "errors", errs,
-				"first", lat.Quantile(0), "p50", lat.Quantile(0.5), "p99", lat.Quantile(0.99))
-		}
-		// Baseline: the same bursts while the machines are awake.
-		for k, bt := range targets {
-			lat, errs := burst(bt)
-			order[k].warmErrs += errs
-			for _, d := range lat.Values() {
-				order[k].warm.Add(d)
-			}
+		if err := c.round(ctx, i, public, private, &off, &on); err != nil {
+			return nil, err
 		}
 	}
+	return coldRows(n, &off, &on), nil
+}
+
+// coldPreviews opens the scenario's two previews, public and private (with
+// benchUser's session), and returns them as burst targets.
+func coldPreviews(ctx context.Context, e *Env, h *harness.Harness) (public, private burstTarget, err error) {
+	const owner, repo, number = "bench", "coldwake", 1
+	st, err := openPreview(ctx, h, filepath.Join(e.Dir, "src"), owner, repo, number, demoSpec("2s"))
+	if err != nil {
+		return public, private, err
+	}
+	stP, cookie, err := openPrivatePreview(ctx, h, filepath.Join(e.Dir, "src-private"), owner, coldPrivateRepo, number, demoSpec("2s"))
+	if err != nil {
+		return public, private, err
+	}
+	public = burstTarget{host: harness.PreviewHost(owner, repo, number), machine: st.MachineID}
+	private = burstTarget{host: harness.PreviewHost(owner, coldPrivateRepo, number), machine: stP.MachineID, cookie: cookie}
+	return public, private, nil
+}
+
+// coldRun is the stack the cold bursts go through, and their size.
+type coldRun struct {
+	e      *Env
+	h      *harness.Harness
+	client *http.Client
+	n      int // requests per burst
+}
+
+// burst sends n requests at once to bt through the router and returns the
+// latencies of those answered 200 and how many were not.
+func (c *coldRun) burst(ctx context.Context, bt burstTarget) (*harness.Samples, int) {
+	var lat harness.Samples
+	var mu sync.Mutex
+	errs := 0
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for range c.n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			began := time.Now()
+			code, err := getAs(ctx, c.client, c.h.RouterURL, bt.host, bt.cookie)
+			if err != nil || code != http.StatusOK {
+				mu.Lock()
+				errs++
+				mu.Unlock()
+				return
+			}
+			lat.Add(time.Since(began))
+		}()
+	}
+	close(start)
+	wg.Wait()
+	return &lat, errs
+}
+
+// round is burst i: once both machines sleep, a cold burst at each (auth
+// off and on taking turns going first), then the same bursts while the
+// machines are awake (the baseline).
+func (c *coldRun) round(ctx context.Context, i int, public, private burstTarget, off, on *burstStats) error {
+	for _, bt := range []burstTarget{public, private} {
+		if err := waitMachinePhase(ctx, c.h, bt.machine, "sleeping", time.Minute); err != nil {
+			return fmt.Errorf("burst %d: %w", i+1, err)
+		}
+	}
+	time.Sleep(1500 * time.Millisecond) // past the router's awake TTL: it must ask again
+	// Auth off and on take turns going first.
+	order := []*burstStats{off, on}
+	targets := []burstTarget{public, private}
+	if i%2 == 1 {
+		order[0], order[1], targets[0], targets[1] = order[1], order[0], targets[1], targets[0]
+	}
+	for k, bt := range targets {
+		if err := c.coldBurst(ctx, c.e.Pprof != "" && i == 0 && k == 0, bt, order[k]); err != nil {
+			return err
+		}
+	}
+	// Baseline: the same bursts while the machines are awake.
+	for k, bt := range targets {
+		lat, errs := c.burst(ctx, bt)
+		order[k].warmErrs += errs
+		for _, d := range lat.Values() {
+			order[k].warm.Add(d)
+		}
+	}
+	return nil
+}
+
+// coldBurst sends a burst at bt's sleeping preview (traced when trace) and
+// adds to bs its latencies minus the wake delay, the wake calls that
+// reached Dedalus and the wake times.
+func (c *coldRun) coldBurst(ctx context.Context, trace bool, bt burstTarget, bs *burstStats) error {
+	h := c.h
+	before := h.Emu.Stats().WakeRequests
+	w0, err := wakeTimes(ctx, h)
+	if err != nil {
+		return err
+	}
+	var lat *harness.Samples
+	var errs int
+	if trace {
+		err := c.e.trace(ctx, h.RouterAdminURL, 2*time.Second, "coldwake-burst.trace", func() { lat, errs = c.burst(ctx, bt) })
+		if err != nil {
+			return err
+		}
+	} else {
+		lat, errs = c.burst(ctx, bt)
+	}
+	calls := h.Emu.Stats().WakeRequests - before
+	w1, err := wakeTimes(ctx, h)
+	if err != nil {
+		return err
+	}
+	bs.wakes = bs.wakes.plus(w1.minus(w0))
+	bs.first.Add(max(0, lat.Quantile(0)-coldWakeDelay))
+	bs.maxWakeCalls = max(bs.maxWakeCalls, calls)
+	bs.errs += errs
+	for _, d := range lat.Values() {
+		bs.cold.Add(max(0, d-coldWakeDelay))
+	}
+	c.e.Log.Info("cold burst", "host", bt.host, "n", c.n, "wake_calls", calls, "errors", errs,
+		"first", lat.Quantile(0), "p50", lat.Quantile(0.5), "p99", lat.Quantile(0.99))
+	return nil
+}
+
+// coldRows are the scenario's rows: login off (the public preview) against
+// the awake baseline, then login on against login off.
+func coldRows(n int, off, on *burstStats) []Row {
 	cold, warm, maxWakeCalls, totalErrs, warmErrs := &off.cold, &off.warm, off.maxWakeCalls, off.errs, off.warmErrs
 	coldP50, warmP50 := MS(cold.Quantile(0.5)), MS(warm.Quantile(0.5))
 	return []Row{
@@ -170,7 +209,7 @@ func coldWake(ctx context.Context, e *Env) ([]Row, error) {
 			Ratio: ratioOf(MS(on.cold.Quantile(0.99)), MS(off.cold.Quantile(0.99)))},
 		{Metric: "login on: p50 latency of the awake bursts", Value: MS(on.warm.Quantile(0.5)), Unit: "ms", Baseline: F(MS(off.warm.Quantile(0.5))),
 			Ratio: ratioOf(MS(on.warm.Quantile(0.5)), MS(off.warm.Quantile(0.5)))},
-	}, nil
+	}
 }
 
 // coldPrivateRepo is the cold-wake scenario's private preview (login on);

@@ -50,6 +50,26 @@ func openPreview(ctx context.Context, h *harness.Harness, dir, owner, repo strin
 	})
 }
 
+// openPrivatePreview lets benchUser read owner/repo, opens its preview
+// (which the worker's PREVIEW_VISIBILITY_REPOS makes private), checks that
+// it is private, and logs benchUser in to it: the status and the session
+// cookie.
+func openPrivatePreview(ctx context.Context, h *harness.Harness, dir, owner, repo string, number int, spec string) (workflows.PreviewStatus, *http.Cookie, error) {
+	h.GH.AddCollaborator(owner, repo, benchUser, "read")
+	st, err := openPreview(ctx, h, dir, owner, repo, number, spec)
+	if err != nil {
+		return st, nil, err
+	}
+	if st.Visibility != "private" {
+		return st, nil, fmt.Errorf("preview %s/%s is %q, not private", owner, repo, st.Visibility)
+	}
+	cookie, err := h.Login(ctx, benchUser, owner, repo, number)
+	if err != nil {
+		return st, nil, err
+	}
+	return st, cookie, nil
+}
+
 // waitPreview polls the status query until ok or timeout; a failed preview
 // is an error.
 func waitPreview(ctx context.Context, h *harness.Harness, id string, timeout time.Duration, ok func(workflows.PreviewStatus) bool) (workflows.PreviewStatus, error) {

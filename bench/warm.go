@@ -89,41 +89,15 @@ start: {command: [` + appBin + `]}
 	if st.URL == "" {
 		return nil, fmt.Errorf("preview %s/%s#%d is ready without a URL", owner, repo, number)
 	}
-
-	h.GH.AddCollaborator(owner, warmPrivateRepo, benchUser, "read")
-	stP, err := openPreview(ctx, h, filepath.Join(e.Dir, "src-private"), owner, warmPrivateRepo, number, spec)
+	_, cookie, err := openPrivatePreview(ctx, h, filepath.Join(e.Dir, "src-private"), owner, warmPrivateRepo, number, spec)
 	if err != nil {
 		return nil, err
 	}
-	if stP.Visibility != "private" {
-		return nil, fmt.Errorf("preview %s/%s is %q, not private", owner, warmPrivateRepo, stP.Visibility)
-	}
-	cookie, err := h.Login(ctx, benchUser, owner, warmPrivateRepo, number)
+	proxyAddr, stop, err := startPlainProxy(ctx, e, proxyBin, st.URL)
 	if err != nil {
 		return nil, err
 	}
-
-	proxyAddr, err := harness.FreeAddr()
-	if err != nil {
-		return nil, err
-	}
-	logf, err := os.Create(filepath.Join(e.Dir, "warm-proxy.log"))
-	if err != nil {
-		return nil, err
-	}
-	defer logf.Close()
-	proxy := exec.Command(proxyBin, proxyAddr, st.URL)
-	proxy.Stdout, proxy.Stderr = logf, logf
-	if err := proxy.Start(); err != nil {
-		return nil, fmt.Errorf("start the plain proxy: %w", err)
-	}
-	defer func() { _ = proxy.Process.Kill(); _ = proxy.Wait() }()
-	readyCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	err = harness.WaitFor(readyCtx, "plain proxy", harness.HTTPReady("http://"+proxyAddr+"/healthz"))
-	cancel()
-	if err != nil {
-		return nil, err
-	}
+	defer stop()
 
 	targets := []*warmTarget{
 		{name: "direct", url: st.URL},
@@ -131,6 +105,45 @@ start: {command: [` + appBin + `]}
 		{name: "router", url: h.RouterURL, host: harness.PreviewHost(owner, repo, number)},
 		{name: "router+login", url: h.RouterURL, host: harness.PreviewHost(owner, warmPrivateRepo, number), cookie: cookie},
 	}
+	return warmMeasure(ctx, e, targets)
+}
+
+// startPlainProxy starts the baseline proxy (proxyBin) in front of
+// upstream, logging to warm-proxy.log, and waits until it answers; stop
+// kills it and closes its log.
+func startPlainProxy(ctx context.Context, e *Env, proxyBin, upstream string) (addr string, stop func(), err error) {
+	proxyAddr, err := harness.FreeAddr()
+	if err != nil {
+		return "", nil, err
+	}
+	logf, err := os.Create(filepath.Join(e.Dir, "warm-proxy.log"))
+	if err != nil {
+		return "", nil, err
+	}
+	proxy := exec.Command(proxyBin, proxyAddr, upstream)
+	proxy.Stdout, proxy.Stderr = logf, logf
+	if err := proxy.Start(); err != nil {
+		logf.Close()
+		return "", nil, fmt.Errorf("start the plain proxy: %w", err)
+	}
+	stop = func() {
+		_ = proxy.Process.Kill()
+		_ = proxy.Wait()
+		logf.Close()
+	}
+	readyCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	err = harness.WaitFor(readyCtx, "plain proxy", harness.HTTPReady("http://"+proxyAddr+"/healthz"))
+	cancel()
+	if err != nil {
+		stop()
+		return "", nil, err
+	}
+	return proxyAddr, stop, nil
+}
+
+// warmMeasure warms the targets up, loads them in interleaved rounds and
+// returns the scenario's rows.
+func warmMeasure(ctx context.Context, e *Env, targets []*warmTarget) ([]Row, error) {
 	for _, t := range targets {
 		t.client = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 2 * warmConcurrency, IdleConnTimeout: time.Minute}}
 		defer t.client.CloseIdleConnections()
@@ -153,11 +166,17 @@ start: {command: [` + appBin + `]}
 			return nil, err
 		}
 	}
-	direct, plain, rt, rtLogin := targets[0], targets[1], targets[2], targets[3]
 	for _, t := range targets {
 		e.Log.Info("warm path", "target", t.name, "requests", t.n, "errors", t.errs, "rps", t.rps(),
 			"p50", quantile(t.lat, 0.5), "p99", quantile(t.lat, 0.99), "solo_requests", t.nSolo, "solo_p50", quantile(t.solo, 0.5))
 	}
+	return warmRows(targets, round, solo), nil
+}
+
+// warmRows compares the router (public, then with login) with the plain
+// proxy and the upstream reached directly.
+func warmRows(targets []*warmTarget, round, solo time.Duration) []Row {
+	direct, plain, rt, rtLogin := targets[0], targets[1], targets[2], targets[3]
 	errs := direct.errs + plain.errs + rt.errs + rtLogin.errs
 	total := direct.n + plain.n + rt.n + rtLogin.n + direct.nSolo + plain.nSolo + rt.nSolo + rtLogin.nSolo
 	added := func(t *warmTarget, lat func(*warmTarget) []time.Duration) float64 {
@@ -183,7 +202,7 @@ start: {command: [` + appBin + `]}
 		{Metric: "login on: p50 added latency, 1 client", Value: added(rtLogin, alone), Unit: "µs",
 			Baseline: F(added(rt, alone)), Ratio: ratioOf(added(rtLogin, alone), added(rt, alone))},
 		{Metric: fmt.Sprintf("failed requests (of %d)", total), Value: float64(errs), Goal: "0", Met: B(errs == 0)},
-	}, nil
+	}
 }
 
 // quantile is the q-quantile of d (d is not changed).

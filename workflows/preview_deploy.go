@@ -105,33 +105,54 @@ func (p *preview) checkApproval(ctx workflow.Context, ev PullRequestEvent) (bool
 	}
 	if staleAware {
 		p.settleLabeled(st, ev.ApprovalLabel)
-		if ev.Fork && st.Known && st.Open && st.HasLabel(ev.ApprovalLabel) && head != "" && head != ev.HeadSHA {
+		if staleForkDelivery(st, ev, head) {
 			p.ignoreStale(ctx, ev, head)
 			return false, nil
 		}
 	}
 	approved := p.ApprovedSHA != "" && p.ApprovedSHA == ev.HeadSHA && p.ApprovedSHA == head
-	switch {
-	case st.Skipped:
-		// Local mode: there is no GitHub to ask, the events are all there is.
-		if !ev.Fork || approved {
-			return true, nil
-		}
-		p.Teardown = fmt.Sprintf("%s is not the commit the %q label approved", shortSHA(ev.HeadSHA), ev.ApprovalLabel)
-	case !st.Known:
-		p.Teardown = "GitHub does not show the pull request: no preview without its approval"
-	case !st.Open:
-		p.Teardown = "pull request is closed on GitHub (a delivery arrived after the close)"
-	case !st.HasLabel(ev.ApprovalLabel):
-		p.Teardown = fmt.Sprintf("the %q label is not on the pull request", ev.ApprovalLabel)
-	case !ev.Fork || approved:
+	deploy, revoke, why := approvalVerdict(st, ev, approved)
+	if deploy {
 		return true, nil
-	default:
+	}
+	if revoke {
 		p.revokeApproval(ctx, ev, st, head)
+	} else {
+		p.Teardown = why
 	}
 	workflow.GetLogger(ctx).Info("no deploy: the pull request's approval does not hold", "sha", ev.HeadSHA, "github_head", head,
 		"approved", p.ApprovedSHA, "reason", p.Teardown)
 	return false, nil
+}
+
+// staleForkDelivery: a fork's delivery whose head is not GitHub's current
+// head (head), while the pull request is open and labelled.
+func staleForkDelivery(st activities.PullRequestState, ev PullRequestEvent, head string) bool {
+	return ev.Fork && st.Known && st.Open && st.HasLabel(ev.ApprovalLabel) && head != "" && head != ev.HeadSHA
+}
+
+// approvalVerdict decides from GitHub's answer whether to deploy; if not,
+// why (the teardown reason), or revoke: a fork pushed commits nobody
+// approved, and the caller takes the label off (revokeApproval).
+func approvalVerdict(st activities.PullRequestState, ev PullRequestEvent, approved bool) (deploy, revoke bool, why string) {
+	switch {
+	case st.Skipped:
+		// Local mode: there is no GitHub to ask, the events are all there is.
+		if !ev.Fork || approved {
+			return true, false, ""
+		}
+		return false, false, fmt.Sprintf("%s is not the commit the %q label approved", shortSHA(ev.HeadSHA), ev.ApprovalLabel)
+	case !st.Known:
+		return false, false, "GitHub does not show the pull request: no preview without its approval"
+	case !st.Open:
+		return false, false, "pull request is closed on GitHub (a delivery arrived after the close)"
+	case !st.HasLabel(ev.ApprovalLabel):
+		return false, false, fmt.Sprintf("the %q label is not on the pull request", ev.ApprovalLabel)
+	case !ev.Fork || approved:
+		return true, false, ""
+	default:
+		return false, true, ""
+	}
 }
 
 // staleEventVersion guards the handling of stale fork deliveries: a
@@ -148,10 +169,7 @@ func (p *preview) noteLabeled(sha string) {
 	if slices.Contains(p.LabeledSHAs, sha) {
 		return
 	}
-	p.LabeledSHAs = append(p.LabeledSHAs, sha)
-	if len(p.LabeledSHAs) > maxLabeledSHAs {
-		p.LabeledSHAs = p.LabeledSHAs[len(p.LabeledSHAs)-maxLabeledSHAs:]
-	}
+	p.LabeledSHAs = appendBounded(p.LabeledSHAs, sha, maxLabeledSHAs)
 }
 
 // settleLabeled turns the labeled deliveries received since the last check

@@ -49,36 +49,53 @@ func PreviewSlots(ctx workflow.Context, in slotsapi.Input) error {
 	if in.Carry != nil {
 		s.State = *in.Carry
 	}
-	if err := workflow.SetQueryHandler(ctx, slotsapi.QueryState, func() (slotsapi.State, error) { return s.State, nil }); err != nil {
-		return err
-	}
-	if err := workflow.SetUpdateHandlerWithOptions(ctx, slotsapi.UpdateAcquire,
-		func(ctx workflow.Context, req slotsapi.Request) (slotsapi.Answer, error) {
-			if err := workflow.Await(ctx, func() bool { return s.ready }); err != nil {
-				return slotsapi.Answer{}, err
-			}
-			s.readCaps(ctx)
-			ans, granted := s.acquire(req, workflow.Now(ctx))
-			s.grant(ctx, granted)
-			s.kick.SendAsync(struct{}{}) // arms the liveness check
-			if !ans.Granted {
-				s.log.Info("preview queued for a slot", "workflow_id", req.WorkflowID, "position", ans.Position, "reason", ans.Reason)
-			}
-			return ans, nil
-		},
-		workflow.UpdateHandlerOptions{Validator: func(req slotsapi.Request) error {
-			if req.WorkflowID == "" || req.Owner == "" || req.Repo == "" {
-				return temporal.NewNonRetryableApplicationError("a slot request needs the preview's workflow ID, owner and repository",
-					slotsapi.ErrTypeInvalidRequest, nil)
-			}
-			return nil
-		}}); err != nil {
+	if err := s.setHandlers(ctx); err != nil {
 		return err
 	}
 	if !s.Seeded {
 		s.seedFromVisibility(ctx)
 	}
 	s.ready = true
+	return s.run(ctx)
+}
+
+// setHandlers sets the state query and the acquire update.
+func (s *slots) setHandlers(ctx workflow.Context) error {
+	if err := workflow.SetQueryHandler(ctx, slotsapi.QueryState, func() (slotsapi.State, error) { return s.State, nil }); err != nil {
+		return err
+	}
+	return workflow.SetUpdateHandlerWithOptions(ctx, slotsapi.UpdateAcquire, s.onAcquire,
+		workflow.UpdateHandlerOptions{Validator: validateSlotRequest})
+}
+
+// onAcquire is the UpdateAcquire handler: once the slots are seeded, it
+// grants a slot or queues the request.
+func (s *slots) onAcquire(ctx workflow.Context, req slotsapi.Request) (slotsapi.Answer, error) {
+	if err := workflow.Await(ctx, func() bool { return s.ready }); err != nil {
+		return slotsapi.Answer{}, err
+	}
+	s.readCaps(ctx)
+	ans, granted := s.acquire(req, workflow.Now(ctx))
+	s.grant(ctx, granted)
+	s.kick.SendAsync(struct{}{}) // arms the liveness check
+	if !ans.Granted {
+		s.log.Info("preview queued for a slot", "workflow_id", req.WorkflowID, "position", ans.Position, "reason", ans.Reason)
+	}
+	return ans, nil
+}
+
+// validateSlotRequest rejects a request that does not name its preview.
+func validateSlotRequest(req slotsapi.Request) error {
+	if req.WorkflowID == "" || req.Owner == "" || req.Repo == "" {
+		return temporal.NewNonRetryableApplicationError("a slot request needs the preview's workflow ID, owner and repository",
+			slotsapi.ErrTypeInvalidRequest, nil)
+	}
+	return nil
+}
+
+// run is the main loop: releases, liveness checks and kicks, until nothing
+// is counted (it completes) or history is long (it continues as new).
+func (s *slots) run(ctx workflow.Context) error {
 	release := workflow.GetSignalChannel(ctx, slotsapi.SignalRelease)
 	checkDone := workflow.NewChannel(ctx)
 	var checkTimer workflow.Future
@@ -94,7 +111,7 @@ func PreviewSlots(ctx workflow.Context, in slotsapi.Input) error {
 		})
 		sel.AddReceive(checkDone, func(c workflow.ReceiveChannel, _ bool) { c.Receive(ctx, nil) })
 		sel.AddReceive(s.kick, func(c workflow.ReceiveChannel, _ bool) { c.Receive(ctx, nil) })
-		if checkTimer == nil && !s.checking && len(s.Holders)+len(s.Queue) > 0 {
+		if checkTimer == nil && !s.checking && s.counted() > 0 {
 			checkTimer = workflow.NewTimerWithOptions(ctx, slotCheckEvery, workflow.TimerOptions{Summary: "check slot holders"})
 		}
 		if checkTimer != nil {
@@ -107,22 +124,31 @@ func PreviewSlots(ctx workflow.Context, in slotsapi.Input) error {
 		if s.checking || !workflow.AllHandlersFinished(ctx) {
 			continue
 		}
-		if len(s.Holders)+len(s.Queue) == 0 && release.Len() == 0 {
+		if s.counted() == 0 && release.Len() == 0 {
 			s.log.Info("no preview holds or waits for a slot: the coordinator completes")
 			return nil
 		}
 		if workflow.GetInfo(ctx).GetContinueAsNewSuggested() {
-			for {
-				var id string
-				if !release.ReceiveAsync(&id) {
-					break
-				}
-				s.release(id)
-			}
-			carry := s.State
-			return workflow.NewContinueAsNewError(ctx, slotsapi.WorkflowName, slotsapi.Input{Carry: &carry})
+			return s.continueAsNew(ctx, release)
 		}
 	}
+}
+
+// counted is how many previews hold or wait for a slot.
+func (s *slots) counted() int { return len(s.Holders) + len(s.Queue) }
+
+// continueAsNew applies the releases received and hands the state to a
+// fresh run.
+func (s *slots) continueAsNew(ctx workflow.Context, release workflow.ReceiveChannel) error {
+	for {
+		var id string
+		if !release.ReceiveAsync(&id) {
+			break
+		}
+		s.release(id)
+	}
+	carry := s.State
+	return workflow.NewContinueAsNewError(ctx, slotsapi.WorkflowName, slotsapi.Input{Carry: &carry})
 }
 
 // readCaps takes the caps as the worker has them now; on an error it keeps

@@ -57,6 +57,13 @@ func (p *preview) admit(ctx workflow.Context, ev PullRequestEvent, spec previews
 	if !caps.Slots.Limited() && p.Slot == "" {
 		return true, nil // no cap: nothing to count against
 	}
+	return true, p.holdSlot(ctx, ev)
+}
+
+// holdSlot asks the coordinator for a slot until it grants one: a queued
+// preview says so on the PR (again when the reason changes) and waits for
+// the grant, asking again every slotAskAgainEvery.
+func (p *preview) holdSlot(ctx workflow.Context, ev PullRequestEvent) error {
 	granted := workflow.GetSignalChannel(ctx, slotsapi.SignalGranted)
 	for granted.ReceiveAsync(nil) {
 		// grants of an earlier wait: the coordinator's answer is the truth
@@ -65,11 +72,11 @@ func (p *preview) admit(ctx workflow.Context, ev PullRequestEvent, spec previews
 	for {
 		ans, err := p.requestSlot(ctx)
 		if err != nil {
-			return true, err
+			return err
 		}
 		if ans.Granted {
 			p.Slot = SlotHeld
-			return true, nil
+			return nil
 		}
 		p.Slot = SlotQueued
 		if ans.Reason != reported {
@@ -78,20 +85,29 @@ func (p *preview) admit(ctx workflow.Context, ev PullRequestEvent, spec previews
 			p.report(ctx, gh.Report{State: gh.StateQueued, SHA: ev.HeadSHA, Branch: ev.HeadRef, Note: fmt.Sprintf(
 				"%s; this preview is number %d in the queue and starts by itself when a slot frees", ans.Reason, ans.Position)})
 		}
-		sel := workflow.NewSelector(ctx)
-		got := false
-		sel.AddReceive(granted, func(c workflow.ReceiveChannel, _ bool) { c.Receive(ctx, nil); got = true })
-		sel.AddReceive(ctx.Done(), func(workflow.ReceiveChannel, bool) {})
-		sel.AddFuture(workflow.NewTimerWithOptions(ctx, slotAskAgainEvery, workflow.TimerOptions{Summary: "ask for a slot again"}), func(workflow.Future) {})
-		sel.Select(ctx)
-		if ctx.Err() != nil {
-			return true, temporal.NewCanceledError("deploy superseded or cancelled while queued for a slot")
+		got, err := awaitGrant(ctx, granted)
+		if err != nil {
+			return err
 		}
 		if got {
 			p.Slot = SlotHeld
-			return true, nil
+			return nil
 		}
 	}
+}
+
+// awaitGrant waits for the coordinator's grant, at most slotAskAgainEvery.
+func awaitGrant(ctx workflow.Context, granted workflow.ReceiveChannel) (bool, error) {
+	sel := workflow.NewSelector(ctx)
+	got := false
+	sel.AddReceive(granted, func(c workflow.ReceiveChannel, _ bool) { c.Receive(ctx, nil); got = true })
+	sel.AddReceive(ctx.Done(), func(workflow.ReceiveChannel, bool) {})
+	sel.AddFuture(workflow.NewTimerWithOptions(ctx, slotAskAgainEvery, workflow.TimerOptions{Summary: "ask for a slot again"}), func(workflow.Future) {})
+	sel.Select(ctx)
+	if ctx.Err() != nil {
+		return false, temporal.NewCanceledError("deploy superseded or cancelled while queued for a slot")
+	}
+	return got, nil
 }
 
 // requestSlot asks the coordinator (Update-with-start, through an activity).

@@ -5,24 +5,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/http"
 	"os"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 
-	enumspb "go.temporal.io/api/enums/v1"
-	"go.temporal.io/sdk/client"
-	"go.temporal.io/sdk/temporal"
-
-	"github.com/drydock-dev/drydock/internal/ghfixture"
-	"github.com/drydock-dev/drydock/internal/intake"
 	"github.com/drydock-dev/drydock/internal/pools"
 	"github.com/drydock-dev/drydock/internal/testing/harness"
-	"github.com/drydock-dev/drydock/workflows"
-	"github.com/drydock-dev/drydock/workflows/runnerapi"
 )
 
 const (
@@ -81,91 +70,136 @@ func intakeBench(ctx context.Context, e *Env) ([]Row, error) {
 	openFor := time.Duration(max(3, e.N(10))) * time.Second
 	var rows []Row
 	for _, kind := range []string{"pull_request", "workflow_job"} {
-		// Warm up both paths (connections, the dev server's caches).
-		if _, _, err := g.closedLoop(ctx, kind, true, 50); err != nil {
-			return rows, err
-		}
-		if _, _, err := g.closedLoop(ctx, kind, false, 50); err != nil {
-			return rows, err
-		}
-		var hookTime, rawTime, hookCPU, tempHookCPU, tempRawCPU, selfHookCPU, selfRawCPU time.Duration
-		hookErrs, rawErrs := 0, 0
-		for r := range intakeRounds {
-			for _, webhook := range []bool{r%2 == 0, r%2 != 0} {
-				cpuW, cpuT, cpuS := procCPU(h.Webhook.Pid()), procCPU(h.Temporal.Pid()), procCPU(os.Getpid())
-				d, errs, err := g.closedLoop(ctx, kind, webhook, n/intakeRounds)
-				if err != nil {
-					return rows, err
-				}
-				dW, dT, dS := procCPU(h.Webhook.Pid())-cpuW, procCPU(h.Temporal.Pid())-cpuT, procCPU(os.Getpid())-cpuS
-				if webhook {
-					hookTime, hookErrs = hookTime+d, hookErrs+errs
-					hookCPU, tempHookCPU, selfHookCPU = hookCPU+dW, tempHookCPU+dT, selfHookCPU+dS
-				} else {
-					rawTime, rawErrs = rawTime+d, rawErrs+errs
-					tempRawCPU, selfRawCPU = tempRawCPU+dT, selfRawCPU+dS
-				}
-			}
-		}
-		total := float64(n / intakeRounds * intakeRounds)
-		hookRate := (total - float64(hookErrs)) / hookTime.Seconds()
-		rawRate := (total - float64(rawErrs)) / rawTime.Seconds()
-		e.Log.Info("closed loop", "kind", kind, "webhook_per_s", hookRate, "raw_per_s", rawRate, "webhook_errors", hookErrs, "raw_errors", rawErrs,
-			"webhook_cpu", hookCPU, "temporal_cpu_webhook_side", tempHookCPU, "temporal_cpu_raw_side", tempRawCPU,
-			"client_cpu_webhook_side", selfHookCPU, "client_cpu_raw_side", selfRawCPU)
-		call := "SignalWithStartWorkflow"
-		if kind == "workflow_job" {
-			call = "ExecuteWorkflow"
-		}
-		rows = append(rows, Row{
-			Metric: fmt.Sprintf("%s deliveries/s through webhook/ (%d in flight, %d deliveries)", kind, intakeConcurrency, int(total)),
-			Value:  hookRate, Unit: "/s", Baseline: F(rawRate), Ratio: F(hookRate / rawRate),
-			Goal: "≥ 0.95", Met: B(hookRate/rawRate >= 0.95),
-			Note: fmt.Sprintf("baseline: Go client %s, same calls", call),
-		}, Row{
-			Metric: fmt.Sprintf("%s webhook server CPU per delivery", kind), Value: MS(hookCPU) / total, Unit: "ms",
-			Baseline: F(MS(selfRawCPU) / total), Ratio: F(float64(hookCPU) / float64(selfRawCPU)),
-			Goal: "≤ 0.3 ms", Met: B(MS(hookCPU)/total <= 0.3),
-			Note: "baseline: the Go client's own CPU per raw call (this process)",
-		}, Row{
-			Metric: fmt.Sprintf("%s server CPU per delivery (webhook server + dev server)", kind), Value: MS(hookCPU+tempHookCPU) / total, Unit: "ms",
-			Baseline: F(MS(tempRawCPU) / total), Ratio: F(float64(hookCPU+tempHookCPU) / float64(tempRawCPU)),
-			Note: fmt.Sprintf("webhook server %.2f ms of it; baseline: dev server per raw call", MS(hookCPU)/total),
-		})
-
-		if e.Pprof != "" {
-			err := e.profile(ctx, h.WebhookAdminURL, "profile", 10*time.Second, "intake-"+kind+".pprof", func(ctx context.Context) error {
-				_, _, err := g.closedLoop(ctx, kind, true, 100)
-				return err
-			})
-			if err != nil {
-				return rows, err
-			}
-		}
-
-		// Open loop at half of the webhook's maximum rate.
-		rate := hookRate / 2
-		hookLat, hookBad, err := g.openLoop(ctx, kind, true, rate, openFor)
+		r, err := g.measureKind(ctx, e, kind, n, openFor)
+		rows = append(rows, r...)
 		if err != nil {
 			return rows, err
 		}
-		rawLat, rawBad, err := g.openLoop(ctx, kind, false, rate, openFor)
-		if err != nil {
-			return rows, err
-		}
-		e.Log.Info("open loop", "kind", kind, "rate", rate, "webhook_p50", hookLat.Quantile(0.5), "webhook_p99", hookLat.Quantile(0.99),
-			"raw_p50", rawLat.Quantile(0.5), "raw_p99", rawLat.Quantile(0.99), "webhook_errors", hookBad, "raw_errors", rawBad)
-		rows = append(rows,
-			Row{Metric: fmt.Sprintf("%s p50 latency at %.0f/s (half the max) for %s", kind, rate, openFor), Value: MS(hookLat.Quantile(0.5)), Unit: "ms",
-				Baseline: F(MS(rawLat.Quantile(0.5))), Ratio: F(float64(hookLat.Quantile(0.5)) / float64(rawLat.Quantile(0.5))),
-				Note: "request sent → 2xx; baseline: the raw call at the same rate"},
-			Row{Metric: fmt.Sprintf("%s p99 latency at %.0f/s", kind, rate), Value: MS(hookLat.Quantile(0.99)), Unit: "ms",
-				Baseline: F(MS(rawLat.Quantile(0.99))), Ratio: F(float64(hookLat.Quantile(0.99)) / float64(rawLat.Quantile(0.99)))},
-			Row{Metric: fmt.Sprintf("%s non-2xx or failed deliveries (of %d in all phases)", kind, g.sent[kind]), Value: float64(g.failed[kind]),
-				Baseline: F(float64(g.rawFailed[kind])), Goal: "0", Met: B(g.failed[kind] == 0)},
-		)
 	}
 	return rows, nil
+}
+
+// measureKind measures one kind of delivery: the closed loop (n
+// deliveries, and as many raw calls), a CPU profile of it with -pprof, and
+// the open loop at half the webhook's maximum rate for openFor. On an
+// error it returns the rows measured so far.
+func (g *intakeGen) measureKind(ctx context.Context, e *Env, kind string, n int, openFor time.Duration) ([]Row, error) {
+	c, err := g.closedRounds(ctx, kind, n)
+	if err != nil {
+		return nil, err
+	}
+	total := float64(n / intakeRounds * intakeRounds)
+	hookRate := (total - float64(c.hookErrs)) / c.hookTime.Seconds()
+	rawRate := (total - float64(c.rawErrs)) / c.rawTime.Seconds()
+	e.Log.Info("closed loop", "kind", kind, "webhook_per_s", hookRate, "raw_per_s", rawRate, "webhook_errors", c.hookErrs, "raw_errors", c.rawErrs,
+		"webhook_cpu", c.hookCPU, "temporal_cpu_webhook_side", c.tempHookCPU, "temporal_cpu_raw_side", c.tempRawCPU,
+		"client_cpu_webhook_side", c.selfHookCPU, "client_cpu_raw_side", c.selfRawCPU)
+	rows := intakeClosedRows(kind, total, hookRate, rawRate, c)
+
+	if e.Pprof != "" {
+		err := e.profile(ctx, g.h.WebhookAdminURL, "profile", 10*time.Second, "intake-"+kind+".pprof", func(ctx context.Context) error {
+			_, _, err := g.closedLoop(ctx, kind, true, 100)
+			return err
+		})
+		if err != nil {
+			return rows, err
+		}
+	}
+
+	// Open loop at half of the webhook's maximum rate.
+	open, err := g.openRows(ctx, e, kind, hookRate/2, openFor)
+	return append(rows, open...), err
+}
+
+// intakeClosed is what the closed loop measured of one kind: the time the
+// webhook and raw sides took, their failures, and the CPU used by the
+// webhook server, the dev server and this process on each side.
+type intakeClosed struct {
+	hookTime, rawTime, hookCPU, tempHookCPU, tempRawCPU, selfHookCPU, selfRawCPU time.Duration
+	hookErrs, rawErrs                                                            int
+}
+
+// closedRounds warms both paths up, then runs the closed loop of n
+// deliveries and n raw calls in intakeRounds rounds, alternating which side
+// goes first.
+func (g *intakeGen) closedRounds(ctx context.Context, kind string, n int) (intakeClosed, error) {
+	var c intakeClosed
+	// Warm up both paths (connections, the dev server's caches).
+	if _, _, err := g.closedLoop(ctx, kind, true, 50); err != nil {
+		return c, err
+	}
+	if _, _, err := g.closedLoop(ctx, kind, false, 50); err != nil {
+		return c, err
+	}
+	h := g.h
+	for r := range intakeRounds {
+		for _, webhook := range []bool{r%2 == 0, r%2 != 0} {
+			cpuW, cpuT, cpuS := procCPU(h.Webhook.Pid()), procCPU(h.Temporal.Pid()), procCPU(os.Getpid())
+			d, errs, err := g.closedLoop(ctx, kind, webhook, n/intakeRounds)
+			if err != nil {
+				return c, err
+			}
+			dW, dT, dS := procCPU(h.Webhook.Pid())-cpuW, procCPU(h.Temporal.Pid())-cpuT, procCPU(os.Getpid())-cpuS
+			if webhook {
+				c.hookTime, c.hookErrs = c.hookTime+d, c.hookErrs+errs
+				c.hookCPU, c.tempHookCPU, c.selfHookCPU = c.hookCPU+dW, c.tempHookCPU+dT, c.selfHookCPU+dS
+			} else {
+				c.rawTime, c.rawErrs = c.rawTime+d, c.rawErrs+errs
+				c.tempRawCPU, c.selfRawCPU = c.tempRawCPU+dT, c.selfRawCPU+dS
+			}
+		}
+	}
+	return c, nil
+}
+
+// intakeClosedRows are the closed loop's rows of one kind: the rate
+// through the webhook against the raw calls', and the CPU per delivery.
+func intakeClosedRows(kind string, total, hookRate, rawRate float64, c intakeClosed) []Row {
+	call := "SignalWithStartWorkflow"
+	if kind == "workflow_job" {
+		call = "ExecuteWorkflow"
+	}
+	hookCPU, tempHookCPU, tempRawCPU, selfRawCPU := c.hookCPU, c.tempHookCPU, c.tempRawCPU, c.selfRawCPU
+	return []Row{{
+		Metric: fmt.Sprintf("%s deliveries/s through webhook/ (%d in flight, %d deliveries)", kind, intakeConcurrency, int(total)),
+		Value:  hookRate, Unit: "/s", Baseline: F(rawRate), Ratio: F(hookRate / rawRate),
+		Goal: "≥ 0.95", Met: B(hookRate/rawRate >= 0.95),
+		Note: fmt.Sprintf("baseline: Go client %s, same calls", call),
+	}, {
+		Metric: fmt.Sprintf("%s webhook server CPU per delivery", kind), Value: MS(hookCPU) / total, Unit: "ms",
+		Baseline: F(MS(selfRawCPU) / total), Ratio: F(float64(hookCPU) / float64(selfRawCPU)),
+		Goal: "≤ 0.3 ms", Met: B(MS(hookCPU)/total <= 0.3),
+		Note: "baseline: the Go client's own CPU per raw call (this process)",
+	}, {
+		Metric: fmt.Sprintf("%s server CPU per delivery (webhook server + dev server)", kind), Value: MS(hookCPU+tempHookCPU) / total, Unit: "ms",
+		Baseline: F(MS(tempRawCPU) / total), Ratio: F(float64(hookCPU+tempHookCPU) / float64(tempRawCPU)),
+		Note: fmt.Sprintf("webhook server %.2f ms of it; baseline: dev server per raw call", MS(hookCPU)/total),
+	}}
+}
+
+// openRows runs the open loop of one kind at rate for openFor, through the
+// webhook and then raw, and returns its rows: the latencies and the
+// failures of all phases.
+func (g *intakeGen) openRows(ctx context.Context, e *Env, kind string, rate float64, openFor time.Duration) ([]Row, error) {
+	hookLat, hookBad, err := g.openLoop(ctx, kind, true, rate, openFor)
+	if err != nil {
+		return nil, err
+	}
+	rawLat, rawBad, err := g.openLoop(ctx, kind, false, rate, openFor)
+	if err != nil {
+		return nil, err
+	}
+	e.Log.Info("open loop", "kind", kind, "rate", rate, "webhook_p50", hookLat.Quantile(0.5), "webhook_p99", hookLat.Quantile(0.99),
+		"raw_p50", rawLat.Quantile(0.5), "raw_p99", rawLat.Quantile(0.99), "webhook_errors", hookBad, "raw_errors", rawBad)
+	return []Row{
+		{Metric: fmt.Sprintf("%s p50 latency at %.0f/s (half the max) for %s", kind, rate, openFor), Value: MS(hookLat.Quantile(0.5)), Unit: "ms",
+			Baseline: F(MS(rawLat.Quantile(0.5))), Ratio: F(float64(hookLat.Quantile(0.5)) / float64(rawLat.Quantile(0.5))),
+			Note: "request sent → 2xx; baseline: the raw call at the same rate"},
+		{Metric: fmt.Sprintf("%s p99 latency at %.0f/s", kind, rate), Value: MS(hookLat.Quantile(0.99)), Unit: "ms",
+			Baseline: F(MS(rawLat.Quantile(0.99))), Ratio: F(float64(hookLat.Quantile(0.99)) / float64(rawLat.Quantile(0.99)))},
+		{Metric: fmt.Sprintf("%s non-2xx or failed deliveries (of %d in all phases)", kind, g.sent[kind]), Value: float64(g.failed[kind]),
+			Baseline: F(float64(g.rawFailed[kind])), Goal: "0", Met: B(g.failed[kind] == 0)},
+	}, nil
 }
 
 // intakePoolsJSON is RUNNER_POOLS: one pool taking the bench labels.
@@ -177,251 +211,6 @@ func intakePoolsJSON() (string, error) {
 		"max_machines": 5,
 	}}})
 	return string(b), err
-}
-
-// intakeGen makes deliveries and the equivalent raw Temporal calls, each
-// about a pull request or job never seen before (fresh PR numbers, job IDs
-// and delivery IDs), so each one is a real new workflow start.
-type intakeGen struct {
-	h    *harness.Harness
-	pool *pools.Pool
-	next atomic.Int64
-
-	mu                        sync.Mutex
-	sent, failed, rawFailed   map[string]int
-	firstFailure, firstRawErr string
-}
-
-// delivery is one prepared delivery and the raw call doing the same.
-type delivery struct {
-	event, id string
-	body      []byte
-	raw       func(ctx context.Context, tc client.Client) error
-}
-
-func (g *intakeGen) count(kind string, webhook, ok bool, why string) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if g.sent == nil {
-		g.sent, g.failed, g.rawFailed = map[string]int{}, map[string]int{}, map[string]int{}
-	}
-	if webhook {
-		g.sent[kind]++
-	}
-	switch {
-	case ok:
-	case webhook:
-		g.failed[kind]++
-		if g.firstFailure == "" {
-			g.firstFailure = why
-		}
-	default:
-		g.rawFailed[kind]++
-		if g.firstRawErr == "" {
-			g.firstRawErr = why
-		}
-	}
-}
-
-// prepare builds n deliveries of kind (outside any timed section).
-func (g *intakeGen) prepare(kind string, n int) ([]delivery, error) {
-	out := make([]delivery, n)
-	for i := range out {
-		id := 1_000 + g.next.Add(1)
-		var err error
-		if kind == "pull_request" {
-			out[i], err = g.pullRequest(int(id))
-		} else {
-			out[i], err = g.workflowJob(id)
-		}
-		if err != nil {
-			return nil, err
-		}
-	}
-	return out, nil
-}
-
-func (g *intakeGen) pullRequest(number int) (delivery, error) {
-	sha := fmt.Sprintf("%040x", 0xbe00000000+number)
-	body, err := g.h.PullRequest("opened", ghfixture.PR{
-		Owner: intakeOwner, Repo: intakeRepo, Number: number, HeadSHA: sha, HeadRef: "bench",
-		CloneURL: "https://github.com/" + intakeOwner + "/" + intakeRepo + ".git",
-	})
-	if err != nil {
-		return delivery{}, err
-	}
-	d := delivery{event: "pull_request", id: fmt.Sprintf("intake-pr-%d", number), body: body}
-	pre, err := intake.DecodePullRequest(body, d.id)
-	if err != nil {
-		return delivery{}, err
-	}
-	wid := workflows.PreviewWorkflowID(pre.Owner, pre.Repo, pre.Number)
-	opts := client.StartWorkflowOptions{
-		ID:        wid,
-		TaskQueue: workflows.TaskQueue,
-		TypedSearchAttributes: temporal.NewSearchAttributes(
-			workflows.SearchAttrRepo.ValueSet(intake.RepoKey(pre.Owner, pre.Repo)),
-			workflows.SearchAttrPRNumber.ValueSet(int64(pre.Number)),
-		),
-	}
-	input := workflows.PreviewInput{Owner: pre.Owner, Repo: pre.Repo, Number: pre.Number}
-	d.raw = func(ctx context.Context, tc client.Client) error {
-		_, err := tc.SignalWithStartWorkflow(ctx, wid, workflows.SignalPullRequest, pre, opts, workflows.PreviewLifecycleName, input)
-		return err
-	}
-	return d, nil
-}
-
-func (g *intakeGen) workflowJob(id int64) (delivery, error) {
-	body, err := g.h.WorkflowJob("queued", ghfixture.Job{
-		ID: id, RunID: id * 10, Name: fmt.Sprintf("build-%d", id), Owner: intakeOrg, Repo: intakeRepo, Org: intakeOrg, Labels: intakeLabels,
-	})
-	if err != nil {
-		return delivery{}, err
-	}
-	d := delivery{event: "workflow_job", id: fmt.Sprintf("intake-job-%d", id), body: body}
-	job, err := intake.DecodeWorkflowJob(body, d.id)
-	if err != nil {
-		return delivery{}, err
-	}
-	// What intake.WorkflowJobs.start sends.
-	opts := client.StartWorkflowOptions{
-		ID:                                       runnerapi.JobWorkflowID(job.JobID),
-		TaskQueue:                                workflows.TaskQueue,
-		WorkflowIDReusePolicy:                    enumspb.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE,
-		WorkflowIDConflictPolicy:                 enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
-		WorkflowExecutionErrorWhenAlreadyStarted: true,
-		TypedSearchAttributes: temporal.NewSearchAttributes(
-			workflows.SearchAttrPool.ValueSet(g.pool.Name),
-			workflows.SearchAttrJobID.ValueSet(job.JobID),
-			workflows.SearchAttrRepo.ValueSet(intake.RepoKey(job.Owner, job.Repo)),
-		),
-		StaticSummary: fmt.Sprintf("job %q of %s/%s on pool %s", job.Name, job.Owner, job.Repo, g.pool.Name),
-	}
-	input := runnerapi.RunnerJobInput{Pool: g.pool.Name, Job: job}
-	d.raw = func(ctx context.Context, tc client.Client) error {
-		_, err := tc.ExecuteWorkflow(ctx, opts, runnerapi.RunnerJobName, input)
-		return err
-	}
-	return d, nil
-}
-
-// send makes one delivery through the webhook server (webhook) or the raw
-// call, with the intake's own 5 s Temporal timeout, and reports whether it
-// was accepted.
-func (g *intakeGen) send(ctx context.Context, d delivery, webhook bool) bool {
-	if webhook {
-		code, err := g.h.Deliver(ctx, d.event, d.id, d.body)
-		ok := err == nil && code == http.StatusAccepted
-		why := ""
-		if !ok {
-			why = fmt.Sprintf("HTTP %d %v", code, err)
-		}
-		g.count(d.event, true, ok, why)
-		return ok
-	}
-	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	err := d.raw(cctx, g.h.TC)
-	cancel()
-	why := ""
-	if err != nil {
-		why = err.Error()
-	}
-	g.count(d.event, false, err == nil, why)
-	return err == nil
-}
-
-// closedLoop sends n deliveries of kind with intakeConcurrency in flight
-// and returns how long they took and how many failed.
-func (g *intakeGen) closedLoop(ctx context.Context, kind string, webhook bool, n int) (time.Duration, int, error) {
-	ds, err := g.prepare(kind, n)
-	if err != nil {
-		return 0, 0, err
-	}
-	var next, failed atomic.Int64
-	var wg sync.WaitGroup
-	began := time.Now()
-	for range intakeConcurrency {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for ctx.Err() == nil {
-				i := next.Add(1) - 1
-				if i >= int64(len(ds)) {
-					return
-				}
-				if !g.send(ctx, ds[i], webhook) {
-					failed.Add(1)
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	took := time.Since(began)
-	if err := ctx.Err(); err != nil {
-		return 0, 0, err
-	}
-	if f := int(failed.Load()); f > n/10 {
-		return took, f, fmt.Errorf("%s (webhook %v): %d of %d failed; first: %s", kind, webhook, f, n, g.firstError(webhook))
-	}
-	return took, int(failed.Load()), nil
-}
-
-func (g *intakeGen) firstError(webhook bool) string {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if webhook {
-		return g.firstFailure
-	}
-	return g.firstRawErr
-}
-
-// openLoop sends deliveries at a fixed rate for d, whatever the answers
-// take (each in its own goroutine), and returns the latencies of the
-// accepted ones and the number of failures.
-func (g *intakeGen) openLoop(ctx context.Context, kind string, webhook bool, rate float64, d time.Duration) (*harness.Samples, int, error) {
-	if rate <= 0 {
-		return nil, 0, fmt.Errorf("%s: no rate to run the open loop at", kind)
-	}
-	n := int(rate * d.Seconds())
-	ds, err := g.prepare(kind, n)
-	if err != nil {
-		return nil, 0, err
-	}
-	interval := time.Duration(float64(time.Second) / rate)
-	var lat harness.Samples
-	var failed atomic.Int64
-	var wg sync.WaitGroup
-	start := time.Now()
-	for i := range ds {
-		if wait := time.Until(start.Add(time.Duration(i) * interval)); wait > 0 {
-			select {
-			case <-ctx.Done():
-			case <-time.After(wait):
-			}
-		}
-		if ctx.Err() != nil {
-			break
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			began := time.Now()
-			if g.send(ctx, ds[i], webhook) {
-				lat.Add(time.Since(began))
-			} else {
-				failed.Add(1)
-			}
-		}()
-	}
-	wg.Wait()
-	if err := ctx.Err(); err != nil {
-		return nil, 0, err
-	}
-	if lat.Len() == 0 {
-		return nil, 0, fmt.Errorf("%s (webhook %v): no delivery accepted; first failure: %s", kind, webhook, g.firstError(webhook))
-	}
-	return &lat, int(failed.Load()), nil
 }
 
 // procCPU is the user+system CPU time a process has used so far (0 when

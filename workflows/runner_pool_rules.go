@@ -1,7 +1,6 @@
 package workflows
 
 import (
-	"cmp"
 	"fmt"
 	"slices"
 	"time"
@@ -25,26 +24,27 @@ func (p *poolState) findRelease(r runnerapi.ReleaseRequest) (m *poolMachine, byL
 			return m, true
 		}
 	}
-	for _, m := range p.machines {
-		if r.MachineID != "" && m.MachineID == r.MachineID {
-			return m, false
-		}
+	if m := p.machineWhere(func(m *poolMachine) bool { return r.MachineID != "" && m.MachineID == r.MachineID }); m != nil {
+		return m, false
 	}
 	if r.RunnerName == "" {
 		return nil, false
 	}
-	for _, m := range p.machines {
-		if m.RunnerName == r.RunnerName && m.MachineID != "" {
-			return m, true
-		}
+	if m := p.machineWhere(func(m *poolMachine) bool { return m.RunnerName == r.RunnerName && m.MachineID != "" }); m != nil {
+		return m, true
 	}
 	// Persistent mode: GitHub reports the machine's own runner.
+	return p.machineWhere(func(m *poolMachine) bool { return m.PersistentRunner != "" && m.PersistentRunner == r.RunnerName }), false
+}
+
+// machineWhere is the first machine that match accepts, or nil.
+func (p *poolState) machineWhere(match func(*poolMachine) bool) *poolMachine {
 	for _, m := range p.machines {
-		if m.PersistentRunner != "" && m.PersistentRunner == r.RunnerName {
-			return m, false
+		if match(m) {
+			return m
 		}
 	}
-	return nil, false
+	return nil
 }
 
 // release is the SignalRelease handler.
@@ -52,45 +52,16 @@ func (p *poolState) release(r runnerapi.ReleaseRequest) {
 	if p.acct >= 1 && p.releasePersistent(r) {
 		return
 	}
-	log := p.log
-	m, byLease := p.findRelease(r)
+	m := p.releasable(r)
 	if m == nil {
-		log.Warn("release of an unknown machine ignored", "machine", r.MachineID, "runner", r.RunnerName, "job", r.JobID)
 		return
 	}
-	if m.deleting {
-		log.Info("release of a machine being deleted ignored", "machine", m.MachineID)
-		return
-	}
-	leased := m.State == runnerapi.MachineBusy || m.State == runnerapi.MachineDraining
-	// A late or duplicate release must not free a later lease. The lease's
-	// runner name names the lease, whichever job GitHub ran on it; a
-	// machine ID or a persistent runner's name must come with the lease's
-	// job (and attempt, if given).
-	if leased && p.v >= 1 && p.acct < 1 && p.ranOnPersistent(m, r) {
-		// The completion of job r.JobID on this machine's runner, which
-		// another job leased: this machine is free now, and the machine
-		// r.JobID leased goes to that other job (whose job its runner is
-		// running, or will run), never freed under it.
-		p.swapLease(m, r.JobID)
-	} else if leased && !byLease && ((r.JobID != 0 && r.JobID != m.JobID) || (r.Attempt != 0 && r.Attempt != m.Attempt)) {
-		log.Warn("stale release ignored", "machine", m.MachineID, "release_job", r.JobID, "release_attempt", r.Attempt, "lease_job", m.JobID, "lease_attempt", m.Attempt)
-		return
-	}
-	if !leased && !(r.Broken && r.JobID == 0) {
-		// Only an operator (no job) may mark a free machine broken.
-		log.Info("release of a machine that is not leased ignored", "machine", m.MachineID, "state", m.State)
-		return
-	}
+	log := p.log
 	switch {
 	case r.Broken:
 		log.Warn("runner machine broken: deleting it", "machine", m.MachineID, "job", r.JobID, "reason", r.Reason)
 		m.State = runnerapi.MachineBroken
-		reason := "broken"
-		if r.Reason != "" {
-			reason += ": " + r.Reason
-		}
-		p.markDelete(m, reason)
+		p.markDelete(m, brokenReason(r))
 	case p.crossedRepo(m, r):
 		// GitHub handed the machine's runner a job of another repository
 		// than the one the machine is bound to: it may carry that job's
@@ -113,6 +84,67 @@ func (p *poolState) release(r runnerapi.ReleaseRequest) {
 		// It ran a job, so it is awake; if nobody waiting takes it, it sleeps.
 		p.free(m)
 	}
+}
+
+// releasable is the machine a release frees, or nil (logged) when the
+// release is to be ignored: an unknown machine, one being deleted, a stale
+// release, or a machine that is not leased. A completion on a persistent
+// runner that another job leased swaps the two jobs' leases first.
+func (p *poolState) releasable(r runnerapi.ReleaseRequest) *poolMachine {
+	log := p.log
+	m, byLease := p.findRelease(r)
+	if m == nil {
+		log.Warn("release of an unknown machine ignored", "machine", r.MachineID, "runner", r.RunnerName, "job", r.JobID)
+		return nil
+	}
+	if m.deleting {
+		log.Info("release of a machine being deleted ignored", "machine", m.MachineID)
+		return nil
+	}
+	leased := m.State == runnerapi.MachineBusy || m.State == runnerapi.MachineDraining
+	if leased && p.staleLease(m, r, byLease) {
+		return nil
+	}
+	if !leased && !(r.Broken && r.JobID == 0) {
+		// Only an operator (no job) may mark a free machine broken.
+		log.Info("release of a machine that is not leased ignored", "machine", m.MachineID, "state", m.State)
+		return nil
+	}
+	return m
+}
+
+// staleLease reports a late or duplicate release of leased m (logged), which
+// must not free a later lease. The lease's runner name names the lease,
+// whichever job GitHub ran on it; a machine ID or a persistent runner's name
+// must come with the lease's job (and attempt, if given).
+func (p *poolState) staleLease(m *poolMachine, r runnerapi.ReleaseRequest, byLease bool) bool {
+	if p.v >= 1 && p.acct < 1 && p.ranOnPersistent(m, r) {
+		// The completion of job r.JobID on this machine's runner, which
+		// another job leased: this machine is free now, and the machine
+		// r.JobID leased goes to that other job (whose job its runner is
+		// running, or will run), never freed under it.
+		p.swapLease(m, r.JobID)
+		return false
+	}
+	if !byLease && staleRelease(m, r) {
+		p.log.Warn("stale release ignored", "machine", m.MachineID, "release_job", r.JobID, "release_attempt", r.Attempt, "lease_job", m.JobID, "lease_attempt", m.Attempt)
+		return true
+	}
+	return false
+}
+
+// staleRelease: the release names another job or attempt than m's lease.
+func staleRelease(m *poolMachine, r runnerapi.ReleaseRequest) bool {
+	return (r.JobID != 0 && r.JobID != m.JobID) || (r.Attempt != 0 && r.Attempt != m.Attempt)
+}
+
+// brokenReason is the delete reason of a machine released broken.
+func brokenReason(r runnerapi.ReleaseRequest) string {
+	reason := "broken"
+	if r.Reason != "" {
+		reason += ": " + r.Reason
+	}
+	return reason
 }
 
 // unknownRun: an isolating pool frees a machine only on a clean release
@@ -180,23 +212,8 @@ func (p *poolState) drain(r runnerapi.DrainRequest) {
 // afterwards (those already awake count); they stay idle and autosleep if
 // no job comes.
 func (p *poolState) prewarm(r runnerapi.PrewarmRequest) {
-	window := autosleepOf(p.cfg)
-	now := p.now
-	n := r.Count
-	var asleep []*poolMachine
-	for _, m := range p.machines {
-		if m.deleting {
-			continue
-		}
-		switch {
-		case m.State == runnerapi.MachineWaking:
-			n--
-		case m.State == runnerapi.MachineIdle && m.op == "" && m.awake && now.Sub(m.wokeAt) < window:
-			n--
-		case m.State == runnerapi.MachineIdle && m.op != opDelete:
-			asleep = append(asleep, m)
-		}
-	}
+	awake, asleep := p.prewarmCounts()
+	n := r.Count - awake
 	for _, m := range asleep {
 		if n <= 0 {
 			break
@@ -207,6 +224,27 @@ func (p *poolState) prewarm(r runnerapi.PrewarmRequest) {
 		p.markWake(m)
 		n--
 	}
+}
+
+// prewarmCounts counts the idle machines awake (or waking) within the
+// autosleep window, and lists the idle ones asleep (or being put to sleep).
+func (p *poolState) prewarmCounts() (awake int, asleep []*poolMachine) {
+	window := autosleepOf(p.cfg)
+	now := p.now
+	for _, m := range p.machines {
+		if m.deleting {
+			continue
+		}
+		switch {
+		case m.State == runnerapi.MachineWaking:
+			awake++
+		case m.State == runnerapi.MachineIdle && m.op == "" && m.awake && now.Sub(m.wokeAt) < window:
+			awake++
+		case m.State == runnerapi.MachineIdle && m.op != opDelete:
+			asleep = append(asleep, m)
+		}
+	}
+	return awake, asleep
 }
 
 func autosleepOf(cfg pools.Pool) time.Duration {
@@ -372,68 +410,6 @@ func (p *poolState) expireGone(res activities.LeaseCheckResult) {
 		p.provisionDone(m, "", fmt.Errorf("provisioning child %s closed without reporting", id), false)
 	}
 	p.closedOnce = seen
-}
-
-// observe folds a machine activity's result into the machine's awake meter.
-func (p *poolState) observe(m *poolMachine, ref activities.MachineRef) {
-	p.addAwake(observeRef(&m.Awake, ref, p.now))
-}
-
-// observeAt folds in one phase seen at a time (zero: now).
-func (p *poolState) observeAt(m *poolMachine, phase dedalus.MachinePhase, at time.Time) {
-	p.addAwake(observeAt(&m.Awake, phase, at, p.now))
-}
-
-// observed is the SignalMachineObserved handler: a job's wake of its
-// leased machine. A machine the pool no longer has is ignored.
-func (p *poolState) observed(o runnerapi.MachineObserved) {
-	for _, m := range p.machines {
-		if m.MachineID != "" && m.MachineID == o.MachineID {
-			p.observe(m, activities.MachineRef{MachineID: o.MachineID, WasPhase: o.WasPhase,
-				WasTransitionAt: o.WasTransitionAt, Phase: o.Phase, TransitionAt: o.TransitionAt})
-			return
-		}
-	}
-}
-
-// addAwake adds a closed awake interval to the pool's total and brings
-// drydock_pool_awake_seconds_total up to it.
-func (p *poolState) addAwake(closed time.Duration) {
-	if closed <= 0 {
-		return
-	}
-	p.awakeClosed += closed
-	countAwake(p.counter, p.awakeClosed, &p.awakeCounted)
-}
-
-// inventory answers QueryInventory, with the awake times as of now (the
-// workflow's clock).
-func (p *poolState) inventory(now time.Time) runnerapi.Inventory {
-	inv := runnerapi.Inventory{
-		Pool: p.cfg.Name, MinIdle: p.minIdle, MaxMachines: p.maxMachines,
-		Machines: []runnerapi.PoolMachine{}, Queue: []int64{},
-		Counts: map[runnerapi.MachineState]int{},
-	}
-	for _, s := range []runnerapi.MachineState{runnerapi.MachineProvisioning, runnerapi.MachineIdle, runnerapi.MachineWaking,
-		runnerapi.MachineBusy, runnerapi.MachineBroken, runnerapi.MachineDraining} {
-		inv.Counts[s] = 0
-	}
-	awake := p.awakeClosed
-	for _, m := range p.machines {
-		pm := m.PoolMachine
-		pm.AwakeSeconds = m.Awake.SoFar(now).Seconds()
-		inv.Machines = append(inv.Machines, pm)
-		inv.Counts[m.State]++
-		awake += m.Awake.SoFar(now) - m.Awake.Total // the open interval
-	}
-	inv.AwakeSeconds, inv.AwakeAsOf = awake.Seconds(), now
-	slices.SortFunc(inv.Machines, func(a, b runnerapi.PoolMachine) int {
-		return cmp.Or(cmp.Compare(a.MachineID, b.MachineID), cmp.Compare(a.Provision, b.Provision))
-	})
-	for _, w := range p.queue {
-		inv.Queue = append(inv.Queue, w.req.JobID)
-	}
-	return inv
 }
 
 // runnerStarted is the SignalRunnerStarted handler (persistent mode). With

@@ -204,6 +204,18 @@ func (p *poolState) dispatch() {
 	if p.canning {
 		return
 	}
+	p.serveQueue()
+	if !p.winding && !p.now.Before(p.retryAt) {
+		p.provisionForDemand()
+	}
+	if !p.winding && !p.now.Before(p.retryAt) {
+		p.recycleExcluded()
+	}
+	p.sleepUnwanted()
+}
+
+// serveQueue leases free machines to waiting requests in arrival order.
+func (p *poolState) serveQueue() {
 	for i := 0; i < len(p.queue); {
 		w := p.queue[i]
 		m := p.pickFree(w.req)
@@ -214,28 +226,28 @@ func (p *poolState) dispatch() {
 		p.lease(m, w)
 		p.queue = slices.Delete(p.queue, i, i+1)
 	}
+}
 
-	now := p.now
-	if !p.winding && !now.Before(p.retryAt) {
-		for p.capacityUsed() < p.maxMachines {
-			// (Machines being deleted are draining or broken, not idle.)
-			free := p.count(runnerapi.MachineIdle) + p.count(runnerapi.MachineWaking)
-			provisioning := p.count(runnerapi.MachineProvisioning)
-			// Every request still waiting could use no free machine (the
-			// loop above served all it could; the rest exclude them): each
-			// needs a new one. MinIdle more are kept for the next jobs.
-			spare := provisioning - len(p.queue)
-			if spare >= 0 && free+spare >= min(p.minIdle, p.maxMachines) {
-				break
-			}
-			p.markProvision(len(p.queue) > provisioning)
+// provisionForDemand starts provisioning while requests wait for new
+// machines, or fewer than MinIdle are free, and the pool has room.
+func (p *poolState) provisionForDemand() {
+	for p.capacityUsed() < p.maxMachines {
+		// (Machines being deleted are draining or broken, not idle.)
+		free := p.count(runnerapi.MachineIdle) + p.count(runnerapi.MachineWaking)
+		provisioning := p.count(runnerapi.MachineProvisioning)
+		// Every request still waiting could use no free machine (the
+		// loop above served all it could; the rest exclude them): each
+		// needs a new one. MinIdle more are kept for the next jobs.
+		spare := provisioning - len(p.queue)
+		if spare >= 0 && free+spare >= min(p.minIdle, p.maxMachines) {
+			break
 		}
+		p.markProvision(len(p.queue) > provisioning)
 	}
+}
 
-	if !p.winding && !now.Before(p.retryAt) {
-		p.recycleExcluded()
-	}
-
+// sleepUnwanted puts to sleep the idle machines nobody took.
+func (p *poolState) sleepUnwanted() {
 	for _, m := range p.machines {
 		// Only a machine handed over by the dispatch right after its
 		// provisioning is fresh (still running for its job).
@@ -279,115 +291,6 @@ func (p *poolState) recycleExcluded() {
 	for _, m := range free[:min(short, len(free))] {
 		p.markDelete(m, why)
 	}
-}
-
-// pickFree returns the free machine a request should get, among those its
-// isolation lets it have (mayRun): one awake and idle first, then one
-// asleep, then one being woken or put to sleep (the lease is returned when
-// that finishes); the most recently used first, so a hot set keeps warm
-// caches and the rest stay asleep (and are deleted first when the pool
-// shrinks). With isolation per-repo, a machine that last ran the request's
-// repository goes before a never-used one, whatever their state.
-func (p *poolState) pickFree(req runnerapi.AcquireRequest) *poolMachine {
-	var best *poolMachine
-	perRepo := p.isolation() == pools.IsolationPerRepo
-	rank := func(m *poolMachine) int {
-		r := 0
-		if perRepo && m.Jobs == 0 {
-			r = 4 // hot caches for the repository first
-		}
-		switch {
-		case m.State == runnerapi.MachineIdle && m.op == "" && m.awake:
-			return r
-		case m.State == runnerapi.MachineIdle && m.op == "":
-			return r + 1
-		case m.State == runnerapi.MachineWaking:
-			return r + 2
-		default:
-			return r + 3
-		}
-	}
-	for _, m := range p.machines {
-		if (m.State != runnerapi.MachineIdle && m.State != runnerapi.MachineWaking) || m.deleting || slices.Contains(req.Exclude, m.MachineID) {
-			continue
-		}
-		if !p.mayRun(m, req.Repo) {
-			continue
-		}
-		if best == nil || rank(m) < rank(best) || (rank(m) == rank(best) && m.Since.After(best.Since)) {
-			best = m
-		}
-	}
-	return best
-}
-
-// isolation is the isolation mode the run applies: shared before
-// runnerPoolIsolationVersion and for persistent pools (GitHub picks the
-// runner), else the configuration's.
-func (p *poolState) isolation() string {
-	if p.iso < 1 || p.cfg.Mode == pools.ModePersistent {
-		return pools.IsolationShared
-	}
-	return p.cfg.IsolationMode()
-}
-
-// mayRun reports whether a free machine may run a job of repo under the
-// pool's isolation. A machine that never ran a job may run any; per-repo:
-// one that ran only repo's jobs; fresh: none that ran a job. A request
-// without a repository (an older job) gets only never-used machines.
-func (p *poolState) mayRun(m *poolMachine, repo string) bool {
-	switch p.isolation() {
-	case pools.IsolationShared:
-		return true
-	case pools.IsolationPerRepo:
-		return m.Jobs == 0 || (repo != "" && m.Repo == repo && !m.Mixed)
-	default: // fresh
-		return m.Jobs == 0
-	}
-}
-
-// Lease affinities (drydock_runner_leases_total{affinity}): the machine
-// last ran the job's repository, never ran a job, or ran another's.
-const (
-	affinitySameRepo = "same_repo"
-	affinityFresh    = "fresh"
-	affinityOther    = "other"
-)
-
-func affinityOf(m *poolMachine, repo string) string {
-	switch {
-	case m.Jobs == 0:
-		return affinityFresh
-	case repo != "" && m.Repo == repo && !m.Mixed:
-		return affinitySameRepo
-	default:
-		return affinityOther
-	}
-}
-
-func (p *poolState) lease(m *poolMachine, w *waiter) {
-	if p.iso >= 1 {
-		aff := affinityOf(m, w.req.Repo)
-		if p.leases != nil {
-			p.leases(aff).Inc(1)
-		}
-		if m.Jobs > 0 && m.Repo != w.req.Repo {
-			m.Mixed = true
-		}
-		m.Repo = w.req.Repo
-		p.log.Info("machine leased by isolation", "machine", m.MachineID, "job", w.req.JobID, "repo", w.req.Repo,
-			"isolation", p.isolation(), "affinity", aff)
-	}
-	m.State = runnerapi.MachineBusy
-	m.JobID, m.Attempt = w.req.JobID, w.req.Attempt
-	m.RunnerName = runnerapi.RunnerName(p.cfg.Name, w.req.JobID, w.req.Attempt)
-	m.Jobs++
-	m.Since = p.now
-	m.Reserved = !w.arrived
-	m.needsSleep = false
-	w.m, w.fresh = m, m.fresh
-	m.fresh = false
-	p.log.Info("machine leased", "machine", m.MachineID, "job", w.req.JobID, "attempt", w.req.Attempt, "fresh", w.fresh)
 }
 
 // capacityUsed counts machines against MaxMachines: every state but broken.

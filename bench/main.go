@@ -123,26 +123,13 @@ func run() int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	slices.SortFunc(scenarios, func(a, b Scenario) int { return a.Order - b.Order })
-	chosen := scenarios
-	if *only != "" {
-		chosen = nil
-		for _, n := range strings.Split(*only, ",") {
-			i := slices.IndexFunc(scenarios, func(s Scenario) bool { return s.Name == strings.TrimSpace(n) })
-			if i < 0 {
-				fmt.Fprintf(os.Stderr, "bench: unknown scenario %q (have: %s)\n", n, names())
-				return 2
-			}
-			chosen = append(chosen, scenarios[i])
-		}
+	chosen, err := chooseScenarios(*only)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		return 2
 	}
-	if *pprofDir != "" {
-		if err := os.MkdirAll(*pprofDir, 0o755); err != nil {
-			fmt.Fprintln(os.Stderr, "bench: -pprof:", err)
-			return 2
-		}
-	}
-	if *scale <= 0 {
-		fmt.Fprintln(os.Stderr, "bench: -scale must be positive")
+	if err := checkFlags(*pprofDir, *scale); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
 		return 2
 	}
 
@@ -156,35 +143,91 @@ func run() int {
 		fmt.Fprintln(os.Stderr, "bench: TEMPORAL_CLI is not set; run it as `make bench`")
 		return 2
 	}
-	dir, err := os.MkdirTemp("", "drydock-bench-*")
+	dir, cleanup, err := scratch(ctx, log, root, *keep)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		return 1
 	}
-	if *keep {
-		log.Info("scratch directory kept", "dir", dir)
-	} else {
-		defer os.RemoveAll(dir)
-	}
-	bins := filepath.Join(dir, "bin")
-	log.Info("building the binaries")
-	if err := harness.Build(ctx, root, bins); err != nil {
+	defer cleanup()
+
+	rep := Report{Date: time.Now().UTC().Truncate(time.Second), Commit: commit(root), Machine: describeMachine(), Scale: *scale}
+	base := Env{Root: root, Bins: filepath.Join(dir, "bin"), TemporalCLI: cli, Log: log, Scale: *scale, Pprof: *pprofDir}
+	failed, err := runScenarios(ctx, base, dir, chosen, &rep)
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		return 1
 	}
+	// Only a full run at the documented sizes goes into the docs.
+	full := *only == "" && *scale == 1
+	return writeReport(log, rep, failed, *out, *doc, full)
+}
 
-	rep := Report{Date: time.Now().UTC().Truncate(time.Second), Commit: commit(root), Machine: describeMachine(), Scale: *scale}
-	failed := false
+// chooseScenarios is the scenarios -only names (all when empty), in the
+// order given.
+func chooseScenarios(only string) ([]Scenario, error) {
+	if only == "" {
+		return scenarios, nil
+	}
+	var chosen []Scenario
+	for _, n := range strings.Split(only, ",") {
+		i := slices.IndexFunc(scenarios, func(s Scenario) bool { return s.Name == strings.TrimSpace(n) })
+		if i < 0 {
+			return nil, fmt.Errorf("unknown scenario %q (have: %s)", n, names())
+		}
+		chosen = append(chosen, scenarios[i])
+	}
+	return chosen, nil
+}
+
+// checkFlags makes the -pprof directory and checks -scale.
+func checkFlags(pprofDir string, scale float64) error {
+	if pprofDir != "" {
+		if err := os.MkdirAll(pprofDir, 0o755); err != nil {
+			return fmt.Errorf("-pprof: %w", err)
+		}
+	}
+	if scale <= 0 {
+		return errors.New("-scale must be positive")
+	}
+	return nil
+}
+
+// scratch makes the run's scratch directory and builds the binaries into
+// its bin; cleanup removes it unless keep.
+func scratch(ctx context.Context, log *slog.Logger, root string, keep bool) (dir string, cleanup func(), err error) {
+	dir, err = os.MkdirTemp("", "drydock-bench-*")
+	if err != nil {
+		return "", nil, err
+	}
+	cleanup = func() {}
+	if keep {
+		log.Info("scratch directory kept", "dir", dir)
+	} else {
+		cleanup = func() { os.RemoveAll(dir) }
+	}
+	log.Info("building the binaries")
+	if err := harness.Build(ctx, root, filepath.Join(dir, "bin")); err != nil {
+		cleanup()
+		return "", nil, err
+	}
+	return dir, cleanup, nil
+}
+
+// runScenarios runs the chosen scenarios one after the other, each in its
+// own directory under dir, adding their results to rep and printing each;
+// it stops early when interrupted. failed says whether one failed.
+func runScenarios(ctx context.Context, base Env, dir string, chosen []Scenario, rep *Report) (failed bool, err error) {
+	log := base.Log
 	for _, s := range chosen {
 		sdir := filepath.Join(dir, s.Name)
 		if err := os.MkdirAll(sdir, 0o755); err != nil {
-			fmt.Fprintln(os.Stderr, "bench:", err)
-			return 1
+			return failed, err
 		}
 		log.Info("scenario", "name", s.Name, "title", s.Title)
-		env := &Env{Root: root, Dir: sdir, Bins: bins, TemporalCLI: cli, Log: log.With("scenario", s.Name), Scale: *scale, Pprof: *pprofDir}
+		env := base
+		env.Dir, env.Log = sdir, log.With("scenario", s.Name)
 		began := time.Now()
-		rows, err := s.Run(ctx, env)
+		rows, err := s.Run(ctx, &env)
 		res := Result{Name: s.Name, Title: s.Title, Rows: rows, Seconds: time.Since(began).Round(100 * time.Millisecond).Seconds()}
 		if err != nil {
 			res.Error = err.Error()
@@ -197,23 +240,29 @@ func run() int {
 			break
 		}
 	}
+	return failed, nil
+}
+
+// writeReport prints the table, writes the results to out (empty:
+// nowhere) and, after a full run (every scenario at -scale 1) where none
+// failed, the table into the page doc (empty: none). It is run's exit code.
+func writeReport(log *slog.Logger, rep Report, failed bool, out, doc string, full bool) int {
 	table := Render(rep)
 	fmt.Println(table)
-	if *out != "" {
+	if out != "" {
 		b, _ := json.MarshalIndent(rep, "", "  ")
-		if err := os.WriteFile(*out, append(b, '\n'), 0o644); err != nil {
+		if err := os.WriteFile(out, append(b, '\n'), 0o644); err != nil {
 			fmt.Fprintln(os.Stderr, "bench:", err)
 			return 1
 		}
-		log.Info("results written", "file", *out)
+		log.Info("results written", "file", out)
 	}
-	// Only a full run at the documented sizes goes into the docs.
-	if *doc != "" && *only == "" && *scale == 1 && !failed {
-		if err := updateDoc(*doc, table); err != nil {
+	if doc != "" && full && !failed {
+		if err := updateDoc(doc, table); err != nil {
 			fmt.Fprintln(os.Stderr, "bench:", err)
 			return 1
 		}
-		log.Info("table updated", "file", *doc)
+		log.Info("table updated", "file", doc)
 	}
 	if failed {
 		return 1

@@ -76,22 +76,9 @@ func dispatchScenario(ctx context.Context, e *Env) ([]Row, error) {
 	defer h.Close()
 	wakes.emu.Store(h.Emu)
 
-	// Warm-up round: starts the pool, which provisions its machines.
-	var warm []int64
-	for i := range dispatchMachines {
-		id := int64(1 + i)
-		warm = append(warm, id)
-		if _, _, err := queueJob(ctx, h, id, dispatchJobDuration); err != nil {
-			return nil, err
-		}
-	}
-	if _, err := waitRunnerJobs(ctx, h, warm, 3*time.Minute); err != nil {
-		return nil, fmt.Errorf("warm-up round: %w", err)
-	}
-	if err := waitPoolAsleep(ctx, h, dispatchPool, dispatchMachines, 2*time.Minute); err != nil {
+	if err := dispatchWarmUp(ctx, h); err != nil {
 		return nil, err
 	}
-
 	floor, err := startFloor(ctx, h)
 	if err != nil {
 		return nil, err
@@ -105,54 +92,98 @@ func dispatchScenario(ctx context.Context, e *Env) ([]Row, error) {
 	}
 
 	n := e.N(dispatchJobs)
-	var lat, base, intake harness.Samples
-	var ids []int64
-	wrongMachine, awakeAtCall := 0, 0
+	d := &dispatchRun{h: h, wakes: wakes, floor: floor}
 	for i := range n {
-		id := int64(1000 + i)
-		ids = append(ids, id)
-		if err := waitAllAsleep(ctx, h, time.Minute); err != nil {
-			return nil, fmt.Errorf("job %d: %w", id, err)
-		}
-		// The baseline first, in the same quiet moment as the job: nothing
-		// else runs then (the previous job is done, its machine asleep).
-		d, err := floor.once(ctx, wakes, fmt.Sprint(i))
-		if err != nil {
+		if err := d.job(ctx, i); err != nil {
 			return nil, err
-		}
-		base.Add(d)
-		mark := wakes.len()
-		began := time.Now()
-		_, took, err := queueJob(ctx, h, id, dispatchJobDuration)
-		if err != nil {
-			return nil, err
-		}
-		intake.Add(took)
-		call, err := wakes.next(ctx, mark, "", time.Minute)
-		if err != nil {
-			st, _ := jobStatus(ctx, h, id)
-			return nil, fmt.Errorf("job %d: %w (RunnerJob %s on machine %q)", id, err, st.Phase, st.MachineID)
-		}
-		floor.sleep(fmt.Sprint(i)) // untimed, while the job's runner starts
-		st, err := jobStatus(ctx, h, id)
-		switch {
-		case err != nil:
-			return nil, fmt.Errorf("job %d: %w", id, err)
-		case st.MachineID != call.machine:
-			wrongMachine++ // not this job's wake: not a measurement
-		case call.phase != "sleeping":
-			awakeAtCall++
-		default:
-			lat.Add(call.at.Sub(began))
 		}
 		if (i+1)%50 == 0 {
-			e.Log.Info("dispatch", "jobs", i+1, "p50", lat.Quantile(0.5), "floor_p50", base.Quantile(0.5))
+			e.Log.Info("dispatch", "jobs", i+1, "p50", d.lat.Quantile(0.5), "floor_p50", d.base.Quantile(0.5))
 		}
 	}
-	completed, err := waitRunnerJobs(ctx, h, ids, 3*time.Minute)
+	completed, err := waitRunnerJobs(ctx, h, d.ids, 3*time.Minute)
 	if err != nil {
 		return nil, err
 	}
+	return d.rows(n, completed), nil
+}
+
+// dispatchWarmUp is the untimed first round: dispatchMachines jobs at
+// once start the pool, which provisions its machines; it returns once
+// they are done and the machines asleep.
+func dispatchWarmUp(ctx context.Context, h *harness.Harness) error {
+	var warm []int64
+	for i := range dispatchMachines {
+		id := int64(1 + i)
+		warm = append(warm, id)
+		if _, _, err := queueJob(ctx, h, id, dispatchJobDuration); err != nil {
+			return err
+		}
+	}
+	if _, err := waitRunnerJobs(ctx, h, warm, 3*time.Minute); err != nil {
+		return fmt.Errorf("warm-up round: %w", err)
+	}
+	return waitPoolAsleep(ctx, h, dispatchPool, dispatchMachines, 2*time.Minute)
+}
+
+// dispatchRun is the timed round: the jobs delivered, and what was
+// measured of them and of the floor.
+type dispatchRun struct {
+	h     *harness.Harness
+	wakes *wakeLog
+	floor *floor
+
+	lat, base, intake         harness.Samples
+	ids                       []int64
+	wrongMachine, awakeAtCall int
+}
+
+// job measures the floor, then job i: once every machine is asleep, from
+// just before its queued delivery is sent to the wake call it causes.
+func (d *dispatchRun) job(ctx context.Context, i int) error {
+	h, wakes := d.h, d.wakes
+	id := int64(1000 + i)
+	d.ids = append(d.ids, id)
+	if err := waitAllAsleep(ctx, h, time.Minute); err != nil {
+		return fmt.Errorf("job %d: %w", id, err)
+	}
+	// The baseline first, in the same quiet moment as the job: nothing
+	// else runs then (the previous job is done, its machine asleep).
+	fd, err := d.floor.once(ctx, wakes, fmt.Sprint(i))
+	if err != nil {
+		return err
+	}
+	d.base.Add(fd)
+	mark := wakes.len()
+	began := time.Now()
+	_, took, err := queueJob(ctx, h, id, dispatchJobDuration)
+	if err != nil {
+		return err
+	}
+	d.intake.Add(took)
+	call, err := wakes.next(ctx, mark, "", time.Minute)
+	if err != nil {
+		st, _ := jobStatus(ctx, h, id)
+		return fmt.Errorf("job %d: %w (RunnerJob %s on machine %q)", id, err, st.Phase, st.MachineID)
+	}
+	d.floor.sleep(fmt.Sprint(i)) // untimed, while the job's runner starts
+	st, err := jobStatus(ctx, h, id)
+	switch {
+	case err != nil:
+		return fmt.Errorf("job %d: %w", id, err)
+	case st.MachineID != call.machine:
+		d.wrongMachine++ // not this job's wake: not a measurement
+	case call.phase != "sleeping":
+		d.awakeAtCall++
+	default:
+		d.lat.Add(call.at.Sub(began))
+	}
+	return nil
+}
+
+// rows are the scenario's rows, for n jobs of which completed completed.
+func (d *dispatchRun) rows(n, completed int) []Row {
+	lat, base, intake, wrongMachine, awakeAtCall := &d.lat, &d.base, &d.intake, d.wrongMachine, d.awakeAtCall
 	p50, p99 := lat.Quantile(0.5), lat.Quantile(0.99)
 	b50, b99 := base.Quantile(0.5), base.Quantile(0.99)
 	measured := lat.Len()
@@ -167,7 +198,7 @@ func dispatchScenario(ctx context.Context, e *Env) ([]Row, error) {
 		{Metric: fmt.Sprintf("jobs measured (of %d)", n), Value: float64(measured), Goal: fmt.Sprint(n), Met: B(measured == n),
 			Note: fmt.Sprintf("excluded: %d wake calls on another machine than the job's, %d on a machine already awake", wrongMachine, awakeAtCall)},
 		{Metric: fmt.Sprintf("jobs completed on GitHub's side (of %d)", n), Value: float64(completed), Goal: fmt.Sprint(n), Met: B(completed == n)},
-	}, nil
+	}
 }
 
 // wakeLog is the emulator's Observe hook: every wake call, with the

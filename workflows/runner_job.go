@@ -146,7 +146,7 @@ func (j *runnerJob) run(ctx workflow.Context, events workflow.ReceiveChannel) er
 		if err != nil {
 			return err
 		}
-		if j.completed != nil && j.completed.RunnerName == "" {
+		if j.cancelledUnrun() {
 			// Cancelled before any runner took it: no runner is owed.
 			j.release(ctx, j.clean(j.own("job cancelled before its runner started", false)))
 			j.lease = runnerapi.Lease{} // returned: no runner of ours to settle
@@ -156,17 +156,7 @@ func (j *runnerJob) run(ctx workflow.Context, events workflow.ReceiveChannel) er
 		// every queued job wakes one machine, so the job whose runner it
 		// took gets a runner in turn.
 		if fault, err := j.startRunner(ctx); err != nil {
-			if j.v >= 1 && ctx.Err() != nil {
-				return ctx.Err()
-			}
-			if fault {
-				workflow.GetLogger(ctx).Warn("machine unusable; trying another", "machine", j.lease.MachineID, "error", err)
-				j.release(ctx, j.own(err.Error(), true))
-				exclude = append(exclude, j.lease.MachineID)
-				continue
-			}
-			githubFaults++
-			if err := j.backOff(ctx, err, githubFaults); err != nil {
+			if err := j.startFailed(ctx, err, fault, &exclude, &githubFaults); err != nil {
 				return err
 			}
 			continue
@@ -185,6 +175,30 @@ func (j *runnerJob) run(ctx workflow.Context, events workflow.ReceiveChannel) er
 	}
 }
 
+// cancelledUnrun: the job completed (cancelled or skipped) before any
+// runner took it.
+func (j *runnerJob) cancelledUnrun() bool {
+	return j.completed != nil && j.completed.RunnerName == ""
+}
+
+// startFailed handles a runner that did not start: a machine fault returns
+// the machine broken and excludes it from the next attempt; another fault
+// returns it as it is and backs off (githubFaults counts them). A non-nil
+// error ends the job.
+func (j *runnerJob) startFailed(ctx workflow.Context, err error, fault bool, exclude *[]string, githubFaults *int) error {
+	if j.v >= 1 && ctx.Err() != nil {
+		return ctx.Err()
+	}
+	if fault {
+		workflow.GetLogger(ctx).Warn("machine unusable; trying another", "machine", j.lease.MachineID, "error", err)
+		j.release(ctx, j.own(err.Error(), true))
+		*exclude = append(*exclude, j.lease.MachineID)
+		return nil
+	}
+	*githubFaults++
+	return j.backOff(ctx, err, *githubFaults)
+}
+
 func (j *runnerJob) setPhase(ctx workflow.Context, p runnerapi.RunnerJobPhase) {
 	j.st.Phase = p
 	_ = workflow.UpsertTypedSearchAttributes(ctx, SearchAttrPhase.ValueSet(string(p)), SearchAttrMachineID.ValueSet(j.st.MachineID))
@@ -200,22 +214,7 @@ func (j *runnerJob) onEvent(ctx workflow.Context, ev runnerapi.WorkflowJobEvent)
 	}
 	switch ev.Action {
 	case "in_progress":
-		if j.st.PickedUpAt.IsZero() {
-			j.st.PickedUpAt = workflow.Now(ctx)
-			created := ev.CreatedAt
-			if created.IsZero() {
-				created = j.in.Job.CreatedAt
-			}
-			if !created.IsZero() && !ev.StartedAt.IsZero() && !ev.StartedAt.Before(created) {
-				workflow.GetMetricsHandler(ctx).WithTags(map[string]string{"pool": j.in.Pool}).Timer(MetricJobQueue).
-					Record(ev.StartedAt.Sub(created))
-			}
-		}
-		j.st.RanOn = ev.RunnerName
-		if j.completed == nil {
-			j.setPhase(ctx, runnerapi.JobRunning)
-		}
-		j.tellPoolStarted(ctx, ev.RunnerName)
+		j.onInProgress(ctx, ev)
 	case "completed":
 		if j.completed == nil {
 			e := ev
@@ -228,119 +227,30 @@ func (j *runnerJob) onEvent(ctx workflow.Context, ev runnerapi.WorkflowJobEvent)
 	}
 }
 
-func (j *runnerJob) acquire(ctx workflow.Context, events workflow.ReceiveChannel, attempt int, exclude []string) error {
-	j.setPhase(ctx, runnerapi.JobAcquiring)
-	opts := workflow.ActivityOptions{
-		Summary: fmt.Sprintf("acquire a %s machine (attempt %d)", j.in.Pool, attempt),
-		// A saturated pool keeps the request queued: the wait is long and heartbeats.
-		StartToCloseTimeout: 24 * time.Hour,
-		HeartbeatTimeout:    20 * time.Second,
-		RetryPolicy:         &temporal.RetryPolicy{InitialInterval: time.Second, MaximumInterval: 30 * time.Second},
+// onInProgress folds in the job's pickup by a runner.
+func (j *runnerJob) onInProgress(ctx workflow.Context, ev runnerapi.WorkflowJobEvent) {
+	if j.st.PickedUpAt.IsZero() {
+		j.st.PickedUpAt = workflow.Now(ctx)
+		j.recordQueueTime(ctx, ev)
 	}
-	actx, cancelAcquire := workflow.WithCancel(ctx)
-	if j.v >= 1 {
-		// A day in the queue at most, retries included.
-		opts.ScheduleToCloseTimeout = 24 * time.Hour
-		opts.RetryPolicy.MaximumAttempts = 100
-		opts.RetryPolicy.NonRetryableErrorTypes = []string{runnerapi.ErrTypeInvalidAcquire, runnerapi.ErrTypeAcquireWithdrawn, activities.ErrTypeUnknownPool}
-	} else {
-		actx = ctx
+	j.st.RanOn = ev.RunnerName
+	if j.completed == nil {
+		j.setPhase(ctx, runnerapi.JobRunning)
 	}
-	in := activities.AcquireInput{
-		Pool: j.in.Pool, Request: runnerapi.AcquireRequest{JobID: j.in.Job.JobID, Attempt: attempt, Exclude: exclude,
-			Repo: jobRepo(j.in.Job)},
-	}
-	acq := &acquisition{slow: func() workflow.Future {
-		return workflow.ExecuteActivity(workflow.WithActivityOptions(actx, opts), runnerActs.AcquireRunner, in)
-	}}
-	if j.fast >= 1 {
-		acq.fut, acq.now = acquireNow(actx, in), &activities.AcquireAnswer{}
-	} else {
-		acq.fut = acq.slow()
-	}
-	for {
-		sel := workflow.NewSelector(ctx)
-		var err error
-		done := false
-		sel.AddFuture(acq.fut, func(f workflow.Future) { done, err = acq.settle(ctx, f, &j.lease) })
-		sel.AddReceive(events, func(c workflow.ReceiveChannel, _ bool) {
-			var ev runnerapi.WorkflowJobEvent
-			c.Receive(ctx, &ev)
-			j.onEvent(ctx, ev)
-		})
-		sel.Select(ctx)
-		// The job may have run on another job's runner while this one
-		// waits for a machine: free that runner's machine now, or the pool
-		// can fill up with machines whose jobs are done.
-		j.settleRanOn(ctx)
-		if done {
-			if err != nil {
-				return fmt.Errorf("acquire a machine from pool %s: %w", j.in.Pool, err)
-			}
-			j.holding = true
-			j.st.MachineID = j.lease.MachineID
-			j.st.RunnerName = j.lease.RunnerName
-			return nil
-		}
-		if j.v >= 1 && j.completed != nil && j.completed.RunnerName == "" {
-			// Cancelled (or skipped) while queued: the place goes now, so
-			// the pool neither keeps it nor provisions for it.
-			cancelAcquire()
-			j.withdraw(ctx, attempt, "job "+orNone(j.completed.Conclusion)+" before a machine was leased")
-			return errWithdrawn
-		}
-		if j.acct >= 1 && j.completed != nil && j.settings.Mode == pools.ModePersistent {
-			// Persistent mode: it ran on another machine's runner, which
-			// is free again and takes the next queued job itself: the
-			// place goes now. (In jit mode it still starts a runner below:
-			// the job whose single-use runner it took needs one.)
-			cancelAcquire()
-			j.withdraw(ctx, attempt, "job completed on "+orNone(j.completed.RunnerName)+" before a machine was leased")
-			return errWithdrawn
-		}
-	}
+	j.tellPoolStarted(ctx, ev.RunnerName)
 }
 
-// acquisition is one attempt's acquire: the fast path (while now is set),
-// then the ordinary activity (slow).
-type acquisition struct {
-	fut  workflow.Future
-	now  *activities.AcquireAnswer
-	slow func() workflow.Future
-}
-
-// settle takes fut's outcome: done with the lease or an error, or not done
-// when the fast path found no machine at once and the activity now waits
-// for one (it re-attaches to a request the pool queued, and reports any
-// refusal).
-func (a *acquisition) settle(ctx workflow.Context, f workflow.Future, lease *runnerapi.Lease) (done bool, err error) {
-	if a.now == nil {
-		return true, f.Get(ctx, lease)
+// recordQueueTime records the job's time in GitHub's queue, from its
+// creation to its start, when the event tells both.
+func (j *runnerJob) recordQueueTime(ctx workflow.Context, ev runnerapi.WorkflowJobEvent) {
+	created := ev.CreatedAt
+	if created.IsZero() {
+		created = j.in.Job.CreatedAt
 	}
-	ans := a.now
-	a.now = nil
-	err = f.Get(ctx, ans)
-	if temporal.IsCanceledError(err) {
-		return true, err
+	if !created.IsZero() && !ev.StartedAt.IsZero() && !ev.StartedAt.Before(created) {
+		workflow.GetMetricsHandler(ctx).WithTags(map[string]string{"pool": j.in.Pool}).Timer(MetricJobQueue).
+			Record(ev.StartedAt.Sub(created))
 	}
-	if err != nil || ans.Queued {
-		workflow.GetLogger(ctx).Debug("no machine at once; waiting in the pool's queue", "why", ans.Why, "error", err)
-		a.fut = a.slow()
-		return false, nil
-	}
-	*lease = ans.Lease
-	return true, nil
-}
-
-// acquireNow starts the fast path's acquire (AcquireRunnerNow) as a local
-// activity: one attempt, since the ordinary activity follows any failure.
-func acquireNow(ctx workflow.Context, in activities.AcquireInput) workflow.Future {
-	lctx := workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{
-		StartToCloseTimeout: activities.AcquireNowWait + 5*time.Second,
-		RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 1},
-		Summary:             fmt.Sprintf("acquire a %s machine at once (attempt %d)", in.Pool, in.Request.Attempt),
-	})
-	return workflow.ExecuteLocalActivity(lctx, runnerActs.AcquireRunnerNow, in)
 }
 
 func runnerActivity(ctx workflow.Context, summary string, timeout time.Duration) workflow.Context {
@@ -357,25 +267,9 @@ func runnerActivity(ctx workflow.Context, summary string, timeout time.Duration)
 // this attempt's machine is released and another tried.
 func (j *runnerJob) await(ctx workflow.Context, events workflow.ReceiveChannel) (retry bool, err error) {
 	for j.completed == nil {
-		wait := j.settings.PickupTimeout
-		if !j.st.PickedUpAt.IsZero() {
-			wait = jobRecheckEvery
-		}
-		tctx, cancel := workflow.WithCancel(ctx)
-		timer := workflow.NewTimerWithOptions(tctx, wait, workflow.TimerOptions{Summary: "check the job with GitHub"})
-		fired := false
-		sel := workflow.NewSelector(ctx)
-		sel.AddReceive(events, func(c workflow.ReceiveChannel, _ bool) {
-			var ev runnerapi.WorkflowJobEvent
-			c.Receive(ctx, &ev)
-			j.onEvent(ctx, ev)
-		})
-		sel.AddFuture(timer, func(workflow.Future) { fired = true })
-		sel.Select(ctx)
-		cancel()
-		if ctx.Err() != nil {
-			// Cancelled: the timer and any activity would resolve at once.
-			return false, ctx.Err()
+		fired, err := j.awaitEventOrCheck(ctx, events)
+		if err != nil {
+			return false, err
 		}
 		if !fired || j.completed != nil {
 			continue
@@ -387,39 +281,92 @@ func (j *runnerJob) await(ctx workflow.Context, events workflow.ReceiveChannel) 
 			workflow.GetLogger(ctx).Warn("job status unavailable; waiting on", "error", err)
 			continue
 		}
-		switch gs.Status {
-		case "completed":
-			j.onEvent(ctx, runnerapi.WorkflowJobEvent{Action: "completed", JobID: j.in.Job.JobID, RunnerName: gs.RunnerName, Conclusion: gs.Conclusion})
-		case "in_progress":
-			j.onEvent(ctx, runnerapi.WorkflowJobEvent{Action: "in_progress", JobID: j.in.Job.JobID, RunnerName: gs.RunnerName})
-		default: // queued, waiting: not picked up yet
-			if !j.st.PickedUpAt.IsZero() {
-				continue
-			}
-			removed := false // our runner deregistered before it took a job
-			if j.settings.Mode == pools.ModeJIT {
-				res, ok := j.removeOwnRunnerResult(ctx)
-				removed = ok && !res.Busy && !res.NotFound
-				if ok && (res.Busy || (res.NotFound && j.gone < 1)) {
-					// Our runner is running another queued job: that job's
-					// own runner may come for ours, and ours is gone only
-					// after its job (checked again next time).
-					continue
-				}
-				if ok && res.NotFound {
-					workflow.GetLogger(ctx).Warn("job still queued and its runner is gone; starting another runner", "runner", j.lease.RunnerName)
-				}
-			}
-			workflow.GetLogger(ctx).Warn("job not picked up in time; trying another machine", "machine", j.lease.MachineID, "status", gs.Status)
-			rel := j.own("job not picked up within "+j.settings.PickupTimeout.String(), false)
-			if j.settings.Mode == pools.ModeJIT && removed {
-				rel = j.clean(rel)
-			}
-			j.release(ctx, rel)
+		if j.onJobStatus(ctx, gs) {
 			return true, nil
 		}
 	}
 	return false, nil
+}
+
+// awaitEventOrCheck waits for a job event or the time to check the job with
+// GitHub (fired): the pickup timeout, then jobRecheckEvery once picked up.
+func (j *runnerJob) awaitEventOrCheck(ctx workflow.Context, events workflow.ReceiveChannel) (fired bool, err error) {
+	wait := j.settings.PickupTimeout
+	if !j.st.PickedUpAt.IsZero() {
+		wait = jobRecheckEvery
+	}
+	tctx, cancel := workflow.WithCancel(ctx)
+	timer := workflow.NewTimerWithOptions(tctx, wait, workflow.TimerOptions{Summary: "check the job with GitHub"})
+	sel := workflow.NewSelector(ctx)
+	sel.AddReceive(events, func(c workflow.ReceiveChannel, _ bool) {
+		var ev runnerapi.WorkflowJobEvent
+		c.Receive(ctx, &ev)
+		j.onEvent(ctx, ev)
+	})
+	sel.AddFuture(timer, func(workflow.Future) { fired = true })
+	sel.Select(ctx)
+	cancel()
+	if ctx.Err() != nil {
+		// Cancelled: the timer and any activity would resolve at once.
+		return false, ctx.Err()
+	}
+	return fired, nil
+}
+
+// onJobStatus folds in GitHub's answer about the job; it returns true when
+// the job was not picked up in time and this attempt's machine was
+// released (another is tried).
+func (j *runnerJob) onJobStatus(ctx workflow.Context, gs activities.JobStatusResult) bool {
+	switch gs.Status {
+	case "completed":
+		j.onEvent(ctx, runnerapi.WorkflowJobEvent{Action: "completed", JobID: j.in.Job.JobID, RunnerName: gs.RunnerName, Conclusion: gs.Conclusion})
+	case "in_progress":
+		j.onEvent(ctx, runnerapi.WorkflowJobEvent{Action: "in_progress", JobID: j.in.Job.JobID, RunnerName: gs.RunnerName})
+	default: // queued, waiting: not picked up yet
+		if !j.st.PickedUpAt.IsZero() {
+			return false
+		}
+		return j.notPickedUp(ctx, gs)
+	}
+	return false
+}
+
+// notPickedUp releases the machine of a job still queued after the pickup
+// timeout (true), unless its JIT runner is running another job (false: it
+// is checked again next time).
+func (j *runnerJob) notPickedUp(ctx workflow.Context, gs activities.JobStatusResult) bool {
+	removed := false // our runner deregistered before it took a job
+	if j.settings.Mode == pools.ModeJIT {
+		var wait bool
+		if removed, wait = j.removeIdleOwnRunner(ctx); wait {
+			return false
+		}
+	}
+	workflow.GetLogger(ctx).Warn("job not picked up in time; trying another machine", "machine", j.lease.MachineID, "status", gs.Status)
+	rel := j.own("job not picked up within "+j.settings.PickupTimeout.String(), false)
+	if j.settings.Mode == pools.ModeJIT && removed {
+		rel = j.clean(rel)
+	}
+	j.release(ctx, rel)
+	return true
+}
+
+// removeIdleOwnRunner removes the job's own JIT runner if it is idle:
+// removed reports it gone before it took a job; wait, that it runs
+// another queued job (or, before runnerJobGoneRunnerVersion, is gone).
+func (j *runnerJob) removeIdleOwnRunner(ctx workflow.Context) (removed, wait bool) {
+	res, ok := j.removeOwnRunnerResult(ctx)
+	removed = ok && !res.Busy && !res.NotFound
+	if ok && (res.Busy || (res.NotFound && j.gone < 1)) {
+		// Our runner is running another queued job: that job's
+		// own runner may come for ours, and ours is gone only
+		// after its job (checked again next time).
+		return removed, true
+	}
+	if ok && res.NotFound {
+		workflow.GetLogger(ctx).Warn("job still queued and its runner is gone; starting another runner", "runner", j.lease.RunnerName)
+	}
+	return removed, false
 }
 
 // finish settles the accounting once the job completed: the machine of the

@@ -192,18 +192,8 @@ func (p *pool) setHandlers(ctx workflow.Context) error {
 // carried places are held for a while, and carried signals apply before
 // anything else.
 func (p *pool) resume(ctx workflow.Context, in runnerapi.PoolInput) {
-	p.step(ctx, func() {
-		for _, m := range p.machines {
-			if m.State == runnerapi.MachineBroken || (m.State == runnerapi.MachineDraining && m.JobID == 0 && m.RunningJob == 0) {
-				p.markDelete(m, "resume delete")
-			}
-			if m.State == runnerapi.MachineWaking || (m.State == runnerapi.MachineProvisioning && !m.carried) {
-				// Never carried (the run waits for wakes and children); tolerated as idle.
-				m.State = runnerapi.MachineIdle
-			}
-		}
-	})
-	if len(p.queue) > 0 || slices.ContainsFunc(p.machines, func(m *poolMachine) bool { return m.Reserved }) {
+	p.step(ctx, p.resumeMachines)
+	if p.holdsCarriedPlaces() {
 		p.reserveTimer = workflow.NewTimerWithOptions(ctx, reservationTTL, workflow.TimerOptions{Summary: "hold carried requests' places"})
 	}
 	if in.Carry != nil {
@@ -211,6 +201,27 @@ func (p *pool) resume(ctx workflow.Context, in runnerapi.PoolInput) {
 			p.apply(ctx, s)
 		}
 	}
+}
+
+// resumeMachines deletes again the machines the previous run was deleting,
+// and takes machines carried waking or provisioning (by an older run) as
+// idle.
+func (p *poolState) resumeMachines() {
+	for _, m := range p.machines {
+		if m.State == runnerapi.MachineBroken || (m.State == runnerapi.MachineDraining && m.JobID == 0 && m.RunningJob == 0) {
+			p.markDelete(m, "resume delete")
+		}
+		if m.State == runnerapi.MachineWaking || (m.State == runnerapi.MachineProvisioning && !m.carried) {
+			// Never carried (the run waits for wakes and children); tolerated as idle.
+			m.State = runnerapi.MachineIdle
+		}
+	}
+}
+
+// holdsCarriedPlaces: carried queue places or reserved leases wait for
+// their callers to come back.
+func (p *poolState) holdsCarriedPlaces() bool {
+	return len(p.queue) > 0 || slices.ContainsFunc(p.machines, func(m *poolMachine) bool { return m.Reserved })
 }
 
 // armTimers starts the lease liveness check's timer and the provisioning
@@ -293,7 +304,7 @@ func (p *pool) acquire(ctx workflow.Context, req runnerapi.AcquireRequest) (runn
 	if m := p.leaseOf(req.JobID, req.Attempt); m != nil {
 		// A retried caller re-attaches to its lease (also across continue-as-new).
 		m.Reserved = false
-		if err := workflow.Await(ctx, func() bool { return m.op == "" || m.op == opDelete }); err != nil {
+		if err := workflow.Await(ctx, func() bool { return opSettled(m) }); err != nil {
 			return runnerapi.Lease{}, err
 		}
 		return runnerapi.Lease{MachineID: m.MachineID, RunnerName: m.RunnerName}, nil
@@ -301,17 +312,11 @@ func (p *pool) acquire(ctx workflow.Context, req runnerapi.AcquireRequest) (runn
 	if p.v >= 1 && req.Config != "" && req.Config != runnerapi.ConfigFingerprint(p.cfg) {
 		p.reconfigureFor = req.Config
 	}
-	w := p.waiterOf(req.JobID, req.Attempt)
-	if w == nil {
-		w = &waiter{req: req}
-		p.queue = append(p.queue, w)
-	}
+	w := p.placeOf(req)
 	// A carried place is taken again by its caller.
 	w.arrived = true
 	p.kick()
-	if err := workflow.Await(ctx, func() bool {
-		return (w.m != nil && (w.m.op == "" || w.m.op == opDelete)) || (w.m == nil && (p.canning || w.withdrawn))
-	}); err != nil {
+	if err := workflow.Await(ctx, func() bool { return p.answered(w) }); err != nil {
 		return runnerapi.Lease{}, err
 	}
 	if w.m == nil && w.withdrawn {
@@ -324,6 +329,30 @@ func (p *pool) acquire(ctx workflow.Context, req runnerapi.AcquireRequest) (runn
 	w.m.Reserved = false
 	return runnerapi.Lease{MachineID: w.m.MachineID, RunnerName: w.m.RunnerName, Fresh: w.fresh}, nil
 }
+
+// placeOf is the request's place in the queue: the one it has (a retried
+// or carried request), or a new one at the end.
+func (p *poolState) placeOf(req runnerapi.AcquireRequest) *waiter {
+	w := p.waiterOf(req.JobID, req.Attempt)
+	if w == nil {
+		w = &waiter{req: req}
+		p.queue = append(p.queue, w)
+	}
+	return w
+}
+
+// answered: w's acquire can return: its machine is leased and no sleep or
+// wake runs on it, or it got none and the pool continues as new or the
+// request was withdrawn.
+func (p *poolState) answered(w *waiter) bool {
+	if w.m != nil {
+		return opSettled(w.m)
+	}
+	return p.canning || w.withdrawn
+}
+
+// opSettled: no sleep or wake runs on m (a delete may).
+func opSettled(m *poolMachine) bool { return m.op == "" || m.op == opDelete }
 
 // continueAsNew hands the pool to a fresh run: no provisioning child and
 // no sleep or wake is in flight (the caller checked). Waiting acquires

@@ -98,22 +98,7 @@ func errWithdrawnAcquire(req runnerapi.AcquireRequest) error {
 // and leases back (as their withdrawal would) and settles carried
 // provisioning slots whose child closed without a report (seen twice).
 func (p *pool) startLeaseCheck(ctx workflow.Context) {
-	in := activities.LeaseCheckInput{Pool: p.cfg.Name}
-	for _, w := range p.queue {
-		in.Holders = append(in.Holders, activities.LeaseHolder{JobID: w.req.JobID, Attempt: w.req.Attempt})
-	}
-	for _, m := range p.machines {
-		switch {
-		case m.carried && m.State == runnerapi.MachineProvisioning:
-			in.Provisions = append(in.Provisions, m.Provision)
-		case m.JobID != 0 && !m.deleting && (m.State == runnerapi.MachineBusy || m.State == runnerapi.MachineDraining):
-			in.Holders = append(in.Holders, activities.LeaseHolder{JobID: m.JobID, Attempt: m.Attempt, RunnerName: cmp.Or(m.PersistentRunner, m.RunnerName), Repo: m.Repo})
-		}
-		if p.acct >= 1 && m.RunningJob != 0 && !m.deleting {
-			// The job its runner runs (Attempt 0: not a lease).
-			in.Holders = append(in.Holders, activities.LeaseHolder{JobID: m.RunningJob, RunnerName: m.PersistentRunner})
-		}
-	}
+	in := p.leaseCheckInput()
 	if len(in.Holders)+len(in.Provisions) == 0 {
 		return
 	}
@@ -138,4 +123,27 @@ func (p *pool) startLeaseCheck(ctx workflow.Context) {
 		}
 		p.step(gctx, func() { p.expireGone(res) })
 	})
+}
+
+// leaseCheckInput lists what the lease liveness check asks about: queued
+// requests, leases, carried provisioning children and (persistent mode) the
+// jobs runners run.
+func (p *poolState) leaseCheckInput() activities.LeaseCheckInput {
+	in := activities.LeaseCheckInput{Pool: p.cfg.Name}
+	for _, w := range p.queue {
+		in.Holders = append(in.Holders, activities.LeaseHolder{JobID: w.req.JobID, Attempt: w.req.Attempt})
+	}
+	for _, m := range p.machines {
+		switch {
+		case m.carried && m.State == runnerapi.MachineProvisioning:
+			in.Provisions = append(in.Provisions, m.Provision)
+		case m.JobID != 0 && !m.deleting && (m.State == runnerapi.MachineBusy || m.State == runnerapi.MachineDraining):
+			in.Holders = append(in.Holders, activities.LeaseHolder{JobID: m.JobID, Attempt: m.Attempt, RunnerName: cmp.Or(m.PersistentRunner, m.RunnerName), Repo: m.Repo})
+		}
+		if p.acct >= 1 && m.RunningJob != 0 && !m.deleting {
+			// The job its runner runs (Attempt 0: not a lease).
+			in.Holders = append(in.Holders, activities.LeaseHolder{JobID: m.RunningJob, RunnerName: m.PersistentRunner})
+		}
+	}
+	return in
 }

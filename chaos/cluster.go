@@ -189,21 +189,39 @@ func (c *chaos) coldBurst(ctx context.Context, n int) {
 	event("opened")
 	defer event("closed")
 	id := workflows.PreviewWorkflowID(owner, repo, number)
-	var machine string
-	err := poll(ctx, time.Now().Add(c.o.timeout), func() error {
-		st, err := h.PreviewStatus(ctx, id, 5*time.Second)
-		if err != nil || st.Phase != workflows.PreviewReady {
-			return fmt.Errorf("%w: preview %s not ready (%s, %v)", errNotYet, id, st.Phase, err)
-		}
-		machine = st.MachineID
-		return c.machineIs(machine, "sleeping")
-	})
-	if err != nil {
+	if err := c.waitAsleep(ctx, id); err != nil {
 		c.fail("cold burst: %v", err)
 		return
 	}
 	time.Sleep(1500 * time.Millisecond) // past the routers' awake TTL: both must ask
 	before := h.Emu.Stats().WakeRequests
+	failed := c.burstKillingRouter2(ctx, repo, number, n)
+	wakes := h.Emu.Stats().WakeRequests - before
+	if err := c.h.Routers[1].Start(); err != nil {
+		c.fail("restart router 2: %v", err)
+	}
+	c.count(fmt.Sprintf("cold burst of %d requests split across both routers: wake calls to Dedalus, failed requests", n),
+		fmt.Sprintf("%d, %d", wakes, failed))
+	if wakes != 1 || failed != 0 {
+		c.fail("cold burst across both routers: %d wake calls (want 1), %d of %d requests failed", wakes, failed, n)
+	}
+}
+
+// waitAsleep waits until preview id is ready and its machine sleeps.
+func (c *chaos) waitAsleep(ctx context.Context, id string) error {
+	return poll(ctx, time.Now().Add(c.o.timeout), func() error {
+		st, err := c.h.PreviewStatus(ctx, id, 5*time.Second)
+		if err != nil || st.Phase != workflows.PreviewReady {
+			return fmt.Errorf("%w: preview %s not ready (%s, %v)", errNotYet, id, st.Phase, err)
+		}
+		return c.machineIs(st.MachineID, "sleeping")
+	})
+}
+
+// burstKillingRouter2 sends n requests at once to the preview through the
+// routers and kills router 2 at a random moment in the first 200 ms of
+// it; it returns how many requests failed.
+func (c *chaos) burstKillingRouter2(ctx context.Context, repo string, number, n int) int64 {
 	var failed atomic.Int64
 	var wg sync.WaitGroup
 	wg.Add(1)
@@ -217,22 +235,14 @@ func (c *chaos) coldBurst(ctx context.Context, n int) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			code, _, err := h.Get(ctx, owner, repo, number, "/")
+			code, _, err := c.h.Get(ctx, owner, repo, number, "/")
 			if err != nil || code != http.StatusOK {
 				failed.Add(1)
 			}
 		}()
 	}
 	wg.Wait()
-	wakes := h.Emu.Stats().WakeRequests - before
-	if err := c.h.Routers[1].Start(); err != nil {
-		c.fail("restart router 2: %v", err)
-	}
-	c.count(fmt.Sprintf("cold burst of %d requests split across both routers: wake calls to Dedalus, failed requests", n),
-		fmt.Sprintf("%d, %d", wakes, failed.Load()))
-	if wakes != 1 || failed.Load() != 0 {
-		c.fail("cold burst across both routers: %d wake calls (want 1), %d of %d requests failed", wakes, failed.Load(), n)
-	}
+	return failed.Load()
 }
 
 func (c *chaos) machineIs(id, phase string) error {

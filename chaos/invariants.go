@@ -90,17 +90,30 @@ func (c *chaos) checkMachines(ctx context.Context) {
 				c.fail("machine %s created by both %s and %s", m, prev, e.id)
 			}
 			known[m] = e.id
-			if e.typ == workflows.PreviewLifecycleName {
-				if perPR[e.id] == nil {
-					perPR[e.id] = map[string]bool{}
-				}
-				perPR[e.id][m] = true
-			} else {
+			if e.typ != workflows.PreviewLifecycleName {
 				poolMachines++
+				continue
 			}
+			if perPR[e.id] == nil {
+				perPR[e.id] = map[string]bool{}
+			}
+			perPR[e.id][m] = true
 		}
 	}
-	maxPerPR, withMachine := 0, 0
+	maxPerPR, withMachine := c.machinesPerPR(perPR)
+	created := c.checkCreatedKnown(known)
+	c.count("pull requests that got a machine / most machines for one PR", fmt.Sprintf("%d / %d", withMachine, maxPerPR))
+	// Duplicates are caught above (every creation is in exactly one
+	// history); replacements are not counted here: the pool was
+	// terminated and reconfigured. Machines deleted as broken are checked
+	// in checkRunnerInvariants.
+	c.count("runner machines provisioned", poolMachines)
+	c.count("machines created (emulator) = machines in workflow histories", fmt.Sprintf("%d = %d", created, len(known)))
+}
+
+// machinesPerPR fails every pull request that had more than one machine,
+// and returns the most any had and how many had one.
+func (c *chaos) machinesPerPR(perPR map[string]map[string]bool) (maxPerPR, withMachine int) {
 	for id, ms := range perPR {
 		maxPerPR = max(maxPerPR, len(ms))
 		withMachine++
@@ -108,6 +121,12 @@ func (c *chaos) checkMachines(ctx context.Context) {
 			c.fail("%s had %d machines, want 1", id, len(ms))
 		}
 	}
+	return maxPerPR, withMachine
+}
+
+// checkCreatedKnown fails unless every machine the emulator created is one
+// a history knows (known), and returns how many it created.
+func (c *chaos) checkCreatedKnown(known map[string]string) int64 {
 	st := c.h.Emu.Stats()
 	created := st.Creates
 	if created != int64(len(known)) {
@@ -120,13 +139,7 @@ func (c *chaos) checkMachines(ctx context.Context) {
 		c.fail("the emulator created %d machines but the workflow histories know %d: created that nothing owns: %s",
 			created, len(known), strings.Join(unknown, ", "))
 	}
-	c.count("pull requests that got a machine / most machines for one PR", fmt.Sprintf("%d / %d", withMachine, maxPerPR))
-	// Duplicates are caught above (every creation is in exactly one
-	// history); replacements are not counted here: the pool was
-	// terminated and reconfigured. Machines deleted as broken are checked
-	// in checkRunnerInvariants.
-	c.count("runner machines provisioned", poolMachines)
-	c.count("machines created (emulator) = machines in workflow histories", fmt.Sprintf("%d = %d", created, len(known)))
+	return created
 }
 
 // checkOpenWorkflows: nothing may be left running but the pool's entity

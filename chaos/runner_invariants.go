@@ -27,47 +27,23 @@ import (
 // purpose (it could not give it back) must be expired by the pool's
 // liveness check within a few of its intervals.
 func (c *chaos) checkLeases(ctx context.Context) {
-	var leaked, waiting []string
-	held := 0
+	var lc leaseCheck
 	err := poll(ctx, time.Now().Add(3*leaseCheckEvery+30*time.Second), func() error {
-		leaked, waiting, held = nil, nil, 0
+		lc = leaseCheck{}
 		for _, name := range []string{pool, persistentPool} {
-			inv, err := c.inventory(ctx, name)
-			if err != nil {
-				return fmt.Errorf("inventory of pool %s: %w", name, err)
-			}
-			// Leases, jobs persistent runners are running, queue places.
-			var jobs []int64
-			for _, m := range inv.Machines {
-				for _, id := range []int64{m.JobID, m.RunningJob} {
-					if id != 0 {
-						jobs = append(jobs, id)
-					}
-				}
-			}
-			for _, id := range append(jobs, inv.Queue...) {
-				held++
-				desc, err := c.h.TC.DescribeWorkflowExecution(ctx, runnerapi.JobWorkflowID(id), "")
-				if err != nil {
-					return fmt.Errorf("RunnerJob of job %d: %w", id, err)
-				}
-				switch st := desc.GetWorkflowExecutionInfo().GetStatus(); st {
-				case enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING:
-				case enumspb.WORKFLOW_EXECUTION_STATUS_TERMINATED:
-					waiting = append(waiting, fmt.Sprintf("pool %s, job %d", name, id))
-				default:
-					leaked = append(leaked, fmt.Sprintf("pool %s holds a lease or queue place of job %d, whose RunnerJob ended %s", name, id, st))
-				}
+			if err := c.checkPoolLeases(ctx, name, &lc); err != nil {
+				return err
 			}
 		}
 		switch {
-		case len(leaked) > 0:
+		case len(lc.leaked) > 0:
 			return errors.New("leaked")
-		case len(waiting) > 0:
+		case len(lc.waiting) > 0:
 			return errNotYet
 		}
 		return nil
 	})
+	leaked, waiting, held := lc.leaked, lc.waiting, lc.held
 	for _, l := range leaked {
 		c.fail("%s", l)
 	}
@@ -75,6 +51,51 @@ func (c *chaos) checkLeases(ctx context.Context) {
 		c.fail("leases of terminated RunnerJobs not expired by the liveness check (every %s): %v %s", leaseCheckEvery, err, strings.Join(waiting, "; "))
 	}
 	c.count("leases/places held by RunnerJobs that ended / by terminated ones after the liveness check", fmt.Sprintf("%d / %d (of %d held)", len(leaked), len(waiting), held))
+}
+
+// leaseCheck is what one look of checkLeases found: the leases and queue
+// places held, those of RunnerJobs that ended on their own (leaked) and
+// those of terminated ones (waiting for the liveness check).
+type leaseCheck struct {
+	leaked, waiting []string
+	held            int
+}
+
+// checkPoolLeases adds to lc the leases and queue places pool name holds.
+func (c *chaos) checkPoolLeases(ctx context.Context, name string, lc *leaseCheck) error {
+	inv, err := c.inventory(ctx, name)
+	if err != nil {
+		return fmt.Errorf("inventory of pool %s: %w", name, err)
+	}
+	for _, id := range leaseHolders(inv) {
+		lc.held++
+		desc, err := c.h.TC.DescribeWorkflowExecution(ctx, runnerapi.JobWorkflowID(id), "")
+		if err != nil {
+			return fmt.Errorf("RunnerJob of job %d: %w", id, err)
+		}
+		switch st := desc.GetWorkflowExecutionInfo().GetStatus(); st {
+		case enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING:
+		case enumspb.WORKFLOW_EXECUTION_STATUS_TERMINATED:
+			lc.waiting = append(lc.waiting, fmt.Sprintf("pool %s, job %d", name, id))
+		default:
+			lc.leaked = append(lc.leaked, fmt.Sprintf("pool %s holds a lease or queue place of job %d, whose RunnerJob ended %s", name, id, st))
+		}
+	}
+	return nil
+}
+
+// leaseHolders are the jobs a pool's inventory holds something for:
+// leases, jobs persistent runners are running, queue places.
+func leaseHolders(inv runnerapi.Inventory) []int64 {
+	var jobs []int64
+	for _, m := range inv.Machines {
+		for _, id := range []int64{m.JobID, m.RunningJob} {
+			if id != 0 {
+				jobs = append(jobs, id)
+			}
+		}
+	}
+	return append(jobs, inv.Queue...)
 }
 
 func (c *chaos) inventory(ctx context.Context, name string) (runnerapi.Inventory, error) {

@@ -71,26 +71,25 @@ func queueJob(ctx context.Context, h *harness.Harness, id int64, d time.Duration
 
 // inventory queries a RunnerPool's inventory.
 func inventory(ctx context.Context, h *harness.Harness, pool string) (runnerapi.Inventory, error) {
-	var inv runnerapi.Inventory
-	qctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	v, err := h.TC.QueryWorkflow(qctx, runnerapi.PoolWorkflowID(pool), "", runnerapi.QueryInventory)
-	if err == nil {
-		err = v.Get(&inv)
-	}
-	return inv, err
+	return queryWorkflow[runnerapi.Inventory](ctx, h, runnerapi.PoolWorkflowID(pool), runnerapi.QueryInventory)
 }
 
 // jobStatus queries a RunnerJob's status.
 func jobStatus(ctx context.Context, h *harness.Harness, id int64) (runnerapi.RunnerJobStatus, error) {
-	var st runnerapi.RunnerJobStatus
+	return queryWorkflow[runnerapi.RunnerJobStatus](ctx, h, runnerapi.JobWorkflowID(id), runnerapi.QueryJobStatus)
+}
+
+// queryWorkflow runs query on workflow wid (10 s at most) and decodes its
+// answer.
+func queryWorkflow[T any](ctx context.Context, h *harness.Harness, wid, query string) (T, error) {
+	var v T
 	qctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	v, err := h.TC.QueryWorkflow(qctx, runnerapi.JobWorkflowID(id), "", runnerapi.QueryJobStatus)
+	enc, err := h.TC.QueryWorkflow(qctx, wid, "", query)
 	if err == nil {
-		err = v.Get(&st)
+		err = enc.Get(&v)
 	}
-	return st, err
+	return v, err
 }
 
 // waitRunnerJobs waits until the RunnerJob workflows of ids have ended and

@@ -188,18 +188,9 @@ type decision struct {
 
 // New validates cfg.
 func New(cfg Config) (*Auth, error) {
-	u, err := url.Parse(cfg.AuthURL)
-	if err != nil || u.Host == "" || u.User != nil || (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" {
-		return nil, fmt.Errorf("auth URL %q: want an origin such as https://auth.previews.example.com", cfg.AuthURL)
-	}
-	switch u.Scheme {
-	case "https":
-	case "http":
-		if !loopback(u.Hostname()) {
-			return nil, fmt.Errorf("auth URL %q: http is allowed only for a loopback or .localhost host (local mode); use https", cfg.AuthURL)
-		}
-	default:
-		return nil, fmt.Errorf("auth URL %q: want https://", cfg.AuthURL)
+	u, err := parseAuthURL(cfg.AuthURL)
+	if err != nil {
+		return nil, err
 	}
 	if cfg.ClientID == "" || cfg.ClientSecret == "" {
 		return nil, errors.New("the GitHub client ID and client secret are required")
@@ -237,6 +228,25 @@ func New(cfg Config) (*Auth, error) {
 		a.log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
 	return a, nil
+}
+
+// parseAuthURL parses the auth URL: an https origin, or an http one on a
+// loopback or .localhost host.
+func parseAuthURL(raw string) (*url.URL, error) {
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" || u.User != nil || (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" {
+		return nil, fmt.Errorf("auth URL %q: want an origin such as https://auth.previews.example.com", raw)
+	}
+	switch u.Scheme {
+	case "https":
+	case "http":
+		if !loopback(u.Hostname()) {
+			return nil, fmt.Errorf("auth URL %q: http is allowed only for a loopback or .localhost host (local mode); use https", raw)
+		}
+	default:
+		return nil, fmt.Errorf("auth URL %q: want https://", raw)
+	}
+	return u, nil
 }
 
 // defaults fills the GitHub URLs (checked), scopes and TTLs left empty.
@@ -298,15 +308,8 @@ func normalHost(h string) (string, bool) {
 		return "", false
 	}
 	name, port, hasPort := strings.Cut(h, ":")
-	if hasPort {
-		if port == "" || len(port) > 5 {
-			return "", false
-		}
-		for i := 0; i < len(port); i++ {
-			if port[i] < '0' || port[i] > '9' {
-				return "", false
-			}
-		}
+	if hasPort && !validPort(port) {
+		return "", false
 	}
 	for i := 0; i < len(name); i++ {
 		c := name[i]
@@ -315,6 +318,19 @@ func normalHost(h string) (string, bool) {
 		}
 	}
 	return h, name != ""
+}
+
+// validPort: one to five digits.
+func validPort(port string) bool {
+	if port == "" || len(port) > 5 {
+		return false
+	}
+	for i := 0; i < len(port); i++ {
+		if port[i] < '0' || port[i] > '9' {
+			return false
+		}
+	}
+	return true
 }
 
 // bindHost is the host name a ticket and a session are bound to: lower

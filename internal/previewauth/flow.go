@@ -147,18 +147,29 @@ func (a *Auth) validReturn(ret returnTo) bool {
 	return ok && repo.Owner == ret.Owner && repo.Name == ret.Repo && safePath(ret.Path)
 }
 
-func (a *Auth) callbackHandler(w http.ResponseWriter, r *http.Request) {
-	q := r.URL.Query()
+// loginState is the state of the login that a callback finishes: sealed
+// by the auth host, unexpired, and started in this browser. When it is
+// not, loginState answers the request and returns false.
+func (a *Auth) loginState(w http.ResponseWriter, r *http.Request, q url.Values) (returnTo, bool) {
 	var st returnTo
 	if r.Method != http.MethodGet || a.seal.open("state", "", q.Get("state"), &st) != nil || a.now().Unix() >= st.Exp ||
 		!a.validReturn(st) {
 		a.page(w, r, http.StatusBadRequest, "Login not valid", "The login state is invalid or expired. Open the preview's address again.")
-		return
+		return st, false
 	}
 	nonce := cookieValue(r.Header, a.stateCookie)
 	if nonce == "" || subtle.ConstantTimeCompare([]byte(nonce), []byte(st.Nonce)) != 1 {
 		a.page(w, r, http.StatusBadRequest, "Login not valid",
 			"This login was not started in this browser (or another login replaced it). Open the preview's address again.")
+		return st, false
+	}
+	return st, true
+}
+
+func (a *Auth) callbackHandler(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	st, ok := a.loginState(w, r, q)
+	if !ok {
 		return
 	}
 	a.setCookie(w, a.stateCookie, "", -1)

@@ -92,24 +92,39 @@ func (a *Auth) user(ctx context.Context, token string) (int64, string, error) {
 // a timeout or an unreadable answer is Unverified: never access.
 func (a *Auth) ask(ctx context.Context, token string, repo Repo, vis string) Verdict {
 	if vis == workflows.VisibilityOrg {
-		var m struct {
-			State string `json:"state"`
-		}
-		code, h, err := a.api(ctx, token, "/user/memberships/orgs/"+url.PathEscape(repo.Owner), &m)
-		switch {
-		case err != nil:
-			a.log.Warn("preview access: GitHub error", "err", err)
-			return Unverified
-		case code == http.StatusOK && m.State == "active":
-			return Allowed
-		case code == http.StatusUnauthorized:
-			return NeedLogin
-		case rateLimited(code, h) || code >= 500:
-			return Unverified
+		if v, decided := a.askMembership(ctx, token, repo); decided {
+			return v
 		}
 		// Not a member (404), or a token that may not read memberships
 		// (403): read access to the repository still counts.
 	}
+	return a.askReadAccess(ctx, token, repo)
+}
+
+// askMembership decides access to an org preview by an active membership
+// of the owner organization; decided is false when GitHub's answer leaves
+// read access to the repository to decide.
+func (a *Auth) askMembership(ctx context.Context, token string, repo Repo) (v Verdict, decided bool) {
+	var m struct {
+		State string `json:"state"`
+	}
+	code, h, err := a.api(ctx, token, "/user/memberships/orgs/"+url.PathEscape(repo.Owner), &m)
+	switch {
+	case err != nil:
+		a.log.Warn("preview access: GitHub error", "err", err)
+		return Unverified, true
+	case code == http.StatusOK && m.State == "active":
+		return Allowed, true
+	case code == http.StatusUnauthorized:
+		return NeedLogin, true
+	case rateLimited(code, h) || code >= 500:
+		return Unverified, true
+	}
+	return v, false
+}
+
+// askReadAccess decides access by read access to the repository.
+func (a *Auth) askReadAccess(ctx context.Context, token string, repo Repo) Verdict {
 	var rp struct {
 		Permissions struct {
 			Pull bool `json:"pull"`

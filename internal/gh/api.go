@@ -151,12 +151,19 @@ func (a *API) SetDeploymentStatus(ctx context.Context, owner, repo string, id in
 	if err != nil {
 		return fmt.Errorf("read status of deployment %d in %s/%s: %w", id, owner, repo, err)
 	}
-	if len(latest) > 0 {
-		s := latest[0]
-		if s.GetState() == state && s.GetEnvironmentURL() == environmentURL && s.GetLogURL() == logURL && s.GetDescription() == description {
-			return nil
-		}
+	req := deploymentStatusRequest(state, environmentURL, logURL, description)
+	if len(latest) > 0 && sameStatus(latest[0], req) {
+		return nil
 	}
+	if _, _, err := a.client.Repositories.CreateDeploymentStatus(ctx, owner, repo, id, req); err != nil {
+		return fmt.Errorf("set deployment %d in %s/%s %s: %w", id, owner, repo, state, err)
+	}
+	return nil
+}
+
+// deploymentStatusRequest is the status SetDeploymentStatus creates; only
+// success sets auto_inactive.
+func deploymentStatusRequest(state, environmentURL, logURL, description string) *github.DeploymentStatusRequest {
 	req := &github.DeploymentStatusRequest{
 		State:        github.String(state),
 		Description:  github.String(description),
@@ -168,10 +175,13 @@ func (a *API) SetDeploymentStatus(ctx context.Context, owner, repo string, id in
 	if logURL != "" {
 		req.LogURL = github.String(logURL)
 	}
-	if _, _, err := a.client.Repositories.CreateDeploymentStatus(ctx, owner, repo, id, req); err != nil {
-		return fmt.Errorf("set deployment %d in %s/%s %s: %w", id, owner, repo, state, err)
-	}
-	return nil
+	return req
+}
+
+// sameStatus reports whether the status s already says what req would.
+func sameStatus(s *github.DeploymentStatus, req *github.DeploymentStatusRequest) bool {
+	return s.GetState() == req.GetState() && s.GetEnvironmentURL() == req.GetEnvironmentURL() &&
+		s.GetLogURL() == req.GetLogURL() && s.GetDescription() == req.GetDescription()
 }
 
 // DeactivateSuperseded marks older deployments of deployment id's
@@ -241,27 +251,13 @@ func (a *API) UpsertComment(ctx context.Context, owner, repo string, number int,
 	if n := utf8.RuneCountInString(body); n > maxCommentBody {
 		return 0, fmt.Errorf("comment on %s/%s#%d: body of %d characters exceeds GitHub's %d: %w", owner, repo, number, n, maxCommentBody, ErrInvalid)
 	}
-	self := ""
-	if a.self != nil {
-		var err error
-		if self, err = a.self(ctx); err != nil {
-			return 0, err
-		}
-	}
-	existing, err := a.findComment(ctx, owner, repo, number, self)
+	existing, err := a.findOwnComment(ctx, owner, repo, number)
 	if err != nil {
 		return 0, err
 	}
 	if existing != nil {
-		if existing.GetBody() == body {
-			return existing.GetID(), nil
-		}
-		c, _, err := a.client.Issues.EditComment(ctx, owner, repo, existing.GetID(), &github.IssueComment{Body: github.String(body)})
-		if err == nil {
-			return c.GetID(), nil
-		}
-		if Classify(err).StatusCode != http.StatusNotFound {
-			return 0, fmt.Errorf("edit comment %d on %s/%s#%d: %w", existing.GetID(), owner, repo, number, err)
+		if id, done, err := a.editComment(ctx, owner, repo, number, existing, body); done || err != nil {
+			return id, err
 		}
 		// deleted since we listed it: write a new one
 	}
@@ -270,6 +266,36 @@ func (a *API) UpsertComment(ctx context.Context, owner, repo string, number int,
 		return 0, fmt.Errorf("comment on %s/%s#%d: %w", owner, repo, number, err)
 	}
 	return c.GetID(), nil
+}
+
+// findOwnComment is the oldest comment on number that carries Marker and
+// was written by Drydock's identity (any author when it is unknown), or nil.
+func (a *API) findOwnComment(ctx context.Context, owner, repo string, number int) (*github.IssueComment, error) {
+	self := ""
+	if a.self != nil {
+		var err error
+		if self, err = a.self(ctx); err != nil {
+			return nil, err
+		}
+	}
+	return a.findComment(ctx, owner, repo, number, self)
+}
+
+// editComment sets the body of comment existing, unless it is unchanged,
+// and returns its ID; done is false, without an error, when the comment
+// was deleted in the meantime (a new one is to be written).
+func (a *API) editComment(ctx context.Context, owner, repo string, number int, existing *github.IssueComment, body string) (id int64, done bool, err error) {
+	if existing.GetBody() == body {
+		return existing.GetID(), true, nil
+	}
+	c, _, err := a.client.Issues.EditComment(ctx, owner, repo, existing.GetID(), &github.IssueComment{Body: github.String(body)})
+	if err == nil {
+		return c.GetID(), true, nil
+	}
+	if Classify(err).StatusCode != http.StatusNotFound {
+		return 0, false, fmt.Errorf("edit comment %d on %s/%s#%d: %w", existing.GetID(), owner, repo, number, err)
+	}
+	return 0, false, nil
 }
 
 func (a *API) findComment(ctx context.Context, owner, repo string, number int, self string) (*github.IssueComment, error) {

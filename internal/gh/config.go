@@ -86,6 +86,12 @@ func (c Config) Validate() error {
 	case !app:
 		return nil // local mode
 	}
+	return c.validateApp()
+}
+
+// validateApp checks the settings of a GitHub App: its ID, installation ID
+// and private key.
+func (c Config) validateApp() error {
 	if c.AppID <= 0 {
 		return errors.New("configuration: GITHUB_APP_ID is required (a positive integer) when GITHUB_APP_PRIVATE_KEY_FILE or GITHUB_APP_INSTALLATION_ID is set")
 	}

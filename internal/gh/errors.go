@@ -50,6 +50,12 @@ func Classify(err error) Failure {
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return Failure{}
 	}
+	return classifyAnswer(err)
+}
+
+// classifyAnswer explains the errors that may carry GitHub's answer: rate
+// limits, 202, two-factor authentication and error responses.
+func classifyAnswer(err error) Failure {
 	var rle *github.RateLimitError
 	if errors.As(err, &rle) {
 		return Failure{RateLimited: true, RetryAfter: untilReset(rle.Rate.Reset.Time), StatusCode: statusOf(rle.Response)}

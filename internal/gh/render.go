@@ -67,7 +67,20 @@ func RenderComment(r Report) string {
 	var b strings.Builder
 	b.WriteString(Marker + "\n")
 	b.WriteString("### Drydock preview\n\n")
+	writeFacts(&b, r)
+	if note := escapeText(oneLine(r.Note, maxNoteBytes)); note != "" {
+		fmt.Fprintf(&b, "\n**Note:** %s\n", note)
+	}
+	if r.Error != "" || r.OutputTail != "" {
+		writeError(&b, r)
+	}
+	writeFooter(&b, r)
+	return b.String()
+}
 
+// writeFacts writes the comment's list: state, preview, commit, branch and
+// awake time.
+func writeFacts(b *strings.Builder, r Report) {
 	state := stateWording[r.State]
 	if state == "" {
 		state = escapeText(oneLine(r.State, maxFieldBytes))
@@ -75,49 +88,50 @@ func RenderComment(r Report) string {
 			state = "Unknown"
 		}
 	}
-	fmt.Fprintf(&b, "- **State:** %s\n", state)
+	fmt.Fprintf(b, "- **State:** %s\n", state)
 	if r.URL != "" && r.State != StateDestroyed {
-		fmt.Fprintf(&b, "- **Preview:** %s\n", link(r.URL, r.URL))
+		fmt.Fprintf(b, "- **Preview:** %s\n", link(r.URL, r.URL))
 	}
 	if r.SHA != "" {
-		fmt.Fprintf(&b, "- **Commit:** %s\n", codeSpan(shortSHA(r.SHA)))
+		fmt.Fprintf(b, "- **Commit:** %s\n", codeSpan(shortSHA(r.SHA)))
 	}
 	if r.Branch != "" {
-		fmt.Fprintf(&b, "- **Branch:** %s\n", codeSpan(oneLine(r.Branch, maxFieldBytes)))
+		fmt.Fprintf(b, "- **Branch:** %s\n", codeSpan(oneLine(r.Branch, maxFieldBytes)))
 	}
 	if r.AwakeFor > 0 {
 		when := "so far"
 		if r.State == StateDestroyed {
 			when = "in total"
 		}
-		fmt.Fprintf(&b, "- **Awake:** %s %s (machines are billed only while awake)\n", AwakeDuration(r.AwakeFor), when)
+		fmt.Fprintf(b, "- **Awake:** %s %s (machines are billed only while awake)\n", AwakeDuration(r.AwakeFor), when)
 	}
-	if note := escapeText(oneLine(r.Note, maxNoteBytes)); note != "" {
-		fmt.Fprintf(&b, "\n**Note:** %s\n", note)
-	}
+}
 
-	if r.Error != "" || r.OutputTail != "" {
-		step := oneLine(r.FailedStep, maxFieldBytes)
+// writeError writes the error of a failed step and the tail of its output.
+func writeError(b *strings.Builder, r Report) {
+	step := oneLine(r.FailedStep, maxFieldBytes)
+	if step != "" {
+		fmt.Fprintf(b, "\n**Error in step %s:**\n\n", codeSpan(step))
+	} else {
+		b.WriteString("\n**Error:**\n\n")
+	}
+	if msg := clean(r.Error); msg != "" {
+		b.WriteString(codeBlock(truncateBytes(msg, maxErrorBytes)))
+	}
+	if tail, cut := outputTail(r.OutputTail); tail != "" {
+		what := "Output"
+		if cut {
+			what = "Last lines of output"
+		}
 		if step != "" {
-			fmt.Fprintf(&b, "\n**Error in step %s:**\n\n", codeSpan(step))
-		} else {
-			b.WriteString("\n**Error:**\n\n")
+			what += " of <code>" + escapeHTML(step) + "</code>"
 		}
-		if msg := clean(r.Error); msg != "" {
-			b.WriteString(codeBlock(truncateBytes(msg, maxErrorBytes)))
-		}
-		if tail, cut := outputTail(r.OutputTail); tail != "" {
-			what := "Output"
-			if cut {
-				what = "Last lines of output"
-			}
-			if step != "" {
-				what += " of <code>" + escapeHTML(step) + "</code>"
-			}
-			fmt.Fprintf(&b, "\n<details><summary>%s</summary>\n\n%s\n</details>\n", what, codeBlock(tail))
-		}
+		fmt.Fprintf(b, "\n<details><summary>%s</summary>\n\n%s\n</details>\n", what, codeBlock(tail))
 	}
+}
 
+// writeFooter writes the link to the workflow and the update time.
+func writeFooter(b *strings.Builder, r Report) {
 	var foot []string
 	if r.WorkflowURL != "" {
 		foot = append(foot, link("Workflow in the Temporal UI", r.WorkflowURL))
@@ -126,9 +140,8 @@ func RenderComment(r Report) string {
 		foot = append(foot, "updated "+r.UpdatedAt.UTC().Format("2006-01-02 15:04:05 UTC"))
 	}
 	if len(foot) > 0 {
-		fmt.Fprintf(&b, "\n<sub>%s</sub>\n", strings.Join(foot, " · "))
+		fmt.Fprintf(b, "\n<sub>%s</sub>\n", strings.Join(foot, " · "))
 	}
-	return b.String()
 }
 
 // AwakeDuration renders an awake time for people: "1h 12m" from an hour

@@ -18,7 +18,6 @@ package router
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -31,16 +30,6 @@ import (
 
 	"github.com/drydock-dev/drydock/internal/metrics"
 	"github.com/drydock-dev/drydock/internal/previewauth"
-)
-
-// Defaults for Options.
-const (
-	DefaultWakeTimeout = 30 * time.Second
-	DefaultAwakeTTL    = 10 * time.Second
-	DefaultTouchEvery  = time.Minute
-
-	DefaultUpstreamHeaderTimeout = time.Minute
-	DefaultUpgradeIdleTimeout    = 10 * time.Minute
 )
 
 const (
@@ -69,67 +58,6 @@ const (
 	// readyTimeout bounds a /readyz check.
 	readyTimeout = 3 * time.Second
 )
-
-// Options configure a Router.
-type Options struct {
-	// Domain is the preview domain: pr-<n>.<Domain> (required).
-	Domain string
-	// DefaultRepo ("owner/repo") is the repository of pr-<n>.<Domain>;
-	// empty allows only the multi-repository host and header forms.
-	DefaultRepo string
-	// Waker wakes previews (required); NewTemporalWaker in production.
-	Waker Waker
-	// WakeTimeout is how long a request waits for its preview to wake
-	// before it is answered 503 with Retry-After. The wake itself may run
-	// on for as long again, so a retry finds it done.
-	WakeTimeout time.Duration
-	// AwakeTTL is how long after a wake the preview is taken to be awake
-	// without asking Temporal.
-	AwakeTTL time.Duration
-	// TouchEvery is the least interval between two touches of one preview.
-	TouchEvery time.Duration
-	// Ready is the readiness check of /readyz (nil: always ready).
-	Ready func(context.Context) error
-	// Transport carries requests to the previews (nil: a clone of
-	// http.DefaultTransport with a larger idle pool).
-	Transport http.RoundTripper
-	// Logger receives one line per cold wake and per failure (nil: discard).
-	Logger *slog.Logger
-	// TrustedProxies are the proxies in front of the router (load
-	// balancers) whose X-Forwarded-For, -Proto and -Host are believed;
-	// see ParseTrustedProxies. Empty: none, the peer is the client.
-	TrustedProxies []netip.Prefix
-	// ColdRate and ColdBurst are each client's budget of requests that may
-	// send Temporal a wake (a token bucket: ColdRate per second, up to
-	// ColdBurst at once; see admit). 0: DefaultColdRate, DefaultColdBurst;
-	// a negative ColdRate: no per-client limit.
-	ColdRate  float64
-	ColdBurst int
-	// MaxConcurrentWakes caps the wakes in flight to Temporal across all
-	// previews; a wake past it is refused at once (429). 0:
-	// DefaultMaxConcurrentWakes; negative: no cap.
-	MaxConcurrentWakes int
-	// UpstreamHeaderTimeout is how long a preview may take to send its
-	// response headers before the request is answered 504 (0:
-	// DefaultUpstreamHeaderTimeout). It applies to the router's own
-	// transport, not to Transport.
-	UpstreamHeaderTimeout time.Duration
-	// UpgradeIdleTimeout closes an upgraded connection (a WebSocket) on
-	// both sides when no byte has passed either way for this long (0:
-	// DefaultUpgradeIdleTimeout; negative: never).
-	UpgradeIdleTimeout time.Duration
-	// Metrics counts requests by path (warm, cold, error), the latency the
-	// router adds, and its wakes (nil: none).
-	Metrics *metrics.Router
-	// Auth is the GitHub login that non-public previews require (nil:
-	// login is not configured, and only public previews are served).
-	Auth *previewauth.Auth
-	// Visibility answers each preview's visibility (nil: the Waker, which
-	// must then implement VisibilityQuerier); VisibilityTTL is how long an
-	// answer is reused (0: DefaultVisibilityTTL). See auth.go.
-	Visibility    VisibilityQuerier
-	VisibilityTTL time.Duration
-}
 
 // Router is the preview router's http.Handler. Requests whose host is not a
 // preview host and that carry no preview headers get the router's own
@@ -230,28 +158,23 @@ func New(opts Options) (*Router, error) {
 	if err != nil {
 		return nil, err
 	}
-	if opts.Waker == nil {
-		return nil, errors.New("router: a Waker is required")
+	if err := opts.validate(); err != nil {
+		return nil, err
 	}
-	for name, d := range map[string]*time.Duration{
-		"wake timeout": &opts.WakeTimeout, "awake TTL": &opts.AwakeTTL, "touch interval": &opts.TouchEvery,
-		"upstream header timeout": &opts.UpstreamHeaderTimeout,
-	} {
-		if *d < 0 {
-			return nil, fmt.Errorf("router: %s %v is negative", name, *d)
-		}
+	rt := newRouterFrom(m, opts)
+	if err := rt.setVisibility(opts); err != nil {
+		return nil, err
 	}
-	orDefault(&opts.WakeTimeout, DefaultWakeTimeout)
-	orDefault(&opts.AwakeTTL, DefaultAwakeTTL)
-	orDefault(&opts.TouchEvery, DefaultTouchEvery)
-	orDefault(&opts.ColdRate, DefaultColdRate)
-	orDefault(&opts.ColdBurst, DefaultColdBurst)
-	if opts.ColdRate > 0 && opts.ColdBurst < 1 {
-		return nil, fmt.Errorf("router: cold burst %d: want at least 1", opts.ColdBurst)
+	if rt.transport == nil {
+		rt.transport, rt.ownsTrans = defaultTransport(opts.UpstreamHeaderTimeout), true
 	}
-	orDefault(&opts.UpstreamHeaderTimeout, DefaultUpstreamHeaderTimeout)
-	orDefault(&opts.UpgradeIdleTimeout, DefaultUpgradeIdleTimeout)
-	orDefault(&opts.MaxConcurrentWakes, DefaultMaxConcurrentWakes)
+	rt.start()
+	return rt, nil
+}
+
+// newRouterFrom is the router of m and opts (validated), without its
+// visibility answers or its own transport, not yet started.
+func newRouterFrom(m *Mapper, opts Options) *Router {
 	log := opts.Logger
 	if log == nil {
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -284,24 +207,38 @@ func New(opts Options) (*Router, error) {
 	if opts.MaxConcurrentWakes > 0 {
 		rt.wakeSlots = make(chan struct{}, opts.MaxConcurrentWakes)
 	}
+	return rt
+}
+
+// defaultTransport is the router's own transport when Options.Transport is
+// nil: a clone of http.DefaultTransport with a larger idle pool.
+func defaultTransport(headerTimeout time.Duration) *http.Transport {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.MaxIdleConns = 1024
+	t.MaxIdleConnsPerHost = 256
+	t.ResponseHeaderTimeout = headerTimeout
+	return t
+}
+
+// setVisibility sets the login and the visibility answers of opts: the
+// Waker answers visibility when Options.Visibility is nil.
+func (rt *Router) setVisibility(opts Options) error {
 	rt.auth, rt.visQ, rt.visTTL = opts.Auth, opts.Visibility, int64(opts.VisibilityTTL)
 	if rt.visQ == nil {
 		vq, ok := opts.Waker.(VisibilityQuerier)
 		if !ok {
-			return nil, errors.New("router: a VisibilityQuerier is required (Options.Visibility, or a Waker that implements it)")
+			return errors.New("router: a VisibilityQuerier is required (Options.Visibility, or a Waker that implements it)")
 		}
 		rt.visQ = vq
 	}
 	if rt.visTTL <= 0 {
 		rt.visTTL = int64(DefaultVisibilityTTL)
 	}
-	if rt.transport == nil {
-		t := http.DefaultTransport.(*http.Transport).Clone()
-		t.MaxIdleConns = 1024
-		t.MaxIdleConnsPerHost = 256
-		t.ResponseHeaderTimeout = opts.UpstreamHeaderTimeout
-		rt.transport, rt.ownsTrans = t, true
-	}
+	return nil
+}
+
+// start starts the router's clock and its touch workers.
+func (rt *Router) start() {
 	epoch := time.Now()
 	rt.clock = func() int64 { return int64(time.Since(epoch)) + 1 }
 	rt.ctx, rt.cancel = context.WithCancel(context.Background())
@@ -309,7 +246,6 @@ func New(opts Options) (*Router, error) {
 		rt.wg.Add(1)
 		go rt.touchLoop()
 	}
-	return rt, nil
 }
 
 // Mapper returns the router's request-to-pull-request mapping.
@@ -420,137 +356,6 @@ func (rt *Router) lookup(t Target, now int64) *preview {
 	return p
 }
 
-// errWakeWait is a request that waited WakeTimeout for its preview.
-var errWakeWait = fmt.Errorf("%w: the preview did not wake within the wake timeout", ErrUnavailable)
-
-// wake returns p's upstream once p is awake: it joins the wake in flight for
-// p or starts one, and waits up to WakeTimeout for it.
-func (rt *Router) wake(ctx context.Context, p *preview) (*upstream, error) {
-	if err := p.negative(rt.clock()); err != nil {
-		return nil, err
-	}
-	p.waiters.Add(1)
-	defer p.waiters.Add(-1)
-	ch := rt.flights.DoChan(p.id, func() (any, error) { return rt.doWake(p) })
-	timer := time.NewTimer(rt.wakeTimeout)
-	defer timer.Stop()
-	select {
-	case res := <-ch:
-		if res.Err != nil {
-			return nil, res.Err
-		}
-		return res.Val.(*upstream), nil
-	case <-timer.C:
-		return nil, errWakeWait
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
-}
-
-// wakeInBackground starts (or joins) a wake nobody waits for, so that the
-// client's retry of a request the router could not retry finds it awake.
-func (rt *Router) wakeInBackground(p *preview) {
-	rt.flights.DoChan(p.id, func() (any, error) { return rt.doWake(p) })
-}
-
-// doWake is the one wake in flight for p. It runs detached from the
-// requests waiting on it, so a client that goes away does not cancel the
-// wake for the others, and it may outlive their wait: a retry then finds the
-// preview warm.
-func (rt *Router) doWake(p *preview) (any, error) {
-	defer p.claimed.Store(0) // the next request for a cold preview pays again
-	now := rt.clock()
-	// A request that saw the preview cold just before the previous wake
-	// finished starts a new flight; it needs no second wake.
-	if u := p.warm(now); u != nil {
-		return u, nil
-	}
-	if err := p.negative(now); err != nil {
-		return nil, err
-	}
-	if !rt.acquireWake() {
-		rt.log.Debug("preview wake refused: too many wakes in flight", "workflow_id", p.id)
-		return nil, errWakeCap
-	}
-	defer rt.releaseWake()
-	p.waking.Add(1)
-	defer p.waking.Add(-1)
-	ctx, cancel := context.WithTimeout(rt.ctx, rt.flightLimit)
-	defer cancel()
-	start := time.Now()
-	res, err := rt.waker.Wake(ctx, p.id)
-	latency := time.Since(start)
-	rt.metrics.Wake(wakeResult(err), latency)
-	if err != nil {
-		switch {
-		case errors.Is(err, ErrUnknownPreview), errors.Is(err, ErrPreviewGone):
-			p.setNegative(rt.clock()+int64(negativeTTL), err)
-			rt.log.Info("preview wake refused", "workflow_id", p.id, "latency", latency, "err", err)
-		default:
-			rt.log.Warn("preview wake failed", "workflow_id", p.id, "latency", latency, "err", err)
-		}
-		return nil, err
-	}
-	u, err := rt.upstreamFor(p, res.URL)
-	if err != nil {
-		rt.log.Warn("preview wake failed", "workflow_id", p.id, "latency", latency, "err", err)
-		return nil, err
-	}
-	now = rt.clock()
-	p.wokenAt.Store(now)
-	p.awakeUntil.Store(now + rt.awakeTTL)
-	rt.log.Info("preview woken", "workflow_id", p.id, "machine_id", res.MachineID, "latency", latency)
-	return u, nil
-}
-
-// wakeResult names a wake's outcome for drydock_router_wakes_total.
-func wakeResult(err error) string {
-	switch {
-	case err == nil:
-		return "ok"
-	case errors.Is(err, ErrUnknownPreview):
-		return "unknown"
-	case errors.Is(err, ErrPreviewGone):
-		return "gone"
-	case errors.Is(err, ErrNotReady):
-		return "not_ready" // still deploying: answered as designed, not a failure
-	}
-	return "error"
-}
-
-// touch queues a Touch of p unless one was queued within TouchEvery. It
-// never blocks: when the queue is full the touch is left to a later request.
-func (rt *Router) touch(p *preview, now int64) {
-	last := p.lastTouch.Load()
-	if last != 0 && now-last < rt.touchEvery {
-		return
-	}
-	if !p.lastTouch.CompareAndSwap(last, now) {
-		return // another request is touching it
-	}
-	select {
-	case rt.touchq <- p:
-	default:
-		p.lastTouch.CompareAndSwap(now, last)
-	}
-}
-
-func (rt *Router) touchLoop() {
-	defer rt.wg.Done()
-	for {
-		select {
-		case <-rt.ctx.Done():
-			return
-		case p := <-rt.touchq:
-			ctx, cancel := context.WithTimeout(rt.ctx, touchTimeout)
-			if err := rt.waker.Touch(ctx, p.id); err != nil && rt.ctx.Err() == nil {
-				rt.log.Warn("preview touch failed", "workflow_id", p.id, "err", err)
-			}
-			cancel()
-		}
-	}
-}
-
 // serveOwn answers requests that name no preview.
 func (rt *Router) serveOwn(w http.ResponseWriter, r *http.Request) {
 	switch r.URL.Path {
@@ -605,12 +410,4 @@ func writeText(w http.ResponseWriter, status int, msg string) {
 	h.Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(status)
 	_, _ = io.WriteString(w, msg+"\n")
-}
-
-// orDefault sets *v to def when it is the zero value (the option unset).
-func orDefault[T comparable](v *T, def T) {
-	var zero T
-	if *v == zero {
-		*v = def
-	}
 }

@@ -142,25 +142,7 @@ func (rt *Router) visibilityOf(ctx context.Context, p *preview, now int64) (stri
 	if err := p.negative(now); err != nil {
 		return "", err
 	}
-	ch := rt.flights.DoChan("visibility/"+p.id, func() (any, error) {
-		qctx, cancel := context.WithTimeout(rt.ctx, visibilityTimeout)
-		defer cancel()
-		// A query is Temporal load like a wake: random preview names
-		// from many addresses are bounded by the same global cap.
-		if !rt.acquireWake() {
-			return "", errWakeCap
-		}
-		defer rt.releaseWake()
-		vis, err := rt.visQ.Visibility(qctx, p.id)
-		if err != nil {
-			if errors.Is(err, ErrUnknownPreview) || errors.Is(err, ErrPreviewGone) {
-				p.setNegative(rt.clock()+int64(negativeTTL), err)
-			}
-			return "", err
-		}
-		p.vis.Store(&visEntry{vis: vis, until: rt.clock() + rt.visTTL})
-		return vis, nil
-	})
+	ch := rt.flights.DoChan("visibility/"+p.id, func() (any, error) { return rt.queryVisibility(p) })
 	select {
 	case res := <-ch:
 		if res.Err != nil {
@@ -176,6 +158,28 @@ func (rt *Router) visibilityOf(ctx context.Context, p *preview, now int64) (stri
 	case <-ctx.Done():
 		return "", ctx.Err()
 	}
+}
+
+// queryVisibility is the one visibility query in flight for p: it caches
+// the answer, and a negative answer of the workflow.
+func (rt *Router) queryVisibility(p *preview) (any, error) {
+	qctx, cancel := context.WithTimeout(rt.ctx, visibilityTimeout)
+	defer cancel()
+	// A query is Temporal load like a wake: random preview names
+	// from many addresses are bounded by the same global cap.
+	if !rt.acquireWake() {
+		return "", errWakeCap
+	}
+	defer rt.releaseWake()
+	vis, err := rt.visQ.Visibility(qctx, p.id)
+	if err != nil {
+		if errors.Is(err, ErrUnknownPreview) || errors.Is(err, ErrPreviewGone) {
+			p.setNegative(rt.clock()+int64(negativeTTL), err)
+		}
+		return "", err
+	}
+	p.vis.Store(&visEntry{vis: vis, until: rt.clock() + rt.visTTL})
+	return vis, nil
 }
 
 // HostRepo says which repository a preview host (without port) names.

@@ -98,18 +98,31 @@ func (u *upstream) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	u.p.markCold()
 	if !retryable(req) {
-		if tr != nil {
-			tr.path = metrics.PathError
-		}
-		u.rt.wakeInBackground(u.p)
-		if err != nil {
-			return nil, err
-		}
-		if resp.Header.Get("Retry-After") == "" {
-			resp.Header.Set("Retry-After", "1")
-		}
-		return resp, nil
+		return u.passAsleep(resp, err, tr)
 	}
+	return u.retryAfterWake(req, resp, tr)
+}
+
+// passAsleep answers a request that cannot be retried with the preview's
+// answer (its 503, given a Retry-After) or error, while a wake starts in
+// the background.
+func (u *upstream) passAsleep(resp *http.Response, err error, tr *track) (*http.Response, error) {
+	if tr != nil {
+		tr.path = metrics.PathError
+	}
+	u.rt.wakeInBackground(u.p)
+	if err != nil {
+		return nil, err
+	}
+	if resp.Header.Get("Retry-After") == "" {
+		resp.Header.Set("Retry-After", "1")
+	}
+	return resp, nil
+}
+
+// retryAfterWake drops the preview's answer (resp, nil after an error),
+// wakes the preview and sends req again.
+func (u *upstream) retryAfterWake(req *http.Request, resp *http.Response, tr *track) (*http.Response, error) {
 	if resp != nil {
 		_, _ = io.CopyN(io.Discard, resp.Body, 4<<10)
 		resp.Body.Close()

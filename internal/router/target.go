@@ -160,10 +160,7 @@ func (m *Mapper) parseHost(host string) (Target, match) {
 		return Target{}, matchBad
 	}
 	rest := label[len("pr-"):]
-	i := 0
-	for i < len(rest) && rest[i] >= '0' && rest[i] <= '9' {
-		i++
-	}
+	i := leadingDigits(rest)
 	num, ok := parseNumber(rest[:i])
 	if !ok {
 		return Target{}, matchBad
@@ -175,19 +172,38 @@ func (m *Mapper) parseHost(host string) (Target, match) {
 		}
 		return Target{Owner: m.defOwner, Repo: m.defRepo, Number: num}, matchOK
 	}
-	if !strings.HasPrefix(rest, "--") {
+	owner, repo, ok := parseOwnerRepoLabel(rest)
+	if !ok {
 		return Target{}, matchBad
+	}
+	return Target{Owner: owner, Repo: repo, Number: num}, matchOK
+}
+
+// leadingDigits is the number of ASCII digits s starts with.
+func leadingDigits(s string) int {
+	i := 0
+	for i < len(s) && s[i] >= '0' && s[i] <= '9' {
+		i++
+	}
+	return i
+}
+
+// parseOwnerRepoLabel parses the "--<owner>--<repo>" that follows the
+// number in a multi-repository host label.
+func parseOwnerRepoLabel(rest string) (owner, repo string, ok bool) {
+	if !strings.HasPrefix(rest, "--") {
+		return "", "", false
 	}
 	rest = rest[2:]
 	j := strings.Index(rest, "--")
 	if j < 0 {
-		return Target{}, matchBad
+		return "", "", false
 	}
-	owner, repo := rest[:j], rest[j+2:]
+	owner, repo = rest[:j], rest[j+2:]
 	if !validOwner(owner) || !validRepoLabel(repo) {
-		return Target{}, matchBad
+		return "", "", false
 	}
-	return Target{Owner: owner, Repo: repo, Number: num}, matchOK
+	return owner, repo, true
 }
 
 func parseHeaders(repoH, prH string) (Target, match) {
@@ -240,7 +256,7 @@ func validOwner(s string) bool {
 	}
 	for i := 0; i < len(s); i++ {
 		c := s[i]
-		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
+		if !(isLowerAlnum(c) || c == '-') {
 			return false
 		}
 	}
@@ -254,7 +270,7 @@ func validRepo(s string) bool {
 	}
 	for i := 0; i < len(s); i++ {
 		c := s[i]
-		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.') {
+		if !(isLowerAlnum(c) || c == '-' || c == '_' || c == '.') {
 			return false
 		}
 	}
@@ -266,6 +282,9 @@ func validRepoLabel(s string) bool {
 	return validRepo(s) && !strings.Contains(s, ".")
 }
 
+// isLowerAlnum: a lower-case ASCII letter or a digit.
+func isLowerAlnum(c byte) bool { return c >= 'a' && c <= 'z' || c >= '0' && c <= '9' }
+
 func validDomain(d string) bool {
 	if d == "" || len(d) > 253 {
 		return false
@@ -276,7 +295,7 @@ func validDomain(d string) bool {
 		}
 		for i := 0; i < len(label); i++ {
 			c := label[i]
-			if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
+			if !(isLowerAlnum(c) || c == '-') {
 				return false
 			}
 		}

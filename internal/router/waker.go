@@ -193,15 +193,21 @@ func classify(ctx context.Context, workflowID string, err error) error {
 		}
 		return fmt.Errorf("wake preview %s: %w: %w", workflowID, ErrUnknownPreview, err)
 	}
+	if unavailable(ctx, err) {
+		return fmt.Errorf("wake preview %s: %w: %w", workflowID, ErrUnavailable, err)
+	}
+	return fmt.Errorf("wake preview %s: %w", workflowID, err)
+}
+
+// unavailable: Temporal did not answer in time, is unreachable or
+// overloaded, or ctx ended; a later attempt may succeed.
+func unavailable(ctx context.Context, err error) bool {
 	var (
 		timeout *client.WorkflowUpdateServiceTimeoutOrCanceledError
 		unavail *serviceerror.Unavailable
 		exhaust *serviceerror.ResourceExhausted
 		dl      *serviceerror.DeadlineExceeded
 	)
-	if errors.As(err, &timeout) || errors.As(err, &unavail) || errors.As(err, &exhaust) || errors.As(err, &dl) ||
-		errors.Is(err, context.DeadlineExceeded) || ctx.Err() != nil {
-		return fmt.Errorf("wake preview %s: %w: %w", workflowID, ErrUnavailable, err)
-	}
-	return fmt.Errorf("wake preview %s: %w", workflowID, err)
+	return errors.As(err, &timeout) || errors.As(err, &unavail) || errors.As(err, &exhaust) || errors.As(err, &dl) ||
+		errors.Is(err, context.DeadlineExceeded) || ctx.Err() != nil
 }

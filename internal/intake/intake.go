@@ -239,57 +239,12 @@ func (h *Handler) ready(w http.ResponseWriter, r *http.Request) {
 func (h *Handler) webhook(w http.ResponseWriter, r *http.Request) {
 	d := &answered{start: time.Now(), event: "unauthenticated"}
 	defer h.count(d)
-	tooLarge := func() {
-		d.reject("too_large")
-		w.Header().Set("Connection", "close") // the rest of the body is not read
-		h.answer(w, r, http.StatusRequestEntityTooLarge, fmt.Sprintf("body larger than %d bytes", h.maxBody), "")
-	}
-	if r.ContentLength > h.maxBody {
-		tooLarge()
-		return
-	}
-	release, ok := h.acquireBody(r.Context())
+	body, ok := h.readDelivery(w, r, d)
 	if !ok {
-		d.reject("busy")
-		w.Header().Set("Connection", "close")
-		w.Header().Set("Retry-After", "5")
-		h.answer(w, r, http.StatusServiceUnavailable, "too many deliveries being read at once; retry shortly", "")
 		return
 	}
-	body, err := readBody(w, r, h.maxBody)
-	release()
-	if err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			tooLarge()
-			return
-		}
-		d.reject("unreadable_body")
-		h.answer(w, r, http.StatusBadRequest, "could not read body", "")
-		return
-	}
-	// Authenticate before looking at anything else in the request.
-	if len(h.secret) > 0 {
-		if reason := verifySignature(h.secret, r.Header, body); reason != "" {
-			d.reject("bad_signature")
-			h.answer(w, r, http.StatusUnauthorized, reason, "")
-			return
-		}
-	}
-	// Authentic from here on: the event name is GitHub's, not anyone's
-	// (without a secret, local development only, anyone's: not a label).
-	if len(h.secret) > 0 {
-		d.event = r.Header.Get("X-GitHub-Event")
-	}
-	if ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); ct != "application/json" {
-		d.reject("content_type")
-		h.answer(w, r, http.StatusBadRequest, fmt.Sprintf("content type %q: set the webhook's content type to application/json", ct), "")
-		return
-	}
-	event := r.Header.Get("X-GitHub-Event")
-	if event == "" {
-		d.reject("missing_event")
-		h.answer(w, r, http.StatusBadRequest, "missing X-GitHub-Event header", "")
+	event, ok := h.checkDelivery(w, r, d, body)
+	if !ok {
 		return
 	}
 	// One decoding per delivery, into the fields its router reads.
@@ -328,6 +283,75 @@ func (h *Handler) webhook(w http.ResponseWriter, r *http.Request) {
 	}
 	d.result(res)
 	h.answer(w, r, res.Status, res.Reason, res.WorkflowID)
+}
+
+// readDelivery reads the body of a delivery, within the size limit and the
+// bound on bodies read at once; when it cannot, it answers the request and
+// returns false.
+func (h *Handler) readDelivery(w http.ResponseWriter, r *http.Request, d *answered) ([]byte, bool) {
+	if r.ContentLength > h.maxBody {
+		h.tooLarge(w, r, d)
+		return nil, false
+	}
+	release, ok := h.acquireBody(r.Context())
+	if !ok {
+		d.reject("busy")
+		w.Header().Set("Connection", "close")
+		w.Header().Set("Retry-After", "5")
+		h.answer(w, r, http.StatusServiceUnavailable, "too many deliveries being read at once; retry shortly", "")
+		return nil, false
+	}
+	body, err := readBody(w, r, h.maxBody)
+	release()
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			h.tooLarge(w, r, d)
+			return nil, false
+		}
+		d.reject("unreadable_body")
+		h.answer(w, r, http.StatusBadRequest, "could not read body", "")
+		return nil, false
+	}
+	return body, true
+}
+
+// tooLarge answers a delivery whose body is over the size limit.
+func (h *Handler) tooLarge(w http.ResponseWriter, r *http.Request, d *answered) {
+	d.reject("too_large")
+	w.Header().Set("Connection", "close") // the rest of the body is not read
+	h.answer(w, r, http.StatusRequestEntityTooLarge, fmt.Sprintf("body larger than %d bytes", h.maxBody), "")
+}
+
+// checkDelivery authenticates the delivery of body and checks its content
+// type and event name, which it returns; when the delivery fails a check, it
+// answers the request and returns false.
+func (h *Handler) checkDelivery(w http.ResponseWriter, r *http.Request, d *answered, body []byte) (string, bool) {
+	// Authenticate before looking at anything else in the request.
+	if len(h.secret) > 0 {
+		if reason := verifySignature(h.secret, r.Header, body); reason != "" {
+			d.reject("bad_signature")
+			h.answer(w, r, http.StatusUnauthorized, reason, "")
+			return "", false
+		}
+	}
+	// Authentic from here on: the event name is GitHub's, not anyone's
+	// (without a secret, local development only, anyone's: not a label).
+	if len(h.secret) > 0 {
+		d.event = r.Header.Get("X-GitHub-Event")
+	}
+	if ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); ct != "application/json" {
+		d.reject("content_type")
+		h.answer(w, r, http.StatusBadRequest, fmt.Sprintf("content type %q: set the webhook's content type to application/json", ct), "")
+		return "", false
+	}
+	event := r.Header.Get("X-GitHub-Event")
+	if event == "" {
+		d.reject("missing_event")
+		h.answer(w, r, http.StatusBadRequest, "missing X-GitHub-Event header", "")
+		return "", false
+	}
+	return event, true
 }
 
 // readBody reads at most limit bytes of r's body, into a buffer sized from

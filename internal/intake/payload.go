@@ -287,3 +287,38 @@ func DecodeWorkflowJob(body []byte, deliveryID string) (runnerapi.WorkflowJobEve
 	}
 	return p.event(deliveryID), nil
 }
+
+// problems collects what a delivery lacks (missing) and what it gets wrong
+// (invalid), for the answer that says why it cannot be acted on.
+type problems struct{ missing, invalid []string }
+
+// present reports whether v is not blank, and counts field as missing when
+// it is.
+func (ps *problems) present(field, v string) bool {
+	if strings.TrimSpace(v) == "" {
+		ps.missing = append(ps.missing, field)
+		return false
+	}
+	return true
+}
+
+// githubName checks that field's value v is a GitHub name.
+func (ps *problems) githubName(field, v string) {
+	if ps.present(field, v) && !githubName.MatchString(v) {
+		ps.invalid = append(ps.invalid, field+" is not a GitHub name")
+	}
+}
+
+// reason is "" when there is no problem, or why the payload of a kind
+// delivery cannot be acted on.
+func (ps *problems) reason(kind string) string {
+	var parts []string
+	if len(ps.missing) > 0 {
+		parts = append(parts, "missing "+strings.Join(ps.missing, ", "))
+	}
+	parts = append(parts, ps.invalid...)
+	if len(parts) == 0 {
+		return ""
+	}
+	return kind + " payload: " + strings.Join(parts, "; ")
+}

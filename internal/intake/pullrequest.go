@@ -248,13 +248,28 @@ func (p *PullRequests) skip(pe *pullRequestPayload, pre workflows.PullRequestEve
 	if !p.policy.RequireLabel && !pre.Fork && !bot {
 		return ""
 	}
-	for _, l := range pre.Labels {
+	if p.hasLabel(pre.Labels) {
+		return ""
+	}
+	return p.unlabeledReason(pe, pre.Fork, bot)
+}
+
+// hasLabel reports whether labels hold the policy's preview label.
+func (p *PullRequests) hasLabel(labels []string) bool {
+	for _, l := range labels {
 		if p.isLabel(l) {
-			return ""
+			return true
 		}
 	}
+	return false
+}
+
+// unlabeledReason says why a pull request that needs the preview label
+// (a fork's, a skipped bot's, or any with PREVIEW_REQUIRE_LABEL) and has not
+// got it gets no preview.
+func (p *PullRequests) unlabeledReason(pe *pullRequestPayload, fork, bot bool) string {
 	switch {
-	case bot && !pre.Fork && !p.policy.RequireLabel:
+	case bot && !fork && !p.policy.RequireLabel:
 		author := pe.author().Login
 		if p.policy.Label == "" {
 			return fmt.Sprintf("pull request opened by the bot %s (PREVIEW_SKIP_BOTS)", author)
@@ -262,7 +277,7 @@ func (p *PullRequests) skip(pe *pullRequestPayload, pre workflows.PullRequestEve
 		return fmt.Sprintf("pull request opened by the bot %s (PREVIEW_SKIP_BOTS; a maintainer adds the %q label to preview it)", author, p.policy.Label)
 	case p.policy.Label == "":
 		return "pull request from a fork (fork previews are disabled)"
-	case pre.Fork:
+	case fork:
 		return fmt.Sprintf("pull request from a fork without the %q label (a maintainer adds it to preview the fork's code)", p.policy.Label)
 	default:
 		return fmt.Sprintf("pull request without the %q label", p.policy.Label)
@@ -284,44 +299,25 @@ func RepoKey(owner, repo string) string { return workflows.RepoKey(owner, repo) 
 // needs only the pull request's identity: a closed pull request whose fork
 // was deleted has no head repository and must still be torn down.
 func validate(pe *pullRequestPayload, pre workflows.PullRequestEvent, deploy, localClone bool) string {
-	var missing, invalid []string
-	check := func(field, v string) bool {
-		if strings.TrimSpace(v) == "" {
-			missing = append(missing, field)
-			return false
-		}
-		return true
-	}
-	if check("repository.owner.login", pre.Owner) && !githubName.MatchString(pre.Owner) {
-		invalid = append(invalid, "repository.owner.login is not a GitHub name")
-	}
-	if check("repository.name", pre.Repo) && !githubName.MatchString(pre.Repo) {
-		invalid = append(invalid, "repository.name is not a GitHub name")
-	}
+	var ps problems
+	ps.githubName("repository.owner.login", pre.Owner)
+	ps.githubName("repository.name", pre.Repo)
 	if pre.Number <= 0 {
-		missing = append(missing, "number")
+		ps.missing = append(ps.missing, "number")
 	}
 	if pe.PullRequest == nil {
-		missing = append(missing, "pull_request")
+		ps.missing = append(ps.missing, "pull_request")
 	}
 	if deploy {
-		if check("pull_request.head.sha", pre.HeadSHA) && !isSHA(pre.HeadSHA) {
-			invalid = append(invalid, "pull_request.head.sha is not a commit SHA")
+		if ps.present("pull_request.head.sha", pre.HeadSHA) && !isSHA(pre.HeadSHA) {
+			ps.invalid = append(ps.invalid, "pull_request.head.sha is not a commit SHA")
 		}
-		check("pull_request.head.ref", pre.HeadRef)
-		if check("pull_request.head.repo.clone_url", pre.CloneURL) && !isCloneURL(pre.CloneURL) && !(localClone && isLocalPath(pre.CloneURL)) {
-			invalid = append(invalid, "pull_request.head.repo.clone_url is not an http(s) URL without credentials")
+		ps.present("pull_request.head.ref", pre.HeadRef)
+		if ps.present("pull_request.head.repo.clone_url", pre.CloneURL) && !isCloneURL(pre.CloneURL) && !(localClone && isLocalPath(pre.CloneURL)) {
+			ps.invalid = append(ps.invalid, "pull_request.head.repo.clone_url is not an http(s) URL without credentials")
 		}
 	}
-	var parts []string
-	if len(missing) > 0 {
-		parts = append(parts, "missing "+strings.Join(missing, ", "))
-	}
-	parts = append(parts, invalid...)
-	if len(parts) == 0 {
-		return ""
-	}
-	return "pull_request payload: " + strings.Join(parts, "; ")
+	return ps.reason("pull_request")
 }
 
 // isSHA accepts SHA-1 and SHA-256 object names.

@@ -248,34 +248,18 @@ func (w *WorkflowJobs) runnerPool(runner string) *pools.Pool {
 
 // validateJob returns why a delivery cannot be acted on, or "".
 func validateJob(we *workflowJobPayload, job runnerapi.WorkflowJobEvent) string {
-	var missing, invalid []string
+	var ps problems
 	if we.WorkflowJob == nil {
-		missing = append(missing, "workflow_job")
+		ps.missing = append(ps.missing, "workflow_job")
 	} else {
 		if job.JobID <= 0 {
-			missing = append(missing, "workflow_job.id")
+			ps.missing = append(ps.missing, "workflow_job.id")
 		}
 		if len(job.Labels) == 0 {
-			missing = append(missing, "workflow_job.labels")
+			ps.missing = append(ps.missing, "workflow_job.labels")
 		}
 	}
-	if strings.TrimSpace(job.Owner) == "" {
-		missing = append(missing, "repository.owner.login")
-	} else if !githubName.MatchString(job.Owner) {
-		invalid = append(invalid, "repository.owner.login is not a GitHub name")
-	}
-	if strings.TrimSpace(job.Repo) == "" {
-		missing = append(missing, "repository.name")
-	} else if !githubName.MatchString(job.Repo) {
-		invalid = append(invalid, "repository.name is not a GitHub name")
-	}
-	var parts []string
-	if len(missing) > 0 {
-		parts = append(parts, "missing "+strings.Join(missing, ", "))
-	}
-	parts = append(parts, invalid...)
-	if len(parts) == 0 {
-		return ""
-	}
-	return "workflow_job payload: " + strings.Join(parts, "; ")
+	ps.githubName("repository.owner.login", job.Owner)
+	ps.githubName("repository.name", job.Repo)
+	return ps.reason("workflow_job")
 }

@@ -345,13 +345,20 @@ func TestGitHubClassifyFaults(t *testing.T) {
 	assert.Equal(t, time.Minute, f.RetryAfter, "no Retry-After: wait a minute, as GitHub advises")
 
 	require.NoError(t, call()) // all faults used up
+}
 
+func TestGitHubClassifyRateLimits(t *testing.T) {
+	srv := githubtest.New(t)
 	// Each rate-limited client below is fresh: go-github remembers a
 	// limit and refuses further calls until it passes.
 	fresh := func() *gh.API { return tokenAPI(t, srv, srv.URL()) }
-	api = fresh()
+	api := fresh()
+	call := func() error {
+		_, err := api.EnsureDeployment(ctx(t), owner, repo, sha, env)
+		return err
+	}
 	srv.FailNext(githubtest.RouteListDeployments, 1, githubtest.SecondaryRateLimit(7*time.Second))
-	f = gh.Classify(call())
+	f := gh.Classify(call())
 	assert.True(t, f.RateLimited)
 	assert.False(t, f.Permanent)
 	assert.Equal(t, 7*time.Second, f.RetryAfter)
@@ -366,7 +373,9 @@ func TestGitHubClassifyFaults(t *testing.T) {
 	f = gh.Classify(call())
 	assert.True(t, f.RateLimited)
 	assert.InDelta(t, float64(31*time.Second), float64(f.RetryAfter), float64(2*time.Second))
+}
 
+func TestGitHubClassifyNoAnswerAndPlainErrors(t *testing.T) {
 	// No answer at all: transient.
 	dead := githubtest.NewServer()
 	dead.AddToken(token, "x")
@@ -374,9 +383,9 @@ func TestGitHubClassifyFaults(t *testing.T) {
 	dead.Close()
 	cs, err := gh.NewClients(gh.Config{Token: token, APIURL: deadURL})
 	require.NoError(t, err)
-	api, err = cs.API(0)
+	api, err := cs.API(0)
 	require.NoError(t, err)
-	err = call()
+	_, err = api.EnsureDeployment(ctx(t), owner, repo, sha, env)
 	require.Error(t, err)
 	assert.Equal(t, gh.Failure{}, gh.Classify(err))
 

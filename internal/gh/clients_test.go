@@ -27,18 +27,7 @@ func TestGitHubConfigValidate(t *testing.T) {
 	keyPEM, err := os.ReadFile(keyFile)
 	require.NoError(t, err)
 	dir := t.TempDir()
-	write := func(name, content string) string {
-		p := filepath.Join(dir, name)
-		require.NoError(t, os.WriteFile(p, []byte(content), 0o600))
-		return p
-	}
-	notPEM := write("not.pem", "hello")
-	ecKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	require.NoError(t, err)
-	ecDER, err := x509.MarshalPKCS8PrivateKey(ecKey)
-	require.NoError(t, err)
-	ecPEM := write("ec.pem", string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: ecDER})))
-	corrupt := write("corrupt.pem", string(pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: []byte("nope")})))
+	notPEM, ecPEM, corrupt := unusableKeyFiles(t, dir)
 
 	for _, tc := range []struct {
 		name       string
@@ -82,7 +71,28 @@ func TestGitHubConfigValidate(t *testing.T) {
 			require.Error(t, err)
 		})
 	}
-	_, err = gh.NewClients(gh.Config{})
+}
+
+// unusableKeyFiles writes, in dir, App key files that are not one: not PEM,
+// an EC key, and a corrupt RSA key.
+func unusableKeyFiles(t *testing.T, dir string) (notPEM, ecPEM, corrupt string) {
+	write := func(name, content string) string {
+		p := filepath.Join(dir, name)
+		require.NoError(t, os.WriteFile(p, []byte(content), 0o600))
+		return p
+	}
+	notPEM = write("not.pem", "hello")
+	ecKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	require.NoError(t, err)
+	ecDER, err := x509.MarshalPKCS8PrivateKey(ecKey)
+	require.NoError(t, err)
+	ecPEM = write("ec.pem", string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: ecDER})))
+	corrupt = write("corrupt.pem", string(pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: []byte("nope")})))
+	return notPEM, ecPEM, corrupt
+}
+
+func TestGitHubClientsNotConfigured(t *testing.T) {
+	_, err := gh.NewClients(gh.Config{})
 	require.ErrorContains(t, err, "not configured")
 }
 

@@ -76,8 +76,13 @@ func TestRunnersJITConfigBothScopes(t *testing.T) {
 	}
 	assert.Equal(t, 3, srv.Count(githubtest.RouteGenerateOrgJITConfig))
 	assert.Equal(t, 3, srv.Count(githubtest.RouteGenerateRepoJITConfig))
+}
 
-	// Bad input is refused before any request.
+// Bad input is refused before any request.
+func TestRunnersJITConfigRefusesBadInput(t *testing.T) {
+	srv := githubtest.New(t)
+	api := tokenAPI(t, srv, srv.URL())
+	srv.AddOrg("acme")
 	srv.ResetRequests()
 	for _, tc := range []struct {
 		sc     pools.Scope
@@ -94,8 +99,13 @@ func TestRunnersJITConfigBothScopes(t *testing.T) {
 		require.ErrorIs(t, err, gh.ErrInvalid, "%+v", tc)
 	}
 	assert.Empty(t, srv.Requests())
+}
 
-	// An unknown organization or repository is GitHub's 404.
+// An unknown organization or repository is GitHub's 404.
+func TestRunnersJITConfigUnknownScope(t *testing.T) {
+	srv := githubtest.New(t)
+	api := tokenAPI(t, srv, srv.URL())
+	srv.AddOrg("acme")
 	_, _, err := api.GenerateJITConfig(ctx(t), pools.Scope{Kind: pools.ScopeOrg, Org: "nobody"}, "r", []string{"x"}, 1)
 	require.Error(t, err)
 	assert.Equal(t, http.StatusNotFound, gh.Classify(err).StatusCode)
@@ -193,25 +203,7 @@ func TestRunnersListAndRemove(t *testing.T) {
 			require.NoError(t, err)
 			assert.False(t, found)
 
-			// A job for the pool: the oldest runner to claim takes it and is busy.
-			jobRepo := repo
-			if sc.Kind == pools.ScopeOrg {
-				jobRepo = "widgets"
-			}
-			owner := map[string]string{pools.ScopeOrg: "acme", pools.ScopeRepo: owner}[sc.Kind]
-			srv.AddJob(owner, jobRepo, githubtest.Job{Labels: []string{"drydock"}})
-			enc, busyID, err := api.GenerateJITConfig(ctx(t), sc, "drydock-busy", []string{"drydock"}, 1)
-			require.NoError(t, err)
-			require.Equal(t, http.StatusOK, claim(t, srv, enc))
-			busy, found, err := api.RunnerByName(ctx(t), sc, "drydock-busy")
-			require.NoError(t, err)
-			require.True(t, found)
-			assert.True(t, busy.Busy)
-			assert.True(t, busy.Online())
-
-			err = api.RemoveRunner(ctx(t), sc, busyID)
-			require.ErrorIs(t, err, gh.ErrRunnerBusy)
-			assert.Equal(t, http.StatusUnprocessableEntity, gh.Classify(err).StatusCode)
+			busyRunnerStays(t, srv, api, sc)
 
 			require.NoError(t, api.RemoveRunner(ctx(t), sc, ids["drydock-pool-5-1"]))
 			err = api.RemoveRunner(ctx(t), sc, ids["drydock-pool-5-1"])
@@ -226,6 +218,31 @@ func TestRunnersListAndRemove(t *testing.T) {
 	assert.Len(t, srv.Runners(repoScope), 130)
 	err := api.RemoveRunner(ctx(t), orgScope, srv.Runners(repoScope)[0].ID)
 	require.ErrorIs(t, err, gh.ErrRunnerNotFound)
+}
+
+// busyRunnerStays registers a runner of sc that takes a job, and checks
+// that it is busy and cannot be removed.
+func busyRunnerStays(t *testing.T, srv *githubtest.Server, api *gh.API, sc pools.Scope) {
+	t.Helper()
+	// A job for the pool: the oldest runner to claim takes it and is busy.
+	jobRepo := repo
+	if sc.Kind == pools.ScopeOrg {
+		jobRepo = "widgets"
+	}
+	owner := map[string]string{pools.ScopeOrg: "acme", pools.ScopeRepo: owner}[sc.Kind]
+	srv.AddJob(owner, jobRepo, githubtest.Job{Labels: []string{"drydock"}})
+	enc, busyID, err := api.GenerateJITConfig(ctx(t), sc, "drydock-busy", []string{"drydock"}, 1)
+	require.NoError(t, err)
+	require.Equal(t, http.StatusOK, claim(t, srv, enc))
+	busy, found, err := api.RunnerByName(ctx(t), sc, "drydock-busy")
+	require.NoError(t, err)
+	require.True(t, found)
+	assert.True(t, busy.Busy)
+	assert.True(t, busy.Online())
+
+	err = api.RemoveRunner(ctx(t), sc, busyID)
+	require.ErrorIs(t, err, gh.ErrRunnerBusy)
+	assert.Equal(t, http.StatusUnprocessableEntity, gh.Classify(err).StatusCode)
 }
 
 func TestRunnersWebURL(t *testing.T) {

@@ -2,16 +2,13 @@ package workflows
 
 import (
 	"context"
-	"errors"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
-	"go.temporal.io/sdk/workflow"
 
 	"github.com/drydock-dev/drydock/activities"
 )
@@ -22,13 +19,7 @@ func TestContinueAsNewCarriesState(t *testing.T) {
 	env.RegisterDelayedCallback(func() { env.SetContinueAsNewSuggested(true) }, time.Hour)
 	env.RegisterDelayedCallback(func() { env.SignalWorkflow(SignalTouch, nil) }, time.Hour+time.Second)
 	start(env)
-	err := env.GetWorkflowError()
-	var can *workflow.ContinueAsNewError
-	require.True(t, errors.As(err, &can), "%v", err)
-	assert.Equal(t, PreviewLifecycleName, can.WorkflowType.Name)
-	var next PreviewInput
-	require.NoError(t, converter.GetDefaultDataConverter().FromPayloads(can.Input, &next))
-	require.NotNil(t, next.Carry)
+	next := continuedAs(t, env)
 	assert.Equal(t, "sha1", next.Carry.Status.DeployedSHA)
 	assert.Equal(t, "dm-1", next.Carry.Status.MachineID)
 	assert.True(t, next.Carry.SetupDone)
@@ -56,11 +47,7 @@ func TestContinueAsNewCarriesState(t *testing.T) {
 // continuedAs returns the input a run that continued as new handed over.
 func continuedAs(t *testing.T, env *testsuite.TestWorkflowEnvironment) PreviewInput {
 	t.Helper()
-	err := env.GetWorkflowError()
-	var can *workflow.ContinueAsNewError
-	require.True(t, errors.As(err, &can), "%v", err)
-	var next PreviewInput
-	require.NoError(t, converter.GetDefaultDataConverter().FromPayloads(can.Input, &next))
+	next := continuedAsNew[PreviewInput](t, env, PreviewLifecycleName)
 	require.NotNil(t, next.Carry)
 	return next
 }

@@ -2,7 +2,6 @@ package workflows
 
 import (
 	"context"
-	"errors"
 	"sync"
 	"testing"
 	"time"
@@ -10,7 +9,6 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/mock"
 	"github.com/stretchr/testify/require"
-	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/testsuite"
 	"go.temporal.io/sdk/workflow"
 
@@ -263,11 +261,7 @@ func TestSlotsContinueAsNewCarriesState(t *testing.T) {
 		c.env.SignalWorkflow(slotsapi.SignalRelease, "preview:nobody/none:1") // wakes the loop, frees nothing
 	}, 5*time.Second)
 	c.run()
-	var can *workflow.ContinueAsNewError
-	require.True(t, errors.As(c.env.GetWorkflowError(), &can), "%v", c.env.GetWorkflowError())
-	assert.Equal(t, slotsapi.WorkflowName, can.WorkflowType.Name)
-	var next slotsapi.Input
-	require.NoError(t, converter.GetDefaultDataConverter().FromPayloads(can.Input, &next))
+	next := continuedAsNew[slotsapi.Input](t, c.env, slotsapi.WorkflowName)
 	require.NotNil(t, next.Carry)
 	require.Len(t, next.Carry.Holders, 1)
 	assert.Equal(t, PreviewWorkflowID("octo", "app", 1), next.Carry.Holders[0].WorkflowID)

@@ -9,9 +9,8 @@ import (
 	"github.com/stretchr/testify/mock"
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/sdk/client"
-	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/temporal"
-	"go.temporal.io/sdk/workflow"
+	"go.temporal.io/sdk/testsuite"
 
 	"github.com/drydock-dev/drydock/internal/pools"
 	"github.com/drydock-dev/drydock/internal/previewspec"
@@ -228,10 +227,7 @@ func TestPoolContinueAsNewDoesNotWaitForProvisioning(t *testing.T) {
 		env.SignalWorkflow(runnerapi.SignalResize, runnerapi.ResizeRequest{})
 	}, time.Minute)
 	env.ExecuteWorkflow(runnerapi.RunnerPoolName, runnerapi.PoolInput{Pool: testPool(0, 1)})
-	var can *workflow.ContinueAsNewError
-	require.True(t, errors.As(env.GetWorkflowError(), &can), "%v", env.GetWorkflowError())
-	var next runnerapi.PoolInput
-	require.NoError(t, converter.GetDefaultDataConverter().FromPayloads(can.Input, &next))
+	next := continuedAsNew[runnerapi.PoolInput](t, env, runnerapi.RunnerPoolName)
 	require.NotNil(t, next.Carry)
 	require.Len(t, next.Carry.Machines, 1)
 	slot := next.Carry.Machines[0]
@@ -354,73 +350,82 @@ func TestPoolCarriedSlotOfClosedChildIsGivenUp(t *testing.T) {
 func TestPoolPersistentQueuedJobsRunOnALeasedMachine(t *testing.T) {
 	for _, elsewhere := range []bool{false, true} {
 		name := map[bool]string{false: "A on its own machine", true: "A on another machine"}[elsewhere]
-		t.Run(name, func(t *testing.T) {
-			env, w := newPoolEnv(t)
-			p := testPool(0, 2)
-			p.Mode = pools.ModePersistent
-			acq := newAcquires()
-			runner := func(id string) string { return runnerapi.PersistentRunnerName("linux", id) }
-			signal := func(name string, arg any) { env.SignalWorkflow(name, arg) }
-			var l21, l23 runnerapi.Lease
-			env.RegisterDelayedCallback(func() {
-				acq.job(env, 21)
-				acq.job(env, 23)
-			}, 0)
-			env.RegisterDelayedCallback(func() {
-				acq.job(env, 27)
-				acq.job(env, 22)
-			}, 30*time.Second)
-			at := time.Minute
-			for _, j := range []int64{27, 22} {
-				env.RegisterDelayedCallback(func() {
-					var ok bool
-					l21, ok = acq.lease(21)
-					require.True(t, ok)
-					l23, _ = acq.lease(23)
-					signal(runnerapi.SignalRunnerStarted, runnerapi.RunnerStarted{JobID: j, RunnerName: runner(l21.MachineID)})
-				}, at)
-				env.RegisterDelayedCallback(func() {
-					signal(runnerapi.SignalRelease, runnerapi.ReleaseRequest{RunnerName: runner(l21.MachineID), JobID: j, Reason: "job completed"})
-					signal(runnerapi.SignalWithdraw, runnerapi.WithdrawRequest{JobID: j, Attempt: 1, Reason: "job completed before a machine was leased"})
-				}, at+10*time.Second)
-				env.RegisterDelayedCallback(func() {
-					inv := inventory(t, env)
-					m, _ := machineByID(inv, l21.MachineID)
-					assert.Equal(t, runnerapi.MachineBusy, m.State, "after job %d", j)
-					assert.Equal(t, int64(21), m.JobID, "after job %d: still leased to job 21", j)
-					assert.NotContains(t, inv.Queue, j)
-					assert.Empty(t, w.list(&w.sleeps))
-				}, at+20*time.Second)
-				at += time.Minute
-			}
-			env.RegisterDelayedCallback(func() {
-				if !elsewhere {
-					signal(runnerapi.SignalRelease, runnerapi.ReleaseRequest{RunnerName: runner(l21.MachineID), JobID: 21, Reason: "job completed"})
-					return
-				}
-				signal(runnerapi.SignalRunnerStarted, runnerapi.RunnerStarted{JobID: 21, RunnerName: runner(l23.MachineID)})
-				signal(runnerapi.SignalRelease, runnerapi.ReleaseRequest{RunnerName: runner(l23.MachineID), JobID: 21, Reason: "job completed"})
-				signal(runnerapi.SignalRelease, runnerapi.ReleaseRequest{MachineID: l21.MachineID, RunnerName: l21.RunnerName, JobID: 21, Attempt: 1, Reason: "job ran on another runner"})
-			}, at)
-			env.RegisterDelayedCallback(func() {
-				inv := inventory(t, env)
-				assert.Empty(t, inv.Queue)
-				for _, m := range inv.Machines {
-					assert.NotContains(t, []int64{21, 27, 22}, m.JobID, "%s keeps a lease", m.MachineID)
-					assert.NotContains(t, []int64{21, 27, 22}, m.RunningJob, "%s's runner counted busy", m.MachineID)
-				}
-				m21, _ := machineByID(inv, l21.MachineID)
-				assert.Equal(t, runnerapi.MachineIdle, m21.State, "its runner is idle: free")
-				assert.Equal(t, []string{l21.MachineID}, w.list(&w.sleeps))
-				m23, _ := machineByID(inv, l23.MachineID)
-				assert.Equal(t, runnerapi.MachineBusy, m23.State)
-				assert.Equal(t, int64(23), m23.JobID, "job 23 has not run yet")
-				acq.mu.Lock()
-				requireWithdrawn(t, acq.errs[27])
-				requireWithdrawn(t, acq.errs[22])
-				acq.mu.Unlock()
-			}, at+time.Minute)
-			runPool(t, env, runnerapi.PoolInput{Pool: p}, time.Hour)
-		})
+		t.Run(name, func(t *testing.T) { runPersistentQueuedJobs(t, elsewhere) })
 	}
+}
+
+// runPersistentQueuedJobs runs TestPoolPersistentQueuedJobsRunOnALeasedMachine's
+// scenario; elsewhere: job 21 completes on dm-2's runner.
+func runPersistentQueuedJobs(t *testing.T, elsewhere bool) {
+	env, w := newPoolEnv(t)
+	p := testPool(0, 2)
+	p.Mode = pools.ModePersistent
+	acq := newAcquires()
+	runner := func(id string) string { return runnerapi.PersistentRunnerName("linux", id) }
+	signal := func(name string, arg any) { env.SignalWorkflow(name, arg) }
+	var l21, l23 runnerapi.Lease
+	env.RegisterDelayedCallback(func() {
+		acq.job(env, 21)
+		acq.job(env, 23)
+	}, 0)
+	env.RegisterDelayedCallback(func() {
+		acq.job(env, 27)
+		acq.job(env, 22)
+	}, 30*time.Second)
+	at := time.Minute
+	for _, j := range []int64{27, 22} {
+		env.RegisterDelayedCallback(func() {
+			var ok bool
+			l21, ok = acq.lease(21)
+			require.True(t, ok)
+			l23, _ = acq.lease(23)
+			signal(runnerapi.SignalRunnerStarted, runnerapi.RunnerStarted{JobID: j, RunnerName: runner(l21.MachineID)})
+		}, at)
+		env.RegisterDelayedCallback(func() {
+			signal(runnerapi.SignalRelease, runnerapi.ReleaseRequest{RunnerName: runner(l21.MachineID), JobID: j, Reason: "job completed"})
+			signal(runnerapi.SignalWithdraw, runnerapi.WithdrawRequest{JobID: j, Attempt: 1, Reason: "job completed before a machine was leased"})
+		}, at+10*time.Second)
+		env.RegisterDelayedCallback(func() {
+			inv := inventory(t, env)
+			m, _ := machineByID(inv, l21.MachineID)
+			assert.Equal(t, runnerapi.MachineBusy, m.State, "after job %d", j)
+			assert.Equal(t, int64(21), m.JobID, "after job %d: still leased to job 21", j)
+			assert.NotContains(t, inv.Queue, j)
+			assert.Empty(t, w.list(&w.sleeps))
+		}, at+20*time.Second)
+		at += time.Minute
+	}
+	env.RegisterDelayedCallback(func() {
+		if !elsewhere {
+			signal(runnerapi.SignalRelease, runnerapi.ReleaseRequest{RunnerName: runner(l21.MachineID), JobID: 21, Reason: "job completed"})
+			return
+		}
+		signal(runnerapi.SignalRunnerStarted, runnerapi.RunnerStarted{JobID: 21, RunnerName: runner(l23.MachineID)})
+		signal(runnerapi.SignalRelease, runnerapi.ReleaseRequest{RunnerName: runner(l23.MachineID), JobID: 21, Reason: "job completed"})
+		signal(runnerapi.SignalRelease, runnerapi.ReleaseRequest{MachineID: l21.MachineID, RunnerName: l21.RunnerName, JobID: 21, Attempt: 1, Reason: "job ran on another runner"})
+	}, at)
+	env.RegisterDelayedCallback(func() { assertQueuedJobsSettled(t, env, w, acq, l21, l23) }, at+time.Minute)
+	runPool(t, env, runnerapi.PoolInput{Pool: p}, time.Hour)
+}
+
+// assertQueuedJobsSettled: nothing is left for jobs 21, 27 and 22; l21's
+// machine is free (and asleep), l23's still leased to job 23.
+func assertQueuedJobsSettled(t *testing.T, env *testsuite.TestWorkflowEnvironment, w *poolWorld, acq *acquires, l21, l23 runnerapi.Lease) {
+	t.Helper()
+	inv := inventory(t, env)
+	assert.Empty(t, inv.Queue)
+	for _, m := range inv.Machines {
+		assert.NotContains(t, []int64{21, 27, 22}, m.JobID, "%s keeps a lease", m.MachineID)
+		assert.NotContains(t, []int64{21, 27, 22}, m.RunningJob, "%s's runner counted busy", m.MachineID)
+	}
+	m21, _ := machineByID(inv, l21.MachineID)
+	assert.Equal(t, runnerapi.MachineIdle, m21.State, "its runner is idle: free")
+	assert.Equal(t, []string{l21.MachineID}, w.list(&w.sleeps))
+	m23, _ := machineByID(inv, l23.MachineID)
+	assert.Equal(t, runnerapi.MachineBusy, m23.State)
+	assert.Equal(t, int64(23), m23.JobID, "job 23 has not run yet")
+	acq.mu.Lock()
+	requireWithdrawn(t, acq.errs[27])
+	requireWithdrawn(t, acq.errs[22])
+	acq.mu.Unlock()
 }

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/testsuite"
 )
 
 // emission is one metric emission a capture recorded.
@@ -103,3 +104,13 @@ func (f gaugeFunc) Update(v float64) { f(v) }
 type timerFunc func(time.Duration)
 
 func (f timerFunc) Record(d time.Duration) { f(d) }
+
+// newWorkflowEnv is a test workflow environment whose metrics go to m, if
+// set.
+func newWorkflowEnv(m *metricsCapture) *testsuite.TestWorkflowEnvironment {
+	var s testsuite.WorkflowTestSuite
+	if m != nil {
+		s.SetMetricsHandler(m)
+	}
+	return s.NewTestWorkflowEnvironment()
+}

@@ -119,11 +119,7 @@ func newTestEnv(t *testing.T, settings activities.PreviewSettings, configure ...
 	for _, c := range configure {
 		c(w)
 	}
-	var s testsuite.WorkflowTestSuite
-	if w.metrics != nil {
-		s.SetMetricsHandler(w.metrics)
-	}
-	env := s.NewTestWorkflowEnvironment()
+	env := newWorkflowEnv(w.metrics)
 	w.env = env
 	env.RegisterWorkflowWithOptions(PreviewLifecycle, workflow.RegisterOptions{Name: PreviewLifecycleName})
 	env.RegisterActivity(&activities.Machines{})

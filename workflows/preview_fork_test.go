@@ -6,6 +6,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/testsuite"
 
 	"github.com/drydock-dev/drydock/internal/gh"
 )
@@ -42,16 +43,8 @@ func TestForkApprovedHeadDeploys(t *testing.T) {
 	env, w := newTestEnv(t, defaultSettings)
 	w.setGitHub("sha1", "Preview")
 	env.RegisterDelayedCallback(func() { env.SignalWorkflow(SignalPullRequest, forkEvent("labeled", "sha1", "d1")) }, 0)
-	env.RegisterDelayedCallback(func() {
-		st := status(t, env)
-		assert.Equal(t, PreviewReady, st.Phase)
-		assert.Equal(t, "sha1", st.DeployedSHA)
-		env.SignalWorkflow(SignalPullRequest, forkEvent("closed", "sha1", "d2"))
-	}, time.Minute)
-	start(env)
-	require.NoError(t, env.GetWorkflowError())
-	assert.Equal(t, []string{"checkout sha1"}, checkouts(w))
-	assert.Empty(t, w.removedLabels)
+	closeWhenSha1Ready(t, env, time.Minute, "d2")
+	runSha1Only(t, env, w)
 }
 
 // A push from the fork after the approval is not deployed: the workflow
@@ -185,11 +178,7 @@ func TestRequireLabelSameRepoPushesDeploy(t *testing.T) {
 func TestForkStaleLabeledDeliveryKeepsApproval(t *testing.T) {
 	env, w := newTestEnv(t, defaultSettings)
 	w.setGitHub("sha1", "preview")
-	env.RegisterDelayedCallback(func() { env.SignalWorkflow(SignalPullRequest, forkEvent("labeled", "sha1", "d1")) }, 0)
-	env.RegisterDelayedCallback(func() {
-		require.Equal(t, PreviewReady, status(t, env).Phase)
-		env.SignalWorkflow(SignalPullRequest, forkEvent("labeled", "sha0", "replayed-0"))
-	}, time.Minute)
+	approveSha1ThenDeliver(t, env, forkEvent("labeled", "sha0", "replayed-0"))
 	env.RegisterDelayedCallback(func() {
 		st := status(t, env)
 		assert.Equal(t, PreviewReady, st.Phase)
@@ -216,21 +205,9 @@ func TestForkStaleLabeledDeliveryKeepsApproval(t *testing.T) {
 func TestForkStaleSynchronizeIsIgnored(t *testing.T) {
 	env, w := newTestEnv(t, defaultSettings)
 	w.setGitHub("sha1", "preview")
-	env.RegisterDelayedCallback(func() { env.SignalWorkflow(SignalPullRequest, forkEvent("labeled", "sha1", "d1")) }, 0)
-	env.RegisterDelayedCallback(func() {
-		require.Equal(t, PreviewReady, status(t, env).Phase)
-		env.SignalWorkflow(SignalPullRequest, forkEvent("synchronize", "sha0", "d0"))
-	}, time.Minute)
-	env.RegisterDelayedCallback(func() {
-		st := status(t, env)
-		assert.Equal(t, PreviewReady, st.Phase)
-		assert.Equal(t, "sha1", st.DeployedSHA)
-		env.SignalWorkflow(SignalPullRequest, forkEvent("closed", "sha1", "d9"))
-	}, 2*time.Minute)
-	start(env)
-	require.NoError(t, env.GetWorkflowError())
-	assert.Equal(t, []string{"checkout sha1"}, checkouts(w))
-	assert.Empty(t, w.removedLabels)
+	approveSha1ThenDeliver(t, env, forkEvent("synchronize", "sha0", "d0"))
+	closeWhenSha1Ready(t, env, 2*time.Minute, "d9")
+	runSha1Only(t, env, w)
 	assert.Equal(t, 1, w.deletes, "only the close tears down")
 	assert.Equal(t, []string{"success", "inactive"}, w.statuses, "the stale delivery deploys nothing")
 }
@@ -244,16 +221,8 @@ func TestForkStaleLabeledBeforeFirstDeploy(t *testing.T) {
 		env.SignalWorkflow(SignalPullRequest, forkEvent("labeled", "sha1", "d1"))
 		env.SignalWorkflow(SignalPullRequest, forkEvent("labeled", "sha0", "replayed-0"))
 	}, 0)
-	env.RegisterDelayedCallback(func() {
-		st := status(t, env)
-		assert.Equal(t, PreviewReady, st.Phase)
-		assert.Equal(t, "sha1", st.DeployedSHA)
-		env.SignalWorkflow(SignalPullRequest, forkEvent("closed", "sha1", "d9"))
-	}, time.Minute)
-	start(env)
-	require.NoError(t, env.GetWorkflowError())
-	assert.Equal(t, []string{"checkout sha1"}, checkouts(w))
-	assert.Empty(t, w.removedLabels)
+	closeWhenSha1Ready(t, env, time.Minute, "d9")
+	runSha1Only(t, env, w)
 }
 
 // A genuine push from the fork still revokes the approval after a stale
@@ -323,4 +292,35 @@ func TestForkEventFromBeforeTheCheckAdoptsTheLabel(t *testing.T) {
 	assert.Equal(t, []string{"checkout sha1"}, checkouts(w), "the redeploy was checked, and refused")
 	assert.Equal(t, 1, w.deletes)
 	assert.Contains(t, w.reportLog[len(w.reportLog)-1].Report.Note, `the "preview" label is not on the pull request`)
+}
+
+// closeWhenSha1Ready checks, at time at, that sha1 is deployed and ready,
+// then closes the pull request (delivery).
+func closeWhenSha1Ready(t *testing.T, env *testsuite.TestWorkflowEnvironment, at time.Duration, delivery string) {
+	env.RegisterDelayedCallback(func() {
+		st := status(t, env)
+		assert.Equal(t, PreviewReady, st.Phase)
+		assert.Equal(t, "sha1", st.DeployedSHA)
+		env.SignalWorkflow(SignalPullRequest, forkEvent("closed", "sha1", delivery))
+	}, at)
+}
+
+// runSha1Only runs the preview to its end: only sha1 was checked out, and
+// the label stayed.
+func runSha1Only(t *testing.T, env *testsuite.TestWorkflowEnvironment, w *world) {
+	t.Helper()
+	start(env)
+	require.NoError(t, env.GetWorkflowError())
+	assert.Equal(t, []string{"checkout sha1"}, checkouts(w))
+	assert.Empty(t, w.removedLabels)
+}
+
+// approveSha1ThenDeliver: the label approves sha1 at once; a minute later,
+// with sha1 ready, ev arrives.
+func approveSha1ThenDeliver(t *testing.T, env *testsuite.TestWorkflowEnvironment, ev PullRequestEvent) {
+	env.RegisterDelayedCallback(func() { env.SignalWorkflow(SignalPullRequest, forkEvent("labeled", "sha1", "d1")) }, 0)
+	env.RegisterDelayedCallback(func() {
+		require.Equal(t, PreviewReady, status(t, env).Phase)
+		env.SignalWorkflow(SignalPullRequest, ev)
+	}, time.Minute)
 }

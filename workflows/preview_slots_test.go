@@ -172,14 +172,9 @@ func TestSlotsCoordinatorPerRepoCap(t *testing.T) {
 // check reclaims its slot and the queued preview gets it.
 func TestSlotsTerminatedHolderReclaimed(t *testing.T) {
 	c := newCoord(t, slotsapi.Caps{MaxOpen: 1})
-	c.env.RegisterDelayedCallback(func() { c.acquire("octo", "app", 1) }, 0*time.Second)
-	c.env.RegisterDelayedCallback(func() { c.acquire("octo", "app", 2) }, 1*time.Second)
-	c.env.RegisterDelayedCallback(func() {
-		require.False(t, c.answer("octo", "app", 2).Granted)
-		c.mu.Lock()
+	c.queueSecondThen(t, func() {
 		c.gone[PreviewWorkflowID("octo", "app", 1)] = true // terminated by an operator
-		c.mu.Unlock()
-	}, 5*time.Second)
+	})
 	c.env.RegisterDelayedCallback(func() {
 		assert.Equal(t, []string{PreviewWorkflowID("octo", "app", 2)}, c.granted(), "reclaimed within a check interval")
 		st := c.state(t)
@@ -194,19 +189,10 @@ func TestSlotsTerminatedHolderReclaimed(t *testing.T) {
 // higher cap let waiters in at the next check, without a release.
 func TestSlotsRaisedCapLetsWaitersIn(t *testing.T) {
 	c := newCoord(t, slotsapi.Caps{MaxOpen: 1})
-	c.env.RegisterDelayedCallback(func() { c.acquire("octo", "app", 1) }, 0*time.Second)
-	c.env.RegisterDelayedCallback(func() { c.acquire("octo", "app", 2) }, 1*time.Second)
-	c.env.RegisterDelayedCallback(func() {
-		require.False(t, c.answer("octo", "app", 2).Granted)
-		c.mu.Lock()
+	c.queueSecondThen(t, func() {
 		c.caps = slotsapi.Caps{MaxOpen: 5}
-		c.mu.Unlock()
-	}, 5*time.Second)
-	c.env.RegisterDelayedCallback(func() {
-		assert.Equal(t, []string{PreviewWorkflowID("octo", "app", 2)}, c.granted())
-		c.env.CancelWorkflow()
-	}, slotCheckEvery+30*time.Second)
-	c.run()
+	})
+	c.runUntilGrantedAfterCheck(t, PreviewWorkflowID("octo", "app", 2))
 }
 
 // Previews that had a machine before the coordinator ran count against
@@ -224,11 +210,7 @@ func TestSlotsExistingPreviewsCounted(t *testing.T) {
 		c.gone[old] = true
 		c.mu.Unlock()
 	}, 5*time.Second)
-	c.env.RegisterDelayedCallback(func() {
-		assert.Equal(t, []string{PreviewWorkflowID("octo", "app", 1)}, c.granted())
-		c.env.CancelWorkflow()
-	}, slotCheckEvery+30*time.Second)
-	c.run()
+	c.runUntilGrantedAfterCheck(t, PreviewWorkflowID("octo", "app", 1))
 }
 
 func TestSlotsInvalidRequestRejected(t *testing.T) {
@@ -281,4 +263,28 @@ func TestSlotsContinueAsNewCarriesState(t *testing.T) {
 		c2.env.CancelWorkflow()
 	}, 5*time.Second)
 	c2.env.ExecuteWorkflow(slotsapi.WorkflowName, next)
+}
+
+// runUntilGrantedAfterCheck runs the coordinator until after its first
+// liveness check, by which id, and only id, was granted a slot.
+func (c *coord) runUntilGrantedAfterCheck(t *testing.T, id string) {
+	t.Helper()
+	c.env.RegisterDelayedCallback(func() {
+		assert.Equal(t, []string{id}, c.granted())
+		c.env.CancelWorkflow()
+	}, slotCheckEvery+30*time.Second)
+	c.run()
+}
+
+// queueSecondThen: octo/app#1 takes the only slot, #2 queues; at 5s,
+// change (made under c.mu) changes the coordinator's world.
+func (c *coord) queueSecondThen(t *testing.T, change func()) {
+	c.env.RegisterDelayedCallback(func() { c.acquire("octo", "app", 1) }, 0*time.Second)
+	c.env.RegisterDelayedCallback(func() { c.acquire("octo", "app", 2) }, 1*time.Second)
+	c.env.RegisterDelayedCallback(func() {
+		require.False(t, c.answer("octo", "app", 2).Granted)
+		c.mu.Lock()
+		change()
+		c.mu.Unlock()
+	}, 5*time.Second)
 }

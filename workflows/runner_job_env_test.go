@@ -51,11 +51,7 @@ type jobWorld struct {
 }
 
 func newJobEnv(t *testing.T, w *jobWorld) *testsuite.TestWorkflowEnvironment {
-	var s testsuite.WorkflowTestSuite
-	if w.metrics != nil {
-		s.SetMetricsHandler(w.metrics)
-	}
-	env := s.NewTestWorkflowEnvironment()
+	env := newWorkflowEnv(w.metrics)
 	env.RegisterWorkflowWithOptions(RunnerJob, workflow.RegisterOptions{Name: runnerapi.RunnerJobName})
 	env.RegisterActivity(&activities.Machines{})
 	env.RegisterActivity(&activities.Runners{})

@@ -8,6 +8,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/testsuite"
 
 	"github.com/drydock-dev/drydock/activities"
 	"github.com/drydock-dev/drydock/internal/pools"
@@ -73,13 +74,8 @@ func TestRunnerJobStolenJobAccounting(t *testing.T) {
 func TestRunnerJobNotPickedUpIsRetriedElsewhere(t *testing.T) {
 	w := &jobWorld{remove: activities.RemoveRunnerResult{Removed: true}, github: activities.JobStatusResult{Status: "queued"}}
 	env := newJobEnv(t, w)
-	second := runnerapi.RunnerName(jobTestPool, 7, 2)
 	// Nothing happens for 2 minutes: GitHub says still queued; attempt 2 runs it.
-	env.RegisterDelayedCallback(func() {
-		env.SignalWorkflow(runnerapi.SignalJobEvent, jobEvent("in_progress", 7, second, "d1"))
-		env.SignalWorkflow(runnerapi.SignalJobEvent, jobEvent("completed", 7, second, "d2"))
-	}, 3*time.Minute)
-	env.ExecuteWorkflow(runnerapi.RunnerJobName, jobInput(7))
+	second := runOnSecondRunner(env, 7)
 	require.NoError(t, env.GetWorkflowError())
 	require.Len(t, w.acquires, 2)
 	assert.Equal(t, []string{"m1"}, w.acquires[1].Exclude, "the retry avoids the machine that did not pick the job up")
@@ -252,12 +248,7 @@ func TestRunnerJobWaitsWhenItsRunnerTookAnotherJob(t *testing.T) {
 func TestRunnerJobStartsAnotherRunnerWhenItsRunnerIsGone(t *testing.T) {
 	w := &jobWorld{remove: activities.RemoveRunnerResult{NotFound: true}, github: activities.JobStatusResult{Status: "queued"}}
 	env := newJobEnv(t, w)
-	second := runnerapi.RunnerName(jobTestPool, 15, 2)
-	env.RegisterDelayedCallback(func() {
-		env.SignalWorkflow(runnerapi.SignalJobEvent, jobEvent("in_progress", 15, second, "d1"))
-		env.SignalWorkflow(runnerapi.SignalJobEvent, jobEvent("completed", 15, second, "d2"))
-	}, 3*time.Minute)
-	env.ExecuteWorkflow(runnerapi.RunnerJobName, jobInput(15))
+	runOnSecondRunner(env, 15)
 	require.NoError(t, env.GetWorkflowError())
 	require.Len(t, w.acquires, 2, "a second attempt, with a runner of its own")
 	assert.Equal(t, 2, jobStatus(t, env).Attempt)
@@ -356,4 +347,16 @@ func TestRunnerJobPersistentCompletedWhileQueuedWithdraws(t *testing.T) {
 	st := jobStatus(t, env)
 	assert.Equal(t, runnerapi.JobCompleted, st.Phase)
 	assert.Equal(t, other, st.RanOn)
+}
+
+// runOnSecondRunner runs job: nothing happens until 3m, when the runner of
+// its second attempt (returned) picks it up and completes it.
+func runOnSecondRunner(env *testsuite.TestWorkflowEnvironment, job int64) string {
+	second := runnerapi.RunnerName(jobTestPool, job, 2)
+	env.RegisterDelayedCallback(func() {
+		env.SignalWorkflow(runnerapi.SignalJobEvent, jobEvent("in_progress", job, second, "d1"))
+		env.SignalWorkflow(runnerapi.SignalJobEvent, jobEvent("completed", job, second, "d2"))
+	}, 3*time.Minute)
+	env.ExecuteWorkflow(runnerapi.RunnerJobName, jobInput(job))
+	return second
 }

@@ -83,37 +83,45 @@ func (p *pool) runProvision(ctx workflow.Context, d decision) {
 // runSleep puts an idle machine to sleep, best effort: a machine that does
 // not sleep is still idle, and its autosleep puts it to sleep later.
 func (p *pool) runSleep(ctx workflow.Context, m *poolMachine) {
-	workflow.Go(ctx, func(gctx workflow.Context) {
-		var slept activities.MachineRef
-		err := workflow.ExecuteActivity(shortMachineOp(gctx, "sleep idle runner machine "+m.MachineID), machineActs.SleepMachine, m.MachineID).Get(gctx, &slept)
-		m.op = ""
-		if err != nil {
-			workflow.GetLogger(gctx).Warn("idle runner machine did not sleep; its autosleep will", "machine", m.MachineID, "error", err)
-		} else {
-			m.awake = false
-			p.at(gctx)
-			p.observe(m, slept)
-		}
-		p.kick()
-	})
+	p.runMachineOp(ctx, m, "sleep idle runner machine "+m.MachineID, machineActs.SleepMachine,
+		func(gctx workflow.Context, slept activities.MachineRef, err error) {
+			if err != nil {
+				workflow.GetLogger(gctx).Warn("idle runner machine did not sleep; its autosleep will", "machine", m.MachineID, "error", err)
+			} else {
+				m.awake = false
+				p.at(gctx)
+				p.observe(m, slept)
+			}
+		})
 }
 
 // runWake wakes an idle machine ahead of demand; it stays idle.
 func (p *pool) runWake(ctx workflow.Context, m *poolMachine) {
+	p.runMachineOp(ctx, m, "prewarm runner machine "+m.MachineID, machineActs.WakeMachine,
+		func(gctx workflow.Context, woke activities.MachineRef, err error) {
+			if err != nil {
+				workflow.GetLogger(gctx).Warn("prewarm wake failed", "machine", m.MachineID, "error", err)
+			} else {
+				m.awake, m.wokeAt = true, workflow.Now(gctx)
+				p.at(gctx)
+				p.observe(m, woke)
+			}
+			if m.State == runnerapi.MachineWaking { // not leased meanwhile
+				m.State, m.Since = runnerapi.MachineIdle, workflow.Now(gctx)
+			}
+		})
+}
+
+// runMachineOp runs a sleep or wake activity on m on its own coroutine:
+// when it ends, m's operation is over, done folds in its result, and the
+// main loop looks at the state again.
+func (p *pool) runMachineOp(ctx workflow.Context, m *poolMachine, summary string, activity any,
+	done func(gctx workflow.Context, ref activities.MachineRef, err error)) {
 	workflow.Go(ctx, func(gctx workflow.Context) {
-		var woke activities.MachineRef
-		err := workflow.ExecuteActivity(shortMachineOp(gctx, "prewarm runner machine "+m.MachineID), machineActs.WakeMachine, m.MachineID).Get(gctx, &woke)
+		var ref activities.MachineRef
+		err := workflow.ExecuteActivity(shortMachineOp(gctx, summary), activity, m.MachineID).Get(gctx, &ref)
 		m.op = ""
-		if err != nil {
-			workflow.GetLogger(gctx).Warn("prewarm wake failed", "machine", m.MachineID, "error", err)
-		} else {
-			m.awake, m.wokeAt = true, workflow.Now(gctx)
-			p.at(gctx)
-			p.observe(m, woke)
-		}
-		if m.State == runnerapi.MachineWaking { // not leased meanwhile
-			m.State, m.Since = runnerapi.MachineIdle, workflow.Now(gctx)
-		}
+		done(gctx, ref, err)
 		p.kick()
 	})
 }

@@ -106,11 +106,7 @@ func newPoolEnv(t *testing.T, opts ...func(*poolWorld)) (*testsuite.TestWorkflow
 	for _, o := range opts {
 		o(w)
 	}
-	var s testsuite.WorkflowTestSuite
-	if w.metrics != nil {
-		s.SetMetricsHandler(w.metrics)
-	}
-	env := s.NewTestWorkflowEnvironment()
+	env := newWorkflowEnv(w.metrics)
 	w.env = env
 	env.RegisterWorkflowWithOptions(RunnerPool, workflow.RegisterOptions{Name: runnerapi.RunnerPoolName})
 	env.RegisterWorkflowWithOptions(RunnerProvision, workflow.RegisterOptions{Name: runnerapi.RunnerProvisionName})

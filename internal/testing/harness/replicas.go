@@ -44,12 +44,9 @@ func (h *Harness) addReplicas(n int) error {
 		return errors.New("harness: Options.Login takes one router (Replicas <= 1)")
 	}
 	for i := 2; i <= n; i++ {
-		var addr [5]string // webhook, router, and the worker's, webhook's and router's admin listeners
-		for j := range addr {
-			var err error
-			if addr[j], err = FreeAddr(); err != nil {
-				return err
-			}
+		addr, err := freeAddrs(5) // webhook, router, and the worker's, webhook's and router's admin listeners
+		if err != nil {
+			return err
 		}
 		suffix := fmt.Sprintf("-%d", i)
 		h.Workers = append(h.Workers, h.procOf("worker"+suffix, "worker",

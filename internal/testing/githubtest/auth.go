@@ -180,29 +180,11 @@ func (s *Server) authenticateToken(header string) (p *principal, msg string) {
 // the App named by iss, iat not in the future (60s of skew allowed), exp in
 // the future and at most ten minutes after iat.
 func (s *Server) authenticateApp(header string) (*app, string) {
-	scheme, tok, ok := strings.Cut(header, " ")
-	if !ok || !strings.EqualFold(scheme, "bearer") {
-		return nil, "A JSON web token could not be decoded"
+	jwt, ok := parseAppJWT(header)
+	if !ok {
+		return nil, undecodableJWT
 	}
-	parts := strings.Split(tok, ".")
-	if len(parts) != 3 {
-		return nil, "A JSON web token could not be decoded"
-	}
-	var head struct {
-		Alg string `json:"alg"`
-	}
-	var claims struct {
-		Iss json.RawMessage `json:"iss"`
-		Iat int64           `json:"iat"`
-		Exp int64           `json:"exp"`
-	}
-	if !decodeSegment(parts[0], &head) || !decodeSegment(parts[1], &claims) {
-		return nil, "A JSON web token could not be decoded"
-	}
-	if head.Alg != "RS256" {
-		return nil, "A JSON web token could not be decoded"
-	}
-	iss, err := strconv.ParseInt(strings.Trim(string(claims.Iss), `"`), 10, 64)
+	iss, err := strconv.ParseInt(strings.Trim(string(jwt.claims.Iss), `"`), 10, 64)
 	if err != nil {
 		return nil, "'Issuer' claim ('iss') must be an Integer"
 	}
@@ -212,24 +194,76 @@ func (s *Server) authenticateApp(header string) (*app, string) {
 	if a == nil {
 		return nil, "Integration not found"
 	}
-	sig, err := base64.RawURLEncoding.DecodeString(parts[2])
-	if err != nil {
-		return nil, "A JSON web token could not be decoded"
+	if !jwt.signedBy(a.key) {
+		return nil, undecodableJWT
 	}
-	digest := sha256.Sum256([]byte(parts[0] + "." + parts[1]))
-	if rsa.VerifyPKCS1v15(a.key, crypto.SHA256, digest[:], sig) != nil {
-		return nil, "A JSON web token could not be decoded"
-	}
-	t := time.Now().Unix()
-	switch {
-	case claims.Exp == 0 || claims.Exp <= t:
-		return nil, "'Expiration time' claim ('exp') must be a numeric value representing the future time at which the assertion expires"
-	case claims.Iat == 0 || claims.Iat > t+60:
-		return nil, "'Issued at' claim ('iat') must be an Integer representing the time that the assertion was issued"
-	case claims.Exp-claims.Iat > 600:
-		return nil, "'Expiration time' claim ('exp') is too far in the future"
+	if msg := jwt.claims.timeProblem(time.Now().Unix()); msg != "" {
+		return nil, msg
 	}
 	return a, ""
+}
+
+// undecodableJWT is GitHub's answer to an App JWT it cannot read or verify.
+const undecodableJWT = "A JSON web token could not be decoded"
+
+// appJWT is a decoded App JWT whose signature is still to be checked.
+type appJWT struct {
+	signed, sig string // "<header>.<claims>", and the signature segment
+	claims      appClaims
+}
+
+type appClaims struct {
+	Iss json.RawMessage `json:"iss"`
+	Iat int64           `json:"iat"`
+	Exp int64           `json:"exp"`
+}
+
+// parseAppJWT decodes "Bearer <JWT>" whose header names RS256; ok is false
+// when it cannot.
+func parseAppJWT(header string) (jwt appJWT, ok bool) {
+	scheme, tok, ok := strings.Cut(header, " ")
+	if !ok || !strings.EqualFold(scheme, "bearer") {
+		return jwt, false
+	}
+	parts := strings.Split(tok, ".")
+	if len(parts) != 3 {
+		return jwt, false
+	}
+	var head struct {
+		Alg string `json:"alg"`
+	}
+	if !decodeSegment(parts[0], &head) || !decodeSegment(parts[1], &jwt.claims) {
+		return jwt, false
+	}
+	if head.Alg != "RS256" {
+		return jwt, false
+	}
+	jwt.signed, jwt.sig = parts[0]+"."+parts[1], parts[2]
+	return jwt, true
+}
+
+// signedBy reports whether the JWT's RS256 signature is key's.
+func (jwt appJWT) signedBy(key *rsa.PublicKey) bool {
+	sig, err := base64.RawURLEncoding.DecodeString(jwt.sig)
+	if err != nil {
+		return false
+	}
+	digest := sha256.Sum256([]byte(jwt.signed))
+	return rsa.VerifyPKCS1v15(key, crypto.SHA256, digest[:], sig) == nil
+}
+
+// timeProblem is what is wrong with the claims' exp and iat at Unix time
+// t, "" when nothing is.
+func (cl appClaims) timeProblem(t int64) string {
+	switch {
+	case cl.Exp == 0 || cl.Exp <= t:
+		return "'Expiration time' claim ('exp') must be a numeric value representing the future time at which the assertion expires"
+	case cl.Iat == 0 || cl.Iat > t+60:
+		return "'Issued at' claim ('iat') must be an Integer representing the time that the assertion was issued"
+	case cl.Exp-cl.Iat > 600:
+		return "'Expiration time' claim ('exp') is too far in the future"
+	}
+	return ""
 }
 
 func decodeSegment(seg string, v any) bool {

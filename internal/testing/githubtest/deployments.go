@@ -87,18 +87,21 @@ var deploymentStates = map[string]bool{
 	"error": true, "failure": true, "inactive": true, "in_progress": true, "queued": true, "pending": true, "success": true,
 }
 
+// deploymentRequest is the body of a create-deployment request.
+type deploymentRequest struct {
+	Ref                   *string          `json:"ref"`
+	Task                  *string          `json:"task"`
+	AutoMerge             *bool            `json:"auto_merge"`
+	RequiredContexts      *json.RawMessage `json:"required_contexts"`
+	Payload               json.RawMessage  `json:"payload"`
+	Environment           *string          `json:"environment"`
+	Description           *string          `json:"description"`
+	TransientEnvironment  *bool            `json:"transient_environment"`
+	ProductionEnvironment *bool            `json:"production_environment"`
+}
+
 func (s *Server) createDeployment(c *call) {
-	var req struct {
-		Ref                   *string          `json:"ref"`
-		Task                  *string          `json:"task"`
-		AutoMerge             *bool            `json:"auto_merge"`
-		RequiredContexts      *json.RawMessage `json:"required_contexts"`
-		Payload               json.RawMessage  `json:"payload"`
-		Environment           *string          `json:"environment"`
-		Description           *string          `json:"description"`
-		TransientEnvironment  *bool            `json:"transient_environment"`
-		ProductionEnvironment *bool            `json:"production_environment"`
-	}
+	var req deploymentRequest
 	if !decodeBody(c, &req) {
 		return
 	}
@@ -121,6 +124,26 @@ func (s *Server) createDeployment(c *call) {
 		SHA: sha, Ref: *req.Ref, Task: "deploy", Payload: json.RawMessage(`{}`), Environment: "production",
 		Description: req.Description, Creator: c.who.user, AutoMerge: true, PerformedViaGitHubApp: c.performedVia(),
 	}
+	req.applyEnvironment(d)
+	if req.RequiredContexts != nil && string(*req.RequiredContexts) != "null" {
+		d.RequiredContexts = []string{}
+		if err := json.Unmarshal(*req.RequiredContexts, &d.RequiredContexts); err != nil {
+			writeValidation(c.w, "Invalid request.\n\nFor 'properties/required_contexts', is not an array.", "Deployment", "required_contexts", "invalid")
+			return
+		}
+	}
+	// GitHub merges the default branch into ref first when auto_merge is
+	// true and ref is behind it, and checks every commit status context
+	// when required_contexts is omitted. The double records both fields
+	// (for assertions) and models neither: it has no merges or statuses.
+	s.addDeployment(c, r, d)
+	writeJSON(c.w, http.StatusCreated, d)
+}
+
+// applyEnvironment sets the deployment's task, environment, auto_merge,
+// payload and environment flags from the request, over GitHub's defaults
+// (production_environment: whether the environment is "production").
+func (req *deploymentRequest) applyEnvironment(d *Deployment) {
 	if req.Task != nil {
 		d.Task = *req.Task
 	}
@@ -130,13 +153,6 @@ func (s *Server) createDeployment(c *call) {
 	d.OriginalEnvironment = d.Environment
 	if req.AutoMerge != nil {
 		d.AutoMerge = *req.AutoMerge
-	}
-	if req.RequiredContexts != nil && string(*req.RequiredContexts) != "null" {
-		d.RequiredContexts = []string{}
-		if err := json.Unmarshal(*req.RequiredContexts, &d.RequiredContexts); err != nil {
-			writeValidation(c.w, "Invalid request.\n\nFor 'properties/required_contexts', is not an array.", "Deployment", "required_contexts", "invalid")
-			return
-		}
 	}
 	if len(req.Payload) > 0 && string(req.Payload) != "null" {
 		d.Payload = req.Payload
@@ -148,10 +164,11 @@ func (s *Server) createDeployment(c *call) {
 	if req.TransientEnvironment != nil {
 		d.TransientEnvironment = *req.TransientEnvironment
 	}
-	// GitHub merges the default branch into ref first when auto_merge is
-	// true and ref is behind it, and checks every commit status context
-	// when required_contexts is omitted. The double records both fields
-	// (for assertions) and models neither: it has no merges or statuses.
+}
+
+// addDeployment gives d its ID, node ID, times and URLs and appends it to
+// r. Callers hold s.mu.
+func (s *Server) addDeployment(c *call, r *repoState, d *Deployment) {
 	d.ID = s.id()
 	d.NodeID = fmt.Sprintf("DE_%d", d.ID)
 	d.CreatedAt = now()
@@ -160,7 +177,6 @@ func (s *Server) createDeployment(c *call) {
 	d.StatusesURL = d.URL + "/statuses"
 	d.RepositoryURL = r.apiURL(c)
 	r.deployments = append(r.deployments, d)
-	writeJSON(c.w, http.StatusCreated, d)
 }
 
 // deploymentFor finds the request's deployment or answers 404. Callers hold s.mu.
@@ -224,15 +240,7 @@ func (s *Server) createDeploymentStatus(c *call) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	r, d := s.deploymentFor(c)
-	if d == nil {
-		return
-	}
-	if !deploymentStates[req.State] {
-		writeValidation(c.w, "Validation Failed", "DeploymentStatus", "state", "invalid")
-		return
-	}
-	if utf8.RuneCountInString(req.Description) > 140 {
-		writeValidation(c.w, "Validation Failed", "DeploymentStatus", "description", "too_long")
+	if d == nil || !validDeploymentStatus(c, req.State, req.Description) {
 		return
 	}
 	st := DeploymentStatus{
@@ -252,23 +260,41 @@ func (s *Server) createDeploymentStatus(c *call) {
 	}
 	s.addStatus(d, st)
 	if st.State == "success" && st.AutoInactive {
-		// "Adds a new inactive status to all prior non-transient,
-		// non-production environment deployments with the same repository
-		// and environment name as the created status's deployment. An
-		// inactive status is only added to deployments that had a success
-		// state."
-		for _, old := range r.deployments {
-			if old.ID >= d.ID || old.Environment != d.Environment || old.TransientEnvironment || old.ProductionEnvironment ||
-				len(old.Statuses) == 0 || old.Statuses[len(old.Statuses)-1].State != "success" {
-				continue
-			}
-			s.addStatus(old, DeploymentStatus{
-				State: "inactive", Creator: c.who.user, Environment: old.Environment,
-				DeploymentURL: old.URL, RepositoryURL: r.apiURL(c), PerformedViaGitHubApp: c.performedVia(),
-			})
-		}
+		s.inactivatePrior(c, r, d)
 	}
 	writeJSON(c.w, http.StatusCreated, d.Statuses[len(d.Statuses)-1])
+}
+
+// validDeploymentStatus applies GitHub's checks on a new status's state
+// and description, answering 422 when one fails.
+func validDeploymentStatus(c *call, state, description string) bool {
+	if !deploymentStates[state] {
+		writeValidation(c.w, "Validation Failed", "DeploymentStatus", "state", "invalid")
+		return false
+	}
+	if utf8.RuneCountInString(description) > 140 {
+		writeValidation(c.w, "Validation Failed", "DeploymentStatus", "description", "too_long")
+		return false
+	}
+	return true
+}
+
+// inactivatePrior is auto_inactive, after a success status on d: "Adds a
+// new inactive status to all prior non-transient, non-production
+// environment deployments with the same repository and environment name
+// as the created status's deployment. An inactive status is only added to
+// deployments that had a success state." Callers hold s.mu.
+func (s *Server) inactivatePrior(c *call, r *repoState, d *Deployment) {
+	for _, old := range r.deployments {
+		if old.ID >= d.ID || old.Environment != d.Environment || old.TransientEnvironment || old.ProductionEnvironment ||
+			len(old.Statuses) == 0 || old.Statuses[len(old.Statuses)-1].State != "success" {
+			continue
+		}
+		s.addStatus(old, DeploymentStatus{
+			State: "inactive", Creator: c.who.user, Environment: old.Environment,
+			DeploymentURL: old.URL, RepositoryURL: r.apiURL(c), PerformedViaGitHubApp: c.performedVia(),
+		})
+	}
 }
 
 // addStatus appends st to d. Callers hold s.mu.

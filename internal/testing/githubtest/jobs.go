@@ -338,51 +338,66 @@ func (s *Server) claimRunner(c *call) {
 		writeError(c.w, http.StatusBadRequest, err.Error())
 		return
 	}
-	var out Job
-	claimed := func() bool {
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		a := s.actions()
-		r := a.runnerByID(cfg.RunnerID)
-		if r == nil || r.config != body.JITConfig {
-			writeError(c.w, http.StatusNotFound, "runner not found: it was removed")
-			return false
-		}
-		if r.used {
-			writeError(c.w, http.StatusConflict, "JIT config already used: a just-in-time runner takes one job")
-			return false
-		}
-		if r.Busy {
-			writeError(c.w, http.StatusConflict, "runner is running a job")
-			return false
-		}
-		r.Status, r.OS = "online", "Linux"
-		if body.MachineID != "" {
-			r.MachineID = body.MachineID
-		}
-		var j *jobState
-		for _, cand := range a.jobs { // oldest first
-			if cand.Status == JobQueued && !cand.Held && a.matches(r, cand) {
-				j = cand
-				break
-			}
-		}
-		if j == nil {
-			c.w.WriteHeader(http.StatusNoContent)
-			return false
-		}
-		r.Busy, r.used, r.JobID = true, r.Ephemeral, j.ID
-		j.Status, j.StartedAt = JobInProgress, now()
-		j.RunnerID, j.RunnerName, j.groupID = r.ID, r.Name, r.GroupID
-		writeJSON(c.w, http.StatusOK, map[string]any{
-			"job": j.json(c), "duration_ms": j.Duration.Milliseconds(), "conclusion": j.planned,
-		})
-		out = j.snapshot()
-		return true
-	}()
-	if claimed {
+	if out, claimed := s.claimJob(c, cfg.RunnerID, body.JITConfig, body.MachineID); claimed {
 		s.fireJob("in_progress", out)
 	}
+}
+
+// claimJob brings the runner of config online (on machineID, if given)
+// and hands it the oldest queued job it may take, answering the claim; it
+// returns the job when there was one. It takes s.mu.
+func (s *Server) claimJob(c *call, runnerID int64, config, machineID string) (Job, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	a := s.actions()
+	r := a.runnerByID(runnerID)
+	if !claimable(c, r, config) {
+		return Job{}, false
+	}
+	r.Status, r.OS = "online", "Linux"
+	if machineID != "" {
+		r.MachineID = machineID
+	}
+	j := a.nextJobFor(r)
+	if j == nil {
+		c.w.WriteHeader(http.StatusNoContent)
+		return Job{}, false
+	}
+	r.Busy, r.used, r.JobID = true, r.Ephemeral, j.ID
+	j.Status, j.StartedAt = JobInProgress, now()
+	j.RunnerID, j.RunnerName, j.groupID = r.ID, r.Name, r.GroupID
+	writeJSON(c.w, http.StatusOK, map[string]any{
+		"job": j.json(c), "duration_ms": j.Duration.Milliseconds(), "conclusion": j.planned,
+	})
+	return j.snapshot(), true
+}
+
+// claimable reports whether runner r (nil: none) may claim with config:
+// it is registered with that config, its config was not used up, and it
+// is idle. Otherwise it answers 404 or 409.
+func claimable(c *call, r *runnerState, config string) bool {
+	switch {
+	case r == nil || r.config != config:
+		writeError(c.w, http.StatusNotFound, "runner not found: it was removed")
+	case r.used:
+		writeError(c.w, http.StatusConflict, "JIT config already used: a just-in-time runner takes one job")
+	case r.Busy:
+		writeError(c.w, http.StatusConflict, "runner is running a job")
+	default:
+		return true
+	}
+	return false
+}
+
+// nextJobFor is the oldest queued, unheld job runner r may take, or nil.
+// Callers hold s.mu.
+func (a *actionsState) nextJobFor(r *runnerState) *jobState {
+	for _, j := range a.jobs { // oldest first
+		if j.Status == JobQueued && !j.Held && a.matches(r, j) {
+			return j
+		}
+	}
+	return nil
 }
 
 func (s *Server) completeJob(c *call) {

@@ -259,60 +259,76 @@ func (s *Server) oauthAuthorizeSubmit(c *call) {
 // answers errors with 200 and an "error" field, in JSON when the client
 // accepts it and form-encoded otherwise.
 func (s *Server) oauthAccessToken(c *call) {
-	var in struct {
-		ClientID     string `json:"client_id"`
-		ClientSecret string `json:"client_secret"`
-		Code         string `json:"code"`
-		RedirectURI  string `json:"redirect_uri"`
-	}
-	if strings.HasPrefix(c.r.Header.Get("Content-Type"), "application/json") {
-		if !decodeBody(c, &in) {
-			return
-		}
-	} else {
-		if err := c.r.ParseForm(); err != nil {
-			writeError(c.w, http.StatusBadRequest, "bad form")
-			return
-		}
-		in.ClientID, in.ClientSecret = c.r.PostForm.Get("client_id"), c.r.PostForm.Get("client_secret")
-		in.Code, in.RedirectURI = c.r.PostForm.Get("code"), c.r.PostForm.Get("redirect_uri")
-	}
-	answer := func(v map[string]string) {
-		if strings.Contains(c.r.Header.Get("Accept"), "json") {
-			writeJSON(c.w, http.StatusOK, v)
-			return
-		}
-		form := url.Values{}
-		for k, x := range v {
-			form.Set(k, x)
-		}
-		c.w.Header().Set("Content-Type", "application/x-www-form-urlencoded; charset=utf-8")
-		c.w.WriteHeader(http.StatusOK)
-		_, _ = c.w.Write([]byte(form.Encode()))
+	in, ok := readTokenRequest(c)
+	if !ok {
+		return
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	answerOAuth(c, s.exchangeCode(in))
+}
+
+// tokenRequest is the body of an access-token request.
+type tokenRequest struct {
+	ClientID     string `json:"client_id"`
+	ClientSecret string `json:"client_secret"`
+	Code         string `json:"code"`
+	RedirectURI  string `json:"redirect_uri"`
+}
+
+// readTokenRequest reads an access-token request, JSON or form-encoded;
+// false after answering 400.
+func readTokenRequest(c *call) (in tokenRequest, ok bool) {
+	if strings.HasPrefix(c.r.Header.Get("Content-Type"), "application/json") {
+		return in, decodeBody(c, &in)
+	}
+	if err := c.r.ParseForm(); err != nil {
+		writeError(c.w, http.StatusBadRequest, "bad form")
+		return in, false
+	}
+	in.ClientID, in.ClientSecret = c.r.PostForm.Get("client_id"), c.r.PostForm.Get("client_secret")
+	in.Code, in.RedirectURI = c.r.PostForm.Get("code"), c.r.PostForm.Get("redirect_uri")
+	return in, true
+}
+
+// answerOAuth answers an access-token request with v (200), in JSON when
+// the client accepts it and form-encoded otherwise.
+func answerOAuth(c *call, v map[string]string) {
+	if strings.Contains(c.r.Header.Get("Accept"), "json") {
+		writeJSON(c.w, http.StatusOK, v)
+		return
+	}
+	form := url.Values{}
+	for k, x := range v {
+		form.Set(k, x)
+	}
+	c.w.Header().Set("Content-Type", "application/x-www-form-urlencoded; charset=utf-8")
+	c.w.WriteHeader(http.StatusOK)
+	_, _ = c.w.Write([]byte(form.Encode()))
+}
+
+// exchangeCode checks the client's credentials and its code (used up
+// either way) and issues a user token: it returns the answer, a token or
+// an error. Callers hold s.mu.
+func (s *Server) exchangeCode(in tokenRequest) map[string]string {
 	a := s.oauthApps[in.ClientID]
 	if a == nil || subtle.ConstantTimeCompare([]byte(a.secret), []byte(in.ClientSecret)) != 1 {
-		answer(map[string]string{"error": "incorrect_client_credentials", "error_description": "The client_id and/or client_secret passed are incorrect."})
-		return
+		return map[string]string{"error": "incorrect_client_credentials", "error_description": "The client_id and/or client_secret passed are incorrect."}
 	}
 	code := s.oauthCodes[in.Code]
 	if code != nil {
 		delete(s.oauthCodes, in.Code) // single use, whatever happens next
 	}
 	if code == nil || code.clientID != in.ClientID || !time.Now().Before(code.expires) {
-		answer(map[string]string{"error": "bad_verification_code", "error_description": "The code passed is incorrect or expired."})
-		return
+		return map[string]string{"error": "bad_verification_code", "error_description": "The code passed is incorrect or expired."}
 	}
 	if code.redirectURI != "" && in.RedirectURI != code.redirectURI {
-		answer(map[string]string{"error": "redirect_uri_mismatch", "error_description": "The redirect_uri MUST match the registered callback URL for this application."})
-		return
+		return map[string]string{"error": "redirect_uri_mismatch", "error_description": "The redirect_uri MUST match the registered callback URL for this application."}
 	}
 	token := oauthRandom("gho_")
 	s.tokens[token] = &principal{kind: "user", user: code.user, scoped: true}
 	s.oauthIssued++
-	answer(map[string]string{"access_token": token, "token_type": "bearer", "scope": "repo,read:org"})
+	return map[string]string{"access_token": token, "token_type": "bearer", "scope": "repo,read:org"}
 }
 
 func oauthRandom(prefix string) string {

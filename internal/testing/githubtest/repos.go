@@ -148,37 +148,65 @@ func (s *Server) getContent(c *call) {
 	if ref == "" {
 		ref = r.defaultBranch
 	}
+	at := contentsAt{c: c, r: r, ref: ref}
 	p := strings.Trim(c.r.PathValue("path"), "/")
 	files := r.files[commit]
-	entry := func(p, typ string, content []byte) contentEntry {
-		blob := gitBlobSHA(content)
-		e := contentEntry{
-			Type: typ, Size: len(content), Name: path.Base(p), Path: p, SHA: blob,
-			URL:     r.apiURL(c) + "/contents/" + p + "?ref=" + url.QueryEscape(ref),
-			GitURL:  r.apiURL(c) + "/git/blobs/" + blob,
-			HTMLURL: r.htmlURL(c) + "/blob/" + ref + "/" + p,
-		}
-		if typ == "dir" {
-			e.Size, e.GitURL, e.HTMLURL = 0, r.apiURL(c)+"/git/trees/"+blob, r.htmlURL(c)+"/tree/"+ref+"/"+p
-		} else {
-			dl := c.origin + "/raw/" + r.owner + "/" + r.name + "/" + ref + "/" + p
-			e.DownloadURL = &dl
-		}
-		e.Links = map[string]string{"self": e.URL, "git": e.GitURL, "html": e.HTMLURL}
-		return e
-	}
 	if content, ok := files[p]; ok {
-		e := entry(p, "file", content)
-		e.Encoding = "base64"
-		enc := wrap60(base64.StdEncoding.EncodeToString(content))
-		if len(content) > 1<<20 { // the contents API does not inline files over 1 MB
-			e.Encoding, enc = "none", ""
-		}
-		e.Content = &enc
-		writeJSON(c.w, http.StatusOK, e)
+		writeJSON(c.w, http.StatusOK, at.file(p, content))
 		return
 	}
-	// A directory: list its direct children.
+	list := at.dir(files, p)
+	if len(list) == 0 {
+		writeError(c.w, http.StatusNotFound, "Not Found")
+		return
+	}
+	writeJSON(c.w, http.StatusOK, list)
+}
+
+// contentsAt answers the contents API for repository r at ref (the
+// request's ref, or the default branch).
+type contentsAt struct {
+	c   *call
+	r   *repoState
+	ref string
+}
+
+// entry is the entry of path p, of type "file" or "dir"; a directory's
+// content is what its SHA is made from.
+func (at contentsAt) entry(p, typ string, content []byte) contentEntry {
+	c, r, ref := at.c, at.r, at.ref
+	blob := gitBlobSHA(content)
+	e := contentEntry{
+		Type: typ, Size: len(content), Name: path.Base(p), Path: p, SHA: blob,
+		URL:     r.apiURL(c) + "/contents/" + p + "?ref=" + url.QueryEscape(ref),
+		GitURL:  r.apiURL(c) + "/git/blobs/" + blob,
+		HTMLURL: r.htmlURL(c) + "/blob/" + ref + "/" + p,
+	}
+	if typ == "dir" {
+		e.Size, e.GitURL, e.HTMLURL = 0, r.apiURL(c)+"/git/trees/"+blob, r.htmlURL(c)+"/tree/"+ref+"/"+p
+	} else {
+		dl := c.origin + "/raw/" + r.owner + "/" + r.name + "/" + ref + "/" + p
+		e.DownloadURL = &dl
+	}
+	e.Links = map[string]string{"self": e.URL, "git": e.GitURL, "html": e.HTMLURL}
+	return e
+}
+
+// file is the entry of file p with its content inlined (base64).
+func (at contentsAt) file(p string, content []byte) contentEntry {
+	e := at.entry(p, "file", content)
+	e.Encoding = "base64"
+	enc := wrap60(base64.StdEncoding.EncodeToString(content))
+	if len(content) > 1<<20 { // the contents API does not inline files over 1 MB
+		e.Encoding, enc = "none", ""
+	}
+	e.Content = &enc
+	return e
+}
+
+// dir lists the direct children of directory p ("": the root) among
+// files, by name; none when there is no such directory.
+func (at contentsAt) dir(files map[string][]byte, p string) []contentEntry {
 	prefix := p + "/"
 	if p == "" {
 		prefix = ""
@@ -201,16 +229,12 @@ func (s *Server) getContent(c *call) {
 		}
 		seen[child] = true
 		if isDir {
-			list = append(list, entry(prefix+child, "dir", []byte(prefix+child)))
+			list = append(list, at.entry(prefix+child, "dir", []byte(prefix+child)))
 		} else {
-			list = append(list, entry(name, "file", files[name]))
+			list = append(list, at.entry(name, "file", files[name]))
 		}
 	}
-	if len(list) == 0 {
-		writeError(c.w, http.StatusNotFound, "Not Found")
-		return
-	}
-	writeJSON(c.w, http.StatusOK, list)
+	return list
 }
 
 // wrap60 breaks base64 into lines of 60 characters, as GitHub does.

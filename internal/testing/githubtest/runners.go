@@ -177,23 +177,30 @@ func (s *Server) generateJITConfig(c *call) {
 		writeError(c.w, http.StatusConflict, "Already exists - A runner with the name "+body.Name+" already exists.")
 		return
 	}
-	r := &runnerState{
-		Runner: Runner{
-			ID: s.id(), Name: body.Name, OS: "unknown", Status: "offline", Ephemeral: true,
-			Labels: slices.Clone(body.Labels), GroupID: *body.RunnerGroupID, Scope: *sc,
-		},
-		scope: sk, createdAt: now(),
-	}
+	r := s.newRunner(c, sk, Runner{
+		Name: body.Name, OS: "unknown", Status: "offline", Ephemeral: true,
+		Labels: slices.Clone(body.Labels), GroupID: *body.RunnerGroupID, Scope: *sc,
+	})
+	a.jitConfigs = append(a.jitConfigs, r.config)
+	writeJSON(c.w, http.StatusCreated, map[string]any{"runner": r.json(), "encoded_jit_config": r.config})
+}
+
+// newRunner registers runner rn in scope key sk with a fresh ID and label
+// IDs, and an encoded config that sends its claims to the double's origin.
+// Callers hold s.mu.
+func (s *Server) newRunner(c *call, sk string, rn Runner) *runnerState {
+	rn.ID = s.id()
+	r := &runnerState{Runner: rn, scope: sk, createdAt: now()}
 	for range r.Labels {
 		r.labelIDs = append(r.labelIDs, s.id())
 	}
 	cfg, _ := json.Marshal(JITConfig{
-		Kind: JITConfigKind, URL: c.origin, RunnerID: r.ID, Name: r.Name, Labels: r.Labels, Scope: *sc, Secret: randomToken(32),
+		Kind: JITConfigKind, URL: c.origin, RunnerID: r.ID, Name: r.Name, Labels: r.Labels, Scope: rn.Scope, Secret: randomToken(32),
 	})
 	r.config = base64.StdEncoding.EncodeToString(cfg)
+	a := s.actions()
 	a.runners = append(a.runners, r)
-	a.jitConfigs = append(a.jitConfigs, r.config)
-	writeJSON(c.w, http.StatusCreated, map[string]any{"runner": r.json(), "encoded_jit_config": r.config})
+	return r
 }
 
 // JITConfigs returns every encoded JIT config issued so far, in order: the
@@ -294,8 +301,6 @@ func (s *Server) deleteRunner(c *call) {
 	c.w.WriteHeader(http.StatusNoContent)
 }
 
-// Runners returns the runners registered in scope (deleted ones are gone),
-// oldest first.
 // AllRunners lists the registered runners of every organization and
 // repository.
 func (s *Server) AllRunners() []Runner {
@@ -318,6 +323,8 @@ func (s *Server) RunnerByID(id int64) (Runner, bool) {
 	return Runner{}, false
 }
 
+// Runners returns the runners registered in scope (deleted ones are gone),
+// oldest first.
 func (s *Server) Runners(scope pools.Scope) []Runner {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -370,20 +377,9 @@ func (s *Server) registerRunner(c *call) {
 		}
 		a.deleteRunner(old) // config.sh --replace
 	}
-	r := &runnerState{
-		Runner: Runner{
-			ID: s.id(), Name: body.Name, OS: "unknown", Status: "offline",
-			Labels: slices.Clone(body.Labels), GroupID: 1, Scope: sc,
-		},
-		scope: sk, createdAt: now(),
-	}
-	for range r.Labels {
-		r.labelIDs = append(r.labelIDs, s.id())
-	}
-	cfg, _ := json.Marshal(JITConfig{
-		Kind: JITConfigKind, URL: c.origin, RunnerID: r.ID, Name: r.Name, Labels: r.Labels, Scope: sc, Secret: randomToken(32),
+	r := s.newRunner(c, sk, Runner{
+		Name: body.Name, OS: "unknown", Status: "offline",
+		Labels: slices.Clone(body.Labels), GroupID: 1, Scope: sc,
 	})
-	r.config = base64.StdEncoding.EncodeToString(cfg)
-	a.runners = append(a.runners, r)
 	writeJSON(c.w, http.StatusCreated, map[string]any{"runner": r.json(), "runner_config": r.config})
 }

@@ -127,34 +127,14 @@ func (t *Transport) recordErr(kind string, req *http.Request, status int, err er
 // RoundTrip implements http.RoundTripper.
 func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if pathItem, _ := t.spec.route(req); pathItem == nil {
-		if !t.spec.ownsPath(req.URL.Path) {
-			t.mu.Lock()
-			t.ignored++
-			t.mu.Unlock()
-			return t.next.RoundTrip(req)
-		}
-		// Under the contract's namespace (/v1/...) but no such path: the
-		// client (or a test) is calling an endpoint the service does not have.
-		resp, err := t.next.RoundTrip(req)
-		status := 0
-		if err == nil && resp != nil {
-			status = resp.StatusCode
-		}
-		t.mu.Lock()
-		t.exchanges++
-		t.mu.Unlock()
-		t.record(Violation{Kind: KindRequest, Method: req.Method, Path: req.URL.Path, Status: status,
-			Messages: []string{"path is not in the contract"}})
-		return resp, err
+		return t.roundTripUnrouted(req)
 	}
 
 	send, body := replayableRequest(req)
 	reqErr := t.spec.validateRequest(req, body)
 
 	resp, err := t.next.RoundTrip(send)
-	t.mu.Lock()
-	t.exchanges++
-	t.mu.Unlock()
+	t.countExchange()
 	if err != nil || resp == nil {
 		t.recordErr(KindRequest, req, 0, reqErr)
 		return resp, err
@@ -164,34 +144,79 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	t.recordErr(KindRequest, req, resp.StatusCode, reqErr)
 
-	var respBody []byte
-	if !skipBody(req, resp) && resp.Body != nil && resp.Body != http.NoBody {
-		b, readErr := io.ReadAll(resp.Body)
-		_ = resp.Body.Close()
-		resp.Body = replayBody(b, readErr)
-		respBody = b
-		if readErr != nil {
-			// The caller will see the same error when reading; validating a
-			// truncated body would only add noise.
-			return resp, nil
-		}
+	respBody, ok := bufferResponseBody(req, resp)
+	if !ok {
+		// The caller will see the same error when reading; validating a
+		// truncated body would only add noise.
+		return resp, nil
 	}
 	t.recordErr(KindResponse, req, resp.StatusCode, t.spec.validateResponse(req, resp, respBody))
-
-	if isEventStream(resp) && resp.Body != nil && resp.Body != http.NoBody {
-		// Wrap only if the contract declares an event schema for this
-		// status; an undeclared event stream was reported above.
-		if mt := t.spec.responseMedia(req, resp, isEventStreamMediaType); mt != nil {
-			if sch := mt.Schema.Schema(); sch != nil {
-				name := "event schema"
-				if ref := mt.Schema.GetReference(); ref != "" {
-					name = ref[strings.LastIndex(ref, "/")+1:] // e.g. LifecycleResponse
-				}
-				resp.Body = &sseBody{rc: resp.Body, onData: t.eventValidator(req, resp.StatusCode, sch, name)}
-			}
-		}
-	}
+	t.validateEvents(req, resp)
 	return resp, nil
+}
+
+// roundTripUnrouted sends a request for a path the contract does not
+// have: outside the contract's namespace it only counts it as ignored;
+// under it (/v1/...) the client (or a test) is calling an endpoint the
+// service does not have, a violation.
+func (t *Transport) roundTripUnrouted(req *http.Request) (*http.Response, error) {
+	if !t.spec.ownsPath(req.URL.Path) {
+		t.mu.Lock()
+		t.ignored++
+		t.mu.Unlock()
+		return t.next.RoundTrip(req)
+	}
+	resp, err := t.next.RoundTrip(req)
+	status := 0
+	if err == nil && resp != nil {
+		status = resp.StatusCode
+	}
+	t.countExchange()
+	t.record(Violation{Kind: KindRequest, Method: req.Method, Path: req.URL.Path, Status: status,
+		Messages: []string{"path is not in the contract"}})
+	return resp, err
+}
+
+func (t *Transport) countExchange() {
+	t.mu.Lock()
+	t.exchanges++
+	t.mu.Unlock()
+}
+
+// bufferResponseBody reads the response's body (unless skipBody) and
+// puts back one that replays it, read error included; ok is false when
+// reading failed.
+func bufferResponseBody(req *http.Request, resp *http.Response) (body []byte, ok bool) {
+	if skipBody(req, resp) || resp.Body == nil || resp.Body == http.NoBody {
+		return nil, true
+	}
+	b, readErr := io.ReadAll(resp.Body)
+	_ = resp.Body.Close()
+	resp.Body = replayBody(b, readErr)
+	return b, readErr == nil
+}
+
+// validateEvents wraps an event stream's body so that each event is
+// validated as the caller reads it; only if the contract declares an event
+// schema for this status: an undeclared event stream was reported with
+// the response.
+func (t *Transport) validateEvents(req *http.Request, resp *http.Response) {
+	if !isEventStream(resp) || resp.Body == nil || resp.Body == http.NoBody {
+		return
+	}
+	mt := t.spec.responseMedia(req, resp, isEventStreamMediaType)
+	if mt == nil {
+		return
+	}
+	sch := mt.Schema.Schema()
+	if sch == nil {
+		return
+	}
+	name := "event schema"
+	if ref := mt.Schema.GetReference(); ref != "" {
+		name = ref[strings.LastIndex(ref, "/")+1:] // e.g. LifecycleResponse
+	}
+	resp.Body = &sseBody{rc: resp.Body, onData: t.eventValidator(req, resp.StatusCode, sch, name)}
 }
 
 func isEventStreamMediaType(mt string) bool { return strings.HasPrefix(mt, "text/event-stream") }

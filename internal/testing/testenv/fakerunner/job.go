@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -19,21 +20,9 @@ import (
 // work runs one claimed job: in_progress delivery, the job's duration,
 // completion on the double, completed delivery.
 func (r *runner) work(ctx context.Context, c claim, name string) error {
-	job := c.Job
+	job := r.claimedJob(c)
 	if name == "" {
 		name = job.RunnerName
-	}
-	if job.Owner == "" || job.Repo == "" {
-		job.Owner, job.Repo = repoFromURL(job.RunURL)
-		if job.Owner == "" {
-			job.Owner, job.Repo = repoFromURL(job.URL)
-		}
-	}
-	if job.Org == "" && r.cfg.Scope.Kind == "org" {
-		job.Org = r.cfg.Scope.Org
-	}
-	if job.InstallationID == 0 {
-		job.InstallationID = r.o.installationID
 	}
 	duration := time.Duration(max(job.DurationMS, c.DurationMS)) * time.Millisecond
 	conclusion := cmp.Or(r.o.conclusion, c.Conclusion, "success")
@@ -52,21 +41,9 @@ func (r *runner) work(ctx context.Context, c claim, name string) error {
 		log.Error("job step failed", "err", err)
 		failed = err
 	}
-	started := time.Now()
-	if r.o.jobCommand != "" {
-		if err := r.runSteps(ctx, job.ID, job.Repo); err != nil {
-			log.Error("job steps failed", "err", err)
-			conclusion = "failure"
-		}
-	}
-	select {
-	case <-time.After(duration - time.Since(started)):
-	case <-ctx.Done():
-		return fmt.Errorf("stopped while running the job: %w", ctx.Err())
-	}
-	if err := r.jobCompletedHook(ctx, job.ID, job.Repo); err != nil {
-		log.Error("job-completed hook failed", "err", err)
-		conclusion = "failure"
+	conclusion, err := r.runJob(ctx, log, job.ID, job.Repo, duration, conclusion)
+	if err != nil {
+		return err
 	}
 	if err := r.complete(ctx, job.ID, conclusion); err != nil {
 		return fmt.Errorf("completing the job: %w", err)
@@ -78,6 +55,49 @@ func (r *runner) work(ctx context.Context, c claim, name string) error {
 	}
 	log.Info("job done", "conclusion", conclusion)
 	return failed
+}
+
+// claimedJob is the claim's job with what the double left out filled in:
+// owner and repo from its URLs, the org from the runner's scope, the
+// installation from -installation-id.
+func (r *runner) claimedJob(c claim) claimedJob {
+	job := c.Job
+	if job.Owner == "" || job.Repo == "" {
+		job.Owner, job.Repo = repoFromURL(job.RunURL)
+		if job.Owner == "" {
+			job.Owner, job.Repo = repoFromURL(job.URL)
+		}
+	}
+	if job.Org == "" && r.cfg.Scope.Kind == "org" {
+		job.Org = r.cfg.Scope.Org
+	}
+	if job.InstallationID == 0 {
+		job.InstallationID = r.o.installationID
+	}
+	return job
+}
+
+// runJob "runs" job id of repo for duration: its steps (-job-command),
+// the rest of the duration, the job-completed hook. A failed step or hook
+// makes the conclusion failure; the error is a stop (ctx) mid-job.
+func (r *runner) runJob(ctx context.Context, log *slog.Logger, id int64, repo string, duration time.Duration, conclusion string) (string, error) {
+	started := time.Now()
+	if r.o.jobCommand != "" {
+		if err := r.runSteps(ctx, id, repo); err != nil {
+			log.Error("job steps failed", "err", err)
+			conclusion = "failure"
+		}
+	}
+	select {
+	case <-time.After(duration - time.Since(started)):
+	case <-ctx.Done():
+		return conclusion, fmt.Errorf("stopped while running the job: %w", ctx.Err())
+	}
+	if err := r.jobCompletedHook(ctx, id, repo); err != nil {
+		log.Error("job-completed hook failed", "err", err)
+		conclusion = "failure"
+	}
+	return conclusion, nil
 }
 
 // step runs the job's one step (with -step-env-dir): a child process

@@ -95,6 +95,19 @@ type options struct {
 
 func parse(args []string, stderr io.Writer) (options, error) {
 	var o options
+	fs := o.flagSet(stderr)
+	if err := fs.Parse(args); err != nil {
+		return o, err
+	}
+	if fs.NArg() > 0 {
+		return o, fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	err := o.check()
+	return o, err
+}
+
+// flagSet is the command line's flags, bound to o's fields.
+func (o *options) flagSet(stderr io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet("fakerunner", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&o.github, "github", "", "base URL of the GitHub test double (required)")
@@ -118,31 +131,32 @@ func parse(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.stepEnvDir, "step-env-dir", "", "run one job step per job that writes its environment to <dir>/job-<id>.env")
 	fs.StringVar(&o.persistent, "persistent", "", "persistent mode, the runner service: take job after job with the runner config in this file")
 	fs.StringVar(&o.jobCommand, "job-command", "", "shell script run as each job's steps, in the job's workspace $HOME/actions-runner/_work/<repo>/<repo> (GITHUB_WORKSPACE, RUNNER_TEMP, FAKERUNNER_JOB_ID set); the job's conclusion is failure if it fails")
-	if err := fs.Parse(args); err != nil {
-		return o, err
-	}
+	return fs
+}
+
+// check checks the parsed options and completes them: a bare webhook
+// origin gets /webhooks/github, the double's URL loses its trailing slash.
+func (o *options) check() error {
 	switch {
-	case fs.NArg() > 0:
-		return o, fmt.Errorf("unexpected arguments %q", fs.Args())
 	case o.github == "":
-		return o, errors.New("-github is required")
+		return errors.New("-github is required")
 	case o.webhook == "":
-		return o, errors.New("-webhook is required")
+		return errors.New("-webhook is required")
 	case o.retries < 1:
-		return o, errors.New("-retries must be at least 1")
+		return errors.New("-retries must be at least 1")
 	case o.poll <= 0:
-		return o, errors.New("-poll must be positive")
+		return errors.New("-poll must be positive")
 	}
 	u, err := url.Parse(o.webhook)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return o, fmt.Errorf("-webhook %q is not an http(s) URL", o.webhook)
+		return fmt.Errorf("-webhook %q is not an http(s) URL", o.webhook)
 	}
 	if u.Path == "" || u.Path == "/" {
 		u.Path = "/webhooks/github"
 		o.webhook = u.String()
 	}
 	o.github = strings.TrimRight(o.github, "/")
-	return o, nil
+	return nil
 }
 
 // jitConfig is what this runner needs from its encoded JIT config: the
@@ -180,24 +194,27 @@ func decodeJIT(encoded string) (jitConfig, error) {
 // claim is the double's answer to a claim. duration_ms and conclusion may
 // sit in the job or beside it.
 type claim struct {
-	Job struct {
-		ID             int64     `json:"id"`
-		RunID          int64     `json:"run_id"`
-		Name           string    `json:"name"`
-		WorkflowName   string    `json:"workflow_name"`
-		Labels         []string  `json:"labels"`
-		DurationMS     int64     `json:"duration_ms"`
-		Owner          string    `json:"owner"`
-		Repo           string    `json:"repo"`
-		Org            string    `json:"org"`
-		InstallationID int64     `json:"installation_id"`
-		RunnerName     string    `json:"runner_name"`
-		RunURL         string    `json:"run_url"`
-		URL            string    `json:"url"`
-		CreatedAt      time.Time `json:"created_at"`
-	} `json:"job"`
-	DurationMS int64  `json:"duration_ms"`
-	Conclusion string `json:"conclusion"`
+	Job        claimedJob `json:"job"`
+	DurationMS int64      `json:"duration_ms"`
+	Conclusion string     `json:"conclusion"`
+}
+
+// claimedJob is the job of a claim.
+type claimedJob struct {
+	ID             int64     `json:"id"`
+	RunID          int64     `json:"run_id"`
+	Name           string    `json:"name"`
+	WorkflowName   string    `json:"workflow_name"`
+	Labels         []string  `json:"labels"`
+	DurationMS     int64     `json:"duration_ms"`
+	Owner          string    `json:"owner"`
+	Repo           string    `json:"repo"`
+	Org            string    `json:"org"`
+	InstallationID int64     `json:"installation_id"`
+	RunnerName     string    `json:"runner_name"`
+	RunURL         string    `json:"run_url"`
+	URL            string    `json:"url"`
+	CreatedAt      time.Time `json:"created_at"`
 }
 
 // errRefused is a claim the double will never grant.
@@ -231,6 +248,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	case o.persistent != "":
 		return r.persistentLoop(ctx, stderr)
 	}
+	return r.runJIT(ctx, getenv, stderr)
+}
+
+// runJIT is run.sh --jitconfig: it claims one job with the JIT config of
+// -jitconfig or ACTIONS_RUNNER_INPUT_JITCONFIG, runs it and exits.
+func (r *runner) runJIT(ctx context.Context, getenv func(string) string, stderr io.Writer) int {
+	o, log := r.o, r.log
 	encoded := o.jitconfig
 	if encoded == "" {
 		encoded = getenv(inputPrefix + "JITCONFIG")
@@ -250,9 +274,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	}
 	r.jit, r.cfg = encoded, cfg
 	r.log = log.With("runner", name)
+	return r.claimAndWork(ctx, name)
+}
 
-	r.log.Info("waiting for a job", "github", o.github, "wait", o.wait)
-	c, ok, err := r.claim(ctx, o.wait)
+// claimAndWork waits (-wait at most) for a job and runs it.
+func (r *runner) claimAndWork(ctx context.Context, name string) int {
+	r.log.Info("waiting for a job", "github", r.o.github, "wait", r.o.wait)
+	c, ok, err := r.claim(ctx, r.o.wait)
 	switch {
 	case err != nil:
 		r.log.Error("claim failed", "err", err)

@@ -49,6 +49,53 @@ func (w *machineWaker) Visibility(context.Context, string) (string, error) {
 func TestRouterWithEmulatedPreview(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
+	c, m, pv := emulatedPreview(ctx, t)
+
+	waker := &machineWaker{c: c, machineID: m.MachineID, url: pv.URL}
+	rt, srv := newRouter(t, waker, func(o *Options) { o.AwakeTTL = time.Hour })
+	advance := fakeClock(rt)
+	host := "pr-1.preview.localhost"
+	count := func() int {
+		resp, body := get(t, srv, host, "/count")
+		require.Equal(t, 200, resp.StatusCode, body)
+		var v struct{ Count int }
+		require.NoError(t, json.Unmarshal([]byte(body), &v), body)
+		return v.Count
+	}
+	require.Eventually(t, func() bool {
+		resp, _ := get(t, srv, host, "/healthz")
+		return resp.StatusCode == 200
+	}, 20*time.Second, 50*time.Millisecond, "the app to start")
+	assert.Equal(t, 1, count())
+	assert.Equal(t, 2, count())
+
+	// The machine sleeps behind the router's back (autosleep); its cached
+	// upstream now answers 503. A GET wakes it and is retried.
+	_, err := c.SleepAndWait(ctx, m.MachineID, "router-test-sleep-1")
+	require.NoError(t, err)
+	advance(time.Minute)
+	wakes := waker.wakes.Load()
+	assert.Equal(t, 3, count(), "same process: memory survived the sleep")
+	assert.Equal(t, wakes+1, waker.wakes.Load())
+
+	// A POST is not retried: it gets the preview's 503, and the wake the
+	// router starts lets the client's retry through to the app.
+	_, err = c.SleepAndWait(ctx, m.MachineID, "router-test-sleep-2")
+	require.NoError(t, err)
+	advance(time.Minute)
+	resp, body := do(t, "POST", srv.URL+"/count", host, strings.NewReader("x"), nil)
+	assert.Equal(t, 503, resp.StatusCode, body)
+	assert.NotEmpty(t, resp.Header.Get("Retry-After"))
+	require.Eventually(t, func() bool {
+		resp, _ := do(t, "POST", srv.URL+"/count", host, strings.NewReader("x"), nil)
+		return resp.StatusCode == 501 // the app's own answer: it has no POST
+	}, 10*time.Second, 20*time.Millisecond)
+	assert.Equal(t, 4, count())
+}
+
+// emulatedPreview starts an emulated Dedalus with one machine running the
+// demo app (examples/previewapp) and a preview of its port 3000.
+func emulatedPreview(ctx context.Context, t *testing.T) (*dedalus.Client, *dedalus.Machine, *dedalus.Preview) {
 	emu, err := emulator.New(emulator.Config{
 		Addr: "127.0.0.1:0", APIKey: "router-test", BootDelay: 20 * time.Millisecond, WakeDelay: 50 * time.Millisecond,
 		SleepDelay: 10 * time.Millisecond, Seed: 1, IdempotencyTTL: time.Hour, TombstoneTTL: time.Minute,
@@ -75,45 +122,5 @@ func TestRouterWithEmulatedPreview(t *testing.T) {
 	require.NoError(t, res.Err())
 	pv, err := c.CreatePreview(ctx, m.MachineID, dedalus.CreatePreviewRequest{Port: 3000}, "router-test-preview")
 	require.NoError(t, err)
-
-	waker := &machineWaker{c: c, machineID: m.MachineID, url: pv.URL}
-	rt, srv := newRouter(t, waker, func(o *Options) { o.AwakeTTL = time.Hour })
-	advance := fakeClock(rt)
-	host := "pr-1.preview.localhost"
-	count := func() int {
-		resp, body := get(t, srv, host, "/count")
-		require.Equal(t, 200, resp.StatusCode, body)
-		var v struct{ Count int }
-		require.NoError(t, json.Unmarshal([]byte(body), &v), body)
-		return v.Count
-	}
-	require.Eventually(t, func() bool {
-		resp, _ := get(t, srv, host, "/healthz")
-		return resp.StatusCode == 200
-	}, 20*time.Second, 50*time.Millisecond, "the app to start")
-	assert.Equal(t, 1, count())
-	assert.Equal(t, 2, count())
-
-	// The machine sleeps behind the router's back (autosleep); its cached
-	// upstream now answers 503. A GET wakes it and is retried.
-	_, err = c.SleepAndWait(ctx, m.MachineID, "router-test-sleep-1")
-	require.NoError(t, err)
-	advance(time.Minute)
-	wakes := waker.wakes.Load()
-	assert.Equal(t, 3, count(), "same process: memory survived the sleep")
-	assert.Equal(t, wakes+1, waker.wakes.Load())
-
-	// A POST is not retried: it gets the preview's 503, and the wake the
-	// router starts lets the client's retry through to the app.
-	_, err = c.SleepAndWait(ctx, m.MachineID, "router-test-sleep-2")
-	require.NoError(t, err)
-	advance(time.Minute)
-	resp, body := do(t, "POST", srv.URL+"/count", host, strings.NewReader("x"), nil)
-	assert.Equal(t, 503, resp.StatusCode, body)
-	assert.NotEmpty(t, resp.Header.Get("Retry-After"))
-	require.Eventually(t, func() bool {
-		resp, _ := do(t, "POST", srv.URL+"/count", host, strings.NewReader("x"), nil)
-		return resp.StatusCode == 501 // the app's own answer: it has no POST
-	}, 10*time.Second, 20*time.Millisecond)
-	assert.Equal(t, 4, count())
+	return c, m, pv
 }

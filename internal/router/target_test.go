@@ -8,21 +8,32 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-func TestMapperMap(t *testing.T) {
+// mapCase is a request Mapper.Map maps: its host and headers, the mapper
+// (nil: the test's default) and the answer.
+type mapCase struct {
+	name    string
+	m       *Mapper
+	host    string
+	headers map[string]string
+	want    Target
+	match   match
+}
+
+// testMappers are a mapper with a default repository (octo/hello) and one
+// without.
+func testMappers(t *testing.T) (m, noDefault *Mapper) {
 	m, err := NewMapper("Preview.Example.com.", "Octo/Hello")
 	require.NoError(t, err)
-	noDefault, err := NewMapper("preview.localhost", "")
+	noDefault, err = NewMapper("preview.localhost", "")
 	require.NoError(t, err)
+	return m, noDefault
+}
 
-	hello42 := Target{Owner: "octo", Repo: "hello", Number: 42}
-	cases := []struct {
-		name    string
-		m       *Mapper
-		host    string
-		headers map[string]string
-		want    Target
-		match   match
-	}{
+var hello42 = Target{Owner: "octo", Repo: "hello", Number: 42}
+
+func TestMapperMapHosts(t *testing.T) {
+	m, noDefault := testMappers(t)
+	runMapCases(t, m, []mapCase{
 		{name: "default repo", host: "pr-42.preview.example.com", want: hello42, match: matchOK},
 		{name: "with port", host: "pr-42.preview.example.com:8090", want: hello42, match: matchOK},
 		{name: "upper case", host: "PR-42.Preview.EXAMPLE.com", want: hello42, match: matchOK},
@@ -33,9 +44,6 @@ func TestMapperMap(t *testing.T) {
 		{name: "multi-repo names the default repo", host: "pr-42--octo--hello.preview.example.com", want: hello42, match: matchOK},
 		{name: "multi-repo without default", m: noDefault, host: "pr-3--octo--hello.preview.localhost:8090", want: Target{"octo", "hello", 3}, match: matchOK},
 		{name: "short form without default", m: noDefault, host: "pr-3.preview.localhost", match: matchBad},
-		{name: "headers", host: "127.0.0.1:8090", headers: map[string]string{"X-Drydock-Repo": "Octo/Hello.js", "X-PR-Number": "9"}, want: Target{"octo", "hello.js", 9}, match: matchOK},
-		{name: "headers on the bare domain", host: "preview.example.com", headers: map[string]string{"X-Drydock-Repo": "a/b", "X-PR-Number": "#1"}, want: Target{"a", "b", 1}, match: matchOK},
-		{name: "host wins over headers", host: "pr-42.preview.example.com", headers: map[string]string{"X-Drydock-Repo": "a/b", "X-PR-Number": "1"}, want: hello42, match: matchOK},
 		{name: "no preview", host: "127.0.0.1:8090", match: matchNone},
 		{name: "other domain", host: "pr-42.example.com", match: matchNone},
 		{name: "suffix without dot", host: "pr-42xpreview.example.com", match: matchNone},
@@ -54,13 +62,25 @@ func TestMapperMap(t *testing.T) {
 		{name: "empty owner", host: "pr-42----hello.preview.example.com", match: matchBad},
 		{name: "owner ends with hyphen", host: "pr-42--octo---hello.preview.example.com", want: Target{"octo", "-hello", 42}, match: matchOK},
 		{name: "bad owner char", host: "pr-42--oc_to--hello.preview.example.com", match: matchBad},
+	})
+}
+
+func TestMapperMapHeaders(t *testing.T) {
+	m, _ := testMappers(t)
+	runMapCases(t, m, []mapCase{
+		{name: "headers", host: "127.0.0.1:8090", headers: map[string]string{"X-Drydock-Repo": "Octo/Hello.js", "X-PR-Number": "9"}, want: Target{"octo", "hello.js", 9}, match: matchOK},
+		{name: "headers on the bare domain", host: "preview.example.com", headers: map[string]string{"X-Drydock-Repo": "a/b", "X-PR-Number": "#1"}, want: Target{"a", "b", 1}, match: matchOK},
+		{name: "host wins over headers", host: "pr-42.preview.example.com", headers: map[string]string{"X-Drydock-Repo": "a/b", "X-PR-Number": "1"}, want: hello42, match: matchOK},
 		{name: "header repo without slash", host: "localhost", headers: map[string]string{"X-Drydock-Repo": "octo", "X-PR-Number": "1"}, match: matchBad},
 		{name: "header bad number", host: "localhost", headers: map[string]string{"X-Drydock-Repo": "octo/hello", "X-PR-Number": "one"}, match: matchBad},
 		{name: "header missing number", host: "localhost", headers: map[string]string{"X-Drydock-Repo": "octo/hello"}, match: matchBad},
 		{name: "header missing repo", host: "localhost", headers: map[string]string{"X-PR-Number": "1"}, match: matchBad},
 		{name: "header dotdot repo", host: "localhost", headers: map[string]string{"X-Drydock-Repo": "octo/..", "X-PR-Number": "1"}, match: matchBad},
 		{name: "header nested path", host: "localhost", headers: map[string]string{"X-Drydock-Repo": "octo/a/b", "X-PR-Number": "1"}, match: matchBad},
-	}
+	})
+}
+
+func runMapCases(t *testing.T, m *Mapper, cases []mapCase) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			mm := tc.m

@@ -46,30 +46,8 @@ const (
 func fakePreview(ctx workflow.Context, url string) error {
 	var st fakeState
 	handingOver := false
-	seen := map[string]bool{}
 	handingOverCh := workflow.NewBufferedChannel(ctx, 1)
-	if err := workflow.SetUpdateHandlerWithOptions(ctx, workflows.UpdateWake,
-		func(ctx workflow.Context) (workflows.WakeResult, error) {
-			if id := workflow.GetCurrentUpdateInfo(ctx).ID; !seen[id] {
-				seen[id] = true
-				st.Updates++
-			}
-			if st.Handover {
-				handingOverCh.SendAsync(true)
-				return workflows.WakeResult{}, temporal.NewApplicationError("continuing as new", workflows.ErrTypePreviewHandover)
-			}
-			if err := workflow.Await(ctx, func() bool { return !st.Held }); err != nil {
-				return workflows.WakeResult{}, err
-			}
-			return workflows.WakeResult{URL: url, MachineID: "dm-" + workflow.GetInfo(ctx).WorkflowExecution.ID}, nil
-		},
-		workflow.UpdateHandlerOptions{Validator: func() error {
-			if st.TornDown {
-				return temporal.NewApplicationError("preview is being torn down", workflows.ErrTypePreviewTornDown)
-			}
-			return nil
-		}},
-	); err != nil {
+	if err := setFakeWake(ctx, url, &st, handingOverCh); err != nil {
 		return err
 	}
 	if err := workflow.SetQueryHandler(ctx, queryState, func() (fakeState, error) { return st, nil }); err != nil {
@@ -110,6 +88,35 @@ func fakePreview(ctx workflow.Context, url string) error {
 		sel.Select(ctx)
 	}
 	return workflow.Await(ctx, func() bool { return workflow.AllHandlersFinished(ctx) })
+}
+
+// setFakeWake sets fakePreview's wake Update handler, which counts the
+// distinct Updates in st and, once st.Handover is set, hands over through
+// handingOverCh.
+func setFakeWake(ctx workflow.Context, url string, st *fakeState, handingOverCh workflow.Channel) error {
+	seen := map[string]bool{}
+	return workflow.SetUpdateHandlerWithOptions(ctx, workflows.UpdateWake,
+		func(ctx workflow.Context) (workflows.WakeResult, error) {
+			if id := workflow.GetCurrentUpdateInfo(ctx).ID; !seen[id] {
+				seen[id] = true
+				st.Updates++
+			}
+			if st.Handover {
+				handingOverCh.SendAsync(true)
+				return workflows.WakeResult{}, temporal.NewApplicationError("continuing as new", workflows.ErrTypePreviewHandover)
+			}
+			if err := workflow.Await(ctx, func() bool { return !st.Held }); err != nil {
+				return workflows.WakeResult{}, err
+			}
+			return workflows.WakeResult{URL: url, MachineID: "dm-" + workflow.GetInfo(ctx).WorkflowExecution.ID}, nil
+		},
+		workflow.UpdateHandlerOptions{Validator: func() error {
+			if st.TornDown {
+				return temporal.NewApplicationError("preview is being torn down", workflows.ErrTypePreviewTornDown)
+			}
+			return nil
+		}},
+	)
 }
 
 type fakeState struct {

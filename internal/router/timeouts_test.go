@@ -1,16 +1,12 @@
 package router
 
 import (
-	"bufio"
 	"bytes"
 	"context"
-	"encoding/base64"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
-	"strings"
 	"testing"
 	"time"
 
@@ -84,22 +80,12 @@ func TestUpgradedConnectionClosedWhenIdle(t *testing.T) {
 	defer up.Close()
 	const idle = 400 * time.Millisecond
 	_, srv := newRouter(t, &fakeWaker{url: up.URL}, func(o *Options) { o.UpgradeIdleTimeout = idle })
-
-	conn, err := net.Dial("tcp", strings.TrimPrefix(srv.URL, "http://"))
-	require.NoError(t, err)
-	defer conn.Close()
-	require.NoError(t, conn.SetDeadline(time.Now().Add(10*time.Second)))
-	key := base64.StdEncoding.EncodeToString([]byte("0123456789abcdef"))
-	fmt.Fprintf(conn, "GET /ws HTTP/1.1\r\nHost: pr-1.preview.localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n\r\n", key)
-	br := bufio.NewReader(conn)
-	resp, err := http.ReadResponse(br, nil)
-	require.NoError(t, err)
-	require.Equal(t, http.StatusSwitchingProtocols, resp.StatusCode)
+	conn, br, _ := wsDial(t, srv, 10*time.Second)
 
 	// Traffic for three times the idle limit: the connection stays.
 	for range 12 {
 		time.Sleep(idle / 4)
-		_, err = conn.Write([]byte("ping"))
+		_, err := conn.Write([]byte("ping"))
 		require.NoError(t, err)
 		got := make([]byte, 4)
 		_, err = io.ReadFull(br, got)
@@ -109,7 +95,7 @@ func TestUpgradedConnectionClosedWhenIdle(t *testing.T) {
 
 	// Then silence: both sides are closed after the idle limit.
 	quiet := time.Now()
-	_, err = br.ReadByte()
+	_, err := br.ReadByte()
 	closedAfter := time.Since(quiet)
 	require.ErrorIs(t, err, io.EOF, "the router closed the client's side")
 	assert.GreaterOrEqual(t, closedAfter, idle-50*time.Millisecond)

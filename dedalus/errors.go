@@ -110,34 +110,10 @@ const maxErrorBody = 64 << 10
 func decodeError(op string, resp *http.Response, body []byte) *APIError {
 	ae := &APIError{StatusCode: resp.StatusCode, Operation: op}
 	ct, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type"))
-	switch {
-	case ct == "application/problem+json":
-		var p Problem
-		if json.Unmarshal(body, &p) == nil {
-			ae.Problem = &p
-			ae.Message = p.Detail
-			if ae.Message == "" {
-				ae.Message = p.Title
-			}
-		}
-	default:
-		var eb ErrorBody
-		if json.Unmarshal(body, &eb) == nil && eb.ErrorCode != "" {
-			ae.Code = eb.ErrorCode
-			ae.Message = eb.Message
-			ae.Retryable = eb.Retryable
-			ae.RetryAfter = time.Duration(eb.RetryAfterMS) * time.Millisecond
-			ae.Details = eb.Details
-		} else {
-			var p Problem
-			if json.Unmarshal(body, &p) == nil && (p.Title != "" || p.Detail != "") {
-				ae.Problem = &p
-				ae.Message = p.Detail
-				if ae.Message == "" {
-					ae.Message = p.Title
-				}
-			}
-		}
+	if ct == "application/problem+json" {
+		ae.setProblem(body, false)
+	} else if !ae.setErrorBody(body) {
+		ae.setProblem(body, true)
 	}
 	if ae.Message == "" {
 		ae.Message = http.StatusText(resp.StatusCode)
@@ -158,6 +134,35 @@ func decodeError(op string, resp *http.Response, body []byte) *APIError {
 		}
 	}
 	return ae
+}
+
+// setErrorBody fills ae from an ErrorBody with an error code, and reports
+// whether body was one.
+func (ae *APIError) setErrorBody(body []byte) bool {
+	var eb ErrorBody
+	if json.Unmarshal(body, &eb) != nil || eb.ErrorCode == "" {
+		return false
+	}
+	ae.Code = eb.ErrorCode
+	ae.Message = eb.Message
+	ae.Retryable = eb.Retryable
+	ae.RetryAfter = time.Duration(eb.RetryAfterMS) * time.Millisecond
+	ae.Details = eb.Details
+	return true
+}
+
+// setProblem fills ae from a problem body (its detail, else its title, is
+// the message); when needText, a problem with neither is not taken.
+func (ae *APIError) setProblem(body []byte, needText bool) {
+	var p Problem
+	if json.Unmarshal(body, &p) != nil || (needText && p.Title == "" && p.Detail == "") {
+		return
+	}
+	ae.Problem = &p
+	ae.Message = p.Detail
+	if ae.Message == "" {
+		ae.Message = p.Title
+	}
 }
 
 func parseRetryAfterHeader(v string) time.Duration {

@@ -99,13 +99,19 @@ func run(ctx context.Context, cfg Config, args []string, out io.Writer) error {
 		}
 		return machines(ctx, c, args[1], args[2:], out)
 	case "webhook":
-		switch args[1] {
-		case "send":
-			return sendWebhook(ctx, cfg, args[2:], out)
-		case "send-job":
-			return sendJob(ctx, cfg, args[2:], out)
-		}
-		return errors.New(usage)
+		return webhookCmd(ctx, cfg, args[1], args[2:], out)
+	}
+	return errors.New(usage)
+}
+
+// webhookCmd sends a delivery to the webhook server: `webhook send` a
+// payload, `webhook send-job` a workflow_job event.
+func webhookCmd(ctx context.Context, cfg Config, verb string, args []string, out io.Writer) error {
+	switch verb {
+	case "send":
+		return sendWebhook(ctx, cfg, args, out)
+	case "send-job":
+		return sendJob(ctx, cfg, args, out)
 	}
 	return errors.New(usage)
 }

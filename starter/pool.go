@@ -45,68 +45,86 @@ type poolCommand struct {
 // Temporal; create also finds the pool in the configuration.
 func parsePoolCommand(cfg Config, verb string, args []string) (poolCommand, error) {
 	c := poolCommand{verb: verb}
-	switch verb {
-	case "inventory", "resize", "drain", "create":
-	default:
+	if !slices.Contains([]string{"inventory", "resize", "drain", "create"}, verb) {
 		return c, errors.New(usage)
 	}
 	if len(args) < 1 || strings.HasPrefix(args[0], "-") {
 		return c, fmt.Errorf("pool %s: want a pool NAME", verb)
 	}
 	c.name, args = args[0], args[1:]
-	fs := flag.NewFlagSet("pool "+verb, flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
 	var minIdle, maxMachines int
 	var machine string
-	switch verb {
-	case "resize":
-		fs.IntVar(&minIdle, "min-idle", 0, "machines kept provisioned and idle")
-		fs.IntVar(&maxMachines, "max", 0, "most machines the pool may have")
-	case "drain":
-		fs.StringVar(&machine, "machine", "", "drain only this machine (default: every machine)")
-	}
+	fs := poolFlags(verb, &minIdle, &maxMachines, &machine)
 	if err := fs.Parse(args); err != nil {
 		return c, fmt.Errorf("pool %s: %w", verb, err)
 	}
 	if fs.NArg() > 0 {
 		return c, fmt.Errorf("pool %s: unexpected arguments %q", verb, fs.Args())
 	}
+	var err error
 	switch verb {
 	case "resize":
-		fs.Visit(func(f *flag.Flag) {
-			switch f.Name {
-			case "min-idle":
-				c.resize.MinIdle = &minIdle
-			case "max":
-				c.resize.MaxMachines = &maxMachines
-			}
-		})
-		switch {
-		case c.resize.MinIdle == nil && c.resize.MaxMachines == nil:
-			return c, errors.New("pool resize: give -min-idle N, -max N or both")
-		case c.resize.MinIdle != nil && minIdle < 0:
-			return c, fmt.Errorf("pool resize: -min-idle %d is negative", minIdle)
-		case c.resize.MaxMachines != nil && maxMachines < 1:
-			return c, fmt.Errorf("pool resize: -max %d: a pool needs at least one machine", maxMachines)
-		case c.resize.MinIdle != nil && c.resize.MaxMachines != nil && minIdle > maxMachines:
-			return c, fmt.Errorf("pool resize: -min-idle %d exceeds -max %d", minIdle, maxMachines)
-		}
+		c.resize, err = resizeRequest(fs, minIdle, maxMachines)
 	case "drain":
 		c.drain.MachineID = machine
 	case "create":
-		pc, err := pools.LoadFrom(cfg.RunnerPoolsFile, cfg.RunnerPools)
-		if err != nil {
-			return c, err
-		}
-		if c.pool = pc.Get(c.name); c.pool == nil {
-			names := pc.Names()
-			if len(names) == 0 {
-				return c, fmt.Errorf("pool create: no pool %q: no pools are configured (set RUNNER_POOLS_FILE or RUNNER_POOLS)", c.name)
-			}
-			return c, fmt.Errorf("pool create: no pool %q in the configuration (pools: %s)", c.name, strings.Join(names, ", "))
-		}
+		c.pool, err = configuredPool(cfg, c.name)
 	}
-	return c, nil
+	return c, err
+}
+
+// poolFlags are the flags of `pool VERB`: resize's sizes, drain's machine.
+func poolFlags(verb string, minIdle, maxMachines *int, machine *string) *flag.FlagSet {
+	fs := flag.NewFlagSet("pool "+verb, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	switch verb {
+	case "resize":
+		fs.IntVar(minIdle, "min-idle", 0, "machines kept provisioned and idle")
+		fs.IntVar(maxMachines, "max", 0, "most machines the pool may have")
+	case "drain":
+		fs.StringVar(machine, "machine", "", "drain only this machine (default: every machine)")
+	}
+	return fs
+}
+
+// resizeRequest is the resize the flags set on fs ask for, checked.
+func resizeRequest(fs *flag.FlagSet, minIdle, maxMachines int) (runnerapi.ResizeRequest, error) {
+	var r runnerapi.ResizeRequest
+	fs.Visit(func(f *flag.Flag) {
+		switch f.Name {
+		case "min-idle":
+			r.MinIdle = &minIdle
+		case "max":
+			r.MaxMachines = &maxMachines
+		}
+	})
+	switch {
+	case r.MinIdle == nil && r.MaxMachines == nil:
+		return r, errors.New("pool resize: give -min-idle N, -max N or both")
+	case r.MinIdle != nil && minIdle < 0:
+		return r, fmt.Errorf("pool resize: -min-idle %d is negative", minIdle)
+	case r.MaxMachines != nil && maxMachines < 1:
+		return r, fmt.Errorf("pool resize: -max %d: a pool needs at least one machine", maxMachines)
+	case r.MinIdle != nil && r.MaxMachines != nil && minIdle > maxMachines:
+		return r, fmt.Errorf("pool resize: -min-idle %d exceeds -max %d", minIdle, maxMachines)
+	}
+	return r, nil
+}
+
+// configuredPool finds pool create's NAME in the runner pools configuration.
+func configuredPool(cfg Config, name string) (*pools.Pool, error) {
+	pc, err := pools.LoadFrom(cfg.RunnerPoolsFile, cfg.RunnerPools)
+	if err != nil {
+		return nil, err
+	}
+	if p := pc.Get(name); p != nil {
+		return p, nil
+	}
+	names := pc.Names()
+	if len(names) == 0 {
+		return nil, fmt.Errorf("pool create: no pool %q: no pools are configured (set RUNNER_POOLS_FILE or RUNNER_POOLS)", name)
+	}
+	return nil, fmt.Errorf("pool create: no pool %q in the configuration (pools: %s)", name, strings.Join(names, ", "))
 }
 
 // poolCmd drives a RunnerPool workflow through Temporal.
@@ -127,53 +145,70 @@ func (c poolCommand) run(ctx context.Context, tc poolTemporal, out io.Writer) er
 	id := runnerapi.PoolWorkflowID(c.name)
 	switch c.verb {
 	case "inventory":
-		v, err := tc.QueryWorkflow(ctx, id, "", runnerapi.QueryInventory)
-		if err != nil {
-			return fmt.Errorf("query %s: %w", id, err)
-		}
-		var inv runnerapi.Inventory
-		if err := v.Get(&inv); err != nil {
-			return fmt.Errorf("query %s: %w", id, err)
-		}
-		return printInventory(out, inv)
+		return inventory(ctx, tc, id, out)
 	case "resize":
-		if err := tc.SignalWorkflow(ctx, id, "", runnerapi.SignalResize, c.resize); err != nil {
-			return fmt.Errorf("signal %s: %w", id, err)
-		}
-		var parts []string
-		if c.resize.MinIdle != nil {
-			parts = append(parts, fmt.Sprintf("min_idle %d", *c.resize.MinIdle))
-		}
-		if c.resize.MaxMachines != nil {
-			parts = append(parts, fmt.Sprintf("max_machines %d", *c.resize.MaxMachines))
-		}
-		fmt.Fprintf(out, "resize requested for %s: %s\n", id, strings.Join(parts, ", "))
-		return nil
+		return c.runResize(ctx, tc, id, out)
 	case "drain":
-		if err := tc.SignalWorkflow(ctx, id, "", runnerapi.SignalDrain, c.drain); err != nil {
-			return fmt.Errorf("signal %s: %w", id, err)
-		}
-		what := "every machine"
-		if c.drain.MachineID != "" {
-			what = "machine " + c.drain.MachineID
-		}
-		fmt.Fprintf(out, "drain requested for %s: %s (deleted once idle)\n", id, what)
-		return nil
+		return c.runDrain(ctx, tc, id, out)
 	case "create":
-		run, err := tc.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
-			ID:                       id,
-			TaskQueue:                workflows.TaskQueue,
-			WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
-			TypedSearchAttributes:    temporal.NewSearchAttributes(workflows.SearchAttrPool.ValueSet(c.name)),
-			StaticSummary:            fmt.Sprintf("runner pool %s (labels %s)", c.name, strings.Join(c.pool.Labels, ", ")),
-		}, runnerapi.RunnerPoolName, runnerapi.PoolInput{Pool: *c.pool})
-		if err != nil {
-			return fmt.Errorf("start %s: %w", id, err)
-		}
-		fmt.Fprintf(out, "%s is running (run %s); a pool that was already running keeps its configuration: resize it, or terminate and create it again\n", id, run.GetRunID())
-		return nil
+		return c.runCreate(ctx, tc, id, out)
 	}
 	return errors.New(usage)
+}
+
+// inventory queries the pool workflow id and prints its inventory.
+func inventory(ctx context.Context, tc poolTemporal, id string, out io.Writer) error {
+	v, err := tc.QueryWorkflow(ctx, id, "", runnerapi.QueryInventory)
+	if err != nil {
+		return fmt.Errorf("query %s: %w", id, err)
+	}
+	var inv runnerapi.Inventory
+	if err := v.Get(&inv); err != nil {
+		return fmt.Errorf("query %s: %w", id, err)
+	}
+	return printInventory(out, inv)
+}
+
+func (c poolCommand) runResize(ctx context.Context, tc poolTemporal, id string, out io.Writer) error {
+	if err := tc.SignalWorkflow(ctx, id, "", runnerapi.SignalResize, c.resize); err != nil {
+		return fmt.Errorf("signal %s: %w", id, err)
+	}
+	var parts []string
+	if c.resize.MinIdle != nil {
+		parts = append(parts, fmt.Sprintf("min_idle %d", *c.resize.MinIdle))
+	}
+	if c.resize.MaxMachines != nil {
+		parts = append(parts, fmt.Sprintf("max_machines %d", *c.resize.MaxMachines))
+	}
+	fmt.Fprintf(out, "resize requested for %s: %s\n", id, strings.Join(parts, ", "))
+	return nil
+}
+
+func (c poolCommand) runDrain(ctx context.Context, tc poolTemporal, id string, out io.Writer) error {
+	if err := tc.SignalWorkflow(ctx, id, "", runnerapi.SignalDrain, c.drain); err != nil {
+		return fmt.Errorf("signal %s: %w", id, err)
+	}
+	what := "every machine"
+	if c.drain.MachineID != "" {
+		what = "machine " + c.drain.MachineID
+	}
+	fmt.Fprintf(out, "drain requested for %s: %s (deleted once idle)\n", id, what)
+	return nil
+}
+
+func (c poolCommand) runCreate(ctx context.Context, tc poolTemporal, id string, out io.Writer) error {
+	run, err := tc.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
+		ID:                       id,
+		TaskQueue:                workflows.TaskQueue,
+		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
+		TypedSearchAttributes:    temporal.NewSearchAttributes(workflows.SearchAttrPool.ValueSet(c.name)),
+		StaticSummary:            fmt.Sprintf("runner pool %s (labels %s)", c.name, strings.Join(c.pool.Labels, ", ")),
+	}, runnerapi.RunnerPoolName, runnerapi.PoolInput{Pool: *c.pool})
+	if err != nil {
+		return fmt.Errorf("start %s: %w", id, err)
+	}
+	fmt.Fprintf(out, "%s is running (run %s); a pool that was already running keeps its configuration: resize it, or terminate and create it again\n", id, run.GetRunID())
+	return nil
 }
 
 // stateOrder lists machine states in lifecycle order, for stable output.
@@ -184,41 +219,10 @@ var stateOrder = []runnerapi.MachineState{
 
 func printInventory(out io.Writer, inv runnerapi.Inventory) error {
 	fmt.Fprintf(out, "pool %s: min_idle %d, max_machines %d, %d machine(s)\n", inv.Pool, inv.MinIdle, inv.MaxMachines, len(inv.Machines))
-	tw := tabwriter.NewWriter(out, 2, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "MACHINE\tSTATE\tJOB\tRUNNER\tJOBS\tAWAKE\tSINCE")
-	for _, m := range inv.Machines {
-		job, runner, since := "-", "-", "-"
-		if m.JobID != 0 {
-			job = fmt.Sprint(m.JobID)
-		}
-		if m.RunnerName != "" {
-			runner = m.RunnerName
-		}
-		if !m.Since.IsZero() {
-			since = m.Since.UTC().Format(time.RFC3339)
-		}
-		awake := time.Duration(m.AwakeSeconds * float64(time.Second)).Round(time.Second).String()
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\n", m.MachineID, m.State, job, runner, m.Jobs, awake, since)
-	}
-	if err := tw.Flush(); err != nil {
+	if err := printMachines(out, inv.Machines); err != nil {
 		return err
 	}
-	var counts []string
-	for _, s := range stateOrder {
-		if n := inv.Counts[s]; n > 0 {
-			counts = append(counts, fmt.Sprintf("%s %d", s, n))
-		}
-	}
-	// States this tool does not know yet still show.
-	var other []string
-	for s, n := range inv.Counts {
-		if !slices.Contains(stateOrder, s) && n > 0 {
-			other = append(other, fmt.Sprintf("%s %d", s, n))
-		}
-	}
-	slices.Sort(other)
-	counts = append(counts, other...)
-	if len(counts) > 0 {
+	if counts := stateCounts(inv.Counts); len(counts) > 0 {
 		fmt.Fprintf(out, "counts: %s\n", strings.Join(counts, ", "))
 	}
 	if !inv.AwakeAsOf.IsZero() {
@@ -235,6 +239,47 @@ func printInventory(out io.Writer, inv runnerapi.Inventory) error {
 	}
 	fmt.Fprintf(out, "queue: %d job(s) waiting for a machine, oldest first: %s\n", len(inv.Queue), strings.Join(ids, ", "))
 	return nil
+}
+
+// printMachines writes the inventory's table of machines.
+func printMachines(out io.Writer, machines []runnerapi.PoolMachine) error {
+	tw := tabwriter.NewWriter(out, 2, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "MACHINE\tSTATE\tJOB\tRUNNER\tJOBS\tAWAKE\tSINCE")
+	for _, m := range machines {
+		job, runner, since := "-", "-", "-"
+		if m.JobID != 0 {
+			job = fmt.Sprint(m.JobID)
+		}
+		if m.RunnerName != "" {
+			runner = m.RunnerName
+		}
+		if !m.Since.IsZero() {
+			since = m.Since.UTC().Format(time.RFC3339)
+		}
+		awake := time.Duration(m.AwakeSeconds * float64(time.Second)).Round(time.Second).String()
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\n", m.MachineID, m.State, job, runner, m.Jobs, awake, since)
+	}
+	return tw.Flush()
+}
+
+// stateCounts are the non-zero counts ("idle 2"), known states in
+// lifecycle order, then those this tool does not know yet, sorted.
+func stateCounts(byState map[runnerapi.MachineState]int) []string {
+	var counts []string
+	for _, s := range stateOrder {
+		if n := byState[s]; n > 0 {
+			counts = append(counts, fmt.Sprintf("%s %d", s, n))
+		}
+	}
+	// States this tool does not know yet still show.
+	var other []string
+	for s, n := range byState {
+		if !slices.Contains(stateOrder, s) && n > 0 {
+			other = append(other, fmt.Sprintf("%s %d", s, n))
+		}
+	}
+	slices.Sort(other)
+	return append(counts, other...)
 }
 
 // jobDelivery is a parsed `starter webhook send-job`.

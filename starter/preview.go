@@ -46,7 +46,7 @@ func previewCmd(ctx context.Context, cfg Config, verb string, args []string, out
 	if err != nil {
 		return fmt.Errorf("preview %s: %w", verb, err)
 	}
-	id := workflows.PreviewWorkflowID(owner, repo, number)
+	pr := previewPR{owner: owner, repo: repo, number: number, id: workflows.PreviewWorkflowID(owner, repo, number)}
 	tc, err := cfg.Temporal.Dial(quietLog())
 	if err != nil {
 		return err
@@ -54,59 +54,83 @@ func previewCmd(ctx context.Context, cfg Config, verb string, args []string, out
 	defer tc.Close()
 	switch verb {
 	case "status":
-		v, err := tc.QueryWorkflow(ctx, id, "", workflows.QueryStatus)
-		if err != nil {
-			return fmt.Errorf("query %s: %w", id, err)
-		}
-		var st workflows.PreviewStatus
-		if err := v.Get(&st); err != nil {
-			return err
-		}
-		enc := json.NewEncoder(out)
-		enc.SetIndent("", "  ")
-		return enc.Encode(st)
+		return previewStatus(ctx, tc, pr.id, out)
 	case "redeploy":
-		if err := tc.SignalWorkflow(ctx, id, "", workflows.SignalRedeploy, nil); err != nil {
-			return fmt.Errorf("signal %s: %w", id, err)
+		if err := tc.SignalWorkflow(ctx, pr.id, "", workflows.SignalRedeploy, nil); err != nil {
+			return fmt.Errorf("signal %s: %w", pr.id, err)
 		}
-		fmt.Fprintf(out, "redeploy requested for %s\n", id)
+		fmt.Fprintf(out, "redeploy requested for %s\n", pr.id)
 		return nil
 	case "destroy":
-		fs := flag.NewFlagSet("preview destroy", flag.ContinueOnError)
-		reason := fs.String("reason", "destroyed by an operator (starter)", "shown on the PR comment")
-		if err := fs.Parse(args[2:]); err != nil {
-			return err
-		}
-		if err := tc.SignalWorkflow(ctx, id, "", workflows.SignalDestroy, workflows.DestroyRequest{Reason: *reason}); err != nil {
-			return fmt.Errorf("signal %s: %w", id, err)
-		}
-		fmt.Fprintf(out, "destroy requested for %s\n", id)
-		return nil
+		return previewDestroy(ctx, tc, pr.id, args[2:], out)
 	case "start":
-		fs := flag.NewFlagSet("preview start", flag.ContinueOnError)
-		sha := fs.String("sha", "", "head commit to deploy (required)")
-		branch := fs.String("branch", "", "head branch (required)")
-		cloneURL := fs.String("clone-url", "", "where the commit can be fetched (required)")
-		base := fs.String("base", "main", "base branch (its .drydock/preview.yml is used)")
-		if err := fs.Parse(args[2:]); err != nil {
-			return err
-		}
-		if *sha == "" || *branch == "" || *cloneURL == "" {
-			return errors.New("preview start: -sha, -branch and -clone-url are required")
-		}
-		ev := workflows.PullRequestEvent{Action: "opened", Owner: owner, Repo: repo, Number: number,
-			HeadSHA: *sha, HeadRef: *branch, BaseRef: *base, CloneURL: *cloneURL, Sender: "starter"}
-		run, err := tc.SignalWithStartWorkflow(ctx, id, workflows.SignalPullRequest, ev, client.StartWorkflowOptions{
-			ID: id, TaskQueue: workflows.TaskQueue,
-			TypedSearchAttributes: workflowsSA(owner, repo, number),
-		}, workflows.PreviewLifecycleName, workflows.PreviewInput{Owner: owner, Repo: repo, Number: number})
-		if err != nil {
-			return fmt.Errorf("start %s: %w", id, err)
-		}
-		fmt.Fprintf(out, "started %s (run %s)\n", id, run.GetRunID())
-		return nil
+		return previewStart(ctx, tc, pr, args[2:], out)
 	}
 	return errors.New(usage)
+}
+
+// previewPR is the pull request a preview command names, and its
+// workflow's ID.
+type previewPR struct {
+	owner, repo string
+	number      int
+	id          string
+}
+
+// previewStatus prints the preview workflow id's status as JSON.
+func previewStatus(ctx context.Context, tc client.Client, id string, out io.Writer) error {
+	v, err := tc.QueryWorkflow(ctx, id, "", workflows.QueryStatus)
+	if err != nil {
+		return fmt.Errorf("query %s: %w", id, err)
+	}
+	var st workflows.PreviewStatus
+	if err := v.Get(&st); err != nil {
+		return err
+	}
+	enc := json.NewEncoder(out)
+	enc.SetIndent("", "  ")
+	return enc.Encode(st)
+}
+
+// previewDestroy asks the preview workflow id to tear down (flag -reason).
+func previewDestroy(ctx context.Context, tc client.Client, id string, args []string, out io.Writer) error {
+	fs := flag.NewFlagSet("preview destroy", flag.ContinueOnError)
+	reason := fs.String("reason", "destroyed by an operator (starter)", "shown on the PR comment")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if err := tc.SignalWorkflow(ctx, id, "", workflows.SignalDestroy, workflows.DestroyRequest{Reason: *reason}); err != nil {
+		return fmt.Errorf("signal %s: %w", id, err)
+	}
+	fmt.Fprintf(out, "destroy requested for %s\n", id)
+	return nil
+}
+
+// previewStart starts (or signals) the preview workflow of pr with an
+// opened pull request event made of the flags.
+func previewStart(ctx context.Context, tc client.Client, pr previewPR, args []string, out io.Writer) error {
+	fs := flag.NewFlagSet("preview start", flag.ContinueOnError)
+	sha := fs.String("sha", "", "head commit to deploy (required)")
+	branch := fs.String("branch", "", "head branch (required)")
+	cloneURL := fs.String("clone-url", "", "where the commit can be fetched (required)")
+	base := fs.String("base", "main", "base branch (its .drydock/preview.yml is used)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *sha == "" || *branch == "" || *cloneURL == "" {
+		return errors.New("preview start: -sha, -branch and -clone-url are required")
+	}
+	ev := workflows.PullRequestEvent{Action: "opened", Owner: pr.owner, Repo: pr.repo, Number: pr.number,
+		HeadSHA: *sha, HeadRef: *branch, BaseRef: *base, CloneURL: *cloneURL, Sender: "starter"}
+	run, err := tc.SignalWithStartWorkflow(ctx, pr.id, workflows.SignalPullRequest, ev, client.StartWorkflowOptions{
+		ID: pr.id, TaskQueue: workflows.TaskQueue,
+		TypedSearchAttributes: workflowsSA(pr.owner, pr.repo, pr.number),
+	}, workflows.PreviewLifecycleName, workflows.PreviewInput{Owner: pr.owner, Repo: pr.repo, Number: pr.number})
+	if err != nil {
+		return fmt.Errorf("start %s: %w", pr.id, err)
+	}
+	fmt.Fprintf(out, "started %s (run %s)\n", pr.id, run.GetRunID())
+	return nil
 }
 
 // demoCmd plays a pull request's life against a running `make dev`: it keeps

@@ -81,6 +81,34 @@ func TestGitHubDoubleJITRunnerClaimsOldestMatchingJob(t *testing.T) {
 		events = append(events, fmt.Sprintf("%s:%d:%s", action, j.ID, j.RunnerName))
 	})
 
+	other := queueOneOtherAndTwoPoolJobs(t, srv)
+	a := generateFirstRunner(t, srv, scope)
+	b := claimOldestMatchingJob(t, srv, scope, a)
+	completeRetiresTheJITRunner(t, srv, scope, b)
+	secondRunnerTakesTheNextJob(t, srv, scope)
+
+	// Cancelling a queued job completes it.
+	srv.CancelJob(other.ID)
+	j, _ := srv.Job(other.ID)
+	assert.Equal(t, []string{"completed", "cancelled"}, []string{j.Status, j.Conclusion})
+	assert.Len(t, srv.Jobs(), 3)
+
+	resp := do(t, "POST", srv.URL()+"_test/runners/claim", "", `{"jit_config":"bm90IGEgY29uZmln"}`, nil)
+	assert.Equal(t, http.StatusBadRequest, resp.StatusCode)
+
+	mu.Lock()
+	defer mu.Unlock()
+	assert.Equal(t, []string{
+		"queued:10:", "queued:11:", "queued:12:",
+		"in_progress:11:drydock-ci-12-1", "completed:11:drydock-ci-12-1",
+		"in_progress:12:drydock-ci-13-1", "completed:10:",
+	}, events)
+}
+
+// queueOneOtherAndTwoPoolJobs queues job 10 for other labels, then jobs
+// 11 (lint, 1.5s, planned failure) and 12 for the pool; it returns job 10.
+func queueOneOtherAndTwoPoolJobs(t *testing.T, srv *githubtest.Server) githubtest.Job {
+	t.Helper()
 	// A job for other labels, then two for the pool: the runner woken for
 	// the newest one is handed the oldest that matches.
 	other := srv.AddJob("octo", "hello", githubtest.Job{ID: 10, Labels: []string{"self-hosted", "gpu"}})
@@ -88,7 +116,13 @@ func TestGitHubDoubleJITRunnerClaimsOldestMatchingJob(t *testing.T) {
 	srv.AddJob("octo", "hello", githubtest.Job{ID: 12, Labels: []string{"drydock"}})
 	assert.Equal(t, githubtest.JobQueued, first.Status)
 	assert.NotZero(t, first.RunID)
+	return other
+}
 
+// generateFirstRunner generates runner drydock-ci-12-1's JIT config and
+// checks the runner and the config; its name cannot be taken again.
+func generateFirstRunner(t *testing.T, srv *githubtest.Server, scope pools.Scope) jitAnswer {
+	t.Helper()
 	a := generate(t, srv, "repos/octo/hello", "drydock-ci-12-1", "self-hosted", "linux", "drydock")
 	assert.Equal(t, "offline", a.Runner.Status)
 	assert.Equal(t, "unknown", a.Runner.OS)
@@ -108,10 +142,17 @@ func TestGitHubDoubleJITRunnerClaimsOldestMatchingJob(t *testing.T) {
 	resp := do(t, "POST", srv.URL()+"repos/octo/hello/actions/runners/generate-jitconfig", "token "+tok, string(b), &e)
 	assert.Equal(t, http.StatusConflict, resp.StatusCode)
 	assert.Contains(t, e["message"], "already exists")
+	return a
+}
 
-	b, _ = json.Marshal(map[string]string{"jit_config": a.EncodedJITConfig})
+// claimOldestMatchingJob claims with runner a's config: it is handed job
+// 11, the config is spent, and the busy runner cannot be removed. It
+// returns the claim's body.
+func claimOldestMatchingJob(t *testing.T, srv *githubtest.Server, scope pools.Scope, a jitAnswer) []byte {
+	t.Helper()
+	b, _ := json.Marshal(map[string]string{"jit_config": a.EncodedJITConfig})
 	var got claimAnswer
-	resp = do(t, "POST", srv.URL()+"_test/runners/claim", "", string(b), &got)
+	resp := do(t, "POST", srv.URL()+"_test/runners/claim", "", string(b), &got)
 	require.Equal(t, http.StatusOK, resp.StatusCode)
 	assert.EqualValues(t, 11, got.Job.ID)
 	assert.Equal(t, "lint", got.Job.Name)
@@ -140,14 +181,22 @@ func TestGitHubDoubleJITRunnerClaimsOldestMatchingJob(t *testing.T) {
 	assert.Equal(t, githubtest.JobQueued, j.Status, "the job that woke the runner waits for the next one")
 
 	// The busy runner cannot be removed.
+	var e map[string]any
 	resp = do(t, "DELETE", fmt.Sprintf("%srepos/octo/hello/actions/runners/%d", srv.URL(), a.Runner.ID), "token "+tok, "", &e)
 	assert.Equal(t, http.StatusUnprocessableEntity, resp.StatusCode)
 	assert.Contains(t, e["message"], "still running a job")
+	return b
+}
 
+// completeRetiresTheJITRunner completes job 11 (claim body b): the job is
+// done with its planned conclusion, the runner gone, and the REST view
+// agrees.
+func completeRetiresTheJITRunner(t *testing.T, srv *githubtest.Server, scope pools.Scope, b []byte) {
+	t.Helper()
 	// Complete: the job is done and the single-use runner gone.
-	resp = do(t, "POST", srv.URL()+"_test/jobs/11/complete", "", "", nil)
+	resp := do(t, "POST", srv.URL()+"_test/jobs/11/complete", "", "", nil)
 	require.Equal(t, http.StatusOK, resp.StatusCode)
-	j, _ = srv.Job(11)
+	j, _ := srv.Job(11)
 	assert.Equal(t, githubtest.JobCompleted, j.Status)
 	assert.Equal(t, "failure", j.Conclusion, "the planned conclusion when the body names none")
 	assert.False(t, j.CompletedAt.IsZero())
@@ -171,14 +220,18 @@ func TestGitHubDoubleJITRunnerClaimsOldestMatchingJob(t *testing.T) {
 	assert.Equal(t, "completed", rest.Status)
 	assert.Equal(t, "failure", *rest.Conclusion)
 	assert.Equal(t, "drydock-ci-12-1", *rest.RunnerName)
+}
 
-	// A second runner takes job 12; a third finds nothing and polls (204).
+// secondRunnerTakesTheNextJob: a second runner takes job 12; a third finds
+// nothing and polls (204), and once removed is told it is gone.
+func secondRunnerTakesTheNextJob(t *testing.T, srv *githubtest.Server, scope pools.Scope) {
+	t.Helper()
 	a2 := generate(t, srv, "repos/octo/hello", "drydock-ci-13-1", "drydock")
 	code := claimJob(t, srv, a2.EncodedJITConfig)
 	assert.Equal(t, http.StatusOK, code)
 	a3 := generate(t, srv, "repos/octo/hello", "drydock-ci-14-1", "drydock", "self-hosted")
 	b3, _ := json.Marshal(map[string]string{"jit_config": a3.EncodedJITConfig})
-	resp = do(t, "POST", srv.URL()+"_test/runners/claim", "", string(b3), nil)
+	resp := do(t, "POST", srv.URL()+"_test/runners/claim", "", string(b3), nil)
 	assert.Equal(t, http.StatusNoContent, resp.StatusCode)
 	resp = do(t, "POST", srv.URL()+"_test/runners/claim", "", string(b3), nil)
 	assert.Equal(t, http.StatusNoContent, resp.StatusCode, "polling again is fine")
@@ -190,23 +243,6 @@ func TestGitHubDoubleJITRunnerClaimsOldestMatchingJob(t *testing.T) {
 	assert.Equal(t, http.StatusNoContent, resp.StatusCode)
 	resp = do(t, "POST", srv.URL()+"_test/runners/claim", "", string(b3), nil)
 	assert.Equal(t, http.StatusNotFound, resp.StatusCode)
-
-	// Cancelling a queued job completes it.
-	srv.CancelJob(other.ID)
-	j, _ = srv.Job(other.ID)
-	assert.Equal(t, []string{"completed", "cancelled"}, []string{j.Status, j.Conclusion})
-	assert.Len(t, srv.Jobs(), 3)
-
-	resp = do(t, "POST", srv.URL()+"_test/runners/claim", "", `{"jit_config":"bm90IGEgY29uZmln"}`, nil)
-	assert.Equal(t, http.StatusBadRequest, resp.StatusCode)
-
-	mu.Lock()
-	defer mu.Unlock()
-	assert.Equal(t, []string{
-		"queued:10:", "queued:11:", "queued:12:",
-		"in_progress:11:drydock-ci-12-1", "completed:11:drydock-ci-12-1",
-		"in_progress:12:drydock-ci-13-1", "completed:10:",
-	}, events)
 }
 
 func TestGitHubDoubleOrgRunnersTakeJobsOfTheirOrganizationOnly(t *testing.T) {
@@ -264,30 +300,13 @@ func TestGitHubDoublePersistentRunnerTakesJobAfterJob(t *testing.T) {
 
 	var tokAns struct{ Token string }
 	require.Equal(t, http.StatusCreated, do(t, "POST", srv.URL()+"orgs/acme/actions/runners/registration-token", "token "+tok, "", &tokAns).StatusCode)
-	register := func(token, name string) (int, string) {
-		b, _ := json.Marshal(map[string]any{"token": token, "name": name, "labels": labels})
-		var ans struct {
-			RunnerConfig string `json:"runner_config"`
-		}
-		code := do(t, "POST", srv.URL()+"_test/runners/register", "", string(b), &ans).StatusCode
-		return code, ans.RunnerConfig
-	}
+	register := func(token, name string) (int, string) { return registerRunner(t, srv, token, name, labels) }
 	code, _ := register("forged", "r1")
 	assert.Equal(t, http.StatusUnauthorized, code)
 	code, cfg := register(tokAns.Token, "drydock-p-dm-1")
 	require.Equal(t, http.StatusCreated, code)
 
-	claim := func() (int, claimAnswer) {
-		b, _ := json.Marshal(map[string]string{"jit_config": cfg, "machine_id": "dm-1"})
-		resp, err := http.Post(srv.URL()+"_test/runners/claim", "application/json", strings.NewReader(string(b)))
-		require.NoError(t, err)
-		defer resp.Body.Close()
-		var ans claimAnswer
-		if resp.StatusCode == http.StatusOK {
-			require.NoError(t, json.NewDecoder(resp.Body).Decode(&ans))
-		}
-		return resp.StatusCode, ans
-	}
+	claim := func() (int, claimAnswer) { return claimOnMachine(t, srv, cfg, "dm-1") }
 	code, got := claim()
 	require.Equal(t, http.StatusOK, code)
 	assert.Equal(t, j1.ID, got.Job.ID)
@@ -317,4 +336,31 @@ func TestGitHubDoublePersistentRunnerTakesJobAfterJob(t *testing.T) {
 	assert.Equal(t, held.ID, got.Job.ID)
 	code, _ = register(tokAns.Token, "drydock-p-dm-1")
 	assert.Equal(t, http.StatusConflict, code, "a busy runner is not replaced")
+}
+
+// registerRunner registers a persistent runner (ControlRegisterRunner, as
+// config.sh does): the status code and the runner's config.
+func registerRunner(t *testing.T, srv *githubtest.Server, token, name string, labels []string) (int, string) {
+	t.Helper()
+	b, _ := json.Marshal(map[string]any{"token": token, "name": name, "labels": labels})
+	var ans struct {
+		RunnerConfig string `json:"runner_config"`
+	}
+	code := do(t, "POST", srv.URL()+"_test/runners/register", "", string(b), &ans).StatusCode
+	return code, ans.RunnerConfig
+}
+
+// claimOnMachine claims with a runner config, saying the runner runs on
+// machineID: the status code and, on 200, the answer.
+func claimOnMachine(t *testing.T, srv *githubtest.Server, cfg, machineID string) (int, claimAnswer) {
+	t.Helper()
+	b, _ := json.Marshal(map[string]string{"jit_config": cfg, "machine_id": machineID})
+	resp, err := http.Post(srv.URL()+"_test/runners/claim", "application/json", strings.NewReader(string(b)))
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	var ans claimAnswer
+	if resp.StatusCode == http.StatusOK {
+		require.NoError(t, json.NewDecoder(resp.Body).Decode(&ans))
+	}
+	return resp.StatusCode, ans
 }

@@ -164,7 +164,11 @@ func TestGitHubDoubleDeploymentsAndPagination(t *testing.T) {
 	require.Len(t, page, 1)
 	do(t, "GET", base+"deployments?environment=production", "token "+tok, "", &page)
 	assert.Empty(t, page)
+}
 
+func TestGitHubDoubleDeploymentStatusesAutoInactiveAndValidation(t *testing.T) {
+	srv := newServer(t)
+	base := srv.URL() + "repos/octo/hello/"
 	// auto_inactive reaches older successful non-transient deployments of the environment only.
 	id := func(m map[string]any) int64 { return int64(m["id"].(float64)) }
 	var d1, d2, tr map[string]any
@@ -172,11 +176,11 @@ func TestGitHubDoubleDeploymentsAndPagination(t *testing.T) {
 	do(t, "POST", base+"deployments", "token "+tok, `{"ref":"main","environment":"qa","transient_environment":true}`, &tr)
 	do(t, "POST", base+"deployments", "token "+tok, `{"ref":"main","environment":"qa"}`, &d2)
 	for _, d := range []map[string]any{d1, tr} {
-		resp = do(t, "POST", fmt.Sprintf("%sdeployments/%d/statuses", base, id(d)), "token "+tok, `{"state":"success"}`, nil)
+		resp := do(t, "POST", fmt.Sprintf("%sdeployments/%d/statuses", base, id(d)), "token "+tok, `{"state":"success"}`, nil)
 		require.Equal(t, 201, resp.StatusCode)
 	}
 	var st map[string]any
-	resp = do(t, "POST", fmt.Sprintf("%sdeployments/%d/statuses", base, id(d2)), "token "+tok, `{"state":"success","log_url":"https://log","environment_url":"https://env"}`, &st)
+	resp := do(t, "POST", fmt.Sprintf("%sdeployments/%d/statuses", base, id(d2)), "token "+tok, `{"state":"success","log_url":"https://log","environment_url":"https://env"}`, &st)
 	require.Equal(t, 201, resp.StatusCode)
 	assert.Equal(t, "https://log", st["target_url"])
 	assert.Equal(t, "qa", st["environment"])

@@ -114,7 +114,7 @@ func init() {
 // progress on GitHub's side (the double's job event).
 func costScenario(ctx context.Context, e *Env) ([]Row, error) {
 	h, err := e.Start(ctx, harness.Options{
-		Emulator: emulator.Config{BootDelay: time.Second, WakeDelay: 300 * time.Millisecond, SleepDelay: 100 * time.Millisecond},
+		Emulator: emulator.Config{BootDelay: costBoot, WakeDelay: costWake, SleepDelay: costSleep},
 		Pools: runnerPools(benchPool{Name: costPool, VCPU: costVCPU, MinIdle: 2, MaxMachines: costMachines,
 			Autosleep: "2m", PickupTimeout: "30s"}),
 	})
@@ -123,25 +123,62 @@ func costScenario(ctx context.Context, e *Env) ([]Row, error) {
 	}
 	defer h.Close()
 	clock := newJobClock(h)
-
-	// Before the day: a first job starts the pool, which provisions its
-	// min_idle machines; the day starts with them asleep.
-	if _, _, err := queueJob(ctx, h, 1, time.Second); err != nil {
+	if err := startCostPool(ctx, h); err != nil {
 		return nil, err
 	}
-	if _, err := waitRunnerJobs(ctx, h, []int64{1}, 3*time.Minute); err != nil {
-		return nil, fmt.Errorf("first job: %w", err)
-	}
-	if err := waitPoolAsleep(ctx, h, costPool, 2, 2*time.Minute); err != nil {
-		return nil, err
-	}
-
 	span := time.Duration(min(1, e.Scale) * float64(costDay))
 	day := workday(costSeed, span)
 	if len(day) == 0 {
 		return nil, fmt.Errorf("the first %s of the workday has no jobs", span)
 	}
 	e.Log.Info("workday", "jobs", len(day), "span", span, "runs_for", compress(span))
+	run, err := runWorkday(ctx, e, h, clock, day)
+	if err != nil {
+		return nil, err
+	}
+	spaced, err := spacedOverhead(ctx, e, h)
+	if err != nil {
+		return nil, err
+	}
+	return run.rows(span, spaced), nil
+}
+
+// The emulator's platform delays in the cost scenario: a machine boots in
+// 1 s, wakes in 300 ms and goes to sleep in 100 ms, all of it awake (billed)
+// time that no orchestration can shorten.
+const (
+	costBoot  = time.Second
+	costWake  = 300 * time.Millisecond
+	costSleep = 100 * time.Millisecond
+)
+
+// startCostPool readies the pool before the day: a first job starts it,
+// the pool provisions its min_idle machines, and the day starts with them
+// asleep.
+func startCostPool(ctx context.Context, h *harness.Harness) error {
+	if _, _, err := queueJob(ctx, h, 1, time.Second); err != nil {
+		return err
+	}
+	if _, err := waitRunnerJobs(ctx, h, []int64{1}, 3*time.Minute); err != nil {
+		return fmt.Errorf("first job: %w", err)
+	}
+	return waitPoolAsleep(ctx, h, costPool, 2, 2*time.Minute)
+}
+
+// workdayRun is what a replayed workday measured.
+type workdayRun struct {
+	day       []costJob
+	st        emulator.Stats // from the first delivery until the pool was asleep again
+	wall      time.Duration  // first delivery to the last job's completion (at least the compressed span)
+	completed int
+	latencies []time.Duration // queued → in progress, of the jobs that went in progress
+	missing   int             // jobs that never went in progress
+}
+
+// runWorkday replays day (compressed) on the pool and measures it: the
+// emulator's accounting runs until every machine is asleep again, whatever
+// that takes after the last job.
+func runWorkday(ctx context.Context, e *Env, h *harness.Harness, clock *jobClock, day []costJob) (workdayRun, error) {
 	h.Emu.ResetStats()
 	start := time.Now()
 	queued := make([]time.Time, len(day))
@@ -151,68 +188,67 @@ func costScenario(ctx context.Context, e *Env) ([]Row, error) {
 		_, _, err := queueJob(ctx, h, ids[i], compress(j.dur))
 		return err
 	}); err != nil {
-		return nil, err
+		return workdayRun{}, err
 	}
-	// The always-on pool is on until the day is over and its last job is
-	// done; Drydock's machines are accounted until they are all asleep
-	// again, whatever it takes after the last job.
 	last, err := clock.waitCompleted(ctx, ids, 10*time.Minute)
 	if err != nil {
-		return nil, err
+		return workdayRun{}, err
 	}
-	wall := max(compress(span), last.Sub(start))
 	if err := waitPoolAsleep(ctx, h, costPool, 1, 2*time.Minute); err != nil {
-		return nil, err
+		return workdayRun{}, err
 	}
-	st := h.Emu.Stats()
-	e.Log.Info("workday done", "last_job_done_after", last.Sub(start), "all_asleep_after", time.Since(start),
-		"awake_vcpu_s", st.AwakeVCPUSeconds, "machines", len(st.Machines), "wakes", st.Wakes, "creates", st.Creates)
-	completed, err := waitRunnerJobs(ctx, h, ids, 5*time.Minute)
-	if err != nil {
-		return nil, err
+	run := workdayRun{day: day, st: h.Emu.Stats(), wall: last.Sub(start)}
+	e.Log.Info("workday done", "last_job_done_after", run.wall, "all_asleep_after", time.Since(start),
+		"awake_vcpu_s", run.st.AwakeVCPUSeconds, "running_vcpu_s", run.st.RunningVCPUSeconds,
+		"machines", len(run.st.Machines), "wakes", run.st.Wakes, "creates", run.st.Creates)
+	if run.completed, err = waitRunnerJobs(ctx, h, ids, 5*time.Minute); err != nil {
+		return workdayRun{}, err
 	}
+	for i, id := range ids {
+		if t, ok := clock.started(id); ok {
+			run.latencies = append(run.latencies, t.Sub(queued[i]))
+		} else {
+			run.missing++
+		}
+	}
+	return run, nil
+}
 
+// rows are the scenario's rows: the awake vCPU-seconds against the same
+// pool always on, the jobs' own, what was awake beyond them per job (the
+// compressed day and the spaced jobs), completions and latencies.
+func (r workdayRun) rows(span time.Duration, spaced awakeBeyond) []Row {
+	wall := max(compress(span), r.wall)
 	machines, vcpus := 0, 0.0
-	for _, m := range st.Machines {
+	for _, m := range r.st.Machines {
 		if m.Phase != "destroyed" {
 			machines++
 			vcpus += m.VCPU
 		}
 	}
 	alwaysOn := vcpus * wall.Seconds()
-	var lat []time.Duration
-	missing := 0
-	for i, id := range ids {
-		if t, ok := clock.started(id); ok {
-			lat = append(lat, t.Sub(queued[i]))
-		} else {
-			missing++
-		}
-	}
-	n := len(day)
+	n := len(r.day)
 	ran := 0.0
-	for _, j := range day {
+	for _, j := range r.day {
 		ran += compress(j.dur).Seconds() * costVCPU
-	}
-	spaced, err := spacedOverhead(ctx, e, h)
-	if err != nil {
-		return nil, err
 	}
 	desc := fmt.Sprintf("%d jobs over %s of a seeded workday (bursts at stand-up, after lunch, end of day; Poisson between) compressed %d×, done in %s",
 		n, span, costCompression, wall.Round(time.Second))
 	rows := []Row{
-		{Metric: "awake vCPU-seconds (emulator accounting)", Value: st.AwakeVCPUSeconds, Unit: "vCPU·s", Baseline: F(alwaysOn), Ratio: F(st.AwakeVCPUSeconds / alwaysOn),
+		{Metric: "awake vCPU-seconds (emulator accounting)", Value: r.st.AwakeVCPUSeconds, Unit: "vCPU·s", Baseline: F(alwaysOn), Ratio: F(r.st.AwakeVCPUSeconds / alwaysOn),
 			Note: fmt.Sprintf("%s; baseline: the pool's %d machines × %d vCPU always on for the same time", desc, machines, costVCPU)},
 		{Metric: "vCPU-seconds the jobs themselves ran", Value: ran, Unit: "vCPU·s", Note: fmt.Sprintf("their durations × %d vCPU", costVCPU)},
 	}
-	rows = append(rows, costBeyondRows(n, st.AwakeVCPUSeconds, ran, st.Wakes, spaced, vcpus*span.Seconds())...)
+	compressed := beyondPerJob(r.st, ran, n)
+	rows = append(rows, costBeyondRows(n, compressed, r.st.Wakes, spaced, ran, vcpus*span.Seconds())...)
 	return append(rows, []Row{
-		{Metric: fmt.Sprintf("jobs completed (of %d)", n), Value: float64(completed), Goal: fmt.Sprint(n), Met: B(completed == n)},
-		{Metric: "queued→running p50", Value: MS(quantile(lat, 0.5)), Unit: "ms",
+		{Metric: fmt.Sprintf("jobs completed (of %d)", n), Value: float64(r.completed), Goal: fmt.Sprint(n), Met: B(r.completed == n)},
+		{Metric: "queued→running p50", Value: MS(quantile(r.latencies, 0.5)), Unit: "ms",
 			Note: fmt.Sprintf("queued delivery sent → job in progress on GitHub's side; pool of at most %d machines, so bursts queue", costMachines)},
-		{Metric: "queued→running p90", Value: MS(quantile(lat, 0.9)), Unit: "ms"},
-		{Metric: "queued→running p99", Value: MS(quantile(lat, 0.99)), Unit: "ms", Note: fmt.Sprintf("max %.0f ms; %d jobs never went in progress", MS(quantile(lat, 1)), missing)},
-	}...), nil
+		{Metric: "queued→running p90", Value: MS(quantile(r.latencies, 0.9)), Unit: "ms"},
+		{Metric: "queued→running p99", Value: MS(quantile(r.latencies, 0.99)), Unit: "ms",
+			Note: fmt.Sprintf("max %.0f ms; %d jobs never went in progress", MS(quantile(r.latencies, 1)), r.missing)},
+	}...)
 }
 
 // jobClock records when the GitHub double saw each job go in progress and

@@ -89,51 +89,13 @@ func isolationScenario(ctx context.Context, e *Env) ([]Row, error) {
 
 // isoDay runs the trace on a fresh stack with the pool's isolation mode.
 func isoDay(ctx context.Context, e *Env, mode string, day []costJob, repos []string) (isoRun, error) {
-	full := make([]string, len(isoRepos))
-	for i, r := range isoRepos {
-		full[i] = runnerOrg + "/" + r.name
-	}
-	h, err := e.Start(ctx, harness.Options{
-		Emulator: emulator.Config{BootDelay: time.Second, WakeDelay: 300 * time.Millisecond, SleepDelay: 100 * time.Millisecond},
-		Pools: func(h *harness.Harness) (string, error) {
-			return h.FakeRunnerPools(harness.FakeRunnerPool{
-				Name: isoPool, Org: runnerOrg, Repo: runnerRepo, Labels: runnerLabels, Repositories: full, Isolation: mode,
-				VCPU: costVCPU, MemoryMiB: 2048, StorageGiB: 10, Autosleep: "2m", MinIdle: 2, MaxMachines: costMachines, PickupTimeout: "30s",
-			})
-		},
-	})
+	h, err := startIsoStack(ctx, e, mode)
 	if err != nil {
 		return isoRun{}, err
 	}
 	defer h.Close()
 	clock := newJobClock(h)
-	var mu sync.Mutex
-	run := isoRun{jobs: len(day)}
-	last := map[string]string{} // machine -> repository of its last job
-	h.GH.OnJobEvent(func(action string, j githubtest.Job) {
-		if action != githubtest.JobInProgress {
-			return
-		}
-		machine := ""
-		if r, ok := h.GH.RunnerByID(j.RunnerID); ok {
-			machine = r.MachineID
-		}
-		repo := strings.ToLower(j.Repo)
-		mu.Lock()
-		defer mu.Unlock()
-		prev, seen := last[machine]
-		switch {
-		case machine == "" || !seen:
-			run.fresh++
-		case prev == repo:
-			run.same++
-		default:
-			run.other++
-		}
-		if machine != "" {
-			last[machine] = repo
-		}
-	})
+	aff := trackAffinity(h)
 	h.Emu.ResetStats()
 	start := time.Now()
 	ids := jobIDs(len(day))
@@ -153,12 +115,76 @@ func isoDay(ctx context.Context, e *Env, mode string, day []costJob, repos []str
 	if err != nil {
 		return isoRun{}, err
 	}
-	mu.Lock()
-	defer mu.Unlock()
-	run.completed, run.awakeVCPU, run.machines = completed, st.AwakeVCPUSeconds, int(st.Creates)
+	run := aff.result()
+	run.jobs, run.completed, run.awakeVCPU, run.machines = len(day), completed, st.AwakeVCPUSeconds, int(st.Creates)
 	e.Log.Info("isolation day done", "mode", mode, "jobs", run.jobs, "same_repo", run.same, "fresh", run.fresh, "other", run.other,
 		"awake_vcpu_s", run.awakeVCPU, "creates", run.machines)
 	return run, nil
+}
+
+// startIsoStack starts a Drydock whose one pool serves the isolation
+// repositories in the given isolation mode.
+func startIsoStack(ctx context.Context, e *Env, mode string) (*harness.Harness, error) {
+	full := make([]string, len(isoRepos))
+	for i, r := range isoRepos {
+		full[i] = runnerOrg + "/" + r.name
+	}
+	return e.Start(ctx, harness.Options{
+		Emulator: emulator.Config{BootDelay: costBoot, WakeDelay: costWake, SleepDelay: costSleep},
+		Pools: func(h *harness.Harness) (string, error) {
+			return h.FakeRunnerPools(harness.FakeRunnerPool{
+				Name: isoPool, Org: runnerOrg, Repo: runnerRepo, Labels: runnerLabels, Repositories: full, Isolation: mode,
+				VCPU: costVCPU, MemoryMiB: 2048, StorageGiB: 10, Autosleep: "2m", MinIdle: 2, MaxMachines: costMachines, PickupTimeout: "30s",
+			})
+		},
+	})
+}
+
+// affinity counts, as jobs go in progress, whether each ran on a machine
+// that last ran its repository, another repository, or nothing yet.
+type affinity struct {
+	mu                 sync.Mutex
+	last               map[string]string // machine -> repository of its last job
+	same, other, fresh int
+}
+
+func trackAffinity(h *harness.Harness) *affinity {
+	a := &affinity{last: map[string]string{}}
+	h.GH.OnJobEvent(func(action string, j githubtest.Job) {
+		if action != githubtest.JobInProgress {
+			return
+		}
+		machine := ""
+		if r, ok := h.GH.RunnerByID(j.RunnerID); ok {
+			machine = r.MachineID
+		}
+		a.record(machine, strings.ToLower(j.Repo))
+	})
+	return a
+}
+
+func (a *affinity) record(machine, repo string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	prev, seen := a.last[machine]
+	switch {
+	case machine == "" || !seen:
+		a.fresh++
+	case prev == repo:
+		a.same++
+	default:
+		a.other++
+	}
+	if machine != "" {
+		a.last[machine] = repo
+	}
+}
+
+// result is the counts so far as an isoRun.
+func (a *affinity) result() isoRun {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return isoRun{same: a.same, other: a.other, fresh: a.fresh}
 }
 
 // queueRepoJob is queueJob for a job of runnerOrg/repo.

@@ -61,7 +61,8 @@
 //	{"creates":1,"idempotent_replays":0,"wake_requests":0,"wakes":0,"sleeps":0,
 //	 "autosleeps":0,"deletes":0,"faults_injected":0,"live_machines":1,"machines_total":1,"executions":0,
 //	 "previews_live":0,"awake_seconds":1.5,"awake_vcpu_seconds":3,
-//	 "machines":[{"machine_id":"dm-…","phase":"running","vcpu":2,"awake_seconds":1.5}]}
+//	 "running_seconds":0.5,"running_vcpu_seconds":1,
+//	 "machines":[{"machine_id":"dm-…","phase":"running","vcpu":2,"awake_seconds":1.5,"running_seconds":0.5}]}
 //
 // Faults (routes keyed by operationId or "*"):
 //

@@ -46,6 +46,11 @@ type machine struct {
 
 	awakeAccum time.Duration
 	awakeSince time.Time // zero while not awake
+	// runAccum and runSince account the part of the awake time spent
+	// running; the rest of it is the provider's transitions (booting,
+	// waking, going to sleep, deleting).
+	runAccum time.Duration
+	runSince time.Time // zero while not running
 
 	pgids map[int]bool // process groups of executions
 
@@ -128,6 +133,12 @@ func (s *Server) transition(m *machine, phase dedalus.MachinePhase, reason strin
 		m.awakeSince = time.Time{}
 	} else if !was && is {
 		m.awakeSince = now
+	}
+	if m.phase == dedalus.PhaseRunning && phase != dedalus.PhaseRunning {
+		m.runAccum += now.Sub(m.runSince)
+		m.runSince = time.Time{}
+	} else if m.phase != dedalus.PhaseRunning && phase == dedalus.PhaseRunning {
+		m.runSince = now
 	}
 	old := m.phase
 	m.phase, m.reason, m.lastTransition = phase, reason, now

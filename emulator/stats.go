@@ -53,16 +53,24 @@ type Stats struct {
 	AwakeSeconds float64 `json:"awake_seconds"`
 	// AwakeVCPUSeconds is AwakeSeconds weighted by each machine's vcpu.
 	AwakeVCPUSeconds float64 `json:"awake_vcpu_seconds"`
+	// RunningSeconds is the part of AwakeSeconds the machines spent in
+	// phase running; the rest is transitions (accepted, starting, stopping,
+	// destroying: booting, waking, going to sleep, deleting), whose length
+	// is the platform's (BootDelay, WakeDelay, SleepDelay here).
+	RunningSeconds float64 `json:"running_seconds"`
+	// RunningVCPUSeconds is RunningSeconds weighted by each machine's vcpu.
+	RunningVCPUSeconds float64 `json:"running_vcpu_seconds"`
 	// Machines has one entry per known machine, in creation order.
 	Machines []MachineStats `json:"machines"`
 }
 
 // MachineStats is the accounting of one machine.
 type MachineStats struct {
-	MachineID    string               `json:"machine_id"`
-	Phase        dedalus.MachinePhase `json:"phase"`
-	VCPU         float64              `json:"vcpu"`
-	AwakeSeconds float64              `json:"awake_seconds"`
+	MachineID      string               `json:"machine_id"`
+	Phase          dedalus.MachinePhase `json:"phase"`
+	VCPU           float64              `json:"vcpu"`
+	AwakeSeconds   float64              `json:"awake_seconds"`
+	RunningSeconds float64              `json:"running_seconds"`
 }
 
 // Stats returns the current accounting.
@@ -90,10 +98,17 @@ func (s *Server) Stats() Stats {
 		if !m.awakeSince.IsZero() {
 			awake += now.Sub(m.awakeSince)
 		}
-		sec := awake.Seconds()
+		running := m.runAccum
+		if !m.runSince.IsZero() {
+			running += now.Sub(m.runSince)
+		}
+		sec, run := awake.Seconds(), running.Seconds()
 		st.AwakeSeconds += sec
 		st.AwakeVCPUSeconds += sec * m.vcpu
-		st.Machines = append(st.Machines, MachineStats{MachineID: m.id, Phase: m.phase, VCPU: m.vcpu, AwakeSeconds: sec})
+		st.RunningSeconds += run
+		st.RunningVCPUSeconds += run * m.vcpu
+		st.Machines = append(st.Machines, MachineStats{MachineID: m.id, Phase: m.phase, VCPU: m.vcpu,
+			AwakeSeconds: sec, RunningSeconds: run})
 	}
 	return st
 }
@@ -106,9 +121,12 @@ func (s *Server) ResetStats() {
 	s.faultsInjected.Store(0)
 	now := time.Now()
 	for _, m := range s.order {
-		m.awakeAccum = 0
+		m.awakeAccum, m.runAccum = 0, 0
 		if !m.awakeSince.IsZero() {
 			m.awakeSince = now
+		}
+		if !m.runSince.IsZero() {
+			m.runSince = now
 		}
 	}
 }

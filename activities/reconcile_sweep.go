@@ -35,11 +35,7 @@ const (
 func (r *Reconciler) sweep(ctx context.Context, own *ownership, res *ReconcileResult, log *slog.Logger) (awake *awakeUnused, listed bool, err error) {
 	blind := len(own.unknown) > 0
 	now := time.Now()
-	var pools []string
-	if r.Pools != nil {
-		pools = r.Pools.Names()
-	}
-	awake, listed = newAwakeUnused(now, r.Grace, pools), true
+	awake, listed = newAwakeUnused(now, r.Grace, r.poolNames()), true
 	for m, err := range r.Dedalus.AllMachines(ctx, 100) {
 		if err != nil {
 			if ctx.Err() != nil {
@@ -50,7 +46,7 @@ func (r *Reconciler) sweep(ctx context.Context, own *ownership, res *ReconcileRe
 			break
 		}
 		heartbeat(ctx, m.MachineID)
-		if m.Status.Phase == dedalus.PhaseDestroyed || m.Status.Phase == dedalus.PhaseDestroying {
+		if destroyed(m) {
 			continue
 		}
 		res.Machines++
@@ -72,14 +68,9 @@ func (r *Reconciler) sweep(ctx context.Context, own *ownership, res *ReconcileRe
 		case own.machines[m.MachineID]:
 			res.Owned++ // a preview visibility still showed as pending
 		default:
-			_, err := r.Dedalus.DeleteMachine(ctx, m.MachineID, dedalus.Mutation{IdempotencyKey: "drydock:reconcile:delete:" + m.MachineID})
-			if err == nil || dedalus.IsNotFound(err) {
-				log.Warn("reconciler deleted an unowned machine", "machine", m.MachineID, "created", m.CreatedAt)
-				res.DeletedMachines = append(res.DeletedMachines, m.MachineID)
+			if r.deleteUnowned(ctx, m, res, log) {
 				continue // gone: it no longer runs unused
 			}
-			res.Errors = append(res.Errors, fmt.Sprintf("delete %s: %v", m.MachineID, err))
-			res.Left++
 		}
 		awake.observe(m, own)
 	}
@@ -88,6 +79,33 @@ func (r *Reconciler) sweep(ctx context.Context, own *ownership, res *ReconcileRe
 		log.Warn("reconciler deleted nothing: some owners could not be read", "kept", res.Kept, "unknown", own.unknown)
 	}
 	return awake, listed, nil
+}
+
+// poolNames are the configured pools' names (none without a configuration).
+func (r *Reconciler) poolNames() []string {
+	if r.Pools == nil {
+		return nil
+	}
+	return r.Pools.Names()
+}
+
+// destroyed reports whether a listed machine is destroyed or being destroyed.
+func destroyed(m dedalus.MachineListItem) bool {
+	return m.Status.Phase == dedalus.PhaseDestroyed || m.Status.Phase == dedalus.PhaseDestroying
+}
+
+// deleteUnowned deletes an unowned machine past the grace period and
+// records the outcome in res; it reports whether the machine is gone.
+func (r *Reconciler) deleteUnowned(ctx context.Context, m dedalus.MachineListItem, res *ReconcileResult, log *slog.Logger) bool {
+	_, err := r.Dedalus.DeleteMachine(ctx, m.MachineID, dedalus.Mutation{IdempotencyKey: "drydock:reconcile:delete:" + m.MachineID})
+	if err == nil || dedalus.IsNotFound(err) {
+		log.Warn("reconciler deleted an unowned machine", "machine", m.MachineID, "created", m.CreatedAt)
+		res.DeletedMachines = append(res.DeletedMachines, m.MachineID)
+		return true
+	}
+	res.Errors = append(res.Errors, fmt.Sprintf("delete %s: %v", m.MachineID, err))
+	res.Left++
+	return false
 }
 
 // idleMachine is a pool machine no job leases, from the pool's inventory.

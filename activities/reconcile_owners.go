@@ -1,0 +1,297 @@
+package activities
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+
+	"go.temporal.io/api/serviceerror"
+	workflowpb "go.temporal.io/api/workflow/v1"
+	"go.temporal.io/sdk/converter"
+
+	"github.com/drydock-dev/drydock/workflows/runnerapi"
+)
+
+// The workflow type names, handlers and search attributes the reconciler
+// reads ownership from (workflows.SearchAttr*, runnerapi).
+const (
+	previewWorkflowType = "PreviewLifecycle"
+	previewStatusQuery  = "status"
+	machineAttr         = "DrydockMachineID"
+	phaseAttr           = "DrydockPhase"
+	poolAttr            = "DrydockPool"
+	jobIDAttr           = "DrydockJobID"
+	// createMachineActivity heartbeats the new machine's ID as soon as
+	// Dedalus answers (Machines.CreateMachine).
+	createMachineActivity = "CreateMachine"
+)
+
+// ownership is what running workflows own, as far as this run could read it.
+type ownership struct {
+	machines map[string]bool        // machine IDs
+	idle     map[string]idleMachine // pool machines no job leases, by ID
+	runners  map[string]bool        // runner names leased by pools or jobs
+	// protected are runner name prefixes never removed this run: every
+	// runner a running job may have started (drydock-<pool>-<job>-), and
+	// every runner of a pool whose owners could not all be read.
+	protected []string
+	// unknown lists the owners that could not be read: no machine is
+	// deleted while one is unknown.
+	unknown []string
+	// runnersUnknown: some owner whose pool is unknown could not be read, so
+	// no runner is removed either.
+	runnersUnknown bool
+	// pending are the open previews visibility shows as pending (no
+	// machine yet, as far as it knows). Visibility trails the workflows:
+	// before any machine is deleted they are asked (askPending).
+	pending []string
+	asked   bool
+}
+
+// fail records an owner that could not be read; pool is its pool when
+// known (its runners are then kept), "" when any runner may be its.
+func (o *ownership) fail(pool string, format string, args ...any) {
+	o.unknown = append(o.unknown, fmt.Sprintf(format, args...))
+	if pool == "" {
+		o.runnersUnknown = true
+		return
+	}
+	o.protected = append(o.protected, runnerapi.RunnerPrefix+pool+"-")
+}
+
+// leased reports whether a runner name is backed by something running.
+func (o *ownership) leased(name string) bool {
+	if o.runners[name] {
+		return true
+	}
+	for _, p := range o.protected {
+		if strings.HasPrefix(name, p) {
+			return true
+		}
+	}
+	// A persistent runner (drydock-<pool>-<machine>) of an owned machine is
+	// offline while its machine sleeps.
+	for m := range o.machines {
+		if strings.HasSuffix(name, "-"+m) {
+			return true
+		}
+	}
+	return false
+}
+
+// owners collects the machines and runners that running workflows own:
+// the pools' inventories (configured pools and any RunnerPool running), the
+// open previews, the running RunnerJob workflows (their leased machine, and
+// every runner they may have started) and the running RunnerProvision
+// children (the machine they create). Search attributes answer for most of
+// them in one list call; a workflow is only queried or described when they
+// cannot.
+func (r *Reconciler) owners(ctx context.Context) *ownership {
+	o := &ownership{machines: map[string]bool{}, runners: map[string]bool{}, idle: map[string]idleMachine{}}
+	r.poolOwners(ctx, o)
+	r.previewOwners(ctx, o)
+	r.jobOwners(ctx, o)
+	r.provisionOwners(ctx, o)
+	return o
+}
+
+func (r *Reconciler) poolOwners(ctx context.Context, o *ownership) {
+	var names []string
+	if r.Pools != nil {
+		for _, p := range r.Pools.Pools {
+			names = append(names, p.Name)
+		}
+	}
+	// A pool removed from the configuration may still run and lease machines.
+	err := r.list(ctx, runnerapi.RunnerPoolName, func(e *workflowpb.WorkflowExecutionInfo) {
+		name := keywordAttr(e.GetSearchAttributes(), poolAttr)
+		if name == "" {
+			name = strings.TrimPrefix(e.GetExecution().GetWorkflowId(), runnerapi.PoolWorkflowID(""))
+		}
+		names = append(names, name)
+	})
+	if err != nil {
+		o.fail("", "list pools: %v", err)
+	}
+	slices.Sort(names)
+	for _, name := range slices.Compact(names) {
+		var inv runnerapi.Inventory
+		open, err := r.query(ctx, runnerapi.PoolWorkflowID(name), runnerapi.QueryInventory, &inv)
+		if err != nil {
+			o.fail(name, "inventory of pool %s: %v", name, err)
+			continue
+		}
+		if !open {
+			continue // the pool is not running: it owns nothing (its jobs own their leases)
+		}
+		o.noteIdle(name, inv)
+		for _, m := range inv.Machines {
+			o.machines[m.MachineID] = true
+			// A persistent runner is offline while its machine sleeps: it is backed.
+			for _, n := range []string{m.RunnerName, m.PersistentRunner} {
+				if n != "" {
+					o.runners[n] = true
+				}
+			}
+		}
+	}
+}
+
+func (r *Reconciler) previewOwners(ctx context.Context, o *ownership) {
+	err := r.list(ctx, previewWorkflowType, func(e *workflowpb.WorkflowExecutionInfo) {
+		id := e.GetExecution().GetWorkflowId()
+		// The machine is in the preview's search attributes: one list call
+		// covers thousands of previews. Only a preview that shows none
+		// although it is past pending is asked directly.
+		if m := keywordAttr(e.GetSearchAttributes(), machineAttr); m != "" {
+			o.machines[m] = true
+			return
+		}
+		if keywordAttr(e.GetSearchAttributes(), phaseAttr) == "pending" {
+			o.pending = append(o.pending, id)
+			return
+		}
+		if err := r.askPreview(ctx, o, id); err != nil {
+			// An open preview that cannot answer owns an unknown machine.
+			o.unknown = append(o.unknown, err.Error())
+		}
+	})
+	if err != nil {
+		o.unknown = append(o.unknown, fmt.Sprintf("list previews: %v", err))
+	}
+}
+
+// askPreview queries an open preview for its machine.
+func (r *Reconciler) askPreview(ctx context.Context, o *ownership, id string) error {
+	var st struct{ MachineID string }
+	if _, err := r.query(ctx, id, previewStatusQuery, &st); err != nil {
+		return fmt.Errorf("status of %s: %w", id, err)
+	}
+	if st.MachineID != "" {
+		o.machines[st.MachineID] = true
+	}
+	return nil
+}
+
+// askPending asks, once a run, the previews visibility showed as pending:
+// a lagging visibility (SQL visibility trails the workflows; seen on a
+// cluster) can still show pending a preview that has created its machine,
+// and that machine must not look unowned. Only done when a machine is
+// about to be deleted, so a run that deletes nothing queries nothing. It
+// reports whether every one answered.
+func (r *Reconciler) askPending(ctx context.Context, o *ownership) bool {
+	if !o.asked {
+		o.asked = true
+		for _, id := range o.pending {
+			if err := r.askPreview(ctx, o, id); err != nil {
+				o.unknown = append(o.unknown, err.Error())
+			}
+		}
+	}
+	return len(o.unknown) == 0
+}
+
+func (r *Reconciler) jobOwners(ctx context.Context, o *ownership) {
+	err := r.list(ctx, runnerapi.RunnerJobName, func(e *workflowpb.WorkflowExecutionInfo) {
+		r.jobOwner(ctx, o, e)
+	})
+	if err != nil {
+		o.fail("", "list runner jobs: %v", err)
+	}
+}
+
+// jobOwner notes what one running RunnerJob owns: from its search
+// attributes, or, when they cannot tell, from its status (askJob).
+func (r *Reconciler) jobOwner(ctx context.Context, o *ownership, e *workflowpb.WorkflowExecutionInfo) {
+	id := e.GetExecution().GetWorkflowId()
+	sa := e.GetSearchAttributes()
+	pool, job := keywordAttr(sa, poolAttr), intAttr(sa, jobIDAttr)
+	if job == 0 {
+		job, _ = strconv.ParseInt(strings.TrimPrefix(id, "runner-job:"), 10, 64)
+	}
+	machine, phase := keywordAttr(sa, machineAttr), keywordAttr(sa, phaseAttr)
+	if machine != "" {
+		o.machines[machine] = true
+	}
+	if pool != "" && job != 0 {
+		o.protectJob(pool, job)
+		// A job acquiring its first machine holds none (a lease the pool
+		// just granted is in the pool's inventory); one past that shows its
+		// machine in its search attributes. Ask the others.
+		if machine != "" || phase == "" || phase == string(runnerapi.JobAcquiring) {
+			return
+		}
+	}
+	r.askJob(ctx, o, id, pool)
+}
+
+// askJob queries a running RunnerJob for its machine, runner and job.
+func (r *Reconciler) askJob(ctx context.Context, o *ownership, id, pool string) {
+	var st runnerapi.RunnerJobStatus
+	if _, err := r.query(ctx, id, runnerapi.QueryJobStatus, &st); err != nil {
+		o.fail(pool, "status of %s: %v", id, err)
+		return
+	}
+	if st.MachineID != "" {
+		o.machines[st.MachineID] = true
+	}
+	if st.RunnerName != "" {
+		o.runners[st.RunnerName] = true
+	}
+	if st.Pool != "" && st.JobID != 0 {
+		o.protectJob(st.Pool, st.JobID)
+	}
+}
+
+// protectJob keeps every runner the job may have started, whatever the
+// attempt (drydock-<pool>-<job>-).
+func (o *ownership) protectJob(pool string, job int64) {
+	o.protected = append(o.protected, fmt.Sprintf("%s%s-%d-", runnerapi.RunnerPrefix, pool, job))
+}
+
+func (r *Reconciler) provisionOwners(ctx context.Context, o *ownership) {
+	err := r.list(ctx, runnerapi.RunnerProvisionName, func(e *workflowpb.WorkflowExecutionInfo) {
+		sa := e.GetSearchAttributes()
+		if m := keywordAttr(sa, machineAttr); m != "" {
+			o.machines[m] = true
+			return
+		}
+		// Not listed with a machine yet: the create may be in flight (its
+		// heartbeat carries the machine ID) or just done (the workflow's
+		// own search attributes are ahead of visibility).
+		pool := keywordAttr(sa, poolAttr)
+		id := e.GetExecution().GetWorkflowId()
+		heartbeat(ctx, "describe "+id)
+		qctx, cancel := context.WithTimeout(ctx, r.queryTimeout())
+		defer cancel()
+		d, err := r.Temporal.DescribeWorkflowExecution(qctx, id, e.GetExecution().GetRunId())
+		var nf *serviceerror.NotFound
+		if errors.As(err, &nf) {
+			return // gone since the list
+		}
+		if err != nil {
+			o.fail(pool, "describe %s: %v", id, err)
+			return
+		}
+		if m := keywordAttr(d.GetWorkflowExecutionInfo().GetSearchAttributes(), machineAttr); m != "" {
+			o.machines[m] = true
+		}
+		for _, pa := range d.GetPendingActivities() {
+			if pa.GetActivityType().GetName() != createMachineActivity {
+				continue
+			}
+			if ps := pa.GetHeartbeatDetails().GetPayloads(); len(ps) > 0 {
+				var m string
+				if converter.GetDefaultDataConverter().FromPayload(ps[0], &m) == nil && m != "" {
+					o.machines[m] = true
+				}
+			}
+		}
+	})
+	if err != nil {
+		o.fail("", "list runner provisionings: %v", err)
+	}
+}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
 	"go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
@@ -125,4 +126,70 @@ func TestRunnerAcquireRunnerNowValidatesInput(t *testing.T) {
 	assert.Equal(t, activities.ErrTypeUnknownPool, appError(t, err).Type())
 	_, err = env.ExecuteActivity(a.AcquireRunnerNow, activities.AcquireInput{Pool: "ci", Request: runnerapi.AcquireRequest{Attempt: 1}})
 	assert.Equal(t, runnerapi.ErrTypeInvalidAcquire, appError(t, err).Type())
+}
+
+// movingPool stands in for the RunnerPool workflow: its first run answers
+// every acquire with PoolContinuingAsNew and continues as new; the next run
+// leases a machine.
+func movingPool(ctx workflow.Context, in runnerapi.PoolInput) error {
+	moving := false
+	if err := workflow.SetUpdateHandler(ctx, runnerapi.UpdateAcquire, func(ctx workflow.Context, req runnerapi.AcquireRequest) (runnerapi.Lease, error) {
+		if in.Carry == nil {
+			moving = true
+			return runnerapi.Lease{}, temporal.NewApplicationError("pool continuing as new", runnerapi.ErrTypePoolContinuingAsNew)
+		}
+		return runnerapi.Lease{MachineID: "dm-fake", RunnerName: runnerapi.RunnerName(in.Pool.Name, req.JobID, req.Attempt)}, nil
+	}); err != nil {
+		return err
+	}
+	if err := workflow.Await(ctx, func() bool { return moving }); err != nil {
+		return err
+	}
+	if err := workflow.Await(ctx, func() bool { return workflow.AllHandlersFinished(ctx) }); err != nil {
+		return err
+	}
+	return workflow.NewContinueAsNewError(ctx, runnerapi.RunnerPoolName, runnerapi.PoolInput{Pool: in.Pool, Carry: &runnerapi.PoolCarry{}})
+}
+
+// AcquireRunner starts the pool with update-with-start and follows it across
+// continue-as-new with the same update ID.
+func TestRunnerAcquireRunnerFollowsPoolAcrossContinueAsNew(t *testing.T) {
+	a, env, p := acquireRig(t, movingPool)
+	in := activities.AcquireInput{Pool: p.Name, Request: runnerapi.AcquireRequest{JobID: 31, Attempt: 2}}
+	for range 2 { // the second call is a retried activity: the same update, the same lease
+		v, err := env.ExecuteActivity(a.AcquireRunner, in)
+		require.NoError(t, err)
+		var lease runnerapi.Lease
+		require.NoError(t, v.Get(&lease))
+		assert.Equal(t, runnerapi.Lease{MachineID: "dm-fake", RunnerName: runnerapi.RunnerName(p.Name, 31, 2)}, lease)
+	}
+	desc, err := devServer.Client().DescribeWorkflowExecution(context.Background(), runnerapi.PoolWorkflowID(p.Name), "")
+	require.NoError(t, err)
+	assert.NotEqual(t, desc.WorkflowExecutionInfo.GetFirstRunId(), desc.WorkflowExecutionInfo.GetExecution().GetRunId(), "the pool continued as new once")
+}
+
+// AcquireRunner runs end to end in the workflow tests; here, its refusals.
+func TestRunnerAcquireRunnerValidatesInput(t *testing.T) {
+	a := &activities.Runners{Pools: &pools.Config{Pools: []pools.Pool{testPool()}}, Temporal: devServer.Client(), TaskQueue: "drydock-test"}
+	var s testsuite.WorkflowTestSuite
+	env := s.NewTestActivityEnvironment()
+	env.RegisterActivity(a)
+
+	_, err := env.ExecuteActivity(a.AcquireRunner, activities.AcquireInput{Pool: "nope", Request: runnerapi.AcquireRequest{JobID: 1, Attempt: 1}})
+	ae := appError(t, err)
+	assert.Equal(t, activities.ErrTypeUnknownPool, ae.Type())
+	assert.True(t, ae.NonRetryable())
+	assert.Contains(t, ae.Error(), `unknown runner pool "nope"`)
+
+	_, err = env.ExecuteActivity(a.AcquireRunner, activities.AcquireInput{Pool: "ci", Request: runnerapi.AcquireRequest{JobID: 1}})
+	ae = appError(t, err)
+	assert.Equal(t, runnerapi.ErrTypeInvalidAcquire, ae.Type())
+	assert.True(t, ae.NonRetryable())
+
+	noClient := &activities.Runners{Pools: a.Pools}
+	env = s.NewTestActivityEnvironment()
+	env.RegisterActivity(noClient)
+	_, err = env.ExecuteActivity(noClient.AcquireRunner, activities.AcquireInput{Pool: "ci", Request: runnerapi.AcquireRequest{JobID: 1, Attempt: 1}})
+	ae = appError(t, err)
+	assert.Equal(t, activities.ErrTypeInvalidArgument, ae.Type())
 }

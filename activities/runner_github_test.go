@@ -1,10 +1,7 @@
 package activities_test
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
-	"net/http"
 	"testing"
 	"time"
 
@@ -44,11 +41,7 @@ func TestRunnerRemoveRunner(t *testing.T) {
 	r.srv.AddJob(ghOwner, ghRepo, githubtest.Job{ID: 5, Labels: []string{"drydock"}})
 	busy, _, err := api.GenerateJITConfig(context.Background(), runnerScope, "drydock-ci-5-1", []string{"drydock"}, 1)
 	require.NoError(t, err)
-	b, _ := json.Marshal(map[string]string{"jit_config": busy})
-	resp, err := http.Post(r.srv.URL()+"_test/runners/claim", "application/json", bytes.NewReader(b))
-	require.NoError(t, err)
-	resp.Body.Close()
-	require.Equal(t, http.StatusOK, resp.StatusCode)
+	claimRunner(t, r.srv.URL()+"_test/runners/claim", busy)
 	assert.Equal(t, activities.RemoveRunnerResult{Busy: true}, remove("drydock-ci-5-1"))
 	assert.Len(t, r.srv.Runners(runnerScope), 1)
 }

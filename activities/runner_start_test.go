@@ -1,10 +1,7 @@
 package activities_test
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
-	"net/http"
 	"strconv"
 	"strings"
 	"testing"
@@ -30,18 +27,12 @@ func jitRunner(t *testing.T, r *runnerRig, name string) githubtest.Runner {
 	return githubtest.Runner{}
 }
 
-func TestRunnerStartJITRunnerDetachedWithSecretInEnvOnly(t *testing.T) {
-	r := newRunnerRig(t, false, nil)
-	name := runnerapi.RunnerName("ci", 77, 1)
-	started := time.Now()
-	_, err := r.env.ExecuteActivity(r.a.StartJITRunner, activities.StartRunnerInput{Pool: "ci", MachineID: r.machine, RunnerName: name, JobID: 77})
-	require.NoError(t, err)
-	assert.Less(t, time.Since(started), 30*time.Second, "the activity does not wait for the runner")
-
-	config := strings.TrimSpace(r.waitFile(t, "/home/runner/jit"))
-	// Still running after the execution that started it ended, in a
-	// session of its own, as the first process of a PID namespace of its
-	// own (whatever its job leaves dies with it).
+// assertRunnerIsolated checks that the started runner is still running
+// after the execution that started it ended, in a session of its own, as
+// the first process of a PID namespace of its own (whatever its job leaves
+// dies with it), as the runner user with no new privileges.
+func assertRunnerIsolated(t *testing.T, r *runnerRig) {
+	t.Helper()
 	r.waitFile(t, "/home/runner/runner.pidns")
 	assert.Equal(t, "1\n", r.sh(t, `cat "/home/runner/runner.pid"`), "the runner is PID 1 of its namespace")
 	assert.Equal(t, activities.RunnerUser+"\n", r.sh(t, `cat /home/runner/runner.user`), "the runner runs as the runner user")
@@ -58,6 +49,18 @@ for p in /proc/[0-9]*; do
   sid=$(sed 's/^.*) //' "$p/stat" | cut -d' ' -f4)
   [ "$sid" != "$(sed 's/^.*) //' /proc/self/stat | cut -d' ' -f4)" ] && echo " own-session" && break
 done`))
+}
+
+func TestRunnerStartJITRunnerDetachedWithSecretInEnvOnly(t *testing.T) {
+	r := newRunnerRig(t, false, nil)
+	name := runnerapi.RunnerName("ci", 77, 1)
+	started := time.Now()
+	_, err := r.env.ExecuteActivity(r.a.StartJITRunner, activities.StartRunnerInput{Pool: "ci", MachineID: r.machine, RunnerName: name, JobID: 77})
+	require.NoError(t, err)
+	assert.Less(t, time.Since(started), 30*time.Second, "the activity does not wait for the runner")
+
+	config := strings.TrimSpace(r.waitFile(t, "/home/runner/jit"))
+	assertRunnerIsolated(t, r)
 	cfg, err := githubtest.DecodeJITConfig(config)
 	require.NoError(t, err, "the runner got the encoded config GitHub issued")
 	reg := jitRunner(t, r, name)
@@ -79,11 +82,7 @@ done`))
 
 	// The stand-in runner connects and takes a job: the runner is online.
 	r.srv.AddJob(ghOwner, ghRepo, githubtest.Job{ID: 77, Labels: []string{"drydock"}})
-	b, _ := json.Marshal(map[string]string{"jit_config": config})
-	resp, err := http.Post(cfg.URL+"/_test/runners/claim", "application/json", bytes.NewReader(b))
-	require.NoError(t, err)
-	resp.Body.Close()
-	require.Equal(t, http.StatusOK, resp.StatusCode)
+	claimRunner(t, cfg.URL+"/_test/runners/claim", config)
 
 	// A retry of the same activity (the worker crashed after the runner
 	// started) finds the name taken by a connected runner: done, nothing new.

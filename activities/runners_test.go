@@ -1,10 +1,13 @@
 package activities_test
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -125,4 +128,15 @@ func appError(t *testing.T, err error) *temporal.ApplicationError {
 	var ae *temporal.ApplicationError
 	require.True(t, errors.As(err, &ae), "want an application error, got %v", err)
 	return ae
+}
+
+// claimRunner has the stand-in runner with config connect (at the test
+// server's claim URL) and take a job: GitHub then reports it busy.
+func claimRunner(t *testing.T, claimURL, config string) {
+	t.Helper()
+	b, _ := json.Marshal(map[string]string{"jit_config": config})
+	resp, err := http.Post(claimURL, "application/json", bytes.NewReader(b))
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode)
 }

@@ -94,17 +94,3 @@ func TestReconcileAsksPreviewsVisibilityShowsAsPending(t *testing.T) {
 		assert.NotContains(t, []dedalus.MachinePhase{dedalus.PhaseDestroying, dedalus.PhaseDestroyed}, got.Status.Phase, m)
 	}
 }
-
-// reconcileRig is an emulator, its client, a context for the test, and a
-// function that creates a machine (idempotency key key) and returns its ID.
-func reconcileRig(t *testing.T) (context.Context, *dedalus.Client, func(key string) string) {
-	t.Helper()
-	_, c := startEmulator(t, nil)
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	t.Cleanup(cancel)
-	return ctx, c, func(key string) string {
-		m, err := c.CreateMachine(ctx, dedalus.CreateMachineRequest{VCPU: 1, MemoryMiB: 512, StorageGiB: 5}, key)
-		require.NoError(t, err)
-		return m.MachineID
-	}
-}

@@ -78,38 +78,25 @@ func TestReconcileDeletesOnlyUnownedMachinesAndRunners(t *testing.T) {
 
 	queue := "reconcile-" + t.Name()
 	tc := devServer.Client()
-	w := worker.New(tc, queue, worker.Options{})
-	w.RegisterWorkflowWithOptions(fakePool, workflow.RegisterOptions{Name: runnerapi.RunnerPoolName})
-	w.RegisterWorkflowWithOptions(fakePreview, workflow.RegisterOptions{Name: "PreviewLifecycle"})
-	require.NoError(t, w.Start())
-	defer w.Stop()
+	startWorkflowWorker(t, tc, queue, map[string]any{runnerapi.RunnerPoolName: fakePool, "PreviewLifecycle": fakePreview})
 	// A per-repo pool at organization scope: its runners register at their
 	// jobs' repositories, whose runners are listed too (those it names).
 	pool := pools.Pool{Name: "recon", Scope: pools.Scope{Kind: pools.ScopeOrg, Org: "octo"}, Repositories: []string{"octo/app", "*"}}
 	appScope := pools.Scope{Kind: pools.ScopeRepo, Repo: "octo/app"}
 	leased := runnerapi.RunnerName("recon", 1, 1)
-	_, err := tc.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: runnerapi.PoolWorkflowID("recon"), TaskQueue: queue}, runnerapi.RunnerPoolName,
+	start := workflowStarter(t, ctx, tc, queue)
+	start(runnerapi.PoolWorkflowID("recon"), runnerapi.RunnerPoolName, temporal.SearchAttributes{},
 		runnerapi.PoolInput{Pool: pool, Carry: &runnerapi.PoolCarry{Machines: []runnerapi.PoolMachine{{MachineID: poolMachine, State: runnerapi.MachineState("busy"), RunnerName: leased}}}})
-	require.NoError(t, err)
-	_, err = tc.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: "preview:recon/test:1", TaskQueue: queue}, "PreviewLifecycle", previewMachine)
-	require.NoError(t, err)
+	start("preview:recon/test:1", "PreviewLifecycle", temporal.SearchAttributes{}, previewMachine)
 	// A preview listed with its machine in its search attributes is not
 	// queried (thousands of previews cost one list call): this one would
 	// answer the query with no machine.
-	_, err = tc.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: "preview:recon/test:2", TaskQueue: queue,
-		TypedSearchAttributes: temporal.NewSearchAttributes(
-			temporal.NewSearchAttributeKeyKeyword("DrydockMachineID").ValueSet(listedMachine),
-			temporal.NewSearchAttributeKeyKeyword("DrydockPhase").ValueSet("ready")),
-	}, "PreviewLifecycle", "")
-	require.NoError(t, err)
-	defer func() {
-		_ = tc.TerminateWorkflow(context.Background(), runnerapi.PoolWorkflowID("recon"), "", "test over")
-		_ = tc.TerminateWorkflow(context.Background(), "preview:recon/test:1", "", "test over")
-		_ = tc.TerminateWorkflow(context.Background(), "preview:recon/test:2", "", "test over")
-	}()
+	start("preview:recon/test:2", "PreviewLifecycle", temporal.NewSearchAttributes(
+		temporal.NewSearchAttributeKeyKeyword("DrydockMachineID").ValueSet(listedMachine),
+		temporal.NewSearchAttributeKeyKeyword("DrydockPhase").ValueSet("ready")), "")
 	// Visibility is eventually consistent: wait until the previews are listed.
 	require.Eventually(t, func() bool {
-		n, err := tc.CountWorkflow(ctx, &workflowservice.CountWorkflowExecutionsRequest{Query: "WorkflowType = 'PreviewLifecycle' AND ExecutionStatus = 'Running'"})
+		n, err := tc.CountWorkflow(ctx, &workflowservice.CountWorkflowExecutionsRequest{Query: runningPreviews})
 		return err == nil && n.GetCount() >= 2
 	}, 10*time.Second, 100*time.Millisecond)
 
@@ -128,10 +115,7 @@ func TestReconcileDeletesOnlyUnownedMachinesAndRunners(t *testing.T) {
 
 	// Within the grace period nothing is deleted.
 	r.Grace = time.Hour
-	v, err := env.ExecuteActivity(r.Reconcile)
-	require.NoError(t, err)
-	var res activities.ReconcileResult
-	require.NoError(t, v.Get(&res))
+	res := reconcileOnce(t, env, r)
 	assert.Equal(t, 4, res.Machines)
 	assert.Equal(t, 3, res.Owned)
 	assert.Equal(t, 1, res.Young)
@@ -139,14 +123,12 @@ func TestReconcileDeletesOnlyUnownedMachinesAndRunners(t *testing.T) {
 
 	r.Grace = 0
 	dir.removedFrom = nil
-	v, err = env.ExecuteActivity(r.Reconcile)
-	require.NoError(t, err)
-	require.NoError(t, v.Get(&res))
+	res = reconcileOnce(t, env, r)
 	assert.Equal(t, []string{orphan}, res.DeletedMachines)
 	assert.Equal(t, []string{runnerapi.RunnerName("recon", 9, 1), runnerapi.RunnerName("recon", 11, 1)}, res.RemovedRunners)
 	assert.Equal(t, []pools.Scope{pool.Scope, appScope}, dir.removedFrom, "each removed where it is registered")
 	assert.Empty(t, res.Errors)
-	_, err = c.WaitForPhase(ctx, orphan, dedalus.PhaseDestroyed)
+	_, err := c.WaitForPhase(ctx, orphan, dedalus.PhaseDestroyed)
 	require.NoError(t, err)
 	assert.Equal(t, 3, emu.Stats().LiveMachines, "owned machines are untouched")
 }
@@ -180,41 +162,21 @@ func mutePreview(ctx workflow.Context) error {
 	return workflow.Await(ctx, func() bool { return false })
 }
 
-// The machines of running RunnerJob and RunnerProvision workflows are owned
-// even when their pool's inventory forgot them (terminated and restarted),
-// and an owner that cannot answer stops all deletions for that run but not
-// the rest of the work.
-func TestReconcileKeepsWhatRunningWorkflowsUseAndSurvivesMuteOwners(t *testing.T) {
-	ctx, c, create := reconcileRig(t)
-	listedJobMachine, queriedJobMachine := create("job-listed"), create("job-queried")
-	provisionedMachine, creatingMachineID := create("provision-listed"), create("provision-creating")
-	orphan := create("orphan")
+// ownerMachines are the machines of
+// TestReconcileKeepsWhatRunningWorkflowsUseAndSurvivesMuteOwners: the ones
+// running workflows own, and one nothing owns.
+type ownerMachines struct {
+	listedJob, queriedJob, provisioned, creating, orphan string
+}
 
-	queue := "reconcile-owners-" + t.Name()
-	tc := devServer.Client()
-	w := worker.New(tc, queue, worker.Options{})
-	w.RegisterWorkflowWithOptions(fakePool, workflow.RegisterOptions{Name: runnerapi.RunnerPoolName})
-	w.RegisterWorkflowWithOptions(fakeJob, workflow.RegisterOptions{Name: runnerapi.RunnerJobName})
-	w.RegisterWorkflowWithOptions(fakeProvision, workflow.RegisterOptions{Name: runnerapi.RunnerProvisionName})
-	w.RegisterActivityWithOptions(creatingMachine, activity.RegisterOptions{Name: "CreateMachine"})
-	w.RegisterWorkflowWithOptions(mutePreview, workflow.RegisterOptions{Name: "PreviewLifecycle"})
-	require.NoError(t, w.Start())
-	defer w.Stop()
-
-	const pool = "owners"
-	p := pools.Pool{Name: pool, Scope: pools.Scope{Kind: pools.ScopeOrg, Org: "octo"}}
-	var started []string
-	start := func(id, workflowType string, sa temporal.SearchAttributes, args ...any) {
-		t.Helper()
-		_, err := tc.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: id, TaskQueue: queue, TypedSearchAttributes: sa}, workflowType, args...)
-		require.NoError(t, err)
-		started = append(started, id)
-	}
-	defer func() {
-		for _, id := range started {
-			_ = tc.TerminateWorkflow(context.Background(), id, "", "test over")
-		}
-	}()
+// startOwnerWorkflows starts the workflows that own m's machines in pool p:
+// the pool, terminated and started again so that its inventory forgot the
+// job machines, a job listed with its machine and one that must be asked,
+// a provisioning listed with its machine and one whose create is in
+// flight; it waits until visibility lists them and the create heartbeats.
+func startOwnerWorkflows(t *testing.T, ctx context.Context, tc client.Client, start func(id, workflowType string, sa temporal.SearchAttributes, args ...any), p pools.Pool, m ownerMachines) {
+	t.Helper()
+	pool := p.Name
 	poolAttr := temporal.NewSearchAttributeKeyKeyword("DrydockPool").ValueSet(pool)
 	machineAttr := temporal.NewSearchAttributeKeyKeyword("DrydockMachineID")
 	phaseAttr := temporal.NewSearchAttributeKeyKeyword("DrydockPhase")
@@ -225,8 +187,8 @@ func TestReconcileKeepsWhatRunningWorkflowsUseAndSurvivesMuteOwners(t *testing.T
 	// them.
 	start(runnerapi.PoolWorkflowID(pool), runnerapi.RunnerPoolName, temporal.NewSearchAttributes(poolAttr),
 		runnerapi.PoolInput{Pool: p, Carry: &runnerapi.PoolCarry{Machines: []runnerapi.PoolMachine{
-			{MachineID: listedJobMachine, State: runnerapi.MachineState("busy"), RunnerName: runnerapi.RunnerName(pool, 101, 1)},
-			{MachineID: queriedJobMachine, State: runnerapi.MachineState("busy"), RunnerName: runnerapi.RunnerName(pool, 102, 2)},
+			{MachineID: m.listedJob, State: runnerapi.MachineState("busy"), RunnerName: runnerapi.RunnerName(pool, 101, 1)},
+			{MachineID: m.queriedJob, State: runnerapi.MachineState("busy"), RunnerName: runnerapi.RunnerName(pool, 102, 2)},
 		}}})
 	require.Eventually(t, func() bool { // it ran
 		_, err := tc.QueryWorkflow(ctx, runnerapi.PoolWorkflowID(pool), "", runnerapi.QueryInventory)
@@ -238,22 +200,18 @@ func TestReconcileKeepsWhatRunningWorkflowsUseAndSurvivesMuteOwners(t *testing.T
 		runnerapi.PoolInput{Pool: p, Carry: &runnerapi.PoolCarry{}})
 	// A job listed with its machine.
 	start(runnerapi.JobWorkflowID(101), runnerapi.RunnerJobName, temporal.NewSearchAttributes(poolAttr, jobAttr.ValueSet(101),
-		phaseAttr.ValueSet("running"), machineAttr.ValueSet(listedJobMachine)),
-		runnerapi.RunnerJobStatus{Pool: pool, JobID: 101, MachineID: listedJobMachine, RunnerName: runnerapi.RunnerName(pool, 101, 1)})
+		phaseAttr.ValueSet("running"), machineAttr.ValueSet(m.listedJob)),
+		runnerapi.RunnerJobStatus{Pool: pool, JobID: 101, MachineID: m.listedJob, RunnerName: runnerapi.RunnerName(pool, 101, 1)})
 	// A job whose machine is not in its search attributes: it is asked.
 	start(runnerapi.JobWorkflowID(102), runnerapi.RunnerJobName, temporal.NewSearchAttributes(poolAttr, jobAttr.ValueSet(102),
 		phaseAttr.ValueSet("waking")),
-		runnerapi.RunnerJobStatus{Pool: pool, JobID: 102, MachineID: queriedJobMachine, RunnerName: runnerapi.RunnerName(pool, 102, 2)})
+		runnerapi.RunnerJobStatus{Pool: pool, JobID: 102, MachineID: m.queriedJob, RunnerName: runnerapi.RunnerName(pool, 102, 2)})
 	// A provisioning listed with its machine, and one whose create is in flight.
 	start(runnerapi.ProvisionWorkflowID(pool, 1), runnerapi.RunnerProvisionName,
-		temporal.NewSearchAttributes(poolAttr, machineAttr.ValueSet(provisionedMachine)), "")
-	start(runnerapi.ProvisionWorkflowID(pool, 2), runnerapi.RunnerProvisionName, temporal.NewSearchAttributes(poolAttr), creatingMachineID)
+		temporal.NewSearchAttributes(poolAttr, machineAttr.ValueSet(m.provisioned)), "")
+	start(runnerapi.ProvisionWorkflowID(pool, 2), runnerapi.RunnerProvisionName, temporal.NewSearchAttributes(poolAttr), m.creating)
 
-	count := func(query string) int64 {
-		n, err := tc.CountWorkflow(ctx, &workflowservice.CountWorkflowExecutionsRequest{Query: query})
-		require.NoError(t, err)
-		return n.GetCount()
-	}
+	count := func(query string) int64 { return countWorkflows(t, ctx, tc, query) }
 	require.Eventually(t, func() bool {
 		return count("WorkflowType = 'RunnerJob' AND ExecutionStatus = 'Running'") >= 2 &&
 			count("WorkflowType = 'RunnerProvision' AND ExecutionStatus = 'Running'") >= 2 &&
@@ -263,47 +221,94 @@ func TestReconcileKeepsWhatRunningWorkflowsUseAndSurvivesMuteOwners(t *testing.T
 		d, err := tc.DescribeWorkflowExecution(ctx, runnerapi.ProvisionWorkflowID(pool, 2), "")
 		return err == nil && len(d.GetPendingActivities()) == 1 && d.GetPendingActivities()[0].GetHeartbeatDetails() != nil
 	}, 10*time.Second, 100*time.Millisecond)
+}
 
-	stale := runnerapi.RunnerName(pool, 9, 1)
-	dir := &runnerDir{runners: []activities.RegisteredRunner{
-		{ID: 1, Name: runnerapi.RunnerName(pool, 101, 1)},                       // a running job's runner: kept
-		{ID: 2, Name: runnerapi.RunnerName(pool, 102, 1)},                       // the same job's earlier attempt: kept while it runs
-		{ID: 3, Name: runnerapi.PersistentRunnerName(pool, provisionedMachine)}, // registered by a provisioning: kept
-		{ID: 4, Name: stale}, // nothing backs it: removed
-	}}
-	r := &activities.Reconciler{Dedalus: c, Temporal: tc, Pools: &pools.Config{Pools: []pools.Pool{p}}, Runners: dir, Grace: 0}
+// startOwnersWorker starts a worker on queue that runs the stand-ins for
+// the owners (pool, job, provisioning with its in-flight create, and a mute
+// preview); it stops when the test ends.
+func startOwnersWorker(t *testing.T, tc client.Client, queue string) {
+	t.Helper()
+	w := worker.New(tc, queue, worker.Options{})
+	w.RegisterWorkflowWithOptions(fakePool, workflow.RegisterOptions{Name: runnerapi.RunnerPoolName})
+	w.RegisterWorkflowWithOptions(fakeJob, workflow.RegisterOptions{Name: runnerapi.RunnerJobName})
+	w.RegisterWorkflowWithOptions(fakeProvision, workflow.RegisterOptions{Name: runnerapi.RunnerProvisionName})
+	w.RegisterActivityWithOptions(creatingMachine, activity.RegisterOptions{Name: "CreateMachine"})
+	w.RegisterWorkflowWithOptions(mutePreview, workflow.RegisterOptions{Name: "PreviewLifecycle"})
+	require.NoError(t, w.Start())
+	t.Cleanup(w.Stop)
+}
+
+// meteredActivityEnv is an activity environment running r, whose metrics
+// reg gathers.
+func meteredActivityEnv(r *activities.Reconciler) (*testsuite.TestActivityEnvironment, *metrics.Registry) {
 	var s testsuite.WorkflowTestSuite
 	reg := metrics.New("test")
 	s.SetMetricsHandler(reg.Temporal())
-	unowned := func(want string) {
-		t.Helper()
-		require.Eventually(t, func() bool { // the SDK's scope reports every second
-			return gauge(t, reg, activities.MetricUnownedMachines) == want
-		}, 10*time.Second, 50*time.Millisecond, "%s = %s", activities.MetricUnownedMachines, want)
-	}
 	env := s.NewTestActivityEnvironment()
 	env.RegisterActivity(r)
-	reconcile := func() activities.ReconcileResult {
-		t.Helper()
-		v, err := env.ExecuteActivity(r.Reconcile)
+	return env, reg
+}
+
+// runningPreviews lists the running previews.
+const runningPreviews = "WorkflowType = 'PreviewLifecycle' AND ExecutionStatus = 'Running'"
+
+// assertInUse checks that machines are still running.
+func assertInUse(t *testing.T, ctx context.Context, c *dedalus.Client, ids ...string) {
+	t.Helper()
+	for _, id := range ids {
+		got, err := c.GetMachine(ctx, id)
 		require.NoError(t, err)
-		var res activities.ReconcileResult
-		require.NoError(t, v.Get(&res))
-		return res
+		assert.Equal(t, dedalus.PhaseRunning, got.Status.Phase, "%s is in use", id)
 	}
+}
+
+// waitGauge waits until a gauge of reg reads want.
+func waitGauge(t *testing.T, reg *metrics.Registry, name, want string) {
+	t.Helper()
+	require.Eventually(t, func() bool { // the SDK's scope reports every second
+		return gauge(t, reg, name) == want
+	}, 10*time.Second, 50*time.Millisecond, "%s = %s", name, want)
+}
+
+// The machines of running RunnerJob and RunnerProvision workflows are owned
+// even when their pool's inventory forgot them (terminated and restarted),
+// and an owner that cannot answer stops all deletions for that run but not
+// the rest of the work.
+func TestReconcileKeepsWhatRunningWorkflowsUseAndSurvivesMuteOwners(t *testing.T) {
+	ctx, c, create := reconcileRig(t)
+	m := ownerMachines{listedJob: create("job-listed"), queriedJob: create("job-queried")}
+	m.provisioned, m.creating = create("provision-listed"), create("provision-creating")
+	m.orphan = create("orphan")
+
+	queue := "reconcile-owners-" + t.Name()
+	tc := devServer.Client()
+	startOwnersWorker(t, tc, queue)
+
+	const pool = "owners"
+	p := pools.Pool{Name: pool, Scope: pools.Scope{Kind: pools.ScopeOrg, Org: "octo"}}
+	start := workflowStarter(t, ctx, tc, queue)
+	startOwnerWorkflows(t, ctx, tc, start, p, m)
+
+	stale := runnerapi.RunnerName(pool, 9, 1)
+	dir := &runnerDir{runners: []activities.RegisteredRunner{
+		{ID: 1, Name: runnerapi.RunnerName(pool, 101, 1)},                  // a running job's runner: kept
+		{ID: 2, Name: runnerapi.RunnerName(pool, 102, 1)},                  // the same job's earlier attempt: kept while it runs
+		{ID: 3, Name: runnerapi.PersistentRunnerName(pool, m.provisioned)}, // registered by a provisioning: kept
+		{ID: 4, Name: stale}, // nothing backs it: removed
+	}}
+	r := &activities.Reconciler{Dedalus: c, Temporal: tc, Pools: &pools.Config{Pools: []pools.Pool{p}}, Runners: dir, Grace: 0}
+	env, reg := meteredActivityEnv(r)
 
 	// A preview that cannot say which machine it owns: nothing is deleted,
 	// the error is reported, stale runners are still removed.
-	start("preview:recon/mute:1", "PreviewLifecycle", temporal.NewSearchAttributes(phaseAttr.ValueSet("ready")))
-	require.Eventually(t, func() bool {
-		return count("WorkflowType = 'PreviewLifecycle' AND ExecutionStatus = 'Running'") >= 1
-	}, 10*time.Second, 100*time.Millisecond)
-	res := reconcile()
+	start("preview:recon/mute:1", "PreviewLifecycle", temporal.NewSearchAttributes(temporal.NewSearchAttributeKeyKeyword("DrydockPhase").ValueSet("ready")))
+	require.Eventually(t, func() bool { return countWorkflows(t, ctx, tc, runningPreviews) >= 1 }, 10*time.Second, 100*time.Millisecond)
+	res := reconcileOnce(t, env, r)
 	assert.Equal(t, 5, res.Machines)
 	assert.Equal(t, 4, res.Owned)
 	assert.Equal(t, 1, res.Kept, "the orphan is kept while a preview cannot answer")
 	assert.Equal(t, 1, res.Left)
-	unowned("1")
+	waitGauge(t, reg, activities.MetricUnownedMachines, "1")
 	require.Eventually(t, func() bool { // the kept orphan runs, unused; the pool has no idle machine
 		v, err := strconv.ParseFloat(gaugeWith(t, reg, activities.MetricAwakeUnused, "owner", "unowned"), 64)
 		return err == nil && v > 0 && gaugeWith(t, reg, activities.MetricAwakeUnused, "owner", "pool:"+pool) == "0"
@@ -316,23 +321,17 @@ func TestReconcileKeepsWhatRunningWorkflowsUseAndSurvivesMuteOwners(t *testing.T
 
 	// Once it is gone, only the orphan goes.
 	require.NoError(t, tc.TerminateWorkflow(ctx, "preview:recon/mute:1", "", "test over"))
-	require.Eventually(t, func() bool {
-		return count("WorkflowType = 'PreviewLifecycle' AND ExecutionStatus = 'Running'") == 0
-	}, 10*time.Second, 100*time.Millisecond)
-	res = reconcile()
+	require.Eventually(t, func() bool { return countWorkflows(t, ctx, tc, runningPreviews) == 0 }, 10*time.Second, 100*time.Millisecond)
+	res = reconcileOnce(t, env, r)
 	assert.Empty(t, res.Errors)
 	assert.Equal(t, 4, res.Owned)
 	assert.Zero(t, res.Kept)
-	assert.Equal(t, []string{orphan}, res.DeletedMachines)
-	unowned("0")
+	assert.Equal(t, []string{m.orphan}, res.DeletedMachines)
+	waitGauge(t, reg, activities.MetricUnownedMachines, "0")
 	require.Eventually(t, func() bool { // the orphan is gone
 		return gaugeWith(t, reg, activities.MetricAwakeUnused, "owner", "unowned") == "0"
 	}, 10*time.Second, 50*time.Millisecond)
-	for _, m := range []string{listedJobMachine, queriedJobMachine, provisionedMachine, creatingMachineID} {
-		got, err := c.GetMachine(ctx, m)
-		require.NoError(t, err)
-		assert.Equal(t, dedalus.PhaseRunning, got.Status.Phase, "%s is in use", m)
-	}
+	assertInUse(t, ctx, c, m.listedJob, m.queriedJob, m.provisioned, m.creating)
 }
 
 // gauge reads one gauge of a registry, whatever its labels ("" when absent).

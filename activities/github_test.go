@@ -89,6 +89,108 @@ func appClients(t *testing.T, srv *githubtest.Server) *gh.Clients {
 	return cs
 }
 
+// previewReport is one mode's run of TestGitHubActivitiesReportAPreview:
+// the GitHub activities over the test server, and what GitHub shows.
+type previewReport struct {
+	srv          *githubtest.Server
+	a            *activities.GitHub
+	env          *testsuite.TestActivityEnvironment
+	installation int64  // 0: the token's
+	author       string // who GitHub says made the deployments and the comment
+	workflowURL  string
+}
+
+// fetchSpec checks that the spec comes from the base branch.
+func (p previewReport) fetchSpec(t *testing.T) {
+	t.Helper()
+	val, err := p.env.ExecuteActivity(p.a.FetchPreviewSpec, activities.FetchSpecInput{
+		Owner: ghOwner, Repo: ghRepo, Ref: "main", Path: ".drydock/preview.yml", InstallationID: p.installation,
+	})
+	require.NoError(t, err)
+	var spec activities.FetchSpecResult
+	require.NoError(t, val.Get(&spec))
+	assert.Equal(t, activities.FetchSpecResult{Found: true, Content: "build: make\n"}, spec)
+	val, err = p.env.ExecuteActivity(p.a.FetchPreviewSpec, activities.FetchSpecInput{
+		Owner: ghOwner, Repo: ghRepo, Ref: "main", Path: ".drydock/absent.yml", InstallationID: p.installation,
+	})
+	require.NoError(t, err)
+	require.NoError(t, val.Get(&spec))
+	assert.Equal(t, activities.FetchSpecResult{}, spec)
+}
+
+// deploy deploys the head (a retry finds the same deployment), then a push:
+// the new deployment's success retires the old one.
+func (p previewReport) deploy(t *testing.T) {
+	t.Helper()
+	in := activities.DeploymentInput{Owner: ghOwner, Repo: ghRepo, Number: 42, InstallationID: p.installation, SHA: headSHA, Environment: activities.PreviewEnvironment(42)}
+	var first, retried activities.DeploymentRef
+	val, err := p.env.ExecuteActivity(p.a.StartDeployment, in)
+	require.NoError(t, err)
+	require.NoError(t, val.Get(&first))
+	val, err = p.env.ExecuteActivity(p.a.StartDeployment, in)
+	require.NoError(t, err)
+	require.NoError(t, val.Get(&retried))
+	assert.Equal(t, first, retried)
+	assert.NotZero(t, first.ID)
+	assert.False(t, first.Skipped)
+
+	status := activities.DeploymentStatusInput{
+		Owner: ghOwner, Repo: ghRepo, InstallationID: p.installation, DeploymentID: first.ID,
+		State: gh.StatusSuccess, EnvironmentURL: "https://pr-42.preview.example", Description: "Ready",
+	}
+	_, err = p.env.ExecuteActivity(p.a.SetDeploymentStatus, status)
+	require.NoError(t, err)
+
+	ds := p.srv.Deployments(ghOwner, ghRepo)
+	require.Len(t, ds, 1)
+	assert.Equal(t, "preview/pr-42", ds[0].Environment)
+	assert.Equal(t, p.author, ds[0].Creator.Login)
+	require.Len(t, ds[0].Statuses, 2)
+	assert.Equal(t, "in_progress", ds[0].Statuses[0].State)
+	assert.Equal(t, p.workflowURL, ds[0].Statuses[0].LogURL, "the log is the workflow in the Temporal UI")
+	assert.Equal(t, "success", ds[0].Statuses[1].State)
+	assert.Equal(t, "https://pr-42.preview.example", ds[0].Statuses[1].EnvironmentURL)
+	assert.Equal(t, p.workflowURL, ds[0].Statuses[1].LogURL)
+
+	// A push: the new deployment's success retires the old one.
+	in.SHA = nextSHA
+	in.Environment = "" // defaults to PreviewEnvironment(Number)
+	var second activities.DeploymentRef
+	val, err = p.env.ExecuteActivity(p.a.StartDeployment, in)
+	require.NoError(t, err)
+	require.NoError(t, val.Get(&second))
+	assert.NotEqual(t, first.ID, second.ID)
+	status.DeploymentID = second.ID
+	_, err = p.env.ExecuteActivity(p.a.SetDeploymentStatus, status)
+	require.NoError(t, err)
+	ds = p.srv.Deployments(ghOwner, ghRepo)
+	require.Len(t, ds, 2)
+	assert.Equal(t, "preview/pr-42", ds[1].Environment)
+	assert.Equal(t, "inactive", ds[0].Statuses[len(ds[0].Statuses)-1].State)
+	assert.Equal(t, "success", ds[1].Statuses[len(ds[1].Statuses)-1].State)
+}
+
+// comment checks that the PR comment is created once, then edited in place.
+func (p previewReport) comment(t *testing.T) {
+	t.Helper()
+	report := gh.Report{State: gh.StateReady, URL: "https://pr-42.preview.example", SHA: nextSHA, Branch: "feature/x",
+		UpdatedAt: time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)}
+	_, err := p.env.ExecuteActivity(p.a.ReportOnPR, activities.CommentInput{Owner: ghOwner, Repo: ghRepo, Number: 42, InstallationID: p.installation, Report: report})
+	require.NoError(t, err)
+	report.State, report.Note = gh.StateDestroyed, "torn down: PR closed"
+	_, err = p.env.ExecuteActivity(p.a.ReportOnPR, activities.CommentInput{Owner: ghOwner, Repo: ghRepo, Number: 42, InstallationID: p.installation, Report: report})
+	require.NoError(t, err)
+	comments := p.srv.Comments(ghOwner, ghRepo, 42)
+	require.Len(t, comments, 1)
+	c := comments[0]
+	assert.Equal(t, 1, c.Edits)
+	assert.Equal(t, p.author, c.User.Login)
+	assert.True(t, strings.HasPrefix(c.Body, gh.Marker))
+	assert.Contains(t, c.Body, "]("+p.workflowURL+")")
+	assert.Contains(t, c.Body, "**State:** Destroyed")
+	assert.Contains(t, c.Body, "`89abcde`")
+}
+
 func TestGitHubActivitiesReportAPreview(t *testing.T) {
 	for _, mode := range []string{"token", "app"} {
 		t.Run(mode, func(t *testing.T) {
@@ -102,87 +204,11 @@ func TestGitHubActivitiesReportAPreview(t *testing.T) {
 			a, env, logs := githubActivities(t, clients(t, srv))
 			workflowURL := "http://localhost:8233/namespaces/drydock/workflows/" + testWorkflowID
 			srv.SetFile(ghOwner, ghRepo, "main", ".drydock/preview.yml", "build: make\n")
+			p := previewReport{srv: srv, a: a, env: env, installation: installation, author: author, workflowURL: workflowURL}
 
-			// The spec comes from the base branch.
-			val, err := env.ExecuteActivity(a.FetchPreviewSpec, activities.FetchSpecInput{
-				Owner: ghOwner, Repo: ghRepo, Ref: "main", Path: ".drydock/preview.yml", InstallationID: installation,
-			})
-			require.NoError(t, err)
-			var spec activities.FetchSpecResult
-			require.NoError(t, val.Get(&spec))
-			assert.Equal(t, activities.FetchSpecResult{Found: true, Content: "build: make\n"}, spec)
-			val, err = env.ExecuteActivity(a.FetchPreviewSpec, activities.FetchSpecInput{
-				Owner: ghOwner, Repo: ghRepo, Ref: "main", Path: ".drydock/absent.yml", InstallationID: installation,
-			})
-			require.NoError(t, err)
-			require.NoError(t, val.Get(&spec))
-			assert.Equal(t, activities.FetchSpecResult{}, spec)
-
-			// Deploy the head; a retry finds the same deployment.
-			in := activities.DeploymentInput{Owner: ghOwner, Repo: ghRepo, Number: 42, InstallationID: installation, SHA: headSHA, Environment: activities.PreviewEnvironment(42)}
-			var first, retried activities.DeploymentRef
-			val, err = env.ExecuteActivity(a.StartDeployment, in)
-			require.NoError(t, err)
-			require.NoError(t, val.Get(&first))
-			val, err = env.ExecuteActivity(a.StartDeployment, in)
-			require.NoError(t, err)
-			require.NoError(t, val.Get(&retried))
-			assert.Equal(t, first, retried)
-			assert.NotZero(t, first.ID)
-			assert.False(t, first.Skipped)
-
-			status := activities.DeploymentStatusInput{
-				Owner: ghOwner, Repo: ghRepo, InstallationID: installation, DeploymentID: first.ID,
-				State: gh.StatusSuccess, EnvironmentURL: "https://pr-42.preview.example", Description: "Ready",
-			}
-			_, err = env.ExecuteActivity(a.SetDeploymentStatus, status)
-			require.NoError(t, err)
-
-			ds := srv.Deployments(ghOwner, ghRepo)
-			require.Len(t, ds, 1)
-			assert.Equal(t, "preview/pr-42", ds[0].Environment)
-			assert.Equal(t, author, ds[0].Creator.Login)
-			require.Len(t, ds[0].Statuses, 2)
-			assert.Equal(t, "in_progress", ds[0].Statuses[0].State)
-			assert.Equal(t, workflowURL, ds[0].Statuses[0].LogURL, "the log is the workflow in the Temporal UI")
-			assert.Equal(t, "success", ds[0].Statuses[1].State)
-			assert.Equal(t, "https://pr-42.preview.example", ds[0].Statuses[1].EnvironmentURL)
-			assert.Equal(t, workflowURL, ds[0].Statuses[1].LogURL)
-
-			// A push: the new deployment's success retires the old one.
-			in.SHA = nextSHA
-			in.Environment = "" // defaults to PreviewEnvironment(Number)
-			var second activities.DeploymentRef
-			val, err = env.ExecuteActivity(a.StartDeployment, in)
-			require.NoError(t, err)
-			require.NoError(t, val.Get(&second))
-			assert.NotEqual(t, first.ID, second.ID)
-			status.DeploymentID = second.ID
-			_, err = env.ExecuteActivity(a.SetDeploymentStatus, status)
-			require.NoError(t, err)
-			ds = srv.Deployments(ghOwner, ghRepo)
-			require.Len(t, ds, 2)
-			assert.Equal(t, "preview/pr-42", ds[1].Environment)
-			assert.Equal(t, "inactive", ds[0].Statuses[len(ds[0].Statuses)-1].State)
-			assert.Equal(t, "success", ds[1].Statuses[len(ds[1].Statuses)-1].State)
-
-			// The PR comment: created once, then edited in place.
-			report := gh.Report{State: gh.StateReady, URL: "https://pr-42.preview.example", SHA: nextSHA, Branch: "feature/x",
-				UpdatedAt: time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)}
-			_, err = env.ExecuteActivity(a.ReportOnPR, activities.CommentInput{Owner: ghOwner, Repo: ghRepo, Number: 42, InstallationID: installation, Report: report})
-			require.NoError(t, err)
-			report.State, report.Note = gh.StateDestroyed, "torn down: PR closed"
-			_, err = env.ExecuteActivity(a.ReportOnPR, activities.CommentInput{Owner: ghOwner, Repo: ghRepo, Number: 42, InstallationID: installation, Report: report})
-			require.NoError(t, err)
-			comments := srv.Comments(ghOwner, ghRepo, 42)
-			require.Len(t, comments, 1)
-			c := comments[0]
-			assert.Equal(t, 1, c.Edits)
-			assert.Equal(t, author, c.User.Login)
-			assert.True(t, strings.HasPrefix(c.Body, gh.Marker))
-			assert.Contains(t, c.Body, "]("+workflowURL+")")
-			assert.Contains(t, c.Body, "**State:** Destroyed")
-			assert.Contains(t, c.Body, "`89abcde`")
+			p.fetchSpec(t)
+			p.deploy(t)
+			p.comment(t)
 
 			for _, r := range srv.Requests() {
 				if strings.HasSuffix(r.Path, "/absent.yml") {

@@ -15,16 +15,25 @@ import (
 
 	"github.com/drydock-dev/drydock/activities"
 	"github.com/drydock-dev/drydock/dedalus"
+	"github.com/drydock-dev/drydock/emulator"
 )
 
 // reconcileRig is an emulator, its client, a context for the test, and a
 // function that creates a machine (idempotency key key) and returns its ID.
 func reconcileRig(t *testing.T) (context.Context, *dedalus.Client, func(key string) string) {
 	t.Helper()
-	_, c := startEmulator(t, nil)
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	_, ctx, c, create := emulatorRig(t, 2*time.Minute)
+	return ctx, c, create
+}
+
+// emulatorRig is reconcileRig with the emulator, and a context that ends
+// after timeout.
+func emulatorRig(t *testing.T, timeout time.Duration) (*emulator.Server, context.Context, *dedalus.Client, func(key string) string) {
+	t.Helper()
+	emu, c := startEmulator(t, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	t.Cleanup(cancel)
-	return ctx, c, func(key string) string {
+	return emu, ctx, c, func(key string) string {
 		m, err := c.CreateMachine(ctx, dedalus.CreateMachineRequest{VCPU: 1, MemoryMiB: 512, StorageGiB: 5}, key)
 		require.NoError(t, err)
 		return m.MachineID

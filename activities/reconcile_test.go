@@ -65,16 +65,8 @@ func (d *runnerDir) RemoveRunner(_ context.Context, scope pools.Scope, id int64)
 }
 
 func TestReconcileDeletesOnlyUnownedMachinesAndRunners(t *testing.T) {
-	emu, c := startEmulator(t, nil)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	create := func(key string) string {
-		m, err := c.CreateMachine(ctx, dedalus.CreateMachineRequest{VCPU: 1, MemoryMiB: 512, StorageGiB: 5}, key)
-		require.NoError(t, err)
-		return m.MachineID
-	}
-	poolMachine, previewMachine, orphan := create("pool"), create("preview"), create("orphan")
-	listedMachine := create("listed")
+	emu, ctx, c, create := emulatorRig(t, time.Minute)
+	poolMachine, previewMachine, orphan, listedMachine := create("pool"), create("preview"), create("orphan"), create("listed")
 
 	queue := "reconcile-" + t.Name()
 	tc := devServer.Client()

@@ -168,17 +168,31 @@ func TestCreateResumesOnAnotherWorkerWithoutDuplicate(t *testing.T) {
 	assert.GreaterOrEqual(t, st.IdempotentReplays, int64(1), "the retry replayed the original create")
 }
 
-func TestErrorClassification(t *testing.T) {
+// machinesEnv is an emulator and an activity environment running the
+// Machines activities over it.
+func machinesEnv(t *testing.T) (*emulator.Server, *testsuite.TestActivityEnvironment, *activities.Machines) {
+	t.Helper()
 	emu, c := startEmulator(t, nil)
 	var s testsuite.WorkflowTestSuite
 	env := s.NewTestActivityEnvironment()
 	a := &activities.Machines{Client: c}
 	env.RegisterActivity(a)
+	return emu, env, a
+}
 
+// createMachine creates a machine through the CreateMachine activity.
+func createMachine(t *testing.T, env *testsuite.TestActivityEnvironment, a *activities.Machines) activities.MachineRef {
+	t.Helper()
 	val, err := env.ExecuteActivity(a.CreateMachine, activities.MachineSpec{VCPU: 1, MemoryMiB: 512, StorageGiB: 5})
 	require.NoError(t, err)
 	var m activities.MachineRef
 	require.NoError(t, val.Get(&m))
+	return m
+}
+
+func TestErrorClassification(t *testing.T) {
+	emu, env, a := machinesEnv(t)
+	m := createMachine(t, env, a)
 
 	nonRetryable := func(err error, typ string) {
 		t.Helper()
@@ -188,7 +202,7 @@ func TestErrorClassification(t *testing.T) {
 		assert.True(t, ae.NonRetryable(), "%s must not be retried", typ)
 	}
 
-	_, err = env.ExecuteActivity(a.CreateMachine, activities.MachineSpec{})
+	_, err := env.ExecuteActivity(a.CreateMachine, activities.MachineSpec{})
 	nonRetryable(err, activities.ErrTypeInvalidArgument)
 
 	_, err = env.ExecuteActivity(a.RunCommand, activities.Command{MachineID: m.MachineID, Argv: []string{"false"}})
@@ -216,11 +230,7 @@ func TestErrorClassification(t *testing.T) {
 // and a delete say what the machine was before, each with its
 // status.last_transition_at.
 func TestMachineRefsCarryTransitions(t *testing.T) {
-	emu, c := startEmulator(t, nil)
-	var s testsuite.WorkflowTestSuite
-	env := s.NewTestActivityEnvironment()
-	a := &activities.Machines{Client: c}
-	env.RegisterActivity(a)
+	emu, env, a := machinesEnv(t)
 	do := func(fn any, id ...any) activities.MachineRef {
 		t.Helper()
 		val, err := env.ExecuteActivity(fn, id...)
@@ -340,18 +350,11 @@ func TestLocalWakeDoesNotReuseARegularWakesKey(t *testing.T) {
 // output only when the caller asks for it (KeepOutput); a failure always
 // carries the tail of its output.
 func TestRunCommandKeepsOutputForFailuresOnly(t *testing.T) {
-	_, c := startEmulator(t, nil)
-	var s testsuite.WorkflowTestSuite
-	env := s.NewTestActivityEnvironment()
-	a := &activities.Machines{Client: c}
-	env.RegisterActivity(a)
-	val, err := env.ExecuteActivity(a.CreateMachine, activities.MachineSpec{VCPU: 1, MemoryMiB: 512, StorageGiB: 5})
-	require.NoError(t, err)
-	var m activities.MachineRef
-	require.NoError(t, val.Get(&m))
+	_, env, a := machinesEnv(t)
+	m := createMachine(t, env, a)
 	loud := []string{"sh", "-c", "echo built; echo warning >&2"}
 
-	val, err = env.ExecuteActivity(a.RunCommand, activities.Command{MachineID: m.MachineID, Name: "build", Argv: loud})
+	val, err := env.ExecuteActivity(a.RunCommand, activities.Command{MachineID: m.MachineID, Name: "build", Argv: loud})
 	require.NoError(t, err)
 	var res activities.CommandResult
 	require.NoError(t, val.Get(&res))

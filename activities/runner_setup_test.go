@@ -129,13 +129,28 @@ func writeTarball(t *testing.T, path string, files map[string]string) {
 	require.NoError(t, os.WriteFile(path, buf.Bytes(), 0o644))
 }
 
-// Persistent mode: the install step provides stand-ins for config.sh and
-// svc.sh that record how they were called.
-func TestRunnerRegisterPersistent(t *testing.T) {
+// registeredPersistent is a runner rig of a persistent organization pool
+// whose install step runs install, with its machine set up and its runner
+// drydock-ci-m1 registered once.
+func registeredPersistent(t *testing.T, install string) (*runnerRig, activities.RegisterInput) {
+	t.Helper()
 	r := newRunnerRig(t, false, func(p *pools.Pool) {
 		p.Mode = pools.ModePersistent
 		p.Scope = pools.Scope{Kind: pools.ScopeOrg, Org: ghOwner}
-		p.Install = &previewspec.Step{Run: `set -e
+		p.Install = &previewspec.Step{Run: install}
+	})
+	_, err := r.env.ExecuteActivity(r.a.SetupMachine, activities.SetupMachineInput{Pool: "ci", MachineID: r.machine})
+	require.NoError(t, err)
+	in := activities.RegisterInput{Pool: "ci", MachineID: r.machine, RunnerName: "drydock-ci-m1"}
+	_, err = r.env.ExecuteActivity(r.a.RegisterPersistent, in)
+	require.NoError(t, err)
+	return r, in
+}
+
+// Persistent mode: the install step provides stand-ins for config.sh and
+// svc.sh that record how they were called.
+func TestRunnerRegisterPersistent(t *testing.T) {
+	r, in := registeredPersistent(t, `set -e
 d="$HOME/actions-runner"; mkdir -p "$d"
 cat > "$d/config.sh" <<'EOF'
 #!/bin/sh
@@ -151,13 +166,7 @@ env >> "$HOME/svc.env"
 [ "$1" = install ] && echo actions.runner.test.service > .service
 exit 0
 EOF
-chmod +x "$d/config.sh" "$d/svc.sh"`}
-	})
-	_, err := r.env.ExecuteActivity(r.a.SetupMachine, activities.SetupMachineInput{Pool: "ci", MachineID: r.machine})
-	require.NoError(t, err)
-	in := activities.RegisterInput{Pool: "ci", MachineID: r.machine, RunnerName: "drydock-ci-m1"}
-	_, err = r.env.ExecuteActivity(r.a.RegisterPersistent, in)
-	require.NoError(t, err)
+chmod +x "$d/config.sh" "$d/svc.sh"`)
 
 	tokens := r.srv.RegistrationTokens()
 	require.Len(t, tokens, 1)
@@ -182,7 +191,7 @@ chmod +x "$d/config.sh" "$d/svc.sh"`}
 	// runner may have run jobs since, which can change every file of its
 	// directory: nothing there is run as root again.
 	r.sh(t, `printf '#!/bin/sh\necho trojan >>"$HOME/svc.calls"\n' >/home/runner/actions-runner/svc.sh`)
-	_, err = r.env.ExecuteActivity(r.a.RegisterPersistent, in)
+	_, err := r.env.ExecuteActivity(r.a.RegisterPersistent, in)
 	require.NoError(t, err)
 	assert.Equal(t, want, r.sh(t, `cat /home/runner/config.args`))
 	assert.Equal(t, "install runner\nstart\n", r.sh(t, `cat "$HOME/svc.calls"`), "the runner's svc.sh is not run again")
@@ -192,20 +201,11 @@ chmod +x "$d/config.sh" "$d/svc.sh"`}
 // systemd) must not keep the registration lock: a retried registration
 // would wait on it until it timed out (found by make chaos).
 func TestRunnerRegisterPersistentRetryIsNotBlockedByTheRunningService(t *testing.T) {
-	r := newRunnerRig(t, false, func(p *pools.Pool) {
-		p.Mode = pools.ModePersistent
-		p.Scope = pools.Scope{Kind: pools.ScopeOrg, Org: ghOwner}
-		p.Install = &previewspec.Step{Run: `set -e
+	r, in := registeredPersistent(t, `set -e
 d="$HOME/actions-runner"; mkdir -p "$d"
 printf '#!/bin/sh\ntouch .runner\n' > "$d/config.sh"
 printf '#!/bin/sh\n[ "$1" = install ] && touch .service\n[ "$1" = start ] && { sleep 600 >/dev/null 2>&1 </dev/null & }\nexit 0\n' > "$d/svc.sh"
-chmod +x "$d/config.sh" "$d/svc.sh"`}
-	})
-	_, err := r.env.ExecuteActivity(r.a.SetupMachine, activities.SetupMachineInput{Pool: "ci", MachineID: r.machine})
-	require.NoError(t, err)
-	in := activities.RegisterInput{Pool: "ci", MachineID: r.machine, RunnerName: "drydock-ci-m1"}
-	_, err = r.env.ExecuteActivity(r.a.RegisterPersistent, in)
-	require.NoError(t, err)
+chmod +x "$d/config.sh" "$d/svc.sh"`)
 	done := make(chan error, 1)
 	go func() {
 		_, err := r.env.ExecuteActivity(r.a.RegisterPersistent, in)

@@ -121,12 +121,19 @@ func newStack(t *testing.T, answers ...answer) *stack {
 	s := &stack{gh: &double{answers: answers}, wh: &webhook{}}
 	gh := httptest.NewServer(s.gh)
 	t.Cleanup(gh.Close)
-	h, err := intake.New(intake.Options{Secret: secret, Allowed: intake.AllowEveryone(), Router: s.wh, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	s.ghURL, s.whURL = gh.URL, newWebhookServer(t, s.wh)
+	return s
+}
+
+// newWebhookServer serves Drydock's webhook intake (signed with secret,
+// every owner allowed), routing deliveries to wh; it returns its URL.
+func newWebhookServer(t *testing.T, wh *webhook) string {
+	t.Helper()
+	h, err := intake.New(intake.Options{Secret: secret, Allowed: intake.AllowEveryone(), Router: wh, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	require.NoError(t, err)
 	whSrv := httptest.NewServer(h)
 	t.Cleanup(whSrv.Close)
-	s.ghURL, s.whURL = gh.URL, whSrv.URL
-	return s
+	return whSrv.URL
 }
 
 func (s *stack) run(t *testing.T, jit string, extra ...string) (int, string) {
@@ -306,24 +313,13 @@ func TestPersistentRunnerTakesJobAfterJob(t *testing.T) {
 		gh.AddJob("acme", "shop", githubtest.Job{Labels: labels, Duration: 20 * time.Millisecond}),
 		gh.AddJob("acme", "shop", githubtest.Job{Labels: labels, Duration: 20 * time.Millisecond}),
 	}
-	req, err := http.NewRequest("POST", gh.URL()+"orgs/acme/actions/runners/registration-token", nil)
-	require.NoError(t, err)
-	req.Header.Set("Authorization", "token "+tok)
-	resp, err := http.DefaultClient.Do(req)
-	require.NoError(t, err)
-	var regTok struct{ Token string }
-	require.NoError(t, json.NewDecoder(resp.Body).Decode(&regTok))
-	resp.Body.Close()
+	regTok := registrationToken(t, gh, tok, "acme")
 
 	wh := &webhook{}
-	h, err := intake.New(intake.Options{Secret: secret, Allowed: intake.AllowEveryone(), Router: wh, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	require.NoError(t, err)
-	whSrv := httptest.NewServer(h)
-	t.Cleanup(whSrv.Close)
 	cfgFile := filepath.Join(t.TempDir(), ".runner")
-	common := []string{"-github", gh.URL(), "-webhook", whSrv.URL, "-secret", secret, "-poll", "10ms"}
+	common := []string{"-github", gh.URL(), "-webhook", newWebhookServer(t, wh), "-secret", secret, "-poll", "10ms"}
 	env := func(k string) string {
-		return map[string]string{"DEDALUS_MACHINE_ID": "dm-7", "ACTIONS_RUNNER_INPUT_TOKEN": regTok.Token}[k]
+		return map[string]string{"DEDALUS_MACHINE_ID": "dm-7", "ACTIONS_RUNNER_INPUT_TOKEN": regTok}[k]
 	}
 
 	var stderr bytes.Buffer
@@ -355,6 +351,21 @@ func TestPersistentRunnerTakesJobAfterJob(t *testing.T) {
 		got, _ := gh.Job(j.ID)
 		assert.Equal(t, githubtest.JobCompleted, got.Status)
 	}
+}
+
+// registrationToken asks the GitHub double, as the user of tok, for a
+// runner registration token of org.
+func registrationToken(t *testing.T, gh *githubtest.Server, tok, org string) string {
+	t.Helper()
+	req, err := http.NewRequest("POST", gh.URL()+"orgs/"+org+"/actions/runners/registration-token", nil)
+	require.NoError(t, err)
+	req.Header.Set("Authorization", "token "+tok)
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	var regTok struct{ Token string }
+	require.NoError(t, json.NewDecoder(resp.Body).Decode(&regTok))
+	resp.Body.Close()
+	return regTok.Token
 }
 
 // Like actions/runner, the stand-in takes its inputs from the environment

@@ -138,22 +138,7 @@ func TestDashboardQueriesAgainstARealPrometheus(t *testing.T) {
 	prom := startPrometheus(ctx, t, server, h)
 	runDemo(ctx, t, h)
 
-	d := readDashboard(t)
-	queries := map[string]string{} // query -> what asks it
-	for _, p := range d.queryPanels() {
-		for _, tg := range p.Targets {
-			q, err := substitute(tg.Expr)
-			require.NoError(t, err)
-			queries[q] = fmt.Sprintf("panel %q %s", p.Title, tg.RefID)
-		}
-	}
-	for _, v := range d.Templating.List {
-		if m := regexp.MustCompile(`^label_values\((\w+), *(\w+)\)$`).FindStringSubmatch(variableQuery(v.Query)); m != nil {
-			queries[fmt.Sprintf("count by (%s) (%s)", m[2], m[1])] = "variable " + v.Name
-		} else if v.Type == "query" {
-			t.Errorf("variable %s: query %v is not label_values(metric, label)", v.Name, v.Query)
-		}
-	}
+	queries := dashboardQueries(t, readDashboard(t))
 	// The alert about no worker polling reads this series; it must exist.
 	queries[`sum(temporal_num_pollers{task_queue="drydock", poller_type="workflow_task"})`] = "alert DrydockNoWorkerPolling's series"
 
@@ -179,6 +164,29 @@ func TestDashboardQueriesAgainstARealPrometheus(t *testing.T) {
 			assert.Equal(t, "inactive", r.State, "alert %s on a healthy stack", r.Name)
 		}
 	}
+}
+
+// dashboardQueries is every query the dashboard asks, by what asks it:
+// each panel target's expression (variables substituted) and, for each
+// label_values(metric, label) variable, a count by label of metric.
+func dashboardQueries(t *testing.T, d dashboard) map[string]string {
+	t.Helper()
+	queries := map[string]string{} // query -> what asks it
+	for _, p := range d.queryPanels() {
+		for _, tg := range p.Targets {
+			q, err := substitute(tg.Expr)
+			require.NoError(t, err)
+			queries[q] = fmt.Sprintf("panel %q %s", p.Title, tg.RefID)
+		}
+	}
+	for _, v := range d.Templating.List {
+		if m := regexp.MustCompile(`^label_values\((\w+), *(\w+)\)$`).FindStringSubmatch(variableQuery(v.Query)); m != nil {
+			queries[fmt.Sprintf("count by (%s) (%s)", m[2], m[1])] = "variable " + v.Name
+		} else if v.Type == "query" {
+			t.Errorf("variable %s: query %v is not label_values(metric, label)", v.Name, v.Query)
+		}
+	}
+	return queries
 }
 
 // unanswered runs every query and returns, by who asks it, those that

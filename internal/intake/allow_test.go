@@ -84,6 +84,26 @@ func (c *countingRouter) routed() []string {
 	return append([]string(nil), c.events...)
 }
 
+// openedBy is the opened delivery of the example pull request in a
+// repository of owner, sent to installation (0: none).
+func openedBy(t *testing.T, owner string, installation int64) []byte {
+	p := examplePR()
+	p.Owner, p.InstallationID = owner, installation
+	b, err := ghfixture.PullRequest("opened", p)
+	require.NoError(t, err)
+	return b
+}
+
+// queuedFor is the queued delivery of the example job in a repository of
+// the organization owner, sent to installation (0: none).
+func queuedFor(t *testing.T, owner string, installation int64) []byte {
+	j := exampleJob()
+	j.Owner, j.Org, j.InstallationID = owner, owner, installation
+	b, err := ghfixture.WorkflowJob("queued", j)
+	require.NoError(t, err)
+	return b
+}
+
 // Every event of an owner or installation that is not on the list is
 // answered 200 owner_not_allowed and reaches no router: no preview, no
 // runner job, whatever the event; listed owners (any case) and listed
@@ -95,20 +115,8 @@ func TestOwnerNotAllowedReachesNoRouter(t *testing.T) {
 		Metrics: metrics.NewWebhook(reg), Logger: quietLogger()})
 	require.NoError(t, err)
 
-	pr := func(owner string, installation int64) []byte {
-		p := examplePR()
-		p.Owner, p.InstallationID = owner, installation
-		b, err := ghfixture.PullRequest("opened", p)
-		require.NoError(t, err)
-		return b
-	}
-	job := func(owner string, installation int64) []byte {
-		j := exampleJob()
-		j.Owner, j.Org, j.InstallationID = owner, owner, installation
-		b, err := ghfixture.WorkflowJob("queued", j)
-		require.NoError(t, err)
-		return b
-	}
+	pr := func(owner string, installation int64) []byte { return openedBy(t, owner, installation) }
+	job := func(owner string, installation int64) []byte { return queuedFor(t, owner, installation) }
 	refused := []struct {
 		event string
 		body  []byte

@@ -45,6 +45,33 @@ func gauge(t *testing.T, reg *metrics.Registry) string {
 	return ""
 }
 
+// uploadAnswer is the answer to a slow upload: its status and Retry-After.
+type uploadAnswer struct {
+	status     int
+	retryAfter string
+}
+
+// startSlowUploads starts n slow uploads of DefaultMaxBody bytes to addr;
+// their answers arrive on answers, and wg is done once every upload is
+// answered or its connection closed.
+func startSlowUploads(t *testing.T, addr string, n int) (conns []net.Conn, answers chan uploadAnswer, wg *sync.WaitGroup) {
+	answers = make(chan uploadAnswer, n)
+	wg = new(sync.WaitGroup)
+	for range n {
+		c := slowUpload(t, addr, intake.DefaultMaxBody)
+		conns = append(conns, c)
+		wg.Go(func() {
+			resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+			if err != nil {
+				return // closed by the test while its body was being read
+			}
+			resp.Body.Close()
+			answers <- uploadAnswer{resp.StatusCode, resp.Header.Get("Retry-After")}
+		})
+	}
+	return conns, answers, wg
+}
+
 // Forty slow unsigned uploads hold at most MaxConcurrentBodies readers (so at
 // most that many bodies in memory); the others are answered 503 with
 // Retry-After without their bodies being read; nothing reaches a router; once
@@ -60,25 +87,7 @@ func TestSlowUnsignedUploadsAreBounded(t *testing.T) {
 	defer srv.Close()
 	addr := srv.Listener.Addr().String()
 
-	type answer struct {
-		status     int
-		retryAfter string
-	}
-	answers := make(chan answer, uploads)
-	var conns []net.Conn
-	var wg sync.WaitGroup
-	for range uploads {
-		c := slowUpload(t, addr, intake.DefaultMaxBody)
-		conns = append(conns, c)
-		wg.Go(func() {
-			resp, err := http.ReadResponse(bufio.NewReader(c), nil)
-			if err != nil {
-				return // closed by the test while its body was being read
-			}
-			resp.Body.Close()
-			answers <- answer{resp.StatusCode, resp.Header.Get("Retry-After")}
-		})
-	}
+	conns, answers, wg := startSlowUploads(t, addr, uploads)
 	// Every upload past the cap is refused while the first ones still hold
 	// their slots (none of them will ever finish its body).
 	for range uploads - slots {

@@ -16,6 +16,7 @@ import (
 	"github.com/stretchr/testify/require"
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/workflowservice/v1"
+	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/testsuite"
 	"go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
@@ -35,16 +36,21 @@ const querySignals = "signals"
 // recordingPreview stands in for PreviewLifecycle: it records the
 // pull_request signals it receives (query "signals") and completes on closed.
 func recordingPreview(ctx workflow.Context, in workflows.PreviewInput) ([]workflows.PullRequestEvent, error) {
-	var got []workflows.PullRequestEvent
-	if err := workflow.SetQueryHandler(ctx, querySignals, func() ([]workflows.PullRequestEvent, error) { return got, nil }); err != nil {
+	return recordSignals(ctx, nil, workflows.SignalPullRequest, func(ev workflows.PullRequestEvent) bool { return ev.Action == "closed" })
+}
+
+// recordSignals appends the signals of signal a recording workflow receives
+// to got (query "signals") until last says one is the last, and returns them.
+func recordSignals[E any](ctx workflow.Context, got []E, signal string, last func(E) bool) ([]E, error) {
+	if err := workflow.SetQueryHandler(ctx, querySignals, func() ([]E, error) { return got, nil }); err != nil {
 		return nil, err
 	}
-	ch := workflow.GetSignalChannel(ctx, workflows.SignalPullRequest)
+	ch := workflow.GetSignalChannel(ctx, signal)
 	for {
-		var ev workflows.PullRequestEvent
+		var ev E
 		ch.Receive(ctx, &ev)
 		got = append(got, ev)
-		if ev.Action == "closed" {
+		if last(ev) {
 			return got, nil
 		}
 	}
@@ -77,29 +83,10 @@ func TestEndToEndThroughTemporal(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	tc := devServer.Client()
-
-	w := worker.New(tc, workflows.TaskQueue, worker.Options{})
-	w.RegisterWorkflowWithOptions(recordingPreview, workflow.RegisterOptions{Name: workflows.PreviewLifecycleName})
-	require.NoError(t, w.Start())
-	defer w.Stop()
-
+	startWorker(t, recordingPreview, workflows.PreviewLifecycleName)
 	prs, err := intake.NewPullRequests(intake.PullRequestOptions{Temporal: tc, Policy: intake.PreviewPolicy{Label: "preview"}, Logger: quietLogger()})
 	require.NoError(t, err)
-	mux := intake.NewMux()
-	mux.Handle("pull_request", prs)
-	h, err := intake.New(intake.Options{Secret: secret, Allowed: intake.AllowEveryone(), Router: intake.Dedupe(mux, intake.NewRecentDeliveries(intake.DefaultRecentDeliveries)), Logger: quietLogger()})
-	require.NoError(t, err)
-	srv := httptest.NewServer(h)
-	defer srv.Close()
-
-	signals := func() []workflows.PullRequestEvent {
-		t.Helper()
-		v, err := tc.QueryWorkflow(ctx, wantID, "", querySignals)
-		require.NoError(t, err)
-		var got []workflows.PullRequestEvent
-		require.NoError(t, v.Get(&got))
-		return got
-	}
+	srv := webhookServer(t, "pull_request", prs, intake.DefaultRecentDeliveries)
 
 	// opened: 202 quickly, and a running workflow with its search attributes.
 	start := time.Now()
@@ -110,26 +97,7 @@ func TestEndToEndThroughTemporal(t *testing.T) {
 	assert.Less(t, elapsed, 2*time.Second, "GitHub gives up after 10s; signal-with-start should take milliseconds")
 	t.Logf("opened answered in %s", elapsed)
 
-	desc, err := tc.DescribeWorkflow(ctx, wantID, "")
-	require.NoError(t, err)
-	assert.Equal(t, enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING, desc.Status)
-	assert.Equal(t, workflows.PreviewLifecycleName, desc.WorkflowType.Name)
-	assert.Equal(t, workflows.TaskQueue, desc.TaskQueueName)
-	repo, ok := desc.TypedSearchAttributes.GetKeyword(workflows.SearchAttrRepo)
-	assert.True(t, ok)
-	assert.Equal(t, "acme/store-front", repo)
-	n, ok := desc.TypedSearchAttributes.GetInt64(workflows.SearchAttrPRNumber)
-	assert.True(t, ok)
-	assert.EqualValues(t, 2, n)
-	runID := desc.WorkflowExecution.RunID
-
-	// Findable the way docs/operations.md says (visibility is eventually consistent).
-	require.Eventually(t, func() bool {
-		resp, err := tc.CountWorkflow(ctx, &workflowservice.CountWorkflowExecutionsRequest{
-			Query: `DrydockRepo="acme/store-front" AND DrydockPRNumber=2 AND ExecutionStatus="Running"`,
-		})
-		return err == nil && resp.GetCount() == 1
-	}, 10*time.Second, 100*time.Millisecond)
+	runID := requireRunningPreview(ctx, t, tc)
 
 	// The same delivery again: nothing reaches the workflow.
 	code, out = postHTTP(t, srv.URL, "pull_request", "e2e-opened", payload(t, "opened"))
@@ -140,7 +108,7 @@ func TestEndToEndThroughTemporal(t *testing.T) {
 	newSHA := "0123456789abcdef0123456789abcdef01234567"
 	code, _ = postHTTP(t, srv.URL, "pull_request", "e2e-sync", payload(t, "synchronize", edit{"pull_request.head.sha", newSHA}))
 	require.Equal(t, http.StatusAccepted, code)
-	got := signals()
+	got := previewSignals(ctx, t, tc)
 	require.Len(t, got, 2, "one signal per distinct delivery")
 	assert.Equal(t, "e2e-opened", got[0].DeliveryID)
 	assert.Equal(t, "alice", got[0].Sender)
@@ -157,26 +125,90 @@ func TestEndToEndThroughTemporal(t *testing.T) {
 	require.Len(t, final, 3)
 	assert.Equal(t, "closed", final[2].Action)
 
+	closedAgainThenReopened(ctx, t, tc, srv.URL, runID)
+}
+
+// previewSignals are the pull_request signals wantID's workflow received.
+func previewSignals(ctx context.Context, t *testing.T, tc client.Client) []workflows.PullRequestEvent {
+	t.Helper()
+	v, err := tc.QueryWorkflow(ctx, wantID, "", querySignals)
+	require.NoError(t, err)
+	var got []workflows.PullRequestEvent
+	require.NoError(t, v.Get(&got))
+	return got
+}
+
+// closedAgainThenReopened follows the close of wantID's run runID through
+// the webhook server at url: another closed delivery, then a reopen.
+func closedAgainThenReopened(ctx context.Context, t *testing.T, tc client.Client, url, runID string) {
+	t.Helper()
 	// closed again (GitHub redelivering under a new ID, or a second close):
 	// nothing to tear down, and nothing started.
-	code, out = postHTTP(t, srv.URL, "pull_request", "e2e-closed-2", payload(t, "closed"))
+	code, out := postHTTP(t, url, "pull_request", "e2e-closed-2", payload(t, "closed"))
 	assert.Equal(t, http.StatusOK, code)
 	assert.Equal(t, "no preview to tear down", out["reason"])
-	desc, err = tc.DescribeWorkflow(ctx, wantID, "")
+	desc, err := tc.DescribeWorkflow(ctx, wantID, "")
 	require.NoError(t, err)
 	assert.Equal(t, runID, desc.WorkflowExecution.RunID, "still the completed run")
 	assert.Equal(t, enumspb.WORKFLOW_EXECUTION_STATUS_COMPLETED, desc.Status)
 
 	// reopened starts a fresh run for the same pull request.
-	code, _ = postHTTP(t, srv.URL, "pull_request", "e2e-reopened", payload(t, "reopened"))
+	code, _ = postHTTP(t, url, "pull_request", "e2e-reopened", payload(t, "reopened"))
 	require.Equal(t, http.StatusAccepted, code)
 	desc, err = tc.DescribeWorkflow(ctx, wantID, "")
 	require.NoError(t, err)
 	assert.NotEqual(t, runID, desc.WorkflowExecution.RunID)
 	assert.Equal(t, enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING, desc.Status)
-	code, _ = postHTTP(t, srv.URL, "pull_request", "e2e-closed-3", payload(t, "closed"))
+	code, _ = postHTTP(t, url, "pull_request", "e2e-closed-3", payload(t, "closed"))
 	require.Equal(t, http.StatusAccepted, code)
 	require.NoError(t, tc.GetWorkflow(ctx, wantID, "").Get(ctx, nil))
+}
+
+// requireRunningPreview requires wantID's workflow to be running, with its
+// search attributes, and findable by them; it returns the run's ID.
+func requireRunningPreview(ctx context.Context, t *testing.T, tc client.Client) string {
+	t.Helper()
+	desc, err := tc.DescribeWorkflow(ctx, wantID, "")
+	require.NoError(t, err)
+	assert.Equal(t, enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING, desc.Status)
+	assert.Equal(t, workflows.PreviewLifecycleName, desc.WorkflowType.Name)
+	assert.Equal(t, workflows.TaskQueue, desc.TaskQueueName)
+	repo, ok := desc.TypedSearchAttributes.GetKeyword(workflows.SearchAttrRepo)
+	assert.True(t, ok)
+	assert.Equal(t, "acme/store-front", repo)
+	n, ok := desc.TypedSearchAttributes.GetInt64(workflows.SearchAttrPRNumber)
+	assert.True(t, ok)
+	assert.EqualValues(t, 2, n)
+
+	// Findable the way docs/operations.md says (visibility is eventually consistent).
+	require.Eventually(t, func() bool {
+		resp, err := tc.CountWorkflow(ctx, &workflowservice.CountWorkflowExecutionsRequest{
+			Query: `DrydockRepo="acme/store-front" AND DrydockPRNumber=2 AND ExecutionStatus="Running"`,
+		})
+		return err == nil && resp.GetCount() == 1
+	}, 10*time.Second, 100*time.Millisecond)
+	return desc.WorkflowExecution.RunID
+}
+
+// startWorker runs wf, registered as name, on the dev server's task queue
+// until the test ends.
+func startWorker(t *testing.T, wf any, name string) {
+	w := worker.New(devServer.Client(), workflows.TaskQueue, worker.Options{})
+	w.RegisterWorkflowWithOptions(wf, workflow.RegisterOptions{Name: name})
+	require.NoError(t, w.Start())
+	t.Cleanup(w.Stop)
+}
+
+// webhookServer serves the intake, with its deliveries of event routed to
+// r behind a Dedupe of the recent deliveries, until the test ends.
+func webhookServer(t *testing.T, event string, r intake.Router, recent int) *httptest.Server {
+	mux := intake.NewMux()
+	mux.Handle(event, r)
+	h, err := intake.New(intake.Options{Secret: secret, Allowed: intake.AllowEveryone(), Router: intake.Dedupe(mux, intake.NewRecentDeliveries(recent)), Logger: quietLogger()})
+	require.NoError(t, err)
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	return srv
 }
 
 func TestTemporalUnreachableAnswers503(t *testing.T) {
@@ -190,12 +222,7 @@ func TestTemporalUnreachableAnswers503(t *testing.T) {
 	defer tc.Close()
 	prs, err := intake.NewPullRequests(intake.PullRequestOptions{Temporal: tc, Policy: intake.PreviewPolicy{Label: "preview"}, Timeout: time.Second, Logger: quietLogger()})
 	require.NoError(t, err)
-	mux := intake.NewMux()
-	mux.Handle("pull_request", prs)
-	h, err := intake.New(intake.Options{Secret: secret, Allowed: intake.AllowEveryone(), Router: intake.Dedupe(mux, intake.NewRecentDeliveries(10)), Logger: quietLogger()})
-	require.NoError(t, err)
-	srv := httptest.NewServer(h)
-	defer srv.Close()
+	srv := webhookServer(t, "pull_request", prs, 10)
 
 	for _, file := range []string{"opened", "closed"} {
 		start := time.Now()

@@ -3,14 +3,13 @@ package intake_test
 import (
 	"context"
 	"net/http"
-	"net/http/httptest"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	enumspb "go.temporal.io/api/enums/v1"
-	"go.temporal.io/sdk/worker"
+	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/drydock-dev/drydock/internal/intake"
@@ -21,19 +20,8 @@ import (
 // recordingJob stands in for RunnerJob: it records its input and the job
 // events it receives (query "signals") and completes on completed.
 func recordingJob(ctx workflow.Context, in runnerapi.RunnerJobInput) ([]runnerapi.WorkflowJobEvent, error) {
-	got := []runnerapi.WorkflowJobEvent{in.Job}
-	if err := workflow.SetQueryHandler(ctx, querySignals, func() ([]runnerapi.WorkflowJobEvent, error) { return got, nil }); err != nil {
-		return nil, err
-	}
-	ch := workflow.GetSignalChannel(ctx, runnerapi.SignalJobEvent)
-	for {
-		var ev runnerapi.WorkflowJobEvent
-		ch.Receive(ctx, &ev)
-		got = append(got, ev)
-		if ev.Action == "completed" {
-			return got, nil
-		}
-	}
+	return recordSignals(ctx, []runnerapi.WorkflowJobEvent{in.Job}, runnerapi.SignalJobEvent,
+		func(ev runnerapi.WorkflowJobEvent) bool { return ev.Action == "completed" })
 }
 
 // The workflow ID policies hold against a real server: one RunnerJob per
@@ -42,19 +30,10 @@ func TestWorkflowJobsThroughTemporal(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	tc := devServer.Client()
-	w := worker.New(tc, workflows.TaskQueue, worker.Options{})
-	w.RegisterWorkflowWithOptions(recordingJob, workflow.RegisterOptions{Name: runnerapi.RunnerJobName})
-	require.NoError(t, w.Start())
-	defer w.Stop()
-
+	startWorker(t, recordingJob, runnerapi.RunnerJobName)
 	jobs, err := intake.NewWorkflowJobs(intake.WorkflowJobOptions{Temporal: tc, Pools: testPools(t), Logger: quietLogger()})
 	require.NoError(t, err)
-	mux := intake.NewMux()
-	mux.Handle("workflow_job", jobs)
-	h, err := intake.New(intake.Options{Secret: secret, Allowed: intake.AllowEveryone(), Router: intake.Dedupe(mux, intake.NewRecentDeliveries(100)), Logger: quietLogger()})
-	require.NoError(t, err)
-	srv := httptest.NewServer(h)
-	defer srv.Close()
+	srv := webhookServer(t, "workflow_job", jobs, 100)
 
 	const jobID = 5550001
 	id := runnerapi.JobWorkflowID(jobID)
@@ -66,21 +45,12 @@ func TestWorkflowJobsThroughTemporal(t *testing.T) {
 	require.Equal(t, http.StatusAccepted, code, out)
 	assert.Equal(t, id, out["workflow_id"])
 	assert.Less(t, time.Since(start), 2*time.Second)
-	desc, err := tc.DescribeWorkflow(ctx, id, "")
-	require.NoError(t, err)
-	assert.Equal(t, enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING, desc.Status)
-	pool, _ := desc.TypedSearchAttributes.GetKeyword(workflows.SearchAttrPool)
-	gotJob, _ := desc.TypedSearchAttributes.GetInt64(workflows.SearchAttrJobID)
-	repo, _ := desc.TypedSearchAttributes.GetKeyword(workflows.SearchAttrRepo)
-	assert.Equal(t, "linux", pool)
-	assert.EqualValues(t, jobID, gotJob)
-	assert.Equal(t, "acme/store-front", repo)
-	runID := desc.WorkflowExecution.RunID
+	runID := requireRunningJob(ctx, t, tc, jobID)
 
 	// queued redelivered under another ID while the job runs: the same run.
 	code, out = postHTTP(t, srv.URL, "workflow_job", "e2e-job-queued-2", jobPayload(t, "queued", linuxLabels, job))
 	require.Equal(t, http.StatusAccepted, code, out)
-	desc, err = tc.DescribeWorkflow(ctx, id, "")
+	desc, err := tc.DescribeWorkflow(ctx, id, "")
 	require.NoError(t, err)
 	assert.Equal(t, runID, desc.WorkflowExecution.RunID)
 
@@ -107,4 +77,20 @@ func TestWorkflowJobsThroughTemporal(t *testing.T) {
 	code, out = postHTTP(t, srv.URL, "workflow_job", "e2e-job-done-2", jobPayload(t, "completed", linuxLabels, job, runner))
 	assert.Equal(t, http.StatusOK, code)
 	assert.Equal(t, "no-op: job not tracked and pool linux is not running", out["reason"])
+}
+
+// requireRunningJob requires job jobID's RunnerJob to be running with its
+// search attributes (pool linux, acme/store-front); it returns the run's ID.
+func requireRunningJob(ctx context.Context, t *testing.T, tc client.Client, jobID int64) string {
+	t.Helper()
+	desc, err := tc.DescribeWorkflow(ctx, runnerapi.JobWorkflowID(jobID), "")
+	require.NoError(t, err)
+	assert.Equal(t, enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING, desc.Status)
+	pool, _ := desc.TypedSearchAttributes.GetKeyword(workflows.SearchAttrPool)
+	gotJob, _ := desc.TypedSearchAttributes.GetInt64(workflows.SearchAttrJobID)
+	repo, _ := desc.TypedSearchAttributes.GetKeyword(workflows.SearchAttrRepo)
+	assert.Equal(t, "linux", pool)
+	assert.EqualValues(t, jobID, gotJob)
+	assert.Equal(t, "acme/store-front", repo)
+	return desc.WorkflowExecution.RunID
 }

@@ -29,6 +29,31 @@ type actionsState struct {
 	onRegister []func(name string)
 }
 
+// byID is the job or runner of items whose ID is id, or nil. Callers hold
+// s.mu.
+func byID[S interface {
+	comparable
+	itemID() int64
+}](items []S, id int64) S {
+	var none S
+	for _, it := range items {
+		if it.itemID() == id {
+			return it
+		}
+	}
+	return none
+}
+
+// snapshots copies out every job or runner of items, in order (nil for
+// none). Callers hold s.mu.
+func snapshots[T any, S interface{ snapshot() T }](items []S) []T {
+	var out []T
+	for _, it := range items {
+		out = append(out, it.snapshot())
+	}
+	return out
+}
+
 // The Actions state lives beside its Server rather than in it, keyed weakly
 // so a closed and collected Server takes its state with it; this keeps the
 // runner and job double in its own files.

@@ -86,6 +86,8 @@ type jobState struct {
 	groupID int64
 }
 
+func (j *jobState) itemID() int64 { return j.ID }
+
 func (j *jobState) snapshot() Job {
 	out := j.Job
 	out.Labels = slices.Clone(j.Labels)
@@ -192,24 +194,13 @@ func (s *Server) AddJob(owner, repo string, job Job) Job {
 }
 
 // job finds a job by ID. Callers hold s.mu.
-func (a *actionsState) job(id int64) *jobState {
-	for _, j := range a.jobs {
-		if j.ID == id {
-			return j
-		}
-	}
-	return nil
-}
+func (a *actionsState) job(id int64) *jobState { return byID(a.jobs, id) }
 
 // Jobs returns every job, oldest first.
 func (s *Server) Jobs() []Job {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	var out []Job
-	for _, j := range s.actions().jobs {
-		out = append(out, j.snapshot())
-	}
-	return out
+	return snapshots[Job](s.actions().jobs)
 }
 
 // Job returns job id; ok is false when there is none.

@@ -67,6 +67,8 @@ func (r *runnerState) json() runnerJSON {
 	return out
 }
 
+func (r *runnerState) itemID() int64 { return r.ID }
+
 func (r *runnerState) snapshot() Runner {
 	out := r.Runner
 	out.Labels = slices.Clone(r.Labels)
@@ -127,14 +129,7 @@ func (a *actionsState) runnerNamed(sk, name string) *runnerState {
 }
 
 // runnerByID finds a registered runner. Callers hold s.mu.
-func (a *actionsState) runnerByID(id int64) *runnerState {
-	for _, r := range a.runners {
-		if r.ID == id {
-			return r
-		}
-	}
-	return nil
-}
+func (a *actionsState) runnerByID(id int64) *runnerState { return byID(a.runners, id) }
 
 // deleteRunner deregisters r. Callers hold s.mu.
 func (a *actionsState) deleteRunner(r *runnerState) {
@@ -306,11 +301,7 @@ func (s *Server) deleteRunner(c *call) {
 func (s *Server) AllRunners() []Runner {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	var out []Runner
-	for _, r := range s.actions().runners {
-		out = append(out, r.snapshot())
-	}
-	return out
+	return snapshots[Runner](s.actions().runners)
 }
 
 // RunnerByID is the registered runner with this ID, wherever it registered.

@@ -102,6 +102,12 @@ func fakeStatusStream(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
+// validatingClient is a client of srv through a validating Transport of s.
+func validatingClient(s *Spec, srv *httptest.Server) (*Transport, *http.Client) {
+	tr := s.Transport(srv.Client().Transport)
+	return tr, &http.Client{Transport: tr}
+}
+
 func do(t *testing.T, c *http.Client, method, url, body string, hdr ...string) (*http.Response, []byte) {
 	t.Helper()
 	var rd io.Reader
@@ -128,8 +134,7 @@ func do(t *testing.T, c *http.Client, method, url, body string, hdr ...string) (
 func TestTransportCleanTraffic(t *testing.T) {
 	s := mustSpec(t)
 	srv := fakeService(t)
-	tr := s.Transport(srv.Client().Transport)
-	c := &http.Client{Transport: tr}
+	tr, c := validatingClient(s, srv)
 
 	resp, body := do(t, c, "POST", srv.URL+"/v1/machines", `{"vcpu":4,"memory_mib":8192,"storage_gib":40,"autosleep":"30m"}`, "Idempotency-Key", "k1")
 	assert.Equal(t, 202, resp.StatusCode)
@@ -152,8 +157,7 @@ func TestTransportCleanTraffic(t *testing.T) {
 func TestTransportRecordsViolations(t *testing.T) {
 	s := mustSpec(t)
 	srv := fakeService(t)
-	tr := s.Transport(srv.Client().Transport)
-	c := &http.Client{Transport: tr}
+	tr, c := validatingClient(s, srv)
 
 	// Request violations: unknown field, missing Idempotency-Key. The caller
 	// still gets the service's answer; nothing is turned into an error.
@@ -217,8 +221,8 @@ func TestTransportStatusStream(t *testing.T) {
 func TestTransportUndeclaredStatusWithoutBody(t *testing.T) {
 	s := mustSpec(t)
 	srv := fakeService(t)
-	tr := s.Transport(srv.Client().Transport)
-	resp, _ := do(t, &http.Client{Transport: tr}, "GET", srv.URL+"/v1/machines/teapot", "")
+	tr, c := validatingClient(s, srv)
+	resp, _ := do(t, c, "GET", srv.URL+"/v1/machines/teapot", "")
 	assert.Equal(t, http.StatusTeapot, resp.StatusCode)
 	// getMachine has a `default` response (problem+json), so 418 is declared
 	// through it, but then the body must be problem+json.
@@ -230,8 +234,8 @@ func TestTransportUndeclaredStatusWithoutBody(t *testing.T) {
 func TestTransportUnknownV1Path(t *testing.T) {
 	s := mustSpec(t)
 	srv := fakeService(t)
-	tr := s.Transport(srv.Client().Transport)
-	resp, _ := do(t, &http.Client{Transport: tr}, "GET", srv.URL+"/v1/machinez", "")
+	tr, c := validatingClient(s, srv)
+	resp, _ := do(t, c, "GET", srv.URL+"/v1/machinez", "")
 	assert.Equal(t, 404, resp.StatusCode)
 	v := tr.Violations()
 	require.Len(t, v, 1)
@@ -267,8 +271,7 @@ func TestTransportNonReplayableBody(t *testing.T) {
 func TestTransportConcurrent(t *testing.T) {
 	s := mustSpec(t)
 	srv := fakeService(t)
-	tr := s.Transport(srv.Client().Transport)
-	c := &http.Client{Transport: tr}
+	tr, c := validatingClient(s, srv)
 	const n = 40
 	var wg sync.WaitGroup
 	for i := range n {

@@ -39,6 +39,19 @@ func ParseAutosleep(s string) (time.Duration, error) {
 		}
 		return time.Duration(n) * time.Second, nil
 	}
+	total, err := parseAutosleepParts(s, in)
+	if err != nil {
+		return 0, err
+	}
+	if total <= 0 {
+		return 0, fmt.Errorf("autosleep %q: must be positive (use %q to disable)", s, AutosleepNever)
+	}
+	return total, nil
+}
+
+// parseAutosleepParts adds up in's parts ("7d3h4s"), largest unit first;
+// errors quote s, the setting as given.
+func parseAutosleepParts(s, in string) (time.Duration, error) {
 	const order = "wdhms"
 	var total time.Duration
 	last := -1
@@ -66,9 +79,6 @@ func ParseAutosleep(s string) (time.Duration, error) {
 		}
 		total += time.Duration(n) * autosleepUnits[unit]
 		rest = rest[i+1:]
-	}
-	if total <= 0 {
-		return 0, fmt.Errorf("autosleep %q: must be positive (use %q to disable)", s, AutosleepNever)
 	}
 	return total, nil
 }

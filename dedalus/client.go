@@ -95,6 +95,12 @@ func New(opts Options) (*Client, error) {
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return nil, fmt.Errorf("dedalus: base URL %q must be an absolute http(s) URL (DEDALUS_BASE_URL)", opts.BaseURL)
 	}
+	opts.setDefaults()
+	return &Client{base: u, key: opts.APIKey, org: opts.OrgID, hc: opts.HTTPClient, opt: opts}, nil
+}
+
+// setDefaults fills the options left zero (or negative) with the defaults.
+func (opts *Options) setDefaults() {
 	if opts.HTTPClient == nil {
 		opts.HTTPClient = &http.Client{Transport: defaultTransport()}
 	}
@@ -119,7 +125,6 @@ func New(opts Options) (*Client, error) {
 	if opts.UserAgent == "" {
 		opts.UserAgent = "drydock-dedalus-go/1"
 	}
-	return &Client{base: u, key: opts.APIKey, org: opts.OrgID, hc: opts.HTTPClient, opt: opts}, nil
 }
 
 // NewFromConfig builds a client from environment configuration.

@@ -66,48 +66,63 @@ func (c *Client) WatchMachine(ctx context.Context, id, lastEventID string) (*Sta
 // Next blocks for the next status event. It returns io.EOF when the server
 // ends the stream, and the context's error when it is cancelled.
 func (s *StatusStream) Next() (*Machine, error) {
-	var data strings.Builder
-	event := ""
-	id := ""
+	var ev sseEvent
 	for {
 		line, err := s.readLine()
 		if err != nil {
-			if err == io.EOF && data.Len() > 0 {
+			if err == io.EOF && ev.data.Len() > 0 {
 				// A final event without its blank line still counts.
-				return s.dispatch(event, id, data.String())
+				return s.dispatch(ev.event, ev.id, ev.data.String())
 			}
 			return nil, err
 		}
-		if line == "" {
-			if data.Len() == 0 {
-				event, id = "", ""
-				continue
-			}
-			m, err := s.dispatch(event, id, data.String())
-			if m == nil && err == nil {
-				data.Reset()
-				event, id = "", ""
-				continue
-			}
-			return m, err
+		if line != "" {
+			ev.add(line)
+			continue
 		}
-		if strings.HasPrefix(line, ":") {
-			continue // comment / keepalive
+		if ev.data.Len() == 0 {
+			ev.reset()
+			continue
 		}
-		field, value, _ := strings.Cut(line, ":")
-		value = strings.TrimPrefix(value, " ")
-		switch field {
-		case "event":
-			event = value
-		case "id":
-			id = value
-		case "data":
-			if data.Len() > 0 {
-				data.WriteByte('\n')
-			}
-			data.WriteString(value)
+		m, err := s.dispatch(ev.event, ev.id, ev.data.String())
+		if m == nil && err == nil {
+			ev.reset()
+			continue
 		}
+		return m, err
 	}
+}
+
+// sseEvent is a server-sent event being read, field line by field line.
+type sseEvent struct {
+	event, id string
+	data      strings.Builder
+}
+
+// add applies one non-blank line of the event: a field, or a comment.
+func (e *sseEvent) add(line string) {
+	if strings.HasPrefix(line, ":") {
+		return // comment / keepalive
+	}
+	field, value, _ := strings.Cut(line, ":")
+	value = strings.TrimPrefix(value, " ")
+	switch field {
+	case "event":
+		e.event = value
+	case "id":
+		e.id = value
+	case "data":
+		if e.data.Len() > 0 {
+			e.data.WriteByte('\n')
+		}
+		e.data.WriteString(value)
+	}
+}
+
+// reset forgets the event read so far.
+func (e *sseEvent) reset() {
+	e.event, e.id = "", ""
+	e.data.Reset()
 }
 
 func (s *StatusStream) dispatch(event, id, data string) (*Machine, error) {

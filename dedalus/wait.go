@@ -64,15 +64,9 @@ func (c *Client) WaitForPhase(ctx context.Context, id string, want ...MachinePha
 		}
 		// A converged machine's stream ends at once: poll until it moves.
 		if streamOK && !m.Converged() {
-			m, err := c.waitStream(ctx, id, m.Status.Revision, want)
-			switch {
-			case m != nil || isPhaseErr(err):
+			var done bool
+			if m, done, streamOK, err = c.watchPhase(ctx, id, m.Status.Revision, want); done {
 				return m, err
-			case err != nil && ctx.Err() != nil:
-				return nil, fmt.Errorf("wait for machine %s to be %v: %w", id, want, ctx.Err())
-			case err != nil:
-				// No usable stream (proxy buffering, older server): poll instead.
-				streamOK = false
 			}
 			continue // stream ended: re-read and, if needed, watch again
 		}
@@ -80,6 +74,23 @@ func (c *Client) WaitForPhase(ctx context.Context, id string, want ...MachinePha
 			return nil, fmt.Errorf("wait for machine %s to be %v: %w", id, want, err)
 		}
 	}
+}
+
+// watchPhase is WaitForPhase's turn on the status stream from revision
+// rev: done when the wait is over (the machine, or the error to return),
+// usable false when the stream cannot be used and polling must take over.
+func (c *Client) watchPhase(ctx context.Context, id, rev string, want []MachinePhase) (m *Machine, done, usable bool, err error) {
+	m, err = c.waitStream(ctx, id, rev, want)
+	switch {
+	case m != nil || isPhaseErr(err):
+		return m, true, true, err
+	case err != nil && ctx.Err() != nil:
+		return nil, true, true, fmt.Errorf("wait for machine %s to be %v: %w", id, want, ctx.Err())
+	case err != nil:
+		// No usable stream (proxy buffering, older server): poll instead.
+		return nil, false, false, nil
+	}
+	return nil, false, true, nil
 }
 
 func isPhaseErr(err error) bool {

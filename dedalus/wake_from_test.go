@@ -17,39 +17,15 @@ import (
 // stale read only costs the round trip it saved: the wake is conditional on
 // its revision, and the conflict re-reads.
 func TestWakeAndWaitFromSkipsTheRead(t *testing.T) {
-	var mu sync.Mutex
-	var calls []string
-	e := newEnv(t, envOpts{tapped: func(next http.RoundTripper) http.RoundTripper {
-		return roundTripFunc(func(r *http.Request) (*http.Response, error) {
-			if !strings.HasSuffix(r.URL.Path, "/status/stream") {
-				mu.Lock()
-				calls = append(calls, r.Method+" "+r.URL.Path[strings.LastIndexByte(r.URL.Path, '/'):])
-				mu.Unlock()
-			}
-			return next.RoundTrip(r)
-		})
-	}})
+	rec := &callRecorder{}
+	e := newEnv(t, envOpts{tapped: rec.tap})
 	ctx := ctxT(t)
 	m := e.running(t, "from", small)
 	callsBeforeWake := func(t *testing.T, wake func() (*dedalus.Machine, error)) []string {
 		t.Helper()
 		_, err := e.c.SleepAndWait(ctx, m.MachineID, "from-sleep-"+t.Name())
 		require.NoError(t, err)
-		mu.Lock()
-		calls = nil
-		mu.Unlock()
-		woke, err := wake()
-		require.NoError(t, err)
-		assert.Equal(t, dedalus.PhaseRunning, woke.Status.Phase)
-		mu.Lock()
-		defer mu.Unlock()
-		for i, c := range calls {
-			if c == "POST /wake" {
-				return calls[:i]
-			}
-		}
-		t.Fatalf("no wake call in %v", calls)
-		return nil
+		return rec.beforeWake(t, wake)
 	}
 	t.Run("fresh", func(t *testing.T) {
 		assert.Equal(t, []string{"GET /" + m.MachineID}, callsBeforeWake(t, func() (*dedalus.Machine, error) {
@@ -80,4 +56,44 @@ func TestWakeAndWaitFromSkipsTheRead(t *testing.T) {
 		require.Equal(t, dedalus.DesiredRunning, stale.DesiredState)
 		assert.Equal(t, []string{"GET /" + m.MachineID}, callsBeforeWake(t, func() (*dedalus.Machine, error) { return e.c.WakeAndWaitFrom(ctx, stale, "from-wake-5") }))
 	})
+}
+
+// callRecorder records the API calls ("METHOD /last-segment") a client
+// makes, status streams left out.
+type callRecorder struct {
+	mu    sync.Mutex
+	calls []string
+}
+
+// tap records the calls that go through next.
+func (r *callRecorder) tap(next http.RoundTripper) http.RoundTripper {
+	return roundTripFunc(func(req *http.Request) (*http.Response, error) {
+		if !strings.HasSuffix(req.URL.Path, "/status/stream") {
+			r.mu.Lock()
+			r.calls = append(r.calls, req.Method+" "+req.URL.Path[strings.LastIndexByte(req.URL.Path, '/'):])
+			r.mu.Unlock()
+		}
+		return next.RoundTrip(req)
+	})
+}
+
+// beforeWake runs wake, which must leave the machine running, and returns
+// the calls it made before its wake call.
+func (r *callRecorder) beforeWake(t *testing.T, wake func() (*dedalus.Machine, error)) []string {
+	t.Helper()
+	r.mu.Lock()
+	r.calls = nil
+	r.mu.Unlock()
+	woke, err := wake()
+	require.NoError(t, err)
+	assert.Equal(t, dedalus.PhaseRunning, woke.Status.Phase)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for i, c := range r.calls {
+		if c == "POST /wake" {
+			return r.calls[:i]
+		}
+	}
+	t.Fatalf("no wake call in %v", r.calls)
+	return nil
 }

@@ -150,24 +150,42 @@ func TestTemporalVariablesAreTheDocumentedOnes(t *testing.T) {
 	assert.NotContains(t, usage.String(), secretKey)
 }
 
-func TestTemporalValidate(t *testing.T) {
+// tlsFiles are PEM files for the validation tests: a CA, a client's
+// certificate and key, another client's key, an expired pair, a file of
+// junk, and a path that does not exist.
+type tlsFiles struct {
+	ca, cert, key, otherKey, expiredCert, expiredKey, junk, missing string
+	keyPEM                                                          []byte // the client's key, which no message may quote
+}
+
+// junk is the contents of tlsFiles.junk.
+const junk = "JUNK-CONTENTS-must-not-be-quoted"
+
+func newTLSFiles(t *testing.T) tlsFiles {
+	t.Helper()
 	dir := t.TempDir()
 	ca := newCA(t, "test CA")
 	client1 := ca.issue(t, "client-1", false, time.Now().Add(time.Hour))
 	client2 := ca.issue(t, "client-2", false, time.Now().Add(time.Hour))
 	expired := ca.issue(t, "old", false, time.Now().Add(-time.Hour))
-	const junk = "JUNK-CONTENTS-must-not-be-quoted"
-	var (
-		caFile      = writeFile(t, dir, "ca.pem", ca.pemBuf)
-		certFile    = writeFile(t, dir, "client.crt", client1.certPEM)
-		keyFile     = writeFile(t, dir, "client.key", client1.keyPEM)
-		otherKey    = writeFile(t, dir, "other.key", client2.keyPEM)
-		expiredCert = writeFile(t, dir, "expired.crt", expired.certPEM)
-		expiredKey  = writeFile(t, dir, "expired.key", expired.keyPEM)
-		junkFile    = writeFile(t, dir, "junk.pem", []byte(junk+"\n"))
-		missing     = filepath.Join(dir, "missing.pem")
-	)
+	return tlsFiles{
+		ca:          writeFile(t, dir, "ca.pem", ca.pemBuf),
+		cert:        writeFile(t, dir, "client.crt", client1.certPEM),
+		key:         writeFile(t, dir, "client.key", client1.keyPEM),
+		otherKey:    writeFile(t, dir, "other.key", client2.keyPEM),
+		expiredCert: writeFile(t, dir, "expired.crt", expired.certPEM),
+		expiredKey:  writeFile(t, dir, "expired.key", expired.keyPEM),
+		junk:        writeFile(t, dir, "junk.pem", []byte(junk+"\n")),
+		missing:     filepath.Join(dir, "missing.pem"),
+		keyPEM:      client1.keyPEM,
+	}
+}
 
+// Each bad setting is refused by Validate, Dial and DialLazy alike, with a
+// message that names it and quotes no secret.
+func TestTemporalValidateRefuses(t *testing.T) {
+	f := newTLSFiles(t)
+	certFile, keyFile, otherKey, expiredCert, expiredKey, junkFile, missing := f.cert, f.key, f.otherKey, f.expiredCert, f.expiredKey, f.junk, f.missing
 	bad := []struct {
 		name string
 		env  map[string]string
@@ -207,7 +225,7 @@ func TestTemporalValidate(t *testing.T) {
 			for _, w := range tc.want {
 				assert.Contains(t, msg, w)
 			}
-			for _, secret := range []string{secretKey, junk, "BEGIN", string(client1.keyPEM[40:80])} {
+			for _, secret := range []string{secretKey, junk, "BEGIN", string(f.keyPEM[40:80])} {
 				assert.NotContains(t, msg, secret)
 			}
 			// Every binary validates through Dial and DialLazy.
@@ -219,6 +237,12 @@ func TestTemporalValidate(t *testing.T) {
 		})
 	}
 
+}
+
+// Good settings pass, and the configuration prints as its description.
+func TestTemporalValidateAccepts(t *testing.T) {
+	f := newTLSFiles(t)
+	caFile, certFile, keyFile := f.ca, f.cert, f.key
 	good := []struct {
 		name     string
 		env      map[string]string
@@ -249,9 +273,9 @@ func TestTemporalValidate(t *testing.T) {
 			}
 		})
 	}
+}
 
-	t.Run("TEMPORAL_TLS not a bool", func(t *testing.T) {
-		_, err := loadTemporal(t, map[string]string{"TEMPORAL_TLS": "maybe"})
-		require.ErrorContains(t, err, `configuration: TEMPORAL_TLS="maybe"`)
-	})
+func TestTemporalTLSNotABool(t *testing.T) {
+	_, err := loadTemporal(t, map[string]string{"TEMPORAL_TLS": "maybe"})
+	require.ErrorContains(t, err, `configuration: TEMPORAL_TLS="maybe"`)
 }

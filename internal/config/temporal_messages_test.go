@@ -12,26 +12,40 @@ import (
 	"github.com/drydock-dev/drydock/internal/config"
 )
 
-// Every message Validate can give, in full and in the order given (the
-// other tests check them by substring, and that no secret leaks).
-func TestTemporalValidateMessagesInFullAndInOrder(t *testing.T) {
+// messageFiles are the PEM files of the full-message tests.
+type messageFiles struct {
+	cert, key, otherKey, expiredCert, expiredKey, junk, badCert, badKey, missing string
+	expiredAt                                                                    string // when expiredCert expired, as the message says it
+}
+
+func newMessageFiles(t *testing.T) messageFiles {
+	t.Helper()
 	dir := t.TempDir()
 	ca := newCA(t, "test CA")
 	client1 := ca.issue(t, "client-1", false, time.Now().Add(time.Hour))
 	client2 := ca.issue(t, "client-2", false, time.Now().Add(time.Hour))
 	expired := ca.issue(t, "old", false, time.Now().Add(-time.Hour))
-	var (
-		certFile    = writeFile(t, dir, "client.crt", client1.certPEM)
-		keyFile     = writeFile(t, dir, "client.key", client1.keyPEM)
-		otherKey    = writeFile(t, dir, "other.key", client2.keyPEM)
-		expiredCert = writeFile(t, dir, "expired.crt", expired.certPEM)
-		expiredKey  = writeFile(t, dir, "expired.key", expired.keyPEM)
-		junkFile    = writeFile(t, dir, "junk.pem", []byte("junk\n"))
-		badCert     = writeFile(t, dir, "bad.crt", pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: []byte("junk")}))
-		badKey      = writeFile(t, dir, "bad.key", pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: []byte("junk")}))
-		missing     = filepath.Join(dir, "missing.pem")
-	)
-	expiredAt := expired.tls.Leaf.NotAfter.UTC().Format(time.RFC3339)
+	return messageFiles{
+		cert:        writeFile(t, dir, "client.crt", client1.certPEM),
+		key:         writeFile(t, dir, "client.key", client1.keyPEM),
+		otherKey:    writeFile(t, dir, "other.key", client2.keyPEM),
+		expiredCert: writeFile(t, dir, "expired.crt", expired.certPEM),
+		expiredKey:  writeFile(t, dir, "expired.key", expired.keyPEM),
+		junk:        writeFile(t, dir, "junk.pem", []byte("junk\n")),
+		badCert:     writeFile(t, dir, "bad.crt", pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: []byte("junk")})),
+		badKey:      writeFile(t, dir, "bad.key", pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: []byte("junk")})),
+		missing:     filepath.Join(dir, "missing.pem"),
+		expiredAt:   expired.tls.Leaf.NotAfter.UTC().Format(time.RFC3339),
+	}
+}
+
+// Every message Validate can give, in full and in the order given (the
+// other tests check them by substring, and that no secret leaks): here
+// several problems at once; TestTemporalValidateFileMessagesInFull has the
+// certificate and key files' one by one.
+func TestTemporalValidateMessagesInFullAndInOrder(t *testing.T) {
+	f := newMessageFiles(t)
+	certFile, keyFile, expiredCert, expiredKey, junkFile, missing, expiredAt := f.cert, f.key, f.expiredCert, f.expiredKey, f.junk, f.missing, f.expiredAt
 	for _, tc := range []struct {
 		name string
 		cfg  config.Temporal
@@ -54,6 +68,23 @@ func TestTemporalValidateMessagesInFullAndInOrder(t *testing.T) {
 			`TEMPORAL_TLS_CERT_FILE=` + expiredCert + `: the certificate expired at ` + expiredAt,
 			`TEMPORAL_TLS_CA_FILE=` + junkFile + `: no PEM certificate in the file`,
 		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := tc.cfg.Validate()
+			assert.EqualError(t, err, "configuration: "+strings.Join(tc.want, "\nconfiguration: "))
+		})
+	}
+}
+
+// Each message about the certificate and key files, in full.
+func TestTemporalValidateFileMessagesInFull(t *testing.T) {
+	f := newMessageFiles(t)
+	certFile, keyFile, otherKey, junkFile, badCert, badKey, missing := f.cert, f.key, f.otherKey, f.junk, f.badCert, f.badKey, f.missing
+	for _, tc := range []struct {
+		name string
+		cfg  config.Temporal
+		want []string
+	}{
 		{"missing certificate", config.Temporal{Address: "h:1", Namespace: "n", TLSCertFile: missing, TLSKeyFile: keyFile}, []string{
 			`TEMPORAL_TLS_CERT_FILE=` + missing + `: cannot read: no such file or directory`,
 		}},

@@ -120,20 +120,65 @@ func TestTemporalMTLSAgainstDevServer(t *testing.T) {
 	certFile := writeFile(t, dir, "tls.crt", first.certPEM)
 	keyFile := writeFile(t, dir, "tls.key", first.keyPEM)
 
-	cfg := config.Temporal{
-		Address:       proxy.Addr(),
-		Namespace:     "default",
-		TLSCertFile:   certFile,
-		TLSKeyFile:    keyFile,
-		TLSCAFile:     caFile,
-		TLSServerName: "temporal.test",
-	}
+	cfg := config.Temporal{Address: proxy.Addr(), Namespace: "default",
+		TLSCertFile: certFile, TLSKeyFile: keyFile, TLSCAFile: caFile, TLSServerName: "temporal.test"}
 	tc, err := cfg.Dial(quietLogger())
 	require.NoError(t, err)
 	defer tc.Close()
 
-	// The connection is real: health, namespaces, and a workflow started and described.
-	_, err = tc.CheckHealth(ctx, &client.CheckHealthRequest{})
+	run := checkConnectionIsReal(ctx, t, tc)
+	clients, _ := proxy.seen()
+	assert.Equal(t, []string{"client-1"}, clients, "one connection, with the configured certificate")
+
+	// The IP SAN also matches, so no server name is needed; a wrong one fails.
+	noSNI := cfg
+	noSNI.TLSServerName = ""
+	c2, err := noSNI.Dial(quietLogger())
+	require.NoError(t, err)
+	c2.Close()
+
+	t.Run("refused", func(t *testing.T) { checkRefused(t, cfg, proxy, dir) })
+	clients, rejected := proxy.seen()
+	assert.Equal(t, []string{"client-1", "client-1"}, clients, "no refused client got through")
+	assert.GreaterOrEqual(t, rejected, 2)
+
+	// Rotation: new files on disk; the same client's next connection presents them.
+	second := ca.issue(t, "client-2", false, time.Now().Add(time.Hour))
+	replaceFile(t, keyFile, second.keyPEM)
+	replaceFile(t, certFile, second.certPEM)
+	clients = reconnect(ctx, t, tc, proxy, "client reconnects after rotation")
+	assert.Equal(t, "client-2", clients[len(clients)-1], "the reconnection uses the rotated certificate: %v", clients)
+	_, err = tc.DescribeWorkflowExecution(ctx, run.GetID(), run.GetRunID())
+	require.NoError(t, err)
+
+	// A half-done rotation (new cert, key not yet written) keeps the last good pair.
+	third := ca.issue(t, "client-3", false, time.Now().Add(time.Hour))
+	replaceFile(t, certFile, third.certPEM)
+	clients = reconnect(ctx, t, tc, proxy, "client reconnects during a half-done rotation")
+	assert.Equal(t, "client-2", clients[len(clients)-1], "%v", clients)
+	replaceFile(t, keyFile, third.keyPEM)
+	clients = reconnect(ctx, t, tc, proxy, "client reconnects after the rotation completes")
+	assert.Equal(t, "client-3", clients[len(clients)-1], "%v", clients)
+}
+
+// reconnect drops the proxy's connections, waits for tc to be served again
+// (msg says what is awaited) and returns the clients the proxy has seen.
+func reconnect(ctx context.Context, t *testing.T, tc client.Client, proxy *mtlsProxy, msg string) []string {
+	t.Helper()
+	proxy.dropAll()
+	require.Eventually(t, func() bool {
+		_, err := tc.CheckHealth(ctx, &client.CheckHealthRequest{})
+		return err == nil
+	}, 10*time.Second, 50*time.Millisecond, msg)
+	clients, _ := proxy.seen()
+	return clients
+}
+
+// checkConnectionIsReal checks health and the namespaces through tc, and
+// starts and describes a workflow, which it returns (terminated).
+func checkConnectionIsReal(ctx context.Context, t *testing.T, tc client.Client) client.WorkflowRun {
+	t.Helper()
+	_, err := tc.CheckHealth(ctx, &client.CheckHealthRequest{})
 	require.NoError(t, err)
 	ns, err := tc.WorkflowService().ListNamespaces(ctx, &workflowservice.ListNamespacesRequest{})
 	require.NoError(t, err)
@@ -148,75 +193,34 @@ func TestTemporalMTLSAgainstDevServer(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, "NoSuchWorkflow", desc.WorkflowExecutionInfo.Type.Name)
 	require.NoError(t, tc.TerminateWorkflow(ctx, run.GetID(), run.GetRunID(), "test done"))
-	clients, _ := proxy.seen()
-	assert.Equal(t, []string{"client-1"}, clients, "one connection, with the configured certificate")
+	return run
+}
 
-	// The IP SAN also matches, so no server name is needed; a wrong one fails.
-	noSNI := cfg
-	noSNI.TLSServerName = ""
-	c2, err := noSNI.Dial(quietLogger())
-	require.NoError(t, err)
-	c2.Close()
-
-	t.Run("refused", func(t *testing.T) {
-		other := newCA(t, "someone else's CA")
-		stranger := other.issue(t, "stranger", false, time.Now().Add(time.Hour))
-		wrongName := cfg
-		wrongName.TLSServerName = "not-temporal.test"
-		for name, c := range map[string]config.Temporal{
-			"no client certificate":              {Address: proxy.Addr(), Namespace: "default", TLSCAFile: caFile},
-			"certificate from another CA":        {Address: proxy.Addr(), Namespace: "default", TLSCAFile: caFile, TLSCertFile: writeFile(t, dir, "stranger.crt", stranger.certPEM), TLSKeyFile: writeFile(t, dir, "stranger.key", stranger.keyPEM)},
-			"server not in the CA file":          {Address: proxy.Addr(), Namespace: "default", TLSCAFile: writeFile(t, dir, "other-ca.pem", other.pemBuf), TLSCertFile: certFile, TLSKeyFile: keyFile},
-			"server name not in the server cert": wrongName,
-			"plaintext to a TLS port":            {Address: proxy.Addr(), Namespace: "default"},
-		} {
-			t.Run(name, func(t *testing.T) {
-				t.Parallel()
-				start := time.Now()
-				c, err := c.Dial(quietLogger())
-				if err == nil {
-					c.Close()
-				}
-				require.Error(t, err)
-				assert.Contains(t, err.Error(), "connect to Temporal at "+proxy.Addr())
-				t.Logf("refused after %v: %v", time.Since(start).Round(time.Millisecond), err)
-			})
-		}
-	})
-	clients, rejected := proxy.seen()
-	assert.Equal(t, []string{"client-1", "client-1"}, clients, "no refused client got through")
-	assert.GreaterOrEqual(t, rejected, 2)
-
-	// Rotation: new files on disk; the same client's next connection presents them.
-	second := ca.issue(t, "client-2", false, time.Now().Add(time.Hour))
-	replaceFile(t, keyFile, second.keyPEM)
-	replaceFile(t, certFile, second.certPEM)
-	proxy.dropAll()
-	require.Eventually(t, func() bool {
-		_, err := tc.CheckHealth(ctx, &client.CheckHealthRequest{})
-		return err == nil
-	}, 10*time.Second, 50*time.Millisecond, "client reconnects after rotation")
-	clients, _ = proxy.seen()
-	assert.Equal(t, "client-2", clients[len(clients)-1], "the reconnection uses the rotated certificate: %v", clients)
-	_, err = tc.DescribeWorkflowExecution(ctx, run.GetID(), run.GetRunID())
-	require.NoError(t, err)
-
-	// A half-done rotation (new cert, key not yet written) keeps the last good pair.
-	third := ca.issue(t, "client-3", false, time.Now().Add(time.Hour))
-	replaceFile(t, certFile, third.certPEM)
-	proxy.dropAll()
-	require.Eventually(t, func() bool {
-		_, err := tc.CheckHealth(ctx, &client.CheckHealthRequest{})
-		return err == nil
-	}, 10*time.Second, 50*time.Millisecond, "client reconnects during a half-done rotation")
-	clients, _ = proxy.seen()
-	assert.Equal(t, "client-2", clients[len(clients)-1], "%v", clients)
-	replaceFile(t, keyFile, third.keyPEM)
-	proxy.dropAll()
-	require.Eventually(t, func() bool {
-		_, err := tc.CheckHealth(ctx, &client.CheckHealthRequest{})
-		return err == nil
-	}, 10*time.Second, 50*time.Millisecond, "client reconnects after the rotation completes")
-	clients, _ = proxy.seen()
-	assert.Equal(t, "client-3", clients[len(clients)-1], "%v", clients)
+// checkRefused dials the proxy in front of the server with cfg's files
+// (in dir) gone wrong in every way: no connection is made.
+func checkRefused(t *testing.T, cfg config.Temporal, proxy *mtlsProxy, dir string) {
+	caFile, certFile, keyFile := cfg.TLSCAFile, cfg.TLSCertFile, cfg.TLSKeyFile
+	other := newCA(t, "someone else's CA")
+	stranger := other.issue(t, "stranger", false, time.Now().Add(time.Hour))
+	wrongName := cfg
+	wrongName.TLSServerName = "not-temporal.test"
+	for name, c := range map[string]config.Temporal{
+		"no client certificate":              {Address: proxy.Addr(), Namespace: "default", TLSCAFile: caFile},
+		"certificate from another CA":        {Address: proxy.Addr(), Namespace: "default", TLSCAFile: caFile, TLSCertFile: writeFile(t, dir, "stranger.crt", stranger.certPEM), TLSKeyFile: writeFile(t, dir, "stranger.key", stranger.keyPEM)},
+		"server not in the CA file":          {Address: proxy.Addr(), Namespace: "default", TLSCAFile: writeFile(t, dir, "other-ca.pem", other.pemBuf), TLSCertFile: certFile, TLSKeyFile: keyFile},
+		"server name not in the server cert": wrongName,
+		"plaintext to a TLS port":            {Address: proxy.Addr(), Namespace: "default"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			start := time.Now()
+			c, err := c.Dial(quietLogger())
+			if err == nil {
+				c.Close()
+			}
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), "connect to Temporal at "+proxy.Addr())
+			t.Logf("refused after %v: %v", time.Since(start).Round(time.Millisecond), err)
+		})
+	}
 }

@@ -22,31 +22,50 @@ type createExecutionBody struct {
 // check validates a create request; it returns the names of its
 // environment variables, sorted.
 func (b *createExecutionBody) check() ([]string, *apiError) {
-	if len(b.Command) == 0 {
-		return nil, validation("body.command", "must be a non-empty argv array", b.Command)
+	if err := checkCommand(b.Command); err != nil {
+		return nil, err
 	}
-	if b.Command[0] == "" {
-		return nil, validation("body.command[0]", "must not be empty", "")
+	keys, err := checkEnv(b.Env)
+	if err != nil {
+		return nil, err
 	}
-	for i, a := range b.Command {
-		if strings.IndexByte(a, 0) >= 0 {
-			return nil, validation(fmt.Sprintf("body.command[%d]", i), "must not contain NUL bytes", a)
-		}
-	}
-	keys := make([]string, 0, len(b.Env))
-	for k, v := range b.Env {
-		if k == "" || strings.ContainsAny(k, "=\x00") || strings.IndexByte(v, 0) >= 0 {
-			return nil, validation("body.env."+k, "invalid environment variable", k)
-		}
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
 	if b.TimeoutMS != nil && *b.TimeoutMS < 0 {
 		return nil, validation("body.timeout_ms", "must not be negative", *b.TimeoutMS)
 	}
 	if b.Cwd != nil && strings.IndexByte(*b.Cwd, 0) >= 0 {
 		return nil, validation("body.cwd", "must not contain NUL bytes", *b.Cwd)
 	}
+	return keys, nil
+}
+
+// checkCommand validates an execution's argv: not empty, a named
+// program, no NUL bytes.
+func checkCommand(argv []string) *apiError {
+	if len(argv) == 0 {
+		return validation("body.command", "must be a non-empty argv array", argv)
+	}
+	if argv[0] == "" {
+		return validation("body.command[0]", "must not be empty", "")
+	}
+	for i, a := range argv {
+		if strings.IndexByte(a, 0) >= 0 {
+			return validation(fmt.Sprintf("body.command[%d]", i), "must not contain NUL bytes", a)
+		}
+	}
+	return nil
+}
+
+// checkEnv validates an execution's environment; it returns the
+// variables' names, sorted.
+func checkEnv(env map[string]string) ([]string, *apiError) {
+	keys := make([]string, 0, len(env))
+	for k, v := range env {
+		if k == "" || strings.ContainsAny(k, "=\x00") || strings.IndexByte(v, 0) >= 0 {
+			return nil, validation("body.env."+k, "invalid environment variable", k)
+		}
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
 	return keys, nil
 }
 

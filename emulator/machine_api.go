@@ -33,6 +33,18 @@ func (s *Server) lookupIfMatch(c *call) (*machine, *apiError) {
 	return m, nil
 }
 
+// mutateIfMatch runs a lifecycle mutation on the request's machine, under
+// s.mu, once the machine is found and its If-Match revision checks out.
+func (s *Server) mutateIfMatch(c *call, mutate func(m *machine) (int, any, error)) (int, any, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	m, err := s.lookupIfMatch(c)
+	if err != nil {
+		return 0, nil, err
+	}
+	return mutate(m)
+}
+
 // checkIfMatch validates If-Match against the machine's revision. A missing
 // header is accepted.
 func checkIfMatch(c *call, m *machine) *apiError {
@@ -227,37 +239,30 @@ type patchMachineBody struct {
 	Autosleep  *string  `json:"autosleep"`
 }
 
-func (s *Server) patchMachine(c *call) (int, any, error) {
-	var b patchMachineBody
-	if err := decodeBody(c.body, &b); err != nil {
-		return 0, nil, err
-	}
+// check validates a patch request; it returns the machine's new autosleep
+// window, nil when the request leaves it as it is.
+func (b *patchMachineBody) check() (*time.Duration, *apiError) {
 	switch {
 	case b.VCPU != nil && *b.VCPU <= 0:
-		return 0, nil, validation("body.vcpu", "must be greater than 0", *b.VCPU)
+		return nil, validation("body.vcpu", "must be greater than 0", *b.VCPU)
 	case b.MemoryMiB != nil && *b.MemoryMiB <= 0:
-		return 0, nil, validation("body.memory_mib", "must be greater than 0", *b.MemoryMiB)
+		return nil, validation("body.memory_mib", "must be greater than 0", *b.MemoryMiB)
 	case b.StorageGiB != nil && *b.StorageGiB <= 0:
-		return 0, nil, validation("body.storage_gib", "must be greater than 0", *b.StorageGiB)
+		return nil, validation("body.storage_gib", "must be greater than 0", *b.StorageGiB)
 	}
-	var autosleep *time.Duration
-	if b.Autosleep != nil {
-		d, err := parseAutosleepField(b.Autosleep)
-		if err != nil {
-			return 0, nil, err
-		}
-		autosleep = &d
+	if b.Autosleep == nil {
+		return nil, nil
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	m, err := s.lookupIfMatch(c)
+	d, err := parseAutosleepField(b.Autosleep)
 	if err != nil {
-		return 0, nil, err
+		return nil, err
 	}
-	switch m.phase {
-	case dedalus.PhaseDestroying, dedalus.PhaseDestroyed, dedalus.PhaseFailed:
-		return 0, nil, invalidState(m, m.desired, "")
-	}
+	return &d, nil
+}
+
+// apply sets on m the sizes the patch names and its checked autosleep
+// window (nil: unchanged). The caller holds s.mu.
+func (b *patchMachineBody) apply(m *machine, autosleep *time.Duration) {
 	if b.VCPU != nil {
 		m.vcpu = *b.VCPU
 	}
@@ -271,9 +276,27 @@ func (s *Server) patchMachine(c *call) (int, any, error) {
 		m.autosleep = *autosleep
 		m.lastActivity = time.Now()
 	}
-	s.record(m, time.Now())
-	s.log.Info("machine updated", "machine_id", m.id, "revision", m.revision)
-	return machineResp(c, m, http.StatusOK)
+}
+
+func (s *Server) patchMachine(c *call) (int, any, error) {
+	var b patchMachineBody
+	if err := decodeBody(c.body, &b); err != nil {
+		return 0, nil, err
+	}
+	autosleep, aerr := b.check()
+	if aerr != nil {
+		return 0, nil, aerr
+	}
+	return s.mutateIfMatch(c, func(m *machine) (int, any, error) {
+		switch m.phase {
+		case dedalus.PhaseDestroying, dedalus.PhaseDestroyed, dedalus.PhaseFailed:
+			return 0, nil, invalidState(m, m.desired, "")
+		}
+		b.apply(m, autosleep)
+		s.record(m, time.Now())
+		s.log.Info("machine updated", "machine_id", m.id, "revision", m.revision)
+		return machineResp(c, m, http.StatusOK)
+	})
 }
 
 func (s *Server) deleteMachine(c *call) (int, any, error) {
@@ -296,44 +319,36 @@ func (s *Server) deleteMachine(c *call) (int, any, error) {
 }
 
 func (s *Server) sleepMachine(c *call) (int, any, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	m, err := s.lookupIfMatch(c)
-	if err != nil {
-		return 0, nil, err
-	}
-	switch m.phase {
-	case dedalus.PhaseSleeping:
-		return machineResp(c, m, http.StatusOK)
-	case dedalus.PhaseStopping:
-		return machineResp(c, m, http.StatusAccepted)
-	case dedalus.PhaseRunning:
-		s.beginSleep(m, false)
-		return machineResp(c, m, http.StatusAccepted)
-	default:
-		return 0, nil, invalidState(m, dedalus.DesiredSleeping, dedalus.PhaseRunning)
-	}
+	return s.mutateIfMatch(c, func(m *machine) (int, any, error) {
+		switch m.phase {
+		case dedalus.PhaseSleeping:
+			return machineResp(c, m, http.StatusOK)
+		case dedalus.PhaseStopping:
+			return machineResp(c, m, http.StatusAccepted)
+		case dedalus.PhaseRunning:
+			s.beginSleep(m, false)
+			return machineResp(c, m, http.StatusAccepted)
+		default:
+			return 0, nil, invalidState(m, dedalus.DesiredSleeping, dedalus.PhaseRunning)
+		}
+	})
 }
 
 func (s *Server) wakeMachine(c *call) (int, any, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	m, err := s.lookupIfMatch(c)
-	if err != nil {
-		return 0, nil, err
-	}
-	switch m.phase {
-	case dedalus.PhaseRunning:
-		s.counters.WakeRequests++
-		return machineResp(c, m, http.StatusOK)
-	case dedalus.PhaseAccepted, dedalus.PhasePlacementPending, dedalus.PhaseStarting:
-		s.counters.WakeRequests++
-		return machineResp(c, m, http.StatusAccepted)
-	case dedalus.PhaseSleeping, dedalus.PhaseStopping:
-		s.counters.WakeRequests++
-		s.beginWake(m, "wake requested")
-		return machineResp(c, m, http.StatusAccepted)
-	default:
-		return 0, nil, invalidState(m, dedalus.DesiredRunning, dedalus.PhaseSleeping)
-	}
+	return s.mutateIfMatch(c, func(m *machine) (int, any, error) {
+		switch m.phase {
+		case dedalus.PhaseRunning:
+			s.counters.WakeRequests++
+			return machineResp(c, m, http.StatusOK)
+		case dedalus.PhaseAccepted, dedalus.PhasePlacementPending, dedalus.PhaseStarting:
+			s.counters.WakeRequests++
+			return machineResp(c, m, http.StatusAccepted)
+		case dedalus.PhaseSleeping, dedalus.PhaseStopping:
+			s.counters.WakeRequests++
+			s.beginWake(m, "wake requested")
+			return machineResp(c, m, http.StatusAccepted)
+		default:
+			return 0, nil, invalidState(m, dedalus.DesiredRunning, dedalus.PhaseSleeping)
+		}
+	})
 }

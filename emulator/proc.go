@@ -62,22 +62,13 @@ func scanMachines(pgids map[string]map[int]bool) map[string][]procInfo {
 	if err != nil {
 		return nil
 	}
-	group := map[int]string{}
-	for id, gs := range pgids {
-		for g := range gs {
-			group[g] = id
-		}
-	}
+	group := groupOwners(pgids)
 	self := os.Getpid()
 	seen := map[int]bool{}
 	out := map[string][]procInfo{}
 	for _, e := range ents {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil || pid == self {
-			continue
-		}
-		pi, ok := readStat(pid)
-		if !ok || pi.state == 'Z' || pi.state == 'X' || pi.state == 'x' {
+		pi, ok := liveProc(e.Name(), self)
+		if !ok {
 			continue
 		}
 		if id, ok := group[pi.pgrp]; ok {
@@ -85,10 +76,43 @@ func scanMachines(pgids map[string]map[int]bool) map[string][]procInfo {
 			out[id] = append(out[id], pi)
 			continue
 		}
-		if id := machineOf(pid, pgids); id != "" {
+		if id := machineOf(pi.pid, pgids); id != "" {
 			out[id] = append(out[id], pi)
 		}
 	}
+	dropUnseenGroups(pgids, seen)
+	return out
+}
+
+// groupOwners maps each execution process group of pgids (machine ID ->
+// its process groups) to its machine.
+func groupOwners(pgids map[string]map[int]bool) map[int]string {
+	group := map[int]string{}
+	for id, gs := range pgids {
+		for g := range gs {
+			group[g] = id
+		}
+	}
+	return group
+}
+
+// liveProc reads the /proc entry name: a process other than self, not a
+// zombie nor dead.
+func liveProc(name string, self int) (procInfo, bool) {
+	pid, err := strconv.Atoi(name)
+	if err != nil || pid == self {
+		return procInfo{}, false
+	}
+	pi, ok := readStat(pid)
+	if !ok || pi.state == 'Z' || pi.state == 'X' || pi.state == 'x' {
+		return procInfo{}, false
+	}
+	return pi, true
+}
+
+// dropUnseenGroups deletes from pgids the process groups that a scan found
+// empty (not in seen), so that a recycled group id never matches.
+func dropUnseenGroups(pgids map[string]map[int]bool, seen map[int]bool) {
 	for _, gs := range pgids {
 		for g := range gs {
 			if !seen[g] {
@@ -96,7 +120,6 @@ func scanMachines(pgids map[string]map[int]bool) map[string][]procInfo {
 			}
 		}
 	}
-	return out
 }
 
 // machineOf is the machine of pgids that process pid's initial environment

@@ -1,10 +1,7 @@
 package emulator
 
 import (
-	"context"
-	"flag"
 	"net/http"
-	"sort"
 	"strings"
 	"sync"
 	"testing"
@@ -125,22 +122,7 @@ func TestValidation(t *testing.T) {
 	check("POST", base+"/previews", `{"port":80,"protocol":"ftp"}`, "body.protocol")
 	check("POST", base+"/previews", `{"port":80,"visibility":"world"}`, "body.visibility")
 
-	// Idempotency-Key is required on every mutation but the execution/preview deletes.
-	for _, c := range []struct{ method, path, body string }{
-		{"POST", "/v1/machines", `{"vcpu":1,"memory_mib":1,"storage_gib":1}`},
-		{"PATCH", base, `{}`},
-		{"DELETE", base, ``},
-		{"POST", base + "/sleep", ``},
-		{"POST", base + "/wake", ``},
-		{"POST", base + "/executions", `{"command":["true"]}`},
-		{"POST", base + "/previews", `{"port":80}`},
-	} {
-		r, err := e.raw(c.method, c.path, c.body, h{"Authorization", "Bearer " + testKey})
-		require.NoError(t, err)
-		require.Equal(t, http.StatusBadRequest, r.status, "%s %s", c.method, c.path)
-		p := r.problem(t)
-		assert.Equal(t, "header.Idempotency-Key", p.Errors[0].Location)
-	}
+	checkIdempotencyKeyRequired(t, e, base)
 
 	big := `{"command":["true"],"stdin":"` + strings.Repeat("x", MaxBodyBytes) + `"}`
 	r := e.do("POST", base+"/executions", big)
@@ -158,9 +140,73 @@ func TestValidation(t *testing.T) {
 	assert.Equal(t, int64(1), e.stats().Creates)
 }
 
+// checkIdempotencyKeyRequired checks that every mutation but the
+// execution/preview deletes needs an Idempotency-Key; base is a machine's
+// path.
+func checkIdempotencyKeyRequired(t *testing.T, e *env, base string) {
+	t.Helper()
+	for _, c := range []struct{ method, path, body string }{
+		{"POST", "/v1/machines", `{"vcpu":1,"memory_mib":1,"storage_gib":1}`},
+		{"PATCH", base, `{}`},
+		{"DELETE", base, ``},
+		{"POST", base + "/sleep", ``},
+		{"POST", base + "/wake", ``},
+		{"POST", base + "/executions", `{"command":["true"]}`},
+		{"POST", base + "/previews", `{"port":80}`},
+	} {
+		r, err := e.raw(c.method, c.path, c.body, h{"Authorization", "Bearer " + testKey})
+		require.NoError(t, err)
+		require.Equal(t, http.StatusBadRequest, r.status, "%s %s", c.method, c.path)
+		p := r.problem(t)
+		assert.Equal(t, "header.Idempotency-Key", p.Errors[0].Location)
+	}
+}
+
 func TestLifecycleWalk(t *testing.T) {
 	t.Parallel()
 	e := start(t, func(c *Config) { c.BootDelay = 60 * time.Millisecond })
+	id := walkCreate(t, e)
+	base := "/v1/machines/" + id
+	walkRunningUpdates(t, e, base)
+
+	// sleep: 202 stopping -> sleeping
+	lifecycleStep{"POST", base + "/sleep", "4", dedalus.PhaseStopping, dedalus.DesiredSleeping, "5", dedalus.PhaseSleeping, "6"}.walk(t, e, id)
+
+	// sleep on sleeping: 200 no-op
+	r := e.do("POST", base+"/sleep", nil)
+	require.Equal(t, http.StatusOK, r.status)
+	var m dedalus.Machine
+	r.json(t, &m)
+	assert.Equal(t, "6", m.Status.Revision)
+
+	// wake: 202 starting -> running
+	lifecycleStep{"POST", base + "/wake", "6", dedalus.PhaseStarting, dedalus.DesiredRunning, "7", dedalus.PhaseRunning, "8"}.walk(t, e, id)
+
+	// delete: 202 destroying -> destroyed, tombstone readable, out of the list
+	lifecycleStep{"DELETE", base, "8", dedalus.PhaseDestroying, dedalus.DesiredDestroyed, "", dedalus.PhaseDestroyed, "10"}.walk(t, e, id)
+	r = e.do("GET", "/v1/machines", nil)
+	assert.JSONEq(t, `{"items":[]}`, string(r.body))
+	r = e.do("DELETE", base, nil, "If-Match", "1")
+	require.Equal(t, http.StatusOK, r.status)
+	r.json(t, &m)
+	assert.Equal(t, dedalus.PhaseDestroyed, m.Status.Phase)
+
+	checkDestroyedRefuses(t, e, base)
+
+	st := e.stats()
+	assert.Equal(t, int64(1), st.Creates)
+	assert.Equal(t, int64(1), st.Sleeps)
+	assert.Equal(t, int64(1), st.Wakes)
+	assert.Equal(t, int64(2), st.WakeRequests)
+	assert.Equal(t, int64(1), st.Deletes)
+	assert.Equal(t, 0, st.LiveMachines)
+	assert.Equal(t, 1, st.MachinesTotal)
+}
+
+// walkCreate creates the walk's machine and follows it to running, one
+// revision a transition; it returns the machine's ID.
+func walkCreate(t *testing.T, e *env) string {
+	t.Helper()
 	r := e.do("POST", "/v1/machines", map[string]any{"vcpu": 1.5, "memory_mib": 2048, "storage_gib": 20, "autosleep": "never"})
 	require.Equal(t, http.StatusAccepted, r.status)
 	assert.Equal(t, "1", r.header.Get("ETag"))
@@ -175,7 +221,6 @@ func TestLifecycleWalk(t *testing.T) {
 	assert.Equal(t, 1.5, m.VCPU)
 	assert.NotEmpty(t, m.Status.Reason)
 	id := m.MachineID
-	base := "/v1/machines/" + id
 
 	// accepted -> starting -> running, one revision each.
 	m = e.waitPhase(id, dedalus.PhaseStarting)
@@ -193,10 +238,17 @@ func TestLifecycleWalk(t *testing.T) {
 	r.json(t, &page)
 	require.Len(t, page.Items, 1)
 	assert.False(t, page.Items[0].CreatedAt.IsZero())
+	return id
+}
 
+// walkRunningUpdates wakes the running machine at base (a no-op) and
+// patches it (a new revision, 4).
+func walkRunningUpdates(t *testing.T, e *env, base string) {
+	t.Helper()
 	// wake on running: 200, no transition
-	r = e.do("POST", base+"/wake", nil, "If-Match", "3")
+	r := e.do("POST", base+"/wake", nil, "If-Match", "3")
 	require.Equal(t, http.StatusOK, r.status)
+	var m dedalus.Machine
 	r.json(t, &m)
 	assert.Equal(t, "3", m.Status.Revision)
 
@@ -209,51 +261,41 @@ func TestLifecycleWalk(t *testing.T) {
 	assert.Equal(t, float64(4), m.VCPU)
 	assert.Equal(t, int64(120), m.AutosleepSeconds)
 	assert.Equal(t, dedalus.PhaseRunning, m.Status.Phase)
+}
 
-	// sleep: 202 stopping -> sleeping
-	r = e.do("POST", base+"/sleep", nil, "If-Match", "4")
+// lifecycleStep is a lifecycle request (If-Match ifMatch) answered 202:
+// the machine answered is in phase now (at revision rev, when given) on
+// its way to desired, and then reaches phase then, at revision thenRev.
+type lifecycleStep struct {
+	method, path, ifMatch string
+	now                   dedalus.MachinePhase
+	desired               dedalus.DesiredState
+	rev                   string
+	then                  dedalus.MachinePhase
+	thenRev               string
+}
+
+func (s lifecycleStep) walk(t *testing.T, e *env, id string) {
+	t.Helper()
+	r := e.do(s.method, s.path, nil, "If-Match", s.ifMatch)
 	require.Equal(t, http.StatusAccepted, r.status)
+	var m dedalus.Machine
 	r.json(t, &m)
-	assert.Equal(t, dedalus.PhaseStopping, m.Status.Phase)
-	assert.Equal(t, dedalus.DesiredSleeping, m.DesiredState)
-	assert.Equal(t, "5", m.Status.Revision)
-	m = e.waitPhase(id, dedalus.PhaseSleeping)
-	assert.Equal(t, "6", m.Status.Revision)
+	assert.Equal(t, s.now, m.Status.Phase)
+	assert.Equal(t, s.desired, m.DesiredState)
+	if s.rev != "" {
+		assert.Equal(t, s.rev, m.Status.Revision)
+	}
+	m = e.waitPhase(id, s.then)
+	assert.Equal(t, s.thenRev, m.Status.Revision)
+}
 
-	// sleep on sleeping: 200 no-op
-	r = e.do("POST", base+"/sleep", nil)
-	require.Equal(t, http.StatusOK, r.status)
-	r.json(t, &m)
-	assert.Equal(t, "6", m.Status.Revision)
-
-	// wake: 202 starting -> running; a second wake coalesces
-	r = e.do("POST", base+"/wake", nil, "If-Match", "6")
-	require.Equal(t, http.StatusAccepted, r.status)
-	r.json(t, &m)
-	assert.Equal(t, dedalus.PhaseStarting, m.Status.Phase)
-	assert.Equal(t, dedalus.DesiredRunning, m.DesiredState)
-	assert.Equal(t, "7", m.Status.Revision)
-	m = e.waitPhase(id, dedalus.PhaseRunning)
-	assert.Equal(t, "8", m.Status.Revision)
-
-	// delete: 202 destroying -> destroyed, tombstone readable, out of the list
-	r = e.do("DELETE", base, nil, "If-Match", "8")
-	require.Equal(t, http.StatusAccepted, r.status)
-	r.json(t, &m)
-	assert.Equal(t, dedalus.PhaseDestroying, m.Status.Phase)
-	assert.Equal(t, dedalus.DesiredDestroyed, m.DesiredState)
-	m = e.waitPhase(id, dedalus.PhaseDestroyed)
-	assert.Equal(t, "10", m.Status.Revision)
-	r = e.do("GET", "/v1/machines", nil)
-	assert.JSONEq(t, `{"items":[]}`, string(r.body))
-	r = e.do("DELETE", base, nil, "If-Match", "1")
-	require.Equal(t, http.StatusOK, r.status)
-	r.json(t, &m)
-	assert.Equal(t, dedalus.PhaseDestroyed, m.Status.Phase)
-
-	// wake / sleep / patch on destroyed: 409 INVALID_STATE
+// checkDestroyedRefuses checks that the destroyed machine at base refuses
+// wake, sleep, patch and executions: 409 INVALID_STATE.
+func checkDestroyedRefuses(t *testing.T, e *env, base string) {
+	t.Helper()
 	for _, c := range []struct{ method, path, body string }{{"POST", base + "/wake", ""}, {"POST", base + "/sleep", ""}, {"PATCH", base, "{}"}} {
-		r = e.do(c.method, c.path, c.body)
+		r := e.do(c.method, c.path, c.body)
 		require.Equal(t, http.StatusConflict, r.status, c.path)
 		eb := r.errBody(t)
 		assert.Equal(t, dedalus.CodeInvalidState, eb.ErrorCode)
@@ -262,18 +304,9 @@ func TestLifecycleWalk(t *testing.T) {
 		assert.Equal(t, "destroyed", eb.Details["current_desired_state"])
 		assert.NotEmpty(t, eb.Details["target_desired_state"])
 	}
-	r = e.do("POST", base+"/executions", map[string]any{"command": []string{"true"}})
+	r := e.do("POST", base+"/executions", map[string]any{"command": []string{"true"}})
 	require.Equal(t, http.StatusConflict, r.status)
 	assert.Equal(t, dedalus.CodeInvalidState, r.errBody(t).ErrorCode)
-
-	st := e.stats()
-	assert.Equal(t, int64(1), st.Creates)
-	assert.Equal(t, int64(1), st.Sleeps)
-	assert.Equal(t, int64(1), st.Wakes)
-	assert.Equal(t, int64(2), st.WakeRequests)
-	assert.Equal(t, int64(1), st.Deletes)
-	assert.Equal(t, 0, st.LiveMachines)
-	assert.Equal(t, 1, st.MachinesTotal)
 }
 
 func TestInvalidStateWhileBooting(t *testing.T) {
@@ -414,28 +447,10 @@ func TestPaging(t *testing.T) {
 	for range 5 {
 		ids = append(ids, e.create(nil).MachineID)
 	}
+	items, pages := pageAll[dedalus.MachineListItem](t, e, "/v1/machines?limit=2", 4)
 	var got []string
-	cursor := ""
-	pages := 0
-	for {
-		path := "/v1/machines?limit=2"
-		if cursor != "" {
-			path += "&cursor=" + cursor
-		}
-		r := e.do("GET", path, nil)
-		require.Equal(t, http.StatusOK, r.status)
-		var p dedalus.Page[dedalus.MachineListItem]
-		r.json(t, &p)
-		pages++
-		for _, it := range p.Items {
-			got = append(got, it.MachineID)
-		}
-		if p.NextCursor == "" {
-			assert.NotContains(t, string(r.body), "next_cursor")
-			break
-		}
-		require.LessOrEqual(t, pages, 3)
-		cursor = p.NextCursor
+	for _, it := range items {
+		got = append(got, it.MachineID)
 	}
 	assert.Equal(t, 3, pages)
 	assert.Equal(t, ids, got)
@@ -445,180 +460,4 @@ func TestPaging(t *testing.T) {
 	r.json(t, &p)
 	assert.Len(t, p.Items, 5)
 	assert.Empty(t, p.NextCursor)
-}
-
-func TestStatusStream(t *testing.T) {
-	t.Parallel()
-	e := start(t, func(c *Config) { c.BootDelay = 100 * time.Millisecond })
-	m := e.create(nil)
-	evs, comments := readStream(t, e, m.MachineID, "")
-	require.Len(t, evs, 3, "events: %+v", evs)
-	for i, want := range []dedalus.MachinePhase{dedalus.PhaseAccepted, dedalus.PhaseStarting, dedalus.PhaseRunning} {
-		assert.Equal(t, want, evs[i].m.Status.Phase)
-		assert.Equal(t, evs[i].m.Status.Revision, evs[i].id)
-		assert.Equal(t, "status", evs[i].event)
-	}
-	assert.Equal(t, 0, comments)
-
-	// Converged: one event, then the stream closes.
-	evs, _ = readStream(t, e, m.MachineID, "")
-	require.Len(t, evs, 1)
-	assert.Equal(t, "3", evs[0].id)
-
-	// Resuming at the current revision of a converged machine: no event, closed.
-	evs, _ = readStream(t, e, m.MachineID, "3")
-	assert.Len(t, evs, 0)
-
-	// Resuming mid-way replays the missed transitions.
-	evs, _ = readStream(t, e, m.MachineID, "1")
-	require.Len(t, evs, 2)
-	assert.Equal(t, "2", evs[0].id)
-
-	// A sleep in progress: stopping then sleeping.
-	r := e.do("POST", "/v1/machines/"+m.MachineID+"/sleep", nil)
-	require.Equal(t, http.StatusAccepted, r.status)
-	evs, _ = readStream(t, e, m.MachineID, "")
-	require.NotEmpty(t, evs)
-	assert.Equal(t, dedalus.PhaseSleeping, evs[len(evs)-1].m.Status.Phase)
-}
-
-type sse struct {
-	id, event string
-	m         dedalus.Machine
-}
-
-func readStream(t *testing.T, e *env, id, lastEventID string) ([]sse, int) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, "GET", e.url+"/v1/machines/"+id+"/status/stream", nil)
-	require.NoError(t, err)
-	req.Header.Set("Authorization", "Bearer "+testKey)
-	if lastEventID != "" {
-		req.Header.Set("Last-Event-ID", lastEventID)
-	}
-	res, err := http.DefaultClient.Do(req)
-	require.NoError(t, err)
-	defer res.Body.Close()
-	require.Equal(t, http.StatusOK, res.StatusCode)
-	require.Equal(t, "text/event-stream", res.Header.Get("Content-Type"))
-	b, err := readAll(res)
-	require.NoError(t, err, "the stream must close by itself")
-	var out []sse
-	comments := 0
-	for _, block := range strings.Split(string(b), "\n\n") {
-		if strings.TrimSpace(block) == "" {
-			continue
-		}
-		var ev sse
-		for _, line := range strings.Split(block, "\n") {
-			switch {
-			case strings.HasPrefix(line, ":"):
-				comments++
-			case strings.HasPrefix(line, "id: "):
-				ev.id = strings.TrimPrefix(line, "id: ")
-			case strings.HasPrefix(line, "event: "):
-				ev.event = strings.TrimPrefix(line, "event: ")
-			case strings.HasPrefix(line, "data: "):
-				(&resp{body: []byte(strings.TrimPrefix(line, "data: "))}).json(t, &ev.m)
-			}
-		}
-		if ev.id != "" {
-			out = append(out, ev)
-		}
-	}
-	return out, comments
-}
-
-func readAll(res *http.Response) ([]byte, error) {
-	var b strings.Builder
-	buf := make([]byte, 4096)
-	for {
-		n, err := res.Body.Read(buf)
-		b.Write(buf[:n])
-		if err != nil {
-			if err.Error() == "EOF" {
-				return []byte(b.String()), nil
-			}
-			return []byte(b.String()), err
-		}
-	}
-}
-
-func TestStatusStreamKeepalive(t *testing.T) {
-	t.Parallel()
-	e := start(t, func(c *Config) { c.BootDelay = 250 * time.Millisecond; c.keepalive = 30 * time.Millisecond })
-	m := e.create(nil)
-	evs, comments := readStream(t, e, m.MachineID, "")
-	assert.Len(t, evs, 3)
-	assert.GreaterOrEqual(t, comments, 2)
-}
-
-func TestControlEndpoints(t *testing.T) {
-	t.Parallel()
-	e := start(t)
-	r, err := e.raw("PUT", "/_local/faults", `{"routes":{"getMachine":{"error_503":0.25,"latency_ms":5},"*":{"reset":0.01}},"wake_delay":"50ms","boot_delay":30}`, nil)
-	require.NoError(t, err)
-	require.Equal(t, http.StatusOK, r.status, "%s", r.body)
-	var f Faults
-	r.json(t, &f)
-	assert.Equal(t, FaultRule{Error503: 0.25, LatencyMS: 5}, f.Routes["getMachine"])
-	assert.Equal(t, Duration(50*time.Millisecond), *f.WakeDelay)
-	assert.Equal(t, Duration(30*time.Millisecond), *f.BootDelay)
-	assert.Equal(t, Duration(10*time.Millisecond), *f.SleepDelay)
-
-	r, err = e.raw("GET", "/_local/faults", nil, nil)
-	require.NoError(t, err)
-	assert.JSONEq(t, `{"routes":{"getMachine":{"error_503":0.25,"latency_ms":5},"*":{"reset":0.01}},"boot_delay":"30ms","wake_delay":"50ms","sleep_delay":"10ms"}`, string(r.body))
-
-	r, err = e.raw("PUT", "/_local/faults", `{"routes":{"makeCoffee":{"error_503":1}}}`, nil)
-	require.NoError(t, err)
-	require.Equal(t, http.StatusBadRequest, r.status)
-	r, err = e.raw("PUT", "/_local/faults", `{"routes":{"*":{"error_503":2}}}`, nil)
-	require.NoError(t, err)
-	require.Equal(t, http.StatusBadRequest, r.status)
-
-	e.create(nil)
-	r, err = e.raw("POST", "/_local/stats/reset", nil, nil)
-	require.NoError(t, err)
-	require.Equal(t, http.StatusOK, r.status)
-	st := e.stats()
-	assert.Equal(t, int64(0), st.Creates)
-	assert.Equal(t, 1, st.LiveMachines)
-	assert.Equal(t, 1, st.MachinesTotal)
-}
-
-func TestConfig(t *testing.T) {
-	_, err := New(Config{Addr: "0.0.0.0:8788", Logger: quiet})
-	require.ErrorContains(t, err, "non-loopback")
-	_, err = New(Config{Addr: "192.168.1.1:8788", Logger: quiet})
-	require.Error(t, err)
-
-	t.Setenv("DEDALUS_EMULATOR_BOOT_DELAY", "0s")
-	t.Setenv("DEDALUS_EMULATOR_API_KEY", "k")
-	t.Setenv("DEDALUS_EMULATOR_FAULTS", `{"routes":{"wakeMachine":{"error_429":0.5,"retry_after_ms":7}}}`)
-	cfg, err := LoadConfig()
-	require.NoError(t, err)
-	assert.Equal(t, "k", cfg.APIKey)
-	assert.Equal(t, DefaultAddr, cfg.Addr)
-	assert.Equal(t, 300*time.Millisecond, cfg.WakeDelay)
-	assert.Equal(t, int64(DefaultOutputCap), cfg.OutputCap)
-	assert.Equal(t, FaultRule{Error429: 0.5, RetryAfterMS: 7}, cfg.Faults.Routes["wakeMachine"])
-	assert.Equal(t, time.Duration(0), cfg.withDefaults().BootDelay, "an explicit 0 means no delay")
-
-	fs := flag.NewFlagSet("test", flag.ContinueOnError)
-	cfg.BindFlags(fs)
-	require.NoError(t, fs.Parse([]string{"--addr", "127.0.0.1:0", "--wake-delay", "0", "--output-cap", "10", "--faults", `{"routes":{"*":{"reset":0.5}}}`}))
-	assert.Equal(t, "127.0.0.1:0", cfg.Addr)
-	assert.Equal(t, time.Duration(0), cfg.withDefaults().WakeDelay)
-	assert.Equal(t, int64(10), cfg.OutputCap)
-	assert.Equal(t, 0.5, cfg.Faults.Routes["*"].Reset)
-	var names []string
-	fs.VisitAll(func(f *flag.Flag) {
-		names = append(names, f.Name)
-		assert.Contains(t, f.Usage, "env DEDALUS_EMULATOR_")
-	})
-	sort.Strings(names)
-	assert.Equal(t, []string{"addr", "api-key", "boot-delay", "data-dir", "default-autosleep", "faults", "idempotency-ttl",
-		"org-id", "output-cap", "seed", "sleep-delay", "tombstone-ttl", "wake-delay"}, names)
 }

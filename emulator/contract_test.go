@@ -40,6 +40,29 @@ func TestContractConformance(t *testing.T) {
 	e.do("PATCH", base, map[string]any{"vcpu": 2}, "If-Match", "1") // 409 REVISION_MISMATCH
 	e.do("GET", "/v1/machines/dm-nope", nil)                        // 404 problem
 
+	driveExecutionRoutes(t, e, id)
+	drivePreviewRoutes(t, e, id)
+	driveKeyInFlightAndReuse(t, e, base)
+	e.waitPhase(id, dedalus.PhaseSleeping)
+	e.do("POST", base+"/sleep", nil, "If-Match", "*") // 200 no-op
+	e.do("POST", base+"/wake", nil, "If-Match", "*")  // 202
+	e.waitPhase(id, dedalus.PhaseRunning)
+	e.do("DELETE", base, nil, "If-Match", "*") // 202
+	e.waitPhase(id, dedalus.PhaseDestroyed)
+	e.do("POST", base+"/wake", nil, "If-Match", "*") // 409 INVALID_STATE
+	e.do("DELETE", base, nil, "If-Match", "*")       // 200
+
+	for _, v := range tr.Violations() {
+		t.Errorf("contract violation: %s", v)
+	}
+	assert.Greater(t, tr.Exchanges(), 30)
+}
+
+// driveExecutionRoutes drives the execution routes of machine id: runs
+// that succeed and fail, events, list, a missing execution, a cancel.
+func driveExecutionRoutes(t *testing.T, e *env, id string) {
+	t.Helper()
+	base := "/v1/machines/" + id
 	x, _ := e.run(id, map[string]any{"command": []string{"sh", "-c", "echo out; echo err >&2; exit 3"}, "env": map[string]string{"A": "b"}, "cwd": "/", "stdin": "x", "timeout_ms": 5000})
 	e.do("GET", base+"/executions/"+x.ExecutionID+"/events?limit=2", nil)
 	e.do("GET", base+"/executions?limit=1", nil)
@@ -49,15 +72,26 @@ func TestContractConformance(t *testing.T) {
 	r, err := e.raw("DELETE", base+"/executions/"+long.ExecutionID, nil, h{"Authorization", "Bearer " + testKey})
 	require.NoError(t, err)
 	require.Equal(t, http.StatusOK, r.status)
+}
 
+// drivePreviewRoutes drives the preview routes of machine id: create,
+// get, list, delete.
+func drivePreviewRoutes(t *testing.T, e *env, id string) {
+	t.Helper()
+	base := "/v1/machines/" + id
 	p := previewOf(t, e, id)
 	e.do("POST", base+"/previews", map[string]any{"port": 8080, "protocol": "https", "visibility": "org"})
 	e.do("GET", base+"/previews/"+p.PreviewID, nil)
 	e.do("GET", base+"/previews", nil)
-	_, err = e.raw("DELETE", base+"/previews/"+p.PreviewID, nil, h{"Authorization", "Bearer " + testKey})
+	_, err := e.raw("DELETE", base+"/previews/"+p.PreviewID, nil, h{"Authorization", "Bearer " + testKey})
 	require.NoError(t, err)
+}
 
-	// 429 in flight and 409 key reuse.
+// driveKeyInFlightAndReuse sleeps the machine at base with an
+// Idempotency-Key and drives the answers around it: 429 while the key is
+// in flight, an injected 503, 409 when the key is reused on another route.
+func driveKeyInFlightAndReuse(t *testing.T, e *env, base string) {
+	t.Helper()
 	require.NoError(t, e.s.SetFaults(Faults{Routes: map[string]FaultRule{"sleepMachine": {LatencyMS: 300}}}))
 	key := e.newKey()
 	var wg sync.WaitGroup
@@ -73,19 +107,6 @@ func TestContractConformance(t *testing.T) {
 	require.Equal(t, http.StatusServiceUnavailable, e.do("GET", base, nil).status)
 	require.NoError(t, e.s.SetFaults(Faults{}))
 	require.Equal(t, http.StatusConflict, e.do("POST", base+"/wake", nil, "Idempotency-Key", key, "If-Match", "*").status)
-	e.waitPhase(id, dedalus.PhaseSleeping)
-	e.do("POST", base+"/sleep", nil, "If-Match", "*") // 200 no-op
-	e.do("POST", base+"/wake", nil, "If-Match", "*")  // 202
-	e.waitPhase(id, dedalus.PhaseRunning)
-	e.do("DELETE", base, nil, "If-Match", "*") // 202
-	e.waitPhase(id, dedalus.PhaseDestroyed)
-	e.do("POST", base+"/wake", nil, "If-Match", "*") // 409 INVALID_STATE
-	e.do("DELETE", base, nil, "If-Match", "*")       // 200
-
-	for _, v := range tr.Violations() {
-		t.Errorf("contract violation: %s", v)
-	}
-	assert.Greater(t, tr.Exchanges(), 30)
 }
 
 func authReq(t *testing.T, e *env, method, path string) *http.Request {

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/drydock-dev/drydock/dedalus"
@@ -361,4 +362,31 @@ func keys(t *testing.T, body []byte) []string {
 		out = append(out, k)
 	}
 	return out
+}
+
+// pageAll reads the list at path (whose query sets the limit) page by
+// page, by cursor, to the last page, which names no next cursor; more than
+// maxPages pages fail the test. It returns the items and how many pages
+// held them.
+func pageAll[T any](t *testing.T, e *env, path string, maxPages int) ([]T, int) {
+	t.Helper()
+	var all []T
+	cursor := ""
+	for pages := 1; ; pages++ {
+		p := path
+		if cursor != "" {
+			p += "&cursor=" + cursor
+		}
+		r := e.do("GET", p, nil)
+		require.Equal(t, http.StatusOK, r.status)
+		var page dedalus.Page[T]
+		r.json(t, &page)
+		all = append(all, page.Items...)
+		if page.NextCursor == "" {
+			assert.NotContains(t, string(r.body), "next_cursor")
+			return all, pages
+		}
+		require.Less(t, pages, maxPages, "more than %d pages", maxPages)
+		cursor = page.NextCursor
+	}
 }

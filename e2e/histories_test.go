@@ -75,77 +75,114 @@ func (s *stack) keepHistories(record map[string]runMatcher) {
 func checkHistories(t *testing.T, tc client.Client, since time.Time, filter string, record map[string]runMatcher) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	for _, run := range listRuns(t, tc, since, filter) {
-		if run.GetType().GetName() == runnerapi.RunnerPoolName && run.GetStatus() == enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING {
-			ex := run.GetExecution()
-			_ = tc.TerminateWorkflow(ctx, ex.GetWorkflowId(), ex.GetRunId(), "end of test: recording histories")
-		}
-	}
+	terminatePools(ctx, t, tc, since, filter)
 
 	// The runs to record must be closed (a pool's provisions finish being
 	// cancelled after it was terminated) and visible.
-	dir := os.Getenv(RecordHistoriesEnv)
-	chosen := map[string]*workflowpb.WorkflowExecutionInfo{}
-	var runs []*workflowpb.WorkflowExecutionInfo
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		runs = listRuns(t, tc, since, filter)
-		clear(chosen)
-		pending := 0
-		for name, match := range record {
-			for _, r := range runs { // oldest first
-				if match(r) {
-					chosen[name] = r
-					break
-				}
-			}
-			if r := chosen[name]; r == nil || r.GetStatus() == enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING {
-				pending++
-			}
-		}
-		if pending == 0 || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+	runs, chosen := awaitRecordedRuns(t, tc, since, filter, record)
 
+	dir := os.Getenv(RecordHistoriesEnv)
 	replayer := newReplayer()
 	replayed := 0
 	for _, r := range runs {
-		ex := r.GetExecution()
-		b, err := historyJSON(ctx, tc, ex.GetWorkflowId(), ex.GetRunId())
-		if err != nil {
-			t.Errorf("history of %s (%s): %v", ex.GetWorkflowId(), ex.GetRunId(), err)
+		b, ok := replayRun(ctx, t, tc, replayer, r)
+		if !ok {
 			continue
 		}
-		if err := replayJSON(replayer, b, ex.GetWorkflowId(), ex.GetRunId()); err != nil {
-			t.Errorf("replaying %s %s (run %s) against the current workflow code: %v",
-				r.GetType().GetName(), ex.GetWorkflowId(), ex.GetRunId(), err)
-		}
 		replayed++
-		for name, c := range chosen {
-			if c != r || dir == "" || t.Failed() {
-				continue
-			}
-			if r.GetStatus() == enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING {
-				t.Errorf("%s: %s is still running; not recorded", name, ex.GetWorkflowId())
-				continue
-			}
-			if err := os.MkdirAll(dir, 0o755); err != nil {
-				t.Fatal(err)
-			}
-			path := filepath.Join(dir, name+".json")
-			if err := os.WriteFile(path, b, 0o644); err != nil {
-				t.Fatal(err)
-			}
-			t.Logf("recorded %s %s (%s, %d KiB) in %s", r.GetType().GetName(), ex.GetWorkflowId(), r.GetStatus(), len(b)>>10, path)
-		}
+		recordRun(t, dir, chosen, r, b)
 	}
 	t.Logf("replayed %d workflow histories against the current workflow code", replayed)
 	for name := range record {
 		if chosen[name] == nil {
 			t.Errorf("history %s: no matching workflow run was started by the test", name)
 		}
+	}
+}
+
+// terminatePools ends the runner pools started since since (entity
+// workflows that would run forever).
+func terminatePools(ctx context.Context, t *testing.T, tc client.Client, since time.Time, filter string) {
+	for _, run := range listRuns(t, tc, since, filter) {
+		if run.GetType().GetName() == runnerapi.RunnerPoolName && run.GetStatus() == enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING {
+			ex := run.GetExecution()
+			_ = tc.TerminateWorkflow(ctx, ex.GetWorkflowId(), ex.GetRunId(), "end of test: recording histories")
+		}
+	}
+}
+
+// awaitRecordedRuns lists the runs started since since until each matcher
+// of record has a closed run (30 seconds at the most); it returns the runs,
+// oldest first, and the run chosen for each name of record.
+func awaitRecordedRuns(t *testing.T, tc client.Client, since time.Time, filter string, record map[string]runMatcher) ([]*workflowpb.WorkflowExecutionInfo, map[string]*workflowpb.WorkflowExecutionInfo) {
+	chosen := map[string]*workflowpb.WorkflowExecutionInfo{}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		runs := listRuns(t, tc, since, filter)
+		if chooseRuns(runs, record, chosen) == 0 || time.Now().After(deadline) {
+			return runs, chosen
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// chooseRuns sets chosen to the oldest run of runs that each matcher of
+// record matches; it returns how many names have none yet or one still
+// running.
+func chooseRuns(runs []*workflowpb.WorkflowExecutionInfo, record map[string]runMatcher, chosen map[string]*workflowpb.WorkflowExecutionInfo) int {
+	clear(chosen)
+	pending := 0
+	for name, match := range record {
+		for _, r := range runs { // oldest first
+			if match(r) {
+				chosen[name] = r
+				break
+			}
+		}
+		if r := chosen[name]; r == nil || r.GetStatus() == enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING {
+			pending++
+		}
+	}
+	return pending
+}
+
+// replayRun fetches run r's history and replays it against this tree's
+// workflow code; it returns the history as JSON, or false when it could
+// not be fetched. Either failure fails the test.
+func replayRun(ctx context.Context, t *testing.T, tc client.Client, replayer worker.WorkflowReplayer, r *workflowpb.WorkflowExecutionInfo) ([]byte, bool) {
+	ex := r.GetExecution()
+	b, err := historyJSON(ctx, tc, ex.GetWorkflowId(), ex.GetRunId())
+	if err != nil {
+		t.Errorf("history of %s (%s): %v", ex.GetWorkflowId(), ex.GetRunId(), err)
+		return nil, false
+	}
+	if err := replayJSON(replayer, b, ex.GetWorkflowId(), ex.GetRunId()); err != nil {
+		t.Errorf("replaying %s %s (run %s) against the current workflow code: %v",
+			r.GetType().GetName(), ex.GetWorkflowId(), ex.GetRunId(), err)
+	}
+	return b, true
+}
+
+// recordRun writes history b of run r to dir as <name>.json for each name
+// chosen for r, when dir is set and the test has not failed.
+func recordRun(t *testing.T, dir string, chosen map[string]*workflowpb.WorkflowExecutionInfo, r *workflowpb.WorkflowExecutionInfo, b []byte) {
+	ex := r.GetExecution()
+	for name, c := range chosen {
+		if c != r || dir == "" || t.Failed() {
+			continue
+		}
+		if r.GetStatus() == enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING {
+			t.Errorf("%s: %s is still running; not recorded", name, ex.GetWorkflowId())
+			continue
+		}
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		path := filepath.Join(dir, name+".json")
+		if err := os.WriteFile(path, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("recorded %s %s (%s, %d KiB) in %s", r.GetType().GetName(), ex.GetWorkflowId(), r.GetStatus(), len(b)>>10, path)
 	}
 }
 

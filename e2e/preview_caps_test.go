@@ -3,8 +3,6 @@ package e2e
 import (
 	"context"
 	"errors"
-	"io"
-	"log/slog"
 	"net/http"
 	"strings"
 	"syscall"
@@ -15,7 +13,6 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/api/serviceerror"
 
-	"github.com/drydock-dev/drydock/emulator"
 	"github.com/drydock-dev/drydock/internal/ghfixture"
 	"github.com/drydock-dev/drydock/workflows"
 	"github.com/drydock-dev/drydock/workflows/slotsapi"
@@ -35,48 +32,36 @@ func TestPreviewCapQueuesUntilASlotFrees(t *testing.T) {
 		_ = s.tc.TerminateWorkflow(context.Background(), slotsapi.WorkflowID, "", "end of test")
 	})
 	const owner, name = "capped-org", "busy-app"
-	s.gh.SetFile(owner, name, "main", ".drydock/preview.yml", autoSpec)
-	src := newRepo(t)
-	sha := src.head()
-	first := ghfixture.PR{Owner: owner, Repo: name, Number: 1, HeadSHA: sha, HeadRef: "one", CloneURL: src.dir}
-	second := ghfixture.PR{Owner: owner, Repo: name, Number: 2, HeadSHA: sha, HeadRef: "two", CloneURL: src.dir}
-	id1, id2 := workflows.PreviewWorkflowID(owner, name, 1), workflows.PreviewWorkflowID(owner, name, 2)
+	prs := openTwoOn(t, s, owner, name)
 	s.keepHistories(map[string]runMatcher{
 		"preview-slots-queue-then-grant": withID(slotsapi.WorkflowID),
-		"preview-lifecycle-queued":       withID(id2),
+		"preview-lifecycle-queued":       withID(prs.id2),
 	})
 
-	code, out := s.deliver("opened", first, "caps-opened-1")
+	code, out := s.deliver("opened", prs.first, "caps-opened-1")
 	require.Equal(t, http.StatusAccepted, code, out)
-	s.waitFor(id1, "first ready", func(st workflows.PreviewStatus) bool { return st.Phase == workflows.PreviewReady })
+	s.waitFor(prs.id1, "first ready", func(st workflows.PreviewStatus) bool { return st.Phase == workflows.PreviewReady })
 	creates := s.emu.Stats().Creates
 
-	code, out = s.deliver("opened", second, "caps-opened-2")
+	code, out = s.deliver("opened", prs.second, "caps-opened-2")
 	require.Equal(t, http.StatusAccepted, code, out)
-	var body string
-	require.Eventually(t, func() bool {
-		for _, c := range s.gh.Comments(owner, name, 2) {
-			body = c.Body
-		}
-		// Markdown-escaped in the comment: capped\-org/busy\-app.
-		return strings.Contains(body, "queued: 1 previews open in capped") && strings.Contains(body, "limit 1 per repository")
-	}, 60*time.Second, 100*time.Millisecond, "the queued comment")
+	body := waitCappedComment(t, s, owner, name)
 	assert.Contains(t, body, "Queued: waiting for a free preview slot")
 	assert.Contains(t, body, "starts by itself when a slot frees")
 	time.Sleep(2 * time.Second) // a queued preview makes no machine, however long it waits
 	assert.Equal(t, creates, s.emu.Stats().Creates, "no machine for the queued preview")
-	st, err := s.tryStatus(id2)
+	st, err := s.tryStatus(prs.id2)
 	require.NoError(t, err)
 	assert.Equal(t, workflows.PreviewProvisioning, st.Phase)
 	assert.Empty(t, st.MachineID)
 
 	start := time.Now()
-	code, _ = s.deliver("closed", first, "caps-closed-1")
+	code, _ = s.deliver("closed", prs.first, "caps-closed-1")
 	require.Equal(t, http.StatusAccepted, code)
-	s.waitClosed(id1)
-	st = s.waitFor(id2, "the queued preview ready", func(st workflows.PreviewStatus) bool { return st.Phase == workflows.PreviewReady })
+	s.waitClosed(prs.id1)
+	st = s.waitFor(prs.id2, "the queued preview ready", func(st workflows.PreviewStatus) bool { return st.Phase == workflows.PreviewReady })
 	t.Logf("queued preview ready %s after the close freed its slot", time.Since(start))
-	assert.Equal(t, sha, st.DeployedSHA)
+	assert.Equal(t, prs.sha, st.DeployedSHA)
 	code, page := s.get(owner, name, 2, "/")
 	require.Equal(t, http.StatusOK, code, page)
 	// The comment is rewritten after the preview is ready (an activity of
@@ -90,9 +75,51 @@ func TestPreviewCapQueuesUntilASlotFrees(t *testing.T) {
 
 	// Closing the second gives its slot back too: the coordinator, counting
 	// nothing, completes.
-	code, _ = s.deliver("closed", second, "caps-closed-2")
+	code, _ = s.deliver("closed", prs.second, "caps-closed-2")
 	require.Equal(t, http.StatusAccepted, code)
-	s.waitClosed(id2)
+	s.waitClosed(prs.id2)
+	waitCoordinatorDone(t, s)
+}
+
+// twoPRs are pull requests 1 and 2 of one repository, at one head sha,
+// and their previews' workflow IDs.
+type twoPRs struct {
+	first, second ghfixture.PR
+	id1, id2, sha string
+}
+
+// openTwoOn gives owner/name the auto spec and a head repository, and
+// returns its pull requests 1 and 2 (not delivered yet).
+func openTwoOn(t *testing.T, s *stack, owner, name string) twoPRs {
+	s.gh.SetFile(owner, name, "main", ".drydock/preview.yml", autoSpec)
+	src := newRepo(t)
+	sha := src.head()
+	return twoPRs{
+		first:  ghfixture.PR{Owner: owner, Repo: name, Number: 1, HeadSHA: sha, HeadRef: "one", CloneURL: src.dir},
+		second: ghfixture.PR{Owner: owner, Repo: name, Number: 2, HeadSHA: sha, HeadRef: "two", CloneURL: src.dir},
+		id1:    workflows.PreviewWorkflowID(owner, name, 1),
+		id2:    workflows.PreviewWorkflowID(owner, name, 2),
+		sha:    sha,
+	}
+}
+
+// waitCappedComment waits for pull request 2 of owner/name to be told its
+// preview is queued behind the per-repository cap; it returns the comment.
+func waitCappedComment(t *testing.T, s *stack, owner, name string) string {
+	var body string
+	require.Eventually(t, func() bool {
+		for _, c := range s.gh.Comments(owner, name, 2) {
+			body = c.Body
+		}
+		// Markdown-escaped in the comment: capped\-org/busy\-app.
+		return strings.Contains(body, "queued: 1 previews open in capped") && strings.Contains(body, "limit 1 per repository")
+	}, 60*time.Second, 100*time.Millisecond, "the queued comment")
+	return body
+}
+
+// waitCoordinatorDone waits for the preview slots coordinator to be
+// closed (or gone).
+func waitCoordinatorDone(t *testing.T, s *stack) {
 	require.Eventually(t, func() bool {
 		d, err := s.tc.DescribeWorkflowExecution(context.Background(), slotsapi.WorkflowID, "")
 		var nf *serviceerror.NotFound
@@ -109,25 +136,14 @@ func TestPreviewCapQueuesUntilASlotFrees(t *testing.T) {
 // preview's machine is gone.
 func TestDedalusQuotaQueuesThePreview(t *testing.T) {
 	s := newStack(t)
-	quota, err := emulator.New(emulator.Config{
-		Addr: "127.0.0.1:0", BootDelay: 200 * time.Millisecond, WakeDelay: 300 * time.Millisecond,
-		SleepDelay: 50 * time.Millisecond, Seed: 3, MaxMachines: 1,
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
-	})
-	require.NoError(t, err)
-	require.NoError(t, quota.Start())
-	t.Cleanup(func() { _ = quota.Close(context.Background()) })
+	quota := startEmulator(t, 1)
 	s.stopWorker(syscall.SIGTERM)
 	s.workerE = append(s.workerE, "DEDALUS_BASE_URL="+quota.URL(), "DEDALUS_API_KEY="+quota.APIKey())
 	s.startWorker()
 
 	const owner, name = "quota-org", "app"
-	s.gh.SetFile(owner, name, "main", ".drydock/preview.yml", autoSpec)
-	src := newRepo(t)
-	sha := src.head()
-	first := ghfixture.PR{Owner: owner, Repo: name, Number: 1, HeadSHA: sha, HeadRef: "one", CloneURL: src.dir}
-	second := ghfixture.PR{Owner: owner, Repo: name, Number: 2, HeadSHA: sha, HeadRef: "two", CloneURL: src.dir}
-	id1, id2 := workflows.PreviewWorkflowID(owner, name, 1), workflows.PreviewWorkflowID(owner, name, 2)
+	prs := openTwoOn(t, s, owner, name)
+	first, second, id1, id2, sha := prs.first, prs.second, prs.id1, prs.id2, prs.sha
 	s.keepHistories(nil)
 
 	code, out := s.deliver("opened", first, "quota-opened-1")

@@ -86,18 +86,7 @@ func TestHostileAppCannotReachInsideNorSpeakOnThePR(t *testing.T) {
 	s.waitFor(id, "ready", func(st workflows.PreviewStatus) bool { return st.Phase == workflows.PreviewReady })
 	assert.Zero(t, internalHits.Load(), "the health check followed the app's redirect to an internal address")
 
-	// Through the router the app's Domain cookie becomes host-only.
-	req, err := http.NewRequest(http.MethodGet, s.router.URL+"/", nil)
-	require.NoError(t, err)
-	req.Host = "pr-1--acme--redirects." + domain
-	resp, err := http.DefaultClient.Do(req)
-	require.NoError(t, err)
-	resp.Body.Close()
-	require.Equal(t, http.StatusOK, resp.StatusCode)
-	cookies := resp.Header.Values("Set-Cookie")
-	require.Len(t, cookies, 1)
-	assert.NotContains(t, strings.ToLower(cookies[0]), "domain", "a preview set a cookie for every preview")
-	assert.Contains(t, cookies[0], "sid=1")
+	checkDomainCookieHostOnly(t, s)
 
 	// The health path fails with a body and a log line: the PR hears a fixed
 	// text and the step, operators see the details in the workflow.
@@ -112,16 +101,7 @@ func TestHostileAppCannotReachInsideNorSpeakOnThePR(t *testing.T) {
 	// an activity of its own): wait until the comment names the step.
 	var all string
 	require.EventuallyWithT(t, func(ct *assert.CollectT) {
-		var said []string
-		for _, c := range s.gh.Comments(owner, "fails", 2) {
-			said = append(said, c.Body)
-		}
-		for _, d := range s.gh.Deployments(owner, "fails") {
-			for _, ds := range d.Statuses {
-				said = append(said, ds.Description, ds.LogURL, ds.EnvironmentURL)
-			}
-		}
-		all = strings.Join(said, "\n")
+		all = saidOnPR(s, owner, "fails", 2)
 		assert.Contains(ct, all, "/fail", "the comment names the failed step")
 	}, 30*time.Second, 100*time.Millisecond)
 	leaks := []string{"SECRET-BODY", "SECRET-LOG-LINE", "INTERNAL-SECRET", internal.URL, "meta-data", s.emu.URL()}
@@ -132,4 +112,36 @@ func TestHostileAppCannotReachInsideNorSpeakOnThePR(t *testing.T) {
 		assert.NotContains(t, all, leak)
 	}
 	assert.Zero(t, internalHits.Load())
+}
+
+// checkDomainCookieHostOnly checks that, through the router, the hostile
+// app's Domain cookie (pull request 1 of Acme/redirects) becomes
+// host-only.
+func checkDomainCookieHostOnly(t *testing.T, s *stack) {
+	req, err := http.NewRequest(http.MethodGet, s.router.URL+"/", nil)
+	require.NoError(t, err)
+	req.Host = "pr-1--acme--redirects." + domain
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	cookies := resp.Header.Values("Set-Cookie")
+	require.Len(t, cookies, 1)
+	assert.NotContains(t, strings.ToLower(cookies[0]), "domain", "a preview set a cookie for every preview")
+	assert.Contains(t, cookies[0], "sid=1")
+}
+
+// saidOnPR is all GitHub was told about pull request number of
+// owner/repo: its comments and its deployments' statuses, one a line.
+func saidOnPR(s *stack, owner, repo string, number int) string {
+	var said []string
+	for _, c := range s.gh.Comments(owner, repo, number) {
+		said = append(said, c.Body)
+	}
+	for _, d := range s.gh.Deployments(owner, repo) {
+		for _, ds := range d.Statuses {
+			said = append(said, ds.Description, ds.LogURL, ds.EnvironmentURL)
+		}
+	}
+	return strings.Join(said, "\n")
 }

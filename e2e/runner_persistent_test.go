@@ -3,8 +3,6 @@ package e2e
 import (
 	"bytes"
 	"encoding/json"
-	"fmt"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -50,17 +48,11 @@ func persistentPoolJSON(t *testing.T, s *stack, name string, maxMachines int, ru
 func TestRunnerPersistentPoolRunsJobsOnWhicheverRunnerTakesThem(t *testing.T) {
 	s := newStackWith(t, func(s *stack) string { return persistentPoolJSON(t, s, "pers", 2) })
 	ids := nextJobIDs(6)
-	s.keepHistories(map[string]runMatcher{
-		"runner-pool-persistent":      withID(runnerapi.PoolWorkflowID("pers")),
-		"runner-job-persistent":       withID(runnerapi.JobWorkflowID(ids[0])),
-		"runner-provision-persistent": withID(runnerapi.ProvisionWorkflowID("pers", 1)),
-	})
+	s.keepPoolHistories("-persistent", "pers", ids[0])
 	for _, id := range ids {
 		s.gh.AddJob(jobOwner, jobRepo, githubtest.Job{ID: id, Labels: jobLabels, Duration: 400 * time.Millisecond})
 	}
-	for _, id := range ids {
-		require.Equal(t, http.StatusAccepted, s.queueJob(t, id, fmt.Sprintf("queued-%d", id)))
-	}
+	s.queueJobs(t, ids)
 	s.waitJobs(t, ids)
 
 	runners := s.gh.Runners(pools.Scope{Kind: pools.ScopeOrg, Org: jobOwner})

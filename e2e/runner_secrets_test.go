@@ -41,6 +41,23 @@ func procCmdlines(t *testing.T) map[int]string {
 	return out
 }
 
+// catchJobRunning queues a job of 3 seconds and, once its step has
+// written its environment to steps, reads the process table while the job
+// runs; it returns the job's ID, the step's environment and the command
+// lines.
+func (s *stack) catchJobRunning(t *testing.T, steps string) (int64, string, map[int]string) {
+	t.Helper()
+	id := nextJobIDs(1)[0]
+	s.gh.AddJob(jobOwner, jobRepo, githubtest.Job{ID: id, Labels: jobLabels, Duration: 3 * time.Second})
+	require.Equal(t, http.StatusAccepted, s.queueJob(t, id, fmt.Sprintf("queued-%d", id)))
+
+	stepEnv := waitStepEnv(t, steps, id)
+	cmdlines := procCmdlines(t) // while the job runs
+	job, _ := s.gh.Job(id)
+	require.Equal(t, githubtest.JobInProgress, job.Status, "the process table was read while the job ran")
+	return id, stepEnv, cmdlines
+}
+
 // waitStepEnv waits until the stand-in runner's job step of job id wrote
 // its environment (the job is then running) and returns it.
 func waitStepEnv(t *testing.T, dir string, id int64) string {
@@ -94,14 +111,7 @@ func TestRunnerJITConfigIsInNoArgvAndNoJobStep(t *testing.T) {
 		require.NoError(t, err)
 		return string(b)
 	})
-	id := nextJobIDs(1)[0]
-	s.gh.AddJob(jobOwner, jobRepo, githubtest.Job{ID: id, Labels: jobLabels, Duration: 3 * time.Second})
-	require.Equal(t, http.StatusAccepted, s.queueJob(t, id, fmt.Sprintf("queued-%d", id)))
-
-	stepEnv := waitStepEnv(t, steps, id)
-	cmdlines := procCmdlines(t) // while the job runs
-	job, _ := s.gh.Job(id)
-	require.Equal(t, githubtest.JobInProgress, job.Status, "the process table was read while the job ran")
+	id, stepEnv, cmdlines := s.catchJobRunning(t, steps)
 	var runSh, runner int
 	for _, cl := range cmdlines {
 		// The wrappers that start it (its PID namespace) carry the
@@ -139,14 +149,7 @@ func TestRunnerRegistrationTokenIsInNoArgvAndNoJobStep(t *testing.T) {
 		})
 		return persistentPoolJSON(t, s, "pers-secrets", 1, "-step-env-dir", steps)
 	})
-	id := nextJobIDs(1)[0]
-	s.gh.AddJob(jobOwner, jobRepo, githubtest.Job{ID: id, Labels: jobLabels, Duration: 3 * time.Second})
-	require.Equal(t, http.StatusAccepted, s.queueJob(t, id, fmt.Sprintf("queued-%d", id)))
-
-	stepEnv := waitStepEnv(t, steps, id)
-	cmdlines := procCmdlines(t) // while the job runs
-	job, _ := s.gh.Job(id)
-	require.Equal(t, githubtest.JobInProgress, job.Status, "the process table was read while the job ran")
+	id, stepEnv, cmdlines := s.catchJobRunning(t, steps)
 	tokens := s.gh.RegistrationTokens()
 	require.NotEmpty(t, tokens)
 	assertNoSecrets(t, "persistent, while the job runs", cmdlines, stepEnv, tokens)

@@ -120,14 +120,62 @@ func (s *stack) waitJobs(t *testing.T, ids []int64) {
 func TestRunnerPoolRunsTwentyJobsOnFiveMachines(t *testing.T) {
 	s := newStackWith(t, func(s *stack) string { return poolJSON(t, s, "linux", 5, "", "") })
 	ids := nextJobIDs(20)
-	s.keepHistories(map[string]runMatcher{
-		"runner-pool":      withID(runnerapi.PoolWorkflowID("linux")),
-		"runner-job":       withID(runnerapi.JobWorkflowID(ids[0])),
-		"runner-provision": withID(runnerapi.ProvisionWorkflowID("linux", 1)),
-	})
+	s.keepPoolHistories("", "linux", ids[0])
 	for _, id := range ids {
 		s.gh.AddJob(jobOwner, jobRepo, githubtest.Job{ID: id, Labels: jobLabels, Duration: 300 * time.Millisecond})
 	}
+	peak := s.watchPeakMachines()
+	s.queueJobs(t, ids)
+	// Redeliveries (same delivery, and GitHub's retry with a new delivery ID) add nothing.
+	for _, id := range ids[:5] {
+		assert.Equal(t, http.StatusOK, s.queueJob(t, id, fmt.Sprintf("queued-%d", id)))
+		s.queueJob(t, id, fmt.Sprintf("queued-again-%d", id))
+	}
+	s.waitJobs(t, ids)
+
+	assert.LessOrEqual(t, peak(), int64(5), "never more than max_machines machines")
+	stats := s.emu.Stats()
+	assert.LessOrEqual(t, stats.Creates, int64(5))
+	checkLeasesPerAttempt(t, s, ids)
+	require.Eventually(t, func() bool {
+		for _, m := range s.emu.Stats().Machines {
+			if m.Phase != dedalus.PhaseSleeping {
+				return false
+			}
+		}
+		return true
+	}, 30*time.Second, 100*time.Millisecond, "machines are asleep at the end")
+	ctx := context.Background()
+	n, err := s.tc.CountWorkflow(ctx, countQuery(fmt.Sprintf(
+		"DrydockPool = 'linux' AND WorkflowType = 'RunnerJob' AND DrydockJobID >= %d AND DrydockJobID <= %d", ids[0], ids[len(ids)-1])))
+	require.NoError(t, err)
+	assert.EqualValues(t, 20, n.GetCount(), "one RunnerJob per job, however often queued was delivered")
+}
+
+// keepPoolHistories records the run of pool, that of job jobID and the
+// pool's first provision as runner-pool<suffix>, runner-job<suffix> and
+// runner-provision<suffix>.
+func (s *stack) keepPoolHistories(suffix, pool string, jobID int64) {
+	s.t.Helper()
+	s.keepHistories(map[string]runMatcher{
+		"runner-pool" + suffix:      withID(runnerapi.PoolWorkflowID(pool)),
+		"runner-job" + suffix:       withID(runnerapi.JobWorkflowID(jobID)),
+		"runner-provision" + suffix: withID(runnerapi.ProvisionWorkflowID(pool, 1)),
+	})
+}
+
+// queueJobs delivers a queued workflow_job for each of ids: accepted.
+func (s *stack) queueJobs(t *testing.T, ids []int64) {
+	t.Helper()
+	for _, id := range ids {
+		require.Equal(t, http.StatusAccepted, s.queueJob(t, id, fmt.Sprintf("queued-%d", id)))
+	}
+}
+
+// watchPeakMachines samples the emulator's live machines in the
+// background; the function it returns stops the sampling and returns the
+// peak.
+func (s *stack) watchPeakMachines() func() int64 {
 	var peak atomic.Int64
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
@@ -145,21 +193,16 @@ func TestRunnerPoolRunsTwentyJobsOnFiveMachines(t *testing.T) {
 			}
 		}
 	}()
-	for _, id := range ids {
-		require.Equal(t, http.StatusAccepted, s.queueJob(t, id, fmt.Sprintf("queued-%d", id)))
+	return func() int64 {
+		close(stop)
+		wg.Wait()
+		return peak.Load()
 	}
-	// Redeliveries (same delivery, and GitHub's retry with a new delivery ID) add nothing.
-	for _, id := range ids[:5] {
-		assert.Equal(t, http.StatusOK, s.queueJob(t, id, fmt.Sprintf("queued-%d", id)))
-		s.queueJob(t, id, fmt.Sprintf("queued-again-%d", id))
-	}
-	s.waitJobs(t, ids)
-	close(stop)
-	wg.Wait()
+}
 
-	assert.LessOrEqual(t, peak.Load(), int64(5), "never more than max_machines machines")
-	stats := s.emu.Stats()
-	assert.LessOrEqual(t, stats.Creates, int64(5))
+// checkLeasesPerAttempt checks the linux pool's inventory once jobs ids
+// ran: every machine reused, one lease per job attempt, nothing queued.
+func checkLeasesPerAttempt(t *testing.T, s *stack, ids []int64) {
 	inv := s.inventory(t, "linux")
 	total := 0
 	for _, m := range inv.Machines {
@@ -177,19 +220,6 @@ func TestRunnerPoolRunsTwentyJobsOnFiveMachines(t *testing.T) {
 	assert.Equal(t, attempts, total, "one lease per job attempt")
 	t.Logf("%d attempts for %d jobs", attempts, len(ids))
 	assert.Empty(t, inv.Queue)
-	require.Eventually(t, func() bool {
-		for _, m := range s.emu.Stats().Machines {
-			if m.Phase != dedalus.PhaseSleeping {
-				return false
-			}
-		}
-		return true
-	}, 30*time.Second, 100*time.Millisecond, "machines are asleep at the end")
-	ctx := context.Background()
-	n, err := s.tc.CountWorkflow(ctx, countQuery(fmt.Sprintf(
-		"DrydockPool = 'linux' AND WorkflowType = 'RunnerJob' AND DrydockJobID >= %d AND DrydockJobID <= %d", ids[0], ids[len(ids)-1])))
-	require.NoError(t, err)
-	assert.EqualValues(t, 20, n.GetCount(), "one RunnerJob per job, however often queued was delivered")
 }
 
 // A worker killed while a machine is being provisioned: no duplicate machine, and the job still runs.

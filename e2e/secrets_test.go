@@ -41,8 +41,7 @@ import (
 // that fails for good, GitHub failing once on several routes, and a
 // reconcile; the worker logs at debug level.
 func TestSecretsStayOutOfHistoriesAndLogs(t *testing.T) {
-	const pool = "secrets"
-	s := newStackWith(t, func(s *stack) string { return poolJSON(t, s, pool, 1, "", "") })
+	s := newStackWith(t, func(s *stack) string { return poolJSON(t, s, secretsPool, 1, "", "") })
 	// The worker at its most talkative: more output for a secret to leak into.
 	s.stopWorker(syscall.SIGTERM)
 	s.workerE = append(s.workerE, "LOG_LEVEL=debug")
@@ -52,20 +51,71 @@ func TestSecretsStayOutOfHistoriesAndLogs(t *testing.T) {
 		require.GreaterOrEqual(t, len(v), 8, "%s is long enough to search for", what)
 	}
 
-	const owner, name, number = "Secret-Org", "secret-app", 11
-	previewID := workflows.PreviewWorkflowID(owner, name, number)
-	jobID := nextJobIDs(1)[0]
-	provisionID := runnerapi.ProvisionWorkflowID(pool, 1)
-	since := time.Now()
+	r := startSecretsRun(t, s)
+	machineID := r.runThroughFaults(t)
+
+	// 4. A reconcile run (its result is visible in the UI).
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	r.reconcile(ctx, t)
+
+	// 5. Close: teardown.
+	code, _ := s.deliver("closed", r.pr, "secrets-closed")
+	require.Equal(t, http.StatusAccepted, code)
+	s.waitClosed(r.previewID)
+	require.NoError(t, s.tc.TerminateWorkflow(ctx, runnerapi.PoolWorkflowID(secretsPool), "", "end of test"))
+
+	runs, types := r.closedRuns(t)
+	checkHistoriesKeepSecrets(ctx, t, s, runs, types, secrets, machineID)
+	checkSchedulesKeepSecrets(ctx, t, s, secrets)
+
+	// The worker's log, complete once it has stopped.
+	s.stopWorker(syscall.SIGTERM)
+	logs := s.logs.Bytes()
+	for what, secret := range secrets {
+		assert.Empty(t, findSecretIn(logs, secret), "%s in the worker's log", what)
+	}
+	t.Logf("searched %d KiB of worker log", len(logs)>>10)
+	assert.Contains(t, string(logs), "create machine", "the log holds the failed calls' errors")
+}
+
+// The pull request and the runner pool of the secrets test.
+const (
+	secretsOwner, secretsRepo, secretsPR = "Secret-Org", "secret-app", 11
+	secretsPool                          = "secrets"
+)
+
+// secretsRun is the secrets test's run on stack s: a preview (workflow
+// previewID) and a runner job (jobID, provisioned by provisionID), started
+// since since.
+type secretsRun struct {
+	s                      *stack
+	previewID, provisionID string
+	jobID                  int64
+	since                  time.Time
+	pr                     ghfixture.PR
+}
+
+// startSecretsRun names the runs whose histories are kept, sets up the
+// pull request, and makes GitHub fail once on the routes the preview and
+// the job use.
+func startSecretsRun(t *testing.T, s *stack) *secretsRun {
+	r := &secretsRun{
+		s:           s,
+		previewID:   workflows.PreviewWorkflowID(secretsOwner, secretsRepo, secretsPR),
+		jobID:       nextJobIDs(1)[0],
+		provisionID: runnerapi.ProvisionWorkflowID(secretsPool, 1),
+		since:       time.Now(),
+	}
 	s.keepHistories(map[string]runMatcher{
-		"preview-lifecycle-dedalus-faults": withID(previewID),
-		"runner-job-dedalus-faults":        withID(runnerapi.JobWorkflowID(jobID)),
-		"runner-provision-dedalus-faults":  withID(provisionID),
+		"preview-lifecycle-dedalus-faults": withID(r.previewID),
+		"runner-job-dedalus-faults":        withID(runnerapi.JobWorkflowID(r.jobID)),
+		"runner-provision-dedalus-faults":  withID(r.provisionID),
 		"reconcile":                        withIDPrefix(workflows.ReconcileScheduleID),
 	})
-	s.gh.SetFile(owner, name, "main", ".drydock/preview.yml", autoSpec)
+	s.gh.SetFile(secretsOwner, secretsRepo, "main", ".drydock/preview.yml", autoSpec)
 	src := newRepo(t)
-	pr := ghfixture.PR{Owner: owner, Repo: name, Number: number, HeadSHA: src.head(), HeadRef: "secrets", CloneURL: src.dir}
+	r.pr = ghfixture.PR{Owner: secretsOwner, Repo: secretsRepo, Number: secretsPR, HeadSHA: src.head(), HeadRef: "secrets", CloneURL: src.dir}
 
 	// GitHub fails once on the routes the preview and the job use.
 	for _, route := range []string{githubtest.RouteGetContent, githubtest.RouteCreateDeployment,
@@ -73,69 +123,74 @@ func TestSecretsStayOutOfHistoriesAndLogs(t *testing.T) {
 		s.gh.FailNext(route, 1, githubtest.BadGateway())
 	}
 	s.gh.FailNext(githubtest.RouteUpdateIssueComment, 1, githubtest.Error(http.StatusInternalServerError, "Server Error"))
+	return r
+}
 
+// runThroughFaults runs the preview and the job through Dedalus's faults
+// (steps 1 to 3); it returns the preview's machine ID.
+func (r *secretsRun) runThroughFaults(t *testing.T) string {
+	s := r.s
 	// 1. Every machine create is refused until both the preview's and the
 	// pool's have failed an attempt.
 	setFaults(t, s, map[string]emulator.FaultRule{"createMachine": {Error503: 1}})
-	code, out := s.deliver("opened", pr, "secrets-opened")
+	code, out := s.deliver("opened", r.pr, "secrets-opened")
 	require.Equal(t, http.StatusAccepted, code, out)
-	s.gh.AddJob(jobOwner, jobRepo, githubtest.Job{ID: jobID, Labels: jobLabels, Duration: 200 * time.Millisecond})
-	require.Equal(t, http.StatusAccepted, s.queueJob(t, jobID, "secrets-queued"))
-	t.Log(waitFailedAttempt(t, s, previewID, "create machine"))
-	t.Log(waitFailedAttempt(t, s, provisionID, "create machine"))
+	s.gh.AddJob(jobOwner, jobRepo, githubtest.Job{ID: r.jobID, Labels: jobLabels, Duration: 200 * time.Millisecond})
+	require.Equal(t, http.StatusAccepted, s.queueJob(t, r.jobID, "secrets-queued"))
+	t.Log(waitFailedAttempt(t, s, r.previewID, "create machine"))
+	t.Log(waitFailedAttempt(t, s, r.provisionID, "create machine"))
 
 	// 2. Then the connections of execution requests are reset (transport
 	// errors, whose messages carry the request's URL).
 	setFaults(t, s, map[string]emulator.FaultRule{"createMachineExecution": {Reset: 1}})
-	t.Log(waitFailedAttempt(t, s, previewID, "create execution on"))
+	t.Log(waitFailedAttempt(t, s, r.previewID, "create execution on"))
 	setFaults(t, s, nil)
 
-	st := s.waitFor(previewID, "ready", func(st workflows.PreviewStatus) bool { return st.Phase == workflows.PreviewReady })
-	s.waitJobs(t, []int64{jobID})
+	st := s.waitFor(r.previewID, "ready", func(st workflows.PreviewStatus) bool { return st.Phase == workflows.PreviewReady })
+	s.waitJobs(t, []int64{r.jobID})
 
 	// 3. A wake that fails for good (its local activity gives up): the
 	// reviewer gets an error, the next request wakes the machine.
 	require.Eventually(t, func() bool { return machinePhase(s.emu, st.MachineID) == "sleeping" }, 30*time.Second, 50*time.Millisecond, "autosleep")
 	setFaults(t, s, map[string]emulator.FaultRule{"wakeMachine": {Reset: 1}})
-	code, body := s.get(owner, name, number, "/")
+	code, body := s.get(secretsOwner, secretsRepo, secretsPR, "/")
 	assert.NotEqual(t, http.StatusOK, code, "the wake failed: %s", body)
 	setFaults(t, s, nil)
 	require.Eventually(t, func() bool {
-		code, _ := s.get(owner, name, number, "/")
+		code, _ := s.get(secretsOwner, secretsRepo, secretsPR, "/")
 		return code == http.StatusOK
 	}, 60*time.Second, 500*time.Millisecond, "the preview wakes once Dedalus answers again")
+	return st.MachineID
+}
 
-	// 4. A reconcile run (its result is visible in the UI).
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
+// reconcile triggers the reconcile schedule and waits for a run to
+// complete.
+func (r *secretsRun) reconcile(ctx context.Context, t *testing.T) {
+	s := r.s
 	require.NoError(t, s.tc.ScheduleClient().GetHandle(ctx, workflows.ReconcileScheduleID).Trigger(ctx, client.ScheduleTriggerOptions{}))
 	require.Eventually(t, func() bool {
-		for _, r := range listRuns(t, s.tc, since, "WorkflowType = '"+workflows.ReconcileName+"'") {
-			if r.GetStatus() == enumspb.WORKFLOW_EXECUTION_STATUS_COMPLETED {
+		for _, run := range listRuns(t, s.tc, r.since, "WorkflowType = '"+workflows.ReconcileName+"'") {
+			if run.GetStatus() == enumspb.WORKFLOW_EXECUTION_STATUS_COMPLETED {
 				return true
 			}
 		}
 		return false
 	}, 90*time.Second, 200*time.Millisecond, "a reconcile run completed")
+}
 
-	// 5. Close: teardown.
-	code, _ = s.deliver("closed", pr, "secrets-closed")
-	require.Equal(t, http.StatusAccepted, code)
-	s.waitClosed(previewID)
-	require.NoError(t, s.tc.TerminateWorkflow(ctx, runnerapi.PoolWorkflowID(pool), "", "end of test"))
-
-	// Every run the test started: preview, job, pool, provision, reconcile.
-	want := []string{previewID, runnerapi.JobWorkflowID(jobID), runnerapi.PoolWorkflowID(pool), provisionID, workflows.ReconcileScheduleID}
-	var runs []string
-	var types []string
+// closedRuns waits for every run the test started (preview, job, pool,
+// provision, reconcile) to be visible and closed; it returns them all
+// ("<workflow ID>\x00<run ID>") and their workflow types.
+func (r *secretsRun) closedRuns(t *testing.T) (runs, types []string) {
+	want := []string{r.previewID, runnerapi.JobWorkflowID(r.jobID), runnerapi.PoolWorkflowID(secretsPool), r.provisionID, workflows.ReconcileScheduleID}
 	require.Eventually(t, func() bool {
 		runs, types = nil, nil
-		for _, r := range listRuns(t, s.tc, since, "") {
-			if r.GetStatus() == enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING {
+		for _, run := range listRuns(t, r.s.tc, r.since, "") {
+			if run.GetStatus() == enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING {
 				return false
 			}
-			runs = append(runs, r.GetExecution().GetWorkflowId()+"\x00"+r.GetExecution().GetRunId())
-			types = append(types, r.GetType().GetName())
+			runs = append(runs, run.GetExecution().GetWorkflowId()+"\x00"+run.GetExecution().GetRunId())
+			types = append(types, run.GetType().GetName())
 		}
 		for _, w := range want {
 			if !slices.ContainsFunc(runs, func(r string) bool { return strings.HasPrefix(r, w) }) {
@@ -144,7 +199,13 @@ func TestSecretsStayOutOfHistoriesAndLogs(t *testing.T) {
 		}
 		return true
 	}, 60*time.Second, 200*time.Millisecond, "the test's runs are visible and closed")
+	return runs, types
+}
 
+// checkHistoriesKeepSecrets searches the histories of runs (of workflow
+// types types) for secrets, and checks that their failures include the
+// errors of every kind injected (the wake's on machine machineID).
+func checkHistoriesKeepSecrets(ctx context.Context, t *testing.T, s *stack, runs, types []string, secrets map[string]string, machineID string) {
 	var failures []string
 	payloads := 0
 	for _, r := range runs {
@@ -168,12 +229,15 @@ func TestSecretsStayOutOfHistoriesAndLogs(t *testing.T) {
 	t.Logf("searched %d histories (%s), %d payloads, %d distinct failures:\n%s",
 		len(runs), strings.Join(slices.Compact(slices.Sorted(slices.Values(types))), ", "), payloads, len(failures), strings.Join(failures, "\n"))
 	// The searched failures include the errors of every kind injected above.
-	for _, want := range []string{"create machine", "create execution on", "wake machine " + st.MachineID} {
+	for _, want := range []string{"create machine", "create execution on", "wake machine " + machineID} {
 		assert.True(t, slices.ContainsFunc(failures, func(f string) bool { return strings.Contains(f, want) }),
 			"a recorded failure mentions %q", want)
 	}
+}
 
-	// Schedules are shown in the UI too.
+// checkSchedulesKeepSecrets searches the schedules (shown in the UI too)
+// for secrets.
+func checkSchedulesKeepSecrets(ctx context.Context, t *testing.T, s *stack, secrets map[string]string) {
 	schedules := 0
 	it, err := s.tc.ScheduleClient().List(ctx, client.ScheduleListOptions{})
 	require.NoError(t, err)
@@ -188,15 +252,6 @@ func TestSecretsStayOutOfHistoriesAndLogs(t *testing.T) {
 		}
 	}
 	assert.Positive(t, schedules)
-
-	// The worker's log, complete once it has stopped.
-	s.stopWorker(syscall.SIGTERM)
-	logs := s.logs.Bytes()
-	for what, secret := range secrets {
-		assert.Empty(t, findSecretIn(logs, secret), "%s in the worker's log", what)
-	}
-	t.Logf("searched %d KiB of worker log", len(logs)>>10)
-	assert.Contains(t, string(logs), "create machine", "the log holds the failed calls' errors")
 }
 
 // setFaults replaces the emulator's fault rules (nil: none).

@@ -93,62 +93,105 @@ func TestPreviewLoginInChromium(t *testing.T) {
 		}
 		h.Close()
 	})
-	const owner, repo = "octo", "secret-app"
-	h.GH.AddCollaborator(owner, repo, "alice", "read")
-	h.GH.AddUser("bob") // no access to octo/secret-app
-	spec := demoSpecFor("2s")
-	sha1, st1 := openHarnessPreview(ctx, t, h, owner, repo, 1, spec)
-	_, st2 := openHarnessPreview(ctx, t, h, owner, repo, 2, spec)
-	assert.Equal(t, workflows.VisibilityPrivate, st1.Visibility)
-
-	_, port, ok := strings.Cut(strings.TrimPrefix(h.RouterURL, "http://"), ":")
-	require.True(t, ok)
-	preview1 := "http://" + harness.PreviewHost(owner, repo, 1) + ":" + port
-	preview2 := "http://" + harness.PreviewHost(owner, repo, 2) + ":" + port
-	ghWeb := strings.TrimSuffix(h.GH.WebURL(), "/")
-
-	// Both machines asleep: every wake from here on is counted.
-	for _, st := range []workflows.PreviewStatus{st1, st2} {
-		require.Eventually(t, func() bool { return emuMachinePhase(h, st.MachineID) == "sleeping" }, time.Minute, 50*time.Millisecond, "autosleep")
-	}
-	wakes := h.Emu.Stats().Wakes
+	r := openLoginPreviews(ctx, t, h)
+	r.out = out
 
 	b, err := cdp.Start(ctx, bin, t.TempDir())
 	require.NoError(t, err)
 	defer b.Close()
-	p, err := b.NewPage(ctx)
+	r.p, err = b.NewPage(ctx)
 	require.NoError(t, err)
-	defer p.Close()
+	defer r.p.Close()
 
-	// 1. Unauthenticated: redirected to the login (GitHub's page, via the
-	// auth host), and nothing woke.
-	require.NoError(t, p.Navigate(ctx, preview1+"/"))
+	r.unauthenticatedGoesToLogin(t)
+	session := r.aliceSignsIn(t)
+	r.cookieOpensNoOtherPreview(t, session)
+	r.bobIsRefused(t)
+	t.Logf("screenshots in %s", out)
+}
+
+// The private previews of the login test: pull requests 1 and 2 of
+// loginOwner/loginRepo.
+const loginOwner, loginRepo = "octo", "secret-app"
+
+// loginRun is the login test's browser (page p) on harness h, the two
+// previews it visits (their statuses, their URLs through the router), and
+// the emulator's count of wakes the next check starts from.
+type loginRun struct {
+	ctx                context.Context
+	h                  *harness.Harness
+	p                  *cdp.Page
+	out                string
+	sha1               string
+	st1, st2           workflows.PreviewStatus
+	preview1, preview2 string
+	ghWeb              string
+	wakes              int64
+}
+
+// openLoginPreviews gives alice (not bob) access to the repository, opens
+// both previews and waits for both machines to be asleep: every wake from
+// there on is counted.
+func openLoginPreviews(ctx context.Context, t *testing.T, h *harness.Harness) *loginRun {
+	h.GH.AddCollaborator(loginOwner, loginRepo, "alice", "read")
+	h.GH.AddUser("bob") // no access to octo/secret-app
+	spec := demoSpecFor("2s")
+	r := &loginRun{ctx: ctx, h: h}
+	r.sha1, r.st1 = openHarnessPreview(ctx, t, h, loginOwner, loginRepo, 1, spec)
+	_, r.st2 = openHarnessPreview(ctx, t, h, loginOwner, loginRepo, 2, spec)
+	assert.Equal(t, workflows.VisibilityPrivate, r.st1.Visibility)
+
+	_, port, ok := strings.Cut(strings.TrimPrefix(h.RouterURL, "http://"), ":")
+	require.True(t, ok)
+	r.preview1 = "http://" + harness.PreviewHost(loginOwner, loginRepo, 1) + ":" + port
+	r.preview2 = "http://" + harness.PreviewHost(loginOwner, loginRepo, 2) + ":" + port
+	r.ghWeb = strings.TrimSuffix(h.GH.WebURL(), "/")
+
+	// Both machines asleep: every wake from here on is counted.
+	for _, st := range []workflows.PreviewStatus{r.st1, r.st2} {
+		require.Eventually(t, func() bool { return emuMachinePhase(h, st.MachineID) == "sleeping" }, time.Minute, 50*time.Millisecond, "autosleep")
+	}
+	r.wakes = h.Emu.Stats().Wakes
+	return r
+}
+
+// unauthenticatedGoesToLogin: 1. Unauthenticated: redirected to the login
+// (GitHub's page, via the auth host), and nothing woke.
+func (r *loginRun) unauthenticatedGoesToLogin(t *testing.T) {
+	ctx, p, h := r.ctx, r.p, r.h
+	require.NoError(t, p.Navigate(ctx, r.preview1+"/"))
 	u, err := p.URL(ctx)
 	require.NoError(t, err)
-	require.True(t, strings.HasPrefix(u, ghWeb+"/login/oauth/authorize?"), "login page, got %s", u)
+	require.True(t, strings.HasPrefix(u, r.ghWeb+"/login/oauth/authorize?"), "login page, got %s", u)
 	assert.Contains(t, u, "redirect_uri="+url.QueryEscape(h.AuthURL+"/callback"))
-	require.NoError(t, p.Screenshot(ctx, filepath.Join(out, "1-login-page.png")))
-	assert.Equal(t, wakes, h.Emu.Stats().Wakes, "an unauthenticated visit wakes nothing")
-	assert.Equal(t, "sleeping", emuMachinePhase(h, st1.MachineID))
+	require.NoError(t, p.Screenshot(ctx, filepath.Join(r.out, "1-login-page.png")))
+	assert.Equal(t, r.wakes, h.Emu.Stats().Wakes, "an unauthenticated visit wakes nothing")
+	assert.Equal(t, "sleeping", emuMachinePhase(h, r.st1.MachineID))
+}
 
-	// 2. alice signs in on the form: callback, ticket, cookie, the preview.
-	signIn := func(login string) {
-		t.Helper()
-		require.NoError(t, p.Eval(ctx, `document.getElementById("login").value = `+strconv.Quote(login)+`; document.getElementById("authorize").click()`, nil))
-		time.Sleep(200 * time.Millisecond)
-		require.NoError(t, p.WaitFor(ctx, `!location.href.startsWith(`+strconv.Quote(ghWeb)+`) && document.readyState === "complete"`))
-	}
-	signIn("alice")
-	u, err = p.URL(ctx)
+// signIn signs in as login on GitHub's form and waits to be back.
+func (r *loginRun) signIn(t *testing.T, login string) {
+	t.Helper()
+	require.NoError(t, r.p.Eval(r.ctx, `document.getElementById("login").value = `+strconv.Quote(login)+`; document.getElementById("authorize").click()`, nil))
+	time.Sleep(200 * time.Millisecond)
+	require.NoError(t, r.p.WaitFor(r.ctx, `!location.href.startsWith(`+strconv.Quote(r.ghWeb)+`) && document.readyState === "complete"`))
+}
+
+// aliceSignsIn: 2. alice signs in on the form: callback, ticket, cookie,
+// the preview. It returns preview 1's session cookie.
+func (r *loginRun) aliceSignsIn(t *testing.T) *cdp.Cookie {
+	ctx, p, h := r.ctx, r.p, r.h
+	r.signIn(t, "alice")
+	u, err := p.URL(ctx)
 	require.NoError(t, err)
-	assert.Equal(t, preview1+"/", u, "back on the page first asked for, the ticket gone from the address")
+	assert.Equal(t, r.preview1+"/", u, "back on the page first asked for, the ticket gone from the address")
 	text, err := p.Text(ctx)
 	require.NoError(t, err)
-	assert.Contains(t, text, sha1, "the preview's app, deployed at the PR's head")
-	require.NoError(t, p.Screenshot(ctx, filepath.Join(out, "2-preview-after-login.png")))
-	assert.Equal(t, wakes+1, h.Emu.Stats().Wakes, "alice's visit woke the machine once")
+	assert.Contains(t, text, r.sha1, "the preview's app, deployed at the PR's head")
+	require.NoError(t, p.Screenshot(ctx, filepath.Join(r.out, "2-preview-after-login.png")))
+	assert.Equal(t, r.wakes+1, h.Emu.Stats().Wakes, "alice's visit woke the machine once")
 
-	cookies, err := p.Cookies(ctx, preview1+"/")
+	cookies, err := p.Cookies(ctx, r.preview1+"/")
 	require.NoError(t, err)
 	var session *cdp.Cookie
 	for i := range cookies {
@@ -159,42 +202,49 @@ func TestPreviewLoginInChromium(t *testing.T) {
 	require.NotNil(t, session, "session cookie on the preview host")
 	assert.True(t, session.HTTPOnly)
 	assert.Equal(t, "Lax", session.SameSite)
-	assert.Equal(t, harness.PreviewHost(owner, repo, 1), session.Domain, "host-only: no Domain attribute")
+	assert.Equal(t, harness.PreviewHost(loginOwner, loginRepo, 1), session.Domain, "host-only: no Domain attribute")
 	var visible string
 	require.NoError(t, p.Eval(ctx, "document.cookie", &visible))
 	assert.NotContains(t, visible, "drydock_session", "HttpOnly: the page's scripts cannot read it")
+	return session
+}
 
-	// 3. The cookie copied to preview 2: not valid there (login again), and
-	// preview 2's machine stays asleep.
-	wakes = h.Emu.Stats().Wakes
-	require.NoError(t, p.SetCookie(ctx, preview2+"/", cdp.Cookie{Name: session.Name, Value: session.Value, HTTPOnly: true}))
-	require.NoError(t, p.Navigate(ctx, preview2+"/"))
-	u, err = p.URL(ctx)
+// cookieOpensNoOtherPreview: 3. The cookie copied to preview 2: not valid
+// there (login again), and preview 2's machine stays asleep.
+func (r *loginRun) cookieOpensNoOtherPreview(t *testing.T, session *cdp.Cookie) {
+	ctx, p, h := r.ctx, r.p, r.h
+	wakes := h.Emu.Stats().Wakes
+	require.NoError(t, p.SetCookie(ctx, r.preview2+"/", cdp.Cookie{Name: session.Name, Value: session.Value, HTTPOnly: true}))
+	require.NoError(t, p.Navigate(ctx, r.preview2+"/"))
+	u, err := p.URL(ctx)
 	require.NoError(t, err)
-	assert.True(t, strings.HasPrefix(u, ghWeb+"/login/oauth/authorize?"), "preview 1's cookie on preview 2: login, got %s", u)
+	assert.True(t, strings.HasPrefix(u, r.ghWeb+"/login/oauth/authorize?"), "preview 1's cookie on preview 2: login, got %s", u)
 	assert.Equal(t, wakes, h.Emu.Stats().Wakes)
-	assert.Equal(t, "sleeping", emuMachinePhase(h, st2.MachineID))
+	assert.Equal(t, "sleeping", emuMachinePhase(h, r.st2.MachineID))
+}
 
-	// 4. bob (no access) signs in from a clean browser: 403, nothing woken.
+// bobIsRefused: 4. bob (no access) signs in from a clean browser: 403,
+// nothing woken.
+func (r *loginRun) bobIsRefused(t *testing.T) {
+	ctx, p, h := r.ctx, r.p, r.h
 	require.NoError(t, p.Call(ctx, "Network.clearBrowserCookies", nil, nil))
-	require.Eventually(t, func() bool { return emuMachinePhase(h, st1.MachineID) == "sleeping" }, time.Minute, 50*time.Millisecond, "autosleep after alice")
-	wakes = h.Emu.Stats().Wakes
-	require.NoError(t, p.Navigate(ctx, preview1+"/"))
-	signIn("bob")
-	text, err = p.Text(ctx)
+	require.Eventually(t, func() bool { return emuMachinePhase(h, r.st1.MachineID) == "sleeping" }, time.Minute, 50*time.Millisecond, "autosleep after alice")
+	wakes := h.Emu.Stats().Wakes
+	require.NoError(t, p.Navigate(ctx, r.preview1+"/"))
+	r.signIn(t, "bob")
+	text, err := p.Text(ctx)
 	require.NoError(t, err)
 	assert.Contains(t, text, "No access to this preview")
 	assert.Contains(t, text, "bob")
-	assert.NotContains(t, text, sha1)
-	require.NoError(t, p.Screenshot(ctx, filepath.Join(out, "3-refused-without-access.png")))
+	assert.NotContains(t, text, r.sha1)
+	require.NoError(t, p.Screenshot(ctx, filepath.Join(r.out, "3-refused-without-access.png")))
 	// Reload: still refused (no session was issued), still asleep.
-	require.NoError(t, p.Navigate(ctx, preview1+"/"))
-	u, err = p.URL(ctx)
+	require.NoError(t, p.Navigate(ctx, r.preview1+"/"))
+	u, err := p.URL(ctx)
 	require.NoError(t, err)
-	assert.True(t, strings.HasPrefix(u, ghWeb+"/login/oauth/authorize?"), "bob has no session: %s", u)
+	assert.True(t, strings.HasPrefix(u, r.ghWeb+"/login/oauth/authorize?"), "bob has no session: %s", u)
 	assert.Equal(t, wakes, h.Emu.Stats().Wakes, "bob woke nothing")
-	assert.Equal(t, "sleeping", emuMachinePhase(h, st1.MachineID))
-	t.Logf("screenshots in %s", out)
+	assert.Equal(t, "sleeping", emuMachinePhase(h, r.st1.MachineID))
 }
 
 // demoSpecFor is the demo app's spec with the given autosleep.

@@ -128,6 +128,12 @@ func TestOnlyAllowedOwnersStartAnything(t *testing.T) {
 	assert.Equal(t, http.StatusAccepted, code)
 	assert.True(t, exists(ctx, t, h, runnerapi.JobWorkflowID(9002)))
 
+	checkRefusalsCounted(t, h)
+}
+
+// checkRefusalsCounted checks that the webhook's metrics count the two
+// refused deliveries as ignored, owner_not_allowed.
+func checkRefusalsCounted(t *testing.T, h *harness.Harness) {
 	resp, err := http.Get(h.WebhookAdminURL + "/metrics")
 	require.NoError(t, err)
 	defer resp.Body.Close()

@@ -7,7 +7,6 @@ package operations
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -20,9 +19,6 @@ import (
 	"testing"
 	"time"
 
-	dto "github.com/prometheus/client_model/go"
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	enumspb "go.temporal.io/api/enums/v1"
@@ -71,13 +67,7 @@ func TestOperationsEndToEnd(t *testing.T) {
 	})
 	require.NoError(t, err)
 	defer h.Close()
-	defer func() {
-		if t.Failed() {
-			for _, p := range []string{"worker", "webhook", "router"} {
-				t.Logf("%s log tail:\n%s", p, h.LogTail(p, 4000))
-			}
-		}
-	}()
+	defer logTailsOnFailure(t, h)
 
 	// Every binary answers liveness and readiness on its admin listener.
 	for _, u := range []string{h.WorkerAdminURL, h.WebhookAdminURL, h.RouterAdminURL} {
@@ -87,47 +77,92 @@ func TestOperationsEndToEnd(t *testing.T) {
 	}
 	before := scrapeAll(t, h)
 
-	// A pull request opens; a forged delivery and a ping arrive too.
+	r := &opsRun{ctx: ctx, h: h}
+	r.openPullRequest(t, dir)
+	r.browsePreview(t)
+	r.runJob(t)
+	checkFiguresMoved(t, h, before)
+
+	t.Run("router finishes a request in flight on SIGTERM", r.routerFinishesInFlight)
+	t.Run("worker lets a running activity finish on SIGTERM", r.workerLetsActivityFinish)
+	t.Run("webhook finishes a delivery in flight on SIGTERM", r.webhookFinishesInFlight)
+	t.Run("closing the pull request empties the gauges", r.closingEmptiesGauges)
+}
+
+// logTailsOnFailure logs the tail of each binary's log if t failed.
+func logTailsOnFailure(t *testing.T, h *harness.Harness) {
+	if t.Failed() {
+		for _, p := range []string{"worker", "webhook", "router"} {
+			t.Logf("%s log tail:\n%s", p, h.LogTail(p, 4000))
+		}
+	}
+}
+
+// opsRun is the end-to-end run the operations test follows: one pull
+// request's preview (workflow id) on harness h, and a runner job.
+type opsRun struct {
+	ctx  context.Context
+	h    *harness.Harness
+	repo *harness.GitRepo
+	pr   ghfixture.PR
+	ping []byte
+	id   string
+}
+
+// openPullRequest opens pull request 1 (its repository under dir) and
+// waits for its preview; a forged delivery and a ping arrive too.
+func (r *opsRun) openPullRequest(t *testing.T, dir string) {
+	ctx, h := r.ctx, r.h
 	repo, err := harness.NewGitRepo(filepath.Join(dir, "src"))
 	require.NoError(t, err)
 	sha1, err := repo.Commit("base")
 	require.NoError(t, err)
 	h.GH.SetFile(owner, repoName, "main", ".drydock/preview.yml", spec)
 	h.GH.SetPullRequest(owner, repoName, githubtest.PullRequest{Number: 1, State: "open", HeadSHA: sha1, HeadRef: "feature"})
-	pr := ghfixture.PR{Owner: owner, Repo: repoName, Number: 1, HeadSHA: sha1, HeadRef: "feature", CloneURL: repo.Dir}
-	deliver(ctx, t, h, "pull_request", "ops-opened", mustBody(h.PullRequest("opened", pr)), http.StatusAccepted)
+	r.repo = repo
+	r.pr = ghfixture.PR{Owner: owner, Repo: repoName, Number: 1, HeadSHA: sha1, HeadRef: "feature", CloneURL: repo.Dir}
+	deliver(ctx, t, h, "pull_request", "ops-opened", mustBody(h.PullRequest("opened", r.pr)), http.StatusAccepted)
 	forged, err := http.Post(h.WebhookURL+"/webhooks/github", "application/json", strings.NewReader(`{"action":"opened"}`))
 	require.NoError(t, err)
 	forged.Body.Close()
 	assert.Equal(t, http.StatusUnauthorized, forged.StatusCode)
-	ping := ghfixture.Ping(owner, repoName, 1)
-	deliver(ctx, t, h, "ping", "ops-ping", ping, http.StatusOK)
+	r.ping = ghfixture.Ping(owner, repoName, 1)
+	deliver(ctx, t, h, "ping", "ops-ping", r.ping, http.StatusOK)
 
-	id := workflows.PreviewWorkflowID(owner, repoName, 1)
-	waitPreview(ctx, t, h, id, sha1)
+	r.id = workflows.PreviewWorkflowID(owner, repoName, 1)
+	waitPreview(ctx, t, h, r.id, sha1)
+}
 
-	// The router: the first request asks Temporal (cold), the next is warm.
-	code, _, err := h.Get(ctx, owner, repoName, 1, "/")
+// browsePreview requests the preview through the router: the first
+// request asks Temporal (cold), the next is warm; after the machine
+// autosleeps, the next request wakes it.
+func (r *opsRun) browsePreview(t *testing.T) {
+	r.getPreview(t)
+	r.getPreview(t)
+	waitAsleep(r.ctx, t, r.h, 1)
+	r.getPreview(t)
+}
+
+func (r *opsRun) getPreview(t *testing.T) {
+	code, _, err := r.h.Get(r.ctx, owner, repoName, 1, "/")
 	require.NoError(t, err)
 	require.Equal(t, http.StatusOK, code)
-	code, _, err = h.Get(ctx, owner, repoName, 1, "/")
-	require.NoError(t, err)
-	require.Equal(t, http.StatusOK, code)
-	// The machine autosleeps; the next request wakes it.
-	waitAsleep(ctx, t, h, 1)
-	code, _, err = h.Get(ctx, owner, repoName, 1, "/")
-	require.NoError(t, err)
-	require.Equal(t, http.StatusOK, code)
+}
 
-	// A runner job runs on the pool.
+// runJob runs a runner job on the pool.
+func (r *opsRun) runJob(t *testing.T) {
+	ctx, h := r.ctx, r.h
 	jobID := time.Now().Unix()%1_000_000*1000 + 1
 	h.GH.AddJob(owner, repoName, githubtest.Job{ID: jobID, Labels: jobLabels, Duration: 2 * time.Second})
 	deliver(ctx, t, h, "workflow_job", "ops-job-queued", mustBody(h.WorkflowJob("queued",
 		ghfixture.Job{ID: jobID, RunID: jobID * 10, Name: "build", Owner: owner, Repo: repoName, Org: owner, Labels: jobLabels})), http.StatusAccepted)
 	waitCompleted(ctx, t, h.TC, runnerapi.JobWorkflowID(jobID))
+}
 
-	// The figures moved as the run says. The SDK's figures are reported
-	// every second and the Temporal readings are cached for 15 s: poll.
+// checkFiguresMoved checks that the figures moved as the run says. The
+// SDK's figures are reported every second and the Temporal readings are
+// cached for 15 s: poll. On failure it logs Drydock's series.
+func checkFiguresMoved(t *testing.T, h *harness.Harness, before map[string]scrape) {
 	var after map[string]scrape
 	deadline := time.Now().Add(45 * time.Second)
 	checks := func(c *assert.CollectT) {
@@ -135,34 +170,9 @@ func TestOperationsEndToEnd(t *testing.T) {
 		d := func(bin, name string, labels ...string) float64 {
 			return after[bin].value(name, labels...) - before[bin].value(name, labels...)
 		}
-		// webhook
-		assert.Equal(c, 1.0, d("webhook", "drydock_webhook_deliveries_total", "event", "pull_request", "action", "opened", "outcome", "accepted"))
-		assert.Equal(c, 1.0, d("webhook", "drydock_webhook_deliveries_total", "outcome", "rejected", "reason", "bad_signature"))
-		assert.Equal(c, 1.0, d("webhook", "drydock_webhook_deliveries_total", "event", "ping", "outcome", "ignored", "reason", "ping"))
-		assert.Equal(c, 1.0, d("webhook", "drydock_webhook_deliveries_total", "event", "workflow_job", "action", "queued", "outcome", "accepted"))
-		assert.Equal(c, 1.0, d("webhook", "drydock_webhook_deliveries_total", "event", "workflow_job", "action", "in_progress", "outcome", "accepted"))
-		// router: the first request and the one after autosleep were cold
-		assert.Equal(c, 2.0, d("router", "drydock_router_requests_total", "path", "cold"))
-		assert.Equal(c, 1.0, d("router", "drydock_router_requests_total", "path", "warm"))
-		assert.Equal(c, 3.0, d("router", "drydock_router_added_latency_seconds"), "every proxied request's added latency")
-		assert.Equal(c, 2.0, d("router", "drydock_router_wakes_total", "result", "ok"))
-		assert.GreaterOrEqual(c, after["router"].sum("drydock_router_added_latency_seconds", "path", "cold"), 1.0,
-			"the cold request after autosleep waited for the 1 s wake")
-		// worker: the preview's wake after autosleep, and the runner's
-		assert.GreaterOrEqual(c, d("worker", "drydock_machine_wake_seconds", "workflow_type", workflows.PreviewLifecycleName), 1.0)
-		assert.GreaterOrEqual(c, after["worker"].sum("drydock_machine_wake_seconds", "workflow_type", workflows.PreviewLifecycleName), 1.0)
-		assert.Equal(c, 1.0, after["worker"].value("drydock_previews", "phase", "ready"))
-		assert.GreaterOrEqual(c, after["worker"].value("drydock_pool_machines", "pool", pool), 1.0)
-		assert.Greater(c, d("worker", "temporal_workflow_completed_total", "workflow_type", runnerapi.RunnerJobName), 0.0, "the SDK's own metrics")
-		// from the workflows, through the SDK's replay-aware handler
-		assert.Equal(c, 1.0, d("worker", "drydock_runner_dispatch_latency_seconds", "pool", pool), "one job dispatched")
-		assert.Equal(c, 1.0, d("worker", "drydock_runner_job_queue_seconds", "pool", pool), "one job's queue time")
-		assert.Greater(c, d("worker", "drydock_preview_awake_seconds_total", "repo", owner+"/"+repoName, "pr", "1"), 0.0,
-			"the wake after autosleep closed an awake interval")
-		assert.Greater(c, d("worker", "drydock_pool_awake_seconds_total", "pool", pool), 0.0, "the runner machine slept after its job")
-		assert.Greater(c, d("worker", "drydock_github_api_requests_total", "credential", "token"), 0.0)
-		remaining := after["worker"].value("drydock_github_rate_limit_remaining", "credential", "token", "resource", "core")
-		assert.True(c, remaining > 4000 && remaining < 5000, "rate limit remaining %v", remaining)
+		checkWebhookFigures(c, d)
+		checkRouterFigures(c, d, after["router"])
+		checkWorkerFigures(c, d, after["worker"])
 	}
 	if !assert.EventuallyWithT(t, checks, time.Until(deadline), 500*time.Millisecond) {
 		for bin, sc := range after {
@@ -176,203 +186,192 @@ func TestOperationsEndToEnd(t *testing.T) {
 		}
 		t.FailNow()
 	}
-
-	t.Run("router finishes a request in flight on SIGTERM", func(t *testing.T) {
-		waitAsleep(ctx, t, h, 2)
-		type answer struct {
-			code int
-			body []byte
-			err  error
-		}
-		got := make(chan answer, 1)
-		go func() {
-			code, body, err := h.Get(ctx, owner, repoName, 1, "/")
-			got <- answer{code, body, err}
-		}()
-		// The request waits for the 1 s wake; stop the router under it.
-		time.Sleep(300 * time.Millisecond)
-		require.NoError(t, h.Router.Signal(syscall.SIGTERM))
-		a := <-got
-		require.NoError(t, a.err)
-		assert.Equal(t, http.StatusOK, a.code, "the request in flight completed: %s", a.body)
-		exit, err := h.Router.Wait(20 * time.Second)
-		require.NoError(t, err)
-		assert.NoError(t, exit, "the router exits 0")
-		_, err = http.Get(h.RouterURL + "/healthz")
-		assert.Error(t, err, "no longer accepting")
-		require.NoError(t, h.Router.Start())
-	})
-
-	t.Run("worker lets a running activity finish on SIGTERM", func(t *testing.T) {
-		require.NoError(t, os.WriteFile(filepath.Join(repo.Dir, "slow"), []byte("yes\n"), 0o644))
-		sha2, err := repo.Commit("slow build")
-		require.NoError(t, err)
-		h.GH.SetPullRequest(owner, repoName, githubtest.PullRequest{Number: 1, State: "open", HeadSHA: sha2, HeadRef: "feature"})
-		pr.HeadSHA = sha2
-		deliver(ctx, t, h, "pull_request", "ops-sync", mustBody(h.PullRequest("synchronize", pr)), http.StatusAccepted)
-
-		// Wait until the slow build command is running.
-		var actID string
-		require.Eventually(t, func() bool {
-			d, err := h.TC.DescribeWorkflowExecution(ctx, id, "")
-			if err != nil {
-				return false
-			}
-			for _, pa := range d.GetPendingActivities() {
-				if pa.GetActivityType().GetName() == "RunCommand" && pa.GetState() == enumspb.PENDING_ACTIVITY_STATE_STARTED &&
-					time.Since(pa.GetLastStartedTime().AsTime()) > 1500*time.Millisecond {
-					actID = pa.GetActivityId()
-					return true
-				}
-			}
-			return false
-		}, time.Minute, 100*time.Millisecond, "the slow build never ran")
-
-		stopped := time.Now()
-		require.NoError(t, h.Worker.Signal(syscall.SIGTERM))
-		exit, err := h.Worker.Wait(45 * time.Second)
-		require.NoError(t, err)
-		assert.NoError(t, exit, "the worker exits 0")
-		assert.Greater(t, time.Since(stopped), time.Second, "the worker waited for the build")
-
-		// The activity completed on its first attempt: not cancelled, not retried.
-		hist := h.TC.GetWorkflowHistory(ctx, id, "", false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
-		scheduled := map[int64]string{}
-		completed, failed := false, false
-		for hist.HasNext() {
-			ev, err := hist.Next()
-			require.NoError(t, err)
-			if a := ev.GetActivityTaskScheduledEventAttributes(); a != nil {
-				scheduled[ev.GetEventId()] = a.GetActivityId()
-			}
-			if a := ev.GetActivityTaskCompletedEventAttributes(); a != nil && scheduled[a.GetScheduledEventId()] == actID {
-				completed = true
-			}
-			if a := ev.GetActivityTaskFailedEventAttributes(); a != nil && scheduled[a.GetScheduledEventId()] == actID {
-				failed = true
-			}
-			if a := ev.GetActivityTaskTimedOutEventAttributes(); a != nil && scheduled[a.GetScheduledEventId()] == actID {
-				failed = true
-			}
-		}
-		assert.True(t, completed, "activity %s completed", actID)
-		assert.False(t, failed, "activity %s neither failed nor timed out", actID)
-		d, err := h.TC.DescribeWorkflowExecution(ctx, id, "")
-		require.NoError(t, err)
-		for _, pa := range d.GetPendingActivities() {
-			assert.NotEqual(t, actID, pa.GetActivityId(), "the build is not pending a retry")
-		}
-
-		// A new worker carries on.
-		require.NoError(t, h.Worker.Start())
-		waitPreview(ctx, t, h, id, sha2)
-	})
-
-	t.Run("webhook finishes a delivery in flight on SIGTERM", func(t *testing.T) {
-		// A delivery whose body is still arriving when SIGTERM does.
-		conn, err := net.Dial("tcp", strings.TrimPrefix(h.WebhookURL, "http://"))
-		require.NoError(t, err)
-		defer conn.Close()
-		fmt.Fprintf(conn, "POST /webhooks/github HTTP/1.1\r\nHost: webhook\r\nContent-Type: application/json\r\n"+
-			"X-GitHub-Event: ping\r\nX-GitHub-Delivery: ops-slow-ping\r\nX-Hub-Signature-256: %s\r\nContent-Length: %d\r\n\r\n",
-			intake.SignatureHeader([]byte(harness.Secret), ping), len(ping))
-		half := len(ping) / 2
-		_, err = conn.Write(ping[:half])
-		require.NoError(t, err)
-		time.Sleep(200 * time.Millisecond)
-		require.NoError(t, h.Webhook.Signal(syscall.SIGTERM))
-		time.Sleep(500 * time.Millisecond)
-		_, err = conn.Write(ping[half:])
-		require.NoError(t, err)
-		resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
-		require.NoError(t, err)
-		body, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		assert.Equal(t, http.StatusOK, resp.StatusCode, "the delivery in flight was answered: %s", body)
-		assert.Contains(t, string(body), "pong")
-		exit, err := h.Webhook.Wait(20 * time.Second)
-		require.NoError(t, err)
-		assert.NoError(t, exit, "the webhook server exits 0")
-		require.NoError(t, h.Webhook.Start())
-		require.NoError(t, harness.WaitFor(ctx, "webhook", harness.HTTPReady(h.WebhookURL+"/readyz")))
-	})
-
-	t.Run("closing the pull request empties the gauges", func(t *testing.T) {
-		h.GH.SetPullRequest(owner, repoName, githubtest.PullRequest{Number: 1, State: "closed", HeadSHA: pr.HeadSHA, HeadRef: "feature"})
-		deliver(ctx, t, h, "pull_request", "ops-closed", mustBody(h.PullRequest("closed", pr)), http.StatusAccepted)
-		waitCompleted(ctx, t, h.TC, id)
-		assert.EventuallyWithT(t, func(c *assert.CollectT) {
-			w := scrapeURL(t, h.WorkerAdminURL)
-			assert.Equal(c, 0.0, w.value("drydock_previews"), "no open preview")
-		}, 45*time.Second, time.Second)
-	})
 }
 
-// scrape is one /metrics answer, by metric family name.
-type scrape map[string]*dto.MetricFamily
+// delta is how much a series of a binary moved during the run.
+type delta func(bin, name string, labels ...string) float64
 
-func scrapeAll(t *testing.T, h *harness.Harness) map[string]scrape {
-	return map[string]scrape{
-		"worker": scrapeURL(t, h.WorkerAdminURL), "webhook": scrapeURL(t, h.WebhookAdminURL), "router": scrapeURL(t, h.RouterAdminURL),
+func checkWebhookFigures(c *assert.CollectT, d delta) {
+	assert.Equal(c, 1.0, d("webhook", "drydock_webhook_deliveries_total", "event", "pull_request", "action", "opened", "outcome", "accepted"))
+	assert.Equal(c, 1.0, d("webhook", "drydock_webhook_deliveries_total", "outcome", "rejected", "reason", "bad_signature"))
+	assert.Equal(c, 1.0, d("webhook", "drydock_webhook_deliveries_total", "event", "ping", "outcome", "ignored", "reason", "ping"))
+	assert.Equal(c, 1.0, d("webhook", "drydock_webhook_deliveries_total", "event", "workflow_job", "action", "queued", "outcome", "accepted"))
+	assert.Equal(c, 1.0, d("webhook", "drydock_webhook_deliveries_total", "event", "workflow_job", "action", "in_progress", "outcome", "accepted"))
+}
+
+// checkRouterFigures: the first request and the one after autosleep were
+// cold.
+func checkRouterFigures(c *assert.CollectT, d delta, after scrape) {
+	assert.Equal(c, 2.0, d("router", "drydock_router_requests_total", "path", "cold"))
+	assert.Equal(c, 1.0, d("router", "drydock_router_requests_total", "path", "warm"))
+	assert.Equal(c, 3.0, d("router", "drydock_router_added_latency_seconds"), "every proxied request's added latency")
+	assert.Equal(c, 2.0, d("router", "drydock_router_wakes_total", "result", "ok"))
+	assert.GreaterOrEqual(c, after.sum("drydock_router_added_latency_seconds", "path", "cold"), 1.0,
+		"the cold request after autosleep waited for the 1 s wake")
+}
+
+// checkWorkerFigures: the preview's wake after autosleep, and the
+// runner's.
+func checkWorkerFigures(c *assert.CollectT, d delta, after scrape) {
+	assert.GreaterOrEqual(c, d("worker", "drydock_machine_wake_seconds", "workflow_type", workflows.PreviewLifecycleName), 1.0)
+	assert.GreaterOrEqual(c, after.sum("drydock_machine_wake_seconds", "workflow_type", workflows.PreviewLifecycleName), 1.0)
+	assert.Equal(c, 1.0, after.value("drydock_previews", "phase", "ready"))
+	assert.GreaterOrEqual(c, after.value("drydock_pool_machines", "pool", pool), 1.0)
+	assert.Greater(c, d("worker", "temporal_workflow_completed_total", "workflow_type", runnerapi.RunnerJobName), 0.0, "the SDK's own metrics")
+	// from the workflows, through the SDK's replay-aware handler
+	assert.Equal(c, 1.0, d("worker", "drydock_runner_dispatch_latency_seconds", "pool", pool), "one job dispatched")
+	assert.Equal(c, 1.0, d("worker", "drydock_runner_job_queue_seconds", "pool", pool), "one job's queue time")
+	assert.Greater(c, d("worker", "drydock_preview_awake_seconds_total", "repo", owner+"/"+repoName, "pr", "1"), 0.0,
+		"the wake after autosleep closed an awake interval")
+	assert.Greater(c, d("worker", "drydock_pool_awake_seconds_total", "pool", pool), 0.0, "the runner machine slept after its job")
+	assert.Greater(c, d("worker", "drydock_github_api_requests_total", "credential", "token"), 0.0)
+	remaining := after.value("drydock_github_rate_limit_remaining", "credential", "token", "resource", "core")
+	assert.True(c, remaining > 4000 && remaining < 5000, "rate limit remaining %v", remaining)
+}
+
+func (r *opsRun) routerFinishesInFlight(t *testing.T) {
+	ctx, h := r.ctx, r.h
+	waitAsleep(ctx, t, h, 2)
+	type answer struct {
+		code int
+		body []byte
+		err  error
 	}
-}
-
-func scrapeURL(t *testing.T, base string) scrape {
-	t.Helper()
-	code, body := get(t, base+"/metrics")
-	require.Equal(t, http.StatusOK, code)
-	p := expfmt.NewTextParser(model.UTF8Validation)
-	fams, err := p.TextToMetricFamilies(bytes.NewReader(body))
+	got := make(chan answer, 1)
+	go func() {
+		code, body, err := h.Get(ctx, owner, repoName, 1, "/")
+		got <- answer{code, body, err}
+	}()
+	// The request waits for the 1 s wake; stop the router under it.
+	time.Sleep(300 * time.Millisecond)
+	require.NoError(t, h.Router.Signal(syscall.SIGTERM))
+	a := <-got
+	require.NoError(t, a.err)
+	assert.Equal(t, http.StatusOK, a.code, "the request in flight completed: %s", a.body)
+	exit, err := h.Router.Wait(20 * time.Second)
 	require.NoError(t, err)
-	return fams
+	assert.NoError(t, exit, "the router exits 0")
+	_, err = http.Get(h.RouterURL + "/healthz")
+	assert.Error(t, err, "no longer accepting")
+	require.NoError(t, h.Router.Start())
 }
 
-// value sums the series of name whose labels include the given pairs: the
-// value of counters and gauges, the sample count of histograms.
-func (s scrape) value(name string, pairs ...string) float64 {
-	var v float64
-	s.each(name, pairs, func(m *dto.Metric) {
-		switch {
-		case m.Counter != nil:
-			v += m.Counter.GetValue()
-		case m.Gauge != nil:
-			v += m.Gauge.GetValue()
-		case m.Histogram != nil:
-			v += float64(m.Histogram.GetSampleCount())
-		case m.Untyped != nil:
-			v += m.Untyped.GetValue()
-		}
-	})
-	return v
-}
+func (r *opsRun) workerLetsActivityFinish(t *testing.T) {
+	ctx, h := r.ctx, r.h
+	require.NoError(t, os.WriteFile(filepath.Join(r.repo.Dir, "slow"), []byte("yes\n"), 0o644))
+	sha2, err := r.repo.Commit("slow build")
+	require.NoError(t, err)
+	h.GH.SetPullRequest(owner, repoName, githubtest.PullRequest{Number: 1, State: "open", HeadSHA: sha2, HeadRef: "feature"})
+	r.pr.HeadSHA = sha2
+	deliver(ctx, t, h, "pull_request", "ops-sync", mustBody(h.PullRequest("synchronize", r.pr)), http.StatusAccepted)
 
-// sum is the sum of a histogram's samples (seconds, for latencies).
-func (s scrape) sum(name string, pairs ...string) float64 {
-	var v float64
-	s.each(name, pairs, func(m *dto.Metric) { v += m.GetHistogram().GetSampleSum() })
-	return v
-}
+	actID := r.waitSlowBuild(t)
+	stopped := time.Now()
+	require.NoError(t, h.Worker.Signal(syscall.SIGTERM))
+	exit, err := h.Worker.Wait(45 * time.Second)
+	require.NoError(t, err)
+	assert.NoError(t, exit, "the worker exits 0")
+	assert.Greater(t, time.Since(stopped), time.Second, "the worker waited for the build")
 
-func (s scrape) each(name string, pairs []string, f func(*dto.Metric)) {
-	fam := s[name]
-	if fam == nil {
-		return
+	// The activity completed on its first attempt: not cancelled, not retried.
+	completed, failed := r.activityOutcome(t, actID)
+	assert.True(t, completed, "activity %s completed", actID)
+	assert.False(t, failed, "activity %s neither failed nor timed out", actID)
+	d, err := h.TC.DescribeWorkflowExecution(ctx, r.id, "")
+	require.NoError(t, err)
+	for _, pa := range d.GetPendingActivities() {
+		assert.NotEqual(t, actID, pa.GetActivityId(), "the build is not pending a retry")
 	}
-next:
-	for _, m := range fam.Metric {
-		for i := 0; i+1 < len(pairs); i += 2 {
-			found := false
-			for _, l := range m.Label {
-				if l.GetName() == pairs[i] && l.GetValue() == pairs[i+1] {
-					found = true
-				}
-			}
-			if !found {
-				continue next
+
+	// A new worker carries on.
+	require.NoError(t, h.Worker.Start())
+	waitPreview(ctx, t, h, r.id, sha2)
+}
+
+// waitSlowBuild waits until the slow build command is running; it returns
+// its activity's ID.
+func (r *opsRun) waitSlowBuild(t *testing.T) string {
+	var actID string
+	require.Eventually(t, func() bool {
+		d, err := r.h.TC.DescribeWorkflowExecution(r.ctx, r.id, "")
+		if err != nil {
+			return false
+		}
+		for _, pa := range d.GetPendingActivities() {
+			if pa.GetActivityType().GetName() == "RunCommand" && pa.GetState() == enumspb.PENDING_ACTIVITY_STATE_STARTED &&
+				time.Since(pa.GetLastStartedTime().AsTime()) > 1500*time.Millisecond {
+				actID = pa.GetActivityId()
+				return true
 			}
 		}
-		f(m)
+		return false
+	}, time.Minute, 100*time.Millisecond, "the slow build never ran")
+	return actID
+}
+
+// activityOutcome reads the preview's history: whether activity actID
+// completed, and whether it failed or timed out.
+func (r *opsRun) activityOutcome(t *testing.T, actID string) (completed, failed bool) {
+	hist := r.h.TC.GetWorkflowHistory(r.ctx, r.id, "", false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+	scheduled := map[int64]string{}
+	for hist.HasNext() {
+		ev, err := hist.Next()
+		require.NoError(t, err)
+		if a := ev.GetActivityTaskScheduledEventAttributes(); a != nil {
+			scheduled[ev.GetEventId()] = a.GetActivityId()
+		}
+		if a := ev.GetActivityTaskCompletedEventAttributes(); a != nil && scheduled[a.GetScheduledEventId()] == actID {
+			completed = true
+		}
+		if a := ev.GetActivityTaskFailedEventAttributes(); a != nil && scheduled[a.GetScheduledEventId()] == actID {
+			failed = true
+		}
+		if a := ev.GetActivityTaskTimedOutEventAttributes(); a != nil && scheduled[a.GetScheduledEventId()] == actID {
+			failed = true
+		}
 	}
+	return completed, failed
+}
+
+func (r *opsRun) webhookFinishesInFlight(t *testing.T) {
+	ctx, h, ping := r.ctx, r.h, r.ping
+	// A delivery whose body is still arriving when SIGTERM does.
+	conn, err := net.Dial("tcp", strings.TrimPrefix(h.WebhookURL, "http://"))
+	require.NoError(t, err)
+	defer conn.Close()
+	fmt.Fprintf(conn, "POST /webhooks/github HTTP/1.1\r\nHost: webhook\r\nContent-Type: application/json\r\n"+
+		"X-GitHub-Event: ping\r\nX-GitHub-Delivery: ops-slow-ping\r\nX-Hub-Signature-256: %s\r\nContent-Length: %d\r\n\r\n",
+		intake.SignatureHeader([]byte(harness.Secret), ping), len(ping))
+	half := len(ping) / 2
+	_, err = conn.Write(ping[:half])
+	require.NoError(t, err)
+	time.Sleep(200 * time.Millisecond)
+	require.NoError(t, h.Webhook.Signal(syscall.SIGTERM))
+	time.Sleep(500 * time.Millisecond)
+	_, err = conn.Write(ping[half:])
+	require.NoError(t, err)
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	require.NoError(t, err)
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	assert.Equal(t, http.StatusOK, resp.StatusCode, "the delivery in flight was answered: %s", body)
+	assert.Contains(t, string(body), "pong")
+	exit, err := h.Webhook.Wait(20 * time.Second)
+	require.NoError(t, err)
+	assert.NoError(t, exit, "the webhook server exits 0")
+	require.NoError(t, h.Webhook.Start())
+	require.NoError(t, harness.WaitFor(ctx, "webhook", harness.HTTPReady(h.WebhookURL+"/readyz")))
+}
+
+func (r *opsRun) closingEmptiesGauges(t *testing.T) {
+	ctx, h := r.ctx, r.h
+	h.GH.SetPullRequest(owner, repoName, githubtest.PullRequest{Number: 1, State: "closed", HeadSHA: r.pr.HeadSHA, HeadRef: "feature"})
+	deliver(ctx, t, h, "pull_request", "ops-closed", mustBody(h.PullRequest("closed", r.pr)), http.StatusAccepted)
+	waitCompleted(ctx, t, h.TC, r.id)
+	assert.EventuallyWithT(t, func(c *assert.CollectT) {
+		w := scrapeURL(t, h.WorkerAdminURL)
+		assert.Equal(c, 0.0, w.value("drydock_previews"), "no open preview")
+	}, 45*time.Second, time.Second)
 }
 
 func get(t *testing.T, u string) (int, []byte) {

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/drydock-dev/drydock/internal/machinespec"
 	"github.com/drydock-dev/drydock/internal/previewspec"
 )
 
@@ -130,12 +131,7 @@ type Scope struct {
 }
 
 // Machine is the size and idle window of a pool's machines.
-type Machine struct {
-	VCPU       float64 `json:"vcpu" yaml:"vcpu"`
-	MemoryMiB  int64   `json:"memory_mib" yaml:"memory_mib"`
-	StorageGiB int64   `json:"storage_gib" yaml:"storage_gib"`
-	Autosleep  string  `json:"autosleep" yaml:"autosleep"`
-}
+type Machine = machinespec.Machine
 
 // Prewarm is one pre-warm schedule: wake Count idle machines at Cron (UTC).
 type Prewarm struct {

@@ -7,7 +7,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/drydock-dev/drydock/dedalus"
 	"github.com/drydock-dev/drydock/internal/previewspec"
 )
 
@@ -171,13 +170,8 @@ func checkLabels(p *Pool, l *problemList) {
 }
 
 func checkMachine(p *Pool, l *problemList) {
-	if p.Machine.VCPU <= 0 || p.Machine.VCPU > 64 {
-		l.add("machine.vcpu", "must be between 0 and 64 (got %v)", p.Machine.VCPU)
-	}
-	between(l, "machine.memory_mib", p.Machine.MemoryMiB, 256, 262144)
-	between(l, "machine.storage_gib", p.Machine.StorageGiB, 1, 4096)
-	if _, err := dedalus.ParseAutosleep(p.Machine.Autosleep); err != nil {
-		l.add("machine.autosleep", "is invalid: %v", err)
+	for _, mp := range p.Machine.Problems() {
+		l.add("machine."+mp.Field, "%s", mp.Message)
 	}
 }
 

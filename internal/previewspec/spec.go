@@ -20,7 +20,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
-	"github.com/drydock-dev/drydock/dedalus"
+	"github.com/drydock-dev/drydock/internal/machinespec"
 )
 
 // RepoPath is where a repository keeps its spec, read from the base branch.
@@ -73,12 +73,7 @@ func CapVisibility(v, ceiling string) string {
 }
 
 // Machine is the size and idle window of the preview's machine.
-type Machine struct {
-	VCPU       float64 `json:"vcpu" yaml:"vcpu"`
-	MemoryMiB  int64   `json:"memory_mib" yaml:"memory_mib"`
-	StorageGiB int64   `json:"storage_gib" yaml:"storage_gib"`
-	Autosleep  string  `json:"autosleep" yaml:"autosleep"`
-}
+type Machine = machinespec.Machine
 
 // App says where the app listens and how to tell it is up.
 type App struct {
@@ -239,17 +234,12 @@ type problemList []error
 func (l *problemList) add(format string, args ...any) { *l = append(*l, fmt.Errorf(format, args...)) }
 
 func checkMachine(s *Spec, l *problemList) {
-	if s.Machine.VCPU <= 0 || s.Machine.VCPU > 64 {
-		l.add("machine.vcpu must be between 0 and 64 (got %v)", s.Machine.VCPU)
-	}
-	if s.Machine.MemoryMiB < 256 || s.Machine.MemoryMiB > 262144 {
-		l.add("machine.memory_mib must be between 256 and 262144 (got %d)", s.Machine.MemoryMiB)
-	}
-	if s.Machine.StorageGiB < 1 || s.Machine.StorageGiB > 4096 {
-		l.add("machine.storage_gib must be between 1 and 4096 (got %d)", s.Machine.StorageGiB)
-	}
-	if _, err := dedalus.ParseAutosleep(s.Machine.Autosleep); err != nil {
-		l.add("machine.autosleep: %v", err)
+	for _, p := range s.Machine.Problems() {
+		if p.Err != nil {
+			l.add("machine.%s: %v", p.Field, p.Err)
+			continue
+		}
+		l.add("machine.%s %s", p.Field, p.Message)
 	}
 }
 

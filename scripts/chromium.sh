@@ -13,21 +13,5 @@ if [ -n "${CHROMIUM:-}" ] && [ -x "${CHROMIUM}" ]; then
   exit 0
 fi
 find_chromium() { command -v chromium || command -v chromium-browser; }
-if bin="$(find_chromium)"; then
-  echo "$bin"
-  exit 0
-fi
-
-sudo=""
-if [ "$(id -u)" -ne 0 ]; then
-  sudo="sudo"
-fi
-exec 9>"${TMPDIR:-/tmp}/drydock-chromium.lock"
-flock 9 # one install at a time, however many clones ask
-if ! bin="$(find_chromium)"; then
-  echo "Installing chromium with apt-get (first time only)" >&2
-  $sudo apt-get update -qq >&2
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends chromium >&2
-  bin="$(find_chromium)"
-fi
-echo "$bin"
+. "$(dirname "$0")/lib/apt.sh"
+apt_provide chromium find_chromium

@@ -9,21 +9,6 @@ if [ -n "${DOT:-}" ] && [ -x "${DOT}" ]; then
   echo "$DOT"
   exit 0
 fi
-if bin="$(command -v dot)"; then
-  echo "$bin"
-  exit 0
-fi
-
-sudo=""
-if [ "$(id -u)" -ne 0 ]; then
-  sudo="sudo"
-fi
-exec 9>"${TMPDIR:-/tmp}/drydock-graphviz.lock"
-flock 9 # one install at a time, however many clones ask
-if ! bin="$(command -v dot)"; then
-  echo "Installing graphviz with apt-get (first time only)" >&2
-  $sudo apt-get update -qq >&2
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends graphviz >&2
-  bin="$(command -v dot)"
-fi
-echo "$bin"
+find_dot() { command -v dot; }
+. "$(dirname "$0")/lib/apt.sh"
+apt_provide graphviz find_dot

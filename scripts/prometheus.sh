@@ -15,21 +15,5 @@ find_both() {
   local server tool
   server="$(command -v prometheus)" && tool="$(command -v promtool)" && printf '%s\n%s\n' "$server" "$tool"
 }
-if find_both; then
-  exit 0
-fi
-
-sudo=""
-if [ "$(id -u)" -ne 0 ]; then
-  sudo="sudo"
-fi
-exec 9>"${TMPDIR:-/tmp}/drydock-prometheus.lock"
-flock 9 # one install at a time, however many clones ask
-if ! find_both >/dev/null; then
-  echo "Installing prometheus with apt-get (first time only)" >&2
-  $sudo apt-get update -qq >&2
-  # --no-install-recommends: the server and promtool, without the node
-  # exporter and the other recommended packages.
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends prometheus >&2
-fi
-find_both
+. "$(dirname "$0")/lib/apt.sh"
+apt_provide prometheus find_both

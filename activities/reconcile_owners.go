@@ -48,8 +48,19 @@ type ownership struct {
 	// machine yet, as far as it knows). Visibility trails the workflows:
 	// before any machine is deleted they are asked (askPending).
 	pending []string
-	asked   bool
+	// acquiring are the running RunnerJobs listed with no machine while
+	// acquiring one (or before their first phase). A lease granted by a
+	// pool run that is gone since (terminated: the next run does not know
+	// it) is in no inventory, and visibility shows the job's machine only
+	// after the workflow task that leased it completes (on the fast path,
+	// after the wake and the runner start): they are asked with the
+	// pending previews.
+	acquiring []listedJob
+	asked     bool
 }
+
+// listedJob is a running RunnerJob as visibility listed it.
+type listedJob struct{ id, pool string }
 
 // fail records an owner that could not be read; pool is its pool when
 // known (its runners are then kept), "" when any runner may be its.
@@ -164,14 +175,54 @@ func (r *Reconciler) previewOwners(ctx context.Context, o *ownership) {
 	}
 }
 
-// askPreview queries an open preview for its machine.
+// askPreview asks an open preview for its machine: the one its
+// CreateMachine has made (in flight, the workflow does not know it yet),
+// then its status. In that order: a create that completes between the two
+// shows in the status.
 func (r *Reconciler) askPreview(ctx context.Context, o *ownership, id string) error {
+	if err := r.describeMachines(ctx, o, id, ""); err != nil {
+		return fmt.Errorf("describe %s: %w", id, err)
+	}
 	var st struct{ MachineID string }
 	if _, err := r.query(ctx, id, previewStatusQuery, &st); err != nil {
 		return fmt.Errorf("status of %s: %w", id, err)
 	}
 	if st.MachineID != "" {
 		o.machines[st.MachineID] = true
+	}
+	return nil
+}
+
+// describeMachines notes the machines a workflow's description shows: the
+// one its in-flight CreateMachine activity has heartbeat
+// (Machines.CreateMachine records it as soon as Dedalus answers), and the
+// one its own search attributes show (ahead of visibility's). A workflow
+// that is gone shows none.
+func (r *Reconciler) describeMachines(ctx context.Context, o *ownership, id, runID string) error {
+	heartbeat(ctx, "describe "+id)
+	qctx, cancel := context.WithTimeout(ctx, r.queryTimeout())
+	defer cancel()
+	d, err := r.Temporal.DescribeWorkflowExecution(qctx, id, runID)
+	var nf *serviceerror.NotFound
+	if errors.As(err, &nf) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if m := keywordAttr(d.GetWorkflowExecutionInfo().GetSearchAttributes(), machineAttr); m != "" {
+		o.machines[m] = true
+	}
+	for _, pa := range d.GetPendingActivities() {
+		if pa.GetActivityType().GetName() != createMachineActivity {
+			continue
+		}
+		if ps := pa.GetHeartbeatDetails().GetPayloads(); len(ps) > 0 {
+			var m string
+			if converter.GetDefaultDataConverter().FromPayload(ps[0], &m) == nil && m != "" {
+				o.machines[m] = true
+			}
+		}
 	}
 	return nil
 }
@@ -189,6 +240,9 @@ func (r *Reconciler) askPending(ctx context.Context, o *ownership) bool {
 			if err := r.askPreview(ctx, o, id); err != nil {
 				o.unknown = append(o.unknown, err.Error())
 			}
+		}
+		for _, j := range o.acquiring {
+			r.askJob(ctx, o, j.id, j.pool)
 		}
 	}
 	return len(o.unknown) == 0
@@ -218,10 +272,13 @@ func (r *Reconciler) jobOwner(ctx context.Context, o *ownership, e *workflowpb.W
 	}
 	if pool != "" && job != 0 {
 		o.protectJob(pool, job)
-		// A job acquiring its first machine holds none (a lease the pool
-		// just granted is in the pool's inventory); one past that shows its
-		// machine in its search attributes. Ask the others.
-		if machine != "" || phase == "" || phase == string(runnerapi.JobAcquiring) {
+		if machine != "" {
+			return
+		}
+		// Listed acquiring (or before its first phase), it may hold a
+		// lease already: asked before anything is deleted (askPending).
+		if phase == "" || phase == string(runnerapi.JobAcquiring) {
+			o.acquiring = append(o.acquiring, listedJob{id: id, pool: pool})
 			return
 		}
 	}
@@ -264,31 +321,8 @@ func (r *Reconciler) provisionOwners(ctx context.Context, o *ownership) {
 		// own search attributes are ahead of visibility).
 		pool := keywordAttr(sa, poolAttr)
 		id := e.GetExecution().GetWorkflowId()
-		heartbeat(ctx, "describe "+id)
-		qctx, cancel := context.WithTimeout(ctx, r.queryTimeout())
-		defer cancel()
-		d, err := r.Temporal.DescribeWorkflowExecution(qctx, id, e.GetExecution().GetRunId())
-		var nf *serviceerror.NotFound
-		if errors.As(err, &nf) {
-			return // gone since the list
-		}
-		if err != nil {
+		if err := r.describeMachines(ctx, o, id, e.GetExecution().GetRunId()); err != nil {
 			o.fail(pool, "describe %s: %v", id, err)
-			return
-		}
-		if m := keywordAttr(d.GetWorkflowExecutionInfo().GetSearchAttributes(), machineAttr); m != "" {
-			o.machines[m] = true
-		}
-		for _, pa := range d.GetPendingActivities() {
-			if pa.GetActivityType().GetName() != createMachineActivity {
-				continue
-			}
-			if ps := pa.GetHeartbeatDetails().GetPayloads(); len(ps) > 0 {
-				var m string
-				if converter.GetDefaultDataConverter().FromPayload(ps[0], &m) == nil && m != "" {
-					o.machines[m] = true
-				}
-			}
 		}
 	})
 	if err != nil {

@@ -1,0 +1,116 @@
+package activities_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/worker"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/drydock-dev/drydock/activities"
+	"github.com/drydock-dev/drydock/workflows/runnerapi"
+)
+
+// creatingPreview stands in for a preview whose CreateMachine is in
+// flight: Dedalus made the machine and the activity heartbeat its ID, but
+// the workflow does not know it yet (its status shows no machine).
+func creatingPreview(ctx workflow.Context, machineID string) error {
+	if err := workflow.SetQueryHandler(ctx, "status", func() (map[string]string, error) {
+		return map[string]string{"MachineID": ""}, nil
+	}); err != nil {
+		return err
+	}
+	ctx = workflow.WithActivityOptions(ctx, workflow.ActivityOptions{StartToCloseTimeout: time.Hour, HeartbeatTimeout: time.Minute})
+	return workflow.ExecuteActivity(ctx, "CreateMachine", machineID).Get(ctx, nil)
+}
+
+// A preview creating its machine owns it from the moment Dedalus made it,
+// though neither its search attributes nor its status show it before the
+// create returns. Seen in the cluster chaos run (RECONCILE_GRACE 1 s,
+// Dedalus faults slowing the boot): the reconciler deleted the machine
+// under the create, and the emulator had a machine no history knew.
+func TestReconcileKeepsTheMachineAPreviewIsCreating(t *testing.T) {
+	ctx, c, create := reconcileRig(t)
+	provisioning, pending, orphan := create("preview-provisioning"), create("preview-pending"), create("orphan")
+
+	queue := "reconcile-creating-" + t.Name()
+	tc := devServer.Client()
+	w := worker.New(tc, queue, worker.Options{})
+	w.RegisterWorkflowWithOptions(creatingPreview, workflow.RegisterOptions{Name: "PreviewLifecycle"})
+	w.RegisterActivityWithOptions(creatingMachine, activity.RegisterOptions{Name: "CreateMachine"})
+	require.NoError(t, w.Start())
+	t.Cleanup(w.Stop)
+
+	phase := temporal.NewSearchAttributeKeyKeyword("DrydockPhase")
+	start := workflowStarter(t, ctx, tc, queue)
+	// Past pending (asked at once), and listed as pending by a visibility
+	// that trails (asked before the first delete).
+	start("preview:recon/creating:1", "PreviewLifecycle", temporal.NewSearchAttributes(phase.ValueSet("provisioning")), provisioning)
+	start("preview:recon/creating:2", "PreviewLifecycle", temporal.NewSearchAttributes(phase.ValueSet("pending")), pending)
+	for _, id := range []string{"preview:recon/creating:1", "preview:recon/creating:2"} {
+		waitHeartbeat(t, ctx, tc, id)
+	}
+	require.Eventually(t, func() bool { return countWorkflows(t, ctx, tc, runningPreviews) >= 2 }, 10*time.Second, 100*time.Millisecond)
+
+	r := &activities.Reconciler{Dedalus: c, Temporal: tc, Grace: 0}
+	env, _ := meteredActivityEnv(r)
+	res := reconcileOnce(t, env, r)
+	assert.Empty(t, res.Errors)
+	assert.Equal(t, []string{orphan}, res.DeletedMachines, "only the orphan goes")
+	assert.Equal(t, 2, res.Owned, "the machines being created are owned")
+	assertInUse(t, ctx, c, provisioning, pending)
+}
+
+// A RunnerJob whose lease the pool granted, listed before its search
+// attributes show the machine (visibility trails; on the fast path the
+// wake and the runner start run before the workflow task that records
+// them completes), owns the machine even when the pool that leased it is
+// gone (terminated: its next run does not know the lease). Seen in the
+// cluster chaos run: the reconciler deleted the machine while the job's
+// runner started on it, and the pool then deleted it as broken.
+func TestReconcileAsksJobsListedAsAcquiring(t *testing.T) {
+	ctx, c, create := reconcileRig(t)
+	acquiring, unphased, orphan := create("job-acquiring"), create("job-unphased"), create("orphan")
+
+	queue := "reconcile-acquiring-" + t.Name()
+	tc := devServer.Client()
+	startWorkflowWorker(t, tc, queue, map[string]any{runnerapi.RunnerJobName: fakeJob})
+
+	const pool = "acquiring"
+	poolAttr := temporal.NewSearchAttributeKeyKeyword("DrydockPool").ValueSet(pool)
+	jobAttr := temporal.NewSearchAttributeKeyInt64("DrydockJobID")
+	phaseAttr := temporal.NewSearchAttributeKeyKeyword("DrydockPhase")
+	start := workflowStarter(t, ctx, tc, queue)
+	start(runnerapi.JobWorkflowID(201), runnerapi.RunnerJobName,
+		temporal.NewSearchAttributes(poolAttr, jobAttr.ValueSet(201), phaseAttr.ValueSet(string(runnerapi.JobAcquiring))),
+		runnerapi.RunnerJobStatus{Pool: pool, JobID: 201, MachineID: acquiring, RunnerName: runnerapi.RunnerName(pool, 201, 1)})
+	start(runnerapi.JobWorkflowID(202), runnerapi.RunnerJobName,
+		temporal.NewSearchAttributes(poolAttr, jobAttr.ValueSet(202)),
+		runnerapi.RunnerJobStatus{Pool: pool, JobID: 202, MachineID: unphased})
+	require.Eventually(t, func() bool {
+		return countWorkflows(t, ctx, tc, "WorkflowType = 'RunnerJob' AND ExecutionStatus = 'Running' AND DrydockPool = '"+pool+"'") == 2
+	}, 10*time.Second, 100*time.Millisecond)
+
+	r := &activities.Reconciler{Dedalus: c, Temporal: tc, Grace: 0}
+	env, _ := meteredActivityEnv(r)
+	res := reconcileOnce(t, env, r)
+	assert.Empty(t, res.Errors)
+	assert.Equal(t, []string{orphan}, res.DeletedMachines, "only the orphan goes")
+	assert.Equal(t, 2, res.Owned, "the leased machines are owned")
+	assertInUse(t, ctx, c, acquiring, unphased)
+}
+
+// waitHeartbeat waits until workflow id's pending activity has heartbeat.
+func waitHeartbeat(t *testing.T, ctx context.Context, tc client.Client, id string) {
+	t.Helper()
+	require.Eventually(t, func() bool {
+		d, err := tc.DescribeWorkflowExecution(ctx, id, "")
+		return err == nil && len(d.GetPendingActivities()) == 1 && d.GetPendingActivities()[0].GetHeartbeatDetails() != nil
+	}, 10*time.Second, 100*time.Millisecond)
+}

@@ -7,6 +7,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
@@ -65,6 +66,49 @@ func TestReconcileKeepsTheMachineAPreviewIsCreating(t *testing.T) {
 	assert.Equal(t, []string{orphan}, res.DeletedMachines, "only the orphan goes")
 	assert.Equal(t, 2, res.Owned, "the machines being created are owned")
 	assertInUse(t, ctx, c, provisioning, pending)
+}
+
+// unreportedCreate stands in for a CreateMachine whose worker has not
+// heartbeat the machine (Dedalus may have made it, and the worker may have
+// died before reporting it): it blocks until cancelled.
+func unreportedCreate(ctx context.Context, _ string) error {
+	<-ctx.Done()
+	return ctx.Err()
+}
+
+// A create in flight that has not reported its machine may have made one:
+// the reconciler deletes nothing that run, and says which workflow it
+// waits for, rather than take that machine for an orphan.
+func TestReconcileWaitsForACreateThatHasNotReportedItsMachine(t *testing.T) {
+	ctx, c, create := reconcileRig(t)
+	orphan := create("orphan")
+
+	queue := "reconcile-unreported-" + t.Name()
+	tc := devServer.Client()
+	w := worker.New(tc, queue, worker.Options{})
+	w.RegisterWorkflowWithOptions(creatingPreview, workflow.RegisterOptions{Name: "PreviewLifecycle"})
+	w.RegisterActivityWithOptions(unreportedCreate, activity.RegisterOptions{Name: "CreateMachine"})
+	require.NoError(t, w.Start())
+	t.Cleanup(w.Stop)
+
+	const id = "preview:recon/unreported:1"
+	workflowStarter(t, ctx, tc, queue)(id, "PreviewLifecycle",
+		temporal.NewSearchAttributes(temporal.NewSearchAttributeKeyKeyword("DrydockPhase").ValueSet("provisioning")), "")
+	require.Eventually(t, func() bool {
+		d, err := tc.DescribeWorkflowExecution(ctx, id, "")
+		return err == nil && len(d.GetPendingActivities()) == 1 && d.GetPendingActivities()[0].GetState() == enumspb.PENDING_ACTIVITY_STATE_STARTED
+	}, 10*time.Second, 100*time.Millisecond)
+	require.Eventually(t, func() bool { return countWorkflows(t, ctx, tc, runningPreviews) >= 1 }, 10*time.Second, 100*time.Millisecond)
+
+	r := &activities.Reconciler{Dedalus: c, Temporal: tc, Grace: 0}
+	env, _ := meteredActivityEnv(r)
+	res := reconcileOnce(t, env, r)
+	assert.Empty(t, res.DeletedMachines)
+	assert.Equal(t, 1, res.Kept, "the orphan is kept while the create has not reported")
+	require.NotEmpty(t, res.Errors)
+	assert.Contains(t, res.Errors[0], id)
+	assert.Contains(t, res.Errors[0], "has not reported its machine")
+	assertInUse(t, ctx, c, orphan)
 }
 
 // A RunnerJob whose lease the pool granted, listed before its search

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 
+	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/serviceerror"
 	workflowpb "go.temporal.io/api/workflow/v1"
 	"go.temporal.io/sdk/converter"
@@ -217,11 +218,18 @@ func (r *Reconciler) describeMachines(ctx context.Context, o *ownership, id, run
 		if pa.GetActivityType().GetName() != createMachineActivity {
 			continue
 		}
+		m := ""
 		if ps := pa.GetHeartbeatDetails().GetPayloads(); len(ps) > 0 {
-			var m string
-			if converter.GetDefaultDataConverter().FromPayload(ps[0], &m) == nil && m != "" {
-				o.machines[m] = true
-			}
+			_ = converter.GetDefaultDataConverter().FromPayload(ps[0], &m)
+		}
+		switch {
+		case m != "":
+			o.machines[m] = true
+		case pa.GetState() == enumspb.PENDING_ACTIVITY_STATE_STARTED || pa.GetAttempt() > 1:
+			// Dedalus may have made the machine and the worker died
+			// before it heartbeat the ID: a retry (same idempotency key)
+			// finds it again. Until then it is an unknown owner's.
+			return fmt.Errorf("its CreateMachine (attempt %d) has not reported its machine yet", pa.GetAttempt())
 		}
 	}
 	return nil

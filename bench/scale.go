@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -69,7 +70,9 @@ func scaleBench(ctx context.Context, e *Env) ([]Row, error) {
 		// No reconciler: it runs at wall-clock multiples of its interval
 		// and queries every open preview, which would land at a random
 		// point of the measurement.
-		WorkerEnv: append([]string{"RECONCILE_EVERY=0"}, scalePprofEnv(e)...),
+		// A worker meant to keep n previews in memory is given a cache that
+		// holds them all (the default, 10,000, does up to the 5,000 point).
+		WorkerEnv: append([]string{"RECONCILE_EVERY=0", "WORKER_WORKFLOW_CACHE_SIZE=" + strconv.Itoa(scaleCache(n))}, scalePprofEnv(e)...),
 	})
 	if err != nil {
 		return nil, err
@@ -316,6 +319,11 @@ func scaleOwnerOf(number int) (string, int64) {
 	i := (number - 1) / scalePerOwner
 	return fmt.Sprintf("%s-%03d", scaleOwner, i), scaleInstallation0 + int64(i)
 }
+
+// scaleCache is the worker's workflow cache for n open previews: all of
+// them and a tenth more (the pool's, the bench's own), at least the
+// worker's default.
+func scaleCache(n int) int { return max(10000, n+n/10) }
 
 // scaleAllowed is DRYDOCK_ALLOWED_OWNERS for n previews.
 func scaleAllowed(n int) string {

@@ -263,6 +263,7 @@ func (s *Server) beginDestroy(m *machine) {
 		}
 		s.mu.Lock()
 		m.closePipes()
+		s.releaseHolder(m)
 		s.mu.Unlock()
 		if err := os.RemoveAll(m.dir); err != nil {
 			s.log.Warn("removing machine directory", "machine_id", m.id, "err", err)

@@ -41,6 +41,7 @@ type Server struct {
 	order      []*machine // creation order, tombstones included until they expire
 	seq        int64
 	usedPorts  map[int]bool
+	unreaped   map[int]bool // namespace holders killed, not yet reaped (reapHolders)
 	counters   counters
 	bootDelay  time.Duration
 	wakeDelay  time.Duration
@@ -83,6 +84,7 @@ func New(cfg Config) (*Server, error) {
 		keepalive:  cmp.Or(cfg.keepalive, keepaliveInterval),
 		machines:   map[string]*machine{},
 		usedPorts:  map[int]bool{},
+		unreaped:   map[int]bool{},
 		bootDelay:  cfg.BootDelay,
 		wakeDelay:  cfg.WakeDelay,
 		sleepDelay: cfg.SleepDelay,
@@ -236,6 +238,7 @@ func (s *Server) close(ctx context.Context) error {
 	s.mu.Lock()
 	for _, m := range ms {
 		m.closePipes()
+		s.releaseHolder(m)
 	}
 	s.mu.Unlock()
 	var errs []error
@@ -308,6 +311,7 @@ func (s *Server) loop() {
 		s.autosleepTick(now)
 		if n%10 == 0 {
 			s.expire(now)
+			s.reapHolders()
 		}
 		s.mu.Unlock()
 	}

@@ -35,9 +35,11 @@ func TestStatsRunningExcludesTransitions(t *testing.T) {
 	ms := st.Machines[0]
 	transitions := ms.AwakeSeconds - ms.RunningSeconds
 	assert.GreaterOrEqual(t, transitions, (wake + sleep).Seconds(), "waking and going to sleep are transitions")
-	assert.Less(t, transitions, (wake + sleep + 300*time.Millisecond).Seconds())
+	// The upper bounds are loose: on a loaded machine (the race detector,
+	// other tests) the transitions' timers and the 100 ms fire late.
+	assert.Less(t, transitions, (wake + sleep + 2*time.Second).Seconds())
 	assert.GreaterOrEqual(t, ms.RunningSeconds, 0.1, "the time between wake and sleep is running")
-	assert.Less(t, ms.RunningSeconds, 0.5)
+	assert.Less(t, ms.RunningSeconds, 2.0)
 	assert.InDelta(t, ms.RunningSeconds, st.RunningSeconds, 1e-9)
 	assert.InDelta(t, 2*st.RunningSeconds, st.RunningVCPUSeconds, 1e-9)
 

@@ -93,10 +93,8 @@ func (s *Server) namespace(m *machine) (int, error) {
 	if !m.ownFS {
 		return 0, nil
 	}
-	if m.nsPid > 0 && syscall.Kill(m.nsPid, 0) == nil {
-		if st, ok := readStat(m.nsPid); ok && st.state != 'Z' {
-			return m.nsPid, nil
-		}
+	if !s.holderGone(m) {
+		return m.nsPid, nil
 	}
 	out, w, err := os.Pipe()
 	if err != nil {
@@ -120,8 +118,52 @@ func (s *Server) namespace(m *machine) (int, error) {
 	}
 	m.nsPid = cmd.Process.Pid
 	m.pgids[m.nsPid] = true
-	s.goroutine(func() { _ = cmd.Wait() })
+	// The holder lives as long as the machine. Waiting for it would hold a
+	// pidfd and an OS thread blocked in waitid per machine, which thousands
+	// of machines run out of (the file descriptor limit, Go's 10,000
+	// threads); it is reaped once killed instead (reapHolders). Until then
+	// its pid stays taken, dead or alive, so no other process gets it.
+	_ = cmd.Process.Release()
 	return m.nsPid, nil
+}
+
+// holderGone reports whether m's namespace holder is dead, reaping it if it
+// died on its own. Call with s.mu held.
+func (s *Server) holderGone(m *machine) bool {
+	if m.nsPid <= 0 {
+		return true
+	}
+	if st, ok := readStat(m.nsPid); ok && st.state != 'Z' && st.state != 'X' {
+		return false
+	}
+	s.unreaped[m.nsPid] = true
+	s.reapHolders()
+	m.nsPid = 0
+	return true
+}
+
+// releaseHolder reaps m's namespace holder once its processes have been
+// killed (or leaves it to the lifecycle loop if it has not exited yet).
+// Call with s.mu held.
+func (s *Server) releaseHolder(m *machine) {
+	if m.nsPid > 0 {
+		s.unreaped[m.nsPid] = true
+		m.nsPid = 0
+	}
+	s.reapHolders()
+}
+
+// reapHolders reaps the namespace holders in s.unreaped that have exited
+// (they are this process's children: their pid is not reused before), and
+// keeps the others for the next call. Call with s.mu held.
+func (s *Server) reapHolders() {
+	for pid := range s.unreaped {
+		var ws syscall.WaitStatus
+		got, err := syscall.Wait4(pid, &ws, syscall.WNOHANG, nil)
+		if got == pid || errors.Is(err, syscall.ECHILD) {
+			delete(s.unreaped, pid)
+		}
+	}
 }
 
 // inNamespace wraps argv (path resolved) to run in the namespace of holder

@@ -55,7 +55,9 @@ type machine struct {
 	pgids map[int]bool // process groups of executions
 
 	ownFS bool // the machine has its own /etc and /home (userns.go)
-	nsPid int  // its namespace holder, 0 before the first execution
+	// etcOverlay: its /etc is an overlay on the host's (else a copy).
+	etcOverlay bool
+	nsPid      int // its namespace holder, 0 before the first execution
 
 	execs      children[*execution]
 	strayPipes []*os.File // output pipes of deleted executions

@@ -148,7 +148,8 @@ func (s *Server) createMachine(c *call) (int, any, error) {
 		}
 	}
 
-	ownFS := prepareMachineFS(root) == nil
+	etcOverlay, err := prepareMachineFS(root)
+	ownFS := err == nil
 
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -164,7 +165,7 @@ func (s *Server) createMachine(c *call) (int, any, error) {
 		autosleep: autosleep, desired: dedalus.DesiredRunning, phase: dedalus.PhaseAccepted,
 		reason: "machine accepted", lastTransition: now, createdAt: now, awakeSince: now,
 		dir: dir, root: root, home: home, appPort: port, changed: make(chan struct{}),
-		lastActivity: now, pgids: map[int]bool{}, ownFS: ownFS,
+		lastActivity: now, pgids: map[int]bool{}, ownFS: ownFS, etcOverlay: ownFS && etcOverlay,
 		execs: newChildren[*execution]("execution"), previews: newChildren[*preview]("preview"),
 	}
 	s.record(m, now)

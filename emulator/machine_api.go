@@ -148,7 +148,7 @@ func (s *Server) createMachine(c *call) (int, any, error) {
 		}
 	}
 
-	etcOverlay, err := prepareMachineFS(root)
+	etcOverlay, err := prepareMachineFS(root, s.etcOverlayOK())
 	ownFS := err == nil
 
 	s.mu.Lock()

@@ -48,6 +48,10 @@ type Server struct {
 	sleepDelay time.Duration
 	idem       map[idemKey]*idemRecord
 
+	// overlayOK: machines get an overlay /etc (etcOverlayOK).
+	overlayOnce sync.Once
+	overlayOK   atomic.Bool
+
 	faultMu sync.Mutex
 	// faultsInjected counts requests answered with an injected fault (Stats).
 	faultsInjected atomic.Int64
@@ -255,6 +259,7 @@ func (s *Server) close(ctx context.Context) error {
 	case <-ctx.Done():
 		errs = append(errs, fmt.Errorf("emulator: waiting for goroutines: %w", ctx.Err()))
 	}
+	s.reapLastHolders(ctx)
 	if s.ownDataDir {
 		if err := os.RemoveAll(s.dataDir); err != nil {
 			errs = append(errs, err)
@@ -262,6 +267,28 @@ func (s *Server) close(ctx context.Context) error {
 	}
 	s.log.Info("dedalus emulator closed")
 	return errors.Join(errs...)
+}
+
+// reapLastHolders reaps, after Close killed them, the namespace holders that
+// had not exited yet when their machine's processes were released (the
+// lifecycle loop, which reaps them otherwise, has stopped). It waits up to
+// two seconds, or until ctx ends, and says how many it leaves.
+func (s *Server) reapLastHolders(ctx context.Context) {
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		s.mu.Lock()
+		s.reapHolders()
+		left := len(s.unreaped)
+		s.mu.Unlock()
+		if left == 0 {
+			return
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			s.log.Warn("namespace holders still running after SIGKILL: not reaped", "count", left)
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 // goroutine runs fn in a goroutine tracked by Close. Call with s.mu held.

@@ -21,9 +21,9 @@ func TestMachineEtcStoresOnlyItsChanges(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Fatal("the emulator's machines have their own /etc only when it runs as root (as on these machines)")
 	}
-	require.True(t, etcOverlaySupported(), "overlayfs in a mount namespace (these machines have it)")
 	t.Parallel()
 	e := start(t)
+	require.True(t, e.s.etcOverlayOK(), "overlayfs in a mount namespace, its layers in the data directory (these machines have it)")
 	m := e.running(nil)
 	hostRelease, err := os.ReadFile("/etc/os-release")
 	require.NoError(t, err)
@@ -33,7 +33,7 @@ cat /etc/os-release
 echo machine-only >/etc/drydock-emu-probe
 grep '^UID_MIN' /etc/login.defs`}})
 	require.Equal(t, dedalus.ExecSucceeded, x.Status, out.Stderr)
-	assert.True(t, strings.HasPrefix(out.Stdout, string(hostRelease)), "the machine reads the host's files")
+	require.True(t, strings.HasPrefix(out.Stdout, string(hostRelease)), "the machine reads the host's files")
 	assert.NotContains(t, readOrEmpty("/etc/login.defs"), strings.TrimSpace(out.Stdout[len(hostRelease):]), "its login.defs has a range of its own")
 	assert.NoFileExists(t, "/etc/drydock-emu-probe", "what the machine writes stays on the machine")
 

@@ -146,11 +146,20 @@ func (a *Runners) AcquireRunnerNow(ctx context.Context, in AcquireInput) (Acquir
 	if ctx.Err() != nil {
 		return AcquireAnswer{}, ctx.Err()
 	}
-	why := err.Error()
-	if wctx.Err() != nil {
-		why = fmt.Sprintf("no machine within %s: the request waits in the pool's queue", AcquireNowWait)
+	return AcquireAnswer{Queued: true, Why: queuedWhy(wctx, err)}, nil
+}
+
+// queuedWhy says why AcquireRunnerNow answers Queued. Its wait ran out when
+// wctx's deadline passed, or when the Update's wait ended as timed out or
+// cancelled while the activity's own context is live: the server enforces
+// the deadline the call carries and may reset the stream a moment before
+// the client's timer fires, so wctx can still look live.
+func queuedWhy(wctx context.Context, err error) string {
+	var waited *client.WorkflowUpdateServiceTimeoutOrCanceledError
+	if wctx.Err() != nil || errors.As(err, &waited) {
+		return fmt.Sprintf("no machine within %s: the request waits in the pool's queue", AcquireNowWait)
 	}
-	return AcquireAnswer{Queued: true, Why: why}, nil
+	return err.Error()
 }
 
 // acquireRunning sends the acquire Update to the pool's running workflow,

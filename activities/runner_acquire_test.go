@@ -8,10 +8,14 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"go.temporal.io/api/serviceerror"
+	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
 	"go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/drydock-dev/drydock/activities"
 	"github.com/drydock-dev/drydock/internal/pools"
@@ -92,7 +96,8 @@ func TestRunnerAcquireRunnerNowQueuesThenTheActivityReattaches(t *testing.T) {
 	ans := acquireNow(t, env, a, in)
 	assert.True(t, ans.Queued, "no machine at once: queued")
 	assert.Contains(t, ans.Why, "no machine within")
-	assert.GreaterOrEqual(t, time.Since(began), activities.AcquireNowWait, "it waited for the pool")
+	// (The server may end the wait a moment before the client's timer.)
+	assert.GreaterOrEqual(t, time.Since(began), activities.AcquireNowWait-50*time.Millisecond, "it waited for the pool")
 
 	require.NoError(t, devServer.Client().SignalWorkflow(context.Background(), runnerapi.PoolWorkflowID(p.Name), "", "open", nil))
 	v, err := env.ExecuteActivity(a.AcquireRunner, in)
@@ -192,4 +197,33 @@ func TestRunnerAcquireRunnerValidatesInput(t *testing.T) {
 	_, err = env.ExecuteActivity(noClient.AcquireRunner, activities.AcquireInput{Pool: "ci", Request: runnerapi.AcquireRequest{JobID: 1, Attempt: 1}})
 	ae = appError(t, err)
 	assert.Equal(t, activities.ErrTypeInvalidArgument, ae.Type())
+}
+
+// stalledUpdates answers every Update with err, at once.
+type stalledUpdates struct {
+	client.Client
+	err error
+}
+
+func (c stalledUpdates) UpdateWorkflow(context.Context, client.UpdateWorkflowOptions) (client.WorkflowUpdateHandle, error) {
+	return nil, c.err
+}
+
+// The server enforces the wait's deadline too, and may reset the Update's
+// stream a moment before the client's own timer fires: that is still the
+// wait running out (the request queued), not an error to report. Other
+// errors are reported as they are.
+func TestRunnerAcquireRunnerNowTakesAServerSideTimeoutForTheWait(t *testing.T) {
+	a, env, p := acquireRig(t, gatedPool)
+	in := activities.AcquireInput{Pool: p.Name, Request: runnerapi.AcquireRequest{JobID: 3, Attempt: 1}}
+	reset := status.Error(codes.Canceled, "stream terminated by RST_STREAM with error code: CANCEL")
+	a.Temporal = stalledUpdates{Client: devServer.Client(), err: client.NewWorkflowUpdateServiceTimeoutOrCanceledError(reset)}
+	ans := acquireNow(t, env, a, in)
+	assert.True(t, ans.Queued)
+	assert.Equal(t, fmt.Sprintf("no machine within %s: the request waits in the pool's queue", activities.AcquireNowWait), ans.Why)
+
+	a.Temporal = stalledUpdates{Client: devServer.Client(), err: serviceerror.NewUnavailable("frontend restarting")}
+	ans = acquireNow(t, env, a, in)
+	assert.True(t, ans.Queued)
+	assert.Equal(t, "frontend restarting", ans.Why)
 }

@@ -259,29 +259,45 @@ func TestRunnerBrokenMachineReplacedAndJobRetried(t *testing.T) {
 	assert.Equal(t, 2, st.Attempt, "not picked up on the first machine, run on the second")
 
 	// Lose an idle machine behind the pool's back: the next job's wake fails.
-	inv := s.inventory(t, "flaky")
-	require.NotEmpty(t, inv.Machines)
-	lost := inv.Machines[0].MachineID
+	lost := s.onlyMachineLeft(t, "flaky")
 	c, err := dedalus.New(dedalus.Options{BaseURL: s.emu.URL(), APIKey: s.emu.APIKey()})
 	require.NoError(t, err)
-	for _, m := range inv.Machines {
-		if m.MachineID != lost {
-			// Keep only the lost machine idle so the next job leases it.
-			_, _ = c.DeleteMachine(context.Background(), m.MachineID, dedalus.Mutation{IdempotencyKey: "e2e-shrink-" + m.MachineID})
-		}
-	}
 	_, err = c.DeleteMachine(context.Background(), lost, dedalus.Mutation{IdempotencyKey: "e2e-lose-" + lost})
 	require.NoError(t, err)
 	s.gh.AddJob(jobOwner, jobRepo, githubtest.Job{ID: second, Labels: jobLabels, Duration: 100 * time.Millisecond})
 	require.Equal(t, http.StatusAccepted, s.queueJob(t, second, "flaky-2"))
 	s.waitJobs(t, []int64{second})
-	inv = s.inventory(t, "flaky")
+	inv := s.inventory(t, "flaky")
 	for _, m := range inv.Machines {
 		assert.NotEqual(t, lost, m.MachineID, "the broken machine left the inventory")
 	}
 	desc, err := s.tc.DescribeWorkflowExecution(context.Background(), runnerapi.JobWorkflowID(second), "")
 	require.NoError(t, err)
 	assert.Equal(t, enumspb.WORKFLOW_EXECUTION_STATUS_COMPLETED, desc.GetWorkflowExecutionInfo().GetStatus())
+}
+
+// onlyMachineLeft drains, through the pool, every machine of the pool but
+// one, and returns that one once the pool holds nothing else: the next job
+// can only lease it. (Machines deleted behind the pool's back instead would
+// be as broken as the one the test means to lose, and the pool would pick
+// any of them; a machine still provisioning would not be seen at all.)
+func (s *stack) onlyMachineLeft(t *testing.T, pool string) string {
+	t.Helper()
+	inv := s.inventory(t, pool)
+	require.NotEmpty(t, inv.Machines)
+	keep := inv.Machines[0].MachineID
+	require.NotEmpty(t, keep, "a machine provisioned for the first job")
+	require.Eventually(t, func() bool {
+		inv := s.inventory(t, pool)
+		for _, m := range inv.Machines {
+			if m.MachineID != "" && m.MachineID != keep {
+				require.NoError(t, s.tc.SignalWorkflow(context.Background(), runnerapi.PoolWorkflowID(pool), "",
+					runnerapi.SignalDrain, runnerapi.DrainRequest{MachineID: m.MachineID}))
+			}
+		}
+		return len(inv.Machines) == 1 && inv.Machines[0].MachineID == keep
+	}, 30*time.Second, 100*time.Millisecond, "every machine of pool %s but %s drained", pool, keep)
+	return keep
 }
 
 // dump logs both sides of the accounting when a run gets stuck.

@@ -35,7 +35,7 @@ import (
 // directory), says ready, and keeps the namespace alive.
 const holderScript = `set -e
 if [ "$2" = overlay ]; then
-  mount -t overlay drydock-etc -o "lowerdir=/etc,upperdir=$1/etc,workdir=$1/.etc-work" /etc
+  ` + mountEtcOverlay + `
 else
   mount --bind "$1/etc" /etc
 fi
@@ -43,6 +43,10 @@ mount --bind "$1/home" /home
 echo ready
 exec sleep ` + holderSleep + `
 `
+
+// mountEtcOverlay mounts on /etc an overlay of the host's with its upper and
+// work directories under $1 (the holder's and the probe's).
+const mountEtcOverlay = `mount -t overlay drydock-etc -o "lowerdir=/etc,upperdir=$1/etc,workdir=$1/.etc-work" /etc`
 
 // holderSleep is how long the holder sleeps (its argument): forever.
 const holderSleep = "2147483647"
@@ -208,7 +212,7 @@ func overlayWorksIn(dir string) bool {
 	if !overlaySafe(probeDir) {
 		return false
 	}
-	probe := `mount -t overlay drydock-etc -o "lowerdir=/etc,upperdir=$1/etc,workdir=$1/.etc-work" /etc && touch /etc/.drydock-probe`
+	probe := mountEtcOverlay + ` && touch /etc/.drydock-probe`
 	err = exec.Command("unshare", "--mount", "--propagation", "private", "--", "sh", "-c", probe, "probe", probeDir).Run()
 	if err != nil {
 		return false
@@ -334,13 +338,9 @@ func (s *Server) holderGone(m *machine) bool {
 	if m.nsPid <= 0 {
 		return true
 	}
-	var ws syscall.WaitStatus
-	got, err := syscall.Wait4(m.nsPid, &ws, syscall.WNOHANG, nil)
-	if got == 0 && err == nil {
+	if !reaped(m.nsPid) {
 		return false // still running
 	}
-	// Reaped now (got == pid), or not ours to wait for (ECHILD: already
-	// reaped): either way it is gone.
 	delete(m.pgids, m.nsPid)
 	m.nsPid = 0
 	return true
@@ -363,12 +363,18 @@ func (s *Server) releaseHolder(m *machine) {
 // keeps the others for the next call. Call with s.mu held.
 func (s *Server) reapHolders() {
 	for pid := range s.unreaped {
-		var ws syscall.WaitStatus
-		got, err := syscall.Wait4(pid, &ws, syscall.WNOHANG, nil)
-		if got == pid || errors.Is(err, syscall.ECHILD) {
+		if reaped(pid) {
 			delete(s.unreaped, pid)
 		}
 	}
+}
+
+// reaped waits for child pid without blocking: true when it had exited
+// (reaped now) or is no child to wait for (ECHILD: reaped before).
+func reaped(pid int) bool {
+	var ws syscall.WaitStatus
+	got, err := syscall.Wait4(pid, &ws, syscall.WNOHANG, nil)
+	return got == pid || errors.Is(err, syscall.ECHILD)
 }
 
 // inNamespace wraps argv (path resolved) to run in the namespace of holder

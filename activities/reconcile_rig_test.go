@@ -27,7 +27,7 @@ func reconcileRig(t *testing.T) (context.Context, *dedalus.Client, func(key stri
 }
 
 // emulatorRig is reconcileRig with the emulator, and a context that ends
-// after timeout.
+// after timeout; create makes a machine and waits for it to run.
 func emulatorRig(t *testing.T, timeout time.Duration) (*emulator.Server, context.Context, *dedalus.Client, func(key string) string) {
 	t.Helper()
 	emu, c := startEmulator(t, nil)
@@ -35,6 +35,10 @@ func emulatorRig(t *testing.T, timeout time.Duration) (*emulator.Server, context
 	t.Cleanup(cancel)
 	return emu, ctx, c, func(key string) string {
 		m, err := c.CreateMachine(ctx, dedalus.CreateMachineRequest{VCPU: 1, MemoryMiB: 512, StorageGiB: 5}, key)
+		require.NoError(t, err)
+		// Booted, as a machine a workflow uses is: "still running" after a
+		// reconciliation then means "not deleted", not "booted in time".
+		_, err = c.WaitForPhase(ctx, m.MachineID, dedalus.PhaseRunning)
 		require.NoError(t, err)
 		return m.MachineID
 	}

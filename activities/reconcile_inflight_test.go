@@ -150,6 +150,44 @@ func TestReconcileAsksJobsListedAsAcquiring(t *testing.T) {
 	assertInUse(t, ctx, c, acquiring, unphased)
 }
 
+// A RunnerJob on its second attempt still shows the first attempt's
+// machine in its search attributes while it acquires, wakes and starts on
+// the next one (the phase upsert carries the machine the status had then;
+// the job upserts the new machine when its runner picks the job up). That
+// machine is the job's even when the pool that leased it is gone. Seen in
+// the cluster chaos run (a runner start failed under GitHub faults, the
+// pool was terminated): the reconciler took the attribute for the job's
+// whole claim, deleted the new lease while its runner started, and the job
+// then returned it as broken.
+func TestReconcileAsksARetryingJobForItsNewLease(t *testing.T) {
+	ctx, c, create := reconcileRig(t)
+	first, retried, orphan := create("job-first-attempt"), create("job-second-attempt"), create("orphan")
+
+	queue := "reconcile-retrying-" + t.Name()
+	tc := devServer.Client()
+	startWorkflowWorker(t, tc, queue, map[string]any{runnerapi.RunnerJobName: fakeJob})
+
+	const pool = "retrying"
+	start := workflowStarter(t, ctx, tc, queue)
+	start(runnerapi.JobWorkflowID(301), runnerapi.RunnerJobName,
+		temporal.NewSearchAttributes(
+			temporal.NewSearchAttributeKeyKeyword("DrydockPool").ValueSet(pool),
+			temporal.NewSearchAttributeKeyInt64("DrydockJobID").ValueSet(301),
+			temporal.NewSearchAttributeKeyKeyword("DrydockPhase").ValueSet(string(runnerapi.JobAcquiring)),
+			temporal.NewSearchAttributeKeyKeyword("DrydockMachineID").ValueSet(first)),
+		runnerapi.RunnerJobStatus{Pool: pool, JobID: 301, Attempt: 2, MachineID: retried, RunnerName: runnerapi.RunnerName(pool, 301, 2)})
+	require.Eventually(t, func() bool {
+		return countWorkflows(t, ctx, tc, "WorkflowType = 'RunnerJob' AND ExecutionStatus = 'Running' AND DrydockPool = '"+pool+"'") == 1
+	}, 10*time.Second, 100*time.Millisecond)
+
+	r := &activities.Reconciler{Dedalus: c, Temporal: tc, Grace: 0}
+	env, _ := meteredActivityEnv(r)
+	res := reconcileOnce(t, env, r)
+	assert.Empty(t, res.Errors)
+	assert.Equal(t, []string{orphan}, res.DeletedMachines, "only the orphan goes")
+	assertInUse(t, ctx, c, retried)
+}
+
 // waitHeartbeat waits until workflow id's pending activity has heartbeat.
 func waitHeartbeat(t *testing.T, ctx context.Context, tc client.Client, id string) {
 	t.Helper()

@@ -280,13 +280,16 @@ func (r *Reconciler) jobOwner(ctx context.Context, o *ownership, e *workflowpb.W
 	}
 	if pool != "" && job != 0 {
 		o.protectJob(pool, job)
-		if machine != "" {
-			return
-		}
 		// Listed acquiring (or before its first phase), it may hold a
 		// lease already: asked before anything is deleted (askPending).
+		// A machine listed beside that phase is an earlier attempt's: the
+		// phase upsert carries the machine the job had then, and the job
+		// records its next one only when a runner picks the job up.
 		if phase == "" || phase == string(runnerapi.JobAcquiring) {
 			o.acquiring = append(o.acquiring, listedJob{id: id, pool: pool})
+			return
+		}
+		if machine != "" {
 			return
 		}
 	}

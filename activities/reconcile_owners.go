@@ -49,8 +49,8 @@ type ownership struct {
 	// machine yet, as far as it knows). Visibility trails the workflows:
 	// before any machine is deleted they are asked (askPending).
 	pending []string
-	// acquiring are the running RunnerJobs listed with no machine while
-	// acquiring one (or before their first phase). A lease granted by a
+	// acquiring are the running RunnerJobs listed as acquiring a machine
+	// (or before their first phase), whatever machine is listed beside. A lease granted by a
 	// pool run that is gone since (terminated: the next run does not know
 	// it) is in no inventory, and visibility shows the job's machine only
 	// after the workflow task that leased it completes (on the fast path,
@@ -282,9 +282,9 @@ func (r *Reconciler) jobOwner(ctx context.Context, o *ownership, e *workflowpb.W
 		o.protectJob(pool, job)
 		// Listed acquiring (or before its first phase), it may hold a
 		// lease already: asked before anything is deleted (askPending).
-		// A machine listed beside that phase is an earlier attempt's: the
-		// phase upsert carries the machine the job had then, and the job
-		// records its next one only when a runner picks the job up.
+		// A machine listed beside that phase is an earlier attempt's (jobs
+		// started before RunnerJob cleared it at each acquire kept it there
+		// until their next machine woke): never the job's whole claim.
 		if phase == "" || phase == string(runnerapi.JobAcquiring) {
 			o.acquiring = append(o.acquiring, listedJob{id: id, pool: pool})
 			return

@@ -17,6 +17,10 @@ import (
 // job no longer needs.
 
 func (j *runnerJob) acquire(ctx workflow.Context, events workflow.ReceiveChannel, attempt int, exclude []string) error {
+	// An earlier attempt's machine is not this one's: the status and the
+	// search attributes show none until the lease (a reader that took the
+	// old machine for the job's claim would miss the new one).
+	j.st.MachineID, j.st.RunnerName = "", ""
 	j.setPhase(ctx, runnerapi.JobAcquiring)
 	opts := j.acquireOptions(attempt)
 	actx, cancelAcquire := workflow.WithCancel(ctx)

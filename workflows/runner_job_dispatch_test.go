@@ -7,9 +7,11 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/mock"
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/converter"
+	"go.temporal.io/sdk/temporal"
 
 	"github.com/drydock-dev/drydock/activities"
 	"github.com/drydock-dev/drydock/dedalus"
@@ -141,4 +143,33 @@ func TestRunnerJobStartsItsRunnerRightAfterTheWake(t *testing.T) {
 	assert.Equal(t, []string{own}, w.started)
 	assert.Subset(t, local, []string{"WakeMachine", "StartJITRunner"})
 	assert.NotContains(t, remote, "StartJITRunner")
+}
+
+// A job whose first machine failed shows no machine while its second
+// attempt acquires, in its status and in its search attributes: the first
+// machine went back to the pool (broken), and a reader that took it for the
+// job's machine would miss the next lease (the reconciler did, in the
+// cluster chaos run, and deleted the new machine under the starting runner).
+func TestRunnerJobRetryShowsNoStaleMachine(t *testing.T) {
+	w := &jobWorld{wakeFails: map[string]bool{"m1": true}, acquireIn: 45 * time.Second}
+	env := newJobEnv(t, w)
+	var listed []string // "phase machine", upsert by upsert
+	env.OnUpsertTypedSearchAttributes(mock.Anything).Run(func(args mock.Arguments) {
+		sa := args.Get(0).(temporal.SearchAttributes)
+		phase, _ := sa.GetKeyword(SearchAttrPhase)
+		machine, _ := sa.GetKeyword(SearchAttrMachineID)
+		listed = append(listed, phase+" "+machine)
+	}).Return(nil)
+	var during runnerapi.RunnerJobStatus
+	env.RegisterDelayedCallback(func() { during = jobStatus(t, env) }, time.Minute) // m1 failed at 45s; m2 comes at 90s
+	second := runnerapi.RunnerName(jobTestPool, 22, 2)
+	env.RegisterDelayedCallback(func() { env.SignalWorkflow(runnerapi.SignalJobEvent, jobEvent("in_progress", 22, second, "p1")) }, 2*time.Minute)
+	env.RegisterDelayedCallback(func() { env.SignalWorkflow(runnerapi.SignalJobEvent, jobEvent("completed", 22, second, "c1")) }, 3*time.Minute)
+	env.ExecuteWorkflow(runnerapi.RunnerJobName, jobInput(22))
+	require.NoError(t, env.GetWorkflowError())
+
+	assert.Equal(t, runnerapi.RunnerJobStatus{Phase: runnerapi.JobAcquiring, Pool: jobTestPool, JobID: 22, Attempt: 2,
+		QueuedAt: during.QueuedAt}, during, "attempt 2 holds no machine yet")
+	assert.Equal(t, []string{"acquiring ", "waking m1", "acquiring ", "waking m2", "starting_runner m2", "waiting_for_pickup m2",
+		"running m2", "completed m2"}, listed[1:], "the first upsert names the pool and the job; the second acquiring one shows no m1")
 }

@@ -143,6 +143,7 @@ func (s *scaleRun) baseline(ctx context.Context) error {
 	if s.base.lat, s.base.bad, err = s.syncBurst(ctx, "base", scaleBase, s.syncs); err != nil {
 		return err
 	}
+	s.base.quiet = s.quiet
 	return s.settle(ctx, scaleBase)
 }
 
@@ -206,7 +207,9 @@ func (s *scaleRun) point(ctx context.Context, from, to int, first bool) ([]Row, 
 			Note: fmt.Sprintf("%.1f previews/s", float64(opened)/openTook.Seconds())},
 		{Metric: fmt.Sprintf("webhook → signal handled p50, %d open (%d synchronize at %d/s)", to, s.syncs, scaleSyncRate), Value: MS(lat.Quantile(0.5)), Unit: "ms",
 			Baseline: F(MS(b.lat.Quantile(0.5))), Ratio: F(float64(lat.Quantile(0.5)) / float64(b.lat.Quantile(0.5))),
-			Note: fmt.Sprintf("delivery sent → first workflow task completed after the signal; baseline: %d previews open", scaleBase)},
+			Note: fmt.Sprintf("delivery sent → first workflow task completed after the signal; baseline: %d previews open; "+
+				"each burst sent once the dev server and the worker were idle (%s after the last preview was ready; baseline %s)",
+				scaleBase, s.quiet, b.quiet)},
 		{Metric: fmt.Sprintf("webhook → signal handled p99, %d open", to), Value: MS(lat.Quantile(0.99)), Unit: "ms",
 			Baseline: F(MS(b.lat.Quantile(0.99))), Ratio: F(p99Ratio), Goal: "≤ 2× baseline", Met: B(p99Ratio <= 2)},
 		{Metric: fmt.Sprintf("synchronize deliveries refused or never handled, %d open", to), Value: float64(bad), Baseline: F(float64(b.bad)), Goal: "0", Met: B(bad == 0 && b.bad == 0)},
@@ -299,12 +302,15 @@ type scaleRun struct {
 		rss, temporal int64 // KiB
 		lat           *harness.Samples
 		bad           int
+		quiet         time.Duration
 	}
 	clone string
 	shas  []string
 	head  map[int]int  // PR number → index in shas of its head (only grows)
 	raced map[int]bool // PR numbers whose app could not listen (checkFailed)
 	rnd   *rand.Rand
+	// quiet is how long the last burst waited for a quiet stack (quiesce).
+	quiet time.Duration
 }
 
 func (s *scaleRun) pr(number int) ghfixture.PR {

@@ -32,6 +32,7 @@ func (s *scaleRun) syncBurst(ctx context.Context, tag string, upTo, count int) (
 	if err != nil {
 		return nil, 0, err
 	}
+	s.quiet = s.quiesce(ctx, tag)
 	sent, refused, err := s.sendSyncs(ctx, ps)
 	if err != nil {
 		return nil, 0, err

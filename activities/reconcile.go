@@ -45,7 +45,8 @@ type Reconciler struct {
 	Pools    *pools.Config
 	Runners  RunnerDirectory
 	// Grace protects young machines: a machine being provisioned is not in
-	// any inventory yet.
+	// any inventory yet. A machine's age counts to the start of the run's
+	// reads of the owners, so one made while they were read is young.
 	Grace time.Duration
 	// QueryTimeout bounds each query and describe of one workflow (default
 	// 15s): a workflow that cannot answer makes ownership unknown, it does

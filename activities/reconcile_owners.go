@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/serviceerror"
@@ -58,6 +59,10 @@ type ownership struct {
 	// pending previews.
 	acquiring []listedJob
 	asked     bool
+	// began is when the reads began: a machine made after it is young
+	// whatever the grace period (the owner that made it may have been
+	// read before it had it).
+	began time.Time
 }
 
 // listedJob is a running RunnerJob as visibility listed it.
@@ -102,7 +107,7 @@ func (o *ownership) leased(name string) bool {
 // them in one list call; a workflow is only queried or described when they
 // cannot.
 func (r *Reconciler) owners(ctx context.Context) *ownership {
-	o := &ownership{machines: map[string]bool{}, runners: map[string]bool{}, idle: map[string]idleMachine{}}
+	o := &ownership{machines: map[string]bool{}, runners: map[string]bool{}, idle: map[string]idleMachine{}, began: time.Now()}
 	r.poolOwners(ctx, o)
 	r.previewOwners(ctx, o)
 	r.jobOwners(ctx, o)

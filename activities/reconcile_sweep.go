@@ -53,7 +53,8 @@ func (r *Reconciler) sweep(ctx context.Context, own *ownership, res *ReconcileRe
 		switch {
 		case own.machines[m.MachineID]:
 			res.Owned++
-		case now.Sub(m.CreatedAt) < r.Grace:
+		case own.began.Sub(m.CreatedAt) < r.Grace:
+			// Its age counts to the start of the owners' reads.
 			res.Young++
 		case blind:
 			res.Kept++

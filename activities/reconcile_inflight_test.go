@@ -162,6 +162,8 @@ func TestReconcileAsksJobsListedAsAcquiring(t *testing.T) {
 func TestReconcileAsksARetryingJobForItsNewLease(t *testing.T) {
 	ctx, c, create := reconcileRig(t)
 	first, retried, orphan := create("job-first-attempt"), create("job-second-attempt"), create("orphan")
+	// Visibility, trailing, can still show the first attempt's later phase.
+	stale, staleNext := create("job-stale-first"), create("job-stale-second")
 
 	queue := "reconcile-retrying-" + t.Name()
 	tc := devServer.Client()
@@ -169,23 +171,29 @@ func TestReconcileAsksARetryingJobForItsNewLease(t *testing.T) {
 
 	const pool = "retrying"
 	start := workflowStarter(t, ctx, tc, queue)
-	start(runnerapi.JobWorkflowID(301), runnerapi.RunnerJobName,
-		temporal.NewSearchAttributes(
-			temporal.NewSearchAttributeKeyKeyword("DrydockPool").ValueSet(pool),
-			temporal.NewSearchAttributeKeyInt64("DrydockJobID").ValueSet(301),
-			temporal.NewSearchAttributeKeyKeyword("DrydockPhase").ValueSet(string(runnerapi.JobAcquiring)),
-			temporal.NewSearchAttributeKeyKeyword("DrydockMachineID").ValueSet(first)),
-		runnerapi.RunnerJobStatus{Pool: pool, JobID: 301, Attempt: 2, MachineID: retried, RunnerName: runnerapi.RunnerName(pool, 301, 2)})
+	for _, j := range []struct {
+		id             int64
+		phase          runnerapi.RunnerJobPhase
+		listed, leased string
+	}{{301, runnerapi.JobAcquiring, first, retried}, {302, runnerapi.JobWaiting, stale, staleNext}} {
+		start(runnerapi.JobWorkflowID(j.id), runnerapi.RunnerJobName,
+			temporal.NewSearchAttributes(
+				temporal.NewSearchAttributeKeyKeyword("DrydockPool").ValueSet(pool),
+				temporal.NewSearchAttributeKeyInt64("DrydockJobID").ValueSet(j.id),
+				temporal.NewSearchAttributeKeyKeyword("DrydockPhase").ValueSet(string(j.phase)),
+				temporal.NewSearchAttributeKeyKeyword("DrydockMachineID").ValueSet(j.listed)),
+			runnerapi.RunnerJobStatus{Pool: pool, JobID: j.id, Attempt: 2, MachineID: j.leased, RunnerName: runnerapi.RunnerName(pool, j.id, 2)})
+	}
 	require.Eventually(t, func() bool {
-		return countWorkflows(t, ctx, tc, "WorkflowType = 'RunnerJob' AND ExecutionStatus = 'Running' AND DrydockPool = '"+pool+"'") == 1
+		return countWorkflows(t, ctx, tc, "WorkflowType = 'RunnerJob' AND ExecutionStatus = 'Running' AND DrydockPool = '"+pool+"'") == 2
 	}, 10*time.Second, 100*time.Millisecond)
 
 	r := &activities.Reconciler{Dedalus: c, Temporal: tc, Grace: 0}
 	env, _ := meteredActivityEnv(r)
 	res := reconcileOnce(t, env, r)
 	assert.Empty(t, res.Errors)
-	assert.Equal(t, []string{orphan}, res.DeletedMachines, "only the orphan goes")
-	assertInUse(t, ctx, c, retried)
+	assert.Equal(t, []string{orphan}, res.DeletedMachines, "only the orphan goes (and no machine listed beside a job)")
+	assertInUse(t, ctx, c, retried, staleNext)
 }
 
 // waitHeartbeat waits until workflow id's pending activity has heartbeat.

@@ -51,14 +51,18 @@ type ownership struct {
 	// before any machine is deleted they are asked (askPending).
 	pending []string
 	// acquiring are the running RunnerJobs listed as acquiring a machine
-	// (or before their first phase), whatever machine is listed beside. A lease granted by a
-	// pool run that is gone since (terminated: the next run does not know
-	// it) is in no inventory, and visibility shows the job's machine only
-	// after the workflow task that leased it completes (on the fast path,
-	// after the wake and the runner start): they are asked with the
-	// pending previews.
+	// (or before their first phase), or with a machine no running pool
+	// leases to them (jobOwner). A lease granted by a pool run that is
+	// gone since (terminated: the next run does not know it) is in no
+	// inventory, and visibility shows the job's machine only after the
+	// workflow task that leased it completes (on the fast path, after the
+	// wake and the runner start): they are asked with the pending
+	// previews.
 	acquiring []listedJob
 	asked     bool
+	// leases are the machines the running pools lease, by machine ID: the
+	// job each is leased to.
+	leases map[string]int64
 	// began is when the reads began: a machine made after it is young
 	// whatever the grace period (the owner that made it may have been
 	// read before it had it).
@@ -107,11 +111,16 @@ func (o *ownership) leased(name string) bool {
 // them in one list call; a workflow is only queried or described when they
 // cannot.
 func (r *Reconciler) owners(ctx context.Context) *ownership {
-	o := &ownership{machines: map[string]bool{}, runners: map[string]bool{}, idle: map[string]idleMachine{}, began: time.Now()}
+	o := &ownership{machines: map[string]bool{}, runners: map[string]bool{}, idle: map[string]idleMachine{},
+		leases: map[string]int64{}, began: time.Now()}
+	// Machines move from a provisioning to its pool: the provisionings
+	// are read first, so a move between the two reads is seen on one side
+	// or the other. (A lease leaves the machine in its pool's inventory:
+	// the jobs are read after the pools only in case a pool is gone.)
+	r.provisionOwners(ctx, o)
 	r.poolOwners(ctx, o)
 	r.previewOwners(ctx, o)
 	r.jobOwners(ctx, o)
-	r.provisionOwners(ctx, o)
 	return o
 }
 
@@ -147,6 +156,9 @@ func (r *Reconciler) poolOwners(ctx context.Context, o *ownership) {
 		o.noteIdle(name, inv)
 		for _, m := range inv.Machines {
 			o.machines[m.MachineID] = true
+			if m.MachineID != "" && m.JobID != 0 {
+				o.leases[m.MachineID] = m.JobID
+			}
 			// A persistent runner is offline while its machine sleeps: it is backed.
 			for _, n := range []string{m.RunnerName, m.PersistentRunner} {
 				if n != "" {
@@ -186,7 +198,7 @@ func (r *Reconciler) previewOwners(ctx context.Context, o *ownership) {
 // then its status. In that order: a create that completes between the two
 // shows in the status.
 func (r *Reconciler) askPreview(ctx context.Context, o *ownership, id string) error {
-	if err := r.describeMachines(ctx, o, id, ""); err != nil {
+	if _, err := r.describeMachines(ctx, o, id, ""); err != nil {
 		return fmt.Errorf("describe %s: %w", id, err)
 	}
 	var st struct{ MachineID string }
@@ -203,21 +215,25 @@ func (r *Reconciler) askPreview(ctx context.Context, o *ownership, id string) er
 // one its in-flight CreateMachine activity has heartbeat
 // (Machines.CreateMachine records it as soon as Dedalus answers), and the
 // one its own search attributes show (ahead of visibility's). A workflow
-// that is gone shows none.
-func (r *Reconciler) describeMachines(ctx context.Context, o *ownership, id, runID string) error {
+// that is gone shows none. noted counts the machines it noted.
+func (r *Reconciler) describeMachines(ctx context.Context, o *ownership, id, runID string) (noted int, err error) {
 	heartbeat(ctx, "describe "+id)
 	qctx, cancel := context.WithTimeout(ctx, r.queryTimeout())
 	defer cancel()
 	d, err := r.Temporal.DescribeWorkflowExecution(qctx, id, runID)
 	var nf *serviceerror.NotFound
 	if errors.As(err, &nf) {
-		return nil
+		return 0, nil
 	}
 	if err != nil {
-		return err
+		return 0, err
+	}
+	note := func(m string) {
+		o.machines[m] = true
+		noted++
 	}
 	if m := keywordAttr(d.GetWorkflowExecutionInfo().GetSearchAttributes(), machineAttr); m != "" {
-		o.machines[m] = true
+		note(m)
 	}
 	for _, pa := range d.GetPendingActivities() {
 		if pa.GetActivityType().GetName() != createMachineActivity {
@@ -229,12 +245,50 @@ func (r *Reconciler) describeMachines(ctx context.Context, o *ownership, id, run
 		}
 		switch {
 		case m != "":
-			o.machines[m] = true
+			note(m)
 		case pa.GetState() == enumspb.PENDING_ACTIVITY_STATE_STARTED || pa.GetAttempt() > 1:
 			// Dedalus may have made the machine and the worker died
 			// before it heartbeat the ID: a retry (same idempotency key)
 			// finds it again. Until then it is an unknown owner's.
-			return fmt.Errorf("its CreateMachine (attempt %d) has not reported its machine yet", pa.GetAttempt())
+			return noted, fmt.Errorf("its CreateMachine (attempt %d) has not reported its machine yet", pa.GetAttempt())
+		}
+	}
+	return noted, nil
+}
+
+// createdMachines notes the machines a workflow's completed CreateMachine
+// activities returned, from its history: a create that has returned is no
+// longer pending, and the workflow records the machine (search attributes,
+// the pool's signal) only in its next workflow task, which a dead worker or
+// a restarting Temporal can hold up for a while.
+func (r *Reconciler) createdMachines(ctx context.Context, o *ownership, id, runID string) error {
+	heartbeat(ctx, "history "+id)
+	hctx, cancel := context.WithTimeout(ctx, r.queryTimeout())
+	defer cancel()
+	creates := map[int64]bool{} // scheduled event IDs of CreateMachine
+	it := r.Temporal.GetWorkflowHistory(hctx, id, runID, false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+	for it.HasNext() {
+		e, err := it.Next()
+		var nf *serviceerror.NotFound
+		if errors.As(err, &nf) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if a := e.GetActivityTaskScheduledEventAttributes(); a != nil && a.GetActivityType().GetName() == createMachineActivity {
+			creates[e.GetEventId()] = true
+		}
+		a := e.GetActivityTaskCompletedEventAttributes()
+		if a == nil || !creates[a.GetScheduledEventId()] || len(a.GetResult().GetPayloads()) == 0 {
+			continue
+		}
+		var ref MachineRef
+		if err := converter.GetDefaultDataConverter().FromPayload(a.GetResult().GetPayloads()[0], &ref); err != nil {
+			return fmt.Errorf("its CreateMachine's result: %w", err)
+		}
+		if ref.MachineID != "" {
+			o.machines[ref.MachineID] = true
 		}
 	}
 	return nil
@@ -285,16 +339,17 @@ func (r *Reconciler) jobOwner(ctx context.Context, o *ownership, e *workflowpb.W
 	}
 	if pool != "" && job != 0 {
 		o.protectJob(pool, job)
-		// Listed acquiring (or before its first phase), it may hold a
-		// lease already: asked before anything is deleted (askPending).
-		// A machine listed beside that phase is an earlier attempt's (jobs
-		// started before RunnerJob cleared it at each acquire kept it there
-		// until their next machine woke): never the job's whole claim.
-		if phase == "" || phase == string(runnerapi.JobAcquiring) {
-			o.acquiring = append(o.acquiring, listedJob{id: id, pool: pool})
+		// The listed machine is the job's whole claim only when a running
+		// pool leases it to the job: visibility trails the job (it can
+		// show an earlier attempt's machine, or none while the job
+		// acquires, wakes and starts on the next), and a lease granted by
+		// a pool run that is gone since is in no inventory. Any other job
+		// is asked before anything is deleted (askPending).
+		if machine != "" && o.leases[machine] == job {
 			return
 		}
-		if machine != "" {
+		if machine != "" || phase == "" || phase == string(runnerapi.JobAcquiring) {
+			o.acquiring = append(o.acquiring, listedJob{id: id, pool: pool})
 			return
 		}
 	}
@@ -336,8 +391,13 @@ func (r *Reconciler) provisionOwners(ctx context.Context, o *ownership) {
 		// heartbeat carries the machine ID) or just done (the workflow's
 		// own search attributes are ahead of visibility).
 		pool := keywordAttr(sa, poolAttr)
-		id := e.GetExecution().GetWorkflowId()
-		if err := r.describeMachines(ctx, o, id, e.GetExecution().GetRunId()); err != nil {
+		id, run := e.GetExecution().GetWorkflowId(), e.GetExecution().GetRunId()
+		noted, err := r.describeMachines(ctx, o, id, run)
+		if err == nil && noted == 0 {
+			// Or already returned, and not recorded yet.
+			err = r.createdMachines(ctx, o, id, run)
+		}
+		if err != nil {
 			o.fail(pool, "describe %s: %v", id, err)
 		}
 	})

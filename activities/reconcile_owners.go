@@ -153,17 +153,23 @@ func (r *Reconciler) poolOwners(ctx context.Context, o *ownership) {
 		if !open {
 			continue // the pool is not running: it owns nothing (its jobs own their leases)
 		}
-		o.noteIdle(name, inv)
-		for _, m := range inv.Machines {
-			o.machines[m.MachineID] = true
-			if m.MachineID != "" && m.JobID != 0 {
-				o.leases[m.MachineID] = m.JobID
-			}
-			// A persistent runner is offline while its machine sleeps: it is backed.
-			for _, n := range []string{m.RunnerName, m.PersistentRunner} {
-				if n != "" {
-					o.runners[n] = true
-				}
+		o.noteInventory(name, inv)
+	}
+}
+
+// noteInventory notes what a running pool owns: its machines, their
+// leases and runners.
+func (o *ownership) noteInventory(pool string, inv runnerapi.Inventory) {
+	o.noteIdle(pool, inv)
+	for _, m := range inv.Machines {
+		o.machines[m.MachineID] = true
+		if m.MachineID != "" && m.JobID != 0 {
+			o.leases[m.MachineID] = m.JobID
+		}
+		// A persistent runner is offline while its machine sleeps: it is backed.
+		for _, n := range []string{m.RunnerName, m.PersistentRunner} {
+			if n != "" {
+				o.runners[n] = true
 			}
 		}
 	}

@@ -14,7 +14,6 @@ import (
 	"go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
 
-	"github.com/drydock-dev/drydock/activities"
 	"github.com/drydock-dev/drydock/workflows/runnerapi"
 )
 
@@ -59,9 +58,7 @@ func TestReconcileKeepsTheMachineAPreviewIsCreating(t *testing.T) {
 	}
 	require.Eventually(t, func() bool { return countWorkflows(t, ctx, tc, runningPreviews) >= 2 }, 10*time.Second, 100*time.Millisecond)
 
-	r := &activities.Reconciler{Dedalus: c, Temporal: tc, Grace: 0}
-	env, _ := meteredActivityEnv(r)
-	res := reconcileOnce(t, env, r)
+	res := reconcileNow(t, c, tc)
 	assert.Empty(t, res.Errors)
 	assert.Equal(t, []string{orphan}, res.DeletedMachines, "only the orphan goes")
 	assert.Equal(t, 2, res.Owned, "the machines being created are owned")
@@ -100,9 +97,7 @@ func TestReconcileWaitsForACreateThatHasNotReportedItsMachine(t *testing.T) {
 	}, 10*time.Second, 100*time.Millisecond)
 	require.Eventually(t, func() bool { return countWorkflows(t, ctx, tc, runningPreviews) >= 1 }, 10*time.Second, 100*time.Millisecond)
 
-	r := &activities.Reconciler{Dedalus: c, Temporal: tc, Grace: 0}
-	env, _ := meteredActivityEnv(r)
-	res := reconcileOnce(t, env, r)
+	res := reconcileNow(t, c, tc)
 	assert.Empty(t, res.DeletedMachines)
 	assert.Equal(t, 1, res.Kept, "the orphan is kept while the create has not reported")
 	require.NotEmpty(t, res.Errors)
@@ -137,13 +132,9 @@ func TestReconcileAsksJobsListedAsAcquiring(t *testing.T) {
 	start(runnerapi.JobWorkflowID(202), runnerapi.RunnerJobName,
 		temporal.NewSearchAttributes(poolAttr, jobAttr.ValueSet(202)),
 		runnerapi.RunnerJobStatus{Pool: pool, JobID: 202, MachineID: unphased})
-	require.Eventually(t, func() bool {
-		return countWorkflows(t, ctx, tc, "WorkflowType = 'RunnerJob' AND ExecutionStatus = 'Running' AND DrydockPool = '"+pool+"'") == 2
-	}, 10*time.Second, 100*time.Millisecond)
+	waitListed(t, ctx, tc, "WorkflowType = 'RunnerJob' AND ExecutionStatus = 'Running' AND DrydockPool = '"+pool+"'", 2)
 
-	r := &activities.Reconciler{Dedalus: c, Temporal: tc, Grace: 0}
-	env, _ := meteredActivityEnv(r)
-	res := reconcileOnce(t, env, r)
+	res := reconcileNow(t, c, tc)
 	assert.Empty(t, res.Errors)
 	assert.Equal(t, []string{orphan}, res.DeletedMachines, "only the orphan goes")
 	assert.Equal(t, 2, res.Owned, "the leased machines are owned")
@@ -184,13 +175,9 @@ func TestReconcileAsksARetryingJobForItsNewLease(t *testing.T) {
 				temporal.NewSearchAttributeKeyKeyword("DrydockMachineID").ValueSet(j.listed)),
 			runnerapi.RunnerJobStatus{Pool: pool, JobID: j.id, Attempt: 2, MachineID: j.leased, RunnerName: runnerapi.RunnerName(pool, j.id, 2)})
 	}
-	require.Eventually(t, func() bool {
-		return countWorkflows(t, ctx, tc, "WorkflowType = 'RunnerJob' AND ExecutionStatus = 'Running' AND DrydockPool = '"+pool+"'") == 2
-	}, 10*time.Second, 100*time.Millisecond)
+	waitListed(t, ctx, tc, "WorkflowType = 'RunnerJob' AND ExecutionStatus = 'Running' AND DrydockPool = '"+pool+"'", 2)
 
-	r := &activities.Reconciler{Dedalus: c, Temporal: tc, Grace: 0}
-	env, _ := meteredActivityEnv(r)
-	res := reconcileOnce(t, env, r)
+	res := reconcileNow(t, c, tc)
 	assert.Empty(t, res.Errors)
 	assert.Equal(t, []string{orphan}, res.DeletedMachines, "only the orphan goes (and no machine listed beside a job)")
 	assertInUse(t, ctx, c, retried, staleNext)

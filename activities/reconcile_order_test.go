@@ -59,9 +59,7 @@ func TestReconcileKeepsAMachineMadeAfterItsOwnerWasRead(t *testing.T) {
 		temporal.NewSearchAttributes(temporal.NewSearchAttributeKeyKeyword("DrydockPhase").ValueSet("provisioning")))
 	require.Eventually(t, func() bool { return countWorkflows(t, ctx, tc, runningPreviews) >= 1 }, 10*time.Second, 100*time.Millisecond)
 
-	r := &activities.Reconciler{Dedalus: c, Temporal: tc, Grace: 0}
-	env, _ := meteredActivityEnv(r)
-	res := reconcileOnce(t, env, r)
+	res := reconcileNow(t, c, tc)
 	made.Lock()
 	defer made.Unlock()
 	require.NoError(t, made.err)
@@ -113,13 +111,9 @@ func TestReconcileReadsAProvisionsCompletedCreate(t *testing.T) {
 		d, err := tc.DescribeWorkflowExecution(ctx, id, "")
 		return err == nil && len(d.GetPendingActivities()) == 0 && d.GetWorkflowExecutionInfo().GetHistoryLength() >= 8
 	}, 10*time.Second, 100*time.Millisecond)
-	require.Eventually(t, func() bool {
-		return countWorkflows(t, ctx, tc, "WorkflowType = 'RunnerProvision' AND ExecutionStatus = 'Running' AND DrydockPool = 'created'") == 1
-	}, 10*time.Second, 100*time.Millisecond)
+	waitListed(t, ctx, tc, "WorkflowType = 'RunnerProvision' AND ExecutionStatus = 'Running' AND DrydockPool = 'created'", 1)
 
-	r := &activities.Reconciler{Dedalus: c, Temporal: tc, Grace: 0}
-	env, _ := meteredActivityEnv(r)
-	res := reconcileOnce(t, env, r)
+	res := reconcileNow(t, c, tc)
 	assert.Empty(t, res.Errors)
 	assert.Equal(t, []string{orphan}, res.DeletedMachines, "only the orphan goes")
 	assertInUse(t, ctx, c, created)
@@ -171,13 +165,9 @@ func TestReconcileReadsProvisionsBeforePools(t *testing.T) {
 	start(runnerapi.PoolWorkflowID(poolName), runnerapi.RunnerPoolName, temporal.NewSearchAttributes(poolAttr))
 	start(provision, runnerapi.RunnerProvisionName,
 		temporal.NewSearchAttributes(poolAttr, temporal.NewSearchAttributeKeyKeyword("DrydockMachineID").ValueSet(moving)))
-	require.Eventually(t, func() bool {
-		return countWorkflows(t, ctx, tc, "DrydockPool = '"+poolName+"' AND ExecutionStatus = 'Running'") == 2
-	}, 10*time.Second, 100*time.Millisecond)
+	waitListed(t, ctx, tc, "DrydockPool = '"+poolName+"' AND ExecutionStatus = 'Running'", 2)
 
-	r := &activities.Reconciler{Dedalus: c, Temporal: tc, Grace: 0}
-	env, _ := meteredActivityEnv(r)
-	res := reconcileOnce(t, env, r)
+	res := reconcileNow(t, c, tc)
 	assert.Empty(t, res.Errors)
 	assert.Equal(t, []string{orphan}, res.DeletedMachines, "only the orphan goes")
 	assertInUse(t, ctx, c, moving)

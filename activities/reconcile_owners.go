@@ -50,7 +50,7 @@ type ownership struct {
 	// machine yet, as far as it knows). Visibility trails the workflows:
 	// before any machine is deleted they are asked (askPending).
 	pending []string
-	// acquiring are the running RunnerJobs listed as acquiring a machine
+	// toAsk are the running RunnerJobs listed as acquiring a machine
 	// (or before their first phase), or with a machine no running pool
 	// leases to them (jobOwner). A lease granted by a pool run that is
 	// gone since (terminated: the next run does not know it) is in no
@@ -58,8 +58,8 @@ type ownership struct {
 	// workflow task that leased it completes (on the fast path, after the
 	// wake and the runner start): they are asked with the pending
 	// previews.
-	acquiring []listedJob
-	asked     bool
+	toAsk []listedJob
+	asked bool
 	// leases are the machines the running pools lease, by machine ID: the
 	// job each is leased to.
 	leases map[string]int64
@@ -314,7 +314,7 @@ func (r *Reconciler) askPending(ctx context.Context, o *ownership) bool {
 				o.unknown = append(o.unknown, err.Error())
 			}
 		}
-		for _, j := range o.acquiring {
+		for _, j := range o.toAsk {
 			r.askJob(ctx, o, j.id, j.pool)
 		}
 	}
@@ -355,7 +355,7 @@ func (r *Reconciler) jobOwner(ctx context.Context, o *ownership, e *workflowpb.W
 			return
 		}
 		if machine != "" || phase == "" || phase == string(runnerapi.JobAcquiring) {
-			o.acquiring = append(o.acquiring, listedJob{id: id, pool: pool})
+			o.toAsk = append(o.toAsk, listedJob{id: id, pool: pool})
 			return
 		}
 	}

@@ -64,6 +64,21 @@ func countWorkflows(t *testing.T, ctx context.Context, tc client.Client, query s
 	return n.GetCount()
 }
 
+// reconcileNow runs one reconciliation with no grace period (every
+// machine is old enough) against the emulator c and the dev server tc.
+func reconcileNow(t *testing.T, c *dedalus.Client, tc client.Client) activities.ReconcileResult {
+	t.Helper()
+	r := &activities.Reconciler{Dedalus: c, Temporal: tc, Grace: 0}
+	env, _ := meteredActivityEnv(r)
+	return reconcileOnce(t, env, r)
+}
+
+// waitListed waits until visibility lists exactly n workflows for query.
+func waitListed(t *testing.T, ctx context.Context, tc client.Client, query string, n int64) {
+	t.Helper()
+	require.Eventually(t, func() bool { return countWorkflows(t, ctx, tc, query) == n }, 10*time.Second, 100*time.Millisecond)
+}
+
 // reconcileOnce runs r.Reconcile as an activity in env.
 func reconcileOnce(t *testing.T, env *testsuite.TestActivityEnvironment, r *activities.Reconciler) activities.ReconcileResult {
 	t.Helper()

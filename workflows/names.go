@@ -87,14 +87,30 @@ func sortPairs(flags []string) {
 }
 
 // DevServerFlags are the `temporal server start-dev` settings Drydock needs
-// beyond its search attributes. Every job waiting for a runner pool's
-// machine is an in-flight acquire Update on the pool's workflow, and the
-// server admits 10 per workflow by default (history.maxInFlightUpdates);
-// more waiters are retried by their callers and lose their FIFO place.
+// beyond its search attributes:
+//   - Every job waiting for a runner pool's machine is an in-flight acquire
+//     Update on the pool's workflow, and the server admits 10 per workflow by
+//     default (history.maxInFlightUpdates); more waiters are retried by their
+//     callers and lose their FIFO place.
+//   - A history shard reads its transfer queue (new workflow tasks, activity
+//     tasks, signals' workflow tasks) at most history.transferProcessorMaxPollRPS
+//     times a second, 20 by default: a task made within 50 ms of the shard's
+//     last read waits for the next one. The dev server has one shard, so on it
+//     any other workflow's task holds up a job's first workflow task by up to
+//     50 ms (25 on average), which is most of a queued job's dispatch.
 func DevServerFlags() []string {
-	return []string{"--dynamic-config-value", "history.maxInFlightUpdates=" + MaxInFlightUpdates}
+	return []string{
+		"--dynamic-config-value", "history.maxInFlightUpdates=" + MaxInFlightUpdates,
+		"--dynamic-config-value", "history.transferProcessorMaxPollRPS=" + TransferPollRPS,
+	}
 }
 
 // MaxInFlightUpdates is the history.maxInFlightUpdates Drydock's own Temporal
 // setups use (make dev, tests, docker-compose.temporal.yml).
 const MaxInFlightUpdates = "500"
+
+// TransferPollRPS is the history.transferProcessorMaxPollRPS Drydock's own
+// Temporal setups use: a task waits at most 5 ms for its shard's next read,
+// for up to ten times the reads on a shard that is busy all the time (each
+// a range read of the tasks made since the last).
+const TransferPollRPS = "200"

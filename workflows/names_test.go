@@ -37,11 +37,20 @@ func TestComposeRegistersTheSearchAttributes(t *testing.T) {
 }
 
 // The dynamic config of docker-compose.temporal.yml and make cluster allows
-// as many in-flight Updates as make dev and the tests, and both load it.
-func TestComposeRaisesInFlightUpdates(t *testing.T) {
+// as many in-flight Updates, and reads its transfer queues as often, as make
+// dev and the tests, and both load it.
+func TestComposeSetsTheDevServersDynamicConfig(t *testing.T) {
 	b, err := os.ReadFile("../deploy/temporal/dynamicconfig.yaml")
 	require.NoError(t, err)
 	assert.Regexp(t, `(?m)^history.maxInFlightUpdates:\s+- value: `+MaxInFlightUpdates+`$`, string(b))
+	assert.Regexp(t, `(?m)^history.transferProcessorMaxPollRPS:\s+- value: `+TransferPollRPS+`$`, string(b))
+	flags := DevServerFlags()
+	for _, want := range []string{"history.maxInFlightUpdates=" + MaxInFlightUpdates, "history.transferProcessorMaxPollRPS=" + TransferPollRPS} {
+		i := slices.Index(flags, want)
+		if assert.Positive(t, i, "dev server flags %v: %s", flags, want) {
+			assert.Equal(t, "--dynamic-config-value", flags[i-1])
+		}
+	}
 	for file, ref := range map[string]string{
 		"../docker-compose.temporal.yml": "file: ./deploy/temporal/dynamicconfig.yaml",
 		"../scripts/cluster.sh":          "/deploy/temporal/dynamicconfig.yaml",

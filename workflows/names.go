@@ -99,10 +99,22 @@ func sortPairs(flags []string) {
 //     any other workflow's task holds up a job's first workflow task by up to
 //     50 ms (25 on average), which is most of a queued job's dispatch.
 func DevServerFlags() []string {
-	return []string{
-		"--dynamic-config-value", "history.maxInFlightUpdates=" + MaxInFlightUpdates,
-		"--dynamic-config-value", "history.transferProcessorMaxPollRPS=" + TransferPollRPS,
+	var flags []string
+	for _, s := range DynamicConfig {
+		flags = append(flags, "--dynamic-config-value", s.Key+"="+s.Value)
 	}
+	return flags
+}
+
+// DynamicSetting is one key of the server's dynamic config and its value.
+type DynamicSetting struct{ Key, Value string }
+
+// DynamicConfig is the server's dynamic config Drydock's own Temporal setups
+// set: DevServerFlags for the dev server, deploy/temporal/dynamicconfig.yaml
+// (a test keeps it the same) for docker-compose.temporal.yml and make cluster.
+var DynamicConfig = []DynamicSetting{
+	{"history.maxInFlightUpdates", MaxInFlightUpdates},
+	{"history.transferProcessorMaxPollRPS", TransferPollRPS},
 }
 
 // MaxInFlightUpdates is the history.maxInFlightUpdates Drydock's own Temporal

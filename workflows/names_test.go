@@ -42,12 +42,15 @@ func TestComposeRegistersTheSearchAttributes(t *testing.T) {
 func TestComposeSetsTheDevServersDynamicConfig(t *testing.T) {
 	b, err := os.ReadFile("../deploy/temporal/dynamicconfig.yaml")
 	require.NoError(t, err)
-	assert.Regexp(t, `(?m)^history.maxInFlightUpdates:\s+- value: `+MaxInFlightUpdates+`$`, string(b))
-	assert.Regexp(t, `(?m)^history.transferProcessorMaxPollRPS:\s+- value: `+TransferPollRPS+`$`, string(b))
+	assert.Equal(t, []DynamicSetting{
+		{"history.maxInFlightUpdates", MaxInFlightUpdates},
+		{"history.transferProcessorMaxPollRPS", TransferPollRPS},
+	}, DynamicConfig)
 	flags := DevServerFlags()
-	for _, want := range []string{"history.maxInFlightUpdates=" + MaxInFlightUpdates, "history.transferProcessorMaxPollRPS=" + TransferPollRPS} {
-		i := slices.Index(flags, want)
-		if assert.Positive(t, i, "dev server flags %v: %s", flags, want) {
+	for _, s := range DynamicConfig {
+		assert.Regexp(t, `(?m)^`+regexp.QuoteMeta(s.Key)+`:\s+- value: `+s.Value+`$`, string(b))
+		i := slices.Index(flags, s.Key+"="+s.Value)
+		if assert.Positive(t, i, "dev server flags %v: %s", flags, s.Key) {
 			assert.Equal(t, "--dynamic-config-value", flags[i-1])
 		}
 	}

@@ -62,14 +62,27 @@ func coldWake(ctx context.Context, e *Env) ([]Row, error) {
 }
 
 // coldPreviews opens the scenario's two previews, public and private (with
-// benchUser's session), and returns them as burst targets.
+// benchUser's session), and returns them as burst targets. Their app is
+// the warm scenario's minimal Go server (warmAppSource), not the example
+// Python app: a burst of 1,000 measures the router and the wake, not the
+// Python app's GIL (with it, the same awake burst's p50 moved between 0.8
+// and 2.4 s within one run).
 func coldPreviews(ctx context.Context, e *Env, h *harness.Harness) (public, private burstTarget, err error) {
 	const owner, repo, number = "bench", "coldwake", 1
-	st, err := openPreview(ctx, h, filepath.Join(e.Dir, "src"), owner, repo, number, demoSpec("2s"))
+	appBin, err := goBuildSource(ctx, filepath.Join(e.Dir, "cold-app"), warmAppSource)
 	if err != nil {
 		return public, private, err
 	}
-	stP, cookie, err := openPrivatePreview(ctx, h, filepath.Join(e.Dir, "src-private"), owner, coldPrivateRepo, number, demoSpec("2s"))
+	spec := `
+machine: {vcpu: 1, memory_mib: 512, storage_gib: 2, autosleep: 2s}
+app: {port: 3000, health_path: /healthz, health_timeout: 30s}
+start: {command: [` + appBin + `]}
+`
+	st, err := openPreview(ctx, h, filepath.Join(e.Dir, "src"), owner, repo, number, spec)
+	if err != nil {
+		return public, private, err
+	}
+	stP, cookie, err := openPrivatePreview(ctx, h, filepath.Join(e.Dir, "src-private"), owner, coldPrivateRepo, number, spec)
 	if err != nil {
 		return public, private, err
 	}
@@ -92,6 +105,7 @@ func (c *coldRun) burst(ctx context.Context, bt burstTarget) (*harness.Samples, 
 	var lat harness.Samples
 	var mu sync.Mutex
 	errs := 0
+	first := ""
 	var wg sync.WaitGroup
 	start := make(chan struct{})
 	for range c.n {
@@ -104,6 +118,9 @@ func (c *coldRun) burst(ctx context.Context, bt burstTarget) (*harness.Samples, 
 			if err != nil || code != http.StatusOK {
 				mu.Lock()
 				errs++
+				if first == "" {
+					first = fmt.Sprintf("HTTP %d %v", code, err)
+				}
 				mu.Unlock()
 				return
 			}
@@ -112,6 +129,9 @@ func (c *coldRun) burst(ctx context.Context, bt burstTarget) (*harness.Samples, 
 	}
 	close(start)
 	wg.Wait()
+	if errs > 0 {
+		c.e.Log.Warn("burst: failed requests", "host", bt.host, "failed", errs, "first", first)
+	}
 	return &lat, errs
 }
 
@@ -139,6 +159,7 @@ func (c *coldRun) round(ctx context.Context, i int, public, private burstTarget,
 	// Baseline: the same bursts while the machines are awake.
 	for k, bt := range targets {
 		lat, errs := c.burst(ctx, bt)
+		c.e.Log.Info("awake burst", "host", bt.host, "n", c.n, "errors", errs, "p50", lat.Quantile(0.5), "p99", lat.Quantile(0.99))
 		order[k].warmErrs += errs
 		for _, d := range lat.Values() {
 			order[k].warm.Add(d)

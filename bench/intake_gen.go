@@ -25,6 +25,7 @@ import (
 // and delivery IDs), so each one is a real new workflow start.
 type intakeGen struct {
 	h    *harness.Harness
+	bare *bareClient
 	pool *pools.Pool
 	next atomic.Int64
 
@@ -35,9 +36,10 @@ type intakeGen struct {
 
 // delivery is one prepared delivery and the raw call doing the same.
 type delivery struct {
-	event, id string
-	body      []byte
-	raw       func(ctx context.Context, tc client.Client) error
+	event, id, sig string // sig: its X-Hub-Signature-256, computed when prepared
+	body           []byte
+	raw            func(ctx context.Context, tc client.Client) error
+	bare           bareStart // the same start as a bare gRPC request
 }
 
 func (g *intakeGen) count(kind string, webhook, ok bool, why string) {
@@ -78,6 +80,7 @@ func (g *intakeGen) prepare(kind string, n int) ([]delivery, error) {
 		if err != nil {
 			return nil, err
 		}
+		out[i].sig = intake.SignatureHeader([]byte(harness.Secret), out[i].body)
 	}
 	return out, nil
 }
@@ -110,6 +113,11 @@ func (g *intakeGen) pullRequest(number int) (delivery, error) {
 		_, err := tc.SignalWithStartWorkflow(ctx, wid, workflows.SignalPullRequest, pre, opts, workflows.PreviewLifecycleName, input)
 		return err
 	}
+	d.bare = bareStart{id: wid, workflowType: workflows.PreviewLifecycleName, taskQueue: workflows.TaskQueue, input: []any{input},
+		signal: workflows.SignalPullRequest, signalArg: pre, attrs: map[string]bareAttr{
+			workflows.SearchAttrRepo.GetName():     {intake.RepoKey(pre.Owner, pre.Repo), "Keyword"},
+			workflows.SearchAttrPRNumber.GetName(): {int64(pre.Number), "Int"},
+		}}
 	return d, nil
 }
 
@@ -144,15 +152,34 @@ func (g *intakeGen) workflowJob(id int64) (delivery, error) {
 		_, err := tc.ExecuteWorkflow(ctx, opts, runnerapi.RunnerJobName, input)
 		return err
 	}
+	d.bare = bareStart{id: opts.ID, workflowType: runnerapi.RunnerJobName, taskQueue: workflows.TaskQueue, input: []any{input},
+		reuse: opts.WorkflowIDReusePolicy, conflict: opts.WorkflowIDConflictPolicy, summary: opts.StaticSummary,
+		attrs: map[string]bareAttr{
+			workflows.SearchAttrPool.GetName():  {g.pool.Name, "Keyword"},
+			workflows.SearchAttrJobID.GetName(): {job.JobID, "Int"},
+			workflows.SearchAttrRepo.GetName():  {intake.RepoKey(job.Owner, job.Repo), "Keyword"},
+		}}
 	return d, nil
 }
 
-// send makes one delivery through the webhook server (webhook) or the raw
-// call, with the intake's own 5 s Temporal timeout, and reports whether it
-// was accepted.
-func (g *intakeGen) send(ctx context.Context, d delivery, webhook bool) bool {
-	if webhook {
-		code, err := g.h.Deliver(ctx, d.event, d.id, d.body)
+// intakeSide is what a delivery goes through: the webhook server, the SDK
+// client's same call (the raw baseline), or the same start as a bare gRPC
+// request (the floor).
+type intakeSide int
+
+const (
+	sideWebhook intakeSide = iota
+	sideRaw
+	sideBare
+)
+
+func (s intakeSide) String() string { return [...]string{"webhook", "raw", "bare gRPC"}[s] }
+
+// send makes one delivery through side, with the intake's own 5 s
+// Temporal timeout for the calls, and reports whether it was accepted.
+func (g *intakeGen) send(ctx context.Context, d delivery, side intakeSide) bool {
+	if side == sideWebhook {
+		code, err := g.h.DeliverSigned(ctx, d.event, d.id, d.body, d.sig)
 		ok := err == nil && code == http.StatusAccepted
 		why := ""
 		if !ok {
@@ -162,11 +189,16 @@ func (g *intakeGen) send(ctx context.Context, d delivery, webhook bool) bool {
 		return ok
 	}
 	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	err := d.raw(cctx, g.h.TC)
+	var err error
+	if side == sideBare {
+		err = g.bare.call(cctx, d.bare)
+	} else {
+		err = d.raw(cctx, g.h.TC)
+	}
 	cancel()
 	why := ""
 	if err != nil {
-		why = err.Error()
+		why = side.String() + ": " + err.Error()
 	}
 	g.count(d.event, false, err == nil, why)
 	return err == nil
@@ -174,7 +206,7 @@ func (g *intakeGen) send(ctx context.Context, d delivery, webhook bool) bool {
 
 // closedLoop sends n deliveries of kind with intakeConcurrency in flight
 // and returns how long they took and how many failed.
-func (g *intakeGen) closedLoop(ctx context.Context, kind string, webhook bool, n int) (time.Duration, int, error) {
+func (g *intakeGen) closedLoop(ctx context.Context, kind string, side intakeSide, n int) (time.Duration, int, error) {
 	ds, err := g.prepare(kind, n)
 	if err != nil {
 		return 0, 0, err
@@ -191,7 +223,7 @@ func (g *intakeGen) closedLoop(ctx context.Context, kind string, webhook bool, n
 				if i >= int64(len(ds)) {
 					return
 				}
-				if !g.send(ctx, ds[i], webhook) {
+				if !g.send(ctx, ds[i], side) {
 					failed.Add(1)
 				}
 			}
@@ -203,7 +235,7 @@ func (g *intakeGen) closedLoop(ctx context.Context, kind string, webhook bool, n
 		return 0, 0, err
 	}
 	if f := int(failed.Load()); f > n/10 {
-		return took, f, fmt.Errorf("%s (webhook %v): %d of %d failed; first: %s", kind, webhook, f, n, g.firstError(webhook))
+		return took, f, fmt.Errorf("%s (%s): %d of %d failed; first: %s", kind, side, f, n, g.firstError(side == sideWebhook))
 	}
 	return took, int(failed.Load()), nil
 }
@@ -220,7 +252,7 @@ func (g *intakeGen) firstError(webhook bool) string {
 // openLoop sends deliveries at a fixed rate for d, whatever the answers
 // take (each in its own goroutine), and returns the latencies of the
 // accepted ones and the number of failures.
-func (g *intakeGen) openLoop(ctx context.Context, kind string, webhook bool, rate float64, d time.Duration) (*harness.Samples, int, error) {
+func (g *intakeGen) openLoop(ctx context.Context, kind string, side intakeSide, rate float64, d time.Duration) (*harness.Samples, int, error) {
 	if rate <= 0 {
 		return nil, 0, fmt.Errorf("%s: no rate to run the open loop at", kind)
 	}
@@ -248,7 +280,7 @@ func (g *intakeGen) openLoop(ctx context.Context, kind string, webhook bool, rat
 		go func() {
 			defer wg.Done()
 			began := time.Now()
-			if g.send(ctx, ds[i], webhook) {
+			if g.send(ctx, ds[i], side) {
 				lat.Add(time.Since(began))
 			} else {
 				failed.Add(1)
@@ -260,7 +292,7 @@ func (g *intakeGen) openLoop(ctx context.Context, kind string, webhook bool, rat
 		return nil, 0, err
 	}
 	if lat.Len() == 0 {
-		return nil, 0, fmt.Errorf("%s (webhook %v): no delivery accepted; first failure: %s", kind, webhook, g.firstError(webhook))
+		return nil, 0, fmt.Errorf("%s (%s): no delivery accepted; first failure: %s", kind, side, g.firstError(side == sideWebhook))
 	}
 	return &lat, int(failed.Load()), nil
 }

@@ -12,17 +12,9 @@ import (
 	"github.com/drydock-dev/drydock/workflows"
 )
 
-// demoSpec is the example Python app's preview spec (examples/previewapp).
-func demoSpec(autosleep string) string {
-	return `
-machine: {vcpu: 1, memory_mib: 512, storage_gib: 2, autosleep: ` + autosleep + `}
-app: {port: 3000, health_path: /healthz, health_timeout: 30s}
-start: {command: [python3, examples/previewapp/app.py]}
-`
-}
-
-// openPreview delivers `opened` for a PR whose head is the demo app in a
-// fresh local repository, and waits until its preview is ready.
+// openPreview delivers `opened` for a PR whose head is a fresh local
+// repository, with spec as its preview spec, and waits until its preview is
+// ready.
 func openPreview(ctx context.Context, h *harness.Harness, dir, owner, repo string, number int, spec string) (workflows.PreviewStatus, error) {
 	h.GH.SetFile(owner, repo, "main", ".drydock/preview.yml", spec)
 	src, err := harness.NewGitRepo(dir)

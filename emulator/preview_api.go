@@ -100,7 +100,7 @@ func (s *Server) openPreview(m *machine, port int64, protocol, visibility string
 		Proxy:               nil,
 		DialContext:         (&net.Dialer{Timeout: 5 * time.Second}).DialContext,
 		TLSClientConfig:     &tls.Config{InsecureSkipVerify: true}, //nolint:gosec // loopback to the machine's own app
-		MaxIdleConnsPerHost: 16,
+		MaxIdleConnsPerHost: 1024,
 		IdleConnTimeout:     30 * time.Second,
 	}
 	proxy := s.previewProxy(p)

@@ -47,6 +47,14 @@ const runnerPoolAccountingVersion = "runner-pool-persistent-accounting"
 // that never ran one are free for any repository.
 const runnerPoolIsolationVersion = "runner-pool-isolation"
 
+// runnerPoolProvisionAwakeVersion guards new machines coming back awake:
+// every provisioning keeps its machine awake (ProvisionInput.KeepAwake),
+// and the pool puts it to sleep if no job takes it, as it does a freed
+// machine. Before it, a provisioning for min_idle put its machine to sleep
+// as its last step, and a job that queued meanwhile then had to wake it:
+// the platform's sleep and wake for a machine that was running.
+const runnerPoolProvisionAwakeVersion = "runner-pool-provision-awake"
+
 // pool is one RunnerPool run: its state (poolState, which decides) and
 // what the run needs to carry the decisions out and to wait.
 type pool struct {
@@ -116,6 +124,7 @@ func newPool(ctx workflow.Context, in runnerapi.PoolInput) *pool {
 	p.v = workflow.GetVersion(ctx, runnerPoolVersion, workflow.DefaultVersion, 1)
 	p.acct = workflow.GetVersion(ctx, runnerPoolAccountingVersion, workflow.DefaultVersion, 1)
 	p.iso = workflow.GetVersion(ctx, runnerPoolIsolationVersion, workflow.DefaultVersion, 1)
+	p.provAwake = workflow.GetVersion(ctx, runnerPoolProvisionAwakeVersion, workflow.DefaultVersion, 1)
 	if p.iso >= 1 {
 		p.leases = poolLeaseCounter(ctx, in.Pool.Name)
 	}

@@ -143,3 +143,27 @@ func TestPoolAwakeAccountingCarriedOverContinueAsNew(t *testing.T) {
 	runPool(t, env2, next, 10*time.Minute)
 	assert.Equal(t, int64(120), m2.sum(MetricPoolAwake), "the seconds of the carried total are not emitted again")
 }
+
+// A job that queues while a machine is being set up for min_idle gets that
+// machine running when its setup ends: it is not put to sleep first and
+// woken again for the job (the platform's sleep and wake, for nothing).
+func TestPoolHandsAMinIdleMachineSetUpMeanwhileToAWaitingJobRunning(t *testing.T) {
+	env, w := newPoolEnv(t, func(w *poolWorld) { w.setupTakes = 10 * time.Minute })
+	acq := newAcquires()
+	// dm-1 is being set up for min_idle since the start; job 1 queues.
+	env.RegisterDelayedCallback(func() { acq.job(env, 1) }, 5*time.Minute)
+	env.RegisterDelayedCallback(func() {
+		l, ok := acq.lease(1)
+		require.True(t, ok, "job 1 got a machine once dm-1 was set up")
+		assert.Equal(t, "dm-1", l.MachineID)
+		assert.True(t, l.Fresh, "handed over running")
+		assert.NotContains(t, w.list(&w.sleeps), "dm-1", "not put to sleep between its setup and its job")
+	}, 11*time.Minute)
+	env.RegisterDelayedCallback(func() {
+		// dm-2, provisioned for min_idle when job 1 took the place of
+		// dm-1, finds no job: the pool puts it to sleep.
+		assert.Equal(t, []string{"dm-2"}, w.list(&w.sleeps))
+		assert.Empty(t, w.list(&w.wakes))
+	}, 30*time.Minute)
+	runPool(t, env, runnerapi.PoolInput{Pool: testPool(1, 3)}, time.Hour)
+}

@@ -64,7 +64,10 @@ func (p *pool) runProvision(ctx workflow.Context, d decision) {
 		ParentClosePolicy:     enumspb.PARENT_CLOSE_POLICY_REQUEST_CANCEL,
 		TypedSearchAttributes: temporal.NewSearchAttributes(SearchAttrPool.ValueSet(p.cfg.Name)),
 	}
-	in := runnerapi.ProvisionInput{Pool: p.cfg, Seq: d.seq, KeepAwake: d.forWaiter}
+	// Awake: a job that queues while the machine is set up takes it
+	// running; with none, the pool puts it to sleep (sleepUnwanted).
+	awake := d.forWaiter || p.provAwake >= 1
+	in := runnerapi.ProvisionInput{Pool: p.cfg, Seq: d.seq, KeepAwake: awake}
 	if p.v >= 1 {
 		// The child outlives a continue-as-new and reports to whichever
 		// run is current; it deletes its machine if no pool is left.
@@ -75,7 +78,7 @@ func (p *pool) runProvision(ctx workflow.Context, d decision) {
 	workflow.Go(ctx, func(gctx workflow.Context) {
 		var machineID string
 		err := f.Get(gctx, &machineID)
-		p.step(gctx, func() { p.provisionDone(m, machineID, err, d.forWaiter) })
+		p.step(gctx, func() { p.provisionDone(m, machineID, err, awake) })
 		p.kick()
 	})
 }

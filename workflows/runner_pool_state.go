@@ -108,6 +108,10 @@ type poolState struct {
 	// records each lease's repository on its machine and leases by the
 	// pool's isolation mode (isolationOf); before it, any free machine.
 	iso workflow.Version
+	// provAwake is the run's runnerPoolProvisionAwakeVersion: 1 keeps every
+	// new machine awake until the pool has offered it to the waiting jobs;
+	// before it, only a machine provisioned for a waiting job.
+	provAwake workflow.Version
 	// leases counts leases by affinity (drydock_runner_leases_total).
 	leases func(affinity string) client.MetricsCounter
 	// cfgMinIdle and cfgMaxMachines are the configuration's own bounds in

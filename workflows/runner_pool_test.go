@@ -276,7 +276,8 @@ func TestPoolProvisionsMinIdleOnStart(t *testing.T) {
 	}, time.Minute)
 	runPool(t, env, runnerapi.PoolInput{Pool: p}, time.Hour)
 	require.Len(t, w.children, 2)
-	assert.False(t, w.children[0].KeepAwake, "min_idle machines are put to sleep")
+	assert.True(t, w.children[0].KeepAwake && w.children[1].KeepAwake, "new machines come back running")
+	// With no job waiting, the pool puts them to sleep.
 	assert.ElementsMatch(t, []string{"dm-1", "dm-2"}, w.list(&w.sleeps))
 	assert.ElementsMatch(t, []string{"dm-1", "dm-2"}, w.list(&w.setups))
 	assert.Equal(t, []*pools.Pool{&p, &p}, w.setupConfigs, "set up with the configuration the machines were created with")

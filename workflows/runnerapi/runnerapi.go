@@ -418,7 +418,10 @@ type MachineObserved struct {
 type ProvisionInput struct {
 	Pool pools.Pool
 	Seq  int
-	// KeepAwake: the machine is for a waiting job, which gets it running.
+	// KeepAwake: the machine is left running for the pool, which hands it
+	// to a waiting job or puts it to sleep (every provisioning of a pool
+	// at runnerPoolProvisionAwakeVersion; before it, only one for a
+	// waiting job).
 	KeepAwake bool `json:",omitempty"`
 	// Report: when done, the child tells the pool (SignalMachineProvisioned
 	// to PoolWorkflowID, whichever run is current): the pool does not wait

@@ -116,7 +116,7 @@ func run() int {
 	doc := flag.String("doc", "", "page to update between the bench markers, after a full run at -scale 1 (make bench: docs/performance.md; empty: none)")
 	scale := flag.Float64("scale", 1, "multiply the workload sizes (0.1 for a quick look)")
 	keep := flag.Bool("keep", false, "keep the scratch directory (logs of every process)")
-	pprofDir := flag.String("pprof", "", "directory for profiles: the webhook server's CPU during intake (an extra phase), a router trace of the first cold burst (which the trace slows: measure without -pprof); empty: none; read them with go tool pprof -top and go tool trace")
+	pprofDir := flag.String("pprof", "", "directory for profiles: the webhook server's CPU during intake and the worker's during dispatch (extra phases), a router trace of the first cold burst (which the trace slows: measure without -pprof); empty: none; read them with go tool pprof -top and go tool trace")
 	flag.Parse()
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 

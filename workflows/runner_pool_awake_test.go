@@ -7,6 +7,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/sdk/testsuite"
+	"go.temporal.io/sdk/workflow"
 
 	"github.com/drydock-dev/drydock/dedalus"
 	"github.com/drydock-dev/drydock/workflows/runnerapi"
@@ -98,9 +99,9 @@ func sleepThenWakeForJob2(t *testing.T, env *testsuite.TestWorkflowEnvironment, 
 	}, 50*time.Minute)
 }
 
-// Machines provisioned for min_idle run from their create until the
-// provisioning child put them to sleep; the accounting survives
-// continue-as-new.
+// Machines provisioned for min_idle run from their create until they are
+// put to sleep (by the pool, or before runnerPoolProvisionAwakeVersion by
+// the provisioning child); the accounting survives continue-as-new.
 func TestPoolAwakeAccountingCarriedOverContinueAsNew(t *testing.T) {
 	m := newMetricsCapture()
 	env, w := newPoolEnv(t, func(w *poolWorld) {
@@ -160,10 +161,32 @@ func TestPoolHandsAMinIdleMachineSetUpMeanwhileToAWaitingJobRunning(t *testing.T
 		assert.NotContains(t, w.list(&w.sleeps), "dm-1", "not put to sleep between its setup and its job")
 	}, 11*time.Minute)
 	env.RegisterDelayedCallback(func() {
-		// dm-2, provisioned for min_idle when job 1 took the place of
-		// dm-1, finds no job: the pool puts it to sleep.
+		// dm-2, provisioned for min_idle when job 1 queued (at 5m, set up
+		// at 15m), finds no job: the pool puts it to sleep at once.
 		assert.Equal(t, []string{"dm-2"}, w.list(&w.sleeps))
-		assert.Empty(t, w.list(&w.wakes))
-	}, 30*time.Minute)
+		inv := inventory(t, env)
+		assert.Equal(t, (10 * time.Minute).Seconds(), machineAwake(t, inv, "dm-2"), "awake from its create to the pool's sleep")
+	}, 16*time.Minute)
 	runPool(t, env, runnerapi.PoolInput{Pool: testPool(1, 3)}, time.Hour)
+}
+
+// A pool run from before runnerPoolProvisionAwakeVersion keeps its
+// behaviour: a provisioning for min_idle puts its machine to sleep, and a
+// job that queued meanwhile gets it asleep (its job wakes it).
+func TestPoolBeforeProvisionAwakeTheMinIdleProvisioningSleepsItsMachine(t *testing.T) {
+	env, w := newPoolEnv(t, func(w *poolWorld) { w.setupTakes = 10 * time.Minute })
+	env.OnGetVersion(runnerPoolProvisionAwakeVersion, workflow.DefaultVersion, 1).Return(workflow.DefaultVersion)
+	acq := newAcquires()
+	env.RegisterDelayedCallback(func() { acq.job(env, 1) }, 5*time.Minute)
+	env.RegisterDelayedCallback(func() {
+		l, ok := acq.lease(1)
+		require.True(t, ok)
+		assert.Equal(t, "dm-1", l.MachineID)
+		assert.False(t, l.Fresh, "put to sleep by its provisioning")
+		assert.Equal(t, []string{"dm-1"}, w.list(&w.sleeps))
+	}, 11*time.Minute)
+	runPool(t, env, runnerapi.PoolInput{Pool: testPool(1, 3)}, time.Hour)
+	require.Len(t, w.children, 2)
+	assert.False(t, w.children[0].KeepAwake || w.children[1].KeepAwake, "min_idle provisionings sleep their machines")
+	assert.Equal(t, []string{"dm-1", "dm-2"}, w.list(&w.sleeps))
 }

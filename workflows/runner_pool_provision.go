@@ -16,8 +16,9 @@ import (
 
 // RunnerProvision (child of RunnerPool, ID runnerapi.ProvisionWorkflowID)
 // makes one runner machine: create it, set it up, register its runner in
-// persistent mode, and put it to sleep unless a job is waiting for it. It
-// returns the machine ID. On failure or cancellation it deletes the machine
+// persistent mode, and put it to sleep unless KeepAwake (every provisioning
+// of a pool at runnerPoolProvisionAwakeVersion: the pool puts the machine to
+// sleep if no job takes it). It returns the machine ID. On failure or cancellation it deletes the machine
 // it created, so a failed provisioning leaves nothing behind.
 func RunnerProvision(ctx workflow.Context, in runnerapi.ProvisionInput) (string, error) {
 	id, err := provisionMachine(ctx, in)

@@ -35,7 +35,7 @@ type poolMachine struct {
 	deleting   bool   // a delete was decided (it may wait for op to finish)
 	awake      bool   // last seen running (provisioned awake, released, prewarmed)
 	wokeAt     time.Time
-	fresh      bool // provisioned awake for a waiting job and never leased
+	fresh      bool // provisioned awake and not yet offered to the waiting jobs
 	needsSleep bool // put to sleep once nobody waiting takes it
 	// carried: a provisioning slot carried over continue-as-new; its child
 	// reports by signal only (this run has no future for it).

@@ -159,7 +159,9 @@ func ConfigFingerprint(p pools.Pool) string {
 type Lease struct {
 	MachineID  string
 	RunnerName string
-	// Fresh is true when the machine was provisioned for this request (it runs already).
+	// Fresh is true when the machine comes straight from its provisioning,
+	// still running (it was made for this request, or for min_idle while
+	// this request waited).
 	Fresh bool
 }
 

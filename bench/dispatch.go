@@ -70,12 +70,8 @@ func init() {
 // job's first workflow task up to 50 ms.
 func dispatchScenario(ctx context.Context, e *Env) ([]Row, error) {
 	wakes := &wakeLog{notify: make(chan struct{}, 1)}
-	var workerEnv []string
-	if e.Pprof != "" {
-		workerEnv = []string{"WORKER_PPROF=true"}
-	}
 	h, err := e.Start(ctx, harness.Options{
-		WorkerEnv: workerEnv,
+		WorkerEnv: dispatchWorkerEnv(e),
 		// Delays only shorten the cycle between jobs: the clock stops as the wake call arrives.
 		Emulator: emulator.Config{BootDelay: 200 * time.Millisecond, WakeDelay: 50 * time.Millisecond, SleepDelay: 50 * time.Millisecond,
 			Observe: wakes.observe},
@@ -117,17 +113,27 @@ func dispatchScenario(ctx context.Context, e *Env) ([]Row, error) {
 	if err != nil {
 		return nil, err
 	}
-	if e.Pprof != "" {
-		if err := dispatchProfile(ctx, e, h, wakes, floor, n); err != nil {
-			return nil, err
-		}
+	if err := dispatchProfile(ctx, e, h, wakes, floor, n); err != nil {
+		return nil, err
 	}
 	return d.rows(n, completed), nil
 }
 
+// dispatchWorkerEnv turns the worker's profiler on with -pprof.
+func dispatchWorkerEnv(e *Env) []string {
+	if e.Pprof == "" {
+		return nil
+	}
+	return []string{"WORKER_PPROF=true"}
+}
+
 // dispatchProfile takes a CPU profile of the worker (-pprof) over 10 s of
-// more jobs dispatched as the timed ones were, after them and not counted.
+// more jobs dispatched as the timed ones were, after them and not counted;
+// nothing without -pprof.
 func dispatchProfile(ctx context.Context, e *Env, h *harness.Harness, wakes *wakeLog, floor *floor, from int) error {
+	if e.Pprof == "" {
+		return nil
+	}
 	p := &dispatchRun{h: h, wakes: wakes, floor: floor}
 	i := from
 	return e.profile(ctx, h.WorkerAdminURL, "profile", 10*time.Second, "dispatch-worker.pprof", func(ctx context.Context) error {

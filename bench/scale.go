@@ -140,7 +140,7 @@ func (s *scaleRun) baseline(ctx context.Context) error {
 	s.base.temporal = rssKiB(s.h.Temporal.Pid())
 	s.snapshot(ctx, scaleBase)
 	var err error
-	if s.base.lat, s.base.bad, err = s.syncBurst(ctx, "base", scaleBase, s.syncs); err != nil {
+	if s.base.sync, err = s.syncBurst(ctx, "base", scaleBase, s.syncs); err != nil {
 		return err
 	}
 	s.base.quiet = s.quiet
@@ -182,7 +182,7 @@ func (s *scaleRun) point(ctx context.Context, from, to int, first bool) ([]Row, 
 		"bench_rss_kib", rssKiB(os.Getpid()), "bench_fds", openFDs(), "apps", apps, "apps_pss_kib", appsPss)
 	s.githubCalls(to)
 	homeless := s.appless(s.app)
-	lat, bad, err := s.syncBurst(ctx, fmt.Sprintf("all-%d", to), to, s.syncs)
+	burst, err := s.syncBurst(ctx, fmt.Sprintf("all-%d", to), to, s.syncs)
 	if err != nil {
 		return nil, err
 	}
@@ -194,7 +194,6 @@ func (s *scaleRun) point(ctx context.Context, from, to int, first bool) ([]Row, 
 	b := s.base
 	perWF := float64(rssAll-b.rss) / float64(to-scaleBase)
 	opened := to - from
-	p99Ratio := float64(lat.Quantile(0.99)) / float64(b.lat.Quantile(0.99))
 	rssRow := Row{Metric: fmt.Sprintf("worker RSS with %d previews open", to), Value: float64(rssAll) / 1024, Unit: "MiB",
 		Baseline: F(float64(b.rss) / 1024), Ratio: F(float64(rssAll) / float64(b.rss)),
 		Note: fmt.Sprintf("baseline: %d open; %.0f MiB after the synchronize burst", scaleBase, float64(rssAfter)/1024)}
@@ -205,19 +204,14 @@ func (s *scaleRun) point(ctx context.Context, from, to int, first bool) ([]Row, 
 		{Metric: fmt.Sprintf("worker memory per open preview workflow (%d open)", to), Value: perWF, Unit: "KiB", Note: "RSS difference from the baseline / workflows added"},
 		{Metric: fmt.Sprintf("time to open %d previews (%d provisioning at once)", opened, scaleWindow), Value: openTook.Seconds(), Unit: "s",
 			Note: fmt.Sprintf("%.1f previews/s", float64(opened)/openTook.Seconds())},
-		{Metric: fmt.Sprintf("webhook → signal handled p50, %d open (%d synchronize at %d/s)", to, s.syncs, scaleSyncRate), Value: MS(lat.Quantile(0.5)), Unit: "ms",
-			Baseline: F(MS(b.lat.Quantile(0.5))), Ratio: F(float64(lat.Quantile(0.5)) / float64(b.lat.Quantile(0.5))),
-			Note: fmt.Sprintf("delivery sent → first workflow task completed after the signal; baseline: %d previews open; "+
-				"each burst sent once the dev server and the worker were idle (%s after the last preview was ready; baseline %s)",
-				scaleBase, s.quiet, b.quiet)},
-		{Metric: fmt.Sprintf("webhook → signal handled p99, %d open", to), Value: MS(lat.Quantile(0.99)), Unit: "ms",
-			Baseline: F(MS(b.lat.Quantile(0.99))), Ratio: F(p99Ratio), Goal: "≤ 2× baseline", Met: B(p99Ratio <= 2)},
-		{Metric: fmt.Sprintf("synchronize deliveries refused or never handled, %d open", to), Value: float64(bad), Baseline: F(float64(b.bad)), Goal: "0", Met: B(bad == 0 && b.bad == 0)},
+	}
+	rows = append(rows, s.syncRows(to, burst)...)
+	rows = append(rows, []Row{
 		{Metric: fmt.Sprintf("Temporal dev server RSS, %d open", to), Value: float64(tempAll) / 1024, Unit: "MiB", Baseline: F(float64(b.temporal) / 1024),
 			Ratio: F(float64(tempAll) / float64(b.temporal))},
 		{Metric: fmt.Sprintf("app processes' memory (PSS, %d previews)", to), Value: float64(appsPss) / 1024, Unit: "MiB",
 			Note: fmt.Sprintf("%d processes of a tiny C responder", apps)},
-	}
+	}...)
 	if first {
 		rows = append(rows, Row{Metric: "previews whose app could not listen on its port", Value: float64(homeless),
 			Note: fmt.Sprintf("another process took the machine's port before the app bound it; %d of them failed their health check and were left out", len(s.raced))})
@@ -300,8 +294,7 @@ type scaleRun struct {
 	// base is the baseline: scaleBase previews open.
 	base struct {
 		rss, temporal int64 // KiB
-		lat           *harness.Samples
-		bad           int
+		sync          *syncResult
 		quiet         time.Duration
 	}
 	clone string

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	enumspb "go.temporal.io/api/enums/v1"
+	historypb "go.temporal.io/api/history/v1"
 	"go.temporal.io/sdk/converter"
 
 	"github.com/drydock-dev/drydock/internal/testing/harness"
@@ -22,31 +23,45 @@ type syncSent struct {
 	ok            bool
 }
 
+// syncResult is one synchronize burst: each handled delivery's time from
+// sending to the first workflow task completed after its signal, how many
+// were refused or never handled, where the time went, and the CPU the
+// stack used meanwhile.
+type syncResult struct {
+	lat    *harness.Samples
+	bad    int
+	stages *syncStages
+	cpu    burstCPU
+}
+
 // syncBurst sends count synchronize deliveries (each a new head for a
 // preview among 1..upTo, taken in a random order, round-robin) at scaleSyncRate and measures, for each,
 // the time from sending it to the completion of the first workflow task
-// after its signal in the workflow's history. It returns those times and
-// how many deliveries were refused or never handled.
-func (s *scaleRun) syncBurst(ctx context.Context, tag string, upTo, count int) (*harness.Samples, int, error) {
+// after its signal in the workflow's history.
+func (s *scaleRun) syncBurst(ctx context.Context, tag string, upTo, count int) (*syncResult, error) {
 	ps, err := s.prepareSyncs(tag, upTo, count)
 	if err != nil {
-		return nil, 0, err
+		return nil, err
 	}
 	s.quiet = s.quiesce(ctx, tag)
+	cpu0 := s.burstCPU()
 	sent, refused, err := s.sendSyncs(ctx, ps)
 	if err != nil {
-		return nil, 0, err
+		return nil, err
 	}
 	handled, err := s.awaitHandled(ctx, sent)
 	if err != nil {
-		return nil, 0, err
+		return nil, err
 	}
-	lat, bad := syncLatencies(sent, handled, refused)
-	if lat.Len() == 0 {
-		return nil, 0, fmt.Errorf("no synchronize delivery was handled (%d refused)", refused)
+	r := &syncResult{cpu: s.burstCPU().since(cpu0)}
+	r.lat, r.bad = syncLatencies(sent, handled, refused)
+	if r.lat.Len() == 0 {
+		return nil, fmt.Errorf("no synchronize delivery was handled (%d refused)", refused)
 	}
-	s.e.Log.Info("synchronize burst", "previews_open", upTo, "deliveries", count, "p50", lat.Quantile(0.5), "p99", lat.Quantile(0.99), "bad", bad)
-	return lat, bad, nil
+	r.stages = stagesOf(sent, handled)
+	s.e.Log.Info("synchronize burst", append([]any{"previews_open", upTo, "deliveries", count, "p50", r.lat.Quantile(0.5),
+		"p99", r.lat.Quantile(0.99), "bad", r.bad}, append(r.stages.logFields(), r.cpu.logFields()...)...)...)
+	return r, nil
 }
 
 // syncPrepared is a synchronize delivery ready to send: its workflow, its
@@ -117,9 +132,10 @@ func (s *scaleRun) sendSyncs(ctx context.Context, ps []syncPrepared) ([]syncSent
 
 // awaitHandled reads the handling times of the accepted deliveries from
 // the histories; a signal may still be waiting for its workflow task, so
-// it looks again for a while. It returns delivery ID → handling time.
-func (s *scaleRun) awaitHandled(ctx context.Context, sent []syncSent) (map[string]time.Time, error) {
-	handled := map[string]time.Time{}
+// it looks again for a while. It returns delivery ID → where its signal
+// was in the history.
+func (s *scaleRun) awaitHandled(ctx context.Context, sent []syncSent) (map[string]syncHandled, error) {
+	handled := map[string]syncHandled{}
 	for deadline := time.Now().Add(time.Minute); ; {
 		for wid := range syncMissing(sent, handled) {
 			if err := s.handledTimes(ctx, wid, handled); err != nil {
@@ -139,7 +155,7 @@ func (s *scaleRun) awaitHandled(ctx context.Context, sent []syncSent) (map[strin
 
 // syncMissing is the set of workflows with an accepted delivery not yet
 // handled.
-func syncMissing(sent []syncSent, handled map[string]time.Time) map[string]bool {
+func syncMissing(sent []syncSent, handled map[string]syncHandled) map[string]bool {
 	m := map[string]bool{}
 	for _, x := range sent {
 		if _, done := handled[x.delivery]; x.ok && !done {
@@ -151,51 +167,81 @@ func syncMissing(sent []syncSent, handled map[string]time.Time) map[string]bool 
 
 // syncLatencies is the time from sending to handling of each handled
 // delivery, and how many were refused or never handled.
-func syncLatencies(sent []syncSent, handled map[string]time.Time, refused int64) (*harness.Samples, int) {
+func syncLatencies(sent []syncSent, handled map[string]syncHandled, refused int64) (*harness.Samples, int) {
 	var lat harness.Samples
 	bad := int(refused)
 	for _, x := range sent {
-		at, done := handled[x.delivery]
+		h, done := handled[x.delivery]
 		switch {
 		case !x.ok:
 		case !done:
 			bad++
 		default:
-			lat.Add(at.Sub(x.sent))
+			lat.Add(h.done.Sub(x.sent))
 		}
 	}
 	return &lat, bad
 }
 
 // handledTimes reads workflow wid's history and records, for each
-// pull_request signal of a synchronize delivery, when the first workflow
-// task after it completed.
-func (s *scaleRun) handledTimes(ctx context.Context, wid string, handled map[string]time.Time) error {
-	dc := converter.GetDefaultDataConverter()
-	var pending []string
+// pull_request signal of a synchronize delivery, when the signal was
+// recorded and when the first workflow task after it started and
+// completed.
+func (s *scaleRun) handledTimes(ctx context.Context, wid string, handled map[string]syncHandled) error {
+	var r historyReader
 	it := s.h.TC.GetWorkflowHistory(ctx, wid, "", false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
 	for it.HasNext() {
 		ev, err := it.Next()
 		if err != nil {
 			return fmt.Errorf("history of %s: %w", wid, err)
 		}
-		switch ev.GetEventType() {
-		case enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED:
-			a := ev.GetWorkflowExecutionSignaledEventAttributes()
-			if a.GetSignalName() != workflows.SignalPullRequest {
-				continue
-			}
-			var pe workflows.PullRequestEvent
-			if err := dc.FromPayloads(a.GetInput(), &pe); err != nil {
-				return fmt.Errorf("history of %s: signal input: %w", wid, err)
-			}
-			pending = append(pending, pe.DeliveryID)
-		case enumspb.EVENT_TYPE_WORKFLOW_TASK_COMPLETED:
-			for _, d := range pending {
-				handled[d] = ev.GetEventTime().AsTime()
-			}
-			pending = pending[:0]
+		if err := r.event(ev, handled); err != nil {
+			return fmt.Errorf("history of %s: %w", wid, err)
 		}
+	}
+	return nil
+}
+
+// historyReader follows one history's signals to the workflow task that
+// handled them.
+type historyReader struct {
+	pending []string // delivery IDs signaled, their task not completed yet
+	at      map[string]syncHandled
+	sticky  bool // the last workflow task scheduled was on a sticky queue
+}
+
+func (r *historyReader) event(ev *historypb.HistoryEvent, handled map[string]syncHandled) error {
+	t := ev.GetEventTime().AsTime()
+	switch ev.GetEventType() {
+	case enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED:
+		a := ev.GetWorkflowExecutionSignaledEventAttributes()
+		if a.GetSignalName() != workflows.SignalPullRequest {
+			return nil
+		}
+		var pe workflows.PullRequestEvent
+		if err := converter.GetDefaultDataConverter().FromPayloads(a.GetInput(), &pe); err != nil {
+			return fmt.Errorf("signal input: %w", err)
+		}
+		if r.at == nil {
+			r.at = map[string]syncHandled{}
+		}
+		r.pending = append(r.pending, pe.DeliveryID)
+		r.at[pe.DeliveryID] = syncHandled{signaled: t}
+	case enumspb.EVENT_TYPE_WORKFLOW_TASK_SCHEDULED:
+		r.sticky = ev.GetWorkflowTaskScheduledEventAttributes().GetTaskQueue().GetKind() == enumspb.TASK_QUEUE_KIND_STICKY
+	case enumspb.EVENT_TYPE_WORKFLOW_TASK_STARTED:
+		for _, d := range r.pending {
+			h := r.at[d]
+			h.started, h.sticky = t, r.sticky
+			r.at[d] = h
+		}
+	case enumspb.EVENT_TYPE_WORKFLOW_TASK_COMPLETED:
+		for _, d := range r.pending {
+			h := r.at[d]
+			h.done = t
+			handled[d] = h
+		}
+		r.pending = r.pending[:0]
 	}
 	return nil
 }

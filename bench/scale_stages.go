@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -66,19 +67,25 @@ type burstCPU struct {
 	temporal, worker, webhook, bench, extra time.Duration
 	hostBusy, hostSteal                     time.Duration
 	at                                      time.Time
+	procs                                   map[int]procEntry
+	skip                                    map[int]bool // the processes counted above
+	// others names the other processes that used the most CPU (since).
+	others []string
 }
 
 // burstCPU reads the counters now.
 func (s *scaleRun) burstCPU() burstCPU {
 	c := s.cpu()
 	busy, steal := hostCPU()
-	return burstCPU{temporal: c[0], worker: c[1], webhook: c[2], bench: c[3], extra: c[4], hostBusy: busy, hostSteal: steal, at: time.Now()}
+	return burstCPU{temporal: c[0], worker: c[1], webhook: c[2], bench: c[3], extra: c[4], hostBusy: busy, hostSteal: steal, at: time.Now(),
+		procs: procTable(), skip: map[int]bool{s.h.Temporal.Pid(): true, s.h.Worker.Pid(): true, s.h.Webhook.Pid(): true, os.Getpid(): true}}
 }
 
 // since is the use between an earlier reading and this one.
 func (c burstCPU) since(a burstCPU) burstCPU {
 	return burstCPU{wall: c.at.Sub(a.at), temporal: c.temporal - a.temporal, worker: c.worker - a.worker, webhook: c.webhook - a.webhook,
-		bench: c.bench - a.bench, extra: c.extra - a.extra, hostBusy: c.hostBusy - a.hostBusy, hostSteal: c.hostSteal - a.hostSteal, at: c.at}
+		bench: c.bench - a.bench, extra: c.extra - a.extra, hostBusy: c.hostBusy - a.hostBusy, hostSteal: c.hostSteal - a.hostSteal, at: c.at,
+		others: topOthers(a.procs, c.procs, c.skip, 5)}
 }
 
 // share is d as a share of one core over the burst's wall time.
@@ -91,7 +98,8 @@ func (c burstCPU) share(d time.Duration) float64 {
 
 func (c burstCPU) logFields() []any {
 	return []any{"cpu_wall", c.wall.Round(time.Millisecond), "cpu_temporal", c.temporal, "cpu_worker", c.worker, "cpu_webhook", c.webhook,
-		"cpu_bench", c.bench, "cpu_children", c.extra, "cpu_host_busy", c.hostBusy, "cpu_host_steal", c.hostSteal}
+		"cpu_bench", c.bench, "cpu_children", c.extra, "cpu_host_busy", c.hostBusy, "cpu_host_steal", c.hostSteal,
+		"cpu_top_others", strings.Join(c.others, " ")}
 }
 
 // note describes the burst's CPU, in cores (1.0 is one core busy all the
@@ -174,4 +182,63 @@ func (s *scaleRun) syncRows(to int, r *syncResult) []Row {
 		Row{Metric: fmt.Sprintf("synchronize deliveries refused or never handled, %d open", to), Value: float64(r.bad), Baseline: F(float64(b.bad)),
 			Goal: "0", Met: B(r.bad == 0 && b.bad == 0)},
 	)
+}
+
+// procEntry is one process's CPU so far: its own, and that of its children
+// it reaped (where a short-lived command's CPU ends up).
+type procEntry struct {
+	comm        string
+	own, reaped time.Duration
+}
+
+// procTable reads every process's CPU from /proc.
+func procTable() map[int]procEntry {
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil
+	}
+	t := make(map[int]procEntry, len(ents))
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		comm, _ := os.ReadFile("/proc/" + e.Name() + "/comm")
+		t[pid] = procEntry{comm: strings.TrimSpace(string(comm)), own: statTicks(e.Name(), 11), reaped: statTicks(e.Name(), 13)}
+	}
+	return t
+}
+
+// topOthers names the processes, other than skip, that used the most CPU
+// between two tables, by name: "name own" for what live processes used,
+// "name reaped" for their children that exited meanwhile (a process that
+// exited itself is in its parent's reaped). At most n, largest first.
+func topOthers(before, after map[int]procEntry, skip map[int]bool, n int) []string {
+	by := map[string]time.Duration{}
+	for pid, a := range after {
+		b := before[pid] // zero when the process started meanwhile
+		if b.comm != "" && b.comm != a.comm {
+			b = procEntry{} // the pid was reused
+		}
+		if !skip[pid] {
+			by[a.comm+" own"] += a.own - b.own
+			by[a.comm+" reaped"] += a.reaped - b.reaped
+		}
+	}
+	type kv struct {
+		k string
+		v time.Duration
+	}
+	var all []kv
+	for k, v := range by {
+		if v > 0 {
+			all = append(all, kv{k, v})
+		}
+	}
+	slices.SortFunc(all, func(x, y kv) int { return int(y.v - x.v) })
+	var out []string
+	for _, e := range all[:min(n, len(all))] {
+		out = append(out, fmt.Sprintf("%s=%s", e.k, e.v))
+	}
+	return out
 }

@@ -77,3 +77,26 @@ func TestHostCPUReadsProcStat(t *testing.T) {
 	assert.GreaterOrEqual(t, busy, steal)
 	assert.Positive(t, hostCores())
 }
+
+// The processes that used the most CPU between two readings, by name,
+// without those already counted; a reused pid counts from zero.
+func TestTopOthersRanksByName(t *testing.T) {
+	ms := func(n int) time.Duration { return time.Duration(n) * time.Millisecond }
+	before := map[int]procEntry{
+		1: {comm: "init", own: ms(10), reaped: ms(100)},
+		2: {comm: "app", own: ms(5)},
+		3: {comm: "app", own: ms(5)},
+		4: {comm: "temporal", own: ms(1000)},
+		5: {comm: "old", own: ms(500)},
+	}
+	after := map[int]procEntry{
+		1: {comm: "init", own: ms(10), reaped: ms(400)},
+		2: {comm: "app", own: ms(105)},
+		3: {comm: "app", own: ms(55)},
+		4: {comm: "temporal", own: ms(9000)},
+		5: {comm: "new", own: ms(20)},
+		6: {comm: "app", own: ms(40)},
+	}
+	got := topOthers(before, after, map[int]bool{4: true}, 3)
+	assert.Equal(t, []string{"init reaped=300ms", "app own=190ms", "new own=20ms"}, got)
+}

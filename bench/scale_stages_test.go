@@ -21,7 +21,9 @@ import (
 // stages are measured from its own signal to that task, sticky or not.
 func TestHistoryReaderTakesEachSignalToTheTaskThatHandledIt(t *testing.T) {
 	t0 := time.Date(2026, 12, 4, 12, 0, 0, 0, time.UTC)
-	at := func(ms int) *timestamppb.Timestamp { return timestamppb.New(t0.Add(time.Duration(ms) * time.Millisecond)) }
+	at := func(ms int) *timestamppb.Timestamp {
+		return timestamppb.New(t0.Add(time.Duration(ms) * time.Millisecond))
+	}
 	signal := func(ms int, delivery string) *historypb.HistoryEvent {
 		in, err := converter.GetDefaultDataConverter().ToPayloads(workflows.PullRequestEvent{DeliveryID: delivery})
 		require.NoError(t, err)

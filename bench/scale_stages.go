@@ -70,7 +70,7 @@ type burstCPU struct {
 	procs                                   map[int]procEntry
 	skip                                    map[int]bool // the processes counted above
 	// others names the other processes that used the most CPU (since).
-	others []string
+	others []procUse
 }
 
 // burstCPU reads the counters now.
@@ -99,7 +99,7 @@ func (c burstCPU) share(d time.Duration) float64 {
 func (c burstCPU) logFields() []any {
 	return []any{"cpu_wall", c.wall.Round(time.Millisecond), "cpu_temporal", c.temporal, "cpu_worker", c.worker, "cpu_webhook", c.webhook,
 		"cpu_bench", c.bench, "cpu_children", c.extra, "cpu_host_busy", c.hostBusy, "cpu_host_steal", c.hostSteal,
-		"cpu_top_others", strings.Join(c.others, " ")}
+		"cpu_top_others", fmt.Sprint(c.others)}
 }
 
 // note describes the burst's CPU, in cores (1.0 is one core busy all the
@@ -108,7 +108,20 @@ func (c burstCPU) note() string {
 	return fmt.Sprintf("cores used over the burst's %.1f s: dev server %.2f, worker %.2f, webhook %.2f, bench (emulator, GitHub double) %.2f, "+
 		"machines' commands %.2f; host busy %.2f of %d, stolen by its hypervisor %.2f",
 		c.wall.Seconds(), c.share(c.temporal), c.share(c.worker), c.share(c.webhook), c.share(c.bench), c.share(c.extra),
-		c.share(c.hostBusy), hostCores(), c.share(c.hostSteal))
+		c.share(c.hostBusy), hostCores(), c.share(c.hostSteal)) + c.othersNote()
+}
+
+// othersNote names the three other processes that used the most CPU, in
+// cores.
+func (c burstCPU) othersNote() string {
+	var parts []string
+	for _, o := range c.others[:min(3, len(c.others))] {
+		parts = append(parts, fmt.Sprintf("%s %.2f", o.name, c.share(o.cpu)))
+	}
+	if len(parts) == 0 {
+		return ""
+	}
+	return "; busiest other processes: " + strings.Join(parts, ", ")
 }
 
 // hostCPU is the host's CPU time, summed over its cores, spent busy (user,
@@ -213,7 +226,7 @@ func procTable() map[int]procEntry {
 // between two tables, by name: "name own" for what live processes used,
 // "name reaped" for their children that exited meanwhile (a process that
 // exited itself is in its parent's reaped). At most n, largest first.
-func topOthers(before, after map[int]procEntry, skip map[int]bool, n int) []string {
+func topOthers(before, after map[int]procEntry, skip map[int]bool, n int) []procUse {
 	by := map[string]time.Duration{}
 	for pid, a := range after {
 		b := before[pid] // zero when the process started meanwhile
@@ -225,20 +238,21 @@ func topOthers(before, after map[int]procEntry, skip map[int]bool, n int) []stri
 			by[a.comm+" reaped"] += a.reaped - b.reaped
 		}
 	}
-	type kv struct {
-		k string
-		v time.Duration
-	}
-	var all []kv
+	var all []procUse
 	for k, v := range by {
 		if v > 0 {
-			all = append(all, kv{k, v})
+			all = append(all, procUse{k, v})
 		}
 	}
-	slices.SortFunc(all, func(x, y kv) int { return int(y.v - x.v) })
-	var out []string
-	for _, e := range all[:min(n, len(all))] {
-		out = append(out, fmt.Sprintf("%s=%s", e.k, e.v))
-	}
-	return out
+	slices.SortFunc(all, func(x, y procUse) int { return int(y.cpu - x.cpu) })
+	return all[:min(n, len(all))]
 }
+
+// procUse is the CPU used by the processes of one name ("name own"), or by
+// the children they reaped ("name reaped").
+type procUse struct {
+	name string
+	cpu  time.Duration
+}
+
+func (u procUse) String() string { return fmt.Sprintf("%s=%s", u.name, u.cpu) }

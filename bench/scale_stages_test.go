@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"testing"
 	"time"
 
@@ -100,5 +101,7 @@ func TestTopOthersRanksByName(t *testing.T) {
 		6: {comm: "app", own: ms(40)},
 	}
 	got := topOthers(before, after, map[int]bool{4: true}, 3)
-	assert.Equal(t, []string{"init reaped=300ms", "app own=190ms", "new own=20ms"}, got)
+	assert.Equal(t, "[init reaped=300ms app own=190ms new own=20ms]", fmt.Sprint(got))
+	c := burstCPU{wall: time.Second, others: got}
+	assert.Equal(t, "; busiest other processes: init reaped 0.30, app own 0.19, new own 0.02", c.othersNote())
 }

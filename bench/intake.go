@@ -235,23 +235,34 @@ func procCPU(pid int) time.Duration { return statTicks(fmt.Sprint(pid), 11) }
 // index first after the command (11: utime and stime; 13: cutime and
 // cstime), as a duration: ticks are 1/100 s on Linux. 0 when unreadable.
 func statTicks(pid string, first int) time.Duration {
+	return ticksAt(statFields(pid), first)
+}
+
+// statFields are the fields of /proc/<pid>/stat after the command (nil when
+// unreadable).
+func statFields(pid string) []string {
 	b, err := os.ReadFile("/proc/" + pid + "/stat")
 	if err != nil {
-		return 0
+		return nil
 	}
 	s := string(b)
 	i := strings.LastIndexByte(s, ')')
 	if i < 0 {
-		return 0
+		return nil
 	}
-	f := strings.Fields(s[i+1:])
+	return strings.Fields(s[i+1:])
+}
+
+// ticksAt sums fields first and first+1 of statFields as clock ticks (0
+// when missing).
+func ticksAt(f []string, first int) time.Duration {
 	if len(f) < first+2 {
 		return 0
 	}
 	a, err1 := strconv.ParseInt(f[first], 10, 64)
-	b2, err2 := strconv.ParseInt(f[first+1], 10, 64)
+	b, err2 := strconv.ParseInt(f[first+1], 10, 64)
 	if err1 != nil || err2 != nil {
 		return 0
 	}
-	return time.Duration(a+b2) * 10 * time.Millisecond
+	return time.Duration(a+b) * 10 * time.Millisecond
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"os"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -108,7 +109,7 @@ func (c burstCPU) note() string {
 	return fmt.Sprintf("cores used over the burst's %.1f s: dev server %.2f, worker %.2f, webhook %.2f, bench (emulator, GitHub double) %.2f, "+
 		"machines' commands %.2f; host busy %.2f of %d, stolen by its hypervisor %.2f",
 		c.wall.Seconds(), c.share(c.temporal), c.share(c.worker), c.share(c.webhook), c.share(c.bench), c.share(c.extra),
-		c.share(c.hostBusy), hostCores(), c.share(c.hostSteal)) + c.othersNote()
+		c.share(c.hostBusy), runtime.NumCPU(), c.share(c.hostSteal)) + c.othersNote()
 }
 
 // othersNote names the three other processes that used the most CPU, in
@@ -144,21 +145,6 @@ func hostCPU() (busy, steal time.Duration) {
 	tick := 10 * time.Millisecond // USER_HZ is 100 on Linux
 	busyTicks := ticks[0] + ticks[1] + ticks[2] + ticks[5] + ticks[6] + ticks[7]
 	return time.Duration(busyTicks) * tick, time.Duration(ticks[7]) * tick
-}
-
-// hostCores is the number of CPUs /proc/stat lists.
-func hostCores() int {
-	b, err := os.ReadFile("/proc/stat")
-	if err != nil {
-		return 0
-	}
-	n := 0
-	for _, l := range strings.Split(string(b), "\n") {
-		if strings.HasPrefix(l, "cpu") && !strings.HasPrefix(l, "cpu ") {
-			n++
-		}
-	}
-	return n
 }
 
 // syncRows are the rows of the burst with to previews open, next to the
@@ -217,7 +203,8 @@ func procTable() map[int]procEntry {
 			continue
 		}
 		comm, _ := os.ReadFile("/proc/" + e.Name() + "/comm")
-		t[pid] = procEntry{comm: strings.TrimSpace(string(comm)), own: statTicks(e.Name(), 11), reaped: statTicks(e.Name(), 13)}
+		f := statFields(e.Name())
+		t[pid] = procEntry{comm: strings.TrimSpace(string(comm)), own: ticksAt(f, 11), reaped: ticksAt(f, 13)}
 	}
 	return t
 }

@@ -78,7 +78,6 @@ func TestHostCPUReadsProcStat(t *testing.T) {
 	busy, steal := hostCPU()
 	assert.Positive(t, busy)
 	assert.GreaterOrEqual(t, busy, steal)
-	assert.Positive(t, hostCores())
 }
 
 // The processes that used the most CPU between two readings, by name,

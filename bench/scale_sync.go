@@ -205,9 +205,14 @@ func (s *scaleRun) handledTimes(ctx context.Context, wid string, handled map[str
 // historyReader follows one history's signals to the workflow task that
 // handled them.
 type historyReader struct {
-	pending []string // delivery IDs signaled, their task not completed yet
-	at      map[string]syncHandled
-	sticky  bool // the last workflow task scheduled was on a sticky queue
+	pending []pendingSignal // signaled, their task not completed yet
+	sticky  bool            // the last workflow task scheduled was on a sticky queue
+}
+
+// pendingSignal is a delivery's signal on its way to the task handling it.
+type pendingSignal struct {
+	delivery string
+	at       syncHandled
 }
 
 func (r *historyReader) event(ev *historypb.HistoryEvent, handled map[string]syncHandled) error {
@@ -222,24 +227,17 @@ func (r *historyReader) event(ev *historypb.HistoryEvent, handled map[string]syn
 		if err := converter.GetDefaultDataConverter().FromPayloads(a.GetInput(), &pe); err != nil {
 			return fmt.Errorf("signal input: %w", err)
 		}
-		if r.at == nil {
-			r.at = map[string]syncHandled{}
-		}
-		r.pending = append(r.pending, pe.DeliveryID)
-		r.at[pe.DeliveryID] = syncHandled{signaled: t}
+		r.pending = append(r.pending, pendingSignal{delivery: pe.DeliveryID, at: syncHandled{signaled: t}})
 	case enumspb.EVENT_TYPE_WORKFLOW_TASK_SCHEDULED:
 		r.sticky = ev.GetWorkflowTaskScheduledEventAttributes().GetTaskQueue().GetKind() == enumspb.TASK_QUEUE_KIND_STICKY
 	case enumspb.EVENT_TYPE_WORKFLOW_TASK_STARTED:
-		for _, d := range r.pending {
-			h := r.at[d]
-			h.started, h.sticky = t, r.sticky
-			r.at[d] = h
+		for i := range r.pending {
+			r.pending[i].at.started, r.pending[i].at.sticky = t, r.sticky
 		}
 	case enumspb.EVENT_TYPE_WORKFLOW_TASK_COMPLETED:
-		for _, d := range r.pending {
-			h := r.at[d]
-			h.done = t
-			handled[d] = h
+		for _, p := range r.pending {
+			p.at.done = t
+			handled[p.delivery] = p.at
 		}
 		r.pending = r.pending[:0]
 	}

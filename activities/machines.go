@@ -267,6 +267,9 @@ type Command struct {
 
 // CommandResult is a finished command's status and the tail of its output.
 type CommandResult struct {
+	// Name is the failed command's name, in a CommandFailed error's details
+	// (RunCommands says which of its commands failed with it).
+	Name        string `json:",omitempty"`
 	ExecutionID string
 	ExitCode    int64
 	Succeeded   bool
@@ -338,6 +341,7 @@ func (a *Machines) runCommand(ctx context.Context, cmd Command, keySuffix string
 		if name == "" {
 			name = cmd.Argv[0]
 		}
+		out.Name = cmd.Name
 		return out, temporal.NewNonRetryableApplicationError(fmt.Sprintf("%s: %v", name, xerr), ErrTypeCommandFailed, nil, out)
 	}
 	return out, nil

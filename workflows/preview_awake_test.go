@@ -105,7 +105,7 @@ func TestPreviewAwakeTimeSpansMachines(t *testing.T) {
 	env.RegisterDelayedCallback(func() {
 		st := status(t, env)
 		assert.Equal(t, PreviewFailed, st.Phase)
-		assert.Equal(t, 90.0, st.AwakeSeconds, "checkout, setup and build ran 30s each; then the machine was deleted")
+		assert.Equal(t, 60.0, st.AwakeSeconds, "checkout and setup, then build (failed), ran 30s each; then the machine was deleted")
 		assert.True(t, st.AwakeSince.IsZero())
 		env.SignalWorkflow(SignalPullRequest, prEvent("synchronize", "good", "d2"))
 	}, time.Hour)
@@ -115,9 +115,10 @@ func TestPreviewAwakeTimeSpansMachines(t *testing.T) {
 	assert.Equal(t, 2, w.creates)
 	last := w.reportLog[len(w.reportLog)-1].Report
 	assert.Equal(t, "destroyed", last.State)
-	// The second machine: created at 1h, ready after five 30s commands, deleted at 2h.
-	assert.Equal(t, 90*time.Second+time.Hour, last.AwakeFor)
-	assert.Equal(t, int64(3690), m.sum(MetricPreviewAwake))
+	// The first machine's minute, and the second machine's hour: created
+	// at 1h, deleted at 2h.
+	assert.Equal(t, time.Minute+time.Hour, last.AwakeFor)
+	assert.Equal(t, int64(3660), m.sum(MetricPreviewAwake))
 	assert.Equal(t, int64(1), m.sum(MetricPreviewFailures), "one failed deploy, then a good one")
 	for _, e := range m.named(MetricPreviewFailures) {
 		assert.Equal(t, "codertocat/hello-world", e.tags["repo"])

@@ -20,6 +20,7 @@ import (
 // app and marks the preview ready. Each step's commands are those the
 // recorded histories hold, in the same order.
 func (p *preview) deploy(ctx workflow.Context, ev PullRequestEvent) error {
+	p.batched = workflow.GetVersion(ctx, deployBatchedVersion, workflow.DefaultVersion, 1) == 1
 	if proceed, err := p.beginDeploy(ctx, ev); err != nil || !proceed {
 		return err
 	}
@@ -75,8 +76,13 @@ func (p *preview) beginDeploy(ctx workflow.Context, ev PullRequestEvent) (bool, 
 		p.setPhase(ctx, PreviewDeploying)
 	}
 	p.Status.LastError = ""
+	deploying := gh.Report{State: "deploying", SHA: ev.HeadSHA, Branch: ev.HeadRef, URL: p.settings.PublicURL}
+	if p.batched {
+		p.announceDeploy(ctx, ev, deploying)
+		return true, nil
+	}
 	p.startDeployment(ctx, ev)
-	p.report(ctx, gh.Report{State: "deploying", SHA: ev.HeadSHA, Branch: ev.HeadRef, URL: p.settings.PublicURL})
+	p.report(ctx, deploying)
 	return true, nil
 }
 
@@ -241,6 +247,11 @@ func (p *preview) loadSpec(ctx workflow.Context, ev PullRequestEvent) (previewsp
 	}
 	source := ev.Owner + "/" + ev.Repo + ":" + previewspec.RepoPath + "@" + ev.BaseRef
 	var spec previewspec.Spec
+	if p.batched {
+		err := workflow.ExecuteLocalActivity(loadSpecCtx(ctx), previewActs.LoadSpec,
+			activities.LoadSpecInput{Content: fetched.Content, Source: source}).Get(ctx, &spec)
+		return spec, err
+	}
 	err := workflow.ExecuteActivity(withActivity(ctx, "load preview spec", time.Minute), previewActs.LoadSpec,
 		activities.LoadSpecInput{Content: fetched.Content, Source: source}).Get(ctx, &spec)
 	return spec, err
@@ -283,6 +294,9 @@ func (p *preview) ensureMachine(ctx workflow.Context, ev PullRequestEvent, spec 
 // runSpec checks out the head and runs the spec on the machine: setup and
 // seed once per machine, build every time, then (re)starts the app.
 func (p *preview) runSpec(ctx workflow.Context, ev PullRequestEvent, spec previewspec.Spec) error {
+	if p.batched {
+		return p.runSpecBatched(ctx, ev, spec)
+	}
 	r := specRunner{ctx: ctx, machineID: p.Status.MachineID, env: deployEnv(ev, spec), step: &p.step}
 	if err := r.run("checkout "+shortSHA(ev.HeadSHA), checkoutArgv(), 10*time.Minute); err != nil {
 		return err
@@ -322,15 +336,20 @@ func (r specRunner) run(name string, argv []string, timeout time.Duration) error
 
 func (r specRunner) steps(kind string, list []previewspec.Step) error {
 	for i, st := range list {
-		name := fmt.Sprintf("%s[%d]", kind, i)
-		if st.Name != "" {
-			name += " " + st.Name
-		}
-		if err := r.run(name, stepArgv(st), st.Timeout.D()); err != nil {
+		if err := r.run(stepName(kind, i, st), stepArgv(st), st.Timeout.D()); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// stepName names a spec step in the UI and on the PR: "build[0] compile".
+func stepName(kind string, i int, st previewspec.Step) string {
+	name := fmt.Sprintf("%s[%d]", kind, i)
+	if st.Name != "" {
+		name += " " + st.Name
+	}
+	return name
 }
 
 // visibility is the preview's effective visibility: the spec's, else the
@@ -403,6 +422,11 @@ func (p *preview) markReady(ctx workflow.Context, ev PullRequestEvent) {
 	}
 	p.FailedSHA = ""
 	p.setPhase(ctx, PreviewReady)
+	ready := gh.Report{State: "ready", SHA: ev.HeadSHA, Branch: ev.HeadRef, URL: p.settings.PublicURL}
+	if p.batched {
+		p.announceReady(ctx, ev, ready)
+		return
+	}
 	p.setDeploymentStatus(ctx, "success", "preview ready at "+shortSHA(ev.HeadSHA))
-	p.report(ctx, gh.Report{State: "ready", SHA: ev.HeadSHA, Branch: ev.HeadRef, URL: p.settings.PublicURL})
+	p.report(ctx, ready)
 }

@@ -2,6 +2,7 @@ package workflows
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/stretchr/testify/mock"
 	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
 	"go.temporal.io/sdk/workflow"
@@ -67,6 +69,9 @@ type world struct {
 	// closedPreviews the IDs of those deleted.
 	previewVisibility []string
 	closedPreviews    []string
+	// cancelled are the types of the activities the workflow cancelled,
+	// in order, and cancelledIDs their IDs.
+	cancelled, cancelledIDs []string
 	// metrics, if set, receives the workflow's metrics.
 	metrics *metricsCapture
 
@@ -121,6 +126,12 @@ func newTestEnv(t *testing.T, settings activities.PreviewSettings, configure ...
 	}
 	env := newWorkflowEnv(w.metrics)
 	w.env = env
+	env.SetOnActivityCanceledListener(func(info *activity.Info) {
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		w.cancelled = append(w.cancelled, info.ActivityType.Name)
+		w.cancelledIDs = append(w.cancelledIDs, info.ActivityID)
+	})
 	env.RegisterWorkflowWithOptions(PreviewLifecycle, workflow.RegisterOptions{Name: PreviewLifecycleName})
 	env.RegisterActivity(&activities.Machines{})
 	env.RegisterActivity(&activities.Previews{})
@@ -168,22 +179,38 @@ func (w *world) mockPullRequest(env *testsuite.TestWorkflowEnvironment) {
 // mockReports mocks what the preview tells GitHub: deployments, their statuses and PR comments.
 func (w *world) mockReports(env *testsuite.TestWorkflowEnvironment) {
 	env.OnActivity(githubActs.StartDeployment, mock.Anything, mock.Anything).Return(activities.DeploymentRef{ID: 77}, nil)
-	env.OnActivity(githubActs.SetDeploymentStatus, mock.Anything, mock.Anything).Return(
-		func(_ context.Context, in activities.DeploymentStatusInput) error {
-			w.mu.Lock()
-			defer w.mu.Unlock()
-			w.statuses = append(w.statuses, in.State)
-			w.statusDescs = append(w.statusDescs, in.Description)
-			return nil
-		})
-	env.OnActivity(githubActs.ReportOnPR, mock.Anything, mock.Anything).Return(
-		func(_ context.Context, in activities.CommentInput) error {
-			w.mu.Lock()
-			defer w.mu.Unlock()
-			w.reports = append(w.reports, in.Report.State)
-			w.reportLog = append(w.reportLog, in)
-			return nil
+	env.OnActivity(githubActs.SetDeploymentStatus, mock.Anything, mock.Anything).Return(w.setStatus)
+	env.OnActivity(githubActs.ReportOnPR, mock.Anything, mock.Anything).Return(w.comment).After(w.reportTakes)
+	env.OnActivity(githubActs.DeployReport, mock.Anything, mock.Anything).Return(
+		func(ctx context.Context, in activities.DeployReportInput) (activities.DeployReportResult, error) {
+			var res activities.DeployReportResult
+			if in.Start != nil {
+				res.DeploymentID = 77
+			}
+			if in.Status != nil {
+				_ = w.setStatus(ctx, *in.Status)
+			}
+			if in.Comment != nil {
+				_ = w.comment(ctx, *in.Comment)
+			}
+			return res, nil
 		}).After(w.reportTakes)
+}
+
+func (w *world) setStatus(_ context.Context, in activities.DeploymentStatusInput) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.statuses = append(w.statuses, in.State)
+	w.statusDescs = append(w.statusDescs, in.Description)
+	return nil
+}
+
+func (w *world) comment(_ context.Context, in activities.CommentInput) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.reports = append(w.reports, in.Report.State)
+	w.reportLog = append(w.reportLog, in)
+	return nil
 }
 
 // mockMachine mocks the machine: its creation, wakes and commands.
@@ -210,20 +237,61 @@ func (w *world) mockMachine(env *testsuite.TestWorkflowEnvironment) {
 			w.wakes++
 			return w.moveTo(dedalus.PhaseRunning), nil
 		})
-	env.OnActivity(machineActs.RunCommand, mock.Anything, mock.Anything).Return(
-		func(ctx context.Context, cmd activities.Command) (activities.CommandResult, error) {
-			w.mu.Lock()
-			w.commands = append(w.commands, cmd)
-			hook := w.buildHook
-			w.mu.Unlock()
-			if hook != nil && strings.HasPrefix(cmd.Name, "build") {
-				return hook(ctx, cmd)
+	env.OnActivity(machineActs.RunCommand, mock.Anything, mock.Anything).Return(w.runCommand).After(w.commandTakes)
+	// RunCommands runs its commands as RunCommand would, each in
+	// commandTakes (mocked time: the mock's delay is the batch's).
+	env.OnActivity(machineActs.RunCommands, mock.Anything, mock.Anything).Return(
+		func(ctx context.Context, in activities.CommandsInput) error {
+			id := activity.GetInfo(ctx).ActivityID
+			for _, cmd := range in.Commands {
+				if w.wasCancelled(id) {
+					return temporal.NewCanceledError() // no further command starts
+				}
+				cmd.MachineID, cmd.Env = in.MachineID, in.Env
+				if _, err := w.runCommand(ctx, cmd); err != nil {
+					return namedFailure(err, cmd.Name)
+				}
 			}
-			if cmd.Name == "app log" {
-				return activities.CommandResult{Succeeded: true, StdoutTail: "GET http://169.254.169.254/latest/meta-data/ -> AKIA-SECRET"}, nil
-			}
-			return activities.CommandResult{Succeeded: true}, nil
+			return nil
 		}).After(w.commandTakes)
+}
+
+// namedFailure names the command in a CommandFailed error's details, as
+// RunCommands does.
+func namedFailure(err error, name string) error {
+	var ae *temporal.ApplicationError
+	if !errors.As(err, &ae) || ae.Type() != activities.ErrTypeCommandFailed {
+		return err
+	}
+	var res activities.CommandResult
+	if ae.HasDetails() {
+		_ = ae.Details(&res)
+	}
+	res.Name = name
+	return temporal.NewNonRetryableApplicationError(ae.Message(), ae.Type(), nil, res)
+}
+
+// wasCancelled: the workflow cancelled the activity id. (The test
+// environment does not cancel a mocked activity's context.)
+func (w *world) wasCancelled(id string) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return slices.Contains(w.cancelledIDs, id)
+}
+
+// runCommand records cmd and runs the build hook on build steps.
+func (w *world) runCommand(ctx context.Context, cmd activities.Command) (activities.CommandResult, error) {
+	w.mu.Lock()
+	w.commands = append(w.commands, cmd)
+	hook := w.buildHook
+	w.mu.Unlock()
+	if hook != nil && strings.HasPrefix(cmd.Name, "build") {
+		return hook(ctx, cmd)
+	}
+	if cmd.Name == "app log" {
+		return activities.CommandResult{Succeeded: true, StdoutTail: "GET http://169.254.169.254/latest/meta-data/ -> AKIA-SECRET"}, nil
+	}
+	return activities.CommandResult{Succeeded: true}, nil
 }
 
 // mockExposure mocks the Dedalus preview and the app's health check.

@@ -54,6 +54,9 @@ type preview struct {
 	// redeployAsked: the deploy running was asked for as a redeploy (a
 	// stale delivery that is ignored gives the request back).
 	redeployAsked bool
+	// batched: the deploy running takes the fewer round trips of
+	// deployBatchedVersion (see preview_deploy_batched.go).
+	batched bool
 }
 
 // PreviewLifecycle runs one pull request's preview from its first deployable

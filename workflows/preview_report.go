@@ -125,16 +125,22 @@ func (p *preview) setDeploymentStatus(ctx workflow.Context, state, description s
 	if p.DeploymentID == 0 {
 		return
 	}
+	err := workflow.ExecuteActivity(reportCtx(ctx, "deployment "+state), githubActs.SetDeploymentStatus,
+		p.deploymentStatus(state, description)).Get(ctx, nil)
+	if err != nil {
+		workflow.GetLogger(ctx).Warn("GitHub deployment status not set", "state", state, "error", err)
+	}
+}
+
+// deploymentStatus is the status state of the preview's deployment.
+func (p *preview) deploymentStatus(state, description string) activities.DeploymentStatusInput {
 	url := ""
 	if state == "success" {
 		url = p.settings.PublicURL
 	}
-	err := workflow.ExecuteActivity(reportCtx(ctx, "deployment "+state), githubActs.SetDeploymentStatus, activities.DeploymentStatusInput{
+	return activities.DeploymentStatusInput{
 		Owner: p.Status.Owner, Repo: p.Status.Repo, InstallationID: p.Event.InstallationID,
 		DeploymentID: p.DeploymentID, State: state, EnvironmentURL: url, Description: description,
-	}).Get(ctx, nil)
-	if err != nil {
-		workflow.GetLogger(ctx).Warn("GitHub deployment status not set", "state", state, "error", err)
 	}
 }
 
@@ -150,15 +156,21 @@ func (p *preview) report(ctx workflow.Context, r gh.Report) {
 
 // sendReport writes the PR comment, with the awake time so far.
 func (p *preview) sendReport(ctx workflow.Context, r gh.Report) {
+	err := workflow.ExecuteActivity(reportCtx(ctx, "comment on PR: "+r.State), githubActs.ReportOnPR, p.comment(ctx, r)).Get(ctx, nil)
+	if err != nil {
+		workflow.GetLogger(ctx).Warn("PR comment not updated", "state", r.State, "error", err)
+	}
+}
+
+// comment is the PR comment showing r, with the awake time so far; the
+// preview notes when it reported.
+func (p *preview) comment(ctx workflow.Context, r gh.Report) activities.CommentInput {
 	now := workflow.Now(ctx)
 	r.UpdatedAt = now
 	r.AwakeFor = p.Awake.SoFar(now)
 	p.ReportedAt = now
-	err := workflow.ExecuteActivity(reportCtx(ctx, "comment on PR: "+r.State), githubActs.ReportOnPR, activities.CommentInput{
+	return activities.CommentInput{
 		Owner: p.Status.Owner, Repo: p.Status.Repo, Number: p.Status.Number, InstallationID: p.Event.InstallationID, Report: r,
-	}).Get(ctx, nil)
-	if err != nil {
-		workflow.GetLogger(ctx).Warn("PR comment not updated", "state", r.State, "error", err)
 	}
 }
 

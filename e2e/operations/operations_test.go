@@ -298,7 +298,7 @@ func (r *opsRun) waitSlowBuild(t *testing.T) string {
 			return false
 		}
 		for _, pa := range d.GetPendingActivities() {
-			if pa.GetActivityType().GetName() == "RunCommand" && pa.GetState() == enumspb.PENDING_ACTIVITY_STATE_STARTED &&
+			if pa.GetActivityType().GetName() == "RunCommands" && pa.GetState() == enumspb.PENDING_ACTIVITY_STATE_STARTED &&
 				time.Since(pa.GetLastStartedTime().AsTime()) > 1500*time.Millisecond {
 				actID = pa.GetActivityId()
 				return true

@@ -297,6 +297,17 @@ func (a *Machines) RunCommand(ctx context.Context, cmd Command) (CommandResult, 
 	return res, err
 }
 
+// workerStopping: this activity's worker is shutting down, which is why
+// its context ends.
+func workerStopping(ctx context.Context) bool {
+	select {
+	case <-activity.GetWorkerStopChannel(ctx):
+		return true
+	default:
+		return false
+	}
+}
+
 // runCommand runs cmd to completion with the idempotency key of this
 // activity plus keySuffix: one activity can run several commands, and a
 // retry re-attaches to each of them.
@@ -313,11 +324,17 @@ func (a *Machines) runCommand(ctx context.Context, cmd Command, keySuffix string
 	ex, err = a.Client.WaitExecution(ctx, cmd.MachineID, execID)
 	if err != nil {
 		if ctx.Err() != nil {
-			// Cancelled (a newer push superseded this deploy) or timed out:
-			// stop the command too, so two builds never run at once.
-			dctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-			_, _ = a.Client.DeleteExecution(dctx, cmd.MachineID, execID, idempotencyKey(ctx, keySuffix+":cancel"))
-			cancel()
+			if !workerStopping(ctx) {
+				// Cancelled (a newer push superseded this deploy) or timed
+				// out: stop the command too, so two builds never run at once.
+				dctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+				_, _ = a.Client.DeleteExecution(dctx, cmd.MachineID, execID, idempotencyKey(ctx, keySuffix+":cancel"))
+				cancel()
+			}
+			// A worker that stops (a rolling restart outlasting
+			// WORKER_STOP_TIMEOUT) leaves the command running: the retry on
+			// another worker re-attaches to it by its key and waits for it,
+			// where a deleted command would fail the deploy.
 			return CommandResult{}, ctx.Err()
 		}
 		return CommandResult{}, classify(err)

@@ -122,3 +122,48 @@ func TestRunCommandsRefusesBadInput(t *testing.T) {
 	}
 	assert.Equal(t, before, emu.Stats().Executions, "nothing ran")
 }
+
+// A worker that stops while a deploy's build runs, its stop timeout shorter
+// than the build (a rolling restart), leaves the command running: the next
+// worker's attempt re-attaches to it and the deploy goes on. A command
+// deleted on the way out would fail the deploy with a step that never failed.
+func TestRunCommandsOutliveAWorkerStop(t *testing.T) {
+	emu, c := startEmulator(t, nil)
+	queue := "stop-" + t.Name()
+	newWorker := func() worker.Worker {
+		w := worker.New(devServer.Client(), queue, worker.Options{WorkerStopTimeout: 200 * time.Millisecond})
+		w.RegisterWorkflow(runBatch)
+		w.RegisterActivity(&activities.Machines{Client: c, HeartbeatEvery: 200 * time.Millisecond})
+		require.NoError(t, w.Start())
+		return w
+	}
+	var suite testsuite.WorkflowTestSuite
+	env := suite.NewTestActivityEnvironment()
+	a := &activities.Machines{Client: c}
+	env.RegisterActivity(a)
+	m := createMachine(t, env, a)
+	in := activities.CommandsInput{MachineID: m.MachineID, Commands: []activities.Command{
+		{Name: "build", Argv: []string{"sh", "-c", `sleep 3; echo built >> "$HOME/steps"`}},
+		{Name: "start", Argv: []string{"sh", "-c", `echo started >> "$HOME/steps"`}},
+	}}
+
+	first := newWorker()
+	before := emu.Stats().Executions
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	run, err := devServer.Client().ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: "stop-1", TaskQueue: queue}, runBatch, in)
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return emu.Stats().Executions == before+1 }, 10*time.Second, 10*time.Millisecond, "the build started")
+	first.Stop() // the build has seconds to go
+	second := newWorker()
+	defer second.Stop()
+
+	require.NoError(t, run.Get(ctx, nil), "the deploy's commands succeed")
+	assert.Equal(t, before+2, emu.Stats().Executions, "the build ran once, then the start")
+	val, err := env.ExecuteActivity(a.RunCommand, activities.Command{MachineID: m.MachineID, Name: "read",
+		Argv: []string{"sh", "-c", `cat "$HOME/steps"`}, KeepOutput: true})
+	require.NoError(t, err)
+	var res activities.CommandResult
+	require.NoError(t, val.Get(&res))
+	assert.Equal(t, "built\nstarted\n", res.StdoutTail)
+}

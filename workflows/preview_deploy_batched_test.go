@@ -116,3 +116,28 @@ func TestDeployGroups(t *testing.T) {
 	assert.True(t, groups[0].seedIn)
 	assert.Equal(t, startArgv(previewspec.Step{Command: []string{"./app"}}), groups[0].cmds[2].Argv)
 }
+
+// A push whose deployment GitHub refused has none: its "success" must not
+// go to the deployment of the push before it.
+func TestRefusedDeploymentGetsNoStatusOfAnotherPush(t *testing.T) {
+	env, w := newTestEnv(t, defaultSettings)
+	env.RegisterDelayedCallback(func() { env.SignalWorkflow(SignalPullRequest, prEvent("opened", "sha1", "d1")) }, 0)
+	env.RegisterDelayedCallback(func() {
+		require.Equal(t, []string{"success"}, w.statuses, "the first push's deployment succeeded")
+		w.mu.Lock()
+		w.deploymentFails = true
+		w.mu.Unlock()
+		env.SignalWorkflow(SignalPullRequest, prEvent("synchronize", "sha2", "d2"))
+	}, time.Hour)
+	env.RegisterDelayedCallback(func() {
+		st := status(t, env)
+		assert.Equal(t, PreviewReady, st.Phase, "a refused deployment does not stop the deploy")
+		assert.Equal(t, "sha2", st.DeployedSHA)
+		env.SignalWorkflow(SignalDestroy, DestroyRequest{Reason: "test over"})
+	}, 2*time.Hour)
+	start(env)
+	require.NoError(t, env.GetWorkflowError())
+	assert.Equal(t, []string{"success"}, w.statuses[:1])
+	assert.NotContains(t, w.statuses[1:], "success", "sha2's success did not go to sha1's deployment")
+	assert.Equal(t, []string{"deploying", "ready", "deploying", "ready", "destroyed"}, w.reports)
+}

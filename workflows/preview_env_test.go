@@ -58,6 +58,8 @@ type world struct {
 	unhealthy bool
 	// createHook, if set, may fail a CreateMachine (counted in creates).
 	createHook func() error
+	// deploymentFails makes GitHub refuse to start deployments.
+	deploymentFails bool
 	// buildHook, if set, runs for every build step and may fail or block it.
 	buildHook func(ctx context.Context, cmd activities.Command) (activities.CommandResult, error)
 	// reportTakes and commandTakes are how long ReportOnPR and RunCommand take (mocked time).
@@ -178,13 +180,22 @@ func (w *world) mockPullRequest(env *testsuite.TestWorkflowEnvironment) {
 
 // mockReports mocks what the preview tells GitHub: deployments, their statuses and PR comments.
 func (w *world) mockReports(env *testsuite.TestWorkflowEnvironment) {
-	env.OnActivity(githubActs.StartDeployment, mock.Anything, mock.Anything).Return(activities.DeploymentRef{ID: 77}, nil)
+	env.OnActivity(githubActs.StartDeployment, mock.Anything, mock.Anything).Return(
+		func(context.Context, activities.DeploymentInput) (activities.DeploymentRef, error) {
+			if w.refusesDeployments() {
+				return activities.DeploymentRef{}, temporal.NewNonRetryableApplicationError("403", activities.ErrTypeGitHubRejected, nil)
+			}
+			return activities.DeploymentRef{ID: 77}, nil
+		})
 	env.OnActivity(githubActs.SetDeploymentStatus, mock.Anything, mock.Anything).Return(w.setStatus)
 	env.OnActivity(githubActs.ReportOnPR, mock.Anything, mock.Anything).Return(w.comment).After(w.reportTakes)
 	env.OnActivity(githubActs.DeployReport, mock.Anything, mock.Anything).Return(
 		func(ctx context.Context, in activities.DeployReportInput) (activities.DeployReportResult, error) {
 			var res activities.DeployReportResult
-			if in.Start != nil {
+			switch {
+			case in.Start != nil && w.refusesDeployments():
+				res.Failed = append(res.Failed, "start the deployment: 403")
+			case in.Start != nil:
 				res.DeploymentID = 77
 			}
 			if in.Status != nil {
@@ -195,6 +206,12 @@ func (w *world) mockReports(env *testsuite.TestWorkflowEnvironment) {
 			}
 			return res, nil
 		}).After(w.reportTakes)
+}
+
+func (w *world) refusesDeployments() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.deploymentFails
 }
 
 func (w *world) setStatus(_ context.Context, in activities.DeploymentStatusInput) error {

@@ -15,6 +15,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/drydock-dev/drydock/activities"
+	"github.com/drydock-dev/drydock/dedalus"
 )
 
 // runBatch runs one RunCommands whose attempts time out after a second
@@ -26,6 +27,33 @@ func runBatch(ctx workflow.Context, in activities.CommandsInput) error {
 		RetryPolicy:         &temporal.RetryPolicy{InitialInterval: 100 * time.Millisecond, MaximumInterval: 500 * time.Millisecond, MaximumAttempts: 30},
 	})
 	return workflow.ExecuteActivity(ctx, machines.RunCommands, in).Get(ctx, nil)
+}
+
+// shStep is a command that runs script with sh.
+func shStep(name, script string) activities.Command {
+	return activities.Command{Name: name, Argv: []string{"sh", "-c", script}}
+}
+
+// machineOn creates a machine on the emulator c talks to, through an
+// activity environment that the test goes on using.
+func machineOn(t *testing.T, c *dedalus.Client) (*testsuite.TestActivityEnvironment, *activities.Machines, activities.MachineRef) {
+	t.Helper()
+	var suite testsuite.WorkflowTestSuite
+	env := suite.NewTestActivityEnvironment()
+	a := &activities.Machines{Client: c}
+	env.RegisterActivity(a)
+	return env, a, createMachine(t, env, a)
+}
+
+// stepsRun is what the commands appended to $HOME/steps on the machine.
+func stepsRun(t *testing.T, env *testsuite.TestActivityEnvironment, a *activities.Machines, machineID string) string {
+	t.Helper()
+	val, err := env.ExecuteActivity(a.RunCommand, activities.Command{MachineID: machineID, Name: "read",
+		Argv: []string{"sh", "-c", `cat "$HOME/steps"`}, KeepOutput: true})
+	require.NoError(t, err)
+	var res activities.CommandResult
+	require.NoError(t, val.Get(&res))
+	return res.StdoutTail
 }
 
 // RunCommands runs a deploy's commands in order, in one activity. When an
@@ -43,18 +71,11 @@ func TestRunCommandsRetriedRunsEachCommandOnce(t *testing.T) {
 	require.NoError(t, w.Start())
 	defer w.Stop()
 
-	var suite testsuite.WorkflowTestSuite
-	env := suite.NewTestActivityEnvironment()
-	a := &activities.Machines{Client: c}
-	env.RegisterActivity(a)
-	m := createMachine(t, env, a)
-	step := func(name, script string) activities.Command {
-		return activities.Command{Name: name, Argv: []string{"sh", "-c", script}}
-	}
+	env, a, m := machineOn(t, c)
 	in := activities.CommandsInput{MachineID: m.MachineID, Env: map[string]string{"WHO": "drydock"}, Commands: []activities.Command{
-		step("checkout", `echo "checkout $WHO" >> "$HOME/steps"`),
-		step("build", `sleep 3; echo "build $WHO" >> "$HOME/steps"`),
-		step("start", `echo "start $WHO" >> "$HOME/steps"`),
+		shStep("checkout", `echo "checkout $WHO" >> "$HOME/steps"`),
+		shStep("build", `sleep 3; echo "build $WHO" >> "$HOME/steps"`),
+		shStep("start", `echo "start $WHO" >> "$HOME/steps"`),
 	}}
 	before := emu.Stats()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -66,12 +87,7 @@ func TestRunCommandsRetriedRunsEachCommandOnce(t *testing.T) {
 	after := emu.Stats()
 	assert.Equal(t, before.Executions+3, after.Executions, "three commands, each run once")
 	assert.Greater(t, after.IdempotentReplays, before.IdempotentReplays, "the retries re-attached")
-	val, err := env.ExecuteActivity(a.RunCommand, activities.Command{MachineID: m.MachineID, Name: "read",
-		Argv: []string{"sh", "-c", `cat "$HOME/steps"`}, KeepOutput: true})
-	require.NoError(t, err)
-	var res activities.CommandResult
-	require.NoError(t, val.Get(&res))
-	assert.Equal(t, "checkout drydock\nbuild drydock\nstart drydock\n", res.StdoutTail, "in order, once each, with the input's environment")
+	assert.Equal(t, "checkout drydock\nbuild drydock\nstart drydock\n", stepsRun(t, env, a, m.MachineID), "in order, once each, with the input's environment")
 }
 
 // A failed command stops the batch: what follows does not run, and the
@@ -79,13 +95,10 @@ func TestRunCommandsRetriedRunsEachCommandOnce(t *testing.T) {
 func TestRunCommandsStopsAtTheFirstFailure(t *testing.T) {
 	_, env, a := machinesEnv(t)
 	m := createMachine(t, env, a)
-	step := func(name, script string) activities.Command {
-		return activities.Command{Name: name, Argv: []string{"sh", "-c", script}}
-	}
 	_, err := env.ExecuteActivity(a.RunCommands, activities.CommandsInput{MachineID: m.MachineID, Commands: []activities.Command{
-		step("checkout", `echo checkout >> "$HOME/steps"`),
-		step("build[0] compile", `echo 'error: boom' >&2; exit 3`),
-		step("start app", `echo start >> "$HOME/steps"`),
+		shStep("checkout", `echo checkout >> "$HOME/steps"`),
+		shStep("build[0] compile", `echo 'error: boom' >&2; exit 3`),
+		shStep("start app", `echo start >> "$HOME/steps"`),
 	}})
 	var ae *temporal.ApplicationError
 	require.True(t, errors.As(err, &ae), "%v", err)
@@ -97,11 +110,7 @@ func TestRunCommandsStopsAtTheFirstFailure(t *testing.T) {
 	assert.EqualValues(t, 3, res.ExitCode)
 	assert.Equal(t, "error: boom\n", res.StderrTail)
 
-	val, err := env.ExecuteActivity(a.RunCommand, activities.Command{MachineID: m.MachineID, Name: "read",
-		Argv: []string{"sh", "-c", `cat "$HOME/steps"`}, KeepOutput: true})
-	require.NoError(t, err)
-	require.NoError(t, val.Get(&res))
-	assert.Equal(t, "checkout\n", res.StdoutTail, "the start after the failed build never ran")
+	assert.Equal(t, "checkout\n", stepsRun(t, env, a, m.MachineID), "the start after the failed build never ran")
 }
 
 // Bad input gets a clear error and runs nothing.
@@ -137,14 +146,10 @@ func TestRunCommandsOutliveAWorkerStop(t *testing.T) {
 		require.NoError(t, w.Start())
 		return w
 	}
-	var suite testsuite.WorkflowTestSuite
-	env := suite.NewTestActivityEnvironment()
-	a := &activities.Machines{Client: c}
-	env.RegisterActivity(a)
-	m := createMachine(t, env, a)
+	env, a, m := machineOn(t, c)
 	in := activities.CommandsInput{MachineID: m.MachineID, Commands: []activities.Command{
-		{Name: "build", Argv: []string{"sh", "-c", `sleep 3; echo built >> "$HOME/steps"`}},
-		{Name: "start", Argv: []string{"sh", "-c", `echo started >> "$HOME/steps"`}},
+		shStep("build", `sleep 3; echo built >> "$HOME/steps"`),
+		shStep("start", `echo started >> "$HOME/steps"`),
 	}}
 
 	first := newWorker()
@@ -160,10 +165,5 @@ func TestRunCommandsOutliveAWorkerStop(t *testing.T) {
 
 	require.NoError(t, run.Get(ctx, nil), "the deploy's commands succeed")
 	assert.Equal(t, before+2, emu.Stats().Executions, "the build ran once, then the start")
-	val, err := env.ExecuteActivity(a.RunCommand, activities.Command{MachineID: m.MachineID, Name: "read",
-		Argv: []string{"sh", "-c", `cat "$HOME/steps"`}, KeepOutput: true})
-	require.NoError(t, err)
-	var res activities.CommandResult
-	require.NoError(t, val.Get(&res))
-	assert.Equal(t, "built\nstarted\n", res.StdoutTail)
+	assert.Equal(t, "built\nstarted\n", stepsRun(t, env, a, m.MachineID))
 }

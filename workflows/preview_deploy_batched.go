@@ -63,11 +63,7 @@ func (p *preview) announceReady(ctx workflow.Context, ev PullRequestEvent, r gh.
 // what GitHub refused is logged, and the deploy goes on.
 func (p *preview) deployReport(ctx workflow.Context, summary string, in activities.DeployReportInput) activities.DeployReportResult {
 	var res activities.DeployReportResult
-	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
-		Summary:             summary,
-		StartToCloseTimeout: time.Minute, // up to three GitHub calls per part
-		RetryPolicy:         &temporal.RetryPolicy{InitialInterval: time.Second, MaximumInterval: 30 * time.Second, MaximumAttempts: 5},
-	})
+	actx := workflow.WithStartToCloseTimeout(reportCtx(ctx, summary), time.Minute) // up to three GitHub calls per part
 	if err := workflow.ExecuteActivity(actx, githubActs.DeployReport, in).Get(ctx, &res); err != nil {
 		workflow.GetLogger(ctx).Warn("GitHub not told", "what", summary, "error", err)
 		return activities.DeployReportResult{}

@@ -148,9 +148,7 @@ func (p *preview) deploymentStatus(state, description string) activities.Deploym
 // flight). Reporting is best effort: GitHub being down must not fail or
 // block a preview.
 func (p *preview) report(ctx workflow.Context, r gh.Report) {
-	if p.awakeReporting {
-		_ = workflow.Await(ctx, func() bool { return !p.awakeReporting })
-	}
+	p.awaitAwakeReport(ctx)
 	p.sendReport(ctx, r)
 }
 

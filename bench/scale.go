@@ -93,6 +93,10 @@ func scaleBench(ctx context.Context, e *Env) ([]Row, error) {
 		return nil, err
 	}
 	s.installOwners(n, scaleSpec(app))
+	if s.bare, err = startScaleBare(ctx, h.TC, scaleBase); err != nil {
+		return nil, err
+	}
+	defer s.bare.stop()
 	if err := s.baseline(ctx); err != nil {
 		return nil, err
 	}
@@ -291,6 +295,7 @@ type scaleRun struct {
 	e     *Env
 	app   string // the app binary the machines run
 	syncs int    // synchronize deliveries per burst
+	bare  *scaleBare
 	// base is the baseline: scaleBase previews open.
 	base struct {
 		rss, temporal int64 // KiB

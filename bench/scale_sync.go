@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -28,10 +29,13 @@ type syncSent struct {
 // were refused or never handled, where the time went, and the CPU the
 // stack used meanwhile.
 type syncResult struct {
-	lat    *harness.Samples
-	bad    int
-	stages *syncStages
-	cpu    burstCPU
+	lat *harness.Samples
+	bad int
+	// bare and bareBad are the same for the floor's bare signals.
+	bare    *harness.Samples
+	bareBad int
+	stages  *syncStages
+	cpu     burstCPU
 }
 
 // syncBurst sends count synchronize deliveries (each a new head for a
@@ -45,22 +49,24 @@ func (s *scaleRun) syncBurst(ctx context.Context, tag string, upTo, count int) (
 	}
 	s.quiet = s.quiesce(ctx, tag)
 	cpu0 := s.burstCPU()
-	sent, refused, err := s.sendSyncs(ctx, ps)
+	sent, bare, refused, err := s.sendSyncs(ctx, tag, ps)
 	if err != nil {
 		return nil, err
 	}
-	handled, err := s.awaitHandled(ctx, sent)
+	handled, err := s.awaitHandled(ctx, append(slices.Clone(sent), bare...))
 	if err != nil {
 		return nil, err
 	}
 	r := &syncResult{cpu: s.burstCPU().since(cpu0)}
 	r.lat, r.bad = syncLatencies(sent, handled, refused)
+	r.bare, r.bareBad = syncLatencies(bare, handled, notSent(bare))
 	if r.lat.Len() == 0 {
 		return nil, fmt.Errorf("no synchronize delivery was handled (%d refused)", refused)
 	}
 	r.stages = stagesOf(sent, handled)
 	s.e.Log.Info("synchronize burst", append([]any{"previews_open", upTo, "deliveries", count, "p50", r.lat.Quantile(0.5),
-		"p99", r.lat.Quantile(0.99), "bad", r.bad}, append(r.stages.logFields(), r.cpu.logFields()...)...)...)
+		"p99", r.lat.Quantile(0.99), "bad", r.bad,
+		"bare_p50", r.bare.Quantile(0.5), "bare_p99", r.bare.Quantile(0.99), "bare_bad", r.bareBad}, append(r.stages.logFields(), r.cpu.logFields()...)...)...)
 	return r, nil
 }
 
@@ -99,20 +105,18 @@ func (s *scaleRun) prepareSyncs(tag string, upTo, count int) ([]syncPrepared, er
 }
 
 // sendSyncs sends the prepared deliveries at scaleSyncRate, each in its
-// own goroutine, and returns when each was sent and how many were refused.
-func (s *scaleRun) sendSyncs(ctx context.Context, ps []syncPrepared) ([]syncSent, int64, error) {
-	sent := make([]syncSent, len(ps))
+// own goroutine, and halfway between each two a bare workflow's signal
+// (the floor, scale_bare.go); it returns when each was sent and how many
+// deliveries were refused.
+func (s *scaleRun) sendSyncs(ctx context.Context, tag string, ps []syncPrepared) (sent, bare []syncSent, refused int64, err error) {
+	sent, bare = make([]syncSent, len(ps)), make([]syncSent, len(ps))
 	var wg sync.WaitGroup
-	var refused atomic.Int64
+	var nrefused atomic.Int64
 	interval := time.Second / scaleSyncRate
 	start := time.Now()
 	for i, p := range ps {
-		if wait := time.Until(start.Add(time.Duration(i) * interval)); wait > 0 {
-			select {
-			case <-ctx.Done():
-				return nil, 0, ctx.Err()
-			case <-time.After(wait):
-			}
+		if err := sleepUntil(ctx, start.Add(time.Duration(i)*interval)); err != nil {
+			return nil, nil, 0, err
 		}
 		wg.Add(1)
 		go func() {
@@ -121,13 +125,31 @@ func (s *scaleRun) sendSyncs(ctx context.Context, ps []syncPrepared) ([]syncSent
 			code, err := s.h.Deliver(ctx, "pull_request", p.id, p.body)
 			ok := err == nil && code == http.StatusAccepted
 			if !ok {
-				refused.Add(1)
+				nrefused.Add(1)
 			}
 			sent[i] = syncSent{wid: p.wid, delivery: p.id, sent: at, ok: ok}
 		}()
+		if err := sleepUntil(ctx, start.Add(time.Duration(i)*interval+interval/2)); err != nil {
+			return nil, nil, 0, err
+		}
+		s.bare.signal(ctx, &wg, tag, i, &bare[i])
 	}
 	wg.Wait()
-	return sent, refused.Load(), nil
+	return sent, bare, nrefused.Load(), nil
+}
+
+// sleepUntil waits until t, or ctx is done.
+func sleepUntil(ctx context.Context, t time.Time) error {
+	wait := time.Until(t)
+	if wait <= 0 {
+		return nil
+	}
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(wait):
+		return nil
+	}
 }
 
 // awaitHandled reads the handling times of the accepted deliveries from
@@ -151,6 +173,17 @@ func (s *scaleRun) awaitHandled(ctx context.Context, sent []syncSent) (map[strin
 		case <-time.After(time.Second):
 		}
 	}
+}
+
+// notSent counts the signals that could not be sent.
+func notSent(sent []syncSent) int64 {
+	var n int64
+	for _, x := range sent {
+		if !x.ok {
+			n++
+		}
+	}
+	return n
 }
 
 // syncMissing is the set of workflows with an accepted delivery not yet

@@ -24,10 +24,11 @@ import (
 // about a pull request or job never seen before (fresh PR numbers, job IDs
 // and delivery IDs), so each one is a real new workflow start.
 type intakeGen struct {
-	h    *harness.Harness
-	bare *bareClient
-	pool *pools.Pool
-	next atomic.Int64
+	h     *harness.Harness
+	bare  *bareClient
+	relay *intakeRelay
+	pool  *pools.Pool
+	next  atomic.Int64
 
 	mu                        sync.Mutex
 	sent, failed, rawFailed   map[string]int
@@ -163,17 +164,21 @@ func (g *intakeGen) workflowJob(id int64) (delivery, error) {
 }
 
 // intakeSide is what a delivery goes through: the webhook server, the SDK
-// client's same call (the raw baseline), or the same start as a bare gRPC
-// request (the floor).
+// client's same call (the raw baseline), the same start as a bare gRPC
+// request (the CPU's floor), or the raw call behind a bare HTTP hop (the
+// rate's floor, intake_relay.go).
 type intakeSide int
 
 const (
 	sideWebhook intakeSide = iota
 	sideRaw
 	sideBare
+	sideRelay
 )
 
-func (s intakeSide) String() string { return [...]string{"webhook", "raw", "bare gRPC"}[s] }
+func (s intakeSide) String() string {
+	return [...]string{"webhook", "raw", "bare gRPC", "HTTP relay"}[s]
+}
 
 // send makes one delivery through side, with the intake's own 5 s
 // Temporal timeout for the calls, and reports whether it was accepted.
@@ -186,6 +191,16 @@ func (g *intakeGen) send(ctx context.Context, d delivery, side intakeSide) bool 
 			why = fmt.Sprintf("HTTP %d %v", code, err)
 		}
 		g.count(d.event, true, ok, why)
+		return ok
+	}
+	if side == sideRelay {
+		code, err := g.relay.deliver(ctx, d)
+		ok := err == nil && code == http.StatusAccepted
+		why := ""
+		if !ok {
+			why = fmt.Sprintf("%s: HTTP %d %v", side, code, err)
+		}
+		g.count(d.event, false, ok, why)
 		return ok
 	}
 	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)

@@ -183,24 +183,20 @@ func (s intakeSide) String() string {
 // send makes one delivery through side, with the intake's own 5 s
 // Temporal timeout for the calls, and reports whether it was accepted.
 func (g *intakeGen) send(ctx context.Context, d delivery, side intakeSide) bool {
-	if side == sideWebhook {
-		code, err := g.h.DeliverSigned(ctx, d.event, d.id, d.body, d.sig)
-		ok := err == nil && code == http.StatusAccepted
-		why := ""
-		if !ok {
-			why = fmt.Sprintf("HTTP %d %v", code, err)
+	if side == sideWebhook || side == sideRelay {
+		var code int
+		var err error
+		if side == sideWebhook {
+			code, err = g.h.DeliverSigned(ctx, d.event, d.id, d.body, d.sig)
+		} else {
+			code, err = g.relay.deliver(ctx, d)
 		}
-		g.count(d.event, true, ok, why)
-		return ok
-	}
-	if side == sideRelay {
-		code, err := g.relay.deliver(ctx, d)
 		ok := err == nil && code == http.StatusAccepted
 		why := ""
 		if !ok {
 			why = fmt.Sprintf("%s: HTTP %d %v", side, code, err)
 		}
-		g.count(d.event, false, ok, why)
+		g.count(d.event, side == sideWebhook, ok, why)
 		return ok
 	}
 	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)

@@ -1,9 +1,7 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"errors"
 	"io"
 	"net"
 	"net/http"
@@ -11,6 +9,8 @@ import (
 	"time"
 
 	"go.temporal.io/sdk/client"
+
+	"github.com/drydock-dev/drydock/internal/testing/harness"
 )
 
 // intakeRelay is the intake's floor for the rate: an HTTP server in this
@@ -65,25 +65,7 @@ func (r *intakeRelay) serve(w http.ResponseWriter, req *http.Request) {
 // deliver sends d to the relay as GitHub sends it to the webhook (the same
 // body and headers) and returns the relay's status.
 func (r *intakeRelay) deliver(ctx context.Context, d delivery) (int, error) {
-	if d.raw == nil {
-		return 0, errors.New("relay: the delivery has no raw call")
-	}
 	r.calls.Store(d.id, d.raw)
-	defer r.calls.Delete(d.id)
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, r.url, bytes.NewReader(d.body))
-	if err != nil {
-		return 0, err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("User-Agent", "GitHub-Hookshot/harness")
-	req.Header.Set("X-GitHub-Event", d.event)
-	req.Header.Set("X-GitHub-Delivery", d.id)
-	req.Header.Set("X-Hub-Signature-256", d.sig)
-	resp, err := r.http.Do(req)
-	if err != nil {
-		return 0, err
-	}
-	_, _ = io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
-	return resp.StatusCode, nil
+	defer r.calls.Delete(d.id) // when the relay never got it
+	return harness.PostDelivery(ctx, r.http, r.url, d.event, d.id, d.body, d.sig)
 }

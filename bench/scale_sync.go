@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"slices"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	enumspb "go.temporal.io/api/enums/v1"
@@ -49,10 +48,11 @@ func (s *scaleRun) syncBurst(ctx context.Context, tag string, upTo, count int) (
 	}
 	s.quiet = s.quiesce(ctx, tag)
 	cpu0 := s.burstCPU()
-	sent, bare, refused, err := s.sendSyncs(ctx, tag, ps)
+	sent, bare, err := s.sendSyncs(ctx, tag, ps)
 	if err != nil {
 		return nil, err
 	}
+	refused := notSent(sent)
 	handled, err := s.awaitHandled(ctx, append(slices.Clone(sent), bare...))
 	if err != nil {
 		return nil, err
@@ -106,17 +106,16 @@ func (s *scaleRun) prepareSyncs(tag string, upTo, count int) ([]syncPrepared, er
 
 // sendSyncs sends the prepared deliveries at scaleSyncRate, each in its
 // own goroutine, and halfway between each two a bare workflow's signal
-// (the floor, scale_bare.go); it returns when each was sent and how many
-// deliveries were refused.
-func (s *scaleRun) sendSyncs(ctx context.Context, tag string, ps []syncPrepared) (sent, bare []syncSent, refused int64, err error) {
+// (the floor, scale_bare.go); it returns when each was sent and whether
+// it was accepted.
+func (s *scaleRun) sendSyncs(ctx context.Context, tag string, ps []syncPrepared) (sent, bare []syncSent, err error) {
 	sent, bare = make([]syncSent, len(ps)), make([]syncSent, len(ps))
 	var wg sync.WaitGroup
-	var nrefused atomic.Int64
 	interval := time.Second / scaleSyncRate
 	start := time.Now()
 	for i, p := range ps {
 		if err := sleepUntil(ctx, start.Add(time.Duration(i)*interval)); err != nil {
-			return nil, nil, 0, err
+			return nil, nil, err
 		}
 		wg.Add(1)
 		go func() {
@@ -124,18 +123,15 @@ func (s *scaleRun) sendSyncs(ctx context.Context, tag string, ps []syncPrepared)
 			at := time.Now()
 			code, err := s.h.Deliver(ctx, "pull_request", p.id, p.body)
 			ok := err == nil && code == http.StatusAccepted
-			if !ok {
-				nrefused.Add(1)
-			}
 			sent[i] = syncSent{wid: p.wid, delivery: p.id, sent: at, ok: ok}
 		}()
 		if err := sleepUntil(ctx, start.Add(time.Duration(i)*interval+interval/2)); err != nil {
-			return nil, nil, 0, err
+			return nil, nil, err
 		}
 		s.bare.signal(ctx, &wg, tag, i, &bare[i])
 	}
 	wg.Wait()
-	return sent, bare, nrefused.Load(), nil
+	return sent, bare, nil
 }
 
 // sleepUntil waits until t, or ctx is done.
@@ -175,7 +171,7 @@ func (s *scaleRun) awaitHandled(ctx context.Context, sent []syncSent) (map[strin
 	}
 }
 
-// notSent counts the signals that could not be sent.
+// notSent counts the deliveries refused or signals that could not be sent.
 func notSent(sent []syncSent) int64 {
 	var n int64
 	for _, x := range sent {

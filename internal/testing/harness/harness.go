@@ -176,7 +176,18 @@ func (h *Harness) Deliver(ctx context.Context, event, delivery string, body []by
 // prepares its deliveries outside its timed loop: signing is GitHub's work.
 func (h *Harness) DeliverSigned(ctx context.Context, event, delivery string, body []byte, signature string) (int, error) {
 	replica := next(&h.rrWebhook, len(h.WebhookURLs))
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, h.WebhookURLs[replica]+"/webhooks/github", bytes.NewReader(body))
+	code, err := PostDelivery(ctx, h.http, h.WebhookURLs[replica]+"/webhooks/github", event, delivery, body, signature)
+	if err == nil && code < 300 {
+		h.accepted[replica].Add(1)
+	}
+	return code, err
+}
+
+// PostDelivery POSTs a signed delivery to url with hc, with the headers
+// GitHub sends, and returns the answer's status (its body read and
+// dropped).
+func PostDelivery(ctx context.Context, hc *http.Client, url, event, delivery string, body []byte, signature string) (int, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
 	if err != nil {
 		return 0, err
 	}
@@ -185,15 +196,12 @@ func (h *Harness) DeliverSigned(ctx context.Context, event, delivery string, bod
 	req.Header.Set("X-GitHub-Event", event)
 	req.Header.Set("X-GitHub-Delivery", delivery)
 	req.Header.Set("X-Hub-Signature-256", signature)
-	resp, err := h.http.Do(req)
+	resp, err := hc.Do(req)
 	if err != nil {
 		return 0, err
 	}
 	_, _ = io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()
-	if resp.StatusCode < 300 {
-		h.accepted[replica].Add(1)
-	}
 	return resp.StatusCode, nil
 }
 
